@@ -1,0 +1,51 @@
+# The two commands in the README: `make serve` and `make test`.
+# Each one creates what it needs (a local .venv; Chromium for the browser tests).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export NO_MKDOCS_2_WARNING := 1
+
+.PHONY: serve test build check site bench bench-quick chromium
+
+$(VENV)/.docs-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.docs-installed
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+## serve: regenerate code and pages, then serve the site on http://127.0.0.1:8000
+serve: $(VENV)/.docs-installed
+	$(PY) -m derive build
+	$(PY) -m mkdocs serve -a 127.0.0.1:8000
+
+## test: the whole test suite, browser tests included
+test: $(VENV)/.test-installed chromium
+	$(PY) -m derive check
+	$(PY) -m pytest
+
+## site: build the static site into site/ (what CI checks with --strict)
+site: $(VENV)/.docs-installed
+	$(PY) -m derive build
+	$(PY) -m mkdocs build --strict
+
+build: $(VENV)/.docs-installed
+	$(PY) -m derive build
+
+check: $(VENV)/.docs-installed
+	$(PY) -m derive check
+
+bench: $(VENV)/.test-installed
+	$(PY) -m derive.bench
+
+bench-quick: $(VENV)/.test-installed
+	$(PY) -m derive.bench --quick
+
+# Debian's Chromium for the browser tests (Playwright's own download cannot work here).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium missing: run 'sudo apt-get install -y chromium' (the browser tests are skipped without it)"; fi; }
