@@ -1,0 +1,136 @@
+"""Kernels to Python functions: the lines of each function, printed by ArrayPrinter.
+
+Returns plain data (names, docstrings, lines of code) for the module template;
+nothing here touches files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+from derive.printing import ArrayPrinter, latex
+from derive.steps import Derivation, Kernel
+
+# Model bases whose Python name differs: S is the softmax *output* `s`.
+PYTHON_NAMES = {"S": "s"}
+
+
+@dataclass(frozen=True)
+class GeneratedFunction:
+    name: str
+    signature: str
+    docstring: str
+    lines: tuple[str, ...]
+    calls: tuple[str, ...]  # other generated functions it calls
+
+
+def _python_name(base: sp.Basic) -> str:
+    label = str(base.label if isinstance(base, sp.IndexedBase) else base)
+    return PYTHON_NAMES.get(label, label)
+
+
+def _shape_spec(axes: tuple[str, ...], batched: bool) -> str:
+    parts = (["..."] if batched else []) + list(axes)
+    return "(" + ", ".join(parts) + (",)" if len(parts) == 1 else ")")
+
+
+def _names_in(expr: sp.Basic) -> set[str]:
+    bases = {_python_name(b) for b in expr.atoms(sp.IndexedBase)}
+    return bases | {_python_name(s) for s in expr.atoms(sp.Symbol)}
+
+
+def _calls_in(expr: sp.Basic) -> list[str]:
+    return sorted({type(f).__name__ for f in expr.atoms(AppliedUndef)})
+
+
+def _docstring(kernel: Kernel) -> str:
+    lhs = kernel.returns.target
+    rhs = kernel.math if kernel.math is not None else kernel.returns.expression
+    lines = [kernel.summary, "", f"$$ {latex(lhs)} = {latex(rhs)} $$", "", "Args:"]
+    for p in kernel.params:
+        lines.append(f"    {p.name}: {p.doc}, shape {_shape_spec(p.axes, p.batched)}.")
+    lines += ["", "Returns:", f"    {kernel.returns_doc}."]
+    if kernel.notes:
+        lines += ["", kernel.notes]
+    return "\n".join(lines)
+
+
+def generate_function(kernel: Kernel) -> GeneratedFunction:
+    """The source lines of one kernel's function."""
+    names = {str(p.base.label): p.name for p in kernel.params}
+    names.update(PYTHON_NAMES)
+    params = ", ".join(p.name for p in kernel.params)
+    specs = ", ".join(f'{p.name}=({p.name}, "{_shape_spec(p.axes, p.batched)}")' for p in kernel.params)
+    lines = [f"xp = namespace({params})", f"{params}, = prepare(xp, {specs})" if len(kernel.params) == 1
+             else f"{params} = prepare(xp, {specs})"]
+
+    expressions = [a.expression for a in kernel.body] + [kernel.returns.expression]
+    deltas = set().union(*(e.atoms(sp.KroneckerDelta) for e in expressions))
+    needed_sizes = {str(d.args[0].upper) for d in deltas}
+    batched = {p.name for p in kernel.params if p.batched}
+    if kernel.flatten_batch:
+        needed_sizes |= {axis for p in kernel.params if p.batched for axis in p.axes}
+    for size in sorted(needed_sizes):
+        (owner, position) = next(
+            (p, p.axes.index(size) - len(p.axes)) for p in kernel.params if size in p.axes
+        )
+        lines.append(f"{size} = {owner.name}.shape[{position}]")
+    if kernel.flatten_batch:
+        for p in kernel.params:
+            if p.batched:
+                lines.append(f"{p.name} = xp.reshape({p.name}, (-1, {', '.join(p.axes)}))")
+        first = next(p for p in kernel.params if p.batched)
+        lines.append(f"B = {first.name}.shape[0]  # samples in the batch")
+        batched = set()
+    if deltas:
+        floats = ", ".join(p.name for p in kernel.params)
+        lines.append(f"dtype = xp.result_type({floats})")
+
+    calls: list[str] = []
+    for assign in kernel.body:
+        printer = ArrayPrinter(axes=assign.indices, names=names, batched=batched)
+        target = _python_name(assign.target)
+        lines.append(f"{target} = {printer.doprint(assign.expression)}")
+        if _names_in(assign.expression) & batched or _calls_in(assign.expression):
+            if not kernel.flatten_batch:
+                batched.add(target)
+        calls += _calls_in(assign.expression)
+    printer = ArrayPrinter(axes=kernel.returns.indices, names=names, batched=batched)
+    lines.append(f"return {printer.doprint(kernel.returns.expression)}")
+    calls += _calls_in(kernel.returns.expression)
+    return GeneratedFunction(
+        name=kernel.name,
+        signature=params,
+        docstring=_docstring(kernel),
+        lines=tuple(lines),
+        calls=tuple(dict.fromkeys(c for call in calls for c in [call])),
+    )
+
+
+def generate_module(derivation: Derivation, owner_of: dict[str, str]) -> dict:
+    """The template context of one generated module.
+
+    ``owner_of`` maps every kernel name to the derivation (module) defining it,
+    so calls into other modules become imports.
+    """
+    functions = [generate_function(k) for k in derivation.kernels]
+    local = {f.name for f in functions}
+    imports: dict[str, list[str]] = {}
+    for f in functions:
+        for call in f.calls:
+            if call in local:
+                continue
+            if call not in owner_of:
+                raise KeyError(f"{derivation.name}.{f.name} calls {call}, which no derivation defines")
+            imports.setdefault(owner_of[call], []).append(call)
+    return {
+        "derivation": derivation,
+        "functions": functions,
+        "imports": [
+            f"from derive.generated.{module} import {', '.join(sorted(set(names)))}"
+            for module, names in sorted(imports.items())
+        ],
+    }

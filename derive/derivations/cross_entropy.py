@@ -1,0 +1,186 @@
+"""Part 3: the cross-entropy loss XE = −Σ y log S, differentiated with respect to W."""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import Derivative, Matrix, Sum
+
+from derive.derivations.layer_jacobian import derive as derive_layer
+from derive.model import C, S, W, class_index, cross_entropy, input_index, x, y
+from derive.steps import Assign, Definition, Derivation, Example, Identity, Kernel, Param, Step
+from derive.sympy_tools import evaluate, pull_out_of_sums, sums_of
+
+
+def explicit_chain_rule(n_inputs: int, n_classes: int) -> tuple[Matrix, Matrix]:
+    """DXE · DS · DZ with explicit matrices, and the shortcut (S_c − y_c)x_j.
+
+    The one-hot fact is imposed by writing the last label as 1 − Σ of the
+    others; both sides are functions of independent logits z.
+    """
+    xs = Matrix(sp.symbols(f"x_0:{n_inputs}", real=True))
+    Ws = Matrix(n_inputs, n_classes, lambda j, c: sp.Symbol(f"W_{j}_{c}", real=True))
+    logits = Matrix(sp.symbols(f"z_0:{n_classes}", real=True))
+    free_labels = list(sp.symbols(f"y_0:{n_classes - 1}", real=True))
+    labels = Matrix(free_labels + [1 - sum(free_labels)])
+    probability_symbols = Matrix(sp.symbols(f"S_0:{n_classes}", positive=True))
+    loss = -sum(labels[c] * sp.log(probability_symbols[c]) for c in range(n_classes))
+    exps = logits.applyfunc(sp.exp)
+    probabilities = exps / sum(exps)
+    dxe_ds = Matrix([loss]).jacobian(probability_symbols).subs(
+        dict(zip(probability_symbols, probabilities))
+    )
+    ds_dz = probabilities.jacobian(logits)
+    dz_dw = (Ws.T * xs).jacobian(list(Ws.T))  # weights class-major
+    shortcut = Matrix(
+        1,
+        n_inputs * n_classes,
+        lambda _, w: (probabilities[w // n_inputs] - labels[w // n_inputs]) * xs[w % n_inputs],
+    )
+    return dxe_ds * ds_dz * dz_dw, shortcut
+
+
+def derive():
+    t, c = class_index("t"), class_index("c")  # the loss sums over i
+    j = input_index("j")
+    layer = derive_layer()
+    (layer_identity,) = layer.identities
+    ds_dw = layer_identity.shortcut  # S_t(δ_tc − S_c)x_j
+
+    loss = cross_entropy()
+    XE = sp.Symbol("XE")
+    dxe_ds = evaluate(sp.diff(loss, S[t]))
+    chain = Sum(Derivative(XE, S[t]) * Derivative(S[t], W[j, c]), (t, 1, C))
+    chain_substituted = Sum(dxe_ds * ds_dw, (t, 1, C))
+    collapsed = pull_out_of_sums(evaluate(chain_substituted))
+    (labels_total,) = sums_of(y, collapsed)
+    one_hot = {labels_total: sp.Integer(1)}
+    shortcut = sp.factor(collapsed.xreplace(one_hot))
+
+    B = sp.Symbol("B", integer=True, positive=True)
+    b = sp.Idx("b", (1, B))
+    X, P, Y = sp.IndexedBase("x"), sp.IndexedBase("S"), sp.IndexedBase("y")
+    per_sample = shortcut.xreplace({S[c]: P[b, c], y[c]: Y[b, c], x[j]: X[b, j]})
+    batch_mean = Sum(per_sample, (b, 1, B)) / B
+
+    steps = (
+        Step(
+            "Derivative of the loss",
+            "Only the term i = t of the sum contains S_t; d(log S)/dS = 1/S.",
+            Derivative(loss, S[t]),
+            dxe_ds,
+        ),
+        Step(
+            "Chain rule",
+            "W reaches the loss through every output S_t.",
+            Derivative(XE, W[j, c]),
+            chain,
+        ),
+        Step(
+            "Substitute the two Jacobians",
+            "∂XE/∂S_t from the first step, ∂S_t/∂W_jc from the layer page.",
+            chain,
+            chain_substituted,
+        ),
+        Step(
+            "Collapse the sum",
+            "S_t cancels; the delta keeps the term t = c; factors without t leave the sum.",
+            chain_substituted,
+            collapsed,
+        ),
+        Step(
+            "One-hot labels: Σ y = 1",
+            "y is one-hot, so its entries add up to 1. SymPy cannot know this; "
+            "it is supplied here, and only here.",
+            collapsed,
+            shortcut,
+        ),
+        Step(
+            "Mean over a batch",
+            "The loss of a batch of B samples is the mean of theirs; the derivative of a "
+            "mean is the mean of the derivatives, each with its own x, S and y.",
+            Derivative(Sum(sp.Function("XE")(b), (b, 1, B)) / B, W[j, c]),
+            batch_mean,
+        ),
+    )
+    identities = (
+        Identity(
+            "cross_entropy_weight_grad",
+            "The chain-rule product Σ_t ∂XE/∂S_t ∂S_t/∂W_jc equals the shortcut "
+            "(S_c − y_c)x_j, given Σ y = 1.",
+            long=chain_substituted,
+            shortcut=shortcut,
+            assumptions=one_hot,
+            explicit=explicit_chain_rule,
+        ),
+    )
+    error = sp.IndexedBase("error")
+    (sum_over_batch,) = batch_mean.atoms(Sum)
+    kernels = (
+        Kernel(
+            name="cross_entropy",
+            summary="The categorical cross-entropy of probabilities s against one-hot labels y.",
+            params=(
+                Param("s", S, ("C",), doc="probabilities, e.g. the output of `softmax`"),
+                Param("y", y, ("C",), doc="one-hot labels"),
+            ),
+            body=(),
+            returns=Assign(XE, (), loss),
+            returns_doc="the loss of each sample, shape (...)",
+        ),
+        Kernel(
+            name="cross_entropy_grad",
+            summary="∂XE/∂S_t, the derivative of the cross-entropy with respect to the probabilities.",
+            params=(
+                Param("s", S, ("C",), doc="probabilities"),
+                Param("y", y, ("C",), doc="one-hot labels"),
+            ),
+            body=(),
+            returns=Assign(Derivative(XE, S[t]), (t,), dxe_ds),
+            returns_doc="shape (..., C): the posts' `xe_dir(y, S)`",
+        ),
+        Kernel(
+            name="weight_grad",
+            summary="The gradient of the mean cross-entropy with respect to W, laid out like W.",
+            params=(
+                Param("x", X, ("D",), doc="inputs: one sample (D,) or a batch (..., D)"),
+                Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
+                Param("y", Y, ("C",), doc="one-hot labels, with the batch shape of x"),
+            ),
+            body=(
+                Assign(P, (b, c), sp.Function("softmax")(sp.Function("summation")(X, W))),
+                Assign(error, (b, c), P[b, c] - Y[b, c]),
+            ),
+            returns=Assign(
+                Derivative(XE, W[j, c]),
+                (j, c),
+                sum_over_batch.xreplace({sum_over_batch.function: X[b, j] * error[b, c]}) / B,
+            ),
+            math=batch_mean,
+            returns_doc="shape (D, C), like W; the posts' class-major vector is "
+            "`weight_grad(x, W, y).T.ravel()`",
+            flatten_batch=True,
+        ),
+    )
+    return Derivation(
+        name="cross_entropy",
+        title="The cross-entropy gradient",
+        summary="How the loss XE = −Σ y log S of the layer changes with each weight (Part 3).",
+        definitions=(Definition(XE, loss, "y one-hot: y_i = 1 for the true class"),),
+        steps=steps,
+        identities=identities,
+        kernels=kernels,
+        examples=(
+            Example("XE for class 3", "cross_entropy(softmax(summation(posts.X, posts.W)), posts.Y)",
+                    "PART3_XE"),
+            Example("DXE = xe_dir(y, S)",
+                    "cross_entropy_grad(softmax(summation(posts.X, posts.W)), posts.Y)", "PART3_DXE"),
+            Example("The weight gradient, class-major", "weight_grad(posts.X, posts.W, posts.Y).T.ravel()",
+                    "PART3_WEIGHT_GRAD"),
+        ),
+        errata=(
+            "Part 3's last two matrices are the class-major gradient vector passed through "
+            "`reshape(W.shape)`: the entries do not sit where the weights they belong to sit. "
+            "Laid out like W, the gradient is the outer product of x and S − y.",
+        ),
+        uses=("layer_jacobian",),
+    )

@@ -1,0 +1,153 @@
+"""Part 2: the layer z = Wᵀx, S = softmax(z), differentiated with respect to W."""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import Derivative, KroneckerDelta, Matrix, Sum
+
+from derive.derivations.softmax_jacobian import derive as derive_softmax
+from derive.model import C, S, W, class_index, input_index, softmax, summation, x, z
+from derive.steps import Assign, Definition, Derivation, Example, Identity, Kernel, Param, Step
+from derive.sympy_tools import evaluate
+
+
+def explicit_chain_rule(n_inputs: int, n_classes: int) -> tuple[Matrix, Matrix]:
+    """DS · DZ with explicit matrices, and the shortcut S_t(δ_tc − S_c)x_j.
+
+    Both are functions of independent logits z: the identity holds for every
+    z, so in particular for z = Wᵀx.
+    """
+    xs = Matrix(sp.symbols(f"x_0:{n_inputs}", real=True))
+    Ws = Matrix(n_inputs, n_classes, lambda j, c: sp.Symbol(f"W_{j}_{c}", real=True))
+    logits = Matrix(sp.symbols(f"z_0:{n_classes}", real=True))
+    weights = list(Ws.T)  # class-major, the posts' order
+    dz_dw = (Ws.T * xs).jacobian(weights)  # (C, D*C)
+    exps = logits.applyfunc(sp.exp)
+    probabilities = exps / sum(exps)
+    ds_dz = probabilities.jacobian(logits)  # (C, C)
+    shortcut = Matrix(
+        n_classes,
+        n_inputs * n_classes,
+        lambda t, w: probabilities[t]
+        * (int(t == w // n_inputs) - probabilities[w // n_inputs])
+        * xs[w % n_inputs],
+    )
+    return ds_dz * dz_dw, shortcut
+
+
+def derive():
+    t, c, k = class_index("t"), class_index("c"), class_index("k")
+    j = input_index("j")
+    softmax_part = derive_softmax()
+    (softmax_result,) = [s.result for s in softmax_part.steps if s.title == "In terms of S"]
+    i_, j_ = sorted(softmax_result.atoms(sp.Idx), key=str)
+    ds_dz = softmax_result.subs({i_: t, j_: k}, simultaneous=True)  # ∂S_t/∂z_k
+
+    dz_dw = evaluate(sp.diff(summation(k), W[j, c]))
+    chain = Sum(Derivative(S[t], z[k]) * Derivative(z[k], W[j, c]), (k, 1, C))
+    chain_substituted = Sum(ds_dz * dz_dw, (k, 1, C))
+    shortcut = sp.factor(evaluate(chain_substituted))
+
+    steps = (
+        Step(
+            "Derivative of the summation",
+            "z_k = Σ_d W_dk x_d; only the weight W_jc with k = c appears in z_k, "
+            "multiplied by x_j.",
+            Derivative(summation(k), W[j, c]),
+            dz_dw,
+        ),
+        Step(
+            "Chain rule",
+            "W reaches S_t through every logit z_k, so the derivatives through each "
+            "z_k add up.",
+            Derivative(S[t], W[j, c]),
+            chain,
+        ),
+        Step(
+            "Substitute the two Jacobians",
+            "∂S_t/∂z_k from the softmax Jacobian page, ∂z_k/∂W_jc from the first step.",
+            chain,
+            chain_substituted,
+        ),
+        Step(
+            "Collapse the sum",
+            "The delta δ_kc keeps the single term k = c.",
+            chain_substituted,
+            shortcut,
+        ),
+        Step("Case t = c", "The delta is 1.", shortcut,
+             sp.factor(shortcut.subs(KroneckerDelta(c, t), 1).subs(t, c))),
+        Step("Case t ≠ c", "The delta is 0.", shortcut,
+             sp.factor(shortcut.subs(KroneckerDelta(c, t), 0))),
+    )
+    identities = (
+        Identity(
+            "layer_jacobian",
+            "The chain-rule product Σ_k ∂S_t/∂z_k ∂z_k/∂W_jc equals the shortcut "
+            "S_t(δ_tc − S_c)x_j.",
+            long=chain_substituted,
+            shortcut=shortcut,
+            explicit=explicit_chain_rule,
+        ),
+    )
+    kernels = (
+        Kernel(
+            name="summation",
+            summary="The weighted sums z = Wᵀx of a layer with weights W of shape (D, C).",
+            params=(
+                Param("x", x, ("D",), doc="inputs"),
+                Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
+            ),
+            body=(),
+            returns=Assign(z, (c,), summation(c)),
+            returns_doc="logits, shape (..., C)",
+        ),
+        Kernel(
+            name="summation_jacobian",
+            summary="∂z_k/∂W_jc for z = Wᵀx: entry [k, j, c].",
+            params=(
+                Param("x", x, ("D",), doc="inputs"),
+                Param("W", W, ("D", "C"), batched=False, doc="weights (only their shape is used)"),
+            ),
+            body=(),
+            returns=Assign(Derivative(z[k], W[j, c]), (k, j, c), dz_dw),
+            returns_doc="shape (..., C, D, C); the posts' DZ is its transpose flattened "
+            "class-major: `summation_jacobian(x, W).reshape(C, D * C).T`",
+        ),
+        Kernel(
+            name="layer_jacobian",
+            summary="∂S_t/∂W_jc for S = softmax(Wᵀx): entry [t, j, c].",
+            params=(
+                Param("x", x, ("D",), doc="inputs"),
+                Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
+            ),
+            body=(Assign(S, (t,), sp.Function("softmax")(sp.Function("summation")(x, W))),),
+            returns=Assign(Derivative(S[t], W[j, c]), (t, j, c), shortcut),
+            returns_doc="shape (..., C, D, C); the posts' DL (C, C·D) is "
+            "`layer_jacobian(x, W).reshape(C, D * C)`, weights class-major",
+        ),
+    )
+    return Derivation(
+        name="layer_jacobian",
+        title="The softmax layer's Jacobian",
+        summary="How each output S_t of the layer S = softmax(Wᵀx) changes with each weight W_jc (Part 2).",
+        definitions=(
+            Definition(z[k], summation(k), "the weighted sum for class k: z = Wᵀx"),
+            Definition(S[t], softmax(t), "the softmax of the logits"),
+        ),
+        steps=steps,
+        identities=identities,
+        kernels=kernels,
+        examples=(
+            Example("The hypothesis h = softmax(Wᵀx)", "softmax(summation(posts.X, posts.W))", "PART3_S"),
+            Example("DZ, transposed and flattened class-major",
+                    "summation_jacobian(posts.X, posts.W).reshape(5, 15).T", "PART2_DZ"),
+            Example("DL = DS · DZᵀ", "layer_jacobian(posts.X, posts.W).reshape(5, 15)",
+                    "PART2_DL_SHORTCUT"),
+        ),
+        errata=(
+            "Part 2's long product prints `0.0810` once where the shortcut version, "
+            "computing the same entry, prints `0.08105`: one digit was lost.",
+        ),
+        uses=("softmax_jacobian",),
+    )

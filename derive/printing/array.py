@@ -1,0 +1,194 @@
+"""Index-form expressions printed as broadcasting array-API code.
+
+An index-form result such as ``S[t]*(KroneckerDelta(t, c) - S[c])*x[j]`` has
+free indices; the generated function returns an array with one axis per free
+index, after any batch axes. The printer is told those axes (``(t, j, c)``)
+and places every factor on them by indexing with ``:`` and ``None``::
+
+    s[..., :, None, None] * (xp.eye(C, dtype=dtype)[:, None, :]
+                             - s[..., None, None, :]) * x[..., None, :, None]
+
+A sum over an index is printed as a reduction over one more trailing axis,
+or as ``xp.matmul`` when it contracts two arrays (Wᵀx, Xᵀ(S - Y)). Only
+array-API functions are printed (``xp.exp``, ``xp.sum``, ``xp.matmul``, ...),
+so the code runs on any library that ``array_namespace`` knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+from sympy.printing.numpy import NumPyPrinter
+
+from derive.sympy_tools import Maximum
+
+
+class UnsupportedExpression(NotImplementedError):
+    """An expression the array printer cannot place on its axes."""
+
+
+# SymPy function -> array-API function: the only elementwise functions printed.
+ARRAY_API_FUNCTIONS = {
+    "exp": "exp",
+    "log": "log",
+    "sqrt": "sqrt",
+    "Abs": "abs",
+    "tanh": "tanh",
+}
+
+
+class ArrayPrinter(NumPyPrinter):
+    """Prints one expression for a known list of result axes.
+
+    ``names`` maps model bases (``S``) to Python names (``s``); ``batched``
+    holds the Python names of arrays with leading batch axes; arrays not in it
+    (``W``) have exactly one axis per index.
+    """
+
+    _module = "xp"
+    printmethod = "_arraycode"
+
+    def __init__(
+        self,
+        axes: Iterable[sp.Idx] = (),
+        names: Mapping[str, str] | None = None,
+        batched: Iterable[str] = (),
+        dtype: str = "dtype",
+    ):
+        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": True})
+        self.known_functions = {k: f"{self._module}.{v}" for k, v in ARRAY_API_FUNCTIONS.items()}
+        self.axes = list(axes)
+        self.names = dict(names or {})
+        self.batched = set(batched)
+        self.dtype = dtype
+
+    def _print(self, expr, **kwargs) -> str:
+        if isinstance(expr, sp.Function) and not isinstance(expr, AppliedUndef):
+            name = type(expr).__name__
+            if name not in ARRAY_API_FUNCTIONS and f"_print_{name}" not in ArrayPrinter.__dict__:
+                raise UnsupportedExpression(
+                    f"{name}: not in the table of array-API functions "
+                    f"({', '.join(ARRAY_API_FUNCTIONS)})"
+                )
+        return super()._print(expr, **kwargs)
+
+    # -- names and placement ------------------------------------------------
+
+    def _name(self, label: sp.Basic) -> str:
+        name = str(label)
+        return self.names.get(name, name)
+
+    def _place(self, name: str, indices: tuple[sp.Idx, ...], batched: bool) -> str:
+        """``name`` indexed so that its axes (``indices``) sit on ``self.axes``."""
+        for index in indices:
+            if index not in self.axes:
+                raise UnsupportedExpression(
+                    f"{name}[{', '.join(map(str, indices))}]: index {index} is not one "
+                    f"of the result axes ({', '.join(map(str, self.axes)) or 'none'})"
+                )
+        positions = [self.axes.index(i) for i in indices]
+        if positions != sorted(positions) or len(set(positions)) != len(positions):
+            raise UnsupportedExpression(
+                f"{name}[{', '.join(map(str, indices))}]: its indices are not in the "
+                f"order of the result axes ({', '.join(map(str, self.axes))})"
+            )
+        selection = [":" if axis in indices else "None" for axis in self.axes]
+        if not batched:
+            while selection and selection[0] == "None":
+                selection.pop(0)  # broadcasting adds leading axes by itself
+        if all(s == ":" for s in selection) and len(selection) == len(indices):
+            return name
+        return f"{name}[{', '.join((['...'] if batched else []) + selection)}]"
+
+    # -- leaves ------------------------------------------------------------------
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        name = self._name(expr.base.label)
+        return self._place(name, expr.indices, name in self.batched)
+
+    def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
+        return self._name(expr.label)
+
+    def _print_Idx(self, expr: sp.Idx) -> str:
+        raise UnsupportedExpression(f"a bare index {expr} has no array value")
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        name = self._name(expr)
+        if name in self.batched:  # one number per sample, shape (...)
+            return self._place(name, (), batched=True)
+        return name
+
+    def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
+        first, second = sorted(expr.args, key=self.axes.index) if all(
+            a in self.axes for a in expr.args
+        ) else expr.args
+        if first.upper != second.upper:
+            raise UnsupportedExpression(f"{expr}: its indices range over different sizes")
+        eye = f"{self._module}.eye({self._print(first.upper)}, dtype={self.dtype})"
+        return self._place(eye, (first, second), batched=False)
+
+    # -- calls to other generated functions --------------------------------------
+
+    def _print_Function(self, expr: sp.Function) -> str:
+        if isinstance(expr, AppliedUndef):
+            arguments = ", ".join(self._name(a.label) if isinstance(a, sp.IndexedBase)
+                                  else self._print(a) for a in expr.args)
+            return f"{expr.func.__name__}({arguments})"
+        return super()._print_Function(expr)
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp == -1:
+            return f"1/{self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE['Pow'])}"
+        return self._hprint_Pow(expr, rational=rational, sqrt=f"{self._module}.sqrt")
+
+    # -- reductions ---------------------------------------------------------------
+
+    def _reduce(self, function: str, expr: sp.Expr) -> str:
+        (index, lower, upper), = expr.limits
+        if (lower, upper) != (index.lower, index.upper):
+            raise UnsupportedExpression(f"{expr}: only sums over an index's whole range")
+        self.axes.append(index)
+        try:
+            body = self._print(expr.function)
+        finally:
+            self.axes.pop()
+        return f"{self._module}.{function}({body}, axis=-1)"
+
+    def _print_Sum(self, expr: sp.Sum) -> str:
+        return self._contraction(expr) or self._reduce("sum", expr)
+
+    def _print_Maximum(self, expr: Maximum) -> str:
+        return self._reduce("max", expr)
+
+    def _contraction(self, expr: sp.Sum) -> str | None:
+        """Σ_k A[.., k] B[k, ..] as ``xp.matmul``, when the axes allow it."""
+        (k, _, _), = expr.limits
+        factors = sp.Mul.make_args(expr.function)
+        if len(factors) != 2 or not all(isinstance(f, sp.Indexed) for f in factors):
+            return None
+        left, right = factors
+        return self._matmul(k, left, right) or self._matmul(k, right, left)
+
+    def _matmul(self, k: sp.Idx, left: sp.Indexed, right: sp.Indexed) -> str | None:
+        """``left @ right`` contracting k, if its axes are the result axes."""
+        left_name, right_name = self._name(left.base.label), self._name(right.base.label)
+        if right_name in self.batched or len(right.indices) != 2 or k not in right.indices:
+            return None
+        (q,) = [i for i in right.indices if i != k]
+        right_code = right_name if right.indices == (k, q) else self._transpose(right_name)
+        if left.indices == (k,):  # a (batched) vector times a matrix: x @ W
+            free, left_code = [q], left_name
+        elif len(left.indices) == 2 and k in left.indices and left_name not in self.batched:
+            (p,) = [i for i in left.indices if i != k]
+            free = [p, q]
+            left_code = left_name if left.indices == (p, k) else self._transpose(left_name)
+        else:
+            return None
+        if free != self.axes:
+            return None
+        return f"{self._module}.matmul({left_code}, {right_code})"
+
+    def _transpose(self, name: str) -> str:
+        return f"{self._module}.matrix_transpose({name})"

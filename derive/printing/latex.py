@@ -1,0 +1,33 @@
+"""LaTeX for the site: SymPy's printer, with indices shown the way the posts write them."""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+
+class DeriveLatexPrinter(LatexPrinter):
+    """Prints ``Idx('j', (1, D))`` as ``j`` (not with its range) and
+    ∂S_t/∂W_jc as a fraction of the two indexed symbols."""
+
+    def _print_Idx(self, expr: sp.Idx) -> str:
+        return self._print(expr.label)
+
+    def _print_Derivative(self, expr: sp.Derivative) -> str:
+        if len(expr.variable_count) == 1 and expr.variable_count[0][1] == 1:
+            (variable, _), = expr.variable_count
+            function = self._print(expr.expr)
+            if not isinstance(expr.expr, (sp.Indexed, sp.Symbol)):
+                function = rf"\left({function}\right)"
+            return rf"\frac{{\partial {function}}}{{\partial {self._print(variable)}}}"
+        return super()._print_Derivative(expr)
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        base = self._print(expr.base)
+        indices = "".join(self._print(i) for i in expr.indices)
+        return f"{base}_{{{indices}}}"
+
+
+def latex(expr: sp.Basic, **settings) -> str:
+    """LaTeX for ``expr``; a KroneckerDelta prints as ``\\delta_{i j}``."""
+    return DeriveLatexPrinter(settings).doprint(expr)

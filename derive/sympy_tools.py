@@ -1,0 +1,112 @@
+"""Small SymPy operations the derivations need and SymPy does not provide.
+
+Each works around a pitfall recorded in GUIDE.md: ``simplify`` raising
+``StopIteration`` on un-evaluated sums of KroneckerDeltas, ``Piecewise`` range
+conditions left behind by ``doit()``, and the one-hot fact Σy = 1, which SymPy
+cannot know.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+import sympy as sp
+from sympy import Idx, Piecewise, Sum
+from sympy.concrete.expr_with_limits import ExprWithLimits
+from sympy.core.relational import Relational
+from sympy.simplify.simplify import factor_sum
+
+
+class Maximum(ExprWithLimits):
+    """``Maximum(z[k], (k, 1, C))`` is max over k of z_k, unevaluated.
+
+    Softmax is invariant to shifting every logit by the same number; shifting
+    by this maximum keeps ``exp`` from overflowing.
+    """
+
+    def _latex(self, printer) -> str:
+        (index, _, _) = self.limits[0]
+        return rf"\max_{{{printer._print(index)}}} {printer._print(self.function)}"
+
+
+def _relation_holds(relation: Relational) -> bool | None:
+    """True (False) if ``relation`` holds (fails) for every value of its indices.
+
+    Range conditions are linear in each index, so checking every corner of
+    the index ranges decides them; anything else is left undecided (None).
+    """
+    indices = sorted(relation.atoms(Idx), key=str)
+    if not indices:
+        value = relation
+    else:
+        corners = {
+            relation.subs(dict(zip(indices, corner)))
+            for corner in product(*[(ix.lower, ix.upper) for ix in indices])
+        }
+        value = corners.pop() if len(corners) == 1 else None
+    return bool(value) if value in (sp.true, sp.false) else None
+
+
+def _holds(condition: sp.Basic) -> sp.Basic:
+    decided = {}
+    for relation in condition.atoms(Relational):
+        value = _relation_holds(relation)
+        if value is not None:
+            decided[relation] = sp.true if value else sp.false
+    return condition.xreplace(decided)
+
+
+class UndecidedCondition(ValueError):
+    """A Piecewise branch whose condition the index ranges do not settle."""
+
+
+def resolve_index_ranges(expr: sp.Expr) -> sp.Expr:
+    """Replace each Piecewise by the branch the index ranges select.
+
+    ``Sum(f(k) * KroneckerDelta(j, k), (k, 1, N)).doit()`` gives
+    ``Piecewise((f(j), N >= j), (0, True))`` even when j is an ``Idx(j, (1, N))``;
+    j is in range by construction, so the first branch is the answer.
+    """
+
+    def choose(piecewise: Piecewise) -> sp.Expr:
+        for value, condition in piecewise.args:
+            decided = _holds(condition)
+            if decided == sp.true:
+                return value
+            if decided != sp.false:
+                raise UndecidedCondition(
+                    f"cannot decide the range condition {condition} in {piecewise}"
+                )
+        raise UndecidedCondition(f"no branch of {piecewise} applies")
+
+    return expr.replace(lambda e: isinstance(e, Piecewise), choose)
+
+
+def evaluate(expr: sp.Expr) -> sp.Expr:
+    """``doit()`` then resolve index ranges: sums of deltas collapse to one term.
+
+    ``doit()`` comes before any ``simplify``; the other order raises
+    StopIteration on these sums (sympy issue 14570).
+    """
+    return resolve_index_ranges(sp.expand(expr).doit())
+
+
+def pull_out_of_sums(expr: sp.Expr) -> sp.Expr:
+    """Move factors that do not depend on a sum's index outside the sum."""
+    return expr.replace(lambda e: isinstance(e, Sum), factor_sum)
+
+
+def sums_of(base: sp.IndexedBase, expr: sp.Expr) -> list[Sum]:
+    """The sums in ``expr`` of the form Σ_t base[t] (e.g. Σ_t y_t)."""
+    return [
+        s
+        for s in expr.atoms(Sum)
+        if isinstance(s.function, sp.Indexed)
+        and s.function.base == base
+        and s.function.indices == (s.limits[0][0],)
+    ]
+
+
+def is_zero(expr: sp.Expr) -> bool:
+    """Whether SymPy can show ``expr`` is identically zero."""
+    return sp.simplify(sp.expand(expr)) == 0
