@@ -111,8 +111,8 @@ def derive():
             ),
             body=(),
             returns=Assign(Derivative(z[k], W[j, c]), (k, j, c), dz_dw),
-            returns_doc="shape (..., C, D, C); the posts' DZ is its transpose flattened "
-            "class-major: `summation_jacobian(x, W).reshape(C, D * C).T`",
+            returns_doc="shape (..., C, D, C); the posts' DZ (C·D, C), rows class-major, is "
+            "`xp.permute_dims(summation_jacobian(x, W), (2, 1, 0)).reshape(C * D, C)`",
         ),
         Kernel(
             name="layer_jacobian",
@@ -123,8 +123,8 @@ def derive():
             ),
             body=(Assign(S, (t,), sp.Function("softmax")(sp.Function("summation")(x, W))),),
             returns=Assign(Derivative(S[t], W[j, c]), (t, j, c), shortcut),
-            returns_doc="shape (..., C, D, C); the posts' DL (C, C·D) is "
-            "`layer_jacobian(x, W).reshape(C, D * C)`, weights class-major",
+            returns_doc="shape (..., C, D, C); the posts' DL (C, C·D), columns class-major, is "
+            "`xp.permute_dims(layer_jacobian(x, W), (0, 2, 1)).reshape(C, C * D)`",
         ),
     )
     return Derivation(
@@ -140,9 +140,9 @@ def derive():
         kernels=kernels,
         examples=(
             Example("The hypothesis h = softmax(Wᵀx)", "softmax(summation(posts.X, posts.W))", "PART3_S"),
-            Example("DZ, transposed and flattened class-major",
-                    "summation_jacobian(posts.X, posts.W).reshape(5, 15).T", "PART2_DZ"),
-            Example("DL = DS · DZᵀ", "layer_jacobian(posts.X, posts.W).reshape(5, 15)",
+            Example("DZ, weights class-major",
+                    "summation_jacobian(posts.X, posts.W).transpose(2, 1, 0).reshape(15, 5)", "PART2_DZ"),
+            Example("DL = DS · DZᵀ", "layer_jacobian(posts.X, posts.W).transpose(0, 2, 1).reshape(5, 15)",
                     "PART2_DL_SHORTCUT"),
         ),
         errata=(

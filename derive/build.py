@@ -1,0 +1,196 @@
+"""The pipeline behind ``python -m derive build`` and ``check``.
+
+derive every registered derivation -> prove its identities -> render its
+module -> write the modules -> import them -> render the pages (whose worked
+numbers come from the modules just written) -> draw the figures.
+
+Nothing is written until every derivation, proof and template has succeeded,
+so a failure leaves the previous outputs as they were.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from derive import derivations
+from derive.codegen import generate_module
+from derive.proofs import ProofResult, prove
+from derive.render import ROOT, Output, edited_by_hand, environment, inputs_digest, write_if_changed
+from derive.steps import Derivation
+
+PACKAGE = ROOT / "derive"
+GENERATED = PACKAGE / "generated"
+PAGES = ROOT / "docs" / "derivations"
+
+# What every generated module is made from, besides its own derivation module.
+CODE_INPUTS = [
+    PACKAGE / name
+    for name in ("model.py", "steps.py", "sympy_tools.py", "codegen.py",
+                 "printing/array.py", "printing/latex.py")
+] + [ROOT / "templates" / "module.py.j2"]
+
+
+class BuildError(RuntimeError):
+    """A derivation, proof or template failed; names which and where."""
+
+
+@contextmanager
+def stage(derivation: str, what: str) -> Iterator[None]:
+    """Turn any error into a BuildError naming the derivation and the step.
+
+    The step is ``what`` plus the innermost line of project code that raised,
+    so a failing SymPy call inside ``derive()`` points at its line.
+    """
+    try:
+        yield
+    except BuildError:
+        raise
+    except Exception as error:
+        frames = [f for f in traceback.extract_tb(error.__traceback__)
+                  if f.filename.startswith(str(ROOT)) and "/build.py" not in f.filename]
+        where = ""
+        if frames:
+            f = frames[-1]
+            where = f" at {Path(f.filename).relative_to(ROOT)}:{f.lineno} ({(f.line or '').strip()})"
+        raise BuildError(
+            f"derivation {derivation!r} failed while {what}{where}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+
+
+@dataclass(frozen=True)
+class Derived:
+    derivation: Derivation
+    proofs: tuple[ProofResult, ...]
+    seconds: float
+
+
+def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: None) -> list[Derived]:
+    """Derive (and prove) every registered derivation, in registry order."""
+    results = []
+    for name in derivations.MODULES:
+        start = time.perf_counter()
+        with stage(name, "deriving"):
+            derivation = derivations.get(name)
+        proofs = []
+        if run_proofs:
+            for identity in derivation.identities:
+                with stage(name, f"proving {identity.name!r}"):
+                    proofs.append(prove(identity))
+        seconds = time.perf_counter() - start
+        results.append(Derived(derivation, tuple(proofs), seconds))
+        if run_proofs:
+            proved = ", ".join(
+                f"{p.identity} (index form{f', {len(p.explicit_sizes)} explicit sizes' if p.explicit_sizes else ''})"
+                for p in proofs
+            )
+            log(f"{name:<20} {seconds:6.2f} s  proved: {proved}")
+    return results
+
+
+def code_outputs(derived: list[Derived]) -> list[Output]:
+    """The generated modules and ``derive/generated/__init__.py``."""
+    env = environment()
+    owner = {k.name: d.derivation.name for d in derived for k in d.derivation.kernels}
+    outputs = []
+    for d in derived:
+        name = d.derivation.name
+        with stage(name, "rendering templates/module.py.j2"):
+            body = env.get_template("module.py.j2").render(**generate_module(d.derivation, owner))
+        outputs.append(Output(
+            path=GENERATED / f"{name}.py",
+            source=f'the derivation "{name}" (derive/derivations/{name}.py)',
+            inputs=inputs_digest(PACKAGE / "derivations" / f"{name}.py", *CODE_INPUTS),
+            body=body,
+        ))
+    modules = [{"name": d.derivation.name, "functions": [k.name for k in d.derivation.kernels]}
+               for d in derived]
+    with stage("(all)", "rendering templates/generated_init.py.j2"):
+        body = env.get_template("generated_init.py.j2").render(modules=modules)
+    outputs.append(Output(
+        path=GENERATED / "__init__.py",
+        source="the registry (derive/derivations/__init__.py)",
+        inputs=inputs_digest(PACKAGE / "derivations" / "__init__.py",
+                             ROOT / "templates" / "generated_init.py.j2"),
+        body=body,
+    ))
+    return outputs
+
+
+def import_generated():
+    """The generated package as it is on disk now (re-imported if already loaded)."""
+    importlib.invalidate_caches()
+    stale = [m for m in sys.modules if m == "derive.generated" or m.startswith("derive.generated.")]
+    for module in stale:
+        del sys.modules[module]
+    return importlib.import_module("derive.generated")
+
+
+def page_outputs(derived: list[Derived]) -> list[Output]:
+    from derive.pages import page_outputs as render_pages  # imports numpy and the generated code
+
+    return render_pages(derived, import_generated())
+
+
+def write(outputs: list[Output]) -> list[Path]:
+    """Write the outputs whose text changed; the paths written."""
+    return [o.path for o in outputs if write_if_changed(o.path, o.text)]
+
+
+def build(log: Callable[[str], None] = print, figures: bool = True) -> list[Path]:
+    """Regenerate everything; raise BuildError (writing nothing) if any stage fails."""
+    start = time.perf_counter()
+    derived = derive_all(run_proofs=True, log=log)
+    code = code_outputs(derived)
+    for output in code:  # a template that renders invalid Python fails here, before writing
+        with stage(output.path.stem, f"compiling {output.path.relative_to(ROOT)}"):
+            compile(output.text, str(output.path), "exec")
+    written = write(code)
+    pages = page_outputs(derived)
+    written += write(pages)
+    if figures:
+        from derive.figures import draw_all
+
+        written += draw_all(import_generated())
+    for path in written:
+        log(f"wrote {path.relative_to(ROOT)}")
+    log(f"build finished in {time.perf_counter() - start:.2f} s, {len(written)} file(s) changed")
+    return written
+
+
+def check() -> list[str]:
+    """Problems with the committed outputs: stale, edited by hand, missing or unexpected."""
+    derived = derive_all(run_proofs=False)
+    expected = code_outputs(derived)
+    problems = _compare(expected)
+    if not problems:  # pages are made from the code on disk; check them once it is current
+        problems = _compare(page_outputs(derived))
+    known = {o.path for o in expected}
+    for path in sorted(GENERATED.glob("*.py")):
+        if path not in known:
+            problems.append(f"{path.relative_to(ROOT)}: unexpected (no derivation generates it)")
+    return problems
+
+
+def _compare(outputs: list[Output]) -> list[str]:
+    problems = []
+    for output in outputs:
+        where = output.path.relative_to(ROOT)
+        if not output.path.exists():
+            problems.append(f"{where}: missing")
+            continue
+        current = output.path.read_text()
+        if current == output.text:
+            continue
+        if edited_by_hand(current):
+            problems.append(f"{where}: edited by hand (its body no longer matches its header)")
+        else:
+            problems.append(f"{where}: stale (the build would write something else)")
+    return problems

@@ -1,0 +1,43 @@
+"""``python -m derive build | check | list``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m derive",
+        description="Derive the softmax layer's derivatives with SymPy; generate code and pages.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="derive, prove, and write the generated files that changed")
+    build.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
+    commands.add_parser("check", help="exit 1 if a generated file is stale or was edited by hand")
+    commands.add_parser("list", help="list the registered derivations")
+    args = parser.parse_args(argv)
+
+    from derive import build as pipeline  # imported late: `--help` stays instant
+
+    if args.command == "list":
+        for derived in pipeline.derive_all(run_proofs=False):
+            d = derived.derivation
+            kernels = ", ".join(k.name for k in d.kernels)
+            print(f"{d.name:<20} {d.title}: {kernels}")
+        return 0
+    if args.command == "check":
+        problems = pipeline.check()
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print("run `python -m derive build` to regenerate", file=sys.stderr)
+            return 1
+        print("generated files are up to date")
+        return 0
+    try:
+        pipeline.build(figures=not args.no_figures)
+    except pipeline.BuildError as error:
+        print(f"build failed, previous outputs left as they were:\n  {error}", file=sys.stderr)
+        return 1
+    return 0
