@@ -11,7 +11,9 @@ so a failure leaves the previous outputs as they were.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -124,19 +126,40 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
     return outputs
 
 
-def import_generated():
-    """The generated package as it is on disk now (re-imported if already loaded)."""
-    importlib.invalidate_caches()
-    stale = [m for m in sys.modules if m == "derive.generated" or m.startswith("derive.generated.")]
-    for module in stale:
-        del sys.modules[module]
-    return importlib.import_module("derive.generated")
+@contextmanager
+def generated_package(code: list[Output] | None = None) -> Iterator:
+    """``derive.generated`` as it is on disk, or as ``code`` would write it.
+
+    With ``code``, the modules are written to a temporary folder and imported
+    from there, so pages and figures are made from the new code before any
+    file of the project is replaced.
+    """
+    saved = {m: sys.modules.pop(m) for m in list(sys.modules)
+             if m == "derive.generated" or m.startswith("derive.generated.")}
+    try:
+        with tempfile.TemporaryDirectory(prefix="derive-generated-") as folder:
+            location = GENERATED
+            if code is not None:
+                location = Path(folder)
+                for output in code:
+                    (location / output.path.name).write_text(output.text)
+            spec = importlib.util.spec_from_file_location(
+                "derive.generated", location / "__init__.py",
+                submodule_search_locations=[str(location)])
+            package = importlib.util.module_from_spec(spec)
+            sys.modules["derive.generated"] = package
+            spec.loader.exec_module(package)
+            yield package
+    finally:
+        for m in [m for m in sys.modules if m == "derive.generated" or m.startswith("derive.generated.")]:
+            del sys.modules[m]
+        sys.modules.update(saved)
 
 
-def page_outputs(derived: list[Derived]) -> list[Output]:
-    from derive.pages import page_outputs as render_pages  # imports numpy and the generated code
+def page_outputs(derived: list[Derived], generated) -> list[Output]:
+    from derive.pages import page_outputs as render_pages  # imports numpy and matplotlib-free
 
-    return render_pages(derived, import_generated())
+    return render_pages(derived, generated)
 
 
 def write(outputs: list[Output]) -> list[Path]:
@@ -149,20 +172,28 @@ def build(log: Callable[[str], None] = print, figures: bool = True) -> list[Path
     start = time.perf_counter()
     derived = derive_all(run_proofs=True, log=log)
     code = code_outputs(derived)
-    for output in code:  # a template that renders invalid Python fails here, before writing
+    for output in code:  # a template that renders invalid Python fails here
         with stage(output.path.stem, f"compiling {output.path.relative_to(ROOT)}"):
             compile(output.text, str(output.path), "exec")
-    written = write(code)
-    pages = page_outputs(derived)
-    written += write(pages)
-    if figures:
-        from derive.figures import draw_all
+    with generated_package(code) as generated:
+        with stage("(all)", "importing the generated modules"):
+            generated.__all__  # noqa: B018 - the import above ran them
+        pages = page_outputs(derived, generated)
+        drawn = {}
+        if figures:
+            from derive.figures import draw_all
 
-        written += draw_all(import_generated())
+            with stage("(figures)", "drawing"):
+                drawn = draw_all(generated)
+    written = write(code) + write(pages) + write_figures(drawn)
     for path in written:
         log(f"wrote {path.relative_to(ROOT)}")
     log(f"build finished in {time.perf_counter() - start:.2f} s, {len(written)} file(s) changed")
     return written
+
+
+def write_figures(drawn: dict[Path, str]) -> list[Path]:
+    return [path for path, text in drawn.items() if write_if_changed(path, text)]
 
 
 def check() -> list[str]:
@@ -171,7 +202,8 @@ def check() -> list[str]:
     expected = code_outputs(derived)
     problems = _compare(expected)
     if not problems:  # pages are made from the code on disk; check them once it is current
-        problems = _compare(page_outputs(derived))
+        with generated_package() as generated:
+            problems = _compare(page_outputs(derived, generated))
     known = {o.path for o in expected}
     for path in sorted(GENERATED.glob("*.py")):
         if path not in known:

@@ -100,6 +100,14 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Erratum:
+    """Where a source is wrong or misleading, and (``call``) the correct result."""
+
+    text: str
+    call: str = ""
+
+
+@dataclass(frozen=True)
 class Derivation:
     """Everything one page and one generated module are made from."""
 
@@ -111,5 +119,5 @@ class Derivation:
     identities: tuple[Identity, ...]
     kernels: tuple[Kernel, ...]
     examples: tuple[Example, ...] = ()
-    errata: tuple[str, ...] = ()
+    errata: tuple[Erratum, ...] = ()
     uses: tuple[str, ...] = ()  # derivations whose functions the kernels call

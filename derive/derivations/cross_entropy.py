@@ -7,7 +7,7 @@ from sympy import Derivative, Matrix, Sum
 
 from derive.derivations.layer_jacobian import derive as derive_layer
 from derive.model import C, S, W, class_index, cross_entropy, input_index, x, y
-from derive.steps import Assign, Definition, Derivation, Example, Identity, Kernel, Param, Step
+from derive.steps import Assign, Definition, Derivation, Erratum, Example, Identity, Kernel, Param, Step
 from derive.sympy_tools import evaluate, pull_out_of_sums, sums_of
 
 
@@ -77,13 +77,13 @@ def derive():
         ),
         Step(
             "Substitute the two Jacobians",
-            "∂XE/∂S_t from the first step, ∂S_t/∂W_jc from the layer page.",
+            "∂XE/∂S_t from the first step, ∂S_t/∂W_jc from the layer page; S_t cancels.",
             chain,
             chain_substituted,
         ),
         Step(
             "Collapse the sum",
-            "S_t cancels; the delta keeps the term t = c; factors without t leave the sum.",
+            "The delta keeps the term t = c; factors without t leave the sum.",
             chain_substituted,
             collapsed,
         ),
@@ -178,9 +178,12 @@ def derive():
                     "PART3_WEIGHT_GRAD"),
         ),
         errata=(
-            "Part 3's last two matrices are the class-major gradient vector passed through "
-            "`reshape(W.shape)`: the entries do not sit where the weights they belong to sit. "
-            "Laid out like W, the gradient is the outer product of x and S − y.",
+            Erratum(
+                "Part 3's last two matrices are the class-major gradient vector passed through "
+                "`reshape(W.shape)`: their entries do not sit where the weights they belong to "
+                "sit. Laid out like W, the gradient is the outer product of x and S − y:",
+                "weight_grad(posts.X, posts.W, posts.Y)",
+            ),
         ),
         uses=("layer_jacobian",),
     )

@@ -7,7 +7,7 @@ from sympy import Derivative, KroneckerDelta, Matrix, Sum
 
 from derive.derivations.softmax_jacobian import derive as derive_softmax
 from derive.model import C, S, W, class_index, input_index, softmax, summation, x, z
-from derive.steps import Assign, Definition, Derivation, Example, Identity, Kernel, Param, Step
+from derive.steps import Assign, Definition, Derivation, Erratum, Example, Identity, Kernel, Param, Step
 from derive.sympy_tools import evaluate
 
 
@@ -146,8 +146,11 @@ def derive():
                     "PART2_DL_SHORTCUT"),
         ),
         errata=(
-            "Part 2's long product prints `0.0810` once where the shortcut version, "
-            "computing the same entry, prints `0.08105`: one digit was lost.",
+            Erratum(
+                "Part 2's long product DS · DZᵀ prints `0.0810` in row 2 where the shortcut "
+                "version of the same entry prints `0.08105`: one digit was lost. The entry is:",
+                "layer_jacobian(posts.X, posts.W)[1, 1, 1]",
+            ),
         ),
         uses=("softmax_jacobian",),
     )

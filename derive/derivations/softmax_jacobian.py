@@ -6,7 +6,7 @@ import sympy as sp
 from sympy import Derivative, KroneckerDelta, Matrix, Sum, exp
 
 from derive.model import C, S, class_index, softmax, z
-from derive.steps import Assign, Definition, Derivation, Example, Identity, Kernel, Param, Step
+from derive.steps import Assign, Definition, Derivation, Erratum, Example, Identity, Kernel, Param, Step
 from derive.sympy_tools import Maximum, evaluate, pull_out_of_sums
 
 
@@ -141,8 +141,12 @@ def derive():
                     "PART2_DS"),
         ),
         errata=(
-            "Part 1 prints `array([0.97337094, 0.85251098, ...])` as the softmax output; "
-            "it is the random input x (it does not sum to 1). The S values printed after it "
-            "are consistent with the Jacobian shown.",
+            Erratum(
+                "Part 1 prints `array([0.97337094, 0.85251098, ...])` as the softmax output, "
+                "but it is a random input: its entries do not sum to 1, and its softmax is not "
+                "the S used afterwards. The S behind the Jacobian shown has rows of its "
+                "Jacobian summing to 0, as every softmax Jacobian's must:",
+                "softmax_jacobian(posts.PART1_S).sum(axis=-1)",
+            ),
         ),
     )

@@ -1,0 +1,113 @@
+"""Figures drawn at build time from the generated functions (never committed).
+
+Each figure is declared once in ``FIGURES``; pages list them by derivation,
+and ``draw_all`` writes them to ``docs/figures/`` as deterministic SVG (fixed
+hash salt, no date), so an unchanged figure is not rewritten and ``mkdocs
+serve`` does not rebuild in a loop.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from derive.render import ROOT
+
+FIGURE_DIR = ROOT / "docs" / "figures"
+
+
+@dataclass(frozen=True)
+class Figure:
+    derivation: str
+    file: str
+    caption: str
+    draw: Callable  # (axes, generated) -> None
+
+
+def _jacobian_heatmap(fig, generated, posts) -> None:
+    s = generated.softmax(generated.summation(posts.X, posts.W))
+    jacobian = generated.softmax_jacobian(s)
+    ax = fig.subplots()
+    limit = np.abs(jacobian).max()
+    image = ax.imshow(jacobian, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    C = jacobian.shape[0]
+    for i in range(C):
+        for j in range(C):
+            ax.text(j, i, f"{jacobian[i, j]:.3f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(C), [f"$z_{j + 1}$" for j in range(C)])
+    ax.set_yticks(range(C), [f"$S_{i + 1}$" for i in range(C)])
+    ax.set_title(r"$\partial S_i / \partial z_j$ for the posts' $x$ and $W$")
+    fig.colorbar(image, ax=ax)
+
+
+def _along_a_line(fig, generated, posts) -> None:
+    t = np.linspace(-4, 4, 161)
+    logits = np.stack([t, np.zeros_like(t), -0.5 * t], axis=-1)  # a line through 3 logits
+    s = generated.softmax(logits)
+    jacobian = generated.softmax_jacobian(s)
+    left, right = fig.subplots(1, 2, sharex=True)
+    for i in range(3):
+        left.plot(t, s[:, i], label=f"$S_{i + 1}$")
+        right.plot(t, jacobian[:, i, 0], label=rf"$\partial S_{i + 1}/\partial z_1$")
+    left.set_title(r"softmax along $z = (t, 0, -t/2)$")
+    right.set_title(r"one column of the Jacobian")
+    for ax in (left, right):
+        ax.set_xlabel("$t$")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+
+
+def _gradient_heatmap(fig, generated, posts) -> None:
+    gradient = generated.weight_grad(posts.X, posts.W, posts.Y)
+    ax = fig.subplots()
+    limit = np.abs(gradient).max()
+    image = ax.imshow(gradient, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    D, C = gradient.shape
+    for j in range(D):
+        for c in range(C):
+            ax.text(c, j, f"{gradient[j, c]:.3f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(C), [f"class {c + 1}" for c in range(C)])
+    ax.set_yticks(range(D), [f"$x_{j + 1}$" for j in range(D)])
+    ax.set_title(r"$\partial XE/\partial W_{jc}$, laid out like $W$ (true class 3)")
+    fig.colorbar(image, ax=ax)
+
+
+FIGURES = (
+    Figure("softmax_jacobian", "softmax-jacobian-heatmap.svg",
+           "The softmax Jacobian at the posts' hypothesis h: positive on the diagonal, "
+           "negative off it, every row summing to 0.", _jacobian_heatmap),
+    Figure("softmax_jacobian", "softmax-along-a-line.svg",
+           "Softmax and one column of its Jacobian along a line of logits.", _along_a_line),
+    Figure("cross_entropy", "weight-gradient-heatmap.svg",
+           "The weight gradient for the posts' example, in W's layout: only the true "
+           "class's column is negative.", _gradient_heatmap),
+)
+
+
+def figures_for(derivation: str) -> list[Figure]:
+    return [f for f in FIGURES if f.derivation == derivation]
+
+
+def draw_all(generated) -> dict[Path, str]:
+    """Draw every figure: the SVG text of each, by path (nothing is written here)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from derive import posts
+
+    plt.rcParams.update({"svg.hashsalt": "derive", "figure.dpi": 100})
+    drawn = {}
+    for figure in FIGURES:
+        fig = plt.figure(figsize=(7, 4), layout="constrained")
+        figure.draw(fig, generated, posts)
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+        plt.close(fig)
+        drawn[FIGURE_DIR / figure.file] = buffer.getvalue()
+    return drawn

@@ -1,0 +1,128 @@
+"""Derivations to Markdown pages: the steps' LaTeX, the proofs, the generated
+source, and worked numbers computed by the generated functions themselves."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from derive import posts
+from derive.figures import figures_for
+from derive.printing import latex
+from derive.proofs import EXPLICIT_SIZES
+from derive.render import ROOT, Output, environment, inputs_digest
+from derive.steps import Derivation
+
+PAGES = ROOT / "docs" / "derivations"
+PAGE_INPUTS = [ROOT / "derive" / name for name in ("pages.py", "posts.py", "figures.py", "proofs.py")] + [
+    ROOT / "templates" / "page.md.j2"
+]
+
+
+def page_name(derivation: Derivation) -> str:
+    return derivation.name.replace("_", "-")
+
+
+def _explicit_sizes_text(identity) -> str:
+    if identity.explicit is None:
+        return "no explicit-matrix form applies to this identity."
+    classes = sorted({c for _, c in EXPLICIT_SIZES})
+    inputs = sorted({d for d, _ in EXPLICIT_SIZES})
+    return (
+        f"and with explicit matrices for every C in {classes[0]}..{classes[-1]} and "
+        f"D in {inputs[0]}..{inputs[-1]} ({len(EXPLICIT_SIZES)} sizes)."
+    )
+
+
+def _evaluate(call: str, generated) -> np.ndarray:
+    """Run an example's Python (shown on the page) with the generated functions."""
+    names = {name: getattr(generated, name) for name in generated.__all__}
+    return np.asarray(eval(call, {"posts": posts, **names}))  # the registry's own strings
+
+
+def _format(value: np.ndarray) -> str:
+    return np.array2string(np.asarray(value), precision=8, max_line_width=88, floatmode="maxprec")
+
+
+def page_context(derivation: Derivation, generated) -> dict:
+    module = sys.modules[f"{generated.__name__}.{derivation.name}"]
+    results = []
+    for kernel in derivation.kernels:
+        lhs = kernel.returns.target
+        if hasattr(lhs, "label") and kernel.returns.indices:
+            lhs = lhs[kernel.returns.indices]
+        rhs = kernel.math if kernel.math is not None else kernel.returns.expression
+        results.append({
+            "name": kernel.name,
+            "lhs": latex(lhs),
+            "rhs": latex(rhs),
+            "source": inspect.getsource(getattr(module, kernel.name)).rstrip(),
+        })
+    examples = []
+    for example in derivation.examples:
+        ours = _evaluate(example.call, generated)
+        printed = getattr(posts, example.printed)
+        examples.append({
+            "title": example.title,
+            "call": example.call,
+            "ours": _format(ours),
+            "theirs": printed.strip(),
+            "agrees": posts.agrees(ours, printed),
+        })
+    errata = []
+    for erratum in derivation.errata:
+        text = erratum.text
+        if erratum.call:
+            text += f"\n\n    ```python\n    {erratum.call}\n    ```\n\n    ```text\n"
+            text += "\n".join("    " + line for line in _format(_evaluate(erratum.call, generated)).splitlines())
+            text += "\n    ```"
+        errata.append(text)
+    return {
+        "title": derivation.title,
+        "summary": derivation.summary,
+        "definitions": [
+            {"lhs": latex(d.name), "rhs": latex(d.expression), "text": d.text}
+            for d in derivation.definitions
+        ],
+        "steps": [
+            {"title": s.title, "rule": s.rule, "expression": latex(s.expression), "result": latex(s.result)}
+            for s in derivation.steps
+        ],
+        "identities": [
+            {
+                "claim": i.claim,
+                "long": latex(i.long),
+                "shortcut": latex(i.shortcut),
+                "assumptions": [f"{latex(a)} = {latex(b)}" for a, b in i.assumptions.items()],
+                "explicit_sizes": _explicit_sizes_text(i),
+            }
+            for i in derivation.identities
+        ],
+        "results": results,
+        "examples": examples,
+        "errata": errata,
+        "figures": [{"file": f.file, "caption": f.caption} for f in figures_for(derivation.name)],
+        "module": f"derive/generated/{derivation.name}.py",
+    }
+
+
+def page_outputs(derived, generated) -> list[Output]:
+    from derive.build import stage
+
+    template = environment().get_template("page.md.j2")
+    outputs = []
+    for d in derived:
+        name = d.derivation.name
+        with stage(name, "rendering templates/page.md.j2"):
+            body = template.render(**page_context(d.derivation, generated))
+        outputs.append(Output(
+            path=PAGES / f"{page_name(d.derivation)}.md",
+            source=f'the derivation "{name}" (derive/derivations/{name}.py)',
+            inputs=inputs_digest(ROOT / "derive" / "derivations" / f"{name}.py",
+                                 ROOT / "derive" / "generated" / f"{name}.py", *PAGE_INPUTS),
+            body=body,
+        ))
+    return outputs

@@ -1,0 +1,119 @@
+"""`python -m derive build | check | list`, run on a copy of the project.
+
+The copy keeps these tests from touching the working tree: they edit
+derivations, templates and generated files on purpose.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def built_project(tmp_path_factory):
+    """A copy of derive/, templates/ and docs/ with one full build done."""
+    copy = tmp_path_factory.mktemp("project")
+    for folder in ("derive", "templates", "docs"):
+        if (ROOT / folder).exists():
+            shutil.copytree(ROOT / folder, copy / folder,
+                            ignore=shutil.ignore_patterns("__pycache__", "figures"))
+    result = run(copy, "build", "--no-figures")
+    assert result.returncode == 0, result.stderr
+    return copy
+
+
+@pytest.fixture
+def project(built_project, tmp_path):
+    copy = tmp_path / "project"
+    shutil.copytree(built_project, copy)
+    return copy
+
+
+def run(where: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(where), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "derive", *args], cwd=where, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def snapshot(where: Path) -> dict[str, bytes]:
+    files = list((where / "derive" / "generated").glob("*.py"))
+    files += list((where / "docs" / "derivations").glob("*.md"))
+    return {str(p.relative_to(where)): p.read_bytes() for p in files}
+
+
+def test_the_copy_imports_its_own_derive(project):
+    result = subprocess.run([sys.executable, "-c", "import derive; print(derive.__file__)"],
+                            cwd=project, env={**os.environ, "PYTHONPATH": str(project)},
+                            capture_output=True, text=True)
+    assert result.stdout.strip() == str(project / "derive" / "__init__.py")
+
+
+def test_build_prints_one_line_per_derivation_and_is_byte_identical_twice(project):
+    before = snapshot(project)
+    result = run(project, "build", "--no-figures")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(project) == before
+    for name in ("softmax_jacobian", "layer_jacobian", "cross_entropy"):
+        assert any(line.startswith(name) and " s " in line for line in result.stdout.splitlines())
+    assert "0 file(s) changed" in result.stdout
+
+
+def test_check_is_clean_after_a_build(project):
+    result = run(project, "check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_names_a_generated_file_edited_by_hand(project):
+    path = project / "derive" / "generated" / "cross_entropy.py"
+    path.write_text(path.read_text().replace("return -y/s", "return -y/(s + 1e-12)"))
+    result = run(project, "check")
+    assert result.returncode == 1
+    assert "derive/generated/cross_entropy.py: edited by hand" in result.stderr
+
+
+def test_check_names_a_stale_file_when_its_derivation_changed(project):
+    path = project / "derive" / "derivations" / "softmax_jacobian.py"
+    path.write_text(path.read_text().replace('title="The softmax Jacobian"', 'title="Softmax Jacobian"'))
+    result = run(project, "check")
+    assert result.returncode == 1
+    assert "derive/generated/softmax_jacobian.py: stale" in result.stderr
+
+
+def test_a_failing_derivation_names_its_step_and_leaves_outputs_untouched(project):
+    before = snapshot(project)
+    path = project / "derive" / "derivations" / "layer_jacobian.py"
+    source = path.read_text()
+    broken = source.replace("shortcut = sp.factor(evaluate(chain_substituted))",
+                            "shortcut = sp.factor(evaluate(chain_substituted)) + x[j]")
+    assert broken != source
+    path.write_text(broken)
+    result = run(project, "build", "--no-figures")
+    assert result.returncode == 1
+    assert "derivation 'layer_jacobian' failed while proving 'layer_jacobian'" in result.stderr
+    assert "previous outputs left as they were" in result.stderr
+    assert snapshot(project) == before
+
+
+def test_a_template_error_names_the_template_and_leaves_outputs_untouched(project):
+    before = snapshot(project)
+    template = project / "templates" / "module.py.j2"
+    template.write_text(template.read_text().replace("{{ f.signature }}", "{{ f.no_such_field }}"))
+    result = run(project, "build", "--no-figures")
+    assert result.returncode == 1
+    assert "rendering templates/module.py.j2" in result.stderr
+    assert "no_such_field" in result.stderr
+    assert snapshot(project) == before
+
+
+def test_list_names_every_derivation_and_its_functions(project):
+    result = run(project, "list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["softmax_jacobian", "layer_jacobian", "cross_entropy"]
+    assert "weight_grad" in lines[2]

@@ -1,0 +1,54 @@
+"""Every registered identity is proved; a wrong shortcut is caught, not waved through."""
+
+import pytest
+import sympy as sp
+
+from derive import derivations
+from derive.model import S, class_index, input_index, x
+from derive.proofs import ProofFailed, prove, prove_explicit, prove_index_form
+
+IDENTITIES = [
+    (name, identity)
+    for name in derivations.MODULES
+    for identity in derivations.get(name).identities
+]
+
+
+@pytest.mark.parametrize(
+    "identity", [i for _, i in IDENTITIES], ids=[i.name for _, i in IDENTITIES]
+)
+def test_identity_is_proved_in_index_form_and_for_small_explicit_sizes(identity):
+    result = prove(identity, sizes=[(1, 2), (2, 3)])
+    assert result.index_form
+    if identity.explicit is not None:
+        assert result.explicit_sizes == ((1, 2), (2, 3))
+
+
+def test_the_one_hot_assumption_is_needed_for_the_cross_entropy_shortcut():
+    (identity,) = derivations.get("cross_entropy").identities
+    assert prove_index_form(identity) == ("Sum(y[t], (t, 1, C)) = 1",)
+    without = type(identity)(**{**identity.__dict__, "assumptions": {}})
+    with pytest.raises(ProofFailed, match="in index form"):
+        prove_index_form(without)
+
+
+def test_a_wrong_shortcut_fails_the_index_form_proof():
+    (identity,) = derivations.get("layer_jacobian").identities
+    t, c, j = class_index("t"), class_index("c"), input_index("j")
+    wrong = S[t] * (sp.KroneckerDelta(t, c) + S[c]) * x[j]  # sign flipped
+    with pytest.raises(ProofFailed, match="long - shortcut"):
+        prove_index_form(type(identity)(**{**identity.__dict__, "shortcut": wrong}))
+
+
+def test_a_wrong_shortcut_fails_the_explicit_proof_and_names_the_entry():
+    (identity,) = derivations.get("layer_jacobian").identities
+
+    def off_by_one_entry(n_inputs, n_classes):
+        long, shortcut = identity.explicit(n_inputs, n_classes)
+        shortcut = shortcut.copy()
+        shortcut[0, 1] += sp.Rational(1, 10**6)
+        return long, shortcut
+
+    broken = type(identity)(**{**identity.__dict__, "explicit": off_by_one_entry})
+    with pytest.raises(ProofFailed, match=r"D=2, C=3 entry \[0, 1\]"):
+        prove_explicit(broken, 2, 3)
