@@ -8,6 +8,7 @@ a wrong result.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import array_api_compat
@@ -29,38 +30,69 @@ def namespace(*arguments: Any) -> Any:
         ) from error
 
 
-def _parse(spec: str) -> tuple[bool, tuple[str, ...]]:
-    """``"(..., D)"`` -> (batched, ("D",))."""
-    parts = [p.strip() for p in spec.strip("()").split(",") if p.strip()]
+@cache
+def _parse(spec: str) -> tuple[bool, tuple[str, ...], bool]:
+    """``"(..., C) one-hot"`` -> (batched, ("C",), accepts integer labels)."""
+    shape, _, kind = spec.partition(")")
+    parts = [p.strip() for p in shape.strip("(").split(",") if p.strip()]
     batched = bool(parts) and parts[0] == "..."
-    return batched, tuple(parts[1:] if batched else parts)
+    return batched, tuple(parts[1:] if batched else parts), kind.strip() == "one-hot"
+
+
+def _as_float(xp: Any, name: str, value: Any) -> Any:
+    array = xp.asarray(value)
+    if xp.isdtype(array.dtype, "real floating"):
+        return array
+    if not xp.isdtype(array.dtype, ("integral", "bool")):
+        raise TypeError(f"{name}: expected real numbers, got dtype {array.dtype}")
+    return xp.astype(array, xp.float64)
+
+
+def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
+    """Integer class labels (...) as one-hot rows (..., C); a label outside 0..C-1 raises."""
+    if labels.ndim and xp.any(labels < 0) | xp.any(labels >= classes) or (
+        not labels.ndim and not 0 <= int(labels) < classes
+    ):
+        low, high = int(xp.min(labels)), int(xp.max(labels))
+        raise ValueError(
+            f"{name}: expected class labels in 0..{classes - 1}, got labels from {low} to {high}"
+        )
+    return xp.astype(labels[..., None] == xp.arange(classes, dtype=labels.dtype), dtype)
 
 
 def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
     """Check each ``name=(value, "(..., D)")`` and return the values as float arrays.
 
     Sizes with the same name (D, C) must agree across arguments, and batched
-    arguments must share one batch shape: nothing broadcasts.
+    arguments must share one batch shape: nothing broadcasts. An argument whose
+    spec ends in "one-hot" also takes integer class labels of the batch shape.
     """
     sizes: dict[str, tuple[int, str]] = {}
-    batch: tuple[tuple[int, ...], str] | None = None
-    prepared = []
-    for name, (value, spec) in arguments.items():
+    batch: list = []  # [(shape, name)] of the first batched argument
+    prepared: dict[str, Any] = {}
+    label_arguments = {n for n, (_, spec) in arguments.items() if _parse(spec)[2]}
+    for name in [n for n in arguments if n not in label_arguments] + sorted(label_arguments):
+        value, spec = arguments[name]
+        batched, axes, one_hot = _parse(spec)
         array = xp.asarray(value)
-        if not xp.isdtype(array.dtype, "real floating"):
-            if not xp.isdtype(array.dtype, ("integral", "bool")):
-                raise TypeError(f"{name}: expected real numbers, got dtype {array.dtype}")
-            array = xp.astype(array, xp.float64)
-        batched, axes = _parse(spec)
+        if (one_hot and batch and tuple(array.shape) == batch[0][0]
+                and xp.isdtype(array.dtype, "integral")):
+            if axes[-1] not in sizes:
+                raise ValueError(f"{name}: class labels need the number of classes {axes[-1]}")
+            dtype = xp.result_type(*prepared.values())
+            prepared[name] = _one_hot(xp, name, array, sizes[axes[-1]][0], dtype)
+            continue
+        array = _as_float(xp, name, array)
         shape = tuple(array.shape)
+        expected = spec + (f", or integer class labels of shape {batch[0][0]}" if one_hot and batch else "")
         if len(shape) < len(axes) or (not batched and len(shape) != len(axes)):
-            raise ValueError(f"{name}: expected shape {spec}, got {shape}")
+            raise ValueError(f"{name}: expected shape {expected}, got {shape}")
         core = shape[len(shape) - len(axes):]
         for axis, size in zip(axes, core):
             if axis in sizes and sizes[axis][0] != size:
                 known, source = sizes[axis]
                 raise ValueError(
-                    f"{name}: expected shape {spec} with {axis} = {known} as in {source}, "
+                    f"{name}: expected shape {expected} with {axis} = {known} as in {source}, "
                     f"got {shape}"
                 )
             sizes.setdefault(axis, (size, f"{name}.shape"))
@@ -68,12 +100,12 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
                 raise ValueError(f"{name}: expected shape {spec} with {axis} > 0, got {shape}")
         if batched:
             leading = shape[: len(shape) - len(axes)]
-            if batch is None:
-                batch = (leading, name)
-            elif batch[0] != leading:
+            if not batch:
+                batch.append((leading, name))
+            elif batch[0][0] != leading:
                 raise ValueError(
-                    f"{name}: expected batch shape {batch[0]} as in {batch[1]} "
-                    f"(shape {spec}), got {shape}"
+                    f"{name}: expected batch shape {batch[0][0]} as in {batch[0][1]} "
+                    f"(shape {expected}), got {shape}"
                 )
-        prepared.append(array)
-    return tuple(prepared)
+        prepared[name] = array
+    return tuple(prepared[name] for name in arguments)

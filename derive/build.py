@@ -93,7 +93,7 @@ def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: N
                 f"{p.identity} (index form{f', {len(p.explicit_sizes)} explicit sizes' if p.explicit_sizes else ''})"
                 for p in proofs
             )
-            log(f"{name:<20} {seconds:6.2f} s  proved: {proved}")
+            log(f"{name:<26} {seconds:6.2f} s  proved: {proved}")
     return results
 
 

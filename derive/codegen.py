@@ -20,11 +20,18 @@ PYTHON_NAMES = {"S": "s"}
 
 @dataclass(frozen=True)
 class GeneratedFunction:
+    """A public function that checks its arguments, and its unchecked core.
+
+    Generated functions call each other's cores (``_softmax(xp, z)``), so the
+    arguments are checked once per call from outside, not at every layer.
+    """
+
     name: str
     signature: str
     docstring: str
-    lines: tuple[str, ...]
-    calls: tuple[str, ...]  # other generated functions it calls
+    checks: tuple[str, ...]  # the public function's body before it calls the core
+    lines: tuple[str, ...]  # the core's body
+    calls: tuple[str, ...]  # other generated functions the core calls
 
 
 def _python_name(base: sp.Basic) -> str:
@@ -32,9 +39,9 @@ def _python_name(base: sp.Basic) -> str:
     return PYTHON_NAMES.get(label, label)
 
 
-def _shape_spec(axes: tuple[str, ...], batched: bool) -> str:
+def _shape_spec(axes: tuple[str, ...], batched: bool, one_hot: bool = False) -> str:
     parts = (["..."] if batched else []) + list(axes)
-    return "(" + ", ".join(parts) + (",)" if len(parts) == 1 else ")")
+    return "(" + ", ".join(parts) + (",)" if len(parts) == 1 else ")") + (" one-hot" if one_hot else "")
 
 
 def _names_in(expr: sp.Basic) -> set[str]:
@@ -53,7 +60,10 @@ def _docstring(kernel: Kernel) -> str:
     rhs = kernel.math if kernel.math is not None else kernel.returns.expression
     lines = [kernel.summary, "", f"$$ {latex(lhs)} = {latex(rhs)} $$", "", "Args:"]
     for p in kernel.params:
-        lines.append(f"    {p.name}: {p.doc}, shape {_shape_spec(p.axes, p.batched)}.")
+        shape = _shape_spec(p.axes, p.batched)
+        if p.one_hot:
+            shape += ", or integer class labels 0..C-1 of shape (...)"
+        lines.append(f"    {p.name}: {p.doc}, shape {shape}.")
     lines += ["", "Returns:", f"    {kernel.returns_doc}."]
     if kernel.notes:
         lines += ["", kernel.notes]
@@ -65,9 +75,11 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
     names = {str(p.base.label): p.name for p in kernel.params}
     names.update(PYTHON_NAMES)
     params = ", ".join(p.name for p in kernel.params)
-    specs = ", ".join(f'{p.name}=({p.name}, "{_shape_spec(p.axes, p.batched)}")' for p in kernel.params)
-    lines = [f"xp = namespace({params})", f"{params}, = prepare(xp, {specs})" if len(kernel.params) == 1
-             else f"{params} = prepare(xp, {specs})"]
+    specs = ", ".join(f'{p.name}=({p.name}, "{_shape_spec(p.axes, p.batched, p.one_hot)}")'
+                      for p in kernel.params)
+    checks = [f"xp = namespace({params})", f"{params}, = prepare(xp, {specs})" if len(kernel.params) == 1
+              else f"{params} = prepare(xp, {specs})"]
+    lines = []
 
     expressions = [a.expression for a in kernel.body] + [kernel.returns.expression]
     deltas = set().union(*(e.atoms(sp.KroneckerDelta) for e in expressions))
@@ -107,6 +119,7 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
         name=kernel.name,
         signature=params,
         docstring=_docstring(kernel),
+        checks=tuple(checks),
         lines=tuple(lines),
         calls=tuple(dict.fromkeys(c for call in calls for c in [call])),
     )
@@ -127,7 +140,7 @@ def generate_module(derivation: Derivation, owner_of: dict[str, str]) -> dict:
                 continue
             if call not in owner_of:
                 raise KeyError(f"{derivation.name}.{f.name} calls {call}, which no derivation defines")
-            imports.setdefault(owner_of[call], []).append(call)
+            imports.setdefault(owner_of[call], []).append(f"_{call}")
     return {
         "derivation": derivation,
         "functions": functions,

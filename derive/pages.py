@@ -59,7 +59,8 @@ def page_context(derivation: Derivation, generated) -> dict:
             "name": kernel.name,
             "lhs": latex(lhs),
             "rhs": latex(rhs),
-            "source": inspect.getsource(getattr(module, kernel.name)).rstrip(),
+            "source": "\n\n".join(inspect.getsource(getattr(module, name)).rstrip()
+                                   for name in (kernel.name, f"_{kernel.name}")),
         })
     examples = []
     for example in derivation.examples:
@@ -110,7 +111,7 @@ def page_context(derivation: Derivation, generated) -> dict:
 
 
 def page_outputs(derived, generated) -> list[Output]:
-    from derive.build import stage
+    from derive.build import CODE_INPUTS, stage
 
     template = environment().get_template("page.md.j2")
     outputs = []
@@ -122,7 +123,7 @@ def page_outputs(derived, generated) -> list[Output]:
             path=PAGES / f"{page_name(d.derivation)}.md",
             source=f'the derivation "{name}" (derive/derivations/{name}.py)',
             inputs=inputs_digest(ROOT / "derive" / "derivations" / f"{name}.py",
-                                 ROOT / "derive" / "generated" / f"{name}.py", *PAGE_INPUTS),
+                                 *CODE_INPUTS, *PAGE_INPUTS),
             body=body,
         ))
     return outputs

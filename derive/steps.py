@@ -63,6 +63,7 @@ class Param:
     axes: tuple[str, ...]  # its sizes after any batch axes: ("C",)
     batched: bool = True  # whether it takes leading batch axes
     doc: str = ""
+    one_hot: bool = False  # also takes integer class labels of the batch shape
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def derive():
             summary="The categorical cross-entropy of probabilities s against one-hot labels y.",
             params=(
                 Param("s", S, ("C",), doc="probabilities, e.g. the output of `softmax`"),
-                Param("y", y, ("C",), doc="one-hot labels"),
+                Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
             ),
             body=(),
             returns=Assign(XE, (), loss),
@@ -132,7 +132,7 @@ def derive():
             summary="∂XE/∂S_t, the derivative of the cross-entropy with respect to the probabilities.",
             params=(
                 Param("s", S, ("C",), doc="probabilities"),
-                Param("y", y, ("C",), doc="one-hot labels"),
+                Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
             ),
             body=(),
             returns=Assign(Derivative(XE, S[t]), (t,), dxe_ds),
@@ -144,7 +144,7 @@ def derive():
             params=(
                 Param("x", X, ("D",), doc="inputs: one sample (D,) or a batch (..., D)"),
                 Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
-                Param("y", Y, ("C",), doc="one-hot labels, with the batch shape of x"),
+                Param("y", Y, ("C",), doc="one-hot labels, with the batch shape of x", one_hot=True),
             ),
             body=(
                 Assign(P, (b, c), sp.Function("softmax")(sp.Function("summation")(X, W))),

@@ -132,10 +132,11 @@ class ArrayPrinter(NumPyPrinter):
     # -- calls to other generated functions --------------------------------------
 
     def _print_Function(self, expr: sp.Function) -> str:
-        if isinstance(expr, AppliedUndef):
-            arguments = ", ".join(self._name(a.label) if isinstance(a, sp.IndexedBase)
-                                  else self._print(a) for a in expr.args)
-            return f"{expr.func.__name__}({arguments})"
+        if isinstance(expr, AppliedUndef):  # another generated function: its unchecked core
+            arguments = ", ".join([self._module] + [
+                self._name(a.label) if isinstance(a, sp.IndexedBase) else self._print(a)
+                for a in expr.args])
+            return f"_{expr.func.__name__}({arguments})"
         return super()._print_Function(expr)
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:

@@ -1,0 +1,130 @@
+"""The loss from the logits: log-softmax, and ∂XE/∂z = S − y, computed without log(0)."""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import Derivative, Matrix, Sum, exp, log
+
+from derive.model import C, S, class_index, cross_entropy, softmax, y, z
+from derive.steps import Assign, Definition, Derivation, Example, Identity, Kernel, Param, Step
+from derive.sympy_tools import Maximum, evaluate, pull_out_of_sums, sums_of
+
+
+def explicit_chain_rule(n_inputs: int, n_classes: int) -> tuple[Matrix, Matrix]:
+    """DXE · DS with explicit matrices, and the shortcut S − y (Σ y = 1 imposed)."""
+    logits = Matrix(sp.symbols(f"z_0:{n_classes}", real=True))
+    free_labels = list(sp.symbols(f"y_0:{n_classes - 1}", real=True))
+    labels = Matrix(free_labels + [1 - sum(free_labels)])
+    exps = logits.applyfunc(exp)
+    probabilities = exps / sum(exps)
+    loss = -sum(labels[c] * log(probabilities[c]) for c in range(n_classes))
+    return Matrix([loss]).jacobian(logits), (probabilities - labels).T
+
+
+def derive():
+    i, j, k = class_index("i"), class_index("j"), class_index("k")
+    XE = sp.Symbol("XE")
+    log_sum_exp = log(Sum(exp(z[k]), (k, 1, C)))
+    log_softmax = sp.expand_log(log(softmax(i)), force=True)
+
+    shift = sp.Symbol("m", real=True)
+    shifted_log_sum_exp = shift + log(Sum(exp(z[k] - shift), (k, 1, C)))
+    unshifted = sp.expand_log(pull_out_of_sums(sp.expand(shifted_log_sum_exp)), force=True)
+    stable_log_softmax = log_softmax.xreplace({log_sum_exp: shifted_log_sum_exp})
+
+    loss = cross_entropy()
+    loss_of_logits = loss.xreplace({log(S[i]): log_softmax})
+    pulled = pull_out_of_sums(sp.expand(loss_of_logits))
+    (labels_total,) = sums_of(y, pulled)
+    one_hot = {labels_total: sp.Integer(1)}
+    loss_one_hot = pulled.xreplace(one_hot)
+    gradient = evaluate(sp.diff(loss_one_hot, z[j]))
+    gradient_in_S = gradient.subs(exp(z[j]), S[j] * Sum(exp(z[k]), (k, 1, C)))
+
+    t = class_index("t")
+    chain = Sum((-y[t] / S[t]) * S[t] * (sp.KroneckerDelta(t, j) - S[j]), (t, 1, C))
+    steps = (
+        Step("Log of a quotient", "log(a/b) = log a − log b, and log e^{z_i} = z_i.",
+             log(softmax(i)), log_softmax),
+        Step("Stable log-sum-exp",
+             "Take e^{m} out of every term: with m = max_k z_k no exponential overflows, "
+             "and the largest term is e^0 = 1, so the logarithm's argument is never 0.",
+             shifted_log_sum_exp, unshifted),
+        Step("The loss in terms of the logits", "Substitute log S_i; no log of a probability remains.",
+             loss, loss_of_logits),
+        Step("Out of the sums", "Factors without i leave the sums.", loss_of_logits, pulled),
+        Step("One-hot labels: Σ y = 1", "y is one-hot, so its entries add up to 1.",
+             pulled, loss_one_hot),
+        Step("Derivative with respect to the logits",
+             "The derivative of log Σ e^{z_k} is the softmax; the delta in Σ y_i δ_ij keeps y_j.",
+             Derivative(XE, z[j]), gradient),
+        Step("In terms of S", "e^{z_j} / Σ e^{z_k} is S_j.", gradient, gradient_in_S),
+    )
+    identities = (
+        Identity(
+            "log_sum_exp_shift",
+            "Shifting the logits by m inside log-sum-exp and adding m back changes nothing.",
+            long=shifted_log_sum_exp,
+            shortcut=log_sum_exp,
+        ),
+        Identity(
+            "cross_entropy_logit_grad",
+            "The chain-rule product Σ_t ∂XE/∂S_t ∂S_t/∂z_j equals S_j − y_j, given Σ y = 1.",
+            long=chain,
+            shortcut=gradient_in_S,
+            assumptions={Sum(y[t], (t, 1, C)): sp.Integer(1)},
+            explicit=explicit_chain_rule,
+        ),
+    )
+
+    z_max, shifted, log_s = sp.Symbol("z_max"), sp.IndexedBase("shifted"), sp.IndexedBase("log_s")
+    kernels = (
+        Kernel(
+            name="log_softmax",
+            summary="log S over the last axis, computed from the logits without forming log(0).",
+            params=(Param("z", z, ("C",), doc="logits"),),
+            body=(
+                Assign(z_max, (), Maximum(z[k], (k, 1, C))),
+                Assign(shifted, (i,), z[i] - z_max),
+            ),
+            returns=Assign(
+                sp.IndexedBase("log_S"), (i,),
+                stable_log_softmax.xreplace({shift: 0}).xreplace(
+                    {z[i]: shifted[i], z[k]: shifted[k]}),
+            ),
+            math=stable_log_softmax.subs(shift, Maximum(z[k], (k, 1, C))),
+            returns_doc="log-probabilities, shape (..., C); finite for finite logits",
+        ),
+        Kernel(
+            name="cross_entropy_from_logits",
+            summary="The cross-entropy of softmax(z) against one-hot labels y, from the logits.",
+            params=(Param("z", z, ("C",), doc="logits"), Param("y", y, ("C",), doc="one-hot labels", one_hot=True)),
+            body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),),
+            returns=Assign(XE, (), loss.xreplace({log(S[i]): log_s[i]})),
+            math=loss_of_logits,
+            returns_doc="the loss of each sample, shape (...)",
+        ),
+        Kernel(
+            name="cross_entropy_from_logits_grad",
+            summary="∂XE/∂z_j = S_j − y_j: the gradient of the cross-entropy with respect to the logits.",
+            params=(Param("z", z, ("C",), doc="logits"), Param("y", y, ("C",), doc="one-hot labels", one_hot=True)),
+            body=(Assign(S, (j,), sp.Function("softmax")(z)),),
+            returns=Assign(Derivative(XE, z[j]), (j,), gradient_in_S),
+            returns_doc="shape (..., C)",
+        ),
+    )
+    return Derivation(
+        name="cross_entropy_from_logits",
+        title="The cross-entropy from the logits",
+        summary="The loss and its gradient computed from z directly: stable where "
+        "log(softmax(z)) overflows or takes log(0).",
+        definitions=(Definition(XE, loss, "with S = softmax(z) and y one-hot"),),
+        steps=steps,
+        identities=identities,
+        kernels=kernels,
+        examples=(
+            Example("XE for class 3, from the logits",
+                    "cross_entropy_from_logits(summation(posts.X, posts.W), posts.Y)", "PART3_XE"),
+        ),
+        uses=("softmax_jacobian", "layer_jacobian"),
+    )
