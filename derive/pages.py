@@ -59,6 +59,7 @@ def page_context(derivation: Derivation, generated) -> dict:
             "name": kernel.name,
             "lhs": latex(lhs),
             "rhs": latex(rhs),
+            "matrix_form": latex(kernel.matrix_form) if kernel.matrix_form is not None else "",
             "source": "\n\n".join(inspect.getsource(getattr(module, name)).rstrip()
                                    for name in (kernel.name, f"_{kernel.name}")),
         })

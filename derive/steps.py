@@ -86,6 +86,7 @@ class Kernel:
     returns: Assign  # the target names the result in the docstring
     returns_doc: str
     math: sp.Expr | None = None  # shown in the docstring: returns.target = math
+    matrix_form: sp.Expr | None = None  # the same result with matrices, for the page
     flatten_batch: bool = False  # reshape batched params to (B, ...): batch index b
     notes: str = ""  # more docstring text (layout, the posts' names)
 

@@ -98,7 +98,7 @@ def derive():
             "Mean over a batch",
             "The loss of a batch of B samples is the mean of theirs; the derivative of a "
             "mean is the mean of the derivatives, each with its own x, S and y.",
-            Derivative(Sum(sp.Function("XE")(b), (b, 1, B)) / B, W[j, c]),
+            Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[j, c]),
             batch_mean,
         ),
     )

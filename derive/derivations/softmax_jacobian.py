@@ -121,6 +121,7 @@ def derive():
             params=(Param("s", S, ("C",), doc="the output of `softmax`"),),
             body=(),
             returns=Assign(Derivative(S[i], z[j]), (i, j), in_S),
+            matrix_form=matrix_form,
             returns_doc="the Jacobian, shape (..., C, C): the posts' `sm_dir(S)`",
         ),
     )

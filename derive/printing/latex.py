@@ -22,6 +22,9 @@ class DeriveLatexPrinter(LatexPrinter):
             return rf"\frac{{\partial {function}}}{{\partial {self._print(variable)}}}"
         return super()._print_Derivative(expr)
 
+    def _print_DiagMatrix(self, expr: sp.DiagMatrix) -> str:
+        return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"
+
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         base = self._print(expr.base)
         indices = "".join(self._print(i) for i in expr.indices)
