@@ -16,7 +16,13 @@ import numpy as np
 
 
 def namespace(*arguments: Any) -> Any:
-    """The array-API namespace of the arguments; NumPy for lists and scalars."""
+    """The array-API namespace of the arguments; NumPy for lists and scalars.
+
+    NumPy 2 implements the array API itself, so NumPy arrays get ``numpy``
+    (not the compat wrapper, which costs microseconds on every call).
+    """
+    if all(type(a) is np.ndarray for a in arguments):
+        return np
     arrays = [a for a in arguments if array_api_compat.is_array_api_obj(a)]
     if not arrays:
         return array_api_compat.array_namespace(np.empty(0))
@@ -39,9 +45,17 @@ def _parse(spec: str) -> tuple[bool, tuple[str, ...], bool]:
     return batched, tuple(parts[1:] if batched else parts), kind.strip() == "one-hot"
 
 
-def _as_float(xp: Any, name: str, value: Any) -> Any:
-    array = xp.asarray(value)
-    if xp.isdtype(array.dtype, "real floating"):
+@cache
+def _float_dtypes(xp: Any) -> tuple:
+    return (xp.float32, xp.float64)
+
+
+def _as_array(xp: Any, value: Any) -> Any:
+    return value if hasattr(value, "shape") and hasattr(value, "dtype") else xp.asarray(value)
+
+
+def _as_float(xp: Any, name: str, array: Any) -> Any:
+    if array.dtype in _float_dtypes(xp) or xp.isdtype(array.dtype, "real floating"):
         return array
     if not xp.isdtype(array.dtype, ("integral", "bool")):
         raise TypeError(f"{name}: expected real numbers, got dtype {array.dtype}")
@@ -74,7 +88,7 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
     for name in [n for n in arguments if n not in label_arguments] + sorted(label_arguments):
         value, spec = arguments[name]
         batched, axes, one_hot = _parse(spec)
-        array = xp.asarray(value)
+        array = _as_array(xp, value)
         if (one_hot and batch and tuple(array.shape) == batch[0][0]
                 and xp.isdtype(array.dtype, "integral")):
             if axes[-1] not in sizes:

@@ -88,7 +88,7 @@ def derive():
                 Assign(shifted, (i,), z[i] - z_max),
             ),
             returns=Assign(
-                sp.IndexedBase("log_S"), (i,),
+                log(S[i]), (i,),
                 stable_log_softmax.xreplace({shift: 0}).xreplace(
                     {z[i]: shifted[i], z[k]: shifted[k]}),
             ),

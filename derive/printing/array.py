@@ -129,6 +129,18 @@ class ArrayPrinter(NumPyPrinter):
         eye = f"{self._module}.eye({self._print(first.upper)}, dtype={self.dtype})"
         return self._place(eye, (first, second), batched=False)
 
+    def _print_Add(self, expr: sp.Add, order=None) -> str:
+        """Positive terms first: ``z - z_max``, not ``-z_max + z`` (one operation less)."""
+        terms = sorted(sp.Add.make_args(expr), key=lambda t: t.could_extract_minus_sign())
+        precedence = sp.printing.precedence.precedence(expr)
+        text = ""
+        for term in terms:
+            if term.could_extract_minus_sign():
+                text += (" - " if text else "-") + self.parenthesize(-term, precedence)
+            else:
+                text += (" + " if text else "") + self.parenthesize(term, precedence)
+        return text
+
     # -- calls to other generated functions --------------------------------------
 
     def _print_Function(self, expr: sp.Function) -> str:
