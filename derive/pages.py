@@ -12,7 +12,7 @@ import numpy as np
 from derive import posts
 from derive.figures import figures_for
 from derive.printing import latex
-from derive.proofs import EXPLICIT_SIZES
+from derive.proofs import explicit_sizes
 from derive.render import ROOT, Output, environment, inputs_digest
 from derive.steps import Derivation
 
@@ -27,14 +27,15 @@ def page_name(derivation: Derivation) -> str:
 
 
 def _explicit_sizes_text(identity) -> str:
-    if identity.explicit is None:
+    sizes = explicit_sizes(identity)
+    if not sizes:
         return "no explicit-matrix form applies to this identity."
-    classes = sorted({c for _, c in EXPLICIT_SIZES})
-    inputs = sorted({d for d, _ in EXPLICIT_SIZES})
-    return (
-        f"and with explicit matrices for every C in {classes[0]}..{classes[-1]} and "
-        f"D in {inputs[0]}..{inputs[-1]} ({len(EXPLICIT_SIZES)} sizes)."
-    )
+    classes = sorted({c for _, c in sizes})
+    inputs = sorted({d for d, _ in sizes})
+    text = f"and with explicit matrices for every C in {classes[0]}..{classes[-1]}"
+    if len(inputs) > 1:
+        text += f" and D in {inputs[0]}..{inputs[-1]}"
+    return text + f" ({len(sizes)} sizes)."
 
 
 def _evaluate(call: str, generated) -> np.ndarray:
@@ -96,6 +97,8 @@ def page_context(derivation: Derivation, generated) -> dict:
         "identities": [
             {
                 "claim": i.claim,
+                "long_title": i.long_title,
+                "shortcut_title": i.shortcut_title,
                 "long": latex(i.long),
                 "shortcut": latex(i.shortcut),
                 "assumptions": [f"{latex(a)} = {latex(b)}" for a, b in i.assumptions.items()],

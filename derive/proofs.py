@@ -84,13 +84,20 @@ def prove_explicit(identity: Identity, n_inputs: int, n_classes: int) -> None:
             )
 
 
-def prove(identity: Identity, sizes=EXPLICIT_SIZES) -> ProofResult:
-    """Run both proofs of ``identity``."""
+def explicit_sizes(identity: Identity) -> tuple[tuple[int, int], ...]:
+    """The (D, C) sizes at which ``identity`` is checked with explicit matrices."""
+    if identity.explicit is None:
+        return ()
+    return identity.explicit_sizes if identity.explicit_sizes is not None else EXPLICIT_SIZES
+
+
+def prove(identity: Identity, sizes=None) -> ProofResult:
+    """Run both proofs of ``identity`` (explicit ones at ``sizes``, default its own)."""
     start = time.perf_counter()
     assumptions = prove_index_form(identity)
     checked = []
     if identity.explicit is not None:
-        for n_inputs, n_classes in sizes:
+        for n_inputs, n_classes in sizes if sizes is not None else explicit_sizes(identity):
             prove_explicit(identity, n_inputs, n_classes)
             checked.append((n_inputs, n_classes))
     return ProofResult(

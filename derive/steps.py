@@ -52,6 +52,9 @@ class Identity:
     shortcut: sp.Expr
     assumptions: dict[sp.Expr, sp.Expr] = field(default_factory=dict)  # e.g. {Σ y_t: 1}
     explicit: ExplicitCheck | None = None
+    explicit_sizes: tuple[tuple[int, int], ...] | None = None  # (D, C); None: all of proofs.EXPLICIT_SIZES
+    long_title: str = "The chain-rule product"
+    shortcut_title: str = "the shortcut"
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,8 @@ def derive():
             shortcut=shortcut,
             assumptions=one_hot,
             explicit=explicit_chain_rule,
+            long_title="The chain-rule product,",
+            shortcut_title="the shortcut,",
         ),
     )
     error = sp.IndexedBase("error")

@@ -66,6 +66,8 @@ def derive():
             "Shifting the logits by m inside log-sum-exp and adding m back changes nothing.",
             long=shifted_log_sum_exp,
             shortcut=log_sum_exp,
+            long_title="The shifted log-sum-exp,",
+            shortcut_title="the log-sum-exp of the logits,",
         ),
         Identity(
             "cross_entropy_logit_grad",
@@ -74,6 +76,8 @@ def derive():
             shortcut=gradient_in_S,
             assumptions={Sum(y[t], (t, 1, C)): sp.Integer(1)},
             explicit=explicit_chain_rule,
+            long_title="The chain-rule product,",
+            shortcut_title="the shortcut,",
         ),
     )
 

@@ -88,6 +88,8 @@ def derive():
             long=chain_substituted,
             shortcut=shortcut,
             explicit=explicit_chain_rule,
+            long_title="The chain-rule product,",
+            shortcut_title="the shortcut,",
         ),
     )
     kernels = (

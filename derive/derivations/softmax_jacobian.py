@@ -91,12 +91,17 @@ def derive():
             long=sp.diff(S_i, z[j]),
             shortcut=in_S.subs({S[i]: S_i, S[j]: softmax(j)}),
             explicit=explicit_matrix_form,
+            explicit_sizes=tuple((1, c) for c in range(2, 7)),  # softmax has no inputs x
+            long_title="The derivative SymPy computes directly,",
+            shortcut_title="S_i(δ_ij − S_j) with S written out,",
         ),
         Identity(
             "softmax_shift",
             "Shifting every logit by the same m leaves softmax unchanged.",
             long=shifted,
             shortcut=S_i,
+            long_title="Softmax of the shifted logits,",
+            shortcut_title="softmax of the logits,",
         ),
     )
 
