@@ -76,6 +76,7 @@ def derive():
             shortcut=gradient_in_S,
             assumptions={Sum(y[t], (t, 1, C)): sp.Integer(1)},
             explicit=explicit_chain_rule,
+            explicit_sizes=tuple((1, c) for c in range(2, 7)),  # no inputs x here
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
         ),
