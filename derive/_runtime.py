@@ -14,6 +14,9 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+Array = Any  # an array of any array-API library: numpy.ndarray, torch.Tensor, ...
+Namespace = Any  # its namespace: numpy, array_api_compat.torch, ...
+
 
 def namespace(*arguments: Any) -> Any:
     """The array-API namespace of the arguments; NumPy for lists and scalars.

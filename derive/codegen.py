@@ -27,7 +27,8 @@ class GeneratedFunction:
     """
 
     name: str
-    signature: str
+    arguments: str  # "x, W"
+    signature: str  # "x: Array, W: Array"
     docstring: str
     checks: tuple[str, ...]  # the public function's body before it calls the core
     lines: tuple[str, ...]  # the core's body
@@ -117,7 +118,8 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
     calls += _calls_in(kernel.returns.expression)
     return GeneratedFunction(
         name=kernel.name,
-        signature=params,
+        arguments=params,
+        signature=", ".join(f"{p.name}: Array" for p in kernel.params),
         docstring=_docstring(kernel),
         checks=tuple(checks),
         lines=tuple(lines),

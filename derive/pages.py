@@ -130,4 +130,23 @@ def page_outputs(derived, generated) -> list[Output]:
                                  *CODE_INPUTS, *PAGE_INPUTS),
             body=body,
         ))
+    with stage("(all)", "rendering templates/api.md.j2"):
+        outputs.append(api_output(derived))
     return outputs
+
+
+def api_output(derived) -> Output:
+    """The API reference page: one mkdocstrings block per generated module."""
+    modules = [
+        {"name": d.derivation.name, "title": d.derivation.title,
+         "functions": [k.name for k in d.derivation.kernels]}
+        for d in derived
+    ]
+    body = environment().get_template("api.md.j2").render(modules=modules)
+    return Output(
+        path=ROOT / "docs" / "api.md",
+        source="the registry (derive/derivations/__init__.py)",
+        inputs=inputs_digest(ROOT / "derive" / "derivations" / "__init__.py",
+                             ROOT / "templates" / "api.md.j2"),
+        body=body,
+    )
