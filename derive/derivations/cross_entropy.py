@@ -65,39 +65,40 @@ def derive():
     steps = (
         Step(
             "Derivative of the loss",
-            "Only the term i = t of the sum contains S_t; d(log S)/dS = 1/S.",
+            "Only the term $i = t$ of the sum contains $S_t$; $d(\\log S)/dS = 1/S$.",
             Derivative(loss, S[t]),
             dxe_ds,
         ),
         Step(
             "Chain rule",
-            "W reaches the loss through every output S_t.",
+            "$W$ reaches the loss through every output $S_t$.",
             Derivative(XE, W[j, c]),
             chain,
         ),
         Step(
             "Substitute the two Jacobians",
-            "∂XE/∂S_t from the first step, ∂S_t/∂W_jc from the layer page; S_t cancels.",
+            "$\\partial XE / \\partial S_t$ from the first step, $\\partial S_t / \\partial W_{jc}$ "
+            "from the layer page; $S_t$ cancels.",
             chain,
             chain_substituted,
         ),
         Step(
             "Collapse the sum",
-            "The delta keeps the term t = c; factors without t leave the sum.",
+            "The delta keeps the term $t = c$; factors without $t$ leave the sum.",
             chain_substituted,
             collapsed,
         ),
         Step(
             "One-hot labels: Σ y = 1",
-            "y is one-hot, so its entries add up to 1. SymPy cannot know this; "
+            "$y$ is one-hot, so its entries add up to 1. SymPy cannot know this; "
             "it is supplied here, and only here.",
             collapsed,
             shortcut,
         ),
         Step(
             "Mean over a batch",
-            "The loss of a batch of B samples is the mean of theirs; the derivative of a "
-            "mean is the mean of the derivatives, each with its own x, S and y.",
+            "The loss of a batch of $B$ samples is the mean of theirs; the derivative of a "
+            "mean is the mean of the derivatives, each with its own $x$, $S$ and $y$.",
             Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[j, c]),
             batch_mean,
         ),
@@ -166,8 +167,8 @@ def derive():
     return Derivation(
         name="cross_entropy",
         title="The cross-entropy gradient",
-        summary="How the loss XE = −Σ y log S of the layer changes with each weight (Part 3).",
-        definitions=(Definition(XE, loss, "y one-hot: y_i = 1 for the true class"),),
+        summary="How the loss $XE = -\\sum_i y_i \\log S_i$ of the layer changes with each weight (Part 3).",
+        definitions=(Definition(XE, loss, "with $y$ one-hot: $y_i = 1$ for the true class, 0 elsewhere"),),
         steps=steps,
         identities=identities,
         kernels=kernels,

@@ -44,21 +44,22 @@ def derive():
     t = class_index("t")
     chain = Sum((-y[t] / S[t]) * S[t] * (sp.KroneckerDelta(t, j) - S[j]), (t, 1, C))
     steps = (
-        Step("Log of a quotient", "log(a/b) = log a − log b, and log e^{z_i} = z_i.",
+        Step("Log of a quotient", "$\\log(a/b) = \\log a - \\log b$, and $\\log e^{z_i} = z_i$.",
              log(softmax(i)), log_softmax),
         Step("Stable log-sum-exp",
-             "Take e^{m} out of every term: with m = max_k z_k no exponential overflows, "
-             "and the largest term is e^0 = 1, so the logarithm's argument is never 0.",
+             "Take $e^{m}$ out of every term: with $m = \\max_k z_k$ no exponential overflows, "
+             "and the largest term is $e^0 = 1$, so the logarithm's argument is never 0.",
              shifted_log_sum_exp, unshifted),
-        Step("The loss in terms of the logits", "Substitute log S_i; no log of a probability remains.",
+        Step("The loss in terms of the logits", "Substitute $\\log S_i$; no logarithm of a probability remains.",
              loss, loss_of_logits),
-        Step("Out of the sums", "Factors without i leave the sums.", loss_of_logits, pulled),
-        Step("One-hot labels: Σ y = 1", "y is one-hot, so its entries add up to 1.",
+        Step("Out of the sums", "Factors without $i$ leave the sums.", loss_of_logits, pulled),
+        Step("One-hot labels: Σ y = 1", "$y$ is one-hot, so its entries add up to 1.",
              pulled, loss_one_hot),
         Step("Derivative with respect to the logits",
-             "The derivative of log Σ e^{z_k} is the softmax; the delta in Σ y_i δ_ij keeps y_j.",
+             "The derivative of $\\log \\sum_k e^{z_k}$ is the softmax; the delta in "
+             "$\\sum_i y_i \\delta_{ij}$ keeps $y_j$.",
              Derivative(XE, z[j]), gradient),
-        Step("In terms of S", "e^{z_j} / Σ e^{z_k} is S_j.", gradient, gradient_in_S),
+        Step("In terms of S", "$e^{z_j} / \\sum_k e^{z_k}$ is $S_j$.", gradient, gradient_in_S),
     )
     identities = (
         Identity(
@@ -121,9 +122,9 @@ def derive():
     return Derivation(
         name="cross_entropy_from_logits",
         title="The cross-entropy from the logits",
-        summary="The loss and its gradient computed from z directly: stable where "
-        "log(softmax(z)) overflows or takes log(0).",
-        definitions=(Definition(XE, loss, "with S = softmax(z) and y one-hot"),),
+        summary="The loss and its gradient computed from $z$ directly: stable where "
+        "$\\log(\\operatorname{softmax}(z))$ overflows or takes $\\log 0$.",
+        definitions=(Definition(XE, loss, "with $S = \\operatorname{softmax}(z)$ and $y$ one-hot"),),
         steps=steps,
         identities=identities,
         kernels=kernels,

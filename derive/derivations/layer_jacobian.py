@@ -51,27 +51,28 @@ def derive():
     steps = (
         Step(
             "Derivative of the summation",
-            "z_k = Σ_d W_dk x_d; only the weight W_jc with k = c appears in z_k, "
-            "multiplied by x_j.",
+            "$z_k = \\sum_d W_{dk} x_d$; only the weight $W_{jc}$ with $k = c$ appears in $z_k$, "
+            "multiplied by $x_j$.",
             Derivative(summation(k), W[j, c]),
             dz_dw,
         ),
         Step(
             "Chain rule",
-            "W reaches S_t through every logit z_k, so the derivatives through each "
-            "z_k add up.",
+            "$W$ reaches $S_t$ through every logit $z_k$, so the derivatives through each "
+            "$z_k$ add up.",
             Derivative(S[t], W[j, c]),
             chain,
         ),
         Step(
             "Substitute the two Jacobians",
-            "∂S_t/∂z_k from the softmax Jacobian page, ∂z_k/∂W_jc from the first step.",
+            "$\\partial S_t / \\partial z_k$ from the softmax Jacobian page, "
+            "$\\partial z_k / \\partial W_{jc}$ from the first step.",
             chain,
             chain_substituted,
         ),
         Step(
             "Collapse the sum",
-            "The delta δ_kc keeps the single term k = c.",
+            "The delta $\\delta_{kc}$ keeps the single term $k = c$.",
             chain_substituted,
             shortcut,
         ),
@@ -132,9 +133,10 @@ def derive():
     return Derivation(
         name="layer_jacobian",
         title="The softmax layer's Jacobian",
-        summary="How each output S_t of the layer S = softmax(Wᵀx) changes with each weight W_jc (Part 2).",
+        summary="How each output $S_t$ of the layer $S = \\operatorname{softmax}(W^T x)$ changes "
+        "with each weight $W_{jc}$ (Part 2).",
         definitions=(
-            Definition(z[k], summation(k), "the weighted sum for class k: z = Wᵀx"),
+            Definition(z[k], summation(k), "the weighted sum for class $k$: $z = W^T x$"),
             Definition(S[t], softmax(t), "the softmax of the logits"),
         ),
         steps=steps,

@@ -43,27 +43,27 @@ def derive():
     steps = (
         Step(
             "Numerator",
-            "Only the i-th exponential depends on z_j, and only when i = j: "
-            "∂z_i/∂z_j is the Kronecker delta.",
+            "Only the $i$-th exponential depends on $z_j$, and only when $i = j$: "
+            "$\\partial z_i / \\partial z_j$ is the Kronecker delta $\\delta_{ij}$.",
             Derivative(numerator, z[j]),
             d_numerator,
         ),
         Step(
             "Denominator",
             "Every term of the sum is differentiated; the deltas pick the single "
-            "term k = j (the sum of deltas collapses, j being in 1..C).",
+            "term $k = j$ (the sum of deltas collapses, $j$ being in $1..C$).",
             Derivative(denominator, z[j]),
             d_denominator,
         ),
         Step(
             "Quotient rule",
-            "For f = g/h: f' = (g'h − g h')/h², with g the numerator and h the denominator.",
+            "For $f = g/h$: $f' = (g'h - g h')/h^2$, with $g$ the numerator and $h$ the denominator.",
             Derivative(S_i, z[j]),
             quotient,
         ),
         Step(
             "In terms of S",
-            "Replace each e^{z} / Σ e^{z_k} by the softmax output it is, and factor.",
+            "Replace each $e^{z_i} / \\sum_k e^{z_k}$ by the softmax output $S_i$ it is, and factor.",
             quotient,
             in_S,
         ),
@@ -71,14 +71,14 @@ def derive():
         Step("Case i ≠ j", "The delta is 0.", in_S, different),
         Step(
             "Matrix form",
-            "S_i δ_ij is the diagonal matrix of S; S_i S_j is the outer product S Sᵀ.",
+            "$S_i \\delta_{ij}$ is the diagonal matrix of $S$; $S_i S_j$ is the outer product $S S^T$.",
             in_S,
             matrix_form,
         ),
         Step(
             "Stable evaluation",
-            "Multiplying numerator and denominator by e^{−m} changes nothing; "
-            "with m = max_k z_k no exponential exceeds 1, so none overflows.",
+            "Multiplying numerator and denominator by $e^{-m}$ changes nothing; "
+            "with $m = \\max_k z_k$ no exponential exceeds 1, so none overflows.",
             shifted,
             unshifted,
         ),
@@ -133,9 +133,9 @@ def derive():
     return Derivation(
         name="softmax_jacobian",
         title="The softmax Jacobian",
-        summary="How each softmax output S_i changes with each logit z_j (Part 1).",
+        summary="How each softmax output $S_i$ changes with each logit $z_j$ (Part 1).",
         definitions=(
-            Definition(S[i], S_i, "softmax of the logits z, for i = 1..C"),
+            Definition(S[i], S_i, "the softmax of the logits $z$, for $i = 1..C$"),
         ),
         steps=steps,
         identities=identities,
