@@ -148,9 +148,13 @@ def test_search_finds_jacobian(page, served):
     page.goto(f"{served}/", wait_until="networkidle")
     search = page.locator("input.md-search__input")
     search.click()
-    search.fill("Jacobian")
     results = page.locator(".md-search-result__item")
-    results.first.wait_for(timeout=15000)
+    for _ in range(20):  # the search worker may still be indexing: type again until it answers
+        search.fill("")
+        search.press_sequentially("Jacobian", delay=20)
+        page.wait_for_timeout(500)
+        if results.count():
+            break
     assert results.count() >= 1
     assert "Jacobian" in page.locator(".md-search-result").inner_text()
     assert page.foreign_requests == []
