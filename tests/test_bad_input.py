@@ -1,0 +1,90 @@
+"""Wrong shapes raise a ValueError that names the argument and the expected
+shape; nothing broadcasts silently into a wrong result."""
+
+import numpy as np
+import pytest
+
+from derive.generated import (
+    cross_entropy,
+    cross_entropy_from_logits,
+    cross_entropy_grad,
+    layer_jacobian,
+    softmax,
+    softmax_jacobian,
+    summation,
+    summation_jacobian,
+    weight_grad,
+)
+
+x = np.ones((4, 3))  # a batch of 4 samples, D = 3
+W = np.ones((3, 5))  # D = 3, C = 5
+y = np.eye(5)[[0, 1, 2, 3]]  # (4, 5)
+s = np.full((4, 5), 0.2)
+
+
+def raises(argument: str, expected: str, got: tuple):
+    """The error names the argument first, says what was expected and what came."""
+    pattern = rf"^{argument}: expected .*{expected}.*got {got}$".replace("(", r"\(").replace(")", r"\)")
+    return pytest.raises(ValueError, match=pattern)
+
+
+@pytest.mark.parametrize("f", [summation, summation_jacobian, layer_jacobian])
+def test_W_with_the_wrong_number_of_inputs(f):
+    with raises("W", "shape (D, C) with D = 3 as in x.shape", (4, 5)):
+        f(x, np.ones((4, 5)))
+
+
+@pytest.mark.parametrize("f", [summation, summation_jacobian, layer_jacobian])
+def test_W_that_is_not_a_matrix(f):
+    with raises("W", "shape (D, C)", (3,)):
+        f(x, np.ones(3))
+    with raises("W", "shape (D, C)", (2, 3, 5)):
+        f(x, np.ones((2, 3, 5)))
+
+
+def test_x_without_an_input_axis():
+    with raises("x", "shape (..., D)", ()):
+        summation(np.float64(1.0), W)
+
+
+def test_weight_grad_y_with_another_batch_shape_does_not_broadcast():
+    with raises("y", "batch shape (4,) as in x", (5, 5)):
+        weight_grad(x, W, np.eye(5))
+
+
+def test_weight_grad_y_with_another_number_of_classes():
+    with raises("y", "with C = 5 as in W.shape", (4, 6)):
+        weight_grad(x, W, np.ones((4, 6)))
+
+
+def test_weight_grad_single_y_for_a_batch_is_refused():
+    with raises("y", "batch shape (4,) as in x", (5,)):
+        weight_grad(x, W, np.eye(5)[0])
+
+
+@pytest.mark.parametrize("f", [cross_entropy, cross_entropy_grad, cross_entropy_from_logits])
+def test_cross_entropy_y_that_does_not_match(f):
+    with raises("y", "with C = 5 as in", (4, 4)):
+        f(s, np.ones((4, 4)))
+    with raises("y", "batch shape (4,) as in", (1, 5)):
+        f(s, np.ones((1, 5)))
+
+
+def test_softmax_of_nothing():
+    with raises("z", "with C > 0", (0,)):
+        softmax(np.ones(0))
+
+
+def test_softmax_jacobian_of_a_scalar():
+    with raises("s", "shape (..., C)", ()):
+        softmax_jacobian(np.float64(0.5))
+
+
+def test_complex_input_is_refused_by_name():
+    with pytest.raises(TypeError, match="^z: expected real numbers"):
+        softmax(np.ones(3, dtype=complex))
+
+
+def test_integer_and_list_input_become_float():
+    np.testing.assert_allclose(softmax([0, 0]), [0.5, 0.5])
+    assert summation([[1, 2, 3]], W).dtype == np.float64
