@@ -1,0 +1,83 @@
+"""The generated functions run on any array-API library and return its arrays.
+
+Tested here: NumPy, PyTorch (CPU), array-api-strict and Dask. Each result is
+of the input's library and dtype and equals NumPy's float64 result.
+"""
+
+import numpy as np
+import pytest
+
+import derive.generated as generated
+
+torch = pytest.importorskip("torch")
+strict = pytest.importorskip("array_api_strict")
+dask_array = pytest.importorskip("dask.array")
+
+rng = np.random.default_rng(11)
+X = rng.normal(size=(6, 4))
+W = rng.normal(size=(4, 7))
+LABELS = rng.integers(7, size=6)
+Y = np.eye(7)[LABELS]
+Z = X @ W
+S = np.exp(Z) / np.exp(Z).sum(axis=-1, keepdims=True)
+
+CALLS = {  # name: the arguments, as NumPy arrays
+    "summation": (X, W),
+    "softmax": (Z,),
+    "softmax_jacobian": (S,),
+    "summation_jacobian": (X, W),
+    "layer_jacobian": (X, W),
+    "cross_entropy": (S, Y),
+    "cross_entropy_grad": (S, Y),
+    "weight_grad": (X, W, Y),
+    "log_softmax": (Z,),
+    "cross_entropy_from_logits": (Z, Y),
+    "cross_entropy_from_logits_grad": (Z, Y),
+}
+
+
+def test_every_generated_function_is_covered():
+    assert sorted(CALLS) == sorted(generated.__all__)
+
+
+LIBRARIES = {
+    "numpy-float32": (lambda a: a.astype(np.float32), np.ndarray, "float32"),
+    "torch-float64": (torch.asarray, torch.Tensor, "float64"),
+    "torch-float32": (lambda a: torch.asarray(a, dtype=torch.float32), torch.Tensor, "float32"),
+    "array-api-strict": (strict.asarray, type(strict.asarray(1.0)), "float64"),
+    "dask": (lambda a: dask_array.from_array(a, chunks=2), dask_array.Array, "float64"),
+}
+
+
+def to_numpy(array):
+    if hasattr(array, "compute"):  # dask: run the graph
+        array = array.compute()
+    return np.from_dlpack(array)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("name", CALLS)
+def test_same_library_same_dtype_same_numbers(name, library):
+    convert, kind, dtype = LIBRARIES[library]
+    function = getattr(generated, name)
+    result = function(*(convert(a) for a in CALLS[name]))
+    expected = function(*CALLS[name])
+    assert isinstance(result, kind), type(result)
+    assert str(result.dtype).endswith(dtype)
+    tolerance = 1e-12 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(to_numpy(result), expected, rtol=tolerance, atol=tolerance)
+
+
+def test_dask_batch_larger_than_a_chunk_gives_numpys_gradient_lazily():
+    x = rng.normal(size=(1000, 4))
+    labels = rng.integers(7, size=1000)
+    y = np.eye(7)[labels]
+    lazy = generated.weight_grad(dask_array.from_array(x, chunks=(128, 4)), dask_array.from_array(W),
+                                 dask_array.from_array(labels, chunks=128))
+    assert isinstance(lazy, dask_array.Array)
+    np.testing.assert_allclose(lazy.compute(), generated.weight_grad(x, W, y), rtol=1e-12)
+
+
+def test_mixed_libraries_are_refused():
+    with pytest.raises(TypeError, match="different array libraries"):
+        generated.summation(X, torch.asarray(W))
