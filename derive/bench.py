@@ -1,0 +1,296 @@
+"""Benchmarks: ``python -m derive.bench [--quick] [--output FILE]``.
+
+Every ratio is measured side by side in one process: the contenders of a row
+are timed in turn, repeatedly, and each gets the median of its repeats.
+Prints a table and writes JSON (machine, versions, times, ratios) that the
+site's benchmark page renders.
+
+Rows:
+- the posts' loop algorithms (re-written here from their description: nested
+  loops filling the class-major matrices) against the generated functions;
+- one training-step gradient for a batch: generated ``weight_grad`` (and the
+  from-logits path) against hand-written NumPy, PyTorch autograd, and the
+  floor: the two matrix products alone;
+- ``python -m derive build``, cold and no-op.
+"""
+
+from __future__ import annotations
+
+import os
+
+# PyTorch's OpenMP threads otherwise spin for a while after each call and slow
+# down whichever contender is timed next; set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from derive import generated
+from derive.render import ROOT
+
+TARGETS = {"generated / numpy": 1.05, "generated / torch": 1.0, "generated / floor": 1.3}
+
+
+# -- timing ------------------------------------------------------------------------------
+
+def measure(contenders: dict[str, Callable[[], object]], repeats: int, budget: float) -> dict[str, float]:
+    """Median seconds per call of each contender, timed in turn, ``repeats`` times.
+
+    Each contender runs ``number`` calls per repeat, chosen so that one repeat
+    takes about ``budget`` seconds (at least one call).
+    """
+    numbers = {}
+    for name, f in contenders.items():
+        f()  # warm up: imports, caches, first allocation
+        start = time.perf_counter()
+        f()
+        once = max(time.perf_counter() - start, 1e-7)
+        numbers[name] = max(1, int(budget / once))
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, f in contenders.items():
+            samples[name].append(timeit.timeit(f, number=numbers[name]) / numbers[name])
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+# -- the posts' algorithms, written afresh from the posts ------------------------------------
+
+def posts_sm_dir(S):
+    """Part 1/2: diag(S) minus the tiled outer product."""
+    S_vector = S.reshape(S.shape[0], 1)
+    S_matrix = np.tile(S_vector, S.shape[0])
+    return np.diag(S) - (S_matrix * np.transpose(S_matrix))
+
+
+def posts_z_dir(x, W):
+    """Part 2: DZ[i*D + j, k] = x_j if i == k, a (C*D, C) matrix filled by loops."""
+    D, C = W.shape
+    dz = np.zeros((C * D, C))
+    for k in range(C):
+        for i in range(C):
+            for j in range(D):
+                if i == k:
+                    dz[i * D + j, k] = x[j]
+    return dz
+
+
+def posts_l_dir_shortcut(W, S, x):
+    """Part 2: DL[(i*D)+j, t] = S_t (δ_it − S_i) x_j by loops."""
+    D, C = W.shape
+    dir_matrix = np.zeros((D * C, C))
+    for t in range(C):
+        for i in range(C):
+            for j in range(D):
+                dir_matrix[(i * D) + j][t] = S[t] * ((i == t) - S[i]) * x[j]
+    return dir_matrix
+
+
+def posts_xe_dir_shortcut(W, S, x, y):
+    """Part 3: the class-major gradient vector by loops."""
+    D, C = W.shape
+    dir_matrix = np.zeros(D * C)
+    for i in range(C):
+        for j in range(D):
+            dir_matrix[(i * D) + j] = (S[i] - y[i]) * x[j]
+    return dir_matrix
+
+
+def posts_rows(n_inputs: int, n_classes: int, repeats: int, budget: float) -> list[dict]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n_inputs)
+    W = rng.normal(scale=0.1, size=(n_inputs, n_classes))
+    y = np.eye(n_classes)[1]
+    S = generated.softmax(generated.summation(x, W))
+    rows = [
+        ("softmax Jacobian", "sm_dir(S)", lambda: posts_sm_dir(S), lambda: generated.softmax_jacobian(S)),
+        ("summation Jacobian DZ", "z_dir loops", lambda: posts_z_dir(x, W),
+         lambda: generated.summation_jacobian(x, W)),
+        ("layer Jacobian", "l_dir_shortcut loops", lambda: posts_l_dir_shortcut(W, S, x),
+         lambda: generated.layer_jacobian(x, W)),
+        ("layer Jacobian", "sm_dir, z_dir, DS · DZᵀ",
+         lambda: np.dot(posts_sm_dir(S), np.transpose(posts_z_dir(x, W))),
+         lambda: generated.layer_jacobian(x, W)),
+        ("weight gradient", "xe_dir_shortcut loops", lambda: posts_xe_dir_shortcut(W, S, x, y),
+         lambda: generated.weight_grad(x, W, y)),
+    ]
+    results = []
+    for what, baseline, theirs, ours in rows:
+        times = measure({"posts": theirs, "generated": ours}, repeats, budget)
+        results.append({
+            "size": f"D={n_inputs}, C={n_classes}", "what": what, "baseline": baseline,
+            "baseline_seconds": times["posts"], "generated_seconds": times["generated"],
+            "speedup": times["posts"] / times["generated"],
+        })
+    return results
+
+
+# -- one training step ------------------------------------------------------------------------
+
+def training_step_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats: int, budget: float) -> dict:
+    import torch
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(batch, n_inputs)).astype(dtype)
+    W = (rng.normal(size=(n_inputs, n_classes)) * 0.05).astype(dtype)
+    labels = rng.integers(n_classes, size=batch)
+    Y = np.eye(n_classes, dtype=dtype)[labels]
+    G = rng.normal(size=(batch, n_classes)).astype(dtype)  # stands for S - Y
+
+    def numpy_by_hand():
+        z = X @ W
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return X.T @ (e / e.sum(axis=1, keepdims=True) - Y) / batch
+
+    def from_logits():
+        return X.T @ generated.cross_entropy_from_logits_grad(X @ W, Y) / batch
+
+    def floor():
+        X @ W
+        return X.T @ G
+
+    tX, tlabels = torch.from_numpy(X), torch.from_numpy(labels)
+    tW = torch.from_numpy(W.copy()).requires_grad_(True)
+
+    def torch_autograd():
+        tW.grad = None
+        torch.nn.functional.cross_entropy(tX @ tW, tlabels).backward()
+        return tW.grad
+
+    np.testing.assert_allclose(generated.weight_grad(X, W, Y), numpy_by_hand(), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(generated.weight_grad(X, W, Y), torch_autograd().numpy(), rtol=1e-3, atol=1e-5)
+    times = measure({
+        "generated": lambda: generated.weight_grad(X, W, Y),
+        "from_logits": from_logits,
+        "numpy": numpy_by_hand,
+        "torch": torch_autograd,
+        "floor": floor,
+    }, repeats, budget)
+    ratios = {
+        "generated / numpy": times["generated"] / times["numpy"],
+        "generated / torch": times["generated"] / times["torch"],
+        "generated / floor": times["generated"] / times["floor"],
+        "from_logits / numpy": times["from_logits"] / times["numpy"],
+    }
+    return {
+        "B": batch, "D": n_inputs, "C": n_classes, "dtype": np.dtype(dtype).name,
+        "seconds": times, "ratios": ratios,
+        "targets_met": {k: ratios[k] <= v for k, v in TARGETS.items()},
+    }
+
+
+# -- the build ---------------------------------------------------------------------------------
+
+def build_times() -> dict[str, float]:
+    """Wall time of ``python -m derive build --no-figures`` on a copy: cold, then no-op."""
+    with tempfile.TemporaryDirectory(prefix="derive-bench-") as folder:
+        copy = Path(folder)
+        for name in ("derive", "templates", "docs"):
+            shutil.copytree(ROOT / name, copy / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "figures"))
+        for path in [*(copy / "derive" / "generated").glob("*.py"), *(copy / "docs" / "derivations").glob("*.md")]:
+            path.unlink()
+        env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+        seconds = {}
+        for kind in ("cold", "no-op"):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "derive", "build", "--no-figures"], cwd=copy, env=env,
+                           check=True, capture_output=True)
+            seconds[kind] = time.perf_counter() - start
+    return seconds
+
+
+# -- report --------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    import torch
+
+    blas = ""
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]["name"]
+    except Exception:  # the BLAS name is nice to have, not needed
+        pass
+    return {
+        "platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "numpy": np.__version__, "blas": blas,
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", ""),
+    }
+
+
+def run(quick: bool = False, smoke: bool = False) -> dict:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)  # as many as NumPy's BLAS uses by default
+    repeats, budget = (3, 0.002) if smoke else (5, 0.05) if quick else (15, 0.2)
+    posts_sizes = [(3, 5)] if smoke else [(3, 5), (784, 10)]
+    steps = [(16, 20, 4)] if smoke else [(256, 784, 10), (64, 512, 1000)]
+    report = {
+        "mode": "smoke" if smoke else "quick" if quick else "full",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(), "repeats": repeats,
+        "posts": [row for d, c in posts_sizes for row in posts_rows(d, c, repeats, budget)],
+        "training_step": [training_step_row(b, d, c, dtype, repeats, budget)
+                          for b, d, c in steps for dtype in (np.float64, np.float32)],
+        "targets": TARGETS,
+    }
+    if not smoke:
+        report["build_seconds"] = build_times()
+    return report
+
+
+def table(report: dict) -> str:
+    lines = ["The posts' algorithms against the generated functions (speed-up = posts / generated)",
+             f"{'size':<14} {'what':<24} {'posts':<24} {'posts s':>10} {'ours s':>10} {'speed-up':>9}"]
+    for r in report["posts"]:
+        lines.append(f"{r['size']:<14} {r['what']:<24} {r['baseline']:<24} "
+                     f"{r['baseline_seconds']:10.2e} {r['generated_seconds']:10.2e} {r['speedup']:9.1f}")
+    lines += ["", "One training-step gradient (seconds per call; ratios: lower is better for us)"]
+    header = f"{'B, D, C':<16} {'dtype':<8} " + " ".join(f"{k:>11}" for k in
+                                                         ("generated", "from_logits", "numpy", "torch", "floor"))
+    lines.append(header + "  " + "  ".join(f"{k}" for k in TARGETS) + "  from_logits/numpy")
+    for r in report["training_step"]:
+        s = r["seconds"]
+        cells = " ".join(f"{s[k]:11.3e}" for k in ("generated", "from_logits", "numpy", "torch", "floor"))
+        ratios = "  ".join(
+            f"{r['ratios'][k]:.3f} {'met' if r['targets_met'][k] else 'MISSED'} (<= {t})"
+            for k, t in TARGETS.items())
+        lines.append(f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} {cells}  {ratios}  "
+                     f"{r['ratios']['from_logits / numpy']:.3f}")
+    if "build_seconds" in report:
+        b = report["build_seconds"]
+        lines += ["", f"python -m derive build --no-figures: cold {b['cold']:.2f} s, no-op {b['no-op']:.2f} s"]
+    m = report["machine"]
+    lines += ["", f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, NumPy {m['numpy']} "
+                  f"({m['blas']}), torch {m['torch']} ({m['torch_threads']} threads)"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m derive.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats (under two minutes)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one pass: checks the benchmark runs")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "latest.json")
+    args = parser.parse_args(argv)
+    report = run(quick=args.quick, smoke=args.smoke)
+    print(table(report))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
