@@ -76,12 +76,40 @@ def _gradient_heatmap(fig, generated, posts) -> None:
     fig.colorbar(image, ax=ax)
 
 
+BENCHMARK_RESULTS = ROOT / "bench-results" / "latest.json"
+
+
+def _benchmark_ratios(fig, generated, posts) -> None:
+    import json
+
+    ax = fig.subplots()
+    if not BENCHMARK_RESULTS.exists():
+        ax.text(0.5, 0.5, "no benchmark results committed", ha="center", va="center")
+        return
+    report = json.loads(BENCHMARK_RESULTS.read_text())
+    names = ["generated / numpy", "generated / torch", "generated / floor"]
+    rows = report["training_step"]
+    width = 0.8 / len(names)
+    for n, name in enumerate(names):
+        ax.bar([i + n * width for i in range(len(rows))], [r["ratios"][name] for r in rows],
+               width=width, label=name)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks([i + width for i in range(len(rows))],
+                  [f"{r['B']}x{r['D']}x{r['C']}\n{r['dtype']}" for r in rows], fontsize=8)
+    ax.set_ylabel("time ratio (below 1: generated is faster)")
+    ax.set_title("One training-step gradient")
+    ax.legend(fontsize=8)
+
+
 FIGURES = (
     Figure("softmax_jacobian", "softmax-jacobian-heatmap.svg",
            "The softmax Jacobian at the posts' hypothesis h: positive on the diagonal, "
            "negative off it, every row summing to 0.", _jacobian_heatmap),
     Figure("softmax_jacobian", "softmax-along-a-line.svg",
            "Softmax and one column of its Jacobian along a line of logits.", _along_a_line),
+    Figure("benchmarks", "benchmark-ratios.svg",
+           "Generated weight_grad relative to NumPy by hand, PyTorch autograd and the matmul floor.",
+           _benchmark_ratios),
     Figure("cross_entropy", "weight-gradient-heatmap.svg",
            "The weight gradient for the posts' example, in W's layout: only the true "
            "class's column is negative.", _gradient_heatmap),

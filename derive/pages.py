@@ -132,6 +132,8 @@ def page_outputs(derived, generated) -> list[Output]:
         ))
     with stage("(all)", "rendering templates/api.md.j2"):
         outputs.append(api_output(derived))
+    with stage("(benchmarks)", "rendering templates/benchmarks.md.j2"):
+        outputs.append(benchmark_output())
     return outputs
 
 
@@ -148,5 +150,67 @@ def api_output(derived) -> Output:
         source="the registry (derive/derivations/__init__.py)",
         inputs=inputs_digest(ROOT / "derive" / "derivations" / "__init__.py",
                              ROOT / "templates" / "api.md.j2"),
+        body=body,
+    )
+
+
+def _seconds(value: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-9:.3g} ns"
+
+
+def benchmark_context(report: dict | None) -> dict:
+    """The benchmark page's values, formatted; ``report`` is bench-results/latest.json."""
+    if report is None:
+        return {"available": False}
+    m = report["machine"]
+    machine = (f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, NumPy {m['numpy']} "
+               f"({m['blas']}), PyTorch {m['torch']} ({m['torch_threads']} threads)")
+    build = ""
+    if "build_seconds" in report:
+        b = report["build_seconds"]
+        build = (f"`python -m derive build --no-figures`: {b['cold']:.2f} s cold (no generated "
+                 f"files), {b['no-op']:.2f} s with every file up to date (it still derives and "
+                 "proves everything; it only writes nothing).")
+    return {
+        "available": True,
+        "date": report["date"],
+        "mode": report["mode"],
+        "machine": machine,
+        "posts": [
+            {"size": r["size"], "what": r["what"], "baseline": r["baseline"],
+             "theirs": _seconds(r["baseline_seconds"]), "ours": _seconds(r["generated_seconds"]),
+             "speedup": f"{r['speedup']:.1f}×"}
+            for r in report["posts"]
+        ],
+        "steps": [
+            {"shape": f"{r['B']}, {r['D']}, {r['C']}", "dtype": r["dtype"],
+             **{k: _seconds(v) for k, v in r["seconds"].items()},
+             "ratios": [
+                 {"name": name, "value": f"{r['ratios'][name]:.3f}", "target": f"≤ {target}",
+                  "met": "met" if r["targets_met"][name] else "**missed**"}
+                 for name, target in report["targets"].items()
+             ]}
+            for r in report["training_step"]
+        ],
+        "build": build,
+        "figure": "benchmark-ratios.svg",
+    }
+
+
+def benchmark_output() -> Output:
+    import json
+
+    from derive.figures import BENCHMARK_RESULTS
+
+    report = json.loads(BENCHMARK_RESULTS.read_text()) if BENCHMARK_RESULTS.exists() else None
+    body = environment().get_template("benchmarks.md.j2").render(**benchmark_context(report))
+    sources = [ROOT / "templates" / "benchmarks.md.j2", ROOT / "derive" / "pages.py"]
+    return Output(
+        path=ROOT / "docs" / "benchmarks.md",
+        source="bench-results/latest.json (python -m derive.bench)",
+        inputs=inputs_digest(*sources, *([BENCHMARK_RESULTS] if report else [])),
         body=body,
     )
