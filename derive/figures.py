@@ -76,6 +76,43 @@ def _gradient_heatmap(fig, generated, posts) -> None:
     fig.colorbar(image, ax=ax)
 
 
+def _layer_jacobian_heatmap(fig, generated, posts) -> None:
+    jacobian = generated.layer_jacobian(posts.X, posts.W)  # [t, j, c]
+    C, D, _ = jacobian.shape
+    class_major = jacobian.transpose(0, 2, 1).reshape(C, C * D)  # the posts' DL
+    ax = fig.subplots()
+    limit = np.abs(class_major).max()
+    image = ax.imshow(class_major, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(C * D), [f"$W_{{{j + 1}{c + 1}}}$" for c in range(C) for j in range(D)],
+                  fontsize=7, rotation=90)
+    ax.set_yticks(range(C), [f"$S_{t + 1}$" for t in range(C)])
+    for c in range(1, C):
+        ax.axvline(c * D - 0.5, color="black", linewidth=0.5)
+    ax.set_title(r"$\partial S_t / \partial W_{jc}$ for the posts' example, weights class-major")
+    fig.colorbar(image, ax=ax)
+
+
+def _naive_against_stable(fig, generated, posts) -> None:
+    gaps = np.logspace(0, 4, 200)
+    logits = np.stack([gaps, np.zeros_like(gaps), np.zeros_like(gaps)], axis=-1)
+    labels = np.ones(len(gaps), dtype=int)  # the true class has the smaller logit
+    with np.errstate(all="ignore"):
+        naive = generated.cross_entropy(generated.softmax(logits), labels)
+    stable = generated.cross_entropy_from_logits(logits, labels)
+    ax = fig.subplots()
+    ax.loglog(gaps, stable, label="cross_entropy_from_logits(z, y)", linewidth=3, alpha=0.6)
+    finite = np.isfinite(naive)
+    ax.loglog(gaps[finite], naive[finite], "--", label="cross_entropy(softmax(z), y)")
+    if not finite.all():
+        first = gaps[~finite][0]
+        ax.axvline(first, color="red", linewidth=0.8)
+        ax.text(first, stable.max() / 10, f"  naive: inf from\n  $z_1 - z_2$ = {first:.0f}", color="red")
+    ax.set_xlabel("logit gap $z_1 - z_2$ (true class 2)")
+    ax.set_ylabel("loss")
+    ax.set_title("The loss from the logits stays finite (float64)")
+    ax.legend(fontsize=8)
+
+
 BENCHMARK_RESULTS = ROOT / "bench-results" / "latest.json"
 
 
@@ -107,6 +144,14 @@ FIGURES = (
            "negative off it, every row summing to 0.", _jacobian_heatmap),
     Figure("softmax_jacobian", "softmax-along-a-line.svg",
            "Softmax and one column of its Jacobian along a line of logits.", _along_a_line),
+    Figure("layer_jacobian", "layer-jacobian-heatmap.svg",
+           "The layer's Jacobian for the posts' example (the posts' DL): each block of three "
+           "columns is one class; only the block of S_t's own class has positive entries.",
+           _layer_jacobian_heatmap),
+    Figure("cross_entropy_from_logits", "naive-against-stable.svg",
+           "The loss computed from the probabilities overflows to inf once the true class's "
+           "probability underflows to 0; computed from the logits, it grows linearly and stays finite.",
+           _naive_against_stable),
     Figure("benchmarks", "benchmark-ratios.svg",
            "Generated weight_grad relative to NumPy by hand, PyTorch autograd and the matmul floor.",
            _benchmark_ratios),
