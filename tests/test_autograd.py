@@ -18,7 +18,6 @@ from derive.generated import (  # noqa: E402
     layer_jacobian,
     softmax,
     softmax_jacobian,
-    summation,
     summation_jacobian,
     weight_grad,
 )

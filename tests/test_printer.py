@@ -12,8 +12,8 @@ d = input_index("d")
 jd = input_index("j")
 
 
-def code(expr, axes, batched=("s", "x", "z"), names={"S": "s"}):
-    return ArrayPrinter(axes=axes, names=names, batched=batched).doprint(expr)
+def code(expr, axes, batched=("s", "x", "z"), names=(("S", "s"),)):
+    return ArrayPrinter(axes=axes, names=dict(names), batched=batched).doprint(expr)
 
 
 def test_an_indexed_array_on_its_own_axes_is_printed_bare():
