@@ -44,7 +44,11 @@ def _evaluate(call: str, generated) -> np.ndarray:
 
 
 def _format(value: np.ndarray) -> str:
-    return np.array2string(np.asarray(value), precision=8, max_line_width=88, floatmode="maxprec")
+    """A number in full, as Python prints it; an array with 8 decimals, as the posts do."""
+    value = np.asarray(value)
+    if value.ndim == 0:
+        return repr(float(value))
+    return np.array2string(value, precision=8, max_line_width=72, floatmode="maxprec")
 
 
 def page_context(derivation: Derivation, generated) -> dict:
