@@ -29,7 +29,6 @@ from derive.steps import Derivation
 
 PACKAGE = ROOT / "derive"
 GENERATED = PACKAGE / "generated"
-PAGES = ROOT / "docs" / "derivations"
 
 # What every generated module is made from, besides its own derivation module.
 CODE_INPUTS = [

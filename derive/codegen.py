@@ -109,9 +109,10 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
         printer = ArrayPrinter(axes=assign.indices, names=names, batched=batched)
         target = _python_name(assign.target)
         lines.append(f"{target} = {printer.doprint(assign.expression)}")
-        if _names_in(assign.expression) & batched or _calls_in(assign.expression):
-            if not kernel.flatten_batch:
-                batched.add(target)
+        # what is computed from batched arrays (or returned by a generated function) is batched
+        if not kernel.flatten_batch and (_names_in(assign.expression) & batched
+                                         or _calls_in(assign.expression)):
+            batched.add(target)
         calls += _calls_in(assign.expression)
     printer = ArrayPrinter(axes=kernel.returns.indices, names=names, batched=batched)
     lines.append(f"return {printer.doprint(kernel.returns.expression)}")
@@ -123,7 +124,7 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
         docstring=_docstring(kernel),
         checks=tuple(checks),
         lines=tuple(lines),
-        calls=tuple(dict.fromkeys(c for call in calls for c in [call])),
+        calls=tuple(dict.fromkeys(calls)),
     )
 
 

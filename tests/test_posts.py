@@ -44,7 +44,7 @@ def posts_sm_dir(S):
 
 
 def posts_xe_dir_shortcut(W, S, x, y):
-    dir_matrix = np.zeros((W.shape[0] * W.shape[1]))
+    dir_matrix = np.zeros(W.shape[0] * W.shape[1])
     for i in range(0, W.shape[1]):
         for j in range(0, W.shape[0]):
             dir_matrix[(i * W.shape[0]) + j] = (S[i] - y[i]) * x[j]
