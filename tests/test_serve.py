@@ -40,12 +40,32 @@ def wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-@pytest.mark.slow
-def test_serve_regenerates_a_page_after_a_template_edit_and_does_not_loop(tmp_path):
+def copy_project(tmp_path):
     project = tmp_path / "project"
     for folder in ("derive", "templates", "docs"):
         shutil.copytree(ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
+    return project
+
+
+def test_mkdocs_build_fails_with_the_generators_message_when_a_template_breaks(tmp_path):
+    project = copy_project(tmp_path)
+    page = project / "docs" / "derivations" / "softmax-jacobian.md"
+    before = page.read_text()
+    template = project / "templates" / "page.md.j2"
+    template.write_text(template.read_text().replace("{{ summary }}", "{{ no_such_value }}"))
+    env = {**os.environ, "PYTHONPATH": str(project), "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--site-dir", str(tmp_path / "site")],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "derive build failed" in result.stderr
+    assert "rendering templates/page.md.j2" in result.stderr and "no_such_value" in result.stderr
+    assert page.read_text() == before
+
+
+@pytest.mark.slow
+def test_serve_regenerates_a_page_after_a_template_edit_and_does_not_loop(tmp_path):
+    project = copy_project(tmp_path)
     port = free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "PYTHONPATH": str(project), "NO_MKDOCS_2_WARNING": "1"}
