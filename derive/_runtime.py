@@ -49,8 +49,9 @@ def _parse(spec: str) -> tuple[bool, tuple[str, ...], bool]:
 
 
 @cache
-def _float_dtypes(xp: Any) -> tuple:
-    return (xp.float32, xp.float64)
+def _float_dtypes(xp: Any) -> frozenset:
+    """The library's float32 and float64 dtypes, as its arrays report them (a fast check)."""
+    return frozenset(xp.asarray(0.0, dtype=d).dtype for d in (xp.float32, xp.float64))
 
 
 def _as_array(xp: Any, value: Any) -> Any:
@@ -77,6 +78,13 @@ def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
     return xp.astype(labels[..., None] == xp.arange(classes, dtype=labels.dtype), dtype)
 
 
+@cache
+def _order(names: tuple[str, ...], specs: tuple[str, ...]) -> tuple[tuple[str, bool, tuple, bool, str], ...]:
+    """(name, batched, axes, one_hot, spec) per argument, labels last: they need C and the batch."""
+    parsed = [(name, *_parse(spec), spec) for name, spec in zip(names, specs)]
+    return tuple(sorted(parsed, key=lambda p: p[3]))
+
+
 def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
     """Check each ``name=(value, "(..., D)")`` and return the values as float arrays.
 
@@ -84,45 +92,40 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
     arguments must share one batch shape: nothing broadcasts. An argument whose
     spec ends in "one-hot" also takes integer class labels of the batch shape.
     """
-    sizes: dict[str, tuple[int, str]] = {}
-    batch: list = []  # [(shape, name)] of the first batched argument
+    sizes: dict[str, tuple[int, str]] = {}  # axis -> (size, the argument it came from)
+    batch: tuple[tuple[int, ...], str] | None = None  # (shape, argument) of the first batched one
     prepared: dict[str, Any] = {}
-    label_arguments = {n for n, (_, spec) in arguments.items() if _parse(spec)[2]}
-    for name in [n for n in arguments if n not in label_arguments] + sorted(label_arguments):
-        value, spec = arguments[name]
-        batched, axes, one_hot = _parse(spec)
-        array = _as_array(xp, value)
-        if (one_hot and batch and tuple(array.shape) == batch[0][0]
-                and xp.isdtype(array.dtype, "integral")):
+    specs = tuple(spec for _, spec in arguments.values())
+    for name, batched, axes, one_hot, spec in _order(tuple(arguments), specs):
+        array = _as_array(xp, arguments[name][0])
+        shape = tuple(array.shape)
+
+        def expected() -> str:  # only built for an error message
+            labels = f", or integer class labels of shape {batch[0]}" if one_hot and batch else ""
+            return f"shape {spec}{labels}"
+
+        if one_hot and batch and shape == batch[0] and xp.isdtype(array.dtype, "integral"):
             if axes[-1] not in sizes:
                 raise ValueError(f"{name}: class labels need the number of classes {axes[-1]}")
             dtype = xp.result_type(*prepared.values())
             prepared[name] = _one_hot(xp, name, array, sizes[axes[-1]][0], dtype)
             continue
         array = _as_float(xp, name, array)
-        shape = tuple(array.shape)
-        expected = spec + (f", or integer class labels of shape {batch[0][0]}" if one_hot and batch else "")
         if len(shape) < len(axes) or (not batched and len(shape) != len(axes)):
-            raise ValueError(f"{name}: expected shape {expected}, got {shape}")
-        core = shape[len(shape) - len(axes):]
-        for axis, size in zip(axes, core):
-            if axis in sizes and sizes[axis][0] != size:
-                known, source = sizes[axis]
-                raise ValueError(
-                    f"{name}: expected shape {expected} with {axis} = {known} as in {source}, "
-                    f"got {shape}"
-                )
-            sizes.setdefault(axis, (size, f"{name}.shape"))
+            raise ValueError(f"{name}: expected {expected()}, got {shape}")
+        for axis, size in zip(axes, shape[len(shape) - len(axes):]):
+            known = sizes.setdefault(axis, (size, name))
+            if known[0] != size:
+                raise ValueError(f"{name}: expected {expected()} with {axis} = {known[0]} as in "
+                                 f"{known[1]}.shape, got {shape}")
             if size == 0:
                 raise ValueError(f"{name}: expected shape {spec} with {axis} > 0, got {shape}")
         if batched:
             leading = shape[: len(shape) - len(axes)]
-            if not batch:
-                batch.append((leading, name))
-            elif batch[0][0] != leading:
-                raise ValueError(
-                    f"{name}: expected batch shape {batch[0][0]} as in {batch[0][1]} "
-                    f"(shape {expected}), got {shape}"
-                )
+            if batch is None:
+                batch = (leading, name)
+            elif batch[0] != leading:
+                raise ValueError(f"{name}: expected batch shape {batch[0]} as in {batch[1]} "
+                                 f"({expected()}), got {shape}")
         prepared[name] = array
     return tuple(prepared[name] for name in arguments)

@@ -162,11 +162,23 @@ class ArrayPrinter(NumPyPrinter):
         (index, lower, upper), = expr.limits
         if (lower, upper) != (index.lower, index.upper):
             raise UnsupportedExpression(f"{expr}: only sums over an index's whole range")
-        self.axes.append(index)
+        outer = self.axes
+        if outer and not any(i in outer for i in expr.function.atoms(sp.Idx)):
+            # Σ_k e_k inside an expression over i: reduce e alone and keep the axis,
+            # which broadcasts against i, rather than placing e on (i, k) first.
+            self.axes = [index]
+            try:
+                body = self._print(expr.function)
+            finally:
+                self.axes = outer
+            extra = ", None" * (len(outer) - 1)
+            return (f"{self._module}.{function}({body}, axis=-1, keepdims=True)"
+                    + (f"[...{extra}]" if extra else ""))
+        self.axes = [*outer, index]
         try:
             body = self._print(expr.function)
         finally:
-            self.axes.pop()
+            self.axes = outer
         return f"{self._module}.{function}({body}, axis=-1)"
 
     def _print_Sum(self, expr: sp.Sum) -> str:
