@@ -1,8 +1,9 @@
 """The pipeline behind ``python -m derive build`` and ``check``.
 
 derive every registered derivation -> prove its identities -> render its
-module -> write the modules -> import them -> render the pages (whose worked
-numbers come from the modules just written) -> draw the figures.
+module -> import the new modules from a temporary folder -> render the pages
+(whose worked numbers come from those modules) -> draw the figures -> write
+every file whose content changed.
 
 Nothing is written until every derivation, proof and template has succeeded,
 so a failure leaves the previous outputs as they were.
@@ -55,7 +56,8 @@ def stage(derivation: str, what: str) -> Iterator[None]:
         raise
     except Exception as error:
         frames = [f for f in traceback.extract_tb(error.__traceback__)
-                  if f.filename.startswith(str(ROOT)) and "/build.py" not in f.filename]
+                  if f.filename.startswith(str(ROOT)) and "site-packages" not in f.filename
+                  and "/build.py" not in f.filename]  # the project's own code and templates
         where = ""
         if frames:
             f = frames[-1]
