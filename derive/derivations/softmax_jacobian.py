@@ -31,8 +31,8 @@ def derive():
     in_S = sp.factor(
         sp.expand(quotient).subs({exp(z[i]): S[i] * denominator, exp(z[j]): S[j] * denominator})
     )
-    same = sp.factor(in_S.subs(KroneckerDelta(i, j), 1).subs(j, i))
-    different = sp.factor(in_S.subs(KroneckerDelta(i, j), 0))
+    same = in_S.subs(KroneckerDelta(i, j), 1).subs(j, i)
+    different = in_S.subs(KroneckerDelta(i, j), 0)
     S_vector = sp.MatrixSymbol("S", C, 1)
     matrix_form = sp.DiagMatrix(S_vector) - S_vector * S_vector.T
 
