@@ -28,20 +28,24 @@ class Figure:
     draw: Callable  # (axes, generated) -> None
 
 
-def _jacobian_heatmap(fig, generated, posts) -> None:
-    s = generated.softmax(generated.summation(posts.X, posts.W))
-    jacobian = generated.softmax_jacobian(s)
+def _annotated_heatmap(fig, matrix, columns, rows, title) -> None:
+    """A diverging heat map with each entry written in its cell."""
     ax = fig.subplots()
-    limit = np.abs(jacobian).max()
-    image = ax.imshow(jacobian, cmap="RdBu_r", vmin=-limit, vmax=limit)
-    C = jacobian.shape[0]
-    for i in range(C):
-        for j in range(C):
-            ax.text(j, i, f"{jacobian[i, j]:.3f}", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(C), [f"$z_{j + 1}$" for j in range(C)])
-    ax.set_yticks(range(C), [f"$S_{i + 1}$" for i in range(C)])
-    ax.set_title(r"$\partial S_i / \partial z_j$ for the posts' $x$ and $W$")
+    limit = np.abs(matrix).max()
+    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for (row, column), value in np.ndenumerate(matrix):
+        ax.text(column, row, f"{value:.3f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(matrix.shape[1]), columns)
+    ax.set_yticks(range(matrix.shape[0]), rows)
+    ax.set_title(title)
     fig.colorbar(image, ax=ax)
+
+
+def _jacobian_heatmap(fig, generated, posts) -> None:
+    jacobian = generated.softmax_jacobian(generated.softmax(generated.summation(posts.X, posts.W)))
+    C = jacobian.shape[0]
+    _annotated_heatmap(fig, jacobian, [f"$z_{j + 1}$" for j in range(C)], [f"$S_{i + 1}$" for i in range(C)],
+                       r"$\partial S_i / \partial z_j$ for the posts' $x$ and $W$")
 
 
 def _along_a_line(fig, generated, posts) -> None:
@@ -63,17 +67,9 @@ def _along_a_line(fig, generated, posts) -> None:
 
 def _gradient_heatmap(fig, generated, posts) -> None:
     gradient = generated.weight_grad(posts.X, posts.W, posts.Y)
-    ax = fig.subplots()
-    limit = np.abs(gradient).max()
-    image = ax.imshow(gradient, cmap="RdBu_r", vmin=-limit, vmax=limit)
     D, C = gradient.shape
-    for j in range(D):
-        for c in range(C):
-            ax.text(c, j, f"{gradient[j, c]:.3f}", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(C), [f"class {c + 1}" for c in range(C)])
-    ax.set_yticks(range(D), [f"$x_{j + 1}$" for j in range(D)])
-    ax.set_title(r"$\partial XE/\partial W_{jc}$, laid out like $W$ (true class 3)")
-    fig.colorbar(image, ax=ax)
+    _annotated_heatmap(fig, gradient, [f"class {c + 1}" for c in range(C)], [f"$x_{j + 1}$" for j in range(D)],
+                       r"$\partial XE/\partial W_{jc}$, laid out like $W$ (true class 3)")
 
 
 def _layer_jacobian_heatmap(fig, generated, posts) -> None:

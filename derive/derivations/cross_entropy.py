@@ -118,14 +118,15 @@ def derive():
     )
     error = sp.IndexedBase("error")
     (sum_over_batch,) = batch_mean.atoms(Sum)
+    probabilities_and_labels = (
+        Param("s", S, ("C",), doc="probabilities, e.g. the output of `softmax`"),
+        Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
+    )
     kernels = (
         Kernel(
             name="cross_entropy",
             summary="The categorical cross-entropy of probabilities s against one-hot labels y.",
-            params=(
-                Param("s", S, ("C",), doc="probabilities, e.g. the output of `softmax`"),
-                Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
-            ),
+            params=probabilities_and_labels,
             body=(),
             returns=Assign(XE, (), loss),
             returns_doc="the loss of each sample, shape (...)",
@@ -133,10 +134,7 @@ def derive():
         Kernel(
             name="cross_entropy_grad",
             summary="∂XE/∂S_t, the derivative of the cross-entropy with respect to the probabilities.",
-            params=(
-                Param("s", S, ("C",), doc="probabilities"),
-                Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
-            ),
+            params=probabilities_and_labels,
             body=(),
             returns=Assign(Derivative(XE, S[t]), (t,), dxe_ds),
             returns_doc="shape (..., C): the posts' `xe_dir(y, S)`",

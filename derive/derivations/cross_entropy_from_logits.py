@@ -84,6 +84,10 @@ def derive():
     )
 
     z_max, shifted, log_s = sp.Symbol("z_max"), sp.IndexedBase("shifted"), sp.IndexedBase("log_s")
+    logits_and_labels = (
+        Param("z", z, ("C",), doc="logits"),
+        Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
+    )
     kernels = (
         Kernel(
             name="log_softmax",
@@ -104,7 +108,7 @@ def derive():
         Kernel(
             name="cross_entropy_from_logits",
             summary="The cross-entropy of softmax(z) against one-hot labels y, from the logits.",
-            params=(Param("z", z, ("C",), doc="logits"), Param("y", y, ("C",), doc="one-hot labels", one_hot=True)),
+            params=logits_and_labels,
             body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),),
             returns=Assign(XE, (), loss.xreplace({log(S[i]): log_s[i]})),
             math=loss_of_logits,
@@ -113,7 +117,7 @@ def derive():
         Kernel(
             name="cross_entropy_from_logits_grad",
             summary="∂XE/∂z_j = S_j − y_j: the gradient of the cross-entropy with respect to the logits.",
-            params=(Param("z", z, ("C",), doc="logits"), Param("y", y, ("C",), doc="one-hot labels", one_hot=True)),
+            params=logits_and_labels,
             body=(Assign(S, (j,), sp.Function("softmax")(z)),),
             returns=Assign(Derivative(XE, z[j]), (j,), gradient_in_S),
             returns_doc="shape (..., C)",

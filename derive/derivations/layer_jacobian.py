@@ -93,14 +93,15 @@ def derive():
             shortcut_title="the shortcut,",
         ),
     )
+    inputs_and_weights = (
+        Param("x", x, ("D",), doc="inputs"),
+        Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
+    )
     kernels = (
         Kernel(
             name="summation",
             summary="The weighted sums z = Wᵀx of a layer with weights W of shape (D, C).",
-            params=(
-                Param("x", x, ("D",), doc="inputs"),
-                Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
-            ),
+            params=inputs_and_weights,
             body=(),
             returns=Assign(z, (c,), summation(c)),
             returns_doc="logits, shape (..., C)",
@@ -108,22 +109,17 @@ def derive():
         Kernel(
             name="summation_jacobian",
             summary="∂z_k/∂W_jc for z = Wᵀx: entry [k, j, c].",
-            params=(
-                Param("x", x, ("D",), doc="inputs"),
-                Param("W", W, ("D", "C"), batched=False, doc="weights (only their shape is used)"),
-            ),
+            params=inputs_and_weights,
             body=(),
             returns=Assign(Derivative(z[k], W[j, c]), (k, j, c), dz_dw),
+            notes="Only W's shape is used: z is linear in W, so its derivative does not depend on W.",
             returns_doc="shape (..., C, D, C); the posts' DZ (C·D, C), rows class-major, is "
             "`xp.permute_dims(summation_jacobian(x, W), (2, 1, 0)).reshape(C * D, C)`",
         ),
         Kernel(
             name="layer_jacobian",
             summary="∂S_t/∂W_jc for S = softmax(Wᵀx): entry [t, j, c].",
-            params=(
-                Param("x", x, ("D",), doc="inputs"),
-                Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
-            ),
+            params=inputs_and_weights,
             body=(Assign(S, (t,), sp.Function("softmax")(sp.Function("summation")(x, W))),),
             returns=Assign(Derivative(S[t], W[j, c]), (t, j, c), shortcut),
             returns_doc="shape (..., C, D, C); the posts' DL (C, C·D), columns class-major, is "
