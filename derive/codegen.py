@@ -55,10 +55,7 @@ def _calls_in(expr: sp.Basic) -> list[str]:
 
 
 def _docstring(kernel: Kernel) -> str:
-    lhs = kernel.returns.target
-    if isinstance(lhs, sp.IndexedBase):
-        lhs = lhs[kernel.returns.indices]
-    rhs = kernel.math if kernel.math is not None else kernel.returns.expression
+    lhs, rhs = kernel.equation
     lines = [kernel.summary, "", f"$$ {latex(lhs)} = {latex(rhs)} $$", "", "Args:"]
     for p in kernel.params:
         shape = _shape_spec(p.axes, p.batched)

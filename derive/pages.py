@@ -55,10 +55,7 @@ def page_context(derivation: Derivation, generated) -> dict:
     module = sys.modules[f"{generated.__name__}.{derivation.name}"]
     results = []
     for kernel in derivation.kernels:
-        lhs = kernel.returns.target
-        if hasattr(lhs, "label") and kernel.returns.indices:
-            lhs = lhs[kernel.returns.indices]
-        rhs = kernel.math if kernel.math is not None else kernel.returns.expression
+        lhs, rhs = kernel.equation
         results.append({
             "name": kernel.name,
             "lhs": latex(lhs),

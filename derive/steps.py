@@ -93,6 +93,14 @@ class Kernel:
     flatten_batch: bool = False  # reshape batched params to (B, ...): batch index b
     notes: str = ""  # more docstring text (layout, the posts' names)
 
+    @property
+    def equation(self) -> tuple[sp.Expr, sp.Expr]:
+        """What the function computes, ``lhs = rhs``, for its docstring and page."""
+        lhs = self.returns.target
+        if isinstance(lhs, sp.IndexedBase):
+            lhs = lhs[self.returns.indices]
+        return lhs, self.math if self.math is not None else self.returns.expression
+
 
 @dataclass(frozen=True)
 class Example:
