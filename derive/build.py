@@ -25,7 +25,15 @@ from pathlib import Path
 from derive import derivations
 from derive.codegen import generate_module
 from derive.proofs import ProofResult, prove
-from derive.render import ROOT, Output, edited_by_hand, environment, inputs_digest, write_if_changed
+from derive.render import (
+    ROOT,
+    Output,
+    edited_by_hand,
+    environment,
+    format_python,
+    inputs_digest,
+    write_if_changed,
+)
 from derive.steps import Derivation
 
 PACKAGE = ROOT / "derive"
@@ -35,7 +43,7 @@ GENERATED = PACKAGE / "generated"
 CODE_INPUTS = [
     PACKAGE / name
     for name in ("model.py", "steps.py", "sympy_tools.py", "codegen.py",
-                 "printing/array.py", "printing/latex.py")
+                 "printing/array.py", "printing/latex.py", "render.py")
 ] + [ROOT / "templates" / "module.py.j2"]
 
 
@@ -107,6 +115,8 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
         name = d.derivation.name
         with stage(name, "rendering templates/module.py.j2"):
             body = env.get_template("module.py.j2").render(**generate_module(d.derivation, owner))
+        with stage(name, "formatting the generated module"):
+            body = format_python(body)
         outputs.append(Output(
             path=GENERATED / f"{name}.py",
             source=f'the derivation "{name}" (derive/derivations/{name}.py)',

@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import jinja2
@@ -48,8 +51,8 @@ def digest(*parts: str | bytes) -> str:
 
 
 def inputs_digest(*sources: Path) -> str:
-    """A hash of the files an output was made from, and of SymPy's version."""
-    return digest(sympy.__version__, *(p.read_bytes() for p in sources))
+    """A hash of the files an output was made from, and of the versions of SymPy and ruff."""
+    return digest(sympy.__version__, version("ruff"), *(p.read_bytes() for p in sources))
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,21 @@ def split_header(text: str) -> tuple[str | None, str]:
     if not match:
         return None, text
     return match["body"], lines[3]
+
+
+def format_python(source: str) -> str:
+    """``source`` as ``ruff format`` writes it (pinned version, no config files read).
+
+    SymPy prints ``a/b`` and one long line per expression; formatted, the
+    generated code reads like code written by hand.
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", "100", "-"],
+        input=source, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise ValueError(f"ruff format failed: {result.stderr.strip()}")
+    return result.stdout
 
 
 def write_if_changed(path: Path, text: str) -> bool:

@@ -73,7 +73,10 @@ def test_check_is_clean_after_a_build(project):
 
 def test_check_names_a_generated_file_edited_by_hand(project):
     path = project / "derive" / "generated" / "cross_entropy.py"
-    path.write_text(path.read_text().replace("return -y/s", "return -y/(s + 1e-12)"))
+    source = path.read_text()
+    edited = source.replace("return -y / s", "return -y / (s + 1e-12)")
+    assert edited != source
+    path.write_text(edited)
     result = run(project, "check")
     assert result.returncode == 1
     assert "derive/generated/cross_entropy.py: edited by hand" in result.stderr
