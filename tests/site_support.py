@@ -21,8 +21,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-def mkdocs(*args: str, cwd: Path = ROOT, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+def mkdocs(*args: str, cwd: Path = ROOT, env_extra: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "mkdocs", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600, **kwargs)
 
