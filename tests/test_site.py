@@ -44,6 +44,15 @@ def test_every_derivation_has_a_page_with_figures_and_code(site):
     assert (site / "figures" / "softmax-jacobian-heatmap.svg").exists()
 
 
+def test_every_derivation_page_is_in_the_nav():
+    """A new derivation's page must be listed in mkdocs.yml to show in the navigation."""
+    from derive.derivations import MODULES
+
+    nav = (ROOT / "mkdocs.yml").read_text()
+    missing = [m for m in MODULES if f"derivations/{m.replace('_', '-')}.md" not in nav]
+    assert missing == [], f"add these pages to the nav in mkdocs.yml: {missing}"
+
+
 def test_the_site_loads_nothing_from_another_host(site):
     """Scripts, images, styles and fonts are local (links to other sites are fine)."""
     loads = re.compile(r'(?:src="|<link[^>]*href=")((?:https?:)?//[^"]+)')
