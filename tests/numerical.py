@@ -35,6 +35,6 @@ def assert_close(analytic, numeric, rtol: float = 1e-6, atol: float = 1e-8, what
         worst = np.unravel_index(np.argmax(error), error.shape)
         raise AssertionError(
             f"{what}: analytic and finite-difference values disagree at {tuple(map(int, worst))}: "
-            f"analytic {analytic[worst]!r}, numeric {numeric[worst]!r} "
+            f"analytic {float(analytic[worst])!r}, numeric {float(numeric[worst])!r} "
             f"({int((error > 0).sum())} of {error.size} entries off)"
         )

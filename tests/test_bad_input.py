@@ -28,23 +28,39 @@ def raises(argument: str, expected: str, got: tuple):
     return pytest.raises(ValueError, match=pattern)
 
 
-@pytest.mark.parametrize("f", [summation, summation_jacobian, layer_jacobian])
+def call(f, x, W):
+    """f(x, W); for weight_grad, with a one-hot y that fits x and W's last axis."""
+    if f is weight_grad:
+        return f(x, W, np.eye(W.shape[-1])[np.zeros(x.shape[:-1], dtype=int)])
+    return f(x, W)
+
+
+X_AND_W = [summation, summation_jacobian, layer_jacobian, weight_grad]
+
+
+@pytest.mark.parametrize("f", X_AND_W)
 def test_W_with_the_wrong_number_of_inputs(f):
     with raises("W", "shape (D, C) with D = 3 as in x.shape", (4, 5)):
-        f(x, np.ones((4, 5)))
+        call(f, x, np.ones((4, 5)))
+
+
+@pytest.mark.parametrize("f", X_AND_W)
+def test_W_that_is_not_a_matrix(f):
+    with raises("W", "shape (D, C)", (3,)):
+        call(f, x, np.ones(3))
+    with raises("W", "shape (D, C)", (2, 3, 5)):
+        call(f, x, np.ones((2, 3, 5)))
 
 
 @pytest.mark.parametrize("f", [summation, summation_jacobian, layer_jacobian])
-def test_W_that_is_not_a_matrix(f):
-    with raises("W", "shape (D, C)", (3,)):
-        f(x, np.ones(3))
-    with raises("W", "shape (D, C)", (2, 3, 5)):
-        f(x, np.ones((2, 3, 5)))
-
-
-def test_x_without_an_input_axis():
+def test_x_without_an_input_axis(f):
     with raises("x", "shape (..., D)", ()):
-        summation(np.float64(1.0), W)
+        f(np.float64(1.0), W)
+
+
+def test_weight_grad_x_without_an_input_axis():
+    with raises("x", "shape (..., D)", ()):
+        weight_grad(np.float64(1.0), W, np.eye(5)[0])
 
 
 def test_weight_grad_y_with_another_batch_shape_does_not_broadcast():
@@ -55,6 +71,18 @@ def test_weight_grad_y_with_another_batch_shape_does_not_broadcast():
 def test_weight_grad_y_with_another_number_of_classes():
     with raises("y", "with C = 5 as in W.shape", (4, 6)):
         weight_grad(x, W, np.ones((4, 6)))
+
+
+def test_weight_grad_y_whose_batch_would_broadcast_against_x_is_refused():
+    with raises("y", "batch shape (2, 4) as in x", (4, 5)):
+        weight_grad(np.ones((2, 4, 3)), W, y)
+    with raises("y", "batch shape (4,) as in x", (1, 5)):
+        weight_grad(x, W, np.eye(5)[[0]])
+
+
+def test_weight_grad_a_batch_of_y_for_one_x_is_refused():
+    with raises("y", "batch shape () as in x", (4, 5)):
+        weight_grad(np.ones(3), W, y)
 
 
 def test_weight_grad_single_y_for_a_batch_is_refused():
@@ -68,6 +96,23 @@ def test_cross_entropy_y_that_does_not_match(f):
         f(s, np.ones((4, 4)))
     with raises("y", "batch shape (4,) as in", (1, 5)):
         f(s, np.ones((1, 5)))
+
+
+@pytest.mark.parametrize("f", [cross_entropy, cross_entropy_grad])
+def test_cross_entropy_one_s_for_a_batch_of_y_is_refused(f):
+    with raises("y", "batch shape () as in s", (4, 5)):
+        f(s[0], y)
+
+
+@pytest.mark.parametrize("f", [cross_entropy, cross_entropy_grad])
+def test_cross_entropy_s_without_a_class_axis(f):
+    with raises("s", "shape (..., C)", ()):
+        f(np.float64(0.5), y)
+
+
+def test_softmax_of_a_scalar():
+    with raises("z", "shape (..., C)", ()):
+        softmax(np.float64(1.0))
 
 
 def test_softmax_of_nothing():

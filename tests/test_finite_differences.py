@@ -2,8 +2,10 @@
 sizes (C up to 20, D up to 10) and batch shapes, drawn by hypothesis."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numerical import assert_close, central_jacobian
 
 from derive.generated import (
     cross_entropy,
@@ -18,7 +20,27 @@ from derive.generated import (
     summation_jacobian,
     weight_grad,
 )
-from numerical import assert_close, central_jacobian
+
+# -- the helper itself, on functions whose derivatives are known --------------------------
+
+def test_central_jacobian_of_a_known_function():
+    A = np.arange(6.0).reshape(2, 3)
+    v = np.array([0.3, -1.2, 2.0])
+    numeric = central_jacobian(lambda u: A @ np.sin(u), v)
+    assert_close(numeric, A * np.cos(v), what="d(A sin v)/dv")
+    matrix = np.array([[1.0, -2.0], [0.5, 3.0]])  # a matrix argument: shape f.shape + at.shape
+    assert_close(central_jacobian(lambda m: np.sum(m**3), matrix), 3 * matrix**2, what="d sum(m^3)/dm")
+
+
+def test_assert_close_names_the_worst_entry_with_both_values():
+    numeric = np.zeros((2, 3))
+    analytic = numeric.copy()
+    analytic[1, 2], analytic[0, 0] = 0.5, 1e-3
+    with pytest.raises(AssertionError, match=r"^f: .* at \(1, 2\): analytic 0\.5, numeric 0\.0 \(2 of 6"):
+        assert_close(analytic, numeric, what="f")
+
+
+# -- the generated functions at random sizes -------------------------------------------------
 
 BATCHES = st.sampled_from([(), (3,), (2, 3)])
 
@@ -59,7 +81,7 @@ def test_summation_jacobian(layer):
     x, W, _ = layer
     ours = summation_jacobian(x, W)
     for b in per_sample(x.shape[:-1]):
-        numeric = central_jacobian(lambda w: summation(x[b], w), W)
+        numeric = central_jacobian(lambda w, b=b: summation(x[b], w), W)
         assert_close(ours[b], numeric, what=f"summation_jacobian{b}")
 
 
@@ -69,7 +91,7 @@ def test_layer_jacobian(layer):
     x, W, _ = layer
     ours = layer_jacobian(x, W)
     for b in per_sample(x.shape[:-1]):
-        numeric = central_jacobian(lambda w: softmax(summation(x[b], w)), W)
+        numeric = central_jacobian(lambda w, b=b: softmax(summation(x[b], w)), W)
         assert_close(ours[b], numeric, what=f"layer_jacobian{b}")
 
 
@@ -80,7 +102,7 @@ def test_cross_entropy_grad(layer):
     s = softmax(summation(x, W))
     ours = cross_entropy_grad(s, y)
     for b in per_sample(s.shape[:-1]):
-        numeric = central_jacobian(lambda p: cross_entropy(p, y[b]), s[b], floor=1e-6)
+        numeric = central_jacobian(lambda p, b=b: cross_entropy(p, y[b]), s[b], floor=1e-6)
         assert_close(ours[b], numeric, rtol=1e-5, what=f"cross_entropy_grad{b}")
 
 
@@ -103,7 +125,7 @@ def test_from_logits_gradient_and_log_softmax(layer):
     ours = cross_entropy_from_logits_grad(z, y)
     log_s = log_softmax(z)
     for b in per_sample(z.shape[:-1]):
-        numeric = central_jacobian(lambda v: cross_entropy_from_logits(v, y[b]), z[b])
+        numeric = central_jacobian(lambda v, b=b: cross_entropy_from_logits(v, y[b]), z[b])
         assert_close(ours[b], numeric, what=f"cross_entropy_from_logits_grad{b}")
         # d log S_i / d z_j = δ_ij − S_j: the softmax Jacobian divided by S_i
         numeric_log = central_jacobian(log_softmax, z[b])
@@ -111,16 +133,28 @@ def test_from_logits_gradient_and_log_softmax(layer):
                      what=f"log_softmax{b}")
 
 
+def every_output(x, W, y):
+    z = summation(x, W)
+    s = softmax(z)
+    return {
+        "summation": z, "softmax": s, "softmax_jacobian": softmax_jacobian(s),
+        "summation_jacobian": summation_jacobian(x, W), "layer_jacobian": layer_jacobian(x, W),
+        "cross_entropy": cross_entropy(s, y), "cross_entropy_grad": cross_entropy_grad(s, y),
+        "weight_grad": weight_grad(x, W, y), "log_softmax": log_softmax(z),
+        "cross_entropy_from_logits": cross_entropy_from_logits(z, y),
+        "cross_entropy_from_logits_grad": cross_entropy_from_logits_grad(z, y),
+    }
+
+
 @settings(max_examples=15, deadline=None)
 @given(layers())
 def test_float32_in_float32_out(layer):
-    x, W, y = (a.astype(np.float32) for a in layer)
-    z = summation(x, W)
-    s = softmax(z)
-    outputs = [z, s, softmax_jacobian(s), summation_jacobian(x, W), layer_jacobian(x, W),
-               cross_entropy(s, y), cross_entropy_grad(s, y), weight_grad(x, W, y),
-               log_softmax(z), cross_entropy_from_logits(z, y), cross_entropy_from_logits_grad(z, y)]
-    assert all(o.dtype == np.float32 for o in outputs), [o.dtype for o in outputs]
+    single = every_output(*(a.astype(np.float32) for a in layer))
+    double = every_output(*layer)
+    for name, value in single.items():
+        assert value.dtype == np.float32, f"{name} returned {value.dtype}"
+        # and as accurate as float32 allows
+        assert_close(value, double[name], rtol=1e-4, atol=1e-5, what=f"{name} in float32 vs float64")
 
 
 @settings(max_examples=15, deadline=None)
