@@ -3,6 +3,7 @@ Chromium with the network cut off (only 127.0.0.1 is reachable)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -81,16 +82,15 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, served):
-    """A page whose requests to any host but the local server are aborted and recorded."""
+def page(browser):
+    """A page whose requests to any host but this machine are aborted and recorded."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     tab = context.new_page()
     tab.foreign_requests = []
     tab.console_errors = []
-    local = urlparse(served).netloc
 
     def route(request_route):
-        if urlparse(request_route.request.url).netloc == local:
+        if urlparse(request_route.request.url).hostname in ("127.0.0.1", "localhost"):
             request_route.continue_()
         else:
             tab.foreign_requests.append(request_route.request.url)
@@ -103,28 +103,34 @@ def page(browser, served):
     context.close()
 
 
+def nav_pages() -> list[str]:
+    """The pages in mkdocs.yml's nav, as paths in the built site ('' for the home page)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text().replace("!!python", "#"))
+
+    def walk(items):
+        for item in items:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            if isinstance(value, list):
+                yield from walk(value)
+            else:
+                yield "" if value == "index.md" else value.removesuffix(".md") + "/"
+
+    return list(walk(config["nav"]))
+
+
 def pytest_generate_tests(metafunc):
+    # One test per page, so a failure names its page. Tests are collected before
+    # the site is built, so the pages come from the nav here, and
+    # test_every_built_page_is_tested checks them against the built site.
     if "page_path" in metafunc.fixturenames:
-        # The pages are discovered from the docs folder's nav once the site is built;
-        # here, from the sources, so that each page is its own test.
-        import yaml
-
-        config = yaml.safe_load((ROOT / "mkdocs.yml").read_text().replace("!!python", "#"))
-
-        def walk(items):
-            for item in items:
-                value = next(iter(item.values())) if isinstance(item, dict) else item
-                if isinstance(value, list):
-                    yield from walk(value)
-                else:
-                    yield "" if value == "index.md" else value.removesuffix(".md") + "/"
-
-        metafunc.parametrize("page_path", list(walk(config["nav"])))
+        metafunc.parametrize("page_path", nav_pages())
 
 
-@pytest.mark.browser
-def test_nav_lists_every_built_page(site, page_path):
-    assert page_path in site_pages(site)
+def test_every_built_page_is_tested(site):
+    """The pages found in the built site are exactly the nav's: none escapes the browser tests."""
+    assert sorted(site_pages(site)) == sorted(nav_pages())
 
 
 @pytest.mark.browser
@@ -142,12 +148,54 @@ def test_page_renders_its_math_offline(page, served, page_path):
     if page_path.startswith("derivations/"):
         assert formulas >= 10
         assert page.locator("div.highlight").count() >= 2
+    # A displayed formula sits in its block with no blank line above or below.
+    padding = page.evaluate("[...document.querySelectorAll('div.arithmatex')].map(d => "
+                            "d.getBoundingClientRect().height - "
+                            "d.querySelector('.katex-display').getBoundingClientRect().height)")
+    assert all(p <= 40 for p in padding), padding
     broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
                            ".map(i => i.src)")
     assert broken == []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     name = page_path.strip("/").replace("/", "_") or "index"
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="session")
+def served_with_site_url(site, tmp_path_factory):
+    """The site built again with site_url set to where it is served.
+
+    Material's instant navigation needs site_url (it reads the page list from
+    sitemap.xml), which mkdocs.yml leaves unset and `mkdocs serve` sets itself.
+    """
+    folder = tmp_path_factory.mktemp("site-with-url")
+    server, url = serve_folder(folder)  # bind first: the port goes into the URLs
+    script = ("import sys; from mkdocs.config import load_config; from mkdocs.commands.build import build; "
+              "build(load_config('mkdocs.yml', site_url=sys.argv[1], site_dir=sys.argv[2]))")
+    result = subprocess.run([sys.executable, "-c", script, url + "/", str(folder)], cwd=ROOT,
+                            env={**os.environ, "DERIVE_SKIP_GENERATE": "1", "NO_MKDOCS_2_WARNING": "1"},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    yield url
+    server.shutdown()
+
+
+@pytest.mark.browser
+def test_math_renders_after_instant_navigation(page, served_with_site_url):
+    """Material swaps the page in place (navigation.instant); katex.js must render the new one."""
+    page.goto(f"{served_with_site_url}/", wait_until="networkidle")
+    page.evaluate("window.notReloaded = true")
+    page.locator(".md-nav__link[href$='derivations/softmax-jacobian/']").first.click()
+    page.wait_for_url("**/derivations/softmax-jacobian/")
+    page.wait_for_function(
+        "document.querySelectorAll('.arithmatex').length > 10 && "
+        "document.querySelectorAll('.arithmatex').length === "
+        "document.querySelectorAll('.arithmatex .katex').length",
+        timeout=15000,
+    )
+    assert page.evaluate("window.notReloaded === true"), "the page was reloaded, not swapped in"
+    assert page.locator(".katex-error").count() == 0
+    assert page.console_errors == [] and page.foreign_requests == []
 
 
 @pytest.mark.browser
