@@ -8,7 +8,9 @@ a wrong result.
 
 from __future__ import annotations
 
-from functools import cache
+import operator
+import types
+from functools import cache, partial
 from typing import Any
 
 import array_api_compat
@@ -18,14 +20,40 @@ Array = Any  # an array of any array-API library: numpy.ndarray, torch.Tensor, .
 Namespace = Any  # its namespace: numpy, array_api_compat.torch, ...
 
 
+def _reshape(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Any:
+    return x.reshape(shape) if copy is None else np.reshape(x, shape, copy=copy)
+
+
+def _fast_numpy() -> types.ModuleType:
+    """NumPy, with the four functions a generated step calls most bound to their C cores.
+
+    ``np.sum``, ``np.max``, ``np.reshape`` and ``np.matrix_transpose`` are
+    Python wrappers around ``np.add.reduce``, ``np.maximum.reduce`` and array
+    methods; on a batch of 256 x 10 the wrapping costs as much as the
+    arithmetic. Same results, same errors: everything else is NumPy itself.
+    """
+    fast = types.ModuleType("numpy", doc=_fast_numpy.__doc__)
+    fast.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
+    fast.__getattr__ = partial(getattr, np)  # names NumPy loads lazily
+    fast.sum = partial(np.add.reduce, axis=None)
+    fast.max = partial(np.maximum.reduce, axis=None)
+    fast.reshape = _reshape
+    fast.matrix_transpose = operator.attrgetter("mT")
+    return fast
+
+
+FAST_NUMPY = _fast_numpy()
+
+
 def namespace(*arguments: Any) -> Any:
     """The array-API namespace of the arguments; NumPy for lists and scalars.
 
-    NumPy 2 implements the array API itself, so NumPy arrays get ``numpy``
-    (not the compat wrapper, which costs microseconds on every call).
+    NumPy 2 implements the array API itself, so NumPy arrays get NumPy (not
+    the compat wrapper, which costs microseconds on every call), in the form
+    of ``FAST_NUMPY``.
     """
     if all(type(a) is np.ndarray for a in arguments):
-        return np
+        return FAST_NUMPY
     arrays = [a for a in arguments if array_api_compat.is_array_api_obj(a)]
     if not arrays:
         return array_api_compat.array_namespace(np.empty(0))
@@ -85,6 +113,11 @@ def _order(names: tuple[str, ...], specs: tuple[str, ...]) -> tuple[tuple[str, b
     return tuple(sorted(parsed, key=lambda p: p[3]))
 
 
+# (spec, shape, dtype) per argument of the NumPy calls that passed unchanged: a training
+# loop calls with the same shapes every step, and a hit skips the checks (a few microseconds).
+_PASSED: set[tuple[tuple[str, tuple[int, ...], Any], ...]] = set()
+
+
 def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
     """Check each ``name=(value, "(..., D)")`` and return the values as float arrays.
 
@@ -92,6 +125,10 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
     arguments must share one batch shape: nothing broadcasts. An argument whose
     spec ends in "one-hot" also takes integer class labels of the batch shape.
     """
+    if xp is FAST_NUMPY:  # all NumPy arrays: whether they pass depends on shapes and dtypes only
+        key = tuple([(spec, value.shape, value.dtype) for value, spec in arguments.values()])
+        if key in _PASSED:
+            return tuple([value for value, _ in arguments.values()])
     sizes: dict[str, tuple[int, str]] = {}  # axis -> (size, the argument it came from)
     batch: tuple[tuple[int, ...], str] | None = None  # (shape, argument) of the first batched one
     prepared: dict[str, Any] = {}
@@ -128,4 +165,9 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
                 raise ValueError(f"{name}: expected batch shape {batch[0]} as in {batch[1]} "
                                  f"({expected()}), got {shape}")
         prepared[name] = array
-    return tuple(prepared[name] for name in arguments)
+    result = tuple(prepared[name] for name in arguments)
+    if xp is FAST_NUMPY and all(p is v for p, (v, _) in zip(result, arguments.values())):
+        if len(_PASSED) >= 1024:
+            _PASSED.clear()
+        _PASSED.add(key)
+    return result

@@ -1,0 +1,71 @@
+"""The NumPy fast path of the generated functions changes their speed, never their results.
+
+NumPy arrays get ``FAST_NUMPY`` (NumPy with four wrappers bound to their C
+cores), and a call whose shapes and dtypes passed the checks once skips them.
+"""
+
+import numpy as np
+import pytest
+
+from derive._runtime import FAST_NUMPY, namespace, prepare
+from derive.generated import softmax, weight_grad
+
+rng = np.random.default_rng(7)
+a = rng.normal(size=(2, 3, 4))
+
+
+def test_numpy_arrays_get_the_fast_namespace_and_others_do_not():
+    assert namespace(a, a) is FAST_NUMPY
+    assert namespace([1.0, 2.0]) is not FAST_NUMPY  # lists go through array-api-compat
+    assert FAST_NUMPY.exp is np.exp  # everything but the four is NumPy itself
+
+
+@pytest.mark.parametrize("keywords", [{}, {"axis": -1}, {"axis": (0, 2)}, {"axis": 1, "keepdims": True}])
+def test_fast_reductions_are_numpys(keywords):
+    np.testing.assert_array_equal(FAST_NUMPY.sum(a, **keywords), np.sum(a, **keywords))
+    np.testing.assert_array_equal(FAST_NUMPY.max(a, **keywords), np.max(a, **keywords))
+
+
+def test_fast_reshape_and_transpose_are_numpys():
+    np.testing.assert_array_equal(FAST_NUMPY.reshape(a, (-1, 4)), np.reshape(a, (-1, 4)))
+    assert not np.shares_memory(FAST_NUMPY.reshape(a, (6, 4), copy=True), a)
+    assert np.shares_memory(FAST_NUMPY.reshape(a, (6, 4)), a)
+    np.testing.assert_array_equal(FAST_NUMPY.matrix_transpose(a), np.matrix_transpose(a))
+    with pytest.raises(ValueError):
+        FAST_NUMPY.matrix_transpose(np.ones(3))
+    with pytest.raises(ValueError):
+        FAST_NUMPY.max(np.ones((2, 0)), axis=-1)  # no identity, as np.max
+
+
+def test_shapes_that_passed_once_still_fail_when_they_change():
+    x, W, y = np.ones((4, 3)), np.ones((3, 5)), np.eye(5)[[0, 1, 2, 3]]
+    weight_grad(x, W, y)  # passes, and is remembered
+    with pytest.raises(ValueError, match=r"^W: expected shape \(D, C\) with D = 3"):
+        weight_grad(x, np.ones((4, 5)), y)
+    with pytest.raises(ValueError, match=r"^y: expected batch shape \(4,\)"):
+        weight_grad(x, W, y[:3])
+
+
+def test_a_remembered_shape_with_another_dtype_is_checked_again():
+    specs = {"z": "(..., C)"}
+    (floats,) = prepare(FAST_NUMPY, z=(np.ones((2, 3)), specs["z"]))
+    (converted,) = prepare(FAST_NUMPY, z=(np.ones((2, 3), dtype=np.int64), specs["z"]))
+    assert floats.dtype == converted.dtype == np.float64
+    with pytest.raises(TypeError, match="^z: expected real numbers"):
+        prepare(FAST_NUMPY, z=(np.ones((2, 3), dtype=complex), specs["z"]))
+
+
+def test_integer_labels_are_converted_on_every_call():
+    x, W = np.ones((2, 3)), np.ones((3, 4))
+    np.testing.assert_array_equal(weight_grad(x, W, np.array([0, 1])), weight_grad(x, W, np.eye(4)[[0, 1]]))
+    np.testing.assert_array_equal(weight_grad(x, W, np.array([0, 1])), weight_grad(x, W, np.eye(4)[[0, 1]]))
+    with pytest.raises(ValueError, match="^y: expected class labels in 0..3"):
+        weight_grad(x, W, np.array([0, 4]))  # same shape and dtype as a call that passed
+
+
+def test_results_are_the_same_on_both_paths():
+    z = rng.normal(size=(5, 7)).astype(np.float32)
+    fast = softmax(z)
+    compat = softmax(z.tolist())  # a list: the array-api-compat namespace, float64
+    assert fast.dtype == np.float32
+    np.testing.assert_allclose(fast, compat, rtol=1e-6)
