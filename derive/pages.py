@@ -192,12 +192,21 @@ def benchmark_context(report: dict | None) -> dict:
                  {"name": name, "value": f"{r['ratios'][name]:.3f}", "target": f"≤ {target}",
                   "met": "met" if r["targets_met"][name] else "**missed**"}
                  for name, target in report["targets"].items()
+             ] + [
+                 {"name": name, "value": f"{r['seconds'][a] / r['seconds'][b]:.3f}", "target": "",
+                  "met": "for reference"}
+                 for name, (a, b) in _REFERENCE_RATIOS.items()
              ]}
             for r in report["training_step"]
         ],
         "build": build,
         "figure": "benchmark-ratios.svg",
     }
+
+
+# Ratios without a target, shown beside the targets: how far the hand-written NumPy itself
+# is from the floor (the softmax's elementwise passes), and what the from-logits path costs.
+_REFERENCE_RATIOS = {"numpy / floor": ("numpy", "floor"), "from_logits / numpy": ("from_logits", "numpy")}
 
 
 def benchmark_output() -> Output:
