@@ -24,19 +24,41 @@ def _reshape(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> 
     return x.reshape(shape) if copy is None else np.reshape(x, shape, copy=copy)
 
 
+# A reduction over a short last axis (C classes) of many rows is faster as C passes over
+# contiguous columns than as one pass per short row: NumPy's inner loop over 10 numbers
+# does not vectorise. Measured here (B rows x C): 256 x 10 max 11.2 -> 2.9 µs, sum 6.2 ->
+# 3.0 µs; no gain from C = 32 on, or below 64 rows.
+_SHORT_AXIS, _MANY_ROWS = 16, 64
+
+
+def _reduce_over_classes(ufunc: np.ufunc):
+    """``ufunc.reduce`` as ``xp.sum``/``xp.max`` take it, fast over a short last axis."""
+
+    def reduce(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
+        classes = x.shape[-1] if x.ndim >= 2 else 0
+        if axis == -1 and 0 < classes <= _SHORT_AXIS and x.size >= _MANY_ROWS * classes:
+            columns = np.ascontiguousarray(x.reshape(-1, classes).T)  # (C, rows)
+            result = ufunc.reduce(columns, axis=0).reshape(x.shape[:-1])
+            return result[..., None] if keepdims else result
+        return ufunc.reduce(x, axis=axis, keepdims=keepdims)
+
+    return reduce
+
+
 def _fast_numpy() -> types.ModuleType:
     """NumPy, with the four functions a generated step calls most bound to their C cores.
 
     ``np.sum``, ``np.max``, ``np.reshape`` and ``np.matrix_transpose`` are
     Python wrappers around ``np.add.reduce``, ``np.maximum.reduce`` and array
     methods; on a batch of 256 x 10 the wrapping costs as much as the
-    arithmetic. Same results, same errors: everything else is NumPy itself.
+    arithmetic. Same results (sums up to rounding: they add in another order),
+    same errors: everything else is NumPy itself.
     """
     fast = types.ModuleType("numpy", doc=_fast_numpy.__doc__)
     fast.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
     fast.__getattr__ = partial(getattr, np)  # names NumPy loads lazily
-    fast.sum = partial(np.add.reduce, axis=None)
-    fast.max = partial(np.maximum.reduce, axis=None)
+    fast.sum = _reduce_over_classes(np.add)
+    fast.max = _reduce_over_classes(np.maximum)
     fast.reshape = _reshape
     fast.matrix_transpose = operator.attrgetter("mT")
     return fast

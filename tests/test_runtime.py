@@ -26,6 +26,28 @@ def test_fast_reductions_are_numpys(keywords):
     np.testing.assert_array_equal(FAST_NUMPY.max(a, **keywords), np.max(a, **keywords))
 
 
+@pytest.mark.parametrize("shape", [(256, 10), (4, 64, 3), (64, 16), (1000, 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reductions_over_a_short_last_axis_of_many_rows_are_numpys(shape, dtype, keepdims):
+    """These take the column-by-column route; a transposed view goes in as well."""
+    z = rng.normal(size=shape).astype(dtype)
+    for array in (z, z[..., ::-1], np.asfortranarray(z)):  # and two views that are not C-contiguous
+        fast_max = FAST_NUMPY.max(array, axis=-1, keepdims=keepdims)
+        np.testing.assert_array_equal(fast_max, np.max(array, axis=-1, keepdims=keepdims))
+        fast_sum = FAST_NUMPY.sum(array, axis=-1, keepdims=keepdims)
+        exact = np.sum(array.astype(np.float64), axis=-1, keepdims=keepdims)
+        assert fast_sum.dtype == dtype and fast_sum.shape == exact.shape
+        np.testing.assert_allclose(fast_sum, exact, rtol=1e-5 if dtype == np.float32 else 1e-13)
+
+
+def test_the_short_axis_max_propagates_nan_as_numpys():
+    z = rng.normal(size=(128, 10))
+    z[5, 3] = np.nan
+    fast = FAST_NUMPY.max(z, axis=-1)
+    assert np.isnan(fast[5]) and np.isfinite(np.delete(fast, 5)).all()
+
+
 def test_fast_reshape_and_transpose_are_numpys():
     np.testing.assert_array_equal(FAST_NUMPY.reshape(a, (-1, 4)), np.reshape(a, (-1, 4)))
     assert not np.shares_memory(FAST_NUMPY.reshape(a, (6, 4), copy=True), a)
