@@ -1,0 +1,107 @@
+"""Every registered kernel's generated function computes the index-form
+expression it was printed from.
+
+Two routes to the same numbers: the generated array code, and SymPy itself
+evaluating the kernel's assignments entry by entry (indices and sizes made
+numbers, sums written out, each ``x[j]`` looked up). This checks the printer's
+translation of free indices, Kronecker deltas and sums into broadcasting code
+for any derivation the moment it is registered. A call to another generated
+function inside a kernel (``softmax(summation(x, W))``) is evaluated by that
+function, which this same test checks on its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+import derive.generated as generated
+from derive import derivations
+from derive.codegen import PYTHON_NAMES
+from derive.model import C, D
+from derive.steps import Kernel, Param
+from derive.sympy_tools import Maximum
+
+KERNELS = [(d, k) for d in derivations.MODULES for k in derivations.get(d).kernels]
+SIZES = {"D": 3, "C": 4}
+BATCHES = [(), (2,), (2, 3)]
+
+
+def test_every_generated_function_is_a_registered_kernel():
+    assert sorted(k.name for _, k in KERNELS) == sorted(generated.__all__)
+
+
+def draw(param: Param, batch: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Positive numbers (every kernel's formula holds for them: log s needs s > 0); one-hot labels."""
+    shape = (batch if param.batched else ()) + tuple(SIZES[a] for a in param.axes)
+    if param.one_hot:
+        return np.eye(shape[-1])[rng.integers(shape[-1], size=shape[:-1])]
+    return rng.uniform(0.1, 0.9, size=shape)
+
+
+def _label(base: sp.Basic) -> str:
+    return str(base.label if isinstance(base, sp.IndexedBase) else base)
+
+
+def as_number(expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict) -> float:
+    """``expr`` at 1-based index values ``at``, every array entry looked up in ``values`` (0-based)."""
+    plain = {i: sp.Symbol(str(i.label), integer=True) for i in expr.atoms(sp.Idx)}
+    expr = expr.xreplace(plain).xreplace({plain[i]: v for i, v in at.items()}).xreplace(sizes)
+    expr = expr.replace(
+        lambda e: isinstance(e, Maximum),
+        lambda m: sp.Max(*[m.function.xreplace({m.limits[0][0]: v})
+                           for v in range(int(m.limits[0][1]), int(m.limits[0][2]) + 1)]),
+    ).doit()
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Indexed),
+        lambda e: sp.Float(values[_label(e.base)][tuple(int(i) - 1 for i in e.indices)], 30),
+    )
+    expr = expr.xreplace({s: sp.Float(values[s.name], 30) for s in expr.free_symbols if s.name in values})
+    return float(sp.N(expr, 20))
+
+
+def evaluate_kernel(kernel: Kernel, arguments: dict[str, np.ndarray], sizes: dict) -> np.ndarray:
+    """The kernel's body and result, entry by entry, for one sample (or one flattened batch)."""
+    values = {_label(p.base): arguments[p.name] for p in kernel.params}
+    for assign in (*kernel.body, kernel.returns):
+        if isinstance(assign.expression, AppliedUndef):  # another generated function
+            value = _call(assign.expression, {p.name: arguments[p.name] for p in kernel.params})
+        else:
+            ranges = [range(1, sizes[i.upper] + 1) for i in assign.indices]
+            value = np.array([
+                as_number(assign.expression, values, dict(zip(assign.indices, point)), sizes)
+                for point in itertools.product(*ranges)
+            ]).reshape([len(r) for r in ranges])
+        values[_label(assign.target)] = value
+    return value
+
+
+def _call(expr: sp.Basic, arguments: dict[str, np.ndarray]):
+    if isinstance(expr, AppliedUndef):
+        return getattr(generated, type(expr).__name__)(*[_call(a, arguments) for a in expr.args])
+    return arguments[PYTHON_NAMES.get(_label(expr), _label(expr))]
+
+
+@pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"batch{b}")
+@pytest.mark.parametrize("kernel", [k for _, k in KERNELS], ids=[k.name for _, k in KERNELS])
+def test_generated_function_equals_its_index_form_evaluated_by_sympy(kernel, batch):
+    rng = np.random.default_rng(len(kernel.name) + len(batch))
+    arguments = {p.name: draw(p, batch, rng) for p in kernel.params}
+    ours = getattr(generated, kernel.name)(*arguments.values())
+    sizes = {C: SIZES["C"], D: SIZES["D"]}
+    if kernel.flatten_batch:  # the kernel reduces over the batch index b = 1..B
+        flat = {p.name: a.reshape((-1,) + a.shape[a.ndim - len(p.axes):]) if p.batched else a
+                for p, a in zip(kernel.params, arguments.values())}
+        batch_size = sp.Symbol("B", integer=True, positive=True)
+        expected = evaluate_kernel(kernel, flat, {**sizes, batch_size: int(np.prod(batch))})
+    else:
+        expected = np.empty(ours.shape)
+        for b in np.ndindex(batch):
+            sample = {p.name: a[b] if p.batched else a for p, a in zip(kernel.params, arguments.values())}
+            expected[b] = evaluate_kernel(kernel, sample, sizes)
+    np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-14,
+                               err_msg=f"{kernel.name}: generated code vs SymPy's index form")
