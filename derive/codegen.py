@@ -6,6 +6,7 @@ nothing here touches files.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import sympy as sp
@@ -56,15 +57,16 @@ def _calls_in(expr: sp.Basic) -> list[str]:
 
 def _docstring(kernel: Kernel) -> str:
     lhs, rhs = kernel.equation
-    lines = [kernel.summary, "", f"$$ {latex(lhs)} = {latex(rhs)} $$", "", "Args:"]
+    lines = [kernel.summary, "", f"$$ {latex(lhs)} = {latex(rhs)} $$", ""]
+    if kernel.notes:
+        lines += [textwrap.fill(kernel.notes, width=88), ""]
+    lines.append("Args:")
     for p in kernel.params:
         shape = _shape_spec(p.axes, p.batched)
         if p.one_hot:
             shape += ", or integer class labels 0..C-1 of shape (...)"
         lines.append(f"    {p.name}: {p.doc}, shape {shape}.")
     lines += ["", "Returns:", f"    {kernel.returns_doc}."]
-    if kernel.notes:
-        lines += ["", kernel.notes]
     return "\n".join(lines)
 
 
