@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from derive import generated
+from derive.figures import BENCHMARK_RESULTS
 from derive.render import ROOT
 
 TARGETS = {"generated / numpy": 1.05, "generated / torch": 1.0, "generated / floor": 1.3}
@@ -282,13 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m derive.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats (under two minutes)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one pass: checks the benchmark runs")
-    parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "latest.json")
+    parser.add_argument("--output", type=Path, help="where to write the JSON report (default: "
+                        "bench-results/latest.json for a full run, which the site's page shows; "
+                        "bench-results/tmp-MODE.json, not committed, for --quick and --smoke)")
     args = parser.parse_args(argv)
     report = run(quick=args.quick, smoke=args.smoke)
     print(table(report))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    output = args.output or (BENCHMARK_RESULTS if report["mode"] == "full"
+                             else BENCHMARK_RESULTS.with_name(f"tmp-{report['mode']}.json"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {output}")
     return 0
 
 
