@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from derive import generated
-from derive.figures import BENCHMARK_RESULTS
+from derive.figures import BENCHMARK_RESULTS, REFERENCE_RATIOS
 from derive.render import ROOT
 
 TARGETS = {"generated / numpy": 1.05, "generated / torch": 1.0, "generated / floor": 1.3}
@@ -261,15 +261,15 @@ def table(report: dict) -> str:
     lines += ["", "One training-step gradient (seconds per call; ratios: lower is better for us)"]
     header = f"{'B, D, C':<16} {'dtype':<8} " + " ".join(f"{k:>11}" for k in
                                                          ("generated", "from_logits", "numpy", "torch", "floor"))
-    lines.append(header + "  " + "  ".join(f"{k}" for k in TARGETS) + "  numpy/floor  from_logits/numpy")
+    lines.append(header + "  " + "  ".join([*TARGETS, *REFERENCE_RATIOS]))
     for r in report["training_step"]:
         s = r["seconds"]
         cells = " ".join(f"{s[k]:11.3e}" for k in ("generated", "from_logits", "numpy", "torch", "floor"))
         ratios = "  ".join(
             f"{r['ratios'][k]:.3f} {'met' if r['targets_met'][k] else 'MISSED'} (<= {t})"
             for k, t in TARGETS.items())
-        lines.append(f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} {cells}  {ratios}  "
-                     f"{s['numpy'] / s['floor']:11.3f}  {r['ratios']['from_logits / numpy']:.3f}")
+        reference = "  ".join(f"{s[a] / s[b]:{len(name)}.3f}" for name, (a, b) in REFERENCE_RATIOS.items())
+        lines.append(f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} {cells}  {ratios}  {reference}")
     if "build_seconds" in report:
         b = report["build_seconds"]
         lines += ["", f"python -m derive build --no-figures: cold {b['cold']:.2f} s, no-op {b['no-op']:.2f} s"]

@@ -110,6 +110,9 @@ def _naive_against_stable(fig, generated, posts) -> None:
 
 
 BENCHMARK_RESULTS = ROOT / "bench-results" / "latest.json"
+# Ratios without a target, shown beside the targets: how far the hand-written NumPy itself
+# is from the floor (the softmax's elementwise passes), and what the from-logits path costs.
+REFERENCE_RATIOS = {"numpy / floor": ("numpy", "floor"), "from_logits / numpy": ("from_logits", "numpy")}
 
 
 def _benchmark_ratios(fig, generated, posts) -> None:

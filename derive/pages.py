@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from derive import posts
-from derive.figures import figures_for
+from derive.figures import REFERENCE_RATIOS, figures_for
 from derive.printing import latex
 from derive.proofs import explicit_sizes
 from derive.render import ROOT, Output, environment, inputs_digest
@@ -195,18 +195,13 @@ def benchmark_context(report: dict | None) -> dict:
              ] + [
                  {"name": name, "value": f"{r['seconds'][a] / r['seconds'][b]:.3f}", "target": "",
                   "met": "for reference"}
-                 for name, (a, b) in _REFERENCE_RATIOS.items()
+                 for name, (a, b) in REFERENCE_RATIOS.items()
              ]}
             for r in report["training_step"]
         ],
         "build": build,
         "figure": "benchmark-ratios.svg",
     }
-
-
-# Ratios without a target, shown beside the targets: how far the hand-written NumPy itself
-# is from the floor (the softmax's elementwise passes), and what the from-logits path costs.
-_REFERENCE_RATIOS = {"numpy / floor": ("numpy", "floor"), "from_logits / numpy": ("from_logits", "numpy")}
 
 
 def benchmark_output() -> Output:

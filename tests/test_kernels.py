@@ -26,13 +26,13 @@ from derive.model import C, D
 from derive.steps import Kernel, Param
 from derive.sympy_tools import Maximum
 
-KERNELS = [(d, k) for d in derivations.MODULES for k in derivations.get(d).kernels]
+KERNELS = [k for d in derivations.MODULES for k in derivations.get(d).kernels]
 SIZES = {"D": 3, "C": 4}
 BATCHES = [(), (2,), (2, 3)]
 
 
 def test_every_generated_function_is_a_registered_kernel():
-    assert sorted(k.name for _, k in KERNELS) == sorted(generated.__all__)
+    assert sorted(k.name for k in KERNELS) == sorted(generated.__all__)
 
 
 def draw(param: Param, batch: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -87,7 +87,7 @@ def _call(expr: sp.Basic, arguments: dict[str, np.ndarray]):
 
 
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"batch{b}")
-@pytest.mark.parametrize("kernel", [k for _, k in KERNELS], ids=[k.name for _, k in KERNELS])
+@pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
 def test_generated_function_equals_its_index_form_evaluated_by_sympy(kernel, batch):
     rng = np.random.default_rng(len(kernel.name) + len(batch))
     arguments = {p.name: draw(p, batch, rng) for p in kernel.params}
