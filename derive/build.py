@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pickle
 import sys
 import tempfile
 import time
@@ -22,8 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from derive import derivations
-from derive.codegen import generate_module
+from derive import cache, derivations
+from derive.codegen import CODE_INPUTS, generate_module
+from derive.errors import BuildError, stage
 from derive.proofs import ProofResult, prove
 from derive.render import (
     ROOT,
@@ -39,42 +41,6 @@ from derive.steps import Derivation
 PACKAGE = ROOT / "derive"
 GENERATED = PACKAGE / "generated"
 
-# What every generated module is made from, besides its own derivation module.
-CODE_INPUTS = [
-    PACKAGE / name
-    for name in ("model.py", "steps.py", "sympy_tools.py", "codegen.py",
-                 "printing/array.py", "printing/latex.py", "render.py")
-] + [ROOT / "templates" / "module.py.j2"]
-
-
-class BuildError(RuntimeError):
-    """A derivation, proof or template failed; names which and where."""
-
-
-@contextmanager
-def stage(derivation: str, what: str) -> Iterator[None]:
-    """Turn any error into a BuildError naming the derivation and the step.
-
-    The step is ``what`` plus the innermost line of project code that raised,
-    so a failing SymPy call inside ``derive()`` points at its line.
-    """
-    try:
-        yield
-    except BuildError:
-        raise
-    except Exception as error:
-        frames = [f for f in traceback.extract_tb(error.__traceback__)
-                  if f.filename.startswith(str(ROOT)) and "site-packages" not in f.filename
-                  and "/build.py" not in f.filename]  # the project's own code and templates
-        where = ""
-        if frames:
-            f = frames[-1]
-            where = f" at {Path(f.filename).relative_to(ROOT)}:{f.lineno} ({(f.line or '').strip()})"
-        raise BuildError(
-            f"derivation {derivation!r} failed while {what}{where}: "
-            f"{type(error).__name__}: {error}"
-        ) from error
-
 
 @dataclass(frozen=True)
 class Derived:
@@ -83,27 +49,66 @@ class Derived:
     seconds: float
 
 
-def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: None) -> list[Derived]:
-    """Derive (and prove) every registered derivation, in registry order."""
-    results = []
+def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: None,
+               force: bool = False) -> list[Derived]:
+    """Derive (and prove) every registered derivation, in registry order.
+
+    A derivation whose module, engine and used results are unchanged since the
+    last build comes from the cache with its proofs (``force`` ignores it).
+    """
+    results, kept = [], {}
     for name in derivations.MODULES:
         start = time.perf_counter()
+        entry = None if force else cache.load(name)
+        if entry is not None and (entry.proofs is not None or not run_proofs):
+            derivations.preload(name, entry.derivation, tuple(entry.used))
+        else:
+            entry = None
         with stage(name, "deriving"):
             derivation = derivations.get(name)
-        proofs = []
-        if run_proofs:
+        proofs = entry.proofs if entry is not None else None
+        if run_proofs and proofs is None:
+            proofs = []
             for identity in derivation.identities:
                 with stage(name, f"proving {identity.name!r}"):
                     proofs.append(prove(identity))
+            proofs = tuple(proofs)
         seconds = time.perf_counter() - start
-        results.append(Derived(derivation, tuple(proofs), seconds))
+        results.append(Derived(derivation, proofs or (), seconds))
+        kept[name] = entry is not None
         if run_proofs:
             proved = ", ".join(
                 f"{p.identity} (index form{f', {len(p.explicit_sizes)} explicit sizes' if p.explicit_sizes else ''})"
                 for p in proofs
             )
-            log(f"{name:<26} {seconds:6.2f} s  proved: {proved}")
+            how = "cached" if kept[name] else f"{seconds:6.2f} s"
+            log(f"{name:<26} {how:>8}  proved: {proved}")
+    _store(results, kept, run_proofs)
     return results
+
+
+def _store(results: list[Derived], kept: dict[str, bool], proved: bool) -> None:
+    """Keep what was derived (and proved) in this run for the next build."""
+    keys: dict[str, str] = {}
+
+    def key(name: str) -> str:
+        if name not in keys:
+            entry = cache.load(name)
+            keys[name] = entry.key if entry is not None else ""
+        return keys[name]
+
+    by_name = {d.derivation.name: d for d in results}
+    order = sorted(by_name, key=lambda n: len(derivations.depends_on(n)))  # used before users
+    for name in order:
+        if kept[name]:
+            continue
+        used = {other: key(other) for other in derivations.results_used(name)}
+        try:
+            entry = cache.store(name, by_name[name].derivation,
+                                by_name[name].proofs if proved else None, used)
+        except (OSError, pickle.PicklingError, AttributeError, TypeError):
+            continue  # a cache that cannot be written only makes the next build slower
+        keys[name] = entry.key
 
 
 def code_outputs(derived: list[Derived]) -> list[Output]:
@@ -120,7 +125,7 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
         outputs.append(Output(
             path=GENERATED / f"{name}.py",
             source=f'the derivation "{name}" (derive/derivations/{name}.py)',
-            inputs=inputs_digest(PACKAGE / "derivations" / f"{name}.py", *CODE_INPUTS),
+            inputs=inputs_digest(*derivations.sources(name), *CODE_INPUTS),
             body=body,
         ))
     modules = [{"name": d.derivation.name, "functions": [k.name for k in d.derivation.kernels]}
@@ -178,10 +183,10 @@ def write(outputs: list[Output]) -> list[Path]:
     return [o.path for o in outputs if write_if_changed(o.path, o.text)]
 
 
-def build(log: Callable[[str], None] = print, figures: bool = True) -> list[Path]:
+def build(log: Callable[[str], None] = print, figures: bool = True, force: bool = False) -> list[Path]:
     """Regenerate everything; raise BuildError (writing nothing) if any stage fails."""
     start = time.perf_counter()
-    derived = derive_all(run_proofs=True, log=log)
+    derived = derive_all(run_proofs=True, log=log, force=force)
     code = code_outputs(derived)
     for output in code:  # a template that renders invalid Python fails here
         with stage(output.path.stem, f"compiling {output.path.relative_to(ROOT)}"):
@@ -195,8 +200,9 @@ def build(log: Callable[[str], None] = print, figures: bool = True) -> list[Path
             from derive.figures import draw_all
 
             with stage("(figures)", "drawing"):
-                drawn = draw_all(generated)
+                drawn = draw_all(generated, [f for d in derived for f in d.derivation.figures])
     written = write(code) + write(pages) + write_figures(drawn)
+    cache.record_outputs(figures, [o.path for o in (*code, *pages)] + list(drawn))
     for path in written:
         log(f"wrote {path.relative_to(ROOT)}")
     log(f"build finished in {time.perf_counter() - start:.2f} s, {len(written)} file(s) changed")

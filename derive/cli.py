@@ -14,9 +14,19 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="derive, prove, and write the generated files that changed")
     build.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
+    build.add_argument("--force", action="store_true",
+                       help="ignore the cache (.derive-cache/): derive and prove everything again")
     commands.add_parser("check", help="exit 1 if a generated file is stale or was edited by hand")
     commands.add_parser("list", help="list the registered derivations")
     args = parser.parse_args(argv)
+
+    if args.command == "build" and not args.force:
+        from derive import cache  # no SymPy: a build with nothing to do stays instant
+
+        if cache.up_to_date(figures=not args.no_figures):
+            print("nothing changed since the last build: every output is up to date "
+                  "(--force to rebuild)")
+            return 0
 
     from derive import build as pipeline  # imported late: `--help` stays instant
 
@@ -36,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print("generated files are up to date")
         return 0
     try:
-        pipeline.build(figures=not args.no_figures)
+        pipeline.build(figures=not args.no_figures, force=args.force)
     except pipeline.BuildError as error:
         print(f"build failed, previous outputs left as they were:\n  {error}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
@@ -17,6 +18,14 @@ from derive.steps import Derivation, Kernel
 
 # Model bases whose Python name differs: S is the softmax *output* `s`.
 PYTHON_NAMES = {"S": "s"}
+
+_PACKAGE = Path(__file__).resolve().parent
+# What every generated module is made from, besides the derivation modules it comes from.
+CODE_INPUTS = [
+    _PACKAGE / name
+    for name in ("model.py", "steps.py", "sympy_tools.py", "codegen.py",
+                 "printing/array.py", "printing/latex.py", "render.py")
+] + [_PACKAGE.parent / "templates" / "module.py.j2"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ def _docstring(kernel: Kernel) -> str:
 
 def generate_function(kernel: Kernel) -> GeneratedFunction:
     """The source lines of one kernel's function."""
-    names = {str(p.base.label): p.name for p in kernel.params}
+    names = {p.label: p.name for p in kernel.params}
     names.update(PYTHON_NAMES)
     params = ", ".join(p.name for p in kernel.params)
     specs = ", ".join(f'{p.name}=({p.name}, "{_shape_spec(p.axes, p.batched, p.one_hot)}")'

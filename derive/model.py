@@ -16,8 +16,19 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy import Idx, IndexedBase, Matrix, Sum
 
-C = sp.Symbol("C", integer=True, positive=True)  # number of classes
-D = sp.Symbol("D", integer=True, positive=True)  # number of inputs
+
+def size(name: str) -> sp.Symbol:
+    """A named dimension (C, D, H, K, B, ...): a positive integer symbol."""
+    return sp.Symbol(name, integer=True, positive=True)
+
+
+def index(name: str, over: sp.Symbol) -> Idx:
+    """An index ranging over 1..``over``, as the maths counts."""
+    return Idx(name, (1, over))
+
+
+C = size("C")  # number of classes
+D = size("D")  # number of inputs
 
 x = IndexedBase("x", shape=(D,))  # the input
 W = IndexedBase("W", shape=(D, C))  # the weights, inputs x classes
@@ -28,12 +39,12 @@ y = IndexedBase("y", shape=(C,))  # the one-hot label
 
 def class_index(name: str) -> Idx:
     """An index over the classes, 1..C."""
-    return Idx(name, (1, C))
+    return index(name, C)
 
 
 def input_index(name: str) -> Idx:
     """An index over the inputs, 1..D."""
-    return Idx(name, (1, D))
+    return index(name, D)
 
 
 def summation(c: Idx) -> sp.Expr:
@@ -74,14 +85,29 @@ class ExplicitLayer:
         return list(self.W.T)
 
 
+def explicit_vector(name: str, n: int, **assumptions) -> Matrix:
+    """A column of numbered symbols name_0 .. name_{n-1}."""
+    return Matrix(sp.symbols(f"{name}_0:{n}", real=True, **assumptions))
+
+
+def explicit_softmax(logits: Matrix) -> Matrix:
+    """softmax of a column of explicit logits: the one explicit softmax of the project."""
+    exps = logits.applyfunc(sp.exp)
+    return exps / sum(exps)
+
+
+def explicit_labels(n_classes: int) -> Matrix:
+    """Label symbols with Σ y = 1 imposed: the last is 1 minus the others."""
+    free = list(sp.symbols(f"y_0:{n_classes - 1}", real=True))
+    return Matrix(free + [1 - sum(free)])
+
+
 def explicit_layer(n_inputs: int, n_classes: int) -> ExplicitLayer:
     """The layer with numbered symbols x_0.., W_0_0.., y_0.."""
     xs = Matrix(n_inputs, 1, sp.symbols(f"x_0:{n_inputs}", real=True))
     Ws = Matrix(n_inputs, n_classes, lambda j, c: sp.Symbol(f"W_{j}_{c}", real=True))
     ys = Matrix(n_classes, 1, sp.symbols(f"y_0:{n_classes}", real=True))
     zs = Ws.T * xs
-    exps = zs.applyfunc(sp.exp)
-    total = sum(exps)
-    Ss = exps / total
+    Ss = explicit_softmax(zs)
     XE = -sum(ys[c] * sp.log(Ss[c]) for c in range(n_classes))
     return ExplicitLayer(x=xs, W=Ws, y=ys, z=zs, S=Ss, XE=XE)

@@ -8,12 +8,14 @@ import sys
 
 import numpy as np
 
-from derive import posts
-from derive.figures import REFERENCE_RATIOS, figures_for
+from derive import derivations, posts
+from derive.codegen import CODE_INPUTS
+from derive.errors import stage
+from derive.figures import REFERENCE_RATIOS
 from derive.printing import latex
-from derive.proofs import explicit_sizes
+from derive.proofs import explicit_sizes, sizes_text
 from derive.render import ROOT, Output, environment, inputs_digest
-from derive.steps import Derivation
+from derive.steps import Derivation, Example
 
 PAGES = ROOT / "docs" / "derivations"
 PAGE_INPUTS = [ROOT / "derive" / name for name in ("pages.py", "posts.py", "figures.py", "proofs.py")] + [
@@ -29,18 +31,32 @@ def _explicit_sizes_text(identity) -> str:
     sizes = explicit_sizes(identity)
     if not sizes:
         return "no explicit-matrix form applies to this identity."
-    classes = sorted({c for _, c in sizes})
-    inputs = sorted({d for d, _ in sizes})
-    text = f"and with explicit matrices for every C in {classes[0]}..{classes[-1]}"
-    if len(inputs) > 1:
-        text += f" and D in {inputs[0]}..{inputs[-1]}"
-    return text + f" ({len(sizes)} sizes)."
+    return f"and with explicit matrices for {sizes_text(sizes)}."
 
 
 def _evaluate(call: str, generated) -> np.ndarray:
     """Run an example's Python (shown on the page) with the generated functions."""
     names = {name: getattr(generated, name) for name in generated.__all__}
-    return np.asarray(eval(call, {"posts": posts, **names}))  # the registry's own strings
+    return np.asarray(eval(call, {"posts": posts, "np": np, **names}))  # the registry's own strings
+
+
+def _example(example: Example, generated) -> dict:
+    """An example's numbers, and its reference's when it has one."""
+    ours = _evaluate(example.call, generated)
+    context = {"title": example.title, "call": example.call, "text": example.text,
+               "ours": _format(ours), "reference": None}
+    if example.printed:
+        printed = getattr(posts, example.printed)
+        context["reference"] = {"title": "The post printed", "code": "", "value": printed.strip(),
+                                "agrees": posts.agrees(ours, printed),
+                                "agreement": "Agrees with the post to every printed digit."}
+    elif example.reference:
+        theirs = _evaluate(example.reference, generated)
+        context["reference"] = {"title": example.reference_title, "code": example.reference,
+                                "value": _format(theirs),
+                                "agrees": bool(np.allclose(ours, theirs, rtol=1e-12, atol=0)),
+                                "agreement": "Agrees to 12 significant digits."}
+    return context
 
 
 def _format(value: np.ndarray) -> str:
@@ -64,17 +80,7 @@ def page_context(derivation: Derivation, generated) -> dict:
             "source": "\n\n".join(inspect.getsource(getattr(module, name)).rstrip()
                                    for name in (kernel.name, f"_{kernel.name}")),
         })
-    examples = []
-    for example in derivation.examples:
-        ours = _evaluate(example.call, generated)
-        printed = getattr(posts, example.printed)
-        examples.append({
-            "title": example.title,
-            "call": example.call,
-            "ours": _format(ours),
-            "theirs": printed.strip(),
-            "agrees": posts.agrees(ours, printed),
-        })
+    examples = [_example(e, generated) for e in derivation.examples]
     errata = []
     for erratum in derivation.errata:
         text = erratum.text
@@ -109,25 +115,21 @@ def page_context(derivation: Derivation, generated) -> dict:
         "results": results,
         "examples": examples,
         "errata": errata,
-        "figures": [{"file": f.file, "caption": f.caption} for f in figures_for(derivation.name)],
+        "figures": [{"file": f.file, "caption": f.caption} for f in derivation.figures],
         "module": f"derive/generated/{derivation.name}.py",
     }
 
 
 def page_outputs(derived, generated) -> list[Output]:
-    from derive.build import CODE_INPUTS, stage
-
-    template = environment().get_template("page.md.j2")
     outputs = []
     for d in derived:
         name = d.derivation.name
         with stage(name, "rendering templates/page.md.j2"):
-            body = template.render(**page_context(d.derivation, generated))
+            body = environment().get_template("page.md.j2").render(**page_context(d.derivation, generated))
         outputs.append(Output(
             path=PAGES / f"{page_name(d.derivation)}.md",
             source=f'the derivation "{name}" (derive/derivations/{name}.py)',
-            inputs=inputs_digest(ROOT / "derive" / "derivations" / f"{name}.py",
-                                 *CODE_INPUTS, *PAGE_INPUTS),
+            inputs=inputs_digest(*derivations.sources(name), *CODE_INPUTS, *PAGE_INPUTS),
             body=body,
         ))
     with stage("(all)", "rendering templates/api.md.j2"):

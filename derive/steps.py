@@ -7,8 +7,9 @@ prints or writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import product
 
 import sympy as sp
 from sympy import Matrix
@@ -33,8 +34,17 @@ class Step:
     result: sp.Expr  # what SymPy returned
 
 
-ExplicitCheck = Callable[[int, int], tuple[Matrix, Matrix]]
-"""Given (D, C), the derivative computed directly and the shortcut, as matrices."""
+Sizes = Mapping[str, int]
+"""Named dimensions and their sizes, e.g. ``{"D": 3, "C": 5}``."""
+
+ExplicitCheck = Callable[[Sizes], tuple[Matrix, Matrix]]
+"""Given the sizes, the derivative computed directly and the shortcut, as matrices."""
+
+
+def every(**ranges: range) -> tuple[dict[str, int], ...]:
+    """Every combination of the given sizes: ``every(C=range(2, 7), D=range(1, 5))``."""
+    names = list(ranges)
+    return tuple(dict(zip(names, values)) for values in product(*ranges.values()))
 
 
 @dataclass(frozen=True)
@@ -52,21 +62,39 @@ class Identity:
     shortcut: sp.Expr
     assumptions: dict[sp.Expr, sp.Expr] = field(default_factory=dict)  # e.g. {Σ y_t: 1}
     explicit: ExplicitCheck | None = None
-    explicit_sizes: tuple[tuple[int, int], ...] | None = None  # (D, C); None: all of proofs.EXPLICIT_SIZES
+    explicit_sizes: tuple[Sizes, ...] = ()  # the sizes ``explicit`` is checked at: every(...)
     long_title: str = "The chain-rule product"
     shortcut_title: str = "the shortcut"
 
 
+DOMAINS = ("real", "positive", "probability", "one_hot", "target")
+"""What values an argument takes, for the tests that draw them: any real number;
+a positive one (a temperature); a probability in (0, 1); a one-hot label row
+(or integer class labels); a target probability in [0, 1] (binary labels)."""
+
+
 @dataclass(frozen=True)
 class Param:
-    """An argument of a generated function, bound to a base of the model."""
+    """An argument of a generated function, bound to a base (or a scalar symbol) of the model."""
 
     name: str  # the Python name: "s"
-    base: sp.IndexedBase  # what it stands for: S
-    axes: tuple[str, ...]  # its sizes after any batch axes: ("C",)
+    base: sp.IndexedBase | sp.Symbol  # what it stands for: S; a Symbol for a scalar (T)
+    axes: tuple[str, ...] = ()  # its sizes after any batch axes: ("C",); () for a scalar
     batched: bool = True  # whether it takes leading batch axes
     doc: str = ""
     one_hot: bool = False  # also takes integer class labels of the batch shape
+    domain: str = "real"  # one of DOMAINS
+
+    def __post_init__(self):
+        if self.domain not in DOMAINS:
+            raise ValueError(f"Param {self.name}: domain must be one of {DOMAINS}, got {self.domain!r}")
+        if self.one_hot and self.domain != "one_hot":
+            object.__setattr__(self, "domain", "one_hot")
+
+    @property
+    def label(self) -> str:
+        """The model's name for it: "S" for ``IndexedBase("S")``, "T" for ``Symbol("T")``."""
+        return str(self.base.label if isinstance(self.base, sp.IndexedBase) else self.base)
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,27 @@ class Assign:
     target: sp.Basic  # IndexedBase, or Symbol for one number per sample
     indices: tuple[sp.Idx, ...]
     expression: sp.Expr
+
+
+@dataclass(frozen=True)
+class DerivativeOf:
+    """What a generated derivative is the derivative of, in Python the tests evaluate.
+
+    ``of`` calls generated functions on named variables ("softmax(z)"); ``call``
+    calls the derivative on the same variables (default: the kernel on its own
+    parameters). The tests check ``call`` against finite differences and
+    PyTorch autograd of ``of`` with respect to ``wrt``, for every registered
+    kernel that declares one; nobody lists functions by hand.
+    """
+
+    of: str  # "cross_entropy_from_logits(summation(x, W), y)"
+    wrt: str  # "W"
+    call: str = ""  # "softmax_jacobian(softmax(z))"
+    kind: str = "jacobian"  # "jacobian" (one sample), "elementwise", or "batch_mean" (∂ mean(of) / ∂ wrt)
+
+    def __post_init__(self):
+        if self.kind not in ("jacobian", "elementwise", "batch_mean"):
+            raise ValueError(f"DerivativeOf({self.of!r}): unknown kind {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +141,8 @@ class Kernel:
     matrix_form: sp.Expr | None = None  # the same result with matrices, for the page
     flatten_batch: bool = False  # reshape batched params to (B, ...): batch index b
     notes: str = ""  # more docstring text (layout, the posts' names)
+    derivative: DerivativeOf | None = None  # what the tests differentiate to check it
+    reference: str = ""  # its value in PyTorch's own operations, e.g. "torch.sigmoid(z)"
 
     @property
     def equation(self) -> tuple[sp.Expr, sp.Expr]:
@@ -104,12 +155,28 @@ class Kernel:
 
 @dataclass(frozen=True)
 class Example:
-    """A worked number on the page: our function on the posts' inputs."""
+    """A worked number on the page, computed at build time by the generated functions.
+
+    It is compared with a reference when there is one: a number a post printed
+    (``printed``, a name in derive.posts), or the same quantity computed another
+    way with NumPy (``reference``, Python with ``np``), or neither.
+    """
 
     title: str
-    call: str  # Python, evaluated with the generated functions and derive.posts
-    printed: str  # the name in derive.posts of what the post printed
-    text: str = ""
+    call: str  # Python, evaluated with the generated functions, np and derive.posts
+    printed: str = ""  # the name in derive.posts of what the post printed
+    reference: str = ""  # or: the value computed independently, with NumPy by hand
+    reference_title: str = "NumPy, written by hand"
+    text: str = ""  # the example's own introduction
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure on the page, drawn at build time from the generated functions."""
+
+    file: str  # the SVG's name in docs/figures/
+    caption: str
+    draw: Callable  # (matplotlib figure, derive.generated, derive.posts) -> None
 
 
 @dataclass(frozen=True)
@@ -133,4 +200,5 @@ class Derivation:
     kernels: tuple[Kernel, ...]
     examples: tuple[Example, ...] = ()
     errata: tuple[Erratum, ...] = ()
-    uses: tuple[str, ...] = ()  # derivations whose functions the kernels call
+    figures: tuple[Figure, ...] = ()
+    results: Mapping[str, sp.Expr] = field(default_factory=dict)  # named, for other derivations

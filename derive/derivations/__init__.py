@@ -1,15 +1,23 @@
-"""The registry: every derivation, in the order of the posts.
+"""The registry: every derivation, in the order the site lists them.
 
 A new derivation is one module in this folder with a ``derive()`` function
 returning a :class:`~derive.steps.Derivation`, added to ``MODULES`` below. Its
 page, its generated module and its tests follow from the registry.
+
+Derivations use each other's results by name, ``result("softmax_jacobian",
+"jacobian")``; the registry records each such use, so the dependency graph
+(what to re-prove when a module changes, which generated module imports which)
+comes from what the code does, not from a list kept by hand.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 from importlib import import_module
+from pathlib import Path
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
 
 from derive.steps import Derivation
 
@@ -20,6 +28,12 @@ MODULES = (
     "cross_entropy_from_logits",  # beyond the posts: the stable loss
 )
 
+FOLDER = Path(__file__).resolve().parent
+
+_derived: dict[str, Derivation] = {}  # derived once per process (or loaded from the build cache)
+_deriving: list[str] = []  # the derivations being derived, innermost last
+_results_used: dict[str, set[str]] = {}  # derivation -> derivations whose results it used
+
 
 def builder(name: str) -> Callable[[], Derivation]:
     """The ``derive`` function of the derivation ``name``."""
@@ -28,13 +42,100 @@ def builder(name: str) -> Callable[[], Derivation]:
     return import_module(f"{__name__}.{name}").derive
 
 
-@cache
 def get(name: str) -> Derivation:
     """The derivation ``name``, derived once per process."""
-    derivation = builder(name)()
+    if name in _derived:
+        return _derived[name]
+    if name in _deriving:
+        cycle = " -> ".join([*_deriving[_deriving.index(name):], name])
+        raise RecursionError(f"derivations use each other in a cycle: {cycle}")
+    _deriving.append(name)
+    _results_used[name] = set()
+    try:
+        derivation = builder(name)()
+    finally:
+        _deriving.pop()
     if derivation.name != name:
         raise ValueError(f"module {name} returned a derivation named {derivation.name!r}")
-    unknown = [u for u in derivation.uses if u not in MODULES[: MODULES.index(name)]]
-    if unknown:
-        raise ValueError(f"{name} uses {unknown}: they must be registered before it")
+    _derived[name] = derivation
     return derivation
+
+
+def preload(name: str, derivation: Derivation, results_used: tuple[str, ...]) -> None:
+    """Use a derivation kept from an earlier build (derive.cache) instead of deriving it."""
+    _derived[name] = derivation
+    _results_used[name] = set(results_used)
+
+
+def results_used(name: str) -> tuple[str, ...]:
+    """The derivations whose results ``name`` used while it was derived."""
+    get(name)
+    return tuple(sorted(_results_used[name]))
+
+
+def source(name: str) -> Path:
+    """The module a derivation is written in."""
+    return FOLDER / f"{name}.py"
+
+
+def sources(name: str) -> list[Path]:
+    """The module of ``name`` and those of every derivation it depends on."""
+    return [source(n) for n in (name, *depends_on(name))]
+
+
+def result(derivation: str, name: str, **indices: sp.Idx) -> sp.Expr:
+    """The result ``name`` of another derivation, recorded as a use of it.
+
+    ``indices`` renames its free indices: ``result("softmax_jacobian",
+    "jacobian", i=t, j=k)`` is ∂S_t/∂z_k.
+    """
+    if _deriving:
+        _results_used[_deriving[-1]].add(derivation)
+    results = get(derivation).results
+    if name not in results:
+        raise KeyError(f"derivation {derivation!r} has no result {name!r}; "
+                       f"it has: {', '.join(results) or 'none'}")
+    expr = results[name]
+    free = {str(i.label): i for i in expr.atoms(sp.Idx)}
+    unknown = sorted(set(indices) - set(free))
+    if unknown:
+        raise KeyError(f"result {derivation}.{name} has no index {', '.join(unknown)}; "
+                       f"its indices: {', '.join(sorted(free))}")
+    return expr.subs({free[k]: v for k, v in indices.items()}, simultaneous=True)
+
+
+def owners() -> dict[str, str]:
+    """Every generated function's name -> the derivation that defines it."""
+    owner: dict[str, str] = {}
+    for name in MODULES:
+        for kernel in get(name).kernels:
+            if kernel.name in owner:
+                raise ValueError(f"{name} and {owner[kernel.name]} both define {kernel.name}")
+            owner[kernel.name] = name
+    return owner
+
+
+def functions_called(derivation: Derivation) -> set[str]:
+    """The generated functions the kernels of ``derivation`` call."""
+    expressions = [a.expression for k in derivation.kernels for a in (*k.body, k.returns)]
+    return {type(f).__name__ for e in expressions for f in e.atoms(AppliedUndef)}
+
+
+def uses(name: str) -> tuple[str, ...]:
+    """The derivations ``name`` depends on directly: results it used, functions it calls."""
+    derivation = get(name)
+    owner = owners()
+    called = {owner[f] for f in functions_called(derivation) if f in owner}
+    return tuple(sorted((_results_used[name] | called) - {name}))
+
+
+def depends_on(name: str) -> tuple[str, ...]:
+    """Every derivation ``name`` depends on, directly or not."""
+    seen: list[str] = []
+    pending = list(uses(name))
+    while pending:
+        other = pending.pop()
+        if other not in seen:
+            seen.append(other)
+            pending.extend(uses(other))
+    return tuple(sorted(seen))

@@ -5,32 +5,58 @@ from __future__ import annotations
 import sympy as sp
 from sympy import Derivative, Matrix, Sum
 
-from derive.derivations.layer_jacobian import derive as derive_layer
-from derive.model import C, S, W, class_index, cross_entropy, input_index, x, y
-from derive.steps import Assign, Definition, Derivation, Erratum, Example, Identity, Kernel, Param, Step
+from derive.derivations import result
+from derive.figures import annotated_heatmap
+from derive.model import (
+    C,
+    S,
+    W,
+    class_index,
+    cross_entropy,
+    explicit_labels,
+    explicit_layer,
+    explicit_softmax,
+    explicit_vector,
+    input_index,
+    x,
+    y,
+)
+from derive.steps import (
+    Assign,
+    Definition,
+    DerivativeOf,
+    Derivation,
+    Erratum,
+    Example,
+    Figure,
+    Identity,
+    Kernel,
+    Param,
+    Step,
+    every,
+)
 from derive.sympy_tools import evaluate, pull_out_of_sums, sums_of
 
 
-def explicit_chain_rule(n_inputs: int, n_classes: int) -> tuple[Matrix, Matrix]:
+def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     """DXE · DS · DZ with explicit matrices, and the shortcut (S_c − y_c)x_j.
 
     The one-hot fact is imposed by writing the last label as 1 − Σ of the
     others; both sides are functions of independent logits z.
     """
-    xs = Matrix(sp.symbols(f"x_0:{n_inputs}", real=True))
-    Ws = Matrix(n_inputs, n_classes, lambda j, c: sp.Symbol(f"W_{j}_{c}", real=True))
-    logits = Matrix(sp.symbols(f"z_0:{n_classes}", real=True))
-    free_labels = list(sp.symbols(f"y_0:{n_classes - 1}", real=True))
-    labels = Matrix(free_labels + [1 - sum(free_labels)])
-    probability_symbols = Matrix(sp.symbols(f"S_0:{n_classes}", positive=True))
+    n_inputs, n_classes = sizes["D"], sizes["C"]
+    layer = explicit_layer(n_inputs, n_classes)
+    xs = layer.x
+    logits = explicit_vector("z", n_classes)
+    labels = explicit_labels(n_classes)
+    probability_symbols = explicit_vector("S", n_classes, positive=True)
     loss = -sum(labels[c] * sp.log(probability_symbols[c]) for c in range(n_classes))
-    exps = logits.applyfunc(sp.exp)
-    probabilities = exps / sum(exps)
+    probabilities = explicit_softmax(logits)
     dxe_ds = Matrix([loss]).jacobian(probability_symbols).subs(
         dict(zip(probability_symbols, probabilities))
     )
     ds_dz = probabilities.jacobian(logits)
-    dz_dw = (Ws.T * xs).jacobian(list(Ws.T))  # weights class-major
+    dz_dw = layer.z.jacobian(layer.weights)  # weights class-major
     shortcut = Matrix(
         1,
         n_inputs * n_classes,
@@ -47,12 +73,17 @@ NAIVE_NOTE = (
 )
 
 
+def _gradient_heatmap(fig, generated, posts) -> None:
+    gradient = generated.weight_grad(posts.X, posts.W, posts.Y)
+    D, C = gradient.shape
+    annotated_heatmap(fig, gradient, [f"class {c + 1}" for c in range(C)], [f"$x_{j + 1}$" for j in range(D)],
+                      r"$\partial XE/\partial W_{jc}$, laid out like $W$ (true class 3)")
+
+
 def derive():
     t, c = class_index("t"), class_index("c")  # the loss sums over i
     j = input_index("j")
-    layer = derive_layer()
-    (layer_identity,) = layer.identities
-    ds_dw = layer_identity.shortcut  # S_t(δ_tc − S_c)x_j
+    ds_dw = result("layer_jacobian", "layer_jacobian", t=t, c=c, j=j)  # S_t(δ_tc − S_c)x_j
 
     loss = cross_entropy()
     XE = sp.Symbol("XE")
@@ -120,6 +151,7 @@ def derive():
             shortcut=shortcut,
             assumptions=one_hot,
             explicit=explicit_chain_rule,
+            explicit_sizes=every(C=range(2, 7), D=range(1, 5)),
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
         ),
@@ -139,6 +171,7 @@ def derive():
             returns=Assign(XE, (), loss),
             returns_doc="the loss of each sample, shape (...)",
             notes=NAIVE_NOTE,
+            reference="-(y * torch.log(s)).sum(dim=-1)",
         ),
         Kernel(
             name="cross_entropy_grad",
@@ -148,6 +181,7 @@ def derive():
             returns=Assign(Derivative(XE, S[t]), (t,), dxe_ds),
             returns_doc="shape (..., C): the posts' `xe_dir(y, S)`",
             notes=NAIVE_NOTE,
+            derivative=DerivativeOf("cross_entropy(s, y)", wrt="s"),
         ),
         Kernel(
             name="weight_grad",
@@ -171,6 +205,8 @@ def derive():
             returns_doc="shape (D, C), like W; the posts' class-major vector is "
             "`weight_grad(x, W, y).T.ravel()`",
             flatten_batch=True,
+            derivative=DerivativeOf("cross_entropy(softmax(summation(x, W)), y)", wrt="W",
+                                    kind="batch_mean"),
         ),
     )
     return Derivation(
@@ -183,11 +219,12 @@ def derive():
         kernels=kernels,
         examples=(
             Example("XE for class 3", "cross_entropy(softmax(summation(posts.X, posts.W)), posts.Y)",
-                    "PART3_XE"),
+                    printed="PART3_XE"),
             Example("DXE = xe_dir(y, S)",
-                    "cross_entropy_grad(softmax(summation(posts.X, posts.W)), posts.Y)", "PART3_DXE"),
+                    "cross_entropy_grad(softmax(summation(posts.X, posts.W)), posts.Y)",
+                    printed="PART3_DXE"),
             Example("The weight gradient, class-major", "weight_grad(posts.X, posts.W, posts.Y).T.ravel()",
-                    "PART3_WEIGHT_GRAD"),
+                    printed="PART3_WEIGHT_GRAD"),
         ),
         errata=(
             Erratum(
@@ -197,5 +234,10 @@ def derive():
                 "weight_grad(posts.X, posts.W, posts.Y)",
             ),
         ),
-        uses=("layer_jacobian",),
+        figures=(
+            Figure("weight-gradient-heatmap.svg",
+                   "The weight gradient for the posts' example, in W's layout: only the true "
+                   "class's column is negative.", _gradient_heatmap),
+        ),
+        results={"loss_derivative": dxe_ds, "weight_grad": shortcut, "batch_mean": batch_mean},
     )

@@ -2,23 +2,67 @@
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum, exp, log
 
-from derive.model import C, S, class_index, cross_entropy, softmax, y, z
-from derive.steps import Assign, Definition, Derivation, Example, Identity, Kernel, Param, Step
+from derive.model import (
+    C,
+    S,
+    class_index,
+    cross_entropy,
+    explicit_labels,
+    explicit_softmax,
+    explicit_vector,
+    softmax,
+    y,
+    z,
+)
+from derive.steps import (
+    Assign,
+    Definition,
+    DerivativeOf,
+    Derivation,
+    Example,
+    Figure,
+    Identity,
+    Kernel,
+    Param,
+    Step,
+    every,
+)
 from derive.sympy_tools import Maximum, evaluate, pull_out_of_sums, sums_of
 
 
-def explicit_chain_rule(n_inputs: int, n_classes: int) -> tuple[Matrix, Matrix]:
+def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     """DXE · DS with explicit matrices, and the shortcut S − y (Σ y = 1 imposed)."""
-    logits = Matrix(sp.symbols(f"z_0:{n_classes}", real=True))
-    free_labels = list(sp.symbols(f"y_0:{n_classes - 1}", real=True))
-    labels = Matrix(free_labels + [1 - sum(free_labels)])
-    exps = logits.applyfunc(exp)
-    probabilities = exps / sum(exps)
+    n_classes = sizes["C"]
+    logits = explicit_vector("z", n_classes)
+    labels = explicit_labels(n_classes)
+    probabilities = explicit_softmax(logits)
     loss = -sum(labels[c] * log(probabilities[c]) for c in range(n_classes))
     return Matrix([loss]).jacobian(logits), (probabilities - labels).T
+
+
+def _naive_against_stable(fig, generated, posts) -> None:
+    gaps = np.logspace(0, 4, 200)
+    logits = np.stack([gaps, np.zeros_like(gaps), np.zeros_like(gaps)], axis=-1)
+    labels = np.ones(len(gaps), dtype=int)  # the true class has the smaller logit
+    with np.errstate(all="ignore"):
+        naive = generated.cross_entropy(generated.softmax(logits), labels)
+    stable = generated.cross_entropy_from_logits(logits, labels)
+    ax = fig.subplots()
+    ax.loglog(gaps, stable, label="cross_entropy_from_logits(z, y)", linewidth=3, alpha=0.6)
+    finite = np.isfinite(naive)
+    ax.loglog(gaps[finite], naive[finite], "--", label="cross_entropy(softmax(z), y)")
+    if not finite.all():
+        first = gaps[~finite][0]
+        ax.axvline(first, color="red", linewidth=0.8)
+        ax.text(first, stable.max() / 10, f"  naive: inf from\n  $z_1 - z_2$ = {first:.0f}", color="red")
+    ax.set_xlabel("logit gap $z_1 - z_2$ (true class 2)")
+    ax.set_ylabel("loss")
+    ax.set_title("The loss from the logits stays finite (float64)")
+    ax.legend(fontsize=8)
 
 
 def derive():
@@ -77,7 +121,7 @@ def derive():
             shortcut=gradient_in_S,
             assumptions={Sum(y[t], (t, 1, C)): sp.Integer(1)},
             explicit=explicit_chain_rule,
-            explicit_sizes=tuple((1, c) for c in range(2, 7)),  # no inputs x here
+            explicit_sizes=every(C=range(2, 7)),
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
         ),
@@ -104,6 +148,7 @@ def derive():
             ),
             math=stable_log_softmax.subs(shift, Maximum(z[k], (k, 1, C))),
             returns_doc="log-probabilities, shape (..., C); finite for finite logits",
+            reference="torch.log_softmax(z, dim=-1)",
         ),
         Kernel(
             name="cross_entropy_from_logits",
@@ -113,6 +158,8 @@ def derive():
             returns=Assign(XE, (), loss.xreplace({log(S[i]): log_s[i]})),
             math=loss_of_logits,
             returns_doc="the loss of each sample, shape (...)",
+            reference="torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), "
+            "y.reshape(-1, y.shape[-1]), reduction='none').reshape(z.shape[:-1])",
         ),
         Kernel(
             name="cross_entropy_from_logits_grad",
@@ -121,6 +168,7 @@ def derive():
             body=(Assign(S, (j,), sp.Function("softmax")(z)),),
             returns=Assign(Derivative(XE, z[j]), (j,), gradient_in_S),
             returns_doc="shape (..., C)",
+            derivative=DerivativeOf("cross_entropy_from_logits(z, y)", wrt="z"),
         ),
     )
     return Derivation(
@@ -134,7 +182,14 @@ def derive():
         kernels=kernels,
         examples=(
             Example("XE for class 3, from the logits",
-                    "cross_entropy_from_logits(summation(posts.X, posts.W), posts.Y)", "PART3_XE"),
+                    "cross_entropy_from_logits(summation(posts.X, posts.W), posts.Y)",
+                    printed="PART3_XE"),
         ),
-        uses=("softmax_jacobian", "layer_jacobian"),
+        figures=(
+            Figure("naive-against-stable.svg",
+                   "The loss computed from the probabilities overflows to inf once the true class's "
+                   "probability underflows to 0; computed from the logits, it grows linearly and "
+                   "stays finite.", _naive_against_stable),
+        ),
+        results={"log_softmax": log_softmax, "logit_grad": gradient_in_S},
     )

@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy import Derivative, KroneckerDelta, Matrix, Sum
 
-from derive.derivations.softmax_jacobian import derive as derive_softmax
-from derive.model import C, S, W, class_index, input_index, softmax, summation, x, z
-from derive.steps import Assign, Definition, Derivation, Erratum, Example, Identity, Kernel, Param, Step
+from derive.derivations import result
+from derive.model import (
+    C,
+    S,
+    W,
+    class_index,
+    explicit_layer,
+    explicit_softmax,
+    explicit_vector,
+    input_index,
+    softmax,
+    summation,
+    x,
+    z,
+)
+from derive.steps import (
+    Assign,
+    Definition,
+    DerivativeOf,
+    Derivation,
+    Erratum,
+    Example,
+    Figure,
+    Identity,
+    Kernel,
+    Param,
+    Step,
+    every,
+)
 from derive.sympy_tools import evaluate
 
 
-def explicit_chain_rule(n_inputs: int, n_classes: int) -> tuple[Matrix, Matrix]:
+def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     """DS · DZ with explicit matrices, and the shortcut S_t(δ_tc − S_c)x_j.
 
     Both are functions of independent logits z: the identity holds for every
     z, so in particular for z = Wᵀx.
     """
-    xs = Matrix(sp.symbols(f"x_0:{n_inputs}", real=True))
-    Ws = Matrix(n_inputs, n_classes, lambda j, c: sp.Symbol(f"W_{j}_{c}", real=True))
-    logits = Matrix(sp.symbols(f"z_0:{n_classes}", real=True))
-    weights = list(Ws.T)  # class-major, the posts' order
-    dz_dw = (Ws.T * xs).jacobian(weights)  # (C, D*C)
-    exps = logits.applyfunc(sp.exp)
-    probabilities = exps / sum(exps)
+    n_inputs, n_classes = sizes["D"], sizes["C"]
+    layer = explicit_layer(n_inputs, n_classes)
+    xs = layer.x
+    logits = explicit_vector("z", n_classes)
+    dz_dw = layer.z.jacobian(layer.weights)  # (C, D*C), weights class-major as in the posts
+    probabilities = explicit_softmax(logits)
     ds_dz = probabilities.jacobian(logits)  # (C, C)
     shortcut = Matrix(
         n_classes,
@@ -35,13 +61,26 @@ def explicit_chain_rule(n_inputs: int, n_classes: int) -> tuple[Matrix, Matrix]:
     return ds_dz * dz_dw, shortcut
 
 
+def _layer_jacobian_heatmap(fig, generated, posts) -> None:
+    jacobian = generated.layer_jacobian(posts.X, posts.W)  # [t, j, c]
+    C, D, _ = jacobian.shape
+    class_major = jacobian.transpose(0, 2, 1).reshape(C, C * D)  # the posts' DL
+    ax = fig.subplots()
+    limit = np.abs(class_major).max()
+    image = ax.imshow(class_major, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(C * D), [f"$W_{{{j + 1}{c + 1}}}$" for c in range(C) for j in range(D)],
+                  fontsize=7, rotation=90)
+    ax.set_yticks(range(C), [f"$S_{t + 1}$" for t in range(C)])
+    for c in range(1, C):
+        ax.axvline(c * D - 0.5, color="black", linewidth=0.5)
+    ax.set_title(r"$\partial S_t / \partial W_{jc}$ for the posts' example, weights class-major")
+    fig.colorbar(image, ax=ax)
+
+
 def derive():
     t, c, k = class_index("t"), class_index("c"), class_index("k")
     j = input_index("j")
-    softmax_part = derive_softmax()
-    (softmax_result,) = [s.result for s in softmax_part.steps if s.title == "In terms of S"]
-    i_, j_ = sorted(softmax_result.atoms(sp.Idx), key=str)
-    ds_dz = softmax_result.subs({i_: t, j_: k}, simultaneous=True)  # ∂S_t/∂z_k
+    ds_dz = result("softmax_jacobian", "jacobian", i=t, j=k)  # ∂S_t/∂z_k
 
     dz_dw = evaluate(sp.diff(summation(k), W[j, c]))
     chain = Sum(Derivative(S[t], z[k]) * Derivative(z[k], W[j, c]), (k, 1, C))
@@ -89,6 +128,7 @@ def derive():
             long=chain_substituted,
             shortcut=shortcut,
             explicit=explicit_chain_rule,
+            explicit_sizes=every(C=range(2, 7), D=range(1, 5)),
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
         ),
@@ -105,6 +145,7 @@ def derive():
             body=(),
             returns=Assign(z, (c,), summation(c)),
             returns_doc="logits, shape (..., C)",
+            reference="x @ W",
         ),
         Kernel(
             name="summation_jacobian",
@@ -115,6 +156,7 @@ def derive():
             notes="Only W's shape is used: z is linear in W, so its derivative does not depend on W.",
             returns_doc="shape (..., C, D, C); the posts' DZ (C·D, C), rows class-major, is "
             "`xp.permute_dims(summation_jacobian(x, W), (2, 1, 0)).reshape(C * D, C)`",
+            derivative=DerivativeOf("summation(x, W)", wrt="W"),
         ),
         Kernel(
             name="layer_jacobian",
@@ -124,6 +166,7 @@ def derive():
             returns=Assign(Derivative(S[t], W[j, c]), (t, j, c), shortcut),
             returns_doc="shape (..., C, D, C); the posts' DL (C, C·D), columns class-major, is "
             "`xp.permute_dims(layer_jacobian(x, W), (0, 2, 1)).reshape(C, C * D)`",
+            derivative=DerivativeOf("softmax(summation(x, W))", wrt="W"),
         ),
     )
     return Derivation(
@@ -139,11 +182,13 @@ def derive():
         identities=identities,
         kernels=kernels,
         examples=(
-            Example("The hypothesis h = softmax(Wᵀx)", "softmax(summation(posts.X, posts.W))", "PART3_S"),
+            Example("The hypothesis h = softmax(Wᵀx)", "softmax(summation(posts.X, posts.W))",
+                    printed="PART3_S"),
             Example("DZ, weights class-major",
-                    "summation_jacobian(posts.X, posts.W).transpose(2, 1, 0).reshape(15, 5)", "PART2_DZ"),
+                    "summation_jacobian(posts.X, posts.W).transpose(2, 1, 0).reshape(15, 5)",
+                    printed="PART2_DZ"),
             Example("DL = DS · DZᵀ", "layer_jacobian(posts.X, posts.W).transpose(0, 2, 1).reshape(5, 15)",
-                    "PART2_DL_SHORTCUT"),
+                    printed="PART2_DL_SHORTCUT"),
         ),
         errata=(
             Erratum(
@@ -152,5 +197,11 @@ def derive():
                 "layer_jacobian(posts.X, posts.W)[1, 1, 1]",
             ),
         ),
-        uses=("softmax_jacobian",),
+        figures=(
+            Figure("layer-jacobian-heatmap.svg",
+                   "The layer's Jacobian for the posts' example (the posts' DL): each block of three "
+                   "columns is one class; only the block of S_t's own class has positive entries.",
+                   _layer_jacobian_heatmap),
+        ),
+        results={"summation_derivative": dz_dw, "layer_jacobian": shortcut},
     )

@@ -2,21 +2,59 @@
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy import Derivative, KroneckerDelta, Matrix, Sum, exp
 
-from derive.model import C, S, class_index, softmax, z
-from derive.steps import Assign, Definition, Derivation, Erratum, Example, Identity, Kernel, Param, Step
+from derive.figures import annotated_heatmap
+from derive.model import C, S, class_index, explicit_softmax, explicit_vector, softmax, z
+from derive.steps import (
+    Assign,
+    Definition,
+    DerivativeOf,
+    Derivation,
+    Erratum,
+    Example,
+    Figure,
+    Identity,
+    Kernel,
+    Param,
+    Step,
+    every,
+)
 from derive.sympy_tools import Maximum, evaluate, pull_out_of_sums
 
 
-def explicit_matrix_form(n_inputs: int, n_classes: int) -> tuple[Matrix, Matrix]:
+def explicit_matrix_form(sizes) -> tuple[Matrix, Matrix]:
     """The Jacobian of an explicit softmax of C logits, and diag(S) − S Sᵀ."""
-    logits = Matrix(sp.symbols(f"z_0:{n_classes}", real=True))
-    exps = logits.applyfunc(exp)
-    probabilities = exps / sum(exps)
+    logits = explicit_vector("z", sizes["C"])
+    probabilities = explicit_softmax(logits)
     jacobian = probabilities.jacobian(logits)
     return jacobian, sp.diag(*probabilities) - probabilities * probabilities.T
+
+
+def _jacobian_heatmap(fig, generated, posts) -> None:
+    jacobian = generated.softmax_jacobian(generated.softmax(generated.summation(posts.X, posts.W)))
+    C = jacobian.shape[0]
+    annotated_heatmap(fig, jacobian, [f"$z_{j + 1}$" for j in range(C)], [f"$S_{i + 1}$" for i in range(C)],
+                      r"$\partial S_i / \partial z_j$ for the posts' $x$ and $W$")
+
+
+def _along_a_line(fig, generated, posts) -> None:
+    t = np.linspace(-4, 4, 161)
+    logits = np.stack([t, np.zeros_like(t), -0.5 * t], axis=-1)  # a line through 3 logits
+    s = generated.softmax(logits)
+    jacobian = generated.softmax_jacobian(s)
+    left, right = fig.subplots(1, 2, sharex=True)
+    for i in range(3):
+        left.plot(t, s[:, i], label=f"$S_{i + 1}$")
+        right.plot(t, jacobian[:, i, 0], label=rf"$\partial S_{i + 1}/\partial z_1$")
+    left.set_title(r"softmax along $z = (t, 0, -t/2)$")
+    right.set_title(r"one column of the Jacobian")
+    for ax in (left, right):
+        ax.set_xlabel("$t$")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
 
 
 def derive():
@@ -91,7 +129,7 @@ def derive():
             long=sp.diff(S_i, z[j]),
             shortcut=in_S.subs({S[i]: S_i, S[j]: softmax(j)}),
             explicit=explicit_matrix_form,
-            explicit_sizes=tuple((1, c) for c in range(2, 7)),  # softmax has no inputs x
+            explicit_sizes=every(C=range(2, 7)),
             long_title="The derivative SymPy computes directly,",
             shortcut_title="S_i(δ_ij − S_j) with S written out,",
         ),
@@ -119,6 +157,7 @@ def derive():
             returns=Assign(S, (i,), exp_shifted[i] / Sum(exp_shifted[k], (k, 1, C))),
             returns_doc="probabilities, each in (0, 1), summing to 1 over the last axis",
             math=S_i,
+            reference="torch.softmax(z, dim=-1)",
         ),
         Kernel(
             name="softmax_jacobian",
@@ -128,6 +167,7 @@ def derive():
             returns=Assign(Derivative(S[i], z[j]), (i, j), in_S),
             matrix_form=matrix_form,
             returns_doc="the Jacobian, shape (..., C, C): the posts' `sm_dir(S)`",
+            derivative=DerivativeOf("softmax(z)", wrt="z", call="softmax_jacobian(softmax(z))"),
         ),
     )
     return Derivation(
@@ -142,10 +182,18 @@ def derive():
         kernels=kernels,
         examples=(
             Example("Part 1: the Jacobian for the post's S", "softmax_jacobian(posts.PART1_S)",
-                    "PART1_JACOBIAN"),
+                    printed="PART1_JACOBIAN"),
             Example("Part 2: DS = sm_dir(h)", "softmax_jacobian(softmax(summation(posts.X, posts.W)))",
-                    "PART2_DS"),
+                    printed="PART2_DS"),
         ),
+        figures=(
+            Figure("softmax-jacobian-heatmap.svg",
+                   "The softmax Jacobian at the posts' hypothesis h: positive on the diagonal, "
+                   "negative off it, every row summing to 0.", _jacobian_heatmap),
+            Figure("softmax-along-a-line.svg",
+                   "Softmax and one column of its Jacobian along a line of logits.", _along_a_line),
+        ),
+        results={"softmax": S_i, "jacobian": in_S, "matrix_form": matrix_form},
         errata=(
             Erratum(
                 "Part 1 prints `array([0.97337094, 0.85251098, ...])` as the softmax output, "

@@ -1,0 +1,145 @@
+"""What earlier builds derived and proved, kept so a build redoes only what changed.
+
+Two levels, both in ``.derive-cache/`` (never committed):
+
+* per derivation, the derived :class:`~derive.steps.Derivation` and its proofs,
+  keyed on its own module, the engine that derives and proves it, and the keys
+  of the derivations whose results it used: an edit re-derives and re-proves
+  that derivation and what depends on it, nothing else;
+* for the whole build, a hash of every input file and of every output written:
+  when nothing changed, ``python -m derive build`` stops before importing SymPy.
+
+``python -m derive build --force`` ignores both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / ".derive-cache"
+PACKAGE = ROOT / "derive"
+
+# What deriving and proving any derivation depends on, besides its own module.
+ENGINE = [PACKAGE / name for name in ("model.py", "steps.py", "sympy_tools.py", "proofs.py",
+                                      "figures.py", "derivations/__init__.py")]
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _versions() -> str:
+    return f"{sys.version_info[:2]} sympy {version('sympy')} ruff {version('ruff')}"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# -- per derivation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One derivation as an earlier build derived (and maybe proved) it."""
+
+    own: str  # hash of its module and the engine
+    key: str  # own, and the keys of the derivations it used
+    used: dict[str, str]  # derivation whose results it used -> that one's key then
+    derivation: object  # derive.steps.Derivation
+    proofs: tuple | None  # proofs.ProofResult per identity; None if not proved
+
+
+def own_key(name: str) -> str:
+    module = PACKAGE / "derivations" / f"{name}.py"
+    return _digest(_versions(), *(p.read_bytes() for p in (*ENGINE, module)))
+
+
+def _entry_path(name: str) -> Path:
+    return FOLDER / f"{name}.pickle"
+
+
+def load(name: str, _valid: dict | None = None) -> Entry | None:
+    """The cached entry of ``name`` if it and everything it used are unchanged."""
+    valid = {} if _valid is None else _valid
+    if name in valid:
+        return valid[name]
+    valid[name] = None  # a cycle, or a failure below, reads as "not cached"
+    try:
+        entry = pickle.loads(_entry_path(name).read_bytes())
+    except Exception:  # missing, truncated, or made by another version of the code
+        return None
+    if not isinstance(entry, Entry) or entry.own != own_key(name):
+        return None
+    for other, key in entry.used.items():
+        used = load(other, valid)
+        if used is None or used.key != key:
+            return None
+    valid[name] = entry
+    return entry
+
+
+def store(name: str, derivation, proofs: tuple | None, used: dict[str, str]) -> Entry:
+    """Keep ``derivation`` (and its proofs) for the next build; ``used``: name -> key."""
+    own = own_key(name)
+    entry = Entry(own=own, key=_digest(own, *(f"{k}={v}" for k, v in sorted(used.items()))),
+                  used=dict(used), derivation=derivation, proofs=proofs)
+    _write_atomically(_entry_path(name), pickle.dumps(entry))
+    return entry
+
+
+# -- the whole build ----------------------------------------------------------------------
+
+_RECORD = FOLDER / "outputs.json"
+
+
+def inputs_key(figures: bool) -> str:
+    """A hash of every file a build reads: the package, the templates, the benchmark results."""
+    files = sorted(p for p in (*PACKAGE.rglob("*.py"), *(ROOT / "templates").glob("*"),
+                               ROOT / "bench-results" / "latest.json")
+                   if p.is_file() and "generated" not in p.parts and "__pycache__" not in p.parts)
+    return _digest(_versions(), str(figures), *(f"{p.relative_to(ROOT)}" for p in files),
+                   *(p.read_bytes() for p in files))
+
+
+def _file_hash(path: Path) -> str:
+    return _digest(path.read_bytes()) if path.exists() else "missing"
+
+
+def record_outputs(figures: bool, outputs: list[Path]) -> None:
+    """After a successful build: what it read, and what every output it made contains."""
+    record = {"inputs": inputs_key(figures),
+              "outputs": {str(p.relative_to(ROOT)): _file_hash(p) for p in outputs}}
+    _write_atomically(_RECORD, json.dumps(record, indent=1).encode())
+
+
+def up_to_date(figures: bool) -> bool:
+    """Whether the last build read the same inputs and its outputs are untouched since."""
+    try:
+        record = json.loads(_RECORD.read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("inputs") != inputs_key(figures):
+        return False
+    return all(_file_hash(ROOT / path) == h for path, h in record.get("outputs", {}).items())
