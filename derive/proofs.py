@@ -111,7 +111,8 @@ def sizes_text(sizes: tuple[Sizes, ...]) -> str:
         span = f"{values[0]}..{values[-1]}" if values == list(range(values[0], values[-1] + 1)) \
             else ", ".join(map(str, values))
         parts.append(f"{name} in {span}" if len(values) > 1 else f"{name} = {values[0]}")
-    return "every " + " and ".join(parts) + f" ({len(sizes)} size{'s' if len(sizes) > 1 else ''})"
+    every = "every " if len(sizes) > 1 else ""
+    return every + " and ".join(parts) + f" ({len(sizes)} size{'s' if len(sizes) > 1 else ''})"
 
 
 def prove(identity: Identity, sizes: tuple[Sizes, ...] | None = None) -> ProofResult:

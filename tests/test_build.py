@@ -58,12 +58,34 @@ def test_the_copy_imports_its_own_derive(project):
 
 def test_build_prints_one_line_per_derivation_and_is_byte_identical_twice(project):
     before = snapshot(project)
-    result = run(project, "build", "--no-figures")
+    result = run(project, "build", "--no-figures", "--force")
     assert result.returncode == 0, result.stderr
     assert snapshot(project) == before
     for name in MODULES:
         assert any(line.startswith(name) and " s " in line for line in result.stdout.splitlines())
     assert "0 file(s) changed" in result.stdout
+
+
+def test_a_build_with_nothing_changed_stops_early_and_writes_nothing(project):
+    before = snapshot(project)
+    result = run(project, "build", "--no-figures")
+    assert result.returncode == 0, result.stderr
+    assert "nothing changed since the last build" in result.stdout
+    assert snapshot(project) == before
+
+
+def test_an_edited_derivation_is_derived_again_with_what_uses_it_and_nothing_else(project):
+    from derive import derivations
+
+    path = project / "derive" / "derivations" / "layer_jacobian.py"
+    path.write_text(path.read_text() + "\n# an edit\n")
+    result = run(project, "build", "--no-figures")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()[0] in MODULES}
+    again = {name for name, line in lines.items() if "cached" not in line}
+    users = {n for n in MODULES if "layer_jacobian" in derivations.depends_on(n)}
+    assert again == {"layer_jacobian"} | users
+    assert "cross_entropy" in users  # it uses the layer's result, so the edit reaches it
 
 
 def test_check_is_clean_after_a_build(project):
