@@ -30,6 +30,9 @@ def assert_close(analytic, numeric, rtol: float = 1e-6, atol: float = 1e-8, what
     """Like np.testing.assert_allclose, but names the worst entry with both values."""
     analytic, numeric = np.asarray(analytic), np.asarray(numeric)
     assert analytic.shape == numeric.shape, f"{what}: shapes {analytic.shape} vs {numeric.shape}"
+    unequal_nan = np.isnan(analytic) != np.isnan(numeric)
+    assert not unequal_nan.any(), f"{what}: nan at {np.argwhere(unequal_nan)[:3].tolist()} on one side only"
+    assert not np.isnan(numeric).all() or not numeric.size, f"{what}: every value is nan"
     error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
     if analytic.size and error.max() > 0:
         worst = np.unravel_index(np.argmax(error), error.shape)

@@ -159,7 +159,7 @@ def derive():
     error_share = sp.IndexedBase("error_share")  # each sample's share of the mean's error
     (sum_over_batch,) = batch_mean.atoms(Sum)
     probabilities_and_labels = (
-        Param("s", S, ("C",), doc="probabilities, e.g. the output of `softmax`"),
+        Param("s", S, ("C",), doc="probabilities, e.g. the output of `softmax`", domain="probability"),
         Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
     )
     kernels = (

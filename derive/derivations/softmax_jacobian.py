@@ -162,7 +162,7 @@ def derive():
         Kernel(
             name="softmax_jacobian",
             summary="The Jacobian of softmax, from its output: entry [i, j] is ∂S_i/∂z_j.",
-            params=(Param("s", S, ("C",), doc="the output of `softmax`"),),
+            params=(Param("s", S, ("C",), doc="the output of `softmax`", domain="probability"),),
             body=(),
             returns=Assign(Derivative(S[i], z[j]), (i, j), in_S),
             matrix_form=matrix_form,

@@ -1,0 +1,85 @@
+"""What the registry-driven tests need: every kernel, its arguments drawn from the
+domain each parameter declares, and its declared derivative evaluated by name.
+
+Nothing here lists a function: a derivation registered in derive/derivations/
+is picked up by every test that imports this module.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+import derive.generated as generated
+from derive import derivations
+from derive.steps import Kernel, Param
+
+KERNELS: list[Kernel] = [k for d in derivations.MODULES for k in derivations.get(d).kernels]
+BY_NAME: dict[str, Kernel] = {k.name: k for k in KERNELS}
+DERIVATIVES = [k for k in KERNELS if k.derivative is not None]
+REFERENCES = [k for k in KERNELS if k.reference]
+
+
+def require(module: str):
+    """Import an optional test dependency: skipped on a laptop without it, a failure in CI.
+
+    `.ci/run` sets DERIVE_REQUIRE_OPTIONAL=1, so a missing package can never
+    silently empty a test there.
+    """
+    if os.environ.get("DERIVE_REQUIRE_OPTIONAL") == "1":
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+def functions_in(code: str) -> list[str]:
+    """The generated functions an expression such as "softmax(summation(x, W))" calls."""
+    return [node.func.id for node in ast.walk(ast.parse(code, mode="eval"))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in BY_NAME]
+
+
+def variables(kernel: Kernel) -> dict[str, Param]:
+    """The named values a kernel's checks use: its own parameters, then those of the
+    functions its derivative declaration calls (softmax_jacobian(s) is checked on z)."""
+    params = {p.name: p for p in kernel.params}
+    if kernel.derivative is not None:
+        for name in functions_in(kernel.derivative.of) + functions_in(kernel.derivative.call or "x"):
+            for p in BY_NAME[name].params:
+                params.setdefault(p.name, p)
+    return params
+
+
+def draw(param: Param, batch: tuple[int, ...], sizes: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+    """One argument, of the kind its domain says."""
+    shape = (batch if param.batched else ()) + tuple(sizes[a] for a in param.axes)
+    if param.domain == "one_hot":
+        return np.eye(shape[-1])[rng.integers(shape[-1], size=shape[:-1])]
+    if param.domain == "positive":
+        return rng.uniform(0.5, 2.0, size=shape)
+    if param.domain == "probability":
+        return rng.uniform(0.05, 0.95, size=shape)
+    if param.domain == "target":
+        return rng.uniform(0.0, 1.0, size=shape)
+    return rng.normal(size=shape)
+
+
+def draw_all(params: dict[str, Param], batch: tuple[int, ...], rng: np.random.Generator,
+             sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    sizes = sizes or {name: int(rng.integers(2, 9)) for name in "CDHK"}
+    return {name: draw(p, batch, sizes, rng) for name, p in params.items()}
+
+
+def call_of(kernel: Kernel) -> str:
+    """Python calling ``kernel`` on its variables: the declared call, or its own parameters."""
+    if kernel.derivative is not None and kernel.derivative.call:
+        return kernel.derivative.call
+    return f"{kernel.name}({', '.join(p.name for p in kernel.params)})"
+
+
+def evaluate(code: str, values: dict) -> object:
+    """Evaluate registry Python (``of``, ``call``) with the generated functions and ``values``."""
+    names = {name: getattr(generated, name) for name in generated.__all__}
+    return eval(code, {**names, **values})  # the registry's own strings
