@@ -22,25 +22,18 @@ from sympy.core.function import AppliedUndef
 import derive.generated as generated
 from derive import derivations
 from derive.codegen import PYTHON_NAMES
-from derive.model import C, D
-from derive.steps import Kernel, Param
+from derive.model import size
+from derive.steps import Kernel
 from derive.sympy_tools import Maximum
 
-KERNELS = [k for d in derivations.MODULES for k in derivations.get(d).kernels]
-SIZES = {"D": 3, "C": 4}
+from registry import KERNELS, draw  # noqa: E402
+
+SIZES = {"D": 3, "C": 4, "H": 2, "K": 3}
 BATCHES = [(), (2,), (2, 3)]
 
 
 def test_every_generated_function_is_a_registered_kernel():
     assert sorted(k.name for k in KERNELS) == sorted(generated.__all__)
-
-
-def draw(param: Param, batch: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """Positive numbers (every kernel's formula holds for them: log s needs s > 0); one-hot labels."""
-    shape = (batch if param.batched else ()) + tuple(SIZES[a] for a in param.axes)
-    if param.one_hot:
-        return np.eye(shape[-1])[rng.integers(shape[-1], size=shape[:-1])]
-    return rng.uniform(0.1, 0.9, size=shape)
 
 
 def _label(base: sp.Basic) -> str:
@@ -66,10 +59,10 @@ def as_number(expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int
 
 def evaluate_kernel(kernel: Kernel, arguments: dict[str, np.ndarray], sizes: dict) -> np.ndarray:
     """The kernel's body and result, entry by entry, for one sample (or one flattened batch)."""
-    values = {_label(p.base): arguments[p.name] for p in kernel.params}
+    values = {p.label: arguments[p.name] for p in kernel.params}
     for assign in (*kernel.body, kernel.returns):
         if isinstance(assign.expression, AppliedUndef):  # another generated function
-            value = _call(assign.expression, {p.name: arguments[p.name] for p in kernel.params})
+            value = _call(assign.expression, {PYTHON_NAMES.get(k, k): v for k, v in values.items()})
         else:
             ranges = [range(1, sizes[i.upper] + 1) for i in assign.indices]
             value = np.array([
@@ -90,9 +83,9 @@ def _call(expr: sp.Basic, arguments: dict[str, np.ndarray]):
 @pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
 def test_generated_function_equals_its_index_form_evaluated_by_sympy(kernel, batch):
     rng = np.random.default_rng(len(kernel.name) + len(batch))
-    arguments = {p.name: draw(p, batch, rng) for p in kernel.params}
+    arguments = {p.name: draw(p, batch if p.batched else (), SIZES, rng) for p in kernel.params}
     ours = getattr(generated, kernel.name)(*arguments.values())
-    sizes = {C: SIZES["C"], D: SIZES["D"]}
+    sizes = {size(name): value for name, value in SIZES.items()}
     if kernel.flatten_batch:  # the kernel reduces over the batch index b = 1..B
         flat = {p.name: a.reshape((-1,) + a.shape[a.ndim - len(p.axes):]) if p.batched else a
                 for p, a in zip(kernel.params, arguments.values())}
