@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
+from sympy.concrete.expr_with_limits import ExprWithLimits
 from sympy.core.function import AppliedUndef
 
 from derive.printing import ArrayPrinter, latex
@@ -79,6 +80,13 @@ def _docstring(kernel: Kernel) -> str:
     return "\n".join(lines)
 
 
+def _outside_reductions(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with every sum replaced by its summand: what is left of sizes is used
+    as a number (the K in a mean's 1/K), not as a range the printer reduces over."""
+    expr = expr.replace(lambda e: isinstance(e, ExprWithLimits), lambda e: e.function)
+    return expr.xreplace({i: i.label for i in expr.atoms(sp.Idx)})  # an index's range is not a use
+
+
 def generate_function(kernel: Kernel) -> GeneratedFunction:
     """The source lines of one kernel's function."""
     names = {p.label: p.name for p in kernel.params}
@@ -93,6 +101,8 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
     expressions = [a.expression for a in kernel.body] + [kernel.returns.expression]
     deltas = set().union(*(e.atoms(sp.KroneckerDelta) for e in expressions))
     needed_sizes = {str(d.args[0].upper) for d in deltas}
+    axes = {axis for p in kernel.params for axis in p.axes}
+    needed_sizes |= {str(s) for e in expressions for s in _outside_reductions(e).free_symbols} & axes
     batched = {p.name for p in kernel.params if p.batched}
     if kernel.flatten_batch:
         needed_sizes |= {axis for p in kernel.params if p.batched for axis in p.axes}
@@ -108,7 +118,7 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
         first = next(p for p in kernel.params if p.batched)
         lines.append(f"B = {first.name}.shape[0]  # samples in the batch")
         batched = set()
-    if deltas:
+    if deltas or any(e.has(sp.Heaviside) for e in expressions):
         floats = ", ".join(p.name for p in kernel.params)
         lines.append(f"dtype = xp.result_type({floats})")
 

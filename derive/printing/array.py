@@ -33,6 +33,7 @@ class UnsupportedExpression(NotImplementedError):
 ARRAY_API_FUNCTIONS = {
     "exp": "exp",
     "log": "log",
+    "log1p": "log1p",  # sympy.codegen.cfunctions.log1p: log(1 + x) without rounding 1 + x
     "sqrt": "sqrt",
     "Abs": "abs",
     "tanh": "tanh",
@@ -150,6 +151,42 @@ class ArrayPrinter(NumPyPrinter):
                 for a in expr.args])
             return f"_{expr.func.__name__}({arguments})"
         return super()._print_Function(expr)
+
+    # -- elementwise choices ---------------------------------------------------------
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        """``xp.where(condition, value, otherwise)``, nested for more branches.
+
+        Both branches are computed, so each must be safe everywhere: the
+        derivations write stable branches (e^{-|z|}, never e^{z} unguarded).
+        """
+        *branches, (last, otherwise) = expr.args
+        if otherwise != sp.true:
+            raise UnsupportedExpression(f"{expr}: the last branch must hold otherwise (True)")
+        text = self._print(last)
+        for value, condition in reversed(branches):
+            text = f"{self._module}.where({self._print(condition)}, {self._print(value)}, {text})"
+        return text
+
+    def _print_Relational(self, expr) -> str:
+        precedence = sp.printing.precedence.precedence(expr)
+        return (f"{self.parenthesize(expr.lhs, precedence)} {expr.rel_op} "
+                f"{self.parenthesize(expr.rhs, precedence)}")
+
+    def _print_Heaviside(self, expr: sp.Heaviside) -> str:
+        """H(z) as 1.0 where z > 0, else 0.0: the value at 0 is part of the expression."""
+        argument, at_zero = expr.args if len(expr.args) == 2 else (expr.args[0], None)
+        if at_zero not in (0, 1):
+            raise UnsupportedExpression(f"{expr}: say Heaviside's value at 0, 0 or 1 (got {at_zero})")
+        relation = ">" if at_zero == 0 else ">="
+        return f"{self._module}.astype({self._print(argument)} {relation} 0, {self.dtype})"
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        *rest, last = expr.args
+        text = self._print(last)
+        for argument in reversed(rest):
+            text = f"{self._module}.maximum({self._print(argument)}, {text})"
+        return text
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         if expr.exp == -1:
