@@ -80,11 +80,16 @@ def _docstring(kernel: Kernel) -> str:
     return "\n".join(lines)
 
 
-def _outside_reductions(expr: sp.Expr) -> sp.Expr:
-    """``expr`` with every sum replaced by its summand: what is left of sizes is used
-    as a number (the K in a mean's 1/K), not as a range the printer reduces over."""
-    expr = expr.replace(lambda e: isinstance(e, ExprWithLimits), lambda e: e.function)
-    return expr.xreplace({i: i.label for i in expr.atoms(sp.Idx)})  # an index's range is not a use
+def _sizes_used_as_numbers(expr: sp.Basic) -> set[str]:
+    """Symbols used as numbers (the K in a mean's 1/K): not a sum's range, an index's
+    bounds or an array's declared shape, which the printer turns into axes."""
+    if isinstance(expr, sp.Symbol):
+        return {str(expr)}
+    if isinstance(expr, (sp.Indexed, sp.IndexedBase, sp.Idx)):
+        return set()
+    if isinstance(expr, ExprWithLimits):
+        return _sizes_used_as_numbers(expr.function)
+    return set().union(*(_sizes_used_as_numbers(a) for a in expr.args))
 
 
 def generate_function(kernel: Kernel) -> GeneratedFunction:
@@ -102,7 +107,7 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
     deltas = set().union(*(e.atoms(sp.KroneckerDelta) for e in expressions))
     needed_sizes = {str(d.args[0].upper) for d in deltas}
     axes = {axis for p in kernel.params for axis in p.axes}
-    needed_sizes |= {str(s) for e in expressions for s in _outside_reductions(e).free_symbols} & axes
+    needed_sizes |= set().union(*(_sizes_used_as_numbers(e) for e in expressions)) & axes
     batched = {p.name for p in kernel.params if p.batched}
     if kernel.flatten_batch:
         needed_sizes |= {axis for p in kernel.params if p.batched for axis in p.axes}
