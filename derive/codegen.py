@@ -53,7 +53,8 @@ def _python_name(base: sp.Basic) -> str:
 
 def _shape_spec(axes: tuple[str, ...], batched: bool, one_hot: bool = False) -> str:
     parts = (["..."] if batched else []) + list(axes)
-    return "(" + ", ".join(parts) + (",)" if len(parts) == 1 else ")") + (" one-hot" if one_hot else "")
+    closing = ",)" if len(parts) == 1 and parts != ["..."] else ")"  # (C,) but (...): any shape
+    return "(" + ", ".join(parts) + closing + (" one-hot" if one_hot else "")
 
 
 def _names_in(expr: sp.Basic) -> set[str]:

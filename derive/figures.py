@@ -33,6 +33,17 @@ def annotated_heatmap(fig, matrix, columns, rows, title) -> None:
     fig.colorbar(image, ax=ax)
 
 
+def curves(fig, x, named: dict, xlabel: str = "", title: str = "") -> None:
+    """Several functions of one variable on one set of axes."""
+    ax = fig.subplots()
+    for label, y in named.items():
+        ax.plot(x, y, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 BENCHMARK_RESULTS = ROOT / "bench-results" / "latest.json"
 # Ratios without a target, shown beside the targets: how far the hand-written NumPy itself
 # is from the floor (the softmax's elementwise passes), and what the from-logits path costs.

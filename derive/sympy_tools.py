@@ -110,3 +110,20 @@ def sums_of(base: sp.IndexedBase, expr: sp.Expr) -> list[Sum]:
 def is_zero(expr: sp.Expr) -> bool:
     """Whether SymPy can show ``expr`` is identically zero."""
     return sp.simplify(sp.expand(expr)) == 0
+
+
+def on_each_side_of_zero(identity, variable: sp.Symbol) -> tuple:
+    """``identity`` twice: with ``variable`` a positive number, and a negative one.
+
+    Stable forms branch on the sign (|z|, max(z, 0)); SymPy simplifies each
+    side once it knows the sign, so each sign is proved on its own.
+    """
+    from dataclasses import replace
+
+    sides = []
+    for suffix, value in (("positive", sp.Symbol("a", positive=True)), ("negative", -sp.Symbol("a", positive=True))):
+        sides.append(replace(identity, name=f"{identity.name}_{suffix}",
+                             claim=f"{identity.claim} ({variable} {'>' if suffix == 'positive' else '<'} 0)",
+                             long=identity.long.subs(variable, value),
+                             shortcut=identity.shortcut.subs(variable, value)))
+    return tuple(sides)

@@ -26,6 +26,9 @@ MODULES = (
     "layer_jacobian",  # Part 2
     "cross_entropy",  # Part 3
     "cross_entropy_from_logits",  # beyond the posts: the stable loss
+    "sigmoid",
+    "tanh",
+    "relu",
 )
 
 FOLDER = Path(__file__).resolve().parent
