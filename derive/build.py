@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import multiprocessing
+import os
 import pickle
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,7 @@ from pathlib import Path
 from derive import cache, derivations
 from derive.codegen import CODE_INPUTS, generate_module
 from derive.errors import BuildError, stage
-from derive.proofs import ProofResult, prove
+from derive.proofs import ProofResult, explicit_sizes, prove_part
 from derive.render import (
     ROOT,
     Output,
@@ -55,36 +58,82 @@ def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: N
 
     A derivation whose module, engine and used results are unchanged since the
     last build comes from the cache with its proofs (``force`` ignores it).
+    The proofs that remain run side by side, one process per CPU.
     """
-    results, kept = [], {}
+    derived, kept, seconds = {}, {}, {}
     for name in derivations.MODULES:
         start = time.perf_counter()
         entry = None if force else cache.load(name)
         if entry is not None and (entry.proofs is not None or not run_proofs):
             derivations.preload(name, entry.derivation, tuple(entry.used))
-        else:
-            entry = None
+            kept[name] = entry.proofs or ()
         with stage(name, "deriving"):
-            derivation = derivations.get(name)
-        proofs = entry.proofs if entry is not None else None
-        if run_proofs and proofs is None:
-            proofs = []
-            for identity in derivation.identities:
-                with stage(name, f"proving {identity.name!r}"):
-                    proofs.append(prove(identity))
-            proofs = tuple(proofs)
-        seconds = time.perf_counter() - start
-        results.append(Derived(derivation, proofs or (), seconds))
-        kept[name] = entry is not None
+            derived[name] = derivations.get(name)
+        seconds[name] = time.perf_counter() - start
+    proofs = dict(kept)
+    if run_proofs:
+        pending = [name for name in derivations.MODULES if name not in kept]
+        proofs.update(_prove(pending, derived))
+    results = []
+    for name in derivations.MODULES:
+        spent = seconds[name] + sum(p.seconds for p in proofs.get(name, ()))
+        results.append(Derived(derived[name], tuple(proofs.get(name, ())), spent))
         if run_proofs:
             proved = ", ".join(
                 f"{p.identity} (index form{f', {len(p.explicit_sizes)} explicit sizes' if p.explicit_sizes else ''})"
-                for p in proofs
+                for p in proofs[name]
             )
-            how = "cached" if kept[name] else f"{seconds:6.2f} s"
+            how = "cached" if name in kept else f"{spent:6.2f} s"
             log(f"{name:<26} {how:>8}  proved: {proved}")
-    _store(results, kept, run_proofs)
+    _store(results, {name: name in kept for name in derivations.MODULES}, run_proofs)
     return results
+
+
+def _prove(names: list[str], derived: dict[str, Derivation]) -> dict[str, tuple[ProofResult, ...]]:
+    """Prove every identity of ``names``: each index form and each explicit size is one task."""
+    tasks = [(name, identity, sizes)
+             for name in names for identity in derived[name].identities
+             for sizes in (None, *explicit_sizes(identity))]
+    workers = min(os.cpu_count() or 1, 4)
+    if workers > 1 and len(tasks) > 8:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        submit = pool.submit
+    else:  # few tasks: a pool costs more than it saves
+        pool, submit = None, _run_now
+    try:
+        futures = [(task, submit(prove_part, task[1], task[2])) for task in tasks]
+        parts: dict[tuple[str, str], list] = {}
+        for (name, identity, sizes), future in futures:
+            with stage(name, f"proving {identity.name!r}"):
+                assumptions, spent = future.result()
+            parts.setdefault((name, identity.name), []).append((sizes, assumptions, spent))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return {
+        name: tuple(
+            ProofResult(identity=identity.name, claim=identity.claim, index_form=True,
+                        explicit_sizes=tuple(dict(s) for s, _, _ in parts[(name, identity.name)] if s is not None),
+                        assumptions_used=next(a for s, a, _ in parts[(name, identity.name)] if s is None),
+                        seconds=sum(t for _, _, t in parts[(name, identity.name)]))
+            for identity in derived[name].identities)
+        for name in names
+    }
+
+
+class _run_now:
+    """A finished "future": the sequential stand-in for a process pool's submit."""
+
+    def __init__(self, function, *args):
+        try:
+            self.value, self.error = function(*args), None
+        except Exception as error:  # raised again, inside its stage, by result()
+            self.value, self.error = None, error
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def _store(results: list[Derived], kept: dict[str, bool], proved: bool) -> None:

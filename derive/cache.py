@@ -28,9 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / ".derive-cache"
 PACKAGE = ROOT / "derive"
 
-# What deriving and proving any derivation depends on, besides its own module.
+# What deriving and proving any derivation depends on, besides its own module; the registry's
+# list of modules is left out (adding a derivation changes no other), its code is not.
 ENGINE = [PACKAGE / name for name in ("model.py", "steps.py", "sympy_tools.py", "proofs.py",
-                                      "figures.py", "derivations/__init__.py")]
+                                      "figures.py")]
+REGISTRY = PACKAGE / "derivations" / "__init__.py"
 
 
 def _digest(*parts: bytes | str) -> str:
@@ -71,9 +73,19 @@ class Entry:
     proofs: tuple | None  # proofs.ProofResult per identity; None if not proved
 
 
+def _registry_code() -> str:
+    """The registry module without its ``MODULES = (...)`` list."""
+    import ast
+
+    tree = ast.parse(REGISTRY.read_text())
+    tree.body = [node for node in tree.body if not (
+        isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "MODULES" for t in node.targets))]
+    return ast.dump(tree)
+
+
 def own_key(name: str) -> str:
     module = PACKAGE / "derivations" / f"{name}.py"
-    return _digest(_versions(), *(p.read_bytes() for p in (*ENGINE, module)))
+    return _digest(_versions(), _registry_code(), *(p.read_bytes() for p in (*ENGINE, module)))
 
 
 def _entry_path(name: str) -> Path:

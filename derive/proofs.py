@@ -132,3 +132,16 @@ def prove(identity: Identity, sizes: tuple[Sizes, ...] | None = None) -> ProofRe
         assumptions_used=assumptions,
         seconds=time.perf_counter() - start,
     )
+
+
+def prove_part(identity: Identity, sizes: Sizes | None) -> tuple[tuple[str, ...], float]:
+    """One independent part of a proof: the index form (``sizes`` None), or one explicit size.
+
+    Returns the assumptions used and the seconds taken; parts of many
+    identities run side by side in worker processes (``derive.build``).
+    """
+    start = time.perf_counter()
+    assumptions = prove_index_form(identity) if sizes is None else ()
+    if sizes is not None:
+        prove_explicit(identity, sizes)
+    return assumptions, time.perf_counter() - start
