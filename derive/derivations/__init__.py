@@ -29,6 +29,7 @@ MODULES = (
     "sigmoid",
     "tanh",
     "relu",
+    "binary_cross_entropy",
 )
 
 FOLDER = Path(__file__).resolve().parent
