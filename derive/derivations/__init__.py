@@ -30,6 +30,9 @@ MODULES = (
     "tanh",
     "relu",
     "binary_cross_entropy",
+    "mean_squared_error",
+    "softmax_temperature",
+    "log_softmax_jacobian",
 )
 
 FOLDER = Path(__file__).resolve().parent
@@ -116,6 +119,9 @@ def owners() -> dict[str, str]:
             if kernel.name in owner:
                 raise ValueError(f"{name} and {owner[kernel.name]} both define {kernel.name}")
             owner[kernel.name] = name
+    for name in MODULES:  # derive.generated.<name> would hide a function of that name
+        if name in owner and owner[name] != name:
+            raise ValueError(f"derivation {name!r} is named like a function of {owner[name]!r}; rename it")
     return owner
 
 

@@ -1,0 +1,75 @@
+"""The Jacobian of log-softmax: ∂ log S_i/∂z_j = δ_ij − S_j."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from sympy import Derivative, KroneckerDelta, Matrix, exp, log
+
+from derive.derivations import result
+from derive.figures import annotated_heatmap
+from derive.model import C, S, class_index, explicit_softmax, explicit_vector, z
+from derive.steps import Assign, Definition, DerivativeOf, Derivation, Example, Figure, Identity, Kernel, Param, Step, every
+from derive.sympy_tools import evaluate
+
+
+def explicit_jacobian(sizes) -> tuple[Matrix, Matrix]:
+    """The Jacobian of log(softmax(z)) written out, and I − 1 Sᵀ."""
+    n = sizes["C"]
+    logits = explicit_vector("z", n)
+    probabilities = explicit_softmax(logits)
+    long = probabilities.applyfunc(log).jacobian(logits)
+    return long, sp.eye(n) - sp.ones(n, 1) * probabilities.T
+
+
+def _draw(fig, generated, posts) -> None:
+    jacobian = generated.log_softmax_jacobian(np.array([2.0, 1.0, 0.1]))
+    annotated_heatmap(fig, jacobian, [f"$z_{j + 1}$" for j in range(3)], [f"$\\log S_{i + 1}$" for i in range(3)],
+                      r"$\partial \log S_i / \partial z_j$ for $z = (2, 1, 0.1)$: every row is $e_i - S$")
+
+
+def derive() -> Derivation:
+    i, j, k = class_index("i"), class_index("j"), class_index("k")
+    log_softmax = result("cross_entropy_from_logits", "log_softmax", i=i)  # z_i − log Σ_k e^{z_k}
+    derivative = evaluate(sp.diff(log_softmax, z[j]))
+    in_S = derivative.subs(exp(z[j]), S[j] * sp.Sum(exp(z[k]), (k, 1, C)))
+    steps = (
+        Step("Differentiate", "$\\partial z_i/\\partial z_j = \\delta_{ij}$; the derivative of "
+             "$\\log \\sum_k e^{z_k}$ is $e^{z_j}/\\sum_k e^{z_k}$.", Derivative(log_softmax, z[j]), derivative),
+        Step("In terms of S", "$e^{z_j}/\\sum_k e^{z_k}$ is $S_j$: no division by $S_i$, unlike "
+             "$\\partial S_i/\\partial z_j$ divided by $S_i$.", derivative, in_S),
+    )
+    identities = (
+        Identity("log_softmax_jacobian", "The derivative of log S_i equals δ_ij − S_j.",
+                 long=sp.diff(log_softmax, z[j]), shortcut=in_S.subs(S[j], result("softmax_jacobian", "softmax", i=j)),
+                 explicit=explicit_jacobian, explicit_sizes=every(C=range(2, 7)),
+                 long_title="The derivative of log-softmax,", shortcut_title="δ_ij − S_j with S written out,"),
+    )
+    kernels = (
+        Kernel(
+            name="log_softmax_jacobian",
+            summary="∂ log S_i/∂z_j = δ_ij − S_j: the Jacobian of log-softmax, from the logits.",
+            params=(Param("z", z, ("C",), doc="logits"),),
+            body=(Assign(S, (j,), sp.Function("softmax")(z)),),
+            returns=Assign(Derivative(log(S[i]), z[j]), (i, j), KroneckerDelta(i, j) - S[j]),
+            returns_doc="shape (..., C, C)",
+            derivative=DerivativeOf("log_softmax(z)", wrt="z"),
+        ),
+    )
+    return Derivation(
+        name="log_softmax_jacobian",
+        title="The log-softmax Jacobian",
+        summary="How each log-probability $\\log S_i$ changes with each logit: $\\delta_{ij} - S_j$, "
+        "every row the same $S$ subtracted from a one-hot row.",
+        definitions=(Definition(log(S[i]), log_softmax, "with $S = \\operatorname{softmax}(z)$"),),
+        steps=steps,
+        identities=identities,
+        kernels=kernels,
+        examples=(
+            Example("Rows are e_i − S", "log_softmax_jacobian(np.array([2.0, 1.0, 0.1]))",
+                    reference="np.eye(3) - softmax(np.array([2.0, 1.0, 0.1]))",
+                    text="Against the identity matrix minus the softmax, written with NumPy."),
+        ),
+        figures=(Figure("log-softmax-jacobian.svg", "The log-softmax Jacobian for three logits.", _draw),),
+        results={"jacobian": in_S},
+    )

@@ -1,0 +1,118 @@
+"""Softmax with a temperature T: softmax(z/T), its Jacobian (diag(S) − SSᵀ)/T, and its limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from sympy import Derivative, IndexedBase, KroneckerDelta, Limit, Matrix, Sum
+
+from derive.derivations import result
+from derive.model import C, S, class_index, explicit_softmax, explicit_vector, z
+from derive.steps import Assign, Definition, DerivativeOf, Derivation, Example, Figure, Identity, Kernel, Param, Step, every
+from derive.sympy_tools import evaluate
+
+T = sp.Symbol("T", positive=True)  # the temperature
+u = IndexedBase("u", shape=(C,))  # the scaled logits z/T
+
+
+def explicit_jacobian(sizes) -> tuple[Matrix, Matrix]:
+    """The Jacobian of an explicit softmax(z/T), and (diag(S) − SSᵀ)/T.
+
+    The logits are written z = T·w after differentiating, so every exponential
+    is e^{w_k} and the proof's rational change of variables applies.
+    """
+    n = sizes["C"]
+    logits, scaled = explicit_vector("z", n), explicit_vector("w", n)
+    probabilities = explicit_softmax(logits / T)
+    jacobian = probabilities.jacobian(logits).subs(dict(zip(logits, T * scaled)))
+    at_w = probabilities.subs(dict(zip(logits, T * scaled)))
+    return jacobian, (sp.diag(*at_w) - at_w * at_w.T) / T
+
+
+def _draw(fig, generated, posts) -> None:
+    logits = np.array([2.0, 1.0, 0.0])
+    temperatures = np.logspace(-1.5, 1.5, 121)
+    s = np.stack([generated.softmax_temperature(logits, t) for t in temperatures])
+    ax = fig.subplots()
+    for i in range(3):
+        ax.semilogx(temperatures, s[:, i], label=f"$S_{i + 1}$ for $z_{i + 1} = {logits[i]:g}$")
+    ax.axhline(1 / 3, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("temperature $T$")
+    ax.set_title("softmax(z/T): argmax as T → 0, uniform as T → ∞")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def derive() -> Derivation:
+    i, j, k = class_index("i"), class_index("j"), class_index("k")
+    softmax_of_u = result("softmax_jacobian", "softmax", i=i).xreplace({z: u})  # S_i as a function of u
+    ds_du = result("softmax_jacobian", "jacobian", i=i, j=k)  # ∂S_i/∂u_k, in terms of S
+    du_dz = evaluate(sp.diff(z[k] / T, z[j]))
+    chain = Sum(ds_du * du_dz, (k, 1, C))
+    jacobian = sp.factor(evaluate(chain))
+
+    example = Matrix([2, 1, 0])  # three logits, for the limits
+    scaled = explicit_softmax(example / T)
+    cold = scaled.applyfunc(lambda e: sp.limit(e, T, 0, "+"))
+    hot = scaled.applyfunc(lambda e: sp.limit(e, T, sp.oo))
+    steps = (
+        Step("Scale, then softmax", "$u_k = z_k / T$, and $S = \\operatorname{softmax}(u)$; "
+             "the derivative of each $u_k$:", Derivative(z[k] / T, z[j]), du_dz),
+        Step("Chain rule", "$z_j$ reaches $S_i$ through every $u_k$; $\\partial S_i/\\partial u_k$ is the softmax "
+             "Jacobian (from its page, in terms of $S$), and the delta keeps $k = j$.",
+             Sum(Derivative(S[i], u[k]) * Derivative(u[k], z[j]), (k, 1, C)), jacobian),
+        Step("Cold: T → 0", "For $z = (2, 1, 0)$: every probability but the largest logit's goes to 0, "
+             "so softmax becomes the one-hot vector of the argmax (a hard max).",
+             Limit(scaled, T, 0, "+"), cold),
+        Step("Hot: T → ∞", "Every $z_k/T \\to 0$, so every $e^{z_k/T} \\to 1$: the uniform distribution.",
+             Limit(scaled, T, sp.oo), hot),
+    )
+    identities = (
+        Identity("softmax_temperature_jacobian",
+                 "The chain-rule product through u = z/T equals S_i(δ_ij − S_j)/T.",
+                 long=chain, shortcut=jacobian, explicit=explicit_jacobian, explicit_sizes=every(C=range(2, 6)),
+                 long_title="The chain-rule product,", shortcut_title="the shortcut,"),
+    )
+    temperature = Param("T", T, doc="the temperature, a positive number", batched=False, domain="positive")
+    kernels = (
+        Kernel(
+            name="softmax_temperature",
+            summary="softmax(z/T) over the last axis: T < 1 sharpens the distribution, T > 1 flattens it.",
+            params=(Param("z", z, ("C",), doc="logits"), temperature),
+            body=(Assign(u, (k,), z[k] / T),),
+            returns=Assign(S, (i,), sp.Function("softmax")(u)),
+            math=softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T}),
+            returns_doc="probabilities, shape (..., C)",
+            reference="torch.softmax(z / T, dim=-1)",
+        ),
+        Kernel(
+            name="softmax_temperature_jacobian",
+            summary="∂S_i/∂z_j of S = softmax(z/T), from its output s: (diag(S) − SSᵀ)/T.",
+            params=(Param("s", S, ("C",), doc="the output of `softmax_temperature`", domain="probability"),
+                    temperature),
+            body=(),
+            returns=Assign(Derivative(S[i], z[j]), (i, j), jacobian),
+            returns_doc="shape (..., C, C)",
+            derivative=DerivativeOf("softmax_temperature(z, T)", wrt="z",
+                                    call="softmax_temperature_jacobian(softmax_temperature(z, T), T)"),
+        ),
+    )
+    return Derivation(
+        name="softmax_temperature",
+        title="Softmax with a temperature",
+        summary="$\\operatorname{softmax}(z/T)$, as in distillation and sampling: its Jacobian is the "
+        "softmax Jacobian divided by $T$, and its limits are the argmax and the uniform distribution.",
+        definitions=(Definition(S[i], softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T}),
+                                "for a temperature $T > 0$"),),
+        steps=steps,
+        identities=identities,
+        kernels=kernels,
+        examples=(
+            Example("Sharper and flatter", "[softmax_temperature(np.array([2.0, 1.0, 0.0]), t) for t in (0.5, 1.0, 5.0)]",
+                    reference="[np.exp(np.array([2.0, 1.0, 0.0]) / t) / np.exp(np.array([2.0, 1.0, 0.0]) / t).sum() "
+                    "for t in (0.5, 1.0, 5.0)]",
+                    text="The same logits at $T = 0.5$, $1$ and $5$, against the definition with NumPy."),
+        ),
+        figures=(Figure("softmax-temperature.svg", "Each probability as the temperature varies.", _draw),),
+        results={"jacobian": jacobian},
+    )
