@@ -117,12 +117,11 @@ def page_context(derivation: Derivation, generated) -> dict:
 def page_outputs(derived, generated) -> list[Output]:
     from derive.build import CODE_INPUTS, stage
 
-    template = environment().get_template("page.md.j2")
     outputs = []
     for d in derived:
         name = d.derivation.name
-        with stage(name, "rendering templates/page.md.j2"):
-            body = template.render(**page_context(d.derivation, generated))
+        with stage(name, "rendering templates/page.md.j2"):  # loading it too: a syntax error is named
+            body = environment().get_template("page.md.j2").render(**page_context(d.derivation, generated))
         outputs.append(Output(
             path=PAGES / f"{page_name(d.derivation)}.md",
             source=f'the derivation "{name}" (derive/derivations/{name}.py)',
