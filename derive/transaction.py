@@ -15,6 +15,7 @@ first) restores the old set from it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -130,24 +131,29 @@ def _write_journal(journal: Path, entries: list[dict]) -> None:
 
 
 def _commit(entries: list[dict], journal: Path) -> None:
-    entry = entries[0]
+    at = journal
     try:
         for entry in entries:
+            at = Path(entry["target"])
             if entry["backup"]:
                 _link(entry["target"], entry["backup"])
             os.replace(entry["staged"], entry["target"])
+        at = journal
+        journal.unlink()  # from here on the new set stands; a backup left now is only litter
     except BaseException as error:
         try:
             _roll_back(entries)
             journal.unlink()
         except OSError as second:  # the journal stays: the next build tries again
-            raise WriteFailed(Path(entry["target"]), error, restored=False,
+            raise WriteFailed(at, error, restored=False,
                               why=f"; restoring the previous files failed too ({second})") from error
         if isinstance(error, OSError):
-            raise WriteFailed(Path(entry["target"]), error) from error
+            raise WriteFailed(at, error) from error
         raise
-    journal.unlink()  # from here on the new set stands; a backup left now is only litter
-    _remove(Path(e["backup"]) for e in entries if e["backup"])
+    for e in entries:
+        if e["backup"]:
+            with contextlib.suppress(OSError):  # the next build removes what stays
+                Path(e["backup"]).unlink(missing_ok=True)
 
 
 def _link(target: str, backup: str) -> None:
