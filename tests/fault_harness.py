@@ -181,6 +181,9 @@ class Cases:
 
     def settle(self, target: str) -> None:
         state = self.state()
+        if state == "mixed":  # recorded above; a clean build makes the next case start from a whole set
+            run(["build"])
+            state = self.state()
         if state == "mixed":  # the rest would measure nonsense
             raise SystemExit(f"outputs mixed after case {self.records[-1]['kind']}; stopping")
         self.current = state
