@@ -6,7 +6,9 @@ module -> import the new modules from a temporary folder -> render the pages
 every file whose content changed.
 
 Nothing is written until every derivation, proof and template has succeeded,
-so a failure leaves the previous outputs as they were.
+and then every changed file is replaced in one transaction (derive.transaction),
+so a failure leaves the previous outputs as they were. One build runs at a
+time (derive.lock); a build first undoes what an interrupted one left.
 """
 
 from __future__ import annotations
@@ -16,28 +18,28 @@ import importlib.util
 import multiprocessing
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from derive import cache, derivations
+from derive import cache, derivations, lock, transaction
 from derive.codegen import CODE_INPUTS, generate_module
 from derive.errors import BuildError, stage
 from derive.proofs import ProofResult, explicit_sizes, prove_part
 from derive.render import (
     ROOT,
     Output,
+    digest,
     edited_by_hand,
     environment,
     format_python,
     inputs_digest,
-    write_if_changed,
 )
 from derive.steps import Derivation
 
@@ -169,7 +171,7 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
         name = d.derivation.name
         with stage(name, "rendering templates/module.py.j2"):
             body = env.get_template("module.py.j2").render(**generate_module(d.derivation, owner))
-        with stage(name, "formatting the generated module"):
+        with stage(name, "formatting the module rendered from templates/module.py.j2"):
             body = format_python(body)
         outputs.append(Output(
             path=GENERATED / f"{name}.py",
@@ -191,6 +193,9 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
     return outputs
 
 
+IMPORT_PREFIX = f"derive-generated-{digest(str(ROOT))[:8]}-"  # one project's, found by the next build
+
+
 @contextmanager
 def generated_package(code: list[Output] | None = None) -> Iterator:
     """``derive.generated`` as it is on disk, or as ``code`` would write it.
@@ -202,7 +207,7 @@ def generated_package(code: list[Output] | None = None) -> Iterator:
     saved = {m: sys.modules.pop(m) for m in list(sys.modules)
              if m == "derive.generated" or m.startswith("derive.generated.")}
     try:
-        with tempfile.TemporaryDirectory(prefix="derive-generated-") as folder:
+        with tempfile.TemporaryDirectory(prefix=IMPORT_PREFIX) as folder:
             location = GENERATED
             if code is not None:
                 location = Path(folder)
@@ -227,54 +232,120 @@ def page_outputs(derived: list[Derived], generated) -> list[Output]:
     return render_pages(derived, generated)
 
 
-def write(outputs: list[Output]) -> list[Path]:
-    """Write the outputs whose text changed; the paths written."""
-    return [o.path for o in outputs if write_if_changed(o.path, o.text)]
+class RestoreFailed(BuildError):
+    """A write failed and the previous outputs could not all be put back (the journal remains)."""
+
+
+JOURNAL = ROOT / ".derive-build.journal"  # what a build killed while replacing files must undo
+LOCK = ROOT / ".derive-build.lock"
+LOCK_TIMEOUT = 600.0  # seconds a build or check waits for another build to finish
+
+
+def write(outputs: list[Output], figures: dict[Path, str] | None = None) -> list[Path]:
+    """Write the outputs and figures whose text changed, all or none; the paths written."""
+    files = {o.path: o.text for o in outputs} | (figures or {})
+    try:
+        return transaction.write_all(files, JOURNAL)
+    except transaction.WriteFailed as error:
+        where = error.path.relative_to(ROOT) if error.path.is_relative_to(ROOT) else error.path
+        message = str(error).replace(str(error.path), str(where), 1)
+        raise (BuildError if error.restored else RestoreFailed)(message) from error
+
+
+def _output_folders() -> list[Path]:
+    from derive.figures import FIGURE_DIR
+    from derive.pages import PAGES
+
+    return [GENERATED, PAGES, PAGES.parent, FIGURE_DIR, ROOT]
+
+
+def _import_folders() -> list[Path]:
+    """Temporary folders ``generated_package`` made for this project (a killed build leaves them)."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"{IMPORT_PREFIX}*"))
+
+
+@contextmanager
+def _locked(log: Callable[[str], None], shared: bool = False) -> Iterator[None]:
+    try:
+        with lock.held(LOCK, LOCK_TIMEOUT, shared,
+                       waiting=lambda: log(f"waiting for another build to finish ({LOCK.name})")):
+            yield
+    except lock.LockTimeout as error:
+        raise BuildError(str(error)) from error
+    except OSError as error:
+        if error.filename != str(LOCK):
+            raise
+        raise BuildError(f"cannot open the build lock {LOCK.name}: {error.strerror}") from error
+
+
+def _tidy(log: Callable[[str], None]) -> None:
+    """Undo what an interrupted build left: a half-done commit, temporary files and folders."""
+    try:
+        restored = transaction.recover(JOURNAL)
+    except (OSError, ValueError) as error:
+        raise RestoreFailed(f"restoring the files listed in {JOURNAL.name} "
+                            f"(left by an interrupted build): {error}") from error
+    if restored:
+        log(f"restored {len(restored)} file(s) an interrupted build had half replaced")
+    for path in transaction.remove_leftovers(_output_folders()):
+        log(f"removed {path.relative_to(ROOT)} (left by an interrupted build)")
+    for folder in _import_folders():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def build(log: Callable[[str], None] = print, figures: bool = True, force: bool = False) -> list[Path]:
     """Regenerate everything; raise BuildError (writing nothing) if any stage fails."""
-    start = time.perf_counter()
-    derived = derive_all(run_proofs=True, log=log, force=force)
-    code = code_outputs(derived)
-    for output in code:  # a template that renders invalid Python fails here
-        with stage(output.path.stem, f"compiling {output.path.relative_to(ROOT)}"):
-            compile(output.text, str(output.path), "exec")
-    with generated_package(code) as generated:
-        with stage("(all)", "importing the generated modules"):
+    with _locked(log):
+        _tidy(log)
+        start = time.perf_counter()
+        derived = derive_all(run_proofs=True, log=log, force=force)
+        code = code_outputs(derived)
+        for output in code:  # a template that renders invalid Python fails here
+            template = "generated_init.py.j2" if output.path.name == "__init__.py" else "module.py.j2"
+            with stage(output.path.stem,
+                       f"compiling {output.path.relative_to(ROOT)} (rendered from templates/{template})"):
+                compile(output.text, str(output.path), "exec")
+        with (stage("(all)", "importing the generated modules from a temporary folder"),
+              generated_package(code) as generated):
             generated.__all__  # noqa: B018 - the import above ran them
-        pages = page_outputs(derived, generated)
-        drawn = {}
-        if figures:
-            from derive.figures import draw_all
+            pages = page_outputs(derived, generated)
+            drawn = {}
+            if figures:
+                from derive.figures import draw_all
 
-            with stage("(figures)", "drawing"):
-                drawn = draw_all(generated, [f for d in derived for f in d.derivation.figures])
-    written = write(code) + write(pages) + write_figures(drawn)
-    cache.record_outputs(figures, [o.path for o in (*code, *pages)] + list(drawn))
+                with stage("(figures)", "drawing"):
+                    drawn = draw_all(generated, [f for d in derived for f in d.derivation.figures])
+        written = write(code + pages, drawn)
+        cache.record_outputs(figures, [o.path for o in (*code, *pages)] + list(drawn))
     for path in written:
         log(f"wrote {path.relative_to(ROOT)}")
     log(f"build finished in {time.perf_counter() - start:.2f} s, {len(written)} file(s) changed")
     return written
 
 
-def write_figures(drawn: dict[Path, str]) -> list[Path]:
-    return [path for path, text in drawn.items() if write_if_changed(path, text)]
-
-
 def check() -> list[str]:
-    """Problems with the committed outputs: stale, edited by hand, missing or unexpected."""
-    derived = derive_all(run_proofs=False)
-    expected = code_outputs(derived)
-    problems = _compare(expected)
-    if not problems:  # pages are made from the code on disk; check them once it is current
-        with generated_package() as generated:
-            problems = _compare(page_outputs(derived, generated))
-    known = {o.path for o in expected}
-    for path in sorted(GENERATED.glob("*.py")):
-        if path not in known:
-            problems.append(f"{path.relative_to(ROOT)}: unexpected (no derivation generates it)")
-    return problems
+    """Problems with the committed outputs: stale, edited by hand, missing, unexpected or litter."""
+    with _locked(lambda message: print(message, file=sys.stderr), shared=True):
+        problems = []
+        if JOURNAL.exists():
+            problems.append(f"{JOURNAL.name}: a build was killed while replacing files; "
+                            "some outputs may be old and some new (the next build restores the old set)")
+        problems += [f"{path.relative_to(ROOT)}: temporary file left by an interrupted build"
+                     for path in transaction.leftovers(_output_folders())]
+        problems += [f"{folder}: temporary folder left by an interrupted build"
+                     for folder in _import_folders()]
+        derived = derive_all(run_proofs=False)
+        expected = code_outputs(derived)
+        mismatched = _compare(expected)
+        if not mismatched:  # pages are made from the code on disk; check them once it is current
+            with generated_package() as generated:
+                mismatched = _compare(page_outputs(derived, generated))
+        problems += mismatched
+        known = {o.path for o in expected}
+        for path in sorted(GENERATED.glob("*.py")):
+            if path not in known:
+                problems.append(f"{path.relative_to(ROOT)}: unexpected (no derivation generates it)")
+        return problems
 
 
 def _compare(outputs: list[Output]) -> list[str]:

@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{d.name:<20} {d.title}: {kernels}")
         return 0
     if args.command == "check":
-        problems = pipeline.check()
+        try:
+            problems = pipeline.check()
+        except pipeline.BuildError as error:
+            print(f"check failed, nothing was checked:\n  {error}", file=sys.stderr)
+            return 1
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
@@ -47,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         pipeline.build(figures=not args.no_figures, force=args.force)
+    except pipeline.RestoreFailed as error:
+        print(f"build failed, and some previous outputs could not be put back:\n  {error}\n"
+              "run `python -m derive build` again: it restores them first", file=sys.stderr)
+        return 1
     except pipeline.BuildError as error:
         print(f"build failed, previous outputs left as they were:\n  {error}", file=sys.stderr)
         return 1

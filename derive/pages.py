@@ -124,7 +124,7 @@ def page_outputs(derived, generated) -> list[Output]:
     outputs = []
     for d in derived:
         name = d.derivation.name
-        with stage(name, "rendering templates/page.md.j2"):
+        with stage(name, "rendering templates/page.md.j2"):  # loading it too: a syntax error is named
             body = environment().get_template("page.md.j2").render(**page_context(d.derivation, generated))
         outputs.append(Output(
             path=PAGES / f"{page_name(d.derivation)}.md",

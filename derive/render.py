@@ -1,4 +1,4 @@
-"""Templates to text, and text to files: atomically, and only when it changed.
+"""Templates to text, with a header; ``derive.transaction`` writes the text to files.
 
 Every generated file starts with a header that names its derivation, a hash
 of the inputs it was made from, and a hash of its own body, so that
@@ -8,11 +8,9 @@ of the inputs it was made from, and a hash of its own body, so that
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -97,22 +95,6 @@ def format_python(source: str) -> str:
     if result.returncode != 0:
         raise ValueError(f"ruff format failed: {result.stderr.strip()}")
     return result.stdout
-
-
-def write_if_changed(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` through a temporary file; False if unchanged."""
-    if path.exists() and path.read_text() == text:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return True
 
 
 def edited_by_hand(text: str) -> bool:

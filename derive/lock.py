@@ -1,0 +1,43 @@
+"""One build at a time: an advisory lock (``flock``) on a file at the project's root.
+
+The lock file is never removed (removing it would let two processes lock two
+different files of the same name); the kernel releases the lock when the
+process ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class LockTimeout(Exception):
+    """Another process held the lock for longer than we were willing to wait."""
+
+
+@contextmanager
+def held(path: Path, timeout: float, shared: bool = False,
+         waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold ``path``'s lock (exclusive, or shared with other readers); ``waiting()`` once if busy."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"another build still holds {path.name} after {timeout:g} s") from None
+                if not told:
+                    waiting()
+                    told = True
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
