@@ -69,8 +69,13 @@ def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: N
         if entry is not None and (entry.proofs is not None or not run_proofs):
             derivations.preload(name, entry.derivation, tuple(entry.used))
             kept[name] = entry.proofs or ()
-        with stage(name, "deriving"):
-            derived[name] = derivations.get(name)
+        try:
+            with stage(name, "deriving"):
+                derived[name] = derivations.get(name)
+        except BuildError:
+            if run_proofs:  # a wrong result it used fails its own proof: report that first
+                _prove([n for n in derived if n not in kept], derived)
+            raise
         seconds[name] = time.perf_counter() - start
     proofs = dict(kept)
     if run_proofs:

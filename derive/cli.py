@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="ignore the cache (.derive-cache/): derive and prove everything again")
     commands.add_parser("check", help="exit 1 if a generated file is stale or was edited by hand")
     commands.add_parser("list", help="list the registered derivations")
+    commands.add_parser("nav", help="print the derivation pages for the site's nav, as JSON")
     args = parser.parse_args(argv)
 
     if args.command == "build" and not args.force:
@@ -27,6 +28,14 @@ def main(argv: list[str] | None = None) -> int:
             print("nothing changed since the last build: every output is up to date "
                   "(--force to rebuild)")
             return 0
+
+    if args.command == "nav":
+        import json
+
+        from derive.site import derivation_nav
+
+        print(json.dumps(derivation_nav()))
+        return 0
 
     from derive import build as pipeline  # imported late: `--help` stays instant
 

@@ -1,8 +1,11 @@
 """MkDocs hook: run the generator before every build of the site.
 
-A thin adapter over ``python -m derive build``, run in a subprocess: MkDocs
-loads this module once per ``mkdocs serve``, and a subprocess picks up every
-edit to ``derive/`` and ``templates/``. The generator writes only files whose
+A thin adapter over ``python -m derive build``, run in a subprocess before
+MkDocs reads the pages (``on_config``, which runs again on every rebuild of
+``mkdocs serve``), and over ``python -m derive nav``, which lists every
+registered derivation's page for the nav's Derivations section. Both run in
+subprocesses: MkDocs loads this module once per ``mkdocs serve``, and a
+subprocess picks up every edit to ``derive/`` and ``templates/``. The generator writes only files whose
 content changed, so serving does not rebuild in a loop.
 
 Set ``DERIVE_SKIP_GENERATE=1`` to build the site from the files as they are
@@ -11,6 +14,7 @@ Set ``DERIVE_SKIP_GENERATE=1`` to build the site from the files as they are
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -21,6 +25,7 @@ from mkdocs.exceptions import PluginError
 
 log = logging.getLogger("mkdocs.plugins.derive")
 _serving = False
+SECTION = "Derivations"  # the nav section derive.site fills (mkdocs.yml leaves it empty)
 
 
 def on_startup(command: str, dirty: bool) -> None:
@@ -28,7 +33,21 @@ def on_startup(command: str, dirty: bool) -> None:
     _serving = command == "serve"
 
 
-def on_pre_build(config) -> None:
+def on_config(config):
+    """Generate (unless told not to), then list every registered derivation's page in the nav."""
+    _generate(config)
+    root = Path(config.config_file_path).parent
+    result = subprocess.run([sys.executable, "-m", "derive", "nav"], cwd=root, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    if result.returncode != 0:
+        raise PluginError(f"derive nav failed:\n{result.stderr.strip()}")
+    pages = json.loads(result.stdout)
+    config.nav = [{section: pages} if isinstance(item, dict) and section in item else item
+                  for item in config.nav for section in [SECTION]]
+    return config
+
+
+def _generate(config) -> None:
     if os.environ.get("DERIVE_SKIP_GENERATE") == "1":
         return
     root = Path(config.config_file_path).parent

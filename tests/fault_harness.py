@@ -46,7 +46,7 @@ from derive import build as pipeline
 from derive import cli, transaction
 
 DERIVED = pipeline.derive_all(run_proofs=False)
-pipeline.derive_all = lambda run_proofs=True, log=lambda _: None: DERIVED
+pipeline.derive_all = lambda run_proofs=True, log=lambda _: None, force=False: DERIVED
 TEMPLATES = sorted((PROJECT / "templates").glob("*.j2"))
 ORIGINAL = {t: t.read_text() for t in TEMPLATES}
 OUTPUTS = ["derive/generated/*.py", "docs/derivations/*.md", "docs/api.md", "docs/benchmarks.md",
@@ -61,7 +61,7 @@ def use_set(name: str) -> None:
         template.write_text(ORIGINAL[template] + f"{{# set {name} #}}\n")
     figures = {derive.figures.FIGURE_DIR / f"figure-{i}.svg": f"<svg><!-- set {name}, {i} --></svg>\n"
                for i in range(3)}
-    derive.figures.draw_all = lambda generated: figures
+    derive.figures.draw_all = lambda generated, declared=(): figures
 
 
 def snapshot() -> dict[str, tuple[bytes, int]]:
