@@ -26,7 +26,7 @@ from pathlib import Path
 from derive import cache, derivations
 from derive.codegen import CODE_INPUTS, generate_module
 from derive.errors import BuildError, stage
-from derive.proofs import ProofResult, prove
+from derive.proofs import ProofResult, check_exercise, prove
 from derive.render import (
     ROOT,
     Output,
@@ -72,6 +72,9 @@ def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: N
             for identity in derivation.identities:
                 with stage(name, f"proving {identity.name!r}"):
                     proofs.append(prove(identity))
+            for number, exercise in enumerate(derivation.exercises, 1):
+                with stage(name, f"checking exercise {number} ({exercise.name!r})"):
+                    check_exercise(exercise)
             proofs = tuple(proofs)
         seconds = time.perf_counter() - start
         results.append(Derived(derivation, proofs or (), seconds))
