@@ -198,8 +198,16 @@ def benchmark_context(report: dict | None) -> dict:
         build = (f"`python -m derive build --no-figures`: {b['cold']:.2f} s cold (no generated "
                  f"files), {b['no-op']:.2f} s with every file up to date (it still derives and "
                  "proves everything; it only writes nothing).")
+    rows = [*report["posts"], *report["training_step"]]
+    recorded = [r["spread"] for r in rows if "spread" in r]  # per contender: [fastest, slowest] repeat
+    spread = ""
+    if recorded and len(recorded) == len(rows):
+        spread = "; ".join(f"{name} {_seconds(low)} to {_seconds(high)}"
+                           for r in recorded for name, (low, high) in r.items())
     return {
         "available": True,
+        "repeats": report.get("repeats", ""),
+        "spread": spread,
         "date": report["date"],
         "mode": report["mode"],
         "machine": machine,
