@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum
 
@@ -97,6 +98,44 @@ def _smoothed_targets(answer) -> bool:
     (labels_total,) = sums_of(y, total)
     sums_to_one = sp.simplify(total.xreplace({labels_total: 1})) == 1
     return sums_to_one and sp.expand(answer.rhs - (S[c] - ((1 - epsilon) * y[c] + epsilon / C))) == 0
+
+
+def _gradient_check(fig, generated, posts) -> None:
+    """Relative error of finite differences against weight_grad, against the step h."""
+    steps = np.logspace(-13, -1, 49)
+
+    def worst_relative_error(dtype, central: bool, h: float) -> float:
+        x, W, y = posts.X.astype(dtype), posts.W.astype(dtype), posts.Y.astype(dtype)
+
+        def loss(weights) -> float:
+            return float(generated.cross_entropy_from_logits(generated.summation(x, weights), y))
+
+        analytic = generated.weight_grad(x, W, y).astype(float)
+        numeric = np.zeros_like(analytic)
+        for index in np.ndindex(W.shape):
+            up, down = W.copy(), W.copy()
+            up[index] += dtype(h)
+            if central:
+                down[index] -= dtype(h)
+            taken = float(up[index]) - float(down[index])  # the step as rounded in this dtype
+            if taken == 0:
+                return np.nan  # h is below the dtype's resolution at this weight: no step at all
+            numeric[index] = (loss(up) - loss(down)) / taken
+        denominator = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), 1e-300)
+        return float(np.max(np.abs(analytic - numeric) / denominator))
+
+    ax = fig.subplots()
+    for dtype, central, style in ((np.float64, True, "-"), (np.float64, False, "--"), (np.float32, True, ":")):
+        errors = [worst_relative_error(dtype, central, h) for h in steps]
+        label = f"{'central' if central else 'forward'} differences, {np.dtype(dtype).name}"
+        ax.loglog(steps, np.maximum(errors, 1e-17), style, label=label)  # nan: not drawn
+    ax.axhline(1e-7, color="gray", linewidth=0.8)
+    ax.text(steps[0], 1.5e-7, "1e-7 (CS231n: above this, suspicious)", fontsize=7, color="gray")
+    ax.set_xlabel("step $h$")
+    ax.set_ylabel("worst relative error over the 15 weights")
+    ax.set_title("Finite differences against weight_grad, posts' example")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def _gradient_heatmap(fig, generated, posts) -> None:
@@ -411,6 +450,13 @@ def derive():
                    "The weight gradient for the posts' example, in W's layout: only the true "
                    "class's column is negative, because every x_j > 0 here (column c is x times "
                    "S_c − y_c, negative only for the true class).", _gradient_heatmap),
+            Figure("gradient-check-error.svg",
+                   "Checking weight_grad by finite differences of cross_entropy_from_logits, for "
+                   "the posts' example: the worst relative error over the 15 weights against the "
+                   "step h. Too large a step leaves truncation error (falling as h² for central, h "
+                   "for forward differences); too small a step leaves rounding error (growing as "
+                   "1/h); float32 rounds about 10⁹ times more coarsely.",
+                   _gradient_check),
         ),
         results={"loss_derivative": dxe_ds, "weight_grad": shortcut, "batch_mean": batch_mean},
     )
