@@ -406,7 +406,9 @@ def derive():
         summary="How the loss $XE = -\\sum_i y_i \\log S_i$ of the layer changes with each weight (Part 3).",
         definitions=(Definition(XE, loss, "with $y$ the target distribution over the classes: "
                                 "$y_i \\ge 0$ and $\\sum_i y_i = 1$. In the posts $y$ is one-hot, 1 for the "
-                                "true class and 0 elsewhere; only $\\sum_i y_i = 1$ is used below."),),
+                                "true class and 0 elsewhere; only $\\sum_i y_i = 1$ is used below. On this "
+                                "page $j$ and $d$ count inputs; $i$, $t$, $c$ and $k$ count classes; $b$ "
+                                "counts the samples of a batch."),),
         steps=steps,
         identities=identities,
         kernels=kernels,

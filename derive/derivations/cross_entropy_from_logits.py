@@ -289,7 +289,8 @@ def derive():
         "softmax cannot overflow, but the probability of a class whose logit is far below the "
         "largest underflows to 0, and then $-\\log 0 = \\infty$. From the logits, neither happens.",
         definitions=(Definition(XE, loss, "with $S = \\operatorname{softmax}(z)$ and $y$ a target "
-                                "distribution ($\\sum_i y_i = 1$; one-hot in the posts)"),),
+                                "distribution ($\\sum_i y_i = 1$; one-hot in the posts). On this page every "
+                                "index ($i$, $j$, $k$, $l$, $n$, $t$) counts classes."),),
         steps=steps,
         identities=identities,
         kernels=kernels,

@@ -283,7 +283,8 @@ def derive():
         summary="How each output $S_t$ of the layer $S = \\operatorname{softmax}(W^T x)$ changes "
         "with each weight $W_{jc}$ (Part 2).",
         definitions=(
-            Definition(z[k], summation(k), "the weighted sum for class $k$: $z = W^T x$"),
+            Definition(z[k], summation(k), "the weighted sum for class $k$: $z = W^T x$. On this page "
+                       "$j$ and $d$ count inputs; $t$, $c$ and $k$ count classes."),
             Definition(S[t], softmax(t), "the softmax of the logits"),
         ),
         steps=steps,

@@ -305,7 +305,8 @@ def derive():
         title="The softmax Jacobian",
         summary="How each softmax output $S_i$ changes with each logit $z_j$ (Part 1).",
         definitions=(
-            Definition(S[i], S_i, "the softmax of the logits $z$, for $i = 1..C$"),
+            Definition(S[i], S_i, "the softmax of the logits $z$, for $i = 1..C$. On this page "
+                       "$i$, $j$ and $k$ all count classes."),
         ),
         steps=steps,
         identities=identities,
