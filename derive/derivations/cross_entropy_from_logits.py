@@ -116,7 +116,7 @@ def derive():
     ds_dz = result("softmax_jacobian", "jacobian", i=t, j=j)  # S_t(δ_tj − S_j)
     chain_for_three = chain_rule(XE, S, 3, z[j])
     chain_written = Sum(Derivative(XE, S[t]) * Derivative(S[t], z[j]), (t, 1, C))
-    uncancelled = Sum(sp.Mul(dxe_ds, ds_dz, evaluate=False), (t, 1, C))
+    uncancelled = Sum(sp.UnevaluatedExpr(dxe_ds) * sp.UnevaluatedExpr(ds_dz), (t, 1, C))  # not cancelled yet
     through_S = pull_out_of_sums(evaluate(Sum(dxe_ds * ds_dz, (t, 1, C))))
     (labels_through_S,) = sums_of(y, through_S)
     through_S_result = sp.expand(through_S.xreplace({labels_through_S: sp.Integer(1)}))
