@@ -340,7 +340,7 @@ def derive():
                 "output. It cannot be one: the entries of a softmax output sum to 1, and these sum to",
                 "posts.array(posts.PART1_INPUT).sum()",
                 followed_by=(
-                    ("Nor is it the input whose output the post uses next. Below, the first "
+                    ("Nor is its softmax the $S$ the post uses next. Below, the first "
                      "four entries of its softmax, then the first four entries of the post's "
                      "$S$ as its `div` lines print them in full (nothing here is inferred):",
                      "np.stack([softmax(posts.array(posts.PART1_INPUT))[:4], posts.PART1_S[:4]])"),
