@@ -31,7 +31,7 @@ from pathlib import Path
 from derive import cache, derivations, lock, transaction
 from derive.codegen import CODE_INPUTS, generate_module
 from derive.errors import BuildError, stage
-from derive.proofs import ProofResult, explicit_sizes, prove_part
+from derive.proofs import ProofResult, check_exercise, explicit_sizes, prove_part
 from derive.render import (
     ROOT,
     Output,
@@ -81,6 +81,10 @@ def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: N
     if run_proofs:
         pending = [name for name in derivations.MODULES if name not in kept]
         proofs.update(_prove(pending, derived))
+        for name in pending:
+            for number, exercise in enumerate(derived[name].exercises, 1):
+                with stage(name, f"checking exercise {number} ({exercise.name!r})"):
+                    check_exercise(exercise)
     results = []
     for name in derivations.MODULES:
         spent = seconds[name] + sum(p.seconds for p in proofs.get(name, ()))

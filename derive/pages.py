@@ -28,10 +28,7 @@ def page_name(derivation: Derivation) -> str:
 
 
 def _explicit_sizes_text(identity) -> str:
-    sizes = explicit_sizes(identity)
-    if not sizes:
-        return "no explicit-matrix form applies to this identity."
-    return f"and with explicit matrices for {sizes_text(sizes)}."
+    return sizes_text(explicit_sizes(identity))
 
 
 def _evaluate(call: str, generated) -> np.ndarray:
@@ -47,9 +44,10 @@ def _example(example: Example, generated) -> dict:
                "ours": _format(ours), "reference": None}
     if example.printed:
         printed = getattr(posts, example.printed)
+        cut = f"Printed in {printed.where}. {posts.HOW_TEXT[printed.how]}"
         context["reference"] = {"title": "The post printed", "code": "", "value": printed.strip(),
                                 "agrees": posts.agrees(ours, printed),
-                                "agreement": "Agrees with the post to every printed digit."}
+                                "agreement": f"Agrees with the post to every printed digit. {cut}"}
     elif example.reference:
         theirs = _evaluate(example.reference, generated)
         context["reference"] = {"title": example.reference_title, "code": example.reference,
@@ -65,6 +63,15 @@ def _format(value: np.ndarray) -> str:
     if value.ndim == 0:
         return repr(float(value))
     return np.array2string(value, precision=8, max_line_width=72, floatmode="maxprec")
+
+
+def _equation(expression) -> str:
+    """LaTeX of an expression; an equation (sympy Eq) shows both sides."""
+    import sympy as sp
+
+    if isinstance(expression, sp.Equality):
+        return f"{latex(expression.lhs)} = {latex(expression.rhs)}"
+    return latex(expression)
 
 
 def page_context(derivation: Derivation, generated) -> dict:
@@ -83,12 +90,25 @@ def page_context(derivation: Derivation, generated) -> dict:
     examples = [_example(e, generated) for e in derivation.examples]
     errata = []
     for erratum in derivation.errata:
-        text = erratum.text
-        if erratum.call:
-            text += f"\n\n    ```python\n    {erratum.call}\n    ```\n\n    ```text\n"
-            text += "\n".join("    " + line for line in _format(_evaluate(erratum.call, generated)).splitlines())
-            text += "\n    ```"
+        text = ""
+        for part, call in ((erratum.text, erratum.call), *erratum.followed_by):
+            text += ("\n\n    " if text else "") + part
+            if call:
+                text += f"\n\n    ```python\n    {call}\n    ```\n\n    ```text\n"
+                text += "\n".join("    " + line for line in _format(_evaluate(call, generated)).splitlines())
+                text += "\n    ```"
         errata.append(text)
+    sections = [
+        {"title": s.title, "text": s.text, "place": s.place, "text_after": s.text_after,
+         "equations": [{"lhs": latex(a), "rhs": latex(b)} for a, b in s.equations],
+         "call": s.call, "value": _format(_evaluate(s.call, generated)) if s.call else ""}
+        for s in derivation.sections
+    ]
+    exercises = [
+        {"title": e.name, "question": e.question, "answer": e.answer,
+         "expression": _equation(e.answer_expression)}
+        for e in derivation.exercises
+    ]
     return {
         "title": derivation.title,
         "summary": derivation.summary,
@@ -116,6 +136,8 @@ def page_context(derivation: Derivation, generated) -> dict:
         "examples": examples,
         "errata": errata,
         "figures": [{"file": f.file, "caption": f.caption} for f in derivation.figures],
+        "sections": sections,
+        "exercises": exercises,
         "module": f"derive/generated/{derivation.name}.py",
     }
 
@@ -176,8 +198,16 @@ def benchmark_context(report: dict | None) -> dict:
         build = (f"`python -m derive build --no-figures`: {b['cold']:.2f} s cold (no generated "
                  f"files), {b['no-op']:.2f} s with every file up to date (it still derives and "
                  "proves everything; it only writes nothing).")
+    rows = [*report["posts"], *report["training_step"]]
+    recorded = [r["spread"] for r in rows if "spread" in r]  # per contender: [fastest, slowest] repeat
+    spread = ""
+    if recorded and len(recorded) == len(rows):
+        spread = "; ".join(f"{name} {_seconds(low)} to {_seconds(high)}"
+                           for r in recorded for name, (low, high) in r.items())
     return {
         "available": True,
+        "repeats": report.get("repeats", ""),
+        "spread": spread,
         "date": report["date"],
         "mode": report["mode"],
         "machine": machine,

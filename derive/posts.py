@@ -23,6 +23,15 @@ from typing import NamedTuple, Self
 import numpy as np
 
 HOW = ("numpy", "repr", "truncated")
+HOW_TEXT = {  # how a printout's digits were cut, said on the page beside it
+    "numpy": "NumPy printed it with its default precision: 8 decimals, rounded to the nearest "
+             "(trailing zeros dropped), so each entry is within half a unit of its 8th decimal.",
+    "repr": "Python printed each number in full (the shortest text that reads back as the same "
+            "float), so it is rounded only in its last digit.",
+    "truncated": "The author shortened NumPy's output by hand, cutting digits off toward zero "
+                 "(0.154465 where the value is 0.15446554...), so the true value lies between the "
+                 "printed number and one unit of its last digit further from zero.",
+}
 
 
 class Printed(str):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.steps import Identity, Sizes
+from derive.steps import Exercise, Identity, Sizes
 from derive.sympy_tools import evaluate, is_zero, pull_out_of_sums
 
 
@@ -145,3 +145,17 @@ def prove_part(identity: Identity, sizes: Sizes | None) -> tuple[tuple[str, ...]
     if sizes is not None:
         prove_explicit(identity, sizes)
     return assumptions, time.perf_counter() - start
+
+
+def check_exercise(exercise: Exercise) -> None:
+    """Check an exercise's answer with SymPy; raise ProofFailed naming the exercise if it is wrong."""
+    if isinstance(exercise.check, Identity):
+        try:
+            prove(exercise.check)
+        except ProofFailed as failure:
+            raise ProofFailed(f"exercise {exercise.name!r}: its answer is wrong: {failure}") from failure
+        return
+    if exercise.check(exercise.answer_expression) is not True:
+        raise ProofFailed(
+            f"exercise {exercise.name!r}: SymPy does not confirm the answer {exercise.answer_expression}"
+        )

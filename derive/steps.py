@@ -181,10 +181,61 @@ class Figure:
 
 @dataclass(frozen=True)
 class Erratum:
-    """Where a source is wrong or misleading, and (``call``) the correct result."""
+    """Where a source is wrong or misleading, and (``call``) the correct result.
+
+    ``followed_by`` continues the argument: more (text, call) pairs, each call
+    evaluated and shown like ``call`` (a call may be empty).
+    """
 
     text: str
     call: str = ""
+    followed_by: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section of prose on the page, with results SymPy computed and numbers the code computed.
+
+    ``equations`` are shown as ``lhs = rhs`` after ``text`` (they must be
+    results, not typed); ``call`` is evaluated with the generated functions, as
+    an example's, and shown after them; ``text_after`` closes the section.
+    ``place`` is "after_steps" or "end" (after the worked examples).
+    """
+
+    title: str
+    text: str
+    equations: tuple[tuple[sp.Expr, sp.Expr], ...] = ()
+    call: str = ""
+    text_after: str = ""
+    place: str = "end"
+
+    def __post_init__(self):
+        if self.place not in ("after_steps", "end"):
+            raise ValueError(f"Section {self.title!r}: place must be 'after_steps' or 'end', got {self.place!r}")
+
+
+ExerciseCheck = Callable[[sp.Expr], bool]
+"""Given the answer, True if SymPy confirms it (a module-level function: derivations are pickled)."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A question for the reader, its answer, and how SymPy checks the answer at build time.
+
+    ``check`` is an :class:`Identity` (proved like the page's identities) or a
+    function of ``answer_expression`` returning True; the build fails, naming
+    the exercise, if the check fails.
+    """
+
+    question: str  # Markdown
+    answer_expression: sp.Expr  # shown in the answer; an Eq shows both sides
+    check: ExerciseCheck | Identity
+    answer: str = ""  # Markdown: the answer explained, before its expression
+    title: str = ""  # a short name, for the page and for build errors
+
+    @property
+    def name(self) -> str:
+        return self.title or self.question.split(".")[0][:60]
 
 
 @dataclass(frozen=True)
@@ -201,4 +252,6 @@ class Derivation:
     examples: tuple[Example, ...] = ()
     errata: tuple[Erratum, ...] = ()
     figures: tuple[Figure, ...] = ()
+    sections: tuple[Section, ...] = ()
+    exercises: tuple[Exercise, ...] = ()
     results: Mapping[str, sp.Expr] = field(default_factory=dict)  # named, for other derivations

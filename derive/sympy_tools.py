@@ -127,3 +127,18 @@ def on_each_side_of_zero(identity, variable: sp.Symbol) -> tuple:
                              long=identity.long.subs(variable, value),
                              shortcut=identity.shortcut.subs(variable, value)))
     return tuple(sides)
+
+
+def chain_rule(outer: sp.Expr, inner: sp.IndexedBase, count: int, wrt: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """SymPy's own chain rule, for ``outer`` depending on ``wrt`` through ``inner[1..count]``.
+
+    ``outer`` becomes an unknown function of ``count`` unknown functions of
+    ``wrt``; SymPy differentiates that composition, and the result is written
+    back with ``outer`` and the entries of ``inner``. Returns the derivative
+    asked for and SymPy's answer: the chain rule computed for an explicit count,
+    which the index form then writes as a sum.
+    """
+    functions = [sp.Function(f"{inner.label}_{m}")(wrt) for m in range(1, count + 1)]
+    composed = sp.Function(f"outer_{outer}")(*functions)
+    back = {composed: outer, **{f: inner[m] for m, f in enumerate(functions, 1)}}
+    return sp.Derivative(outer, wrt), sp.diff(composed, wrt).xreplace(back)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum
 
@@ -9,6 +10,7 @@ from derive.derivations import result
 from derive.figures import annotated_heatmap
 from derive.model import (
     C,
+    D,
     S,
     W,
     class_index,
@@ -18,8 +20,10 @@ from derive.model import (
     explicit_softmax,
     explicit_vector,
     input_index,
+    summation,
     x,
     y,
+    z,
 )
 from derive.steps import (
     Assign,
@@ -28,14 +32,16 @@ from derive.steps import (
     Derivation,
     Erratum,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
     Param,
+    Section,
     Step,
     every,
 )
-from derive.sympy_tools import evaluate, pull_out_of_sums, sums_of
+from derive.sympy_tools import chain_rule, evaluate, pull_out_of_sums, sums_of
 
 
 def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
@@ -73,6 +79,65 @@ NAIVE_NOTE = (
 )
 
 
+def _entropy_plus_divergence(answer) -> bool:
+    """Both sides are sums over the same i, entering linearly: compare them term by term (y_i, S_i > 0)."""
+    sums = answer.lhs.atoms(Sum) | answer.rhs.atoms(Sum)
+    if len({total.limits for total in sums}) != 1:
+        return False
+    ((i, _, _),) = next(iter(sums)).limits
+    positive = {y[i]: sp.Symbol("y_i", positive=True), S[i]: sp.Symbol("S_i", positive=True)}
+    termwise = (answer.lhs - answer.rhs).xreplace({total: total.function for total in sums})
+    return sp.simplify(sp.expand_log(termwise.xreplace(positive), force=True)) == 0
+
+
+def _smoothed_targets(answer) -> bool:
+    """(1 − ε)y + ε/C sums to 1 when y does, so the result S − y holds with it in place of y."""
+    i, c = class_index("i"), class_index("c")
+    epsilon = sp.Symbol("epsilon", positive=True)
+    total = pull_out_of_sums(evaluate(Sum((1 - epsilon) * y[i] + epsilon / C, (i, 1, C))))
+    (labels_total,) = sums_of(y, total)
+    sums_to_one = sp.simplify(total.xreplace({labels_total: 1})) == 1
+    return sums_to_one and sp.expand(answer.rhs - (S[c] - ((1 - epsilon) * y[c] + epsilon / C))) == 0
+
+
+def _gradient_check(fig, generated, posts) -> None:
+    """Relative error of finite differences against weight_grad, against the step h."""
+    steps = np.logspace(-13, -1, 49)
+
+    def worst_relative_error(dtype, central: bool, h: float) -> float:
+        x, W, y = posts.X.astype(dtype), posts.W.astype(dtype), posts.Y.astype(dtype)
+
+        def loss(weights) -> float:
+            return float(generated.cross_entropy_from_logits(generated.summation(x, weights), y))
+
+        analytic = generated.weight_grad(x, W, y).astype(float)
+        numeric = np.zeros_like(analytic)
+        for index in np.ndindex(W.shape):
+            up, down = W.copy(), W.copy()
+            up[index] += dtype(h)
+            if central:
+                down[index] -= dtype(h)
+            taken = float(up[index]) - float(down[index])  # the step as rounded in this dtype
+            if taken == 0:
+                return np.nan  # h is below the dtype's resolution at this weight: no step at all
+            numeric[index] = (loss(up) - loss(down)) / taken
+        denominator = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), 1e-300)
+        return float(np.max(np.abs(analytic - numeric) / denominator))
+
+    ax = fig.subplots()
+    for dtype, central, style in ((np.float64, True, "-"), (np.float64, False, "--"), (np.float32, True, ":")):
+        errors = [worst_relative_error(dtype, central, h) for h in steps]
+        label = f"{'central' if central else 'forward'} differences, {np.dtype(dtype).name}"
+        ax.loglog(steps, np.maximum(errors, 1e-17), style, label=label)  # nan: not drawn
+    ax.axhline(1e-7, color="gray", linewidth=0.8)
+    ax.text(steps[0], 1.5e-7, "1e-7 (CS231n: above this, suspicious)", fontsize=7, color="gray")
+    ax.set_xlabel("step $h$")
+    ax.set_ylabel("worst relative error over the 15 weights")
+    ax.set_title("Finite differences against weight_grad, posts' example")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
 def _gradient_heatmap(fig, generated, posts) -> None:
     gradient = generated.weight_grad(posts.X, posts.W, posts.Y)
     D, C = gradient.shape
@@ -88,7 +153,10 @@ def derive():
     loss = cross_entropy()
     XE = sp.Symbol("XE")
     dxe_ds = evaluate(sp.diff(loss, S[t]))
+    chain_for_three = chain_rule(XE, S, 3, W[j, c])
     chain = Sum(Derivative(XE, S[t]) * Derivative(S[t], W[j, c]), (t, 1, C))
+    # kept apart (UnevaluatedExpr survives the build cache's pickling; Mul(evaluate=False) does not)
+    substituted_uncancelled = Sum(sp.UnevaluatedExpr(dxe_ds) * sp.UnevaluatedExpr(ds_dw), (t, 1, C))
     chain_substituted = Sum(dxe_ds * ds_dw, (t, 1, C))
     collapsed = pull_out_of_sums(evaluate(chain_substituted))
     (labels_total,) = sums_of(y, collapsed)
@@ -100,25 +168,53 @@ def derive():
     X, P, Y = sp.IndexedBase("x"), sp.IndexedBase("S"), sp.IndexedBase("y")
     per_sample = shortcut.xreplace({S[c]: P[b, c], y[c]: Y[b, c], x[j]: X[b, j]})
     batch_mean = Sum(per_sample, (b, 1, B)) / B
+    L = sp.Symbol("L")  # the mean loss of a batch
+
+    # The vectorised forms: matrices of named shapes (a sample is a row of X, S, Y).
+    k = class_index("k")
+    ds_dz = result("softmax_jacobian", "jacobian", i=t, j=k)
+    logit_sum = pull_out_of_sums(evaluate(Sum(dxe_ds * ds_dz, (t, 1, C))))
+    (labels_in_logit_sum,) = sums_of(y, logit_sum)
+    logit_grad = sp.expand(logit_sum.xreplace({labels_in_logit_sum: sp.Integer(1)}))  # S_k − y_k
+    bias = sp.IndexedBase("beta")
+    bias_grad = evaluate(Sum(logit_grad * sp.diff(summation(k) + bias[k], bias[c]), (k, 1, C)))
+    decay, d = sp.Symbol("lambda", positive=True), input_index("d")
+    penalty = decay / 2 * Sum(Sum(W[d, k] ** 2, (d, 1, D)), (k, 1, C))
+    penalty_grad = evaluate(sp.diff(penalty, W[j, c]))
+    x_col, s_col, y_col = (sp.MatrixSymbol(n, m, 1) for n, m in (("x", D), ("S", C), ("y", C)))
+    X_rows, S_rows, Y_rows = (sp.MatrixSymbol(n, B, m) for n, m in (("X", D), ("S", C), ("Y", C)))
+    G = sp.MatrixSymbol("G", D, C)
+    one_sample = x_col * (s_col - y_col).T
+    batch = X_rows.T * (S_rows - Y_rows) / B
 
     steps = (
         Step(
             "Derivative of the loss",
-            "Only the term $i = t$ of the sum contains $S_t$; $d(\\log S)/dS = 1/S$.",
+            "Differentiate the sum term by term: $\\partial S_i / \\partial S_t = \\delta_{it}$, so "
+            "only the term $i = t$ survives, and $d(\\log S)/dS = 1/S$.",
             Derivative(loss, S[t]),
             dxe_ds,
         ),
         Step(
-            "Chain rule",
-            "$W$ reaches the loss through every output $S_t$.",
-            Derivative(XE, W[j, c]),
-            chain,
+            "Chain rule, as SymPy applies it (for C = 3)",
+            "$W_{jc}$ reaches the loss through every output. SymPy, given $XE$ as an unknown "
+            "function of three unknown functions $S_1, S_2, S_3$ of $W_{jc}$, returns one term "
+            "per output.",
+            *chain_for_three,
         ),
         Step(
             "Substitute the two Jacobians",
-            "$\\partial XE / \\partial S_t$ from the first step, $\\partial S_t / \\partial W_{jc}$ "
-            "from the layer page; $S_t$ cancels.",
+            "With $C$ classes there is one such term for each $S_t$: the sum on the left. "
+            "$\\partial XE / \\partial S_t$ comes from step 1, $\\partial S_t / \\partial W_{jc}$ "
+            "from the layer page.",
             chain,
+            substituted_uncancelled,
+        ),
+        Step(
+            "Cancel S_t",
+            "$S_t$ divides and multiplies, and cancels. That needs $S_t \\neq 0$, which holds: "
+            "every softmax output is $e^{z_t}$, positive, over a positive sum, so $S_t > 0$.",
+            substituted_uncancelled,
             chain_substituted,
         ),
         Step(
@@ -128,16 +224,19 @@ def derive():
             collapsed,
         ),
         Step(
-            "One-hot labels: Σ y = 1",
-            "$y$ is one-hot, so its entries add up to 1. SymPy cannot know this; "
-            "it is supplied here, and only here.",
+            "The targets sum to 1: Σ y = 1",
+            "The only fact about $y$ used is that its entries add up to 1, not that it is "
+            "one-hot. So the result holds for any target distribution: one-hot labels, soft "
+            "targets, label-smoothed targets. SymPy cannot know it; it is supplied here, and only here.",
             collapsed,
             shortcut,
         ),
         Step(
             "Mean over a batch",
-            "The loss of a batch of $B$ samples is the mean of theirs; the derivative of a "
-            "mean is the mean of the derivatives, each with its own $x$, $S$ and $y$.",
+            "Name $L = \\frac{1}{B}\\sum_b XE_b$ the mean loss of a batch of $B$ samples, the "
+            "number training minimises. The derivative of a mean is the mean of the "
+            "derivatives, each sample $b$ with its own $x$, $S$ and $y$ (rows $b$ of $X$, $S$ "
+            "and $Y$).",
             Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[j, c]),
             batch_mean,
         ),
@@ -145,8 +244,7 @@ def derive():
     identities = (
         Identity(
             "cross_entropy_weight_grad",
-            "The chain-rule product Σ_t ∂XE/∂S_t ∂S_t/∂W_jc equals the shortcut "
-            "(S_c − y_c)x_j, given Σ y = 1.",
+            "the chain rule through the outputs gives $(S_c - y_c)\\,x_j$, when $\\sum_i y_i = 1$",
             long=chain_substituted,
             shortcut=shortcut,
             assumptions=one_hot,
@@ -197,11 +295,12 @@ def derive():
                 Assign(error_share, (b, c), (P[b, c] - Y[b, c]) / B),
             ),
             returns=Assign(
-                Derivative(XE, W[j, c]),
+                Derivative(L, W[j, c]),
                 (j, c),
                 sum_over_batch.xreplace({sum_over_batch.function: X[b, j] * error_share[b, c]}),
             ),
             math=batch_mean,
+            matrix_form=batch,
             returns_doc="shape (D, C), like W; the posts' class-major vector is "
             "`weight_grad(x, W, y).T.ravel()`",
             flatten_batch=True,
@@ -209,23 +308,138 @@ def derive():
                                     kind="batch_mean"),
         ),
     )
+    i = class_index("i")
+    entropy = -Sum(y[i] * sp.log(y[i]), (i, 1, C))
+    divergence = Sum(y[i] * sp.log(y[i] / S[i]), (i, 1, C))
+    epsilon = sp.Symbol("epsilon", positive=True)
+    exercises = (
+        Exercise(
+            "For a target distribution $y$ (entries positive, summing to 1), show that the "
+            "cross-entropy is the entropy of $y$ plus the Kullback–Leibler divergence "
+            "$\\mathrm{KL}(y \\,\\|\\, S) = \\sum_i y_i \\log(y_i / S_i)$. Why do both have the "
+            "same gradient with respect to $W$?",
+            sp.Eq(loss, entropy + divergence),
+            _entropy_plus_divergence,
+            answer="$\\log(y_i/S_i) = \\log y_i - \\log S_i$, term by term (SymPy checks it with "
+            "$y_i, S_i > 0$). The entropy $-\\sum_i y_i \\log y_i$ does not depend on $W$, so its "
+            "gradient is 0: minimising the cross-entropy minimises the divergence.",
+            title="Cross-entropy, entropy and KL divergence",
+        ),
+        Exercise(
+            "Label smoothing trains against $\\tilde y = (1 - \\varepsilon) y + \\varepsilon / C$ "
+            "instead of a one-hot $y$. What is $\\partial XE / \\partial z_c$, and why does "
+            "nothing on this page need to change?",
+            sp.Eq(Derivative(XE, z[c]), S[c] - ((1 - epsilon) * y[c] + epsilon / C)),
+            _smoothed_targets,
+            answer="The derivation used only $\\sum_i y_i = 1$, and $\\tilde y$ sums to "
+            "$(1 - \\varepsilon) + \\varepsilon = 1$ (SymPy checks it); so the gradient is "
+            "$S - \\tilde y$, and $x_j(S_c - \\tilde y_c)$ with respect to the weights.",
+            title="Label smoothing",
+        ),
+    )
+    sections = (
+        Section(
+            "What S − y means",
+            "Step 6 says the gradient with respect to $W_{jc}$ is $x_j$ times $S_c - y_c$, and "
+            "the [page on the loss from the logits](cross-entropy-from-logits.md) shows that "
+            "$S - y$ is exactly the gradient with respect to the logits $z$. It is *predicted "
+            "minus observed*: $S$ is the distribution the model predicts, $y$ the one observed. "
+            "The true class gets a negative entry when the model gives it less than all the "
+            "probability, so gradient descent, which moves against the gradient, raises its "
+            "logit; every other class gets a positive entry, the probability it wrongly took, "
+            "and its logit is lowered. A perfect prediction, $S = y$, gives zero, and the "
+            "entries always sum to 0, since both $S$ and $y$ sum to 1. For the posts' example "
+            "(rows: $S$, $y$, and $S - y$ computed by `cross_entropy_from_logits_grad`):",
+            call="np.stack([softmax(summation(posts.X, posts.W)), posts.Y, "
+            "cross_entropy_from_logits_grad(summation(posts.X, posts.W), posts.Y)])",
+            text_after="Why this loss: with a one-hot $y$, $XE = -\\log S_{\\text{true}}$, minus "
+            "the log of the probability the model gives the class observed. Its mean over a "
+            "data set is the negative log-likelihood of the labels, so minimising it is "
+            "maximum likelihood. For any target distribution, $XE$ is the entropy of $y$ "
+            "plus the Kullback–Leibler divergence from $y$ to $S$ (exercise 1), and the "
+            "entropy does not depend on the weights.",
+            place="after_steps",
+        ),
+        Section(
+            "A sanity check: the first loss is about log C",
+            "With all weights 0, every logit is 0, every $S_i = 1/C$, and the loss is "
+            "$-\\log(1/C) = \\log C$ whatever the label; small random weights give nearly the "
+            "same. A model whose first loss is far from $\\log C$ has a bug or a poor "
+            "initialisation. Computed by the generated functions for the posts' 5 classes: the "
+            "loss with $W = 0$; the mean loss of 1000 random samples with weights of scale "
+            "0.01; and $\\log 5$:",
+            call="np.array([cross_entropy_from_logits(summation(posts.X, np.zeros((3, 5))), posts.Y), "
+            "cross_entropy_from_logits(summation(np.random.default_rng(0).normal(size=(1000, 3)), "
+            "0.01 * np.random.default_rng(1).normal(size=(3, 5))), "
+            "np.random.default_rng(2).integers(5, size=1000)).mean(), np.log(5)])",
+        ),
+        Section(
+            "Vectorised, with shapes",
+            "Stack a batch of $B$ samples as rows: $X$ is $B \\times D$, and $S$ and $Y$ are "
+            "$B \\times C$. The sum over $b$ in step 7 is then a matrix product, and the "
+            "gradient $G = \\partial L / \\partial W$, laid out like $W$, is below; for one "
+            "sample ($B = 1$, with $x$, $S$, $y$ as columns) it is the outer product "
+            "$x(S - y)^T$. These matrix forms were read off the index form entry by entry "
+            "(entry $(j, c)$ of $X^T(S - Y)$ is $\\sum_b x_{bj}(S_{bc} - Y_{bc})$), not derived "
+            "by SymPy's matrix calculus; the last worked example checks the batch form against "
+            "NumPy.",
+            equations=(
+                (G, batch),
+                (sp.Derivative(XE, bias[c]), bias_grad),
+                (sp.Derivative(penalty, W[j, c]), penalty_grad),
+            ),
+            text_after="The second line is the gradient for a bias $\\beta$ added to the "
+            "logits, $z = W^T x + \\beta$, computed by SymPy through $\\partial XE / \\partial z_k = "
+            "S_k - y_k$ and $\\partial z_k / \\partial \\beta_c = \\delta_{kc}$: the bias sees an input "
+            "that is always 1, so its gradient over a batch is the column mean of $S - Y$. The "
+            "third is the gradient of an L2 penalty added to the loss, $\\lambda W_{jc}$, to be "
+            "added to $G$.\n\n"
+            "| factor | shape |\n|---|---|\n| $X$ | $B \\times D$ |\n| $W$, $G$ | $D \\times C$ |\n"
+            "| $Z = XW$, $S$, $Y$, $S - Y$ | $B \\times C$ |\n| $\\beta$ and its gradient | $C$ |\n\n"
+            "Nothing of size $C \\times D \\times C$ is formed: the chain rule is applied as a "
+            "vector–Jacobian product, and `weight_grad` costs two matrix products and a "
+            "softmax.",
+        ),
+    )
     return Derivation(
         name="cross_entropy",
         title="The cross-entropy gradient",
         summary="How the loss $XE = -\\sum_i y_i \\log S_i$ of the layer changes with each weight (Part 3).",
-        definitions=(Definition(XE, loss, "with $y$ one-hot: $y_i = 1$ for the true class, 0 elsewhere"),),
+        definitions=(Definition(XE, loss, "with $y$ the target distribution over the classes: "
+                                "$y_i \\ge 0$ and $\\sum_i y_i = 1$. In the posts $y$ is one-hot, 1 for the "
+                                "true class and 0 elsewhere; only $\\sum_i y_i = 1$ is used below. On this "
+                                "page $j$ and $d$ count inputs; $i$, $t$, $c$ and $k$ count classes; $b$ "
+                                "counts the samples of a batch."),),
         steps=steps,
         identities=identities,
         kernels=kernels,
         examples=(
             Example("XE for class 3", "cross_entropy(softmax(summation(posts.X, posts.W)), posts.Y)",
-                    printed="PART3_XE"),
+                    printed="PART3_XE",
+                    text="Part 3 continues Part 2's layer (`posts.X`, `posts.W`) and picks \"the "
+                    "third class\": class 3 counting from 1, as on this site, which is `y[2] = 1` "
+                    "in NumPy, counting from 0 (`posts.Y`)."),
             Example("DXE = xe_dir(y, S)",
                     "cross_entropy_grad(softmax(summation(posts.X, posts.W)), posts.Y)",
-                    printed="PART3_DXE"),
+                    printed="PART3_DXE",
+                    text="The derivative of the loss with respect to each output: $-y_t / S_t$, "
+                    "zero except for the true class."),
             Example("The weight gradient, class-major", "weight_grad(posts.X, posts.W, posts.Y).T.ravel()",
-                    printed="PART3_WEIGHT_GRAD"),
+                    printed="PART3_WEIGHT_GRAD",
+                    text="Part 3 multiplies $DXE$ by the layer's Jacobian and prints the result "
+                    "reshaped (see the errata). Read in order, its 15 numbers are the gradient "
+                    "flattened class-major: ours, `.T.ravel()`."),
+            Example("A batch, against the matrix form",
+                    "weight_grad(np.stack([posts.X, posts.X[::-1]]), posts.W, np.stack([posts.Y, np.eye(5)[0]]))",
+                    reference="(lambda X, Y: X.T @ (np.exp(X @ posts.W) / np.exp(X @ posts.W).sum(axis=1, "
+                    "keepdims=True) - Y) / len(X))(np.stack([posts.X, posts.X[::-1]]), "
+                    "np.stack([posts.Y, np.eye(5)[0]]))",
+                    reference_title="X.T @ (S - Y) / B in NumPy",
+                    text="Two samples, the posts' $x$ with label 3 and $x$ reversed with label 1: "
+                    "the generated `weight_grad` against $X^T(S - Y)/B$ written directly in NumPy."),
         ),
+        sections=sections,
+        exercises=exercises,
         errata=(
             Erratum(
                 "Part 3's last two matrices are the class-major gradient vector passed through "
@@ -237,7 +451,15 @@ def derive():
         figures=(
             Figure("weight-gradient-heatmap.svg",
                    "The weight gradient for the posts' example, in W's layout: only the true "
-                   "class's column is negative.", _gradient_heatmap),
+                   "class's column is negative, because every x_j > 0 here (column c is x times "
+                   "S_c − y_c, negative only for the true class).", _gradient_heatmap),
+            Figure("gradient-check-error.svg",
+                   "Checking weight_grad by finite differences of cross_entropy_from_logits, for "
+                   "the posts' example: the worst relative error over the 15 weights against the "
+                   "step h. Too large a step leaves truncation error (falling as h² for central, h "
+                   "for forward differences); too small a step leaves rounding error (growing as "
+                   "1/h); float32 rounds about 10⁹ times more coarsely.",
+                   _gradient_check),
         ),
         results={"loss_derivative": dxe_ds, "weight_grad": shortcut, "batch_mean": batch_mean},
     )

@@ -6,6 +6,7 @@ import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum, exp, log
 
+from derive.derivations import result
 from derive.model import (
     C,
     S,
@@ -24,14 +25,16 @@ from derive.steps import (
     DerivativeOf,
     Derivation,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
     Param,
+    Section,
     Step,
     every,
 )
-from derive.sympy_tools import Maximum, evaluate, pull_out_of_sums, sums_of
+from derive.sympy_tools import Maximum, chain_rule, evaluate, pull_out_of_sums, sums_of
 
 
 def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
@@ -42,6 +45,26 @@ def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     probabilities = explicit_softmax(logits)
     loss = -sum(labels[c] * log(probabilities[c]) for c in range(n_classes))
     return Matrix([loss]).jacobian(logits), (probabilities - labels).T
+
+
+def explicit_hessian(sizes) -> tuple[Matrix, Matrix]:
+    """The Hessian of the explicit loss with respect to the logits (Σ y = 1 imposed), and diag(S) − S Sᵀ."""
+    n_classes = sizes["C"]
+    logits = explicit_vector("z", n_classes)
+    labels = explicit_labels(n_classes)
+    probabilities = explicit_softmax(logits)
+    loss = -sum(labels[c] * log(probabilities[c]) for c in range(n_classes))
+    gradient = Matrix([loss]).jacobian(logits)
+    return gradient.T.jacobian(logits), sp.diag(*probabilities) - probabilities * probabilities.T
+
+
+def _log_sum_exp_above_max(answer) -> bool:
+    """With a = b + u, u ≥ 0 (the other order is the same by symmetry): both sides agree, and are > 0."""
+    a, b = sp.Symbol("a", real=True), sp.Symbol("b", real=True)
+    gap = sp.Symbol("u", nonnegative=True)
+    larger_first = {a: b + gap}
+    lhs, rhs = (side.xreplace(larger_first) for side in (answer.lhs, answer.rhs))
+    return sp.simplify(sp.expand_log(lhs - rhs, force=True)) == 0 and bool(rhs.is_positive)
 
 
 def _naive_against_stable(fig, generated, posts) -> None:
@@ -87,28 +110,114 @@ def derive():
 
     t = class_index("t")
     chain = Sum((-y[t] / S[t]) * S[t] * (sp.KroneckerDelta(t, j) - S[j]), (t, 1, C))
+
+    # The same gradient by the route through S: the chain rule, as the second proof checks it.
+    dxe_ds = evaluate(sp.diff(loss, S[t]))  # −y_t/S_t
+    ds_dz = result("softmax_jacobian", "jacobian", i=t, j=j)  # S_t(δ_tj − S_j)
+    chain_for_three = chain_rule(XE, S, 3, z[j])
+    chain_written = Sum(Derivative(XE, S[t]) * Derivative(S[t], z[j]), (t, 1, C))
+    uncancelled = Sum(sp.UnevaluatedExpr(dxe_ds) * sp.UnevaluatedExpr(ds_dz), (t, 1, C))  # not cancelled yet
+    through_S = pull_out_of_sums(evaluate(Sum(dxe_ds * ds_dz, (t, 1, C))))
+    (labels_through_S,) = sums_of(y, through_S)
+    through_S_result = sp.expand(through_S.xreplace({labels_through_S: sp.Integer(1)}))
+    if sp.expand(through_S_result - gradient_in_S) != 0:
+        raise ValueError(f"the route through S gives {through_S_result}, not {gradient_in_S}")
+
+    l = class_index("l")  # the maximum's own index, apart from the sum's k
+    m_of_z = Maximum(z[l], (l, 1, C))
+    stable_loss = loss.xreplace({log(S[i]): stable_log_softmax.subs(shift, m_of_z)})
+    n = class_index("n")  # the second logit, apart from the sum's k
+    second = Derivative(XE, z[j], z[n])
+    hessian_entry = result("softmax_jacobian", "jacobian", i=j, j=n)  # S_j(δ_jn − S_n)
+    a, b = sp.Symbol("a", real=True), sp.Symbol("b", real=True)
+    exercises = (
+        Exercise(
+            "Show that $\\log(e^a + e^b) > \\max(a, b)$ for all real $a$, $b$: log-sum-exp is a "
+            "smooth maximum that always lies above the maximum. By how much at most?",
+            sp.Eq(log(exp(a) + exp(b)) - sp.Max(a, b), log(1 + exp(-sp.Abs(a - b)))),
+            _log_sum_exp_above_max,
+            answer="Take $e^{\\max}$ out of the sum: the excess is $\\log(1 + e^{-|a - b|})$, "
+            "positive and at most $\\log 2$ (when $a = b$). With $C$ terms it is at most "
+            "$\\log C$. SymPy checks the identity for $a \\ge b$ (the other case is the same "
+            "with $a$ and $b$ swapped) and that the right side is positive.",
+            title="Log-sum-exp lies above the maximum",
+        ),
+        Exercise(
+            "Differentiate $\\partial XE / \\partial z_j = S_j - y_j$ once more, by $z_n$. What is "
+            "the Hessian of the loss with respect to the logits, and what does it say about the "
+            "loss as a function of $z$?",
+            sp.Eq(second, hessian_entry),
+            Identity(
+                "cross_entropy_logit_hessian",
+                "the Hessian of the loss in the logits is the softmax Jacobian",
+                long=sp.diff(gradient, z[n]),
+                shortcut=hessian_entry.subs({S[j]: softmax(j), S[n]: softmax(n)}),
+                explicit=explicit_hessian,
+                explicit_sizes=every(C=range(2, 5)),
+            ),
+            answer="$y$ does not depend on $z$, so the second derivative is the derivative of "
+            "$S_j$: the softmax Jacobian, $\\operatorname{diag}(S) - S S^T$, the covariance "
+            "matrix of the predicted distribution (an exercise of the softmax page). It is "
+            "positive semi-definite, so the loss is convex in $z$; its null space is the shift "
+            "direction $(1, \\dots, 1)$, along which the loss does not change. SymPy proves it in "
+            "index form and with explicit matrices for $C = 2..4$.",
+            title="The second derivative is the softmax covariance",
+        ),
+    )
+    sections = (
+        Section(
+            "Vectorised, with shapes",
+            "For a batch, the logits $Z = XW$ are $B \\times C$, one row per sample, and so are "
+            "$S$, $Y$ and the gradient: for the mean loss $L = \\frac{1}{B} \\sum_b XE_b$ it is "
+            "$(S - Y)/B$, row $b$ being step 7's result for sample $b$, divided by $B$.\n\n"
+            "| factor | shape |\n|---|---|\n| $Z$, $\\log S$, $S$, $Y$ | $B \\times C$ |\n"
+            "| $m$ (each row's maximum) | $B$ |\n| $XE$ | $B$ |\n"
+            "| $\\partial L / \\partial Z = (S - Y)/B$ | $B \\times C$ |\n\n"
+            "This is the vector–Jacobian product of the two routes above in one step: "
+            "the $C \\times C$ softmax Jacobian is never formed. Backpropagation into $W$ "
+            "multiplies by $X^T$ (the [cross-entropy page](cross-entropy.md)).",
+        ),
+    )
     steps = (
         Step("Log of a quotient", "$\\log(a/b) = \\log a - \\log b$, and $\\log e^{z_i} = z_i$.",
              log(softmax(i)), log_softmax),
         Step("Stable log-sum-exp",
-             "Take $e^{m}$ out of every term: with $m = \\max_k z_k$ no exponential overflows, "
-             "and the largest term is $e^0 = 1$, so the logarithm's argument is never 0.",
+             "Take $e^{m}$ out of every term of the sum, and out of the logarithm as $m$: the "
+             "value is unchanged. The generated code computes the left side, with "
+             "$m = \\max_l z_l$: then no exponential exceeds $e^0 = 1$, so none overflows, and "
+             "the largest term is exactly 1, so the logarithm's argument is at least 1, never 0.",
              shifted_log_sum_exp, unshifted),
         Step("The loss in terms of the logits", "Substitute $\\log S_i$; no logarithm of a probability remains.",
              loss, loss_of_logits),
         Step("Out of the sums", "Factors without $i$ leave the sums.", loss_of_logits, pulled),
-        Step("One-hot labels: Σ y = 1", "$y$ is one-hot, so its entries add up to 1.",
+        Step("The targets sum to 1: Σ y = 1",
+             "Only this is used, not that $y$ is one-hot: the result holds for soft and "
+             "label-smoothed targets too.",
              pulled, loss_one_hot),
         Step("Derivative with respect to the logits",
              "The derivative of $\\log \\sum_k e^{z_k}$ is the softmax; the delta in "
              "$\\sum_i y_i \\delta_{ij}$ keeps $y_j$.",
              Derivative(XE, z[j]), gradient),
         Step("In terms of S", "$e^{z_j} / \\sum_k e^{z_k}$ is $S_j$.", gradient, gradient_in_S),
+        Step("The route through S: chain rule, as SymPy applies it (for C = 3)",
+             "The same gradient, the way the cross-entropy page goes: $z_j$ reaches the loss "
+             "through every output. SymPy, given $XE$ as an unknown function of three unknown "
+             "functions $S_1, S_2, S_3$ of $z_j$, returns one term per output.",
+             *chain_for_three),
+        Step("The route through S: substitute",
+             "With $C$ classes, one term per $S_t$; $\\partial XE / \\partial S_t = -y_t/S_t$ and "
+             "$\\partial S_t / \\partial z_j$ from the softmax Jacobian page.",
+             chain_written, uncancelled),
+        Step("The route through S: cancel, collapse, Σ y = 1",
+             "$S_t$ cancels ($S_t > 0$: a softmax output is never 0 in exact arithmetic); the "
+             "delta keeps $t = j$; $\\sum_t y_t = 1$. The result is step 7's: the second proof "
+             "below checks this route.",
+             uncancelled, through_S_result),
     )
     identities = (
         Identity(
             "log_sum_exp_shift",
-            "Shifting the logits by m inside log-sum-exp and adding m back changes nothing.",
+            "shifting the logits by $m$ inside log-sum-exp and adding $m$ back changes nothing",
             long=shifted_log_sum_exp,
             shortcut=log_sum_exp,
             long_title="The shifted log-sum-exp,",
@@ -116,7 +225,7 @@ def derive():
         ),
         Identity(
             "cross_entropy_logit_grad",
-            "The chain-rule product Σ_t ∂XE/∂S_t ∂S_t/∂z_j equals S_j − y_j, given Σ y = 1.",
+            "the route through $S$ gives $S_j - y_j$ too, when $\\sum_t y_t = 1$",
             long=chain,
             shortcut=gradient_in_S,
             assumptions={Sum(y[t], (t, 1, C)): sp.Integer(1)},
@@ -146,7 +255,7 @@ def derive():
                 stable_log_softmax.xreplace({shift: 0}).xreplace(
                     {z[i]: shifted[i], z[k]: shifted[k]}),
             ),
-            math=stable_log_softmax.subs(shift, Maximum(z[k], (k, 1, C))),
+            math=stable_log_softmax.subs(shift, m_of_z),
             returns_doc="log-probabilities, shape (..., C); finite for finite logits",
             reference="torch.log_softmax(z, dim=-1)",
         ),
@@ -156,7 +265,7 @@ def derive():
             params=logits_and_labels,
             body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),),
             returns=Assign(XE, (), loss.xreplace({log(S[i]): log_s[i]})),
-            math=loss_of_logits,
+            math=stable_loss,
             returns_doc="the loss of each sample, shape (...)",
             reference="torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), "
             "y.reshape(-1, y.shape[-1]), reduction='none').reshape(z.shape[:-1])",
@@ -174,22 +283,33 @@ def derive():
     return Derivation(
         name="cross_entropy_from_logits",
         title="The cross-entropy from the logits",
-        summary="The loss and its gradient computed from $z$ directly: stable where "
-        "$\\log(\\operatorname{softmax}(z))$ overflows or takes $\\log 0$.",
-        definitions=(Definition(XE, loss, "with $S = \\operatorname{softmax}(z)$ and $y$ one-hot"),),
+        summary="The loss and its gradient computed from $z$ directly. Computed as written, "
+        "$-\\sum_i y_i \\log \\operatorname{softmax}(z)_i$ fails in two ways: an unshifted softmax "
+        "overflows ($e^{z}$ is `inf` in float64 once $z > 709$, and `inf/inf` is `nan`); a shifted "
+        "softmax cannot overflow, but the probability of a class whose logit is far below the "
+        "largest underflows to 0, and then $-\\log 0 = \\infty$. From the logits, neither happens.",
+        definitions=(Definition(XE, loss, "with $S = \\operatorname{softmax}(z)$ and $y$ a target "
+                                "distribution ($\\sum_i y_i = 1$; one-hot in the posts). On this page every "
+                                "index ($i$, $j$, $k$, $l$, $n$, $t$) counts classes."),),
         steps=steps,
         identities=identities,
         kernels=kernels,
         examples=(
             Example("XE for class 3, from the logits",
                     "cross_entropy_from_logits(summation(posts.X, posts.W), posts.Y)",
-                    printed="PART3_XE"),
+                    printed="PART3_XE",
+                    text="Part 3's loss, for its layer (`posts.X`, `posts.W`) and its third class "
+                    "(`y[2] = 1` in NumPy's 0-based count), computed here from the logits: it "
+                    "agrees with the post's, computed through $S$."),
         ),
+        sections=sections,
+        exercises=exercises,
         figures=(
             Figure("naive-against-stable.svg",
-                   "The loss computed from the probabilities overflows to inf once the true class's "
-                   "probability underflows to 0; computed from the logits, it grows linearly and "
-                   "stays finite.", _naive_against_stable),
+                   "The loss computed through the probabilities, cross_entropy(softmax(z), y): the "
+                   "softmax is shifted and does not overflow, but once the true class's logit is "
+                   "about 745 below the largest, its probability underflows to 0 and the loss is "
+                   "−log 0 = inf. Computed from the logits, it grows linearly and stays finite.", _naive_against_stable),
         ),
         results={"log_softmax": log_softmax, "logit_grad": gradient_in_S},
     )

@@ -9,6 +9,7 @@ from sympy import Derivative, KroneckerDelta, Matrix, Sum
 from derive.derivations import result
 from derive.model import (
     C,
+    D,
     S,
     W,
     class_index,
@@ -28,14 +29,16 @@ from derive.steps import (
     Derivation,
     Erratum,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
     Param,
+    Section,
     Step,
     every,
 )
-from derive.sympy_tools import evaluate
+from derive.sympy_tools import chain_rule, evaluate, pull_out_of_sums, sums_of
 
 
 def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
@@ -61,6 +64,40 @@ def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     return ds_dz * dz_dw, shortcut
 
 
+def explicit_column_sums(sizes) -> tuple[Matrix, Matrix]:
+    """Σ_t ∂S_t/∂W_jc for every weight, with explicit matrices (a row, class-major), and zeros."""
+    n_inputs, n_classes = sizes["D"], sizes["C"]
+    layer = explicit_layer(n_inputs, n_classes)
+    logits = explicit_vector("z", n_classes)  # independent logits, as in explicit_chain_rule
+    probabilities = explicit_softmax(logits)
+    jacobian = probabilities.jacobian(logits) * layer.z.jacobian(layer.weights)  # (C, D*C)
+    return sp.ones(1, n_classes) * jacobian, sp.zeros(1, n_inputs * n_classes)
+
+
+def _is_x_times_softmax_jacobian(answer) -> bool:
+    """The answer, with ∂S_t/∂z_c replaced by the softmax page's result, is this page's result."""
+    t, c = class_index("t"), class_index("c")
+    j = input_index("j")
+    entry = result("softmax_jacobian", "jacobian", i=t, j=c)
+    ours = result("layer_jacobian", "layer_jacobian", t=t, j=j, c=c)
+    return sp.expand(answer.rhs.xreplace({Derivative(S[t], z[c]): entry}) - ours) == 0
+
+
+def _jacobian_slices(fig, generated, posts) -> None:
+    jacobian = generated.layer_jacobian(posts.X, posts.W)  # [t, j, c]
+    C, D, _ = jacobian.shape
+    limit = np.abs(jacobian).max()
+    axes = fig.subplots(1, C, sharey=True)
+    for t, ax in enumerate(axes):
+        image = ax.imshow(jacobian[t], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(f"$t = {t + 1}$: $\\partial S_{{{t + 1}}}/\\partial W$", fontsize=9)
+        ax.set_xticks(range(C), [f"{c + 1}" for c in range(C)], fontsize=7)
+        ax.set_xlabel("class $c$", fontsize=8)
+    axes[0].set_yticks(range(D), [f"{j + 1}" for j in range(D)], fontsize=7)
+    axes[0].set_ylabel("input $j$", fontsize=8)
+    fig.colorbar(image, ax=list(axes), shrink=0.6)
+
+
 def _layer_jacobian_heatmap(fig, generated, posts) -> None:
     jacobian = generated.layer_jacobian(posts.X, posts.W)  # [t, j, c]
     C, D, _ = jacobian.shape
@@ -82,30 +119,54 @@ def derive():
     j = input_index("j")
     ds_dz = result("softmax_jacobian", "jacobian", i=t, j=k)  # ∂S_t/∂z_k
 
+    d = input_index("d")  # the summation's own index: z_k = Σ_d W_dk x_d
+    weight_delta = sp.diff(W[d, k], W[j, c])
+    term_by_term = Sum(sp.diff(W[d, k] * x[d], W[j, c]), (d, 1, D))
     dz_dw = evaluate(sp.diff(summation(k), W[j, c]))
+    chain_for_three = chain_rule(S[t], z, 3, W[j, c])
     chain = Sum(Derivative(S[t], z[k]) * Derivative(z[k], W[j, c]), (k, 1, C))
     chain_substituted = Sum(ds_dz * dz_dw, (k, 1, C))
     shortcut = sp.factor(evaluate(chain_substituted))
+    same = shortcut.subs(KroneckerDelta(c, t), 1).subs(t, c)
+    different = shortcut.subs(KroneckerDelta(c, t), 0)
+
+    column_sum = Sum(shortcut, (t, 1, C))
+    column_sum_evaluated = pull_out_of_sums(evaluate(column_sum))
+    (outputs_total,) = sums_of(S, column_sum_evaluated)
 
     steps = (
         Step(
-            "Derivative of the summation",
-            "$z_k = \\sum_d W_{dk} x_d$; only the weight $W_{jc}$ with $k = c$ appears in $z_k$, "
-            "multiplied by $x_j$.",
+            "One weight by another",
+            "The weights are independent variables: $W_{dk}$ is $W_{jc}$ itself only when both "
+            "its indices match ($d = j$ and $k = c$), so the derivative is a product of two deltas.",
+            Derivative(W[d, k], W[j, c]),
+            weight_delta,
+        ),
+        Step(
+            "Derivative of the summation, term by term",
+            "$z_k = \\sum_d W_{dk} x_d$ is differentiated term by term; $x_d$ does not depend on "
+            "$W$, so each term gives the double delta of the previous step times $x_d$.",
             Derivative(summation(k), W[j, c]),
+            term_by_term,
+        ),
+        Step(
+            "Collapse the sum over inputs",
+            "$\\delta_{dj}$ keeps the single term $d = j$ ($j$ is in $1..D$); $\\delta_{ck}$ does "
+            "not depend on $d$ and stays: $z_k$ depends on $W_{jc}$ only when $k = c$, with slope $x_j$.",
+            term_by_term,
             dz_dw,
         ),
         Step(
-            "Chain rule",
-            "$W$ reaches $S_t$ through every logit $z_k$, so the derivatives through each "
-            "$z_k$ add up.",
-            Derivative(S[t], W[j, c]),
-            chain,
+            "Chain rule, as SymPy applies it (for C = 3)",
+            "$W_{jc}$ reaches $S_t$ through every logit. SymPy, given $S_t$ as an unknown function "
+            "of three unknown functions $z_1, z_2, z_3$ of $W_{jc}$, returns one term per logit.",
+            *chain_for_three,
         ),
         Step(
             "Substitute the two Jacobians",
-            "$\\partial S_t / \\partial z_k$ from the softmax Jacobian page, "
-            "$\\partial z_k / \\partial W_{jc}$ from the first step.",
+            "With $C$ classes there is one such term for each $z_k$: the sum on the left. "
+            "$\\partial S_t / \\partial z_k$ comes from the softmax Jacobian page, "
+            "$\\partial z_k / \\partial W_{jc}$ from step 3.",
             chain,
             chain_substituted,
         ),
@@ -115,22 +176,69 @@ def derive():
             chain_substituted,
             shortcut,
         ),
-        Step("Case t = c", "The delta is 1.", shortcut,
-             shortcut.subs(KroneckerDelta(c, t), 1).subs(t, c)),
-        Step("Case t ≠ c", "The delta is 0.", shortcut,
-             shortcut.subs(KroneckerDelta(c, t), 0)),
+        Step("The two cases",
+             "When $t = c$ the delta is 1 and $S_t$ is $S_c$ (SymPy substitutes $t \\to c$); "
+             "when $t \\ne c$ the delta is 0. Each line holds only under its condition.",
+             shortcut, sp.Piecewise((same, sp.Eq(t, c)), (different, True))),
     )
     identities = (
         Identity(
             "layer_jacobian",
-            "The chain-rule product Σ_k ∂S_t/∂z_k ∂z_k/∂W_jc equals the shortcut "
-            "S_t(δ_tc − S_c)x_j.",
+            "the chain rule through the logits gives $S_t(\\delta_{tc} - S_c)\\,x_j$",
             long=chain_substituted,
             shortcut=shortcut,
             explicit=explicit_chain_rule,
             explicit_sizes=every(C=range(2, 7), D=range(1, 5)),
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
+        ),
+        Identity(
+            "layer_jacobian_columns_sum_to_zero",
+            "the derivatives of all outputs by one weight add up to 0",
+            long=column_sum,
+            shortcut=sp.Integer(0),
+            assumptions={outputs_total: sp.Integer(1)},
+            explicit=explicit_column_sums,
+            explicit_sizes=every(C=range(2, 6), D=range(1, 4)),
+            long_title="The sum over the outputs of the derivative by $W_{jc}$,",
+            shortcut_title="zero,",
+        ),
+    )
+    g = sp.IndexedBase("g")  # the gradient arriving at S from the loss
+    vjp = Sum(g[t] * Derivative(S[t], W[j, c]), (t, 1, C))
+    vjp_value = sp.factor(pull_out_of_sums(evaluate(Sum(g[t] * shortcut, (t, 1, C)))))
+    sections = (
+        Section(
+            "Vectorised, with shapes",
+            "For one sample the derivative has three indices, so `layer_jacobian` returns an "
+            "array of shape `(C, D, C)` (a batch adds a leading `B`): entry `[t, j, c]` is "
+            "$\\partial S_t / \\partial W_{jc}$, with the indices counted from 0 in the code and "
+            "from 1 in the maths. Each slice `[t]` is laid out like $W$ (inputs by classes); the "
+            "figure below draws the five slices of the posts' example.\n\n"
+            "| factor | shape |\n|---|---|\n| $x$ | $D$ |\n| $W$ | $D \\times C$ |\n"
+            "| $z = W^T x$, $S$ | $C$ |\n| $\\partial S / \\partial z$ (softmax Jacobian) | $C \\times C$ |\n"
+            "| $\\partial z / \\partial W$ | $C \\times D \\times C$ |\n"
+            "| $\\partial S / \\partial W$ | $C \\times D \\times C$ (the posts flatten it to "
+            "$C \\times CD$, class-major) |\n\n"
+            "Training never needs this tensor. Backpropagation brings the gradient "
+            "$g_t = \\partial L / \\partial S_t$ of a scalar loss and needs only the "
+            "vector–Jacobian product, which SymPy collapses to an outer product: $x$ times "
+            "the vector $g^T J$ of the softmax page, $D \\times C$ numbers, never $C \\times D "
+            "\\times C$:",
+            equations=((vjp, vjp_value),),
+            text_after="With the cross-entropy, $g_t = -y_t/S_t$, and this becomes "
+            "$x_j(S_c - y_c)$: the next page.",
+        ),
+    )
+    exercises = (
+        Exercise(
+            "Write $\\partial S_t / \\partial W_{jc}$ with the entry $(t, c)$ of the softmax "
+            "Jacobian. Why does the input index $j$ appear only in $x_j$?",
+            sp.Eq(Derivative(S[t], W[j, c]), x[j] * Derivative(S[t], z[c])),
+            _is_x_times_softmax_jacobian,
+            answer="Because $W_{jc}$ enters only $z_c$, with slope $x_j$: the chain-rule sum keeps "
+            "one term, $\\partial S_t / \\partial z_c$ times $x_j$.",
+            title="The layer's Jacobian from the softmax Jacobian",
         ),
     )
     inputs_and_weights = (
@@ -175,7 +283,8 @@ def derive():
         summary="How each output $S_t$ of the layer $S = \\operatorname{softmax}(W^T x)$ changes "
         "with each weight $W_{jc}$ (Part 2).",
         definitions=(
-            Definition(z[k], summation(k), "the weighted sum for class $k$: $z = W^T x$"),
+            Definition(z[k], summation(k), "the weighted sum for class $k$: $z = W^T x$. On this page "
+                       "$j$ and $d$ count inputs; $t$, $c$ and $k$ count classes."),
             Definition(S[t], softmax(t), "the softmax of the logits"),
         ),
         steps=steps,
@@ -183,25 +292,59 @@ def derive():
         kernels=kernels,
         examples=(
             Example("The hypothesis h = softmax(Wᵀx)", "softmax(summation(posts.X, posts.W))",
-                    printed="PART3_S"),
+                    printed="PART3_S",
+                    text="Part 2's example layer: 3 inputs `posts.X` and the weights `posts.W` of "
+                    "shape (3, 5). Its printout of $h$ was lost from the capture; Part 3 prints "
+                    "the same $h$ as $S$, and that is what we compare with."),
             Example("DZ, weights class-major",
                     "summation_jacobian(posts.X, posts.W).transpose(2, 1, 0).reshape(15, 5)",
-                    printed="PART2_DZ"),
+                    printed="PART2_DZ",
+                    text="Part 2's $\\partial z / \\partial W$: one row per weight, in the posts' "
+                    "class-major order (row $c \\cdot D + j$, counted from 0, holds $W_{jc}$), one "
+                    "column per logit. Our array `[k, j, c]` is transposed and flattened into "
+                    "that layout."),
             Example("DL = DS · DZᵀ", "layer_jacobian(posts.X, posts.W).transpose(0, 2, 1).reshape(5, 15)",
-                    printed="PART2_DL_SHORTCUT"),
+                    printed="PART2_DL_SHORTCUT",
+                    text="Part 2's $\\partial S / \\partial W$, one row per output $S_t$, one "
+                    "column per weight (class-major), as printed by its shortcut version."),
         ),
+        sections=sections,
+        exercises=exercises,
         errata=(
             Erratum(
                 "Part 2's long product DS · DZᵀ prints `0.0810` in row 2 where the shortcut "
                 "version of the same entry prints `0.08105`: one digit was lost. The entry is:",
                 "layer_jacobian(posts.X, posts.W)[1, 1, 1]",
             ),
+            Erratum(
+                "Part 2 ends by saying that to update each weight we should sum the adjustments "
+                "in its column of DL, that is $\\sum_t \\partial S_t / \\partial W_{jc}$. That sum "
+                "is always 0: the outputs of a softmax add up to 1 whatever the weights, so a "
+                "change of any weight raises some outputs exactly as much as it lowers the "
+                "others. SymPy proves it above (\"the derivatives of all outputs by one weight "
+                "add up to 0\", for symbolic sizes and with explicit matrices), and the posts' "
+                "example shows it, up to rounding:",
+                "layer_jacobian(posts.X, posts.W).sum(axis=0)",
+                followed_by=(
+                    ("An update built that way never moves the weights. What training needs is "
+                     "the derivative of one number, a loss that measures how wrong $S$ is: Part 3 "
+                     "(the [cross-entropy gradient](cross-entropy.md)) weights each output's "
+                     "derivative by $\\partial XE / \\partial S_t$ before summing.", ""),
+                ),
+            ),
         ),
         figures=(
             Figure("layer-jacobian-heatmap.svg",
                    "The layer's Jacobian for the posts' example (the posts' DL): each block of three "
-                   "columns is one class; only the block of S_t's own class has positive entries.",
+                   "columns is one class; only the block of S_t's own class has positive entries, "
+                   "because every x_j > 0 here (the sign is that of S_t(δ_tc − S_c), times x_j).",
                    _layer_jacobian_heatmap),
+            Figure("layer-jacobian-slices.svg",
+                   "The (C, D, C) array layer_jacobian(x, W) for the posts' example, one slice per "
+                   "output S_t: slice t is laid out like W, input j down, class c across. In slice t "
+                   "only column c = t is positive (again because every x_j > 0 here), and each "
+                   "column is x times one number, S_t(δ_tc − S_c).",
+                   _jacobian_slices),
         ),
         results={"summation_derivative": dz_dw, "layer_jacobian": shortcut},
     )
