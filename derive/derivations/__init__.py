@@ -26,6 +26,7 @@ MODULES = (
     "layer_jacobian",  # Part 2
     "cross_entropy",  # Part 3
     "cross_entropy_from_logits",  # beyond the posts: the stable loss
+    "second_order",  # beyond the posts: Hessians and Newton's method
 )
 
 FOLDER = Path(__file__).resolve().parent
