@@ -141,7 +141,7 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
         lines.append(f"B = {first.name}.shape[0]  # samples in the batch")
         batched = set()
     if deltas:
-        floats = ", ".join(p.name for p in kernel.params)
+        floats = ", ".join(p.name for p in arrays)
         lines.append(f"dtype = xp.result_type({floats})")
 
     calls: list[str] = []

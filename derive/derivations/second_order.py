@@ -418,7 +418,6 @@ def derive():
     H, g = sp.IndexedBase("H"), sp.IndexedBase("g")
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
-    step = sp.IndexedBase(r"\Delta{}W")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
     mean_along = sp.IndexedBase("mean_along")  # Σ_d S_bd U_bd
     error_share = sp.IndexedBase("error_share")
@@ -482,8 +481,10 @@ def derive():
                   Assign(regularized, (jj, c, kk, d),
                          H[jj, c, kk, d] + l2 * KroneckerDelta(jj, kk) * KroneckerDelta(c, d)),
                   Assign(rhs, (jj, c), -g[jj, c] - l2 * W[jj, c])),
-            returns=Assign(step, (jj, c), DenseSolve(regularized, rhs, (jj, c))),
-            math=DenseSolve(sp.IndexedBase("H + l_2 I"), sp.IndexedBase("-(g + l_2 W)"), (jj, c)),
+            returns=Assign(sp.Symbol(r"\operatorname{vec}(\Delta W)"), (jj, c),
+                           DenseSolve(regularized, rhs, (jj, c))),
+            math=-(sp.MatrixSymbol("H", D * C, D * C) + l2 * sp.Identity(D * C)).inv()
+            * (sp.MatrixSymbol("g", D * C, 1) + l2 * sp.MatrixSymbol("W", D * C, 1)),
             returns_doc="ΔW, shape (D, C), like W: W + ΔW is the next Newton iterate",
             notes=f"Layout: (H + l2·I) vec(ΔW) = −vec(g + l2·W) with vec row-major "
             f"(`W.reshape(-1)`, index j·C + c), H from `weight_hessian`, g from `weight_grad`. "
