@@ -492,11 +492,12 @@ def derive():
             f"{MAX_UNKNOWNS}; above that use `weight_hvp` with conjugate gradients. l2 must be "
             "> 0: the Hessian alone is singular.",
             flatten_batch=True,
-            reference="-torch.linalg.solve(torch.func.hessian(lambda w: torch.nn.functional.cross_entropy("
+            # the outer lambda makes x, y, l2 visible to the inner ones (eval's locals are not)
+            reference="(lambda x, W, y, l2: -torch.linalg.solve(torch.func.hessian(lambda w: torch.nn.functional.cross_entropy("
             "x.reshape(-1, x.shape[-1]) @ w, y.reshape(-1, y.shape[-1])) + l2 / 2 * (w ** 2).sum())(W)"
             ".reshape(W.numel(), W.numel()), torch.func.grad(lambda w: torch.nn.functional.cross_entropy("
             "x.reshape(-1, x.shape[-1]) @ w, y.reshape(-1, y.shape[-1])) + l2 / 2 * (w ** 2).sum())(W)"
-            ".reshape(-1)).reshape(W.shape)",
+            ".reshape(-1)).reshape(W.shape))(x, W, y, l2)",
             requires=(
                 Requirement(sp.StrictGreaterThan(sp.Symbol("l2"), 0),  # l2 itself is declared positive
                             "l2: expected a penalty > 0 (the Hessian alone is singular: the "
