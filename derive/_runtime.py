@@ -193,3 +193,21 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
             _PASSED.clear()
         _PASSED.add(key)
     return result
+
+
+def scalar(name: str, value: Any) -> float:
+    """A scalar argument (a temperature, a penalty) as a Python float, or a named error.
+
+    A Python float takes the precision of the arrays it meets, so float32
+    stays float32 whatever the scalar's own type was.
+    """
+    if isinstance(value, bool) or getattr(value, "dtype", None) is not None and getattr(value, "shape", ()) != ():
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}"
+                        f"{' of shape ' + str(tuple(value.shape)) if hasattr(value, 'shape') else ''}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r:.40}") from None
+    if number != number:
+        raise ValueError(f"{name}: expected a real number, got nan")
+    return number

@@ -117,7 +117,10 @@ def store(name: str, derivation, proofs: tuple | None, used: dict[str, str]) -> 
     own = own_key(name)
     entry = Entry(own=own, key=_digest(own, *(f"{k}={v}" for k, v in sorted(used.items()))),
                   used=dict(used), derivation=derivation, proofs=proofs)
-    _write_atomically(_entry_path(name), pickle.dumps(entry))
+    data = pickle.dumps(entry)
+    if pickle.loads(data).derivation != derivation:  # e.g. an unevaluated expression evaluated
+        raise pickle.PicklingError(f"{name}: the derivation changes when pickled; not cached")
+    _write_atomically(_entry_path(name), data)
     return entry
 
 

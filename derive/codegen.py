@@ -73,7 +73,7 @@ def _docstring(kernel: Kernel) -> str:
         lines += [textwrap.fill(kernel.notes, width=88), ""]
     lines.append("Args:")
     for p in kernel.params:
-        shape = _shape_spec(p.axes, p.batched)
+        shape = _shape_spec(p.axes, p.batched) if not _is_scalar(p) else "(), a number"
         if p.one_hot:
             shape += ", or integer class labels 0..C-1 of shape (...)"
         lines.append(f"    {p.name}: {p.doc}, shape {shape}.")
@@ -93,15 +93,49 @@ def _sizes_used_as_numbers(expr: sp.Basic) -> set[str]:
     return set().union(*(_sizes_used_as_numbers(a) for a in expr.args))
 
 
+def _is_scalar(param) -> bool:
+    return not param.axes and not param.batched
+
+
+def _size_lines(kernel: Kernel, sizes: set[str]) -> list[str]:
+    """``C = W.shape[-1]``: each named size read from the first argument that has it."""
+    lines = []
+    for size in sorted(sizes):
+        (owner, position) = next(
+            (p, p.axes.index(size) - len(p.axes)) for p in kernel.params if size in p.axes
+        )
+        lines.append(f"{size} = {owner.name}.shape[{position}]")
+    return lines
+
+
+def _requirement_checks(kernel: Kernel) -> list[str]:
+    """``if not (l2 > 0): raise ValueError(...)`` for each of the kernel's requirements."""
+    lines = []
+    axes = {a for p in kernel.params for a in p.axes}
+    for requirement in kernel.requires:
+        symbols = {str(s) for s in requirement.condition.free_symbols}
+        lines += _size_lines(kernel, symbols & axes)
+        renamed = requirement.condition.xreplace(
+            {s: sp.Symbol(_python_name(s)) for s in requirement.condition.free_symbols})
+        lines += [f"if not ({sp.pycode(renamed)}):", f'    raise ValueError(f"{requirement.message}")']
+    return lines
+
+
 def generate_function(kernel: Kernel) -> GeneratedFunction:
     """The source lines of one kernel's function."""
     names = {p.label: p.name for p in kernel.params}
     names.update(PYTHON_NAMES)
     params = ", ".join(p.name for p in kernel.params)
+    # A scalar (l2) stays a Python number: it then takes the arrays' precision (float32 stays).
+    scalars = [p for p in kernel.params if _is_scalar(p)]
+    arrays = [p for p in kernel.params if not _is_scalar(p)]
+    array_names = ", ".join(p.name for p in arrays)
     specs = ", ".join(f'{p.name}=({p.name}, "{_shape_spec(p.axes, p.batched, p.one_hot)}")'
-                      for p in kernel.params)
-    checks = [f"xp = namespace({params})", f"{params}, = prepare(xp, {specs})" if len(kernel.params) == 1
-              else f"{params} = prepare(xp, {specs})"]
+                      for p in arrays)
+    checks = [f"xp = namespace({array_names})", f"{array_names}, = prepare(xp, {specs})" if len(arrays) == 1
+              else f"{array_names} = prepare(xp, {specs})"]
+    checks += [f'{p.name} = scalar("{p.name}", {p.name})' for p in scalars]
+    checks += _requirement_checks(kernel)
     lines = []
 
     expressions = [a.expression for a in kernel.body] + [kernel.returns.expression]
@@ -109,14 +143,12 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
     needed_sizes = {str(d.args[0].upper) for d in deltas}
     axes = {axis for p in kernel.params for axis in p.axes}
     needed_sizes |= set().union(*(_sizes_used_as_numbers(e) for e in expressions)) & axes
+    needed_sizes |= {str(n) for e in expressions for node in sp.preorder_traversal(e)
+                     if hasattr(node, "sizes_needed") for n in node.sizes_needed()}
     batched = {p.name for p in kernel.params if p.batched}
     if kernel.flatten_batch:
         needed_sizes |= {axis for p in kernel.params if p.batched for axis in p.axes}
-    for size in sorted(needed_sizes):
-        (owner, position) = next(
-            (p, p.axes.index(size) - len(p.axes)) for p in kernel.params if size in p.axes
-        )
-        lines.append(f"{size} = {owner.name}.shape[{position}]")
+    lines += _size_lines(kernel, needed_sizes)
     if kernel.flatten_batch:
         for p in kernel.params:
             if p.batched:
@@ -125,7 +157,7 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
         lines.append(f"B = {first.name}.shape[0]  # samples in the batch")
         batched = set()
     if deltas or any(e.has(sp.Heaviside) for e in expressions):
-        floats = ", ".join(p.name for p in kernel.params)
+        floats = ", ".join(p.name for p in arrays)
         lines.append(f"dtype = xp.result_type({floats})")
 
     calls: list[str] = []

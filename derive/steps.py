@@ -128,6 +128,19 @@ class DerivativeOf:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """A condition on the arguments, checked before computing: ``l2 > 0``, ``D*C <= 4096``.
+
+    ``condition`` uses the parameters' symbols and the size symbols (D, C);
+    ``message`` is the ValueError's text, a Python f-string body that may
+    name them (``got l2 = {l2}``).
+    """
+
+    condition: sp.Basic
+    message: str
+
+
+@dataclass(frozen=True)
 class Kernel:
     """A function to generate: its arguments, body and returned expression."""
 
@@ -143,6 +156,7 @@ class Kernel:
     notes: str = ""  # more docstring text (layout, the posts' names)
     derivative: DerivativeOf | None = None  # what the tests differentiate to check it
     reference: str = ""  # its value in PyTorch's own operations, e.g. "torch.sigmoid(z)"
+    requires: tuple[Requirement, ...] = ()  # checked by the public function, ValueError if not met
 
     @property
     def equation(self) -> tuple[sp.Expr, sp.Expr]:

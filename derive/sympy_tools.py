@@ -142,3 +142,49 @@ def chain_rule(outer: sp.Expr, inner: sp.IndexedBase, count: int, wrt: sp.Expr) 
     composed = sp.Function(f"outer_{outer}")(*functions)
     back = {composed: outer, **{f: inner[m] for m, f in enumerate(functions, 1)}}
     return sp.Derivative(outer, wrt), sp.diff(composed, wrt).xreplace(back)
+
+
+class MatmulSum(sp.Sum):
+    """A sum over one index (the batch b) printed as one matrix product.
+
+    ``MatmulSum(x[b, j]*S[b, c]*x[b, k]*S[b, d], (b, 1, B))`` is the plain Sum
+    (same value, same LaTeX); the array printer splits its factors into a left
+    group (free indices j, c) and a right group (k, d) and computes
+    ``Lᵀ R`` with L of shape (B, D·C) and R of shape (B, D·C): the
+    B × D × C × D × C product of all four factors is never formed.
+    """
+
+    def sizes_needed(self) -> set[sp.Symbol]:
+        """The sizes the printed code reshapes to: those of the free indices."""
+        return {i.upper for i in self.free_symbols if isinstance(i, Idx)}
+
+
+class DenseSolve(sp.Expr):
+    """The X with Σ_{k..} A[j.., k..] X[k..] = r[j..]: a dense linear solve.
+
+    ``A`` has twice the axes of ``r`` (entry [j, c, k, d] for an r of axes
+    [j, c]); the printer flattens both to a matrix and a vector in row-major
+    order and calls ``xp.linalg.solve``.
+    """
+
+    def __new__(cls, matrix: sp.IndexedBase, rhs: sp.IndexedBase, indices: sp.Tuple):
+        return super().__new__(cls, matrix, rhs, sp.Tuple(*indices))
+
+    @property
+    def matrix(self) -> sp.IndexedBase:
+        return self.args[0]
+
+    @property
+    def rhs(self) -> sp.IndexedBase:
+        return self.args[1]
+
+    @property
+    def indices(self) -> tuple[Idx, ...]:
+        return tuple(self.args[2])
+
+    def sizes_needed(self) -> set[sp.Symbol]:
+        return {i.upper for i in self.indices}
+
+    def _latex(self, printer) -> str:
+        return (rf"\operatorname{{solve}}\left({printer._print(self.matrix)}, "
+                rf"{printer._print(self.rhs)}\right)")

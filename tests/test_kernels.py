@@ -24,7 +24,7 @@ from derive import derivations
 from derive.codegen import PYTHON_NAMES
 from derive.model import size
 from derive.steps import Kernel
-from derive.sympy_tools import Maximum
+from derive.sympy_tools import DenseSolve, Maximum
 
 from registry import KERNELS, draw  # noqa: E402
 
@@ -63,6 +63,9 @@ def evaluate_kernel(kernel: Kernel, arguments: dict[str, np.ndarray], sizes: dic
     for assign in (*kernel.body, kernel.returns):
         if isinstance(assign.expression, AppliedUndef):  # another generated function
             value = _call(assign.expression, {PYTHON_NAMES.get(k, k): v for k, v in values.items()})
+        elif isinstance(assign.expression, DenseSolve):  # NumPy's solve on the entries SymPy computed
+            matrix, rhs = values[_label(assign.expression.matrix)], values[_label(assign.expression.rhs)]
+            value = np.linalg.solve(matrix.reshape(rhs.size, rhs.size), rhs.ravel()).reshape(rhs.shape)
         else:
             ranges = [range(1, sizes[i.upper] + 1) for i in assign.indices]
             value = np.array([

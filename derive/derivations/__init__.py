@@ -33,6 +33,7 @@ MODULES = (
     "mean_squared_error",
     "softmax_temperature",
     "log_softmax_jacobian",
+    "second_order",  # beyond the posts: Hessians and Newton's method
 )
 
 FOLDER = Path(__file__).resolve().parent

@@ -8,7 +8,7 @@ from sympy import Derivative, IndexedBase, KroneckerDelta, Limit, Matrix, Sum
 
 from derive.derivations import result
 from derive.model import C, S, class_index, explicit_softmax, explicit_vector, z
-from derive.steps import Assign, Definition, DerivativeOf, Derivation, Example, Figure, Identity, Kernel, Param, Step, every
+from derive.steps import Assign, Definition, DerivativeOf, Derivation, Example, Figure, Identity, Kernel, Param, Requirement, Step, every
 from derive.sympy_tools import evaluate
 
 T = sp.Symbol("T", positive=True)  # the temperature
@@ -74,6 +74,7 @@ def derive() -> Derivation:
                  long_title="The chain-rule product,", shortcut_title="the shortcut,"),
     )
     temperature = Param("T", T, doc="the temperature, a positive number", batched=False, domain="positive")
+    positive = (Requirement(sp.Symbol("T") > 0, "T: expected a positive temperature, got T = {T}"),)
     kernels = (
         Kernel(
             name="softmax_temperature",
@@ -84,6 +85,7 @@ def derive() -> Derivation:
             math=softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T}),
             returns_doc="probabilities, shape (..., C)",
             reference="torch.softmax(z / T, dim=-1)",
+            requires=positive,
         ),
         Kernel(
             name="softmax_temperature_jacobian",
@@ -93,6 +95,7 @@ def derive() -> Derivation:
             body=(),
             returns=Assign(Derivative(S[i], z[j]), (i, j), jacobian),
             returns_doc="shape (..., C, C)",
+            requires=positive,
             derivative=DerivativeOf("softmax_temperature(z, T)", wrt="z",
                                     call="softmax_temperature_jacobian(softmax_temperature(z, T), T)"),
         ),

@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.numpy import NumPyPrinter
 
-from derive.sympy_tools import Maximum
+from derive.sympy_tools import DenseSolve, MatmulSum, Maximum
 
 
 class UnsupportedExpression(NotImplementedError):
@@ -254,3 +254,55 @@ class ArrayPrinter(NumPyPrinter):
 
     def _transpose(self, name: str) -> str:
         return f"{self._module}.matrix_transpose({name})"
+
+    # -- second order: contractions over the batch, dense solves ------------------
+
+    def _print_MatmulSum(self, expr: MatmulSum) -> str:
+        """Σ_b Π A_f[b, ..] as ``Lᵀ R``: the factors split into two groups of free indices.
+
+        The sum's free indices, in the order of the result axes, are cut into a
+        left part (the rows of Lᵀ R) and a right part (its columns) such that
+        every factor lies on one side; the cut nearest the middle is taken. L
+        (B, left sizes) and R (B, right sizes) are outer products per sample.
+        """
+        (b, lower, upper), = expr.limits
+        if (lower, upper) != (b.lower, b.upper):
+            raise UnsupportedExpression(f"{expr}: only sums over an index's whole range")
+        factors = sp.Mul.make_args(expr.function)
+        if not all(isinstance(f, sp.Indexed) and f.indices[0] == b for f in factors):
+            raise UnsupportedExpression(f"{expr}: every factor must be an array indexed by {b} first")
+        free = [a for a in self.axes if any(a in f.indices[1:] for f in factors)]
+        if len(free) != len({i for f in factors for i in f.indices[1:]}):
+            raise UnsupportedExpression(f"{expr}: its free indices are not all result axes")
+        cuts = [n for n in range(1, len(free)) if all(
+            set(f.indices[1:]) <= set(free[:n]) or set(f.indices[1:]) <= set(free[n:]) for f in factors)]
+        if not cuts:
+            raise UnsupportedExpression(f"{expr}: no factor-wise split of {free} into rows and columns")
+        cut = min(cuts, key=lambda n: abs(2 * n - len(free)))
+        sides = []
+        outer = self.axes
+        for part in (free[:cut], free[cut:]):
+            self.axes = [b, *part]
+            try:
+                group = [f for f in factors if set(f.indices[1:]) <= set(part)]
+                code = " * ".join(self._print(f) for f in group)
+            finally:
+                self.axes = outer
+            sides.append(f"{self._module}.reshape({code}, ({self._print(upper)}, -1))"
+                         if len(part) > 1 else code)
+        product = f"{self._module}.matmul({self._transpose(sides[0])}, {sides[1]})"
+        if len(free) > 2:
+            shape = ", ".join(self._print(i.upper) for i in free)
+            product = f"{self._module}.reshape({product}, ({shape}))"
+        return self._place(product, tuple(free), batched=False)
+
+    def _print_DenseSolve(self, expr: DenseSolve) -> str:
+        """``xp.linalg.solve`` on A and r flattened in row-major order, reshaped back."""
+        if list(expr.indices) != self.axes:
+            raise UnsupportedExpression(f"{expr}: its indices are not the result axes {self.axes}")
+        sizes = [self._print(i.upper) for i in expr.indices]
+        n = "*".join(sizes)
+        matrix, rhs = self._name(expr.matrix.label), self._name(expr.rhs.label)
+        solved = (f"{self._module}.linalg.solve({self._module}.reshape({matrix}, ({n}, {n})), "
+                  f"{self._module}.reshape({rhs}, ({n},)))")
+        return f"{self._module}.reshape({solved}, ({', '.join(sizes)}))"
