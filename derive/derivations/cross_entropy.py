@@ -256,6 +256,19 @@ def derive():
     )
     error_share = sp.IndexedBase("error_share")  # each sample's share of the mean's error
     (sum_over_batch,) = batch_mean.atoms(Sum)
+    share = (P[b, c] - Y[b, c]) / B
+    as_computed = sum_over_batch.xreplace({sum_over_batch.function: X[b, j] * share})
+    identities += (
+        Identity(
+            "weight_grad_as_computed",
+            "dividing each sample's error by $B$ before the sum over the batch, as the code does, "
+            "gives the batch mean",
+            long=as_computed,
+            shortcut=batch_mean,
+            long_title="The sum the code computes,",
+            shortcut_title="the mean of the per-sample gradients,",
+        ),
+    )
     probabilities_and_labels = (
         Param("s", S, ("C",), doc="probabilities, e.g. the output of `softmax`", domain="probability"),
         Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
@@ -292,7 +305,7 @@ def derive():
             body=(
                 Assign(P, (b, c), sp.Function("softmax")(sp.Function("summation")(X, W))),
                 # 1/B on the B x C errors, not on the D x C result: fewer divisions when D > B
-                Assign(error_share, (b, c), (P[b, c] - Y[b, c]) / B),
+                Assign(error_share, (b, c), share),
             ),
             returns=Assign(
                 Derivative(L, W[j, c]),
