@@ -34,6 +34,7 @@ MODULES = (
     "softmax_temperature",
     "log_softmax_jacobian",
     "second_order",  # beyond the posts: Hessians and Newton's method
+    "softplus",
 )
 
 FOLDER = Path(__file__).resolve().parent
