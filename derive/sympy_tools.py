@@ -110,3 +110,21 @@ def sums_of(base: sp.IndexedBase, expr: sp.Expr) -> list[Sum]:
 def is_zero(expr: sp.Expr) -> bool:
     """Whether SymPy can show ``expr`` is identically zero."""
     return sp.simplify(sp.expand(expr)) == 0
+
+
+def is_zero_in_every_case(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is zero both where each Kronecker delta δ_ij is 1 (j = i) and where it is 0.
+
+    SymPy does not know that δ_ij S_j = δ_ij S_i, so an expression that mixes
+    the two forms does not simplify to 0; splitting on the delta's two cases does.
+    """
+    if is_zero(expr):
+        return True
+    deltas = [d for d in expr.atoms(sp.KroneckerDelta) if all(isinstance(a, Idx) for a in d.args)]
+    if not deltas:
+        return False
+    delta = deltas[0]
+    first, second = delta.args
+    equal = expr.xreplace({delta: sp.Integer(1)}).xreplace({second: first})
+    different = expr.xreplace({delta: sp.Integer(0)})
+    return is_zero_in_every_case(equal) and is_zero_in_every_case(different)

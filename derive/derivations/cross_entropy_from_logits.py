@@ -6,6 +6,7 @@ import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum, exp, log
 
+from derive.derivations import result
 from derive.model import (
     C,
     S,
@@ -42,6 +43,16 @@ def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     probabilities = explicit_softmax(logits)
     loss = -sum(labels[c] * log(probabilities[c]) for c in range(n_classes))
     return Matrix([loss]).jacobian(logits), (probabilities - labels).T
+
+
+def explicit_stable_grad(sizes) -> tuple[Matrix, Matrix]:
+    """S_j(1 − y_j) − y_j Σ_{k≠j} S_k and S_j − y_j, for an explicit softmax and free labels."""
+    n_classes = sizes["C"]
+    p = explicit_softmax(explicit_vector("z", n_classes))
+    labels = explicit_vector("y", n_classes)
+    stable = Matrix([p[j] * (1 - labels[j]) - labels[j] * sum(p[k] for k in range(n_classes) if k != j)
+                     for j in range(n_classes)])
+    return stable, p - labels
 
 
 def _naive_against_stable(fig, generated, posts) -> None:
@@ -85,6 +96,17 @@ def derive():
     gradient = evaluate(sp.diff(loss_one_hot, z[j]))
     gradient_in_S = gradient.subs(exp(z[j]), S[j] * Sum(exp(z[k]), (k, 1, C)))
 
+    # Selecting the label's entry instead of multiplying by y: 0 · (−inf) would be nan.
+    log_s = sp.IndexedBase("log_s")
+    # (a Sum folds a factor into the Piecewise, so the selection is computed first, by itself)
+    log_s_labelled = sp.IndexedBase("log_s_labelled")
+    selection = sp.Piecewise((0, sp.Eq(y[i], 0)), (log_s[i], True))
+    selected = -Sum(y[i] * log_s_labelled[i], (i, 1, C))
+    # At the true class S_j − 1 loses its digits where S_j rounds to 1; −Σ_{m≠j} S_m keeps them.
+    m = class_index("m")
+    others = result("softmax_jacobian", "one_minus_softmax", i=j)  # Σ_{m≠j} S_m
+    stable_gradient = S[j] * (1 - y[j]) - y[j] * others
+
     t = class_index("t")
     chain = Sum((-y[t] / S[t]) * S[t] * (sp.KroneckerDelta(t, j) - S[j]), (t, 1, C))
     steps = (
@@ -104,6 +126,17 @@ def derive():
              "$\\sum_i y_i \\delta_{ij}$ keeps $y_j$.",
              Derivative(XE, z[j]), gradient),
         Step("In terms of S", "$e^{z_j} / \\sum_k e^{z_k}$ is $S_j$.", gradient, gradient_in_S),
+        Step("Why the code selects the label's entry",
+             "Where a logit is far below the others, $\\log S_i$ underflows to $-\\infty$, and "
+             "$0 \\cdot (-\\infty)$ is nan in floating point although $y_i = 0$ there. The code "
+             "selects $\\log S_i$ only where $y_i \\ne 0$ (`xp.where`), 0 elsewhere, so the loss is finite "
+             "for every finite input; a logit of $-\\infty$ marks an impossible class, as in PyTorch.",
+             loss.xreplace({log(S[i]): log_s[i]}), selected.xreplace({log_s_labelled[i]: selection})),
+        Step("Why the code computes S_j − y_j this way",
+             "At the true class $S_j - 1$ is 0 in floating point once $S_j$ rounds to 1. Given "
+             "$\\sum S = 1$, $S_j - 1 = -\\sum_{m \\ne j} S_m$: written as below, no term "
+             "subtracts two nearly equal numbers.",
+             gradient_in_S, stable_gradient),
     )
     identities = (
         Identity(
@@ -125,9 +158,22 @@ def derive():
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
         ),
+        Identity(
+            "logit_grad_stable",
+            "The form the code computes, S_j(1 − y_j) − y_j Σ_{m≠j} S_m, equals S_j − y_j "
+            "given Σ S = 1 (for any labels y).",
+            long=stable_gradient,
+            shortcut=gradient_in_S,
+            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            explicit=explicit_stable_grad,
+            explicit_sizes=every(C=range(2, 7)),
+            long_title="The form the code computes, its sum evaluated,",
+            shortcut_title="S_j − y_j,",
+        ),
     )
 
-    z_max, shifted, log_s = sp.Symbol("z_max"), sp.IndexedBase("shifted"), sp.IndexedBase("log_s")
+    z_max, shifted = sp.Symbol("z_max"), sp.IndexedBase("shifted")
+    others_of = sp.IndexedBase("others")
     logits_and_labels = (
         Param("z", z, ("C",), doc="logits"),
         Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
@@ -154,8 +200,9 @@ def derive():
             name="cross_entropy_from_logits",
             summary="The cross-entropy of softmax(z) against one-hot labels y, from the logits.",
             params=logits_and_labels,
-            body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),),
-            returns=Assign(XE, (), loss.xreplace({log(S[i]): log_s[i]})),
+            body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),
+                  Assign(log_s_labelled, (i,), selection)),
+            returns=Assign(XE, (), selected),
             math=loss_of_logits,
             returns_doc="the loss of each sample, shape (...)",
             reference="torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), "
@@ -165,8 +212,9 @@ def derive():
             name="cross_entropy_from_logits_grad",
             summary="∂XE/∂z_j = S_j − y_j: the gradient of the cross-entropy with respect to the logits.",
             params=logits_and_labels,
-            body=(Assign(S, (j,), sp.Function("softmax")(z)),),
-            returns=Assign(Derivative(XE, z[j]), (j,), gradient_in_S),
+            body=(Assign(S, (j,), sp.Function("softmax")(z)), Assign(others_of, (j,), others)),
+            returns=Assign(Derivative(XE, z[j]), (j,), stable_gradient.xreplace({others: others_of[j]})),
+            math=gradient_in_S,
             returns_doc="shape (..., C)",
             derivative=DerivativeOf("cross_entropy_from_logits(z, y)", wrt="z"),
         ),

@@ -38,7 +38,7 @@ from derive.steps import (
 from derive.sympy_tools import evaluate
 
 
-def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
+def explicit_chain_rule(sizes, stable: bool = False) -> tuple[Matrix, Matrix]:
     """DS · DZ with explicit matrices, and the shortcut S_t(δ_tc − S_c)x_j.
 
     Both are functions of independent logits z: the identity holds for every
@@ -51,14 +51,19 @@ def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     dz_dw = layer.z.jacobian(layer.weights)  # (C, D*C), weights class-major as in the posts
     probabilities = explicit_softmax(logits)
     ds_dz = probabilities.jacobian(logits)  # (C, C)
-    shortcut = Matrix(
-        n_classes,
-        n_inputs * n_classes,
-        lambda t, w: probabilities[t]
-        * (int(t == w // n_inputs) - probabilities[w // n_inputs])
-        * xs[w % n_inputs],
-    )
-    return ds_dz * dz_dw, shortcut
+    def entry(t: int, w: int) -> sp.Expr:
+        c = w // n_inputs
+        if stable and t == c:  # 1 − S_t written as the sum of the other probabilities
+            others = sum(p for k, p in enumerate(probabilities) if k != t)
+            return probabilities[t] * others * xs[w % n_inputs]
+        return probabilities[t] * (int(t == c) - probabilities[c]) * xs[w % n_inputs]
+
+    return ds_dz * dz_dw, Matrix(n_classes, n_inputs * n_classes, entry)
+
+
+def explicit_stable_chain_rule(sizes) -> tuple[Matrix, Matrix]:
+    """DS · DZ, and the form the code computes: S_t Σ_{m≠t} S_m x_j where t = c."""
+    return explicit_chain_rule(sizes, stable=True)
 
 
 def _layer_jacobian_heatmap(fig, generated, posts) -> None:
@@ -86,6 +91,10 @@ def derive():
     chain = Sum(Derivative(S[t], z[k]) * Derivative(z[k], W[j, c]), (k, 1, C))
     chain_substituted = Sum(ds_dz * dz_dw, (k, 1, C))
     shortcut = sp.factor(evaluate(chain_substituted))
+    # The softmax Jacobian's cancellation-free form, on the diagonal block t = c.
+    stable = result("softmax_jacobian", "stable_jacobian", i=t, j=c) * x[j]
+    m = class_index("m")
+    others = result("softmax_jacobian", "one_minus_softmax", i=t)  # Σ_{m≠t} S_m
 
     steps = (
         Step(
@@ -119,6 +128,14 @@ def derive():
              shortcut.subs(KroneckerDelta(c, t), 1).subs(t, c)),
         Step("Case t ≠ c", "The delta is 0.", shortcut,
              shortcut.subs(KroneckerDelta(c, t), 0)),
+        Step(
+            "Why the code computes it this way",
+            "As for the softmax Jacobian: where $S_t$ rounds to 1, $1 - S_t$ is 0 in floating "
+            "point, so on the block $t = c$ the code computes $S_t \\sum_{m \\ne t} S_m x_j$, "
+            "which keeps every digit (the probabilities sum to 1).",
+            shortcut,
+            stable,
+        ),
     )
     identities = (
         Identity(
@@ -132,7 +149,20 @@ def derive():
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
         ),
+        Identity(
+            "layer_jacobian_stable",
+            "The form the code computes, S_t(δ_tc Σ_{m≠t} S_m − (1 − δ_tc) S_c)x_j, equals "
+            "S_t(δ_tc − S_c)x_j given Σ S = 1; written out, it equals the chain-rule product.",
+            long=stable,
+            shortcut=shortcut,
+            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            explicit=explicit_stable_chain_rule,
+            explicit_sizes=every(C=range(2, 6), D=range(1, 4)),
+            long_title="The form the code computes, its sum evaluated,",
+            shortcut_title="the shortcut,",
+        ),
     )
+    others_of = sp.IndexedBase("others")
     inputs_and_weights = (
         Param("x", x, ("D",), doc="inputs"),
         Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
@@ -162,8 +192,10 @@ def derive():
             name="layer_jacobian",
             summary="∂S_t/∂W_jc for S = softmax(Wᵀx): entry [t, j, c].",
             params=inputs_and_weights,
-            body=(Assign(S, (t,), sp.Function("softmax")(sp.Function("summation")(x, W))),),
-            returns=Assign(Derivative(S[t], W[j, c]), (t, j, c), shortcut),
+            body=(Assign(S, (t,), sp.Function("softmax")(sp.Function("summation")(x, W))),
+                  Assign(others_of, (t,), others)),
+            returns=Assign(Derivative(S[t], W[j, c]), (t, j, c), stable.xreplace({others: others_of[t]})),
+            math=stable,
             returns_doc="shape (..., C, D, C); the posts' DL (C, C·D), columns class-major, is "
             "`xp.permute_dims(layer_jacobian(x, W), (0, 2, 1)).reshape(C, C * D)`",
             derivative=DerivativeOf("softmax(summation(x, W))", wrt="W"),
