@@ -143,6 +143,7 @@ class Kernel:
     notes: str = ""  # more docstring text (layout, the posts' names)
     derivative: DerivativeOf | None = None  # what the tests differentiate to check it
     reference: str = ""  # its value in PyTorch's own operations, e.g. "torch.sigmoid(z)"
+    conditioning: str = ""  # why no entry-wise error bound can hold (a sum that cancels); "" if one does
 
     @property
     def equation(self) -> tuple[sp.Expr, sp.Expr]:

@@ -128,3 +128,23 @@ def is_zero_in_every_case(expr: sp.Expr) -> bool:
     equal = expr.xreplace({delta: sp.Integer(1)}).xreplace({second: first})
     different = expr.xreplace({delta: sp.Integer(0)})
     return is_zero_in_every_case(equal) and is_zero_in_every_case(different)
+
+
+def combine_sums(expr: sp.Expr) -> sp.Expr:
+    """Σ_k a_k + Σ_k b_k as Σ_k (a_k + b_k), for sums over the same range.
+
+    SymPy folds a pair of complementary Piecewise terms (a where c, 0 elsewhere; 0 where c,
+    a elsewhere) into a when they meet inside one sum; in two sums it cannot see that.
+    """
+
+    def combine(add: sp.Add) -> sp.Expr:
+        by_limits: dict[tuple, list[sp.Expr]] = {}
+        rest = []
+        for term in add.args:
+            if isinstance(term, Sum):
+                by_limits.setdefault(term.limits, []).append(term.function)
+            else:
+                rest.append(term)
+        return sp.Add(*rest, *[Sum(sp.Add(*terms), *limits) for limits, terms in by_limits.items()])
+
+    return expr.replace(lambda e: isinstance(e, sp.Add), combine)

@@ -6,6 +6,8 @@ import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum, exp, log
 
+from sympy.codegen.cfunctions import log1p
+
 from derive.derivations import result
 from derive.model import (
     C,
@@ -76,6 +78,14 @@ def _naive_against_stable(fig, generated, posts) -> None:
     ax.legend(fontsize=8)
 
 
+def _below_and_other_maxima(shifted_k, exp_k, k) -> tuple[sp.Expr, sp.Expr]:
+    """Σ_k e^{s_k} − 1 without a subtraction: the terms below the maximum (s_k < 0), and the
+    other maxima (each e^0 = 1, one fewer than there are)."""
+    below = Sum(sp.Piecewise((0, sp.Eq(shifted_k, 0)), (exp_k, True)), (k, 1, C))
+    maxima = Sum(sp.Piecewise((exp_k, sp.Eq(shifted_k, 0)), (0, True)), (k, 1, C))
+    return below, maxima - 1
+
+
 def derive():
     i, j, k = class_index("i"), class_index("j"), class_index("k")
     XE = sp.Symbol("XE")
@@ -86,6 +96,12 @@ def derive():
     shifted_log_sum_exp = shift + log(Sum(exp(z[k] - shift), (k, 1, C)))
     unshifted = sp.expand_log(pull_out_of_sums(sp.expand(shifted_log_sum_exp)), force=True)
     stable_log_softmax = log_softmax.xreplace({log_sum_exp: shifted_log_sum_exp})
+    # After the shift the largest term is e^0 = 1, and log(1 + r) loses the digits of a tiny r
+    # (where one class is nearly certain, log S of it is about −r); log1p(r) keeps them. r is the
+    # sum of the other terms: those below the maximum, plus 1 for each other logit equal to it.
+    below, other_maxima = _below_and_other_maxima(z[k] - shift, exp(z[k] - shift), k)
+    log1p_form = log1p(below + other_maxima)
+    accurate_log_softmax = z[i] - shift - log1p_form
 
     loss = cross_entropy()
     loss_of_logits = loss.xreplace({log(S[i]): log_softmax})
@@ -116,6 +132,14 @@ def derive():
              "Take $e^{m}$ out of every term: with $m = \\max_k z_k$ no exponential overflows, "
              "and the largest term is $e^0 = 1$, so the logarithm's argument is never 0.",
              shifted_log_sum_exp, unshifted),
+        Step("Why the code computes the log-sum-exp with log1p",
+             "After the shift the largest term is $e^0 = 1$, so the sum is $1 + r$. Where one class "
+             "is nearly certain, $r$ is tiny and $\\log S$ of that class is about $-r$; rounding "
+             "$1 + r$ first loses the digits of $r$ (to $\\log 1 = 0$ once $r < 10^{-16}$). "
+             "$\\operatorname{log1p}(r) = \\log(1 + r)$ keeps them. $r$ is the sum of the terms "
+             "below the maximum, plus 1 for every other logit equal to it (a tie), each term selected, "
+             "never subtracted.",
+             log(Sum(exp(z[k] - shift), (k, 1, C))), log1p_form),
         Step("The loss in terms of the logits", "Substitute $\\log S_i$; no logarithm of a probability remains.",
              loss, loss_of_logits),
         Step("Out of the sums", "Factors without $i$ leave the sums.", loss_of_logits, pulled),
@@ -148,6 +172,15 @@ def derive():
             shortcut_title="the log-sum-exp of the logits,",
         ),
         Identity(
+            "log_sum_exp_log1p",
+            "log1p of the terms below the maximum plus the other maxima equals the log-sum-exp of "
+            "the shifted logits (the two selections add up to every term; log1p(r) = log(1 + r)).",
+            long=log1p_form,
+            shortcut=log(Sum(exp(z[k] - shift), (k, 1, C))),
+            long_title="What the code computes,",
+            shortcut_title="the shifted log-sum-exp,",
+        ),
+        Identity(
             "cross_entropy_logit_grad",
             "The chain-rule product Σ_t ∂XE/∂S_t ∂S_t/∂z_j equals S_j − y_j, given Σ y = 1.",
             long=chain,
@@ -173,6 +206,7 @@ def derive():
     )
 
     z_max, shifted = sp.Symbol("z_max"), sp.IndexedBase("shifted")
+    exp_shifted, ties = sp.IndexedBase("exp_shifted"), sp.Symbol("other_maxima")
     others_of = sp.IndexedBase("others")
     logits_and_labels = (
         Param("z", z, ("C",), doc="logits"),
@@ -186,13 +220,14 @@ def derive():
             body=(
                 Assign(z_max, (), Maximum(z[k], (k, 1, C))),
                 Assign(shifted, (i,), z[i] - z_max),
+                Assign(exp_shifted, (i,), exp(shifted[i])),
+                Assign(ties, (), _below_and_other_maxima(shifted[k], exp_shifted[k], k)[1]),
             ),
             returns=Assign(
                 log(S[i]), (i,),
-                stable_log_softmax.xreplace({shift: 0}).xreplace(
-                    {z[i]: shifted[i], z[k]: shifted[k]}),
+                shifted[i] - log1p(_below_and_other_maxima(shifted[k], exp_shifted[k], k)[0] + ties),
             ),
-            math=stable_log_softmax.subs(shift, Maximum(z[k], (k, 1, C))),
+            math=accurate_log_softmax.subs(shift, Maximum(z[k], (k, 1, C))),
             returns_doc="log-probabilities, shape (..., C); finite for finite logits",
             reference="torch.log_softmax(z, dim=-1)",
         ),

@@ -33,6 +33,7 @@ class UnsupportedExpression(NotImplementedError):
 ARRAY_API_FUNCTIONS = {
     "exp": "exp",
     "log": "log",
+    "log1p": "log1p",
     "sqrt": "sqrt",
     "Abs": "abs",
     "tanh": "tanh",
