@@ -29,6 +29,7 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 from sympy.core.function import AppliedUndef
 
 import derive.generated as generated
@@ -40,7 +41,7 @@ from derive.sympy_tools import Maximum
 
 DIGITS = 50
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "accuracy-results" / "latest.json"
+RESULTS = ROOT / "accuracy-results" / "latest.json"  # the site's Accuracy page renders it
 DTYPES = ("float64", "float32")
 SCIPY = {  # the generated function -> SciPy's equivalent, on the same variables
     "softmax": "scipy.special.softmax(z, axis=-1)",
@@ -114,6 +115,9 @@ def _exact(value) -> sp.Float:
 
 def _entry(expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict) -> sp.Float:
     """``expr`` at the (1-based) index values ``at``, arrays looked up entry by entry (0-based)."""
+    # SymPy evaluates log1p(r) of a number as log(1 + r), which at 50 digits is 0 for r < 1e-50;
+    # held unevaluated until r is known, then mpmath's log1p keeps every digit of a tiny r.
+    expr = expr.replace(lambda e: isinstance(e, log1p), lambda e: _Log1p(*e.args))
     plain = {i: sp.Symbol(str(i.label), integer=True) for i in expr.atoms(sp.Idx)}
     expr = expr.xreplace(plain).xreplace({plain[i]: v for i, v in at.items()}).xreplace(sizes)
     expr = expr.replace(
@@ -124,7 +128,16 @@ def _entry(expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], 
     expr = expr.replace(lambda e: isinstance(e, sp.Indexed),
                         lambda e: _exact(values[_label(e.base)][tuple(int(i) - 1 for i in e.indices)]))
     expr = expr.xreplace({s: _exact(values[s.name]) for s in expr.free_symbols if s.name in values})
+    expr = expr.replace(lambda e: isinstance(e, _Log1p), _log1p)
     return sp.Float(sp.N(expr, DIGITS), DIGITS)
+
+
+_Log1p = sp.Function("Log1p")  # log1p, left alone by SymPy until its argument is a number
+
+
+def _log1p(e: sp.Expr) -> sp.Float:
+    with mpmath.workdps(DIGITS):
+        return sp.Float(mpmath.log1p(mpmath.mpf(str(sp.N(e.args[0], DIGITS)))), DIGITS)
 
 
 def _reference_sample(kernel: Kernel, arguments: list, sizes: dict, symbols: dict,

@@ -230,6 +230,9 @@ def derive():
             math=accurate_log_softmax.subs(shift, Maximum(z[k], (k, 1, C))),
             returns_doc="log-probabilities, shape (..., C); finite for finite logits",
             reference="torch.log_softmax(z, dim=-1)",
+            conditioning="log S of a nearly certain class is about −Σ_{k} e^{z_k − max z} over the "
+            "others, and each term inherits the rounding of z_k − max z: about |z_k − max z|/2 "
+            "ulps. Every other entry is good to a few ulps.",
         ),
         Kernel(
             name="cross_entropy_from_logits",
@@ -242,6 +245,8 @@ def derive():
             returns_doc="the loss of each sample, shape (...)",
             reference="torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), "
             "y.reshape(-1, y.shape[-1]), reduction='none').reshape(z.shape[:-1])",
+            conditioning="As log_softmax: the loss of a nearly certain, correct prediction is "
+            "about Σ_k e^{z_k − max z} over the other classes, good to about |z_k − max z|/2 ulps.",
         ),
         Kernel(
             name="cross_entropy_from_logits_grad",
@@ -252,6 +257,8 @@ def derive():
             math=gradient_in_S,
             returns_doc="shape (..., C)",
             derivative=DerivativeOf("cross_entropy_from_logits(z, y)", wrt="z"),
+            conditioning="It is computed from softmax(z), and inherits its error: about "
+            "|z_j − max z|/2 ulps for an entry far below the largest.",
         ),
     )
     return Derivation(

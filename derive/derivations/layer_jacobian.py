@@ -176,6 +176,9 @@ def derive():
             returns=Assign(z, (c,), summation(c)),
             returns_doc="logits, shape (..., C)",
             reference="x @ W",
+            conditioning="z_c = Σ_d W_dc x_d adds terms of both signs: where they cancel, z_c is "
+            "small but its rounding error is relative to Σ_d |W_dc x_d|, so no bound in ulps of "
+            "z_c holds (the norm-wise error, in ulps of the largest entry, stays small).",
         ),
         Kernel(
             name="summation_jacobian",
@@ -199,6 +202,8 @@ def derive():
             returns_doc="shape (..., C, D, C); the posts' DL (C, C·D), columns class-major, is "
             "`xp.permute_dims(layer_jacobian(x, W), (0, 2, 1)).reshape(C, C * D)`",
             derivative=DerivativeOf("softmax(summation(x, W))", wrt="W"),
+            conditioning="It computes S = softmax(Wᵀx) itself, so it inherits the cancellation in "
+            "z = Wᵀx and the rounding of z_i − max z in softmax.",
         ),
     )
     return Derivation(
