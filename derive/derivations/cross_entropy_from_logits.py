@@ -242,7 +242,8 @@ def derive():
                   Assign(log_s_labelled, (i,), selection)),
             returns=Assign(XE, (), selected),
             math=loss_of_logits,
-            returns_doc="the loss of each sample, shape (...)",
+            returns_doc="the loss of each sample, shape (...): finite for finite logits; a logit of "
+            "-inf marks an impossible class (as in PyTorch), and gives +inf only where it is the label's",
             reference="torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), "
             "y.reshape(-1, y.shape[-1]), reduction='none').reshape(z.shape[:-1])",
             conditioning="As log_softmax: the loss of a nearly certain, correct prediction is "
