@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve test build check site bench bench-quick chromium
+.PHONY: serve test build check site bench bench-quick accuracy chromium
 
 $(VENV)/.docs-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench: $(VENV)/.test-installed
 
 bench-quick: $(VENV)/.test-installed
 	$(PY) -m derive.bench --quick
+
+accuracy: $(VENV)/.test-installed
+	$(PY) -m derive.accuracy
 
 # Debian's Chromium for the browser tests (Playwright's own download cannot work here).
 chromium:

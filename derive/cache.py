@@ -130,9 +130,10 @@ _RECORD = FOLDER / "outputs.json"
 
 
 def inputs_key(figures: bool) -> str:
-    """A hash of every file a build reads: the package, the templates, the benchmark results."""
+    """A hash of every file a build reads: the package, the templates, the measured results."""
     files = sorted(p for p in (*PACKAGE.rglob("*.py"), *(ROOT / "templates").glob("*"),
-                               ROOT / "bench-results" / "latest.json")
+                               ROOT / "bench-results" / "latest.json",
+                               ROOT / "accuracy-results" / "latest.json")
                    if p.is_file() and "generated" not in p.parts and "__pycache__" not in p.parts)
     return _digest(_versions(), str(figures), *(f"{p.relative_to(ROOT)}" for p in files),
                    *(p.read_bytes() for p in files))

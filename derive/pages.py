@@ -158,6 +158,8 @@ def page_outputs(derived, generated) -> list[Output]:
         outputs.append(api_output(derived))
     with stage("(benchmarks)", "rendering templates/benchmarks.md.j2"):
         outputs.append(benchmark_output())
+    with stage("(accuracy)", "rendering templates/accuracy.md.j2"):
+        outputs.append(accuracy_output())
     return outputs
 
 
@@ -248,5 +250,58 @@ def benchmark_output() -> Output:
         path=ROOT / "docs" / "benchmarks.md",
         source="bench-results/latest.json (python -m derive.bench)",
         inputs=inputs_digest(*sources, *([BENCHMARK_RESULTS] if report else [])),
+        body=body,
+    )
+
+
+ACCURACY_RESULTS = ROOT / "accuracy-results" / "latest.json"
+
+
+def _ulps(value: float | str) -> str:
+    value = float(value)
+    if value == float("inf"):
+        return "**inf**"
+    if value < 0.005:  # exact, up to the reference's own last digits
+        return "0"
+    return f"{value:.2g}" if value < 10 else f"{value:.3g}"
+
+
+def accuracy_context(report: dict | None) -> dict:
+    """The accuracy page's values, formatted; ``report`` is accuracy-results/latest.json."""
+    if report is None:
+        return {"available": False}
+    cells: dict[tuple[str, str], dict] = {}
+    for r in report["rows"]:
+        row = cells.setdefault((r["function"], r["implementation"]), {
+            "function": r["function"], "call": r["call"], "implementation": r["implementation"],
+            "normwise": "",
+        })
+        row[f"{r['dtype']}_{r['inputs']}"] = _ulps(r["max_ulp"])
+        if r["conditioning"] and (r["dtype"], r["inputs"]) == ("float64", "extreme"):
+            row["normwise"] = _ulps(r["max_ulp_normwise"])
+    conditioning = {r["function"]: r["conditioning"] for r in report["rows"] if r["conditioning"]}
+    v = report["versions"]
+    return {
+        "available": True,
+        "date": report["date"],
+        "samples": report["samples_per_function"],
+        "digits": report["digits"],
+        "logit_scales": ", ".join(f"{s:g}" for s in report["logit_scales"]),
+        "versions": ", ".join(f"{name} {version}" for name, version in v.items()),
+        "rows": list(cells.values()),
+        "conditioning": [{"function": f, "text": t} for f, t in conditioning.items()],
+    }
+
+
+def accuracy_output() -> Output:
+    import json
+
+    report = json.loads(ACCURACY_RESULTS.read_text()) if ACCURACY_RESULTS.exists() else None
+    body = environment().get_template("accuracy.md.j2").render(**accuracy_context(report))
+    sources = [ROOT / "templates" / "accuracy.md.j2", ROOT / "derive" / "pages.py"]
+    return Output(
+        path=ROOT / "docs" / "accuracy.md",
+        source="accuracy-results/latest.json (python -m derive.accuracy)",
+        inputs=inputs_digest(*sources, *([ACCURACY_RESULTS] if report else [])),
         body=body,
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.steps import Exercise, Identity, Sizes
-from derive.sympy_tools import evaluate, is_zero, pull_out_of_sums
+from derive.sympy_tools import combine_sums, evaluate, is_zero, is_zero_in_every_case, pull_out_of_sums
 
 
 class ProofFailed(AssertionError):
@@ -42,12 +42,15 @@ def prove_index_form(identity: Identity) -> tuple[str, ...]:
     Returns the assumptions the proof needed (empty if none); raises
     ProofFailed with the residual if the difference does not simplify to 0.
     """
-    evaluated = pull_out_of_sums(evaluate(identity.long))
+    long = identity.long
+    if long.has(sp.Piecewise):  # a selection (xp.where) split over two sums: fold them into one
+        long = combine_sums(sp.expand_func(long))
+    evaluated = pull_out_of_sums(evaluate(long))
     if is_zero(evaluated - identity.shortcut):
         return ()
     assumed = evaluated.xreplace(identity.assumptions)
     residual = sp.simplify(sp.expand(assumed - identity.shortcut))
-    if residual != 0:
+    if residual != 0 and not is_zero_in_every_case(residual):
         raise ProofFailed(
             f"{identity.name}: in index form, long - shortcut = {residual}, not 0"
         )

@@ -157,6 +157,7 @@ class Kernel:
     derivative: DerivativeOf | None = None  # what the tests differentiate to check it
     reference: str = ""  # its value in PyTorch's own operations, e.g. "torch.sigmoid(z)"
     requires: tuple[Requirement, ...] = ()  # checked by the public function, ValueError if not met
+    conditioning: str = ""  # why no entry-wise error bound can hold (a sum that cancels); "" if one does
 
     @property
     def equation(self) -> tuple[sp.Expr, sp.Expr]:

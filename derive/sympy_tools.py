@@ -188,3 +188,41 @@ class DenseSolve(sp.Expr):
     def _latex(self, printer) -> str:
         return (rf"\operatorname{{solve}}\left({printer._print(self.matrix)}, "
                 rf"{printer._print(self.rhs)}\right)")
+
+
+def is_zero_in_every_case(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is zero both where each Kronecker delta δ_ij is 1 (j = i) and where it is 0.
+
+    SymPy does not know that δ_ij S_j = δ_ij S_i, so an expression that mixes
+    the two forms does not simplify to 0; splitting on the delta's two cases does.
+    """
+    if is_zero(expr):
+        return True
+    deltas = [d for d in expr.atoms(sp.KroneckerDelta) if all(isinstance(a, Idx) for a in d.args)]
+    if not deltas:
+        return False
+    delta = deltas[0]
+    first, second = delta.args
+    equal = expr.xreplace({delta: sp.Integer(1)}).xreplace({second: first})
+    different = expr.xreplace({delta: sp.Integer(0)})
+    return is_zero_in_every_case(equal) and is_zero_in_every_case(different)
+
+
+def combine_sums(expr: sp.Expr) -> sp.Expr:
+    """Σ_k a_k + Σ_k b_k as Σ_k (a_k + b_k), for sums over the same range.
+
+    SymPy folds a pair of complementary Piecewise terms (a where c, 0 elsewhere; 0 where c,
+    a elsewhere) into a when they meet inside one sum; in two sums it cannot see that.
+    """
+
+    def combine(add: sp.Add) -> sp.Expr:
+        by_limits: dict[tuple, list[sp.Expr]] = {}
+        rest = []
+        for term in add.args:
+            if isinstance(term, Sum):
+                by_limits.setdefault(term.limits, []).append(term.function)
+            else:
+                rest.append(term)
+        return sp.Add(*rest, *[Sum(sp.Add(*terms), *limits) for limits, terms in by_limits.items()])
+
+    return expr.replace(lambda e: isinstance(e, sp.Add), combine)

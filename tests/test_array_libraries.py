@@ -1,7 +1,7 @@
 """The generated functions run on any array-API library and return its arrays.
 
-Tested here: NumPy, PyTorch (CPU), array-api-strict and Dask. Each result is
-of the input's library and dtype and equals NumPy's float64 result.
+Tested here: NumPy, PyTorch (CPU), array-api-strict, Dask and JAX (CPU). Each
+result is of the input's library and dtype and equals NumPy's float64 result.
 """
 
 import numpy as np
@@ -9,10 +9,14 @@ import pytest
 from registry import KERNELS, draw_all, require
 
 import derive.generated as generated
+from registry import require
 
 torch = require("torch")
 strict = require("array_api_strict")
 dask_array = require("dask.array")
+jax = require("jax")
+jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64
+jnp = jax.numpy
 
 rng = np.random.default_rng(11)
 X = rng.normal(size=(6, 4))
@@ -29,13 +33,15 @@ LIBRARIES = {
     "torch-float32": (lambda a: torch.asarray(a, dtype=torch.float32), torch.Tensor, "float32"),
     "array-api-strict": (strict.asarray, type(strict.asarray(1.0)), "float64"),
     "dask": (lambda a: dask_array.from_array(a, chunks=2), dask_array.Array, "float64"),
+    "jax-float64": (jnp.asarray, jax.Array, "float64"),
+    "jax-float32": (lambda a: jnp.asarray(a, dtype=jnp.float32), jax.Array, "float32"),
 }
 
 
 def to_numpy(array):
     if hasattr(array, "compute"):  # dask: run the graph
         array = array.compute()
-    return np.from_dlpack(array)
+    return np.asarray(array) if isinstance(array, jax.Array) else np.from_dlpack(array)
 
 
 def _solves(kernel) -> bool:

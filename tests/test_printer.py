@@ -63,3 +63,15 @@ def test_indices_out_of_axis_order_are_refused():
 def test_a_function_outside_the_table_is_refused_by_name():
     with pytest.raises(UnsupportedExpression, match="sin: not in the table"):
         code(sp.sin(S[i]), (i,))
+
+
+def test_a_piecewise_is_a_selection_with_where():
+    y = sp.IndexedBase("y")
+    log_s = sp.IndexedBase("log_s")
+    selection = sp.Piecewise((0, sp.Eq(y[i], 0)), (log_s[i], True))
+    assert code(selection, (i,), batched=("y", "log_s")) == "xp.where(y == 0, 0, log_s)"
+
+
+def test_a_piecewise_without_an_otherwise_branch_is_refused():
+    with pytest.raises(UnsupportedExpression, match="otherwise"):
+        code(sp.Piecewise((S[i], sp.Eq(S[i], 0))), (i,))

@@ -4,7 +4,7 @@ import pytest
 import sympy as sp
 
 from derive import derivations
-from derive.model import S, class_index, input_index, x
+from derive.model import C, S, class_index, input_index, x
 from derive.proofs import ProofFailed, explicit_sizes, prove, prove_explicit, prove_index_form, sizes_text
 from derive.steps import every
 
@@ -47,8 +47,28 @@ def test_the_one_hot_assumption_is_needed_for_the_cross_entropy_shortcut():
         prove_index_form(without)
 
 
+def named(derivation: str, identity: str):
+    return next(i for i in derivations.get(derivation).identities if i.name == identity)
+
+
+def test_the_stable_jacobian_needs_the_probabilities_to_sum_to_one():
+    identity = named("softmax_jacobian", "softmax_jacobian_stable")
+    assert prove_index_form(identity) == ("Sum(S[m], (m, 1, C)) = 1",)
+    with pytest.raises(ProofFailed, match="in index form"):
+        prove_index_form(type(identity)(**{**identity.__dict__, "assumptions": {}}))
+
+
+def test_the_case_split_on_a_delta_does_not_prove_a_wrong_stable_form():
+    identity = named("softmax_jacobian", "softmax_jacobian_stable")
+    i, j, m = class_index("i"), class_index("j"), class_index("m")
+    all_of_them = sp.Sum(S[m], (m, 1, C))  # the diagonal with S_i itself counted: wrong
+    wrong = S[i] * (sp.KroneckerDelta(i, j) * all_of_them - (1 - sp.KroneckerDelta(i, j)) * S[j])
+    with pytest.raises(ProofFailed, match="long - shortcut"):
+        prove_index_form(type(identity)(**{**identity.__dict__, "long": wrong}))
+
+
 def test_a_wrong_shortcut_fails_the_index_form_proof():
-    identity = next(i for i in derivations.get("layer_jacobian").identities if i.name == "layer_jacobian")
+    identity = named("layer_jacobian", "layer_jacobian")
     t, c, j = class_index("t"), class_index("c"), input_index("j")
     wrong = S[t] * (sp.KroneckerDelta(t, c) + S[c]) * x[j]  # sign flipped
     with pytest.raises(ProofFailed, match="long - shortcut"):
@@ -56,7 +76,7 @@ def test_a_wrong_shortcut_fails_the_index_form_proof():
 
 
 def test_a_wrong_shortcut_fails_the_explicit_proof_and_names_the_entry():
-    identity = next(i for i in derivations.get("layer_jacobian").identities if i.name == "layer_jacobian")
+    identity = named("layer_jacobian", "layer_jacobian")
 
     def off_by_one_entry(sizes):
         long, shortcut = identity.explicit(sizes)

@@ -317,6 +317,9 @@ def derive():
             returns_doc="shape (D, C), like W; the posts' class-major vector is "
             "`weight_grad(x, W, y).T.ravel()`",
             flatten_batch=True,
+            conditioning="Xᵀ(S − Y)/B adds terms of both signs over the batch and the classes: "
+            "where they cancel, the error is relative to the sum of their magnitudes, not to the "
+            "result (the norm-wise error stays small).",
             derivative=DerivativeOf("cross_entropy(softmax(summation(x, W)), y)", wrt="W",
                                     kind="batch_mean"),
         ),

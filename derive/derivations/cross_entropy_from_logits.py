@@ -6,6 +6,8 @@ import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum, exp, log
 
+from sympy.codegen.cfunctions import log1p
+
 from derive.derivations import result
 from derive.model import (
     C,
@@ -67,6 +69,16 @@ def _log_sum_exp_above_max(answer) -> bool:
     return sp.simplify(sp.expand_log(lhs - rhs, force=True)) == 0 and bool(rhs.is_positive)
 
 
+def explicit_stable_grad(sizes) -> tuple[Matrix, Matrix]:
+    """S_j(1 − y_j) − y_j Σ_{k≠j} S_k and S_j − y_j, for an explicit softmax and free labels."""
+    n_classes = sizes["C"]
+    p = explicit_softmax(explicit_vector("z", n_classes))
+    labels = explicit_vector("y", n_classes)
+    stable = Matrix([p[j] * (1 - labels[j]) - labels[j] * sum(p[k] for k in range(n_classes) if k != j)
+                     for j in range(n_classes)])
+    return stable, p - labels
+
+
 def _naive_against_stable(fig, generated, posts) -> None:
     gaps = np.logspace(0, 4, 200)
     logits = np.stack([gaps, np.zeros_like(gaps), np.zeros_like(gaps)], axis=-1)
@@ -88,6 +100,14 @@ def _naive_against_stable(fig, generated, posts) -> None:
     ax.legend(fontsize=8)
 
 
+def _below_and_other_maxima(shifted_k, exp_k, k) -> tuple[sp.Expr, sp.Expr]:
+    """Σ_k e^{s_k} − 1 without a subtraction: the terms below the maximum (s_k < 0), and the
+    other maxima (each e^0 = 1, one fewer than there are)."""
+    below = Sum(sp.Piecewise((0, sp.Eq(shifted_k, 0)), (exp_k, True)), (k, 1, C))
+    maxima = Sum(sp.Piecewise((exp_k, sp.Eq(shifted_k, 0)), (0, True)), (k, 1, C))
+    return below, maxima - 1
+
+
 def derive():
     i, j, k = class_index("i"), class_index("j"), class_index("k")
     XE = sp.Symbol("XE")
@@ -98,6 +118,12 @@ def derive():
     shifted_log_sum_exp = shift + log(Sum(exp(z[k] - shift), (k, 1, C)))
     unshifted = sp.expand_log(pull_out_of_sums(sp.expand(shifted_log_sum_exp)), force=True)
     stable_log_softmax = log_softmax.xreplace({log_sum_exp: shifted_log_sum_exp})
+    # After the shift the largest term is e^0 = 1, and log(1 + r) loses the digits of a tiny r
+    # (where one class is nearly certain, log S of it is about −r); log1p(r) keeps them. r is the
+    # sum of the other terms: those below the maximum, plus 1 for each other logit equal to it.
+    below, other_maxima = _below_and_other_maxima(z[k] - shift, exp(z[k] - shift), k)
+    log1p_form = log1p(below + other_maxima)
+    accurate_log_softmax = z[i] - shift - log1p_form
 
     loss = cross_entropy()
     loss_of_logits = loss.xreplace({log(S[i]): log_softmax})
@@ -107,6 +133,17 @@ def derive():
     loss_one_hot = pulled.xreplace(one_hot)
     gradient = evaluate(sp.diff(loss_one_hot, z[j]))
     gradient_in_S = gradient.subs(exp(z[j]), S[j] * Sum(exp(z[k]), (k, 1, C)))
+
+    # Selecting the label's entry instead of multiplying by y: 0 · (−inf) would be nan.
+    log_s = sp.IndexedBase("log_s")
+    # (a Sum folds a factor into the Piecewise, so the selection is computed first, by itself)
+    log_s_labelled = sp.IndexedBase("log_s_labelled")
+    selection = sp.Piecewise((0, sp.Eq(y[i], 0)), (log_s[i], True))
+    selected = -Sum(y[i] * log_s_labelled[i], (i, 1, C))
+    # At the true class S_j − 1 loses its digits where S_j rounds to 1; −Σ_{m≠j} S_m keeps them.
+    m = class_index("m")
+    others = result("softmax_jacobian", "one_minus_softmax", i=j)  # Σ_{m≠j} S_m
+    stable_gradient = S[j] * (1 - y[j]) - y[j] * others
 
     t = class_index("t")
     chain = Sum((-y[t] / S[t]) * S[t] * (sp.KroneckerDelta(t, j) - S[j]), (t, 1, C))
@@ -187,6 +224,14 @@ def derive():
              "$m = \\max_l z_l$: then no exponential exceeds $e^0 = 1$, so none overflows, and "
              "the largest term is exactly 1, so the logarithm's argument is at least 1, never 0.",
              shifted_log_sum_exp, unshifted),
+        Step("Why the code computes the log-sum-exp with log1p",
+             "After the shift the largest term is $e^0 = 1$, so the sum is $1 + r$. Where one class "
+             "is nearly certain, $r$ is tiny and $\\log S$ of that class is about $-r$; rounding "
+             "$1 + r$ first loses the digits of $r$ (to $\\log 1 = 0$ once $r < 10^{-16}$). "
+             "$\\operatorname{log1p}(r) = \\log(1 + r)$ keeps them. $r$ is the sum of the terms "
+             "below the maximum, plus 1 for every other logit equal to it (a tie), each term selected, "
+             "never subtracted.",
+             log(Sum(exp(z[k] - shift), (k, 1, C))), log1p_form),
         Step("The loss in terms of the logits", "Substitute $\\log S_i$; no logarithm of a probability remains.",
              loss, loss_of_logits),
         Step("Out of the sums", "Factors without $i$ leave the sums.", loss_of_logits, pulled),
@@ -213,6 +258,17 @@ def derive():
              "delta keeps $t = j$; $\\sum_t y_t = 1$. The result is step 7's: the second proof "
              "below checks this route.",
              uncancelled, through_S_result),
+        Step("Why the code selects the label's entry",
+             "Where a logit is far below the others, $\\log S_i$ underflows to $-\\infty$, and "
+             "$0 \\cdot (-\\infty)$ is nan in floating point although $y_i = 0$ there. The code "
+             "selects $\\log S_i$ only where $y_i \\ne 0$ (`xp.where`), 0 elsewhere, so the loss is finite "
+             "for every finite input; a logit of $-\\infty$ marks an impossible class, as in PyTorch.",
+             loss.xreplace({log(S[i]): log_s[i]}), selected.xreplace({log_s_labelled[i]: selection})),
+        Step("Why the code computes S_j − y_j this way",
+             "At the true class $S_j - 1$ is 0 in floating point once $S_j$ rounds to 1. Given "
+             "$\\sum S = 1$, $S_j - 1 = -\\sum_{m \\ne j} S_m$: written as below, no term "
+             "subtracts two nearly equal numbers.",
+             gradient_in_S, stable_gradient),
     )
     identities = (
         Identity(
@@ -222,6 +278,15 @@ def derive():
             shortcut=log_sum_exp,
             long_title="The shifted log-sum-exp,",
             shortcut_title="the log-sum-exp of the logits,",
+        ),
+        Identity(
+            "log_sum_exp_log1p",
+            "log1p of the terms below the maximum plus the other maxima equals the log-sum-exp of "
+            "the shifted logits (the two selections add up to every term; log1p(r) = log(1 + r)).",
+            long=log1p_form,
+            shortcut=log(Sum(exp(z[k] - shift), (k, 1, C))),
+            long_title="What the code computes,",
+            shortcut_title="the shifted log-sum-exp,",
         ),
         Identity(
             "cross_entropy_logit_grad",
@@ -234,9 +299,23 @@ def derive():
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
         ),
+        Identity(
+            "logit_grad_stable",
+            "The form the code computes, S_j(1 − y_j) − y_j Σ_{m≠j} S_m, equals S_j − y_j "
+            "given Σ S = 1 (for any labels y).",
+            long=stable_gradient,
+            shortcut=gradient_in_S,
+            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            explicit=explicit_stable_grad,
+            explicit_sizes=every(C=range(2, 7)),
+            long_title="The form the code computes, its sum evaluated,",
+            shortcut_title="S_j − y_j,",
+        ),
     )
 
-    z_max, shifted, log_s = sp.Symbol("z_max"), sp.IndexedBase("shifted"), sp.IndexedBase("log_s")
+    z_max, shifted = sp.Symbol("z_max"), sp.IndexedBase("shifted")
+    exp_shifted, ties = sp.IndexedBase("exp_shifted"), sp.Symbol("other_maxima")
+    others_of = sp.IndexedBase("others")
     logits_and_labels = (
         Param("z", z, ("C",), doc="logits"),
         Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
@@ -249,35 +328,46 @@ def derive():
             body=(
                 Assign(z_max, (), Maximum(z[k], (k, 1, C))),
                 Assign(shifted, (i,), z[i] - z_max),
+                Assign(exp_shifted, (i,), exp(shifted[i])),
+                Assign(ties, (), _below_and_other_maxima(shifted[k], exp_shifted[k], k)[1]),
             ),
             returns=Assign(
                 log(S[i]), (i,),
-                stable_log_softmax.xreplace({shift: 0}).xreplace(
-                    {z[i]: shifted[i], z[k]: shifted[k]}),
+                shifted[i] - log1p(_below_and_other_maxima(shifted[k], exp_shifted[k], k)[0] + ties),
             ),
-            math=stable_log_softmax.subs(shift, m_of_z),
+            math=accurate_log_softmax.subs(shift, m_of_z),
             returns_doc="log-probabilities, shape (..., C); finite for finite logits",
             reference="torch.log_softmax(z, dim=-1)",
+            conditioning="log S of a nearly certain class is about −Σ_{k} e^{z_k − max z} over the "
+            "others, and each term inherits the rounding of z_k − max z: about |z_k − max z|/2 "
+            "ulps. Every other entry is good to a few ulps.",
         ),
         Kernel(
             name="cross_entropy_from_logits",
             summary="The cross-entropy of softmax(z) against one-hot labels y, from the logits.",
             params=logits_and_labels,
-            body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),),
-            returns=Assign(XE, (), loss.xreplace({log(S[i]): log_s[i]})),
+            body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),
+                  Assign(log_s_labelled, (i,), selection)),
+            returns=Assign(XE, (), selected),
             math=stable_loss,
-            returns_doc="the loss of each sample, shape (...)",
+            returns_doc="the loss of each sample, shape (...): finite for finite logits; a logit of "
+            "-inf marks an impossible class (as in PyTorch), and gives +inf only where it is the label's",
             reference="torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), "
             "y.reshape(-1, y.shape[-1]), reduction='none').reshape(z.shape[:-1])",
+            conditioning="As log_softmax: the loss of a nearly certain, correct prediction is "
+            "about Σ_k e^{z_k − max z} over the other classes, good to about |z_k − max z|/2 ulps.",
         ),
         Kernel(
             name="cross_entropy_from_logits_grad",
             summary="∂XE/∂z_j = S_j − y_j: the gradient of the cross-entropy with respect to the logits.",
             params=logits_and_labels,
-            body=(Assign(S, (j,), sp.Function("softmax")(z)),),
-            returns=Assign(Derivative(XE, z[j]), (j,), gradient_in_S),
+            body=(Assign(S, (j,), sp.Function("softmax")(z)), Assign(others_of, (j,), others)),
+            returns=Assign(Derivative(XE, z[j]), (j,), stable_gradient.xreplace({others: others_of[j]})),
+            math=gradient_in_S,
             returns_doc="shape (..., C)",
             derivative=DerivativeOf("cross_entropy_from_logits(z, y)", wrt="z"),
+            conditioning="It is computed from softmax(z), and inherits its error: about "
+            "|z_j − max z|/2 ulps for an entry far below the largest.",
         ),
     )
     return Derivation(

@@ -41,7 +41,7 @@ from derive.steps import (
 from derive.sympy_tools import chain_rule, evaluate, pull_out_of_sums, sums_of
 
 
-def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
+def explicit_chain_rule(sizes, stable: bool = False) -> tuple[Matrix, Matrix]:
     """DS · DZ with explicit matrices, and the shortcut S_t(δ_tc − S_c)x_j.
 
     Both are functions of independent logits z: the identity holds for every
@@ -54,14 +54,19 @@ def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     dz_dw = layer.z.jacobian(layer.weights)  # (C, D*C), weights class-major as in the posts
     probabilities = explicit_softmax(logits)
     ds_dz = probabilities.jacobian(logits)  # (C, C)
-    shortcut = Matrix(
-        n_classes,
-        n_inputs * n_classes,
-        lambda t, w: probabilities[t]
-        * (int(t == w // n_inputs) - probabilities[w // n_inputs])
-        * xs[w % n_inputs],
-    )
-    return ds_dz * dz_dw, shortcut
+    def entry(t: int, w: int) -> sp.Expr:
+        c = w // n_inputs
+        if stable and t == c:  # 1 − S_t written as the sum of the other probabilities
+            others = sum(p for k, p in enumerate(probabilities) if k != t)
+            return probabilities[t] * others * xs[w % n_inputs]
+        return probabilities[t] * (int(t == c) - probabilities[c]) * xs[w % n_inputs]
+
+    return ds_dz * dz_dw, Matrix(n_classes, n_inputs * n_classes, entry)
+
+
+def explicit_stable_chain_rule(sizes) -> tuple[Matrix, Matrix]:
+    """DS · DZ, and the form the code computes: S_t Σ_{m≠t} S_m x_j where t = c."""
+    return explicit_chain_rule(sizes, stable=True)
 
 
 def explicit_column_sums(sizes) -> tuple[Matrix, Matrix]:
@@ -133,6 +138,10 @@ def derive():
     column_sum = Sum(shortcut, (t, 1, C))
     column_sum_evaluated = pull_out_of_sums(evaluate(column_sum))
     (outputs_total,) = sums_of(S, column_sum_evaluated)
+    # The softmax Jacobian's cancellation-free form, on the diagonal block t = c.
+    stable = result("softmax_jacobian", "stable_jacobian", i=t, j=c) * x[j]
+    m = class_index("m")
+    others = result("softmax_jacobian", "one_minus_softmax", i=t)  # Σ_{m≠t} S_m
 
     steps = (
         Step(
@@ -180,6 +189,14 @@ def derive():
              "When $t = c$ the delta is 1 and $S_t$ is $S_c$ (SymPy substitutes $t \\to c$); "
              "when $t \\ne c$ the delta is 0. Each line holds only under its condition.",
              shortcut, sp.Piecewise((same, sp.Eq(t, c)), (different, True))),
+        Step(
+            "Why the code computes it this way",
+            "As for the softmax Jacobian: where $S_t$ rounds to 1, $1 - S_t$ is 0 in floating "
+            "point, so on the block $t = c$ the code computes $S_t \\sum_{m \\ne t} S_m x_j$, "
+            "which keeps every digit (the probabilities sum to 1).",
+            shortcut,
+            stable,
+        ),
     )
     identities = (
         Identity(
@@ -202,6 +219,18 @@ def derive():
             explicit_sizes=every(C=range(2, 6), D=range(1, 4)),
             long_title="The sum over the outputs of the derivative by $W_{jc}$,",
             shortcut_title="zero,",
+        ),
+        Identity(
+            "layer_jacobian_stable",
+            "The form the code computes, S_t(δ_tc Σ_{m≠t} S_m − (1 − δ_tc) S_c)x_j, equals "
+            "S_t(δ_tc − S_c)x_j given Σ S = 1; written out, it equals the chain-rule product.",
+            long=stable,
+            shortcut=shortcut,
+            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            explicit=explicit_stable_chain_rule,
+            explicit_sizes=every(C=range(2, 6), D=range(1, 4)),
+            long_title="The form the code computes, its sum evaluated,",
+            shortcut_title="the shortcut,",
         ),
     )
     g = sp.IndexedBase("g")  # the gradient arriving at S from the loss
@@ -241,6 +270,7 @@ def derive():
             title="The layer's Jacobian from the softmax Jacobian",
         ),
     )
+    others_of = sp.IndexedBase("others")
     inputs_and_weights = (
         Param("x", x, ("D",), doc="inputs"),
         Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
@@ -254,6 +284,9 @@ def derive():
             returns=Assign(z, (c,), summation(c)),
             returns_doc="logits, shape (..., C)",
             reference="x @ W",
+            conditioning="z_c = Σ_d W_dc x_d adds terms of both signs: where they cancel, z_c is "
+            "small but its rounding error is relative to Σ_d |W_dc x_d|, so no bound in ulps of "
+            "z_c holds (the norm-wise error, in ulps of the largest entry, stays small).",
         ),
         Kernel(
             name="summation_jacobian",
@@ -270,11 +303,15 @@ def derive():
             name="layer_jacobian",
             summary="∂S_t/∂W_jc for S = softmax(Wᵀx): entry [t, j, c].",
             params=inputs_and_weights,
-            body=(Assign(S, (t,), sp.Function("softmax")(sp.Function("summation")(x, W))),),
-            returns=Assign(Derivative(S[t], W[j, c]), (t, j, c), shortcut),
+            body=(Assign(S, (t,), sp.Function("softmax")(sp.Function("summation")(x, W))),
+                  Assign(others_of, (t,), others)),
+            returns=Assign(Derivative(S[t], W[j, c]), (t, j, c), stable.xreplace({others: others_of[t]})),
+            math=stable,
             returns_doc="shape (..., C, D, C); the posts' DL (C, C·D), columns class-major, is "
             "`xp.permute_dims(layer_jacobian(x, W), (0, 2, 1)).reshape(C, C * D)`",
             derivative=DerivativeOf("softmax(summation(x, W))", wrt="W"),
+            conditioning="It computes S = softmax(Wᵀx) itself, so it inherits the cancellation in "
+            "z = Wᵀx and the rounding of z_i − max z in softmax.",
         ),
     )
     return Derivation(

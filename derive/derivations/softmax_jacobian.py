@@ -62,6 +62,27 @@ def _variance_form(answer) -> bool:
     return True
 
 
+def _others(probabilities: Matrix, i: int) -> sp.Expr:
+    """Σ_{k≠i} S_k for explicit probabilities."""
+    return sum(p for k, p in enumerate(probabilities) if k != i)
+
+
+def explicit_one_minus_softmax(sizes) -> tuple[Matrix, Matrix]:
+    """Σ_{k≠i} S_k and 1 − S_i for an explicit softmax of C logits."""
+    probabilities = explicit_softmax(explicit_vector("z", sizes["C"]))
+    others = Matrix([_others(probabilities, i) for i in range(sizes["C"])])
+    return others, Matrix([1 - p for p in probabilities])
+
+
+def explicit_stable_form(sizes) -> tuple[Matrix, Matrix]:
+    """The Jacobian of an explicit softmax, and the form the code computes with S written out."""
+    logits = explicit_vector("z", sizes["C"])
+    p = explicit_softmax(logits)
+    stable = Matrix(sizes["C"], sizes["C"],
+                    lambda i, j: p[i] * _others(p, i) if i == j else -p[i] * p[j])
+    return p.jacobian(logits), stable
+
+
 def _jacobian_heatmap(fig, generated, posts) -> None:
     jacobian = generated.softmax_jacobian(generated.softmax(generated.summation(posts.X, posts.W)))
     C = jacobian.shape[0]
@@ -115,6 +136,12 @@ def derive():
     row_sum = Sum(in_S, (j, 1, C))
     row_sum_evaluated = pull_out_of_sums(evaluate(row_sum))
     (outputs_total,) = sums_of(S, row_sum_evaluated)
+
+    # Where S_i rounds to 1, 1 − S_i is 0 in floating point; the sum of the others keeps its digits.
+    m = class_index("m")
+    others = Sum((1 - KroneckerDelta(i, m)) * S[m], (m, 1, C))  # Σ_{m≠i} S_m
+    probabilities_sum_to_one = {Sum(S[m], (m, 1, C)): sp.Integer(1)}
+    stable = S[i] * (KroneckerDelta(i, j) * others - (1 - KroneckerDelta(i, j)) * S[j])
 
     shift = sp.Symbol("m", real=True)
     shifted = exp(z[i] - shift) / Sum(exp(z[k] - shift), (k, 1, C))
@@ -197,6 +224,24 @@ def derive():
             shifted,
             unshifted,
         ),
+        Step(
+            "Why the code computes 1 − S_i as a sum",
+            "When one probability is close to 1, $S_i$ rounds to 1.0 in floating point and "
+            "$1 - S_i$ comes out as 0, although its true value is tiny but not 0. The probabilities "
+            "add up to 1, so $1 - S_i$ is the sum of the others: positive terms, no subtraction, "
+            "every digit kept.",
+            1 - S[i],
+            others,
+        ),
+        Step(
+            "The Jacobian without cancellation",
+            "On the diagonal ($\\delta_{ij} = 1$) the code computes $S_i \\sum_{m \\ne i} S_m$ "
+            "instead of $S_i(1 - S_i)$; off it, $-S_i S_j$ has no subtraction to lose digits in. "
+            "The rows of the Jacobian still sum to 0, and a gradient passed back through it keeps "
+            "its small components.",
+            in_S,
+            stable,
+        ),
     )
     identities = (
         Identity(
@@ -217,6 +262,30 @@ def derive():
             shortcut=S_i,
             long_title="Softmax of the shifted logits,",
             shortcut_title="softmax of the logits,",
+        ),
+        Identity(
+            "one_minus_softmax",
+            "Given Σ S = 1, the sum of the other probabilities Σ_{m≠i} S_m equals 1 − S_i.",
+            long=others,
+            shortcut=1 - S[i],
+            assumptions=probabilities_sum_to_one,
+            explicit=explicit_one_minus_softmax,
+            explicit_sizes=every(C=range(2, 7)),
+            long_title="The sum of the other probabilities,",
+            shortcut_title="one minus the probability,",
+        ),
+        Identity(
+            "softmax_jacobian_stable",
+            "The form the code computes, S_i(δ_ij Σ_{m≠i} S_m − (1 − δ_ij) S_j), equals "
+            "S_i(δ_ij − S_j) given Σ S = 1; with S written out, it equals the Jacobian SymPy "
+            "computes directly.",
+            long=stable,
+            shortcut=in_S,
+            assumptions=probabilities_sum_to_one,
+            explicit=explicit_stable_form,
+            explicit_sizes=every(C=range(2, 7)),
+            long_title="The form the code computes, its sum evaluated,",
+            shortcut_title="S_i(δ_ij − S_j),",
         ),
     )
 
@@ -275,6 +344,7 @@ def derive():
 
     z_max = sp.Symbol("z_max")
     exp_shifted = sp.IndexedBase("exp_shifted")
+    others_of = sp.IndexedBase("others")  # Σ_{m≠i} S_m, one per class
     kernels = (
         Kernel(
             name="softmax",
@@ -288,16 +358,23 @@ def derive():
             returns_doc="probabilities, each in (0, 1), summing to 1 over the last axis",
             math=S_i,
             reference="torch.softmax(z, dim=-1)",
+            conditioning="An entry of S far below the largest one: the code rounds z_i − max z, and e^x turns that "
+            "absolute error into a relative error |z_i − max z| times larger, so the entry is good to "
+            "about |z_i − max z|/2 ulps (hundreds for logits in the thousands); PyTorch and SciPy "
+            "round the same difference.",
         ),
         Kernel(
             name="softmax_jacobian",
             summary="The Jacobian of softmax, from its output: entry [i, j] is ∂S_i/∂z_j.",
             params=(Param("s", S, ("C",), doc="the output of `softmax`", domain="probability"),),
-            body=(),
-            returns=Assign(Derivative(S[i], z[j]), (i, j), in_S),
+            body=(Assign(others_of, (i,), others),),
+            returns=Assign(Derivative(S[i], z[j]), (i, j), stable.xreplace({others: others_of[i]})),
+            math=stable,
             matrix_form=matrix_form,
             returns_doc="the Jacobian, shape (..., C, C): the posts' `sm_dir(S)`",
             derivative=DerivativeOf("softmax(z)", wrt="z", call="softmax_jacobian(softmax(z))"),
+            conditioning="Each entry is a product of softmax outputs, and inherits their error: "
+            "about |z_i − max z|/2 ulps for an entry far below the largest.",
         ),
     )
     return Derivation(
@@ -333,7 +410,8 @@ def derive():
             Figure("softmax-along-a-line.svg",
                    "Softmax and one column of its Jacobian along a line of logits.", _along_a_line),
         ),
-        results={"softmax": S_i, "jacobian": in_S, "matrix_form": matrix_form},
+        results={"softmax": S_i, "jacobian": in_S, "matrix_form": matrix_form,
+                 "one_minus_softmax": others, "stable_jacobian": stable},
         errata=(
             Erratum(
                 "Part 1 prints `array([0.97337094, 0.85251098, ...])` and calls it the softmax "

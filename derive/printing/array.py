@@ -142,6 +142,24 @@ class ArrayPrinter(NumPyPrinter):
                 text += (" + " if text else "") + self.parenthesize(term, precedence)
         return text
 
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        """``Piecewise((a, c), (b, True))`` as ``xp.where(c, a, b)``: a selection, not a product,
+        so a branch not taken (log 0 = −inf where y = 0) cannot turn the result into nan."""
+        *branches, (otherwise, last) = expr.args
+        if last != sp.true:
+            raise UnsupportedExpression(f"{expr}: the last branch must hold otherwise (True)")
+        code = self._print(otherwise)
+        for value, condition in reversed(branches):
+            code = f"{self._module}.where({self._print(condition)}, {self._print(value)}, {code})"
+        return code
+
+    def _print_Relational(self, expr: sp.core.relational.Relational) -> str:
+        """``y[i] == 0`` with Python's operators, which every array library overloads."""
+        operators = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+        if expr.rel_op not in operators:
+            raise UnsupportedExpression(f"{expr}: relation {expr.rel_op} has no array operator")
+        return f"{self._print(expr.lhs)} {operators[expr.rel_op]} {self._print(expr.rhs)}"
+
     # -- calls to other generated functions --------------------------------------
 
     def _print_Function(self, expr: sp.Function) -> str:

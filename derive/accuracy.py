@@ -1,0 +1,326 @@
+"""Accuracy in ulps: ``python -m derive.accuracy [--samples N] [--output FILE]``.
+
+Every generated function (every kernel of the registry, called as its tests
+call it: ``softmax_jacobian(softmax(z))``) is evaluated in float32 and float64
+on inputs that include extremes, and compared entry by entry with the same
+call evaluated at 50 digits: each kernel's own index-form expression, entry by
+entry, by SymPy and mpmath, on the very floats the function was given. The
+error of an entry is counted in units in the last place (``numpy.spacing``) of
+its true value rounded to the dtype. PyTorch's and SciPy's equivalents are
+measured on the same inputs.
+
+Where the function's value is a sum that can cancel (``Kernel.conditioning``
+says why), no entry-wise bound can hold; the error is also given in ulps of
+the largest entry of the sample (a norm-wise error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import itertools
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import sympy as sp
+from sympy.codegen.cfunctions import log1p
+from sympy.core.function import AppliedUndef
+
+import derive.generated as generated
+from derive import derivations
+from derive.codegen import PYTHON_NAMES
+from derive.model import size
+from derive.steps import Kernel, Param
+from derive.sympy_tools import Maximum
+
+DIGITS = 50
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "accuracy-results" / "latest.json"  # the site's Accuracy page renders it
+DTYPES = ("float64", "float32")
+SCIPY = {  # the generated function -> SciPy's equivalent, on the same variables
+    "softmax": "scipy.special.softmax(z, axis=-1)",
+    "log_softmax": "scipy.special.log_softmax(z, axis=-1)",
+}
+LOGIT_SCALES = (1.0, 30.0, 1e3, 1e4)  # logits up to ±1e4
+
+
+def kernels() -> dict[str, Kernel]:
+    return {k.name: k for name in derivations.MODULES for k in derivations.get(name).kernels}
+
+
+def call_of(kernel: Kernel) -> str:
+    """Python calling ``kernel`` as its tests do: the declared call, or its own parameters."""
+    if kernel.derivative is not None and kernel.derivative.call:
+        return kernel.derivative.call
+    return f"{kernel.name}({', '.join(p.name for p in kernel.params)})"
+
+
+def variables(kernel: Kernel, known: dict[str, Kernel]) -> dict[str, Param]:
+    """The arguments of every generated function the call uses, by name."""
+    tree = ast.parse(call_of(kernel), mode="eval")
+    called = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id in known]
+    params: dict[str, Param] = {}
+    for name in called:
+        for p in known[name].params:
+            params.setdefault(p.name, p)
+    return params
+
+
+REGIMES = ("moderate", "extreme")
+"""moderate: logits of a few units, probabilities in [0.05, 0.95]; extreme: logits up to ±1e4,
+one logit of a row far above the others, probabilities down to 1e-15 from 0 and from 1."""
+
+
+def draw(param: Param, batch: tuple[int, ...], sizes: dict[str, int], rng: np.random.Generator,
+         regime: str = "extreme") -> np.ndarray:
+    """One argument, from its domain, in the given regime."""
+    shape = (batch if param.batched else ()) + tuple(sizes[a] for a in param.axes)
+    if param.domain == "one_hot":
+        return np.eye(shape[-1])[rng.integers(shape[-1], size=shape[:-1])]
+    if param.domain == "positive":
+        return rng.uniform(0.5, 2.0, size=shape)
+    if param.domain == "target":
+        return rng.uniform(0.0, 1.0, size=shape)
+    if param.domain == "probability" and regime == "moderate":
+        return rng.uniform(0.05, 0.95, size=shape)
+    if param.domain == "probability":  # moderate, near 0, near 1
+        kind = rng.integers(3, size=shape)
+        tiny = 10.0 ** -rng.uniform(1, 15, size=shape)
+        return np.choose(kind, [rng.uniform(0.05, 0.95, size=shape), tiny, 1 - tiny])
+    if param.label != "z" or regime == "moderate":  # inputs and weights: their products are logits
+        return rng.normal(size=shape) * rng.uniform(0.1, 3.0)
+    scale = LOGIT_SCALES[rng.integers(len(LOGIT_SCALES))]
+    values = rng.normal(size=shape) * scale
+    if param.axes and rng.random() < 0.5:  # one entry of each row far above the others
+        rows = values.reshape(-1, shape[-1])
+        rows[np.arange(len(rows)), rng.integers(shape[-1], size=len(rows))] += rng.uniform(20, 700)
+    return values
+
+
+# -- the reference: each kernel's own expression at 50 digits -----------------------------------
+
+def _label(base: sp.Basic) -> str:
+    return str(base.label if isinstance(base, sp.IndexedBase) else base)
+
+
+def _exact(value) -> sp.Float:
+    return value if isinstance(value, sp.Float) else sp.Float(float(value), DIGITS + 10)
+
+
+def _entry(expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict) -> sp.Float:
+    """``expr`` at the (1-based) index values ``at``, arrays looked up entry by entry (0-based)."""
+    # SymPy evaluates log1p(r) of a number as log(1 + r), which at 50 digits is 0 for r < 1e-50;
+    # held unevaluated until r is known, then mpmath's log1p keeps every digit of a tiny r.
+    expr = expr.replace(lambda e: isinstance(e, log1p), lambda e: _Log1p(*e.args))
+    plain = {i: sp.Symbol(str(i.label), integer=True) for i in expr.atoms(sp.Idx)}
+    expr = expr.xreplace(plain).xreplace({plain[i]: v for i, v in at.items()}).xreplace(sizes)
+    expr = expr.replace(
+        lambda e: isinstance(e, Maximum),
+        lambda m: sp.Max(*[m.function.xreplace({m.limits[0][0]: v})
+                           for v in range(int(m.limits[0][1]), int(m.limits[0][2]) + 1)]),
+    ).doit()
+    expr = expr.replace(lambda e: isinstance(e, sp.Indexed),
+                        lambda e: _exact(values[_label(e.base)][tuple(int(i) - 1 for i in e.indices)]))
+    expr = expr.xreplace({s: _exact(values[s.name]) for s in expr.free_symbols if s.name in values})
+    expr = expr.replace(lambda e: isinstance(e, _Log1p), _log1p)
+    return sp.Float(sp.N(expr, DIGITS), DIGITS)
+
+
+_Log1p = sp.Function("Log1p")  # log1p, left alone by SymPy until its argument is a number
+
+
+def _log1p(e: sp.Expr) -> sp.Float:
+    with mpmath.workdps(DIGITS):
+        return sp.Float(mpmath.log1p(mpmath.mpf(str(sp.N(e.args[0], DIGITS)))), DIGITS)
+
+
+def _reference_sample(kernel: Kernel, arguments: list, sizes: dict, symbols: dict,
+                      known: dict) -> np.ndarray:
+    values = {p.label: a for p, a in zip(kernel.params, arguments)}
+    value = None
+    for assign in (*kernel.body, kernel.returns):
+        if isinstance(assign.expression, AppliedUndef):  # another kernel, itself at 50 digits
+            value = _reference_call(assign.expression, values, sizes, known)
+        else:
+            ranges = [range(1, symbols[i.upper] + 1) for i in assign.indices]
+            entries = [_entry(assign.expression, values, dict(zip(assign.indices, point)), symbols)
+                       for point in itertools.product(*ranges)]
+            value = np.empty(len(entries), dtype=object)
+            value[:] = entries
+            value = value.reshape([len(r) for r in ranges])
+        values[_label(assign.target)] = value
+    return value
+
+
+def _reference_call(expr: sp.Basic, values: dict, sizes: dict, known: dict):
+    if isinstance(expr, AppliedUndef):
+        arguments = [_reference_call(a, values, sizes, known) for a in expr.args]
+        return reference(known[type(expr).__name__], arguments, sizes, known)
+    return values[_label(expr)]
+
+
+def reference(kernel: Kernel, arguments: list, sizes: dict, known: dict) -> np.ndarray:
+    """``kernel`` on ``arguments`` (arrays of floats or of 50-digit numbers), at 50 digits."""
+    symbols = {size(name): value for name, value in sizes.items()}
+    first = next((p, a) for p, a in zip(kernel.params, arguments) if p.batched)
+    batch = np.shape(first[1])[: np.ndim(first[1]) - len(first[0].axes)]
+    if kernel.flatten_batch:
+        flat = [np.reshape(a, (-1,) + np.shape(a)[np.ndim(a) - len(p.axes):]) if p.batched else a
+                for p, a in zip(kernel.params, arguments)]
+        symbols[sp.Symbol("B", integer=True, positive=True)] = int(np.prod(batch))
+        return _reference_sample(kernel, flat, sizes, symbols, known)
+    samples = {}
+    for b in np.ndindex(*batch):
+        sample = [a[b] if p.batched else a for p, a in zip(kernel.params, arguments)]
+        samples[b] = _reference_sample(kernel, sample, sizes, symbols, known)
+    result = np.empty(tuple(batch) + np.shape(next(iter(samples.values()))), dtype=object)
+    for b, value in samples.items():
+        result[b] = value
+    return result
+
+
+# -- the error in ulps ---------------------------------------------------------------------------
+
+def ulps(computed: np.ndarray, true: np.ndarray, dtype: str, normwise: bool = False) -> float:
+    """The largest |computed − true| in ulps of the true value (or of the largest |true|)."""
+    computed = np.asarray(computed, dtype=np.float64).ravel()
+    true = np.asarray(true, dtype=object).ravel()
+    rounded = np.array([float(t) for t in true]).astype(dtype)
+    unit = np.spacing(np.abs(rounded)).astype(np.float64)
+    if normwise:
+        unit = np.full_like(unit, np.spacing(np.max(np.abs(rounded))))
+    worst = 0.0
+    with mpmath.workdps(DIGITS):
+        for c, t, u, r in zip(computed, true, unit, rounded):
+            if not math.isfinite(c) or not np.isfinite(r):
+                if c != float(r):
+                    return math.inf
+                continue
+            worst = max(worst, float(abs(mpmath.mpf(c) - mpmath.mpf(str(t))) / mpmath.mpf(float(u))))
+    return worst
+
+
+@dataclass(frozen=True)
+class Case:
+    values: dict[str, np.ndarray]  # float64; each dtype's run casts them first
+    sizes: dict[str, int]
+
+
+def cases(kernel: Kernel, known: dict, samples: int, seed: int, regime: str) -> list[Case]:
+    rng = np.random.default_rng(seed)
+    params = variables(kernel, known)
+    drawn = []
+    for _ in range(samples):
+        sizes = {name: int(rng.integers(2, 6)) for name in "CDHK"}
+        batch = (int(rng.integers(1, 4)),)
+        drawn.append(Case({name: draw(p, batch, sizes, rng, regime) for name, p in params.items()}, sizes))
+    return drawn
+
+
+def _torch_call(code: str, values: dict):
+    import torch
+
+    result = eval(code, {"torch": torch}, {k: torch.as_tensor(v) for k, v in values.items()})
+    return result.numpy()
+
+
+def _scipy_call(code: str, values: dict):
+    import scipy.special  # noqa: F401
+
+    import scipy
+
+    return eval(code, {"scipy": scipy}, dict(values))
+
+
+def measure(kernel: Kernel, known: dict, samples: int = 12, seed: int = 0) -> list[dict]:
+    """Rows of the accuracy table for one function: ours, PyTorch's, SciPy's, per dtype."""
+    call = call_of(kernel)
+    contenders = {"derive": lambda values: evaluate(call, values)}
+    if kernel.reference:
+        contenders["PyTorch"] = lambda values: _torch_call(kernel.reference, values)
+    if kernel.name in SCIPY:
+        contenders["SciPy"] = lambda values: _scipy_call(SCIPY[kernel.name], values)
+    worst = {(who, dtype, regime): 0.0 for who in contenders for dtype in DTYPES for regime in REGIMES}
+    worst_normwise = dict(worst)
+    for regime, case in [(r, c) for r in REGIMES for c in cases(kernel, known, samples, seed, r)]:
+        for dtype in DTYPES:
+            values = {k: v.astype(dtype) for k, v in case.values.items()}
+            true = evaluate(call, values, exact=(known, case.sizes))
+            for who, run in contenders.items():
+                with np.errstate(all="ignore"):
+                    computed = run(values)
+                key = (who, dtype, regime)
+                worst[key] = max(worst[key], ulps(computed, true, dtype))
+                worst_normwise[key] = max(worst_normwise[key], ulps(computed, true, dtype, normwise=True))
+    return [
+        {"function": kernel.name, "call": call, "implementation": who, "dtype": dtype,
+         "inputs": regime, "max_ulp": worst[(who, dtype, regime)],
+         "max_ulp_normwise": worst_normwise[(who, dtype, regime)], "conditioning": kernel.conditioning}
+        for who in contenders for dtype in DTYPES for regime in REGIMES
+    ]
+
+
+def evaluate(code: str, values: dict, exact: tuple[dict, dict] | None = None):
+    """Registry Python such as "softmax_jacobian(softmax(z))": with the generated functions,
+    or (``exact=(kernels, sizes)``) with every function evaluated at 50 digits."""
+    if exact is None:
+        names = {name: getattr(generated, name) for name in generated.__all__}
+    else:
+        known, sizes = exact
+        names = {name: (lambda k: lambda *a: reference(k, list(a), sizes, known))(k)
+                 for name, k in known.items()}
+    return eval(code, {**names, **values})  # the registry's own strings
+
+
+def run(samples: int = 12, seed: int = 0) -> dict:
+    import scipy
+    import torch
+
+    known = kernels()
+    rows = []
+    for name in generated.__all__:  # every generated function; kernels() knows each
+        start = time.perf_counter()
+        rows += measure(known[name], known, samples=samples, seed=seed)
+        print(f"{name:32s} {time.perf_counter() - start:6.1f} s", flush=True)
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "samples_per_function": samples,
+        "digits": DIGITS,
+        "logit_scales": list(LOGIT_SCALES),
+        "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                     "torch": torch.__version__, "scipy": scipy.__version__,
+                     "mpmath": mpmath.__version__, "sympy": sp.__version__},
+        "rows": rows,
+    }
+
+
+def _json_safe(report: dict) -> dict:
+    for row in report["rows"]:
+        for key in ("max_ulp", "max_ulp_normwise"):
+            if math.isinf(row[key]):
+                row[key] = "inf"
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m derive.accuracy", description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=12, help="input draws per function and dtype")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    report = _json_safe(run(samples=args.samples))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    for r in report["rows"]:
+        print(f"{r['function']:32s} {r['implementation']:8s} {r['dtype']:8s} {r['inputs']:9s} "
+              f"{float(r['max_ulp']):12.3g} ulp  (norm-wise {float(r['max_ulp_normwise']):.3g})")
+    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+
+
+if __name__ == "__main__":
+    main()

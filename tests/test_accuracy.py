@@ -1,0 +1,86 @@
+"""The accuracy table's bounds, held on a small sample of its inputs (derive.accuracy).
+
+Every generated function, from the registry, in float64 and float32, on moderate and
+extreme inputs, against a 50-digit reference:
+
+* finite wherever the true value is;
+* within 4 ulps entry by entry, unless the kernel declares why no entry-wise bound can
+  hold (``Kernel.conditioning``); then within 8 ulps of the largest entry on moderate
+  float64 inputs;
+* never more than one ulp less accurate than PyTorch's or SciPy's equivalent.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from registry import KERNELS, require
+
+from derive import accuracy
+
+require("torch")
+require("scipy")
+
+SAMPLES = 1
+KNOWN = accuracy.kernels()
+
+
+def test_every_generated_function_is_measured():
+    assert sorted(accuracy.kernels()) == sorted(k.name for k in KERNELS)
+
+
+@pytest.fixture(scope="module", params=[k.name for k in KERNELS])
+def rows(request):
+    found = accuracy.measure(KNOWN[request.param], KNOWN, samples=SAMPLES, seed=7)
+    return {(r["implementation"], r["dtype"], r["inputs"]): r for r in found}
+
+
+def describe(row: dict) -> str:
+    return (f"{row['call']} ({row['implementation']}, {row['dtype']}, {row['inputs']} inputs): "
+            f"{row['max_ulp']:.3g} ulp entry-wise, {row['max_ulp_normwise']:.3g} norm-wise")
+
+
+def test_finite_wherever_the_true_value_is(rows):
+    for key, row in rows.items():
+        if key[0] == "derive":
+            assert math.isfinite(row["max_ulp"]), describe(row)
+
+
+def test_within_4_ulps_where_conditioning_allows(rows):
+    for (who, dtype, inputs), row in rows.items():
+        if who != "derive":
+            continue
+        if not row["conditioning"]:
+            assert row["max_ulp"] <= 4, describe(row)
+        elif (dtype, inputs) == ("float64", "moderate"):
+            assert row["max_ulp_normwise"] <= 8, describe(row)
+
+
+def test_no_less_accurate_than_pytorch_or_scipy(rows):
+    for (who, dtype, inputs), theirs in rows.items():
+        if who == "derive":
+            continue
+        ours = rows[("derive", dtype, inputs)]
+        assert ours["max_ulp"] <= theirs["max_ulp"] + 1, f"{describe(ours)}; {describe(theirs)}"
+
+
+def test_ulps_counts_units_of_the_true_values_last_place():
+    import sympy as sp
+
+    true = np.array([sp.Float(1, 50), sp.Float("1e-300", 50)], dtype=object)
+    computed = np.array([1 + 2 * np.spacing(1.0), 1e-300])
+    assert accuracy.ulps(computed, true, "float64") == pytest.approx(2)
+    assert accuracy.ulps(np.array([np.inf, 1e-300]), true, "float64") == math.inf
+    assert accuracy.ulps(computed, true, "float64", normwise=True) == pytest.approx(2)
+
+
+def test_the_reference_keeps_the_digits_of_log1p_of_a_tiny_number():
+    """log S of a nearly certain class is about −e^{−800}; the reference must not say 0."""
+    z = np.array([[800.0, 0.0]])
+    true = accuracy.evaluate("log_softmax(z)", {"z": z}, exact=(KNOWN, {"C": 2}))
+    import mpmath
+
+    with mpmath.workdps(60):
+        assert abs(mpmath.mpf(str(true[0, 0])) + mpmath.exp(-800)) < mpmath.exp(-800) * mpmath.mpf(10) ** -40
