@@ -84,9 +84,9 @@ def test_mixed_libraries_are_refused():
 
 
 def test_mixed_libraries_are_refused_by_the_argument_that_differs():
-    with pytest.raises(TypeError, match=r"^W: expected an array of numpy\.ndarray as x is, got torch\.Tensor"):
+    with pytest.raises(TypeError, match=r"^W: expected an array of the same library as x \(numpy\.ndarray\), got torch\.Tensor"):
         generated.summation(X, torch.asarray(W))
-    with pytest.raises(TypeError, match=r"^y: expected an array of torch\.Tensor as x is, got numpy\.ndarray"):
+    with pytest.raises(TypeError, match=r"^y: expected an array of the same library as x \(torch\.Tensor\), got numpy\.ndarray"):
         generated.weight_grad(torch.asarray(X), torch.asarray(W), LABELS)
 
 
@@ -127,4 +127,6 @@ LABELS_T = torch.asarray(LABELS)
 def test_integer_tensors_take_the_float_dtype_beside_them():
     x = torch.asarray(X, dtype=torch.float32)
     assert generated.summation(x, torch.ones(4, 7, dtype=torch.int64)).dtype == torch.float32
-    assert generated.summation(torch.ones(2, 4, dtype=torch.int32), torch.ones(4, 7)).dtype == torch.float64
+    assert generated.summation(torch.ones(2, 4, dtype=torch.int32), x.T).dtype == torch.float32
+    integers = torch.ones(2, 4, dtype=torch.int32), torch.ones(4, 7, dtype=torch.int64)
+    assert generated.summation(*integers).dtype == torch.float64  # no floats: float64

@@ -181,6 +181,7 @@ def test_bool_values_are_refused_not_taken_as_zero_and_one():
         weight_grad(x > 0, W, y)
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_matrix_and_other_ndarray_subclasses_are_plain_arrays():
     s = [[0.2, 0.3, 0.5]]
     assert softmax_jacobian(np.matrix(s)).shape == (1, 3, 3)
