@@ -9,7 +9,6 @@ a wrong result.
 from __future__ import annotations
 
 import contextlib
-import math
 import operator
 import sys
 import types
@@ -210,7 +209,8 @@ def _as_array(xp: Any, name: str, value: Any, spec: str, floats: Any) -> Any:
 
 def _check_dtype(xp: Any, name: str, array: Any, what: str) -> None:
     """Real numbers (floats or integers) only; booleans are refused, not read as 0 and 1."""
-    if array.dtype not in _float_dtypes(xp) and not xp.isdtype(array.dtype, ("real floating", "integral")):
+    real = array.dtype in _float_dtypes(xp) or xp.isdtype(array.dtype, ("real floating", "integral"))
+    if not real:
         raise TypeError(f"{name}: expected {what}, got dtype {_dtype_name(array.dtype)}")
 
 
@@ -278,7 +278,8 @@ def _row_tolerance(xp: Any, dtypes: list[Any], classes: int) -> float:
     in float32 is not the mistake this check is for (a row of zeros, two
     classes marked, labels scaled or shifted).
     """
-    return classes * 16 * max(float(np.finfo(np.float32).eps), *(float(xp.finfo(d).eps) for d in dtypes))
+    eps = max(float(np.finfo(np.float32).eps), *(float(xp.finfo(d).eps) for d in dtypes))
+    return 16 * classes * eps
 
 
 @cache
@@ -300,9 +301,12 @@ def _rows_pass(rows: np.ndarray, tolerance: float) -> bool:
 
 
 def _to_numpy(array: Any) -> np.ndarray:
+    """A small array of any library as NumPy, for an error message (dask computes it)."""
+    if hasattr(array, "detach"):  # a torch tensor that requires grad refuses __array__
+        array = array.detach()
     try:
         return np.asarray(array)
-    except Exception:  # array-api-strict has no __array__; it speaks DLPack
+    except (TypeError, ValueError, RuntimeError):  # a library with DLPack but no __array__
         return np.from_dlpack(array)
 
 
@@ -314,7 +318,8 @@ def _check_rows(xp: Any, name: str, rows: Any, tolerance: float) -> None:
         return
     good, sums = _to_numpy(good), _to_numpy(sums)
     index = np.unravel_index(int(np.argmin(good.reshape(-1))), good.shape)
-    row = "the row" if not index else f"row {index[0] if len(index) == 1 else tuple(map(int, index))}"
+    where = index[0] if len(index) == 1 else tuple(map(int, index))
+    row = f"row {where}" if index else "the row"
     raise ValueError(f"{name}: expected one-hot or probability rows summing to 1 (within "
                      f"{tolerance:.1e}), but {row} sums to {float(sums[index]):.9g}")
 
@@ -326,6 +331,12 @@ def _check_rows(xp: Any, name: str, rows: Any, tolerance: float) -> None:
 # checked again on every call. Calls with integer class labels are not remembered.
 _Plan = tuple[tuple[Any, ...] | None, tuple[tuple[int, float], ...]]
 _PASSED: dict[tuple[tuple[str, tuple[int, ...], Any], ...], _Plan] = {}
+
+
+def _expected(spec: str, one_hot: bool, batch: tuple[tuple[int, ...], str] | None) -> str:
+    """What an argument should have been, for an error message."""
+    labels = f", or integer class labels of shape {batch[0]}" if one_hot and batch else ""
+    return f"shape {spec}{labels}"
 
 
 def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
@@ -370,30 +381,27 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
                                  [_parse(spec)[2] for spec in specs])
     for name, batched, axes, one_hot, spec in order:
         array = _as_array(xp, name, arguments[name][0], spec, floats)
-        _check_dtype(xp, name, array, "integer class labels or one-hot rows" if one_hot else "real numbers")
+        _check_dtype(xp, name, array,
+                     "integer class labels or one-hot rows" if one_hot else "real numbers")
         shape = tuple(array.shape)
-
-        def expected() -> str:  # only built for an error message
-            labels = f", or integer class labels of shape {batch[0]}" if one_hot and batch else ""
-            return f"shape {spec}{labels}"
 
         if one_hot and batch and shape == batch[0]:
             if not xp.isdtype(array.dtype, "integral"):
-                raise TypeError(f"{name}: expected integer class labels of shape {shape}, or "
-                                f"one-hot rows of shape {spec.split(')')[0]})," 
-                                f" got dtype {_dtype_name(array.dtype)}")
+                rows = spec.removesuffix("one-hot").strip()
+                raise TypeError(f"{name}: expected integer class labels of shape {shape}, or one-hot "
+                                f"rows of shape {rows}, got dtype {_dtype_name(array.dtype)}")
             if axes[-1] not in sizes:
                 raise ValueError(f"{name}: class labels need the number of classes {axes[-1]}")
             prepared[name] = _one_hot(xp, name, array, sizes[axes[-1]][0], floats)
             converted_labels = True
             continue
         if len(shape) < len(axes) or (not batched and len(shape) != len(axes)):
-            raise ValueError(f"{name}: expected {expected()}, got {shape}")
+            raise ValueError(f"{name}: expected {_expected(spec, one_hot, batch)}, got {shape}")
         for axis, size in zip(axes, shape[len(shape) - len(axes):]):
             known = sizes.setdefault(axis, (size, name))
             if known[0] != size:
-                raise ValueError(f"{name}: expected {expected()} with {axis} = {known[0]} as in "
-                                 f"{known[1]}.shape, got {shape}")
+                raise ValueError(f"{name}: expected {_expected(spec, one_hot, batch)} with "
+                                 f"{axis} = {known[0]} as in {known[1]}.shape, got {shape}")
             if size == 0:
                 raise ValueError(f"{name}: expected shape {spec} with {axis} > 0, got {shape}")
         if batched:
@@ -404,18 +412,19 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
                 batch = (leading, name)
             elif batch[0] != leading:
                 raise ValueError(f"{name}: expected batch shape {batch[0]} as in {batch[1]} "
-                                 f"({expected()}), got {shape}")
+                                 f"({_expected(spec, one_hot, batch)}), got {shape}")
         if one_hot:  # label rows, of floats or integers
-            label_floats = _is_float(xp, array)
-            tolerance = _row_tolerance(xp, [floats, array.dtype] if label_floats else [floats], shape[-1])
+            float_rows = _is_float(xp, array)
+            dtypes = [floats, array.dtype] if float_rows else [floats]
+            tolerance = _row_tolerance(xp, dtypes, shape[-1])
             rows.append((name, tolerance))
             if _check_label_rows:
-                _check_rows(xp, name, array if label_floats else xp.astype(array, floats), tolerance)
+                _check_rows(xp, name, array if float_rows else xp.astype(array, floats), tolerance)
         prepared[name] = array if array.dtype == floats else xp.astype(array, floats)
     result = tuple(prepared[name] for name in arguments)
     if xp is FAST_NUMPY and not converted_labels:
         if len(_PASSED) >= 1024:
             _PASSED.clear()
         casts = tuple(None if p is v else p.dtype for p, (v, _) in zip(result, arguments.values()))
-        _PASSED[key] = (None if not any(casts) else casts, tuple(rows))
+        _PASSED[key] = (casts if any(c is not None for c in casts) else None, tuple(rows))
     return result

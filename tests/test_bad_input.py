@@ -1,6 +1,8 @@
 """Wrong shapes raise a ValueError that names the argument and the expected
 shape; nothing broadcasts silently into a wrong result."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -208,10 +210,10 @@ EMPTY_BATCH = {  # name: the arguments, with a batch of no samples
 
 @pytest.mark.parametrize("name", EMPTY_BATCH)
 def test_an_empty_batch_is_refused_by_the_first_argument(name):
-    import derive.generated as generated
+    from derive import generated
 
     arguments = EMPTY_BATCH[name]
-    first = next(iter(__import__("inspect").signature(getattr(generated, name)).parameters))
+    first = next(iter(inspect.signature(getattr(generated, name)).parameters))
     shape = arguments[0].shape
     with pytest.raises(ValueError, match=rf"^{first}: expected at least one sample, got shape {shape}$"
                        .replace("(", r"\(").replace(")", r"\)")):

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-import derive.generated as generated
+from derive import generated
 
 hypothesis = pytest.importorskip("hypothesis")
 torch = pytest.importorskip("torch")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 settings.register_profile(
     "derive-fuzz", max_examples=100, deadline=None, database=None, print_blob=True,
@@ -407,7 +407,7 @@ def test_invalid_inputs_are_refused_by_the_arguments_name(name, data):
     values, kinds, names = mutated
     try:
         result = case.function(*values)
-    except Exception as raised:
+    except Exception as raised:  # noqa: BLE001 - any type is caught, to be checked below
         error = raised
     else:
         raise AssertionError(f"{mutation} of {case.arguments[index].name}: no error, got {result!r}")

@@ -195,3 +195,10 @@ def test_integer_one_hot_rows_are_checked_like_float_ones():
 def test_half_precision_label_rows_beside_float32_are_accepted():
     soft16 = softmax(Z).astype(np.float16)  # rows off by up to ~C · 2**-11
     assert cross_entropy(S.astype(np.float32), soft16).dtype == np.float32
+
+
+def test_label_rows_that_require_grad_are_checked_too():
+    torch = pytest.importorskip("torch")
+    y = torch.asarray(ONE_HOT * 2).requires_grad_()
+    with pytest.raises(ValueError, match=r"^y: .*row \(0, 0\) sums to 2$"):
+        cross_entropy(torch.asarray(S), y)
