@@ -85,3 +85,52 @@ def test_dask_batch_larger_than_a_chunk_gives_numpys_gradient_lazily():
 def test_mixed_libraries_are_refused():
     with pytest.raises(TypeError, match="different array libraries"):
         generated.summation(X, torch.asarray(W))
+
+
+def test_mixed_libraries_are_refused_by_the_argument_that_differs():
+    with pytest.raises(TypeError, match=r"^W: expected an array of the same library as x \(numpy\.ndarray\), got torch\.Tensor"):
+        generated.summation(X, torch.asarray(W))
+    with pytest.raises(TypeError, match=r"^y: expected an array of the same library as x \(torch\.Tensor\), got numpy\.ndarray"):
+        generated.weight_grad(torch.asarray(X), torch.asarray(W), LABELS)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_lists_and_scalars_take_the_dtype_of_the_tensors_beside_them(dtype):
+    x = torch.tensor([1.0], dtype=getattr(torch, dtype))
+    result = generated.summation(x, [[0.1]])
+    assert result.dtype == x.dtype
+    assert result.item() == torch.tensor(0.1, dtype=x.dtype).item()  # 0.1 rounded once, in dtype
+    assert generated.summation([[1.0, 2.0]], torch.ones(2, 3, dtype=x.dtype)).dtype == x.dtype
+    labels = generated.weight_grad(x, [[0.5, 0.5]], 1)  # a Python int label for one sample
+    assert labels.dtype == x.dtype
+
+
+def test_lists_alone_are_float64_in_every_library():
+    assert generated.softmax([1.0, 2.0]).dtype == np.float64
+    result = generated.summation([[0.1]], strict.asarray([[1.0]], dtype=strict.float64))
+    assert result.dtype == strict.float64
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("wide", ["float32", "float64"])
+def test_half_precision_tensors_are_promoted_to_the_common_dtype(half, wide):
+    half, wide = getattr(torch, half), getattr(torch, wide)
+    x, w = torch.asarray(X, dtype=half), torch.asarray(W, dtype=wide)
+    assert torch.result_type(x, w) == wide
+    for name, arguments in {"summation": (x, w), "layer_jacobian": (x, w), "weight_grad": (x, w, LABELS_T),
+                            "cross_entropy": (torch.asarray(S, dtype=wide), torch.asarray(Y, dtype=half))}.items():
+        result = getattr(generated, name)(*arguments)
+        assert result.dtype == wide, name
+        expected = getattr(generated, name)(*(a.to(wide) for a in arguments[:2]), *arguments[2:])
+        torch.testing.assert_close(result, expected)
+
+
+LABELS_T = torch.asarray(LABELS)
+
+
+def test_integer_tensors_take_the_float_dtype_beside_them():
+    x = torch.asarray(X, dtype=torch.float32)
+    assert generated.summation(x, torch.ones(4, 7, dtype=torch.int64)).dtype == torch.float32
+    assert generated.summation(torch.ones(2, 4, dtype=torch.int32), x.T).dtype == torch.float32
+    integers = torch.ones(2, 4, dtype=torch.int32), torch.ones(4, 7, dtype=torch.int64)
+    assert generated.summation(*integers).dtype == torch.float64  # no floats: float64

@@ -1,6 +1,8 @@
 """Wrong shapes raise a ValueError that names the argument and the expected
 shape; nothing broadcasts silently into a wrong result."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,98 @@ def test_complex_input_is_refused_by_name():
 def test_integer_and_list_input_become_float():
     np.testing.assert_allclose(softmax([0, 0]), [0.5, 0.5])
     assert summation([[1, 2, 3]], W).dtype == np.float64
+
+
+# Anything that is not an array of real numbers is refused by the argument's name, saying
+# what was expected, however NumPy or the array library would have failed on it.
+NOT_NUMBERS = {
+    "None": (None, "got None"),
+    "dict": ({"a": 1.0}, "got dict"),
+    "str": ("1.0 2.0", "got str"),
+    "object": (object(), "got object"),
+    "bool": (np.array([[True, False]]), "got dtype bool"),
+    "bool list": ([[True, False]], "got dtype bool"),
+    "datetime": (np.array(["2026-01-01"], dtype="datetime64[D]"), "got dtype datetime64"),
+}
+
+
+@pytest.mark.parametrize("what", NOT_NUMBERS)
+def test_what_is_not_an_array_of_numbers_is_refused_by_name(what):
+    value, got = NOT_NUMBERS[what]
+    with pytest.raises(TypeError, match=rf"^z: expected .*{got}"):
+        softmax(value)
+    with pytest.raises(TypeError, match=rf"^W: expected .*{got}"):
+        summation(x, value)
+
+
+@pytest.mark.parametrize("what", ["None", "dict", "str", "object", "bool list"])
+def test_what_is_not_an_array_of_numbers_beside_torch_is_refused_by_name(what):
+    torch = pytest.importorskip("torch")
+    value, got = NOT_NUMBERS[what]
+    with pytest.raises(TypeError, match=rf"^W: expected .*{got}"):
+        summation(torch.ones(4, 3), value)
+    with pytest.raises(TypeError, match=rf"^y: expected .*{got}"):
+        cross_entropy(torch.full((4, 5), 0.2), value)
+
+
+def test_a_ragged_list_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^z: expected shape \(\.\.\., C\), got a ragged list"):
+        softmax([[1.0, 2.0], [3.0]])
+    with pytest.raises(ValueError, match=r"^W: expected shape \(D, C\), got a ragged list"):
+        summation(x, [[1.0] * 5, [1.0] * 5, [1.0] * 4])
+
+
+def test_bool_values_are_refused_not_taken_as_zero_and_one():
+    with pytest.raises(TypeError, match="^z: expected real numbers, got dtype bool"):
+        softmax(np.array([True, False]))
+    with pytest.raises(TypeError, match="^x: expected real numbers, got dtype bool"):
+        weight_grad(x > 0, W, y)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_matrix_and_other_ndarray_subclasses_are_plain_arrays():
+    s = [[0.2, 0.3, 0.5]]
+    assert softmax_jacobian(np.matrix(s)).shape == (1, 3, 3)
+    np.testing.assert_array_equal(softmax_jacobian(np.matrix(s)), softmax_jacobian(np.array(s)))
+    assert type(softmax_jacobian(np.matrix(s))) is np.ndarray
+    assert summation(np.matrix(x), np.matrix(W)).shape == (4, 5)
+    np.testing.assert_array_equal(weight_grad(np.matrix(x), W, np.matrix(y)), weight_grad(x, W, y))
+
+
+def test_masked_arrays_are_refused_rather_than_unmasked():
+    with pytest.raises(TypeError, match="^z: expected .*got a masked array"):
+        softmax(np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 0, 1]))
+
+
+EMPTY_BATCH = {  # name: the arguments, with a batch of no samples
+    "summation": (np.ones((0, 3)), W),
+    "softmax": (np.ones((0, 5)),),
+    "softmax_jacobian": (np.ones((2, 0, 5)),),
+    "cross_entropy": (np.ones((0, 5)), np.ones((0, 5))),
+    "weight_grad": (np.ones((0, 3)), W, np.zeros(0, dtype=int)),
+    "cross_entropy_from_logits": (np.ones((0, 5)), np.zeros((0,), dtype=int)),
+}
+
+
+@pytest.mark.parametrize("name", EMPTY_BATCH)
+def test_an_empty_batch_is_refused_by_the_first_argument(name):
+    from derive import generated
+
+    arguments = EMPTY_BATCH[name]
+    first = next(iter(inspect.signature(getattr(generated, name)).parameters))
+    shape = arguments[0].shape
+    with pytest.raises(ValueError, match=rf"^{first}: expected at least one sample, got shape {shape}$"
+                       .replace("(", r"\(").replace(")", r"\)")):
+        getattr(generated, name)(*arguments)
+
+
+def test_weight_grad_with_an_empty_batch_says_x():
+    with pytest.raises(ValueError, match=r"^x: expected at least one sample, got shape \(0, 3\)$"):
+        weight_grad(np.ones((0, 3)), W, np.ones((0, 5)))
+
+
+def test_a_single_sample_batch_shape_is_still_taken():
+    assert weight_grad(x[0], W, y[0]).shape == (3, 5)
+    assert weight_grad(x[0], W, 2).shape == (3, 5)
+    assert cross_entropy(s[0], y[0]).shape == ()
+    assert softmax(np.ones(5)).shape == (5,)

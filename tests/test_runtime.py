@@ -91,3 +91,32 @@ def test_results_are_the_same_on_both_paths():
     compat = softmax(z.tolist())  # a list: the array-api-compat namespace, float64
     assert fast.dtype == np.float32
     np.testing.assert_allclose(fast, compat, rtol=1e-6)
+
+
+def test_mixed_dtypes_run_in_the_common_dtype_on_both_paths():
+    x32, W64 = np.ones((4, 3), dtype=np.float32), np.ones((3, 5))
+    for _ in range(2):  # the second call replays the conversion the first worked out
+        assert weight_grad(x32, W64, np.array([0, 1, 2, 3])).dtype == np.float64
+        (x, W) = prepare(FAST_NUMPY, x=(x32, "(..., D)"), W=(W64, "(D, C)"))
+        assert x.dtype == W.dtype == np.float64
+        assert x32.dtype == np.float32  # the argument itself is not changed
+
+
+def test_one_hot_labels_take_the_dtype_of_the_values():
+    x32, W32 = np.ones((4, 3), dtype=np.float32), np.ones((3, 5), dtype=np.float32)
+    for _ in range(2):
+        assert weight_grad(x32, W32, np.eye(5)[[0, 1, 2, 3]]).dtype == np.float32
+
+
+def test_label_rows_are_checked_on_every_call_of_a_remembered_shape():
+    x, W, y = np.ones((4, 3)), np.ones((3, 5)), np.eye(5)[[0, 1, 2, 3]]
+    weight_grad(x, W, y)
+    weight_grad(x, W, y)  # a remembered shape
+    bad = y.copy()
+    bad[2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^y: expected .*row 2 sums to nan$"):
+        weight_grad(x, W, bad)
+    bad = y.astype(np.float32) * 2
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"^y: expected .*row 0 sums to 2$"):
+            weight_grad(x, W, bad)

@@ -1,0 +1,434 @@
+"""Every generated function, fuzzed through its argument checks (hypothesis).
+
+Driven by the registry: the functions are ``derive.generated.__all__`` and
+each argument's shape is read from the docstring's Args line ("shape (..., C)",
+"or integer class labels"), so a new derivation is fuzzed the moment it is
+registered. Invalid inputs must raise a ValueError or TypeError whose message
+starts with the argument's name; valid ones must give a finite result of the
+inputs' float dtype, the same numbers as plain float64 NumPy arrays, and leave
+every input as it was. The cases tried are counted and printed at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from derive import generated
+
+hypothesis = pytest.importorskip("hypothesis")
+torch = pytest.importorskip("torch")
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+settings.register_profile(
+    "derive-fuzz", max_examples=100, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+FUZZ = settings.get_profile("derive-fuzz")
+TRIED: Counter = Counter()
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    batched: bool  # shape (..., axes) rather than (axes)
+    axes: tuple[str, ...]
+    labels: bool  # also takes integer class labels of the batch shape
+    probabilities: bool  # rows of a softmax: positive, summing to 1
+
+
+ARGS_LINE = re.compile(r"^\s+(\w+): (.*)$")
+SHAPE = re.compile(r"shape \(([^)]*)\)")
+
+
+def arguments_of(function) -> list[Argument]:
+    """The Args section of the docstring, one Argument per parameter of the signature."""
+    doc = inspect.getdoc(function)
+    lines = doc.split("Args:", 1)[1].split("Returns:", 1)[0].splitlines()
+    described = {m[1]: m[2] for m in map(ARGS_LINE.match, ["    " + line for line in lines]) if m}
+    result = []
+    for name in inspect.signature(function).parameters:
+        text = described[name]
+        parts = [p.strip() for p in SHAPE.search(text)[1].split(",") if p.strip()]
+        batched = parts[0] == "..."
+        result.append(Argument(name, batched, tuple(parts[1:] if batched else parts),
+                               "integer class labels" in text,
+                               "softmax" in text or "probabilities" in text))
+    return result
+
+
+FUNCTIONS = {name: getattr(generated, name) for name in generated.__all__}
+SPECS = {name: arguments_of(f) for name, f in FUNCTIONS.items()}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_the_docstring_shapes_are_the_checked_ones(name):
+    """What the fuzzer reads (the docstring) is what prepare checks (the source)."""
+    source = inspect.getsource(FUNCTIONS[name])
+    checked = dict(re.findall(r'(\w+)=\(\w+, "([^"]*)"\)', source))
+    for argument in SPECS[name]:
+        spec = "(" + ", ".join((("...",) if argument.batched else ()) + argument.axes) + ")"
+        assert checked[argument.name] == spec + (" one-hot" if argument.labels else "")
+
+
+# ---------------------------------------------------------------------------- valid inputs
+
+
+@dataclass
+class Case:
+    function: object
+    arguments: list[Argument]
+    values: list  # as passed
+    plain: list  # the same numbers as plain float64 NumPy arrays (integer labels kept)
+    library: str
+    dtype: str  # of the values: the result's dtype unless only lists are given
+
+
+def softmax_rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def draw_case(data, name: str) -> Case:
+    arguments = SPECS[name]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    axes = {axis for a in arguments for axis in a.axes}
+    sizes = {axis: data.draw(st.integers(1, 5), label=axis) for axis in sorted(axes)}
+    batch = data.draw(st.sampled_from([(), (1,), (3,), (2, 3)]), label="batch")
+    library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
+    dtype = data.draw(st.sampled_from(["float64", "float32"]), label="dtype")
+    plain = []
+    for argument in arguments:
+        shape = (batch if argument.batched else ()) + tuple(sizes[a] for a in argument.axes)
+        if argument.labels:
+            classes = sizes[argument.axes[-1]]
+            labels = rng.integers(classes, size=batch)
+            form = data.draw(st.sampled_from(["integers", "one-hot", "smoothed"]), label="labels")
+            if form == "integers":
+                integer = data.draw(st.sampled_from(["int8", "uint8", "int16", "int32", "int64"]))
+                plain.append(labels.astype(integer))
+            else:
+                rows = np.eye(classes)[labels]
+                plain.append(rows if form == "one-hot" else rows * 0.9 + 0.1 / classes)
+        elif argument.probabilities:
+            plain.append(softmax_rows(rng.normal(size=shape)))
+        else:
+            plain.append(rng.normal(size=shape))
+    values = [represent(data, library, dtype, value) for value in plain]
+    plain = [v.astype(dtype).astype(np.float64) if v.dtype.kind == "f" else v for v in plain]
+    return Case(FUNCTIONS[name], arguments, values, plain, library, dtype)
+
+
+def represent(data, library: str, dtype: str, value: np.ndarray):
+    """The value in one of the forms people pass: an array (contiguous or not), read-only, a list."""
+    if value.dtype.kind == "f":
+        value = value.astype(dtype)
+    forms = ["array", "list", "strided"] + (["read-only", "fortran"] if library == "numpy" else ["transposed"])
+    form = data.draw(st.sampled_from(forms if value.ndim else ["array", "list"]), label="form")
+    TRIED["argument given as: " + form] += 1
+    if form == "list":
+        return value.tolist()
+    if form == "strided":  # every other entry of a wider array
+        wide = np.zeros(value.shape[:-1] + (2 * value.shape[-1],), dtype=value.dtype)
+        wide[..., ::2] = value
+        value = wide[..., ::2] if library == "numpy" else torch.asarray(wide)[..., ::2]
+        return value
+    if form == "read-only":
+        value = value.copy()
+        value.flags.writeable = False
+        return value
+    if form == "fortran":
+        return np.asfortranarray(value)
+    if form == "transposed":
+        if value.ndim < 2:
+            return torch.asarray(value.copy())
+        return torch.asarray(np.ascontiguousarray(np.swapaxes(value, -1, -2))).mT
+    return value.copy() if library == "numpy" else torch.asarray(value.copy())
+
+
+def expected_dtype(case: Case) -> str:
+    """The float dtype of the array arguments (label rows only if alone); float64 for lists."""
+    def floats(labels: bool) -> list[str]:
+        return [str(v.dtype).removeprefix("torch.") for v, a in zip(case.values, case.arguments)
+                if hasattr(v, "dtype") and a.labels == labels and ("float" in str(v.dtype))]
+    found = floats(False) or floats(True)
+    return found[0] if found else "float64"
+
+
+def to_numpy(array) -> np.ndarray:
+    return array.detach().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
+def snapshot(value):
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    return value.copy() if isinstance(value, np.ndarray) else copy.deepcopy(value)
+
+
+def unchanged(before, after) -> bool:
+    if isinstance(before, (np.ndarray, torch.Tensor)):
+        return np.array_equal(to_numpy(before), to_numpy(after)) and before.shape == after.shape
+    return before == after
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@FUZZ
+@given(data=st.data())
+def test_valid_inputs_give_finite_results_of_their_dtype(name, data):
+    case = draw_case(data, name)
+    before = [snapshot(v) for v in case.values]
+    result = case.function(*case.values)
+    TRIED[f"valid: {case.library} {case.dtype}"] += 1
+    if case.library == "torch" and any(isinstance(v, torch.Tensor) for v in case.values):
+        assert isinstance(result, torch.Tensor)
+        assert result.dtype == getattr(torch, expected_dtype(case))
+    else:  # a NumPy reduction to shape () gives a NumPy scalar, which is fine
+        assert isinstance(result, (np.ndarray, np.generic)) and not isinstance(result, np.matrix)
+        assert result.dtype == np.dtype(expected_dtype(case))
+    numbers = to_numpy(result)
+    assert np.isfinite(numbers).all()
+    reference = case.function(*case.plain)  # plain float64 NumPy arrays
+    tolerance = 1e-10 if expected_dtype(case) == "float64" else 2e-5
+    np.testing.assert_allclose(numbers, reference, rtol=tolerance, atol=tolerance)
+    for argument, old, new in zip(case.arguments, before, case.values):
+        assert unchanged(old, new), f"{argument.name} was changed"
+
+
+# -------------------------------------------------------------------------- invalid inputs
+# Each mutation takes a valid case and returns (values, exception types, the names an error
+# may start with), or None where it does not apply (a size no other argument shares, say).
+
+
+def replace(case: Case, index: int, value) -> list:
+    values = list(case.values)
+    values[index] = value
+    return values
+
+
+def numpy_value(case: Case, index: int) -> np.ndarray:
+    value = case.values[index]
+    return to_numpy(value) if hasattr(value, "shape") else np.asarray(value)
+
+
+def in_library(case: Case, array: np.ndarray):
+    return torch.asarray(array) if case.library == "torch" else array
+
+
+def is_rows(case: Case, index: int) -> bool:
+    """A labels argument given as rows (..., C), not as integer class labels."""
+    return np.asarray(numpy_value(case, index)).dtype.kind == "f"
+
+
+def not_numbers(kind):
+    def mutate(case, index, data):
+        value = {"None": None, "str": "0.5", "dict": {"x": 1.0}, "object": object()}[kind]
+        return replace(case, index, value), (TypeError,), {case.arguments[index].name}
+    return mutate
+
+
+def booleans(case, index, data):
+    value = numpy_value(case, index) > 0.2
+    return replace(case, index, in_library(case, value)), (TypeError,), {case.arguments[index].name}
+
+
+def complex_numbers(case, index, data):
+    value = numpy_value(case, index).astype(np.complex128)
+    return replace(case, index, in_library(case, value)), (TypeError,), {case.arguments[index].name}
+
+
+def ragged(case, index, data):
+    value = numpy_value(case, index)
+    if value.ndim < 1:
+        return None
+    rows = np.atleast_2d(value).tolist()
+    rows[-1] = rows[-1] + rows[-1][:1]  # one row longer than the others
+    if len(rows) == 1:
+        rows.append(rows[0][:-2] or [])
+    return replace(case, index, rows), (ValueError,), {case.arguments[index].name}
+
+
+def scalar(case, index, data):
+    if not case.arguments[index].axes:
+        return None
+    return replace(case, index, in_library(case, np.float64(0.5))), (ValueError, TypeError), \
+        {case.arguments[index].name}
+
+
+def extra_axis(case, index, data):
+    argument = case.arguments[index]
+    if argument.batched:
+        return None
+    value = numpy_value(case, index)
+    return replace(case, index, in_library(case, np.stack([value, value]))), (ValueError,), {argument.name}
+
+
+def other_size(case, index, data):
+    """One size (D, C) that another argument shares changed by one."""
+    argument = case.arguments[index]
+    if argument.labels and not is_rows(case, index):
+        return None
+    value = numpy_value(case, index)
+    for position, axis in enumerate(argument.axes):
+        sharing = {a.name for i, a in enumerate(case.arguments)
+                   if axis in a.axes and i != index and (not a.labels or is_rows(case, i))}
+        if sharing:
+            where = value.ndim - len(argument.axes) + position
+            grown = np.concatenate([value, np.take(value, [0], axis=where)], axis=where)
+            return (replace(case, index, in_library(case, grown)), (ValueError, TypeError),
+                    sharing | {argument.name})
+    return None
+
+
+def other_batch(case, index, data):
+    """One batched argument with a batch shape the others do not have."""
+    argument = case.arguments[index]
+    batched = {a.name for a in case.arguments if a.batched}
+    if not argument.batched or len(batched) < 2:
+        return None
+    value = numpy_value(case, index)
+    # ValueError, or TypeError where the new shape is that of class labels but not their dtype
+    return replace(case, index, in_library(case, np.stack([value, value]))), (ValueError, TypeError), batched
+
+
+def empty_batch(case, index, data):
+    """Every batched argument with a batch of no samples: refused, not a mean over nothing."""
+    values = list(case.values)
+    batched = set()
+    for i, argument in enumerate(case.arguments):
+        if argument.batched:
+            value = numpy_value(case, i)
+            rows = value.ndim - (0 if argument.labels and not is_rows(case, i) else len(argument.axes))
+            shape = ((0,) + value.shape[1:rows] if rows else (0,)) + value.shape[rows:]
+            values[i] = in_library(case, np.zeros(shape, dtype=value.dtype))
+            batched.add(argument.name)
+    return values, (ValueError,), batched
+
+
+def nan_label(case, index, data):
+    argument = case.arguments[index]
+    if not argument.labels:
+        return None
+    rows = label_rows(case, index).astype(case.dtype)
+    rows.reshape(-1, rows.shape[-1])[-1, 0] = np.nan
+    return replace(case, index, in_library(case, rows)), (ValueError,), {argument.name}
+
+
+def _classes(case: Case, index: int) -> int:
+    axis = case.arguments[index].axes[-1]
+    for i, a in enumerate(case.arguments):
+        if axis in a.axes and not a.labels:
+            return numpy_value(case, i).shape[len(numpy_value(case, i).shape) - len(a.axes) + a.axes.index(axis)]
+    raise AssertionError("no argument gives the number of classes")
+
+
+def label_rows(case: Case, index: int) -> np.ndarray:
+    """The labels as float64 rows, C-contiguous (so that a reshape below is a view, not a copy)."""
+    value = numpy_value(case, index)
+    rows = value.astype(np.float64) if is_rows(case, index) else np.eye(_classes(case, index))[value]
+    return np.array(rows, order="C")  # a copy, writeable
+
+
+def wrong_sum(case, index, data):
+    argument = case.arguments[index]
+    if not argument.labels:
+        return None
+    rows = label_rows(case, index)
+    scale = data.draw(st.sampled_from([0.0, 0.5, 2.0, 1 + 1e-4]), label="row scale")
+    rows.reshape(-1, rows.shape[-1])[0] *= scale
+    return replace(case, index, in_library(case, rows)), (ValueError,), {argument.name}
+
+
+def out_of_range(case, index, data):
+    argument = case.arguments[index]
+    if not argument.labels or is_rows(case, index):
+        return None
+    labels = np.array(numpy_value(case, index), dtype=np.int64)  # a copy, writeable, same shape
+    bad = data.draw(st.sampled_from([-1, _classes(case, index), 300, 70000]), label="label")
+    labels.flat[0] = bad
+    return replace(case, index, in_library(case, labels)), (ValueError,), {argument.name}
+
+
+def float_labels(case, index, data):
+    argument = case.arguments[index]
+    if not argument.labels or is_rows(case, index):
+        return None
+    labels = numpy_value(case, index).astype(np.float64)
+    return replace(case, index, in_library(case, labels)), (TypeError,), {argument.name}
+
+
+def other_library(case, index, data):
+    if sum(hasattr(v, "shape") for v in case.values) < 2 or not hasattr(case.values[index], "shape"):
+        return None
+    value = numpy_value(case, index)
+    other = np.array(value) if case.library == "torch" else torch.asarray(value.copy())
+    return replace(case, index, other), (TypeError,), {a.name for a in case.arguments}
+
+
+def zero_size(case, index, data):
+    argument = case.arguments[index]
+    if argument.labels and not is_rows(case, index):
+        return None
+    value = numpy_value(case, index)
+    return (replace(case, index, in_library(case, value[..., :0])), (ValueError,),
+            {a.name for a in case.arguments})
+
+
+MUTATIONS = {
+    "None": not_numbers("None"), "str": not_numbers("str"), "dict": not_numbers("dict"),
+    "object": not_numbers("object"), "bool": booleans, "complex": complex_numbers,
+    "ragged list": ragged, "scalar": scalar, "extra axis": extra_axis, "other size": other_size,
+    "other batch": other_batch, "empty batch": empty_batch, "nan label": nan_label,
+    "wrong-sum label": wrong_sum, "label out of range": out_of_range,
+    "float class labels": float_labels, "mixed libraries": other_library, "size 0": zero_size,
+}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@FUZZ
+@given(data=st.data())
+def test_invalid_inputs_are_refused_by_the_arguments_name(name, data):
+    case = draw_case(data, name)
+    mutation = data.draw(st.sampled_from(sorted(MUTATIONS)), label="mutation")
+    order = data.draw(st.permutations(range(len(case.arguments))), label="arguments to try")
+    for index in order:  # the first argument the mutation applies to
+        mutated = MUTATIONS[mutation](case, index, data)
+        if mutated is not None:
+            break
+    else:
+        TRIED[f"invalid: {mutation}: applies to no argument of this case"] += 1
+        return
+    values, kinds, names = mutated
+    try:
+        result = case.function(*values)
+    except Exception as raised:  # noqa: BLE001 - any type is caught, to be checked below
+        error = raised
+    else:
+        raise AssertionError(f"{mutation} of {case.arguments[index].name}: no error, got {result!r}")
+    TRIED[f"invalid: {mutation}: {type(error).__name__}"] += 1
+    assert type(error) in kinds, f"{mutation}: {type(error).__name__}: {error}"
+    assert re.match(rf"({'|'.join(names)}): ", str(error)), f"{mutation}: {error}"
+    if mutation == "empty batch":
+        assert "expected at least one sample" in str(error)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_the_cases_tried(request):
+    """After the module: how many cases each kind of input got, and what they raised."""
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or not TRIED:
+        return
+    calls = sum(n for key, n in TRIED.items() if key.startswith(("valid:", "invalid:"))
+                and not key.endswith("of this case"))
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\ntest_fuzz: {calls} calls checked")
+        for key, count in sorted(TRIED.items()):
+            reporter.write_line(f"  {count:5d}  {key}")
