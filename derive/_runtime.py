@@ -444,9 +444,13 @@ def scalar(name: str, value: Any) -> float:
     A Python float takes the precision of the arrays it meets, so float32
     stays float32 whatever the scalar's own type was.
     """
-    if isinstance(value, bool) or getattr(value, "dtype", None) is not None and getattr(value, "shape", ()) != ():
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}"
-                        f"{' of shape ' + str(tuple(value.shape)) if hasattr(value, 'shape') else ''}")
+    dtype = getattr(value, "dtype", None)
+    if isinstance(value, bool) or dtype is not None and "bool" in str(dtype):
+        raise TypeError(f"{name}: expected a real number, got a boolean")
+    if isinstance(value, complex) or dtype is not None and "complex" in str(dtype):
+        raise TypeError(f"{name}: expected a real number, got a complex one")
+    if getattr(value, "shape", ()) != ():
+        raise ValueError(f"{name}: expected a single number (shape ()), got shape {tuple(value.shape)}")
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -9,7 +9,6 @@ import pytest
 from registry import KERNELS, draw_all, require
 
 import derive.generated as generated
-from registry import require
 
 torch = require("torch")
 strict = require("array_api_strict")
@@ -21,7 +20,10 @@ jnp = jax.numpy
 rng = np.random.default_rng(11)
 X = rng.normal(size=(6, 4))
 W = rng.normal(size=(4, 7))
-Y = np.eye(7)[rng.integers(7, size=6)]
+LABELS = rng.integers(7, size=6)
+Y = np.eye(7)[LABELS]
+Z = X @ W
+S = np.exp(Z) / np.exp(Z).sum(axis=-1, keepdims=True)
 # Every generated function's arguments, drawn from the domain each parameter declares.
 CALLS = {k.name: tuple(draw_all({p.name: p for p in k.params}, (6,), np.random.default_rng(n)).values())
          for n, k in enumerate(KERNELS)}

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from registry import BY_NAME
+
 from derive import generated
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -41,27 +43,24 @@ class Argument:
     batched: bool  # shape (..., axes) rather than (axes)
     axes: tuple[str, ...]
     labels: bool  # also takes integer class labels of the batch shape
-    probabilities: bool  # rows of a softmax: positive, summing to 1
+    domain: str  # what values it takes (derive.steps.DOMAINS)
+
+    @property
+    def probabilities(self) -> bool:
+        """Rows of a softmax (positive, summing to 1) when it has a class axis; else each in (0, 1)."""
+        return self.domain == "probability"
+
+    @property
+    def scalar(self) -> bool:
+        return not self.batched and not self.axes
 
 
-ARGS_LINE = re.compile(r"^\s+(\w+): (.*)$")
-SHAPE = re.compile(r"shape \(([^)]*)\)")
 
 
 def arguments_of(function) -> list[Argument]:
-    """The Args section of the docstring, one Argument per parameter of the signature."""
-    doc = inspect.getdoc(function)
-    lines = doc.split("Args:", 1)[1].split("Returns:", 1)[0].splitlines()
-    described = {m[1]: m[2] for m in map(ARGS_LINE.match, ["    " + line for line in lines]) if m}
-    result = []
-    for name in inspect.signature(function).parameters:
-        text = described[name]
-        parts = [p.strip() for p in SHAPE.search(text)[1].split(",") if p.strip()]
-        batched = parts[0] == "..."
-        result.append(Argument(name, batched, tuple(parts[1:] if batched else parts),
-                               "integer class labels" in text,
-                               "softmax" in text or "probabilities" in text))
-    return result
+    """One Argument per parameter, from the registry's declaration of the function."""
+    kernel = BY_NAME[function.__name__]
+    return [Argument(p.name, p.batched, p.axes, p.one_hot, p.domain) for p in kernel.params]
 
 
 FUNCTIONS = {name: getattr(generated, name) for name in generated.__all__}
@@ -69,12 +68,16 @@ SPECS = {name: arguments_of(f) for name, f in FUNCTIONS.items()}
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_the_docstring_shapes_are_the_checked_ones(name):
-    """What the fuzzer reads (the docstring) is what prepare checks (the source)."""
+def test_the_declared_shapes_are_the_checked_ones(name):
+    """What the fuzzer reads (the registry) is what prepare checks (the source)."""
     source = inspect.getsource(FUNCTIONS[name])
     checked = dict(re.findall(r'(\w+)=\(\w+, "([^"]*)"\)', source))
     for argument in SPECS[name]:
-        spec = "(" + ", ".join((("...",) if argument.batched else ()) + argument.axes) + ")"
+        if argument.scalar:
+            assert f'{argument.name} = scalar("{argument.name}", {argument.name})' in source
+            continue
+        parts = (("...",) if argument.batched else ()) + argument.axes
+        spec = "(" + ", ".join(parts) + ("," if len(parts) == 1 and parts != ("...",) else "") + ")"
         assert checked[argument.name] == spec + (" one-hot" if argument.labels else "")
 
 
@@ -117,8 +120,16 @@ def draw_case(data, name: str) -> Case:
             else:
                 rows = np.eye(classes)[labels]
                 plain.append(rows if form == "one-hot" else rows * 0.9 + 0.1 / classes)
-        elif argument.probabilities:
+        elif argument.scalar:  # a temperature, a penalty: positive
+            plain.append(np.float64(rng.uniform(0.5, 2.0)))
+        elif argument.probabilities and argument.axes:
             plain.append(softmax_rows(rng.normal(size=shape)))
+        elif argument.probabilities:
+            plain.append(rng.uniform(0.05, 0.95, size=shape))
+        elif argument.domain == "target":
+            plain.append(rng.uniform(0.0, 1.0, size=shape))
+        elif argument.domain == "positive":
+            plain.append(rng.uniform(0.5, 2.0, size=shape))
         else:
             plain.append(rng.normal(size=shape))
     values = [represent(data, library, dtype, value) for value in plain]
@@ -157,7 +168,8 @@ def expected_dtype(case: Case) -> str:
     """The float dtype of the array arguments (label rows only if alone); float64 for lists."""
     def floats(labels: bool) -> list[str]:
         return [str(v.dtype).removeprefix("torch.") for v, a in zip(case.values, case.arguments)
-                if hasattr(v, "dtype") and a.labels == labels and ("float" in str(v.dtype))]
+                if hasattr(v, "dtype") and a.labels == labels and ("float" in str(v.dtype))
+                and not a.scalar]  # a scalar (T, l2) is a number: the arrays decide the precision
     found = floats(False) or floats(True)
     return found[0] if found else "float64"
 
@@ -186,7 +198,8 @@ def test_valid_inputs_give_finite_results_of_their_dtype(name, data):
     before = [snapshot(v) for v in case.values]
     result = case.function(*case.values)
     TRIED[f"valid: {case.library} {case.dtype}"] += 1
-    if case.library == "torch" and any(isinstance(v, torch.Tensor) for v in case.values):
+    if case.library == "torch" and any(isinstance(v, torch.Tensor)
+                                       for v, a in zip(case.values, case.arguments) if not a.scalar):
         assert isinstance(result, torch.Tensor)
         assert result.dtype == getattr(torch, expected_dtype(case))
     else:  # a NumPy reduction to shape () gives a NumPy scalar, which is fine
@@ -364,7 +377,8 @@ def float_labels(case, index, data):
 
 
 def other_library(case, index, data):
-    if sum(hasattr(v, "shape") for v in case.values) < 2 or not hasattr(case.values[index], "shape"):
+    arrays = [hasattr(v, "shape") and not a.scalar for v, a in zip(case.values, case.arguments)]
+    if sum(arrays) < 2 or not arrays[index]:  # a scalar (T, l2) is a number from any library
         return None
     value = numpy_value(case, index)
     other = np.array(value) if case.library == "torch" else torch.asarray(value.copy())
@@ -373,8 +387,8 @@ def other_library(case, index, data):
 
 def zero_size(case, index, data):
     argument = case.arguments[index]
-    if argument.labels and not is_rows(case, index):
-        return None
+    if argument.labels and not is_rows(case, index) or not argument.axes:
+        return None  # no size of its own to empty (elementwise, scalar): see "empty batch"
     value = numpy_value(case, index)
     return (replace(case, index, in_library(case, value[..., :0])), (ValueError,),
             {a.name for a in case.arguments})
