@@ -447,6 +447,8 @@ def scalar(name: str, value: Any) -> float:
     dtype = getattr(value, "dtype", None)
     if isinstance(value, bool) or dtype is not None and "bool" in str(dtype):
         raise TypeError(f"{name}: expected a real number, got a boolean")
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r:.40}")
     if isinstance(value, complex) or dtype is not None and "complex" in str(dtype):
         raise TypeError(f"{name}: expected a real number, got a complex one")
     if getattr(value, "shape", ()) != ():
