@@ -129,7 +129,10 @@ def _entry(expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], 
                         lambda e: _exact(values[_label(e.base)][tuple(int(i) - 1 for i in e.indices)]))
     expr = expr.xreplace({s: _exact(values[s.name]) for s in expr.free_symbols if s.name in values})
     expr = expr.replace(lambda e: isinstance(e, _Log1p), _log1p)
-    return sp.Float(sp.N(expr, DIGITS), DIGITS)
+    value = sp.N(expr, DIGITS)
+    if value in (sp.zoo, sp.oo, -sp.oo, sp.nan):  # log 0 of a probability that rounded to 0 or 1
+        return sp.oo if value == sp.zoo else value
+    return sp.Float(value, DIGITS)
 
 
 _Log1p = sp.Function("Log1p")  # log1p, left alone by SymPy until its argument is a number

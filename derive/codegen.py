@@ -6,6 +6,7 @@ nothing here touches files.
 
 from __future__ import annotations
 
+import ast
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,25 @@ def _requirement_checks(kernel: Kernel) -> list[str]:
     return lines
 
 
+def _without_unused_sizes(lines: list[str]) -> list[str]:
+    """Drop ``C = ...`` / ``dtype = ...`` lines that the printed code never reads
+    (a delta the printer wrote as a cumulative sum needs neither)."""
+    kept = []
+    for number, line in enumerate(lines):
+        target = line.split(" = ", 1)[0]
+        if target in ("dtype", *_SIZE_NAMES) and " = " in line and not line.startswith("return"):
+            later = "\n".join(lines[number + 1:]).replace("return ", "_ = ", 1)
+            used = {n.id for n in ast.walk(ast.parse(textwrap.dedent(later) or "pass"))
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            if target not in used:
+                continue
+        kept.append(line)
+    return kept
+
+
+_SIZE_NAMES = ("B", "C", "D", "H", "K")
+
+
 def generate_function(kernel: Kernel) -> GeneratedFunction:
     """The source lines of one kernel's function."""
     names = {p.label: p.name for p in kernel.params}
@@ -172,6 +192,7 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
         calls += _calls_in(assign.expression)
     printer = ArrayPrinter(axes=kernel.returns.indices, names=names, batched=batched)
     lines.append(f"return {printer.doprint(kernel.returns.expression)}")
+    lines = _without_unused_sizes(lines)
     calls += _calls_in(kernel.returns.expression)
     return GeneratedFunction(
         name=kernel.name,

@@ -50,6 +50,10 @@ def derive() -> Derivation:
     du_dz = evaluate(sp.diff(z[k] / T, z[j]))
     chain = Sum(ds_du * du_dz, (k, 1, C))
     jacobian = sp.factor(evaluate(chain))
+    m = class_index("m")
+    # S_i(1 − S_i) loses S_i's small complement where S_i rounds to 1: the code computes the
+    # softmax Jacobian's cancellation-free form (proved on its page), divided by T.
+    stable = result("softmax_jacobian", "stable_jacobian", i=i, j=j) / T
 
     example = Matrix([2, 1, 0])  # three logits, for the limits
     scaled = explicit_softmax(example / T)
@@ -61,6 +65,9 @@ def derive() -> Derivation:
         Step("Chain rule", "$z_j$ reaches $S_i$ through every $u_k$; $\\partial S_i/\\partial u_k$ is the softmax "
              "Jacobian (from its page, in terms of $S$), and the delta keeps $k = j$.",
              Sum(Derivative(S[i], u[k]) * Derivative(u[k], z[j]), (k, 1, C)), jacobian),
+        Step("Why the code computes it this way",
+             "As on the softmax Jacobian's page: $1 - S_i$ is computed as $\\sum_{m \\ne i} S_m$, "
+             "which keeps every digit where $S_i$ rounds to 1.", jacobian, stable),
         Step("Cold: T → 0", "For $z = (2, 1, 0)$: every probability but the largest logit's goes to 0, "
              "so softmax becomes the one-hot vector of the argmax (a hard max).",
              Limit(scaled, T, 0, "+"), cold),
@@ -72,6 +79,10 @@ def derive() -> Derivation:
                  "The chain-rule product through u = z/T equals S_i(δ_ij − S_j)/T.",
                  long=chain, shortcut=jacobian, explicit=explicit_jacobian, explicit_sizes=every(C=range(2, 6)),
                  long_title="The chain-rule product,", shortcut_title="the shortcut,"),
+        Identity("softmax_temperature_jacobian_stable",
+                 "the form the code computes equals $S_i(\\delta_{ij} - S_j)/T$, given $\\sum_m S_m = 1$",
+                 long=stable, shortcut=jacobian, assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+                 long_title="The form the code computes,", shortcut_title="the shortcut,"),
     )
     temperature = Param("T", T, doc="the temperature, a positive number", batched=False, domain="positive")
     positive = (Requirement(sp.Symbol("T") > 0, "T: expected a positive temperature, got T = {T}"),)
@@ -93,7 +104,8 @@ def derive() -> Derivation:
             params=(Param("s", S, ("C",), doc="the output of `softmax_temperature`", domain="probability"),
                     temperature),
             body=(),
-            returns=Assign(Derivative(S[i], z[j]), (i, j), jacobian),
+            returns=Assign(Derivative(S[i], z[j]), (i, j), stable),
+            math=jacobian,
             returns_doc="shape (..., C, C)",
             requires=positive,
             derivative=DerivativeOf("softmax_temperature(z, T)", wrt="z",

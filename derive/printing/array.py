@@ -237,7 +237,34 @@ class ArrayPrinter(NumPyPrinter):
         return f"{self._module}.{function}({body}, axis=-1)"
 
     def _print_Sum(self, expr: sp.Sum) -> str:
-        return self._contraction(expr) or self._reduce("sum", expr)
+        return self._contraction(expr) or self._sum_of_others(expr) or self._reduce("sum", expr)
+
+    def _sum_of_others(self, expr: sp.Sum) -> str | None:
+        """Σ_m (1 − δ_im) A_m, every entry but the i-th, for each i: O(C), not O(C²).
+
+        The sum of the entries before i plus the sum of those after it, each a
+        cumulative sum of positive terms: no subtraction (Σ_m A_m − A_i would
+        cancel exactly where this sum is needed, when A_i is nearly all of it).
+        """
+        (m, lower, upper), = expr.limits
+        factors = sp.Mul.make_args(expr.function)
+        if len(factors) != 2 or (lower, upper) != (m.lower, m.upper):
+            return None
+        mask, entry = sorted(factors, key=lambda f: isinstance(f, sp.Indexed))
+        if not (isinstance(entry, sp.Indexed) and entry.indices == (m,)):
+            return None
+        deltas = [i for i in mask.atoms(sp.KroneckerDelta) if m in i.args]
+        if len(deltas) != 1:
+            return None
+        (i,) = [a for a in deltas[0].args if a != m]
+        if mask != 1 - deltas[0] or i not in self.axes or i.upper != m.upper:
+            return None
+        name = self._name(entry.base.label)
+        xp = self._module
+        before = f"{xp}.cumulative_sum({name}, axis=-1, include_initial=True)[..., :-1]"
+        after = (f"{xp}.flip({xp}.cumulative_sum({xp}.flip({name}, axis=-1), axis=-1, "
+                 f"include_initial=True), axis=-1)[..., 1:]")
+        return self._place(f"({before} + {after})", (i,), name in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)
