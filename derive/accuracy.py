@@ -37,7 +37,7 @@ from derive import derivations
 from derive.codegen import PYTHON_NAMES
 from derive.model import size
 from derive.steps import Kernel, Param
-from derive.sympy_tools import Maximum
+from derive.sympy_tools import DenseSolve, Maximum
 
 DIGITS = 50
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +150,8 @@ def _reference_sample(kernel: Kernel, arguments: list, sizes: dict, symbols: dic
     for assign in (*kernel.body, kernel.returns):
         if isinstance(assign.expression, AppliedUndef):  # another kernel, itself at 50 digits
             value = _reference_call(assign.expression, values, sizes, known)
+        elif isinstance(assign.expression, DenseSolve):  # the same system, solved at 50 digits
+            value = _solve(values[_label(assign.expression.matrix)], values[_label(assign.expression.rhs)])
         else:
             ranges = [range(1, symbols[i.upper] + 1) for i in assign.indices]
             entries = [_entry(assign.expression, values, dict(zip(assign.indices, point)), symbols)
@@ -159,6 +161,18 @@ def _reference_sample(kernel: Kernel, arguments: list, sizes: dict, symbols: dic
             value = value.reshape([len(r) for r in ranges])
         values[_label(assign.target)] = value
     return value
+
+
+def _solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Σ_k A[j.., k..] X[k..] = r[j..], flattened row-major, by mpmath's LU at 50 digits."""
+    n = int(np.prod(np.shape(rhs)))
+    with mpmath.workdps(DIGITS):
+        a = mpmath.matrix([[mpmath.mpf(str(v)) for v in row] for row in np.reshape(matrix, (n, n))])
+        b = mpmath.matrix([mpmath.mpf(str(v)) for v in np.reshape(rhs, (n,))])
+        x = mpmath.lu_solve(a, b)
+        solved = np.empty(n, dtype=object)
+        solved[:] = [sp.Float(str(x[k]), DIGITS) for k in range(n)]
+    return solved.reshape(np.shape(rhs))
 
 
 def _reference_call(expr: sp.Basic, values: dict, sizes: dict, known: dict):

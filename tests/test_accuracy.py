@@ -63,7 +63,10 @@ def test_no_less_accurate_than_pytorch_or_scipy(rows):
         if who == "derive":
             continue
         ours = rows[("derive", dtype, inputs)]
-        assert ours["max_ulp"] <= theirs["max_ulp"] + 1, f"{describe(ours)}; {describe(theirs)}"
+        # where conditioning rules out an entry-wise bound, the entry-wise worst case is the luck
+        # of the sample (which entries cancel): compare what a bound can hold, the norm-wise error
+        measure = "max_ulp_normwise" if ours["conditioning"] else "max_ulp"
+        assert ours[measure] <= theirs[measure] + 1, f"{describe(ours)}; {describe(theirs)}"
 
 
 def test_ulps_counts_units_of_the_true_values_last_place():

@@ -436,6 +436,8 @@ def derive():
         ),
         Kernel(
             name="weight_hessian",
+            conditioning="A mean over the batch of products of inputs: terms of both signs add, and "
+            "where they cancel no entry-wise bound can hold (as for weight_grad)",
             summary="The Hessian of the mean cross-entropy over the batch with respect to W.",
             params=(x_param, W_param),
             body=(Assign(P, (b, c), softmax_of_batch), Assign(share, (b, c), P[b, c] / B)),
@@ -453,6 +455,8 @@ def derive():
         ),
         Kernel(
             name="weight_hvp",
+            conditioning="A mean over the batch of products of inputs: terms of both signs add, and "
+            "where they cancel no entry-wise bound can hold (as for weight_grad)",
             summary="The Hessian of the mean cross-entropy times V, without forming the Hessian.",
             params=(x_param, W_param,
                     Param("V", V, ("D", "C"), batched=False, doc="a direction, shaped like W")),
@@ -471,6 +475,8 @@ def derive():
         ),
         Kernel(
             name="newton_step",
+            conditioning="A linear solve: its error grows with the condition number of H + l2·I "
+            "(about the largest eigenvalue over l2), so only a norm-wise bound scaled by it holds",
             summary="The Newton step ΔW for the mean cross-entropy plus (l2/2)‖W‖², solved densely.",
             params=(x_param, W_param,
                     Param("y", Y, ("C",), doc="one-hot labels, with the batch shape of x", one_hot=True),

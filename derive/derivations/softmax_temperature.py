@@ -100,6 +100,8 @@ def derive() -> Derivation:
         ),
         Kernel(
             name="softmax_temperature_jacobian",
+            conditioning="Each entry is a product of softmax outputs of z/T and inherits their error: "
+            "the rounding of z/T and of z_i − max z, a few ulps more than softmax itself",
             summary="∂S_i/∂z_j of S = softmax(z/T), from its output s: (diag(S) − SSᵀ)/T.",
             params=(Param("s", S, ("C",), doc="the output of `softmax_temperature`", domain="probability"),
                     temperature),
