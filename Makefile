@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve test build check site bench bench-quick accuracy chromium
+.PHONY: serve test lint build check site bench bench-quick accuracy chromium
 
 $(VENV)/.docs-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,15 @@ serve: $(VENV)/.docs-installed
 	$(PY) -m derive build
 	$(PY) -m mkdocs serve -a 127.0.0.1:8000
 
-## test: the whole test suite, browser tests included
-test: $(VENV)/.test-installed chromium
+## test: lint, the generated files current, then the whole test suite, browser tests included
+test: $(VENV)/.test-installed chromium lint
 	$(PY) -m derive check
 	$(PY) -m pytest
+
+## lint: ruff's rules (pyproject.toml [tool.ruff.lint]) and its formatting, on the hand-written code
+lint: $(VENV)/.docs-installed
+	$(PY) -m ruff check derive tests
+	$(PY) -m ruff format --check derive tests
 
 ## site: build the static site into site/ (what CI checks with --strict)
 site: $(VENV)/.docs-installed
