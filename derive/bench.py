@@ -194,19 +194,28 @@ def training_step_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats:
 # -- the build ---------------------------------------------------------------------------------
 
 def build_times() -> dict[str, float]:
-    """Wall time of ``python -m derive build --no-figures`` on a copy: cold, then no-op."""
+    """Wall time of ``python -m derive build`` on a copy of the project.
+
+    cold: no cache and no generated files (every derivation derived and proved, every file
+    and figure written); no-op: nothing changed since; one edit: one derivation's module
+    changed (it and what uses its results are derived and proved again, the rest cached).
+    """
     with tempfile.TemporaryDirectory(prefix="derive-bench-") as folder:
         copy = Path(folder)
-        for name in ("derive", "templates", "docs"):
-            shutil.copytree(ROOT / name, copy / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "figures"))
+        for name in ("derive", "templates", "docs", "bench-results", "accuracy-results"):
+            if (ROOT / name).exists():
+                shutil.copytree(ROOT / name, copy / name,
+                                ignore=shutil.ignore_patterns("__pycache__", "figures"))
         for path in [*(copy / "derive" / "generated").glob("*.py"), *(copy / "docs" / "derivations").glob("*.md")]:
             path.unlink()
         env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+        edited = copy / "derive" / "derivations" / "softmax_temperature.py"
         seconds = {}
-        for kind in ("cold", "no-op"):
+        for kind in ("cold", "no-op", "one edit"):
+            if kind == "one edit":
+                edited.write_text(edited.read_text() + "\n# an edit\n")
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "derive", "build", "--no-figures"], cwd=copy, env=env,
+            subprocess.run([sys.executable, "-m", "derive", "build"], cwd=copy, env=env,
                            check=True, capture_output=True)
             seconds[kind] = time.perf_counter() - start
     return seconds
@@ -272,7 +281,8 @@ def table(report: dict) -> str:
         lines.append(f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} {cells}  {ratios}  {reference}")
     if "build_seconds" in report:
         b = report["build_seconds"]
-        lines += ["", f"python -m derive build --no-figures: cold {b['cold']:.2f} s, no-op {b['no-op']:.2f} s"]
+        lines += ["", f"python -m derive build: cold {b['cold']:.2f} s, no-op {b['no-op']:.2f} s, "
+                  f"one derivation edited {b.get('one edit', float('nan')):.2f} s"]
     m = report["machine"]
     lines += ["", f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, NumPy {m['numpy']} "
                   f"({m['blas']}), torch {m['torch']} ({m['torch_threads']} threads)"]
@@ -286,7 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="where to write the JSON report (default: "
                         "bench-results/latest.json for a full run, which the site's page shows; "
                         "bench-results/tmp-MODE.json, not committed, for --quick and --smoke)")
+    parser.add_argument("--build-times", action="store_true",
+                        help="measure only the build (cold, no-op, one edit) and record it in "
+                        "bench-results/latest.json beside the timings there")
     args = parser.parse_args(argv)
+    if args.build_times:
+        report = json.loads(BENCHMARK_RESULTS.read_text())
+        report["build_seconds"] = {**build_times(), "date": time.strftime("%Y-%m-%d")}
+        print(", ".join(f"{k} {v:.2f} s" for k, v in report["build_seconds"].items() if k != "date"))
+        BENCHMARK_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {BENCHMARK_RESULTS}")
+        return 0
     report = run(quick=args.quick, smoke=args.smoke)
     print(table(report))
     output = args.output or (BENCHMARK_RESULTS if report["mode"] == "full"

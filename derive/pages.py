@@ -197,9 +197,13 @@ def benchmark_context(report: dict | None) -> dict:
     build = ""
     if "build_seconds" in report:
         b = report["build_seconds"]
-        build = (f"`python -m derive build --no-figures`: {b['cold']:.2f} s cold (no generated "
-                 f"files), {b['no-op']:.2f} s with every file up to date (it still derives and "
-                 "proves everything; it only writes nothing).")
+        build = (f"`python -m derive build`: {b['cold']:.2f} s cold (no cache, no generated files: "
+                 f"every derivation derived and proved, every file and figure written), "
+                 f"{b['no-op']:.2f} s with nothing changed (it stops before importing SymPy)"
+                 + (f", {b['one edit']:.2f} s after an edit to one derivation (the softmax with a "
+                    "temperature: it is proved again, every other derivation comes from the cache; "
+                    "every page and figure is still rendered)" if "one edit" in b else "")
+                 + (f" Measured on {b['date']}." if "date" in b else ".")
     rows = [*report["posts"], *report["training_step"]]
     recorded = [r["spread"] for r in rows if "spread" in r]  # per contender: [fastest, slowest] repeat
     spread = ""
