@@ -203,7 +203,7 @@ def benchmark_context(report: dict | None) -> dict:
                  + (f", {b['one edit']:.2f} s after an edit to one derivation (the softmax with a "
                     "temperature: it is proved again, every other derivation comes from the cache; "
                     "every page and figure is still rendered)" if "one edit" in b else "")
-                 + (f" Measured on {b['date']}." if "date" in b else ".")
+                 + (f". Measured on {b['date']}." if "date" in b else "."))
     rows = [*report["posts"], *report["training_step"]]
     recorded = [r["spread"] for r in rows if "spread" in r]  # per contender: [fastest, slowest] repeat
     spread = ""
