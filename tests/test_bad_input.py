@@ -5,6 +5,7 @@ import inspect
 
 import numpy as np
 import pytest
+from registry import require
 
 from derive.generated import (
     cross_entropy,
@@ -161,7 +162,7 @@ def test_what_is_not_an_array_of_numbers_is_refused_by_name(what):
 
 @pytest.mark.parametrize("what", ["None", "dict", "str", "object", "bool list"])
 def test_what_is_not_an_array_of_numbers_beside_torch_is_refused_by_name(what):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     value, got = NOT_NUMBERS[what]
     with pytest.raises(TypeError, match=rf"^W: expected .*{got}"):
         summation(torch.ones(4, 3), value)

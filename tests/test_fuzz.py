@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from registry import require
 
 from registry import BY_NAME
 
 from derive import generated
 
-hypothesis = pytest.importorskip("hypothesis")
-torch = pytest.importorskip("torch")
+hypothesis = require("hypothesis")
+torch = require("torch")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
+from registry import KERNELS, draw_all, require
+
+import derive.generated as generated
 
 from derive.generated import (
     cross_entropy,
     cross_entropy_from_logits,
     cross_entropy_from_logits_grad,
-    cross_entropy_grad,
     softmax,
     weight_grad,
 )
@@ -20,13 +22,19 @@ ONE_HOT = np.eye(6)[LABELS]
 Z = X @ W
 S = softmax(Z)
 
-CALLS = {
-    "cross_entropy": lambda y: cross_entropy(S, y),
-    "cross_entropy_grad": lambda y: cross_entropy_grad(S, y),
-    "cross_entropy_from_logits": lambda y: cross_entropy_from_logits(Z, y),
-    "cross_entropy_from_logits_grad": lambda y: cross_entropy_from_logits_grad(Z, y),
-    "weight_grad": lambda y: weight_grad(X, W, y),
-}
+
+
+def _labelled(kernel):
+    """``kernel`` called with these labels as ``y``, its other arguments drawn from the registry."""
+    values = draw_all({p.name: p for p in kernel.params if not p.one_hot}, LABELS.shape,
+                      np.random.default_rng(3), sizes={"C": 6, "D": 4, "H": 3, "K": 3})
+    values.update({"x": X, "W": W, "z": Z, "s": S})
+    function = getattr(generated, kernel.name)
+    return lambda y: function(*[y if p.one_hot else values[p.name] for p in kernel.params])
+
+
+# Every generated function that takes labels: none is listed by hand.
+CALLS = {k.name: _labelled(k) for k in KERNELS if any(p.one_hot for p in k.params)}
 
 
 @pytest.mark.parametrize("name", CALLS)
@@ -72,7 +80,7 @@ def test_narrow_integer_labels_mark_one_class_for_any_number_of_classes(dtype, c
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "int32", "int64"])
 def test_narrow_torch_labels_mark_one_class(dtype):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     z = torch.zeros(2, 300, dtype=torch.float64)
     labels = torch.tensor([1, 100], dtype=getattr(torch, dtype))
     grad = cross_entropy_from_logits_grad(z, labels)
@@ -81,7 +89,7 @@ def test_narrow_torch_labels_mark_one_class(dtype):
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32", "int64"])
 def test_narrow_array_api_strict_labels_mark_one_class(dtype):
-    strict = pytest.importorskip("array_api_strict")
+    strict = require("array_api_strict")
     z = strict.zeros((2, 300))
     labels = strict.asarray([1, 100], dtype=getattr(strict, dtype))
     grad = np.from_dlpack(cross_entropy_from_logits_grad(z, labels))
@@ -93,7 +101,7 @@ def test_negative_narrow_labels_are_out_of_range(library):
     labels = np.array([1, -100], dtype=np.int8)
     z = np.zeros((2, 300))
     if library == "torch":
-        torch = pytest.importorskip("torch")
+        torch = require("torch")
         labels, z = torch.asarray(labels), torch.asarray(z)
     with pytest.raises(ValueError, match=r"^y: expected class labels in 0\.\.299, got labels from -100 to 1$"):
         cross_entropy_from_logits(z, labels)
@@ -173,8 +181,8 @@ def test_trusted_labels_skips_the_row_checks_and_restores_them():
 
 
 def test_labels_in_torch_and_array_api_strict_are_checked_too():
-    torch = pytest.importorskip("torch")
-    strict = pytest.importorskip("array_api_strict")
+    torch = require("torch")
+    strict = require("array_api_strict")
     y = ONE_HOT.copy()
     y[1, 2, 0] = np.nan
     with pytest.raises(ValueError, match=r"^y: .*row \(1, 2\) sums to nan$"):
@@ -198,7 +206,7 @@ def test_half_precision_label_rows_beside_float32_are_accepted():
 
 
 def test_label_rows_that_require_grad_are_checked_too():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     y = torch.asarray(ONE_HOT * 2).requires_grad_()
     with pytest.raises(ValueError, match=r"^y: .*row \(0, 0\) sums to 2$"):
         cross_entropy(torch.asarray(S), y)

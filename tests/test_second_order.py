@@ -121,7 +121,7 @@ def test_newton_step_refuses_l2_at_or_below_zero_and_large_systems():
 
 
 def test_newton_converges_on_iris_in_a_few_steps():
-    pytest.importorskip("sklearn")  # a docs dependency
+    require("sklearn")  # a docs dependency
     import derive.generated as generated
     from derive.derivations.second_order import newton_against_gradient_descent
 
