@@ -159,10 +159,17 @@ def _parse(spec: str) -> tuple[bool, tuple[str, ...], bool]:
 
 
 @cache
+def _labels_of(spec: str) -> str | None:
+    """``"(...) labels of C"`` -> "C": integer class labels 0..C-1 of the batch shape; else None."""
+    kind = spec.partition(")")[2].split()
+    return kind[-1] if kind[:2] == ["labels", "of"] else None
+
+
+@cache
 def _order(names: tuple[str, ...], specs: tuple[str, ...]) -> tuple[tuple[str, bool, tuple, bool, str], ...]:
     """(name, batched, axes, one_hot, spec) per argument, labels last: they need C and the batch."""
     parsed = [(name, *_parse(spec), spec) for name, spec in zip(names, specs)]
-    return tuple(sorted(parsed, key=lambda p: p[3]))
+    return tuple(sorted(parsed, key=lambda p: p[3] or _labels_of(p[4]) is not None))
 
 
 def _is_array(value: Any) -> bool:
@@ -257,8 +264,8 @@ def _is_dtype(xp: Any, dtype: Any, kind: str) -> bool:
         return False
 
 
-def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
-    """Integer class labels (...) as one-hot rows (..., C); a label outside 0..C-1 raises.
+def _checked_labels(xp: Any, name: str, labels: Any, classes: int) -> Any:
+    """Integer class labels (...) as int64; a label outside 0..C-1 raises.
 
     Compared in int64 whatever the labels' dtype: in uint8, 300 classes would
     wrap to 44, and label 44 would mark two of them.
@@ -271,7 +278,82 @@ def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
         raise ValueError(
             f"{name}: expected class labels in 0..{classes - 1}, got labels from {low} to {high}"
         )
+    return wide
+
+
+def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
+    """Integer class labels (...) as one-hot rows (..., C); a label outside 0..C-1 raises."""
+    wide = _checked_labels(xp, name, labels, classes)
     return xp.astype(wide[..., None] == xp.arange(classes, dtype=xp.int64), dtype)
+
+
+def _labels_pass(labels: np.ndarray, classes: int) -> bool:
+    """Whether int64 NumPy labels all lie in 0..C-1, fast (one pass each for min and max)."""
+    return bool(np.minimum.reduce(labels, axis=None) >= 0
+                and np.maximum.reduce(labels, axis=None) < classes)
+
+
+def is_class_labels(labels: Any, like: Any, axes: int) -> bool:
+    """Whether ``labels`` are integer class labels of the batch shape of ``like``.
+
+    ``like`` is a batched argument with ``axes`` axes after its batch axes. A
+    generated function with a labels form takes it for these, and its one-hot
+    form for everything else (float or integer rows, lists), which `prepare`
+    checks as before. Reads only dtypes and shapes.
+    """
+    dtype = getattr(labels, "dtype", None)
+    shape, like_shape = getattr(labels, "shape", None), getattr(like, "shape", None)
+    if dtype is None or shape is None or like_shape is None:
+        return False
+    if type(labels) is np.ndarray or isinstance(labels, np.generic):
+        integral = dtype.kind in "iu"
+    else:
+        try:
+            integral = array_api_compat.array_namespace(labels).isdtype(dtype, "integral")
+        except (TypeError, ValueError):
+            return False
+    return integral and len(shape) == len(like_shape) - axes
+
+
+@cache
+def _arange(n: int) -> np.ndarray:
+    rows = np.arange(n)
+    rows.flags.writeable = False
+    return rows
+
+
+def take_at_labels(xp: Any, a: Any, labels: Any) -> Any:
+    """``a[..., ℓ]``: each row's entry at its label (``a`` (..., C), ``labels`` (...) int64), shape (...).
+
+    The printing of ``A_ℓ``. NumPy indexes rows and labels; other libraries use
+    ``take_along_axis`` (array API 2024.12), or, without it, select with a
+    comparison and sum (each row has one nonzero term, so the sum is exact).
+    """
+    if xp is FAST_NUMPY:
+        rows = a.reshape(-1, a.shape[-1])
+        return rows[_arange(rows.shape[0]), labels.reshape(-1)].reshape(labels.shape)
+    if hasattr(xp, "take_along_axis"):
+        return xp.take_along_axis(a, labels[..., None], axis=-1)[..., 0]
+    classes = xp.arange(a.shape[-1], dtype=labels.dtype)
+    return xp.sum(xp.where(labels[..., None] == classes, a, xp.zeros_like(a)), axis=-1)
+
+
+def subtract_at_labels(xp: Any, a: Any, labels: Any, owned: bool = False) -> Any:
+    """``a − e_ℓ``: each row of ``a`` (..., C) with 1 subtracted at its label (``labels`` (...), int64).
+
+    The printing of ``A_c − δ_cℓ`` (see `derive.printing.array`). In NumPy
+    (``FAST_NUMPY``) it subtracts in place, ``a[arange(B), ℓ] -= 1``, on ``a``
+    itself when the generated code ``owned`` it (a temporary it made and reads
+    no more), else on a copy. Other libraries get the functional form, a
+    comparison with ``arange(C)``: no library needs item assignment.
+    """
+    if xp is FAST_NUMPY:
+        out = a if owned and a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
+        rows = out.reshape(-1, out.shape[-1])  # a view: out is C-contiguous
+        rows[_arange(rows.shape[0]), labels.reshape(-1)] -= 1
+        return out
+    classes = xp.arange(a.shape[-1], dtype=labels.dtype)
+    return a - xp.astype(labels[..., None] == classes, a.dtype)
 
 
 def _row_tolerance(xp: Any, dtypes: list[Any], classes: int) -> float:
@@ -336,8 +418,9 @@ def _check_rows(xp: Any, name: str, rows: Any, tolerance: float) -> None:
 # a training loop calls with the same shapes every step, and a hit skips the checks (a few
 # microseconds). The plan is (casts, rows): the dtype each argument is converted to (None:
 # returned as it is) and the (index, tolerance) of each label-rows argument, whose values are
-# checked again on every call. Calls with integer class labels are not remembered.
-_Plan = tuple[tuple[Any, ...] | None, tuple[tuple[int, float], ...]]
+# checked again on every call. Calls with integer class labels converted to one-hot rows are
+# not remembered; class labels kept as labels are, with (index, C) checked again on every call.
+_Plan = tuple[tuple[Any, ...] | None, tuple[tuple[int, float], ...], tuple[tuple[int, int], ...]]
 _PASSED: dict[tuple[tuple[str, tuple[int, ...], Any], ...], _Plan] = {}
 
 
@@ -370,14 +453,17 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
         key = tuple([(spec, value.shape, value.dtype) for value, spec in arguments.values()])
         plan = _PASSED.get(key)
         if plan is not None:
-            casts, rows = plan
+            casts, rows, label_plan = plan
             if not rows or not _check_label_rows or all(
                 _rows_pass(arguments[name][0], tolerance) for name, tolerance in rows
             ):
                 if casts is None:
-                    return tuple([value for value, _ in arguments.values()])
-                return tuple([value if dtype is None else value.astype(dtype)
-                              for (value, _), dtype in zip(arguments.values(), casts)])
+                    result = tuple([value for value, _ in arguments.values()])
+                else:
+                    result = tuple([value if dtype is None else value.astype(dtype)
+                                    for (value, _), dtype in zip(arguments.values(), casts)])
+                if all(_labels_pass(result[i], classes) for i, classes in label_plan):
+                    return result  # else: the checks below name the label out of range
     sizes: dict[str, tuple[int, str]] = {}  # axis -> (size, the argument it came from)
     batch: tuple[tuple[int, ...], str] | None = None  # (shape, argument) of the first batched one
     prepared: dict[str, Any] = {}
@@ -387,8 +473,24 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
     order = _order(tuple(arguments), specs)
     floats = _common_float_dtype(xp, [v for v, _ in arguments.values()],
                                  [_parse(spec)[2] for spec in specs])
+    label_args: list[tuple[int, int]] = []  # class-labels arguments: (position, C)
     for name, batched, axes, one_hot, spec in order:
         array = _as_array(xp, name, arguments[name][0], spec, floats)
+        classes_axis = _labels_of(spec)
+        if classes_axis is not None:  # integer class labels, kept as int64 labels
+            if not _is_dtype(xp, array.dtype, "integral"):
+                raise TypeError(f"{name}: expected integer class labels, got dtype {_dtype_name(array.dtype)}")
+            shape = tuple(array.shape)
+            if batch is None or shape != batch[0]:
+                expected = f"{batch[0]} (the batch shape of {batch[1]})" if batch else "(...)"
+                raise ValueError(f"{name}: expected integer class labels of shape {expected}, or one-hot "
+                                 f"rows (..., {classes_axis}), got {shape}")
+            if classes_axis not in sizes:
+                raise ValueError(f"{name}: class labels need the number of classes {classes_axis}")
+            classes = sizes[classes_axis][0]
+            prepared[name] = _checked_labels(xp, name, array, classes)
+            label_args.append((list(arguments).index(name), classes))
+            continue
         _check_dtype(xp, name, array,
                      "integer class labels or one-hot rows" if one_hot else "real numbers")
         shape = tuple(array.shape)
@@ -434,7 +536,8 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
         if len(_PASSED) >= 1024:
             _PASSED.clear()
         casts = tuple(None if p is v else p.dtype for p, (v, _) in zip(result, arguments.values()))
-        _PASSED[key] = (casts if any(c is not None for c in casts) else None, tuple(rows))
+        _PASSED[key] = (casts if any(c is not None for c in casts) else None, tuple(rows),
+                        tuple(label_args))
     return result
 
 

@@ -11,6 +11,10 @@ Rows:
 - one training-step gradient for a batch: generated ``weight_grad`` (and the
   from-logits path) against hand-written NumPy, PyTorch autograd, and the
   floor: the two matrix products alone;
+- the same step with integer class labels: generated ``weight_grad`` against
+  the best hand-written NumPy (softmax in place, ``P[arange(B), labels] -= 1``),
+  the floor, PyTorch autograd and JAX ``jit(grad)`` (when JAX is installed);
+  contenders in a rotating order, with the fastest and slowest repeat kept;
 - ``python -m derive build``, cold and no-op.
 """
 
@@ -60,10 +64,16 @@ def measure(contenders: dict[str, Callable[[], object]], repeats: int, budget: f
         once = max(time.perf_counter() - start, 1e-7)
         numbers[name] = max(1, int(budget / once))
     samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, f in contenders.items():
-            samples[name].append(timeit.timeit(f, number=numbers[name]) / numbers[name])
+    names = list(contenders)
+    for repeat in range(repeats):
+        # rotate the order, so no contender always runs right after the same other one
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            samples[name].append(timeit.timeit(contenders[name], number=numbers[name]) / numbers[name])
+    measure.spread = {name: [min(times), max(times)] for name, times in samples.items()}
     return {name: statistics.median(times) for name, times in samples.items()}
+
+
+measure.spread = {}  # the fastest and slowest repeat of each contender in the last call
 
 
 # -- the posts' algorithms, written afresh from the posts ------------------------------------
@@ -132,7 +142,7 @@ def posts_rows(n_inputs: int, n_classes: int, repeats: int, budget: float) -> li
         results.append({
             "size": f"D={n_inputs}, C={n_classes}", "what": what, "baseline": baseline,
             "baseline_seconds": times["posts"], "generated_seconds": times["generated"],
-            "speedup": times["posts"] / times["generated"],
+            "speedup": times["posts"] / times["generated"], "spread": dict(measure.spread),
         })
     return results
 
@@ -186,8 +196,90 @@ def training_step_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats:
     }
     return {
         "B": batch, "D": n_inputs, "C": n_classes, "dtype": np.dtype(dtype).name,
-        "seconds": times, "ratios": ratios,
+        "seconds": times, "spread": dict(measure.spread), "ratios": ratios,
         "targets_met": {k: ratios[k] <= v for k, v in TARGETS.items()},
+    }
+
+
+LABEL_TARGETS = {"labels: generated / hand": 1.05, "labels: generated / floor": 1.3}
+
+
+def numpy_labels_by_hand(X, W, labels):
+    """The best hand-written NumPy step with class labels: softmax in place, 1 subtracted at the labels."""
+    P = X @ W
+    P -= P.max(axis=1, keepdims=True)
+    np.exp(P, out=P)
+    P /= P.sum(axis=1, keepdims=True)
+    P[np.arange(len(labels)), labels] -= 1
+    P /= len(labels)
+    return X.T @ P
+
+
+def training_step_labels_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats: int,
+                             budget: float) -> dict:
+    """The step with integer class labels: generated, hand-written NumPy, floor, PyTorch, JAX."""
+    import torch
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(batch, n_inputs)).astype(dtype)
+    W = (rng.normal(size=(n_inputs, n_classes)) * 0.05).astype(dtype)
+    labels = rng.integers(n_classes, size=batch)
+    G = rng.normal(size=(batch, n_classes)).astype(dtype)  # stands for S - Y
+
+    def floor():
+        X @ W
+        return X.T @ G
+
+    tX, tlabels = torch.from_numpy(X), torch.from_numpy(labels)
+    tW = torch.from_numpy(W.copy()).requires_grad_(True)
+
+    def torch_autograd():
+        tW.grad = None
+        torch.nn.functional.cross_entropy(tX @ tW, tlabels).backward()
+        return tW.grad
+
+    contenders = {
+        "generated": lambda: generated.weight_grad(X, W, labels),
+        "hand": lambda: numpy_labels_by_hand(X, W, labels),
+        "floor": floor,
+        "torch": torch_autograd,
+    }
+    expected = numpy_labels_by_hand(X, W, labels)
+    tolerance = {"rtol": 1e-3, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-12}
+    np.testing.assert_allclose(generated.weight_grad(X, W, labels), expected, **tolerance)
+    np.testing.assert_allclose(torch_autograd().numpy(), expected, rtol=1e-3, atol=1e-5)
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        jax = None
+    if jax is not None:
+        if dtype == np.float64:
+            jax.config.update("jax_enable_x64", True)
+        jX, jW, jlabels = jnp.asarray(X), jnp.asarray(W), jnp.asarray(labels)
+
+        def loss(weights, inputs, targets):
+            log_p = jax.nn.log_softmax(inputs @ weights, axis=-1)
+            return -jnp.mean(jnp.take_along_axis(log_p, targets[:, None], axis=-1))
+
+        step = jax.jit(jax.grad(loss))
+        assert step(jW, jX, jlabels).dtype == jW.dtype
+        contenders["jax"] = lambda: step(jW, jX, jlabels).block_until_ready()
+        np.testing.assert_allclose(np.asarray(contenders["jax"]()), expected, rtol=1e-3, atol=1e-5)
+    times = measure(contenders, repeats, budget)
+    spread = dict(measure.spread)
+    ratios = {
+        "labels: generated / hand": times["generated"] / times["hand"],
+        "labels: generated / floor": times["generated"] / times["floor"],
+        "labels: hand / floor": times["hand"] / times["floor"],
+        "labels: generated / torch": times["generated"] / times["torch"],
+    }
+    if "jax" in times:
+        ratios["labels: generated / jax"] = times["generated"] / times["jax"]
+    return {
+        "B": batch, "D": n_inputs, "C": n_classes, "dtype": np.dtype(dtype).name,
+        "seconds": times, "spread": spread, "ratios": ratios,
+        "targets_met": {k: ratios[k] <= v for k, v in LABEL_TARGETS.items()},
     }
 
 
@@ -255,6 +347,9 @@ def run(quick: bool = False, smoke: bool = False) -> dict:
         "training_step": [training_step_row(b, d, c, dtype, repeats, budget)
                           for b, d, c in steps for dtype in (np.float64, np.float32)],
         "targets": TARGETS,
+        "training_step_labels": [training_step_labels_row(b, d, c, dtype, repeats, budget)
+                                 for b, d, c in steps for dtype in (np.float64, np.float32)],
+        "label_targets": LABEL_TARGETS,
     }
     if not smoke:
         report["build_seconds"] = build_times()
@@ -279,6 +374,13 @@ def table(report: dict) -> str:
             for k, t in TARGETS.items())
         reference = "  ".join(f"{s[a] / s[b]:{len(name)}.3f}" for name, (a, b) in REFERENCE_RATIOS.items())
         lines.append(f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} {cells}  {ratios}  {reference}")
+    lines += ["", "The step with integer class labels (seconds per call: median [fastest, slowest repeat])"]
+    for r in report.get("training_step_labels", []):
+        lines.append(f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} " + "  ".join(
+            f"{k} {v:.3e} [{r['spread'][k][0]:.2e}, {r['spread'][k][1]:.2e}]" for k, v in r["seconds"].items()))
+        lines.append(" " * 26 + "  ".join(
+            f"{k} {v:.3f}" + (f" {'met' if r['targets_met'][k] else 'MISSED'} (<= {LABEL_TARGETS[k]})"
+                              if k in LABEL_TARGETS else "") for k, v in r["ratios"].items()))
     if "build_seconds" in report:
         b = report["build_seconds"]
         lines += ["", f"python -m derive build: cold {b['cold']:.2f} s, no-op {b['no-op']:.2f} s, "

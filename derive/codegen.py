@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sympy as sp
@@ -45,6 +45,8 @@ class GeneratedFunction:
     checks: tuple[str, ...]  # the public function's body before it calls the core
     lines: tuple[str, ...]  # the core's body
     calls: tuple[str, ...]  # other generated functions the core calls
+    labels_lines: tuple[str, ...] = ()  # the core of the labels form, ``_name_labels``, if any
+    runtime: tuple[str, ...] = ()  # helpers of derive._runtime the code calls besides the usual
 
 
 def _python_name(base: sp.Basic) -> str:
@@ -103,7 +105,7 @@ def _size_lines(kernel: Kernel, sizes: set[str]) -> list[str]:
     lines = []
     for size in sorted(sizes):
         (owner, position) = next(
-            (p, p.axes.index(size) - len(p.axes)) for p in kernel.params if size in p.axes
+            (p, p.axes.index(size) - len(p.axes)) for p in kernel.params if size in p.axes and not p.labels
         )
         lines.append(f"{size} = {owner.name}.shape[{position}]")
     return lines
@@ -141,7 +143,66 @@ def _without_unused_sizes(lines: list[str]) -> list[str]:
 _SIZE_NAMES = ("B", "C", "D", "H", "K")
 
 
+def _owned(body, returns) -> list[set[str]]:
+    """Per assignment (body, then returns): the temporaries it may overwrite.
+
+    A body target that this expression reads, that no later expression
+    reads, and that no other generated function returned to it under a name
+    it also reads elsewhere: the expression is its last use, so the library
+    may reuse its memory (NumPy, in place).
+    """
+    expressions = [a.expression for a in body] + [returns.expression]
+    # a target that is a bare argument (``s = z``) may share its memory: never overwritten
+    targets = {_python_name(a.target) for a in body
+               if not isinstance(a.expression, (sp.Indexed, sp.Symbol, sp.Idx))}
+    owned = []
+    for number, expression in enumerate(expressions):
+        later = set().union(set(), *(_names_in(e) for e in expressions[number + 1:]))
+        owned.append((_names_in(expression) & targets) - later)
+    return owned
+
+
+def _labels_function(kernel: Kernel) -> tuple[Kernel, str]:
+    """The kernel with its labels form in place of the one-hot form, and the one-hot parameter's name."""
+    form = kernel.labels_form
+    params = tuple(form.param if p.name == form.param.name else p for p in kernel.params)
+    if params == kernel.params:
+        raise ValueError(f"{kernel.name}: the labels form's parameter {form.param.name} is not a parameter")
+    return replace(kernel, params=params, body=form.body, returns=form.returns, labels_form=None), form.param.name
+
+
+def _dispatch(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
+    """The public function's first lines: integer labels of the batch shape take the labels form."""
+    like = next(p for p in kernel.params if p.batched and p.name != name and not _is_scalar(p))
+    arrays = [p for p in labels.params if not _is_scalar(p)]
+    array_names = ", ".join(p.name for p in arrays)
+    specs = ", ".join(f'{p.name}=({p.name}, "{_spec(p)}")' for p in arrays)
+    return [f"if is_class_labels({name}, {like.name}, {len(like.axes)}):",
+            f"    {array_names} = prepare(xp, {specs})",
+            *[f'    {p.name} = scalar("{p.name}", {p.name})' for p in labels.params if _is_scalar(p)],
+            f"    return _{kernel.name}_labels(xp, {', '.join(p.name for p in kernel.params)})"]
+
+
+def _spec(p) -> str:
+    if p.labels:
+        return f"(...) labels of {p.axes[-1]}"
+    return _shape_spec(p.axes, p.batched, p.one_hot)
+
+
 def generate_function(kernel: Kernel) -> GeneratedFunction:
+    """The source lines of one kernel's function (and of its labels form, if it has one)."""
+    if kernel.labels_form is None:
+        return _generate_function(kernel)
+    labels, name = _labels_function(kernel)
+    one_hot, with_labels = _generate_function(kernel), _generate_function(labels)
+    checks = list(one_hot.checks)
+    checks[1:1] = _dispatch(kernel, labels, name)
+    return replace(one_hot, checks=tuple(checks), calls=tuple(dict.fromkeys(one_hot.calls + with_labels.calls)),
+                   labels_lines=with_labels.lines,
+                   runtime=tuple(sorted({*one_hot.runtime, *with_labels.runtime, "is_class_labels"})))
+
+
+def _generate_function(kernel: Kernel) -> GeneratedFunction:
     """The source lines of one kernel's function."""
     names = {p.label: p.name for p in kernel.params}
     names.update(PYTHON_NAMES)
@@ -150,39 +211,45 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
     scalars = [p for p in kernel.params if _is_scalar(p)]
     arrays = [p for p in kernel.params if not _is_scalar(p)]
     array_names = ", ".join(p.name for p in arrays)
-    specs = ", ".join(f'{p.name}=({p.name}, "{_shape_spec(p.axes, p.batched, p.one_hot)}")'
-                      for p in arrays)
+    specs = ", ".join(f'{p.name}=({p.name}, "{_spec(p)}")' for p in arrays)
     checks = [f"xp = namespace({array_names})", f"{array_names}, = prepare(xp, {specs})" if len(arrays) == 1
               else f"{array_names} = prepare(xp, {specs})"]
     checks += [f'{p.name} = scalar("{p.name}", {p.name})' for p in scalars]
     checks += _requirement_checks(kernel)
     lines = []
 
+    label_bases = {p.label for p in kernel.params if p.labels}
+    label_names = {p.name for p in kernel.params if p.labels}
+    owned = _owned(kernel.body, kernel.returns)
     expressions = [a.expression for a in kernel.body] + [kernel.returns.expression]
     deltas = set().union(*(e.atoms(sp.KroneckerDelta) for e in expressions))
-    needed_sizes = {str(d.args[0].upper) for d in deltas}
+    needed_sizes = {str(a.upper) for d in deltas for a in d.args if isinstance(a, sp.Idx)
+                    and str(a.label) not in label_bases}
     axes = {axis for p in kernel.params for axis in p.axes}
     needed_sizes |= set().union(*(_sizes_used_as_numbers(e) for e in expressions)) & axes
     needed_sizes |= {str(n) for e in expressions for node in sp.preorder_traversal(e)
                      if hasattr(node, "sizes_needed") for n in node.sizes_needed()}
     batched = {p.name for p in kernel.params if p.batched}
     if kernel.flatten_batch:
-        needed_sizes |= {axis for p in kernel.params if p.batched for axis in p.axes}
+        needed_sizes |= {axis for p in kernel.params if p.batched and not p.labels for axis in p.axes}
     lines += _size_lines(kernel, needed_sizes)
     if kernel.flatten_batch:
         for p in kernel.params:
-            if p.batched:
+            if p.batched and p.labels:  # one label per sample
+                lines.append(f"{p.name} = xp.reshape({p.name}, (-1,))")
+            elif p.batched:
                 lines.append(f"{p.name} = xp.reshape({p.name}, (-1, {', '.join(p.axes)}))")
         first = next(p for p in kernel.params if p.batched)
         lines.append(f"B = {first.name}.shape[0]  # samples in the batch")
         batched = set()
     if deltas or any(e.has(sp.Heaviside) for e in expressions):
-        floats = ", ".join(p.name for p in arrays)
+        floats = ", ".join(p.name for p in arrays if not p.labels)
         lines.append(f"dtype = xp.result_type({floats})")
 
     calls: list[str] = []
-    for assign in kernel.body:
-        printer = ArrayPrinter(axes=assign.indices, names=names, batched=batched)
+    for assign, may_overwrite in zip(kernel.body, owned):
+        printer = ArrayPrinter(axes=assign.indices, names=names, batched=batched, labels=label_names,
+                               owned=may_overwrite)
         target = _python_name(assign.target)
         lines.append(f"{target} = {printer.doprint(assign.expression)}")
         # what is computed from batched arrays (or returned by a generated function) is batched
@@ -190,10 +257,12 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
                                          or _calls_in(assign.expression)):
             batched.add(target)
         calls += _calls_in(assign.expression)
-    printer = ArrayPrinter(axes=kernel.returns.indices, names=names, batched=batched)
+    printer = ArrayPrinter(axes=kernel.returns.indices, names=names, batched=batched, labels=label_names,
+                           owned=owned[-1])
     lines.append(f"return {printer.doprint(kernel.returns.expression)}")
     lines = _without_unused_sizes(lines)
     calls += _calls_in(kernel.returns.expression)
+    runtime = tuple(h for h in ("subtract_at_labels", "take_at_labels") if any(f"{h}(" in l for l in lines))
     return GeneratedFunction(
         name=kernel.name,
         arguments=params,
@@ -202,6 +271,7 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
         checks=tuple(checks),
         lines=tuple(lines),
         calls=tuple(dict.fromkeys(calls)),
+        runtime=runtime,
     )
 
 
@@ -224,6 +294,7 @@ def generate_module(derivation: Derivation, owner_of: dict[str, str]) -> dict:
     return {
         "derivation": derivation,
         "functions": functions,
+        "runtime": "".join(f", {h}" for h in sorted({h for f in functions for h in f.runtime})),
         "imports": [
             f"from derive.generated.{module} import {', '.join(sorted(set(names)))}"
             for module, names in sorted(imports.items())

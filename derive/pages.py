@@ -238,6 +238,18 @@ def benchmark_context(report: dict | None) -> dict:
             for r in report["training_step"]
         ],
         "build": build,
+        "labels": [
+            {"shape": f"{r['B']}, {r['D']}, {r['C']}", "dtype": r["dtype"],
+             "cells": [{"name": name, "median": _seconds(v),
+                        "spread": " – ".join(_seconds(x) for x in r["spread"][name])}
+                       for name, v in r["seconds"].items()],
+             "ratios": [{"name": name, "value": f"{v:.3f}",
+                         "target": f"≤ {report['label_targets'][name]}" if name in report["label_targets"] else "",
+                         "met": ("met" if r["targets_met"][name] else "**missed**")
+                         if name in report["label_targets"] else "for reference"}
+                        for name, v in r["ratios"].items()]}
+            for r in report.get("training_step_labels", [])
+        ],
         "figure": "benchmark-ratios.svg",
     }
 

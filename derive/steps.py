@@ -67,10 +67,11 @@ class Identity:
     shortcut_title: str = "the shortcut"
 
 
-DOMAINS = ("real", "positive", "probability", "one_hot", "target")
+DOMAINS = ("real", "positive", "probability", "one_hot", "target", "labels")
 """What values an argument takes, for the tests that draw them: any real number;
 a positive one (a temperature); a probability in (0, 1); a one-hot label row
-(or integer class labels); a target probability in [0, 1] (binary labels)."""
+(or integer class labels); a target probability in [0, 1] (binary labels); integer class labels 0..C-1 only
+(a `LabelsForm`'s parameter)."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,11 @@ class Param:
     doc: str = ""
     one_hot: bool = False  # also takes integer class labels of the batch shape
     domain: str = "real"  # one of DOMAINS
+    labels: bool = False  # integer class labels 0..C-1 of the batch shape (C: its one axis), kept as integers
 
     def __post_init__(self):
+        if self.labels and self.domain != "labels":
+            object.__setattr__(self, "domain", "labels")
         if self.domain not in DOMAINS:
             raise ValueError(f"Param {self.name}: domain must be one of {DOMAINS}, got {self.domain!r}")
         if self.one_hot and self.domain != "one_hot":
@@ -141,6 +145,22 @@ class Requirement:
 
 
 @dataclass(frozen=True)
+class LabelsForm:
+    """The same function for integer class labels, without a one-hot matrix.
+
+    ``param`` (``labels=True``) replaces the kernel's one-hot parameter of the
+    same name; the public function takes this form when it is given integer
+    labels of the batch shape, and the one-hot form otherwise. The returned
+    expression, with y = e_ℓ, must be proved equal to the one-hot one by an
+    identity on the page.
+    """
+
+    param: Param
+    body: tuple[Assign, ...]
+    returns: Assign
+
+
+@dataclass(frozen=True)
 class Kernel:
     """A function to generate: its arguments, body and returned expression."""
 
@@ -158,6 +178,7 @@ class Kernel:
     reference: str = ""  # its value in PyTorch's own operations, e.g. "torch.sigmoid(z)"
     requires: tuple[Requirement, ...] = ()  # checked by the public function, ValueError if not met
     conditioning: str = ""  # why no entry-wise error bound can hold (a sum that cancels); "" if one does
+    labels_form: LabelsForm | None = None  # the same result from integer class labels, if any
 
     @property
     def equation(self) -> tuple[sp.Expr, sp.Expr]:

@@ -36,3 +36,15 @@ def test_the_posts_loops_compute_what_the_generated_functions_compute():
     np.testing.assert_allclose(bench.posts_l_dir_shortcut(W, S, x).T,
                                layer_jacobian(x, W).transpose(0, 2, 1).reshape(C, C * D))
     np.testing.assert_allclose(bench.posts_xe_dir_shortcut(W, S, x, y), weight_grad(x, W, y).T.ravel())
+
+
+def test_the_labels_rows_compare_the_same_numbers():
+    """The hand-written labels step is the reference; the generated one must compute what it does."""
+    import numpy as np
+
+    from derive.generated import weight_grad
+
+    rng = np.random.default_rng(6)
+    X, W, labels = rng.normal(size=(9, 4)), rng.normal(size=(4, 5)), rng.integers(5, size=9)
+    np.testing.assert_allclose(weight_grad(X, W, labels), bench.numpy_labels_by_hand(X, W, labels))
+    np.testing.assert_array_equal(weight_grad(X, W, labels), weight_grad(X, W, np.eye(5)[labels]))

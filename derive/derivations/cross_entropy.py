@@ -36,6 +36,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    LabelsForm,
     Param,
     Section,
     Step,
@@ -69,6 +70,31 @@ def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
         lambda _, w: (probabilities[w // n_inputs] - labels[w // n_inputs]) * xs[w % n_inputs],
     )
     return dxe_ds * ds_dz * dz_dw, shortcut
+
+
+def explicit_labels_chain_rule(sizes) -> tuple[Matrix, Matrix]:
+    """DXE · DS · DZ with y = e_ℓ written out, for every label ℓ, and (S_c − y_c)x_j with the same y.
+
+    One row per label ℓ (0-based here): the chain rule of the loss −log S_ℓ,
+    against the one-hot form of the shortcut with e_ℓ in place of y.
+    """
+    n_inputs, n_classes = sizes["D"], sizes["C"]
+    layer = explicit_layer(n_inputs, n_classes)
+    xs = layer.x
+    logits = explicit_vector("z", n_classes)
+    probability_symbols = explicit_vector("S", n_classes, positive=True)
+    probabilities = explicit_softmax(logits)
+    ds_dz = probabilities.jacobian(logits)
+    dz_dw = layer.z.jacobian(layer.weights)  # weights class-major
+    longs, shortcuts = [], []
+    for label in range(n_classes):
+        one_hot = [sp.Integer(int(c == label)) for c in range(n_classes)]
+        loss = -sum(one_hot[c] * sp.log(probability_symbols[c]) for c in range(n_classes))
+        dxe_ds = Matrix([loss]).jacobian(probability_symbols).subs(dict(zip(probability_symbols, probabilities)))
+        longs.append(dxe_ds * ds_dz * dz_dw)
+        shortcuts.append(Matrix(1, n_inputs * n_classes, lambda _, w: (
+            probabilities[w // n_inputs] - one_hot[w // n_inputs]) * xs[w % n_inputs]))
+    return Matrix.vstack(*longs), Matrix.vstack(*shortcuts)
 
 
 # Said in the docstrings of the functions of S: the formula is computed as written.
@@ -163,6 +189,13 @@ def derive():
     one_hot = {labels_total: sp.Integer(1)}
     shortcut = sp.factor(collapsed.xreplace(one_hot))
 
+    # Class-index labels: y = e_ℓ, y_t = δ_tℓ. Σ_t δ_tℓ = 1 holds for 1 ≤ ℓ ≤ C: nothing to assume.
+    ell = class_index("ell")
+    as_labels = {y[t]: sp.KroneckerDelta(t, ell)}
+    chain_with_labels = Sum(dxe_ds.xreplace(as_labels) * ds_dw, (t, 1, C))
+    labels_shortcut = sp.factor(evaluate(chain_with_labels))
+    one_hot_at_label = shortcut.xreplace({y[c]: sp.KroneckerDelta(c, ell)})
+
     B = sp.Symbol("B", integer=True, positive=True)
     b = sp.Idx("b", (1, B))
     X, P, Y = sp.IndexedBase("x"), sp.IndexedBase("S"), sp.IndexedBase("y")
@@ -232,6 +265,16 @@ def derive():
             shortcut,
         ),
         Step(
+            "Class-index labels: 1 subtracted at the label",
+            "Training loops pass each sample's class $\\ell$, not a one-hot row: $y = e_\\ell$, "
+            "$y_t = \\delta_{t\\ell}$. Put it into the chain rule and the delta collapses the sum with no "
+            "assumption at all ($\\sum_t \\delta_{t\\ell} = 1$ for any class $\\ell$): $S - y$ is $S$ with 1 "
+            "subtracted at the label, and no one-hot matrix needs to exist. The generated functions "
+            "compute it so when given integer labels.",
+            chain_with_labels,
+            labels_shortcut,
+        ),
+        Step(
             "Mean over a batch",
             "Name $L = \\frac{1}{B}\\sum_b XE_b$ the mean loss of a batch of $B$ samples, the "
             "number training minimises. The derivative of a mean is the mean of the "
@@ -254,9 +297,24 @@ def derive():
             shortcut_title="the shortcut,",
         ),
     )
+    identities += (
+        Identity(
+            "cross_entropy_weight_grad_labels",
+            "with class-index labels, $y_t = \\delta_{t\\ell}$, the chain rule gives $(S_c - \\delta_{c\\ell})\\,x_j$: "
+            "the one-hot shortcut $(S_c - y_c)\\,x_j$ at $y = e_\\ell$, with no assumption on $y$",
+            long=chain_with_labels,
+            shortcut=one_hot_at_label,
+            explicit=explicit_labels_chain_rule,
+            explicit_sizes=every(C=range(2, 6), D=range(1, 3)),
+            long_title="The chain-rule product with $y = e_\\ell$,",
+            shortcut_title="the one-hot shortcut at $y = e_\\ell$,",
+        ),
+    )
     error_share = sp.IndexedBase("error_share")  # each sample's share of the mean's error
     (sum_over_batch,) = batch_mean.atoms(Sum)
     share = (P[b, c] - Y[b, c]) / B
+    L_b = sp.IndexedBase("ell")  # each sample's class label
+    share_at_labels = share.xreplace({Y[b, c]: sp.KroneckerDelta(c, L_b[b])})
     as_computed = sum_over_batch.xreplace({sum_over_batch.function: X[b, j] * share})
     identities += (
         Identity(
@@ -317,6 +375,19 @@ def derive():
             returns_doc="shape (D, C), like W; the posts' class-major vector is "
             "`weight_grad(x, W, y).T.ravel()`",
             flatten_batch=True,
+            labels_form=LabelsForm(
+                param=Param("y", L_b, ("C",), doc="integer class labels", labels=True),
+                body=(
+                    Assign(P, (b, c), sp.Function("softmax")(sp.Function("summation")(X, W))),
+                    # S_bc − δ_{c ℓ_b}: 1 subtracted at each sample's label, in place in NumPy
+                    Assign(error_share, (b, c), share_at_labels),
+                ),
+                returns=Assign(
+                    Derivative(L, W[j, c]),
+                    (j, c),
+                    sum_over_batch.xreplace({sum_over_batch.function: X[b, j] * error_share[b, c]}),
+                ),
+            ),
             conditioning="Xᵀ(S − Y)/B adds terms of both signs over the batch and the classes: "
             "where they cancel, the error is relative to the sum of their magnitudes, not to the "
             "result (the norm-wise error stays small).",
@@ -477,5 +548,6 @@ def derive():
                    "1/h); float32 rounds about 10⁹ times more coarsely.",
                    _gradient_check),
         ),
-        results={"loss_derivative": dxe_ds, "weight_grad": shortcut, "batch_mean": batch_mean},
+        results={"loss_derivative": dxe_ds, "weight_grad": shortcut, "batch_mean": batch_mean,
+                 "weight_grad_labels": labels_shortcut},
     )

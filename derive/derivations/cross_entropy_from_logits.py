@@ -31,6 +31,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    LabelsForm,
     Param,
     Section,
     Step,
@@ -320,6 +321,33 @@ def derive():
         Param("z", z, ("C",), doc="logits"),
         Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
     )
+    # Class-index labels, y_i = δ_iℓ: the loss is −log S_ℓ (one entry gathered), the gradient S − e_ℓ.
+    ell = class_index("ell")
+    labels_param = Param("y", ell, ("C",), doc="integer class labels", labels=True)
+    loss_at_labels = evaluate(selected.xreplace({y[i]: sp.KroneckerDelta(i, ell),
+                                                 log_s_labelled: log_s}))  # −log_s[ℓ]
+    gradient_at_labels = stable_gradient.xreplace({y[j]: sp.KroneckerDelta(j, ell)})
+    identities += (
+        Identity(
+            "cross_entropy_from_logits_labels",
+            "With class-index labels, y_i = δ_iℓ, the loss −Σ_i y_i log S_i is −log S_ℓ: one entry "
+            "of log_softmax(z), gathered at the label.",
+            long=loss.xreplace({y[i]: sp.KroneckerDelta(i, ell), log(S[i]): log_s[i]}),
+            shortcut=loss_at_labels,
+            long_title="The loss with $y = e_\\ell$, its sum evaluated,",
+            shortcut_title="the entry at the label,",
+        ),
+        Identity(
+            "logit_grad_stable_labels",
+            "With y_j = δ_jℓ, the form the code computes equals S_j − δ_jℓ (given Σ S = 1): S with 1 "
+            "subtracted at the label.",
+            long=gradient_at_labels,
+            shortcut=gradient_in_S.xreplace({y[j]: sp.KroneckerDelta(j, ell)}),
+            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            long_title="The form the code computes at $y = e_\\ell$,",
+            shortcut_title="$S_j - \\delta_{j\\ell}$,",
+        ),
+    )
     kernels = (
         Kernel(
             name="log_softmax",
@@ -349,6 +377,8 @@ def derive():
             body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),
                   Assign(log_s_labelled, (i,), selection)),
             returns=Assign(XE, (), selected),
+            labels_form=LabelsForm(labels_param, body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),),
+                                   returns=Assign(XE, (), loss_at_labels)),
             math=stable_loss,
             returns_doc="the loss of each sample, shape (...): finite for finite logits; a logit of "
             "-inf marks an impossible class (as in PyTorch), and gives +inf only where it is the label's",
@@ -363,6 +393,10 @@ def derive():
             params=logits_and_labels,
             body=(Assign(S, (j,), sp.Function("softmax")(z)), Assign(others_of, (j,), others)),
             returns=Assign(Derivative(XE, z[j]), (j,), stable_gradient.xreplace({others: others_of[j]})),
+            labels_form=LabelsForm(labels_param, body=(Assign(S, (j,), sp.Function("softmax")(z)),
+                                                       Assign(others_of, (j,), others)),
+                                   returns=Assign(Derivative(XE, z[j]), (j,),
+                                                  gradient_at_labels.xreplace({others: others_of[j]}))),
             math=gradient_in_S,
             returns_doc="shape (..., C)",
             derivative=DerivativeOf("cross_entropy_from_logits(z, y)", wrt="z"),

@@ -57,6 +57,8 @@ class ArrayPrinter(NumPyPrinter):
         names: Mapping[str, str] | None = None,
         batched: Iterable[str] = (),
         dtype: str = "dtype",
+        labels: Iterable[str] = (),
+        owned: Iterable[str] = (),
     ):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": True})
         self.known_functions = {k: f"{self._module}.{v}" for k, v in ARRAY_API_FUNCTIONS.items()}
@@ -64,6 +66,8 @@ class ArrayPrinter(NumPyPrinter):
         self.names = dict(names or {})
         self.batched = set(batched)
         self.dtype = dtype
+        self.labels = set(labels)  # Python names of integer class labels (one per sample)
+        self.owned = set(owned)  # temporaries this expression may overwrite (read nowhere else)
 
     def _print(self, expr, **kwargs) -> str:
         if isinstance(expr, sp.Function) and not isinstance(expr, AppliedUndef):
@@ -78,7 +82,7 @@ class ArrayPrinter(NumPyPrinter):
     # -- names and placement ------------------------------------------------
 
     def _name(self, label: sp.Basic) -> str:
-        name = str(label)
+        name = str(label.label if isinstance(label, sp.Idx) else label)
         return self.names.get(name, name)
 
     def _place(self, name: str, indices: tuple[sp.Idx, ...], batched: bool) -> str:
@@ -106,6 +110,8 @@ class ArrayPrinter(NumPyPrinter):
     # -- leaves ------------------------------------------------------------------
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
+        if len(expr.indices) == 1 and self._is_label(expr.indices[0]):
+            return self._take_at_labels(expr)
         name = self._name(expr.base.label)
         return self._place(name, expr.indices, name in self.batched)
 
@@ -113,6 +119,9 @@ class ArrayPrinter(NumPyPrinter):
         return self._name(expr.label)
 
     def _print_Idx(self, expr: sp.Idx) -> str:
+        if self._is_label(expr):  # ℓ, one class label per sample
+            name = self._name(expr)
+            return self._place(name, (), batched=name in self.batched)
         raise UnsupportedExpression(f"a bare index {expr} has no array value")
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
@@ -121,7 +130,70 @@ class ArrayPrinter(NumPyPrinter):
             return self._place(name, (), batched=True)
         return name
 
+    # -- integer class labels -------------------------------------------------------
+
+    def _is_label(self, expr: sp.Basic) -> bool:
+        """ℓ (one label per sample) or ℓ_b (a flattened batch's labels), of a labels parameter."""
+        if isinstance(expr, sp.Indexed):
+            return self._name(expr.base.label) in self.labels
+        return isinstance(expr, (sp.Symbol, sp.Idx)) and self._name(expr) in self.labels
+
+    def _label_delta(self, expr: sp.Basic) -> tuple[sp.Idx, sp.Basic] | None:
+        """(i, ℓ) if ``expr`` is δ_iℓ, a class index against a label."""
+        if not isinstance(expr, sp.KroneckerDelta):
+            return None
+        labels = [a for a in expr.args if self._is_label(a)]
+        if len(labels) != 1:
+            return None
+        (index,) = [a for a in expr.args if a is not labels[0]]
+        return (index, labels[0]) if isinstance(index, sp.Idx) else None
+
+    def _print_label_delta(self, index: sp.Idx, label: sp.Basic) -> str:
+        """δ_iℓ as ``ℓ[..., None] == arange(C)`` in the dtype: one comparison, no item assignment."""
+        if index not in self.axes:
+            raise UnsupportedExpression(f"δ({index}, {label}): {index} is not a result axis")
+        outer = self.axes
+        self.axes = [a for a in outer if a != index]
+        try:
+            code = self._print(label)
+        finally:
+            self.axes = outer
+        if outer[-1] != index:
+            raise UnsupportedExpression(f"δ({index}, {label}): {index} must be the last result axis")
+        classes = self._place(f"{self._module}.arange({self._print(index.upper)})", (index,), batched=False)
+        return f"{self._module}.astype({code}[..., None] == {classes}, {self.dtype})"
+
+    def _subtract_at_labels(self, expr: sp.Add) -> str | None:
+        """A_i − δ_iℓ, i the last axis, as ``subtract_at_labels(xp, A, ℓ)``: in place when A is owned."""
+        terms = sp.Add.make_args(expr)
+        if len(terms) != 2:
+            return None
+        deltas = [t for t in terms if self._label_delta(-t)]
+        if len(deltas) != 1:
+            return None
+        (array,) = [t for t in terms if t is not deltas[0]]
+        index, label = self._label_delta(-deltas[0])
+        if not isinstance(array, sp.Indexed) or list(array.indices) != self.axes or self.axes[-1] != index:
+            return None
+        name = self._name(array.base.label)
+        if isinstance(label, sp.Indexed) and list(label.indices) != self.axes[:-1]:
+            return None
+        label_name = self._name(label.base.label if isinstance(label, sp.Indexed) else label)
+        owned = ", owned=True" if name in self.owned else ""
+        return f"subtract_at_labels({self._module}, {name}, {label_name}{owned})"
+
+    def _take_at_labels(self, expr: sp.Indexed) -> str:
+        """A_ℓ, each sample's entry at its label, as ``take_at_labels(xp, A, ℓ)``: one number per sample."""
+        (label,) = expr.indices
+        name = self._name(expr.base.label)
+        if self.axes or name not in self.batched:
+            raise UnsupportedExpression(f"{expr}: an entry at the label, only as one number per sample")
+        return f"take_at_labels({self._module}, {name}, {self._name(label)})"
+
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
+        at_label = self._label_delta(expr)
+        if at_label:
+            return self._print_label_delta(*at_label)
         first, second = sorted(expr.args, key=self.axes.index) if all(
             a in self.axes for a in expr.args
         ) else expr.args
@@ -132,6 +204,9 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_Add(self, expr: sp.Add, order=None) -> str:
         """Positive terms first: ``z - z_max``, not ``-z_max + z`` (one operation less)."""
+        at_labels = self._subtract_at_labels(expr)
+        if at_labels:
+            return at_labels
         terms = sorted(sp.Add.make_args(expr), key=lambda t: t.could_extract_minus_sign())
         precedence = sp.printing.precedence.precedence(expr)
         text = ""
