@@ -295,13 +295,13 @@ def evaluate(code: str, values: dict, exact: tuple[dict, dict] | None = None):
     return eval(code, {**names, **values})  # the registry's own strings
 
 
-def run(samples: int = 12, seed: int = 0) -> dict:
+def run(samples: int = 12, seed: int = 0, only: list[str] | None = None) -> dict:
     import scipy
     import torch
 
     known = kernels()
     rows = []
-    for name in generated.__all__:  # every generated function; kernels() knows each
+    for name in only or generated.__all__:  # every generated function; kernels() knows each
         start = time.perf_counter()
         rows += measure(known[name], known, samples=samples, seed=seed)
         print(f"{name:32s} {time.perf_counter() - start:6.1f} s", flush=True)
@@ -329,8 +329,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m derive.accuracy", description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=12, help="input draws per function and dtype")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--only", help="comma-separated functions to measure again; the other "
+                        "rows of the existing report are kept")
     args = parser.parse_args(argv)
-    report = _json_safe(run(samples=args.samples))
+    only = args.only.split(",") if args.only else None
+    report = _json_safe(run(samples=args.samples, only=only))
+    if only:  # replace those functions' rows, keep the rest as measured before
+        previous = json.loads(args.output.read_text())
+        report["rows"] = [r for r in previous["rows"] if r["function"] not in only] + report["rows"]
+        order = {name: n for n, name in enumerate(generated.__all__)}
+        report["rows"].sort(key=lambda r: order.get(r["function"], len(order)))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     for r in report["rows"]:

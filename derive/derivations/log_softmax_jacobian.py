@@ -33,25 +33,38 @@ def derive() -> Derivation:
     log_softmax = result("cross_entropy_from_logits", "log_softmax", i=i)  # z_i − log Σ_k e^{z_k}
     derivative = evaluate(sp.diff(log_softmax, z[j]))
     in_S = derivative.subs(exp(z[j]), S[j] * sp.Sum(exp(z[k]), (k, 1, C)))
+    m = class_index("m")
+    others = result("softmax_jacobian", "one_minus_softmax", i=i)  # Σ_{m≠i} S_m, proved = 1 − S_i
+    stable = KroneckerDelta(i, j) * others - (1 - KroneckerDelta(i, j)) * S[j]
     steps = (
         Step("Differentiate", "$\\partial z_i/\\partial z_j = \\delta_{ij}$; the derivative of "
              "$\\log \\sum_k e^{z_k}$ is $e^{z_j}/\\sum_k e^{z_k}$.", Derivative(log_softmax, z[j]), derivative),
         Step("In terms of S", "$e^{z_j}/\\sum_k e^{z_k}$ is $S_j$: no division by $S_i$, unlike "
              "$\\partial S_i/\\partial z_j$ divided by $S_i$.", derivative, in_S),
+        Step("Why the code computes it this way", "On the diagonal, $1 - S_i$ is 0 in floating point "
+             "once $S_i$ rounds to 1; given $\\sum_m S_m = 1$ it is $\\sum_{m \\ne i} S_m$ (proved on the "
+             "softmax Jacobian's page), which keeps every digit.", in_S, stable),
     )
     identities = (
         Identity("log_softmax_jacobian", "The derivative of log S_i equals δ_ij − S_j.",
                  long=sp.diff(log_softmax, z[j]), shortcut=in_S.subs(S[j], result("softmax_jacobian", "softmax", i=j)),
                  explicit=explicit_jacobian, explicit_sizes=every(C=range(2, 7)),
                  long_title="The derivative of log-softmax,", shortcut_title="δ_ij − S_j with S written out,"),
+        Identity("log_softmax_jacobian_stable",
+                 "the form the code computes equals $\\delta_{ij} - S_j$, given $\\sum_m S_m = 1$",
+                 long=stable, shortcut=in_S, assumptions={sp.Sum(S[m], (m, 1, C)): sp.Integer(1)},
+                 long_title="The form the code computes,", shortcut_title="the shortcut,"),
     )
     kernels = (
         Kernel(
             name="log_softmax_jacobian",
             summary="∂ log S_i/∂z_j = δ_ij − S_j: the Jacobian of log-softmax, from the logits.",
             params=(Param("z", z, ("C",), doc="logits"),),
-            body=(Assign(S, (j,), sp.Function("softmax")(z)),),
-            returns=Assign(Derivative(log(S[i]), z[j]), (i, j), KroneckerDelta(i, j) - S[j]),
+            body=(Assign(S, (j,), sp.Function("softmax")(z)),
+                  Assign(sp.IndexedBase("others"), (i,), others)),
+            returns=Assign(Derivative(log(S[i]), z[j]), (i, j),
+                           stable.xreplace({others: sp.IndexedBase("others")[i]})),
+            math=in_S,
             returns_doc="shape (..., C, C)",
             derivative=DerivativeOf("log_softmax(z)", wrt="z"),
         ),

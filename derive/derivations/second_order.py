@@ -428,7 +428,9 @@ def derive():
             summary="∂²XE/∂z_i∂z_j = S_i(δ_ij − S_j): the Hessian of the cross-entropy in the logits.",
             params=(Param("z", z, ("C",), doc="logits"),),
             body=(Assign(S, (j,), sp.Function("softmax")(z)),),
-            returns=Assign(Derivative(XE, z[i], z[j]), (i, j), logit_hessian),
+            # the softmax Jacobian's generated function: its cancellation-free form, proved there
+            returns=Assign(Derivative(XE, z[i], z[j]), (i, j), sp.Function("softmax_jacobian")(S)),
+            math=logit_hessian,
             matrix_form=matrix_form,
             returns_doc="shape (..., C, C), symmetric, positive semi-definite, singular "
             "(each row sums to 0); it does not depend on the labels",
@@ -436,8 +438,10 @@ def derive():
         ),
         Kernel(
             name="weight_hessian",
-            conditioning="A mean over the batch of products of inputs: terms of both signs add, and "
-            "where they cancel no entry-wise bound can hold (as for weight_grad)",
+            conditioning="It is computed as the difference of two batch means, the diagonal part "
+            "x_j x_k S_c δ_cd and the outer-product part x_j S_c x_k S_d; where S_c is near 1 they "
+            "nearly cancel (1 − S_c is lost, as in S_i(1 − S_i)), and inputs of both signs cancel "
+            "over the batch. The softmax Jacobian's cancellation-free form is not used here yet",
             summary="The Hessian of the mean cross-entropy over the batch with respect to W.",
             params=(x_param, W_param),
             body=(Assign(P, (b, c), softmax_of_batch), Assign(share, (b, c), P[b, c] / B)),
@@ -455,8 +459,10 @@ def derive():
         ),
         Kernel(
             name="weight_hvp",
-            conditioning="A mean over the batch of products of inputs: terms of both signs add, and "
-            "where they cancel no entry-wise bound can hold (as for weight_grad)",
+            conditioning="It is computed as the difference of two batch means, the diagonal part "
+            "x_j x_k S_c δ_cd and the outer-product part x_j S_c x_k S_d; where S_c is near 1 they "
+            "nearly cancel (1 − S_c is lost, as in S_i(1 − S_i)), and inputs of both signs cancel "
+            "over the batch. The softmax Jacobian's cancellation-free form is not used here yet",
             summary="The Hessian of the mean cross-entropy times V, without forming the Hessian.",
             params=(x_param, W_param,
                     Param("V", V, ("D", "C"), batched=False, doc="a direction, shaped like W")),
