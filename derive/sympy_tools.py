@@ -123,7 +123,7 @@ def on_each_side_of_zero(identity, variable: sp.Symbol) -> tuple:
     sides = []
     for suffix, value in (("positive", sp.Symbol("a", positive=True)), ("negative", -sp.Symbol("a", positive=True))):
         sides.append(replace(identity, name=f"{identity.name}_{suffix}",
-                             claim=f"{identity.claim} ({variable} {'>' if suffix == 'positive' else '<'} 0)",
+                             claim=f"{identity.claim}, for ${variable} {'>' if suffix == 'positive' else '<'} 0$",
                              long=identity.long.subs(variable, value),
                              shortcut=identity.shortcut.subs(variable, value)))
     return tuple(sides)

@@ -62,16 +62,16 @@ def derive() -> Derivation:
              gradient, gradient_in_sigma),
     )
     identities = (
-        Identity("binary_cross_entropy_grad", "The derivative SymPy computes equals (p − y)/(p(1 − p)).",
+        Identity("binary_cross_entropy_grad", "the derivative SymPy computes is $(p - y)/(p(1 - p))$",
                  long=sp.diff(loss, p), shortcut=(p - y) / (p * (1 - p)),
                  long_title="The derivative,", shortcut_title="the shortcut,"),
         *on_each_side_of_zero(Identity(
-            "binary_cross_entropy_stable", "The stable form equals the loss of σ(z), for z > 0 and z < 0.",
+            "binary_cross_entropy_stable", "the stable form equals the loss of $p = \\sigma(z)$",
             long=stable, shortcut=loss.subs(p, sigmoid),
-            long_title="The stable form,", shortcut_title="the loss of p = σ(z),"), z),
-        Identity("binary_cross_entropy_logit_grad", "The derivative of the loss of a logit equals σ(z) − y.",
+            long_title="The stable form,", shortcut_title="the loss of $p = \\sigma(z)$,"), z),
+        Identity("binary_cross_entropy_logit_grad", "the derivative of the loss of a logit is $\\sigma(z) - y$",
                  long=gradient, shortcut=gradient_in_sigma,
-                 long_title="The derivative,", shortcut_title="σ(z) − y,"),
+                 long_title="The derivative,", shortcut_title="$\\sigma(z) - y$,"),
     )
     probabilities = (Param("p", p, doc="predicted probabilities, in (0, 1)", domain="probability"),
                      Param("y", y, doc="targets in [0, 1], the shape of p", domain="target"))

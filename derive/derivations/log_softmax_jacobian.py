@@ -46,10 +46,10 @@ def derive() -> Derivation:
              "softmax Jacobian's page), which keeps every digit.", in_S, stable),
     )
     identities = (
-        Identity("log_softmax_jacobian", "The derivative of log S_i equals δ_ij − S_j.",
+        Identity("log_softmax_jacobian", "the derivative of $\\log S_i$ is $\\delta_{ij} - S_j$",
                  long=sp.diff(log_softmax, z[j]), shortcut=in_S.subs(S[j], result("softmax_jacobian", "softmax", i=j)),
                  explicit=explicit_jacobian, explicit_sizes=every(C=range(2, 7)),
-                 long_title="The derivative of log-softmax,", shortcut_title="δ_ij − S_j with S written out,"),
+                 long_title="The derivative of log-softmax,", shortcut_title="$\\delta_{ij} - S_j$ with $S$ written out,"),
         Identity("log_softmax_jacobian_stable",
                  "the form the code computes equals $\\delta_{ij} - S_j$, given $\\sum_m S_m = 1$",
                  long=stable, shortcut=in_S, assumptions={sp.Sum(S[m], (m, 1, C)): sp.Integer(1)},

@@ -46,7 +46,7 @@ def derive() -> Derivation:
              gradient, collapsed),
     )
     identities = (
-        Identity("mean_squared_error_grad", "The derivative of the mean equals 2(p_j − y_j)/K.",
+        Identity("mean_squared_error_grad", "the derivative of the mean is $2(p_j - y_j)/K$",
                  long=gradient, shortcut=collapsed, explicit=explicit_gradient,
                  explicit_sizes=every(K=range(1, 6)),
                  long_title="The derivative of the mean,", shortcut_title="the shortcut,"),

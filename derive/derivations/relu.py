@@ -32,7 +32,7 @@ def derive() -> Derivation:
              "gradient is never half-on.", derivative, chosen),
     )
     identities = on_each_side_of_zero(Identity(
-        "relu_derivative", "Away from 0, the chosen derivative equals the derivative SymPy computes.",
+        "relu_derivative", "away from 0, the derivative the code uses is the one SymPy computes",
         long=derivative, shortcut=chosen,
         long_title="SymPy's derivative,", shortcut_title="the one the code uses,"), z)
     argument = (Param("z", z, doc="any real numbers"),)

@@ -40,19 +40,19 @@ def derive() -> Derivation:
              "with $e^{-|z|} \\le 1$, so nothing overflows.", sigmoid, stable),
         Step("Stable derivative", "$1 - \\sigma$ computed as a subtraction loses everything once $\\sigma$ "
              "rounds to 1 (from $z \\approx 37$ in float64); written with $e^{-|z|}$ it keeps every digit.",
-             in_sigma.subs(sigma, sigmoid), stable_derivative),
+             in_sigma, stable_derivative),
     )
     identities = (
         *on_each_side_of_zero(Identity(
-            "sigmoid_stable", "The stable form equals the sigmoid, for z ≥ 0 and for z < 0.",
+            "sigmoid_stable", "the stable form equals the sigmoid",
             long=stable, shortcut=sigmoid, long_title="The stable form,", shortcut_title="the sigmoid,"), z),
-        Identity("sigmoid_derivative", "The derivative SymPy computes equals σ(1 − σ).",
+        Identity("sigmoid_derivative", "the derivative SymPy computes is $\\sigma(1 - \\sigma)$",
                  long=derivative, shortcut=in_sigma.subs(sigma, sigmoid),
-                 long_title="The derivative SymPy computes,", shortcut_title="σ(1 − σ) with σ written out,"),
+                 long_title="The derivative SymPy computes,", shortcut_title="$\\sigma(1 - \\sigma)$ with $\\sigma$ written out,"),
         *on_each_side_of_zero(Identity(
-            "sigmoid_derivative_stable", "The stable derivative equals σ(1 − σ), for z ≥ 0 and for z < 0.",
+            "sigmoid_derivative_stable", "the stable derivative equals $\\sigma(1 - \\sigma)$",
             long=stable_derivative, shortcut=in_sigma.subs(sigma, sigmoid),
-            long_title="The stable derivative,", shortcut_title="σ(1 − σ),"), z),
+            long_title="The stable derivative,", shortcut_title="$\\sigma(1 - \\sigma)$,"), z),
     )
     argument = (Param("z", z, doc="any real numbers", batched=True),)
     kernels = (

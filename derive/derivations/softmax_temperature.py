@@ -76,7 +76,7 @@ def derive() -> Derivation:
     )
     identities = (
         Identity("softmax_temperature_jacobian",
-                 "The chain-rule product through u = z/T equals S_i(δ_ij − S_j)/T.",
+                 "the chain rule through $u = z/T$ gives $S_i(\\delta_{ij} - S_j)/T$",
                  long=chain, shortcut=jacobian, explicit=explicit_jacobian, explicit_sizes=every(C=range(2, 6)),
                  long_title="The chain-rule product,", shortcut_title="the shortcut,"),
         Identity("softmax_temperature_jacobian_stable",

@@ -37,13 +37,13 @@ def derive() -> Derivation:
              derivative, stable_derivative),
     )
     identities = (
-        Identity("tanh_derivative", "The derivative of the definition in exponentials equals 1 − tanh².",
+        Identity("tanh_derivative", "the derivative of the definition in exponentials is $1 - \\tanh^2 z$",
                  long=from_definition, shortcut=derivative.rewrite(exp),
-                 long_title="The quotient rule on the exponentials,", shortcut_title="1 − tanh² z,"),
+                 long_title="The quotient rule on the exponentials,", shortcut_title="$1 - \\tanh^2 z$,"),
         *on_each_side_of_zero(Identity(
-            "tanh_derivative_stable", "The stable derivative equals 1 − tanh², for z > 0 and z < 0.",
+            "tanh_derivative_stable", "the stable derivative equals $1 - \\tanh^2 z$",
             long=stable_derivative, shortcut=derivative.rewrite(exp),
-            long_title="The stable form,", shortcut_title="1 − tanh² z,"), z),
+            long_title="The stable form,", shortcut_title="$1 - \\tanh^2 z$,"), z),
     )
     argument = (Param("z", z, doc="any real numbers"),)
     kernels = (
