@@ -188,7 +188,7 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
             inputs=inputs_digest(*derivations.sources(name), *CODE_INPUTS),
             body=body,
         ))
-    modules = [{"name": d.derivation.name, "functions": [k.name for k in d.derivation.kernels]}
+    modules = [{"name": d.derivation.name, "functions": d.derivation.function_names}
                for d in derived]
     with stage("(all)", "rendering templates/generated_init.py.j2"):
         body = env.get_template("generated_init.py.j2").render(modules=modules)

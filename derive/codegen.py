@@ -16,7 +16,7 @@ from sympy.concrete.expr_with_limits import ExprWithLimits
 from sympy.core.function import AppliedUndef
 
 from derive.printing import ArrayPrinter, latex
-from derive.steps import Derivation, Kernel
+from derive.steps import Derivation, Dispatch, Kernel
 
 # Model bases whose Python name differs: S is the softmax *output* `s`.
 PYTHON_NAMES = {"S": "s"}
@@ -275,6 +275,58 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
     )
 
 
+@dataclass(frozen=True)
+class GeneratedDispatch:
+    """A public function that calls the public kernels of the choice its string option names."""
+
+    name: str
+    signature: str  # "x: Array, ..., activation: str = \"relu\""
+    returns: str  # the return annotation
+    docstring: str
+    lines: tuple[str, ...]
+
+
+def generate_dispatch(dispatch: Dispatch, kernels: dict[str, Kernel]) -> GeneratedDispatch:
+    """``if activation == "relu": return (k1(...), k2(...))``, one branch per choice, then ValueError."""
+    choices = dict(dispatch.choices)
+    for choice, names in choices.items():
+        for name in names:
+            if name not in kernels:
+                raise KeyError(f"dispatch {dispatch.name}: {choice!r} calls {name}, not a kernel of this module")
+    first = kernels[choices[dispatch.default][0]]
+    params = [p.name for p in first.params]
+    for name in (n for names in choices.values() for n in names):
+        if [p.name for p in kernels[name].params] != params:
+            raise ValueError(f"dispatch {dispatch.name}: {name} does not take ({', '.join(params)})")
+    arguments = ", ".join(params)
+    option = dispatch.option
+    lines = []
+    for choice, names in choices.items():
+        calls = [f"{name}({arguments})" for name in names]
+        value = calls[0] if len(calls) == 1 else "(" + ", ".join(calls) + ")"
+        lines += [f'if {option} == "{choice}":', f"    return {value}"]
+    expected = ", ".join(repr(c) for c in sorted(choices))
+    lines.append(f'raise ValueError(f"{option}: expected one of {expected}, got {{{option}!r}}")')
+    count = len(choices[dispatch.default])
+    doc = [dispatch.summary, ""]
+    doc.append("Calls, for each value of `" + option + "`:")
+    doc += [f"    {choice!r}: {', '.join(names)}" for choice, names in choices.items()]
+    doc += ["", "Args:"]
+    doc += [f"    {p.name}: {p.doc}, shape {_shape_spec(p.axes, p.batched)}"
+            + (", or integer class labels 0..C-1 of shape (...)" if p.one_hot else "") + "."
+            for p in first.params]
+    doc += [f"    {option}: one of {expected} (default {dispatch.default!r}).", "",
+            "Returns:", f"    {dispatch.returns_doc}.", "", "Raises:",
+            f"    ValueError: for any other `{option}`, and as the kernels do for their arguments."]
+    return GeneratedDispatch(
+        name=dispatch.name,
+        signature=", ".join(f"{p}: Array" for p in params) + f', {option}: str = "{dispatch.default}"',
+        returns="Array" if count == 1 else f"tuple[{', '.join(['Array'] * count)}]",
+        docstring="\n".join(doc),
+        lines=tuple(lines),
+    )
+
+
 def generate_module(derivation: Derivation, owner_of: dict[str, str]) -> dict:
     """The template context of one generated module.
 
@@ -291,10 +343,12 @@ def generate_module(derivation: Derivation, owner_of: dict[str, str]) -> dict:
             if call not in owner_of:
                 raise KeyError(f"{derivation.name}.{f.name} calls {call}, which no derivation defines")
             imports.setdefault(owner_of[call], []).append(f"_{call}")
+    kernels = {k.name: k for k in derivation.kernels}
     return {
         "derivation": derivation,
         "functions": functions,
         "runtime": "".join(f", {h}" for h in sorted({h for f in functions for h in f.runtime})),
+        "dispatches": [generate_dispatch(d, kernels) for d in derivation.dispatches],
         "imports": [
             f"from derive.generated.{module} import {', '.join(sorted(set(names)))}"
             for module, names in sorted(imports.items())

@@ -79,8 +79,47 @@ BENCHMARK_FIGURE = Figure(
 )
 
 
+TRAINING_RESULTS = ROOT / "training-results" / "latest.json"
+
+
+def _training_curves(fig, generated, posts) -> None:
+    """Per run: the loss of every step (generated and PyTorch) and the accuracies after each epoch."""
+    import json
+
+    if not TRAINING_RESULTS.exists():
+        fig.subplots().text(0.5, 0.5, "no training results committed", ha="center", va="center")
+        return
+    runs = json.loads(TRAINING_RESULTS.read_text())["runs"]
+    axes = fig.subplots(len(runs), 2, squeeze=False)
+    for (loss_ax, accuracy_ax), run in zip(axes, runs):
+        steps = np.arange(1, len(run["step_losses"]) + 1)
+        loss_ax.semilogy(steps, run["step_losses"], linewidth=2.5, alpha=0.5, label="generated functions")
+        loss_ax.semilogy(steps, run["torch_step_losses"], "--", linewidth=0.8, label="PyTorch autograd")
+        loss_ax.set_title(f"{run['name']}: mini-batch loss, every step", fontsize=9)
+        loss_ax.set_xlabel("step", fontsize=8)
+        loss_ax.legend(fontsize=7)
+        loss_ax.grid(alpha=0.3)
+        epochs = [h["epoch"] for h in run["history"]]
+        accuracy_ax.plot(epochs, [h["train_accuracy"] for h in run["history"]], label="train")
+        accuracy_ax.plot(epochs, [h["test_accuracy"] for h in run["history"]], label="test")
+        accuracy_ax.plot(epochs, [h["torch_test_accuracy"] for h in run["history"]], ":",
+                         label="test, PyTorch")
+        accuracy_ax.axhline(run["goal"], color="gray", linewidth=0.8)
+        accuracy_ax.set_title(f"{run['name']}: accuracy after each epoch (goal {run['goal']:.0%})", fontsize=9)
+        accuracy_ax.set_xlabel("epoch", fontsize=8)
+        accuracy_ax.legend(fontsize=7)
+        accuracy_ax.grid(alpha=0.3)
+
+
+TRAINING_FIGURE = Figure(
+    "training-curves.svg",
+    "Training with the generated functions and with PyTorch autograd, from training-results/latest.json.",
+    _training_curves,
+)
+
+
 def draw_all(generated, figures: Iterable[Figure]) -> dict[Path, str]:
-    """Draw ``figures`` and the benchmark figure: the SVG text of each, by path (nothing is written)."""
+    """Draw ``figures``, the benchmark figure and the training figure: the SVG text of each, by path (nothing is written)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,8 +129,8 @@ def draw_all(generated, figures: Iterable[Figure]) -> dict[Path, str]:
 
     plt.rcParams.update({"svg.hashsalt": "derive", "figure.dpi": 100})
     drawn = {}
-    for figure in (*figures, BENCHMARK_FIGURE):
-        fig = plt.figure(figsize=(7, 4), layout="constrained")
+    for figure in (*figures, BENCHMARK_FIGURE, TRAINING_FIGURE):
+        fig = plt.figure(figsize=(7, 6) if figure is TRAINING_FIGURE else (7, 4), layout="constrained")
         figure.draw(fig, generated, posts)
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None})

@@ -160,6 +160,8 @@ def page_outputs(derived, generated) -> list[Output]:
         outputs.append(benchmark_output())
     with stage("(accuracy)", "rendering templates/accuracy.md.j2"):
         outputs.append(accuracy_output())
+    with stage("(training)", "rendering templates/training.md.j2"):
+        outputs.append(training_output())
     return outputs
 
 
@@ -167,7 +169,7 @@ def api_output(derived) -> Output:
     """The API reference page: one mkdocstrings block per generated module."""
     modules = [
         {"name": d.derivation.name, "title": d.derivation.title,
-         "functions": [k.name for k in d.derivation.kernels]}
+         "functions": d.derivation.function_names}
         for d in derived
     ]
     body = environment().get_template("api.md.j2").render(modules=modules)
@@ -319,5 +321,51 @@ def accuracy_output() -> Output:
         path=ROOT / "docs" / "accuracy.md",
         source="accuracy-results/latest.json (python -m derive.accuracy)",
         inputs=inputs_digest(*sources, *([ACCURACY_RESULTS] if report else [])),
+        body=body,
+    )
+
+
+def training_context(report: dict | None) -> dict:
+    """The training page's values, formatted; ``report`` is training-results/latest.json."""
+    if report is None:
+        return {"available": False}
+    runs = []
+    for run in report["runs"]:
+        last = run["history"][-1]
+        runs.append({
+            "title": run["title"], "name": run["name"], "model": run["model"], "dataset": run["dataset"],
+            "functions": ", ".join(f"`{f}`" for f in run["functions"]),
+            "train": run["samples"]["train"], "test": run["samples"]["test"], "inputs": run["inputs"],
+            "classes": run["classes"], "hidden": run["hidden"] or "none", "epochs": run["epochs"],
+            "batch_size": run["batch_size"], "learning_rate": run["learning_rate"],
+            "steps": len(run["step_losses"]), "seed": run["seed"],
+            "test_accuracy": f"{run['test_accuracy']:.1%}", "torch_test_accuracy": f"{run['torch_test_accuracy']:.1%}",
+            "goal": f"{run['goal']:.0%}", "met": "yes" if run["test_accuracy"] >= run["goal"] else "**no**",
+            "train_loss": f"{last['train_loss']:.4g}", "torch_train_loss": f"{last['torch_train_loss']:.4g}",
+            "difference": f"{run['max_relative_loss_difference']:.1e}",
+            "seconds": f"{run['seconds']:.1f}", "seconds_generated": f"{run['seconds_generated']:.1f}",
+            "history": [{"epoch": h["epoch"], "loss": f"{h['train_loss']:.4f}",
+                         "train": f"{h['train_accuracy']:.1%}", "test": f"{h['test_accuracy']:.1%}",
+                         "torch_test": f"{h['torch_test_accuracy']:.1%}"}
+                        for h in run["history"] if h["epoch"] % max(1, run["epochs"] // 10) == 0
+                        or h["epoch"] == 1],
+        })
+    environment_text = ", ".join(f"{k} {v}" for k, v in report["environment"].items())
+    return {"available": True, "runs": runs, "environment": environment_text,
+            "figure": "training-curves.svg"}
+
+
+def training_output() -> Output:
+    import json
+
+    from derive.figures import TRAINING_RESULTS
+
+    report = json.loads(TRAINING_RESULTS.read_text()) if TRAINING_RESULTS.exists() else None
+    body = environment().get_template("training.md.j2").render(**training_context(report))
+    sources = [ROOT / "templates" / "training.md.j2", ROOT / "derive" / "pages.py"]
+    return Output(
+        path=ROOT / "docs" / "training.md",
+        source="training-results/latest.json (python -m derive.train)",
+        inputs=inputs_digest(*sources, *([TRAINING_RESULTS] if report else [])),
         body=body,
     )

@@ -190,6 +190,28 @@ class Kernel:
 
 
 @dataclass(frozen=True)
+class Dispatch:
+    """A public function with a string option that calls the kernels generated for each choice.
+
+    ``choices`` maps each value of the option to the kernels called, in order,
+    on the same arguments: one kernel returns its value, several a tuple. The
+    kernels of every choice take the same parameters; any other value of the
+    option raises ValueError naming it and the choices.
+    """
+
+    name: str
+    summary: str
+    option: str  # the keyword: "activation"
+    choices: tuple[tuple[str, tuple[str, ...]], ...]  # ("relu", ("mlp_logits_relu",)), ...
+    default: str
+    returns_doc: str
+
+    def __post_init__(self):
+        if self.default not in dict(self.choices):
+            raise ValueError(f"Dispatch {self.name}: default {self.default!r} is not a choice")
+
+
+@dataclass(frozen=True)
 class Example:
     """A worked number on the page, computed at build time by the generated functions.
 
@@ -291,3 +313,9 @@ class Derivation:
     sections: tuple[Section, ...] = ()
     exercises: tuple[Exercise, ...] = ()
     results: Mapping[str, sp.Expr] = field(default_factory=dict)  # named, for other derivations
+    dispatches: tuple[Dispatch, ...] = ()  # public functions choosing kernels by a string option
+
+    @property
+    def function_names(self) -> list[str]:
+        """Every public function of the generated module: the kernels, then the dispatchers."""
+        return [k.name for k in self.kernels] + [d.name for d in self.dispatches]

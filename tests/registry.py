@@ -20,6 +20,7 @@ from derive.steps import Kernel, Param
 
 KERNELS: list[Kernel] = [k for d in derivations.MODULES for k in derivations.get(d).kernels]
 BY_NAME: dict[str, Kernel] = {k.name: k for k in KERNELS}
+DISPATCHES = [d for name in derivations.MODULES for d in derivations.get(name).dispatches]
 DERIVATIVES = [k for k in KERNELS if k.derivative is not None]
 REFERENCES = [k for k in KERNELS if k.reference]
 

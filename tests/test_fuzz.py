@@ -64,7 +64,8 @@ def arguments_of(function) -> list[Argument]:
     return [Argument(p.name, p.batched, p.axes, p.one_hot, p.domain) for p in kernel.params]
 
 
-FUNCTIONS = {name: getattr(generated, name) for name in generated.__all__}
+FUNCTIONS = {name: getattr(generated, name) for name in generated.__all__
+             if name in BY_NAME}  # a dispatcher passes its arguments on to these
 SPECS = {name: arguments_of(f) for name, f in FUNCTIONS.items()}
 
 

@@ -26,14 +26,42 @@ from derive.model import size
 from derive.steps import Kernel
 from derive.sympy_tools import DenseSolve, Maximum
 
-from registry import KERNELS, draw  # noqa: E402
+from registry import BY_NAME, DISPATCHES, KERNELS, draw  # noqa: E402
 
 SIZES = {"D": 3, "C": 4, "H": 2, "K": 3}
 BATCHES = [(), (2,), (2, 3)]
 
 
 def test_every_generated_function_is_a_registered_kernel():
-    assert sorted(k.name for k in KERNELS) == sorted(generated.__all__)
+    assert sorted([k.name for k in KERNELS] + [d.name for d in DISPATCHES]) == sorted(generated.__all__)
+
+
+DISPATCH_CASES = [pytest.param(d, choice, id=f"{d.name}-{choice}") for d in DISPATCHES for choice, _ in d.choices]
+
+
+@pytest.mark.parametrize(("dispatch", "choice"), DISPATCH_CASES)
+def test_a_dispatcher_returns_what_the_kernels_of_its_choice_return(dispatch, choice):
+    names = dict(dispatch.choices)[choice]
+    params = BY_NAME[names[0]].params
+    rng = np.random.default_rng(len(choice))
+    arguments = [draw(p, (2, 3) if p.batched else (), SIZES, rng) for p in params]
+    ours = getattr(generated, dispatch.name)(*arguments, **{dispatch.option: choice})
+    expected = [getattr(generated, name)(*arguments) for name in names]
+    for value, reference in zip(ours if len(names) > 1 else [ours], expected, strict=True):
+        np.testing.assert_array_equal(value, reference)
+    if choice == dispatch.default:
+        default = getattr(generated, dispatch.name)(*arguments)
+        for value, reference in zip(default if len(names) > 1 else [default], expected, strict=True):
+            np.testing.assert_array_equal(value, reference)
+
+
+@pytest.mark.parametrize("dispatch", DISPATCHES, ids=[d.name for d in DISPATCHES])
+def test_a_dispatcher_names_its_option_and_choices_when_the_choice_is_unknown(dispatch):
+    params = BY_NAME[dispatch.choices[0][1][0]].params
+    arguments = [draw(p, (2,) if p.batched else (), SIZES, np.random.default_rng(0)) for p in params]
+    expected = ", ".join(repr(c) for c in sorted(dict(dispatch.choices)))
+    with pytest.raises(ValueError, match=f"^{dispatch.option}: expected one of {expected}, got 'softsign'$"):
+        getattr(generated, dispatch.name)(*arguments, **{dispatch.option: "softsign"})
 
 
 def _label(base: sp.Basic) -> str:

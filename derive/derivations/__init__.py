@@ -35,6 +35,7 @@ MODULES = (
     "log_softmax_jacobian",
     "second_order",  # beyond the posts: Hessians and Newton's method
     "softplus",
+    "two_layer",  # a hidden layer: backpropagation, and the functions a training loop uses
 )
 
 FOLDER = Path(__file__).resolve().parent
@@ -117,10 +118,10 @@ def owners() -> dict[str, str]:
     """Every generated function's name -> the derivation that defines it."""
     owner: dict[str, str] = {}
     for name in MODULES:
-        for kernel in get(name).kernels:
-            if kernel.name in owner:
-                raise ValueError(f"{name} and {owner[kernel.name]} both define {kernel.name}")
-            owner[kernel.name] = name
+        for function in get(name).function_names:
+            if function in owner:
+                raise ValueError(f"{name} and {owner[function]} both define {function}")
+            owner[function] = name
     for name in MODULES:  # derive.generated.<name> would hide a function of that name
         if name in owner and owner[name] != name:
             raise ValueError(f"derivation {name!r} is named like a function of {owner[name]!r}; rename it")

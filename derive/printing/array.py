@@ -312,7 +312,20 @@ class ArrayPrinter(NumPyPrinter):
         return f"{self._module}.{function}({body}, axis=-1)"
 
     def _print_Sum(self, expr: sp.Sum) -> str:
-        return self._contraction(expr) or self._sum_of_others(expr) or self._reduce("sum", expr)
+        return (self._contraction(expr) or self._sum_of_others(expr) or self._leading_sum(expr)
+                or self._reduce("sum", expr))
+
+    def _leading_sum(self, expr: sp.Sum) -> str | None:
+        """Σ_b A[b, ...] over an array's first axis, the rest being the result axes: a bias's
+        gradient, summed over the batch, ``xp.sum(A, axis=0)``."""
+        (b, lower, upper), = expr.limits
+        entry = expr.function
+        if not isinstance(entry, sp.Indexed) or (lower, upper) != (b.lower, b.upper):
+            return None
+        name = self._name(entry.base.label)
+        if name in self.batched or entry.indices != (b, *self.axes):
+            return None
+        return f"{self._module}.sum({name}, axis=0)"
 
     def _sum_of_others(self, expr: sp.Sum) -> str | None:
         """Σ_m (1 − δ_im) A_m, every entry but the i-th, for each i: O(C), not O(C²).
