@@ -100,6 +100,7 @@ def _mixed_libraries(arrays: list[Any], caller: types.FrameType) -> TypeError:
     holds them under their argument names, so they are looked up there by
     identity (this runs only on the way to an error).
     """
+
     def name(value: Any) -> str | None:
         return next((k for k, v in caller.f_locals.items() if v is value), None)
 
@@ -109,8 +110,10 @@ def _mixed_libraries(arrays: list[Any], caller: types.FrameType) -> TypeError:
     if name(first) is None or name(other) is None:
         kinds = ", ".join(sorted({_kind(a) for a in arrays}))
         return TypeError(f"{advice} (got {kinds})")
-    return TypeError(f"{name(other)}: expected an array of the same library as {name(first)} "
-                     f"({_kind(first)}), got {_kind(other)} ({advice})")
+    return TypeError(
+        f"{name(other)}: expected an array of the same library as {name(first)} "
+        f"({_kind(first)}), got {_kind(other)} ({advice})"
+    )
 
 
 # The values of one-hot or probability label rows are checked on every call unless this is
@@ -166,7 +169,9 @@ def _labels_of(spec: str) -> str | None:
 
 
 @cache
-def _order(names: tuple[str, ...], specs: tuple[str, ...]) -> tuple[tuple[str, bool, tuple, bool, str], ...]:
+def _order(
+    names: tuple[str, ...], specs: tuple[str, ...]
+) -> tuple[tuple[str, bool, tuple, bool, str], ...]:
     """(name, batched, axes, one_hot, spec) per argument, labels last: they need C and the batch."""
     parsed = [(name, *_parse(spec), spec) for name, spec in zip(names, specs)]
     return tuple(sorted(parsed, key=lambda p: p[3] or _labels_of(p[4]) is not None))
@@ -188,26 +193,35 @@ def _as_array(xp: Any, name: str, value: Any, spec: str, floats: Any) -> Any:
     if type(value) is np.ndarray:
         return value
     if isinstance(value, np.ma.MaskedArray):
-        raise TypeError(f"{name}: expected an array of shape {spec}, got a masked array "
-                        "(its masked entries would be used as numbers; pass value.filled(...))")
+        raise TypeError(
+            f"{name}: expected an array of shape {spec}, got a masked array "
+            "(its masked entries would be used as numbers; pass value.filled(...))"
+        )
     if isinstance(value, (np.ndarray, np.generic)):
         return np.asarray(value)
     if array_api_compat.is_array_api_obj(value):
         return value
     if value is None or isinstance(value, (str, bytes, dict)):
-        raise TypeError(f"{name}: expected an array or a list of numbers of shape {spec}, "
-                        f"got {'None' if value is None else type(value).__name__}")
+        raise TypeError(
+            f"{name}: expected an array or a list of numbers of shape {spec}, "
+            f"got {'None' if value is None else type(value).__name__}"
+        )
     try:
         array = np.asarray(value)
     except ValueError as error:  # NumPy 2: "... has an inhomogeneous shape after 1 dimensions"
-        raise ValueError(f"{name}: expected shape {spec}, got a ragged list "
-                         "(rows of different lengths)") from error
+        raise ValueError(
+            f"{name}: expected shape {spec}, got a ragged list (rows of different lengths)"
+        ) from error
     except Exception as error:  # an object whose __array__ or __len__ fails
-        raise TypeError(f"{name}: expected an array or a list of numbers of shape {spec}, "
-                        f"got {type(value).__name__}") from error
+        raise TypeError(
+            f"{name}: expected an array or a list of numbers of shape {spec}, "
+            f"got {type(value).__name__}"
+        ) from error
     if array.dtype.kind == "O":
-        raise TypeError(f"{name}: expected an array or a list of numbers of shape {spec}, "
-                        f"got {type(value).__name__}")
+        raise TypeError(
+            f"{name}: expected an array or a list of numbers of shape {spec}, "
+            f"got {type(value).__name__}"
+        )
     if array.dtype.kind == "f":
         return xp.asarray(array, dtype=floats)
     if array.dtype.kind in "iu":
@@ -217,7 +231,9 @@ def _as_array(xp: Any, name: str, value: Any, spec: str, floats: Any) -> Any:
 
 def _check_dtype(xp: Any, name: str, array: Any, what: str) -> None:
     """Real numbers (floats or integers) only; booleans are refused, not read as 0 and 1."""
-    real = array.dtype in _float_dtypes(xp) or xp.isdtype(array.dtype, ("real floating", "integral"))
+    real = array.dtype in _float_dtypes(xp) or xp.isdtype(
+        array.dtype, ("real floating", "integral")
+    )
     if not real:
         raise TypeError(f"{name}: expected {what}, got dtype {_dtype_name(array.dtype)}")
 
@@ -249,8 +265,11 @@ def _common_float_dtype(xp: Any, values: list[Any], labels: list[bool]) -> Any:
     ``np.eye(C)[labels]`` is float64 whatever the model's dtype.
     """
     common = _float_dtypes(xp)
-    floats = [(v.dtype, label) for v, label in zip(values, labels) if _is_array(v)
-              and (v.dtype in common or _is_dtype(xp, v.dtype, "real floating"))]
+    floats = [
+        (v.dtype, label)
+        for v, label in zip(values, labels)
+        if _is_array(v) and (v.dtype in common or _is_dtype(xp, v.dtype, "real floating"))
+    ]
     chosen = {d for d, label in floats if not label} or {d for d, _ in floats}
     if len(chosen) == 1:  # the usual case, without the library's result_type (microseconds)
         return chosen.pop()
@@ -289,8 +308,9 @@ def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
 
 def _labels_pass(labels: np.ndarray, classes: int) -> bool:
     """Whether int64 NumPy labels all lie in 0..C-1, fast (one pass each for min and max)."""
-    return bool(np.minimum.reduce(labels, axis=None) >= 0
-                and np.maximum.reduce(labels, axis=None) < classes)
+    return bool(
+        np.minimum.reduce(labels, axis=None) >= 0 and np.maximum.reduce(labels, axis=None) < classes
+    )
 
 
 def is_class_labels(labels: Any, like: Any, axes: int) -> bool:
@@ -386,8 +406,10 @@ def _rows_pass(rows: np.ndarray, tolerance: float) -> bool:
     if rows.dtype.kind != "f":  # integer rows: a sum in uint8 could wrap around to 1
         rows = rows.astype(np.float64)
     sums = rows @ _ones(rows.shape[-1], rows.dtype)
-    return bool(np.minimum.reduce(sums, axis=None) >= 1 - tolerance
-                and np.maximum.reduce(sums, axis=None) <= 1 + tolerance)
+    return bool(
+        np.minimum.reduce(sums, axis=None) >= 1 - tolerance
+        and np.maximum.reduce(sums, axis=None) <= 1 + tolerance
+    )
 
 
 def _to_numpy(array: Any) -> np.ndarray:
@@ -410,8 +432,10 @@ def _check_rows(xp: Any, name: str, rows: Any, tolerance: float) -> None:
     index = np.unravel_index(int(np.argmin(good.reshape(-1))), good.shape)
     where = index[0] if len(index) == 1 else tuple(map(int, index))
     row = f"row {where}" if index else "the row"
-    raise ValueError(f"{name}: expected one-hot or probability rows summing to 1 (within "
-                     f"{tolerance:.1e}), but {row} sums to {float(sums[index]):.9g}")
+    raise ValueError(
+        f"{name}: expected one-hot or probability rows summing to 1 (within "
+        f"{tolerance:.1e}), but {row} sums to {float(sums[index]):.9g}"
+    )
 
 
 # What prepare did to the NumPy calls that passed, keyed by (spec, shape, dtype) per argument:
@@ -454,14 +478,20 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
         plan = _PASSED.get(key)
         if plan is not None:
             casts, rows, label_plan = plan
-            if not rows or not _check_label_rows or all(
-                _rows_pass(arguments[name][0], tolerance) for name, tolerance in rows
+            if (
+                not rows
+                or not _check_label_rows
+                or all(_rows_pass(arguments[name][0], tolerance) for name, tolerance in rows)
             ):
                 if casts is None:
                     result = tuple([value for value, _ in arguments.values()])
                 else:
-                    result = tuple([value if dtype is None else value.astype(dtype)
-                                    for (value, _), dtype in zip(arguments.values(), casts)])
+                    result = tuple(
+                        [
+                            value if dtype is None else value.astype(dtype)
+                            for (value, _), dtype in zip(arguments.values(), casts)
+                        ]
+                    )
                 if all(_labels_pass(result[i], classes) for i, classes in label_plan):
                     return result  # else: the checks below name the label out of range
     sizes: dict[str, tuple[int, str]] = {}  # axis -> (size, the argument it came from)
@@ -471,35 +501,43 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
     converted_labels = False
     specs = tuple(spec for _, spec in arguments.values())
     order = _order(tuple(arguments), specs)
-    floats = _common_float_dtype(xp, [v for v, _ in arguments.values()],
-                                 [_parse(spec)[2] for spec in specs])
+    floats = _common_float_dtype(
+        xp, [v for v, _ in arguments.values()], [_parse(spec)[2] for spec in specs]
+    )
     label_args: list[tuple[int, int]] = []  # class-labels arguments: (position, C)
     for name, batched, axes, one_hot, spec in order:
         array = _as_array(xp, name, arguments[name][0], spec, floats)
         classes_axis = _labels_of(spec)
         if classes_axis is not None:  # integer class labels, kept as int64 labels
             if not _is_dtype(xp, array.dtype, "integral"):
-                raise TypeError(f"{name}: expected integer class labels, got dtype {_dtype_name(array.dtype)}")
+                raise TypeError(
+                    f"{name}: expected integer class labels, got dtype {_dtype_name(array.dtype)}"
+                )
             shape = tuple(array.shape)
             if batch is None or shape != batch[0]:
                 expected = f"{batch[0]} (the batch shape of {batch[1]})" if batch else "(...)"
-                raise ValueError(f"{name}: expected integer class labels of shape {expected}, or one-hot "
-                                 f"rows (..., {classes_axis}), got {shape}")
+                raise ValueError(
+                    f"{name}: expected integer class labels of shape {expected}, or one-hot "
+                    f"rows (..., {classes_axis}), got {shape}"
+                )
             if classes_axis not in sizes:
                 raise ValueError(f"{name}: class labels need the number of classes {classes_axis}")
             classes = sizes[classes_axis][0]
             prepared[name] = _checked_labels(xp, name, array, classes)
             label_args.append((list(arguments).index(name), classes))
             continue
-        _check_dtype(xp, name, array,
-                     "integer class labels or one-hot rows" if one_hot else "real numbers")
+        _check_dtype(
+            xp, name, array, "integer class labels or one-hot rows" if one_hot else "real numbers"
+        )
         shape = tuple(array.shape)
 
         if one_hot and batch and shape == batch[0]:
             if not xp.isdtype(array.dtype, "integral"):
                 rows = spec.removesuffix("one-hot").strip()
-                raise TypeError(f"{name}: expected integer class labels of shape {shape}, or one-hot "
-                                f"rows of shape {rows}, got dtype {_dtype_name(array.dtype)}")
+                raise TypeError(
+                    f"{name}: expected integer class labels of shape {shape}, or one-hot "
+                    f"rows of shape {rows}, got dtype {_dtype_name(array.dtype)}"
+                )
             if axes[-1] not in sizes:
                 raise ValueError(f"{name}: class labels need the number of classes {axes[-1]}")
             prepared[name] = _one_hot(xp, name, array, sizes[axes[-1]][0], floats)
@@ -507,11 +545,13 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
             continue
         if len(shape) < len(axes) or (not batched and len(shape) != len(axes)):
             raise ValueError(f"{name}: expected {_expected(spec, one_hot, batch)}, got {shape}")
-        for axis, size in zip(axes, shape[len(shape) - len(axes):]):
+        for axis, size in zip(axes, shape[len(shape) - len(axes) :]):
             known = sizes.setdefault(axis, (size, name))
             if known[0] != size:
-                raise ValueError(f"{name}: expected {_expected(spec, one_hot, batch)} with "
-                                 f"{axis} = {known[0]} as in {known[1]}.shape, got {shape}")
+                raise ValueError(
+                    f"{name}: expected {_expected(spec, one_hot, batch)} with "
+                    f"{axis} = {known[0]} as in {known[1]}.shape, got {shape}"
+                )
             if size == 0:
                 raise ValueError(f"{name}: expected shape {spec} with {axis} > 0, got {shape}")
         if batched:
@@ -521,8 +561,10 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
             if batch is None:
                 batch = (leading, name)
             elif batch[0] != leading:
-                raise ValueError(f"{name}: expected batch shape {batch[0]} as in {batch[1]} "
-                                 f"({_expected(spec, one_hot, batch)}), got {shape}")
+                raise ValueError(
+                    f"{name}: expected batch shape {batch[0]} as in {batch[1]} "
+                    f"({_expected(spec, one_hot, batch)}), got {shape}"
+                )
         if one_hot:  # label rows, of floats or integers
             float_rows = _is_float(xp, array)
             dtypes = [floats, array.dtype] if float_rows else [floats]
@@ -536,8 +578,11 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
         if len(_PASSED) >= 1024:
             _PASSED.clear()
         casts = tuple(None if p is v else p.dtype for p, (v, _) in zip(result, arguments.values()))
-        _PASSED[key] = (casts if any(c is not None for c in casts) else None, tuple(rows),
-                        tuple(label_args))
+        _PASSED[key] = (
+            casts if any(c is not None for c in casts) else None,
+            tuple(rows),
+            tuple(label_args),
+        )
     return result
 
 
@@ -555,11 +600,15 @@ def scalar(name: str, value: Any) -> float:
     if isinstance(value, complex) or dtype is not None and "complex" in str(dtype):
         raise TypeError(f"{name}: expected a real number, got a complex one")
     if getattr(value, "shape", ()) != ():
-        raise ValueError(f"{name}: expected a single number (shape ()), got shape {tuple(value.shape)}")
+        raise ValueError(
+            f"{name}: expected a single number (shape ()), got shape {tuple(value.shape)}"
+        )
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r:.40}") from None
+        raise TypeError(
+            f"{name}: expected a real number, got {type(value).__name__} {value!r:.40}"
+        ) from None
     if number != number:
         raise ValueError(f"{name}: expected a real number, got nan")
     return number

@@ -34,7 +34,6 @@ from sympy.core.function import AppliedUndef
 
 import derive.generated as generated
 from derive import derivations
-from derive.codegen import PYTHON_NAMES
 from derive.model import size
 from derive.steps import Kernel, Param
 from derive.sympy_tools import DenseSolve, Maximum
@@ -77,8 +76,13 @@ REGIMES = ("moderate", "extreme")
 one logit of a row far above the others, probabilities down to 1e-15 from 0 and from 1."""
 
 
-def draw(param: Param, batch: tuple[int, ...], sizes: dict[str, int], rng: np.random.Generator,
-         regime: str = "extreme") -> np.ndarray:
+def draw(
+    param: Param,
+    batch: tuple[int, ...],
+    sizes: dict[str, int],
+    rng: np.random.Generator,
+    regime: str = "extreme",
+) -> np.ndarray:
     """One argument, from its domain, in the given regime."""
     shape = (batch if param.batched else ()) + tuple(sizes[a] for a in param.axes)
     if param.domain == "one_hot":
@@ -105,6 +109,7 @@ def draw(param: Param, batch: tuple[int, ...], sizes: dict[str, int], rng: np.ra
 
 # -- the reference: each kernel's own expression at 50 digits -----------------------------------
 
+
 def _label(base: sp.Basic) -> str:
     return str(base.label if isinstance(base, sp.IndexedBase) else base)
 
@@ -113,7 +118,9 @@ def _exact(value) -> sp.Float:
     return value if isinstance(value, sp.Float) else sp.Float(float(value), DIGITS + 10)
 
 
-def _entry(expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict) -> sp.Float:
+def _entry(
+    expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict
+) -> sp.Float:
     """``expr`` at the (1-based) index values ``at``, arrays looked up entry by entry (0-based)."""
     # SymPy evaluates log1p(r) of a number as log(1 + r), which at 50 digits is 0 for r < 1e-50;
     # held unevaluated until r is known, then mpmath's log1p keeps every digit of a tiny r.
@@ -122,11 +129,17 @@ def _entry(expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], 
     expr = expr.xreplace(plain).xreplace({plain[i]: v for i, v in at.items()}).xreplace(sizes)
     expr = expr.replace(
         lambda e: isinstance(e, Maximum),
-        lambda m: sp.Max(*[m.function.xreplace({m.limits[0][0]: v})
-                           for v in range(int(m.limits[0][1]), int(m.limits[0][2]) + 1)]),
+        lambda m: sp.Max(
+            *[
+                m.function.xreplace({m.limits[0][0]: v})
+                for v in range(int(m.limits[0][1]), int(m.limits[0][2]) + 1)
+            ]
+        ),
     ).doit()
-    expr = expr.replace(lambda e: isinstance(e, sp.Indexed),
-                        lambda e: _exact(values[_label(e.base)][tuple(int(i) - 1 for i in e.indices)]))
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Indexed),
+        lambda e: _exact(values[_label(e.base)][tuple(int(i) - 1 for i in e.indices)]),
+    )
     expr = expr.xreplace({s: _exact(values[s.name]) for s in expr.free_symbols if s.name in values})
     expr = expr.replace(lambda e: isinstance(e, _Log1p), _log1p)
     value = sp.N(expr, DIGITS)
@@ -143,19 +156,24 @@ def _log1p(e: sp.Expr) -> sp.Float:
         return sp.Float(mpmath.log1p(mpmath.mpf(str(sp.N(e.args[0], DIGITS)))), DIGITS)
 
 
-def _reference_sample(kernel: Kernel, arguments: list, sizes: dict, symbols: dict,
-                      known: dict) -> np.ndarray:
+def _reference_sample(
+    kernel: Kernel, arguments: list, sizes: dict, symbols: dict, known: dict
+) -> np.ndarray:
     values = {p.label: a for p, a in zip(kernel.params, arguments)}
     value = None
     for assign in (*kernel.body, kernel.returns):
         if isinstance(assign.expression, AppliedUndef):  # another kernel, itself at 50 digits
             value = _reference_call(assign.expression, values, sizes, known)
         elif isinstance(assign.expression, DenseSolve):  # the same system, solved at 50 digits
-            value = _solve(values[_label(assign.expression.matrix)], values[_label(assign.expression.rhs)])
+            value = _solve(
+                values[_label(assign.expression.matrix)], values[_label(assign.expression.rhs)]
+            )
         else:
             ranges = [range(1, symbols[i.upper] + 1) for i in assign.indices]
-            entries = [_entry(assign.expression, values, dict(zip(assign.indices, point)), symbols)
-                       for point in itertools.product(*ranges)]
+            entries = [
+                _entry(assign.expression, values, dict(zip(assign.indices, point)), symbols)
+                for point in itertools.product(*ranges)
+            ]
             value = np.empty(len(entries), dtype=object)
             value[:] = entries
             value = value.reshape([len(r) for r in ranges])
@@ -188,8 +206,10 @@ def reference(kernel: Kernel, arguments: list, sizes: dict, known: dict) -> np.n
     first = next((p, a) for p, a in zip(kernel.params, arguments) if p.batched)
     batch = np.shape(first[1])[: np.ndim(first[1]) - len(first[0].axes)]
     if kernel.flatten_batch:
-        flat = [np.reshape(a, (-1,) + np.shape(a)[np.ndim(a) - len(p.axes):]) if p.batched else a
-                for p, a in zip(kernel.params, arguments)]
+        flat = [
+            np.reshape(a, (-1,) + np.shape(a)[np.ndim(a) - len(p.axes) :]) if p.batched else a
+            for p, a in zip(kernel.params, arguments)
+        ]
         symbols[sp.Symbol("B", integer=True, positive=True)] = int(np.prod(batch))
         return _reference_sample(kernel, flat, sizes, symbols, known)
     samples = {}
@@ -203,6 +223,7 @@ def reference(kernel: Kernel, arguments: list, sizes: dict, known: dict) -> np.n
 
 
 # -- the error in ulps ---------------------------------------------------------------------------
+
 
 def ulps(computed: np.ndarray, true: np.ndarray, dtype: str, normwise: bool = False) -> float:
     """The largest |computed − true| in ulps of the true value (or of the largest |true|)."""
@@ -219,7 +240,9 @@ def ulps(computed: np.ndarray, true: np.ndarray, dtype: str, normwise: bool = Fa
                 if c != float(r):
                     return math.inf
                 continue
-            worst = max(worst, float(abs(mpmath.mpf(c) - mpmath.mpf(str(t))) / mpmath.mpf(float(u))))
+            worst = max(
+                worst, float(abs(mpmath.mpf(c) - mpmath.mpf(str(t))) / mpmath.mpf(float(u)))
+            )
     return worst
 
 
@@ -236,7 +259,9 @@ def cases(kernel: Kernel, known: dict, samples: int, seed: int, regime: str) -> 
     for _ in range(samples):
         sizes = {name: int(rng.integers(2, 6)) for name in "CDHK"}
         batch = (int(rng.integers(1, 4)),)
-        drawn.append(Case({name: draw(p, batch, sizes, rng, regime) for name, p in params.items()}, sizes))
+        drawn.append(
+            Case({name: draw(p, batch, sizes, rng, regime) for name, p in params.items()}, sizes)
+        )
     return drawn
 
 
@@ -248,9 +273,8 @@ def _torch_call(code: str, values: dict):
 
 
 def _scipy_call(code: str, values: dict):
-    import scipy.special  # noqa: F401
-
     import scipy
+    import scipy.special
 
     return eval(code, {"scipy": scipy}, dict(values))
 
@@ -263,7 +287,9 @@ def measure(kernel: Kernel, known: dict, samples: int = 12, seed: int = 0) -> li
         contenders["PyTorch"] = lambda values: _torch_call(kernel.reference, values)
     if kernel.name in SCIPY:
         contenders["SciPy"] = lambda values: _scipy_call(SCIPY[kernel.name], values)
-    worst = {(who, dtype, regime): 0.0 for who in contenders for dtype in DTYPES for regime in REGIMES}
+    worst = {
+        (who, dtype, regime): 0.0 for who in contenders for dtype in DTYPES for regime in REGIMES
+    }
     worst_normwise = dict(worst)
     for regime, case in [(r, c) for r in REGIMES for c in cases(kernel, known, samples, seed, r)]:
         for dtype in DTYPES:
@@ -274,12 +300,23 @@ def measure(kernel: Kernel, known: dict, samples: int = 12, seed: int = 0) -> li
                     computed = run(values)
                 key = (who, dtype, regime)
                 worst[key] = max(worst[key], ulps(computed, true, dtype))
-                worst_normwise[key] = max(worst_normwise[key], ulps(computed, true, dtype, normwise=True))
+                worst_normwise[key] = max(
+                    worst_normwise[key], ulps(computed, true, dtype, normwise=True)
+                )
     return [
-        {"function": kernel.name, "call": call, "implementation": who, "dtype": dtype,
-         "inputs": regime, "max_ulp": worst[(who, dtype, regime)],
-         "max_ulp_normwise": worst_normwise[(who, dtype, regime)], "conditioning": kernel.conditioning}
-        for who in contenders for dtype in DTYPES for regime in REGIMES
+        {
+            "function": kernel.name,
+            "call": call,
+            "implementation": who,
+            "dtype": dtype,
+            "inputs": regime,
+            "max_ulp": worst[(who, dtype, regime)],
+            "max_ulp_normwise": worst_normwise[(who, dtype, regime)],
+            "conditioning": kernel.conditioning,
+        }
+        for who in contenders
+        for dtype in DTYPES
+        for regime in REGIMES
     ]
 
 
@@ -290,8 +327,10 @@ def evaluate(code: str, values: dict, exact: tuple[dict, dict] | None = None):
         names = {name: getattr(generated, name) for name in generated.__all__}
     else:
         known, sizes = exact
-        names = {name: (lambda k: lambda *a: reference(k, list(a), sizes, known))(k)
-                 for name, k in known.items()}
+        names = {
+            name: (lambda k: lambda *a: reference(k, list(a), sizes, known))(k)  # noqa: B023 - bound by the outer call
+            for name, k in known.items()
+        }
     return eval(code, {**names, **values})  # the registry's own strings
 
 
@@ -310,9 +349,14 @@ def run(samples: int = 12, seed: int = 0, only: list[str] | None = None) -> dict
         "samples_per_function": samples,
         "digits": DIGITS,
         "logit_scales": list(LOGIT_SCALES),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "torch": torch.__version__, "scipy": scipy.__version__,
-                     "mpmath": mpmath.__version__, "sympy": sp.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "scipy": scipy.__version__,
+            "mpmath": mpmath.__version__,
+            "sympy": sp.__version__,
+        },
         "rows": rows,
     }
 
@@ -326,11 +370,18 @@ def _json_safe(report: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m derive.accuracy", description=__doc__.split("\n")[0])
-    parser.add_argument("--samples", type=int, default=12, help="input draws per function and dtype")
+    parser = argparse.ArgumentParser(
+        prog="python -m derive.accuracy", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--samples", type=int, default=12, help="input draws per function and dtype"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--only", help="comma-separated functions to measure again; the other "
-                        "rows of the existing report are kept")
+    parser.add_argument(
+        "--only",
+        help="comma-separated functions to measure again; the other "
+        "rows of the existing report are kept",
+    )
     args = parser.parse_args(argv)
     only = args.only.split(",") if args.only else None
     report = _json_safe(run(samples=args.samples, only=only))
@@ -342,9 +393,13 @@ def main(argv: list[str] | None = None) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     for r in report["rows"]:
-        print(f"{r['function']:32s} {r['implementation']:8s} {r['dtype']:8s} {r['inputs']:9s} "
-              f"{float(r['max_ulp']):12.3g} ulp  (norm-wise {float(r['max_ulp_normwise']):.3g})")
-    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+        print(
+            f"{r['function']:32s} {r['implementation']:8s} {r['dtype']:8s} {r['inputs']:9s} "
+            f"{float(r['max_ulp']):12.3g} ulp  (norm-wise {float(r['max_ulp_normwise']):.3g})"
+        )
+    print(
+        f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}"
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,10 @@ TARGETS = {"generated / numpy": 1.05, "generated / torch": 1.0, "generated / flo
 
 # -- timing ------------------------------------------------------------------------------
 
-def measure(contenders: dict[str, Callable[[], object]], repeats: int, budget: float) -> dict[str, float]:
+
+def measure(
+    contenders: dict[str, Callable[[], object]], repeats: int, budget: float
+) -> dict[str, float]:
     """Median seconds per call of each contender, timed in turn, ``repeats`` times.
 
     Each contender runs ``number`` calls per repeat, chosen so that one repeat
@@ -67,8 +70,10 @@ def measure(contenders: dict[str, Callable[[], object]], repeats: int, budget: f
     names = list(contenders)
     for repeat in range(repeats):
         # rotate the order, so no contender always runs right after the same other one
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
-            samples[name].append(timeit.timeit(contenders[name], number=numbers[name]) / numbers[name])
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            samples[name].append(
+                timeit.timeit(contenders[name], number=numbers[name]) / numbers[name]
+            )
     measure.spread = {name: [min(times), max(times)] for name, times in samples.items()}
     return {name: statistics.median(times) for name, times in samples.items()}
 
@@ -77,6 +82,7 @@ measure.spread = {}  # the fastest and slowest repeat of each contender in the l
 
 
 # -- the posts' algorithms, written afresh from the posts ------------------------------------
+
 
 def posts_sm_dir(S):
     """Part 1/2: diag(S) minus the tiled outer product."""
@@ -125,31 +131,60 @@ def posts_rows(n_inputs: int, n_classes: int, repeats: int, budget: float) -> li
     y = np.eye(n_classes)[1]
     S = generated.softmax(generated.summation(x, W))
     rows = [
-        ("softmax Jacobian", "sm_dir(S)", lambda: posts_sm_dir(S), lambda: generated.softmax_jacobian(S)),
-        ("summation Jacobian DZ", "z_dir loops", lambda: posts_z_dir(x, W),
-         lambda: generated.summation_jacobian(x, W)),
-        ("layer Jacobian", "l_dir_shortcut loops", lambda: posts_l_dir_shortcut(W, S, x),
-         lambda: generated.layer_jacobian(x, W)),
-        ("layer Jacobian", "sm_dir, z_dir, DS · DZᵀ",
-         lambda: np.dot(posts_sm_dir(S), np.transpose(posts_z_dir(x, W))),
-         lambda: generated.layer_jacobian(x, W)),
-        ("weight gradient", "xe_dir_shortcut loops", lambda: posts_xe_dir_shortcut(W, S, x, y),
-         lambda: generated.weight_grad(x, W, y)),
+        (
+            "softmax Jacobian",
+            "sm_dir(S)",
+            lambda: posts_sm_dir(S),
+            lambda: generated.softmax_jacobian(S),
+        ),
+        (
+            "summation Jacobian DZ",
+            "z_dir loops",
+            lambda: posts_z_dir(x, W),
+            lambda: generated.summation_jacobian(x, W),
+        ),
+        (
+            "layer Jacobian",
+            "l_dir_shortcut loops",
+            lambda: posts_l_dir_shortcut(W, S, x),
+            lambda: generated.layer_jacobian(x, W),
+        ),
+        (
+            "layer Jacobian",
+            "sm_dir, z_dir, DS · DZᵀ",
+            lambda: np.dot(posts_sm_dir(S), np.transpose(posts_z_dir(x, W))),
+            lambda: generated.layer_jacobian(x, W),
+        ),
+        (
+            "weight gradient",
+            "xe_dir_shortcut loops",
+            lambda: posts_xe_dir_shortcut(W, S, x, y),
+            lambda: generated.weight_grad(x, W, y),
+        ),
     ]
     results = []
     for what, baseline, theirs, ours in rows:
         times = measure({"posts": theirs, "generated": ours}, repeats, budget)
-        results.append({
-            "size": f"D={n_inputs}, C={n_classes}", "what": what, "baseline": baseline,
-            "baseline_seconds": times["posts"], "generated_seconds": times["generated"],
-            "speedup": times["posts"] / times["generated"], "spread": dict(measure.spread),
-        })
+        results.append(
+            {
+                "size": f"D={n_inputs}, C={n_classes}",
+                "what": what,
+                "baseline": baseline,
+                "baseline_seconds": times["posts"],
+                "generated_seconds": times["generated"],
+                "speedup": times["posts"] / times["generated"],
+                "spread": dict(measure.spread),
+            }
+        )
     return results
 
 
 # -- one training step ------------------------------------------------------------------------
 
-def training_step_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats: int, budget: float) -> dict:
+
+def training_step_row(
+    batch: int, n_inputs: int, n_classes: int, dtype, repeats: int, budget: float
+) -> dict:
     import torch
 
     rng = np.random.default_rng(1)
@@ -179,15 +214,23 @@ def training_step_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats:
         torch.nn.functional.cross_entropy(tX @ tW, tlabels).backward()
         return tW.grad
 
-    np.testing.assert_allclose(generated.weight_grad(X, W, Y), numpy_by_hand(), rtol=1e-3, atol=1e-5)
-    np.testing.assert_allclose(generated.weight_grad(X, W, Y), torch_autograd().numpy(), rtol=1e-3, atol=1e-5)
-    times = measure({
-        "generated": lambda: generated.weight_grad(X, W, Y),
-        "from_logits": from_logits,
-        "numpy": numpy_by_hand,
-        "torch": torch_autograd,
-        "floor": floor,
-    }, repeats, budget)
+    np.testing.assert_allclose(
+        generated.weight_grad(X, W, Y), numpy_by_hand(), rtol=1e-3, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        generated.weight_grad(X, W, Y), torch_autograd().numpy(), rtol=1e-3, atol=1e-5
+    )
+    times = measure(
+        {
+            "generated": lambda: generated.weight_grad(X, W, Y),
+            "from_logits": from_logits,
+            "numpy": numpy_by_hand,
+            "torch": torch_autograd,
+            "floor": floor,
+        },
+        repeats,
+        budget,
+    )
     ratios = {
         "generated / numpy": times["generated"] / times["numpy"],
         "generated / torch": times["generated"] / times["torch"],
@@ -195,8 +238,13 @@ def training_step_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats:
         "from_logits / numpy": times["from_logits"] / times["numpy"],
     }
     return {
-        "B": batch, "D": n_inputs, "C": n_classes, "dtype": np.dtype(dtype).name,
-        "seconds": times, "spread": dict(measure.spread), "ratios": ratios,
+        "B": batch,
+        "D": n_inputs,
+        "C": n_classes,
+        "dtype": np.dtype(dtype).name,
+        "seconds": times,
+        "spread": dict(measure.spread),
+        "ratios": ratios,
         "targets_met": {k: ratios[k] <= v for k, v in TARGETS.items()},
     }
 
@@ -215,8 +263,9 @@ def numpy_labels_by_hand(X, W, labels):
     return X.T @ P
 
 
-def training_step_labels_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats: int,
-                             budget: float) -> dict:
+def training_step_labels_row(
+    batch: int, n_inputs: int, n_classes: int, dtype, repeats: int, budget: float
+) -> dict:
     """The step with integer class labels: generated, hand-written NumPy, floor, PyTorch, JAX."""
     import torch
 
@@ -245,7 +294,9 @@ def training_step_labels_row(batch: int, n_inputs: int, n_classes: int, dtype, r
         "torch": torch_autograd,
     }
     expected = numpy_labels_by_hand(X, W, labels)
-    tolerance = {"rtol": 1e-3, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-12}
+    tolerance = (
+        {"rtol": 1e-3, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-12}
+    )
     np.testing.assert_allclose(generated.weight_grad(X, W, labels), expected, **tolerance)
     np.testing.assert_allclose(torch_autograd().numpy(), expected, rtol=1e-3, atol=1e-5)
     try:
@@ -277,13 +328,19 @@ def training_step_labels_row(batch: int, n_inputs: int, n_classes: int, dtype, r
     if "jax" in times:
         ratios["labels: generated / jax"] = times["generated"] / times["jax"]
     return {
-        "B": batch, "D": n_inputs, "C": n_classes, "dtype": np.dtype(dtype).name,
-        "seconds": times, "spread": spread, "ratios": ratios,
+        "B": batch,
+        "D": n_inputs,
+        "C": n_classes,
+        "dtype": np.dtype(dtype).name,
+        "seconds": times,
+        "spread": spread,
+        "ratios": ratios,
         "targets_met": {k: ratios[k] <= v for k, v in LABEL_TARGETS.items()},
     }
 
 
 # -- the build ---------------------------------------------------------------------------------
+
 
 def build_times() -> dict[str, float]:
     """Wall time of ``python -m derive build`` on a copy of the project.
@@ -296,9 +353,15 @@ def build_times() -> dict[str, float]:
         copy = Path(folder)
         for name in ("derive", "templates", "docs", "bench-results", "accuracy-results"):
             if (ROOT / name).exists():
-                shutil.copytree(ROOT / name, copy / name,
-                                ignore=shutil.ignore_patterns("__pycache__", "figures"))
-        for path in [*(copy / "derive" / "generated").glob("*.py"), *(copy / "docs" / "derivations").glob("*.md")]:
+                shutil.copytree(
+                    ROOT / name,
+                    copy / name,
+                    ignore=shutil.ignore_patterns("__pycache__", "figures"),
+                )
+        for path in [
+            *(copy / "derive" / "generated").glob("*.py"),
+            *(copy / "docs" / "derivations").glob("*.md"),
+        ]:
             path.unlink()
         env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
         edited = copy / "derive" / "derivations" / "softmax_temperature.py"
@@ -307,13 +370,19 @@ def build_times() -> dict[str, float]:
             if kind == "one edit":
                 edited.write_text(edited.read_text() + "\n# an edit\n")
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "derive", "build"], cwd=copy, env=env,
-                           check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "derive", "build"],
+                cwd=copy,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             seconds[kind] = time.perf_counter() - start
     return seconds
 
 
 # -- report --------------------------------------------------------------------------------------
+
 
 def machine() -> dict:
     import torch
@@ -325,9 +394,14 @@ def machine() -> dict:
     except Exception:  # the BLAS name is nice to have, not needed
         pass
     return {
-        "platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
-        "python": platform.python_version(), "numpy": np.__version__, "blas": blas,
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", ""),
     }
 
@@ -342,13 +416,20 @@ def run(quick: bool = False, smoke: bool = False) -> dict:
     report = {
         "mode": "smoke" if smoke else "quick" if quick else "full",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": machine(), "repeats": repeats,
+        "machine": machine(),
+        "repeats": repeats,
         "posts": [row for d, c in posts_sizes for row in posts_rows(d, c, repeats, budget)],
-        "training_step": [training_step_row(b, d, c, dtype, repeats, budget)
-                          for b, d, c in steps for dtype in (np.float64, np.float32)],
+        "training_step": [
+            training_step_row(b, d, c, dtype, repeats, budget)
+            for b, d, c in steps
+            for dtype in (np.float64, np.float32)
+        ],
         "targets": TARGETS,
-        "training_step_labels": [training_step_labels_row(b, d, c, dtype, repeats, budget)
-                                 for b, d, c in steps for dtype in (np.float64, np.float32)],
+        "training_step_labels": [
+            training_step_labels_row(b, d, c, dtype, repeats, budget)
+            for b, d, c in steps
+            for dtype in (np.float64, np.float32)
+        ],
         "label_targets": LABEL_TARGETS,
     }
     if not smoke:
@@ -357,62 +438,115 @@ def run(quick: bool = False, smoke: bool = False) -> dict:
 
 
 def table(report: dict) -> str:
-    lines = ["The posts' algorithms against the generated functions (speed-up = posts / generated)",
-             f"{'size':<14} {'what':<24} {'posts':<24} {'posts s':>10} {'ours s':>10} {'speed-up':>9}"]
+    lines = [
+        "The posts' algorithms against the generated functions (speed-up = posts / generated)",
+        f"{'size':<14} {'what':<24} {'posts':<24} {'posts s':>10} {'ours s':>10} {'speed-up':>9}",
+    ]
     for r in report["posts"]:
-        lines.append(f"{r['size']:<14} {r['what']:<24} {r['baseline']:<24} "
-                     f"{r['baseline_seconds']:10.2e} {r['generated_seconds']:10.2e} {r['speedup']:9.1f}")
+        lines.append(
+            f"{r['size']:<14} {r['what']:<24} {r['baseline']:<24} "
+            f"{r['baseline_seconds']:10.2e} {r['generated_seconds']:10.2e} {r['speedup']:9.1f}"
+        )
     lines += ["", "One training-step gradient (seconds per call; ratios: lower is better for us)"]
-    header = f"{'B, D, C':<16} {'dtype':<8} " + " ".join(f"{k:>11}" for k in
-                                                         ("generated", "from_logits", "numpy", "torch", "floor"))
+    header = f"{'B, D, C':<16} {'dtype':<8} " + " ".join(
+        f"{k:>11}" for k in ("generated", "from_logits", "numpy", "torch", "floor")
+    )
     lines.append(header + "  " + "  ".join([*TARGETS, *REFERENCE_RATIOS]))
     for r in report["training_step"]:
         s = r["seconds"]
-        cells = " ".join(f"{s[k]:11.3e}" for k in ("generated", "from_logits", "numpy", "torch", "floor"))
+        cells = " ".join(
+            f"{s[k]:11.3e}" for k in ("generated", "from_logits", "numpy", "torch", "floor")
+        )
         ratios = "  ".join(
             f"{r['ratios'][k]:.3f} {'met' if r['targets_met'][k] else 'MISSED'} (<= {t})"
-            for k, t in TARGETS.items())
-        reference = "  ".join(f"{s[a] / s[b]:{len(name)}.3f}" for name, (a, b) in REFERENCE_RATIOS.items())
-        lines.append(f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} {cells}  {ratios}  {reference}")
-    lines += ["", "The step with integer class labels (seconds per call: median [fastest, slowest repeat])"]
+            for k, t in TARGETS.items()
+        )
+        reference = "  ".join(
+            f"{s[a] / s[b]:{len(name)}.3f}" for name, (a, b) in REFERENCE_RATIOS.items()
+        )
+        lines.append(
+            f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} {cells}  {ratios}  {reference}"
+        )
+    lines += [
+        "",
+        "The step with integer class labels (seconds per call: median [fastest, slowest repeat])",
+    ]
     for r in report.get("training_step_labels", []):
-        lines.append(f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} " + "  ".join(
-            f"{k} {v:.3e} [{r['spread'][k][0]:.2e}, {r['spread'][k][1]:.2e}]" for k, v in r["seconds"].items()))
-        lines.append(" " * 26 + "  ".join(
-            f"{k} {v:.3f}" + (f" {'met' if r['targets_met'][k] else 'MISSED'} (<= {LABEL_TARGETS[k]})"
-                              if k in LABEL_TARGETS else "") for k, v in r["ratios"].items()))
+        lines.append(
+            f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} "
+            + "  ".join(
+                f"{k} {v:.3e} [{r['spread'][k][0]:.2e}, {r['spread'][k][1]:.2e}]"
+                for k, v in r["seconds"].items()
+            )
+        )
+        lines.append(
+            " " * 26
+            + "  ".join(
+                f"{k} {v:.3f}"
+                + (
+                    f" {'met' if r['targets_met'][k] else 'MISSED'} (<= {LABEL_TARGETS[k]})"
+                    if k in LABEL_TARGETS
+                    else ""
+                )
+                for k, v in r["ratios"].items()
+            )
+        )
     if "build_seconds" in report:
         b = report["build_seconds"]
-        lines += ["", f"python -m derive build: cold {b['cold']:.2f} s, no-op {b['no-op']:.2f} s, "
-                  f"one derivation edited {b.get('one edit', float('nan')):.2f} s"]
+        lines += [
+            "",
+            f"python -m derive build: cold {b['cold']:.2f} s, no-op {b['no-op']:.2f} s, "
+            f"one derivation edited {b.get('one edit', float('nan')):.2f} s",
+        ]
     m = report["machine"]
-    lines += ["", f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, NumPy {m['numpy']} "
-                  f"({m['blas']}), torch {m['torch']} ({m['torch_threads']} threads)"]
+    lines += [
+        "",
+        f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, NumPy {m['numpy']} "
+        f"({m['blas']}), torch {m['torch']} ({m['torch_threads']} threads)",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m derive.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats (under two minutes)")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one pass: checks the benchmark runs")
-    parser.add_argument("--output", type=Path, help="where to write the JSON report (default: "
-                        "bench-results/latest.json for a full run, which the site's page shows; "
-                        "bench-results/tmp-MODE.json, not committed, for --quick and --smoke)")
-    parser.add_argument("--build-times", action="store_true",
-                        help="measure only the build (cold, no-op, one edit) and record it in "
-                        "bench-results/latest.json beside the timings there")
+    parser = argparse.ArgumentParser(
+        prog="python -m derive.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer, shorter repeats (under two minutes)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, one pass: checks the benchmark runs"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="where to write the JSON report (default: "
+        "bench-results/latest.json for a full run, which the site's page shows; "
+        "bench-results/tmp-MODE.json, not committed, for --quick and --smoke)",
+    )
+    parser.add_argument(
+        "--build-times",
+        action="store_true",
+        help="measure only the build (cold, no-op, one edit) and record it in "
+        "bench-results/latest.json beside the timings there",
+    )
     args = parser.parse_args(argv)
     if args.build_times:
         report = json.loads(BENCHMARK_RESULTS.read_text())
         report["build_seconds"] = {**build_times(), "date": time.strftime("%Y-%m-%d")}
-        print(", ".join(f"{k} {v:.2f} s" for k, v in report["build_seconds"].items() if k != "date"))
+        print(
+            ", ".join(f"{k} {v:.2f} s" for k, v in report["build_seconds"].items() if k != "date")
+        )
         BENCHMARK_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {BENCHMARK_RESULTS}")
         return 0
     report = run(quick=args.quick, smoke=args.smoke)
     print(table(report))
-    output = args.output or (BENCHMARK_RESULTS if report["mode"] == "full"
-                             else BENCHMARK_RESULTS.with_name(f"tmp-{report['mode']}.json"))
+    output = args.output or (
+        BENCHMARK_RESULTS
+        if report["mode"] == "full"
+        else BENCHMARK_RESULTS.with_name(f"tmp-{report['mode']}.json")
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {output}")

@@ -54,8 +54,9 @@ class Derived:
     seconds: float
 
 
-def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: None,
-               force: bool = False) -> list[Derived]:
+def derive_all(
+    run_proofs: bool = True, log: Callable[[str], None] = lambda _: None, force: bool = False
+) -> list[Derived]:
     """Derive (and prove) every registered derivation, in registry order.
 
     A derivation whose module, engine and used results are unchanged since the
@@ -102,9 +103,12 @@ def derive_all(run_proofs: bool = True, log: Callable[[str], None] = lambda _: N
 
 def _prove(names: list[str], derived: dict[str, Derivation]) -> dict[str, tuple[ProofResult, ...]]:
     """Prove every identity of ``names``: each index form and each explicit size is one task."""
-    tasks = [(name, identity, sizes)
-             for name in names for identity in derived[name].identities
-             for sizes in (None, *explicit_sizes(identity))]
+    tasks = [
+        (name, identity, sizes)
+        for name in names
+        for identity in derived[name].identities
+        for sizes in (None, *explicit_sizes(identity))
+    ]
     workers = min(os.cpu_count() or 1, 4)
     if workers > 1 and len(tasks) > 8:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
@@ -123,11 +127,18 @@ def _prove(names: list[str], derived: dict[str, Derivation]) -> dict[str, tuple[
             pool.shutdown(cancel_futures=True)
     return {
         name: tuple(
-            ProofResult(identity=identity.name, claim=identity.claim, index_form=True,
-                        explicit_sizes=tuple(dict(s) for s, _, _ in parts[(name, identity.name)] if s is not None),
-                        assumptions_used=next(a for s, a, _ in parts[(name, identity.name)] if s is None),
-                        seconds=sum(t for _, _, t in parts[(name, identity.name)]))
-            for identity in derived[name].identities)
+            ProofResult(
+                identity=identity.name,
+                claim=identity.claim,
+                index_form=True,
+                explicit_sizes=tuple(
+                    dict(s) for s, _, _ in parts[(name, identity.name)] if s is not None
+                ),
+                assumptions_used=next(a for s, a, _ in parts[(name, identity.name)] if s is None),
+                seconds=sum(t for _, _, t in parts[(name, identity.name)]),
+            )
+            for identity in derived[name].identities
+        )
         for name in names
     }
 
@@ -164,8 +175,9 @@ def _store(results: list[Derived], kept: dict[str, bool], proved: bool) -> None:
             continue
         used = {other: key(other) for other in derivations.results_used(name)}
         try:
-            entry = cache.store(name, by_name[name].derivation,
-                                by_name[name].proofs if proved else None, used)
+            entry = cache.store(
+                name, by_name[name].derivation, by_name[name].proofs if proved else None, used
+            )
         except (OSError, pickle.PicklingError, AttributeError, TypeError):
             continue  # a cache that cannot be written only makes the next build slower
         keys[name] = entry.key
@@ -182,27 +194,35 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
             body = env.get_template("module.py.j2").render(**generate_module(d.derivation, owner))
         with stage(name, "formatting the module rendered from templates/module.py.j2"):
             body = format_python(body)
-        outputs.append(Output(
-            path=GENERATED / f"{name}.py",
-            source=f'the derivation "{name}" (derive/derivations/{name}.py)',
-            inputs=inputs_digest(*derivations.sources(name), *CODE_INPUTS),
-            body=body,
-        ))
-    modules = [{"name": d.derivation.name, "functions": d.derivation.function_names}
-               for d in derived]
+        outputs.append(
+            Output(
+                path=GENERATED / f"{name}.py",
+                source=f'the derivation "{name}" (derive/derivations/{name}.py)',
+                inputs=inputs_digest(*derivations.sources(name), *CODE_INPUTS),
+                body=body,
+            )
+        )
+    modules = [
+        {"name": d.derivation.name, "functions": d.derivation.function_names} for d in derived
+    ]
     with stage("(all)", "rendering templates/generated_init.py.j2"):
         body = env.get_template("generated_init.py.j2").render(modules=modules)
-    outputs.append(Output(
-        path=GENERATED / "__init__.py",
-        source="the registry (derive/derivations/__init__.py)",
-        inputs=inputs_digest(PACKAGE / "derivations" / "__init__.py",
-                             ROOT / "templates" / "generated_init.py.j2"),
-        body=body,
-    ))
+    outputs.append(
+        Output(
+            path=GENERATED / "__init__.py",
+            source="the registry (derive/derivations/__init__.py)",
+            inputs=inputs_digest(
+                PACKAGE / "derivations" / "__init__.py", ROOT / "templates" / "generated_init.py.j2"
+            ),
+            body=body,
+        )
+    )
     return outputs
 
 
-IMPORT_PREFIX = f"derive-generated-{digest(str(ROOT))[:8]}-"  # one project's, found by the next build
+IMPORT_PREFIX = (
+    f"derive-generated-{digest(str(ROOT))[:8]}-"  # one project's, found by the next build
+)
 
 
 @contextmanager
@@ -213,8 +233,11 @@ def generated_package(code: list[Output] | None = None) -> Iterator:
     from there, so pages and figures are made from the new code before any
     file of the project is replaced.
     """
-    saved = {m: sys.modules.pop(m) for m in list(sys.modules)
-             if m == "derive.generated" or m.startswith("derive.generated.")}
+    saved = {
+        m: sys.modules.pop(m)
+        for m in list(sys.modules)
+        if m == "derive.generated" or m.startswith("derive.generated.")
+    }
     try:
         with tempfile.TemporaryDirectory(prefix=IMPORT_PREFIX) as folder:
             location = GENERATED
@@ -223,14 +246,18 @@ def generated_package(code: list[Output] | None = None) -> Iterator:
                 for output in code:
                     (location / output.path.name).write_text(output.text)
             spec = importlib.util.spec_from_file_location(
-                "derive.generated", location / "__init__.py",
-                submodule_search_locations=[str(location)])
+                "derive.generated",
+                location / "__init__.py",
+                submodule_search_locations=[str(location)],
+            )
             package = importlib.util.module_from_spec(spec)
             sys.modules["derive.generated"] = package
             spec.loader.exec_module(package)
             yield package
     finally:
-        for m in [m for m in sys.modules if m == "derive.generated" or m.startswith("derive.generated.")]:
+        for m in [
+            m for m in sys.modules if m == "derive.generated" or m.startswith("derive.generated.")
+        ]:
             del sys.modules[m]
         sys.modules.update(saved)
 
@@ -276,8 +303,12 @@ def _import_folders() -> list[Path]:
 @contextmanager
 def _locked(log: Callable[[str], None], shared: bool = False) -> Iterator[None]:
     try:
-        with lock.held(LOCK, LOCK_TIMEOUT, shared,
-                       waiting=lambda: log(f"waiting for another build to finish ({LOCK.name})")):
+        with lock.held(
+            LOCK,
+            LOCK_TIMEOUT,
+            shared,
+            waiting=lambda: log(f"waiting for another build to finish ({LOCK.name})"),
+        ):
             yield
     except lock.LockTimeout as error:
         raise BuildError(str(error)) from error
@@ -292,8 +323,9 @@ def _tidy(log: Callable[[str], None]) -> None:
     try:
         restored = transaction.recover(JOURNAL)
     except (OSError, ValueError) as error:
-        raise RestoreFailed(f"restoring the files listed in {JOURNAL.name} "
-                            f"(left by an interrupted build): {error}") from error
+        raise RestoreFailed(
+            f"restoring the files listed in {JOURNAL.name} (left by an interrupted build): {error}"
+        ) from error
     if restored:
         log(f"restored {len(restored)} file(s) an interrupted build had half replaced")
     for path in transaction.remove_leftovers(_output_folders()):
@@ -302,7 +334,9 @@ def _tidy(log: Callable[[str], None]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def build(log: Callable[[str], None] = print, figures: bool = True, force: bool = False) -> list[Path]:
+def build(
+    log: Callable[[str], None] = print, figures: bool = True, force: bool = False
+) -> list[Path]:
     """Regenerate everything; raise BuildError (writing nothing) if any stage fails."""
     with _locked(log):
         _tidy(log)
@@ -310,12 +344,18 @@ def build(log: Callable[[str], None] = print, figures: bool = True, force: bool 
         derived = derive_all(run_proofs=True, log=log, force=force)
         code = code_outputs(derived)
         for output in code:  # a template that renders invalid Python fails here
-            template = "generated_init.py.j2" if output.path.name == "__init__.py" else "module.py.j2"
-            with stage(output.path.stem,
-                       f"compiling {output.path.relative_to(ROOT)} (rendered from templates/{template})"):
+            template = (
+                "generated_init.py.j2" if output.path.name == "__init__.py" else "module.py.j2"
+            )
+            with stage(
+                output.path.stem,
+                f"compiling {output.path.relative_to(ROOT)} (rendered from templates/{template})",
+            ):
                 compile(output.text, str(output.path), "exec")
-        with (stage("(all)", "importing the generated modules from a temporary folder"),
-              generated_package(code) as generated):
+        with (
+            stage("(all)", "importing the generated modules from a temporary folder"),
+            generated_package(code) as generated,
+        ):
             generated.__all__  # noqa: B018 - the import above ran them
             pages = page_outputs(derived, generated)
             drawn = {}
@@ -337,12 +377,18 @@ def check() -> list[str]:
     with _locked(lambda message: print(message, file=sys.stderr), shared=True):
         problems = []
         if JOURNAL.exists():
-            problems.append(f"{JOURNAL.name}: a build was killed while replacing files; "
-                            "some outputs may be old and some new (the next build restores the old set)")
-        problems += [f"{path.relative_to(ROOT)}: temporary file left by an interrupted build"
-                     for path in transaction.leftovers(_output_folders())]
-        problems += [f"{folder}: temporary folder left by an interrupted build"
-                     for folder in _import_folders()]
+            problems.append(
+                f"{JOURNAL.name}: a build was killed while replacing files; "
+                "some outputs may be old and some new (the next build restores the old set)"
+            )
+        problems += [
+            f"{path.relative_to(ROOT)}: temporary file left by an interrupted build"
+            for path in transaction.leftovers(_output_folders())
+        ]
+        problems += [
+            f"{folder}: temporary folder left by an interrupted build"
+            for folder in _import_folders()
+        ]
         derived = derive_all(run_proofs=False)
         expected = code_outputs(derived)
         mismatched = _compare(expected)
@@ -353,7 +399,9 @@ def check() -> list[str]:
         known = {o.path for o in expected}
         for path in sorted(GENERATED.glob("*.py")):
             if path not in known:
-                problems.append(f"{path.relative_to(ROOT)}: unexpected (no derivation generates it)")
+                problems.append(
+                    f"{path.relative_to(ROOT)}: unexpected (no derivation generates it)"
+                )
         return problems
 
 

@@ -30,8 +30,9 @@ PACKAGE = ROOT / "derive"
 
 # What deriving and proving any derivation depends on, besides its own module; the registry's
 # list of modules is left out (adding a derivation changes no other), its code is not.
-ENGINE = [PACKAGE / name for name in ("model.py", "steps.py", "sympy_tools.py", "proofs.py",
-                                      "figures.py")]
+ENGINE = [
+    PACKAGE / name for name in ("model.py", "steps.py", "sympy_tools.py", "proofs.py", "figures.py")
+]
 REGISTRY = PACKAGE / "derivations" / "__init__.py"
 
 
@@ -78,8 +79,14 @@ def _registry_code() -> str:
     import ast
 
     tree = ast.parse(REGISTRY.read_text())
-    tree.body = [node for node in tree.body if not (
-        isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "MODULES" for t in node.targets))]
+    tree.body = [
+        node
+        for node in tree.body
+        if not (
+            isinstance(node, ast.Assign)
+            and any(getattr(t, "id", "") == "MODULES" for t in node.targets)
+        )
+    ]
     return ast.dump(tree)
 
 
@@ -115,8 +122,13 @@ def load(name: str, _valid: dict | None = None) -> Entry | None:
 def store(name: str, derivation, proofs: tuple | None, used: dict[str, str]) -> Entry:
     """Keep ``derivation`` (and its proofs) for the next build; ``used``: name -> key."""
     own = own_key(name)
-    entry = Entry(own=own, key=_digest(own, *(f"{k}={v}" for k, v in sorted(used.items()))),
-                  used=dict(used), derivation=derivation, proofs=proofs)
+    entry = Entry(
+        own=own,
+        key=_digest(own, *(f"{k}={v}" for k, v in sorted(used.items()))),
+        used=dict(used),
+        derivation=derivation,
+        proofs=proofs,
+    )
     data = pickle.dumps(entry)
     if pickle.loads(data).derivation != derivation:  # e.g. an unevaluated expression evaluated
         raise pickle.PicklingError(f"{name}: the derivation changes when pickled; not cached")
@@ -131,12 +143,22 @@ _RECORD = FOLDER / "outputs.json"
 
 def inputs_key(figures: bool) -> str:
     """A hash of every file a build reads: the package, the templates, the measured results."""
-    files = sorted(p for p in (*PACKAGE.rglob("*.py"), *(ROOT / "templates").glob("*"),
-                               ROOT / "bench-results" / "latest.json",
-                               ROOT / "accuracy-results" / "latest.json")
-                   if p.is_file() and "generated" not in p.parts and "__pycache__" not in p.parts)
-    return _digest(_versions(), str(figures), *(f"{p.relative_to(ROOT)}" for p in files),
-                   *(p.read_bytes() for p in files))
+    files = sorted(
+        p
+        for p in (
+            *PACKAGE.rglob("*.py"),
+            *(ROOT / "templates").glob("*"),
+            ROOT / "bench-results" / "latest.json",
+            ROOT / "accuracy-results" / "latest.json",
+        )
+        if p.is_file() and "generated" not in p.parts and "__pycache__" not in p.parts
+    )
+    return _digest(
+        _versions(),
+        str(figures),
+        *(f"{p.relative_to(ROOT)}" for p in files),
+        *(p.read_bytes() for p in files),
+    )
 
 
 def _file_hash(path: Path) -> str:
@@ -145,8 +167,10 @@ def _file_hash(path: Path) -> str:
 
 def record_outputs(figures: bool, outputs: list[Path]) -> None:
     """After a successful build: what it read, and what every output it made contains."""
-    record = {"inputs": inputs_key(figures),
-              "outputs": {str(p.relative_to(ROOT)): _file_hash(p) for p in outputs}}
+    record = {
+        "inputs": inputs_key(figures),
+        "outputs": {str(p.relative_to(ROOT)): _file_hash(p) for p in outputs},
+    }
     _write_atomically(_RECORD, json.dumps(record, indent=1).encode())
 
 

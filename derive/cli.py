@@ -12,10 +12,15 @@ def main(argv: list[str] | None = None) -> int:
         description="Derive the softmax layer's derivatives with SymPy; generate code and pages.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="derive, prove, and write the generated files that changed")
+    build = commands.add_parser(
+        "build", help="derive, prove, and write the generated files that changed"
+    )
     build.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
-    build.add_argument("--force", action="store_true",
-                       help="ignore the cache (.derive-cache/): derive and prove everything again")
+    build.add_argument(
+        "--force",
+        action="store_true",
+        help="ignore the cache (.derive-cache/): derive and prove everything again",
+    )
     commands.add_parser("check", help="exit 1 if a generated file is stale or was edited by hand")
     commands.add_parser("list", help="list the registered derivations")
     commands.add_parser("nav", help="print the derivation pages for the site's nav, as JSON")
@@ -25,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         from derive import cache  # no SymPy: a build with nothing to do stays instant
 
         if cache.up_to_date(figures=not args.no_figures):
-            print("nothing changed since the last build: every output is up to date "
-                  "(--force to rebuild)")
+            print(
+                "nothing changed since the last build: every output is up to date "
+                "(--force to rebuild)"
+            )
             return 0
 
     if args.command == "nav":
@@ -61,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pipeline.build(figures=not args.no_figures, force=args.force)
     except pipeline.RestoreFailed as error:
-        print(f"build failed, and some previous outputs could not be put back:\n  {error}\n"
-              "run `python -m derive build` again: it restores them first", file=sys.stderr)
+        print(
+            f"build failed, and some previous outputs could not be put back:\n  {error}\n"
+            "run `python -m derive build` again: it restores them first",
+            file=sys.stderr,
+        )
         return 1
     except pipeline.BuildError as error:
         print(f"build failed, previous outputs left as they were:\n  {error}", file=sys.stderr)

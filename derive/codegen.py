@@ -25,8 +25,15 @@ _PACKAGE = Path(__file__).resolve().parent
 # What every generated module is made from, besides the derivation modules it comes from.
 CODE_INPUTS = [
     _PACKAGE / name
-    for name in ("model.py", "steps.py", "sympy_tools.py", "codegen.py",
-                 "printing/array.py", "printing/latex.py", "render.py")
+    for name in (
+        "model.py",
+        "steps.py",
+        "sympy_tools.py",
+        "codegen.py",
+        "printing/array.py",
+        "printing/latex.py",
+        "render.py",
+    )
 ] + [_PACKAGE.parent / "templates" / "module.py.j2"]
 
 
@@ -105,7 +112,9 @@ def _size_lines(kernel: Kernel, sizes: set[str]) -> list[str]:
     lines = []
     for size in sorted(sizes):
         (owner, position) = next(
-            (p, p.axes.index(size) - len(p.axes)) for p in kernel.params if size in p.axes and not p.labels
+            (p, p.axes.index(size) - len(p.axes))
+            for p in kernel.params
+            if size in p.axes and not p.labels
         )
         lines.append(f"{size} = {owner.name}.shape[{position}]")
     return lines
@@ -119,8 +128,12 @@ def _requirement_checks(kernel: Kernel) -> list[str]:
         symbols = {str(s) for s in requirement.condition.free_symbols}
         lines += _size_lines(kernel, symbols & axes)
         renamed = requirement.condition.xreplace(
-            {s: sp.Symbol(_python_name(s)) for s in requirement.condition.free_symbols})
-        lines += [f"if not ({sp.pycode(renamed)}):", f'    raise ValueError(f"{requirement.message}")']
+            {s: sp.Symbol(_python_name(s)) for s in requirement.condition.free_symbols}
+        )
+        lines += [
+            f"if not ({sp.pycode(renamed)}):",
+            f'    raise ValueError(f"{requirement.message}")',
+        ]
     return lines
 
 
@@ -131,9 +144,12 @@ def _without_unused_sizes(lines: list[str]) -> list[str]:
     for number, line in enumerate(lines):
         target = line.split(" = ", 1)[0]
         if target in ("dtype", *_SIZE_NAMES) and " = " in line and not line.startswith("return"):
-            later = "\n".join(lines[number + 1:]).replace("return ", "_ = ", 1)
-            used = {n.id for n in ast.walk(ast.parse(textwrap.dedent(later) or "pass"))
-                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            later = "\n".join(lines[number + 1 :]).replace("return ", "_ = ", 1)
+            used = {
+                n.id
+                for n in ast.walk(ast.parse(textwrap.dedent(later) or "pass"))
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            }
             if target not in used:
                 continue
         kept.append(line)
@@ -153,11 +169,14 @@ def _owned(body, returns) -> list[set[str]]:
     """
     expressions = [a.expression for a in body] + [returns.expression]
     # a target that is a bare argument (``s = z``) may share its memory: never overwritten
-    targets = {_python_name(a.target) for a in body
-               if not isinstance(a.expression, (sp.Indexed, sp.Symbol, sp.Idx))}
+    targets = {
+        _python_name(a.target)
+        for a in body
+        if not isinstance(a.expression, (sp.Indexed, sp.Symbol, sp.Idx))
+    }
     owned = []
     for number, expression in enumerate(expressions):
-        later = set().union(set(), *(_names_in(e) for e in expressions[number + 1:]))
+        later = set().union(set(), *(_names_in(e) for e in expressions[number + 1 :]))
         owned.append((_names_in(expression) & targets) - later)
     return owned
 
@@ -167,8 +186,12 @@ def _labels_function(kernel: Kernel) -> tuple[Kernel, str]:
     form = kernel.labels_form
     params = tuple(form.param if p.name == form.param.name else p for p in kernel.params)
     if params == kernel.params:
-        raise ValueError(f"{kernel.name}: the labels form's parameter {form.param.name} is not a parameter")
-    return replace(kernel, params=params, body=form.body, returns=form.returns, labels_form=None), form.param.name
+        raise ValueError(
+            f"{kernel.name}: the labels form's parameter {form.param.name} is not a parameter"
+        )
+    return replace(
+        kernel, params=params, body=form.body, returns=form.returns, labels_form=None
+    ), form.param.name
 
 
 def _dispatch(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
@@ -177,10 +200,12 @@ def _dispatch(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
     arrays = [p for p in labels.params if not _is_scalar(p)]
     array_names = ", ".join(p.name for p in arrays)
     specs = ", ".join(f'{p.name}=({p.name}, "{_spec(p)}")' for p in arrays)
-    return [f"if is_class_labels({name}, {like.name}, {len(like.axes)}):",
-            f"    {array_names} = prepare(xp, {specs})",
-            *[f'    {p.name} = scalar("{p.name}", {p.name})' for p in labels.params if _is_scalar(p)],
-            f"    return _{kernel.name}_labels(xp, {', '.join(p.name for p in kernel.params)})"]
+    return [
+        f"if is_class_labels({name}, {like.name}, {len(like.axes)}):",
+        f"    {array_names} = prepare(xp, {specs})",
+        *[f'    {p.name} = scalar("{p.name}", {p.name})' for p in labels.params if _is_scalar(p)],
+        f"    return _{kernel.name}_labels(xp, {', '.join(p.name for p in kernel.params)})",
+    ]
 
 
 def _spec(p) -> str:
@@ -197,9 +222,13 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
     one_hot, with_labels = _generate_function(kernel), _generate_function(labels)
     checks = list(one_hot.checks)
     checks[1:1] = _dispatch(kernel, labels, name)
-    return replace(one_hot, checks=tuple(checks), calls=tuple(dict.fromkeys(one_hot.calls + with_labels.calls)),
-                   labels_lines=with_labels.lines,
-                   runtime=tuple(sorted({*one_hot.runtime, *with_labels.runtime, "is_class_labels"})))
+    return replace(
+        one_hot,
+        checks=tuple(checks),
+        calls=tuple(dict.fromkeys(one_hot.calls + with_labels.calls)),
+        labels_lines=with_labels.lines,
+        runtime=tuple(sorted({*one_hot.runtime, *with_labels.runtime, "is_class_labels"})),
+    )
 
 
 def _generate_function(kernel: Kernel) -> GeneratedFunction:
@@ -212,8 +241,12 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
     arrays = [p for p in kernel.params if not _is_scalar(p)]
     array_names = ", ".join(p.name for p in arrays)
     specs = ", ".join(f'{p.name}=({p.name}, "{_spec(p)}")' for p in arrays)
-    checks = [f"xp = namespace({array_names})", f"{array_names}, = prepare(xp, {specs})" if len(arrays) == 1
-              else f"{array_names} = prepare(xp, {specs})"]
+    checks = [
+        f"xp = namespace({array_names})",
+        f"{array_names}, = prepare(xp, {specs})"
+        if len(arrays) == 1
+        else f"{array_names} = prepare(xp, {specs})",
+    ]
     checks += [f'{p.name} = scalar("{p.name}", {p.name})' for p in scalars]
     checks += _requirement_checks(kernel)
     lines = []
@@ -223,15 +256,26 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
     owned = _owned(kernel.body, kernel.returns)
     expressions = [a.expression for a in kernel.body] + [kernel.returns.expression]
     deltas = set().union(*(e.atoms(sp.KroneckerDelta) for e in expressions))
-    needed_sizes = {str(a.upper) for d in deltas for a in d.args if isinstance(a, sp.Idx)
-                    and str(a.label) not in label_bases}
+    needed_sizes = {
+        str(a.upper)
+        for d in deltas
+        for a in d.args
+        if isinstance(a, sp.Idx) and str(a.label) not in label_bases
+    }
     axes = {axis for p in kernel.params for axis in p.axes}
     needed_sizes |= set().union(*(_sizes_used_as_numbers(e) for e in expressions)) & axes
-    needed_sizes |= {str(n) for e in expressions for node in sp.preorder_traversal(e)
-                     if hasattr(node, "sizes_needed") for n in node.sizes_needed()}
+    needed_sizes |= {
+        str(n)
+        for e in expressions
+        for node in sp.preorder_traversal(e)
+        if hasattr(node, "sizes_needed")
+        for n in node.sizes_needed()
+    }
     batched = {p.name for p in kernel.params if p.batched}
     if kernel.flatten_batch:
-        needed_sizes |= {axis for p in kernel.params if p.batched and not p.labels for axis in p.axes}
+        needed_sizes |= {
+            axis for p in kernel.params if p.batched and not p.labels for axis in p.axes
+        }
     lines += _size_lines(kernel, needed_sizes)
     if kernel.flatten_batch:
         for p in kernel.params:
@@ -248,21 +292,34 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
 
     calls: list[str] = []
     for assign, may_overwrite in zip(kernel.body, owned):
-        printer = ArrayPrinter(axes=assign.indices, names=names, batched=batched, labels=label_names,
-                               owned=may_overwrite)
+        printer = ArrayPrinter(
+            axes=assign.indices,
+            names=names,
+            batched=batched,
+            labels=label_names,
+            owned=may_overwrite,
+        )
         target = _python_name(assign.target)
         lines.append(f"{target} = {printer.doprint(assign.expression)}")
         # what is computed from batched arrays (or returned by a generated function) is batched
-        if not kernel.flatten_batch and (_names_in(assign.expression) & batched
-                                         or _calls_in(assign.expression)):
+        if not kernel.flatten_batch and (
+            _names_in(assign.expression) & batched or _calls_in(assign.expression)
+        ):
             batched.add(target)
         calls += _calls_in(assign.expression)
-    printer = ArrayPrinter(axes=kernel.returns.indices, names=names, batched=batched, labels=label_names,
-                           owned=owned[-1])
+    printer = ArrayPrinter(
+        axes=kernel.returns.indices,
+        names=names,
+        batched=batched,
+        labels=label_names,
+        owned=owned[-1],
+    )
     lines.append(f"return {printer.doprint(kernel.returns.expression)}")
     lines = _without_unused_sizes(lines)
     calls += _calls_in(kernel.returns.expression)
-    runtime = tuple(h for h in ("subtract_at_labels", "take_at_labels") if any(f"{h}(" in l for l in lines))
+    runtime = tuple(
+        h for h in ("subtract_at_labels", "take_at_labels") if any(f"{h}(" in l for l in lines)
+    )
     return GeneratedFunction(
         name=kernel.name,
         arguments=params,
@@ -292,12 +349,16 @@ def generate_dispatch(dispatch: Dispatch, kernels: dict[str, Kernel]) -> Generat
     for choice, names in choices.items():
         for name in names:
             if name not in kernels:
-                raise KeyError(f"dispatch {dispatch.name}: {choice!r} calls {name}, not a kernel of this module")
+                raise KeyError(
+                    f"dispatch {dispatch.name}: {choice!r} calls {name}, not a kernel of this module"
+                )
     first = kernels[choices[dispatch.default][0]]
     params = [p.name for p in first.params]
     for name in (n for names in choices.values() for n in names):
         if [p.name for p in kernels[name].params] != params:
-            raise ValueError(f"dispatch {dispatch.name}: {name} does not take ({', '.join(params)})")
+            raise ValueError(
+                f"dispatch {dispatch.name}: {name} does not take ({', '.join(params)})"
+            )
     arguments = ", ".join(params)
     option = dispatch.option
     lines = []
@@ -312,15 +373,25 @@ def generate_dispatch(dispatch: Dispatch, kernels: dict[str, Kernel]) -> Generat
     doc.append("Calls, for each value of `" + option + "`:")
     doc += [f"    {choice!r}: {', '.join(names)}" for choice, names in choices.items()]
     doc += ["", "Args:"]
-    doc += [f"    {p.name}: {p.doc}, shape {_shape_spec(p.axes, p.batched)}"
-            + (", or integer class labels 0..C-1 of shape (...)" if p.one_hot else "") + "."
-            for p in first.params]
-    doc += [f"    {option}: one of {expected} (default {dispatch.default!r}).", "",
-            "Returns:", f"    {dispatch.returns_doc}.", "", "Raises:",
-            f"    ValueError: for any other `{option}`, and as the kernels do for their arguments."]
+    doc += [
+        f"    {p.name}: {p.doc}, shape {_shape_spec(p.axes, p.batched)}"
+        + (", or integer class labels 0..C-1 of shape (...)" if p.one_hot else "")
+        + "."
+        for p in first.params
+    ]
+    doc += [
+        f"    {option}: one of {expected} (default {dispatch.default!r}).",
+        "",
+        "Returns:",
+        f"    {dispatch.returns_doc}.",
+        "",
+        "Raises:",
+        f"    ValueError: for any other `{option}`, and as the kernels do for their arguments.",
+    ]
     return GeneratedDispatch(
         name=dispatch.name,
-        signature=", ".join(f"{p}: Array" for p in params) + f', {option}: str = "{dispatch.default}"',
+        signature=", ".join(f"{p}: Array" for p in params)
+        + f', {option}: str = "{dispatch.default}"',
         returns="Array" if count == 1 else f"tuple[{', '.join(['Array'] * count)}]",
         docstring="\n".join(doc),
         lines=tuple(lines),
@@ -341,7 +412,9 @@ def generate_module(derivation: Derivation, owner_of: dict[str, str]) -> dict:
             if call in local:
                 continue
             if call not in owner_of:
-                raise KeyError(f"{derivation.name}.{f.name} calls {call}, which no derivation defines")
+                raise KeyError(
+                    f"{derivation.name}.{f.name} calls {call}, which no derivation defines"
+                )
             imports.setdefault(owner_of[call], []).append(f"_{call}")
     kernels = {k.name: k for k in derivation.kernels}
     return {

@@ -26,14 +26,20 @@ def stage(derivation: str, what: str) -> Iterator[None]:
     except BuildError:
         raise
     except Exception as error:
-        frames = [f for f in traceback.extract_tb(error.__traceback__)
-                  if f.filename.startswith(str(ROOT)) and "site-packages" not in f.filename
-                  and "/build.py" not in f.filename and "/errors.py" not in f.filename]  # the project's own code and templates
+        frames = [
+            f
+            for f in traceback.extract_tb(error.__traceback__)
+            if f.filename.startswith(str(ROOT))
+            and "site-packages" not in f.filename
+            and "/build.py" not in f.filename
+            and "/errors.py" not in f.filename
+        ]  # the project's own code and templates
         where = ""
         if frames:
             f = frames[-1]
-            where = f" at {Path(f.filename).relative_to(ROOT)}:{f.lineno} ({(f.line or '').strip()})"
+            where = (
+                f" at {Path(f.filename).relative_to(ROOT)}:{f.lineno} ({(f.line or '').strip()})"
+            )
         raise BuildError(
-            f"derivation {derivation!r} failed while {what}{where}: "
-            f"{type(error).__name__}: {error}"
+            f"derivation {derivation!r} failed while {what}{where}: {type(error).__name__}: {error}"
         ) from error

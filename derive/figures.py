@@ -47,7 +47,10 @@ def curves(fig, x, named: dict, xlabel: str = "", title: str = "") -> None:
 BENCHMARK_RESULTS = ROOT / "bench-results" / "latest.json"
 # Ratios without a target, shown beside the targets: how far the hand-written NumPy itself
 # is from the floor (the softmax's elementwise passes), and what the from-logits path costs.
-REFERENCE_RATIOS = {"numpy / floor": ("numpy", "floor"), "from_logits / numpy": ("from_logits", "numpy")}
+REFERENCE_RATIOS = {
+    "numpy / floor": ("numpy", "floor"),
+    "from_logits / numpy": ("from_logits", "numpy"),
+}
 
 
 def _benchmark_ratios(fig, generated, posts) -> None:
@@ -62,11 +65,18 @@ def _benchmark_ratios(fig, generated, posts) -> None:
     rows = report["training_step"]
     width = 0.8 / len(names)
     for n, name in enumerate(names):
-        ax.bar([i + n * width for i in range(len(rows))], [r["ratios"][name] for r in rows],
-               width=width, label=name)
+        ax.bar(
+            [i + n * width for i in range(len(rows))],
+            [r["ratios"][name] for r in rows],
+            width=width,
+            label=name,
+        )
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks([i + width for i in range(len(rows))],
-                  [f"{r['B']}x{r['D']}x{r['C']}\n{r['dtype']}" for r in rows], fontsize=8)
+    ax.set_xticks(
+        [i + width for i in range(len(rows))],
+        [f"{r['B']}x{r['D']}x{r['C']}\n{r['dtype']}" for r in rows],
+        fontsize=8,
+    )
     ax.set_ylabel("time ratio (below 1: generated is faster)")
     ax.set_title("One training-step gradient")
     ax.legend(fontsize=8)
@@ -93,8 +103,12 @@ def _training_curves(fig, generated, posts) -> None:
     axes = fig.subplots(len(runs), 2, squeeze=False)
     for (loss_ax, accuracy_ax), run in zip(axes, runs):
         steps = np.arange(1, len(run["step_losses"]) + 1)
-        loss_ax.semilogy(steps, run["step_losses"], linewidth=2.5, alpha=0.5, label="generated functions")
-        loss_ax.semilogy(steps, run["torch_step_losses"], "--", linewidth=0.8, label="PyTorch autograd")
+        loss_ax.semilogy(
+            steps, run["step_losses"], linewidth=2.5, alpha=0.5, label="generated functions"
+        )
+        loss_ax.semilogy(
+            steps, run["torch_step_losses"], "--", linewidth=0.8, label="PyTorch autograd"
+        )
         loss_ax.set_title(f"{run['name']}: mini-batch loss, every step", fontsize=9)
         loss_ax.set_xlabel("step", fontsize=8)
         loss_ax.legend(fontsize=7)
@@ -102,10 +116,13 @@ def _training_curves(fig, generated, posts) -> None:
         epochs = [h["epoch"] for h in run["history"]]
         accuracy_ax.plot(epochs, [h["train_accuracy"] for h in run["history"]], label="train")
         accuracy_ax.plot(epochs, [h["test_accuracy"] for h in run["history"]], label="test")
-        accuracy_ax.plot(epochs, [h["torch_test_accuracy"] for h in run["history"]], ":",
-                         label="test, PyTorch")
+        accuracy_ax.plot(
+            epochs, [h["torch_test_accuracy"] for h in run["history"]], ":", label="test, PyTorch"
+        )
         accuracy_ax.axhline(run["goal"], color="gray", linewidth=0.8)
-        accuracy_ax.set_title(f"{run['name']}: accuracy after each epoch (goal {run['goal']:.0%})", fontsize=9)
+        accuracy_ax.set_title(
+            f"{run['name']}: accuracy after each epoch (goal {run['goal']:.0%})", fontsize=9
+        )
         accuracy_ax.set_xlabel("epoch", fontsize=8)
         accuracy_ax.legend(fontsize=7)
         accuracy_ax.grid(alpha=0.3)
@@ -130,7 +147,9 @@ def draw_all(generated, figures: Iterable[Figure]) -> dict[Path, str]:
     plt.rcParams.update({"svg.hashsalt": "derive", "figure.dpi": 100})
     drawn = {}
     for figure in (*figures, BENCHMARK_FIGURE, TRAINING_FIGURE):
-        fig = plt.figure(figsize=(7, 6) if figure is TRAINING_FIGURE else (7, 4), layout="constrained")
+        fig = plt.figure(
+            figsize=(7, 6) if figure is TRAINING_FIGURE else (7, 4), layout="constrained"
+        )
         figure.draw(fig, generated, posts)
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None})

@@ -20,8 +20,9 @@ class LockTimeout(Exception):
 
 
 @contextmanager
-def held(path: Path, timeout: float, shared: bool = False,
-         waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+def held(
+    path: Path, timeout: float, shared: bool = False, waiting: Callable[[], None] = lambda: None
+) -> Iterator[None]:
     """Hold ``path``'s lock (exclusive, or shared with other readers); ``waiting()`` once if busy."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -33,7 +34,9 @@ def held(path: Path, timeout: float, shared: bool = False,
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockTimeout(f"another build still holds {path.name} after {timeout:g} s") from None
+                    raise LockTimeout(
+                        f"another build still holds {path.name} after {timeout:g} s"
+                    ) from None
                 if not told:
                     waiting()
                     told = True

@@ -37,13 +37,21 @@ def on_config(config):
     """Generate (unless told not to), then list every registered derivation's page in the nav."""
     _generate(config)
     root = Path(config.config_file_path).parent
-    result = subprocess.run([sys.executable, "-m", "derive", "nav"], cwd=root, capture_output=True,
-                            text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "derive", "nav"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     if result.returncode != 0:
         raise PluginError(f"derive nav failed:\n{result.stderr.strip()}")
     pages = json.loads(result.stdout)
-    config.nav = [{section: pages} if isinstance(item, dict) and section in item else item
-                  for item in config.nav for section in [SECTION]]
+    config.nav = [
+        {section: pages} if isinstance(item, dict) and section in item else item
+        for item in config.nav
+        for section in [SECTION]
+    ]
     return config
 
 
@@ -51,9 +59,13 @@ def _generate(config) -> None:
     if os.environ.get("DERIVE_SKIP_GENERATE") == "1":
         return
     root = Path(config.config_file_path).parent
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # no __pycache__ writes under watched derive/
-    result = subprocess.run([sys.executable, "-m", "derive", "build"], cwd=root, env=env,
-                            capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }  # no __pycache__ writes under watched derive/
+    result = subprocess.run(
+        [sys.executable, "-m", "derive", "build"], cwd=root, env=env, capture_output=True, text=True
+    )
     for line in result.stdout.splitlines():
         if line.startswith("wrote "):
             log.info("derive: %s", line)

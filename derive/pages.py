@@ -18,9 +18,9 @@ from derive.render import ROOT, Output, environment, inputs_digest
 from derive.steps import Derivation, Example
 
 PAGES = ROOT / "docs" / "derivations"
-PAGE_INPUTS = [ROOT / "derive" / name for name in ("pages.py", "posts.py", "figures.py", "proofs.py")] + [
-    ROOT / "templates" / "page.md.j2"
-]
+PAGE_INPUTS = [
+    ROOT / "derive" / name for name in ("pages.py", "posts.py", "figures.py", "proofs.py")
+] + [ROOT / "templates" / "page.md.j2"]
 
 
 def page_name(derivation: Derivation) -> str:
@@ -40,20 +40,32 @@ def _evaluate(call: str, generated) -> np.ndarray:
 def _example(example: Example, generated) -> dict:
     """An example's numbers, and its reference's when it has one."""
     ours = _evaluate(example.call, generated)
-    context = {"title": example.title, "call": example.call, "text": example.text,
-               "ours": _format(ours), "reference": None}
+    context = {
+        "title": example.title,
+        "call": example.call,
+        "text": example.text,
+        "ours": _format(ours),
+        "reference": None,
+    }
     if example.printed:
         printed = getattr(posts, example.printed)
         cut = f"Printed in {printed.where}. {posts.HOW_TEXT[printed.how]}"
-        context["reference"] = {"title": "The post printed", "code": "", "value": printed.strip(),
-                                "agrees": posts.agrees(ours, printed),
-                                "agreement": f"Agrees with the post to every printed digit. {cut}"}
+        context["reference"] = {
+            "title": "The post printed",
+            "code": "",
+            "value": printed.strip(),
+            "agrees": posts.agrees(ours, printed),
+            "agreement": f"Agrees with the post to every printed digit. {cut}",
+        }
     elif example.reference:
         theirs = _evaluate(example.reference, generated)
-        context["reference"] = {"title": example.reference_title, "code": example.reference,
-                                "value": _format(theirs),
-                                "agrees": bool(np.allclose(ours, theirs, rtol=1e-12, atol=0)),
-                                "agreement": "Agrees to 12 significant digits."}
+        context["reference"] = {
+            "title": example.reference_title,
+            "code": example.reference,
+            "value": _format(theirs),
+            "agrees": bool(np.allclose(ours, theirs, rtol=1e-12, atol=0)),
+            "agreement": "Agrees to 12 significant digits.",
+        }
     return context
 
 
@@ -79,14 +91,18 @@ def page_context(derivation: Derivation, generated) -> dict:
     results = []
     for kernel in derivation.kernels:
         lhs, rhs = kernel.equation
-        results.append({
-            "name": kernel.name,
-            "lhs": latex(lhs),
-            "rhs": latex(rhs),
-            "matrix_form": latex(kernel.matrix_form) if kernel.matrix_form is not None else "",
-            "source": "\n\n".join(inspect.getsource(getattr(module, name)).rstrip()
-                                   for name in (kernel.name, f"_{kernel.name}")),
-        })
+        results.append(
+            {
+                "name": kernel.name,
+                "lhs": latex(lhs),
+                "rhs": latex(rhs),
+                "matrix_form": latex(kernel.matrix_form) if kernel.matrix_form is not None else "",
+                "source": "\n\n".join(
+                    inspect.getsource(getattr(module, name)).rstrip()
+                    for name in (kernel.name, f"_{kernel.name}")
+                ),
+            }
+        )
     examples = [_example(e, generated) for e in derivation.examples]
     errata = []
     for erratum in derivation.errata:
@@ -95,18 +111,30 @@ def page_context(derivation: Derivation, generated) -> dict:
             text += ("\n\n    " if text else "") + part
             if call:
                 text += f"\n\n    ```python\n    {call}\n    ```\n\n    ```text\n"
-                text += "\n".join("    " + line for line in _format(_evaluate(call, generated)).splitlines())
+                text += "\n".join(
+                    "    " + line for line in _format(_evaluate(call, generated)).splitlines()
+                )
                 text += "\n    ```"
         errata.append(text)
     sections = [
-        {"title": s.title, "text": s.text, "place": s.place, "text_after": s.text_after,
-         "equations": [{"lhs": latex(a), "rhs": latex(b)} for a, b in s.equations],
-         "call": s.call, "value": _format(_evaluate(s.call, generated)) if s.call else ""}
+        {
+            "title": s.title,
+            "text": s.text,
+            "place": s.place,
+            "text_after": s.text_after,
+            "equations": [{"lhs": latex(a), "rhs": latex(b)} for a, b in s.equations],
+            "call": s.call,
+            "value": _format(_evaluate(s.call, generated)) if s.call else "",
+        }
         for s in derivation.sections
     ]
     exercises = [
-        {"title": e.name, "question": e.question, "answer": e.answer,
-         "expression": _equation(e.answer_expression)}
+        {
+            "title": e.name,
+            "question": e.question,
+            "answer": e.answer,
+            "expression": _equation(e.answer_expression),
+        }
         for e in derivation.exercises
     ]
     return {
@@ -117,7 +145,12 @@ def page_context(derivation: Derivation, generated) -> dict:
             for d in derivation.definitions
         ],
         "steps": [
-            {"title": s.title, "rule": s.rule, "expression": latex(s.expression), "result": latex(s.result)}
+            {
+                "title": s.title,
+                "rule": s.rule,
+                "expression": latex(s.expression),
+                "result": latex(s.result),
+            }
             for s in derivation.steps
         ],
         "identities": [
@@ -146,14 +179,22 @@ def page_outputs(derived, generated) -> list[Output]:
     outputs = []
     for d in derived:
         name = d.derivation.name
-        with stage(name, "rendering templates/page.md.j2"):  # loading it too: a syntax error is named
-            body = environment().get_template("page.md.j2").render(**page_context(d.derivation, generated))
-        outputs.append(Output(
-            path=PAGES / f"{page_name(d.derivation)}.md",
-            source=f'the derivation "{name}" (derive/derivations/{name}.py)',
-            inputs=inputs_digest(*derivations.sources(name), *CODE_INPUTS, *PAGE_INPUTS),
-            body=body,
-        ))
+        with stage(
+            name, "rendering templates/page.md.j2"
+        ):  # loading it too: a syntax error is named
+            body = (
+                environment()
+                .get_template("page.md.j2")
+                .render(**page_context(d.derivation, generated))
+            )
+        outputs.append(
+            Output(
+                path=PAGES / f"{page_name(d.derivation)}.md",
+                source=f'the derivation "{name}" (derive/derivations/{name}.py)',
+                inputs=inputs_digest(*derivations.sources(name), *CODE_INPUTS, *PAGE_INPUTS),
+                body=body,
+            )
+        )
     with stage("(all)", "rendering templates/api.md.j2"):
         outputs.append(api_output(derived))
     with stage("(benchmarks)", "rendering templates/benchmarks.md.j2"):
@@ -168,16 +209,20 @@ def page_outputs(derived, generated) -> list[Output]:
 def api_output(derived) -> Output:
     """The API reference page: one mkdocstrings block per generated module."""
     modules = [
-        {"name": d.derivation.name, "title": d.derivation.title,
-         "functions": d.derivation.function_names}
+        {
+            "name": d.derivation.name,
+            "title": d.derivation.title,
+            "functions": d.derivation.function_names,
+        }
         for d in derived
     ]
     body = environment().get_template("api.md.j2").render(modules=modules)
     return Output(
         path=ROOT / "docs" / "api.md",
         source="the registry (derive/derivations/__init__.py)",
-        inputs=inputs_digest(ROOT / "derive" / "derivations" / "__init__.py",
-                             ROOT / "templates" / "api.md.j2"),
+        inputs=inputs_digest(
+            ROOT / "derive" / "derivations" / "__init__.py", ROOT / "templates" / "api.md.j2"
+        ),
         body=body,
     )
 
@@ -194,24 +239,37 @@ def benchmark_context(report: dict | None) -> dict:
     if report is None:
         return {"available": False}
     m = report["machine"]
-    machine = (f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, NumPy {m['numpy']} "
-               f"({m['blas']}), PyTorch {m['torch']} ({m['torch_threads']} threads)")
+    machine = (
+        f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, NumPy {m['numpy']} "
+        f"({m['blas']}), PyTorch {m['torch']} ({m['torch_threads']} threads)"
+    )
     build = ""
     if "build_seconds" in report:
         b = report["build_seconds"]
-        build = (f"`python -m derive build`: {b['cold']:.2f} s cold (no cache, no generated files: "
-                 f"every derivation derived and proved, every file and figure written), "
-                 f"{b['no-op']:.2f} s with nothing changed (it stops before importing SymPy)"
-                 + (f", {b['one edit']:.2f} s after an edit to one derivation (the softmax with a "
-                    "temperature: it is proved again, every other derivation comes from the cache; "
-                    "every page and figure is still rendered)" if "one edit" in b else "")
-                 + (f". Measured on {b['date']}." if "date" in b else "."))
+        build = (
+            f"`python -m derive build`: {b['cold']:.2f} s cold (no cache, no generated files: "
+            f"every derivation derived and proved, every file and figure written), "
+            f"{b['no-op']:.2f} s with nothing changed (it stops before importing SymPy)"
+            + (
+                f", {b['one edit']:.2f} s after an edit to one derivation (the softmax with a "
+                "temperature: it is proved again, every other derivation comes from the cache; "
+                "every page and figure is still rendered)"
+                if "one edit" in b
+                else ""
+            )
+            + (f". Measured on {b['date']}." if "date" in b else ".")
+        )
     rows = [*report["posts"], *report["training_step"]]
-    recorded = [r["spread"] for r in rows if "spread" in r]  # per contender: [fastest, slowest] repeat
+    recorded = [
+        r["spread"] for r in rows if "spread" in r
+    ]  # per contender: [fastest, slowest] repeat
     spread = ""
     if recorded and len(recorded) == len(rows):
-        spread = "; ".join(f"{name} {_seconds(low)} to {_seconds(high)}"
-                           for r in recorded for name, (low, high) in r.items())
+        spread = "; ".join(
+            f"{name} {_seconds(low)} to {_seconds(high)}"
+            for r in recorded
+            for name, (low, high) in r.items()
+        )
     return {
         "available": True,
         "repeats": report.get("repeats", ""),
@@ -220,36 +278,69 @@ def benchmark_context(report: dict | None) -> dict:
         "mode": report["mode"],
         "machine": machine,
         "posts": [
-            {"size": r["size"], "what": r["what"], "baseline": r["baseline"],
-             "theirs": _seconds(r["baseline_seconds"]), "ours": _seconds(r["generated_seconds"]),
-             "speedup": f"{r['speedup']:.1f}×"}
+            {
+                "size": r["size"],
+                "what": r["what"],
+                "baseline": r["baseline"],
+                "theirs": _seconds(r["baseline_seconds"]),
+                "ours": _seconds(r["generated_seconds"]),
+                "speedup": f"{r['speedup']:.1f}×",
+            }
             for r in report["posts"]
         ],
         "steps": [
-            {"shape": f"{r['B']}, {r['D']}, {r['C']}", "dtype": r["dtype"],
-             **{k: _seconds(v) for k, v in r["seconds"].items()},
-             "ratios": [
-                 {"name": name, "value": f"{r['ratios'][name]:.3f}", "target": f"≤ {target}",
-                  "met": "met" if r["targets_met"][name] else "**missed**"}
-                 for name, target in report["targets"].items()
-             ] + [
-                 {"name": name, "value": f"{r['seconds'][a] / r['seconds'][b]:.3f}", "target": "",
-                  "met": "for reference"}
-                 for name, (a, b) in REFERENCE_RATIOS.items()
-             ]}
+            {
+                "shape": f"{r['B']}, {r['D']}, {r['C']}",
+                "dtype": r["dtype"],
+                **{k: _seconds(v) for k, v in r["seconds"].items()},
+                "ratios": [
+                    {
+                        "name": name,
+                        "value": f"{r['ratios'][name]:.3f}",
+                        "target": f"≤ {target}",
+                        "met": "met" if r["targets_met"][name] else "**missed**",
+                    }
+                    for name, target in report["targets"].items()
+                ]
+                + [
+                    {
+                        "name": name,
+                        "value": f"{r['seconds'][a] / r['seconds'][b]:.3f}",
+                        "target": "",
+                        "met": "for reference",
+                    }
+                    for name, (a, b) in REFERENCE_RATIOS.items()
+                ],
+            }
             for r in report["training_step"]
         ],
         "build": build,
         "labels": [
-            {"shape": f"{r['B']}, {r['D']}, {r['C']}", "dtype": r["dtype"],
-             "cells": [{"name": name, "median": _seconds(v),
-                        "spread": " – ".join(_seconds(x) for x in r["spread"][name])}
-                       for name, v in r["seconds"].items()],
-             "ratios": [{"name": name, "value": f"{v:.3f}",
-                         "target": f"≤ {report['label_targets'][name]}" if name in report["label_targets"] else "",
-                         "met": ("met" if r["targets_met"][name] else "**missed**")
-                         if name in report["label_targets"] else "for reference"}
-                        for name, v in r["ratios"].items()]}
+            {
+                "shape": f"{r['B']}, {r['D']}, {r['C']}",
+                "dtype": r["dtype"],
+                "cells": [
+                    {
+                        "name": name,
+                        "median": _seconds(v),
+                        "spread": " – ".join(_seconds(x) for x in r["spread"][name]),
+                    }
+                    for name, v in r["seconds"].items()
+                ],
+                "ratios": [
+                    {
+                        "name": name,
+                        "value": f"{v:.3f}",
+                        "target": f"≤ {report['label_targets'][name]}"
+                        if name in report["label_targets"]
+                        else "",
+                        "met": ("met" if r["targets_met"][name] else "**missed**")
+                        if name in report["label_targets"]
+                        else "for reference",
+                    }
+                    for name, v in r["ratios"].items()
+                ],
+            }
             for r in report.get("training_step_labels", [])
         ],
         "figure": "benchmark-ratios.svg",
@@ -290,10 +381,15 @@ def accuracy_context(report: dict | None) -> dict:
         return {"available": False}
     cells: dict[tuple[str, str], dict] = {}
     for r in report["rows"]:
-        row = cells.setdefault((r["function"], r["implementation"]), {
-            "function": r["function"], "call": r["call"], "implementation": r["implementation"],
-            "normwise": "",
-        })
+        row = cells.setdefault(
+            (r["function"], r["implementation"]),
+            {
+                "function": r["function"],
+                "call": r["call"],
+                "implementation": r["implementation"],
+                "normwise": "",
+            },
+        )
         row[f"{r['dtype']}_{r['inputs']}"] = _ulps(r["max_ulp"])
         if r["conditioning"] and (r["dtype"], r["inputs"]) == ("float64", "extreme"):
             row["normwise"] = _ulps(r["max_ulp_normwise"])
@@ -332,27 +428,52 @@ def training_context(report: dict | None) -> dict:
     runs = []
     for run in report["runs"]:
         last = run["history"][-1]
-        runs.append({
-            "title": run["title"], "name": run["name"], "model": run["model"], "dataset": run["dataset"],
-            "functions": ", ".join(f"`{f}`" for f in run["functions"]),
-            "train": run["samples"]["train"], "test": run["samples"]["test"], "inputs": run["inputs"],
-            "classes": run["classes"], "hidden": run["hidden"] or "none", "epochs": run["epochs"],
-            "batch_size": run["batch_size"], "learning_rate": run["learning_rate"],
-            "steps": len(run["step_losses"]), "seed": run["seed"],
-            "test_accuracy": f"{run['test_accuracy']:.1%}", "torch_test_accuracy": f"{run['torch_test_accuracy']:.1%}",
-            "goal": f"{run['goal']:.0%}", "met": "yes" if run["test_accuracy"] >= run["goal"] else "**no**",
-            "train_loss": f"{last['train_loss']:.4g}", "torch_train_loss": f"{last['torch_train_loss']:.4g}",
-            "difference": f"{run['max_relative_loss_difference']:.1e}",
-            "seconds": f"{run['seconds']:.1f}", "seconds_generated": f"{run['seconds_generated']:.1f}",
-            "history": [{"epoch": h["epoch"], "loss": f"{h['train_loss']:.4f}",
-                         "train": f"{h['train_accuracy']:.1%}", "test": f"{h['test_accuracy']:.1%}",
-                         "torch_test": f"{h['torch_test_accuracy']:.1%}"}
-                        for h in run["history"] if h["epoch"] % max(1, run["epochs"] // 10) == 0
-                        or h["epoch"] == 1],
-        })
+        runs.append(
+            {
+                "title": run["title"],
+                "name": run["name"],
+                "model": run["model"],
+                "dataset": run["dataset"],
+                "functions": ", ".join(f"`{f}`" for f in run["functions"]),
+                "train": run["samples"]["train"],
+                "test": run["samples"]["test"],
+                "inputs": run["inputs"],
+                "classes": run["classes"],
+                "hidden": run["hidden"] or "none",
+                "epochs": run["epochs"],
+                "batch_size": run["batch_size"],
+                "learning_rate": run["learning_rate"],
+                "steps": len(run["step_losses"]),
+                "seed": run["seed"],
+                "test_accuracy": f"{run['test_accuracy']:.1%}",
+                "torch_test_accuracy": f"{run['torch_test_accuracy']:.1%}",
+                "goal": f"{run['goal']:.0%}",
+                "met": "yes" if run["test_accuracy"] >= run["goal"] else "**no**",
+                "train_loss": f"{last['train_loss']:.4g}",
+                "torch_train_loss": f"{last['torch_train_loss']:.4g}",
+                "difference": f"{run['max_relative_loss_difference']:.1e}",
+                "seconds": f"{run['seconds']:.1f}",
+                "seconds_generated": f"{run['seconds_generated']:.1f}",
+                "history": [
+                    {
+                        "epoch": h["epoch"],
+                        "loss": f"{h['train_loss']:.4f}",
+                        "train": f"{h['train_accuracy']:.1%}",
+                        "test": f"{h['test_accuracy']:.1%}",
+                        "torch_test": f"{h['torch_test_accuracy']:.1%}",
+                    }
+                    for h in run["history"]
+                    if h["epoch"] % max(1, run["epochs"] // 10) == 0 or h["epoch"] == 1
+                ],
+            }
+        )
     environment_text = ", ".join(f"{k} {v}" for k, v in report["environment"].items())
-    return {"available": True, "runs": runs, "environment": environment_text,
-            "figure": "training-curves.svg"}
+    return {
+        "available": True,
+        "runs": runs,
+        "environment": environment_text,
+        "figure": "training-curves.svg",
+    }
 
 
 def training_output() -> Output:

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.steps import Exercise, Identity, Sizes
-from derive.sympy_tools import combine_sums, evaluate, is_zero, is_zero_in_every_case, pull_out_of_sums
+from derive.sympy_tools import (
+    combine_sums,
+    evaluate,
+    is_zero,
+    is_zero_in_every_case,
+    pull_out_of_sums,
+)
 
 
 class ProofFailed(AssertionError):
@@ -51,9 +57,7 @@ def prove_index_form(identity: Identity) -> tuple[str, ...]:
     assumed = evaluated.xreplace(identity.assumptions)
     residual = sp.simplify(sp.expand(assumed - identity.shortcut))
     if residual != 0 and not is_zero_in_every_case(residual):
-        raise ProofFailed(
-            f"{identity.name}: in index form, long - shortcut = {residual}, not 0"
-        )
+        raise ProofFailed(f"{identity.name}: in index form, long - shortcut = {residual}, not 0")
     return tuple(f"{lhs} = {rhs}" for lhs, rhs in identity.assumptions.items())
 
 
@@ -65,9 +69,7 @@ def as_rational_in_exponentials(matrix: sp.Matrix) -> sp.Matrix:
     decides quickly (far faster than simplifying exponentials).
     """
     variables = {s for e in matrix.atoms(sp.exp) for s in e.args[0].free_symbols}
-    return matrix.subs(
-        {v: sp.log(sp.Symbol(f"exp_{v}", positive=True)) for v in variables}
-    )
+    return matrix.subs({v: sp.log(sp.Symbol(f"exp_{v}", positive=True)) for v in variables})
 
 
 def describe(sizes: Sizes) -> str:
@@ -99,7 +101,9 @@ def explicit_sizes(identity: Identity) -> tuple[Sizes, ...]:
     if identity.explicit is None:
         return ()
     if not identity.explicit_sizes:
-        raise ValueError(f"{identity.name}: an explicit check needs explicit_sizes, e.g. every(C=range(2, 7))")
+        raise ValueError(
+            f"{identity.name}: an explicit check needs explicit_sizes, e.g. every(C=range(2, 7))"
+        )
     return identity.explicit_sizes
 
 
@@ -111,8 +115,11 @@ def sizes_text(sizes: tuple[Sizes, ...]) -> str:
     parts = []
     for name in names:
         values = sorted({s[name] for s in sizes if name in s})
-        span = f"{values[0]}..{values[-1]}" if values == list(range(values[0], values[-1] + 1)) \
+        span = (
+            f"{values[0]}..{values[-1]}"
+            if values == list(range(values[0], values[-1] + 1))
             else ", ".join(map(str, values))
+        )
         parts.append(f"{name} in {span}" if len(values) > 1 else f"{name} = {values[0]}")
     every = "every " if len(sizes) > 1 else ""
     return every + " and ".join(parts) + f" ({len(sizes)} size{'s' if len(sizes) > 1 else ''})"
@@ -156,7 +163,9 @@ def check_exercise(exercise: Exercise) -> None:
         try:
             prove(exercise.check)
         except ProofFailed as failure:
-            raise ProofFailed(f"exercise {exercise.name!r}: its answer is wrong: {failure}") from failure
+            raise ProofFailed(
+                f"exercise {exercise.name!r}: its answer is wrong: {failure}"
+            ) from failure
         return
     if exercise.check(exercise.answer_expression) is not True:
         raise ProofFailed(

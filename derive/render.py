@@ -90,7 +90,9 @@ def format_python(source: str) -> str:
     """
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", "100", "-"],
-        input=source, capture_output=True, text=True,
+        input=source,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise ValueError(f"ruff format failed: {result.stderr.strip()}")

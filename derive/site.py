@@ -30,11 +30,16 @@ def title(page: Path) -> str:
 
 def derivation_nav(docs: Path = ROOT / "docs") -> list[dict[str, str]]:
     """``[{title: page}]`` for every registered derivation whose page exists, in registry order."""
-    return [{title(docs / page_path(name)): page_path(name)}
-            for name in MODULES if (docs / page_path(name)).exists()]
+    return [
+        {title(docs / page_path(name)): page_path(name)}
+        for name in MODULES
+        if (docs / page_path(name)).exists()
+    ]
 
 
 def fill_nav(nav: list, docs: Path = ROOT / "docs") -> list:
     """``nav`` with its ``Derivations`` section replaced by the registry's pages."""
-    return [{SECTION: derivation_nav(docs)} if isinstance(item, dict) and SECTION in item else item
-            for item in nav]
+    return [
+        {SECTION: derivation_nav(docs)} if isinstance(item, dict) and SECTION in item else item
+        for item in nav
+    ]

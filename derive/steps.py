@@ -85,13 +85,17 @@ class Param:
     doc: str = ""
     one_hot: bool = False  # also takes integer class labels of the batch shape
     domain: str = "real"  # one of DOMAINS
-    labels: bool = False  # integer class labels 0..C-1 of the batch shape (C: its one axis), kept as integers
+    labels: bool = (
+        False  # integer class labels 0..C-1 of the batch shape (C: its one axis), kept as integers
+    )
 
     def __post_init__(self):
         if self.labels and self.domain != "labels":
             object.__setattr__(self, "domain", "labels")
         if self.domain not in DOMAINS:
-            raise ValueError(f"Param {self.name}: domain must be one of {DOMAINS}, got {self.domain!r}")
+            raise ValueError(
+                f"Param {self.name}: domain must be one of {DOMAINS}, got {self.domain!r}"
+            )
         if self.one_hot and self.domain != "one_hot":
             object.__setattr__(self, "domain", "one_hot")
 
@@ -124,7 +128,9 @@ class DerivativeOf:
     of: str  # "cross_entropy_from_logits(summation(x, W), y)"
     wrt: str  # "W"
     call: str = ""  # "softmax_jacobian(softmax(z))"
-    kind: str = "jacobian"  # "jacobian" (one sample), "elementwise", or "batch_mean" (∂ mean(of) / ∂ wrt)
+    kind: str = (
+        "jacobian"  # "jacobian" (one sample), "elementwise", or "batch_mean" (∂ mean(of) / ∂ wrt)
+    )
 
     def __post_init__(self):
         if self.kind not in ("jacobian", "elementwise", "batch_mean"):
@@ -177,7 +183,9 @@ class Kernel:
     derivative: DerivativeOf | None = None  # what the tests differentiate to check it
     reference: str = ""  # its value in PyTorch's own operations, e.g. "torch.sigmoid(z)"
     requires: tuple[Requirement, ...] = ()  # checked by the public function, ValueError if not met
-    conditioning: str = ""  # why no entry-wise error bound can hold (a sum that cancels); "" if one does
+    conditioning: str = (
+        ""  # why no entry-wise error bound can hold (a sum that cancels); "" if one does
+    )
     labels_form: LabelsForm | None = None  # the same result from integer class labels, if any
 
     @property
@@ -269,7 +277,9 @@ class Section:
 
     def __post_init__(self):
         if self.place not in ("after_steps", "end"):
-            raise ValueError(f"Section {self.title!r}: place must be 'after_steps' or 'end', got {self.place!r}")
+            raise ValueError(
+                f"Section {self.title!r}: place must be 'after_steps' or 'end', got {self.place!r}"
+            )
 
 
 ExerciseCheck = Callable[[sp.Expr], bool]

@@ -121,15 +121,25 @@ def on_each_side_of_zero(identity, variable: sp.Symbol) -> tuple:
     from dataclasses import replace
 
     sides = []
-    for suffix, value in (("positive", sp.Symbol("a", positive=True)), ("negative", -sp.Symbol("a", positive=True))):
-        sides.append(replace(identity, name=f"{identity.name}_{suffix}",
-                             claim=f"{identity.claim}, for ${variable} {'>' if suffix == 'positive' else '<'} 0$",
-                             long=identity.long.subs(variable, value),
-                             shortcut=identity.shortcut.subs(variable, value)))
+    for suffix, value in (
+        ("positive", sp.Symbol("a", positive=True)),
+        ("negative", -sp.Symbol("a", positive=True)),
+    ):
+        sides.append(
+            replace(
+                identity,
+                name=f"{identity.name}_{suffix}",
+                claim=f"{identity.claim}, for ${variable} {'>' if suffix == 'positive' else '<'} 0$",
+                long=identity.long.subs(variable, value),
+                shortcut=identity.shortcut.subs(variable, value),
+            )
+        )
     return tuple(sides)
 
 
-def chain_rule(outer: sp.Expr, inner: sp.IndexedBase, count: int, wrt: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+def chain_rule(
+    outer: sp.Expr, inner: sp.IndexedBase, count: int, wrt: sp.Expr
+) -> tuple[sp.Expr, sp.Expr]:
     """SymPy's own chain rule, for ``outer`` depending on ``wrt`` through ``inner[1..count]``.
 
     ``outer`` becomes an unknown function of ``count`` unknown functions of
@@ -186,8 +196,10 @@ class DenseSolve(sp.Expr):
         return {i.upper for i in self.indices}
 
     def _latex(self, printer) -> str:
-        return (rf"\operatorname{{solve}}\left({printer._print(self.matrix)}, "
-                rf"{printer._print(self.rhs)}\right)")
+        return (
+            rf"\operatorname{{solve}}\left({printer._print(self.matrix)}, "
+            rf"{printer._print(self.rhs)}\right)"
+        )
 
 
 def is_zero_in_every_case(expr: sp.Expr) -> bool:

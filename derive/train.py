@@ -47,10 +47,25 @@ class Task:
 
 
 TASKS = {
-    "iris": Task("iris", "Softmax regression on Iris", "softmax regression", epochs=100, batch_size=16,
-                 learning_rate=0.1, goal=0.95),
-    "digits": Task("digits", "Two-layer network (H = 64, ReLU) on the 8 x 8 digits", "two-layer network",
-                   epochs=30, batch_size=32, learning_rate=0.1, hidden=64, goal=0.97),
+    "iris": Task(
+        "iris",
+        "Softmax regression on Iris",
+        "softmax regression",
+        epochs=100,
+        batch_size=16,
+        learning_rate=0.1,
+        goal=0.95,
+    ),
+    "digits": Task(
+        "digits",
+        "Two-layer network (H = 64, ReLU) on the 8 x 8 digits",
+        "two-layer network",
+        epochs=30,
+        batch_size=32,
+        learning_rate=0.1,
+        hidden=64,
+        goal=0.97,
+    ),
 }
 
 
@@ -61,13 +76,20 @@ def load(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
     data = {"iris": load_iris, "digits": load_digits}[name]()
     x_train, x_test, y_train, y_test = train_test_split(
-        data.data.astype(np.float64), data.target, test_size=0.2, random_state=seed, stratify=data.target)
+        data.data.astype(np.float64),
+        data.target,
+        test_size=0.2,
+        random_state=seed,
+        stratify=data.target,
+    )
     mean, deviation = x_train.mean(axis=0), x_train.std(axis=0)
     deviation[deviation == 0] = 1.0  # pixels that are always 0 in training
     return (x_train - mean) / deviation, (x_test - mean) / deviation, y_train, y_test
 
 
-def initial_weights(task: Task, n_inputs: int, n_classes: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def initial_weights(
+    task: Task, n_inputs: int, n_classes: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     if not task.hidden:  # the bias is the last row of W (a column of ones in x)
         return {"W": rng.normal(scale=0.01, size=(n_inputs + 1, n_classes))}
     return {
@@ -84,16 +106,21 @@ def with_ones(x: np.ndarray) -> np.ndarray:
 
 # -- the generated functions ----------------------------------------------------------------------
 
+
 def logits(task: Task, params: dict, x: np.ndarray) -> np.ndarray:
     if not task.hidden:
         return g.summation(with_ones(x), params["W"])
-    return g.mlp_logits(x, params["W1"], params["b1"], params["W2"], params["b2"], activation="relu")
+    return g.mlp_logits(
+        x, params["W1"], params["b1"], params["W2"], params["b2"], activation="relu"
+    )
 
 
 def gradients(task: Task, params: dict, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     if not task.hidden:
         return {"W": g.weight_grad(with_ones(x), params["W"], y)}
-    grads = g.mlp_grads(x, params["W1"], params["b1"], params["W2"], params["b2"], y, activation="relu")
+    grads = g.mlp_grads(
+        x, params["W1"], params["b1"], params["W2"], params["b2"], y, activation="relu"
+    )
     return dict(zip(("W1", "b1", "W2", "b2"), grads))
 
 
@@ -107,6 +134,7 @@ def accuracy(task: Task, params: dict, x: np.ndarray, y: np.ndarray) -> float:
 
 # -- the same model in PyTorch ---------------------------------------------------------------------
 
+
 class TorchTwin:
     """The same model in PyTorch, float64, its gradients from autograd, the same SGD update."""
 
@@ -115,7 +143,9 @@ class TorchTwin:
 
         torch.set_num_threads(1)  # matrices of at most 64 x 64: threads only add overhead
         self.torch, self.task = torch, task
-        self.params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
+        self.params = {
+            k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()
+        }
 
     def logits(self, x):
         torch, p = self.torch, self.params
@@ -141,11 +171,14 @@ class TorchTwin:
 
     def mean_loss(self, x, y) -> float:
         with self.torch.no_grad():
-            return float(self.torch.nn.functional.cross_entropy(self.logits(x), self.torch.as_tensor(y)))
+            return float(
+                self.torch.nn.functional.cross_entropy(self.logits(x), self.torch.as_tensor(y))
+            )
 
 
-def train(task: Task, seed: int = 0, epochs: int | None = None, torch_too: bool = True,
-          progress=print) -> dict:
+def train(
+    task: Task, seed: int = 0, epochs: int | None = None, torch_too: bool = True, progress=print
+) -> dict:
     """Train ``task`` with the generated functions (and its PyTorch twin); the record of the run."""
     epochs = task.epochs if epochs is None else epochs
     x_train, x_test, y_train, y_test = load(task.name, seed)
@@ -159,7 +192,7 @@ def train(task: Task, seed: int = 0, epochs: int | None = None, torch_too: bool 
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(x_train))
         for start in range(0, len(order), task.batch_size):
-            batch = order[start:start + task.batch_size]
+            batch = order[start : start + task.batch_size]
             x, y = x_train[batch], y_train[batch]
             tick = time.perf_counter()
             step_losses.append(mean_loss(task, params, x, y))
@@ -179,17 +212,24 @@ def train(task: Task, seed: int = 0, epochs: int | None = None, torch_too: bool 
             record["torch_train_loss"] = twin.mean_loss(x_train, y_train)
             record["torch_test_accuracy"] = twin.accuracy(x_test, y_test)
         history.append(record)
-        progress(f"{task.name:>6}  epoch {epoch:3d}/{epochs}  loss {record['train_loss']:.4f}  "
-                 f"train {record['train_accuracy']:6.1%}  test {record['test_accuracy']:6.1%}"
-                 + (f"  | PyTorch loss {record['torch_train_loss']:.4f}  test {record['torch_test_accuracy']:6.1%}"
-                    if twin is not None else ""))
+        progress(
+            f"{task.name:>6}  epoch {epoch:3d}/{epochs}  loss {record['train_loss']:.4f}  "
+            f"train {record['train_accuracy']:6.1%}  test {record['test_accuracy']:6.1%}"
+            + (
+                f"  | PyTorch loss {record['torch_train_loss']:.4f}  test {record['torch_test_accuracy']:6.1%}"
+                if twin is not None
+                else ""
+            )
+        )
     ours, theirs = np.array(step_losses), np.array(torch_step_losses)
-    difference = (float(np.max(np.abs(ours - theirs) / np.abs(theirs))) if twin is not None else None)
+    difference = float(np.max(np.abs(ours - theirs) / np.abs(theirs))) if twin is not None else None
     return {
         "name": task.name,
         "title": task.title,
         "model": task.model,
-        "dataset": {"iris": "sklearn.datasets.load_iris", "digits": "sklearn.datasets.load_digits"}[task.name],
+        "dataset": {"iris": "sklearn.datasets.load_iris", "digits": "sklearn.datasets.load_digits"}[
+            task.name
+        ],
         "samples": {"train": len(x_train), "test": len(x_test)},
         "inputs": int(x_train.shape[1]),
         "classes": n_classes,
@@ -199,8 +239,11 @@ def train(task: Task, seed: int = 0, epochs: int | None = None, torch_too: bool 
         "learning_rate": task.learning_rate,
         "seed": seed,
         "goal": task.goal,
-        "functions": (["summation", "cross_entropy_from_logits", "weight_grad"] if not task.hidden
-                      else ["mlp_logits", "cross_entropy_from_logits", "mlp_grads"]),
+        "functions": (
+            ["summation", "cross_entropy_from_logits", "weight_grad"]
+            if not task.hidden
+            else ["mlp_logits", "cross_entropy_from_logits", "mlp_grads"]
+        ),
         "history": history,
         "step_losses": step_losses,
         "torch_step_losses": torch_step_losses,
@@ -213,7 +256,9 @@ def train(task: Task, seed: int = 0, epochs: int | None = None, torch_too: bool 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m derive.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m derive.train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=RESULTS)
     arguments = parser.parse_args(argv)
@@ -222,18 +267,26 @@ def main(argv=None) -> int:
 
     runs = [train(task, seed=arguments.seed) for task in TASKS.values()]
     result = {
-        "environment": {"python": platform.python_version(), "numpy": np.__version__,
-                        "torch": torch.__version__, "scikit-learn": sklearn.__version__,
-                        "machine": platform.machine()},
+        "environment": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "scikit-learn": sklearn.__version__,
+            "machine": platform.machine(),
+        },
         "runs": runs,
     }
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(result, indent=1) + "\n")
     for run in runs:
-        print(f"{run['title']}: test accuracy {run['test_accuracy']:.1%} (PyTorch {run['torch_test_accuracy']:.1%}, "
-              f"goal {run['goal']:.0%}); per-step losses agree to a relative "
-              f"{run['max_relative_loss_difference']:.1e}; {run['seconds']:.1f} s")
-    print(f"wrote {arguments.output.relative_to(ROOT) if arguments.output.is_relative_to(ROOT) else arguments.output}")
+        print(
+            f"{run['title']}: test accuracy {run['test_accuracy']:.1%} (PyTorch {run['torch_test_accuracy']:.1%}, "
+            f"goal {run['goal']:.0%}); per-step losses agree to a relative "
+            f"{run['max_relative_loss_difference']:.1e}; {run['seconds']:.1f} s"
+        )
+    print(
+        f"wrote {arguments.output.relative_to(ROOT) if arguments.output.is_relative_to(ROOT) else arguments.output}"
+    )
     return 0
 
 

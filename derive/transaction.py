@@ -50,9 +50,14 @@ def write_all(files: dict[Path, str], journal: Path) -> list[Path]:
         if not changed:
             return []
         path = journal
-        entries = [{"target": str(target), "staged": str(temporary),
-                    "backup": str(_temporary(target)) if target.exists() else None}
-                   for target, temporary in staged.items()]
+        entries = [
+            {
+                "target": str(target),
+                "staged": str(temporary),
+                "backup": str(_temporary(target)) if target.exists() else None,
+            }
+            for target, temporary in staged.items()
+        ]
         _write_journal(journal, entries)
     except BaseException as error:
         _remove(staged.values())
@@ -75,8 +80,13 @@ def recover(journal: Path) -> list[Path]:
 
 def leftovers(folders: Iterable[Path]) -> list[Path]:
     """Temporary files a killed writer left in ``folders`` (not recursive)."""
-    return sorted(p for folder in folders if folder.is_dir()
-                  for p in folder.iterdir() if LEFTOVER.match(p.name) and p.is_file())
+    return sorted(
+        p
+        for folder in folders
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if LEFTOVER.match(p.name) and p.is_file()
+    )
 
 
 def remove_leftovers(folders: Iterable[Path]) -> list[Path]:
@@ -111,7 +121,7 @@ def _stage(path: Path, data: bytes) -> Path:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -145,8 +155,12 @@ def _commit(entries: list[dict], journal: Path) -> None:
             _roll_back(entries)
             journal.unlink()
         except OSError as second:  # the journal stays: the next build tries again
-            raise WriteFailed(at, error, restored=False,
-                              why=f"; restoring the previous files failed too ({second})") from error
+            raise WriteFailed(
+                at,
+                error,
+                restored=False,
+                why=f"; restoring the previous files failed too ({second})",
+            ) from error
         if isinstance(error, OSError):
             raise WriteFailed(at, error) from error
         raise
@@ -161,7 +175,13 @@ def _link(target: str, backup: str) -> None:
     try:
         os.link(target, backup)
     except OSError as error:
-        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+        if error.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.EMLINK,
+            errno.EXDEV,
+        ):
             raise
         shutil.copy2(target, backup)
 

@@ -41,16 +41,21 @@ os.chdir(PROJECT)
 sys.path.insert(0, str(PROJECT))
 os.umask(0o022)
 
-import derive.figures
-from derive import build as pipeline
-from derive import cli, transaction
+import derive.figures  # noqa: E402 - after the working folder and umask are set
+from derive import build as pipeline  # noqa: E402
+from derive import cli, transaction  # noqa: E402
 
 DERIVED = pipeline.derive_all(run_proofs=False)
 pipeline.derive_all = lambda run_proofs=True, log=lambda _: None, force=False: DERIVED
 TEMPLATES = sorted((PROJECT / "templates").glob("*.j2"))
 ORIGINAL = {t: t.read_text() for t in TEMPLATES}
-OUTPUTS = ["derive/generated/*.py", "docs/derivations/*.md", "docs/api.md", "docs/benchmarks.md",
-           "docs/figures/*.svg"]
+OUTPUTS = [
+    "derive/generated/*.py",
+    "docs/derivations/*.md",
+    "docs/api.md",
+    "docs/benchmarks.md",
+    "docs/figures/*.svg",
+]
 OPS = ("open", "write", "fsync", "link", "replace", "unlink")
 SCRATCH = Path(tempfile.mkdtemp(prefix="fault-harness-"))
 
@@ -59,21 +64,31 @@ def use_set(name: str) -> None:
     """Make the inputs those of output set ``name`` (no build)."""
     for template in TEMPLATES:
         template.write_text(ORIGINAL[template] + f"{{# set {name} #}}\n")
-    figures = {derive.figures.FIGURE_DIR / f"figure-{i}.svg": f"<svg><!-- set {name}, {i} --></svg>\n"
-               for i in range(3)}
+    figures = {
+        derive.figures.FIGURE_DIR / f"figure-{i}.svg": f"<svg><!-- set {name}, {i} --></svg>\n"
+        for i in range(3)
+    }
     derive.figures.draw_all = lambda generated, declared=(): figures
 
 
 def snapshot() -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(PROJECT)): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
-            for pattern in OUTPUTS for p in sorted(PROJECT.glob(pattern))}
+    return {
+        str(p.relative_to(PROJECT)): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+        for pattern in OUTPUTS
+        for p in sorted(PROJECT.glob(pattern))
+    }
 
 
 def litter() -> list[str]:
     """Temporary files anywhere in the project, a journal, this project's import folders."""
-    found = [str(p.relative_to(PROJECT)) for p in PROJECT.rglob("*")
-             if p.name.endswith(".tmp") or p.name == pipeline.JOURNAL.name]
-    return sorted(found) + [str(p) for p in Path(tempfile.gettempdir()).glob(f"{pipeline.IMPORT_PREFIX}*")]
+    found = [
+        str(p.relative_to(PROJECT))
+        for p in PROJECT.rglob("*")
+        if p.name.endswith(".tmp") or p.name == pipeline.JOURNAL.name
+    ]
+    return sorted(found) + [
+        str(p) for p in Path(tempfile.gettempdir()).glob(f"{pipeline.IMPORT_PREFIX}*")
+    ]
 
 
 def child(argv: list[str], prepare=lambda: None) -> int:
@@ -83,10 +98,12 @@ def child(argv: list[str], prepare=lambda: None) -> int:
         code = 99
         try:
             for fd, name in ((1, "stdout"), (2, "stderr")):
-                os.dup2(os.open(SCRATCH / f"{os.getpid()}.{name}", os.O_WRONLY | os.O_CREAT, 0o644), fd)
+                os.dup2(
+                    os.open(SCRATCH / f"{os.getpid()}.{name}", os.O_WRONLY | os.O_CREAT, 0o644), fd
+                )
             prepare()
             code = cli.main(argv)
-        except BaseException:  # noqa: BLE001 - shown to the test, which rejects any traceback
+        except BaseException:
             traceback.print_exc()
         finally:
             sys.stdout.flush()
@@ -107,6 +124,7 @@ def run(argv: list[str], prepare=lambda: None) -> dict:
 
 def inject(fault: dict | None, counts_file: Path):
     """A ``prepare`` for ``child``: the fault, active only while ``transaction.write_all`` runs."""
+
     def prepare():
         real = {name: getattr(os, name) for name in OPS}
         counts: Counter = Counter()
@@ -125,6 +143,7 @@ def inject(fault: dict | None, counts_file: Path):
                         code = fault["errno"]
                         raise OSError(code, os.strerror(code))
                 return real[name](*args, **kwargs)
+
             return call
 
         original = transaction.write_all
@@ -140,6 +159,7 @@ def inject(fault: dict | None, counts_file: Path):
                 counts_file.write_text(json.dumps({"counts": counts, "fired": len(fired)}))
 
         transaction.write_all = write_all
+
     return prepare
 
 
@@ -160,9 +180,15 @@ class Cases:
 
     def record(self, kind: str, target: str, result: dict, **extra) -> dict:
         state = self.state()
-        entry = {"kind": kind, **extra, **result, "old": self.current, "new": target,
-                 "state": "old" if state == self.current else "new" if state == target else "mixed",
-                 "litter": litter()}
+        entry = {
+            "kind": kind,
+            **extra,
+            **result,
+            "old": self.current,
+            "new": target,
+            "state": "old" if state == self.current else "new" if state == target else "mixed",
+            "litter": litter(),
+        }
         self.records.append(entry)
         return entry
 
@@ -172,7 +198,9 @@ class Cases:
         entry["journal_after"] = pipeline.JOURNAL.exists()
         transaction.recover(pipeline.JOURNAL)
         state = self.state()
-        entry["after_recover"] = "old" if state == self.current else "new" if state == target else "mixed"
+        entry["after_recover"] = (
+            "old" if state == self.current else "new" if state == target else "mixed"
+        )
         repaired = run(["build"])
         entry["repaired_rc"], entry["repaired_stderr"] = repaired["rc"], repaired["stderr"]
         entry["repaired"] = "new" if self.state() == target else "not new"
@@ -181,7 +209,9 @@ class Cases:
 
     def settle(self, target: str) -> None:
         state = self.state()
-        if state == "mixed":  # recorded above; a clean build makes the next case start from a whole set
+        if (
+            state == "mixed"
+        ):  # recorded above; a clean build makes the next case start from a whole set
             run(["build"])
             state = self.state()
         if state == "mixed":  # the rest would measure nonsense
@@ -209,11 +239,18 @@ def main() -> None:
         cases.sets[name] = snapshot()
         cases.current = name
     counts = json.loads(counts_file.read_text())["counts"]
-    cases.records.append({"kind": "clean", "counts": counts, "litter": litter(),
-                          "modes": sorted({mode for s in cases.sets.values() for _, mode in s.values()}),
-                          "files": len(cases.sets["A"]),
-                          "sets_differ_everywhere": all(cases.sets["A"][k] != cases.sets["B"].get(k)
-                                                        for k in cases.sets["A"])})
+    cases.records.append(
+        {
+            "kind": "clean",
+            "counts": counts,
+            "litter": litter(),
+            "modes": sorted({mode for s in cases.sets.values() for _, mode in s.values()}),
+            "files": len(cases.sets["A"]),
+            "sets_differ_everywhere": all(
+                cases.sets["A"][k] != cases.sets["B"].get(k) for k in cases.sets["A"]
+            ),
+        }
+    )
 
     errors = [  # kind, call, errno, from then on?, how many call numbers
         ("disk full while writing", "write", errno.ENOSPC, True, 4),
@@ -240,15 +277,25 @@ def main() -> None:
     for n in spread(counts["any"], 8):
         target = cases.target()
         fault = {"kind": "kill", "op": "any", "n": n, "errno": 0, "persistent": False}
-        entry = cases.record("killed while writing", target, run(["build"], inject(fault, counts_file)),
-                             n=n, fired=True)
+        entry = cases.record(
+            "killed while writing",
+            target,
+            run(["build"], inject(fault, counts_file)),
+            n=n,
+            fired=True,
+        )
         cases.repair(entry, target)
 
     def kill_while_rendering_pages():
         pipeline.page_outputs = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+
     target = cases.target()
-    entry = cases.record("killed while the new modules are imported", target,
-                         run(["build"], kill_while_rendering_pages), fired=True)
+    entry = cases.record(
+        "killed while the new modules are imported",
+        target,
+        run(["build"], kill_while_rendering_pages),
+        fired=True,
+    )
     cases.repair(entry, target)
 
     if os.geteuid() != 0:  # root writes into read-only folders; "permission denied" stands in
@@ -277,14 +324,23 @@ def main() -> None:
             finally:
                 with open(times, "a") as f:
                     f.write(f"{start} {time.time()}\n")
+
         transaction.write_all = write_all
+
     first, second = child(["build"], slow), child(["build"], slow)
     results = [finish(first), finish(second)]
     intervals = sorted(tuple(map(float, line.split())) for line in times.read_text().splitlines())
-    cases.record("two builds at once", target,
-                 {"rc": max(r["rc"] for r in results), "stdout": "".join(r["stdout"] for r in results),
-                  "stderr": "".join(r["stderr"] for r in results)},
-                 fired=True, intervals=intervals)
+    cases.record(
+        "two builds at once",
+        target,
+        {
+            "rc": max(r["rc"] for r in results),
+            "stdout": "".join(r["stdout"] for r in results),
+            "stderr": "".join(r["stderr"] for r in results),
+        },
+        fired=True,
+        intervals=intervals,
+    )
     cases.settle(target)
 
     target = cases.target()
@@ -293,6 +349,7 @@ def main() -> None:
 
     def short_wait():
         pipeline.LOCK_TIMEOUT = 0.3
+
     try:
         cases.record("lock held by another build", target, run(["build"], short_wait), fired=True)
     finally:

@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 
 
-def central_jacobian(f: Callable[[np.ndarray], np.ndarray], at: np.ndarray, step: float = 1e-6,
-                     floor: float = 1.0) -> np.ndarray:
+def central_jacobian(
+    f: Callable[[np.ndarray], np.ndarray], at: np.ndarray, step: float = 1e-6, floor: float = 1.0
+) -> np.ndarray:
     """∂f/∂at by central differences: shape f(at).shape + at.shape.
 
     The step is ``step * max(floor, |at|)``: lower the floor for arguments
@@ -31,7 +32,9 @@ def assert_close(analytic, numeric, rtol: float = 1e-6, atol: float = 1e-8, what
     analytic, numeric = np.asarray(analytic), np.asarray(numeric)
     assert analytic.shape == numeric.shape, f"{what}: shapes {analytic.shape} vs {numeric.shape}"
     unequal_nan = np.isnan(analytic) != np.isnan(numeric)
-    assert not unequal_nan.any(), f"{what}: nan at {np.argwhere(unequal_nan)[:3].tolist()} on one side only"
+    assert not unequal_nan.any(), (
+        f"{what}: nan at {np.argwhere(unequal_nan)[:3].tolist()} on one side only"
+    )
     assert not np.isnan(numeric).all() or not numeric.size, f"{what}: every value is nan"
     error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
     if analytic.size and error.max() > 0:

@@ -38,8 +38,13 @@ def require(module: str):
 
 def functions_in(code: str) -> list[str]:
     """The generated functions an expression such as "softmax(summation(x, W))" calls."""
-    return [node.func.id for node in ast.walk(ast.parse(code, mode="eval"))
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in BY_NAME]
+    return [
+        node.func.id
+        for node in ast.walk(ast.parse(code, mode="eval"))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in BY_NAME
+    ]
 
 
 def variables(kernel: Kernel) -> dict[str, Param]:
@@ -47,13 +52,17 @@ def variables(kernel: Kernel) -> dict[str, Param]:
     functions its derivative declaration calls (softmax_jacobian(s) is checked on z)."""
     params = {p.name: p for p in kernel.params}
     if kernel.derivative is not None:
-        for name in functions_in(kernel.derivative.of) + functions_in(kernel.derivative.call or "x"):
+        for name in functions_in(kernel.derivative.of) + functions_in(
+            kernel.derivative.call or "x"
+        ):
             for p in BY_NAME[name].params:
                 params.setdefault(p.name, p)
     return params
 
 
-def draw(param: Param, batch: tuple[int, ...], sizes: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+def draw(
+    param: Param, batch: tuple[int, ...], sizes: dict[str, int], rng: np.random.Generator
+) -> np.ndarray:
     """One argument, of the kind its domain says."""
     shape = (batch if param.batched else ()) + tuple(sizes[a] for a in param.axes)
     if param.domain == "one_hot":
@@ -67,8 +76,12 @@ def draw(param: Param, batch: tuple[int, ...], sizes: dict[str, int], rng: np.ra
     return rng.normal(size=shape)
 
 
-def draw_all(params: dict[str, Param], batch: tuple[int, ...], rng: np.random.Generator,
-             sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+def draw_all(
+    params: dict[str, Param],
+    batch: tuple[int, ...],
+    rng: np.random.Generator,
+    sizes: dict[str, int] | None = None,
+) -> dict[str, np.ndarray]:
     sizes = sizes or {name: int(rng.integers(2, 9)) for name in "CDHK"}
     return {name: draw(p, batch, sizes, rng) for name, p in params.items()}
 

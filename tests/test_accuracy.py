@@ -16,9 +16,10 @@ import math
 
 import numpy as np
 import pytest
-from registry import KERNELS, require
 
 from derive import accuracy
+
+from registry import KERNELS, require
 
 require("torch")
 require("scipy")
@@ -38,8 +39,10 @@ def rows(request):
 
 
 def describe(row: dict) -> str:
-    return (f"{row['call']} ({row['implementation']}, {row['dtype']}, {row['inputs']} inputs): "
-            f"{row['max_ulp']:.3g} ulp entry-wise, {row['max_ulp_normwise']:.3g} norm-wise")
+    return (
+        f"{row['call']} ({row['implementation']}, {row['dtype']}, {row['inputs']} inputs): "
+        f"{row['max_ulp']:.3g} ulp entry-wise, {row['max_ulp_normwise']:.3g} norm-wise"
+    )
 
 
 def test_finite_wherever_the_true_value_is(rows):
@@ -86,4 +89,7 @@ def test_the_reference_keeps_the_digits_of_log1p_of_a_tiny_number():
     import mpmath
 
     with mpmath.workdps(60):
-        assert abs(mpmath.mpf(str(true[0, 0])) + mpmath.exp(-800)) < mpmath.exp(-800) * mpmath.mpf(10) ** -40
+        assert (
+            abs(mpmath.mpf(str(true[0, 0])) + mpmath.exp(-800))
+            < mpmath.exp(-800) * mpmath.mpf(10) ** -40
+        )

@@ -6,9 +6,10 @@ result is of the input's library and dtype and equals NumPy's float64 result.
 
 import numpy as np
 import pytest
-from registry import KERNELS, draw_all, require
 
 import derive.generated as generated
+
+from registry import KERNELS, draw_all, require
 
 torch = require("torch")
 strict = require("array_api_strict")
@@ -25,8 +26,10 @@ Y = np.eye(7)[LABELS]
 Z = X @ W
 S = np.exp(Z) / np.exp(Z).sum(axis=-1, keepdims=True)
 # Every generated function's arguments, drawn from the domain each parameter declares.
-CALLS = {k.name: tuple(draw_all({p.name: p for p in k.params}, (6,), np.random.default_rng(n)).values())
-         for n, k in enumerate(KERNELS)}
+CALLS = {
+    k.name: tuple(draw_all({p.name: p for p in k.params}, (6,), np.random.default_rng(n)).values())
+    for n, k in enumerate(KERNELS)
+}
 
 
 LIBRARIES = {
@@ -78,8 +81,11 @@ def test_dask_batch_larger_than_a_chunk_gives_numpys_gradient_lazily():
     x = rng.normal(size=(1000, 4))
     labels = rng.integers(7, size=1000)
     y = np.eye(7)[labels]
-    lazy = generated.weight_grad(dask_array.from_array(x, chunks=(128, 4)), dask_array.from_array(W),
-                                 dask_array.from_array(labels, chunks=128))
+    lazy = generated.weight_grad(
+        dask_array.from_array(x, chunks=(128, 4)),
+        dask_array.from_array(W),
+        dask_array.from_array(labels, chunks=128),
+    )
     assert isinstance(lazy, dask_array.Array)
     np.testing.assert_allclose(lazy.compute(), generated.weight_grad(x, W, y), rtol=1e-12)
 
@@ -90,9 +96,15 @@ def test_mixed_libraries_are_refused():
 
 
 def test_mixed_libraries_are_refused_by_the_argument_that_differs():
-    with pytest.raises(TypeError, match=r"^W: expected an array of the same library as x \(numpy\.ndarray\), got torch\.Tensor"):
+    with pytest.raises(
+        TypeError,
+        match=r"^W: expected an array of the same library as x \(numpy\.ndarray\), got torch\.Tensor",
+    ):
         generated.summation(X, torch.asarray(W))
-    with pytest.raises(TypeError, match=r"^y: expected an array of the same library as x \(torch\.Tensor\), got numpy\.ndarray"):
+    with pytest.raises(
+        TypeError,
+        match=r"^y: expected an array of the same library as x \(torch\.Tensor\), got numpy\.ndarray",
+    ):
         generated.weight_grad(torch.asarray(X), torch.asarray(W), LABELS)
 
 
@@ -119,8 +131,12 @@ def test_half_precision_tensors_are_promoted_to_the_common_dtype(half, wide):
     half, wide = getattr(torch, half), getattr(torch, wide)
     x, w = torch.asarray(X, dtype=half), torch.asarray(W, dtype=wide)
     assert torch.result_type(x, w) == wide
-    for name, arguments in {"summation": (x, w), "layer_jacobian": (x, w), "weight_grad": (x, w, LABELS_T),
-                            "cross_entropy": (torch.asarray(S, dtype=wide), torch.asarray(Y, dtype=half))}.items():
+    for name, arguments in {
+        "summation": (x, w),
+        "layer_jacobian": (x, w),
+        "weight_grad": (x, w, LABELS_T),
+        "cross_entropy": (torch.asarray(S, dtype=wide), torch.asarray(Y, dtype=half)),
+    }.items():
         result = getattr(generated, name)(*arguments)
         assert result.dtype == wide, name
         expected = getattr(generated, name)(*(a.to(wide) for a in arguments[:2]), *arguments[2:])

@@ -5,7 +5,6 @@ import inspect
 
 import numpy as np
 import pytest
-from registry import require
 
 from derive.generated import (
     cross_entropy,
@@ -19,6 +18,8 @@ from derive.generated import (
     weight_grad,
 )
 
+from registry import require
+
 x = np.ones((4, 3))  # a batch of 4 samples, D = 3
 W = np.ones((3, 5))  # D = 3, C = 5
 y = np.eye(5)[[0, 1, 2, 3]]  # (4, 5)
@@ -27,7 +28,9 @@ s = np.full((4, 5), 0.2)
 
 def raises(argument: str, expected: str, got: tuple):
     """The error names the argument first, says what was expected and what came."""
-    pattern = rf"^{argument}: expected .*{expected}.*got {got}$".replace("(", r"\(").replace(")", r"\)")
+    pattern = rf"^{argument}: expected .*{expected}.*got {got}$".replace("(", r"\(").replace(
+        ")", r"\)"
+    )
     return pytest.raises(ValueError, match=pattern)
 
 
@@ -216,8 +219,12 @@ def test_an_empty_batch_is_refused_by_the_first_argument(name):
     arguments = EMPTY_BATCH[name]
     first = next(iter(inspect.signature(getattr(generated, name)).parameters))
     shape = arguments[0].shape
-    with pytest.raises(ValueError, match=rf"^{first}: expected at least one sample, got shape {shape}$"
-                       .replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ValueError,
+        match=rf"^{first}: expected at least one sample, got shape {shape}$".replace(
+            "(", r"\("
+        ).replace(")", r"\)"),
+    ):
         getattr(generated, name)(*arguments)
 
 

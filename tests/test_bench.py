@@ -11,8 +11,9 @@ def test_smoke_run_writes_a_complete_report(tmp_path):
     report = json.loads(output.read_text())
     assert report["mode"] == "smoke"
     assert {"platform", "cpus", "numpy", "torch"} <= set(report["machine"])
-    assert report["posts"] and all(r["baseline_seconds"] > 0 and r["generated_seconds"] > 0
-                                   for r in report["posts"])
+    assert report["posts"] and all(
+        r["baseline_seconds"] > 0 and r["generated_seconds"] > 0 for r in report["posts"]
+    )
     for row in report["training_step"]:
         assert set(row["seconds"]) == {"generated", "from_logits", "numpy", "torch", "floor"}
         assert all(t > 0 for t in row["seconds"].values())
@@ -23,7 +24,14 @@ def test_the_posts_loops_compute_what_the_generated_functions_compute():
     """The baselines are only fair if they compute the same numbers."""
     import numpy as np
 
-    from derive.generated import layer_jacobian, softmax, softmax_jacobian, summation, summation_jacobian, weight_grad
+    from derive.generated import (
+        layer_jacobian,
+        softmax,
+        softmax_jacobian,
+        summation,
+        summation_jacobian,
+        weight_grad,
+    )
 
     rng = np.random.default_rng(5)
     x, W = rng.normal(size=4), rng.normal(size=(4, 6))
@@ -31,11 +39,16 @@ def test_the_posts_loops_compute_what_the_generated_functions_compute():
     S = softmax(summation(x, W))
     C, D = 6, 4
     np.testing.assert_allclose(bench.posts_sm_dir(S), softmax_jacobian(S))
-    np.testing.assert_allclose(bench.posts_z_dir(x, W),
-                               summation_jacobian(x, W).transpose(2, 1, 0).reshape(C * D, C))
-    np.testing.assert_allclose(bench.posts_l_dir_shortcut(W, S, x).T,
-                               layer_jacobian(x, W).transpose(0, 2, 1).reshape(C, C * D))
-    np.testing.assert_allclose(bench.posts_xe_dir_shortcut(W, S, x, y), weight_grad(x, W, y).T.ravel())
+    np.testing.assert_allclose(
+        bench.posts_z_dir(x, W), summation_jacobian(x, W).transpose(2, 1, 0).reshape(C * D, C)
+    )
+    np.testing.assert_allclose(
+        bench.posts_l_dir_shortcut(W, S, x).T,
+        layer_jacobian(x, W).transpose(0, 2, 1).reshape(C, C * D),
+    )
+    np.testing.assert_allclose(
+        bench.posts_xe_dir_shortcut(W, S, x, y), weight_grad(x, W, y).T.ravel()
+    )
 
 
 def test_the_labels_rows_compare_the_same_numbers():

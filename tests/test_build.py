@@ -23,8 +23,11 @@ def built_project(tmp_path_factory):
     copy = tmp_path_factory.mktemp("project")
     for folder in ("derive", "templates", "docs"):
         if (ROOT / folder).exists():
-            shutil.copytree(ROOT / folder, copy / folder,
-                            ignore=shutil.ignore_patterns("__pycache__", "figures"))
+            shutil.copytree(
+                ROOT / folder,
+                copy / folder,
+                ignore=shutil.ignore_patterns("__pycache__", "figures"),
+            )
     result = run(copy, "build", "--no-figures")
     assert result.returncode == 0, result.stderr
     return copy
@@ -39,8 +42,14 @@ def project(built_project, tmp_path):
 
 def run(where: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(where), "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, "-m", "derive", *args], cwd=where, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "derive", *args],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def snapshot(where: Path) -> dict[str, bytes]:
@@ -50,9 +59,13 @@ def snapshot(where: Path) -> dict[str, bytes]:
 
 
 def test_the_copy_imports_its_own_derive(project):
-    result = subprocess.run([sys.executable, "-c", "import derive; print(derive.__file__)"],
-                            cwd=project, env={**os.environ, "PYTHONPATH": str(project)},
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", "import derive; print(derive.__file__)"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project)},
+        capture_output=True,
+        text=True,
+    )
     assert result.stdout.strip() == str(project / "derive" / "__init__.py")
 
 
@@ -81,9 +94,14 @@ def test_an_edited_derivation_is_derived_again_with_what_uses_it_and_nothing_els
     path.write_text(path.read_text() + "\n# an edit\n")
     result = run(project, "build", "--no-figures")
     assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()[0] in MODULES}
+    lines = {
+        line.split()[0]: line for line in result.stdout.splitlines() if line.split()[0] in MODULES
+    }
     again = {name for name, line in lines.items() if "cached" not in line}
-    def results_reach(name: str) -> set[str]:  # derivations whose results went into name's, transitively
+
+    def results_reach(
+        name: str,
+    ) -> set[str]:  # derivations whose results went into name's, transitively
         used = set(derivations.results_used(name))
         return used.union(*(results_reach(u) for u in used))
 
@@ -111,7 +129,9 @@ def test_check_names_a_generated_file_edited_by_hand(project):
 
 def test_check_names_a_stale_file_when_its_derivation_changed(project):
     path = project / "derive" / "derivations" / "softmax_jacobian.py"
-    path.write_text(path.read_text().replace('title="The softmax Jacobian"', 'title="Softmax Jacobian"'))
+    path.write_text(
+        path.read_text().replace('title="The softmax Jacobian"', 'title="Softmax Jacobian"')
+    )
     result = run(project, "check")
     assert result.returncode == 1
     assert "derive/generated/softmax_jacobian.py: stale" in result.stderr
@@ -121,8 +141,10 @@ def test_a_failing_derivation_names_its_step_and_leaves_outputs_untouched(projec
     before = snapshot(project)
     path = project / "derive" / "derivations" / "layer_jacobian.py"
     source = path.read_text()
-    broken = source.replace("shortcut = sp.factor(evaluate(chain_substituted))",
-                            "shortcut = sp.factor(evaluate(chain_substituted)) + x[j]")
+    broken = source.replace(
+        "shortcut = sp.factor(evaluate(chain_substituted))",
+        "shortcut = sp.factor(evaluate(chain_substituted)) + x[j]",
+    )
     assert broken != source
     path.write_text(broken)
     result = run(project, "build", "--no-figures")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from numerical import assert_close, central_jacobian
 from registry import DERIVATIVES, REFERENCES, call_of, draw_all, evaluate, require, variables
 
@@ -27,8 +28,12 @@ BATCHES = {"jacobian": [()], "elementwise": [(), (3,), (2, 3)], "batch_mean": [(
 
 
 def cases(kernels, batches_of):
-    return [pytest.param(k, batch, seed, id=f"{k.name}-batch{batch}-seed{seed}")
-            for k in kernels for batch in batches_of(k) for seed in SEEDS]
+    return [
+        pytest.param(k, batch, seed, id=f"{k.name}-batch{batch}-seed{seed}")
+        for k in kernels
+        for batch in batches_of(k)
+        for seed in SEEDS
+    ]
 
 
 DERIVATIVE_CASES = cases(DERIVATIVES, lambda k: BATCHES[k.derivative.kind])
@@ -49,13 +54,19 @@ def test_derivative_equals_central_differences(kernel, batch, seed):
     values = draw_all(variables(kernel), batch, rng)
     ours = np.asarray(evaluate(call_of(kernel), values))
     d = kernel.derivative
-    floor = 0.1 if any(p.domain == "probability" for p in variables(kernel).values() if p.name == d.wrt) else 1.0
+    floor = (
+        0.1
+        if any(p.domain == "probability" for p in variables(kernel).values() if p.name == d.wrt)
+        else 1.0
+    )
 
     def differences(f, at):
         return central_jacobian(lambda v: np.asarray(f(v)), at, floor=floor)
 
     numeric = numeric_derivative(kernel, values, differences)
-    assert_close(ours, numeric, rtol=1e-6, atol=1e-8, what=f"{call_of(kernel)} vs differences of {d.of}")
+    assert_close(
+        ours, numeric, rtol=1e-6, atol=1e-8, what=f"{call_of(kernel)} vs differences of {d.of}"
+    )
 
 
 @pytest.mark.parametrize(("kernel", "batch", "seed"), DERIVATIVE_CASES)
@@ -75,8 +86,13 @@ def test_derivative_equals_pytorch_autograd(kernel, batch, seed):
         reference = jacobian(lambda v: of(v).sum(), tensors[d.wrt])
     else:
         reference = jacobian(lambda v: of(v).mean(), tensors[d.wrt])
-    assert_close(ours, reference.numpy(), rtol=1e-10, atol=1e-12,
-                 what=f"{call_of(kernel)} vs torch autograd of {d.of}")
+    assert_close(
+        ours,
+        reference.numpy(),
+        rtol=1e-10,
+        atol=1e-12,
+        what=f"{call_of(kernel)} vs torch autograd of {d.of}",
+    )
 
 
 @pytest.mark.parametrize(("kernel", "batch", "seed"), DERIVATIVE_CASES)
@@ -86,11 +102,18 @@ def test_derivative_in_float32_keeps_float32_and_agrees(kernel, batch, seed):
     single = {name: v.astype(np.float32) for name, v in values.items()}
     ours = evaluate(call_of(kernel), single)
     assert ours.dtype == np.float32, f"{call_of(kernel)}: float32 in, {ours.dtype} out"
-    assert_close(ours, evaluate(call_of(kernel), values), rtol=2e-4, atol=2e-5,
-                 what=f"{call_of(kernel)} float32 vs float64")
+    assert_close(
+        ours,
+        evaluate(call_of(kernel), values),
+        rtol=2e-4,
+        atol=2e-5,
+        what=f"{call_of(kernel)} float32 vs float64",
+    )
 
 
-REFERENCE_CASES = cases(REFERENCES, lambda k: [(), (3,), (2, 3)] if any(p.batched for p in k.params) else [()])
+REFERENCE_CASES = cases(
+    REFERENCES, lambda k: [(), (3,), (2, 3)] if any(p.batched for p in k.params) else [()]
+)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -99,8 +122,11 @@ def test_value_equals_pytorchs_own_operations(kernel, batch, seed, dtype):
     rng = np.random.default_rng(seed)
     values = {name: v.astype(dtype) for name, v in draw_all(variables(kernel), batch, rng).items()}
     ours = evaluate(call_of(kernel), values)
-    reference = eval(kernel.reference, {"torch": torch},  # the registry's own strings
-                     {name: torch.as_tensor(v) for name, v in values.items()})
+    reference = eval(
+        kernel.reference,
+        {"torch": torch},  # the registry's own strings
+        {name: torch.as_tensor(v) for name, v in values.items()},
+    )
     assert ours.dtype == np.dtype(dtype)
     tolerance = dict(rtol=1e-12, atol=1e-14) if dtype == "float64" else dict(rtol=2e-6, atol=1e-6)
     assert_close(ours, reference.numpy(), **tolerance, what=f"{kernel.name} vs {kernel.reference}")
@@ -115,18 +141,23 @@ def test_the_registry_declares_derivatives_and_references():
 
 # -- the helper itself, on functions whose derivatives are known --------------------------
 
+
 def test_central_jacobian_of_a_known_function():
     A = np.arange(6.0).reshape(2, 3)
     v = np.array([0.3, -1.2, 2.0])
     numeric = central_jacobian(lambda u: A @ np.sin(u), v)
     assert_close(numeric, A * np.cos(v), what="d(A sin v)/dv")
     matrix = np.array([[1.0, -2.0], [0.5, 3.0]])  # a matrix argument: shape f.shape + at.shape
-    assert_close(central_jacobian(lambda m: np.sum(m**3), matrix), 3 * matrix**2, what="d sum(m^3)/dm")
+    assert_close(
+        central_jacobian(lambda m: np.sum(m**3), matrix), 3 * matrix**2, what="d sum(m^3)/dm"
+    )
 
 
 def test_assert_close_names_the_worst_entry_with_both_values():
     numeric = np.zeros((2, 3))
     analytic = numeric.copy()
     analytic[1, 2], analytic[0, 0] = 0.5, 1e-3
-    with pytest.raises(AssertionError, match=r"^f: .* at \(1, 2\): analytic 0\.5, numeric 0\.0 \(2 of 6"):
+    with pytest.raises(
+        AssertionError, match=r"^f: .* at \(1, 2\): analytic 0\.5, numeric 0\.0 \(2 of 6"
+    ):
         assert_close(analytic, numeric, what="f")

@@ -23,7 +23,9 @@ SIZES = [(1, 2), (3, 5), (4, 6), (2, 7)]  # (D, C); (2, 7) is outside the proofs
 def evaluate(expr, layer, x, W, y):
     """SymPy's expression evaluated exactly at these numbers, then as floats."""
     values = {s: sp.Float(v, 30) for s, v in zip(layer.x, x)}
-    values |= {layer.W[j, c]: sp.Float(W[j, c], 30) for j in range(W.shape[0]) for c in range(W.shape[1])}
+    values |= {
+        layer.W[j, c]: sp.Float(W[j, c], 30) for j in range(W.shape[0]) for c in range(W.shape[1])
+    }
     values |= {s: sp.Float(v, 30) for s, v in zip(layer.y, y)}
     return np.array(sp.Matrix(expr).evalf(20, subs=values).tolist(), dtype=float)
 
@@ -39,8 +41,12 @@ def case(request):
 
 def test_summation_and_softmax(case):
     layer, x, W, y = case
-    np.testing.assert_allclose(summation(x, W), evaluate(layer.z, layer, x, W, y).ravel(), rtol=1e-13)
-    np.testing.assert_allclose(softmax(summation(x, W)), evaluate(layer.S, layer, x, W, y).ravel(), rtol=1e-13)
+    np.testing.assert_allclose(
+        summation(x, W), evaluate(layer.z, layer, x, W, y).ravel(), rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        softmax(summation(x, W)), evaluate(layer.S, layer, x, W, y).ravel(), rtol=1e-13
+    )
 
 
 def test_softmax_jacobian_is_the_jacobian_of_explicit_softmax(case):

@@ -20,18 +20,31 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).with_name("fault_harness.py")
 CLEAN = "build failed, previous outputs left as they were"
-FAILING_WRITES = ["disk full while writing", "permission denied creating a file", "I/O error flushing a file",
-                  "I/O error making a backup", "I/O error replacing a file"]
+FAILING_WRITES = [
+    "disk full while writing",
+    "permission denied creating a file",
+    "I/O error flushing a file",
+    "I/O error making a backup",
+    "I/O error replacing a file",
+]
 KILLS = ["killed while writing", "killed while the new modules are imported"]
-OTHERS = ["clean", "replacing fails from then on", "hard links not supported", "two builds at once",
-          "lock held by another build", "template syntax", "template invalid Python"]
+OTHERS = [
+    "clean",
+    "replacing fails from then on",
+    "hard links not supported",
+    "two builds at once",
+    "lock held by another build",
+    "template syntax",
+    "template invalid Python",
+]
 ROOT_IGNORES_PERMISSIONS = os.geteuid() == 0
 
 
 def copy_project(where: Path) -> Path:
     for folder in ("derive", "templates", "docs"):
-        shutil.copytree(ROOT / folder, where / folder,
-                        ignore=shutil.ignore_patterns("__pycache__", "figures"))
+        shutil.copytree(
+            ROOT / folder, where / folder, ignore=shutil.ignore_patterns("__pycache__", "figures")
+        )
     return where
 
 
@@ -40,8 +53,16 @@ def env(where: Path) -> dict:
 
 
 def run(where: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "derive", *args], check=False, cwd=where,
-                          env=env(where), capture_output=True, text=True, timeout=300, umask=0o022)
+    return subprocess.run(
+        [sys.executable, "-m", "derive", *args],
+        check=False,
+        cwd=where,
+        env=env(where),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        umask=0o022,
+    )
 
 
 def outputs(where: Path) -> dict[str, bytes]:
@@ -53,8 +74,15 @@ def outputs(where: Path) -> dict[str, bytes]:
 def report(tmp_path_factory):
     project = copy_project(tmp_path_factory.mktemp("faults"))
     path = tmp_path_factory.mktemp("report") / "report.json"
-    result = subprocess.run([sys.executable, str(HARNESS), str(project), str(path)], check=False,
-                            cwd=project, env=env(project), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(HARNESS), str(project), str(path)],
+        check=False,
+        cwd=project,
+        env=env(project),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(path.read_text())
 
@@ -87,8 +115,14 @@ def test_a_failing_write_leaves_every_previous_output_and_no_temporary_file(repo
         where = f"{kind} at call {case['n']}"
         assert case["fired"], where
         assert case["rc"] == 1, (where, case["stderr"])
-        assert CLEAN in case["stderr"] and "Traceback" not in case["stderr"], (where, case["stderr"])
-        assert re.search(r"writing \S+: \w", case["stderr"]), (where, case["stderr"])  # names the file
+        assert CLEAN in case["stderr"] and "Traceback" not in case["stderr"], (
+            where,
+            case["stderr"],
+        )
+        assert re.search(r"writing \S+: \w", case["stderr"]), (
+            where,
+            case["stderr"],
+        )  # names the file
         assert case["state"] == "old", where
         assert case["litter"] == [], where
 
@@ -102,7 +136,10 @@ def test_when_putting_the_old_files_back_fails_too_the_next_build_does_it(report
         else:
             assert CLEAN in case["stderr"], where
         assert case["after_recover"] == "old", where
-        assert case["repaired_rc"] == 0 and case["repaired"] == "new", (where, case["repaired_stderr"])
+        assert case["repaired_rc"] == 0 and case["repaired"] == "new", (
+            where,
+            case["repaired_stderr"],
+        )
         assert case["litter_after_repair"] == [], where
     assert any(c["state"] == "mixed" for c in report if c["kind"] == "replacing fails from then on")
 
@@ -126,7 +163,10 @@ def test_a_killed_build_is_reported_by_check_and_undone_by_the_next_build(report
                 assert item in case["check"]["stderr"], (where, item)
         assert "Traceback" not in case["check"]["stderr"], where
         assert case["after_recover"] in ("old", "new"), where
-        assert case["repaired_rc"] == 0 and case["repaired"] == "new", (where, case["repaired_stderr"])
+        assert case["repaired_rc"] == 0 and case["repaired"] == "new", (
+            where,
+            case["repaired_stderr"],
+        )
         assert case["litter_after_repair"] == [], where
     if kind == "killed while writing":  # killed before, during and after replacing
         assert {c["state"] for c in report if c["kind"] == kind} == {"old", "mixed", "new"}
@@ -146,7 +186,9 @@ def test_two_builds_at_once_write_one_after_the_other(report):
 def test_a_build_that_cannot_get_the_lock_says_so_and_writes_nothing(report):
     (case,) = cases(report, "lock held by another build")
     assert case["rc"] == 1
-    assert CLEAN in case["stderr"] and "another build still holds .derive-build.lock" in case["stderr"]
+    assert (
+        CLEAN in case["stderr"] and "another build still holds .derive-build.lock" in case["stderr"]
+    )
     assert "Traceback" not in case["stderr"]
     assert case["state"] == "old" and case["litter"] == []
 
@@ -172,8 +214,10 @@ def test_a_template_that_renders_invalid_python_is_named(report):
     assert "ruff format failed" in found["module.py.j2"]["stderr"]
 
 
-@pytest.mark.skipif(ROOT_IGNORES_PERMISSIONS, reason="root writes into read-only folders; "
-                    "the 'permission denied' cases stand in for it")
+@pytest.mark.skipif(
+    ROOT_IGNORES_PERMISSIONS,
+    reason="root writes into read-only folders; the 'permission denied' cases stand in for it",
+)
 def test_a_read_only_output_folder_fails_the_build_cleanly(report):
     (case,) = cases(report, "read-only output folder")
     assert case["rc"] == 1 and CLEAN in case["stderr"] and "Traceback" not in case["stderr"]
@@ -183,10 +227,13 @@ def test_a_read_only_output_folder_fails_the_build_cleanly(report):
 
 # Through `python -m derive` itself, with nothing patched.
 
+
 def test_a_build_removes_what_a_killed_build_left_and_writes_ordinary_modes(tmp_path):
     project = copy_project(tmp_path)
-    litter = [project / "derive" / "generated" / ".cross_entropy.py.0123abcd.tmp",
-              project / "docs" / "derivations" / ".cross-entropy.md.89abcdef.tmp"]
+    litter = [
+        project / "derive" / "generated" / ".cross_entropy.py.0123abcd.tmp",
+        project / "docs" / "derivations" / ".cross-entropy.md.89abcdef.tmp",
+    ]
     for path in litter:
         path.write_text("half a file")
     template = project / "templates" / "module.py.j2"
@@ -198,7 +245,11 @@ def test_a_build_removes_what_a_killed_build_left_and_writes_ordinary_modes(tmp_
     built = run(project, "build", "--no-figures")
     assert built.returncode == 0, built.stderr
     assert not any(path.exists() for path in litter)
-    written = [line.removeprefix("wrote ") for line in built.stdout.splitlines() if line.startswith("wrote ")]
+    written = [
+        line.removeprefix("wrote ")
+        for line in built.stdout.splitlines()
+        if line.startswith("wrote ")
+    ]
     assert len(written) >= 8
     modes = {name: oct((project / name).stat().st_mode & 0o777) for name in written}
     assert set(modes.values()) == {"0o644"}, modes
@@ -209,7 +260,9 @@ def test_a_raising_derivation_fails_build_and_check_with_a_message_not_a_traceba
     project = copy_project(tmp_path)
     path = project / "derive" / "derivations" / "softmax_jacobian.py"
     source = path.read_text()
-    broken = source.replace("def derive():\n", "def derive():\n    raise ArithmeticError('injected')\n", 1)
+    broken = source.replace(
+        "def derive():\n", "def derive():\n    raise ArithmeticError('injected')\n", 1
+    )
     assert broken != source
     path.write_text(broken)
     before = outputs(project)
@@ -225,8 +278,18 @@ def test_a_raising_derivation_fails_build_and_check_with_a_message_not_a_traceba
 def test_git_ignores_the_lock_the_journal_and_temporary_files():
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    names = [".derive-build.lock", ".derive-build.journal", "derive/generated/.softmax.py.0123abcd.tmp",
-             "docs/derivations/.softmax.md.0123abcd.tmp", "docs/.api.md.0123abcd.tmp"]
-    result = subprocess.run(["git", "check-ignore", "--no-index", *names], check=False, cwd=ROOT,
-                            capture_output=True, text=True)
+    names = [
+        ".derive-build.lock",
+        ".derive-build.journal",
+        "derive/generated/.softmax.py.0123abcd.tmp",
+        "docs/derivations/.softmax.md.0123abcd.tmp",
+        "docs/.api.md.0123abcd.tmp",
+    ]
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", *names],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.stdout.split() == names

@@ -19,19 +19,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from registry import require
-
-from registry import BY_NAME
-
-from derive import generated
-
-hypothesis = require("hypothesis")
-torch = require("torch")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from derive import generated
+
+from registry import BY_NAME, require
+
+torch = require("torch")
+
 settings.register_profile(
-    "derive-fuzz", max_examples=100, deadline=None, database=None, print_blob=True,
+    "derive-fuzz",
+    max_examples=100,
+    deadline=None,
+    database=None,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 FUZZ = settings.get_profile("derive-fuzz")
@@ -56,16 +58,15 @@ class Argument:
         return not self.batched and not self.axes
 
 
-
-
 def arguments_of(function) -> list[Argument]:
     """One Argument per parameter, from the registry's declaration of the function."""
     kernel = BY_NAME[function.__name__]
     return [Argument(p.name, p.batched, p.axes, p.one_hot, p.domain) for p in kernel.params]
 
 
-FUNCTIONS = {name: getattr(generated, name) for name in generated.__all__
-             if name in BY_NAME}  # a dispatcher passes its arguments on to these
+FUNCTIONS = {
+    name: getattr(generated, name) for name in generated.__all__ if name in BY_NAME
+}  # a dispatcher passes its arguments on to these
 SPECS = {name: arguments_of(f) for name, f in FUNCTIONS.items()}
 
 
@@ -143,7 +144,9 @@ def represent(data, library: str, dtype: str, value: np.ndarray):
     """The value in one of the forms people pass: an array (contiguous or not), read-only, a list."""
     if value.dtype.kind == "f":
         value = value.astype(dtype)
-    forms = ["array", "list", "strided"] + (["read-only", "fortran"] if library == "numpy" else ["transposed"])
+    forms = ["array", "list", "strided"] + (
+        ["read-only", "fortran"] if library == "numpy" else ["transposed"]
+    )
     form = data.draw(st.sampled_from(forms if value.ndim else ["array", "list"]), label="form")
     TRIED["argument given as: " + form] += 1
     if form == "list":
@@ -168,10 +171,17 @@ def represent(data, library: str, dtype: str, value: np.ndarray):
 
 def expected_dtype(case: Case) -> str:
     """The float dtype of the array arguments (label rows only if alone); float64 for lists."""
+
     def floats(labels: bool) -> list[str]:
-        return [str(v.dtype).removeprefix("torch.") for v, a in zip(case.values, case.arguments)
-                if hasattr(v, "dtype") and a.labels == labels and ("float" in str(v.dtype))
-                and not a.scalar]  # a scalar (T, l2) is a number: the arrays decide the precision
+        return [
+            str(v.dtype).removeprefix("torch.")
+            for v, a in zip(case.values, case.arguments)
+            if hasattr(v, "dtype")
+            and a.labels == labels
+            and ("float" in str(v.dtype))
+            and not a.scalar
+        ]  # a scalar (T, l2) is a number: the arrays decide the precision
+
     found = floats(False) or floats(True)
     return found[0] if found else "float64"
 
@@ -200,8 +210,9 @@ def test_valid_inputs_give_finite_results_of_their_dtype(name, data):
     before = [snapshot(v) for v in case.values]
     result = case.function(*case.values)
     TRIED[f"valid: {case.library} {case.dtype}"] += 1
-    if case.library == "torch" and any(isinstance(v, torch.Tensor)
-                                       for v, a in zip(case.values, case.arguments) if not a.scalar):
+    if case.library == "torch" and any(
+        isinstance(v, torch.Tensor) for v, a in zip(case.values, case.arguments) if not a.scalar
+    ):
         assert isinstance(result, torch.Tensor)
         assert result.dtype == getattr(torch, expected_dtype(case))
     else:  # a NumPy reduction to shape () gives a NumPy scalar, which is fine
@@ -245,6 +256,7 @@ def not_numbers(kind):
     def mutate(case, index, data):
         value = {"None": None, "str": "0.5", "dict": {"x": 1.0}, "object": object()}[kind]
         return replace(case, index, value), (TypeError,), {case.arguments[index].name}
+
     return mutate
 
 
@@ -272,8 +284,11 @@ def ragged(case, index, data):
 def scalar(case, index, data):
     if not case.arguments[index].axes:
         return None
-    return replace(case, index, in_library(case, np.float64(0.5))), (ValueError, TypeError), \
-        {case.arguments[index].name}
+    return (
+        replace(case, index, in_library(case, np.float64(0.5))),
+        (ValueError, TypeError),
+        {case.arguments[index].name},
+    )
 
 
 def extra_axis(case, index, data):
@@ -281,7 +296,11 @@ def extra_axis(case, index, data):
     if argument.batched:
         return None
     value = numpy_value(case, index)
-    return replace(case, index, in_library(case, np.stack([value, value]))), (ValueError,), {argument.name}
+    return (
+        replace(case, index, in_library(case, np.stack([value, value]))),
+        (ValueError,),
+        {argument.name},
+    )
 
 
 def other_size(case, index, data):
@@ -291,13 +310,19 @@ def other_size(case, index, data):
         return None
     value = numpy_value(case, index)
     for position, axis in enumerate(argument.axes):
-        sharing = {a.name for i, a in enumerate(case.arguments)
-                   if axis in a.axes and i != index and (not a.labels or is_rows(case, i))}
+        sharing = {
+            a.name
+            for i, a in enumerate(case.arguments)
+            if axis in a.axes and i != index and (not a.labels or is_rows(case, i))
+        }
         if sharing:
             where = value.ndim - len(argument.axes) + position
             grown = np.concatenate([value, np.take(value, [0], axis=where)], axis=where)
-            return (replace(case, index, in_library(case, grown)), (ValueError, TypeError),
-                    sharing | {argument.name})
+            return (
+                replace(case, index, in_library(case, grown)),
+                (ValueError, TypeError),
+                sharing | {argument.name},
+            )
     return None
 
 
@@ -309,7 +334,11 @@ def other_batch(case, index, data):
         return None
     value = numpy_value(case, index)
     # ValueError, or TypeError where the new shape is that of class labels but not their dtype
-    return replace(case, index, in_library(case, np.stack([value, value]))), (ValueError, TypeError), batched
+    return (
+        replace(case, index, in_library(case, np.stack([value, value]))),
+        (ValueError, TypeError),
+        batched,
+    )
 
 
 def empty_batch(case, index, data):
@@ -319,7 +348,9 @@ def empty_batch(case, index, data):
     for i, argument in enumerate(case.arguments):
         if argument.batched:
             value = numpy_value(case, i)
-            rows = value.ndim - (0 if argument.labels and not is_rows(case, i) else len(argument.axes))
+            rows = value.ndim - (
+                0 if argument.labels and not is_rows(case, i) else len(argument.axes)
+            )
             shape = ((0,) + value.shape[1:rows] if rows else (0,)) + value.shape[rows:]
             values[i] = in_library(case, np.zeros(shape, dtype=value.dtype))
             batched.add(argument.name)
@@ -339,14 +370,18 @@ def _classes(case: Case, index: int) -> int:
     axis = case.arguments[index].axes[-1]
     for i, a in enumerate(case.arguments):
         if axis in a.axes and not a.labels:
-            return numpy_value(case, i).shape[len(numpy_value(case, i).shape) - len(a.axes) + a.axes.index(axis)]
+            return numpy_value(case, i).shape[
+                len(numpy_value(case, i).shape) - len(a.axes) + a.axes.index(axis)
+            ]
     raise AssertionError("no argument gives the number of classes")
 
 
 def label_rows(case: Case, index: int) -> np.ndarray:
     """The labels as float64 rows, C-contiguous (so that a reshape below is a view, not a copy)."""
     value = numpy_value(case, index)
-    rows = value.astype(np.float64) if is_rows(case, index) else np.eye(_classes(case, index))[value]
+    rows = (
+        value.astype(np.float64) if is_rows(case, index) else np.eye(_classes(case, index))[value]
+    )
     return np.array(rows, order="C")  # a copy, writeable
 
 
@@ -392,17 +427,32 @@ def zero_size(case, index, data):
     if argument.labels and not is_rows(case, index) or not argument.axes:
         return None  # no size of its own to empty (elementwise, scalar): see "empty batch"
     value = numpy_value(case, index)
-    return (replace(case, index, in_library(case, value[..., :0])), (ValueError,),
-            {a.name for a in case.arguments})
+    return (
+        replace(case, index, in_library(case, value[..., :0])),
+        (ValueError,),
+        {a.name for a in case.arguments},
+    )
 
 
 MUTATIONS = {
-    "None": not_numbers("None"), "str": not_numbers("str"), "dict": not_numbers("dict"),
-    "object": not_numbers("object"), "bool": booleans, "complex": complex_numbers,
-    "ragged list": ragged, "scalar": scalar, "extra axis": extra_axis, "other size": other_size,
-    "other batch": other_batch, "empty batch": empty_batch, "nan label": nan_label,
-    "wrong-sum label": wrong_sum, "label out of range": out_of_range,
-    "float class labels": float_labels, "mixed libraries": other_library, "size 0": zero_size,
+    "None": not_numbers("None"),
+    "str": not_numbers("str"),
+    "dict": not_numbers("dict"),
+    "object": not_numbers("object"),
+    "bool": booleans,
+    "complex": complex_numbers,
+    "ragged list": ragged,
+    "scalar": scalar,
+    "extra axis": extra_axis,
+    "other size": other_size,
+    "other batch": other_batch,
+    "empty batch": empty_batch,
+    "nan label": nan_label,
+    "wrong-sum label": wrong_sum,
+    "label out of range": out_of_range,
+    "float class labels": float_labels,
+    "mixed libraries": other_library,
+    "size 0": zero_size,
 }
 
 
@@ -423,10 +473,12 @@ def test_invalid_inputs_are_refused_by_the_arguments_name(name, data):
     values, kinds, names = mutated
     try:
         result = case.function(*values)
-    except Exception as raised:  # noqa: BLE001 - any type is caught, to be checked below
+    except Exception as raised:
         error = raised
     else:
-        raise AssertionError(f"{mutation} of {case.arguments[index].name}: no error, got {result!r}")
+        raise AssertionError(
+            f"{mutation} of {case.arguments[index].name}: no error, got {result!r}"
+        )
     TRIED[f"invalid: {mutation}: {type(error).__name__}"] += 1
     assert type(error) in kinds, f"{mutation}: {type(error).__name__}: {error}"
     assert re.match(rf"({'|'.join(names)}): ", str(error)), f"{mutation}: {error}"
@@ -442,8 +494,11 @@ def report_the_cases_tried(request):
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is None or not TRIED:
         return
-    calls = sum(n for key, n in TRIED.items() if key.startswith(("valid:", "invalid:"))
-                and not key.endswith("of this case"))
+    calls = sum(
+        n
+        for key, n in TRIED.items()
+        if key.startswith(("valid:", "invalid:")) and not key.endswith("of this case")
+    )
     with capture.global_and_fixture_disabled():
         reporter.write_line(f"\ntest_fuzz: {calls} calls checked")
         for key, count in sorted(TRIED.items()):

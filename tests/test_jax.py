@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from numerical import assert_close
 from registry import DERIVATIVES, call_of, draw_all, evaluate, require, variables
 
@@ -19,8 +20,12 @@ jnp = jax.numpy
 # JAX compiles every operation for every new shape: one batch shape and seed per kind keeps
 # this file to seconds (test_derivatives.py covers more shapes with PyTorch).
 BATCHES = {"jacobian": [()], "elementwise": [(3,)], "batch_mean": [(4,)]}
-CASES = [pytest.param(k, batch, seed, id=f"{k.name}-batch{batch}-seed{seed}")
-         for k in DERIVATIVES for batch in BATCHES[k.derivative.kind] for seed in range(1)]
+CASES = [
+    pytest.param(k, batch, seed, id=f"{k.name}-batch{batch}-seed{seed}")
+    for k in DERIVATIVES
+    for batch in BATCHES[k.derivative.kind]
+    for seed in range(1)
+]
 
 
 @pytest.mark.parametrize(("kernel", "batch", "seed"), CASES)
@@ -40,15 +45,28 @@ def test_derivative_equals_jax_autodiff(kernel, batch, seed):
         reference = jax.grad(lambda v: jnp.sum(of(v)))(arrays[d.wrt])
     else:
         reference = jax.grad(lambda v: jnp.mean(of(v)))(arrays[d.wrt])
-    assert_close(ours, np.asarray(reference), rtol=1e-10, atol=1e-12,
-                 what=f"{call_of(kernel)} vs jax autodiff of {d.of}")
+    assert_close(
+        ours,
+        np.asarray(reference),
+        rtol=1e-10,
+        atol=1e-12,
+        what=f"{call_of(kernel)} vs jax autodiff of {d.of}",
+    )
 
 
 @pytest.mark.parametrize("kernel", DERIVATIVES, ids=[k.name for k in DERIVATIVES])
 def test_the_derivative_itself_runs_on_jax_and_returns_jax_arrays(kernel):
-    values = draw_all(variables(kernel), (2,) if kernel.derivative.kind != "jacobian" else (),
-                      np.random.default_rng(5))
+    values = draw_all(
+        variables(kernel),
+        (2,) if kernel.derivative.kind != "jacobian" else (),
+        np.random.default_rng(5),
+    )
     result = evaluate(call_of(kernel), {k: jnp.asarray(v) for k, v in values.items()})
     assert isinstance(result, jax.Array)
-    assert_close(np.asarray(result), np.asarray(evaluate(call_of(kernel), values)), rtol=1e-12,
-                 atol=1e-14, what=f"{call_of(kernel)} on JAX vs NumPy")
+    assert_close(
+        np.asarray(result),
+        np.asarray(evaluate(call_of(kernel), values)),
+        rtol=1e-12,
+        atol=1e-14,
+        what=f"{call_of(kernel)} on JAX vs NumPy",
+    )

@@ -20,23 +20,26 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 import derive.generated as generated
-from derive import derivations
 from derive.codegen import PYTHON_NAMES
 from derive.model import size
 from derive.steps import Kernel
 from derive.sympy_tools import DenseSolve, Maximum
 
-from registry import BY_NAME, DISPATCHES, KERNELS, draw  # noqa: E402
+from registry import BY_NAME, DISPATCHES, KERNELS, draw
 
 SIZES = {"D": 3, "C": 4, "H": 2, "K": 3}
 BATCHES = [(), (2,), (2, 3)]
 
 
 def test_every_generated_function_is_a_registered_kernel():
-    assert sorted([k.name for k in KERNELS] + [d.name for d in DISPATCHES]) == sorted(generated.__all__)
+    assert sorted([k.name for k in KERNELS] + [d.name for d in DISPATCHES]) == sorted(
+        generated.__all__
+    )
 
 
-DISPATCH_CASES = [pytest.param(d, choice, id=f"{d.name}-{choice}") for d in DISPATCHES for choice, _ in d.choices]
+DISPATCH_CASES = [
+    pytest.param(d, choice, id=f"{d.name}-{choice}") for d in DISPATCHES for choice, _ in d.choices
+]
 
 
 @pytest.mark.parametrize(("dispatch", "choice"), DISPATCH_CASES)
@@ -51,16 +54,22 @@ def test_a_dispatcher_returns_what_the_kernels_of_its_choice_return(dispatch, ch
         np.testing.assert_array_equal(value, reference)
     if choice == dispatch.default:
         default = getattr(generated, dispatch.name)(*arguments)
-        for value, reference in zip(default if len(names) > 1 else [default], expected, strict=True):
+        for value, reference in zip(
+            default if len(names) > 1 else [default], expected, strict=True
+        ):
             np.testing.assert_array_equal(value, reference)
 
 
 @pytest.mark.parametrize("dispatch", DISPATCHES, ids=[d.name for d in DISPATCHES])
 def test_a_dispatcher_names_its_option_and_choices_when_the_choice_is_unknown(dispatch):
     params = BY_NAME[dispatch.choices[0][1][0]].params
-    arguments = [draw(p, (2,) if p.batched else (), SIZES, np.random.default_rng(0)) for p in params]
+    arguments = [
+        draw(p, (2,) if p.batched else (), SIZES, np.random.default_rng(0)) for p in params
+    ]
     expected = ", ".join(repr(c) for c in sorted(dict(dispatch.choices)))
-    with pytest.raises(ValueError, match=f"^{dispatch.option}: expected one of {expected}, got 'softsign'$"):
+    with pytest.raises(
+        ValueError, match=f"^{dispatch.option}: expected one of {expected}, got 'softsign'$"
+    ):
         getattr(generated, dispatch.name)(*arguments, **{dispatch.option: "softsign"})
 
 
@@ -68,20 +77,28 @@ def _label(base: sp.Basic) -> str:
     return str(base.label if isinstance(base, sp.IndexedBase) else base)
 
 
-def as_number(expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict) -> float:
+def as_number(
+    expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict
+) -> float:
     """``expr`` at 1-based index values ``at``, every array entry looked up in ``values`` (0-based)."""
     plain = {i: sp.Symbol(str(i.label), integer=True) for i in expr.atoms(sp.Idx)}
     expr = expr.xreplace(plain).xreplace({plain[i]: v for i, v in at.items()}).xreplace(sizes)
     expr = expr.replace(
         lambda e: isinstance(e, Maximum),
-        lambda m: sp.Max(*[m.function.xreplace({m.limits[0][0]: v})
-                           for v in range(int(m.limits[0][1]), int(m.limits[0][2]) + 1)]),
+        lambda m: sp.Max(
+            *[
+                m.function.xreplace({m.limits[0][0]: v})
+                for v in range(int(m.limits[0][1]), int(m.limits[0][2]) + 1)
+            ]
+        ),
     ).doit()
     expr = expr.replace(
         lambda e: isinstance(e, sp.Indexed),
         lambda e: sp.Float(values[_label(e.base)][tuple(int(i) - 1 for i in e.indices)], 30),
     )
-    expr = expr.xreplace({s: sp.Float(values[s.name], 30) for s in expr.free_symbols if s.name in values})
+    expr = expr.xreplace(
+        {s: sp.Float(values[s.name], 30) for s in expr.free_symbols if s.name in values}
+    )
     return float(sp.N(expr, 20))
 
 
@@ -91,15 +108,24 @@ def evaluate_kernel(kernel: Kernel, arguments: dict[str, np.ndarray], sizes: dic
     for assign in (*kernel.body, kernel.returns):
         if isinstance(assign.expression, AppliedUndef):  # another generated function
             value = _call(assign.expression, {PYTHON_NAMES.get(k, k): v for k, v in values.items()})
-        elif isinstance(assign.expression, DenseSolve):  # NumPy's solve on the entries SymPy computed
-            matrix, rhs = values[_label(assign.expression.matrix)], values[_label(assign.expression.rhs)]
-            value = np.linalg.solve(matrix.reshape(rhs.size, rhs.size), rhs.ravel()).reshape(rhs.shape)
+        elif isinstance(
+            assign.expression, DenseSolve
+        ):  # NumPy's solve on the entries SymPy computed
+            matrix, rhs = (
+                values[_label(assign.expression.matrix)],
+                values[_label(assign.expression.rhs)],
+            )
+            value = np.linalg.solve(matrix.reshape(rhs.size, rhs.size), rhs.ravel()).reshape(
+                rhs.shape
+            )
         else:
             ranges = [range(1, sizes[i.upper] + 1) for i in assign.indices]
-            value = np.array([
-                as_number(assign.expression, values, dict(zip(assign.indices, point)), sizes)
-                for point in itertools.product(*ranges)
-            ]).reshape([len(r) for r in ranges])
+            value = np.array(
+                [
+                    as_number(assign.expression, values, dict(zip(assign.indices, point)), sizes)
+                    for point in itertools.product(*ranges)
+                ]
+            ).reshape([len(r) for r in ranges])
         values[_label(assign.target)] = value
     return value
 
@@ -118,14 +144,23 @@ def test_generated_function_equals_its_index_form_evaluated_by_sympy(kernel, bat
     ours = getattr(generated, kernel.name)(*arguments.values())
     sizes = {size(name): value for name, value in SIZES.items()}
     if kernel.flatten_batch:  # the kernel reduces over the batch index b = 1..B
-        flat = {p.name: a.reshape((-1,) + a.shape[a.ndim - len(p.axes):]) if p.batched else a
-                for p, a in zip(kernel.params, arguments.values())}
+        flat = {
+            p.name: a.reshape((-1,) + a.shape[a.ndim - len(p.axes) :]) if p.batched else a
+            for p, a in zip(kernel.params, arguments.values())
+        }
         batch_size = sp.Symbol("B", integer=True, positive=True)
         expected = evaluate_kernel(kernel, flat, {**sizes, batch_size: int(np.prod(batch))})
     else:
         expected = np.empty(ours.shape)
         for b in np.ndindex(batch):
-            sample = {p.name: a[b] if p.batched else a for p, a in zip(kernel.params, arguments.values())}
+            sample = {
+                p.name: a[b] if p.batched else a for p, a in zip(kernel.params, arguments.values())
+            }
             expected[b] = evaluate_kernel(kernel, sample, sizes)
-    np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-14,
-                               err_msg=f"{kernel.name}: generated code vs SymPy's index form")
+    np.testing.assert_allclose(
+        ours,
+        expected,
+        rtol=1e-12,
+        atol=1e-14,
+        err_msg=f"{kernel.name}: generated code vs SymPy's index form",
+    )

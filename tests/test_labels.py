@@ -2,10 +2,8 @@
 
 import numpy as np
 import pytest
-from registry import KERNELS, draw_all, require
 
 import derive.generated as generated
-
 from derive.generated import (
     cross_entropy,
     cross_entropy_from_logits,
@@ -13,6 +11,8 @@ from derive.generated import (
     softmax,
     weight_grad,
 )
+
+from registry import KERNELS, draw_all, require
 
 rng = np.random.default_rng(7)
 X = rng.normal(size=(2, 3, 4))  # batch (2, 3), D = 4
@@ -23,11 +23,14 @@ Z = X @ W
 S = softmax(Z)
 
 
-
 def _labelled(kernel):
     """``kernel`` called with these labels as ``y``, its other arguments drawn from the registry."""
-    values = draw_all({p.name: p for p in kernel.params if not p.one_hot}, LABELS.shape,
-                      np.random.default_rng(3), sizes={"C": 6, "D": 4, "H": 3, "K": 3})
+    values = draw_all(
+        {p.name: p for p in kernel.params if not p.one_hot},
+        LABELS.shape,
+        np.random.default_rng(3),
+        sizes={"C": 6, "D": 4, "H": 3, "K": 3},
+    )
     values.update({"x": X, "W": W, "z": Z, "s": S})
     function = getattr(generated, kernel.name)
     return lambda y: function(*[y if p.one_hot else values[p.name] for p in kernel.params])
@@ -68,8 +71,17 @@ def test_labels_of_the_wrong_batch_shape_are_refused():
 # cannot wrap around at 256 (nor an int8 one at 128) and mark a second class.
 
 
-@pytest.mark.parametrize(("dtype", "classes"), [(np.uint8, 300), (np.int8, 300), (np.uint16, 70000),
-                                                (np.int16, 70000), (np.uint32, 300), (np.uint64, 300)])
+@pytest.mark.parametrize(
+    ("dtype", "classes"),
+    [
+        (np.uint8, 300),
+        (np.int8, 300),
+        (np.uint16, 70000),
+        (np.int16, 70000),
+        (np.uint32, 300),
+        (np.uint64, 300),
+    ],
+)
 def test_narrow_integer_labels_mark_one_class_for_any_number_of_classes(dtype, classes):
     z = np.zeros((2, classes))
     labels = np.array([1, 100], dtype=dtype)
@@ -103,7 +115,9 @@ def test_negative_narrow_labels_are_out_of_range(library):
     if library == "torch":
         torch = require("torch")
         labels, z = torch.asarray(labels), torch.asarray(z)
-    with pytest.raises(ValueError, match=r"^y: expected class labels in 0\.\.299, got labels from -100 to 1$"):
+    with pytest.raises(
+        ValueError, match=r"^y: expected class labels in 0\.\.299, got labels from -100 to 1$"
+    ):
         cross_entropy_from_logits(z, labels)
 
 
@@ -133,7 +147,9 @@ def test_nan_in_one_hot_rows_is_named(name):
 def test_rows_that_do_not_sum_to_one_are_named(name):
     y = ONE_HOT.copy()
     y[0, 2, 0] += 0.5
-    with pytest.raises(ValueError, match=r"^y: expected .*summing to 1.*row \(0, 2\) sums to 1\.5$"):
+    with pytest.raises(
+        ValueError, match=r"^y: expected .*summing to 1.*row \(0, 2\) sums to 1\.5$"
+    ):
         CALLS[name](y)
     y = ONE_HOT.copy()
     y[1, 1] = 0  # a row of zeros: no class at all
@@ -168,7 +184,9 @@ def test_trusted_labels_skips_the_row_checks_and_restores_them():
     with derive.trusted_labels():
         np.testing.assert_allclose(cross_entropy(S, y), 2 * cross_entropy(S, ONE_HOT))
         with pytest.raises(ValueError, match=r"^y: expected class labels in 0\.\.5"):
-            cross_entropy(S, LABELS + 6)  # integer labels are still checked: out of range is not a value
+            cross_entropy(
+                S, LABELS + 6
+            )  # integer labels are still checked: out of range is not a value
     with pytest.raises(ValueError, match="^y: expected .*summing to 1"):
         cross_entropy(S, y)
     assert derive.check_labels(False) is True

@@ -9,7 +9,6 @@ functions meet the same printouts, in the posts' order.
 
 import numpy as np
 import pytest
-from numerical import assert_close, central_jacobian
 
 from derive import posts
 from derive.generated import (
@@ -22,6 +21,8 @@ from derive.generated import (
     summation_jacobian,
     weight_grad,
 )
+
+from numerical import assert_close, central_jacobian
 
 D, C = posts.W.shape
 PRINTOUTS = sorted(name for name in vars(posts) if isinstance(getattr(posts, name), posts.Printed))
@@ -39,6 +40,7 @@ def h():
 
 
 # -- the posts' own code, re-typed (flattened lines restored) -------------------------
+
 
 def posts_softmax(Z):
     eZ = np.exp(Z)
@@ -98,8 +100,14 @@ def the_posts_route() -> dict:
     DL = np.dot(DS, np.transpose(DZ))
     DXE = posts_xe_dir(y, h)
     return {
-        "PART1_DIV": [S1[0] * (1 - S1[0]), S1[1] * (1 - S1[1]), S1[2] * (1 - S1[2]),
-                      0 - (S1[0] * S1[1]), 0 - (S1[1] * S1[2]), 0 - (S1[2] * S1[3])],
+        "PART1_DIV": [
+            S1[0] * (1 - S1[0]),
+            S1[1] * (1 - S1[1]),
+            S1[2] * (1 - S1[2]),
+            0 - (S1[0] * S1[1]),
+            0 - (S1[1] * S1[2]),
+            0 - (S1[2] * S1[3]),
+        ],
         "PART1_S_DIAG": np.diag(S1),
         "PART1_S_MATRIX": np.tile(S1.reshape(S1.shape[0], 1), S1.shape[0]),
         "PART1_S_MATRIX_T": np.transpose(np.tile(S1.reshape(S1.shape[0], 1), S1.shape[0])),
@@ -125,12 +133,19 @@ def test_every_printout_is_reproduced_here_or_is_the_random_input():
     assert set(PRINTOUTS) - {name.split()[0] for name in the_posts_route()} == {"PART1_INPUT"}
 
 
-@pytest.mark.parametrize("name, other", [
-    ("PART2_DS", "numpy"), ("PART2_DL_LONG", "numpy"), ("PART2_DL_SHORTCUT", "numpy"),
-    ("PART3_DXE", "numpy"),
-    ("PART1_JACOBIAN", "truncated"), ("PART1_S_DIAG", "truncated"), ("PART3_S", "truncated"),
-    ("PART3_WEIGHT_GRAD", "truncated"),
-])
+@pytest.mark.parametrize(
+    "name, other",
+    [
+        ("PART2_DS", "numpy"),
+        ("PART2_DL_LONG", "numpy"),
+        ("PART2_DL_SHORTCUT", "numpy"),
+        ("PART3_DXE", "numpy"),
+        ("PART1_JACOBIAN", "truncated"),
+        ("PART1_S_DIAG", "truncated"),
+        ("PART3_S", "truncated"),
+        ("PART3_WEIGHT_GRAD", "truncated"),
+    ],
+)
 def test_each_printout_is_read_the_way_it_was_printed(name, other):
     """Rounded and cut digits are told apart: the other reading rejects the posts' own values."""
     printed = getattr(posts, name)
@@ -149,8 +164,10 @@ def test_a_value_off_by_a_thousandth_anywhere_fails(name, error):
         wrong = values.copy()
         wrong[position] += error
         problem = posts.worst_disagreement(wrong, printed)
-        assert problem is not None and np.ravel_multi_index(problem.index, posts.array(printed).shape) \
-            == position, (name, position)
+        assert (
+            problem is not None
+            and np.ravel_multi_index(problem.index, posts.array(printed).shape) == position
+        ), (name, position)
 
 
 def test_numpy_printouts_pin_all_eight_decimals():
@@ -176,6 +193,7 @@ def test_the_failure_message_shows_both_numbers():
 
 # -- the posts' data and errata ----------------------------------------------------------
 
+
 def test_part1_the_printed_output_is_the_random_input():
     """Erratum: the array printed as the softmax output does not sum to 1, and its
     softmax is not the S that the rest of Part 1 uses."""
@@ -193,11 +211,13 @@ def test_part2_the_long_DL_lost_a_digit():
     """Erratum: DL[1, 4] is printed 0.0810 by the long product, 0.08105 by the shortcut;
     every other entry is the same text."""
     long, shortcut = posts.numbers(posts.PART2_DL_LONG), posts.numbers(posts.PART2_DL_SHORTCUT)
-    assert [(i, a, b) for i, (a, b) in enumerate(zip(long, shortcut)) if a != b] == \
-        [(1 * 15 + 4, "0.0810", "0.08105")]
+    assert [(i, a, b) for i, (a, b) in enumerate(zip(long, shortcut)) if a != b] == [
+        (1 * 15 + 4, "0.0810", "0.08105")
+    ]
 
 
 # -- Part 1: the softmax Jacobian -----------------------------------------------------------
+
 
 def test_part1_jacobian_for_the_posts_S():
     assert_printed(softmax_jacobian(posts.PART1_S), posts.PART1_JACOBIAN)
@@ -209,6 +229,7 @@ def test_part1_diagonal_is_S_times_one_minus_S_and_off_diagonal_is_minus_S_S():
 
 
 # -- Part 2: the layer ------------------------------------------------------------------------
+
 
 def test_part2_hypothesis_h():
     assert_printed(h(), posts.PART3_S)
@@ -233,7 +254,9 @@ def test_part2_layer_jacobian_matches_DL(printed):
 
 def test_part2_DL_is_not_the_layer_jacobian_in_W_order():
     """The layout matters: W's own (row-major) order of the columns does not match."""
-    assert not posts.agrees(layer_jacobian(posts.X, posts.W).reshape(C, D * C), posts.PART2_DL_SHORTCUT)
+    assert not posts.agrees(
+        layer_jacobian(posts.X, posts.W).reshape(C, D * C), posts.PART2_DL_SHORTCUT
+    )
 
 
 def test_part2_DL_is_DS_times_DZ_transposed():
@@ -248,6 +271,7 @@ def test_part2_the_lost_digit_is_a_5():
 
 
 # -- Part 3: cross-entropy and the weight gradient ----------------------------------------------
+
 
 def test_part3_cross_entropy():
     assert_printed(cross_entropy(h(), posts.Y), posts.PART3_XE)
@@ -270,5 +294,10 @@ def test_part3_weight_gradient_in_W_layout_equals_central_differences():
     def loss(W):
         return cross_entropy(softmax(summation(posts.X, W)), posts.Y)
 
-    assert_close(weight_grad(posts.X, posts.W, posts.Y), central_jacobian(loss, posts.W),
-                 rtol=1e-7, atol=1e-10, what="weight_grad at the posts' x, W, y")
+    assert_close(
+        weight_grad(posts.X, posts.W, posts.Y),
+        central_jacobian(loss, posts.W),
+        rtol=1e-7,
+        atol=1e-10,
+        what="weight_grad at the posts' x, W, y",
+    )

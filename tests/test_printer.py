@@ -33,12 +33,20 @@ def test_kronecker_delta_is_an_identity_matrix_on_its_two_axes():
 
 
 def test_a_sum_reduces_one_more_trailing_axis():
-    assert code(sp.Sum(sp.exp(z[k]) * S[i], (k, 1, C)), (i,)) == "xp.sum(xp.exp(z[..., None, :])*s[..., :, None], axis=-1)"
+    assert (
+        code(sp.Sum(sp.exp(z[k]) * S[i], (k, 1, C)), (i,))
+        == "xp.sum(xp.exp(z[..., None, :])*s[..., :, None], axis=-1)"
+    )
 
 
 def test_a_sum_free_of_the_result_axes_keeps_its_axis_to_broadcast():
-    assert code(sp.Sum(sp.exp(z[k]), (k, 1, C)), (i,)) == "xp.sum(xp.exp(z), axis=-1, keepdims=True)"
-    assert code(sp.Sum(sp.exp(z[k]), (k, 1, C)), (i, j)) == "xp.sum(xp.exp(z), axis=-1, keepdims=True)[..., None]"
+    assert (
+        code(sp.Sum(sp.exp(z[k]), (k, 1, C)), (i,)) == "xp.sum(xp.exp(z), axis=-1, keepdims=True)"
+    )
+    assert (
+        code(sp.Sum(sp.exp(z[k]), (k, 1, C)), (i, j))
+        == "xp.sum(xp.exp(z), axis=-1, keepdims=True)[..., None]"
+    )
     assert code(sp.Sum(sp.exp(z[k]), (k, 1, C)), ()) == "xp.sum(xp.exp(z), axis=-1)"
 
 

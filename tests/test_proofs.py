@@ -5,7 +5,14 @@ import sympy as sp
 
 from derive import derivations
 from derive.model import C, S, class_index, input_index, x
-from derive.proofs import ProofFailed, explicit_sizes, prove, prove_explicit, prove_index_form, sizes_text
+from derive.proofs import (
+    ProofFailed,
+    explicit_sizes,
+    prove,
+    prove_explicit,
+    prove_index_form,
+    sizes_text,
+)
 from derive.steps import every
 
 IDENTITIES = [
@@ -34,7 +41,10 @@ def test_every_explicit_check_names_the_sizes_of_the_dimensions_it_has():
 
 
 def test_sizes_are_described_by_the_dimensions_they_have():
-    assert sizes_text(every(C=range(2, 7), D=range(1, 5))) == "every C in 2..6 and D in 1..4 (20 sizes)"
+    assert (
+        sizes_text(every(C=range(2, 7), D=range(1, 5)))
+        == "every C in 2..6 and D in 1..4 (20 sizes)"
+    )
     assert sizes_text(every(C=range(2, 5))) == "every C in 2..4 (3 sizes)"
     assert sizes_text(every(K=[1])) == "K = 1 (1 size)"
 

@@ -20,7 +20,9 @@ def test_numpy_arrays_get_the_fast_namespace_and_others_do_not():
     assert FAST_NUMPY.exp is np.exp  # everything but the four is NumPy itself
 
 
-@pytest.mark.parametrize("keywords", [{}, {"axis": -1}, {"axis": (0, 2)}, {"axis": 1, "keepdims": True}])
+@pytest.mark.parametrize(
+    "keywords", [{}, {"axis": -1}, {"axis": (0, 2)}, {"axis": 1, "keepdims": True}]
+)
 def test_fast_reductions_are_numpys(keywords):
     np.testing.assert_array_equal(FAST_NUMPY.sum(a, **keywords), np.sum(a, **keywords))
     np.testing.assert_array_equal(FAST_NUMPY.max(a, **keywords), np.max(a, **keywords))
@@ -79,8 +81,12 @@ def test_a_remembered_shape_with_another_dtype_is_checked_again():
 
 def test_integer_labels_are_converted_on_every_call():
     x, W = np.ones((2, 3)), np.ones((3, 4))
-    np.testing.assert_array_equal(weight_grad(x, W, np.array([0, 1])), weight_grad(x, W, np.eye(4)[[0, 1]]))
-    np.testing.assert_array_equal(weight_grad(x, W, np.array([0, 1])), weight_grad(x, W, np.eye(4)[[0, 1]]))
+    np.testing.assert_array_equal(
+        weight_grad(x, W, np.array([0, 1])), weight_grad(x, W, np.eye(4)[[0, 1]])
+    )
+    np.testing.assert_array_equal(
+        weight_grad(x, W, np.array([0, 1])), weight_grad(x, W, np.eye(4)[[0, 1]])
+    )
     with pytest.raises(ValueError, match="^y: expected class labels in 0..3"):
         weight_grad(x, W, np.array([0, 4]))  # same shape and dtype as a call that passed
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from numerical import assert_close, central_jacobian
-from registry import require
 
 from derive.generated import (
     cross_entropy_from_logits_hessian,
@@ -16,6 +14,9 @@ from derive.generated import (
     weight_hessian,
     weight_hvp,
 )
+
+from numerical import assert_close, central_jacobian
+from registry import require
 
 torch = require("torch")
 
@@ -28,15 +29,20 @@ def mean_loss(x, y):
 
 def draw(B, D, C, seed, dtype=np.float64):
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(B, D)).astype(dtype), rng.normal(size=(D, C)).astype(dtype),
-            np.eye(C, dtype=dtype)[rng.integers(C, size=B)])
+    return (
+        rng.normal(size=(B, D)).astype(dtype),
+        rng.normal(size=(D, C)).astype(dtype),
+        np.eye(C, dtype=dtype)[rng.integers(C, size=B)],
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(("B", "D", "C"), SIZES)
 def test_weight_hessian_equals_torch_func_hessian(B, D, C, dtype):
     x, W, y = draw(B, D, C, B + D + C, dtype)
-    reference = torch.func.hessian(mean_loss(torch.as_tensor(x), torch.as_tensor(y)))(torch.as_tensor(W))
+    reference = torch.func.hessian(mean_loss(torch.as_tensor(x), torch.as_tensor(y)))(
+        torch.as_tensor(W)
+    )
     ours = weight_hessian(x, W)
     assert ours.dtype == dtype and ours.shape == (D, C, D, C)
     tolerance = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-6)
@@ -50,9 +56,12 @@ def test_logit_hessian_equals_torch_func_hessian(batch, dtype):
     z = rng.normal(size=batch + (5,)).astype(dtype)
     y = np.eye(5, dtype=dtype)[rng.integers(5, size=batch)]
     flat_z, flat_y = torch.as_tensor(z.reshape(-1, 5)), torch.as_tensor(y.reshape(-1, 5))
-    reference = torch.stack([
-        torch.func.hessian(lambda v: torch.nn.functional.cross_entropy(v, t))(v)
-        for v, t in zip(flat_z, flat_y)]).reshape(batch + (5, 5))
+    reference = torch.stack(
+        [
+            torch.func.hessian(lambda v: torch.nn.functional.cross_entropy(v, t))(v)  # noqa: B023 - used at once
+            for v, t in zip(flat_z, flat_y)
+        ]
+    ).reshape(batch + (5, 5))
     ours = cross_entropy_from_logits_hessian(z)
     assert ours.dtype == dtype
     tolerance = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-7)
@@ -65,15 +74,21 @@ def test_weight_hvp_equals_pytorch_double_backward(B, D, C, dtype):
     x, W, y = draw(B, D, C, 10 + B, dtype)
     V = np.random.default_rng(B).normal(size=(D, C)).astype(dtype)
     w = torch.as_tensor(W).requires_grad_()
-    (grad,) = torch.autograd.grad(mean_loss(torch.as_tensor(x), torch.as_tensor(y))(w), w, create_graph=True)
+    (grad,) = torch.autograd.grad(
+        mean_loss(torch.as_tensor(x), torch.as_tensor(y))(w), w, create_graph=True
+    )
     (reference,) = torch.autograd.grad(grad, w, grad_outputs=torch.as_tensor(V))
     ours = weight_hvp(x, W, V)
     assert ours.dtype == dtype
     tolerance = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-6)
     assert_close(ours, reference.numpy(), **tolerance, what="weight_hvp vs double backward")
     n = D * C
-    assert_close(ours, (weight_hessian(x, W).reshape(n, n) @ V.reshape(n)).reshape(D, C),
-                 **tolerance, what="weight_hvp vs weight_hessian @ V")
+    assert_close(
+        ours,
+        (weight_hessian(x, W).reshape(n, n) @ V.reshape(n)).reshape(D, C),
+        **tolerance,
+        what="weight_hvp vs weight_hessian @ V",
+    )
 
 
 @pytest.mark.parametrize(("B", "D", "C"), [(30, 3, 4), (50, 5, 3), (40, 2, 6)])
@@ -94,8 +109,13 @@ def test_weight_hessian_is_psd_with_a_null_space_of_dimension_D(B, D, C):
 def test_weight_hessian_equals_differences_of_weight_grad(B, D, C):
     x, W, y = draw(B, D, C, 3 * B + C)
     numeric = central_jacobian(lambda w: weight_grad(x, w, y), W)
-    assert_close(weight_hessian(x, W), numeric, rtol=1e-6, atol=1e-8,
-                 what="weight_hessian vs differences of weight_grad")
+    assert_close(
+        weight_hessian(x, W),
+        numeric,
+        rtol=1e-6,
+        atol=1e-8,
+        what="weight_hessian vs differences of weight_grad",
+    )
 
 
 @pytest.mark.parametrize(("B", "D", "C"), [(10, 3, 2), (30, 4, 5)])
@@ -105,10 +125,17 @@ def test_newton_step_solves_the_penalized_system(B, D, C):
     step = newton_step(x, W, y, l2)
     n = D * C
     system = weight_hessian(x, W).reshape(n, n) + l2 * np.eye(n)
-    assert_close(system @ step.reshape(n), -(weight_grad(x, W, y) + l2 * W).reshape(n),
-                 rtol=1e-10, atol=1e-12, what="(H + l2 I) vec(ΔW) = -vec(g + l2 W)")
-    assert newton_step(x.astype(np.float32), W.astype(np.float32), y.astype(np.float32), l2).dtype \
+    assert_close(
+        system @ step.reshape(n),
+        -(weight_grad(x, W, y) + l2 * W).reshape(n),
+        rtol=1e-10,
+        atol=1e-12,
+        what="(H + l2 I) vec(ΔW) = -vec(g + l2 W)",
+    )
+    assert (
+        newton_step(x.astype(np.float32), W.astype(np.float32), y.astype(np.float32), l2).dtype
         == np.float32
+    )
 
 
 def test_newton_step_refuses_l2_at_or_below_zero_and_large_systems():

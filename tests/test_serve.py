@@ -43,7 +43,9 @@ def wait_for(condition, timeout: float, what: str):
 def copy_project(tmp_path):
     project = tmp_path / "project"
     for folder in ("derive", "templates", "docs"):
-        shutil.copytree(ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
     shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
     return project
 
@@ -55,8 +57,14 @@ def test_mkdocs_build_fails_with_the_generators_message_when_a_template_breaks(t
     template = project / "templates" / "page.md.j2"
     template.write_text(template.read_text().replace("{{ summary }}", "{{ no_such_value }}"))
     env = {**os.environ, "PYTHONPATH": str(project), "NO_MKDOCS_2_WARNING": "1"}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--site-dir", str(tmp_path / "site")],
-                            cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(tmp_path / "site")],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode != 0
     assert "derive build failed" in result.stderr
     assert "rendering templates/page.md.j2" in result.stderr and "no_such_value" in result.stderr
@@ -72,7 +80,11 @@ def test_serve_regenerates_a_page_after_a_template_edit_and_does_not_loop(tmp_pa
     with open(log, "w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "mkdocs", "serve", "-a", f"127.0.0.1:{port}"],
-            cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/derivations/softmax-jacobian/"
     try:
         first = wait_for(lambda: fetch(url), 180, f"{url} to be served")
@@ -80,7 +92,9 @@ def test_serve_regenerates_a_page_after_a_template_edit_and_does_not_loop(tmp_pa
 
         template = project / "templates" / "page.md.j2"
         source = template.read_text()
-        template.write_text(source.replace("{{ summary }}\n", "{{ summary }}\n\n" + MARKER + "\n", 1))
+        template.write_text(
+            source.replace("{{ summary }}\n", "{{ summary }}\n\n" + MARKER + "\n", 1)
+        )
         wait_for(lambda: MARKER in (fetch(url) or ""), 180, "the edited template to reach the page")
         assert MARKER in (project / "docs" / "derivations" / "softmax-jacobian.md").read_text()
 

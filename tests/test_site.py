@@ -12,7 +12,15 @@ from urllib.parse import urlparse
 
 import pytest
 
-from site_support import CHROMIUM, CHROMIUM_ARGS, ROOT, mkdocs, require_chromium, serve_folder, site_pages
+from site_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    mkdocs,
+    require_chromium,
+    serve_folder,
+    site_pages,
+)
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
@@ -24,11 +32,18 @@ def site(tmp_path_factory) -> Path:
     As CI should: the generator runs explicitly, not only through the MkDocs hook
     (which MkDocs' successors ignore); the hook is tested in test_serve.py.
     """
-    generator = subprocess.run([sys.executable, "-m", "derive", "build"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=600)
+    generator = subprocess.run(
+        [sys.executable, "-m", "derive", "build"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert generator.returncode == 0, generator.stderr
     folder = tmp_path_factory.mktemp("site")
-    result = mkdocs("build", "--strict", "--site-dir", str(folder), env_extra={"DERIVE_SKIP_GENERATE": "1"})
+    result = mkdocs(
+        "build", "--strict", "--site-dir", str(folder), env_extra={"DERIVE_SKIP_GENERATE": "1"}
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
     assert warnings == []
@@ -153,12 +168,15 @@ def test_page_renders_its_math_offline(page, served, page_path):
         assert formulas >= 10
         assert page.locator("div.highlight").count() >= 2
     # A displayed formula sits in its block with no blank line above or below.
-    padding = page.evaluate("[...document.querySelectorAll('div.arithmatex')].map(d => "
-                            "d.getBoundingClientRect().height - "
-                            "d.querySelector('.katex-display').getBoundingClientRect().height)")
+    padding = page.evaluate(
+        "[...document.querySelectorAll('div.arithmatex')].map(d => "
+        "d.getBoundingClientRect().height - "
+        "d.querySelector('.katex-display').getBoundingClientRect().height)"
+    )
     assert all(p <= 40 for p in padding), padding
-    broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
-                           ".map(i => i.src)")
+    broken = page.evaluate(
+        "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+    )
     assert broken == []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     name = page_path.strip("/").replace("/", "_") or "index"
@@ -174,11 +192,18 @@ def served_with_site_url(site, tmp_path_factory):
     """
     folder = tmp_path_factory.mktemp("site-with-url")
     server, url = serve_folder(folder)  # bind first: the port goes into the URLs
-    script = ("import sys; from mkdocs.config import load_config; from mkdocs.commands.build import build; "
-              "build(load_config('mkdocs.yml', site_url=sys.argv[1], site_dir=sys.argv[2]))")
-    result = subprocess.run([sys.executable, "-c", script, url + "/", str(folder)], cwd=ROOT,
-                            env={**os.environ, "DERIVE_SKIP_GENERATE": "1", "NO_MKDOCS_2_WARNING": "1"},
-                            capture_output=True, text=True, timeout=600)
+    script = (
+        "import sys; from mkdocs.config import load_config; from mkdocs.commands.build import build; "
+        "build(load_config('mkdocs.yml', site_url=sys.argv[1], site_dir=sys.argv[2]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, url + "/", str(folder)],
+        cwd=ROOT,
+        env={**os.environ, "DERIVE_SKIP_GENERATE": "1", "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     yield url
     server.shutdown()

@@ -55,7 +55,9 @@ def test_from_logits_matches_the_composition_where_both_are_finite():
     rng = np.random.default_rng(3)
     z = rng.normal(size=(6, 7))
     y = np.eye(7)[rng.integers(7, size=6)]
-    np.testing.assert_allclose(cross_entropy_from_logits(z, y), cross_entropy(softmax(z), y), rtol=1e-13)
+    np.testing.assert_allclose(
+        cross_entropy_from_logits(z, y), cross_entropy(softmax(z), y), rtol=1e-13
+    )
     np.testing.assert_allclose(log_softmax(z), np.log(softmax(z)), rtol=1e-13, atol=1e-15)
 
 
@@ -86,6 +88,11 @@ def test_no_digit_is_lost_where_a_probability_rounds_to_one():
     assert s[0] == 1.0  # so 1 - s[0] would be 0
     others = np.exp(-40.0) + np.exp(-41.0)  # true 1 - S_0, to a relative 1e-17
     np.testing.assert_allclose(softmax_jacobian(s)[0, 0], others, rtol=1e-14)
-    np.testing.assert_allclose(cross_entropy_from_logits_grad(z, np.array(0))[0], -others, rtol=1e-14)
-    x, W = np.array([1.0, 2.0]), np.array([[20.0, 0.0, -0.5], [10.0, 0.0, -0.25]])  # z = (40, 0, -1)
+    np.testing.assert_allclose(
+        cross_entropy_from_logits_grad(z, np.array(0))[0], -others, rtol=1e-14
+    )
+    x, W = (
+        np.array([1.0, 2.0]),
+        np.array([[20.0, 0.0, -0.5], [10.0, 0.0, -0.25]]),
+    )  # z = (40, 0, -1)
     np.testing.assert_allclose(layer_jacobian(x, W)[0, :, 0], others * x, rtol=1e-14)

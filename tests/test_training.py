@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from registry import require
 
 from derive import train
+
+from registry import require
 
 torch = require("torch")
 require("sklearn")

@@ -57,7 +57,7 @@ def get(name: str) -> Derivation:
     if name in _derived:
         return _derived[name]
     if name in _deriving:
-        cycle = " -> ".join([*_deriving[_deriving.index(name):], name])
+        cycle = " -> ".join([*_deriving[_deriving.index(name) :], name])
         raise RecursionError(f"derivations use each other in a cycle: {cycle}")
     _deriving.append(name)
     _results_used[name] = set()
@@ -103,14 +103,18 @@ def result(derivation: str, name: str, **indices: sp.Idx) -> sp.Expr:
         _results_used[_deriving[-1]].add(derivation)
     results = get(derivation).results
     if name not in results:
-        raise KeyError(f"derivation {derivation!r} has no result {name!r}; "
-                       f"it has: {', '.join(results) or 'none'}")
+        raise KeyError(
+            f"derivation {derivation!r} has no result {name!r}; "
+            f"it has: {', '.join(results) or 'none'}"
+        )
     expr = results[name]
     free = {str(i.label): i for i in expr.atoms(sp.Idx)}
     unknown = sorted(set(indices) - set(free))
     if unknown:
-        raise KeyError(f"result {derivation}.{name} has no index {', '.join(unknown)}; "
-                       f"its indices: {', '.join(sorted(free))}")
+        raise KeyError(
+            f"result {derivation}.{name} has no index {', '.join(unknown)}; "
+            f"its indices: {', '.join(sorted(free))}"
+        )
     return expr.subs({free[k]: v for k, v in indices.items()}, simultaneous=True)
 
 
@@ -124,7 +128,9 @@ def owners() -> dict[str, str]:
             owner[function] = name
     for name in MODULES:  # derive.generated.<name> would hide a function of that name
         if name in owner and owner[name] != name:
-            raise ValueError(f"derivation {name!r} is named like a function of {owner[name]!r}; rename it")
+            raise ValueError(
+                f"derivation {name!r} is named like a function of {owner[name]!r}; rename it"
+            )
     return owner
 
 

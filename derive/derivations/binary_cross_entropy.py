@@ -9,7 +9,18 @@ from sympy.codegen.cfunctions import log1p
 
 from derive.derivations import result
 from derive.figures import curves
-from derive.steps import Assign, Definition, DerivativeOf, Derivation, Example, Figure, Identity, Kernel, Param, Step
+from derive.steps import (
+    Assign,
+    Definition,
+    Derivation,
+    DerivativeOf,
+    Example,
+    Figure,
+    Identity,
+    Kernel,
+    Param,
+    Step,
+)
 from derive.sympy_tools import on_each_side_of_zero
 
 p = sp.Symbol("p", positive=True)  # a predicted probability
@@ -27,10 +38,19 @@ NAIVE_NOTE = (
 
 def _draw(fig, generated, posts) -> None:
     t = np.linspace(-6, 6, 241)
-    curves(fig, t, {"loss, y = 1": generated.binary_cross_entropy_from_logits(t, np.ones_like(t)),
-                    "loss, y = 0": generated.binary_cross_entropy_from_logits(t, np.zeros_like(t)),
-                    "gradient σ(z) − y, y = 1": generated.binary_cross_entropy_from_logits_grad(t, np.ones_like(t))},
-           xlabel="logit $z$", title="Binary cross-entropy from the logit, and its gradient")
+    curves(
+        fig,
+        t,
+        {
+            "loss, y = 1": generated.binary_cross_entropy_from_logits(t, np.ones_like(t)),
+            "loss, y = 0": generated.binary_cross_entropy_from_logits(t, np.zeros_like(t)),
+            "gradient σ(z) − y, y = 1": generated.binary_cross_entropy_from_logits_grad(
+                t, np.ones_like(t)
+            ),
+        },
+        xlabel="logit $z$",
+        title="Binary cross-entropy from the logit, and its gradient",
+    )
 
 
 def derive() -> Derivation:
@@ -45,38 +65,91 @@ def derive() -> Derivation:
     gradient = sp.diff(of_logit, z)
     gradient_in_sigma = sigmoid - y
     steps = (
-        Step("Derivative with respect to p", "$d \\log p / dp = 1/p$ and $d \\log(1 - p)/dp = -1/(1 - p)$; "
-             "over a common denominator.", Derivative(loss, p), d_loss),
-        Step("log p through the sigmoid", "With $p = \\sigma(z) = 1/(1 + e^{-z})$: the log of a reciprocal.",
-             log(sigmoid), log_p),
-        Step("log(1 − p) through the sigmoid", "$1 - \\sigma(z) = e^{-z}/(1 + e^{-z})$, which is "
-             "$1/(1 + e^{z})$: the log of a reciprocal again.", log(1 - sigmoid), log_not_p),
-        Step("The loss of a logit", "Substitute both logs and expand. (In the form the "
-             "next step starts from, it is $(1 - y)z + \\log(1 + e^{-z})$; the proofs below show they agree.)", loss, of_logit),
-        Step("Stable evaluation", "For $z \\ll 0$, $e^{-z}$ overflows. Take $\\max(-z, 0)$ out of "
-             "$\\log(1 + e^{-z})$: what is left is $\\log(1 + e^{-|z|})$, whose argument lies in $(1, 2]$ "
-             "(the code uses `log1p`, exact for tiny $e^{-|z|}$).", of_logit, stable),
-        Step("Gradient with respect to the logit", "Differentiate the loss of a logit; the sigmoid's "
-             "$1/(1 + e^{-z})$ appears.", Derivative(L, z), sp.simplify(gradient)),
-        Step("In terms of σ", "The gradient is the prediction minus the target, as for softmax.",
-             gradient, gradient_in_sigma),
+        Step(
+            "Derivative with respect to p",
+            "$d \\log p / dp = 1/p$ and $d \\log(1 - p)/dp = -1/(1 - p)$; "
+            "over a common denominator.",
+            Derivative(loss, p),
+            d_loss,
+        ),
+        Step(
+            "log p through the sigmoid",
+            "With $p = \\sigma(z) = 1/(1 + e^{-z})$: the log of a reciprocal.",
+            log(sigmoid),
+            log_p,
+        ),
+        Step(
+            "log(1 − p) through the sigmoid",
+            "$1 - \\sigma(z) = e^{-z}/(1 + e^{-z})$, which is "
+            "$1/(1 + e^{z})$: the log of a reciprocal again.",
+            log(1 - sigmoid),
+            log_not_p,
+        ),
+        Step(
+            "The loss of a logit",
+            "Substitute both logs and expand. (In the form the "
+            "next step starts from, it is $(1 - y)z + \\log(1 + e^{-z})$; the proofs below show they agree.)",
+            loss,
+            of_logit,
+        ),
+        Step(
+            "Stable evaluation",
+            "For $z \\ll 0$, $e^{-z}$ overflows. Take $\\max(-z, 0)$ out of "
+            "$\\log(1 + e^{-z})$: what is left is $\\log(1 + e^{-|z|})$, whose argument lies in $(1, 2]$ "
+            "(the code uses `log1p`, exact for tiny $e^{-|z|}$).",
+            of_logit,
+            stable,
+        ),
+        Step(
+            "Gradient with respect to the logit",
+            "Differentiate the loss of a logit; the sigmoid's $1/(1 + e^{-z})$ appears.",
+            Derivative(L, z),
+            sp.simplify(gradient),
+        ),
+        Step(
+            "In terms of σ",
+            "The gradient is the prediction minus the target, as for softmax.",
+            gradient,
+            gradient_in_sigma,
+        ),
     )
     identities = (
-        Identity("binary_cross_entropy_grad", "the derivative SymPy computes is $(p - y)/(p(1 - p))$",
-                 long=sp.diff(loss, p), shortcut=(p - y) / (p * (1 - p)),
-                 long_title="The derivative,", shortcut_title="the shortcut,"),
-        *on_each_side_of_zero(Identity(
-            "binary_cross_entropy_stable", "the stable form equals the loss of $p = \\sigma(z)$",
-            long=stable, shortcut=loss.subs(p, sigmoid),
-            long_title="The stable form,", shortcut_title="the loss of $p = \\sigma(z)$,"), z),
-        Identity("binary_cross_entropy_logit_grad", "the derivative of the loss of a logit is $\\sigma(z) - y$",
-                 long=gradient, shortcut=gradient_in_sigma,
-                 long_title="The derivative,", shortcut_title="$\\sigma(z) - y$,"),
+        Identity(
+            "binary_cross_entropy_grad",
+            "the derivative SymPy computes is $(p - y)/(p(1 - p))$",
+            long=sp.diff(loss, p),
+            shortcut=(p - y) / (p * (1 - p)),
+            long_title="The derivative,",
+            shortcut_title="the shortcut,",
+        ),
+        *on_each_side_of_zero(
+            Identity(
+                "binary_cross_entropy_stable",
+                "the stable form equals the loss of $p = \\sigma(z)$",
+                long=stable,
+                shortcut=loss.subs(p, sigmoid),
+                long_title="The stable form,",
+                shortcut_title="the loss of $p = \\sigma(z)$,",
+            ),
+            z,
+        ),
+        Identity(
+            "binary_cross_entropy_logit_grad",
+            "the derivative of the loss of a logit is $\\sigma(z) - y$",
+            long=gradient,
+            shortcut=gradient_in_sigma,
+            long_title="The derivative,",
+            shortcut_title="$\\sigma(z) - y$,",
+        ),
     )
-    probabilities = (Param("p", p, doc="predicted probabilities, in (0, 1)", domain="probability"),
-                     Param("y", y, doc="targets in [0, 1], the shape of p", domain="target"))
-    logits = (Param("z", z, doc="logits, any real numbers"),
-              Param("y", y, doc="targets in [0, 1], the shape of z", domain="target"))
+    probabilities = (
+        Param("p", p, doc="predicted probabilities, in (0, 1)", domain="probability"),
+        Param("y", y, doc="targets in [0, 1], the shape of p", domain="target"),
+    )
+    logits = (
+        Param("z", z, doc="logits, any real numbers"),
+        Param("y", y, doc="targets in [0, 1], the shape of z", domain="target"),
+    )
     kernels = (
         Kernel(
             name="binary_cross_entropy",
@@ -116,7 +189,9 @@ def derive() -> Derivation:
             returns=Assign(Derivative(L, z), (), sp.Symbol("p") - y),
             math=gradient_in_sigma,
             returns_doc="the shape of z",
-            derivative=DerivativeOf("binary_cross_entropy_from_logits(z, y)", wrt="z", kind="elementwise"),
+            derivative=DerivativeOf(
+                "binary_cross_entropy_from_logits(z, y)", wrt="z", kind="elementwise"
+            ),
         ),
     )
     return Derivation(
@@ -124,21 +199,36 @@ def derive() -> Derivation:
         title="Binary cross-entropy",
         summary="The loss of a yes/no prediction $p$ against a target $y$, its gradient, and the same "
         "from a logit $z$ with $p = \\sigma(z)$, where the gradient is simply $\\sigma(z) - y$.",
-        definitions=(Definition(L, loss, "for a probability $p \\in (0, 1)$ and a target $y \\in [0, 1]$, "
-                                "elementwise"),),
+        definitions=(
+            Definition(
+                L,
+                loss,
+                "for a probability $p \\in (0, 1)$ and a target $y \\in [0, 1]$, elementwise",
+            ),
+        ),
         steps=steps,
         identities=identities,
         kernels=kernels,
         examples=(
-            Example("A confident mistake", "binary_cross_entropy(np.array([0.9, 0.1]), np.array([0.0, 0.0]))",
-                    reference="-np.log(1 - np.array([0.9, 0.1]))",
-                    text="Predicting 0.9 when the target is 0 costs $-\\log 0.1$."),
-            Example("Far from zero, from the logits",
-                    "binary_cross_entropy_from_logits(np.array([-1e4, 1e4, 40.0]), np.array([1.0, 0.0, 1.0]))",
-                    text="Finite for logits of $\\pm 10^4$ (the loss is then about $|z|$), and $e^{-40}$ "
-                    "for a confident right answer, where $-\\log \\sigma(40)$ computed through $p$ gives 0."),
+            Example(
+                "A confident mistake",
+                "binary_cross_entropy(np.array([0.9, 0.1]), np.array([0.0, 0.0]))",
+                reference="-np.log(1 - np.array([0.9, 0.1]))",
+                text="Predicting 0.9 when the target is 0 costs $-\\log 0.1$.",
+            ),
+            Example(
+                "Far from zero, from the logits",
+                "binary_cross_entropy_from_logits(np.array([-1e4, 1e4, 40.0]), np.array([1.0, 0.0, 1.0]))",
+                text="Finite for logits of $\\pm 10^4$ (the loss is then about $|z|$), and $e^{-40}$ "
+                "for a confident right answer, where $-\\log \\sigma(40)$ computed through $p$ gives 0.",
+            ),
         ),
-        figures=(Figure("binary-cross-entropy.svg", "The loss of a logit for both targets, and its gradient.",
-                        _draw),),
+        figures=(
+            Figure(
+                "binary-cross-entropy.svg",
+                "The loss of a logit for both targets, and its gradient.",
+                _draw,
+            ),
+        ),
         results={"loss": loss, "of_logit": of_logit, "logit_grad": gradient_in_sigma},
     )

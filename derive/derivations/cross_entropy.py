@@ -28,8 +28,8 @@ from derive.model import (
 from derive.steps import (
     Assign,
     Definition,
-    DerivativeOf,
     Derivation,
+    DerivativeOf,
     Erratum,
     Example,
     Exercise,
@@ -59,8 +59,10 @@ def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     probability_symbols = explicit_vector("S", n_classes, positive=True)
     loss = -sum(labels[c] * sp.log(probability_symbols[c]) for c in range(n_classes))
     probabilities = explicit_softmax(logits)
-    dxe_ds = Matrix([loss]).jacobian(probability_symbols).subs(
-        dict(zip(probability_symbols, probabilities))
+    dxe_ds = (
+        Matrix([loss])
+        .jacobian(probability_symbols)
+        .subs(dict(zip(probability_symbols, probabilities)))
     )
     ds_dz = probabilities.jacobian(logits)
     dz_dw = layer.z.jacobian(layer.weights)  # weights class-major
@@ -90,10 +92,24 @@ def explicit_labels_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     for label in range(n_classes):
         one_hot = [sp.Integer(int(c == label)) for c in range(n_classes)]
         loss = -sum(one_hot[c] * sp.log(probability_symbols[c]) for c in range(n_classes))
-        dxe_ds = Matrix([loss]).jacobian(probability_symbols).subs(dict(zip(probability_symbols, probabilities)))
+        dxe_ds = (
+            Matrix([loss])
+            .jacobian(probability_symbols)
+            .subs(dict(zip(probability_symbols, probabilities)))
+        )
         longs.append(dxe_ds * ds_dz * dz_dw)
-        shortcuts.append(Matrix(1, n_inputs * n_classes, lambda _, w: (
-            probabilities[w // n_inputs] - one_hot[w // n_inputs]) * xs[w % n_inputs]))
+        shortcuts.append(
+            Matrix(
+                1,
+                n_inputs * n_classes,
+                lambda _, w: (
+                    (
+                        probabilities[w // n_inputs] - one_hot[w // n_inputs]  # noqa: B023 - used at once
+                    )
+                    * xs[w % n_inputs]
+                ),
+            )
+        )
     return Matrix.vstack(*longs), Matrix.vstack(*shortcuts)
 
 
@@ -123,7 +139,9 @@ def _smoothed_targets(answer) -> bool:
     total = pull_out_of_sums(evaluate(Sum((1 - epsilon) * y[i] + epsilon / C, (i, 1, C))))
     (labels_total,) = sums_of(y, total)
     sums_to_one = sp.simplify(total.xreplace({labels_total: 1})) == 1
-    return sums_to_one and sp.expand(answer.rhs - (S[c] - ((1 - epsilon) * y[c] + epsilon / C))) == 0
+    return (
+        sums_to_one and sp.expand(answer.rhs - (S[c] - ((1 - epsilon) * y[c] + epsilon / C))) == 0
+    )
 
 
 def _gradient_check(fig, generated, posts) -> None:
@@ -151,7 +169,11 @@ def _gradient_check(fig, generated, posts) -> None:
         return float(np.max(np.abs(analytic - numeric) / denominator))
 
     ax = fig.subplots()
-    for dtype, central, style in ((np.float64, True, "-"), (np.float64, False, "--"), (np.float32, True, ":")):
+    for dtype, central, style in (
+        (np.float64, True, "-"),
+        (np.float64, False, "--"),
+        (np.float32, True, ":"),
+    ):
         errors = [worst_relative_error(dtype, central, h) for h in steps]
         label = f"{'central' if central else 'forward'} differences, {np.dtype(dtype).name}"
         ax.loglog(steps, np.maximum(errors, 1e-17), style, label=label)  # nan: not drawn
@@ -167,8 +189,13 @@ def _gradient_check(fig, generated, posts) -> None:
 def _gradient_heatmap(fig, generated, posts) -> None:
     gradient = generated.weight_grad(posts.X, posts.W, posts.Y)
     D, C = gradient.shape
-    annotated_heatmap(fig, gradient, [f"class {c + 1}" for c in range(C)], [f"$x_{j + 1}$" for j in range(D)],
-                      r"$\partial XE/\partial W_{jc}$, laid out like $W$ (true class 3)")
+    annotated_heatmap(
+        fig,
+        gradient,
+        [f"class {c + 1}" for c in range(C)],
+        [f"$x_{j + 1}$" for j in range(D)],
+        r"$\partial XE/\partial W_{jc}$, laid out like $W$ (true class 3)",
+    )
 
 
 def derive():
@@ -217,7 +244,6 @@ def derive():
     x_col, s_col, y_col = (sp.MatrixSymbol(n, m, 1) for n, m in (("x", D), ("S", C), ("y", C)))
     X_rows, S_rows, Y_rows = (sp.MatrixSymbol(n, B, m) for n, m in (("X", D), ("S", C), ("Y", C)))
     G = sp.MatrixSymbol("G", D, C)
-    one_sample = x_col * (s_col - y_col).T
     batch = X_rows.T * (S_rows - Y_rows) / B
 
     steps = (
@@ -328,7 +354,9 @@ def derive():
         ),
     )
     probabilities_and_labels = (
-        Param("s", S, ("C",), doc="probabilities, e.g. the output of `softmax`", domain="probability"),
+        Param(
+            "s", S, ("C",), doc="probabilities, e.g. the output of `softmax`", domain="probability"
+        ),
         Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
     )
     kernels = (
@@ -358,7 +386,9 @@ def derive():
             params=(
                 Param("x", X, ("D",), doc="inputs: one sample (D,) or a batch (..., D)"),
                 Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
-                Param("y", Y, ("C",), doc="one-hot labels, with the batch shape of x", one_hot=True),
+                Param(
+                    "y", Y, ("C",), doc="one-hot labels, with the batch shape of x", one_hot=True
+                ),
             ),
             body=(
                 Assign(P, (b, c), sp.Function("softmax")(sp.Function("summation")(X, W))),
@@ -391,8 +421,9 @@ def derive():
             conditioning="Xᵀ(S − Y)/B adds terms of both signs over the batch and the classes: "
             "where they cancel, the error is relative to the sum of their magnitudes, not to the "
             "result (the norm-wise error stays small).",
-            derivative=DerivativeOf("cross_entropy(softmax(summation(x, W)), y)", wrt="W",
-                                    kind="batch_mean"),
+            derivative=DerivativeOf(
+                "cross_entropy(softmax(summation(x, W)), y)", wrt="W", kind="batch_mean"
+            ),
         ),
     )
     i = class_index("i")
@@ -492,38 +523,54 @@ def derive():
         name="cross_entropy",
         title="The cross-entropy gradient",
         summary="How the loss $XE = -\\sum_i y_i \\log S_i$ of the layer changes with each weight (Part 3).",
-        definitions=(Definition(XE, loss, "with $y$ the target distribution over the classes: "
-                                "$y_i \\ge 0$ and $\\sum_i y_i = 1$. In the posts $y$ is one-hot, 1 for the "
-                                "true class and 0 elsewhere; only $\\sum_i y_i = 1$ is used below. On this "
-                                "page $j$ and $d$ count inputs; $i$, $t$, $c$ and $k$ count classes; $b$ "
-                                "counts the samples of a batch."),),
+        definitions=(
+            Definition(
+                XE,
+                loss,
+                "with $y$ the target distribution over the classes: "
+                "$y_i \\ge 0$ and $\\sum_i y_i = 1$. In the posts $y$ is one-hot, 1 for the "
+                "true class and 0 elsewhere; only $\\sum_i y_i = 1$ is used below. On this "
+                "page $j$ and $d$ count inputs; $i$, $t$, $c$ and $k$ count classes; $b$ "
+                "counts the samples of a batch.",
+            ),
+        ),
         steps=steps,
         identities=identities,
         kernels=kernels,
         examples=(
-            Example("XE for class 3", "cross_entropy(softmax(summation(posts.X, posts.W)), posts.Y)",
-                    printed="PART3_XE",
-                    text="Part 3 continues Part 2's layer (`posts.X`, `posts.W`) and picks \"the "
-                    "third class\": class 3 counting from 1, as on this site, which is `y[2] = 1` "
-                    "in NumPy, counting from 0 (`posts.Y`)."),
-            Example("DXE = xe_dir(y, S)",
-                    "cross_entropy_grad(softmax(summation(posts.X, posts.W)), posts.Y)",
-                    printed="PART3_DXE",
-                    text="The derivative of the loss with respect to each output: $-y_t / S_t$, "
-                    "zero except for the true class."),
-            Example("The weight gradient, class-major", "weight_grad(posts.X, posts.W, posts.Y).T.ravel()",
-                    printed="PART3_WEIGHT_GRAD",
-                    text="Part 3 multiplies $DXE$ by the layer's Jacobian and prints the result "
-                    "reshaped (see the errata). Read in order, its 15 numbers are the gradient "
-                    "flattened class-major: ours, `.T.ravel()`."),
-            Example("A batch, against the matrix form",
-                    "weight_grad(np.stack([posts.X, posts.X[::-1]]), posts.W, np.stack([posts.Y, np.eye(5)[0]]))",
-                    reference="(lambda X, Y: X.T @ (np.exp(X @ posts.W) / np.exp(X @ posts.W).sum(axis=1, "
-                    "keepdims=True) - Y) / len(X))(np.stack([posts.X, posts.X[::-1]]), "
-                    "np.stack([posts.Y, np.eye(5)[0]]))",
-                    reference_title="X.T @ (S - Y) / B in NumPy",
-                    text="Two samples, the posts' $x$ with label 3 and $x$ reversed with label 1: "
-                    "the generated `weight_grad` against $X^T(S - Y)/B$ written directly in NumPy."),
+            Example(
+                "XE for class 3",
+                "cross_entropy(softmax(summation(posts.X, posts.W)), posts.Y)",
+                printed="PART3_XE",
+                text="Part 3 continues Part 2's layer (`posts.X`, `posts.W`) and picks \"the "
+                'third class": class 3 counting from 1, as on this site, which is `y[2] = 1` '
+                "in NumPy, counting from 0 (`posts.Y`).",
+            ),
+            Example(
+                "DXE = xe_dir(y, S)",
+                "cross_entropy_grad(softmax(summation(posts.X, posts.W)), posts.Y)",
+                printed="PART3_DXE",
+                text="The derivative of the loss with respect to each output: $-y_t / S_t$, "
+                "zero except for the true class.",
+            ),
+            Example(
+                "The weight gradient, class-major",
+                "weight_grad(posts.X, posts.W, posts.Y).T.ravel()",
+                printed="PART3_WEIGHT_GRAD",
+                text="Part 3 multiplies $DXE$ by the layer's Jacobian and prints the result "
+                "reshaped (see the errata). Read in order, its 15 numbers are the gradient "
+                "flattened class-major: ours, `.T.ravel()`.",
+            ),
+            Example(
+                "A batch, against the matrix form",
+                "weight_grad(np.stack([posts.X, posts.X[::-1]]), posts.W, np.stack([posts.Y, np.eye(5)[0]]))",
+                reference="(lambda X, Y: X.T @ (np.exp(X @ posts.W) / np.exp(X @ posts.W).sum(axis=1, "
+                "keepdims=True) - Y) / len(X))(np.stack([posts.X, posts.X[::-1]]), "
+                "np.stack([posts.Y, np.eye(5)[0]]))",
+                reference_title="X.T @ (S - Y) / B in NumPy",
+                text="Two samples, the posts' $x$ with label 3 and $x$ reversed with label 1: "
+                "the generated `weight_grad` against $X^T(S - Y)/B$ written directly in NumPy.",
+            ),
         ),
         sections=sections,
         exercises=exercises,
@@ -536,18 +583,27 @@ def derive():
             ),
         ),
         figures=(
-            Figure("weight-gradient-heatmap.svg",
-                   "The weight gradient for the posts' example, in W's layout: only the true "
-                   "class's column is negative, because every x_j > 0 here (column c is x times "
-                   "S_c − y_c, negative only for the true class).", _gradient_heatmap),
-            Figure("gradient-check-error.svg",
-                   "Checking weight_grad by finite differences of cross_entropy_from_logits, for "
-                   "the posts' example: the worst relative error over the 15 weights against the "
-                   "step h. Too large a step leaves truncation error (falling as h² for central, h "
-                   "for forward differences); too small a step leaves rounding error (growing as "
-                   "1/h); float32 rounds about 10⁹ times more coarsely.",
-                   _gradient_check),
+            Figure(
+                "weight-gradient-heatmap.svg",
+                "The weight gradient for the posts' example, in W's layout: only the true "
+                "class's column is negative, because every x_j > 0 here (column c is x times "
+                "S_c − y_c, negative only for the true class).",
+                _gradient_heatmap,
+            ),
+            Figure(
+                "gradient-check-error.svg",
+                "Checking weight_grad by finite differences of cross_entropy_from_logits, for "
+                "the posts' example: the worst relative error over the 15 weights against the "
+                "step h. Too large a step leaves truncation error (falling as h² for central, h "
+                "for forward differences); too small a step leaves rounding error (growing as "
+                "1/h); float32 rounds about 10⁹ times more coarsely.",
+                _gradient_check,
+            ),
         ),
-        results={"loss_derivative": dxe_ds, "weight_grad": shortcut, "batch_mean": batch_mean,
-                 "weight_grad_labels": labels_shortcut},
+        results={
+            "loss_derivative": dxe_ds,
+            "weight_grad": shortcut,
+            "batch_mean": batch_mean,
+            "weight_grad_labels": labels_shortcut,
+        },
     )

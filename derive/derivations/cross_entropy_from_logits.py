@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum, exp, log
-
 from sympy.codegen.cfunctions import log1p
 
 from derive.derivations import result
@@ -24,8 +23,8 @@ from derive.model import (
 from derive.steps import (
     Assign,
     Definition,
-    DerivativeOf,
     Derivation,
+    DerivativeOf,
     Example,
     Exercise,
     Figure,
@@ -75,8 +74,12 @@ def explicit_stable_grad(sizes) -> tuple[Matrix, Matrix]:
     n_classes = sizes["C"]
     p = explicit_softmax(explicit_vector("z", n_classes))
     labels = explicit_vector("y", n_classes)
-    stable = Matrix([p[j] * (1 - labels[j]) - labels[j] * sum(p[k] for k in range(n_classes) if k != j)
-                     for j in range(n_classes)])
+    stable = Matrix(
+        [
+            p[j] * (1 - labels[j]) - labels[j] * sum(p[k] for k in range(n_classes) if k != j)
+            for j in range(n_classes)
+        ]
+    )
     return stable, p - labels
 
 
@@ -94,7 +97,9 @@ def _naive_against_stable(fig, generated, posts) -> None:
     if not finite.all():
         first = gaps[~finite][0]
         ax.axvline(first, color="red", linewidth=0.8)
-        ax.text(first, stable.max() / 10, f"  naive: inf from\n  $z_1 - z_2$ = {first:.0f}", color="red")
+        ax.text(
+            first, stable.max() / 10, f"  naive: inf from\n  $z_1 - z_2$ = {first:.0f}", color="red"
+        )
     ax.set_xlabel("logit gap $z_1 - z_2$ (true class 2)")
     ax.set_ylabel("loss")
     ax.set_title("The loss from the logits stays finite (float64)")
@@ -154,7 +159,9 @@ def derive():
     ds_dz = result("softmax_jacobian", "jacobian", i=t, j=j)  # S_t(δ_tj − S_j)
     chain_for_three = chain_rule(XE, S, 3, z[j])
     chain_written = Sum(Derivative(XE, S[t]) * Derivative(S[t], z[j]), (t, 1, C))
-    uncancelled = Sum(sp.UnevaluatedExpr(dxe_ds) * sp.UnevaluatedExpr(ds_dz), (t, 1, C))  # not cancelled yet
+    uncancelled = Sum(
+        sp.UnevaluatedExpr(dxe_ds) * sp.UnevaluatedExpr(ds_dz), (t, 1, C)
+    )  # not cancelled yet
     through_S = pull_out_of_sums(evaluate(Sum(dxe_ds * ds_dz, (t, 1, C))))
     (labels_through_S,) = sums_of(y, through_S)
     through_S_result = sp.expand(through_S.xreplace({labels_through_S: sp.Integer(1)}))
@@ -217,59 +224,93 @@ def derive():
         ),
     )
     steps = (
-        Step("Log of a quotient", "$\\log(a/b) = \\log a - \\log b$, and $\\log e^{z_i} = z_i$.",
-             log(softmax(i)), log_softmax),
-        Step("Stable log-sum-exp",
-             "Take $e^{m}$ out of every term of the sum, and out of the logarithm as $m$: the "
-             "value is unchanged. The generated code computes the left side, with "
-             "$m = \\max_l z_l$: then no exponential exceeds $e^0 = 1$, so none overflows, and "
-             "the largest term is exactly 1, so the logarithm's argument is at least 1, never 0.",
-             shifted_log_sum_exp, unshifted),
-        Step("Why the code computes the log-sum-exp with log1p",
-             "After the shift the largest term is $e^0 = 1$, so the sum is $1 + r$. Where one class "
-             "is nearly certain, $r$ is tiny and $\\log S$ of that class is about $-r$; rounding "
-             "$1 + r$ first loses the digits of $r$ (to $\\log 1 = 0$ once $r < 10^{-16}$). "
-             "$\\operatorname{log1p}(r) = \\log(1 + r)$ keeps them. $r$ is the sum of the terms "
-             "below the maximum, plus 1 for every other logit equal to it (a tie), each term selected, "
-             "never subtracted.",
-             log(Sum(exp(z[k] - shift), (k, 1, C))), log1p_form),
-        Step("The loss in terms of the logits", "Substitute $\\log S_i$; no logarithm of a probability remains.",
-             loss, loss_of_logits),
+        Step(
+            "Log of a quotient",
+            "$\\log(a/b) = \\log a - \\log b$, and $\\log e^{z_i} = z_i$.",
+            log(softmax(i)),
+            log_softmax,
+        ),
+        Step(
+            "Stable log-sum-exp",
+            "Take $e^{m}$ out of every term of the sum, and out of the logarithm as $m$: the "
+            "value is unchanged. The generated code computes the left side, with "
+            "$m = \\max_l z_l$: then no exponential exceeds $e^0 = 1$, so none overflows, and "
+            "the largest term is exactly 1, so the logarithm's argument is at least 1, never 0.",
+            shifted_log_sum_exp,
+            unshifted,
+        ),
+        Step(
+            "Why the code computes the log-sum-exp with log1p",
+            "After the shift the largest term is $e^0 = 1$, so the sum is $1 + r$. Where one class "
+            "is nearly certain, $r$ is tiny and $\\log S$ of that class is about $-r$; rounding "
+            "$1 + r$ first loses the digits of $r$ (to $\\log 1 = 0$ once $r < 10^{-16}$). "
+            "$\\operatorname{log1p}(r) = \\log(1 + r)$ keeps them. $r$ is the sum of the terms "
+            "below the maximum, plus 1 for every other logit equal to it (a tie), each term selected, "
+            "never subtracted.",
+            log(Sum(exp(z[k] - shift), (k, 1, C))),
+            log1p_form,
+        ),
+        Step(
+            "The loss in terms of the logits",
+            "Substitute $\\log S_i$; no logarithm of a probability remains.",
+            loss,
+            loss_of_logits,
+        ),
         Step("Out of the sums", "Factors without $i$ leave the sums.", loss_of_logits, pulled),
-        Step("The targets sum to 1: Σ y = 1",
-             "Only this is used, not that $y$ is one-hot: the result holds for soft and "
-             "label-smoothed targets too.",
-             pulled, loss_one_hot),
-        Step("Derivative with respect to the logits",
-             "The derivative of $\\log \\sum_k e^{z_k}$ is the softmax; the delta in "
-             "$\\sum_i y_i \\delta_{ij}$ keeps $y_j$.",
-             Derivative(XE, z[j]), gradient),
+        Step(
+            "The targets sum to 1: Σ y = 1",
+            "Only this is used, not that $y$ is one-hot: the result holds for soft and "
+            "label-smoothed targets too.",
+            pulled,
+            loss_one_hot,
+        ),
+        Step(
+            "Derivative with respect to the logits",
+            "The derivative of $\\log \\sum_k e^{z_k}$ is the softmax; the delta in "
+            "$\\sum_i y_i \\delta_{ij}$ keeps $y_j$.",
+            Derivative(XE, z[j]),
+            gradient,
+        ),
         Step("In terms of S", "$e^{z_j} / \\sum_k e^{z_k}$ is $S_j$.", gradient, gradient_in_S),
-        Step("The route through S: chain rule, as SymPy applies it (for C = 3)",
-             "The same gradient, the way the cross-entropy page goes: $z_j$ reaches the loss "
-             "through every output. SymPy, given $XE$ as an unknown function of three unknown "
-             "functions $S_1, S_2, S_3$ of $z_j$, returns one term per output.",
-             *chain_for_three),
-        Step("The route through S: substitute",
-             "With $C$ classes, one term per $S_t$; $\\partial XE / \\partial S_t = -y_t/S_t$ and "
-             "$\\partial S_t / \\partial z_j$ from the softmax Jacobian page.",
-             chain_written, uncancelled),
-        Step("The route through S: cancel, collapse, Σ y = 1",
-             "$S_t$ cancels ($S_t > 0$: a softmax output is never 0 in exact arithmetic); the "
-             "delta keeps $t = j$; $\\sum_t y_t = 1$. The result is step 7's: the second proof "
-             "below checks this route.",
-             uncancelled, through_S_result),
-        Step("Why the code selects the label's entry",
-             "Where a logit is far below the others, $\\log S_i$ underflows to $-\\infty$, and "
-             "$0 \\cdot (-\\infty)$ is nan in floating point although $y_i = 0$ there. The code "
-             "selects $\\log S_i$ only where $y_i \\ne 0$ (`xp.where`), 0 elsewhere, so the loss is finite "
-             "for every finite input; a logit of $-\\infty$ marks an impossible class, as in PyTorch.",
-             loss.xreplace({log(S[i]): log_s[i]}), selected.xreplace({log_s_labelled[i]: selection})),
-        Step("Why the code computes S_j − y_j this way",
-             "At the true class $S_j - 1$ is 0 in floating point once $S_j$ rounds to 1. Given "
-             "$\\sum S = 1$, $S_j - 1 = -\\sum_{m \\ne j} S_m$: written as below, no term "
-             "subtracts two nearly equal numbers.",
-             gradient_in_S, stable_gradient),
+        Step(
+            "The route through S: chain rule, as SymPy applies it (for C = 3)",
+            "The same gradient, the way the cross-entropy page goes: $z_j$ reaches the loss "
+            "through every output. SymPy, given $XE$ as an unknown function of three unknown "
+            "functions $S_1, S_2, S_3$ of $z_j$, returns one term per output.",
+            *chain_for_three,
+        ),
+        Step(
+            "The route through S: substitute",
+            "With $C$ classes, one term per $S_t$; $\\partial XE / \\partial S_t = -y_t/S_t$ and "
+            "$\\partial S_t / \\partial z_j$ from the softmax Jacobian page.",
+            chain_written,
+            uncancelled,
+        ),
+        Step(
+            "The route through S: cancel, collapse, Σ y = 1",
+            "$S_t$ cancels ($S_t > 0$: a softmax output is never 0 in exact arithmetic); the "
+            "delta keeps $t = j$; $\\sum_t y_t = 1$. The result is step 7's: the second proof "
+            "below checks this route.",
+            uncancelled,
+            through_S_result,
+        ),
+        Step(
+            "Why the code selects the label's entry",
+            "Where a logit is far below the others, $\\log S_i$ underflows to $-\\infty$, and "
+            "$0 \\cdot (-\\infty)$ is nan in floating point although $y_i = 0$ there. The code "
+            "selects $\\log S_i$ only where $y_i \\ne 0$ (`xp.where`), 0 elsewhere, so the loss is finite "
+            "for every finite input; a logit of $-\\infty$ marks an impossible class, as in PyTorch.",
+            loss.xreplace({log(S[i]): log_s[i]}),
+            selected.xreplace({log_s_labelled[i]: selection}),
+        ),
+        Step(
+            "Why the code computes S_j − y_j this way",
+            "At the true class $S_j - 1$ is 0 in floating point once $S_j$ rounds to 1. Given "
+            "$\\sum S = 1$, $S_j - 1 = -\\sum_{m \\ne j} S_m$: written as below, no term "
+            "subtracts two nearly equal numbers.",
+            gradient_in_S,
+            stable_gradient,
+        ),
     )
     identities = (
         Identity(
@@ -324,8 +365,9 @@ def derive():
     # Class-index labels, y_i = δ_iℓ: the loss is −log S_ℓ (one entry gathered), the gradient S − e_ℓ.
     ell = class_index("ell")
     labels_param = Param("y", ell, ("C",), doc="integer class labels", labels=True)
-    loss_at_labels = evaluate(selected.xreplace({y[i]: sp.KroneckerDelta(i, ell),
-                                                 log_s_labelled: log_s}))  # −log_s[ℓ]
+    loss_at_labels = evaluate(
+        selected.xreplace({y[i]: sp.KroneckerDelta(i, ell), log_s_labelled: log_s})
+    )  # −log_s[ℓ]
     gradient_at_labels = stable_gradient.xreplace({y[j]: sp.KroneckerDelta(j, ell)})
     identities += (
         Identity(
@@ -360,8 +402,10 @@ def derive():
                 Assign(ties, (), _below_and_other_maxima(shifted[k], exp_shifted[k], k)[1]),
             ),
             returns=Assign(
-                log(S[i]), (i,),
-                shifted[i] - log1p(_below_and_other_maxima(shifted[k], exp_shifted[k], k)[0] + ties),
+                log(S[i]),
+                (i,),
+                shifted[i]
+                - log1p(_below_and_other_maxima(shifted[k], exp_shifted[k], k)[0] + ties),
             ),
             math=accurate_log_softmax.subs(shift, m_of_z),
             returns_doc="log-probabilities, shape (..., C); finite for finite logits",
@@ -374,11 +418,16 @@ def derive():
             name="cross_entropy_from_logits",
             summary="The cross-entropy of softmax(z) against one-hot labels y, from the logits.",
             params=logits_and_labels,
-            body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),
-                  Assign(log_s_labelled, (i,), selection)),
+            body=(
+                Assign(log_s, (i,), sp.Function("log_softmax")(z)),
+                Assign(log_s_labelled, (i,), selection),
+            ),
             returns=Assign(XE, (), selected),
-            labels_form=LabelsForm(labels_param, body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),),
-                                   returns=Assign(XE, (), loss_at_labels)),
+            labels_form=LabelsForm(
+                labels_param,
+                body=(Assign(log_s, (i,), sp.Function("log_softmax")(z)),),
+                returns=Assign(XE, (), loss_at_labels),
+            ),
             math=stable_loss,
             returns_doc="the loss of each sample, shape (...): finite for finite logits; a logit of "
             "-inf marks an impossible class (as in PyTorch), and gives +inf only where it is the label's",
@@ -392,11 +441,16 @@ def derive():
             summary="∂XE/∂z_j = S_j − y_j: the gradient of the cross-entropy with respect to the logits.",
             params=logits_and_labels,
             body=(Assign(S, (j,), sp.Function("softmax")(z)), Assign(others_of, (j,), others)),
-            returns=Assign(Derivative(XE, z[j]), (j,), stable_gradient.xreplace({others: others_of[j]})),
-            labels_form=LabelsForm(labels_param, body=(Assign(S, (j,), sp.Function("softmax")(z)),
-                                                       Assign(others_of, (j,), others)),
-                                   returns=Assign(Derivative(XE, z[j]), (j,),
-                                                  gradient_at_labels.xreplace({others: others_of[j]}))),
+            returns=Assign(
+                Derivative(XE, z[j]), (j,), stable_gradient.xreplace({others: others_of[j]})
+            ),
+            labels_form=LabelsForm(
+                labels_param,
+                body=(Assign(S, (j,), sp.Function("softmax")(z)), Assign(others_of, (j,), others)),
+                returns=Assign(
+                    Derivative(XE, z[j]), (j,), gradient_at_labels.xreplace({others: others_of[j]})
+                ),
+            ),
             math=gradient_in_S,
             returns_doc="shape (..., C)",
             derivative=DerivativeOf("cross_entropy_from_logits(z, y)", wrt="z"),
@@ -412,28 +466,39 @@ def derive():
         "overflows ($e^{z}$ is `inf` in float64 once $z > 709$, and `inf/inf` is `nan`); a shifted "
         "softmax cannot overflow, but the probability of a class whose logit is far below the "
         "largest underflows to 0, and then $-\\log 0 = \\infty$. From the logits, neither happens.",
-        definitions=(Definition(XE, loss, "with $S = \\operatorname{softmax}(z)$ and $y$ a target "
-                                "distribution ($\\sum_i y_i = 1$; one-hot in the posts). On this page every "
-                                "index ($i$, $j$, $k$, $l$, $n$, $t$) counts classes."),),
+        definitions=(
+            Definition(
+                XE,
+                loss,
+                "with $S = \\operatorname{softmax}(z)$ and $y$ a target "
+                "distribution ($\\sum_i y_i = 1$; one-hot in the posts). On this page every "
+                "index ($i$, $j$, $k$, $l$, $n$, $t$) counts classes.",
+            ),
+        ),
         steps=steps,
         identities=identities,
         kernels=kernels,
         examples=(
-            Example("XE for class 3, from the logits",
-                    "cross_entropy_from_logits(summation(posts.X, posts.W), posts.Y)",
-                    printed="PART3_XE",
-                    text="Part 3's loss, for its layer (`posts.X`, `posts.W`) and its third class "
-                    "(`y[2] = 1` in NumPy's 0-based count), computed here from the logits: it "
-                    "agrees with the post's, computed through $S$."),
+            Example(
+                "XE for class 3, from the logits",
+                "cross_entropy_from_logits(summation(posts.X, posts.W), posts.Y)",
+                printed="PART3_XE",
+                text="Part 3's loss, for its layer (`posts.X`, `posts.W`) and its third class "
+                "(`y[2] = 1` in NumPy's 0-based count), computed here from the logits: it "
+                "agrees with the post's, computed through $S$.",
+            ),
         ),
         sections=sections,
         exercises=exercises,
         figures=(
-            Figure("naive-against-stable.svg",
-                   "The loss computed through the probabilities, cross_entropy(softmax(z), y): the "
-                   "softmax is shifted and does not overflow, but once the true class's logit is "
-                   "about 745 below the largest, its probability underflows to 0 and the loss is "
-                   "−log 0 = inf. Computed from the logits, it grows linearly and stays finite.", _naive_against_stable),
+            Figure(
+                "naive-against-stable.svg",
+                "The loss computed through the probabilities, cross_entropy(softmax(z), y): the "
+                "softmax is shifted and does not overflow, but once the true class's logit is "
+                "about 745 below the largest, its probability underflows to 0 and the loss is "
+                "−log 0 = inf. Computed from the logits, it grows linearly and stays finite.",
+                _naive_against_stable,
+            ),
         ),
         results={"log_softmax": log_softmax, "logit_grad": gradient_in_S},
     )

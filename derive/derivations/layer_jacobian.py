@@ -25,8 +25,8 @@ from derive.model import (
 from derive.steps import (
     Assign,
     Definition,
-    DerivativeOf,
     Derivation,
+    DerivativeOf,
     Erratum,
     Example,
     Exercise,
@@ -54,6 +54,7 @@ def explicit_chain_rule(sizes, stable: bool = False) -> tuple[Matrix, Matrix]:
     dz_dw = layer.z.jacobian(layer.weights)  # (C, D*C), weights class-major as in the posts
     probabilities = explicit_softmax(logits)
     ds_dz = probabilities.jacobian(logits)  # (C, C)
+
     def entry(t: int, w: int) -> sp.Expr:
         c = w // n_inputs
         if stable and t == c:  # 1 − S_t written as the sum of the other probabilities
@@ -110,8 +111,12 @@ def _layer_jacobian_heatmap(fig, generated, posts) -> None:
     ax = fig.subplots()
     limit = np.abs(class_major).max()
     image = ax.imshow(class_major, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(range(C * D), [f"$W_{{{j + 1}{c + 1}}}$" for c in range(C) for j in range(D)],
-                  fontsize=7, rotation=90)
+    ax.set_xticks(
+        range(C * D),
+        [f"$W_{{{j + 1}{c + 1}}}$" for c in range(C) for j in range(D)],
+        fontsize=7,
+        rotation=90,
+    )
     ax.set_yticks(range(C), [f"$S_{t + 1}$" for t in range(C)])
     for c in range(1, C):
         ax.axvline(c * D - 0.5, color="black", linewidth=0.5)
@@ -185,10 +190,13 @@ def derive():
             chain_substituted,
             shortcut,
         ),
-        Step("The two cases",
-             "When $t = c$ the delta is 1 and $S_t$ is $S_c$ (SymPy substitutes $t \\to c$); "
-             "when $t \\ne c$ the delta is 0. Each line holds only under its condition.",
-             shortcut, sp.Piecewise((same, sp.Eq(t, c)), (different, True))),
+        Step(
+            "The two cases",
+            "When $t = c$ the delta is 1 and $S_t$ is $S_c$ (SymPy substitutes $t \\to c$); "
+            "when $t \\ne c$ the delta is 0. Each line holds only under its condition.",
+            shortcut,
+            sp.Piecewise((same, sp.Eq(t, c)), (different, True)),
+        ),
         Step(
             "Why the code computes it this way",
             "As for the softmax Jacobian: where $S_t$ rounds to 1, $1 - S_t$ is 0 in floating "
@@ -303,9 +311,13 @@ def derive():
             name="layer_jacobian",
             summary="∂S_t/∂W_jc for S = softmax(Wᵀx): entry [t, j, c].",
             params=inputs_and_weights,
-            body=(Assign(S, (t,), sp.Function("softmax")(sp.Function("summation")(x, W))),
-                  Assign(others_of, (t,), others)),
-            returns=Assign(Derivative(S[t], W[j, c]), (t, j, c), stable.xreplace({others: others_of[t]})),
+            body=(
+                Assign(S, (t,), sp.Function("softmax")(sp.Function("summation")(x, W))),
+                Assign(others_of, (t,), others),
+            ),
+            returns=Assign(
+                Derivative(S[t], W[j, c]), (t, j, c), stable.xreplace({others: others_of[t]})
+            ),
             math=stable,
             returns_doc="shape (..., C, D, C); the posts' DL (C, C·D), columns class-major, is "
             "`xp.permute_dims(layer_jacobian(x, W), (0, 2, 1)).reshape(C, C * D)`",
@@ -320,30 +332,42 @@ def derive():
         summary="How each output $S_t$ of the layer $S = \\operatorname{softmax}(W^T x)$ changes "
         "with each weight $W_{jc}$ (Part 2).",
         definitions=(
-            Definition(z[k], summation(k), "the weighted sum for class $k$: $z = W^T x$. On this page "
-                       "$j$ and $d$ count inputs; $t$, $c$ and $k$ count classes."),
+            Definition(
+                z[k],
+                summation(k),
+                "the weighted sum for class $k$: $z = W^T x$. On this page "
+                "$j$ and $d$ count inputs; $t$, $c$ and $k$ count classes.",
+            ),
             Definition(S[t], softmax(t), "the softmax of the logits"),
         ),
         steps=steps,
         identities=identities,
         kernels=kernels,
         examples=(
-            Example("The hypothesis h = softmax(Wᵀx)", "softmax(summation(posts.X, posts.W))",
-                    printed="PART3_S",
-                    text="Part 2's example layer: 3 inputs `posts.X` and the weights `posts.W` of "
-                    "shape (3, 5). Its printout of $h$ was lost from the capture; Part 3 prints "
-                    "the same $h$ as $S$, and that is what we compare with."),
-            Example("DZ, weights class-major",
-                    "summation_jacobian(posts.X, posts.W).transpose(2, 1, 0).reshape(15, 5)",
-                    printed="PART2_DZ",
-                    text="Part 2's $\\partial z / \\partial W$: one row per weight, in the posts' "
-                    "class-major order (row $c \\cdot D + j$, counted from 0, holds $W_{jc}$), one "
-                    "column per logit. Our array `[k, j, c]` is transposed and flattened into "
-                    "that layout."),
-            Example("DL = DS · DZᵀ", "layer_jacobian(posts.X, posts.W).transpose(0, 2, 1).reshape(5, 15)",
-                    printed="PART2_DL_SHORTCUT",
-                    text="Part 2's $\\partial S / \\partial W$, one row per output $S_t$, one "
-                    "column per weight (class-major), as printed by its shortcut version."),
+            Example(
+                "The hypothesis h = softmax(Wᵀx)",
+                "softmax(summation(posts.X, posts.W))",
+                printed="PART3_S",
+                text="Part 2's example layer: 3 inputs `posts.X` and the weights `posts.W` of "
+                "shape (3, 5). Its printout of $h$ was lost from the capture; Part 3 prints "
+                "the same $h$ as $S$, and that is what we compare with.",
+            ),
+            Example(
+                "DZ, weights class-major",
+                "summation_jacobian(posts.X, posts.W).transpose(2, 1, 0).reshape(15, 5)",
+                printed="PART2_DZ",
+                text="Part 2's $\\partial z / \\partial W$: one row per weight, in the posts' "
+                "class-major order (row $c \\cdot D + j$, counted from 0, holds $W_{jc}$), one "
+                "column per logit. Our array `[k, j, c]` is transposed and flattened into "
+                "that layout.",
+            ),
+            Example(
+                "DL = DS · DZᵀ",
+                "layer_jacobian(posts.X, posts.W).transpose(0, 2, 1).reshape(5, 15)",
+                printed="PART2_DL_SHORTCUT",
+                text="Part 2's $\\partial S / \\partial W$, one row per output $S_t$, one "
+                "column per weight (class-major), as printed by its shortcut version.",
+            ),
         ),
         sections=sections,
         exercises=exercises,
@@ -358,30 +382,37 @@ def derive():
                 "in its column of DL, that is $\\sum_t \\partial S_t / \\partial W_{jc}$. That sum "
                 "is always 0: the outputs of a softmax add up to 1 whatever the weights, so a "
                 "change of any weight raises some outputs exactly as much as it lowers the "
-                "others. SymPy proves it above (\"the derivatives of all outputs by one weight "
+                'others. SymPy proves it above ("the derivatives of all outputs by one weight '
                 "add up to 0\", for symbolic sizes and with explicit matrices), and the posts' "
                 "example shows it, up to rounding:",
                 "layer_jacobian(posts.X, posts.W).sum(axis=0)",
                 followed_by=(
-                    ("An update built that way never moves the weights. What training needs is "
-                     "the derivative of one number, a loss that measures how wrong $S$ is: Part 3 "
-                     "(the [cross-entropy gradient](cross-entropy.md)) weights each output's "
-                     "derivative by $\\partial XE / \\partial S_t$ before summing.", ""),
+                    (
+                        "An update built that way never moves the weights. What training needs is "
+                        "the derivative of one number, a loss that measures how wrong $S$ is: Part 3 "
+                        "(the [cross-entropy gradient](cross-entropy.md)) weights each output's "
+                        "derivative by $\\partial XE / \\partial S_t$ before summing.",
+                        "",
+                    ),
                 ),
             ),
         ),
         figures=(
-            Figure("layer-jacobian-heatmap.svg",
-                   "The layer's Jacobian for the posts' example (the posts' DL): each block of three "
-                   "columns is one class; only the block of S_t's own class has positive entries, "
-                   "because every x_j > 0 here (the sign is that of S_t(δ_tc − S_c), times x_j).",
-                   _layer_jacobian_heatmap),
-            Figure("layer-jacobian-slices.svg",
-                   "The (C, D, C) array layer_jacobian(x, W) for the posts' example, one slice per "
-                   "output S_t: slice t is laid out like W, input j down, class c across. In slice t "
-                   "only column c = t is positive (again because every x_j > 0 here), and each "
-                   "column is x times one number, S_t(δ_tc − S_c).",
-                   _jacobian_slices),
+            Figure(
+                "layer-jacobian-heatmap.svg",
+                "The layer's Jacobian for the posts' example (the posts' DL): each block of three "
+                "columns is one class; only the block of S_t's own class has positive entries, "
+                "because every x_j > 0 here (the sign is that of S_t(δ_tc − S_c), times x_j).",
+                _layer_jacobian_heatmap,
+            ),
+            Figure(
+                "layer-jacobian-slices.svg",
+                "The (C, D, C) array layer_jacobian(x, W) for the posts' example, one slice per "
+                "output S_t: slice t is laid out like W, input j down, class c across. In slice t "
+                "only column c = t is positive (again because every x_j > 0 here), and each "
+                "column is x times one number, S_t(δ_tc − S_c).",
+                _jacobian_slices,
+            ),
         ),
         results={"summation_derivative": dz_dw, "layer_jacobian": shortcut},
     )

@@ -9,7 +9,19 @@ from sympy import Derivative, KroneckerDelta, Matrix, exp, log
 from derive.derivations import result
 from derive.figures import annotated_heatmap
 from derive.model import C, S, class_index, explicit_softmax, explicit_vector, z
-from derive.steps import Assign, Definition, DerivativeOf, Derivation, Example, Figure, Identity, Kernel, Param, Step, every
+from derive.steps import (
+    Assign,
+    Definition,
+    Derivation,
+    DerivativeOf,
+    Example,
+    Figure,
+    Identity,
+    Kernel,
+    Param,
+    Step,
+    every,
+)
 from derive.sympy_tools import evaluate
 
 
@@ -24,8 +36,13 @@ def explicit_jacobian(sizes) -> tuple[Matrix, Matrix]:
 
 def _draw(fig, generated, posts) -> None:
     jacobian = generated.log_softmax_jacobian(np.array([2.0, 1.0, 0.1]))
-    annotated_heatmap(fig, jacobian, [f"$z_{j + 1}$" for j in range(3)], [f"$\\log S_{i + 1}$" for i in range(3)],
-                      r"$\partial \log S_i / \partial z_j$ for $z = (2, 1, 0.1)$: every row is $e_i - S$")
+    annotated_heatmap(
+        fig,
+        jacobian,
+        [f"$z_{j + 1}$" for j in range(3)],
+        [f"$\\log S_{i + 1}$" for i in range(3)],
+        r"$\partial \log S_i / \partial z_j$ for $z = (2, 1, 0.1)$: every row is $e_i - S$",
+    )
 
 
 def derive() -> Derivation:
@@ -37,33 +54,64 @@ def derive() -> Derivation:
     others = result("softmax_jacobian", "one_minus_softmax", i=i)  # Σ_{m≠i} S_m, proved = 1 − S_i
     stable = KroneckerDelta(i, j) * others - (1 - KroneckerDelta(i, j)) * S[j]
     steps = (
-        Step("Differentiate", "$\\partial z_i/\\partial z_j = \\delta_{ij}$; the derivative of "
-             "$\\log \\sum_k e^{z_k}$ is $e^{z_j}/\\sum_k e^{z_k}$.", Derivative(log_softmax, z[j]), derivative),
-        Step("In terms of S", "$e^{z_j}/\\sum_k e^{z_k}$ is $S_j$: no division by $S_i$, unlike "
-             "$\\partial S_i/\\partial z_j$ divided by $S_i$.", derivative, in_S),
-        Step("Why the code computes it this way", "On the diagonal, $1 - S_i$ is 0 in floating point "
-             "once $S_i$ rounds to 1; given $\\sum_m S_m = 1$ it is $\\sum_{m \\ne i} S_m$ (proved on the "
-             "softmax Jacobian's page), which keeps every digit.", in_S, stable),
+        Step(
+            "Differentiate",
+            "$\\partial z_i/\\partial z_j = \\delta_{ij}$; the derivative of "
+            "$\\log \\sum_k e^{z_k}$ is $e^{z_j}/\\sum_k e^{z_k}$.",
+            Derivative(log_softmax, z[j]),
+            derivative,
+        ),
+        Step(
+            "In terms of S",
+            "$e^{z_j}/\\sum_k e^{z_k}$ is $S_j$: no division by $S_i$, unlike "
+            "$\\partial S_i/\\partial z_j$ divided by $S_i$.",
+            derivative,
+            in_S,
+        ),
+        Step(
+            "Why the code computes it this way",
+            "On the diagonal, $1 - S_i$ is 0 in floating point "
+            "once $S_i$ rounds to 1; given $\\sum_m S_m = 1$ it is $\\sum_{m \\ne i} S_m$ (proved on the "
+            "softmax Jacobian's page), which keeps every digit.",
+            in_S,
+            stable,
+        ),
     )
     identities = (
-        Identity("log_softmax_jacobian", "the derivative of $\\log S_i$ is $\\delta_{ij} - S_j$",
-                 long=sp.diff(log_softmax, z[j]), shortcut=in_S.subs(S[j], result("softmax_jacobian", "softmax", i=j)),
-                 explicit=explicit_jacobian, explicit_sizes=every(C=range(2, 7)),
-                 long_title="The derivative of log-softmax,", shortcut_title="$\\delta_{ij} - S_j$ with $S$ written out,"),
-        Identity("log_softmax_jacobian_stable",
-                 "the form the code computes equals $\\delta_{ij} - S_j$, given $\\sum_m S_m = 1$",
-                 long=stable, shortcut=in_S, assumptions={sp.Sum(S[m], (m, 1, C)): sp.Integer(1)},
-                 long_title="The form the code computes,", shortcut_title="the shortcut,"),
+        Identity(
+            "log_softmax_jacobian",
+            "the derivative of $\\log S_i$ is $\\delta_{ij} - S_j$",
+            long=sp.diff(log_softmax, z[j]),
+            shortcut=in_S.subs(S[j], result("softmax_jacobian", "softmax", i=j)),
+            explicit=explicit_jacobian,
+            explicit_sizes=every(C=range(2, 7)),
+            long_title="The derivative of log-softmax,",
+            shortcut_title="$\\delta_{ij} - S_j$ with $S$ written out,",
+        ),
+        Identity(
+            "log_softmax_jacobian_stable",
+            "the form the code computes equals $\\delta_{ij} - S_j$, given $\\sum_m S_m = 1$",
+            long=stable,
+            shortcut=in_S,
+            assumptions={sp.Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            long_title="The form the code computes,",
+            shortcut_title="the shortcut,",
+        ),
     )
     kernels = (
         Kernel(
             name="log_softmax_jacobian",
             summary="∂ log S_i/∂z_j = δ_ij − S_j: the Jacobian of log-softmax, from the logits.",
             params=(Param("z", z, ("C",), doc="logits"),),
-            body=(Assign(S, (j,), sp.Function("softmax")(z)),
-                  Assign(sp.IndexedBase("others"), (i,), others)),
-            returns=Assign(Derivative(log(S[i]), z[j]), (i, j),
-                           stable.xreplace({others: sp.IndexedBase("others")[i]})),
+            body=(
+                Assign(S, (j,), sp.Function("softmax")(z)),
+                Assign(sp.IndexedBase("others"), (i,), others),
+            ),
+            returns=Assign(
+                Derivative(log(S[i]), z[j]),
+                (i, j),
+                stable.xreplace({others: sp.IndexedBase("others")[i]}),
+            ),
             math=in_S,
             returns_doc="shape (..., C, C)",
             derivative=DerivativeOf("log_softmax(z)", wrt="z"),
@@ -79,10 +127,15 @@ def derive() -> Derivation:
         identities=identities,
         kernels=kernels,
         examples=(
-            Example("Rows are e_i − S", "log_softmax_jacobian(np.array([2.0, 1.0, 0.1]))",
-                    reference="np.eye(3) - softmax(np.array([2.0, 1.0, 0.1]))",
-                    text="Against the identity matrix minus the softmax, written with NumPy."),
+            Example(
+                "Rows are e_i − S",
+                "log_softmax_jacobian(np.array([2.0, 1.0, 0.1]))",
+                reference="np.eye(3) - softmax(np.array([2.0, 1.0, 0.1]))",
+                text="Against the identity matrix minus the softmax, written with NumPy.",
+            ),
         ),
-        figures=(Figure("log-softmax-jacobian.svg", "The log-softmax Jacobian for three logits.", _draw),),
+        figures=(
+            Figure("log-softmax-jacobian.svg", "The log-softmax Jacobian for three logits.", _draw),
+        ),
         results={"jacobian": in_S},
     )

@@ -27,8 +27,8 @@ from derive.model import (
 from derive.steps import (
     Assign,
     Definition,
-    DerivativeOf,
     Derivation,
+    DerivativeOf,
     Figure,
     Identity,
     Kernel,
@@ -47,6 +47,7 @@ v = sp.IndexedBase("v", shape=(C,))  # any direction in logit space
 
 
 # -- explicit matrices at small sizes ---------------------------------------------------
+
 
 def _softmax_hessian(probabilities: Matrix) -> Matrix:
     return sp.diag(*probabilities) - probabilities * probabilities.T
@@ -84,8 +85,9 @@ def explicit_shifted_logits(sizes) -> tuple[Matrix, Matrix]:
     layer = explicit_layer(sizes["D"], sizes["C"])
     shift = explicit_vector("a", sizes["D"])
     shifted = (layer.W + shift * sp.ones(1, sizes["C"])).T * layer.x
-    return shifted.applyfunc(sp.expand), (layer.z + (shift.T * layer.x)[0] * sp.ones(sizes["C"], 1)).applyfunc(
-        sp.expand)
+    return shifted.applyfunc(sp.expand), (
+        layer.z + (shift.T * layer.x)[0] * sp.ones(sizes["C"], 1)
+    ).applyfunc(sp.expand)
 
 
 def _weights_row_major(layer) -> list[sp.Symbol]:
@@ -103,10 +105,15 @@ def explicit_weight_hessian(sizes) -> tuple[Matrix, Matrix]:
     """
     n_inputs, n_classes = sizes["D"], sizes["C"]
     layer = explicit_layer(n_inputs, n_classes)
-    loss = sp.expand_log(layer.XE.xreplace(dict(zip(layer.y, explicit_labels(n_classes)))), force=True)
+    loss = sp.expand_log(
+        layer.XE.xreplace(dict(zip(layer.y, explicit_labels(n_classes)))), force=True
+    )
     logits = explicit_vector("z", n_classes)
-    first_row = {layer.W[0, c]: (logits[c] - sum(layer.W[j, c] * layer.x[j] for j in range(1, n_inputs)))
-                 / layer.x[0] for c in range(n_classes)}
+    first_row = {
+        layer.W[0, c]: (logits[c] - sum(layer.W[j, c] * layer.x[j] for j in range(1, n_inputs)))
+        / layer.x[0]
+        for c in range(n_classes)
+    }
     long = sp.hessian(loss, _weights_row_major(layer)).subs(first_row)
     shortcut = sp.kronecker_product(layer.x * layer.x.T, _softmax_hessian(explicit_softmax(logits)))
     return long, shortcut
@@ -121,22 +128,32 @@ def explicit_hvp(sizes) -> tuple[Matrix, Matrix]:
     hessian = sp.kronecker_product(inputs * inputs.T, _softmax_hessian(probabilities))
     along = direction.T * inputs  # U_c
     mean = sum(probabilities[d] * along[d] for d in range(n_classes))
-    shortcut = Matrix(n_inputs * n_classes, 1, lambda w, _: inputs[w // n_classes]
-                      * probabilities[w % n_classes] * (along[w % n_classes] - mean))
+    shortcut = Matrix(
+        n_inputs * n_classes,
+        1,
+        lambda w, _: (
+            inputs[w // n_classes] * probabilities[w % n_classes] * (along[w % n_classes] - mean)
+        ),
+    )
     return hessian * Matrix(list(direction)), shortcut
 
 
 # -- figures --------------------------------------------------------------------------
+
 
 def _kronecker_structure(fig, generated, posts) -> None:
     x1, W1 = posts.X, posts.W
     s = generated.softmax(generated.summation(x1, W1))
     hessian = generated.weight_hessian(x1, W1)
     n = hessian.shape[0] * hessian.shape[1]
-    panels = [(np.outer(x1, x1), r"$x x^T$ ($D \times D$)"),
-              (generated.cross_entropy_from_logits_hessian(generated.summation(x1, W1)),
-               r"$\mathrm{diag}(S) - S S^T$ ($C \times C$)"),
-              (hessian.reshape(n, n), r"$H_{(jc),(kd)}$ = $x x^T \otimes (\mathrm{diag}(S) - S S^T)$")]
+    panels = [
+        (np.outer(x1, x1), r"$x x^T$ ($D \times D$)"),
+        (
+            generated.cross_entropy_from_logits_hessian(generated.summation(x1, W1)),
+            r"$\mathrm{diag}(S) - S S^T$ ($C \times C$)",
+        ),
+        (hessian.reshape(n, n), r"$H_{(jc),(kd)}$ = $x x^T \otimes (\mathrm{diag}(S) - S S^T)$"),
+    ]
     axes = fig.subplots(1, 3, width_ratios=[1, 1, 2.2])
     for ax, (matrix, title) in zip(axes, panels):
         limit = np.abs(matrix).max()
@@ -162,14 +179,17 @@ def iris(standardized: bool = True):
     return np.hstack([features, np.ones((len(features), 1))]), data.target
 
 
-def newton_against_gradient_descent(generated, penalty: float = 1e-2, tolerance: float = 1e-8,
-                                    max_iterations: int = 20000) -> dict[str, dict]:
+def newton_against_gradient_descent(
+    generated, penalty: float = 1e-2, tolerance: float = 1e-8, max_iterations: int = 20000
+) -> dict[str, dict]:
     """Both methods on Iris softmax regression with (penalty/2)‖W‖², from W = 0, until ‖g‖ < tolerance."""
     inputs, labels = iris()
     one_hot = np.eye(3)[labels]
 
     def objective(weights):
-        loss = generated.cross_entropy_from_logits(generated.summation(inputs, weights), one_hot).mean()
+        loss = generated.cross_entropy_from_logits(
+            generated.summation(inputs, weights), one_hot
+        ).mean()
         return loss + penalty / 2 * np.sum(weights**2)
 
     def gradient(weights):
@@ -177,8 +197,10 @@ def newton_against_gradient_descent(generated, penalty: float = 1e-2, tolerance:
 
     # 1/L, with L bounding the Hessian: diag(S) − S Sᵀ ≼ I/2 (Böhning), so H ≼ XᵀX/(2B) ⊗ I + l2 I.
     rate = 1 / (np.linalg.eigvalsh(inputs.T @ inputs / len(inputs)).max() / 2 + penalty)
-    steps = {"Newton": lambda w: w + generated.newton_step(inputs, w, one_hot, penalty),
-             f"gradient descent (step 1/L = {rate:.2f})": lambda w: w - rate * gradient(w)}
+    steps = {
+        "Newton": lambda w: w + generated.newton_step(inputs, w, one_hot, penalty),
+        f"gradient descent (step 1/L = {rate:.2f})": lambda w: w - rate * gradient(w),
+    }
     runs = {}
     for name, step in steps.items():
         weights = np.zeros((inputs.shape[1], 3))
@@ -187,8 +209,12 @@ def newton_against_gradient_descent(generated, penalty: float = 1e-2, tolerance:
             weights = step(weights)
             losses.append(objective(weights))
             norms.append(np.linalg.norm(gradient(weights)))
-        runs[name] = {"loss": np.array(losses), "gradient_norm": np.array(norms),
-                      "iterations": len(norms) - 1, "converged": norms[-1] < tolerance}
+        runs[name] = {
+            "loss": np.array(losses),
+            "gradient_norm": np.array(norms),
+            "iterations": len(norms) - 1,
+            "converged": norms[-1] < tolerance,
+        }
     return runs
 
 
@@ -198,8 +224,11 @@ def _newton_figure(fig, generated, posts) -> None:
     left, right = fig.subplots(1, 2)
     for name, run in runs.items():
         steps = np.arange(len(run["loss"]))
-        done = f"{run['iterations']} iterations to $\\|g\\| < 10^{{-8}}$" if run["converged"] \
+        done = (
+            f"{run['iterations']} iterations to $\\|g\\| < 10^{{-8}}$"
+            if run["converged"]
             else f"not below $10^{{-8}}$ in {run['iterations']} iterations"
+        )
         left.loglog(steps + 1, run["loss"] - best + 1e-16, label=name)
         right.loglog(steps + 1, run["gradient_norm"], label=f"{name}: {done}")
     left.set_title("penalized loss minus its minimum", fontsize=9)
@@ -214,8 +243,9 @@ def _newton_figure(fig, generated, posts) -> None:
 
 # -- the derivation ---------------------------------------------------------------------
 
+
 def derive():
-    i, j, k, t = class_index("i"), class_index("j"), class_index("k"), class_index("t")
+    i, j, t = class_index("i"), class_index("j"), class_index("t")
     c, d = class_index("c"), class_index("d")
     jj, kk = input_index("j"), input_index("k")  # inputs: W_jc, W_kd
     XE = sp.Symbol("XE")
@@ -226,8 +256,10 @@ def derive():
     second = evaluate(sp.diff(first, z[j]))
     logit_grad = result("cross_entropy_from_logits", "logit_grad", j=i)  # S_i − y_i
     logit_hessian = result("softmax_jacobian", "jacobian", i=i, j=j)  # S_i(δ_ij − S_j)
-    softmax_of = {S[i]: result("softmax_jacobian", "softmax", i=i),
-                  S[j]: result("softmax_jacobian", "softmax", i=j)}
+    softmax_of = {
+        S[i]: result("softmax_jacobian", "softmax", i=i),
+        S[j]: result("softmax_jacobian", "softmax", i=j),
+    }
     one_hot = {Sum(y[t], (t, 1, C)): sp.Integer(1)}
     S_vector = sp.MatrixSymbol("S", C, 1)
     matrix_form = sp.DiagMatrix(S_vector) - S_vector * S_vector.T
@@ -243,7 +275,7 @@ def derive():
     null = Sum(logit_hessian, (j, 1, C))
     a = sp.IndexedBase("a", shape=(D,))
     logit = summation(c)
-    (e, _, _), = logit.limits
+    ((e, _, _),) = logit.limits
     shifted_logit = Sum((W[e, c] + a[e]) * x[e], (e, 1, D))
     shift_shortcut = logit + Sum(a[e] * x[e], (e, 1, D))
 
@@ -259,17 +291,27 @@ def derive():
     per_sample = {S[c]: P[b, c], S[d]: P[b, d], x[jj]: X[b, jj], x[kk]: X[b, kk]}
     batch_hessian = Sum(weight_hessian.xreplace(per_sample), (b, 1, B)) / B
     share = sp.IndexedBase("share")  # S_bc / B: each sample's share of the mean
-    as_products = (Sum(X[b, jj] * P[b, c] * X[b, kk], (b, 1, B)) * KroneckerDelta(c, d)
-                   - Sum(X[b, jj] * P[b, c] * X[b, kk] * P[b, d], (b, 1, B))) / B
+    as_products = (
+        Sum(X[b, jj] * P[b, c] * X[b, kk], (b, 1, B)) * KroneckerDelta(c, d)
+        - Sum(X[b, jj] * P[b, c] * X[b, kk] * P[b, d], (b, 1, B))
+    ) / B
 
     # Hessian times V: two matrix products, U = X V and Xᵀ[S ⊙ U − S (Σ S U)].
     V, U = sp.IndexedBase("V"), sp.IndexedBase("U")
     hvp_long = Sum(Sum(weight_hessian * V[kk, d], (d, 1, C)), (kk, 1, D))  # one sample
-    hvp_sample = x[jj] * S[c] * (Sum(x[kk] * V[kk, c], (kk, 1, D))
-                                 - Sum(S[d] * V[kk, d] * x[kk], (d, 1, C), (kk, 1, D)))
+    hvp_sample = (
+        x[jj]
+        * S[c]
+        * (Sum(x[kk] * V[kk, c], (kk, 1, D)) - Sum(S[d] * V[kk, d] * x[kk], (d, 1, C), (kk, 1, D)))
+    )
     along = Sum(X[b, kk] * V[kk, c], (kk, 1, D))  # U_bc
-    hvp = Sum(X[b, jj] * P[b, c] * (along - Sum(P[b, d] * along.xreplace({c: d}), (d, 1, C))),
-              (b, 1, B)) / B
+    hvp = (
+        Sum(
+            X[b, jj] * P[b, c] * (along - Sum(P[b, d] * along.xreplace({c: d}), (d, 1, C))),
+            (b, 1, B),
+        )
+        / B
+    )
 
     # The L2 penalty (l2/2) Σ W², its gradient and Hessian.
     penalty = l2 / 2 * Sum(Sum(W[jj, c] ** 2, (c, 1, C)), (jj, 1, D))
@@ -277,139 +319,233 @@ def derive():
     penalty_hessian = evaluate(sp.diff(penalty_grad, W[kk, d]))
 
     steps = (
-        Step("The gradient with respect to the logits",
-             "From the page on the loss from the logits: $\\partial XE / \\partial z_i = S_i - y_i$, "
-             "given $\\sum_t y_t = 1$.", Derivative(XE, z[i]), logit_grad),
-        Step("Differentiate again",
-             "$y$ does not depend on $z$; what remains is the softmax Jacobian of the first page. "
-             "The Hessian with respect to the logits **is** the softmax Jacobian: it does not "
-             "depend on $y$ at all.", Derivative(logit_grad, z[j]), logit_hessian),
-        Step("Directly, from the loss",
-             "Differentiating $-\\sum_t y_t \\log S_t$ twice without the shortcut: every term "
-             "carries the factor $\\sum_t y_t$, which is 1 for one-hot (or any probability) "
-             "labels. The first proof below checks this against the step above.",
-             Derivative(loss, z[i], z[j]), sp.factor_terms(second)),
-        Step("Matrix form", "$S_i \\delta_{ij}$ is $\\mathrm{diag}(S)$, $S_i S_j$ the outer product.",
-             logit_hessian, matrix_form),
-        Step("A quadratic form",
-             "For any direction $v$ in logit space, the delta keeps $j = i$; the rest is a product "
-             "of two sums.", quadratic, quadratic_shortcut),
-        Step("The variance reading",
-             "Let $V$ be a random variable taking the value $v_i$ with probability $S_i$. Then "
-             "$\\sum_i S_i v_i^2 = E[V^2]$ and $\\sum_i S_i v_i = E[V] = m$, so $v^T H v = "
-             "E[V^2] - E[V]^2 = \\operatorname{Var}(V) = \\sum_i S_i (v_i - m)^2 \\geq 0$: "
-             "**the Hessian is positive semi-definite**, and the loss is convex in $z$ (and in "
-             "$W$, since $z$ is linear in $W$). The variance is 0 only when $V$ is constant: "
-             "$v$ is a multiple of $\\mathbf{1}$ (every $S_i > 0$).",
-             variance, moment - m**2),
-        Step("Singular: the direction of ones",
-             "Each row of the Hessian sums to $S_i(1 - \\sum_j S_j) = 0$: $H \\mathbf{1} = 0$. "
-             "Adding the same number to every logit changes no probability (the softmax shift "
-             "proved on the first page), so the loss is flat along $\\mathbf{1}$.",
-             null, sp.Integer(0)),
-        Step("Singular in W: W + a1ᵀ",
-             "Adding a vector $a$ to every column of $W$ adds $a^T x$ to every logit, "
-             "which leaves every $S$, hence the loss, unchanged. Each of the $D$ directions "
-             "$a = e_1, \\dots, e_D$ is a null vector of the Hessian with respect to $W$: its "
-             "null space has dimension at least $D$, and exactly $D$ for generic data "
-             "(the tests check the eigenvalues).", shifted_logit, shift_shortcut),
-        Step("Second derivative with respect to the weights",
-             "Chain rule twice through $z_t = \\sum_e W_{et} x_e$: $\\partial z_t / \\partial "
-             "W_{jc} = x_j \\delta_{tc}$, and $z$ is linear in $W$, so no second derivative of "
-             "$z$ appears; the deltas keep $t = c$, $i = d$.",
-             Derivative(XE, W[jj, c], W[kk, d]), weight_hessian),
-        Step("Kronecker form",
-             "Entry $[j, c, k, d]$ is $(x x^T)_{jk} \\, (\\mathrm{diag}(S) - S S^T)_{cd}$. With "
-             "$W$ flattened row-major (`W.reshape(-1)`, index $j C + c$) the $DC \\times DC$ "
-             "Hessian is $x x^T \\otimes (\\mathrm{diag}(S) - S S^T)$; in the posts' class-major "
-             "order ($c D + j$) it is $(\\mathrm{diag}(S) - S S^T) \\otimes x x^T$.",
-             weight_hessian, sp.kronecker_product(sp.MatrixSymbol("x", D, 1) * sp.MatrixSymbol("x", D, 1).T,
-                                                   matrix_form)),
-        Step("Mean over a batch",
-             "The derivative of a mean is the mean of the derivatives, each sample with its own "
-             "$x$ and $S$. A sum of positive semi-definite matrices is positive semi-definite, "
-             "and every $W + a 1^T$ direction stays in the null space.",
-             Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[jj, c], W[kk, d]),
-             batch_hessian),
-        Step("As two matrix products",
-             "Expanding the bracket separates a term with $\\delta_{cd}$ from one without; each "
-             "is one sum over the batch of a product of per-sample factors, which the generated "
-             "code computes as one matrix product ($X^T$ times a $B \\times DC$ outer product), "
-             "never forming a $B \\times D \\times C \\times D \\times C$ array.",
-             batch_hessian, as_products),
-        Step("Hessian times V, without the Hessian",
-             "Summing one sample's Hessian against a $V$ shaped like $W$: the delta keeps "
-             "$d = c$, and $k$ meets only $x_k$ and $V$. Both sums over $k$ are entries of "
-             "$U = V^T x$ ($U_c = \\sum_k x_k V_{kc}$; $S_d$ leaves the inner sum): "
-             "$x_j S_c (U_c - \\sum_d S_d U_d)$.", hvp_long, hvp_sample),
-        Step("Hessian times V over a batch",
-             "The mean of the samples' products: $U = X V$ ($B \\times C$), then $X^T$ times "
-             "$S \\odot (U - \\sum_d S_d U_d)$, over $B$. Two matrix products over the batch "
-             "(and the forward pass), no $DC \\times DC$ array: the cost of one gradient.",
-             Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[jj, c]), hvp),
-        Step("The L2 penalty",
-             "Newton's method minimizes $\\overline{XE} + \\frac{l_2}{2}\\|W\\|^2$. The penalty's "
-             "gradient is $l_2 W$ ...", penalty, penalty_grad),
-        Step("... and its Hessian is l2 times the identity",
-             "so the Hessian of the penalized loss is $H + l_2 I$. $H$ is positive "
-             "semi-definite, so every eigenvalue of $H + l_2 I$ is at least $l_2 > 0$: the "
-             "penalized loss is strictly convex and has **exactly one minimum**, and the Newton "
-             "step $\\Delta W$ solving $(H + l_2 I)\\,\\mathrm{vec}(\\Delta W) = "
-             "-\\mathrm{vec}(g + l_2 W)$ (row-major vec) is always defined. With $l_2 = 0$, $H$ "
-             "is singular (the $D$ directions $W + a 1^T$), so the step is not. Worse: when "
-             "the classes are linearly separable (Iris's setosa is), scaling a separating $W$ "
-             "by $t \\to \\infty$ drives every true-class probability to 1 and the loss to its "
-             "infimum 0, which no finite $W$ attains: without the penalty, gradient descent and "
-             "Newton's method send the weights to infinity.",
-             Derivative(penalty_grad, W[kk, d]), penalty_hessian),
+        Step(
+            "The gradient with respect to the logits",
+            "From the page on the loss from the logits: $\\partial XE / \\partial z_i = S_i - y_i$, "
+            "given $\\sum_t y_t = 1$.",
+            Derivative(XE, z[i]),
+            logit_grad,
+        ),
+        Step(
+            "Differentiate again",
+            "$y$ does not depend on $z$; what remains is the softmax Jacobian of the first page. "
+            "The Hessian with respect to the logits **is** the softmax Jacobian: it does not "
+            "depend on $y$ at all.",
+            Derivative(logit_grad, z[j]),
+            logit_hessian,
+        ),
+        Step(
+            "Directly, from the loss",
+            "Differentiating $-\\sum_t y_t \\log S_t$ twice without the shortcut: every term "
+            "carries the factor $\\sum_t y_t$, which is 1 for one-hot (or any probability) "
+            "labels. The first proof below checks this against the step above.",
+            Derivative(loss, z[i], z[j]),
+            sp.factor_terms(second),
+        ),
+        Step(
+            "Matrix form",
+            "$S_i \\delta_{ij}$ is $\\mathrm{diag}(S)$, $S_i S_j$ the outer product.",
+            logit_hessian,
+            matrix_form,
+        ),
+        Step(
+            "A quadratic form",
+            "For any direction $v$ in logit space, the delta keeps $j = i$; the rest is a product "
+            "of two sums.",
+            quadratic,
+            quadratic_shortcut,
+        ),
+        Step(
+            "The variance reading",
+            "Let $V$ be a random variable taking the value $v_i$ with probability $S_i$. Then "
+            "$\\sum_i S_i v_i^2 = E[V^2]$ and $\\sum_i S_i v_i = E[V] = m$, so $v^T H v = "
+            "E[V^2] - E[V]^2 = \\operatorname{Var}(V) = \\sum_i S_i (v_i - m)^2 \\geq 0$: "
+            "**the Hessian is positive semi-definite**, and the loss is convex in $z$ (and in "
+            "$W$, since $z$ is linear in $W$). The variance is 0 only when $V$ is constant: "
+            "$v$ is a multiple of $\\mathbf{1}$ (every $S_i > 0$).",
+            variance,
+            moment - m**2,
+        ),
+        Step(
+            "Singular: the direction of ones",
+            "Each row of the Hessian sums to $S_i(1 - \\sum_j S_j) = 0$: $H \\mathbf{1} = 0$. "
+            "Adding the same number to every logit changes no probability (the softmax shift "
+            "proved on the first page), so the loss is flat along $\\mathbf{1}$.",
+            null,
+            sp.Integer(0),
+        ),
+        Step(
+            "Singular in W: W + a1ᵀ",
+            "Adding a vector $a$ to every column of $W$ adds $a^T x$ to every logit, "
+            "which leaves every $S$, hence the loss, unchanged. Each of the $D$ directions "
+            "$a = e_1, \\dots, e_D$ is a null vector of the Hessian with respect to $W$: its "
+            "null space has dimension at least $D$, and exactly $D$ for generic data "
+            "(the tests check the eigenvalues).",
+            shifted_logit,
+            shift_shortcut,
+        ),
+        Step(
+            "Second derivative with respect to the weights",
+            "Chain rule twice through $z_t = \\sum_e W_{et} x_e$: $\\partial z_t / \\partial "
+            "W_{jc} = x_j \\delta_{tc}$, and $z$ is linear in $W$, so no second derivative of "
+            "$z$ appears; the deltas keep $t = c$, $i = d$.",
+            Derivative(XE, W[jj, c], W[kk, d]),
+            weight_hessian,
+        ),
+        Step(
+            "Kronecker form",
+            "Entry $[j, c, k, d]$ is $(x x^T)_{jk} \\, (\\mathrm{diag}(S) - S S^T)_{cd}$. With "
+            "$W$ flattened row-major (`W.reshape(-1)`, index $j C + c$) the $DC \\times DC$ "
+            "Hessian is $x x^T \\otimes (\\mathrm{diag}(S) - S S^T)$; in the posts' class-major "
+            "order ($c D + j$) it is $(\\mathrm{diag}(S) - S S^T) \\otimes x x^T$.",
+            weight_hessian,
+            sp.kronecker_product(
+                sp.MatrixSymbol("x", D, 1) * sp.MatrixSymbol("x", D, 1).T, matrix_form
+            ),
+        ),
+        Step(
+            "Mean over a batch",
+            "The derivative of a mean is the mean of the derivatives, each sample with its own "
+            "$x$ and $S$. A sum of positive semi-definite matrices is positive semi-definite, "
+            "and every $W + a 1^T$ direction stays in the null space.",
+            Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[jj, c], W[kk, d]),
+            batch_hessian,
+        ),
+        Step(
+            "As two matrix products",
+            "Expanding the bracket separates a term with $\\delta_{cd}$ from one without; each "
+            "is one sum over the batch of a product of per-sample factors, which the generated "
+            "code computes as one matrix product ($X^T$ times a $B \\times DC$ outer product), "
+            "never forming a $B \\times D \\times C \\times D \\times C$ array.",
+            batch_hessian,
+            as_products,
+        ),
+        Step(
+            "Hessian times V, without the Hessian",
+            "Summing one sample's Hessian against a $V$ shaped like $W$: the delta keeps "
+            "$d = c$, and $k$ meets only $x_k$ and $V$. Both sums over $k$ are entries of "
+            "$U = V^T x$ ($U_c = \\sum_k x_k V_{kc}$; $S_d$ leaves the inner sum): "
+            "$x_j S_c (U_c - \\sum_d S_d U_d)$.",
+            hvp_long,
+            hvp_sample,
+        ),
+        Step(
+            "Hessian times V over a batch",
+            "The mean of the samples' products: $U = X V$ ($B \\times C$), then $X^T$ times "
+            "$S \\odot (U - \\sum_d S_d U_d)$, over $B$. Two matrix products over the batch "
+            "(and the forward pass), no $DC \\times DC$ array: the cost of one gradient.",
+            Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[jj, c]),
+            hvp,
+        ),
+        Step(
+            "The L2 penalty",
+            "Newton's method minimizes $\\overline{XE} + \\frac{l_2}{2}\\|W\\|^2$. The penalty's "
+            "gradient is $l_2 W$ ...",
+            penalty,
+            penalty_grad,
+        ),
+        Step(
+            "... and its Hessian is l2 times the identity",
+            "so the Hessian of the penalized loss is $H + l_2 I$. $H$ is positive "
+            "semi-definite, so every eigenvalue of $H + l_2 I$ is at least $l_2 > 0$: the "
+            "penalized loss is strictly convex and has **exactly one minimum**, and the Newton "
+            "step $\\Delta W$ solving $(H + l_2 I)\\,\\mathrm{vec}(\\Delta W) = "
+            "-\\mathrm{vec}(g + l_2 W)$ (row-major vec) is always defined. With $l_2 = 0$, $H$ "
+            "is singular (the $D$ directions $W + a 1^T$), so the step is not. Worse: when "
+            "the classes are linearly separable (Iris's setosa is), scaling a separating $W$ "
+            "by $t \\to \\infty$ drives every true-class probability to 1 and the loss to its "
+            "infimum 0, which no finite $W$ attains: without the penalty, gradient descent and "
+            "Newton's method send the weights to infinity.",
+            Derivative(penalty_grad, W[kk, d]),
+            penalty_hessian,
+        ),
     )
 
     identities = (
-        Identity("logit_hessian",
-                 "The second derivative of the loss in the logits is S_i(δ_ij − S_j), the softmax "
-                 "Jacobian, given Σ y = 1: it does not depend on y.",
-                 long=sp.diff(loss, z[i], z[j]), shortcut=logit_hessian.xreplace(softmax_of),
-                 assumptions=one_hot, explicit=explicit_logit_hessian,
-                 explicit_sizes=every(C=range(2, 4)),
-                 long_title="The loss differentiated twice,",
-                 shortcut_title="S_i(δ_ij − S_j) with S written out,"),
-        Identity("hessian_quadratic_form",
-                 "vᵀ(diag(S) − S Sᵀ)v = Σ S_i v_i² − (Σ S_i v_i)², for every v and symbolic C.",
-                 long=quadratic, shortcut=quadratic_shortcut, explicit=explicit_quadratic_form,
-                 explicit_sizes=every(C=range(2, 5)),
-                 long_title="The quadratic form,", shortcut_title="E[V²] − E[V]²,"),
-        Identity("hessian_variance",
-                 "Σ S_i (v_i − m)² = Σ S_i v_i² − m² when Σ S_i = 1 and m = Σ S_i v_i: the "
-                 "quadratic form is a variance, so it is ≥ 0.",
-                 long=variance, shortcut=moment - m**2,
-                 assumptions={Sum(S[i], (i, 1, C)): sp.Integer(1), mean: m},
-                 long_title="The variance,", shortcut_title="E[V²] − m²,"),
-        Identity("hessian_null_direction",
-                 "(diag(S) − S Sᵀ)·1 = 0 when Σ S_j = 1: the Hessian is singular.",
-                 long=null, shortcut=sp.Integer(0), assumptions={Sum(S[j], (j, 1, C)): sp.Integer(1)},
-                 explicit=explicit_null_direction, explicit_sizes=every(C=range(2, 6)),
-                 long_title="Each row sum of the Hessian,", shortcut_title="zero,"),
-        Identity("shifted_weights",
-                 "The logits of W + a1ᵀ are z + (aᵀx)1: every logit shifted by the same number.",
-                 long=shifted_logit, shortcut=shift_shortcut, explicit=explicit_shifted_logits,
-                 explicit_sizes=every(C=range(2, 4), D=range(1, 4)),
-                 long_title="The logits of W + a1ᵀ,", shortcut_title="the logits of W plus aᵀx,"),
-        Identity("weight_hessian",
-                 "The chain rule through z = Wᵀx gives ∂²XE/∂W_jc∂W_kd = x_j x_k S_c(δ_cd − S_d); "
-                 "with explicit matrices, the Hessian of the loss in W (flattened row-major) is "
-                 "x xᵀ ⊗ (diag(S) − S Sᵀ).",
-                 long=chain, shortcut=weight_hessian, explicit=explicit_weight_hessian,
-                 explicit_sizes=every(C=range(2, 3), D=range(1, 3)) + every(C=range(3, 4), D=range(1, 2)),
-                 long_title="The chain-rule product,", shortcut_title="the shortcut,"),
-        Identity("weight_hessian_as_products",
-                 "The batch mean of the Hessian equals the two sums over the batch the code computes.",
-                 long=batch_hessian, shortcut=as_products,
-                 long_title="The batch mean,", shortcut_title="the two sums,"),
-        Identity("weight_hvp",
-                 "For one sample, Σ_kd H_jc,kd V_kd = x_j S_c(U_c − Σ_d S_d U_d) with U = Vᵀx.",
-                 long=hvp_long, shortcut=hvp_sample, explicit=explicit_hvp,
-                 explicit_sizes=every(C=range(2, 4), D=range(1, 3)),
-                 long_title="The Hessian summed against V,", shortcut_title="the two products,"),
+        Identity(
+            "logit_hessian",
+            "The second derivative of the loss in the logits is S_i(δ_ij − S_j), the softmax "
+            "Jacobian, given Σ y = 1: it does not depend on y.",
+            long=sp.diff(loss, z[i], z[j]),
+            shortcut=logit_hessian.xreplace(softmax_of),
+            assumptions=one_hot,
+            explicit=explicit_logit_hessian,
+            explicit_sizes=every(C=range(2, 4)),
+            long_title="The loss differentiated twice,",
+            shortcut_title="S_i(δ_ij − S_j) with S written out,",
+        ),
+        Identity(
+            "hessian_quadratic_form",
+            "vᵀ(diag(S) − S Sᵀ)v = Σ S_i v_i² − (Σ S_i v_i)², for every v and symbolic C.",
+            long=quadratic,
+            shortcut=quadratic_shortcut,
+            explicit=explicit_quadratic_form,
+            explicit_sizes=every(C=range(2, 5)),
+            long_title="The quadratic form,",
+            shortcut_title="E[V²] − E[V]²,",
+        ),
+        Identity(
+            "hessian_variance",
+            "Σ S_i (v_i − m)² = Σ S_i v_i² − m² when Σ S_i = 1 and m = Σ S_i v_i: the "
+            "quadratic form is a variance, so it is ≥ 0.",
+            long=variance,
+            shortcut=moment - m**2,
+            assumptions={Sum(S[i], (i, 1, C)): sp.Integer(1), mean: m},
+            long_title="The variance,",
+            shortcut_title="E[V²] − m²,",
+        ),
+        Identity(
+            "hessian_null_direction",
+            "(diag(S) − S Sᵀ)·1 = 0 when Σ S_j = 1: the Hessian is singular.",
+            long=null,
+            shortcut=sp.Integer(0),
+            assumptions={Sum(S[j], (j, 1, C)): sp.Integer(1)},
+            explicit=explicit_null_direction,
+            explicit_sizes=every(C=range(2, 6)),
+            long_title="Each row sum of the Hessian,",
+            shortcut_title="zero,",
+        ),
+        Identity(
+            "shifted_weights",
+            "The logits of W + a1ᵀ are z + (aᵀx)1: every logit shifted by the same number.",
+            long=shifted_logit,
+            shortcut=shift_shortcut,
+            explicit=explicit_shifted_logits,
+            explicit_sizes=every(C=range(2, 4), D=range(1, 4)),
+            long_title="The logits of W + a1ᵀ,",
+            shortcut_title="the logits of W plus aᵀx,",
+        ),
+        Identity(
+            "weight_hessian",
+            "The chain rule through z = Wᵀx gives ∂²XE/∂W_jc∂W_kd = x_j x_k S_c(δ_cd − S_d); "
+            "with explicit matrices, the Hessian of the loss in W (flattened row-major) is "
+            "x xᵀ ⊗ (diag(S) − S Sᵀ).",
+            long=chain,
+            shortcut=weight_hessian,
+            explicit=explicit_weight_hessian,
+            explicit_sizes=every(C=range(2, 3), D=range(1, 3))
+            + every(C=range(3, 4), D=range(1, 2)),
+            long_title="The chain-rule product,",
+            shortcut_title="the shortcut,",
+        ),
+        Identity(
+            "weight_hessian_as_products",
+            "The batch mean of the Hessian equals the two sums over the batch the code computes.",
+            long=batch_hessian,
+            shortcut=as_products,
+            long_title="The batch mean,",
+            shortcut_title="the two sums,",
+        ),
+        Identity(
+            "weight_hvp",
+            "For one sample, Σ_kd H_jc,kd V_kd = x_j S_c(U_c − Σ_d S_d U_d) with U = Vᵀx.",
+            long=hvp_long,
+            shortcut=hvp_sample,
+            explicit=explicit_hvp,
+            explicit_sizes=every(C=range(2, 4), D=range(1, 3)),
+            long_title="The Hessian summed against V,",
+            shortcut_title="the two products,",
+        ),
     )
 
     # -- the generated functions ---------------------------------------------------------
@@ -446,9 +582,11 @@ def derive():
             params=(x_param, W_param),
             body=(Assign(P, (b, c), softmax_of_batch), Assign(share, (b, c), P[b, c] / B)),
             returns=Assign(
-                Derivative(XE, W[jj, c], W[kk, d]), (jj, c, kk, d),
+                Derivative(XE, W[jj, c], W[kk, d]),
+                (jj, c, kk, d),
                 MatmulSum(X[b, jj] * share[b, c] * X[b, kk], (b, 1, B)) * KroneckerDelta(c, d)
-                - MatmulSum(X[b, jj] * share[b, c] * X[b, kk] * P[b, d], (b, 1, B))),
+                - MatmulSum(X[b, jj] * share[b, c] * X[b, kk] * P[b, d], (b, 1, B)),
+            ),
             math=batch_hessian,
             returns_doc="shape (D, C, D, C), entry [j, c, k, d] = ∂²XE/∂W_jc∂W_kd; "
             "`.reshape(D*C, D*C)` is the Hessian of W flattened row-major (`W.reshape(-1)`)",
@@ -464,14 +602,22 @@ def derive():
             "nearly cancel (1 − S_c is lost, as in S_i(1 − S_i)), and inputs of both signs cancel "
             "over the batch. The softmax Jacobian's cancellation-free form is not used here yet",
             summary="The Hessian of the mean cross-entropy times V, without forming the Hessian.",
-            params=(x_param, W_param,
-                    Param("V", V, ("D", "C"), batched=False, doc="a direction, shaped like W")),
-            body=(Assign(P, (b, c), softmax_of_batch),
-                  Assign(U, (b, c), along),
-                  Assign(mean_along, (b,), Sum(P[b, d] * U[b, d], (d, 1, C))),
-                  Assign(error_share, (b, c), P[b, c] * (U[b, c] - mean_along[b]) / B)),
-            returns=Assign(sp.IndexedBase("HV")[jj, c], (jj, c),
-                           hvp_sum.xreplace({hvp_sum.function: X[b, jj] * error_share[b, c]})),
+            params=(
+                x_param,
+                W_param,
+                Param("V", V, ("D", "C"), batched=False, doc="a direction, shaped like W"),
+            ),
+            body=(
+                Assign(P, (b, c), softmax_of_batch),
+                Assign(U, (b, c), along),
+                Assign(mean_along, (b,), Sum(P[b, d] * U[b, d], (d, 1, C))),
+                Assign(error_share, (b, c), P[b, c] * (U[b, c] - mean_along[b]) / B),
+            ),
+            returns=Assign(
+                sp.IndexedBase("HV")[jj, c],
+                (jj, c),
+                hvp_sum.xreplace({hvp_sum.function: X[b, jj] * error_share[b, c]}),
+            ),
             math=hvp,
             returns_doc="shape (D, C), like W: entry [j, c] = Σ_kd ∂²XE/∂W_jc∂W_kd V_kd",
             notes="Cost: the forward pass and two matrix products, X V and Xᵀ(...), as one "
@@ -484,17 +630,36 @@ def derive():
             conditioning="A linear solve: its error grows with the condition number of H + l2·I "
             "(about the largest eigenvalue over l2), so only a norm-wise bound scaled by it holds",
             summary="The Newton step ΔW for the mean cross-entropy plus (l2/2)‖W‖², solved densely.",
-            params=(x_param, W_param,
-                    Param("y", Y, ("C",), doc="one-hot labels, with the batch shape of x", one_hot=True),
-                    Param("l2", l2, (), batched=False, doc="the L2 penalty's weight, > 0",
-                          domain="positive")),
-            body=(Assign(H, (jj, c, kk, d), sp.Function("weight_hessian")(X, W)),
-                  Assign(g, (jj, c), sp.Function("weight_grad")(X, W, Y)),
-                  Assign(regularized, (jj, c, kk, d),
-                         H[jj, c, kk, d] + l2 * KroneckerDelta(jj, kk) * KroneckerDelta(c, d)),
-                  Assign(rhs, (jj, c), -g[jj, c] - l2 * W[jj, c])),
-            returns=Assign(sp.Symbol(r"\operatorname{vec}(\Delta W)"), (jj, c),
-                           DenseSolve(regularized, rhs, (jj, c))),
+            params=(
+                x_param,
+                W_param,
+                Param(
+                    "y", Y, ("C",), doc="one-hot labels, with the batch shape of x", one_hot=True
+                ),
+                Param(
+                    "l2",
+                    l2,
+                    (),
+                    batched=False,
+                    doc="the L2 penalty's weight, > 0",
+                    domain="positive",
+                ),
+            ),
+            body=(
+                Assign(H, (jj, c, kk, d), sp.Function("weight_hessian")(X, W)),
+                Assign(g, (jj, c), sp.Function("weight_grad")(X, W, Y)),
+                Assign(
+                    regularized,
+                    (jj, c, kk, d),
+                    H[jj, c, kk, d] + l2 * KroneckerDelta(jj, kk) * KroneckerDelta(c, d),
+                ),
+                Assign(rhs, (jj, c), -g[jj, c] - l2 * W[jj, c]),
+            ),
+            returns=Assign(
+                sp.Symbol(r"\operatorname{vec}(\Delta W)"),
+                (jj, c),
+                DenseSolve(regularized, rhs, (jj, c)),
+            ),
             math=-(sp.MatrixSymbol("H", D * C, D * C) + l2 * sp.Identity(D * C)).inv()
             * (sp.MatrixSymbol("g", D * C, 1) + l2 * sp.MatrixSymbol("W", D * C, 1)),
             returns_doc="ΔW, shape (D, C), like W: W + ΔW is the next Newton iterate",
@@ -511,13 +676,17 @@ def derive():
             "x.reshape(-1, x.shape[-1]) @ w, y.reshape(-1, y.shape[-1])) + l2 / 2 * (w ** 2).sum())(W)"
             ".reshape(-1)).reshape(W.shape))(x, W, y, l2)",
             requires=(
-                Requirement(sp.StrictGreaterThan(sp.Symbol("l2"), 0),  # l2 itself is declared positive
-                            "l2: expected a penalty > 0 (the Hessian alone is singular: the "
-                            "step is undefined), got {l2}"),
-                Requirement(sp.Le(D * C, MAX_UNKNOWNS),
-                            f"newton_step solves a (D*C) x (D*C) system densely: expected "
-                            f"D*C <= {MAX_UNKNOWNS}, got D*C = {{D * C}} (D = {{D}}, C = {{C}}); "
-                            f"use weight_hvp with conjugate gradients"),
+                Requirement(
+                    sp.StrictGreaterThan(sp.Symbol("l2"), 0),  # l2 itself is declared positive
+                    "l2: expected a penalty > 0 (the Hessian alone is singular: the "
+                    "step is undefined), got {l2}",
+                ),
+                Requirement(
+                    sp.Le(D * C, MAX_UNKNOWNS),
+                    f"newton_step solves a (D*C) x (D*C) system densely: expected "
+                    f"D*C <= {MAX_UNKNOWNS}, got D*C = {{D * C}} (D = {{D}}, C = {{C}}); "
+                    f"use weight_hvp with conjugate gradients",
+                ),
             ),
         ),
     )
@@ -527,28 +696,46 @@ def derive():
         summary="The Hessian of the cross-entropy, in the logits and in the weights: proved "
         "positive semi-definite and singular; Hessian-vector products; Newton's method.",
         definitions=(
-            Definition(XE, loss, "with $S = \\operatorname{softmax}(z)$, $z = W^T x$, and "
-            "$\\sum_t y_t = 1$ (one-hot labels)"),
-            Definition(sp.Symbol("H"), Derivative(XE, z[i], z[j]), "the Hessian in the logits, "
-                       "$C \\times C$; in the weights, entry $[j, c, k, d]$ is "
-                       "$\\partial^2 XE / \\partial W_{jc} \\partial W_{kd}$"),
+            Definition(
+                XE,
+                loss,
+                "with $S = \\operatorname{softmax}(z)$, $z = W^T x$, and "
+                "$\\sum_t y_t = 1$ (one-hot labels)",
+            ),
+            Definition(
+                sp.Symbol("H"),
+                Derivative(XE, z[i], z[j]),
+                "the Hessian in the logits, "
+                "$C \\times C$; in the weights, entry $[j, c, k, d]$ is "
+                "$\\partial^2 XE / \\partial W_{jc} \\partial W_{kd}$",
+            ),
         ),
         steps=steps,
         identities=identities,
         kernels=kernels,
         figures=(
-            Figure("hessian-kronecker.svg",
-                   "The Hessian in the weights for the posts' x and W: with W flattened "
-                   "row-major, a D x D grid of C x C blocks, block (j, k) being x_j x_k "
-                   "(diag(S) − S Sᵀ). Every block's rows sum to 0.", _kronecker_structure),
-            Figure("newton-against-gradient-descent.svg",
-                   "Softmax regression on Iris (150 samples, 4 standardized features and a "
-                   "constant, 3 classes) with l2 = 0.01, from W = 0: Newton's method "
-                   "(`newton_step`) against gradient descent with step 1/L. The legend gives the "
-                   "iterations each needs to reach a gradient norm below 1e-8: Newton converges "
-                   "quadratically once close, gradient descent linearly, at a rate set by the "
-                   "condition number of H + l2 I.", _newton_figure),
+            Figure(
+                "hessian-kronecker.svg",
+                "The Hessian in the weights for the posts' x and W: with W flattened "
+                "row-major, a D x D grid of C x C blocks, block (j, k) being x_j x_k "
+                "(diag(S) − S Sᵀ). Every block's rows sum to 0.",
+                _kronecker_structure,
+            ),
+            Figure(
+                "newton-against-gradient-descent.svg",
+                "Softmax regression on Iris (150 samples, 4 standardized features and a "
+                "constant, 3 classes) with l2 = 0.01, from W = 0: Newton's method "
+                "(`newton_step`) against gradient descent with step 1/L. The legend gives the "
+                "iterations each needs to reach a gradient norm below 1e-8: Newton converges "
+                "quadratically once close, gradient descent linearly, at a rate set by the "
+                "condition number of H + l2 I.",
+                _newton_figure,
+            ),
         ),
-        results={"logit_hessian": logit_hessian, "weight_hessian": weight_hessian,
-                 "batch_hessian": batch_hessian, "hvp": hvp},
+        results={
+            "logit_hessian": logit_hessian,
+            "weight_hessian": weight_hessian,
+            "batch_hessian": batch_hessian,
+            "hvp": hvp,
+        },
     )

@@ -7,7 +7,18 @@ import sympy as sp
 from sympy import Abs, Derivative, Piecewise, exp
 
 from derive.figures import curves
-from derive.steps import Assign, Definition, DerivativeOf, Derivation, Example, Figure, Identity, Kernel, Param, Step
+from derive.steps import (
+    Assign,
+    Definition,
+    Derivation,
+    DerivativeOf,
+    Example,
+    Figure,
+    Identity,
+    Kernel,
+    Param,
+    Step,
+)
 from derive.sympy_tools import on_each_side_of_zero
 
 z = sp.Symbol("z", real=True)
@@ -17,42 +28,91 @@ small = sp.Symbol("e", positive=True)  # e^{-|z|}, at most 1: never overflows
 
 def _draw(fig, generated, posts) -> None:
     t = np.linspace(-8, 8, 321)
-    curves(fig, t, {r"$\sigma(z)$": generated.sigmoid(t), r"$\sigma'(z) = \sigma(1-\sigma)$": generated.sigmoid_grad(t)},
-           xlabel="$z$", title="The sigmoid and its derivative (at most 1/4, at z = 0)")
+    curves(
+        fig,
+        t,
+        {
+            r"$\sigma(z)$": generated.sigmoid(t),
+            r"$\sigma'(z) = \sigma(1-\sigma)$": generated.sigmoid_grad(t),
+        },
+        xlabel="$z$",
+        title="The sigmoid and its derivative (at most 1/4, at z = 0)",
+    )
 
 
 def derive() -> Derivation:
     sigmoid = 1 / (1 + exp(-z))
     derivative = sp.diff(sigmoid, z)
     in_sigma = sp.factor(sp.simplify(derivative.subs(exp(-z), (1 - sigma) / sigma)))  # -σ(σ - 1)
-    in_sigma = sp.Mul(*[sp.expand(-f) if f.has(sigma) and f != sigma else f
-                        for f in sp.Mul.make_args(-in_sigma)], evaluate=False)  # σ(1 - σ), same product
+    in_sigma = sp.Mul(
+        *[sp.expand(-f) if f.has(sigma) and f != sigma else f for f in sp.Mul.make_args(-in_sigma)],
+        evaluate=False,
+    )  # σ(1 - σ), same product
     # Both branches use e^{-|z|} <= 1, so neither overflows for any z.
     stable = Piecewise((1 / (1 + exp(-Abs(z))), z >= 0), (exp(-Abs(z)) / (1 + exp(-Abs(z))), True))
     stable_derivative = exp(-Abs(z)) / (1 + exp(-Abs(z))) ** 2
     steps = (
-        Step("Differentiate", "Chain rule on $(1 + e^{-z})^{-1}$: the outer power gives "
-             "$-(1 + e^{-z})^{-2}$, the inner $e^{-z}$ gives $-e^{-z}$.", Derivative(sigmoid, z), derivative),
-        Step("In terms of σ", "From $\\sigma = 1/(1 + e^{-z})$: $e^{-z} = (1 - \\sigma)/\\sigma$; substitute and "
-             "simplify.", derivative, in_sigma),
-        Step("Stable evaluation", "For $z < 0$, $e^{-z}$ overflows once $-z > 709$ (float64); multiplying "
-             "numerator and denominator by $e^{z}$ gives $e^{z}/(1 + e^{z})$. Both branches are written "
-             "with $e^{-|z|} \\le 1$, so nothing overflows.", sigmoid, stable),
-        Step("Stable derivative", "$1 - \\sigma$ computed as a subtraction loses everything once $\\sigma$ "
-             "rounds to 1 (from $z \\approx 37$ in float64); written with $e^{-|z|}$ it keeps every digit.",
-             in_sigma, stable_derivative),
+        Step(
+            "Differentiate",
+            "Chain rule on $(1 + e^{-z})^{-1}$: the outer power gives "
+            "$-(1 + e^{-z})^{-2}$, the inner $e^{-z}$ gives $-e^{-z}$.",
+            Derivative(sigmoid, z),
+            derivative,
+        ),
+        Step(
+            "In terms of σ",
+            "From $\\sigma = 1/(1 + e^{-z})$: $e^{-z} = (1 - \\sigma)/\\sigma$; substitute and "
+            "simplify.",
+            derivative,
+            in_sigma,
+        ),
+        Step(
+            "Stable evaluation",
+            "For $z < 0$, $e^{-z}$ overflows once $-z > 709$ (float64); multiplying "
+            "numerator and denominator by $e^{z}$ gives $e^{z}/(1 + e^{z})$. Both branches are written "
+            "with $e^{-|z|} \\le 1$, so nothing overflows.",
+            sigmoid,
+            stable,
+        ),
+        Step(
+            "Stable derivative",
+            "$1 - \\sigma$ computed as a subtraction loses everything once $\\sigma$ "
+            "rounds to 1 (from $z \\approx 37$ in float64); written with $e^{-|z|}$ it keeps every digit.",
+            in_sigma,
+            stable_derivative,
+        ),
     )
     identities = (
-        *on_each_side_of_zero(Identity(
-            "sigmoid_stable", "the stable form equals the sigmoid",
-            long=stable, shortcut=sigmoid, long_title="The stable form,", shortcut_title="the sigmoid,"), z),
-        Identity("sigmoid_derivative", "the derivative SymPy computes is $\\sigma(1 - \\sigma)$",
-                 long=derivative, shortcut=in_sigma.subs(sigma, sigmoid),
-                 long_title="The derivative SymPy computes,", shortcut_title="$\\sigma(1 - \\sigma)$ with $\\sigma$ written out,"),
-        *on_each_side_of_zero(Identity(
-            "sigmoid_derivative_stable", "the stable derivative equals $\\sigma(1 - \\sigma)$",
-            long=stable_derivative, shortcut=in_sigma.subs(sigma, sigmoid),
-            long_title="The stable derivative,", shortcut_title="$\\sigma(1 - \\sigma)$,"), z),
+        *on_each_side_of_zero(
+            Identity(
+                "sigmoid_stable",
+                "the stable form equals the sigmoid",
+                long=stable,
+                shortcut=sigmoid,
+                long_title="The stable form,",
+                shortcut_title="the sigmoid,",
+            ),
+            z,
+        ),
+        Identity(
+            "sigmoid_derivative",
+            "the derivative SymPy computes is $\\sigma(1 - \\sigma)$",
+            long=derivative,
+            shortcut=in_sigma.subs(sigma, sigmoid),
+            long_title="The derivative SymPy computes,",
+            shortcut_title="$\\sigma(1 - \\sigma)$ with $\\sigma$ written out,",
+        ),
+        *on_each_side_of_zero(
+            Identity(
+                "sigmoid_derivative_stable",
+                "the stable derivative equals $\\sigma(1 - \\sigma)$",
+                long=stable_derivative,
+                shortcut=in_sigma.subs(sigma, sigmoid),
+                long_title="The stable derivative,",
+                shortcut_title="$\\sigma(1 - \\sigma)$,",
+            ),
+            z,
+        ),
     )
     argument = (Param("z", z, doc="any real numbers", batched=True),)
     kernels = (
@@ -71,7 +131,11 @@ def derive() -> Derivation:
             summary="dσ/dz = σ(z)(1 − σ(z)), elementwise, accurate where σ rounds to 0 or 1.",
             params=argument,
             body=(Assign(small, (), exp(-Abs(z))),),
-            returns=Assign(Derivative(sp.Function("sigma")(z), z), (), stable_derivative.subs(exp(-Abs(z)), small)),
+            returns=Assign(
+                Derivative(sp.Function("sigma")(z), z),
+                (),
+                stable_derivative.subs(exp(-Abs(z)), small),
+            ),
             math=in_sigma.subs(sigma, sp.Function("sigma")(z)),
             returns_doc="the derivative at each z, the shape of z",
             derivative=DerivativeOf("sigmoid(z)", wrt="z", kind="elementwise"),
@@ -82,18 +146,32 @@ def derive() -> Derivation:
         title="The sigmoid",
         summary="The logistic function $\\sigma(z) = 1/(1 + e^{-z})$ of binary classifiers and gates, "
         "and its derivative $\\sigma(1 - \\sigma)$.",
-        definitions=(Definition(sp.Function("sigma")(z), sigmoid, "for any real $z$, elementwise"),),
+        definitions=(
+            Definition(sp.Function("sigma")(z), sigmoid, "for any real $z$, elementwise"),
+        ),
         steps=steps,
         identities=identities,
         kernels=kernels,
         examples=(
-            Example("A few values", "sigmoid(np.array([-3.0, -0.5, 0.0, 0.5, 3.0]))",
-                    reference="1 / (1 + np.exp(-np.array([-3.0, -0.5, 0.0, 0.5, 3.0])))",
-                    text="Against the definition computed directly with NumPy, where it does not overflow."),
-            Example("Far out, quietly", "sigmoid(np.array([-1000.0, 1000.0])), sigmoid_grad(np.array([-40.0, 40.0]))",
-                    text="No overflow warning at ±1000; the derivative at ±40 keeps its tiny value "
-                    "($e^{-40} \\approx 4.2 \\cdot 10^{-18}$), where $\\sigma(1 - \\sigma)$ computed as written gives 0."),
+            Example(
+                "A few values",
+                "sigmoid(np.array([-3.0, -0.5, 0.0, 0.5, 3.0]))",
+                reference="1 / (1 + np.exp(-np.array([-3.0, -0.5, 0.0, 0.5, 3.0])))",
+                text="Against the definition computed directly with NumPy, where it does not overflow.",
+            ),
+            Example(
+                "Far out, quietly",
+                "sigmoid(np.array([-1000.0, 1000.0])), sigmoid_grad(np.array([-40.0, 40.0]))",
+                text="No overflow warning at ±1000; the derivative at ±40 keeps its tiny value "
+                "($e^{-40} \\approx 4.2 \\cdot 10^{-18}$), where $\\sigma(1 - \\sigma)$ computed as written gives 0.",
+            ),
         ),
-        figures=(Figure("sigmoid.svg", "The sigmoid and its derivative, from the generated functions.", _draw),),
+        figures=(
+            Figure(
+                "sigmoid.svg",
+                "The sigmoid and its derivative, from the generated functions.",
+                _draw,
+            ),
+        ),
         results={"sigmoid": sigmoid, "derivative": in_sigma.subs(sigma, sigmoid)},
     )

@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 from sympy import Derivative, KroneckerDelta, Matrix, Sum, exp
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from derive.figures import annotated_heatmap
 from derive.model import C, S, class_index, explicit_softmax, explicit_vector, softmax, z
-from sympy.matrices.expressions.matexpr import MatrixElement
-
 from derive.steps import (
     Assign,
     Definition,
-    DerivativeOf,
     Derivation,
+    DerivativeOf,
     Erratum,
     Example,
     Exercise,
@@ -50,7 +49,7 @@ def _variance_form(answer) -> bool:
     for n in range(2, 6):
         s = Matrix([S[m] for m in range(1, n + 1)])
         v = Matrix([values[m] for m in range(1, n + 1)])
-        jacobian = Matrix(n, n, lambda a, b: s[a] if a == b else 0) - s * s.T
+        jacobian = Matrix(n, n, lambda a, b: s[a] if a == b else 0) - s * s.T  # noqa: B023 - used at once
         quadratic = (v.T * jacobian * v)[0]
         for side in (answer.lhs, answer.rhs):
             plain = {ix: sp.Symbol(str(ix.label), integer=True) for ix in side.atoms(sp.Idx)}
@@ -78,16 +77,22 @@ def explicit_stable_form(sizes) -> tuple[Matrix, Matrix]:
     """The Jacobian of an explicit softmax, and the form the code computes with S written out."""
     logits = explicit_vector("z", sizes["C"])
     p = explicit_softmax(logits)
-    stable = Matrix(sizes["C"], sizes["C"],
-                    lambda i, j: p[i] * _others(p, i) if i == j else -p[i] * p[j])
+    stable = Matrix(
+        sizes["C"], sizes["C"], lambda i, j: p[i] * _others(p, i) if i == j else -p[i] * p[j]
+    )
     return p.jacobian(logits), stable
 
 
 def _jacobian_heatmap(fig, generated, posts) -> None:
     jacobian = generated.softmax_jacobian(generated.softmax(generated.summation(posts.X, posts.W)))
     C = jacobian.shape[0]
-    annotated_heatmap(fig, jacobian, [f"$z_{j + 1}$" for j in range(C)], [f"$S_{i + 1}$" for i in range(C)],
-                      r"$\partial S_i / \partial z_j$ for the posts' $x$ and $W$")
+    annotated_heatmap(
+        fig,
+        jacobian,
+        [f"$z_{j + 1}$" for j in range(C)],
+        [f"$S_{i + 1}$" for i in range(C)],
+        r"$\partial S_i / \partial z_j$ for the posts' $x$ and $W$",
+    )
 
 
 def _along_a_line(fig, generated, posts) -> None:
@@ -299,9 +304,15 @@ def derive():
             "Each row of the Jacobian sums to 0: show $\\sum_j \\partial S_i / \\partial z_j = 0$. "
             "Why must it, without computing anything?",
             sp.Eq(row_sum, row_sum_evaluated.xreplace({outputs_total: 1})),
-            Identity("softmax_jacobian_rows_sum_to_zero", "the rows of the softmax Jacobian sum to 0",
-                     long=row_sum, shortcut=sp.Integer(0), assumptions={outputs_total: sp.Integer(1)},
-                     explicit=explicit_row_sums, explicit_sizes=every(C=range(2, 6))),
+            Identity(
+                "softmax_jacobian_rows_sum_to_zero",
+                "the rows of the softmax Jacobian sum to 0",
+                long=row_sum,
+                shortcut=sp.Integer(0),
+                assumptions={outputs_total: sp.Integer(1)},
+                explicit=explicit_row_sums,
+                explicit_sizes=every(C=range(2, 6)),
+            ),
             answer="Adding the same number to every logit changes no output (the shift step), so "
             "moving all logits together, the direction $(1, \\dots, 1)$, has derivative 0. "
             "Computed: the sum collapses to $S_i - S_i \\sum_j S_j$, which is 0 because "
@@ -313,8 +324,10 @@ def derive():
             "For any vector $v$, show that $v^T (\\operatorname{diag}(S) - S S^T) v$ is the "
             "variance of $v$ when index $i$ is drawn with probability $S_i$. What does that say "
             "about the matrix?",
-            sp.Eq(quadratic, Sum(values[i] ** 2 * S[i], (i, 1, C))
-                  - Sum(values[i] * S[i], (i, 1, C)) ** 2),
+            sp.Eq(
+                quadratic,
+                Sum(values[i] ** 2 * S[i], (i, 1, C)) - Sum(values[i] * S[i], (i, 1, C)) ** 2,
+            ),
             _variance_form,
             answer="Expanding, $\\sum_{ij} v_i S_i(\\delta_{ij} - S_j) v_j = \\sum_i S_i v_i^2 - "
             "(\\sum_i S_i v_i)^2 = E[v^2] - E[v]^2$, a variance, so never negative: the matrix is "
@@ -382,50 +395,76 @@ def derive():
         title="The softmax Jacobian",
         summary="How each softmax output $S_i$ changes with each logit $z_j$ (Part 1).",
         definitions=(
-            Definition(S[i], S_i, "the softmax of the logits $z$, for $i = 1..C$. On this page "
-                       "$i$, $j$ and $k$ all count classes."),
+            Definition(
+                S[i],
+                S_i,
+                "the softmax of the logits $z$, for $i = 1..C$. On this page "
+                "$i$, $j$ and $k$ all count classes.",
+            ),
         ),
         steps=steps,
         identities=identities,
         kernels=kernels,
         examples=(
-            Example("Part 1: the Jacobian for the post's S", "softmax_jacobian(posts.PART1_S)",
-                    printed="PART1_JACOBIAN",
-                    text="Part 1 works from five softmax outputs $S$ alone (no $x$, $W$ or label "
-                    "enters this example). Four of them are printed in full by the post's `div` "
-                    "lines; the fifth is printed only to 8 decimals, so `posts.PART1_S` takes it "
-                    "as 1 minus the other four, which is what a softmax output must be (and it "
-                    "agrees with the printed `0.23190508`)."),
-            Example("Part 2: DS = sm_dir(h)", "softmax_jacobian(softmax(summation(posts.X, posts.W)))",
-                    printed="PART2_DS",
-                    text="Part 2 takes the softmax of the logits $z = W^T x$ of its 3 inputs and 5 "
-                    "classes (`posts.X`, `posts.W`), the hypothesis $h$, and prints its Jacobian."),
+            Example(
+                "Part 1: the Jacobian for the post's S",
+                "softmax_jacobian(posts.PART1_S)",
+                printed="PART1_JACOBIAN",
+                text="Part 1 works from five softmax outputs $S$ alone (no $x$, $W$ or label "
+                "enters this example). Four of them are printed in full by the post's `div` "
+                "lines; the fifth is printed only to 8 decimals, so `posts.PART1_S` takes it "
+                "as 1 minus the other four, which is what a softmax output must be (and it "
+                "agrees with the printed `0.23190508`).",
+            ),
+            Example(
+                "Part 2: DS = sm_dir(h)",
+                "softmax_jacobian(softmax(summation(posts.X, posts.W)))",
+                printed="PART2_DS",
+                text="Part 2 takes the softmax of the logits $z = W^T x$ of its 3 inputs and 5 "
+                "classes (`posts.X`, `posts.W`), the hypothesis $h$, and prints its Jacobian.",
+            ),
         ),
         sections=sections,
         exercises=exercises,
         figures=(
-            Figure("softmax-jacobian-heatmap.svg",
-                   "The softmax Jacobian at the posts' hypothesis h: positive on the diagonal "
-                   "(S_i(1 − S_i) > 0), negative off it (−S_i S_j < 0), every row summing to 0.", _jacobian_heatmap),
-            Figure("softmax-along-a-line.svg",
-                   "Softmax and one column of its Jacobian along a line of logits.", _along_a_line),
+            Figure(
+                "softmax-jacobian-heatmap.svg",
+                "The softmax Jacobian at the posts' hypothesis h: positive on the diagonal "
+                "(S_i(1 − S_i) > 0), negative off it (−S_i S_j < 0), every row summing to 0.",
+                _jacobian_heatmap,
+            ),
+            Figure(
+                "softmax-along-a-line.svg",
+                "Softmax and one column of its Jacobian along a line of logits.",
+                _along_a_line,
+            ),
         ),
-        results={"softmax": S_i, "jacobian": in_S, "matrix_form": matrix_form,
-                 "one_minus_softmax": others, "stable_jacobian": stable},
+        results={
+            "softmax": S_i,
+            "jacobian": in_S,
+            "matrix_form": matrix_form,
+            "one_minus_softmax": others,
+            "stable_jacobian": stable,
+        },
         errata=(
             Erratum(
                 "Part 1 prints `array([0.97337094, 0.85251098, ...])` and calls it the softmax "
                 "output. It cannot be one: the entries of a softmax output sum to 1, and these sum to",
                 "posts.array(posts.PART1_INPUT).sum()",
                 followed_by=(
-                    ("Nor is its softmax the $S$ the post uses next. Below, the first "
-                     "four entries of its softmax, then the first four entries of the post's "
-                     "$S$ as its `div` lines print them in full (nothing here is inferred):",
-                     "np.stack([softmax(posts.array(posts.PART1_INPUT))[:4], posts.PART1_S[:4]])"),
-                    ("They differ. The array looks like the random input "
-                     "`x = np.random.random([5])` of another run; the Jacobian the post prints "
-                     "belongs to the $S$ of its `div` lines (the first worked example agrees "
-                     "with it).", ""),
+                    (
+                        "Nor is its softmax the $S$ the post uses next. Below, the first "
+                        "four entries of its softmax, then the first four entries of the post's "
+                        "$S$ as its `div` lines print them in full (nothing here is inferred):",
+                        "np.stack([softmax(posts.array(posts.PART1_INPUT))[:4], posts.PART1_S[:4]])",
+                    ),
+                    (
+                        "They differ. The array looks like the random input "
+                        "`x = np.random.random([5])` of another run; the Jacobian the post prints "
+                        "belongs to the $S$ of its `div` lines (the first worked example agrees "
+                        "with it).",
+                        "",
+                    ),
                 ),
             ),
         ),

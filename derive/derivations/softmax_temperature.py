@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
-from sympy import Derivative, IndexedBase, KroneckerDelta, Limit, Matrix, Sum
+from sympy import Derivative, IndexedBase, Limit, Matrix, Sum
 
 from derive.derivations import result
 from derive.model import C, S, class_index, explicit_softmax, explicit_vector, z
-from derive.steps import Assign, Definition, DerivativeOf, Derivation, Example, Figure, Identity, Kernel, Param, Requirement, Step, every
+from derive.steps import (
+    Assign,
+    Definition,
+    Derivation,
+    DerivativeOf,
+    Example,
+    Figure,
+    Identity,
+    Kernel,
+    Param,
+    Requirement,
+    Step,
+    every,
+)
 from derive.sympy_tools import evaluate
 
 T = sp.Symbol("T", positive=True)  # the temperature
@@ -45,7 +58,9 @@ def _draw(fig, generated, posts) -> None:
 
 def derive() -> Derivation:
     i, j, k = class_index("i"), class_index("j"), class_index("k")
-    softmax_of_u = result("softmax_jacobian", "softmax", i=i).xreplace({z: u})  # S_i as a function of u
+    softmax_of_u = result("softmax_jacobian", "softmax", i=i).xreplace(
+        {z: u}
+    )  # S_i as a function of u
     ds_du = result("softmax_jacobian", "jacobian", i=i, j=k)  # ∂S_i/∂u_k, in terms of S
     du_dz = evaluate(sp.diff(z[k] / T, z[j]))
     chain = Sum(ds_du * du_dz, (k, 1, C))
@@ -60,31 +75,64 @@ def derive() -> Derivation:
     cold = scaled.applyfunc(lambda e: sp.limit(e, T, 0, "+"))
     hot = scaled.applyfunc(lambda e: sp.limit(e, T, sp.oo))
     steps = (
-        Step("Scale, then softmax", "$u_k = z_k / T$, and $S = \\operatorname{softmax}(u)$; "
-             "the derivative of each $u_k$:", Derivative(z[k] / T, z[j]), du_dz),
-        Step("Chain rule", "$z_j$ reaches $S_i$ through every $u_k$; $\\partial S_i/\\partial u_k$ is the softmax "
-             "Jacobian (from its page, in terms of $S$), and the delta keeps $k = j$.",
-             Sum(Derivative(S[i], u[k]) * Derivative(u[k], z[j]), (k, 1, C)), jacobian),
-        Step("Why the code computes it this way",
-             "As on the softmax Jacobian's page: $1 - S_i$ is computed as $\\sum_{m \\ne i} S_m$, "
-             "which keeps every digit where $S_i$ rounds to 1.", jacobian, stable),
-        Step("Cold: T → 0", "For $z = (2, 1, 0)$: every probability but the largest logit's goes to 0, "
-             "so softmax becomes the one-hot vector of the argmax (a hard max).",
-             Limit(scaled, T, 0, "+"), cold),
-        Step("Hot: T → ∞", "Every $z_k/T \\to 0$, so every $e^{z_k/T} \\to 1$: the uniform distribution.",
-             Limit(scaled, T, sp.oo), hot),
+        Step(
+            "Scale, then softmax",
+            "$u_k = z_k / T$, and $S = \\operatorname{softmax}(u)$; the derivative of each $u_k$:",
+            Derivative(z[k] / T, z[j]),
+            du_dz,
+        ),
+        Step(
+            "Chain rule",
+            "$z_j$ reaches $S_i$ through every $u_k$; $\\partial S_i/\\partial u_k$ is the softmax "
+            "Jacobian (from its page, in terms of $S$), and the delta keeps $k = j$.",
+            Sum(Derivative(S[i], u[k]) * Derivative(u[k], z[j]), (k, 1, C)),
+            jacobian,
+        ),
+        Step(
+            "Why the code computes it this way",
+            "As on the softmax Jacobian's page: $1 - S_i$ is computed as $\\sum_{m \\ne i} S_m$, "
+            "which keeps every digit where $S_i$ rounds to 1.",
+            jacobian,
+            stable,
+        ),
+        Step(
+            "Cold: T → 0",
+            "For $z = (2, 1, 0)$: every probability but the largest logit's goes to 0, "
+            "so softmax becomes the one-hot vector of the argmax (a hard max).",
+            Limit(scaled, T, 0, "+"),
+            cold,
+        ),
+        Step(
+            "Hot: T → ∞",
+            "Every $z_k/T \\to 0$, so every $e^{z_k/T} \\to 1$: the uniform distribution.",
+            Limit(scaled, T, sp.oo),
+            hot,
+        ),
     )
     identities = (
-        Identity("softmax_temperature_jacobian",
-                 "the chain rule through $u = z/T$ gives $S_i(\\delta_{ij} - S_j)/T$",
-                 long=chain, shortcut=jacobian, explicit=explicit_jacobian, explicit_sizes=every(C=range(2, 6)),
-                 long_title="The chain-rule product,", shortcut_title="the shortcut,"),
-        Identity("softmax_temperature_jacobian_stable",
-                 "the form the code computes equals $S_i(\\delta_{ij} - S_j)/T$, given $\\sum_m S_m = 1$",
-                 long=stable, shortcut=jacobian, assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
-                 long_title="The form the code computes,", shortcut_title="the shortcut,"),
+        Identity(
+            "softmax_temperature_jacobian",
+            "the chain rule through $u = z/T$ gives $S_i(\\delta_{ij} - S_j)/T$",
+            long=chain,
+            shortcut=jacobian,
+            explicit=explicit_jacobian,
+            explicit_sizes=every(C=range(2, 6)),
+            long_title="The chain-rule product,",
+            shortcut_title="the shortcut,",
+        ),
+        Identity(
+            "softmax_temperature_jacobian_stable",
+            "the form the code computes equals $S_i(\\delta_{ij} - S_j)/T$, given $\\sum_m S_m = 1$",
+            long=stable,
+            shortcut=jacobian,
+            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            long_title="The form the code computes,",
+            shortcut_title="the shortcut,",
+        ),
     )
-    temperature = Param("T", T, doc="the temperature, a positive number", batched=False, domain="positive")
+    temperature = Param(
+        "T", T, doc="the temperature, a positive number", batched=False, domain="positive"
+    )
     positive = (Requirement(sp.Symbol("T") > 0, "T: expected a positive temperature, got T = {T}"),)
     kernels = (
         Kernel(
@@ -103,15 +151,22 @@ def derive() -> Derivation:
             conditioning="Each entry is a product of softmax outputs of z/T and inherits their error: "
             "the rounding of z/T and of z_i − max z, a few ulps more than softmax itself",
             summary="∂S_i/∂z_j of S = softmax(z/T), from its output s: (diag(S) − SSᵀ)/T.",
-            params=(Param("s", S, ("C",), doc="the output of `softmax_temperature`", domain="probability"),
-                    temperature),
+            params=(
+                Param(
+                    "s", S, ("C",), doc="the output of `softmax_temperature`", domain="probability"
+                ),
+                temperature,
+            ),
             body=(),
             returns=Assign(Derivative(S[i], z[j]), (i, j), stable),
             math=jacobian,
             returns_doc="shape (..., C, C)",
             requires=positive,
-            derivative=DerivativeOf("softmax_temperature(z, T)", wrt="z",
-                                    call="softmax_temperature_jacobian(softmax_temperature(z, T), T)"),
+            derivative=DerivativeOf(
+                "softmax_temperature(z, T)",
+                wrt="z",
+                call="softmax_temperature_jacobian(softmax_temperature(z, T), T)",
+            ),
         ),
     )
     return Derivation(
@@ -119,17 +174,27 @@ def derive() -> Derivation:
         title="Softmax with a temperature",
         summary="$\\operatorname{softmax}(z/T)$, as in distillation and sampling: its Jacobian is the "
         "softmax Jacobian divided by $T$, and its limits are the argmax and the uniform distribution.",
-        definitions=(Definition(S[i], softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T}),
-                                "for a temperature $T > 0$"),),
+        definitions=(
+            Definition(
+                S[i],
+                softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T}),
+                "for a temperature $T > 0$",
+            ),
+        ),
         steps=steps,
         identities=identities,
         kernels=kernels,
         examples=(
-            Example("Sharper and flatter", "[softmax_temperature(np.array([2.0, 1.0, 0.0]), t) for t in (0.5, 1.0, 5.0)]",
-                    reference="[np.exp(np.array([2.0, 1.0, 0.0]) / t) / np.exp(np.array([2.0, 1.0, 0.0]) / t).sum() "
-                    "for t in (0.5, 1.0, 5.0)]",
-                    text="The same logits at $T = 0.5$, $1$ and $5$, against the definition with NumPy."),
+            Example(
+                "Sharper and flatter",
+                "[softmax_temperature(np.array([2.0, 1.0, 0.0]), t) for t in (0.5, 1.0, 5.0)]",
+                reference="[np.exp(np.array([2.0, 1.0, 0.0]) / t) / np.exp(np.array([2.0, 1.0, 0.0]) / t).sum() "
+                "for t in (0.5, 1.0, 5.0)]",
+                text="The same logits at $T = 0.5$, $1$ and $5$, against the definition with NumPy.",
+            ),
         ),
-        figures=(Figure("softmax-temperature.svg", "Each probability as the temperature varies.", _draw),),
+        figures=(
+            Figure("softmax-temperature.svg", "Each probability as the temperature varies.", _draw),
+        ),
         results={"jacobian": jacobian},
     )

@@ -9,13 +9,25 @@ import sympy as sp
 from sympy import Derivative, Matrix, Sum
 
 from derive.derivations import result
-from derive.model import C, D, S, W, explicit_labels, explicit_softmax, explicit_vector, index, size, summation, y
+from derive.model import (
+    C,
+    D,
+    S,
+    W,
+    explicit_labels,
+    explicit_softmax,
+    explicit_vector,
+    index,
+    size,
+    summation,
+    y,
+)
 from derive.steps import (
     Assign,
     Definition,
+    Derivation,
     DerivativeOf,
     Dispatch,
-    Derivation,
     Identity,
     Kernel,
     Param,
@@ -34,6 +46,8 @@ def collapse(expr: sp.Expr) -> sp.Expr:
     while (done := evaluate(expr)) != expr:
         expr = done
     return pull_out_of_sums(expr)
+
+
 B = sp.Symbol("B", integer=True, positive=True)  # samples in a batch
 
 X, W1, B1, Z1, HID = (sp.IndexedBase(n) for n in ("x", "W1", "b1", "z1", "h"))
@@ -74,7 +88,10 @@ def explicit_network(sizes, parameter: str) -> tuple[Matrix, Matrix]:
     delta2 = probabilities - labels
     delta1 = (w2 * delta2).multiply_elementwise(z1.applyfunc(lambda v: slope.subs(u, v)))
     wrt, shortcut = {
-        "W2": (list(w2), [hidden[k] * delta2[c] for k in range(n_hidden) for c in range(n_classes)]),
+        "W2": (
+            list(w2),
+            [hidden[k] * delta2[c] for k in range(n_hidden) for c in range(n_classes)],
+        ),
         "b2": (list(b2), list(delta2)),
         "W1": (list(w1), [xs[j] * delta1[k] for j in range(n_in) for k in range(n_hidden)]),
         "b1": (list(b1), list(delta1)),
@@ -87,7 +104,7 @@ def explicit_network(sizes, parameter: str) -> tuple[Matrix, Matrix]:
         counts = [sp.diff(e.args[0], b2[c]) for c in range(n_classes)]
         if sp.expand(e.args[0] - sum(n * z for n, z in zip(counts, z2))) != 0:
             raise ValueError(f"{e} is not a power of the e^(z2_c)")
-        powers[e] = sp.Mul(*(E ** n for E, n in zip(exps, counts)))
+        powers[e] = sp.Mul(*(E**n for E, n in zip(exps, counts)))
     tanhs = {sp.tanh(v): sp.Symbol(f"T_{k}", real=True) for k, v in enumerate(z1)}
     return long.xreplace(powers).xreplace(tanhs), short.xreplace(powers).xreplace(tanhs)
 
@@ -121,9 +138,13 @@ def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
     act, act_grad = sp.Function(activation), sp.Function(f"{activation}_grad")
     forward = (
         Param("x", X, ("D",), doc="inputs: one sample (D,) or a batch (..., D)"),
-        Param("W1", W1, ("D", "H"), batched=False, doc="first-layer weights, inputs x hidden units"),
+        Param(
+            "W1", W1, ("D", "H"), batched=False, doc="first-layer weights, inputs x hidden units"
+        ),
         Param("b1", B1, ("H",), batched=False, doc="first-layer biases"),
-        Param("W2", W2, ("H", "C"), batched=False, doc="second-layer weights, hidden units x classes"),
+        Param(
+            "W2", W2, ("H", "C"), batched=False, doc="second-layer weights, hidden units x classes"
+        ),
         Param("b2", B2, ("C",), batched=False, doc="second-layer biases"),
     )
     labels = Param("y", Y, ("C",), doc="one-hot labels, with the batch shape of x", one_hot=True)
@@ -140,7 +161,11 @@ def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
         reference=_torch_logits(activation),
     )
     share = sp.IndexedBase("error_share")  # each sample's δ₂, divided by B
-    slope, backward, delta1 = sp.IndexedBase("slope"), sp.IndexedBase("backward"), sp.IndexedBase("delta1")
+    slope, backward, delta1 = (
+        sp.IndexedBase("slope"),
+        sp.IndexedBase("backward"),
+        sp.IndexedBase("delta1"),
+    )
     front = (
         Assign(Z1, (b, k), Sum(X[b, d] * W1[d, k], (d, 1, D)) + B1[k]),
         Assign(HID, (b, k), act(Z1)),
@@ -153,9 +178,11 @@ def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
         Assign(slope, (b, k), act_grad(Z1)),
         Assign(delta1, (b, k), backward[b, k] * slope[b, k]),
     )
-    conditioning = ("a sum over the batch of terms of both signs (and, for the first layer, over the "
-                    "classes): where they cancel, the error is relative to the sum of their magnitudes, "
-                    "not to the result.")
+    conditioning = (
+        "a sum over the batch of terms of both signs (and, for the first layer, over the "
+        "classes): where they cancel, the error is relative to the sum of their magnitudes, "
+        "not to the result."
+    )
     of = f"cross_entropy_from_logits(mlp_logits_{activation}(x, W1, b1, W2, b2), y)"
     gradients = []
     for name, body, target, indices, expression in (
@@ -165,19 +192,21 @@ def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
         ("b2", front, B2[c], (c,), Sum(share[b, c], (b, 1, B))),
     ):
         shape = {"W1": "(D, H)", "b1": "(H,)", "W2": "(H, C)", "b2": "(C,)"}[name]
-        gradients.append(Kernel(
-            name=f"mlp_grad_{name}_{activation}",
-            summary=f"∂L/∂{name} for the {activation} network: the gradient of the mean cross-entropy "
-                    f"over the batch, laid out like {name}.",
-            params=(*forward, labels),
-            body=body,
-            returns=Assign(Derivative(sp.Symbol("L"), target), indices, expression),
-            math=batch_mean[name],
-            returns_doc=f"shape {shape}, like {name}",
-            flatten_batch=True,
-            conditioning=conditioning,
-            derivative=DerivativeOf(of, wrt=name, kind="batch_mean"),
-        ))
+        gradients.append(
+            Kernel(
+                name=f"mlp_grad_{name}_{activation}",
+                summary=f"∂L/∂{name} for the {activation} network: the gradient of the mean cross-entropy "
+                f"over the batch, laid out like {name}.",
+                params=(*forward, labels),
+                body=body,
+                returns=Assign(Derivative(sp.Symbol("L"), target), indices, expression),
+                math=batch_mean[name],
+                returns_doc=f"shape {shape}, like {name}",
+                flatten_batch=True,
+                conditioning=conditioning,
+                derivative=DerivativeOf(of, wrt=name, kind="batch_mean"),
+            )
+        )
     return (logits, *gradients)
 
 
@@ -190,7 +219,7 @@ def derive() -> Derivation:
     j, d = index("j", D), index("d", D)
     k, m = index("k", H), index("m", H)
     c, t = index("c", C), index("t", C)
-    XE, L = sp.Symbol("XE"), sp.Symbol("L")
+    XE = sp.Symbol("XE")
 
     def z1(n):
         return Sum(W1[d, n] * X[d], (d, 1, D)) + B1[n]
@@ -226,8 +255,10 @@ def derive() -> Derivation:
     # the batch mean: sample b's own x, h, δ (rows b)
     b = sp.Idx("b", (1, B))
     rows = {X[j]: X[b, j], HID[k]: HID[b, k], DELTA1[k]: DELTA1[b, k], DELTA2[c]: DELTA2[b, c]}
-    batch_mean = {name: Sum(g.xreplace(rows), (b, 1, B)) / B
-                  for name, g in (("W1", grad_w1), ("b1", grad_b1), ("W2", grad_w2), ("b2", grad_b2))}
+    batch_mean = {
+        name: Sum(g.xreplace(rows), (b, 1, B)) / B
+        for name, g in (("W1", grad_w1), ("b1", grad_b1), ("W2", grad_w2), ("b2", grad_b2))
+    }
 
     # the one-layer case with a bias: z = Wᵀx + β
     beta = sp.IndexedBase("beta")
@@ -237,36 +268,77 @@ def derive() -> Derivation:
     delta2_filled = {DELTA2[c]: logit_grad}
     delta1_filled = delta1.xreplace({DELTA2[t]: logit_grad_t})
     steps = (
-        Step("The output error δ₂ = S − y",
-             "The loss from the logits is differentiated on its own page: $\\partial XE/\\partial z_{2,c} = "
-             "S_c - y_c$ (with $\\sum y = 1$). Name it $\\delta_{2,c}$.",
-             Derivative(XE, Z2[c]), logit_grad),
-        Step("Second-layer weights: the chain rule through z₂",
-             "$W_{2,kc}$ reaches the loss through every logit $z_{2,t}$; differentiate $z_{2,t} = "
-             "\\sum_m W_{2,mt} h_m + b_{2,t}$.", chain_w2, substituted_w2),
-        Step("∂XE/∂W₂ = h δ₂ᵀ", "The deltas keep $m = k$ and $t = c$: an outer product.",
-             substituted_w2, grad_w2),
-        Step("∂XE/∂b₂ = δ₂", "$\\partial z_{2,t} / \\partial b_{2,c} = \\delta_{tc}$.",
-             substituted_b2, grad_b2),
-        Step("Back through W₂ and the activation",
-             "$z_{1,k}$ reaches the loss through $h_k = a(z_{1,k})$ and every logit; SymPy differentiates "
-             "the unknown function $a$ and keeps $a'$ as a derivative.", chain_delta1, substituted_delta1),
-        Step("δ₁ = (W₂δ₂) ⊙ a′(z₁)", "The delta keeps $m = k$; $a'(z_{1,k})$ leaves the sum over $t$.",
-             substituted_delta1, delta1),
-        Step("∂XE/∂W₁ = x δ₁ᵀ", "As for $W_2$, one layer down, with $\\delta_1$ in place of $\\delta_2$.",
-             substituted_w1, grad_w1),
-        Step("∂XE/∂b₁ = δ₁", "$\\partial z_{1,m} / \\partial b_{1,k} = \\delta_{mk}$.", substituted_b1, grad_b1),
-        Step("Mean over a batch",
-             "$L = \\frac{1}{B}\\sum_b XE_b$: the mean of the per-sample gradients, each sample with its "
-             "own row of $X$, $H$ and the deltas. For $W_1$:",
-             Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W1[j, k]), batch_mean["W1"]),
-        Step("One layer with a bias: the weights",
-             "The posts' layer plus a bias, $z = W^T x + \\beta$: the same chain rule with $x$ in place of "
-             "$h$ gives the posts' gradient, unchanged by $\\beta$.",
-             Sum(logit_grad_t * Derivative(summation(t) + beta[t], W[j, c]), (t, 1, C)), one_layer_w),
-        Step("One layer with a bias: the bias",
-             "$\\partial z_t/\\partial \\beta_c = \\delta_{tc}$, so the bias gradient is $S - y$.",
-             Sum(logit_grad_t * Derivative(summation(t) + beta[t], beta[c]), (t, 1, C)), one_layer_b),
+        Step(
+            "The output error δ₂ = S − y",
+            "The loss from the logits is differentiated on its own page: $\\partial XE/\\partial z_{2,c} = "
+            "S_c - y_c$ (with $\\sum y = 1$). Name it $\\delta_{2,c}$.",
+            Derivative(XE, Z2[c]),
+            logit_grad,
+        ),
+        Step(
+            "Second-layer weights: the chain rule through z₂",
+            "$W_{2,kc}$ reaches the loss through every logit $z_{2,t}$; differentiate $z_{2,t} = "
+            "\\sum_m W_{2,mt} h_m + b_{2,t}$.",
+            chain_w2,
+            substituted_w2,
+        ),
+        Step(
+            "∂XE/∂W₂ = h δ₂ᵀ",
+            "The deltas keep $m = k$ and $t = c$: an outer product.",
+            substituted_w2,
+            grad_w2,
+        ),
+        Step(
+            "∂XE/∂b₂ = δ₂",
+            "$\\partial z_{2,t} / \\partial b_{2,c} = \\delta_{tc}$.",
+            substituted_b2,
+            grad_b2,
+        ),
+        Step(
+            "Back through W₂ and the activation",
+            "$z_{1,k}$ reaches the loss through $h_k = a(z_{1,k})$ and every logit; SymPy differentiates "
+            "the unknown function $a$ and keeps $a'$ as a derivative.",
+            chain_delta1,
+            substituted_delta1,
+        ),
+        Step(
+            "δ₁ = (W₂δ₂) ⊙ a′(z₁)",
+            "The delta keeps $m = k$; $a'(z_{1,k})$ leaves the sum over $t$.",
+            substituted_delta1,
+            delta1,
+        ),
+        Step(
+            "∂XE/∂W₁ = x δ₁ᵀ",
+            "As for $W_2$, one layer down, with $\\delta_1$ in place of $\\delta_2$.",
+            substituted_w1,
+            grad_w1,
+        ),
+        Step(
+            "∂XE/∂b₁ = δ₁",
+            "$\\partial z_{1,m} / \\partial b_{1,k} = \\delta_{mk}$.",
+            substituted_b1,
+            grad_b1,
+        ),
+        Step(
+            "Mean over a batch",
+            "$L = \\frac{1}{B}\\sum_b XE_b$: the mean of the per-sample gradients, each sample with its "
+            "own row of $X$, $H$ and the deltas. For $W_1$:",
+            Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W1[j, k]),
+            batch_mean["W1"],
+        ),
+        Step(
+            "One layer with a bias: the weights",
+            "The posts' layer plus a bias, $z = W^T x + \\beta$: the same chain rule with $x$ in place of "
+            "$h$ gives the posts' gradient, unchanged by $\\beta$.",
+            Sum(logit_grad_t * Derivative(summation(t) + beta[t], W[j, c]), (t, 1, C)),
+            one_layer_w,
+        ),
+        Step(
+            "One layer with a bias: the bias",
+            "$\\partial z_t/\\partial \\beta_c = \\delta_{tc}$, so the bias gradient is $S - y$.",
+            Sum(logit_grad_t * Derivative(summation(t) + beta[t], beta[c]), (t, 1, C)),
+            one_layer_b,
+        ),
     )
 
     def full_chain(wrt, through_hidden: bool):
@@ -275,8 +347,16 @@ def derive() -> Derivation:
         if not through_hidden:
             return Sum(logit_grad_t * collapse(sp.diff(z2(t), wrt)), (t, 1, C))
         n = index("n", H)  # not m, the index z₂'s own sum runs over
-        return Sum(Sum(logit_grad_t * collapse(sp.diff(z2(t), HID[n])) * slope(n)
-                       * collapse(sp.diff(z1(n), wrt)), (n, 1, H)), (t, 1, C))
+        return Sum(
+            Sum(
+                logit_grad_t
+                * collapse(sp.diff(z2(t), HID[n]))
+                * slope(n)
+                * collapse(sp.diff(z1(n), wrt)),
+                (n, 1, H),
+            ),
+            (t, 1, C),
+        )
 
     shortcuts = {
         "W2": grad_w2.xreplace(delta2_filled),
@@ -285,7 +365,12 @@ def derive() -> Derivation:
         "b1": grad_b1.xreplace({DELTA1[k]: delta1_filled}),
     }
     targets = {"W2": W2[k, c], "b2": B2[c], "W1": W1[j, k], "b1": B1[k]}
-    formulas = {"W2": "h\\,\\delta_2^T", "b2": "\\delta_2", "W1": "x\\,\\delta_1^T", "b1": "\\delta_1"}
+    formulas = {
+        "W2": "h\\,\\delta_2^T",
+        "b2": "\\delta_2",
+        "W1": "x\\,\\delta_1^T",
+        "b1": "\\delta_1",
+    }
     identities = tuple(
         Identity(
             f"two_layer_grad_{name}",
@@ -307,15 +392,19 @@ def derive() -> Derivation:
             "The three activations",
             "$a'$ above is whatever the activation's own page derived; the generated functions take one of "
             "three, each calling that page's generated derivative:",
-            equations=tuple((Derivative(a(z), z).subs(a, sp.Function(name)), result(name, "derivative"))
-                            for name in ACTIVATIONS),
-            text_after="`mlp_grads(x, W1, b1, W2, b2, y, activation=\"tanh\")` picks the kernels "
+            equations=tuple(
+                (Derivative(a(z), z).subs(a, sp.Function(name)), result(name, "derivative"))
+                for name in ACTIVATIONS
+            ),
+            text_after='`mlp_grads(x, W1, b1, W2, b2, y, activation="tanh")` picks the kernels '
             "`mlp_grad_W1_tanh`, ... ; each computes the forward pass, δ₂ with "
             "`cross_entropy_from_logits_grad` (divided by the batch size), and the products above.",
             place="after_steps",
         ),
     )
-    kernels = tuple(kernel for activation in ACTIVATIONS for kernel in _kernels(activation, batch_mean))
+    kernels = tuple(
+        kernel for activation in ACTIVATIONS for kernel in _kernels(activation, batch_mean)
+    )
     dispatches = (
         Dispatch(
             name="mlp_logits",
@@ -328,10 +417,12 @@ def derive() -> Derivation:
         Dispatch(
             name="mlp_grads",
             summary="The gradient of the mean cross-entropy over the batch with respect to every parameter "
-                    "of the two-layer network: (dW1, db1, dW2, db2).",
+            "of the two-layer network: (dW1, db1, dW2, db2).",
             option="activation",
-            choices=tuple((act, tuple(f"mlp_grad_{n}_{act}" for n in ("W1", "b1", "W2", "b2")))
-                          for act in ACTIVATIONS),
+            choices=tuple(
+                (act, tuple(f"mlp_grad_{n}_{act}" for n in ("W1", "b1", "W2", "b2")))
+                for act in ACTIVATIONS
+            ),
             default="relu",
             returns_doc="(dW1, db1, dW2, db2), shaped (D, H), (H,), (H, C), (C,) like the parameters",
         ),
@@ -341,18 +432,32 @@ def derive() -> Derivation:
         title="A two-layer network",
         summary="Backpropagation through a hidden layer: every δ is the chain rule applied once more.",
         definitions=(
-            Definition(Z1[k], z1(k), "the hidden layer's pre-activations, $z_1 = W_1^T x + b_1$ ($H$ of them)"),
-            Definition(HID[k], a(Z1[k]), "the hidden layer, for an activation $a$ (ReLU, sigmoid or tanh)"),
+            Definition(
+                Z1[k],
+                z1(k),
+                "the hidden layer's pre-activations, $z_1 = W_1^T x + b_1$ ($H$ of them)",
+            ),
+            Definition(
+                HID[k], a(Z1[k]), "the hidden layer, for an activation $a$ (ReLU, sigmoid or tanh)"
+            ),
             Definition(Z2[c], z2(c), "the logits, $z_2 = W_2^T h + b_2$ ($C$ of them)"),
-            Definition(XE, -Sum(y[t] * sp.log(S[t]), (t, 1, C)),
-                       "the cross-entropy of $S = \\mathrm{softmax}(z_2)$, computed from the logits"),
+            Definition(
+                XE,
+                -Sum(y[t] * sp.log(S[t]), (t, 1, C)),
+                "the cross-entropy of $S = \\mathrm{softmax}(z_2)$, computed from the logits",
+            ),
         ),
         steps=steps,
         identities=identities,
         kernels=kernels,
         sections=sections,
         dispatches=dispatches,
-        results={"delta1": delta1, "weight_grad_W1": grad_w1, "weight_grad_W2": grad_w2,
-                 "bias_grad_b1": grad_b1, "bias_grad_b2": grad_b2, **{f"batch_mean_{n}": e
-                                                                     for n, e in batch_mean.items()}},
+        results={
+            "delta1": delta1,
+            "weight_grad_W1": grad_w1,
+            "weight_grad_W2": grad_w2,
+            "bias_grad_b1": grad_b1,
+            "bias_grad_b2": grad_b2,
+            **{f"batch_mean_{n}": e for n, e in batch_mean.items()},
+        },
     )

@@ -159,8 +159,12 @@ class ArrayPrinter(NumPyPrinter):
         finally:
             self.axes = outer
         if outer[-1] != index:
-            raise UnsupportedExpression(f"δ({index}, {label}): {index} must be the last result axis")
-        classes = self._place(f"{self._module}.arange({self._print(index.upper)})", (index,), batched=False)
+            raise UnsupportedExpression(
+                f"δ({index}, {label}): {index} must be the last result axis"
+            )
+        classes = self._place(
+            f"{self._module}.arange({self._print(index.upper)})", (index,), batched=False
+        )
         return f"{self._module}.astype({code}[..., None] == {classes}, {self.dtype})"
 
     def _subtract_at_labels(self, expr: sp.Add) -> str | None:
@@ -173,7 +177,11 @@ class ArrayPrinter(NumPyPrinter):
             return None
         (array,) = [t for t in terms if t is not deltas[0]]
         index, label = self._label_delta(-deltas[0])
-        if not isinstance(array, sp.Indexed) or list(array.indices) != self.axes or self.axes[-1] != index:
+        if (
+            not isinstance(array, sp.Indexed)
+            or list(array.indices) != self.axes
+            or self.axes[-1] != index
+        ):
             return None
         name = self._name(array.base.label)
         if isinstance(label, sp.Indexed) and list(label.indices) != self.axes[:-1]:
@@ -187,16 +195,20 @@ class ArrayPrinter(NumPyPrinter):
         (label,) = expr.indices
         name = self._name(expr.base.label)
         if self.axes or name not in self.batched:
-            raise UnsupportedExpression(f"{expr}: an entry at the label, only as one number per sample")
+            raise UnsupportedExpression(
+                f"{expr}: an entry at the label, only as one number per sample"
+            )
         return f"take_at_labels({self._module}, {name}, {self._name(label)})"
 
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
         at_label = self._label_delta(expr)
         if at_label:
             return self._print_label_delta(*at_label)
-        first, second = sorted(expr.args, key=self.axes.index) if all(
-            a in self.axes for a in expr.args
-        ) else expr.args
+        first, second = (
+            sorted(expr.args, key=self.axes.index)
+            if all(a in self.axes for a in expr.args)
+            else expr.args
+        )
         if first.upper != second.upper:
             raise UnsupportedExpression(f"{expr}: its indices range over different sizes")
         eye = f"{self._module}.eye({self._print(first.upper)}, dtype={self.dtype})"
@@ -239,9 +251,13 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_Function(self, expr: sp.Function) -> str:
         if isinstance(expr, AppliedUndef):  # another generated function: its unchecked core
-            arguments = ", ".join([self._module] + [
-                self._name(a.label) if isinstance(a, sp.IndexedBase) else self._print(a)
-                for a in expr.args])
+            arguments = ", ".join(
+                [self._module]
+                + [
+                    self._name(a.label) if isinstance(a, sp.IndexedBase) else self._print(a)
+                    for a in expr.args
+                ]
+            )
             return f"_{expr.func.__name__}({arguments})"
         return super()._print_Function(expr)
 
@@ -263,14 +279,18 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_Relational(self, expr) -> str:
         precedence = sp.printing.precedence.precedence(expr)
-        return (f"{self.parenthesize(expr.lhs, precedence)} {expr.rel_op} "
-                f"{self.parenthesize(expr.rhs, precedence)}")
+        return (
+            f"{self.parenthesize(expr.lhs, precedence)} {expr.rel_op} "
+            f"{self.parenthesize(expr.rhs, precedence)}"
+        )
 
     def _print_Heaviside(self, expr: sp.Heaviside) -> str:
         """H(z) as 1.0 where z > 0, else 0.0: the value at 0 is part of the expression."""
         argument, at_zero = expr.args if len(expr.args) == 2 else (expr.args[0], None)
         if at_zero not in (0, 1):
-            raise UnsupportedExpression(f"{expr}: say Heaviside's value at 0, 0 or 1 (got {at_zero})")
+            raise UnsupportedExpression(
+                f"{expr}: say Heaviside's value at 0, 0 or 1 (got {at_zero})"
+            )
         relation = ">" if at_zero == 0 else ">="
         return f"{self._module}.astype({self._print(argument)} {relation} 0, {self.dtype})"
 
@@ -289,7 +309,7 @@ class ArrayPrinter(NumPyPrinter):
     # -- reductions ---------------------------------------------------------------
 
     def _reduce(self, function: str, expr: sp.Expr) -> str:
-        (index, lower, upper), = expr.limits
+        ((index, lower, upper),) = expr.limits
         if (lower, upper) != (index.lower, index.upper):
             raise UnsupportedExpression(f"{expr}: only sums over an index's whole range")
         outer = self.axes
@@ -302,8 +322,9 @@ class ArrayPrinter(NumPyPrinter):
             finally:
                 self.axes = outer
             extra = ", None" * (len(outer) - 1)
-            return (f"{self._module}.{function}({body}, axis=-1, keepdims=True)"
-                    + (f"[...{extra}]" if extra else ""))
+            return f"{self._module}.{function}({body}, axis=-1, keepdims=True)" + (
+                f"[...{extra}]" if extra else ""
+            )
         self.axes = [*outer, index]
         try:
             body = self._print(expr.function)
@@ -312,13 +333,17 @@ class ArrayPrinter(NumPyPrinter):
         return f"{self._module}.{function}({body}, axis=-1)"
 
     def _print_Sum(self, expr: sp.Sum) -> str:
-        return (self._contraction(expr) or self._sum_of_others(expr) or self._leading_sum(expr)
-                or self._reduce("sum", expr))
+        return (
+            self._contraction(expr)
+            or self._sum_of_others(expr)
+            or self._leading_sum(expr)
+            or self._reduce("sum", expr)
+        )
 
     def _leading_sum(self, expr: sp.Sum) -> str | None:
         """Σ_b A[b, ...] over an array's first axis, the rest being the result axes: a bias's
         gradient, summed over the batch, ``xp.sum(A, axis=0)``."""
-        (b, lower, upper), = expr.limits
+        ((b, lower, upper),) = expr.limits
         entry = expr.function
         if not isinstance(entry, sp.Indexed) or (lower, upper) != (b.lower, b.upper):
             return None
@@ -334,7 +359,7 @@ class ArrayPrinter(NumPyPrinter):
         cumulative sum of positive terms: no subtraction (Σ_m A_m − A_i would
         cancel exactly where this sum is needed, when A_i is nearly all of it).
         """
-        (m, lower, upper), = expr.limits
+        ((m, lower, upper),) = expr.limits
         factors = sp.Mul.make_args(expr.function)
         if len(factors) != 2 or (lower, upper) != (m.lower, m.upper):
             return None
@@ -350,8 +375,10 @@ class ArrayPrinter(NumPyPrinter):
         name = self._name(entry.base.label)
         xp = self._module
         before = f"{xp}.cumulative_sum({name}, axis=-1, include_initial=True)[..., :-1]"
-        after = (f"{xp}.flip({xp}.cumulative_sum({xp}.flip({name}, axis=-1), axis=-1, "
-                 f"include_initial=True), axis=-1)[..., 1:]")
+        after = (
+            f"{xp}.flip({xp}.cumulative_sum({xp}.flip({name}, axis=-1), axis=-1, "
+            f"include_initial=True), axis=-1)[..., 1:]"
+        )
         return self._place(f"({before} + {after})", (i,), name in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
@@ -359,7 +386,7 @@ class ArrayPrinter(NumPyPrinter):
 
     def _contraction(self, expr: sp.Sum) -> str | None:
         """Σ_k A[.., k] B[k, ..] as ``xp.matmul``, when the axes allow it."""
-        (k, _, _), = expr.limits
+        ((k, _, _),) = expr.limits
         factors = sp.Mul.make_args(expr.function)
         if len(factors) != 2 or not all(isinstance(f, sp.Indexed) for f in factors):
             return None
@@ -398,19 +425,29 @@ class ArrayPrinter(NumPyPrinter):
         every factor lies on one side; the cut nearest the middle is taken. L
         (B, left sizes) and R (B, right sizes) are outer products per sample.
         """
-        (b, lower, upper), = expr.limits
+        ((b, lower, upper),) = expr.limits
         if (lower, upper) != (b.lower, b.upper):
             raise UnsupportedExpression(f"{expr}: only sums over an index's whole range")
         factors = sp.Mul.make_args(expr.function)
         if not all(isinstance(f, sp.Indexed) and f.indices[0] == b for f in factors):
-            raise UnsupportedExpression(f"{expr}: every factor must be an array indexed by {b} first")
+            raise UnsupportedExpression(
+                f"{expr}: every factor must be an array indexed by {b} first"
+            )
         free = [a for a in self.axes if any(a in f.indices[1:] for f in factors)]
         if len(free) != len({i for f in factors for i in f.indices[1:]}):
             raise UnsupportedExpression(f"{expr}: its free indices are not all result axes")
-        cuts = [n for n in range(1, len(free)) if all(
-            set(f.indices[1:]) <= set(free[:n]) or set(f.indices[1:]) <= set(free[n:]) for f in factors)]
+        cuts = [
+            n
+            for n in range(1, len(free))
+            if all(
+                set(f.indices[1:]) <= set(free[:n]) or set(f.indices[1:]) <= set(free[n:])
+                for f in factors
+            )
+        ]
         if not cuts:
-            raise UnsupportedExpression(f"{expr}: no factor-wise split of {free} into rows and columns")
+            raise UnsupportedExpression(
+                f"{expr}: no factor-wise split of {free} into rows and columns"
+            )
         cut = min(cuts, key=lambda n: abs(2 * n - len(free)))
         sides = []
         outer = self.axes
@@ -421,8 +458,11 @@ class ArrayPrinter(NumPyPrinter):
                 code = " * ".join(self._print(f) for f in group)
             finally:
                 self.axes = outer
-            sides.append(f"{self._module}.reshape({code}, ({self._print(upper)}, -1))"
-                         if len(part) > 1 else code)
+            sides.append(
+                f"{self._module}.reshape({code}, ({self._print(upper)}, -1))"
+                if len(part) > 1
+                else code
+            )
         product = f"{self._module}.matmul({self._transpose(sides[0])}, {sides[1]})"
         if len(free) > 2:
             shape = ", ".join(self._print(i.upper) for i in free)
@@ -436,6 +476,8 @@ class ArrayPrinter(NumPyPrinter):
         sizes = [self._print(i.upper) for i in expr.indices]
         n = "*".join(sizes)
         matrix, rhs = self._name(expr.matrix.label), self._name(expr.rhs.label)
-        solved = (f"{self._module}.linalg.solve({self._module}.reshape({matrix}, ({n}, {n})), "
-                  f"{self._module}.reshape({rhs}, ({n},)))")
+        solved = (
+            f"{self._module}.linalg.solve({self._module}.reshape({matrix}, ({n}, {n})), "
+            f"{self._module}.reshape({rhs}, ({n},)))"
+        )
         return f"{self._module}.reshape({solved}, ({', '.join(sizes)}))"

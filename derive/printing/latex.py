@@ -15,7 +15,7 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_Derivative(self, expr: sp.Derivative) -> str:
         if len(expr.variable_count) == 1 and expr.variable_count[0][1] == 1:
-            (variable, _), = expr.variable_count
+            ((variable, _),) = expr.variable_count
             function = self._print(expr.expr)
             if not isinstance(expr.expr, (sp.Indexed, sp.Symbol)):
                 function = rf"\left({function}\right)"
