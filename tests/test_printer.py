@@ -83,3 +83,11 @@ def test_a_piecewise_is_a_selection_with_where():
 def test_a_piecewise_without_an_otherwise_branch_is_refused():
     with pytest.raises(UnsupportedExpression, match="otherwise"):
         code(sp.Piecewise((S[i], sp.Eq(S[i], 0))), (i,))
+
+
+def test_an_indexed_base_with_a_subscript_is_braced_so_its_index_is_not_a_double_subscript():
+    from derive.printing import latex
+
+    k = sp.Idx("k", (1, sp.Symbol("H")))
+    assert latex(sp.IndexedBase("z1")[k]) == "{z_{1}}_{k}"  # KaTeX refuses z_{1}_{k}
+    assert latex(sp.IndexedBase("x")[k]) == "x_{k}"

@@ -338,7 +338,22 @@ def derive():
             title="The Jacobian is a covariance matrix",
         ),
     )
+    quadratic_value = sp.expand(pull_out_of_sums(evaluate(sp.expand(quadratic))))
     sections = (
+        Section(
+            "The second-order view",
+            "The same matrix is the Hessian of the cross-entropy with respect to the logits, "
+            "$\\partial^2 XE / \\partial z_i \\partial z_j = S_i(\\delta_{ij} - S_j)$ (proved on the "
+            "[second-order page](second-order.md)). Seen from a direction $v$, SymPy evaluates "
+            "its quadratic form to",
+            equations=((quadratic, quadratic_value),),
+            text_after="which is $E[v^2] - E[v]^2$ for an index drawn with probability $S_i$: a variance, "
+            "never negative, so the loss is convex in the logits (the matrix is the covariance of the "
+            "predicted distribution). Along $v = (1, \\ldots, 1)$, the shift that leaves softmax "
+            "unchanged, the variance is 0: that direction is in the null space, which is why the "
+            "Hessian with respect to $W$ is singular and Newton's method needs a penalty "
+            "(the second-order page).",
+        ),
         Section(
             "Vectorised, with shapes",
             "For one sample, $S$ is a vector of $C$ probabilities and the Jacobian is "

@@ -27,6 +27,8 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         base = self._print(expr.base)
+        if "_" in base:  # z_{1}: braced, or its index would be a second subscript (a TeX error)
+            base = f"{{{base}}}"
         indices = "".join(self._print(i) for i in expr.indices)
         return f"{base}_{{{indices}}}"
 
