@@ -49,20 +49,9 @@ SCIPY = {  # the generated function -> SciPy's equivalent, on the same variables
 LOGIT_SCALES = (1.0, 30.0, 1e3, 1e4)  # logits up to ±1e4
 
 
-def kernels() -> dict[str, Kernel]:
-    return {k.name: k for name in derivations.MODULES for k in derivations.get(name).kernels}
-
-
-def call_of(kernel: Kernel) -> str:
-    """Python calling ``kernel`` as its tests do: the declared call, or its own parameters."""
-    if kernel.derivative is not None and kernel.derivative.call:
-        return kernel.derivative.call
-    return f"{kernel.name}({', '.join(p.name for p in kernel.params)})"
-
-
 def variables(kernel: Kernel, known: dict[str, Kernel]) -> dict[str, Param]:
     """The arguments of every generated function the call uses, by name."""
-    tree = ast.parse(call_of(kernel), mode="eval")
+    tree = ast.parse(kernel.call, mode="eval")
     called = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id in known]
     params: dict[str, Param] = {}
     for name in called:
@@ -281,7 +270,7 @@ def _scipy_call(code: str, values: dict):
 
 def measure(kernel: Kernel, known: dict, samples: int = 12, seed: int = 0) -> list[dict]:
     """Rows of the accuracy table for one function: ours, PyTorch's, SciPy's, per dtype."""
-    call = call_of(kernel)
+    call = kernel.call
     contenders = {"derive": lambda values: evaluate(call, values)}
     if kernel.reference:
         contenders["PyTorch"] = lambda values: _torch_call(kernel.reference, values)
@@ -338,9 +327,9 @@ def run(samples: int = 12, seed: int = 0, only: list[str] | None = None) -> dict
     import scipy
     import torch
 
-    known = kernels()
+    known = derivations.kernels()
     rows = []
-    for name in only or generated.__all__:  # every generated function; kernels() knows each
+    for name in only or known:  # every kernel (a dispatcher only calls kernels measured here)
         start = time.perf_counter()
         rows += measure(known[name], known, samples=samples, seed=seed)
         print(f"{name:32s} {time.perf_counter() - start:6.1f} s", flush=True)

@@ -21,6 +21,7 @@ import pickle
 import sys
 import tempfile
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -90,9 +91,15 @@ def _registry_code() -> str:
     return ast.dump(tree)
 
 
+@cache
+def _engine_key() -> str:
+    """The engine's part of every derivation's key: read once per process, not once per lookup."""
+    return _digest(_versions(), _registry_code(), *(p.read_bytes() for p in ENGINE))
+
+
 def own_key(name: str) -> str:
     module = PACKAGE / "derivations" / f"{name}.py"
-    return _digest(_versions(), _registry_code(), *(p.read_bytes() for p in (*ENGINE, module)))
+    return _digest(_engine_key(), module.read_bytes())
 
 
 def _entry_path(name: str) -> Path:

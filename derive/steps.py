@@ -189,6 +189,13 @@ class Kernel:
     labels_form: LabelsForm | None = None  # the same result from integer class labels, if any
 
     @property
+    def call(self) -> str:
+        """Python calling it as its checks do: the declared call, or on its own parameters."""
+        if self.derivative is not None and self.derivative.call:
+            return self.derivative.call
+        return f"{self.name}({', '.join(p.name for p in self.params)})"
+
+    @property
     def equation(self) -> tuple[sp.Expr, sp.Expr]:
         """What the function computes, ``lhs = rhs``, for its docstring and page."""
         lhs = self.returns.target

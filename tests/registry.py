@@ -18,8 +18,8 @@ import derive.generated as generated
 from derive import derivations
 from derive.steps import Kernel, Param
 
-KERNELS: list[Kernel] = [k for d in derivations.MODULES for k in derivations.get(d).kernels]
-BY_NAME: dict[str, Kernel] = {k.name: k for k in KERNELS}
+BY_NAME: dict[str, Kernel] = derivations.kernels()
+KERNELS: list[Kernel] = list(BY_NAME.values())
 DISPATCHES = [d for name in derivations.MODULES for d in derivations.get(name).dispatches]
 DERIVATIVES = [k for k in KERNELS if k.derivative is not None]
 REFERENCES = [k for k in KERNELS if k.reference]
@@ -84,13 +84,6 @@ def draw_all(
 ) -> dict[str, np.ndarray]:
     sizes = sizes or {name: int(rng.integers(2, 9)) for name in "CDHK"}
     return {name: draw(p, batch, sizes, rng) for name, p in params.items()}
-
-
-def call_of(kernel: Kernel) -> str:
-    """Python calling ``kernel`` on its variables: the declared call, or its own parameters."""
-    if kernel.derivative is not None and kernel.derivative.call:
-        return kernel.derivative.call
-    return f"{kernel.name}({', '.join(p.name for p in kernel.params)})"
 
 
 def evaluate(code: str, values: dict) -> object:

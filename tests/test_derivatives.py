@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from numerical import assert_close, central_jacobian
-from registry import DERIVATIVES, REFERENCES, call_of, draw_all, evaluate, require, variables
+from registry import DERIVATIVES, REFERENCES, draw_all, evaluate, require, variables
 
 torch = require("torch")
 from torch.autograd.functional import jacobian  # noqa: E402
@@ -52,7 +52,7 @@ def numeric_derivative(kernel, values, function) -> np.ndarray:
 def test_derivative_equals_central_differences(kernel, batch, seed):
     rng = np.random.default_rng(seed)
     values = draw_all(variables(kernel), batch, rng)
-    ours = np.asarray(evaluate(call_of(kernel), values))
+    ours = np.asarray(evaluate(kernel.call, values))
     d = kernel.derivative
     floor = (
         0.1
@@ -65,7 +65,7 @@ def test_derivative_equals_central_differences(kernel, batch, seed):
 
     numeric = numeric_derivative(kernel, values, differences)
     assert_close(
-        ours, numeric, rtol=1e-6, atol=1e-8, what=f"{call_of(kernel)} vs differences of {d.of}"
+        ours, numeric, rtol=1e-6, atol=1e-8, what=f"{kernel.call} vs differences of {d.of}"
     )
 
 
@@ -73,7 +73,7 @@ def test_derivative_equals_central_differences(kernel, batch, seed):
 def test_derivative_equals_pytorch_autograd(kernel, batch, seed):
     rng = np.random.default_rng(seed)
     values = draw_all(variables(kernel), batch, rng)
-    ours = np.asarray(evaluate(call_of(kernel), values))
+    ours = np.asarray(evaluate(kernel.call, values))
     d = kernel.derivative
     tensors = {name: torch.as_tensor(v) for name, v in values.items()}
 
@@ -91,7 +91,7 @@ def test_derivative_equals_pytorch_autograd(kernel, batch, seed):
         reference.numpy(),
         rtol=1e-10,
         atol=1e-12,
-        what=f"{call_of(kernel)} vs torch autograd of {d.of}",
+        what=f"{kernel.call} vs torch autograd of {d.of}",
     )
 
 
@@ -100,14 +100,14 @@ def test_derivative_in_float32_keeps_float32_and_agrees(kernel, batch, seed):
     rng = np.random.default_rng(seed)
     values = draw_all(variables(kernel), batch, rng)
     single = {name: v.astype(np.float32) for name, v in values.items()}
-    ours = evaluate(call_of(kernel), single)
-    assert ours.dtype == np.float32, f"{call_of(kernel)}: float32 in, {ours.dtype} out"
+    ours = evaluate(kernel.call, single)
+    assert ours.dtype == np.float32, f"{kernel.call}: float32 in, {ours.dtype} out"
     assert_close(
         ours,
-        evaluate(call_of(kernel), values),
+        evaluate(kernel.call, values),
         rtol=2e-4,
         atol=2e-5,
-        what=f"{call_of(kernel)} float32 vs float64",
+        what=f"{kernel.call} float32 vs float64",
     )
 
 
@@ -121,7 +121,7 @@ REFERENCE_CASES = cases(
 def test_value_equals_pytorchs_own_operations(kernel, batch, seed, dtype):
     rng = np.random.default_rng(seed)
     values = {name: v.astype(dtype) for name, v in draw_all(variables(kernel), batch, rng).items()}
-    ours = evaluate(call_of(kernel), values)
+    ours = evaluate(kernel.call, values)
     reference = eval(
         kernel.reference,
         {"torch": torch},  # the registry's own strings

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from numerical import assert_close
-from registry import DERIVATIVES, call_of, draw_all, evaluate, require, variables
+from registry import DERIVATIVES, draw_all, evaluate, require, variables
 
 jax = require("jax")
 jax.config.update("jax_enable_x64", True)
@@ -32,7 +32,7 @@ CASES = [
 def test_derivative_equals_jax_autodiff(kernel, batch, seed):
     rng = np.random.default_rng(seed)
     values = draw_all(variables(kernel), batch, rng)
-    ours = np.asarray(evaluate(call_of(kernel), values))
+    ours = np.asarray(evaluate(kernel.call, values))
     d = kernel.derivative
     arrays = {name: jnp.asarray(v) for name, v in values.items()}
 
@@ -50,7 +50,7 @@ def test_derivative_equals_jax_autodiff(kernel, batch, seed):
         np.asarray(reference),
         rtol=1e-10,
         atol=1e-12,
-        what=f"{call_of(kernel)} vs jax autodiff of {d.of}",
+        what=f"{kernel.call} vs jax autodiff of {d.of}",
     )
 
 
@@ -61,12 +61,12 @@ def test_the_derivative_itself_runs_on_jax_and_returns_jax_arrays(kernel):
         (2,) if kernel.derivative.kind != "jacobian" else (),
         np.random.default_rng(5),
     )
-    result = evaluate(call_of(kernel), {k: jnp.asarray(v) for k, v in values.items()})
+    result = evaluate(kernel.call, {k: jnp.asarray(v) for k, v in values.items()})
     assert isinstance(result, jax.Array)
     assert_close(
         np.asarray(result),
-        np.asarray(evaluate(call_of(kernel), values)),
+        np.asarray(evaluate(kernel.call, values)),
         rtol=1e-12,
         atol=1e-14,
-        what=f"{call_of(kernel)} on JAX vs NumPy",
+        what=f"{kernel.call} on JAX vs NumPy",
     )

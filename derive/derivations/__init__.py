@@ -19,7 +19,7 @@ from pathlib import Path
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from derive.steps import Derivation
+from derive.steps import Derivation, Kernel
 
 MODULES = (
     "softmax_jacobian",  # Part 1
@@ -116,6 +116,11 @@ def result(derivation: str, name: str, **indices: sp.Idx) -> sp.Expr:
             f"its indices: {', '.join(sorted(free))}"
         )
     return expr.subs({free[k]: v for k, v in indices.items()}, simultaneous=True)
+
+
+def kernels() -> dict[str, Kernel]:
+    """Every kernel of every registered derivation, by the name of its generated function."""
+    return {k.name: k for name in MODULES for k in get(name).kernels}
 
 
 def owners() -> dict[str, str]:
