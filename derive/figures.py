@@ -148,9 +148,15 @@ def draw(generated, figure: Figure) -> str:
     from derive import posts
 
     plt.rcParams.update({"svg.hashsalt": "derive", "figure.dpi": 100})
-    fig = plt.figure(figsize=(7, 6) if figure is TRAINING_FIGURE else (7, 4), layout="constrained")
+    size = (7, 6) if figure is TRAINING_FIGURE else (7, 4)
+    fig = plt.figure(figsize=size)
     try:
         figure.draw(fig, generated, posts)
+        if len(fig.axes) > 1:  # panels or a colour bar: drawn again, their margins worked out
+            plt.close(fig)
+            fig = plt.figure(figsize=size, layout="constrained")
+            figure.draw(fig, generated, posts)
+        # one set of axes keeps matplotlib's default margins: a layout engine would double the time
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None})
     finally:

@@ -48,7 +48,7 @@ from derive import cli, transaction  # noqa: E402
 DERIVED = pipeline.derive_all(run_proofs=False)
 
 
-def derive_all_once(run_proofs=True, log=lambda _: None, force=False, meanwhile=None):
+def derive_all_once(run_proofs=True, log=lambda _: None, force=False, meanwhile=None, **_):
     """The derivations derived above, with no proofs; ``meanwhile`` runs as in the real one."""
     if meanwhile is not None:
         meanwhile(DERIVED)
