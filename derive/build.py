@@ -84,9 +84,7 @@ def derive_all(
                 with stage(name, "deriving"):
                     derived[name] = derivations.get(name)
             except BuildError:
-                if (
-                    proving is not None
-                ):  # a wrong result it used fails its own proof: report that first
+                if proving is not None:  # a wrong result it used fails its own proof: first
                     proving.results()
                 raise
             seconds[name] = time.perf_counter() - start
@@ -96,17 +94,7 @@ def derive_all(
             meanwhile([Derived(derived[name], (), 0.0) for name in derivations.MODULES])
         proofs = dict(kept)
         if proving is not None:
-            failed = None
-            for name in proving.names:  # checked here while the workers prove
-                for number, exercise in enumerate(derived[name].exercises, 1):
-                    try:
-                        with stage(name, f"checking exercise {number} ({exercise.name!r})"):
-                            check_exercise(exercise)
-                    except BuildError as error:
-                        failed = failed or error
-            proofs.update(proving.results())  # a failed proof is reported before an exercise
-            if failed is not None:
-                raise failed
+            proofs.update(proving.results())
     finally:
         if proving is not None and workers is None:
             proving.close()
@@ -137,17 +125,13 @@ class Workers:
     def __init__(self) -> None:
         self.pool: ProcessPoolExecutor | None = None
         self.tasks: dict[str, list] = {}  # derivation -> [(identity, sizes, future)]
+        self.exercises: dict[str, list] = {}  # derivation -> [(exercise, future)]
 
     def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, *_) -> None:
         self.close()
-
-    @property
-    def names(self) -> list[str]:
-        """The derivations whose proofs were submitted."""
-        return list(self.tasks)
 
     def _pool(self) -> ProcessPoolExecutor | None:
         if self.pool is None and (os.cpu_count() or 1) > 1:
@@ -161,11 +145,14 @@ class Workers:
         return pool.submit(function, *args) if pool is not None else _run_now(function, *args)
 
     def submit(self, name: str, derivation: Derivation) -> None:
-        """Start proving ``derivation``'s identities."""
+        """Start proving ``derivation``'s identities and checking its exercises."""
         self.tasks[name] = [
             (identity, sizes, self._submit(prove_part, identity, sizes))
             for identity in derivation.identities
             for sizes in (None, *explicit_sizes(identity))
+        ]
+        self.exercises[name] = [
+            (exercise, self._submit(check_exercise, exercise)) for exercise in derivation.exercises
         ]
 
     def draw(self, code: list[Output], figures: list) -> list:
@@ -176,7 +163,7 @@ class Workers:
         return [pool.submit(_draw_with, code, figure) for figure in figures]
 
     def results(self) -> dict[str, tuple[ProofResult, ...]]:
-        """Wait for every proof; raise the first failure (in submission order) as a BuildError."""
+        """Wait for every proof and exercise; raise the first failure as a BuildError."""
         results = {}
         for name, tasks in self.tasks.items():
             parts: dict[str, list] = {}
@@ -196,6 +183,10 @@ class Workers:
                 for done in parts.values()
                 for identity in (done[0][0],)
             )
+        for name, exercises in self.exercises.items():  # a failed proof is reported first
+            for number, (exercise, future) in enumerate(exercises, 1):
+                with stage(name, f"checking exercise {number} ({exercise.name!r})"):
+                    future.result()
         return results
 
     def close(self) -> None:
