@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from derive import cache, derivations, lock, transaction
@@ -55,37 +56,48 @@ class Derived:
 
 
 def derive_all(
-    run_proofs: bool = True, log: Callable[[str], None] = lambda _: None, force: bool = False
+    run_proofs: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+    force: bool = False,
+    meanwhile: Callable[[list[Derived]], None] | None = None,
+    workers: Workers | None = None,
 ) -> list[Derived]:
     """Derive (and prove) every registered derivation, in registry order.
 
     A derivation whose module, engine and used results are unchanged since the
     last build comes from the cache with its proofs (``force`` ignores it).
-    The proofs that remain run side by side, one process per CPU.
+    The proofs that remain run side by side in worker processes, each one
+    started as soon as its derivation is derived (by ``workers``, or a pool
+    of its own); ``meanwhile`` (given the derivations, not yet their proofs)
+    runs in this process while they do.
     """
     derived, kept, seconds = {}, {}, {}
-    for name in derivations.MODULES:
-        start = time.perf_counter()
-        entry = None if force else cache.load(name)
-        if entry is not None and (entry.proofs is not None or not run_proofs):
-            derivations.preload(name, entry.derivation, tuple(entry.used))
-            kept[name] = entry.proofs or ()
-        try:
-            with stage(name, "deriving"):
-                derived[name] = derivations.get(name)
-        except BuildError:
-            if run_proofs:  # a wrong result it used fails its own proof: report that first
-                _prove([n for n in derived if n not in kept], derived)
-            raise
-        seconds[name] = time.perf_counter() - start
-    proofs = dict(kept)
-    if run_proofs:
-        pending = [name for name in derivations.MODULES if name not in kept]
-        proofs.update(_prove(pending, derived))
-        for name in pending:
-            for number, exercise in enumerate(derived[name].exercises, 1):
-                with stage(name, f"checking exercise {number} ({exercise.name!r})"):
-                    check_exercise(exercise)
+    proving = (workers or Workers()) if run_proofs else None
+    try:
+        for name in derivations.MODULES:
+            start = time.perf_counter()
+            entry = None if force else cache.load(name)
+            if entry is not None and (entry.proofs is not None or not run_proofs):
+                derivations.preload(name, entry.derivation, tuple(entry.used))
+                kept[name] = entry.proofs or ()
+            try:
+                with stage(name, "deriving"):
+                    derived[name] = derivations.get(name)
+            except BuildError:
+                if proving is not None:  # a wrong result it used fails its own proof: first
+                    proving.results()
+                raise
+            seconds[name] = time.perf_counter() - start
+            if proving is not None and name not in kept:
+                proving.submit(name, derived[name])
+        if meanwhile is not None:
+            meanwhile([Derived(derived[name], (), 0.0) for name in derivations.MODULES])
+        proofs = dict(kept)
+        if proving is not None:
+            proofs.update(proving.results())
+    finally:
+        if proving is not None and workers is None:
+            proving.close()
     results = []
     for name in derivations.MODULES:
         spent = seconds[name] + sum(p.seconds for p in proofs.get(name, ()))
@@ -101,46 +113,104 @@ def derive_all(
     return results
 
 
-def _prove(names: list[str], derived: dict[str, Derivation]) -> dict[str, tuple[ProofResult, ...]]:
-    """Prove every identity of ``names``: each index form and each explicit size is one task."""
-    tasks = [
-        (name, identity, sizes)
-        for name in names
-        for identity in derived[name].identities
-        for sizes in (None, *explicit_sizes(identity))
-    ]
-    workers = min(os.cpu_count() or 1, 4)
-    if workers > 1 and len(tasks) > 8:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        submit = pool.submit
-    else:  # few tasks: a pool costs more than it saves
-        pool, submit = None, _run_now
-    try:
-        futures = [(task, submit(prove_part, task[1], task[2])) for task in tasks]
-        parts: dict[tuple[str, str], list] = {}
-        for (name, identity, sizes), future in futures:
-            with stage(name, f"proving {identity.name!r}"):
-                assumptions, spent = future.result()
-            parts.setdefault((name, identity.name), []).append((sizes, assumptions, spent))
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    return {
-        name: tuple(
-            ProofResult(
-                identity=identity.name,
-                claim=identity.claim,
-                index_form=True,
-                explicit_sizes=tuple(
-                    dict(s) for s, _, _ in parts[(name, identity.name)] if s is not None
-                ),
-                assumptions_used=next(a for s, a, _ in parts[(name, identity.name)] if s is None),
-                seconds=sum(t for _, _, t in parts[(name, identity.name)]),
+class Workers:
+    """Worker processes, one per CPU, for the proofs and figures of a build.
+
+    Each proof's index form and each explicit size is one task, and so is each
+    figure. The pool is made at the first task (a build whose proofs all come
+    from the cache and draws no figure makes none); with one CPU the tasks run
+    at once, in this process.
+    """
+
+    def __init__(self) -> None:
+        self.pool: ProcessPoolExecutor | None = None
+        self.tasks: dict[str, list] = {}  # derivation -> [(identity, sizes, future)]
+        self.exercises: dict[str, list] = {}  # derivation -> [(exercise, future)]
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def _pool(self) -> ProcessPoolExecutor | None:
+        if self.pool is None and (os.cpu_count() or 1) > 1:
+            self.pool = ProcessPoolExecutor(
+                os.cpu_count(), mp_context=multiprocessing.get_context("fork")
             )
-            for identity in derived[name].identities
-        )
-        for name in names
-    }
+        return self.pool
+
+    def _submit(self, function, *args):
+        pool = self._pool()
+        return pool.submit(function, *args) if pool is not None else _run_now(function, *args)
+
+    def submit(self, name: str, derivation: Derivation) -> None:
+        """Start proving ``derivation``'s identities and checking its exercises."""
+        self.tasks[name] = [
+            (identity, sizes, self._submit(prove_part, identity, sizes))
+            for identity in derivation.identities
+            for sizes in (None, *explicit_sizes(identity))
+        ]
+        self.exercises[name] = [
+            (exercise, self._submit(check_exercise, exercise)) for exercise in derivation.exercises
+        ]
+
+    def draw(self, code: list[Output], figures: list) -> list:
+        """Start drawing each figure, with the generated ``code`` imported: a future each."""
+        pool = self._pool()
+        if pool is None:
+            return [_not_started() for _ in figures]
+        return [pool.submit(_draw_with, code, figure) for figure in figures]
+
+    def results(self) -> dict[str, tuple[ProofResult, ...]]:
+        """Wait for every proof and exercise; raise the first failure as a BuildError."""
+        results = {}
+        for name, tasks in self.tasks.items():
+            parts: dict[str, list] = {}
+            for identity, sizes, future in tasks:
+                with stage(name, f"proving {identity.name!r}"):
+                    assumptions, spent = future.result()
+                parts.setdefault(identity.name, []).append((identity, sizes, assumptions, spent))
+            results[name] = tuple(
+                ProofResult(
+                    identity=identity.name,
+                    claim=identity.claim,
+                    index_form=True,
+                    explicit_sizes=tuple(dict(s) for _, s, _, _ in done if s is not None),
+                    assumptions_used=next(a for _, s, a, _ in done if s is None),
+                    seconds=sum(t for _, _, _, t in done),
+                )
+                for done in parts.values()
+                for identity in (done[0][0],)
+            )
+        for name, exercises in self.exercises.items():  # a failed proof is reported first
+            for number, (exercise, future) in enumerate(exercises, 1):
+                with stage(name, f"checking exercise {number} ({exercise.name!r})"):
+                    future.result()
+        return results
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
+def _draw_with(code: list[Output], figure) -> str:
+    """In a worker: import the generated ``code`` and draw ``figure`` with it."""
+    from derive.figures import draw
+
+    with generated_package(code) as generated:
+        return draw(generated, figure)
+
+
+class _not_started:
+    """A task no worker will run: the caller does it (``cancel`` succeeds)."""
+
+    def cancel(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return True
 
 
 class _run_now:
@@ -341,29 +411,43 @@ def build(
     with _locked(log):
         _tidy(log)
         start = time.perf_counter()
-        derived = derive_all(run_proofs=True, log=log, force=force)
-        code = code_outputs(derived)
-        for output in code:  # a template that renders invalid Python fails here
-            template = (
-                "generated_init.py.j2" if output.path.name == "__init__.py" else "module.py.j2"
+        code: list[Output] = []
+        drawn: dict[Path, str] = {}
+
+        def meanwhile(derived: list[Derived]) -> None:  # while the proofs run
+            code.extend(code_outputs(derived))
+            for output in code:  # a template that renders invalid Python fails here
+                template = (
+                    "generated_init.py.j2" if output.path.name == "__init__.py" else "module.py.j2"
+                )
+                with stage(
+                    output.path.stem,
+                    f"compiling {output.path.relative_to(ROOT)} (rendered from templates/{template})",
+                ):
+                    compile(output.text, str(output.path), "exec")
+            if figures:
+                from derive.figures import draw_all
+
+                with (
+                    stage("(all)", "importing the generated modules from a temporary folder"),
+                    generated_package(code) as generated,
+                    stage("(figures)", "drawing"),
+                ):
+                    declared = [f for d in derived for f in d.derivation.figures]
+                    drawn.update(
+                        draw_all(generated, declared, elsewhere=partial(workers.draw, code))
+                    )
+
+        with Workers() as workers:
+            derived = derive_all(
+                run_proofs=True, log=log, force=force, meanwhile=meanwhile, workers=workers
             )
-            with stage(
-                output.path.stem,
-                f"compiling {output.path.relative_to(ROOT)} (rendered from templates/{template})",
-            ):
-                compile(output.text, str(output.path), "exec")
         with (
             stage("(all)", "importing the generated modules from a temporary folder"),
             generated_package(code) as generated,
         ):
             generated.__all__  # noqa: B018 - the import above ran them
             pages = page_outputs(derived, generated)
-            drawn = {}
-            if figures:
-                from derive.figures import draw_all
-
-                with stage("(figures)", "drawing"):
-                    drawn = draw_all(generated, [f for d in derived for f in d.derivation.figures])
         written = write(code + pages, drawn)
         cache.record_outputs(figures, [o.path for o in (*code, *pages)] + list(drawn))
     for path in written:

@@ -9,7 +9,7 @@ not rewritten and ``mkdocs serve`` does not rebuild in a loop.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -135,8 +135,11 @@ TRAINING_FIGURE = Figure(
 )
 
 
-def draw_all(generated, figures: Iterable[Figure]) -> dict[Path, str]:
-    """Draw ``figures``, the benchmark figure and the training figure: the SVG text of each, by path (nothing is written)."""
+SITE_FIGURES = (BENCHMARK_FIGURE, TRAINING_FIGURE)  # drawn by every build, beside the derivations'
+
+
+def draw(generated, figure: Figure) -> str:
+    """One figure's SVG text, deterministic (fixed hash salt, no date)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,14 +148,41 @@ def draw_all(generated, figures: Iterable[Figure]) -> dict[Path, str]:
     from derive import posts
 
     plt.rcParams.update({"svg.hashsalt": "derive", "figure.dpi": 100})
-    drawn = {}
-    for figure in (*figures, BENCHMARK_FIGURE, TRAINING_FIGURE):
-        fig = plt.figure(
-            figsize=(7, 6) if figure is TRAINING_FIGURE else (7, 4), layout="constrained"
-        )
+    size = (7, 6) if figure is TRAINING_FIGURE else (7, 4)
+    fig = plt.figure(figsize=size)
+    try:
         figure.draw(fig, generated, posts)
+        if len(fig.axes) > 1:  # panels or a colour bar: drawn again, their margins worked out
+            plt.close(fig)
+            fig = plt.figure(figsize=size, layout="constrained")
+            figure.draw(fig, generated, posts)
+        # one set of axes keeps matplotlib's default margins: a layout engine would double the time
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None})
+    finally:
         plt.close(fig)
-        drawn[FIGURE_DIR / figure.file] = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def draw_all(
+    generated, figures: Iterable[Figure], elsewhere: Callable[[list[Figure]], list] | None = None
+) -> dict[Path, str]:
+    """Draw ``figures`` and the site's own: the SVG text of each, by path (nothing is written).
+
+    ``elsewhere(figures)`` may start each figure in another process (a future
+    each, taken in order); this process meanwhile draws, from the back of the
+    list, every figure none of them has started, so the work is shared out
+    however busy the other processes are.
+    """
+    every = [*figures, *SITE_FIGURES]
+    if elsewhere is None:
+        return {FIGURE_DIR / f.file: draw(generated, f) for f in every}
+    started = elsewhere(every)
+    drawn = {}
+    for figure, future in reversed(list(zip(every, started))):
+        if future.cancel():
+            drawn[FIGURE_DIR / figure.file] = draw(generated, figure)
+    for figure, future in zip(every, started):
+        if not future.cancelled():
+            drawn[FIGURE_DIR / figure.file] = future.result()
     return drawn

@@ -46,7 +46,16 @@ from derive import build as pipeline  # noqa: E402
 from derive import cli, transaction  # noqa: E402
 
 DERIVED = pipeline.derive_all(run_proofs=False)
-pipeline.derive_all = lambda run_proofs=True, log=lambda _: None, force=False: DERIVED
+
+
+def derive_all_once(run_proofs=True, log=lambda _: None, force=False, meanwhile=None, **_):
+    """The derivations derived above, with no proofs; ``meanwhile`` runs as in the real one."""
+    if meanwhile is not None:
+        meanwhile(DERIVED)
+    return DERIVED
+
+
+pipeline.derive_all = derive_all_once
 TEMPLATES = sorted((PROJECT / "templates").glob("*.j2"))
 ORIGINAL = {t: t.read_text() for t in TEMPLATES}
 OUTPUTS = [
@@ -68,7 +77,7 @@ def use_set(name: str) -> None:
         derive.figures.FIGURE_DIR / f"figure-{i}.svg": f"<svg><!-- set {name}, {i} --></svg>\n"
         for i in range(3)
     }
-    derive.figures.draw_all = lambda generated, declared=(): figures
+    derive.figures.draw_all = lambda generated, declared=(), **_: figures
 
 
 def snapshot() -> dict[str, tuple[bytes, int]]:

@@ -318,7 +318,7 @@ def derive():
             shortcut=shortcut,
             assumptions=one_hot,
             explicit=explicit_chain_rule,
-            explicit_sizes=every(C=range(2, 7), D=range(1, 5)),
+            explicit_sizes=every(C=range(2, 6), D=range(1, 4)),
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
         ),
