@@ -730,7 +730,8 @@ def derive():
             "factor, and inputs of both signs make those terms cancel: only a norm-wise bound "
             "holds for them. Entries with j = k, and every entry for a batch of one sample, are "
             "sums of terms of one sign (x_bj² S_c Σ_{m≠c} S_m on the diagonal blocks, "
-            "−x_bj² S_c S_d off them, no 1 − S_c computed): within a few ulps",
+            "−x_bj² S_c S_d off them, no 1 − S_c computed): they add a few ulps to the error of "
+            "the probabilities themselves (softmax's, about |z_i − max z|/2 ulps for a small one)",
             summary="The Hessian of the mean cross-entropy over the batch with respect to W.",
             params=(x_param, W_param),
             body=(
