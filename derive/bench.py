@@ -339,6 +339,229 @@ def training_step_labels_row(
     }
 
 
+# -- second order ------------------------------------------------------------------------------
+
+SECOND_ORDER_TARGETS = {
+    "hvp: generated / torch": 0.5,  # PyTorch's double backward
+    "hvp: generated / floor": 1.3,  # the matrix products an HVP cannot avoid
+    "hessian: generated / torch": 0.1,  # torch.func.hessian: at least 10 times faster
+    "newton: generated / torch": 1.0,  # torch.func.hessian + torch.linalg.solve
+}
+
+
+def _second_order_data(batch: int, n_inputs: int, n_classes: int, dtype):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(batch, n_inputs)).astype(dtype)
+    W = (rng.normal(size=(n_inputs, n_classes)) * 0.05).astype(dtype)
+    V = rng.normal(size=(n_inputs, n_classes)).astype(dtype)
+    labels = rng.integers(n_classes, size=batch)
+    return X, W, V, labels
+
+
+def _jax_loss(dtype):
+    """The mean cross-entropy in JAX, or None when JAX is not installed."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None, None
+    if dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)
+
+    def loss(weights, inputs, targets):
+        log_p = jax.nn.log_softmax(inputs @ weights, axis=-1)
+        return -jnp.mean(jnp.take_along_axis(log_p, targets[:, None], axis=-1))
+
+    return jax, loss
+
+
+def _second_order_row(what, shape, dtype, contenders, expected, ratios, repeats, budget) -> dict:
+    tolerance = (
+        {"rtol": 1e-3, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-8, "atol": 1e-11}
+    )
+    for name, f in contenders.items():
+        if name != "floor":  # every contender computes the same numbers
+            np.testing.assert_allclose(np.asarray(f()), expected, **tolerance, err_msg=name)
+    times = measure(contenders, repeats, budget)
+    found = {k: times[a] / times[b] for k, (a, b) in ratios.items() if a in times and b in times}
+    return {
+        "what": what,
+        "B": shape[0],
+        "D": shape[1],
+        "C": shape[2],
+        "dtype": np.dtype(dtype).name,
+        "seconds": times,
+        "spread": dict(measure.spread),
+        "ratios": found,
+        "targets_met": {
+            k: v <= SECOND_ORDER_TARGETS[k] for k, v in found.items() if k in SECOND_ORDER_TARGETS
+        },
+    }
+
+
+def hvp_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats: int, budget: float) -> dict:
+    """weight_hvp against PyTorch's double backward, JAX's jvp of grad, and its floor."""
+    import torch
+
+    X, W, V, labels = _second_order_data(batch, n_inputs, n_classes, dtype)
+    Y = np.eye(n_classes, dtype=dtype)[labels]
+    G = np.random.default_rng(3).normal(size=(batch, n_classes)).astype(dtype)
+    tX, tV, tlabels = torch.from_numpy(X), torch.from_numpy(V), torch.from_numpy(labels)
+    tW = torch.from_numpy(W.copy()).requires_grad_(True)
+
+    def floor():  # the forward logits, U = X V, and Xᵀ times a B x C array
+        X @ W
+        X @ V
+        return X.T @ G
+
+    def torch_double_backward():
+        (g,) = torch.autograd.grad(
+            torch.nn.functional.cross_entropy(tX @ tW, tlabels), tW, create_graph=True
+        )
+        (hv,) = torch.autograd.grad((g * tV).sum(), tW)
+        return hv
+
+    contenders = {
+        "generated": lambda: generated.weight_hvp(X, W, V),
+        "torch": torch_double_backward,
+        "floor": floor,
+    }
+    jax, loss = _jax_loss(dtype)
+    if jax is not None:
+        jX, jW, jV, jlabels = (jax.numpy.asarray(a) for a in (X, W, V, labels))
+        hvp = jax.jit(lambda w, v: jax.jvp(lambda u: jax.grad(loss)(u, jX, jlabels), (w,), (v,))[1])
+        contenders["jax"] = lambda: hvp(jW, jV).block_until_ready()
+    assert np.allclose(generated.weight_grad(X, W, Y), generated.weight_grad(X, W, labels))
+    return _second_order_row(
+        "weight_hvp",
+        (batch, n_inputs, n_classes),
+        dtype,
+        contenders,
+        generated.weight_hvp(X, W, V),
+        {
+            "hvp: generated / torch": ("generated", "torch"),
+            "hvp: generated / floor": ("generated", "floor"),
+            "hvp: generated / jax": ("generated", "jax"),
+        },
+        repeats,
+        budget,
+    )
+
+
+def hessian_row(
+    batch: int, n_inputs: int, n_classes: int, dtype, repeats: int, budget: float
+) -> dict:
+    """weight_hessian against torch.func.hessian (and jax.hessian) of the mean loss."""
+    import torch
+
+    X, W, _, labels = _second_order_data(batch, n_inputs, n_classes, dtype)
+    tX, tW, tlabels = torch.from_numpy(X), torch.from_numpy(W), torch.from_numpy(labels)
+    hessian = torch.func.hessian(lambda w: torch.nn.functional.cross_entropy(tX @ w, tlabels))
+    contenders = {
+        "generated": lambda: generated.weight_hessian(X, W),
+        "torch": lambda: hessian(tW),
+    }
+    jax, loss = _jax_loss(dtype)
+    if jax is not None:
+        jX, jW, jlabels = (jax.numpy.asarray(a) for a in (X, W, labels))
+        jhessian = jax.jit(lambda w: jax.hessian(loss)(w, jX, jlabels))
+        contenders["jax"] = lambda: jhessian(jW).block_until_ready()
+    return _second_order_row(
+        "weight_hessian",
+        (batch, n_inputs, n_classes),
+        dtype,
+        contenders,
+        generated.weight_hessian(X, W),
+        {
+            "hessian: generated / torch": ("generated", "torch"),
+            "hessian: generated / jax": ("generated", "jax"),
+        },
+        repeats,
+        budget,
+    )
+
+
+def newton_row(
+    batch: int, n_inputs: int, n_classes: int, dtype, repeats: int, budget: float
+) -> dict:
+    """newton_step against torch.func.hessian + torch.linalg.solve (and the same in JAX, jit)."""
+    import torch
+
+    X, W, _, labels = _second_order_data(batch, n_inputs, n_classes, dtype)
+    Y = np.eye(n_classes, dtype=dtype)[labels]
+    l2, n = 1e-2, n_inputs * n_classes
+    tX, tW, tlabels = torch.from_numpy(X), torch.from_numpy(W), torch.from_numpy(labels)
+
+    def penalized(w):
+        return torch.nn.functional.cross_entropy(tX @ w, tlabels) + l2 / 2 * (w**2).sum()
+
+    torch_hessian, torch_grad = torch.func.hessian(penalized), torch.func.grad(penalized)
+
+    def torch_newton():
+        step = torch.linalg.solve(torch_hessian(tW).reshape(n, n), torch_grad(tW).reshape(n))
+        return -step.reshape(W.shape)
+
+    contenders = {
+        "generated": lambda: generated.newton_step(X, W, Y, l2),
+        "torch": torch_newton,
+    }
+    jax, loss = _jax_loss(dtype)
+    if jax is not None:
+        jnp = jax.numpy
+        jX, jW, jlabels = (jnp.asarray(a) for a in (X, W, labels))
+
+        def jax_penalized(w):
+            return loss(w, jX, jlabels) + l2 / 2 * jnp.sum(w**2)
+
+        @jax.jit
+        def jax_newton(w):
+            hessian = jax.hessian(jax_penalized)(w).reshape(n, n)
+            return -jnp.linalg.solve(hessian, jax.grad(jax_penalized)(w).reshape(n)).reshape(
+                w.shape
+            )
+
+        contenders["jax"] = lambda: jax_newton(jW).block_until_ready()
+    return _second_order_row(
+        "newton_step",
+        (batch, n_inputs, n_classes),
+        dtype,
+        contenders,
+        generated.newton_step(X, W, Y, l2),
+        {
+            "newton: generated / torch": ("generated", "torch"),
+            "newton: generated / jax": ("generated", "jax"),
+        },
+        repeats,
+        budget,
+    )
+
+
+def second_order_rows(
+    repeats: int, budget: float, quick: bool = False, smoke: bool = False
+) -> list[dict]:
+    """The second-order rows: weight_hvp, weight_hessian, newton_step (Iris size: B=120, D=5, C=3)."""
+    dtypes = (np.float64,) if quick or smoke else (np.float64, np.float32)
+    repeats, budget = min(repeats, 7), min(budget, 0.1)  # torch.func.hessian takes a second a call
+    if smoke:
+        cells = [(hvp_row, (16, 20, 4)), (hessian_row, (16, 6, 3)), (newton_row, (12, 5, 3))]
+    elif quick:
+        cells = [(hvp_row, (256, 784, 10)), (hessian_row, (256, 64, 10)), (newton_row, (120, 5, 3))]
+    else:
+        cells = [
+            (hvp_row, (256, 784, 10)),
+            (hvp_row, (64, 512, 1000)),
+            (hessian_row, (256, 64, 10)),
+            (hessian_row, (256, 128, 20)),
+            (newton_row, (120, 5, 3)),
+        ]
+    return [
+        row(*shape, dtype, repeats, budget)
+        for row, shape in cells
+        for dtype in dtypes
+        if not (shape == (256, 128, 20) and dtype == np.float32)  # float64 only: the slowest cell
+    ]
+
+
 # -- the build ---------------------------------------------------------------------------------
 
 
@@ -431,6 +654,8 @@ def run(quick: bool = False, smoke: bool = False) -> dict:
             for dtype in (np.float64, np.float32)
         ],
         "label_targets": LABEL_TARGETS,
+        "second_order": second_order_rows(repeats, budget, quick=quick, smoke=smoke),
+        "second_order_targets": SECOND_ORDER_TARGETS,
     }
     if not smoke:
         report["build_seconds"] = build_times()
@@ -491,6 +716,7 @@ def table(report: dict) -> str:
                 for k, v in r["ratios"].items()
             )
         )
+    lines += second_order_table(report)
     if "build_seconds" in report:
         b = report["build_seconds"]
         lines += [
@@ -505,6 +731,31 @@ def table(report: dict) -> str:
         f"({m['blas']}), torch {m['torch']} ({m['torch_threads']} threads)",
     ]
     return "\n".join(lines)
+
+
+def second_order_table(report: dict) -> list[str]:
+    lines = ["", "Second order (seconds per call: median [fastest, slowest repeat])"]
+    for r in report.get("second_order", []):
+        lines.append(
+            f"{r['what']:<15} {r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} "
+            + "  ".join(
+                f"{k} {v:.3e} [{r['spread'][k][0]:.2e}, {r['spread'][k][1]:.2e}]"
+                for k, v in r["seconds"].items()
+            )
+        )
+        lines.append(
+            " " * 16
+            + "  ".join(
+                f"{k} {v:.3f}"
+                + (
+                    f" {'met' if r['targets_met'][k] else 'MISSED'} (<= {SECOND_ORDER_TARGETS[k]})"
+                    if k in SECOND_ORDER_TARGETS
+                    else ""
+                )
+                for k, v in r["ratios"].items()
+            )
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -530,7 +781,30 @@ def main(argv: list[str] | None = None) -> int:
         help="measure only the build (cold, no-op, one edit) and record it in "
         "bench-results/latest.json beside the timings there",
     )
+    parser.add_argument(
+        "--only",
+        choices=["second_order"],
+        help="run one section only (written to bench-results/tmp-only.json, never latest.json)",
+    )
     args = parser.parse_args(argv)
+    if args.only:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        repeats, budget = (3, 0.002) if args.smoke else (5, 0.05) if args.quick else (15, 0.2)
+        report = {
+            "mode": f"only {args.only}",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": machine(),
+            "repeats": repeats,
+            "second_order": second_order_rows(repeats, budget, quick=args.quick, smoke=args.smoke),
+            "second_order_targets": SECOND_ORDER_TARGETS,
+        }
+        print("\n".join(second_order_table(report)))
+        output = args.output or BENCHMARK_RESULTS.with_name("tmp-only.json")
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {output}")
+        return 0
     if args.build_times:
         report = json.loads(BENCHMARK_RESULTS.read_text())
         report["build_seconds"] = {**build_times(), "date": time.strftime("%Y-%m-%d")}

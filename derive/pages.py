@@ -343,8 +343,41 @@ def benchmark_context(report: dict | None) -> dict:
             }
             for r in report.get("training_step_labels", [])
         ],
+        "second_order": _second_order_context(report),
         "figure": "benchmark-ratios.svg",
     }
+
+
+def _second_order_context(report: dict) -> list[dict]:
+    """The second-order rows (weight_hvp, weight_hessian, newton_step), formatted."""
+    targets = report.get("second_order_targets", {})
+    return [
+        {
+            "what": r["what"],
+            "shape": f"{r['B']}, {r['D']}, {r['C']}",
+            "dtype": r["dtype"],
+            "cells": [
+                {
+                    "name": name,
+                    "median": _seconds(v),
+                    "spread": " – ".join(_seconds(x) for x in r["spread"][name]),
+                }
+                for name, v in r["seconds"].items()
+            ],
+            "ratios": [
+                {
+                    "name": name,
+                    "value": f"{v:.3f}",
+                    "target": f"≤ {targets[name]}" if name in targets else "",
+                    "met": ("met" if r["targets_met"][name] else "**missed**")
+                    if name in targets
+                    else "for reference",
+                }
+                for name, v in r["ratios"].items()
+            ],
+        }
+        for r in report.get("second_order", [])
+    ]
 
 
 def benchmark_output() -> Output:

@@ -18,6 +18,12 @@ def test_smoke_run_writes_a_complete_report(tmp_path):
         assert set(row["seconds"]) == {"generated", "from_logits", "numpy", "torch", "floor"}
         assert all(t > 0 for t in row["seconds"].values())
         assert set(row["ratios"]) >= set(bench.TARGETS)
+    whats = {row["what"] for row in report["second_order"]}
+    assert whats == {"weight_hvp", "weight_hessian", "newton_step"}
+    for row in report["second_order"]:
+        assert {"generated", "torch"} <= set(row["seconds"])
+        assert all(t > 0 for t in row["seconds"].values())
+        assert set(row["targets_met"]) <= set(bench.SECOND_ORDER_TARGETS) and row["targets_met"]
 
 
 def test_the_posts_loops_compute_what_the_generated_functions_compute():
@@ -61,3 +67,11 @@ def test_the_labels_rows_compare_the_same_numbers():
     X, W, labels = rng.normal(size=(9, 4)), rng.normal(size=(4, 5)), rng.integers(5, size=9)
     np.testing.assert_allclose(weight_grad(X, W, labels), bench.numpy_labels_by_hand(X, W, labels))
     np.testing.assert_array_equal(weight_grad(X, W, labels), weight_grad(X, W, np.eye(5)[labels]))
+
+
+def test_only_second_order_writes_its_rows_alone(tmp_path):
+    output = tmp_path / "only.json"
+    assert bench.main(["--only", "second_order", "--smoke", "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["mode"] == "only second_order" and "posts" not in report
+    assert len(report["second_order"]) == 3

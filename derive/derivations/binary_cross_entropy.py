@@ -64,6 +64,17 @@ def derive() -> Derivation:
     stable = Max(z, 0) - y * z + log(1 + exp(-Abs(z)))
     gradient = sp.diff(of_logit, z)
     gradient_in_sigma = sigmoid - y
+    # Why the code computes them this way: max(z, 0) − y z is z(1 − y) for z > 0, computed as
+    # a difference that cancels where y ≈ 1; split by sign, every term is ≥ 0 for y in [0, 1].
+    nonnegative = (1 - y) * Max(z, 0) + y * Max(-z, 0) + log(1 + exp(-Abs(z)))
+    # σ(z) − y rounds σ(z), near 1 for z > 0, before subtracting: use the smaller probability
+    # q = σ(−|z|) = e^{−|z|}/(1 + e^{−|z|}), and (1 − y) − q for z ≥ 0.
+    q, not_y = sp.Symbol("q", positive=True), sp.Symbol("not_y", real=True)
+    smaller = small / (1 + small)
+    gradient_split = sp.Piecewise((q - y, z < 0), (not_y - q, True))
+    gradient_split_written = gradient_split.xreplace({q: smaller, not_y: 1 - y}).subs(
+        small, exp(-Abs(z))
+    )
     steps = (
         Step(
             "Derivative with respect to p",
@@ -101,6 +112,17 @@ def derive() -> Derivation:
             stable,
         ),
         Step(
+            "Why the code computes the loss as three non-negative terms",
+            "For $z > 0$ the stable form computes $z - y z$: where $y$ is close to 1 these are "
+            "two nearly equal numbers, and their difference $z(1 - y)$ keeps few of their digits. "
+            "Split by the sign of $z$ instead: $\\max(z, 0) - y z = (1 - y)\\max(z, 0) + "
+            "y \\max(-z, 0)$, and for $y \\in [0, 1]$ each term, like the logarithm, is "
+            "$\\geq 0$: a sum of non-negative numbers loses no digits ($1 - y$ is exact for "
+            "$y \\geq 1/2$).",
+            stable,
+            nonnegative,
+        ),
+        Step(
             "Gradient with respect to the logit",
             "Differentiate the loss of a logit; the sigmoid's $1/(1 + e^{-z})$ appears.",
             Derivative(L, z),
@@ -112,8 +134,41 @@ def derive() -> Derivation:
             gradient,
             gradient_in_sigma,
         ),
+        Step(
+            "Why the code computes the gradient from the smaller probability",
+            "For $z > 0$, $\\sigma(z)$ is close to 1 and is rounded before $y$ is subtracted: "
+            "where $\\sigma(z) \\approx y$ the rounding error of $\\sigma(z)$ is all that is "
+            "left. With $q = \\sigma(-|z|) = e^{-|z|}/(1 + e^{-|z|}) \\leq 1/2$, "
+            "$\\sigma(z) = 1 - q$ for $z \\geq 0$, so the gradient is $(1 - y) - q$: $q$ is "
+            "small and carries its own digits, $1 - y$ is exact for $y \\geq 1/2$. For "
+            "$z < 0$, $\\sigma(z) = q$ already.",
+            gradient_in_sigma,
+            gradient_split_written,
+        ),
     )
     identities = (
+        *on_each_side_of_zero(
+            Identity(
+                "binary_cross_entropy_nonnegative",
+                "the three non-negative terms equal the stable form",
+                long=nonnegative,
+                shortcut=stable,
+                long_title="The sum of non-negative terms,",
+                shortcut_title="the stable form,",
+            ),
+            z,
+        ),
+        *on_each_side_of_zero(
+            Identity(
+                "binary_cross_entropy_logit_grad_split",
+                "the gradient from the smaller probability equals $\\sigma(z) - y$",
+                long=gradient_split_written,
+                shortcut=gradient_in_sigma,
+                long_title="The form the code computes,",
+                shortcut_title="$\\sigma(z) - y$,",
+            ),
+            z,
+        ),
         Identity(
             "binary_cross_entropy_grad",
             "the derivative SymPy computes is $(p - y)/(p(1 - p))$",
@@ -176,8 +231,8 @@ def derive() -> Derivation:
             summary="The binary cross-entropy of σ(z) against y, from the logits, stable for any z.",
             params=logits,
             body=(Assign(small, (), exp(-Abs(z))),),
-            returns=Assign(L, (), stable.subs(log(1 + exp(-Abs(z))), log1p(small))),
-            math=stable,
+            returns=Assign(L, (), nonnegative.subs(log(1 + exp(-Abs(z))), log1p(small))),
+            math=nonnegative,
             returns_doc="the loss of each entry, the shape of z; finite for every finite z",
             reference="torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction='none')",
         ),
@@ -185,9 +240,13 @@ def derive() -> Derivation:
             name="binary_cross_entropy_from_logits_grad",
             summary="∂L/∂z = σ(z) − y, elementwise.",
             params=logits,
-            body=(Assign(sp.Symbol("p"), (), sp.Function("sigmoid")(z)),),
-            returns=Assign(Derivative(L, z), (), sp.Symbol("p") - y),
-            math=gradient_in_sigma,
+            body=(
+                Assign(small, (), exp(-Abs(z))),
+                Assign(q, (), smaller),
+                Assign(not_y, (), 1 - y),
+            ),
+            returns=Assign(Derivative(L, z), (), gradient_split),
+            math=gradient_split_written,
             returns_doc="the shape of z",
             derivative=DerivativeOf(
                 "binary_cross_entropy_from_logits(z, y)", wrt="z", kind="elementwise"

@@ -138,6 +138,50 @@ def explicit_hvp(sizes) -> tuple[Matrix, Matrix]:
     return hessian * Matrix(list(direction)), shortcut
 
 
+def _stable_softmax_hessian(probabilities: Matrix) -> Matrix:
+    """S_c Σ_{m≠c} S_m on the diagonal, −S_c S_d off it: the softmax Jacobian's stable form."""
+    n = len(probabilities)
+    return Matrix(
+        n,
+        n,
+        lambda c, d: (
+            probabilities[c] * sum(probabilities[m] for m in range(n) if m != c)
+            if c == d
+            else -probabilities[c] * probabilities[d]
+        ),
+    )
+
+
+def explicit_stable_weight_hessian(sizes) -> tuple[Matrix, Matrix]:
+    """x xᵀ ⊗ (the stable form), and x xᵀ ⊗ (diag(S) − S Sᵀ), for an explicit softmax."""
+    inputs = explicit_vector("x", sizes["D"])
+    probabilities = explicit_softmax(explicit_vector("z", sizes["C"]))
+    outer = inputs * inputs.T
+    return (
+        sp.kronecker_product(outer, _stable_softmax_hessian(probabilities)),
+        sp.kronecker_product(outer, _softmax_hessian(probabilities)),
+    )
+
+
+def explicit_stable_hvp_factor(sizes) -> tuple[Matrix, Matrix]:
+    """S_c(U_c Σ_{d≠c} S_d − Σ_{d≠c} S_d U_d) and S_c(U_c − Σ_d S_d U_d), for an explicit softmax."""
+    n = sizes["C"]
+    p = explicit_softmax(explicit_vector("z", n))
+    along = explicit_vector("U", n)
+    mean = sum(p[d] * along[d] for d in range(n))
+    stable = Matrix(
+        [
+            p[c]
+            * (
+                along[c] * sum(p[d] for d in range(n) if d != c)
+                - sum(p[d] * along[d] for d in range(n) if d != c)
+            )
+            for c in range(n)
+        ]
+    )
+    return stable, Matrix([p[c] * (along[c] - mean) for c in range(n)])
+
+
 # -- figures --------------------------------------------------------------------------
 
 
@@ -313,6 +357,36 @@ def derive():
         / B
     )
 
+    # Why the code computes it this way: where S_c ≈ 1, x_j x_k S_c δ_cd − x_j x_k S_c S_d loses
+    # 1 − S_c on the diagonal blocks; the softmax Jacobian's stable form (its page) keeps it.
+    stable_logit_hessian = result("softmax_jacobian", "stable_jacobian", i=c, j=d)
+    (others_sum,) = stable_logit_hessian.atoms(Sum)  # Σ_{m≠c} S_m
+    ((other, _, _),) = others_sum.limits  # its summation index
+    stable_sample = x[jj] * x[kk] * stable_logit_hessian
+    O = sp.IndexedBase("others")  # O_bc = Σ_{m≠c} S_bm, one per sample and class
+    named_others = {others_sum: O[c]}
+    batch_stable = (
+        Sum(
+            stable_sample.xreplace(named_others).xreplace({**per_sample, O[c]: O[b, c]}),
+            (b, 1, B),
+        )
+        / B
+    )
+    stable_products = (
+        KroneckerDelta(c, d) * Sum(X[b, jj] * P[b, c] * O[b, c] * X[b, kk], (b, 1, B))
+        - (1 - KroneckerDelta(c, d)) * Sum(X[b, jj] * P[b, c] * X[b, kk] * P[b, d], (b, 1, B))
+    ) / B
+    batch_others = others_sum.xreplace({S[other]: P[b, other]})  # Σ_{m≠c} S_bm
+
+    # The HVP's factor U_c − Σ_d S_d U_d, with the sums of others: no 1 − S_c lost either.
+    Uc = sp.IndexedBase("U")
+    others_d = Sum((1 - KroneckerDelta(c, d)) * S[d], (d, 1, C))
+    others_weighted = Sum((1 - KroneckerDelta(c, d)) * S[d] * Uc[d], (d, 1, C))
+    hvp_factor = S[c] * (Uc[c] - Sum(S[d] * Uc[d], (d, 1, C)))
+    hvp_factor_stable = S[c] * (Uc[c] * others_d - others_weighted)
+    Q = sp.IndexedBase("others_along")  # Q_bc = Σ_{d≠c} S_bd U_bd
+    hvp_stable = Sum(X[b, jj] * P[b, c] * (U[b, c] * O[b, c] - Q[b, c]), (b, 1, B)) / B
+
     # The L2 penalty (l2/2) Σ W², its gradient and Hessian.
     penalty = l2 / 2 * Sum(Sum(W[jj, c] ** 2, (c, 1, C)), (jj, 1, D))
     penalty_grad = evaluate(sp.diff(penalty, W[jj, c]))
@@ -421,6 +495,31 @@ def derive():
             as_products,
         ),
         Step(
+            "Why the code computes the diagonal blocks as a sum of others",
+            "Where a probability $S_c$ is close to 1, the diagonal block $c = d$ of the two "
+            "products above is $x_j x_k S_c - x_j x_k S_c S_c$: two nearly equal numbers, whose "
+            "difference $x_j x_k S_c (1 - S_c)$ loses the digits of $1 - S_c$ (all of them when "
+            "$S_c$ rounds to 1). The softmax Jacobian page's stable form keeps them: on the "
+            "diagonal $S_c \\sum_{m \\ne c} S_m$, a product of positive numbers, and off it "
+            "$-S_c S_d$, with no subtraction at all. Given $\\sum_m S_m = 1$ it is the same "
+            "Hessian (the proof below).",
+            weight_hessian,
+            stable_sample,
+        ),
+        Step(
+            "As two matrix products, without cancellation",
+            "Name the sums of others $O_{bc} = \\sum_{m \\ne c} S_{bm}$ (computed per sample "
+            "as two cumulative sums of positive terms, no subtraction). The $\\delta_{cd}$ "
+            "term and the $(1 - \\delta_{cd})$ term each become one sum over the batch, one "
+            "matrix product: the code takes the first on the diagonal blocks and the second off "
+            "them, so no entry is a difference of the two. The cost is that of the two products "
+            "before, $O(B D^2 C^2)$, never a $B \\times D \\times C \\times D \\times C$ "
+            "array. What still cancels is the data: for $j \\ne k$, $x_{bj} x_{bk}$ takes both "
+            "signs over the batch; for $j = k$ every term of a sum has the same sign.",
+            batch_stable,
+            stable_products,
+        ),
+        Step(
             "Hessian times V, without the Hessian",
             "Summing one sample's Hessian against a $V$ shaped like $W$: the delta keeps "
             "$d = c$, and $k$ meets only $x_k$ and $V$. Both sums over $k$ are entries of "
@@ -436,6 +535,25 @@ def derive():
             "(and the forward pass), no $DC \\times DC$ array: the cost of one gradient.",
             Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[jj, c]),
             hvp,
+        ),
+        Step(
+            "Why the code computes the HVP's factor with sums of others",
+            "$U_c - \\sum_d S_d U_d$ loses the same digits where $S_c \\approx 1$: "
+            "$\\sum_d S_d U_d$ is then $U_c$ up to a relative $1 - S_c$. Given "
+            "$\\sum_d S_d = 1$, $U_c = U_c \\sum_{d} S_d$, and the $d = c$ terms cancel "
+            "exactly in the algebra instead of in floating point: what is left are sums over "
+            "the other classes, each computed as two cumulative sums (the printer's sum of "
+            "others). Where $S_c \\approx 1$ both terms are small and carry their own digits.",
+            hvp_factor,
+            hvp_factor_stable,
+        ),
+        Step(
+            "Hessian times V over a batch, as the code computes it",
+            "With $O_{bc} = \\sum_{d \\ne c} S_{bd}$ and $Q_{bc} = \\sum_{d \\ne c} S_{bd} "
+            "U_{bd}$: still $U = X V$, then $X^T$ times a $B \\times C$ array, two matrix "
+            "products over the batch (and the forward pass $X W$).",
+            hvp,
+            hvp_stable,
         ),
         Step(
             "The L2 penalty",
@@ -537,6 +655,40 @@ def derive():
             shortcut_title="the two sums,",
         ),
         Identity(
+            "weight_hessian_stable",
+            "x_j x_k S_c(δ_cd Σ_{m≠c} S_m − (1 − δ_cd) S_d), the softmax Jacobian's stable form "
+            "times x_j x_k, equals x_j x_k S_c(δ_cd − S_d) given Σ S = 1; with the softmax "
+            "written out, x xᵀ ⊗ (the stable form) equals x xᵀ ⊗ (diag(S) − S Sᵀ).",
+            long=stable_sample,
+            shortcut=weight_hessian,
+            assumptions={Sum(S[other], (other, 1, C)): sp.Integer(1)},
+            explicit=explicit_stable_weight_hessian,
+            explicit_sizes=every(C=range(2, 5), D=range(1, 3)),
+            long_title="The stable form,",
+            shortcut_title="the Hessian,",
+        ),
+        Identity(
+            "weight_hessian_stable_products",
+            "The batch mean of the stable form equals the two sums over the batch the code "
+            "computes, one on the diagonal blocks and one off them.",
+            long=batch_stable,
+            shortcut=stable_products,
+            long_title="The batch mean,",
+            shortcut_title="the two sums,",
+        ),
+        Identity(
+            "weight_hvp_stable_factor",
+            "S_c(U_c Σ_{d≠c} S_d − Σ_{d≠c} S_d U_d) = S_c(U_c − Σ_d S_d U_d) given Σ S = 1, "
+            "for symbolic C and, with the softmax written out, at explicit sizes.",
+            long=hvp_factor_stable,
+            shortcut=hvp_factor,
+            assumptions={Sum(S[d], (d, 1, C)): sp.Integer(1)},
+            explicit=explicit_stable_hvp_factor,
+            explicit_sizes=every(C=range(2, 5)),
+            long_title="The factor the code computes,",
+            shortcut_title="the factor of the Hessian times V,",
+        ),
+        Identity(
             "weight_hvp",
             "For one sample, Σ_kd H_jc,kd V_kd = x_j S_c(U_c − Σ_d S_d U_d) with U = Vᵀx.",
             long=hvp_long,
@@ -555,7 +707,7 @@ def derive():
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
-    mean_along = sp.IndexedBase("mean_along")  # Σ_d S_bd U_bd
+    weighted = sp.IndexedBase("weighted")  # S_bd U_bd
     error_share = sp.IndexedBase("error_share")
     (hvp_sum,) = [s for s in hvp.atoms(Sum) if s.limits[0][0] == b]
     kernels = (
@@ -574,33 +726,42 @@ def derive():
         ),
         Kernel(
             name="weight_hessian",
-            conditioning="It is computed as the difference of two batch means, the diagonal part "
-            "x_j x_k S_c δ_cd and the outer-product part x_j S_c x_k S_d; where S_c is near 1 they "
-            "nearly cancel (1 − S_c is lost, as in S_i(1 − S_i)), and inputs of both signs cancel "
-            "over the batch. The softmax Jacobian's cancellation-free form is not used here yet",
+            conditioning="Entries with j ≠ k are batch means of x_bj x_bk times the per-sample "
+            "factor, and inputs of both signs make those terms cancel: only a norm-wise bound "
+            "holds for them. Entries with j = k, and every entry for a batch of one sample, are "
+            "sums of terms of one sign (x_bj² S_c Σ_{m≠c} S_m on the diagonal blocks, "
+            "−x_bj² S_c S_d off them, no 1 − S_c computed): they add a few ulps to the error of "
+            "the probabilities themselves (softmax's, about |z_i − max z|/2 ulps for a small one)",
             summary="The Hessian of the mean cross-entropy over the batch with respect to W.",
             params=(x_param, W_param),
-            body=(Assign(P, (b, c), softmax_of_batch), Assign(share, (b, c), P[b, c] / B)),
+            body=(
+                Assign(P, (b, c), softmax_of_batch),
+                Assign(share, (b, c), P[b, c] / B),
+                Assign(O, (b, c), batch_others),
+            ),
             returns=Assign(
                 Derivative(XE, W[jj, c], W[kk, d]),
                 (jj, c, kk, d),
-                MatmulSum(X[b, jj] * share[b, c] * X[b, kk], (b, 1, B)) * KroneckerDelta(c, d)
-                - MatmulSum(X[b, jj] * share[b, c] * X[b, kk] * P[b, d], (b, 1, B)),
+                KroneckerDelta(c, d)
+                * MatmulSum(X[b, jj] * share[b, c] * O[b, c] * X[b, kk], (b, 1, B))
+                - (1 - KroneckerDelta(c, d))
+                * MatmulSum(X[b, jj] * share[b, c] * X[b, kk] * P[b, d], (b, 1, B)),
             ),
-            math=batch_hessian,
+            math=batch_stable.xreplace({O[b, c]: batch_others}),
             returns_doc="shape (D, C, D, C), entry [j, c, k, d] = ∂²XE/∂W_jc∂W_kd; "
             "`.reshape(D*C, D*C)` is the Hessian of W flattened row-major (`W.reshape(-1)`)",
-            notes="Cost: two matrix products of (D·C) x B by B x (D·C) (and B x D); memory: "
-            "the result and two B x D·C arrays.",
+            notes="Cost: two matrix products, (D·C) x B by B x (D·C) off the diagonal blocks and "
+            "(D·C) x B by B x D on them; memory: the result and two B x D·C arrays. The diagonal "
+            "blocks use S_c Σ_{m≠c} S_m, not S_c(1 − S_c).",
             flatten_batch=True,
             derivative=DerivativeOf("weight_grad(x, W, y)", wrt="W"),
         ),
         Kernel(
             name="weight_hvp",
-            conditioning="It is computed as the difference of two batch means, the diagonal part "
-            "x_j x_k S_c δ_cd and the outer-product part x_j S_c x_k S_d; where S_c is near 1 they "
-            "nearly cancel (1 − S_c is lost, as in S_i(1 − S_i)), and inputs of both signs cancel "
-            "over the batch. The softmax Jacobian's cancellation-free form is not used here yet",
+            conditioning="The data cancel: U = X V and U_c Σ_{d≠c} S_d − Σ_{d≠c} S_d U_d are sums of "
+            "terms of both signs (V and x take both), and so is the batch mean Xᵀ(...): only a "
+            "norm-wise bound holds. The factor no longer loses 1 − S_c where S_c ≈ 1 (sums of "
+            "the other classes instead)",
             summary="The Hessian of the mean cross-entropy times V, without forming the Hessian.",
             params=(
                 x_param,
@@ -610,15 +771,25 @@ def derive():
             body=(
                 Assign(P, (b, c), softmax_of_batch),
                 Assign(U, (b, c), along),
-                Assign(mean_along, (b,), Sum(P[b, d] * U[b, d], (d, 1, C))),
-                Assign(error_share, (b, c), P[b, c] * (U[b, c] - mean_along[b]) / B),
+                Assign(O, (b, c), batch_others),
+                Assign(weighted, (b, d), P[b, d] * U[b, d]),
+                Assign(Q, (b, c), Sum((1 - KroneckerDelta(c, d)) * weighted[b, d], (d, 1, C))),
+                Assign(error_share, (b, c), P[b, c] * (U[b, c] * O[b, c] - Q[b, c]) / B),
             ),
             returns=Assign(
                 sp.IndexedBase("HV")[jj, c],
                 (jj, c),
                 hvp_sum.xreplace({hvp_sum.function: X[b, jj] * error_share[b, c]}),
             ),
-            math=hvp,
+            math=hvp_stable.xreplace(
+                {
+                    O[b, c]: batch_others,
+                    Q[b, c]: Sum(
+                        (1 - KroneckerDelta(c, d)) * P[b, d] * along.xreplace({c: d}), (d, 1, C)
+                    ),
+                    U[b, c]: along,
+                }
+            ),
             returns_doc="shape (D, C), like W: entry [j, c] = Σ_kd ∂²XE/∂W_jc∂W_kd V_kd",
             notes="Cost: the forward pass and two matrix products, X V and Xᵀ(...), as one "
             "gradient evaluation.",

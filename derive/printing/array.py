@@ -353,7 +353,8 @@ class ArrayPrinter(NumPyPrinter):
         return f"{self._module}.sum({name}, axis=0)"
 
     def _sum_of_others(self, expr: sp.Sum) -> str | None:
-        """Σ_m (1 − δ_im) A_m, every entry but the i-th, for each i: O(C), not O(C²).
+        """Σ_m (1 − δ_im) A_m (or A_bm, per sample), every entry but the i-th, for each i:
+        O(C), not O(C²).
 
         The sum of the entries before i plus the sum of those after it, each a
         cumulative sum of positive terms: no subtraction (Σ_m A_m − A_i would
@@ -364,7 +365,10 @@ class ArrayPrinter(NumPyPrinter):
         if len(factors) != 2 or (lower, upper) != (m.lower, m.upper):
             return None
         mask, entry = sorted(factors, key=lambda f: isinstance(f, sp.Indexed))
-        if not (isinstance(entry, sp.Indexed) and entry.indices == (m,)):
+        if not (isinstance(entry, sp.Indexed) and entry.indices[-1] == m):
+            return None
+        leading = entry.indices[:-1]  # A_bm: one sum of others per sample b (result axes)
+        if m in leading or not all(a in self.axes for a in leading):
             return None
         deltas = [i for i in mask.atoms(sp.KroneckerDelta) if m in i.args]
         if len(deltas) != 1:
@@ -379,7 +383,7 @@ class ArrayPrinter(NumPyPrinter):
             f"{xp}.flip({xp}.cumulative_sum({xp}.flip({name}, axis=-1), axis=-1, "
             f"include_initial=True), axis=-1)[..., 1:]"
         )
-        return self._place(f"({before} + {after})", (i,), name in self.batched)
+        return self._place(f"({before} + {after})", (*leading, i), name in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)
