@@ -30,7 +30,9 @@ from derive.steps import (
     Dispatch,
     Identity,
     Kernel,
+    LabelsForm,
     Param,
+    Result,
     Section,
     Step,
     every,
@@ -166,48 +168,63 @@ def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
         sp.IndexedBase("backward"),
         sp.IndexedBase("delta1"),
     )
-    front = (
-        Assign(Z1, (b, k), Sum(X[b, d] * W1[d, k], (d, 1, D)) + B1[k]),
-        Assign(HID, (b, k), act(Z1)),
-        Assign(Z2, (b, c), Sum(HID[b, m] * W2[m, c], (m, 1, H)) + B2[c]),
-        Assign(DELTA2, (b, c), sp.Function("cross_entropy_from_logits_grad")(Z2, Y)),
-        Assign(share, (b, c), DELTA2[b, c] / B),
-    )
-    back = (
-        Assign(backward, (b, k), Sum(share[b, t] * W2[k, t], (t, 1, C))),
-        Assign(slope, (b, k), act_grad(Z1)),
-        Assign(delta1, (b, k), backward[b, k] * slope[b, k]),
-    )
+    probabilities = sp.IndexedBase("S")  # softmax(z₂), each sample's
+    labelled = sp.IndexedBase("ell")  # each sample's class label
+    delta2 = (probabilities[b, c] - Y[b, c]) / B  # δ₂ = S − y, each sample's share of the mean
+
+    def body(share_of_error: sp.Expr) -> tuple[Assign, ...]:
+        """The forward pass, δ₂ / B and δ₁, computed once for the four gradients."""
+        return (
+            Assign(Z1, (b, k), Sum(X[b, d] * W1[d, k], (d, 1, D)) + B1[k]),
+            Assign(HID, (b, k), act(Z1)),
+            Assign(Z2, (b, c), Sum(HID[b, m] * W2[m, c], (m, 1, H)) + B2[c]),
+            Assign(probabilities, (b, c), sp.Function("softmax")(Z2)),
+            Assign(share, (b, c), share_of_error),
+            Assign(backward, (b, k), Sum(share[b, t] * W2[k, t], (t, 1, C))),
+            Assign(slope, (b, k), act_grad(Z1)),
+            Assign(delta1, (b, k), backward[b, k] * slope[b, k]),
+        )
+
     conditioning = (
         "a sum over the batch of terms of both signs (and, for the first layer, over the "
         "classes): where they cancel, the error is relative to the sum of their magnitudes, "
         "not to the result."
     )
     of = f"cross_entropy_from_logits(mlp_logits_{activation}(x, W1, b1, W2, b2), y)"
-    gradients = []
-    for name, body, target, indices, expression in (
-        ("W1", front + back, W1[j, k], (j, k), Sum(X[b, j] * delta1[b, k], (b, 1, B))),
-        ("b1", front + back, B1[k], (k,), Sum(delta1[b, k], (b, 1, B))),
-        ("W2", front, W2[k, c], (k, c), Sum(HID[b, k] * share[b, c], (b, 1, B))),
-        ("b2", front, B2[c], (c,), Sum(share[b, c], (b, 1, B))),
-    ):
-        shape = {"W1": "(D, H)", "b1": "(H,)", "W2": "(H, C)", "b2": "(C,)"}[name]
-        gradients.append(
-            Kernel(
-                name=f"mlp_grad_{name}_{activation}",
-                summary=f"∂L/∂{name} for the {activation} network: the gradient of the mean cross-entropy "
-                f"over the batch, laid out like {name}.",
-                params=(*forward, labels),
-                body=body,
-                returns=Assign(Derivative(sp.Symbol("L"), target), indices, expression),
-                math=batch_mean[name],
-                returns_doc=f"shape {shape}, like {name}",
-                flatten_batch=True,
-                conditioning=conditioning,
-                derivative=DerivativeOf(of, wrt=name, kind="batch_mean"),
-            )
+    results = [
+        Result(
+            returns=Assign(Derivative(sp.Symbol("L"), target), indices, expression),
+            math=batch_mean[name],
+            derivative=DerivativeOf(of, wrt=name, kind="batch_mean"),
         )
-    return (logits, *gradients)
+        for name, target, indices, expression in (
+            ("W1", W1[j, k], (j, k), Sum(X[b, j] * delta1[b, k], (b, 1, B))),
+            ("b1", B1[k], (k,), Sum(delta1[b, k], (b, 1, B))),
+            ("W2", W2[k, c], (k, c), Sum(HID[b, k] * share[b, c], (b, 1, B))),
+            ("b2", B2[c], (c,), Sum(share[b, c], (b, 1, B))),
+        )
+    ]
+    gradients = Kernel(
+        name=f"mlp_grads_{activation}",
+        summary=f"(∂L/∂W1, ∂L/∂b1, ∂L/∂W2, ∂L/∂b2) for the {activation} network, in one pass: the "
+        "gradient of the mean cross-entropy over the batch, each laid out like its parameter.",
+        params=(*forward, labels),
+        body=body(delta2),
+        returns=results[0].returns,
+        math=results[0].math,
+        derivative=results[0].derivative,
+        more=tuple(results[1:]),
+        returns_doc="(dW1, db1, dW2, db2), shaped (D, H), (H,), (H, C), (C,) like the parameters",
+        flatten_batch=True,
+        conditioning=conditioning,
+        labels_form=LabelsForm(
+            param=Param("y", labelled, ("C",), doc="integer class labels", labels=True),
+            # S_bc − δ_{c ℓ_b}: 1 subtracted at each sample's label, in place in NumPy
+            body=body(delta2.xreplace({Y[b, c]: sp.KroneckerDelta(c, labelled[b])})),
+            returns=results[0].returns,
+        ),
+    )
+    return (logits, gradients)
 
 
 def _torch_logits(activation: str) -> str:
@@ -396,9 +413,11 @@ def derive() -> Derivation:
                 (Derivative(a(z), z).subs(a, sp.Function(name)), result(name, "derivative"))
                 for name in ACTIVATIONS
             ),
-            text_after='`mlp_grads(x, W1, b1, W2, b2, y, activation="tanh")` picks the kernels '
-            "`mlp_grad_W1_tanh`, ... ; each computes the forward pass, δ₂ with "
-            "`cross_entropy_from_logits_grad` (divided by the batch size), and the products above.",
+            text_after='`mlp_grads(x, W1, b1, W2, b2, y, activation="tanh")` calls '
+            "`mlp_grads_tanh`, which checks its arguments once and makes one pass: the forward pass, "
+            "δ₂ = S − y divided by the batch size (for integer labels, 1 subtracted at each sample's "
+            "label, with no one-hot matrix), δ₁ from it, then the four gradients from those shared "
+            "intermediates: $x^T\\delta_1$, $\\sum_b \\delta_1$, $h^T\\delta_2$, $\\sum_b \\delta_2$.",
             place="after_steps",
         ),
     )
@@ -419,10 +438,7 @@ def derive() -> Derivation:
             summary="The gradient of the mean cross-entropy over the batch with respect to every parameter "
             "of the two-layer network: (dW1, db1, dW2, db2).",
             option="activation",
-            choices=tuple(
-                (act, tuple(f"mlp_grad_{n}_{act}" for n in ("W1", "b1", "W2", "b2")))
-                for act in ACTIVATIONS
-            ),
+            choices=tuple((act, (f"mlp_grads_{act}",)) for act in ACTIVATIONS),
             default="relu",
             returns_doc="(dW1, db1, dW2, db2), shaped (D, H), (H,), (H, C), (C,) like the parameters",
         ),
