@@ -415,9 +415,11 @@ def derive() -> Derivation:
             ),
             text_after='`mlp_grads(x, W1, b1, W2, b2, y, activation="tanh")` calls '
             "`mlp_grads_tanh`, which checks its arguments once and makes one pass: the forward pass, "
-            "δ₂ = S − y divided by the batch size (for integer labels, 1 subtracted at each sample's "
-            "label, with no one-hot matrix), δ₁ from it, then the four gradients from those shared "
-            "intermediates: $x^T\\delta_1$, $\\sum_b \\delta_1$, $h^T\\delta_2$, $\\sum_b \\delta_2$.",
+            "δ₂ = S − y divided by the batch size once (for integer labels, 1 subtracted at each "
+            "sample's label in place, with no one-hot matrix), δ₁ = (δ₂W₂ᵀ) ⊙ a′(z₁) from it, then "
+            "the four gradients from those shared intermediates: $x^T\\delta_1$, "
+            "$\\sum_b \\delta_1$, $h^T\\delta_2$, $\\sum_b \\delta_2$ (the mean over the batch, "
+            "since δ₂ carries the 1/B).",
             place="after_steps",
         ),
     )
