@@ -18,6 +18,18 @@ def test_smoke_run_writes_a_complete_report(tmp_path):
         assert set(row["seconds"]) == {"generated", "from_logits", "numpy", "torch", "floor"}
         assert all(t > 0 for t in row["seconds"].values())
         assert set(row["ratios"]) >= set(bench.TARGETS)
+    assert report["two_layer_step"] and report["digits_epoch"]["seconds"]["torch"] > 0
+    for row in report["two_layer_step"]:
+        assert set(row["seconds"]) == {"generated", "hand", "torch", "floor"}
+        assert set(row["targets_met"]) == set(bench.MLP_TARGETS)
+
+
+def test_only_measures_the_parts_named(tmp_path):
+    output = tmp_path / "bench.json"
+    assert bench.main(["--smoke", "--only", "two_layer", "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["only"] == ["two_layer"] and report["two_layer_step"]
+    assert report["posts"] == report["training_step"] == report["training_step_labels"] == []
 
 
 def test_the_posts_loops_compute_what_the_generated_functions_compute():
@@ -61,3 +73,15 @@ def test_the_labels_rows_compare_the_same_numbers():
     X, W, labels = rng.normal(size=(9, 4)), rng.normal(size=(4, 5)), rng.integers(5, size=9)
     np.testing.assert_allclose(weight_grad(X, W, labels), bench.numpy_labels_by_hand(X, W, labels))
     np.testing.assert_array_equal(weight_grad(X, W, labels), weight_grad(X, W, np.eye(5)[labels]))
+
+
+def test_the_two_layer_rows_compare_the_same_numbers():
+    """The hand-written two-layer step is the reference; the generated one must compute what it does."""
+    import numpy as np
+
+    from derive.generated import mlp_grads
+
+    X, W1, b1, W2, b2, labels = bench._mlp_problem(9, 4, 5, 3, np.float64)
+    hand = bench.numpy_mlp_by_hand(X, W1, b1, W2, b2, labels)
+    for ours, theirs in zip(mlp_grads(X, W1, b1, W2, b2, labels), hand, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
