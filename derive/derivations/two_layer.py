@@ -60,6 +60,8 @@ a = sp.Function("a")  # the activation, generic: SymPy writes its derivative
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 EXPLICIT_SIZES = every(D=range(1, 3), H=range(1, 3), C=range(2, 4))
+# W₂ and b₂ come after the inputs: D changes h's expression, not the check (D = 1 only)
+SECOND_LAYER_SIZES = every(D=range(1, 2), H=range(1, 3), C=range(2, 4))
 
 
 def explicit_network(sizes, parameter: str) -> tuple[Matrix, Matrix]:
@@ -129,6 +131,67 @@ def explicit_b2(sizes) -> tuple[Matrix, Matrix]:
 
 
 EXPLICIT = {"W1": explicit_w1, "b1": explicit_b1, "W2": explicit_w2, "b2": explicit_b2}
+
+STEP_SIZES = every(D=range(1, 4), H=range(1, 4), C=range(2, 5))
+
+
+def explicit_step(sizes, step: str) -> tuple[Matrix, Matrix]:
+    """One backpropagation step with explicit matrices, for any activation a.
+
+    The error arriving at the layer (δ₂ at z₂, δ₁ at z₁) is a vector of free
+    symbols; SymPy's Jacobian of the layer, contracted with it, is the long
+    side, the backprop formula the short one. What reaches δ₂ is S − y, proved
+    on the page of the loss from the logits; the whole chain, softmax and all,
+    is checked with tanh by the identities above.
+    """
+    n_in, n_hidden, n_classes = sizes["D"], sizes["H"], sizes["C"]
+    xs, b1, z1 = (explicit_vector(n, n_in if n == "x" else n_hidden) for n in ("x", "b1", "z1"))
+    hidden = explicit_vector("h", n_hidden)
+    w1 = Matrix(n_in, n_hidden, lambda j, k: sp.Symbol(f"W1_{j}_{k}", real=True))
+    w2 = Matrix(n_hidden, n_classes, lambda k, c: sp.Symbol(f"W2_{k}_{c}", real=True))
+    b2 = explicit_vector("b2", n_classes)
+    delta2, delta1 = explicit_vector("delta2", n_classes), explicit_vector("delta1", n_hidden)
+    if step in ("W2", "b2"):
+        error, outputs = delta2, w2.T * hidden + b2
+    elif step == "delta1":
+        error, outputs = delta2, w2.T * z1.applyfunc(a) + b2
+    else:
+        error, outputs = delta1, w1.T * xs + b1
+    wrt, shortcut = {
+        "W2": (
+            list(w2),
+            [hidden[k] * delta2[c] for k in range(n_hidden) for c in range(n_classes)],
+        ),
+        "b2": (list(b2), list(delta2)),
+        "delta1": (
+            list(z1),
+            [(w2 * delta2)[k] * sp.diff(a(z1[k]), z1[k]) for k in range(n_hidden)],
+        ),
+        "W1": (list(w1), [xs[j] * delta1[k] for j in range(n_in) for k in range(n_hidden)]),
+        "b1": (list(b1), list(delta1)),
+    }[step]
+    return error.T * outputs.jacobian(wrt), Matrix(1, len(shortcut), shortcut)
+
+
+# One function per step (module-level: derivations are pickled).
+def explicit_step_w2(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "W2")
+
+
+def explicit_step_b2(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "b2")
+
+
+def explicit_step_delta1(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "delta1")
+
+
+def explicit_step_w1(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "W1")
+
+
+def explicit_step_b1(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "b1")
 
 
 def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
@@ -396,11 +459,54 @@ def derive() -> Derivation:
             long=full_chain(targets[name], name in ("W1", "b1")),
             shortcut=shortcuts[name],
             explicit=EXPLICIT[name],
-            explicit_sizes=EXPLICIT_SIZES,
+            explicit_sizes=EXPLICIT_SIZES if name in ("W1", "b1") else SECOND_LAYER_SIZES,
             long_title="The chain-rule product,",
             shortcut_title="backpropagation,",
         )
         for name in ("W2", "b2", "W1", "b1")
+    )
+
+    def through(error, n, size_, output, wrt):
+        """Σ_n error_n ∂output_n/∂wrt, each partial derivative SymPy's, its sum of deltas collapsed."""
+        return Sum(error[n] * collapse(sp.diff(output, wrt)), (n, 1, size_))
+
+    identities += tuple(
+        Identity(
+            f"two_layer_step_{name}",
+            f"one backpropagation step: the error at the layer times its Jacobian is ${formula}$ "
+            "(with explicit matrices: any activation $a$, the error a vector of symbols)",
+            long=long,
+            shortcut=short,
+            explicit=check,
+            explicit_sizes=STEP_SIZES,
+            long_title="The chain rule through the layer,",
+            shortcut_title="the backpropagation formula,",
+        )
+        for name, formula, long, short, check in (
+            (
+                "W2",
+                "h\\,\\delta_2^T",
+                through(DELTA2, t, C, z2(t), W2[k, c]),
+                grad_w2,
+                explicit_step_w2,
+            ),
+            ("b2", "\\delta_2", through(DELTA2, t, C, z2(t), B2[c]), grad_b2, explicit_step_b2),
+            (
+                "delta1",
+                "(W_2\\delta_2) \\odot a'(z_1)",
+                through(DELTA2, t, C, z2_of_z1(t), Z1[k]),
+                delta1,
+                explicit_step_delta1,
+            ),
+            (
+                "W1",
+                "x\\,\\delta_1^T",
+                through(DELTA1, m, H, z1(m), W1[j, k]),
+                grad_w1,
+                explicit_step_w1,
+            ),
+            ("b1", "\\delta_1", through(DELTA1, m, H, z1(m), B1[k]), grad_b1, explicit_step_b1),
+        )
     )
 
     z = sp.Symbol("z", real=True)
