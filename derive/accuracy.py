@@ -380,9 +380,17 @@ def main(argv: list[str] | None = None) -> None:
     report = _json_safe(run(samples=args.samples, only=only))
     if only:  # replace those functions' rows, keep the rest as measured before
         previous = json.loads(args.output.read_text())
-        report["rows"] = [r for r in previous["rows"] if r["function"] not in only] + report["rows"]
+        known = derivations.kernels()
+
+        def function(row: dict) -> str:  # "mlp_grads_relu[2]": one result of mlp_grads_relu
+            return row["function"].split("[")[0]
+
+        # rows of the functions measured again, and of functions that no longer exist, go
+        report["rows"] = [
+            r for r in previous["rows"] if function(r) not in only and function(r) in known
+        ] + report["rows"]
         order = {name: n for n, name in enumerate(generated.__all__)}
-        report["rows"].sort(key=lambda r: order.get(r["function"], len(order)))
+        report["rows"].sort(key=lambda r: (order.get(function(r), len(order)), r["function"]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     for r in report["rows"]:
