@@ -149,8 +149,8 @@ def _reference_sample(
     kernel: Kernel, arguments: list, sizes: dict, symbols: dict, known: dict
 ) -> np.ndarray:
     values = {p.label: a for p, a in zip(kernel.params, arguments)}
-    value = None
-    for assign in (*kernel.body, kernel.returns):
+    value, results = None, []
+    for assign in (*kernel.body, kernel.returns, *(r.returns for r in kernel.more)):
         if isinstance(assign.expression, AppliedUndef):  # another kernel, itself at 50 digits
             value = _reference_call(assign.expression, values, sizes, known)
         elif isinstance(assign.expression, DenseSolve):  # the same system, solved at 50 digits
@@ -167,6 +167,9 @@ def _reference_sample(
             value[:] = entries
             value = value.reshape([len(r) for r in ranges])
         values[_label(assign.target)] = value
+        results.append(value)
+    if kernel.more:  # several results from one body: the tuple the generated function returns
+        return tuple(results[len(kernel.body) :])
     return value
 
 
@@ -294,7 +297,7 @@ def measure(kernel: Kernel, known: dict, samples: int = 12, seed: int = 0) -> li
                 )
     return [
         {
-            "function": kernel.name,
+            "function": kernel.id,
             "call": call,
             "implementation": who,
             "dtype": dtype,
@@ -331,7 +334,8 @@ def run(samples: int = 12, seed: int = 0, only: list[str] | None = None) -> dict
     rows = []
     for name in only or known:  # every kernel (a dispatcher only calls kernels measured here)
         start = time.perf_counter()
-        rows += measure(known[name], known, samples=samples, seed=seed)
+        for part in known[name].parts:  # each result of a kernel that returns several
+            rows += measure(part, known, samples=samples, seed=seed)
         print(f"{name:32s} {time.perf_counter() - start:6.1f} s", flush=True)
     return {
         "date": time.strftime("%Y-%m-%d"),
@@ -376,9 +380,17 @@ def main(argv: list[str] | None = None) -> None:
     report = _json_safe(run(samples=args.samples, only=only))
     if only:  # replace those functions' rows, keep the rest as measured before
         previous = json.loads(args.output.read_text())
-        report["rows"] = [r for r in previous["rows"] if r["function"] not in only] + report["rows"]
+        known = derivations.kernels()
+
+        def function(row: dict) -> str:  # "mlp_grads_relu[2]": one result of mlp_grads_relu
+            return row["function"].split("[")[0]
+
+        # rows of the functions measured again, and of functions that no longer exist, go
+        report["rows"] = [
+            r for r in previous["rows"] if function(r) not in only and function(r) in known
+        ] + report["rows"]
         order = {name: n for n, name in enumerate(generated.__all__)}
-        report["rows"].sort(key=lambda r: order.get(r["function"], len(order)))
+        report["rows"].sort(key=lambda r: (order.get(function(r), len(order)), r["function"]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     for r in report["rows"]:

@@ -15,7 +15,18 @@ Rows:
   the best hand-written NumPy (softmax in place, ``P[arange(B), labels] -= 1``),
   the floor, PyTorch autograd and JAX ``jit(grad)`` (when JAX is installed);
   contenders in a rotating order, with the fastest and slowest repeat kept;
+- second order: ``weight_hvp`` against PyTorch's double backward (and JAX's
+  jvp of grad) and its matrix-product floor, ``weight_hessian`` against
+  ``torch.func.hessian`` (and ``jax.hessian``), ``newton_step`` at Iris size;
+- the two-layer ReLU network's training-step gradient with integer labels:
+  generated ``mlp_grads`` against the best hand-written NumPy, PyTorch autograd
+  (forward and backward) and the floor (its five matrix products alone); and
+  one epoch of ``python -m derive.train``'s digits network, generated against
+  PyTorch;
 - ``python -m derive build``, cold and no-op.
+
+``--only two_layer`` (say) measures some parts alone, into a report that is not
+committed.
 """
 
 from __future__ import annotations
@@ -562,6 +573,187 @@ def second_order_rows(
     ]
 
 
+# -- the two-layer network ---------------------------------------------------------------------
+
+MLP_TARGETS = {
+    "mlp: generated / hand": 1.05,
+    "mlp: generated / torch": 1.0,
+    "mlp: generated / floor": 1.3,
+}
+
+
+def numpy_mlp_by_hand(X, W1, b1, W2, b2, labels):
+    """The best hand-written NumPy gradient of the ReLU network, integer labels: in place where it can be."""
+    batch = len(labels)
+    h = X @ W1
+    h += b1
+    np.maximum(h, 0, out=h)  # z₁ is not needed again: h > 0 exactly where z₁ > 0
+    P = h @ W2
+    P += b2
+    P -= P.max(axis=1, keepdims=True)
+    np.exp(P, out=P)
+    P /= P.sum(axis=1, keepdims=True)
+    P[np.arange(batch), labels] -= 1
+    P /= batch  # δ₂ / B
+    dW2, db2 = h.T @ P, P.sum(axis=0)
+    delta1 = P @ W2.T
+    delta1 *= h > 0
+    return X.T @ delta1, delta1.sum(axis=0), dW2, db2
+
+
+def _mlp_problem(batch: int, n_inputs: int, hidden: int, n_classes: int, dtype, seed: int = 2):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(batch, n_inputs)).astype(dtype)
+    W1 = (rng.normal(size=(n_inputs, hidden)) * np.sqrt(2 / n_inputs)).astype(dtype)
+    b1 = (rng.normal(size=hidden) * 0.1).astype(dtype)
+    W2 = (rng.normal(size=(hidden, n_classes)) * np.sqrt(1 / hidden)).astype(dtype)
+    b2 = np.zeros(n_classes, dtype=dtype)
+    labels = rng.integers(n_classes, size=batch)
+    return X, W1, b1, W2, b2, labels
+
+
+def _torch_mlp_grads(X, W1, b1, W2, b2, labels):
+    """PyTorch autograd, forward and backward, on tensors sharing the arrays' memory."""
+    import torch
+
+    tX, tlabels = torch.from_numpy(X), torch.from_numpy(labels)
+    params = [torch.from_numpy(a.copy()).requires_grad_(True) for a in (W1, b1, W2, b2)]
+
+    def step():
+        w1, c1, w2, c2 = params
+        logits = torch.relu(tX @ w1 + c1) @ w2 + c2
+        return torch.autograd.grad(torch.nn.functional.cross_entropy(logits, tlabels), params)
+
+    return step
+
+
+def mlp_step_row(
+    batch: int, n_inputs: int, hidden: int, n_classes: int, dtype, repeats: int, budget: float
+) -> dict:
+    """The two-layer ReLU network's training-step gradient, integer labels: generated ``mlp_grads``,
+    hand-written NumPy, PyTorch autograd and the floor (its five matrix products alone)."""
+    X, W1, b1, W2, b2, labels = _mlp_problem(batch, n_inputs, hidden, n_classes, dtype)
+    rng = np.random.default_rng(3)
+    h = np.maximum(X @ W1 + b1, 0)
+    delta2 = rng.normal(size=(batch, n_classes)).astype(dtype)  # stands for (S − y)/B
+    delta1 = rng.normal(size=(batch, hidden)).astype(dtype)  # stands for δ₁
+
+    def floor():
+        X @ W1, h @ W2, delta2 @ W2.T
+        return h.T @ delta2, X.T @ delta1
+
+    torch_step = _torch_mlp_grads(X, W1, b1, W2, b2, labels)
+    expected = numpy_mlp_by_hand(X, W1, b1, W2, b2, labels)
+    tolerance = (
+        {"rtol": 1e-3, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-12}
+    )
+    for ours, theirs, reference in zip(
+        generated.mlp_grads(X, W1, b1, W2, b2, labels), torch_step(), expected, strict=True
+    ):
+        np.testing.assert_allclose(ours, reference, **tolerance)
+        np.testing.assert_allclose(theirs.numpy(), reference, rtol=1e-3, atol=1e-5)
+    times = measure(
+        {
+            "generated": lambda: generated.mlp_grads(X, W1, b1, W2, b2, labels),
+            "hand": lambda: numpy_mlp_by_hand(X, W1, b1, W2, b2, labels),
+            "torch": torch_step,
+            "floor": floor,
+        },
+        repeats,
+        budget,
+    )
+    ratios = {
+        "mlp: generated / hand": times["generated"] / times["hand"],
+        "mlp: generated / torch": times["generated"] / times["torch"],
+        "mlp: generated / floor": times["generated"] / times["floor"],
+        "mlp: hand / floor": times["hand"] / times["floor"],
+    }
+    return {
+        "B": batch,
+        "D": n_inputs,
+        "H": hidden,
+        "C": n_classes,
+        "dtype": np.dtype(dtype).name,
+        "seconds": times,
+        "spread": dict(measure.spread),
+        "ratios": ratios,
+        "targets_met": {k: ratios[k] <= v for k, v in MLP_TARGETS.items()},
+    }
+
+
+def digits_epoch_row(repeats: int, budget: float) -> dict:
+    """One epoch of ``python -m derive.train``'s digits network (float64, batches of 32, SGD):
+    the generated ``mlp_grads`` and an in-place update, against the same steps in PyTorch
+    (autograd, one thread, as the training run's twin)."""
+    import torch
+
+    from derive import train
+
+    task = train.TASKS["digits"]
+    x_train, _, y_train, _ = train.load(task.name, seed=0)
+    n_classes = int(y_train.max()) + 1
+    rng = np.random.default_rng(0)
+    start = train.initial_weights(task, x_train.shape[1], n_classes, rng)
+    order = rng.permutation(len(x_train))
+    batches = [
+        (x_train[order[i : i + task.batch_size]], y_train[order[i : i + task.batch_size]])
+        for i in range(0, len(order), task.batch_size)
+    ]
+    names = ("W1", "b1", "W2", "b2")
+    ours = {k: v.copy() for k, v in start.items()}
+    theirs = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
+    torch_batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
+
+    def generated_epoch():
+        for x, y in batches:
+            grads = generated.mlp_grads(x, *(ours[k] for k in names), y)
+            for name, gradient in zip(names, grads):
+                ours[name] -= task.learning_rate * gradient
+
+    def torch_epoch():
+        w1, c1, w2, c2 = (theirs[k] for k in names)
+        for x, y in torch_batches:
+            loss = torch.nn.functional.cross_entropy(torch.relu(x @ w1 + c1) @ w2 + c2, y)
+            grads = torch.autograd.grad(loss, (w1, c1, w2, c2))
+            with torch.no_grad():
+                for p, gradient in zip((w1, c1, w2, c2), grads):
+                    p -= task.learning_rate * gradient
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the training run's twin: matrices of at most 64 x 64
+    try:
+        generated_epoch(), torch_epoch()  # one epoch each from the same start: the same weights
+        for name in names:
+            np.testing.assert_allclose(
+                ours[name], theirs[name].detach().numpy(), rtol=1e-9, atol=1e-12
+            )
+        times = measure({"generated": generated_epoch, "torch": torch_epoch}, repeats, budget)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "steps": len(batches),
+        "batch_size": task.batch_size,
+        "H": task.hidden,
+        "dtype": "float64",
+        "seconds": times,
+        "spread": dict(measure.spread),
+        "ratios": {"digits epoch: generated / torch": times["generated"] / times["torch"]},
+    }
+
+
+def two_layer_section(sizes, repeats: int, budget: float) -> dict:
+    """The two-layer rows: the step at each (B, D, H, C) in float64 and float32, one digits epoch."""
+    return {
+        "two_layer_step": [
+            mlp_step_row(b, d, h, c, dtype, repeats, budget)
+            for b, d, h, c in sizes
+            for dtype in (np.float64, np.float32)
+        ],
+        "two_layer_targets": MLP_TARGETS,
+        "digits_epoch": digits_epoch_row(repeats, budget),
+    }
+
+
 # -- the build ---------------------------------------------------------------------------------
 
 
@@ -629,36 +821,63 @@ def machine() -> dict:
     }
 
 
-def run(quick: bool = False, smoke: bool = False) -> dict:
+SECTIONS = ("posts", "training_step", "labels", "second_order", "two_layer", "build")
+"""What ``--only`` selects: the report's parts, in the order a full run measures them."""
+
+
+def run(quick: bool = False, smoke: bool = False, only: set[str] | None = None) -> dict:
     import torch
+
+    def wanted(section: str) -> bool:
+        return only is None or section in only
 
     torch.set_num_threads(os.cpu_count() or 1)  # as many as NumPy's BLAS uses by default
     repeats, budget = (3, 0.002) if smoke else (5, 0.05) if quick else (15, 0.2)
     posts_sizes = [(3, 5)] if smoke else [(3, 5), (784, 10)]
     steps = [(16, 20, 4)] if smoke else [(256, 784, 10), (64, 512, 1000)]
+    # (B, D, H, C); --quick measures the first only
+    two_layer_sizes = (
+        [(16, 20, 8, 4)]
+        if smoke
+        else [(256, 784, 256, 10)]
+        if quick
+        else [(256, 784, 256, 10), (64, 512, 512, 1000)]
+    )
     report = {
         "mode": "smoke" if smoke else "quick" if quick else "full",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
         "repeats": repeats,
-        "posts": [row for d, c in posts_sizes for row in posts_rows(d, c, repeats, budget)],
+        "posts": [row for d, c in posts_sizes for row in posts_rows(d, c, repeats, budget)]
+        if wanted("posts")
+        else [],
         "training_step": [
             training_step_row(b, d, c, dtype, repeats, budget)
             for b, d, c in steps
             for dtype in (np.float64, np.float32)
-        ],
+        ]
+        if wanted("training_step")
+        else [],
         "targets": TARGETS,
         "training_step_labels": [
             training_step_labels_row(b, d, c, dtype, repeats, budget)
             for b, d, c in steps
             for dtype in (np.float64, np.float32)
-        ],
+        ]
+        if wanted("labels")
+        else [],
         "label_targets": LABEL_TARGETS,
-        "second_order": second_order_rows(repeats, budget, quick=quick, smoke=smoke),
+        "second_order": second_order_rows(repeats, budget, quick=quick, smoke=smoke)
+        if wanted("second_order")
+        else [],
         "second_order_targets": SECOND_ORDER_TARGETS,
     }
-    if not smoke:
+    if wanted("two_layer"):
+        report.update(two_layer_section(two_layer_sizes, repeats, budget))
+    if not smoke and wanted("build"):
         report["build_seconds"] = build_times()
+    if only is not None:
+        report["only"] = sorted(only)
     return report
 
 
@@ -717,6 +936,7 @@ def table(report: dict) -> str:
             )
         )
     lines += second_order_table(report)
+    lines += two_layer_table(report)
     if "build_seconds" in report:
         b = report["build_seconds"]
         lines += [
@@ -758,6 +978,44 @@ def second_order_table(report: dict) -> list[str]:
     return lines
 
 
+def two_layer_table(report: dict) -> list[str]:
+    """The two-layer rows of the printed table (none if they were not measured)."""
+    if "two_layer_step" not in report:
+        return []
+    lines = [
+        "",
+        "The two-layer ReLU network's gradient, integer labels (seconds per call: median "
+        "[fastest, slowest repeat])",
+    ]
+    for r in report["two_layer_step"]:
+        lines.append(
+            f"{r['B']}, {r['D']}, {r['H']}, {r['C']:<5} {r['dtype']:<8} "
+            + "  ".join(
+                f"{k} {v:.3e} [{r['spread'][k][0]:.2e}, {r['spread'][k][1]:.2e}]"
+                for k, v in r["seconds"].items()
+            )
+        )
+        lines.append(
+            " " * 26
+            + "  ".join(
+                f"{k.removeprefix('mlp: ')} {v:.3f}"
+                + (
+                    f" {'met' if r['targets_met'][k] else 'MISSED'} (<= {MLP_TARGETS[k]})"
+                    if k in MLP_TARGETS
+                    else ""
+                )
+                for k, v in r["ratios"].items()
+            )
+        )
+    e = report["digits_epoch"]
+    lines.append(
+        f"one digits epoch ({e['steps']} steps of {e['batch_size']}, H = {e['H']}, float64): "
+        f"generated {e['seconds']['generated']:.3e} s, PyTorch {e['seconds']['torch']:.3e} s, "
+        f"generated / torch {e['ratios']['digits epoch: generated / torch']:.3f}"
+    )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m derive.bench", description=__doc__.split("\n")[0]
@@ -783,28 +1041,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["second_order"],
-        help="run one section only (written to bench-results/tmp-only.json, never latest.json)",
+        help=f"comma-separated parts to measure ({', '.join(SECTIONS)}); the report goes to "
+        "bench-results/tmp-only.json unless --output says otherwise",
     )
     args = parser.parse_args(argv)
-    if args.only:
-        import torch
-
-        torch.set_num_threads(os.cpu_count() or 1)
-        repeats, budget = (3, 0.002) if args.smoke else (5, 0.05) if args.quick else (15, 0.2)
-        report = {
-            "mode": f"only {args.only}",
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": machine(),
-            "repeats": repeats,
-            "second_order": second_order_rows(repeats, budget, quick=args.quick, smoke=args.smoke),
-            "second_order_targets": SECOND_ORDER_TARGETS,
-        }
-        print("\n".join(second_order_table(report)))
-        output = args.output or BENCHMARK_RESULTS.with_name("tmp-only.json")
-        output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {output}")
-        return 0
+    only = set(args.only.split(",")) if args.only else None
+    if only is not None and not only <= set(SECTIONS):
+        parser.error(f"--only: expected parts of {', '.join(SECTIONS)}, got {args.only}")
     if args.build_times:
         report = json.loads(BENCHMARK_RESULTS.read_text())
         report["build_seconds"] = {**build_times(), "date": time.strftime("%Y-%m-%d")}
@@ -814,12 +1057,12 @@ def main(argv: list[str] | None = None) -> int:
         BENCHMARK_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {BENCHMARK_RESULTS}")
         return 0
-    report = run(quick=args.quick, smoke=args.smoke)
+    report = run(quick=args.quick, smoke=args.smoke, only=only)
     print(table(report))
     output = args.output or (
         BENCHMARK_RESULTS
-        if report["mode"] == "full"
-        else BENCHMARK_RESULTS.with_name(f"tmp-{report['mode']}.json")
+        if report["mode"] == "full" and only is None
+        else BENCHMARK_RESULTS.with_name(f"tmp-{'only' if only else report['mode']}.json")
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")

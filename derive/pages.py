@@ -97,6 +97,10 @@ def page_context(derivation: Derivation, generated) -> dict:
                 "lhs": latex(lhs),
                 "rhs": latex(rhs),
                 "matrix_form": latex(kernel.matrix_form) if kernel.matrix_form is not None else "",
+                "more": [  # the other results of a kernel that returns several
+                    {"lhs": latex(part.equation[0]), "rhs": latex(part.equation[1])}
+                    for part in kernel.parts[1:]
+                ],
                 "source": "\n\n".join(
                     inspect.getsource(getattr(module, name)).rstrip()
                     for name in (kernel.name, f"_{kernel.name}")
@@ -345,6 +349,56 @@ def benchmark_context(report: dict | None) -> dict:
         ],
         "second_order": _second_order_context(report),
         "figure": "benchmark-ratios.svg",
+        **two_layer_benchmark_context(report),
+    }
+
+
+def two_layer_benchmark_context(report: dict) -> dict:
+    """The two-layer rows of the benchmark page (empty when the report has none yet)."""
+    from derive.bench import MLP_TARGETS  # the targets are shown even before a run has them
+
+    targets = report.get("two_layer_targets", MLP_TARGETS)
+    epoch = report.get("digits_epoch")
+    return {
+        "two_layer_targets": ", ".join(
+            f"{name.removeprefix('mlp: ')} ≤ {value}" for name, value in targets.items()
+        ),
+        "two_layer": [
+            {
+                "shape": f"{r['B']}, {r['D']}, {r['H']}, {r['C']}",
+                "dtype": r["dtype"],
+                "cells": [
+                    {
+                        "name": name,
+                        "median": _seconds(v),
+                        "spread": " – ".join(_seconds(x) for x in r["spread"][name]),
+                    }
+                    for name, v in r["seconds"].items()
+                ],
+                "ratios": [
+                    {
+                        "name": name.removeprefix("mlp: "),
+                        "value": f"{v:.3f}",
+                        "target": f"≤ {targets[name]}" if name in targets else "",
+                        "met": ("met" if r["targets_met"][name] else "**missed**")
+                        if name in targets
+                        else "for reference",
+                    }
+                    for name, v in r["ratios"].items()
+                ],
+            }
+            for r in report.get("two_layer_step", [])
+        ],
+        "digits_epoch": {
+            "steps": epoch["steps"],
+            "batch_size": epoch["batch_size"],
+            "hidden": epoch["H"],
+            "generated": _seconds(epoch["seconds"]["generated"]),
+            "torch": _seconds(epoch["seconds"]["torch"]),
+            "ratio": f"{epoch['ratios']['digits epoch: generated / torch']:.3f}",
+        }
+        if epoch
+        else None,
     }
 
 

@@ -8,7 +8,7 @@ prints or writes anything.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 
 import sympy as sp
@@ -163,7 +163,20 @@ class LabelsForm:
 
     param: Param
     body: tuple[Assign, ...]
+    returns: Assign  # a kernel's further results (``more``) are the same in its labels form
+
+
+@dataclass(frozen=True)
+class Result:
+    """One more result of a kernel that returns several (``Kernel.more``), from the same body.
+
+    The body's intermediates (a forward pass, the δs) are computed once and
+    shared; each result is checked on its own, as a kernel would be.
+    """
+
     returns: Assign
+    math: sp.Expr | None = None  # shown in the docstring: returns.target = math
+    derivative: DerivativeOf | None = None  # what the tests differentiate to check it
 
 
 @dataclass(frozen=True)
@@ -187,13 +200,44 @@ class Kernel:
         ""  # why no entry-wise error bound can hold (a sum that cancels); "" if one does
     )
     labels_form: LabelsForm | None = None  # the same result from integer class labels, if any
+    more: tuple[Result, ...] = ()  # further results of the same body: it returns a tuple
+    part: int | None = None  # a view made by ``parts``: the element of the tuple it checks
 
     @property
     def call(self) -> str:
         """Python calling it as its checks do: the declared call, or on its own parameters."""
         if self.derivative is not None and self.derivative.call:
             return self.derivative.call
-        return f"{self.name}({', '.join(p.name for p in self.params)})"
+        call = f"{self.name}({', '.join(p.name for p in self.params)})"
+        return call if self.part is None else f"{call}[{self.part}]"
+
+    @property
+    def id(self) -> str:
+        """Its name, with the element a view checks: ``mlp_grads_relu[2]``."""
+        return self.name if self.part is None else f"{self.name}[{self.part}]"
+
+    @property
+    def parts(self) -> tuple[Kernel, ...]:
+        """One single-result view per element of the returned tuple (``(self,)`` for one result),
+        so every check written for a kernel checks each element."""
+        if not self.more:
+            return (self,)
+        views = [replace(self, more=(), part=0)]
+        for n, r in enumerate(self.more, 1):
+            form = self.labels_form and replace(self.labels_form, returns=r.returns)
+            views.append(
+                replace(
+                    self,
+                    returns=r.returns,
+                    math=r.math,
+                    derivative=r.derivative,
+                    matrix_form=None,
+                    labels_form=form,
+                    more=(),
+                    part=n,
+                )
+            )
+        return tuple(views)
 
     @property
     def equation(self) -> tuple[sp.Expr, sp.Expr]:

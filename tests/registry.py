@@ -19,7 +19,8 @@ from derive import derivations
 from derive.steps import Kernel, Param
 
 BY_NAME: dict[str, Kernel] = derivations.kernels()
-KERNELS: list[Kernel] = list(BY_NAME.values())
+# One entry per result: a kernel that returns a tuple is checked element by element (its parts).
+KERNELS: list[Kernel] = [part for kernel in BY_NAME.values() for part in kernel.parts]
 DISPATCHES = [d for name in derivations.MODULES for d in derivations.get(name).dispatches]
 DERIVATIVES = [k for k in KERNELS if k.derivative is not None]
 REFERENCES = [k for k in KERNELS if k.reference]
@@ -84,6 +85,12 @@ def draw_all(
 ) -> dict[str, np.ndarray]:
     sizes = sizes or {name: int(rng.integers(2, 9)) for name in "CDHK"}
     return {name: draw(p, batch, sizes, rng) for name, p in params.items()}
+
+
+def call(kernel: Kernel, *arguments) -> object:
+    """The kernel's generated function on ``arguments``: the element a part checks."""
+    value = getattr(generated, kernel.name)(*arguments)
+    return value if kernel.part is None else value[kernel.part]
 
 
 def evaluate(code: str, values: dict) -> object:

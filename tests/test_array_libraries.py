@@ -9,7 +9,7 @@ import pytest
 
 import derive.generated as generated
 
-from registry import KERNELS, draw_all, require
+from registry import KERNELS, call, draw_all, require
 
 torch = require("torch")
 strict = require("array_api_strict")
@@ -27,9 +27,10 @@ Z = X @ W
 S = np.exp(Z) / np.exp(Z).sum(axis=-1, keepdims=True)
 # Every generated function's arguments, drawn from the domain each parameter declares.
 CALLS = {
-    k.name: tuple(draw_all({p.name: p for p in k.params}, (6,), np.random.default_rng(n)).values())
+    k.id: tuple(draw_all({p.name: p for p in k.params}, (6,), np.random.default_rng(n)).values())
     for n, k in enumerate(KERNELS)
 }
+BY_ID = {k.id: k for k in KERNELS}
 
 
 LIBRARIES = {
@@ -57,7 +58,7 @@ def _solves(kernel) -> bool:
 
 # Dask's linalg.solve needs square chunks (its LU works chunk by chunk); a dense solve on
 # arrays chunked by the batch is refused by Dask itself, with a message that says so.
-DASK_CANNOT = {k.name for k in KERNELS if _solves(k)}
+DASK_CANNOT = {k.id for k in KERNELS if _solves(k)}
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
@@ -65,12 +66,11 @@ DASK_CANNOT = {k.name for k in KERNELS if _solves(k)}
 def test_same_library_same_dtype_same_numbers(name, library):
     if library == "dask" and name in DASK_CANNOT:
         with pytest.raises(ValueError, match="square matrix"):
-            to_numpy(getattr(generated, name)(*(LIBRARIES[library][0](a) for a in CALLS[name])))
+            to_numpy(call(BY_ID[name], *(LIBRARIES[library][0](a) for a in CALLS[name])))
         return
     convert, kind, dtype = LIBRARIES[library]
-    function = getattr(generated, name)
-    result = function(*(convert(a) for a in CALLS[name]))
-    expected = function(*CALLS[name])
+    result = call(BY_ID[name], *(convert(a) for a in CALLS[name]))
+    expected = call(BY_ID[name], *CALLS[name])
     assert isinstance(result, kind), type(result)
     assert str(result.dtype).endswith(dtype)
     tolerance = 1e-12 if dtype == "float64" else 1e-4

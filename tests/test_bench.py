@@ -24,6 +24,19 @@ def test_smoke_run_writes_a_complete_report(tmp_path):
         assert {"generated", "torch"} <= set(row["seconds"])
         assert all(t > 0 for t in row["seconds"].values())
         assert set(row["targets_met"]) <= set(bench.SECOND_ORDER_TARGETS) and row["targets_met"]
+    assert report["two_layer_step"] and report["digits_epoch"]["seconds"]["torch"] > 0
+    for row in report["two_layer_step"]:
+        assert set(row["seconds"]) == {"generated", "hand", "torch", "floor"}
+        assert set(row["targets_met"]) == set(bench.MLP_TARGETS)
+
+
+def test_only_measures_the_parts_named(tmp_path):
+    output = tmp_path / "bench.json"
+    assert bench.main(["--smoke", "--only", "two_layer", "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["only"] == ["two_layer"] and report["two_layer_step"]
+    assert report["posts"] == report["training_step"] == report["training_step_labels"] == []
+    assert report["second_order"] == []
 
 
 def test_the_posts_loops_compute_what_the_generated_functions_compute():
@@ -73,5 +86,18 @@ def test_only_second_order_writes_its_rows_alone(tmp_path):
     output = tmp_path / "only.json"
     assert bench.main(["--only", "second_order", "--smoke", "--output", str(output)]) == 0
     report = json.loads(output.read_text())
-    assert report["mode"] == "only second_order" and "posts" not in report
-    assert len(report["second_order"]) == 3
+    assert report["only"] == ["second_order"] and len(report["second_order"]) == 3
+    assert report["posts"] == report["training_step"] == report["training_step_labels"] == []
+    assert "two_layer_step" not in report
+
+
+def test_the_two_layer_rows_compare_the_same_numbers():
+    """The hand-written two-layer step is the reference; the generated one must compute what it does."""
+    import numpy as np
+
+    from derive.generated import mlp_grads
+
+    X, W1, b1, W2, b2, labels = bench._mlp_problem(9, 4, 5, 3, np.float64)
+    hand = bench.numpy_mlp_by_hand(X, W1, b1, W2, b2, labels)
+    for ours, theirs in zip(mlp_grads(X, W1, b1, W2, b2, labels), hand, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)

@@ -29,7 +29,7 @@ BATCHES = {"jacobian": [()], "elementwise": [(), (3,), (2, 3)], "batch_mean": [(
 
 def cases(kernels, batches_of):
     return [
-        pytest.param(k, batch, seed, id=f"{k.name}-batch{batch}-seed{seed}")
+        pytest.param(k, batch, seed, id=f"{k.id}-batch{batch}-seed{seed}")
         for k in kernels
         for batch in batches_of(k)
         for seed in SEEDS

@@ -208,21 +208,25 @@ def unchanged(before, after) -> bool:
 def test_valid_inputs_give_finite_results_of_their_dtype(name, data):
     case = draw_case(data, name)
     before = [snapshot(v) for v in case.values]
-    result = case.function(*case.values)
+    results = case.function(*case.values)
     TRIED[f"valid: {case.library} {case.dtype}"] += 1
-    if case.library == "torch" and any(
-        isinstance(v, torch.Tensor) for v, a in zip(case.values, case.arguments) if not a.scalar
-    ):
-        assert isinstance(result, torch.Tensor)
-        assert result.dtype == getattr(torch, expected_dtype(case))
-    else:  # a NumPy reduction to shape () gives a NumPy scalar, which is fine
-        assert isinstance(result, (np.ndarray, np.generic)) and not isinstance(result, np.matrix)
-        assert result.dtype == np.dtype(expected_dtype(case))
-    numbers = to_numpy(result)
-    assert np.isfinite(numbers).all()
-    reference = case.function(*case.plain)  # plain float64 NumPy arrays
-    tolerance = 1e-10 if expected_dtype(case) == "float64" else 2e-5
-    np.testing.assert_allclose(numbers, reference, rtol=tolerance, atol=tolerance)
+    references = case.function(*case.plain)  # plain float64 NumPy arrays
+    if not isinstance(results, tuple):  # a function with several results returns a tuple
+        results, references = (results,), (references,)
+    for result, reference in zip(results, references, strict=True):
+        if case.library == "torch" and any(
+            isinstance(v, torch.Tensor) for v, a in zip(case.values, case.arguments) if not a.scalar
+        ):
+            assert isinstance(result, torch.Tensor)
+            assert result.dtype == getattr(torch, expected_dtype(case))
+        else:  # a NumPy reduction to shape () gives a NumPy scalar, which is fine
+            assert isinstance(result, (np.ndarray, np.generic))
+            assert not isinstance(result, np.matrix)
+            assert result.dtype == np.dtype(expected_dtype(case))
+        numbers = to_numpy(result)
+        assert np.isfinite(numbers).all()
+        tolerance = 1e-10 if expected_dtype(case) == "float64" else 2e-5
+        np.testing.assert_allclose(numbers, reference, rtol=tolerance, atol=tolerance)
     for argument, old, new in zip(case.arguments, before, case.values):
         assert unchanged(old, new), f"{argument.name} was changed"
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-import derive.generated as generated
 from derive.generated import (
     cross_entropy,
     cross_entropy_from_logits,
@@ -12,7 +11,7 @@ from derive.generated import (
     weight_grad,
 )
 
-from registry import KERNELS, draw_all, require
+from registry import KERNELS, call, draw_all, require
 
 rng = np.random.default_rng(7)
 X = rng.normal(size=(2, 3, 4))  # batch (2, 3), D = 4
@@ -32,12 +31,11 @@ def _labelled(kernel):
         sizes={"C": 6, "D": 4, "H": 3, "K": 3},
     )
     values.update({"x": X, "W": W, "z": Z, "s": S})
-    function = getattr(generated, kernel.name)
-    return lambda y: function(*[y if p.one_hot else values[p.name] for p in kernel.params])
+    return lambda y: call(kernel, *[y if p.one_hot else values[p.name] for p in kernel.params])
 
 
 # Every generated function that takes labels: none is listed by hand.
-CALLS = {k.name: _labelled(k) for k in KERNELS if any(p.one_hot for p in k.params)}
+CALLS = {k.id: _labelled(k) for k in KERNELS if any(p.one_hot for p in k.params)}
 
 
 @pytest.mark.parametrize("name", CALLS)

@@ -141,7 +141,11 @@ def owners() -> dict[str, str]:
 
 def functions_called(derivation: Derivation) -> set[str]:
     """The generated functions the kernels of ``derivation`` call."""
-    expressions = [a.expression for k in derivation.kernels for a in (*k.body, k.returns)]
+    expressions = [
+        a.expression
+        for k in derivation.kernels
+        for a in (*k.body, k.returns, *(r.returns for r in k.more))
+    ]
     return {type(f).__name__ for e in expressions for f in e.atoms(AppliedUndef)}
 
 

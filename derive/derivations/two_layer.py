@@ -30,7 +30,9 @@ from derive.steps import (
     Dispatch,
     Identity,
     Kernel,
+    LabelsForm,
     Param,
+    Result,
     Section,
     Step,
     every,
@@ -58,6 +60,8 @@ a = sp.Function("a")  # the activation, generic: SymPy writes its derivative
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 EXPLICIT_SIZES = every(D=range(1, 3), H=range(1, 3), C=range(2, 4))
+# W₂ and b₂ come after the inputs: D changes h's expression, not the check (D = 1 only)
+SECOND_LAYER_SIZES = every(D=range(1, 2), H=range(1, 3), C=range(2, 4))
 
 
 def explicit_network(sizes, parameter: str) -> tuple[Matrix, Matrix]:
@@ -128,6 +132,67 @@ def explicit_b2(sizes) -> tuple[Matrix, Matrix]:
 
 EXPLICIT = {"W1": explicit_w1, "b1": explicit_b1, "W2": explicit_w2, "b2": explicit_b2}
 
+STEP_SIZES = every(D=range(1, 4), H=range(1, 4), C=range(2, 5))
+
+
+def explicit_step(sizes, step: str) -> tuple[Matrix, Matrix]:
+    """One backpropagation step with explicit matrices, for any activation a.
+
+    The error arriving at the layer (δ₂ at z₂, δ₁ at z₁) is a vector of free
+    symbols; SymPy's Jacobian of the layer, contracted with it, is the long
+    side, the backprop formula the short one. What reaches δ₂ is S − y, proved
+    on the page of the loss from the logits; the whole chain, softmax and all,
+    is checked with tanh by the identities above.
+    """
+    n_in, n_hidden, n_classes = sizes["D"], sizes["H"], sizes["C"]
+    xs, b1, z1 = (explicit_vector(n, n_in if n == "x" else n_hidden) for n in ("x", "b1", "z1"))
+    hidden = explicit_vector("h", n_hidden)
+    w1 = Matrix(n_in, n_hidden, lambda j, k: sp.Symbol(f"W1_{j}_{k}", real=True))
+    w2 = Matrix(n_hidden, n_classes, lambda k, c: sp.Symbol(f"W2_{k}_{c}", real=True))
+    b2 = explicit_vector("b2", n_classes)
+    delta2, delta1 = explicit_vector("delta2", n_classes), explicit_vector("delta1", n_hidden)
+    if step in ("W2", "b2"):
+        error, outputs = delta2, w2.T * hidden + b2
+    elif step == "delta1":
+        error, outputs = delta2, w2.T * z1.applyfunc(a) + b2
+    else:
+        error, outputs = delta1, w1.T * xs + b1
+    wrt, shortcut = {
+        "W2": (
+            list(w2),
+            [hidden[k] * delta2[c] for k in range(n_hidden) for c in range(n_classes)],
+        ),
+        "b2": (list(b2), list(delta2)),
+        "delta1": (
+            list(z1),
+            [(w2 * delta2)[k] * sp.diff(a(z1[k]), z1[k]) for k in range(n_hidden)],
+        ),
+        "W1": (list(w1), [xs[j] * delta1[k] for j in range(n_in) for k in range(n_hidden)]),
+        "b1": (list(b1), list(delta1)),
+    }[step]
+    return error.T * outputs.jacobian(wrt), Matrix(1, len(shortcut), shortcut)
+
+
+# One function per step (module-level: derivations are pickled).
+def explicit_step_w2(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "W2")
+
+
+def explicit_step_b2(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "b2")
+
+
+def explicit_step_delta1(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "delta1")
+
+
+def explicit_step_w1(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "W1")
+
+
+def explicit_step_b1(sizes) -> tuple[Matrix, Matrix]:
+    return explicit_step(sizes, "b1")
+
 
 def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
     """mlp_logits_<activation> and the four gradient kernels for one activation."""
@@ -166,48 +231,63 @@ def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
         sp.IndexedBase("backward"),
         sp.IndexedBase("delta1"),
     )
-    front = (
-        Assign(Z1, (b, k), Sum(X[b, d] * W1[d, k], (d, 1, D)) + B1[k]),
-        Assign(HID, (b, k), act(Z1)),
-        Assign(Z2, (b, c), Sum(HID[b, m] * W2[m, c], (m, 1, H)) + B2[c]),
-        Assign(DELTA2, (b, c), sp.Function("cross_entropy_from_logits_grad")(Z2, Y)),
-        Assign(share, (b, c), DELTA2[b, c] / B),
-    )
-    back = (
-        Assign(backward, (b, k), Sum(share[b, t] * W2[k, t], (t, 1, C))),
-        Assign(slope, (b, k), act_grad(Z1)),
-        Assign(delta1, (b, k), backward[b, k] * slope[b, k]),
-    )
+    probabilities = sp.IndexedBase("S")  # softmax(z₂), each sample's
+    labelled = sp.IndexedBase("ell")  # each sample's class label
+    delta2 = (probabilities[b, c] - Y[b, c]) / B  # δ₂ = S − y, each sample's share of the mean
+
+    def body(share_of_error: sp.Expr) -> tuple[Assign, ...]:
+        """The forward pass, δ₂ / B and δ₁, computed once for the four gradients."""
+        return (
+            Assign(Z1, (b, k), Sum(X[b, d] * W1[d, k], (d, 1, D)) + B1[k]),
+            Assign(HID, (b, k), act(Z1)),
+            Assign(Z2, (b, c), Sum(HID[b, m] * W2[m, c], (m, 1, H)) + B2[c]),
+            Assign(probabilities, (b, c), sp.Function("softmax")(Z2)),
+            Assign(share, (b, c), share_of_error),
+            Assign(backward, (b, k), Sum(share[b, t] * W2[k, t], (t, 1, C))),
+            Assign(slope, (b, k), act_grad(Z1)),
+            Assign(delta1, (b, k), backward[b, k] * slope[b, k]),
+        )
+
     conditioning = (
         "a sum over the batch of terms of both signs (and, for the first layer, over the "
         "classes): where they cancel, the error is relative to the sum of their magnitudes, "
         "not to the result."
     )
     of = f"cross_entropy_from_logits(mlp_logits_{activation}(x, W1, b1, W2, b2), y)"
-    gradients = []
-    for name, body, target, indices, expression in (
-        ("W1", front + back, W1[j, k], (j, k), Sum(X[b, j] * delta1[b, k], (b, 1, B))),
-        ("b1", front + back, B1[k], (k,), Sum(delta1[b, k], (b, 1, B))),
-        ("W2", front, W2[k, c], (k, c), Sum(HID[b, k] * share[b, c], (b, 1, B))),
-        ("b2", front, B2[c], (c,), Sum(share[b, c], (b, 1, B))),
-    ):
-        shape = {"W1": "(D, H)", "b1": "(H,)", "W2": "(H, C)", "b2": "(C,)"}[name]
-        gradients.append(
-            Kernel(
-                name=f"mlp_grad_{name}_{activation}",
-                summary=f"∂L/∂{name} for the {activation} network: the gradient of the mean cross-entropy "
-                f"over the batch, laid out like {name}.",
-                params=(*forward, labels),
-                body=body,
-                returns=Assign(Derivative(sp.Symbol("L"), target), indices, expression),
-                math=batch_mean[name],
-                returns_doc=f"shape {shape}, like {name}",
-                flatten_batch=True,
-                conditioning=conditioning,
-                derivative=DerivativeOf(of, wrt=name, kind="batch_mean"),
-            )
+    results = [
+        Result(
+            returns=Assign(Derivative(sp.Symbol("L"), target), indices, expression),
+            math=batch_mean[name],
+            derivative=DerivativeOf(of, wrt=name, kind="batch_mean"),
         )
-    return (logits, *gradients)
+        for name, target, indices, expression in (
+            ("W1", W1[j, k], (j, k), Sum(X[b, j] * delta1[b, k], (b, 1, B))),
+            ("b1", B1[k], (k,), Sum(delta1[b, k], (b, 1, B))),
+            ("W2", W2[k, c], (k, c), Sum(HID[b, k] * share[b, c], (b, 1, B))),
+            ("b2", B2[c], (c,), Sum(share[b, c], (b, 1, B))),
+        )
+    ]
+    gradients = Kernel(
+        name=f"mlp_grads_{activation}",
+        summary=f"(∂L/∂W1, ∂L/∂b1, ∂L/∂W2, ∂L/∂b2) for the {activation} network, in one pass: the "
+        "gradient of the mean cross-entropy over the batch, each laid out like its parameter.",
+        params=(*forward, labels),
+        body=body(delta2),
+        returns=results[0].returns,
+        math=results[0].math,
+        derivative=results[0].derivative,
+        more=tuple(results[1:]),
+        returns_doc="(dW1, db1, dW2, db2), shaped (D, H), (H,), (H, C), (C,) like the parameters",
+        flatten_batch=True,
+        conditioning=conditioning,
+        labels_form=LabelsForm(
+            param=Param("y", labelled, ("C",), doc="integer class labels", labels=True),
+            # S_bc − δ_{c ℓ_b}: 1 subtracted at each sample's label, in place in NumPy
+            body=body(delta2.xreplace({Y[b, c]: sp.KroneckerDelta(c, labelled[b])})),
+            returns=results[0].returns,
+        ),
+    )
+    return (logits, gradients)
 
 
 def _torch_logits(activation: str) -> str:
@@ -379,11 +459,54 @@ def derive() -> Derivation:
             long=full_chain(targets[name], name in ("W1", "b1")),
             shortcut=shortcuts[name],
             explicit=EXPLICIT[name],
-            explicit_sizes=EXPLICIT_SIZES,
+            explicit_sizes=EXPLICIT_SIZES if name in ("W1", "b1") else SECOND_LAYER_SIZES,
             long_title="The chain-rule product,",
             shortcut_title="backpropagation,",
         )
         for name in ("W2", "b2", "W1", "b1")
+    )
+
+    def through(error, n, size_, output, wrt):
+        """Σ_n error_n ∂output_n/∂wrt, each partial derivative SymPy's, its sum of deltas collapsed."""
+        return Sum(error[n] * collapse(sp.diff(output, wrt)), (n, 1, size_))
+
+    identities += tuple(
+        Identity(
+            f"two_layer_step_{name}",
+            f"one backpropagation step: the error at the layer times its Jacobian is ${formula}$ "
+            "(with explicit matrices: any activation $a$, the error a vector of symbols)",
+            long=long,
+            shortcut=short,
+            explicit=check,
+            explicit_sizes=STEP_SIZES,
+            long_title="The chain rule through the layer,",
+            shortcut_title="the backpropagation formula,",
+        )
+        for name, formula, long, short, check in (
+            (
+                "W2",
+                "h\\,\\delta_2^T",
+                through(DELTA2, t, C, z2(t), W2[k, c]),
+                grad_w2,
+                explicit_step_w2,
+            ),
+            ("b2", "\\delta_2", through(DELTA2, t, C, z2(t), B2[c]), grad_b2, explicit_step_b2),
+            (
+                "delta1",
+                "(W_2\\delta_2) \\odot a'(z_1)",
+                through(DELTA2, t, C, z2_of_z1(t), Z1[k]),
+                delta1,
+                explicit_step_delta1,
+            ),
+            (
+                "W1",
+                "x\\,\\delta_1^T",
+                through(DELTA1, m, H, z1(m), W1[j, k]),
+                grad_w1,
+                explicit_step_w1,
+            ),
+            ("b1", "\\delta_1", through(DELTA1, m, H, z1(m), B1[k]), grad_b1, explicit_step_b1),
+        )
     )
 
     z = sp.Symbol("z", real=True)
@@ -396,9 +519,13 @@ def derive() -> Derivation:
                 (Derivative(a(z), z).subs(a, sp.Function(name)), result(name, "derivative"))
                 for name in ACTIVATIONS
             ),
-            text_after='`mlp_grads(x, W1, b1, W2, b2, y, activation="tanh")` picks the kernels '
-            "`mlp_grad_W1_tanh`, ... ; each computes the forward pass, δ₂ with "
-            "`cross_entropy_from_logits_grad` (divided by the batch size), and the products above.",
+            text_after='`mlp_grads(x, W1, b1, W2, b2, y, activation="tanh")` calls '
+            "`mlp_grads_tanh`, which checks its arguments once and makes one pass: the forward pass, "
+            "δ₂ = S − y divided by the batch size once (for integer labels, 1 subtracted at each "
+            "sample's label in place, with no one-hot matrix), δ₁ = (δ₂W₂ᵀ) ⊙ a′(z₁) from it, then "
+            "the four gradients from those shared intermediates: $x^T\\delta_1$, "
+            "$\\sum_b \\delta_1$, $h^T\\delta_2$, $\\sum_b \\delta_2$ (the mean over the batch, "
+            "since δ₂ carries the 1/B).",
             place="after_steps",
         ),
     )
@@ -419,10 +546,7 @@ def derive() -> Derivation:
             summary="The gradient of the mean cross-entropy over the batch with respect to every parameter "
             "of the two-layer network: (dW1, db1, dW2, db2).",
             option="activation",
-            choices=tuple(
-                (act, tuple(f"mlp_grad_{n}_{act}" for n in ("W1", "b1", "W2", "b2")))
-                for act in ACTIVATIONS
-            ),
+            choices=tuple((act, (f"mlp_grads_{act}",)) for act in ACTIVATIONS),
             default="relu",
             returns_doc="(dW1, db1, dW2, db2), shaped (D, H), (H,), (H, C), (C,) like the parameters",
         ),
