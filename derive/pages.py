@@ -87,7 +87,7 @@ def _equation(expression) -> str:
 
 
 def page_context(derivation: Derivation, generated) -> dict:
-    module = sys.modules[f"{generated.__name__}.{derivation.name}"]
+    module = sys.modules.get(f"{generated.__name__}.{derivation.name}")  # None: a page only
     results = []
     for kernel in derivation.kernels:
         lhs, rhs = kernel.equation
@@ -99,7 +99,8 @@ def page_context(derivation: Derivation, generated) -> dict:
                 "matrix_form": latex(kernel.matrix_form) if kernel.matrix_form is not None else "",
                 "source": "\n\n".join(
                     inspect.getsource(getattr(module, name)).rstrip()
-                    for name in (kernel.name, f"_{kernel.name}")
+                    for name in (kernel.name, f"_{kernel.name}", f"_{kernel.name}_options")
+                    if hasattr(module, name)
                 ),
             }
         )

@@ -364,7 +364,11 @@ class ArrayPrinter(NumPyPrinter):
         if len(factors) != 2 or (lower, upper) != (m.lower, m.upper):
             return None
         mask, entry = sorted(factors, key=lambda f: isinstance(f, sp.Indexed))
-        if not (isinstance(entry, sp.Indexed) and entry.indices == (m,)):
+        # A_m, or A_bm (one row per sample b, a result axis before i)
+        if not (isinstance(entry, sp.Indexed) and entry.indices[-1] == m):
+            return None
+        leading = entry.indices[:-1]
+        if m in leading or any(index not in self.axes for index in leading):
             return None
         deltas = [i for i in mask.atoms(sp.KroneckerDelta) if m in i.args]
         if len(deltas) != 1:
@@ -379,7 +383,7 @@ class ArrayPrinter(NumPyPrinter):
             f"{xp}.flip({xp}.cumulative_sum({xp}.flip({name}, axis=-1), axis=-1, "
             f"include_initial=True), axis=-1)[..., 1:]"
         )
-        return self._place(f"({before} + {after})", (i,), name in self.batched)
+        return self._place(f"({before} + {after})", (*leading, i), name in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)
