@@ -216,6 +216,7 @@ def api_output(derived) -> Output:
             "functions": d.derivation.function_names,
         }
         for d in derived
+        if d.derivation.function_names  # a page without functions has no module
     ]
     body = environment().get_template("api.md.j2").render(modules=modules)
     return Output(

@@ -233,7 +233,11 @@ def test_the_default_options_give_todays_results_bit_for_bit():
         ({"weight": np.array([1, np.nan, 1, 1])}, ValueError, "^weight: expected non-negative"),
         ({"weight": np.array([True] * 4)}, TypeError, "^weight: expected real numbers"),
         ({"weight": "heavy"}, TypeError, "^weight: expected an array"),
-        ({"weight": torch.ones(4, dtype=torch.float64)}, TypeError, "^weight: expected an array of"),
+        (
+            {"weight": torch.ones(4, dtype=torch.float64)},
+            TypeError,
+            "^weight: expected an array of",
+        ),
         ({"ignore_index": 1.5}, TypeError, "^ignore_index: expected an int"),
         ({"ignore_index": True}, TypeError, "^ignore_index: expected an int"),
         ({"label_smoothing": 1.5}, ValueError, "^label_smoothing: expected a number in \\[0, 1\\]"),

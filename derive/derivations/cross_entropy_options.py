@@ -185,7 +185,7 @@ def derive():
             "weighted sum of $-\\log S_c$ over every class. Put $y_c = \\delta_{c\\ell}$ (and "
             "$\\kappa = 1$) into the one form below: the delta collapses the first sum to the label.",
             torch_class_index,
-            evaluate(at_label),
+            sp.collect(pull_out_of_sums(evaluate(at_label)), log(S[ell]) * w[ell]),
         ),
         Step(
             "PyTorch's loss for probability rows",
