@@ -688,7 +688,13 @@ def class_targets(
     like, like_spec = arguments[like_name]
     classes_axis = _parse(arguments[target][1])[1][-1]
     labels = arguments[target][0]
-    class_labels = is_class_labels(labels, like, len(_parse(like_spec)[1]))
+    if not _is_array(labels) and not isinstance(labels, (str, bytes, dict, type(None))):
+        numbers = np.asarray(labels)  # a list of class labels is class labels, as an array is
+        if numbers.dtype.kind in "iu":
+            labels = xp.asarray(numbers)
+            arguments = {**arguments, target: (labels, arguments[target][1])}
+    shaped = like if _is_array(like) else types.SimpleNamespace(shape=np.shape(like))
+    class_labels = is_class_labels(labels, shaped, len(_parse(like_spec)[1]))
     if class_labels:
         kept = None if ignore_index is None else labels != ignore_index
         if kept is not None:

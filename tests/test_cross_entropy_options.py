@@ -295,3 +295,17 @@ def test_the_options_run_in_other_array_libraries(library):
     )
     assert type(got) is type(xp.asarray(z))
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12)
+
+
+def test_lists_of_class_labels_are_class_labels():
+    """A list of labels gets the class-index semantics (the weighted mean), as an array does."""
+    z = np.random.default_rng(3).normal(size=(3, 4))
+    weight, labels = [1.0, 2.0, 3.0, 4.0], [0, -100, 3]
+    options = {"weight": weight, "ignore_index": -100, "reduction": "mean"}
+    theirs = F.cross_entropy(
+        torch.tensor(z), torch.tensor(labels), weight=torch.tensor(weight), reduction="mean"
+    )
+    for logits in (z, z.tolist()):
+        np.testing.assert_allclose(
+            cross_entropy_from_logits(logits, labels, **options), float(theirs), rtol=1e-12
+        )

@@ -261,6 +261,16 @@ def derive():
     )
     sections = (
         Section(
+            "PyTorch's options",
+            "`cross_entropy_from_logits` and `cross_entropy_from_logits_grad` also take "
+            "PyTorch's keyword-only `weight`, `ignore_index`, `label_smoothing` and `reduction`, "
+            "with the semantics of `torch.nn.functional.cross_entropy`. The "
+            "[options page](cross-entropy-options.md) derives them: every option changes only "
+            "the coefficients $a_c$ of $-\\sum_c a_c \\log S_c$, and the gradient is "
+            "$S_j \\sum_c a_c - a_j$, this page's $S_j - y_j$ when $a = y$. With the defaults the "
+            "code below runs unchanged.",
+        ),
+        Section(
             "Vectorised, with shapes",
             "For a batch, the logits $Z = XW$ are $B \\times C$, one row per sample, and so are "
             "$S$, $Y$ and the gradient: for the mean loss $L = \\frac{1}{B} \\sum_b XE_b$ it is "

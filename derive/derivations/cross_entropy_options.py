@@ -8,7 +8,17 @@ from sympy import Derivative, Matrix, Sum, exp, log
 
 from derive.derivations import result
 from derive.model import C, S, class_index, explicit_softmax, explicit_vector, softmax, y, z
-from derive.steps import Definition, Derivation, Identity, Option, Param, Section, Step, every
+from derive.steps import (
+    Definition,
+    Derivation,
+    Example,
+    Identity,
+    Option,
+    Param,
+    Section,
+    Step,
+    every,
+)
 from derive.sympy_tools import evaluate, pull_out_of_sums
 
 # The options, as symbols: ε the label smoothing, w_c the class weights, κ a sample's keep
@@ -51,6 +61,32 @@ def option_params(weights, keep) -> tuple[Param, ...]:
         Param("keep", keep, (), doc="0 for an ignored sample, else 1"),
         Param("label_smoothing", epsilon, (), batched=False, doc="the label smoothing ε"),
     )
+
+
+_Z = "np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.0, -2.0, 0.5]])"
+_W = "np.array([1.0, 2.0, 0.5])"
+_LOG_S = f"(lambda Z: Z - np.log(np.exp(Z).sum(-1, keepdims=True)))({_Z})"
+EXAMPLES = (
+    Example(
+        "Weights, label smoothing and an ignored label, averaged",
+        f"cross_entropy_from_logits({_Z}, np.array([0, -100, 2]), weight={_W}, "
+        "ignore_index=-100, label_smoothing=0.1, reduction='mean')",
+        reference=f"(lambda L, w: (0.9 * (-w[0] * L[0, 0] - w[2] * L[2, 2]) + 0.1 / 3 * "
+        f"(-(w * L[0]).sum() - (w * L[2]).sum())) / (w[0] + w[2]))({_LOG_S}, {_W})",
+        reference_title="aten's two parts, over the weights of the labels kept, in NumPy by hand",
+        text="Three samples, the second ignored: PyTorch's label part and smoothing part, "
+        "divided by the weights of the two labels kept.",
+    ),
+    Example(
+        "Probability rows: the mean divides by the number of samples",
+        f"cross_entropy_from_logits({_Z}, np.array([[0.5, 0.5, 0.0], [0.2, 0.2, 0.6], "
+        f"[0.0, 0.0, 1.0]]), weight={_W}, reduction='mean')",
+        reference=f"-({_W} * np.array([[0.5, 0.5, 0.0], [0.2, 0.2, 0.6], [0.0, 0.0, 1.0]]) * "
+        f"{_LOG_S}).sum() / 3",
+        reference_title="NumPy, written by hand",
+        text="The same weights, but the mean is over the 3 samples, not over their weights.",
+    ),
+)
 
 
 def smoothed(c: sp.Idx) -> sp.Expr:
@@ -415,6 +451,7 @@ def derive():
         identities=identities,
         kernels=(),
         sections=sections,
+        examples=EXAMPLES,
         results={
             "coefficient": coefficient(c),
             "gradient": shortcut,
