@@ -303,7 +303,10 @@ def test_lists_of_class_labels_are_class_labels():
     weight, labels = [1.0, 2.0, 3.0, 4.0], [0, -100, 3]
     options = {"weight": weight, "ignore_index": -100, "reduction": "mean"}
     theirs = F.cross_entropy(
-        torch.tensor(z), torch.tensor(labels), weight=torch.tensor(weight), reduction="mean"
+        torch.tensor(z),
+        torch.tensor(labels),
+        weight=torch.tensor(weight, dtype=torch.float64),
+        reduction="mean",
     )
     for logits in (z, z.tolist()):
         np.testing.assert_allclose(
