@@ -612,3 +612,141 @@ def scalar(name: str, value: Any) -> float:
     if number != number:
         raise ValueError(f"{name}: expected a real number, got nan")
     return number
+
+
+# -- keyword-only options (PyTorch's cross-entropy options) -------------------------------
+
+
+def option_index(name: str, value: Any) -> int | None:
+    """A class index option (``ignore_index``): None, or an integer (not a bool)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int (a class index) or None, got {value!r:.40}")
+    return int(value)
+
+
+def option_fraction(name: str, value: Any) -> float:
+    """A number in [0, 1] (``label_smoothing``) as a Python float, or a named error."""
+    number = scalar(name, value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1], got {number}")
+    return number
+
+
+def option_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (``reduction``), or a named error."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected one of {choices}, got {value!r:.40}")
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {choices}, got {value!r:.40}")
+    return value
+
+
+def _class_weights(xp: Any, name: str, weight: Any, classes: int, dtype: Any, like: Any) -> Any:
+    """Class weights (C,) of non-negative finite numbers in ``dtype``; ones for None."""
+    if weight is None:
+        return xp.ones(classes, dtype=dtype)
+    spec = f"({classes},)"
+    array = _as_array(xp, name, weight, spec, dtype)
+    try:
+        array_api_compat.array_namespace(array, like)
+    except TypeError:
+        raise TypeError(
+            f"{name}: expected an array of the same library as the logits, got {type(weight).__name__}"
+        ) from None
+    _check_dtype(xp, name, array, "real numbers")
+    if tuple(array.shape) != (classes,):
+        raise ValueError(
+            f"{name}: expected shape (C,) with C = {classes}, got {tuple(array.shape)}"
+        )
+    array = xp.astype(array, dtype)
+    if not bool(xp.all(xp.isfinite(array))) or bool(xp.any(array < 0)):
+        raise ValueError(
+            f"{name}: expected non-negative finite class weights, got {_to_numpy(array)}"
+        )
+    return array
+
+
+def class_targets(
+    xp: Any, weight: Any, ignore_index: int | None, **arguments: tuple[Any, str]
+) -> tuple[Any, ...]:
+    """`prepare` for a function with cross-entropy options; the targets are the one-hot argument.
+
+    Returns the prepared arguments, the targets as rows (integer class labels
+    become one-hot rows, an ignored sample's row zeros), then the class
+    weights (C,) (ones for None), each sample's ``keep`` (0 where the label is
+    ``ignore_index``, else 1) and its share of the mean's denominator (PyTorch:
+    the weight of its class for class labels, 1 for probability rows).
+    ``ignore_index`` applies to class labels only: with probability rows a
+    non-negative one is an error, a negative one changes nothing (as in
+    PyTorch).
+    """
+    names = list(arguments)
+    target = next(n for n in names if _parse(arguments[n][1])[2])
+    like_name = next(n for n in names if n != target and _parse(arguments[n][1])[0])
+    like, like_spec = arguments[like_name]
+    classes_axis = _parse(arguments[target][1])[1][-1]
+    labels = arguments[target][0]
+    if not _is_array(labels) and not isinstance(labels, (str, bytes, dict, type(None))):
+        numbers = np.asarray(labels)  # a list of class labels is class labels, as an array is
+        if numbers.dtype.kind in "iu":
+            labels = xp.asarray(numbers)
+            arguments = {**arguments, target: (labels, arguments[target][1])}
+    shaped = like if _is_array(like) else types.SimpleNamespace(shape=np.shape(like))
+    class_labels = is_class_labels(labels, shaped, len(_parse(like_spec)[1]))
+    if class_labels:
+        kept = None if ignore_index is None else labels != ignore_index
+        if kept is not None:
+            labels = xp.where(kept, labels, xp.zeros_like(labels))
+        spec = f"(...) labels of {classes_axis}"
+        prepared = dict(zip(names, prepare(xp, **{**arguments, target: (labels, spec)})))
+        labels = prepared[target]
+        owner = next(n for n in names if n != target and classes_axis in _parse(arguments[n][1])[1])
+        classes = prepared[owner].shape[-1]
+        dtype = prepared[like_name].dtype
+        rows = xp.astype(labels[..., None] == xp.arange(classes, dtype=labels.dtype), dtype)
+        keep = xp.ones(labels.shape, dtype=dtype) if kept is None else xp.astype(kept, dtype)
+        prepared[target] = rows if kept is None else rows * keep[..., None]
+    else:
+        if ignore_index is not None and ignore_index >= 0:
+            raise ValueError(
+                f"ignore_index: only class-index targets can be ignored; {target} holds "
+                f"probability rows (as in PyTorch, a negative ignore_index changes nothing), "
+                f"got {ignore_index}"
+            )
+        prepared = dict(zip(names, prepare(xp, **arguments)))
+        classes, dtype = prepared[target].shape[-1], prepared[target].dtype
+        keep = xp.ones(prepared[target].shape[:-1], dtype=dtype)
+    weights = _class_weights(xp, "weight", weight, classes, dtype, prepared[like_name])
+    # PyTorch's "mean" divides by the weights of the targets' classes (Σ_c w_c y_c of a one-hot
+    # row), but by the number of samples for probability rows.
+    shares = xp.sum(prepared[target] * weights, axis=-1) if class_labels else keep
+    return (*prepared.values(), weights, keep, shares)
+
+
+def reduce_samples(
+    xp: Any, values: Any, shares: Any, reduction: str, gradient: bool, targets: str = "y"
+) -> Any:
+    """Apply ``reduction`` ("none", "sum", "mean") to per-sample losses, or to a gradient.
+
+    A loss (``gradient`` False) of shape (...) is summed over every sample
+    ("sum"), and divided by the mean's denominator Σ shares ("mean"). A
+    gradient of the reduced loss is each sample's own gradient ("none",
+    "sum"), divided by the denominator ("mean"). A mean whose denominator is 0
+    (every sample ignored, or weighing 0) is a ValueError naming the targets;
+    PyTorch returns nan.
+    """
+    if reduction == "none" or (gradient and reduction == "sum"):
+        return values
+    total = values if gradient else xp.sum(values)
+    if reduction == "sum":
+        return total
+    denominator = xp.sum(shares)
+    if not bool(denominator > 0):
+        raise ValueError(
+            f"{targets}: reduction 'mean' over no samples: every target is ignored (ignore_index) "
+            f"or its class weighs 0, so the mean's denominator is {float(denominator)} "
+            "(PyTorch returns nan)"
+        )
+    return total / denominator

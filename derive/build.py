@@ -260,6 +260,8 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
     outputs = []
     for d in derived:
         name = d.derivation.name
+        if not d.derivation.function_names:  # a page only (cross_entropy_options): no module
+            continue
         with stage(name, "rendering templates/module.py.j2"):
             body = env.get_template("module.py.j2").render(**generate_module(d.derivation, owner))
         with stage(name, "formatting the module rendered from templates/module.py.j2"):
@@ -273,7 +275,9 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
             )
         )
     modules = [
-        {"name": d.derivation.name, "functions": d.derivation.function_names} for d in derived
+        {"name": d.derivation.name, "functions": d.derivation.function_names}
+        for d in derived
+        if d.derivation.function_names
     ]
     with stage("(all)", "rendering templates/generated_init.py.j2"):
         body = env.get_template("generated_init.py.j2").render(modules=modules)

@@ -16,7 +16,7 @@ from sympy.concrete.expr_with_limits import ExprWithLimits
 from sympy.core.function import AppliedUndef
 
 from derive.printing import ArrayPrinter, latex
-from derive.steps import Derivation, Dispatch, Kernel
+from derive.steps import Derivation, Dispatch, Kernel, Option
 
 # Model bases whose Python name differs: S is the softmax *output* `s`.
 PYTHON_NAMES = {"S": "s"}
@@ -55,6 +55,9 @@ class GeneratedFunction:
     labels_lines: tuple[str, ...] = ()  # the core of the labels form, ``_name_labels``, if any
     runtime: tuple[str, ...] = ()  # helpers of derive._runtime the code calls besides the usual
     returns: str = "Array"  # the return annotation: a tuple for a kernel with several results
+    options_signature: str = ""  # ", *, weight: Array | None = None, ...": keyword-only options
+    options_lines: tuple[str, ...] = ()  # the core of the options form, ``_name_options``, if any
+    options_core_signature: str = ""  # its parameters: the kernel's, then the form's
 
 
 def _python_name(base: sp.Basic) -> str:
@@ -217,6 +220,95 @@ def _spec(p) -> str:
 
 
 def generate_function(kernel: Kernel) -> GeneratedFunction:
+    """The source lines of one kernel's function (and of its labels and options forms)."""
+    if kernel.options_form is None:
+        return _generate_with_labels(kernel)
+    return _with_options(kernel, _generate_with_labels(replace(kernel, options_form=None)))
+
+
+_OPTION_TYPES = {"weights": "Array | None", "index": "int | None", "fraction": "float"}
+
+
+def _option_type(option: Option) -> str:
+    return _OPTION_TYPES.get(option.kind, "str")
+
+
+def _with_options(kernel: Kernel, function: GeneratedFunction) -> GeneratedFunction:
+    """``function`` with keyword-only options: a first branch, taken only when an option is not
+    at its default, checks them and calls the options form's core ``_name_options``."""
+    form = kernel.options_form
+    options = {o.kind: o for o in form.options}
+    rows = replace(
+        kernel,
+        params=tuple(replace(p, one_hot=False, domain="real") for p in kernel.params) + form.params,
+        body=form.body,
+        returns=form.returns,
+        labels_form=None,
+        options_form=None,
+    )
+    core = _generate_function(rows)
+    arrays = [p for p in kernel.params if not _is_scalar(p)]
+    names = ", ".join(p.name for p in arrays)
+    specs = ", ".join(f'{p.name}=({p.name}, "{_spec(p)}")' for p in arrays)
+    index = options.get("index")
+    not_default = " or ".join(
+        f"{o.name} is not None" if o.default is None else f"{o.name} != {o.default!r}"
+        for o in form.options
+    )
+    reduction = options.get("choice")
+    targets = next(p.name for p in kernel.params if p.one_hot)
+    fractions = {o.name for o in form.options if o.kind == "fraction"}
+    branch = [
+        f"if {not_default}:",
+        f"    xp = namespace({names})",
+        f"    {names}, {', '.join(p.name for p in form.params if p.name not in fractions)}, "
+        "shares = class_targets(",
+        f"        xp, {options['weights'].name}, "
+        + (f'option_index("{index.name}", {index.name}), ' if index else "None, ")
+        + f"{specs}",
+        "    )",
+        *[
+            f'    {o.name} = option_fraction("{o.name}", {o.name})'
+            for o in form.options
+            if o.kind == "fraction"
+        ],
+    ]
+    if reduction is not None:
+        branch.append(
+            f'    {reduction.name} = option_choice("{reduction.name}", {reduction.name}, '
+            f"{reduction.choices!r})"
+        )
+    arguments = ", ".join(p.name for p in rows.params)
+    branch.append(
+        f"    return reduce_samples(xp, _{kernel.name}_options(xp, {arguments}), shares, "
+        + (reduction.name if reduction is not None else repr(form.reduction))
+        + f', gradient={form.gradient}, targets="{targets}")'
+    )
+    signature = ", *, " + ", ".join(
+        f"{o.name}: {_option_type(o)} = {o.default!r}" for o in form.options
+    )
+    doc = function.docstring.split("\n\nReturns:")
+    option_doc = "\n".join(f"    {o.name}: {o.doc}" for o in form.options)
+    return replace(
+        function,
+        checks=(*branch, *function.checks),
+        docstring=f"{doc[0]}\n{option_doc}\n\nReturns:{doc[1]}",
+        options_signature=signature,
+        options_lines=core.lines,
+        options_core_signature=core.signature,
+        calls=tuple(dict.fromkeys(function.calls + core.calls)),
+        runtime=tuple(
+            sorted(
+                {*function.runtime, *core.runtime, "class_targets", "reduce_samples"}
+                | ({"option_index"} if index else set())
+                | ({"option_choice"} if reduction else set())
+                | ({"option_fraction"} if "fraction" in options else set())
+            )
+        ),
+    )
+
+
+def _generate_with_labels(kernel: Kernel) -> GeneratedFunction:
     """The source lines of one kernel's function (and of its labels form, if it has one)."""
     if kernel.labels_form is None:
         return _generate_function(kernel)

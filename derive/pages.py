@@ -87,7 +87,7 @@ def _equation(expression) -> str:
 
 
 def page_context(derivation: Derivation, generated) -> dict:
-    module = sys.modules[f"{generated.__name__}.{derivation.name}"]
+    module = sys.modules.get(f"{generated.__name__}.{derivation.name}")  # None: a page only
     results = []
     for kernel in derivation.kernels:
         lhs, rhs = kernel.equation
@@ -103,7 +103,8 @@ def page_context(derivation: Derivation, generated) -> dict:
                 ],
                 "source": "\n\n".join(
                     inspect.getsource(getattr(module, name)).rstrip()
-                    for name in (kernel.name, f"_{kernel.name}")
+                    for name in (kernel.name, f"_{kernel.name}", f"_{kernel.name}_options")
+                    if hasattr(module, name)
                 ),
             }
         )
@@ -219,6 +220,7 @@ def api_output(derived) -> Output:
             "functions": d.derivation.function_names,
         }
         for d in derived
+        if d.derivation.function_names  # a page without functions has no module
     ]
     body = environment().get_template("api.md.j2").render(modules=modules)
     return Output(

@@ -179,6 +179,53 @@ class Result:
     derivative: DerivativeOf | None = None  # what the tests differentiate to check it
 
 
+OPTION_KINDS = ("weights", "index", "fraction", "choice")
+"""What a keyword-only option takes: class weights, an array (C,) of non-negative finite
+numbers (or None); a class index, an int (or None); a fraction, a number in [0, 1]; a
+choice, one of the option's ``choices``."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """A keyword-only argument of a generated function, with its default."""
+
+    name: str  # "label_smoothing"
+    default: object  # None, 0.0, "none": with every option at its default, the kernel runs as is
+    kind: str  # one of OPTION_KINDS
+    doc: str
+    choices: tuple[str, ...] = ()  # for kind "choice"
+
+    def __post_init__(self):
+        if self.kind not in OPTION_KINDS:
+            raise ValueError(f"Option {self.name}: kind must be one of {OPTION_KINDS}")
+        if self.kind == "choice" and self.default not in self.choices:
+            raise ValueError(f"Option {self.name}: default {self.default!r} is not a choice")
+
+
+@dataclass(frozen=True)
+class OptionsForm:
+    """The same function with PyTorch's cross-entropy options: class weights (``weights``),
+    an ignored class (``index``), label smoothing (a ``fraction``) and a ``reduction``.
+
+    The public function takes this form only when an option differs from its
+    default, so the default path is the kernel itself, unchanged. The targets
+    arrive as rows (class labels become one-hot rows, an ignored sample's row
+    zeros), followed by ``params``: the weights, each sample's ``keep`` (0 if
+    ignored, else 1) and the smoothing. ``gradient``: the result is a
+    gradient of the reduced loss (each sample's own, divided by the mean's
+    denominator for "mean"); otherwise a value per sample, which the
+    reduction sums or averages. Without a "reduction" option, ``reduction``
+    is fixed.
+    """
+
+    options: tuple[Option, ...]
+    params: tuple[Param, ...]  # after the kernel's own: weight, keep, label_smoothing
+    body: tuple[Assign, ...]
+    returns: Assign
+    gradient: bool = False
+    reduction: str = ""  # the fixed reduction when there is no "reduction" option ("mean")
+
+
 @dataclass(frozen=True)
 class Kernel:
     """A function to generate: its arguments, body and returned expression."""
@@ -202,6 +249,7 @@ class Kernel:
     labels_form: LabelsForm | None = None  # the same result from integer class labels, if any
     more: tuple[Result, ...] = ()  # further results of the same body: it returns a tuple
     part: int | None = None  # a view made by ``parts``: the element of the tuple it checks
+    options_form: OptionsForm | None = None  # keyword-only options (weights, smoothing, ...)
 
     @property
     def call(self) -> str:

@@ -25,6 +25,7 @@ MODULES = (
     "softmax_jacobian",  # Part 1
     "layer_jacobian",  # Part 2
     "cross_entropy",  # Part 3
+    "cross_entropy_options",  # PyTorch's options: weights, ignore_index, smoothing, reduction
     "cross_entropy_from_logits",  # beyond the posts: the stable loss
     "sigmoid",
     "tanh",

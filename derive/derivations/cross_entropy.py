@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum
@@ -37,6 +39,7 @@ from derive.steps import (
     Identity,
     Kernel,
     LabelsForm,
+    OptionsForm,
     Param,
     Section,
     Step,
@@ -196,6 +199,53 @@ def _gradient_heatmap(fig, generated, posts) -> None:
         [f"$x_{j + 1}$" for j in range(D)],
         r"$\partial XE/\partial W_{jc}$, laid out like $W$ (true class 3)",
     )
+
+
+def weight_grad_options(X, W, Y, P, b, c, returned, error_share) -> OptionsForm:
+    """weight_grad with PyTorch's options: Σ_b x_bj g_bc, g the options page's stable gradient
+    of each sample; `reduce_samples` divides by the mean's denominator."""
+    from derive.derivations.cross_entropy_options import (
+        IGNORE_INDEX,
+        LABEL_SMOOTHING,
+        WEIGHT,
+        a,
+        kappa,
+        option_params,
+        w,
+    )
+
+    K, A = sp.IndexedBase("kappa"), sp.IndexedBase("a")
+    P_others, A_others = sp.IndexedBase("others"), sp.IndexedBase("a_others")
+    g = sp.IndexedBase("g")  # each sample's gradient in the logits
+    coefficient = result("cross_entropy_options", "coefficient", c=c)
+    stable = result("cross_entropy_options", "stable_gradient", j=c)
+    (a_sum,) = [s for s in stable.atoms(Sum) if s.has(a)]
+    (s_sum,) = [s for s in stable.atoms(Sum) if s.has(S)]
+    batch = {y[c]: Y[b, c], kappa: K[b], a[c]: A[b, c], S[c]: P[b, c]}
+    return OptionsForm(
+        options=(WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING),
+        params=option_params(w, K),
+        body=(
+            Assign(P, (b, c), sp.Function("softmax")(sp.Function("summation")(X, W))),
+            Assign(A, (b, c), coefficient.xreplace(batch)),
+            Assign(P_others, (b, c), _in_batch(s_sum, S, P, b)),
+            Assign(A_others, (b, c), _in_batch(a_sum, a, A, b)),
+            Assign(
+                g,
+                (b, c),
+                stable.xreplace({a_sum: A_others[b, c], s_sum: P_others[b, c]}).xreplace(batch),
+            ),
+        ),
+        returns=replace(returned, expression=returned.expression.xreplace({error_share: g})),
+        reduction="mean",
+        gradient=True,
+    )
+
+
+def _in_batch(total: Sum, base: sp.IndexedBase, rows: sp.IndexedBase, b: sp.Idx) -> Sum:
+    """Σ_m f(base_m) as Σ_m f(rows_bm): the same sum for each sample b of a batch."""
+    m = total.limits[0][0]
+    return Sum(total.function.xreplace({base[m]: rows[b, m]}), *total.limits)
 
 
 def derive():
@@ -359,6 +409,11 @@ def derive():
         ),
         Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
     )
+    returned = Assign(
+        Derivative(L, W[j, c]),
+        (j, c),
+        sum_over_batch.xreplace({sum_over_batch.function: X[b, j] * error_share[b, c]}),
+    )
     kernels = (
         Kernel(
             name="cross_entropy",
@@ -395,16 +450,13 @@ def derive():
                 # 1/B on the B x C errors, not on the D x C result: fewer divisions when D > B
                 Assign(error_share, (b, c), share),
             ),
-            returns=Assign(
-                Derivative(L, W[j, c]),
-                (j, c),
-                sum_over_batch.xreplace({sum_over_batch.function: X[b, j] * error_share[b, c]}),
-            ),
+            returns=returned,
             math=batch_mean,
             matrix_form=batch,
             returns_doc="shape (D, C), like W; the posts' class-major vector is "
             "`weight_grad(x, W, y).T.ravel()`",
             flatten_batch=True,
+            options_form=weight_grad_options(X, W, Y, P, b, c, returned, error_share),
             labels_form=LabelsForm(
                 param=Param("y", L_b, ("C",), doc="integer class labels", labels=True),
                 body=(

@@ -31,6 +31,7 @@ from derive.steps import (
     Identity,
     Kernel,
     LabelsForm,
+    OptionsForm,
     Param,
     Section,
     Step,
@@ -112,6 +113,55 @@ def _below_and_other_maxima(shifted_k, exp_k, k) -> tuple[sp.Expr, sp.Expr]:
     below = Sum(sp.Piecewise((0, sp.Eq(shifted_k, 0)), (exp_k, True)), (k, 1, C))
     maxima = Sum(sp.Piecewise((exp_k, sp.Eq(shifted_k, 0)), (0, True)), (k, 1, C))
     return below, maxima - 1
+
+
+def options_forms(z, y, i, j, log_s, log_s_labelled, others_of) -> tuple[OptionsForm, OptionsForm]:
+    """The loss and its gradient with PyTorch's options, from the options page's results."""
+    from derive.derivations.cross_entropy_options import (
+        IGNORE_INDEX,
+        LABEL_SMOOTHING,
+        REDUCTION,
+        WEIGHT,
+        a,
+        kappa,
+        option_params,
+        w,
+    )
+
+    coefficient = result("cross_entropy_options", "coefficient", c=i)  # a_i = κ w_i t_i
+    a_others = sp.IndexedBase("a_others")
+    stable = result("cross_entropy_options", "stable_gradient")  # S_j Σ_{c≠j} a_c − a_j Σ_{m≠j} S_m
+    (a_sum,) = [s for s in stable.atoms(Sum) if s.has(a)]
+    (s_sum,) = [s for s in stable.atoms(Sum) if s.has(S)]
+    params = option_params(w, kappa)
+    loss = OptionsForm(
+        options=(WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING, REDUCTION),
+        params=params,
+        body=(
+            Assign(a, (i,), coefficient),
+            Assign(log_s, (i,), sp.Function("log_softmax")(z)),
+            # 0 · (−inf) would be nan: a class with no coefficient is left out
+            Assign(log_s_labelled, (i,), sp.Piecewise((0, sp.Eq(a[i], 0)), (log_s[i], True))),
+        ),
+        returns=Assign(sp.Symbol("XE"), (), -Sum(a[i] * log_s_labelled[i], (i, 1, C))),
+    )
+    gradient = OptionsForm(
+        options=(WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING, REDUCTION),
+        params=params,
+        body=(
+            Assign(a, (j,), coefficient.xreplace({i: j})),
+            Assign(S, (j,), sp.Function("softmax")(z)),
+            Assign(others_of, (j,), s_sum),
+            Assign(a_others, (j,), a_sum),
+        ),
+        returns=Assign(
+            Derivative(sp.Symbol("XE"), z[j]),
+            (j,),
+            stable.xreplace({a_sum: a_others[j], s_sum: others_of[j]}),
+        ),
+        gradient=True,
+    )
+    return loss, gradient
 
 
 def derive():
@@ -210,6 +260,16 @@ def derive():
         ),
     )
     sections = (
+        Section(
+            "PyTorch's options",
+            "`cross_entropy_from_logits` and `cross_entropy_from_logits_grad` also take "
+            "PyTorch's keyword-only `weight`, `ignore_index`, `label_smoothing` and `reduction`, "
+            "with the semantics of `torch.nn.functional.cross_entropy`. The "
+            "[options page](cross-entropy-options.md) derives them: every option changes only "
+            "the coefficients $a_c$ of $-\\sum_c a_c \\log S_c$, and the gradient is "
+            "$S_j \\sum_c a_c - a_j$, this page's $S_j - y_j$ when $a = y$. With the defaults the "
+            "code below runs unchanged.",
+        ),
         Section(
             "Vectorised, with shapes",
             "For a batch, the logits $Z = XW$ are $B \\times C$, one row per sample, and so are "
@@ -390,6 +450,7 @@ def derive():
             shortcut_title="$S_j - \\delta_{j\\ell}$,",
         ),
     )
+    loss_options, gradient_options = options_forms(z, y, i, j, log_s, log_s_labelled, others_of)
     kernels = (
         Kernel(
             name="log_softmax",
@@ -429,8 +490,10 @@ def derive():
                 returns=Assign(XE, (), loss_at_labels),
             ),
             math=stable_loss,
-            returns_doc="the loss of each sample, shape (...): finite for finite logits; a logit of "
+            returns_doc="the loss of each sample, shape (...) (reduction 'none'), or its sum or mean, "
+            "shape (): finite for finite logits; a logit of "
             "-inf marks an impossible class (as in PyTorch), and gives +inf only where it is the label's",
+            options_form=loss_options,
             reference="torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), "
             "y.reshape(-1, y.shape[-1]), reduction='none').reshape(z.shape[:-1])",
             conditioning="As log_softmax: the loss of a nearly certain, correct prediction is "
@@ -452,7 +515,9 @@ def derive():
                 ),
             ),
             math=gradient_in_S,
-            returns_doc="shape (..., C)",
+            returns_doc="the gradient of the reduced loss, shape (..., C): each sample's own "
+            "(reductions 'none' and 'sum'), divided by the mean's denominator for 'mean'",
+            options_form=gradient_options,
             derivative=DerivativeOf("cross_entropy_from_logits(z, y)", wrt="z"),
             conditioning="It is computed from softmax(z), and inherits its error: about "
             "|z_j − max z|/2 ulps for an entry far below the largest.",
