@@ -406,7 +406,11 @@ def machine() -> dict:
     }
 
 
-def run(quick: bool = False, smoke: bool = False) -> dict:
+# The row groups of a report, which ``--only`` selects from.
+GROUPS = ("posts", "training_step", "training_step_labels", "build")
+
+
+def run(quick: bool = False, smoke: bool = False, only: tuple[str, ...] = GROUPS) -> dict:
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)  # as many as NumPy's BLAS uses by default
@@ -418,22 +422,31 @@ def run(quick: bool = False, smoke: bool = False) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
         "repeats": repeats,
-        "posts": [row for d, c in posts_sizes for row in posts_rows(d, c, repeats, budget)],
+        "posts": [
+            row
+            for d, c in posts_sizes
+            if "posts" in only
+            for row in posts_rows(d, c, repeats, budget)
+        ],
         "training_step": [
             training_step_row(b, d, c, dtype, repeats, budget)
             for b, d, c in steps
+            if "training_step" in only
             for dtype in (np.float64, np.float32)
         ],
         "targets": TARGETS,
         "training_step_labels": [
             training_step_labels_row(b, d, c, dtype, repeats, budget)
             for b, d, c in steps
+            if "training_step_labels" in only
             for dtype in (np.float64, np.float32)
         ],
         "label_targets": LABEL_TARGETS,
     }
-    if not smoke:
+    if not smoke and "build" in only:
         report["build_seconds"] = build_times()
+    if only != GROUPS:
+        report["only"] = list(only)
     return report
 
 
@@ -530,7 +543,18 @@ def main(argv: list[str] | None = None) -> int:
         help="measure only the build (cold, no-op, one edit) and record it in "
         "bench-results/latest.json beside the timings there",
     )
+    parser.add_argument(
+        "--only",
+        metavar="GROUP[,GROUP]",
+        type=lambda text: tuple(g.strip() for g in text.split(",")),
+        default=GROUPS,
+        help=f"run only these row groups, of {', '.join(GROUPS)} (the report goes to "
+        "bench-results/tmp-only.json unless --output says otherwise)",
+    )
     args = parser.parse_args(argv)
+    unknown = [g for g in args.only if g not in GROUPS]
+    if unknown:
+        parser.error(f"--only: unknown group {unknown[0]!r}; expected some of {', '.join(GROUPS)}")
     if args.build_times:
         report = json.loads(BENCHMARK_RESULTS.read_text())
         report["build_seconds"] = {**build_times(), "date": time.strftime("%Y-%m-%d")}
@@ -540,12 +564,14 @@ def main(argv: list[str] | None = None) -> int:
         BENCHMARK_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {BENCHMARK_RESULTS}")
         return 0
-    report = run(quick=args.quick, smoke=args.smoke)
+    report = run(quick=args.quick, smoke=args.smoke, only=args.only)
     print(table(report))
     output = args.output or (
         BENCHMARK_RESULTS
-        if report["mode"] == "full"
-        else BENCHMARK_RESULTS.with_name(f"tmp-{report['mode']}.json")
+        if report["mode"] == "full" and "only" not in report
+        else BENCHMARK_RESULTS.with_name(
+            f"tmp-{'only' if 'only' in report else report['mode']}.json"
+        )
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")

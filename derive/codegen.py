@@ -318,7 +318,9 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
     lines = _without_unused_sizes(lines)
     calls += _calls_in(kernel.returns.expression)
     runtime = tuple(
-        h for h in ("subtract_at_labels", "take_at_labels") if any(f"{h}(" in l for l in lines)
+        h
+        for h in ("in_place", "subtract_at_labels", "take_at_labels")
+        if any(f"{h}(" in l for l in lines)
     )
     return GeneratedFunction(
         name=kernel.name,

@@ -77,7 +77,60 @@ class ArrayPrinter(NumPyPrinter):
                     f"{name}: not in the table of array-API functions "
                     f"({', '.join(ARRAY_API_FUNCTIONS)})"
                 )
+            if name in ARRAY_API_FUNCTIONS and len(expr.args) == 1:
+                code = self._in_place(ARRAY_API_FUNCTIONS[name], expr, *expr.args)
+                if code:
+                    return code
         return super()._print(expr, **kwargs)
+
+    def doprint(self, expr, assign_to=None) -> str:
+        self._whole = expr  # the expression being printed: where an owned temporary is read
+        return super().doprint(expr, assign_to)
+
+    # -- updates in place ---------------------------------------------------------
+
+    def _in_place(
+        self, function: str, node: sp.Basic, first: sp.Basic, *others: sp.Basic
+    ) -> str | None:
+        """``in_place(xp.f, a, ...)`` when ``node`` may write its result into its first operand.
+
+        That is when the operand is a temporary nobody else holds: the result of
+        arithmetic inside this expression, or a temporary the function owns
+        (``self.owned``) that the expression reads only inside ``node`` (so
+        every read happens before the write). The runtime helper falls back to
+        ``xp.f(a, ...)`` where the library, shape or dtype does not allow it.
+        """
+        if not (self._fresh(first, node) and self._covers(first, others)):
+            return None
+        arguments = ", ".join(self._print(a) for a in (first, *others))
+        return f"in_place({self._module}.{function}, {arguments})"
+
+    def _fresh(self, operand: sp.Basic, node: sp.Basic) -> bool:
+        if isinstance(operand, (sp.Add, sp.Mul, sp.Pow)):
+            return bool(operand.free_symbols)  # an array (or a number, which the helper passes on)
+        if isinstance(operand, sp.Function) and type(operand).__name__ in ARRAY_API_FUNCTIONS:
+            return True
+        if isinstance(operand, (sp.Indexed, sp.Symbol)) and not isinstance(operand, sp.Idx):
+            name = self._name(operand.base.label if isinstance(operand, sp.Indexed) else operand)
+            whole = getattr(self, "_whole", node)
+            return name in self.owned and self._reads(name, whole) == self._reads(name, node)
+        return False
+
+    def _reads(self, name: str, expr: sp.Basic) -> int:
+        return sum(
+            1 for n in sp.preorder_traversal(expr) if type(n) is sp.Symbol and self._name(n) == name
+        )
+
+    def _covers(self, first: sp.Basic, others: tuple[sp.Basic, ...]) -> bool:
+        """Whether the result has the first operand's axes (batch included), so it fits in it."""
+
+        def free(e: sp.Basic) -> set:
+            return {s for s in e.free_symbols if isinstance(s, sp.Idx)}
+
+        def batched(e: sp.Basic) -> bool:
+            return bool({self._name(s) for s in e.free_symbols} & self.batched)
+
+        return all(free(o) <= free(first) and (batched(first) or not batched(o)) for o in others)
 
     # -- names and placement ------------------------------------------------
 
@@ -219,6 +272,9 @@ class ArrayPrinter(NumPyPrinter):
         at_labels = self._subtract_at_labels(expr)
         if at_labels:
             return at_labels
+        in_place = self._add_in_place(expr)
+        if in_place:
+            return in_place
         terms = sorted(sp.Add.make_args(expr), key=lambda t: t.could_extract_minus_sign())
         precedence = sp.printing.precedence.precedence(expr)
         text = ""
@@ -228,6 +284,29 @@ class ArrayPrinter(NumPyPrinter):
             else:
                 text += (" + " if text else "") + self.parenthesize(term, precedence)
         return text
+
+    def _add_in_place(self, expr: sp.Add) -> str | None:
+        """``a + b`` or ``a - b`` written into a, when a (the first, positive term) is a temporary
+        the function owns: arithmetic stays as written, for the reader."""
+        terms = sorted(sp.Add.make_args(expr), key=lambda t: t.could_extract_minus_sign())
+        first = terms[0]
+        if len(terms) != 2 or not isinstance(first, (sp.Indexed, sp.Symbol)):
+            return None
+        if terms[1].could_extract_minus_sign():
+            return self._in_place("subtract", expr, first, -terms[1])
+        return self._in_place("add", expr, first, terms[1])
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        return self._divide_in_place(expr) or super()._print_Mul(expr)
+
+    def _divide_in_place(self, expr: sp.Mul) -> str | None:
+        """``a / b`` written into a, when a is a temporary (``e / Σe``, ``(s − y) / B``)."""
+        factors = sp.Mul.make_args(expr)
+        divisors = [f for f in factors if isinstance(f, sp.Pow) and f.exp == -1]
+        if len(factors) != 2 or len(divisors) != 1:
+            return None
+        (first,) = [f for f in factors if f is not divisors[0]]
+        return self._in_place("divide", expr, first, divisors[0].base)
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         """``Piecewise((a, c), (b, True))`` as ``xp.where(c, a, b)``: a selection, not a product,
