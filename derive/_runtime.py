@@ -376,7 +376,7 @@ def subtract_at_labels(xp: Any, a: Any, labels: Any, owned: bool = False) -> Any
     return a - xp.astype(labels[..., None] == classes, a.dtype)
 
 
-def in_place(function: Any, a: Any, *others: Any) -> Any:
+def in_place(function: Any, a: Any, *others: Any, owned: bool = True) -> Any:
     """``function(a, *others)``, written into ``a`` where NumPy allows it.
 
     The printing of an operation whose first operand is a temporary the
@@ -386,9 +386,10 @@ def in_place(function: Any, a: Any, *others: Any) -> Any:
     Only when the result has ``a``'s shape and dtype (``casting="no"``): else,
     and for every other library (no in-place update in array_api_strict or
     JAX), the plain call. Same values either way: the same loop on the same
-    numbers.
+    numbers. ``owned=False``: ``a`` is an argument its caller did not give away
+    (``fresh=False``), so never written.
     """
-    if type(a) is np.ndarray and type(function) is np.ufunc and a.flags.writeable:
+    if owned and type(a) is np.ndarray and type(function) is np.ufunc and a.flags.writeable:
         try:
             return function(a, *others, out=a, casting="no")
         except (TypeError, ValueError):  # a wider dtype, or a larger broadcast shape: not in place
@@ -427,11 +428,14 @@ def _rows_pass(rows: np.ndarray, tolerance: float) -> bool:
     """
     if rows.dtype.kind != "f":  # integer rows: a sum in uint8 could wrap around to 1
         rows = rows.astype(np.float64)
-    misses = (rows @ _ones(rows.shape[-1], rows.dtype)).reshape(-1)  # the row sums, flat
-    misses -= 1
-    return bool(
-        misses @ misses <= tolerance * tolerance or np.maximum.reduce(np.abs(misses)) <= tolerance
-    )
+    misses = np.dot(rows, _ones(rows.shape[-1], rows.dtype))  # row sums; np.dot: no wrapper
+    if misses.ndim == 1:
+        np.subtract(misses, 1, out=misses)
+        if np.dot(misses, misses) <= tolerance * tolerance:
+            return True
+    else:
+        misses = misses - 1
+    return bool(np.maximum.reduce(np.abs(misses), axis=None) <= tolerance)
 
 
 def _to_numpy(array: Any) -> np.ndarray:

@@ -54,6 +54,8 @@ class GeneratedFunction:
     calls: tuple[str, ...]  # other generated functions the core calls
     labels_lines: tuple[str, ...] = ()  # the core of the labels form, ``_name_labels``, if any
     runtime: tuple[str, ...] = ()  # helpers of derive._runtime the code calls besides the usual
+    # ", fresh: bool = False" if the core can overwrite arguments its caller gives away
+    fresh_parameter: str = ""
 
 
 def _python_name(base: sp.Basic) -> str:
@@ -159,7 +161,7 @@ def _without_unused_sizes(lines: list[str]) -> list[str]:
 _SIZE_NAMES = ("B", "C", "D", "H", "K")
 
 
-def _owned(body, returns) -> list[set[str]]:
+def _owned(body, returns, given: set[str] = frozenset()) -> list[set[str]]:
     """Per assignment (body, then returns): the temporaries it may overwrite.
 
     A body target that this expression reads, that no later expression
@@ -173,7 +175,7 @@ def _owned(body, returns) -> list[set[str]]:
         _python_name(a.target)
         for a in body
         if not isinstance(a.expression, (sp.Indexed, sp.Symbol, sp.Idx))
-    }
+    } | set(given)  # parameters given away by the caller (``fresh=True``): temporaries too
     owned = []
     for number, expression in enumerate(expressions):
         later = set().union(set(), *(_names_in(e) for e in expressions[number + 1 :]))
@@ -214,12 +216,16 @@ def _spec(p) -> str:
     return _shape_spec(p.axes, p.batched, p.one_hot)
 
 
-def generate_function(kernel: Kernel) -> GeneratedFunction:
+def generate_function(
+    kernel: Kernel, fresh_calls: frozenset[str] = frozenset()
+) -> GeneratedFunction:
     """The source lines of one kernel's function (and of its labels form, if it has one)."""
+    give = kernel.name in fresh_calls  # a core no caller gives arrays to keeps its signature
     if kernel.labels_form is None:
-        return _generate_function(kernel)
+        return _generate_function(kernel, fresh_calls, give)
     labels, name = _labels_function(kernel)
-    one_hot, with_labels = _generate_function(kernel), _generate_function(labels)
+    one_hot = _generate_function(kernel, fresh_calls, give)
+    with_labels = _generate_function(labels, fresh_calls, give=False)
     checks = list(one_hot.checks)
     checks[1:1] = _dispatch(kernel, labels, name)
     return replace(
@@ -231,8 +237,31 @@ def generate_function(kernel: Kernel) -> GeneratedFunction:
     )
 
 
-def _generate_function(kernel: Kernel) -> GeneratedFunction:
-    """The source lines of one kernel's function."""
+def takes_fresh(kernel: Kernel) -> bool:
+    """Whether the kernel's core can overwrite array arguments its caller gives away."""
+    return bool(_generate_function(kernel).fresh_parameter)
+
+
+def fresh_callees(kernels: dict[str, Kernel]) -> frozenset[str]:
+    """The kernels whose cores others call and that take ``fresh=True`` (`takes_fresh`)."""
+    forms = [f for k in kernels.values() for f in (k, k.labels_form) if f is not None]
+    called = {
+        name
+        for form in forms
+        for assign in (*form.body, form.returns)
+        for name in _calls_in(assign.expression)
+    }
+    return frozenset(n for n in called if n in kernels and takes_fresh(kernels[n]))
+
+
+def _generate_function(
+    kernel: Kernel, fresh_calls: frozenset[str] = frozenset(), give: bool = True
+) -> GeneratedFunction:
+    """The source lines of one kernel's function.
+
+    ``give``: its core may take ``fresh=True`` from a caller that gives its array
+    arguments away (temporaries it reads no more), and then update them in place.
+    """
     names = {p.label: p.name for p in kernel.params}
     names.update(PYTHON_NAMES)
     params = ", ".join(p.name for p in kernel.params)
@@ -253,7 +282,8 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
 
     label_bases = {p.label for p in kernel.params if p.labels}
     label_names = {p.name for p in kernel.params if p.labels}
-    owned = _owned(kernel.body, kernel.returns)
+    given = {p.name for p in arrays if not p.labels} if give else set()
+    owned = _owned(kernel.body, kernel.returns, given)
     expressions = [a.expression for a in kernel.body] + [kernel.returns.expression]
     deltas = set().union(*(e.atoms(sp.KroneckerDelta) for e in expressions))
     needed_sizes = {
@@ -298,6 +328,8 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
             batched=batched,
             labels=label_names,
             owned=may_overwrite,
+            given=given,
+            fresh_calls=fresh_calls,
         )
         target = _python_name(assign.target)
         lines.append(f"{target} = {printer.doprint(assign.expression)}")
@@ -313,6 +345,8 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
         batched=batched,
         labels=label_names,
         owned=owned[-1],
+        given=given,
+        fresh_calls=fresh_calls,
     )
     lines.append(f"return {printer.doprint(kernel.returns.expression)}")
     lines = _without_unused_sizes(lines)
@@ -331,6 +365,7 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
         lines=tuple(lines),
         calls=tuple(dict.fromkeys(calls)),
         runtime=runtime,
+        fresh_parameter=", fresh: bool = False" if any("=fresh" in l for l in lines) else "",
     )
 
 
@@ -400,13 +435,16 @@ def generate_dispatch(dispatch: Dispatch, kernels: dict[str, Kernel]) -> Generat
     )
 
 
-def generate_module(derivation: Derivation, owner_of: dict[str, str]) -> dict:
+def generate_module(
+    derivation: Derivation, owner_of: dict[str, str], fresh_calls: frozenset[str] = frozenset()
+) -> dict:
     """The template context of one generated module.
 
     ``owner_of`` maps every kernel name to the derivation (module) defining it,
-    so calls into other modules become imports.
+    so calls into other modules become imports; ``fresh_calls`` names the cores
+    that take ``fresh=True`` (`takes_fresh`), to which a caller gives temporaries.
     """
-    functions = [generate_function(k) for k in derivation.kernels]
+    functions = [generate_function(k, fresh_calls) for k in derivation.kernels]
     local = {f.name for f in functions}
     imports: dict[str, list[str]] = {}
     for f in functions:

@@ -59,6 +59,8 @@ class ArrayPrinter(NumPyPrinter):
         dtype: str = "dtype",
         labels: Iterable[str] = (),
         owned: Iterable[str] = (),
+        given: Iterable[str] = (),
+        fresh_calls: Iterable[str] = (),
     ):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": True})
         self.known_functions = {k: f"{self._module}.{v}" for k, v in ARRAY_API_FUNCTIONS.items()}
@@ -68,6 +70,9 @@ class ArrayPrinter(NumPyPrinter):
         self.dtype = dtype
         self.labels = set(labels)  # Python names of integer class labels (one per sample)
         self.owned = set(owned)  # temporaries this expression may overwrite (read nowhere else)
+        # parameters the caller may give away: owned only when the core's `fresh` is true
+        self.given = set(given)
+        self.fresh_calls = set(fresh_calls)  # generated cores that take `fresh=True`
 
     def _print(self, expr, **kwargs) -> str:
         if isinstance(expr, sp.Function) and not isinstance(expr, AppliedUndef):
@@ -100,21 +105,32 @@ class ArrayPrinter(NumPyPrinter):
         every read happens before the write). The runtime helper falls back to
         ``xp.f(a, ...)`` where the library, shape or dtype does not allow it.
         """
-        if not (self._fresh(first, node) and self._covers(first, others)):
+        condition = self._fresh(first, node)
+        if condition is None or not self._covers(first, others):
             return None
         arguments = ", ".join(self._print(a) for a in (first, *others))
-        return f"in_place({self._module}.{function}, {arguments})"
+        return f"in_place({self._module}.{function}, {arguments}{condition})"
 
-    def _fresh(self, operand: sp.Basic, node: sp.Basic) -> bool:
+    def _fresh(self, operand: sp.Basic, node: sp.Basic, calls: bool = False) -> str | None:
+        """ "" if ``node`` may overwrite ``operand``, ", owned=fresh" if only when the caller
+        gave the parameter away, else None. ``calls``: another core's result counts as fresh
+        (the cores never return an argument or a view of one: tests/test_in_place.py)."""
         if isinstance(operand, (sp.Add, sp.Mul, sp.Pow)):
-            return bool(operand.free_symbols)  # an array (or a number, which the helper passes on)
+            return "" if operand.free_symbols else None  # an array, or a number passed on
         if isinstance(operand, sp.Function) and type(operand).__name__ in ARRAY_API_FUNCTIONS:
-            return True
-        if isinstance(operand, (sp.Indexed, sp.Symbol)) and not isinstance(operand, sp.Idx):
-            name = self._name(operand.base.label if isinstance(operand, sp.Indexed) else operand)
+            return ""
+        if calls and isinstance(operand, AppliedUndef):
+            return ""
+        if isinstance(operand, (sp.Indexed, sp.IndexedBase, sp.Symbol)) and not isinstance(
+            operand, sp.Idx
+        ):
+            label = operand.base.label if isinstance(operand, sp.Indexed) else operand
+            name = self._name(label.label if isinstance(label, sp.IndexedBase) else label)
             whole = getattr(self, "_whole", node)
-            return name in self.owned and self._reads(name, whole) == self._reads(name, node)
-        return False
+            if name not in self.owned or self._reads(name, whole) != self._reads(name, node):
+                return None
+            return ", owned=fresh" if name in self.given else ""
+        return None
 
     def _reads(self, name: str, expr: sp.Basic) -> int:
         return sum(
@@ -240,7 +256,9 @@ class ArrayPrinter(NumPyPrinter):
         if isinstance(label, sp.Indexed) and list(label.indices) != self.axes[:-1]:
             return None
         label_name = self._name(label.base.label if isinstance(label, sp.Indexed) else label)
-        owned = ", owned=True" if name in self.owned else ""
+        owned = ""
+        if name in self.owned:
+            owned = ", owned=fresh" if name in self.given else ", owned=True"
         return f"subtract_at_labels({self._module}, {name}, {label_name}{owned})"
 
     def _take_at_labels(self, expr: sp.Indexed) -> str:
@@ -337,7 +355,13 @@ class ArrayPrinter(NumPyPrinter):
                     for a in expr.args
                 ]
             )
-            return f"_{expr.func.__name__}({arguments})"
+            callee = expr.func.__name__
+            fresh = (
+                callee in self.fresh_calls
+                and len(set(expr.args)) == len(expr.args)  # no array given twice
+                and all(self._fresh(a, expr, calls=True) == "" for a in expr.args)
+            )
+            return f"_{callee}({arguments}{', fresh=True' if fresh else ''})"
         return super()._print_Function(expr)
 
     # -- elementwise choices ---------------------------------------------------------
