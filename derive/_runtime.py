@@ -307,10 +307,11 @@ def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
 
 
 def _labels_pass(labels: np.ndarray, classes: int) -> bool:
-    """Whether int64 NumPy labels all lie in 0..C-1, fast (one pass each for min and max)."""
-    return bool(
-        np.minimum.reduce(labels, axis=None) >= 0 and np.maximum.reduce(labels, axis=None) < classes
-    )
+    """Whether int64 NumPy labels all lie in 0..C-1, fast: one pass, the maximum of the labels
+    read as unsigned (a negative label reads as more than 2⁶³)."""
+    if labels.dtype != np.int64:
+        return bool(labels.min() >= 0 and labels.max() < classes)
+    return bool(np.maximum.reduce(labels.view(np.uint64), axis=None) < classes)
 
 
 def is_class_labels(labels: Any, like: Any, axes: int) -> bool:
