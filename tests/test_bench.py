@@ -61,3 +61,18 @@ def test_the_labels_rows_compare_the_same_numbers():
     X, W, labels = rng.normal(size=(9, 4)), rng.normal(size=(4, 5)), rng.integers(5, size=9)
     np.testing.assert_allclose(weight_grad(X, W, labels), bench.numpy_labels_by_hand(X, W, labels))
     np.testing.assert_array_equal(weight_grad(X, W, labels), weight_grad(X, W, np.eye(5)[labels]))
+
+
+def test_only_runs_the_named_row_groups_and_refuses_others(tmp_path, capsys):
+    output = tmp_path / "bench.json"
+    assert bench.main(["--smoke", "--only", "training_step_labels", "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["only"] == ["training_step_labels"]
+    assert report["training_step_labels"] and not report["posts"] and not report["training_step"]
+    try:
+        bench.main(["--smoke", "--only", "labels"])
+    except SystemExit as error:
+        assert error.code == 2
+    else:
+        raise AssertionError("--only labels was accepted")
+    assert "unknown group 'labels'" in capsys.readouterr().err
