@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 
 from derive import cache, derivations, lock, transaction
-from derive.codegen import CODE_INPUTS, generate_module
+from derive.codegen import CODE_INPUTS, fresh_callees, generate_module
 from derive.errors import BuildError, stage
 from derive.proofs import ProofResult, check_exercise, explicit_sizes, prove_part
 from derive.render import (
@@ -257,13 +257,16 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
     """The generated modules and ``derive/generated/__init__.py``."""
     env = environment()
     owner = {k.name: d.derivation.name for d in derived for k in d.derivation.kernels}
+    fresh_calls = fresh_callees({k.name: k for d in derived for k in d.derivation.kernels})
     outputs = []
     for d in derived:
         name = d.derivation.name
         if not d.derivation.function_names:  # a page only (cross_entropy_options): no module
             continue
         with stage(name, "rendering templates/module.py.j2"):
-            body = env.get_template("module.py.j2").render(**generate_module(d.derivation, owner))
+            body = env.get_template("module.py.j2").render(
+                **generate_module(d.derivation, owner, fresh_calls)
+            )
         with stage(name, "formatting the module rendered from templates/module.py.j2"):
             body = format_python(body)
         outputs.append(

@@ -58,6 +58,8 @@ class GeneratedFunction:
     options_signature: str = ""  # ", *, weight: Array | None = None, ...": keyword-only options
     options_lines: tuple[str, ...] = ()  # the core of the options form, ``_name_options``, if any
     options_core_signature: str = ""  # its parameters: the kernel's, then the form's
+    # ", fresh: bool = False" if the core can overwrite arguments its caller gives away
+    fresh_parameter: str = ""
 
 
 def _python_name(base: sp.Basic) -> str:
@@ -164,7 +166,7 @@ def _without_unused_sizes(lines: list[str]) -> list[str]:
 _SIZE_NAMES = ("B", "C", "D", "H", "K")
 
 
-def _owned(body, *returns) -> list[set[str]]:
+def _owned(body, returns: tuple, given: set[str] = frozenset()) -> list[set[str]]:
     """Per assignment (body, then each returned result): the temporaries it may overwrite.
 
     A body target that this expression reads, that no later expression
@@ -178,7 +180,7 @@ def _owned(body, *returns) -> list[set[str]]:
         _python_name(a.target)
         for a in body
         if not isinstance(a.expression, (sp.Indexed, sp.Symbol, sp.Idx))
-    }
+    } | set(given)  # parameters given away by the caller (``fresh=True``): temporaries too
     owned = []
     for number, expression in enumerate(expressions):
         later = set().union(set(), *(_names_in(e) for e in expressions[number + 1 :]))
@@ -219,11 +221,14 @@ def _spec(p) -> str:
     return _shape_spec(p.axes, p.batched, p.one_hot)
 
 
-def generate_function(kernel: Kernel) -> GeneratedFunction:
+def generate_function(
+    kernel: Kernel, fresh_calls: frozenset[str] = frozenset()
+) -> GeneratedFunction:
     """The source lines of one kernel's function (and of its labels and options forms)."""
     if kernel.options_form is None:
-        return _generate_with_labels(kernel)
-    return _with_options(kernel, _generate_with_labels(replace(kernel, options_form=None)))
+        return _generate_with_labels(kernel, fresh_calls)
+    without = _generate_with_labels(replace(kernel, options_form=None), fresh_calls)
+    return _with_options(kernel, without, fresh_calls)
 
 
 _OPTION_TYPES = {"weights": "Array | None", "index": "int | None", "fraction": "float"}
@@ -233,7 +238,9 @@ def _option_type(option: Option) -> str:
     return _OPTION_TYPES.get(option.kind, "str")
 
 
-def _with_options(kernel: Kernel, function: GeneratedFunction) -> GeneratedFunction:
+def _with_options(
+    kernel: Kernel, function: GeneratedFunction, fresh_calls: frozenset[str] = frozenset()
+) -> GeneratedFunction:
     """``function`` with keyword-only options: a first branch, taken only when an option is not
     at its default, checks them and calls the options form's core ``_name_options``."""
     form = kernel.options_form
@@ -246,7 +253,7 @@ def _with_options(kernel: Kernel, function: GeneratedFunction) -> GeneratedFunct
         labels_form=None,
         options_form=None,
     )
-    core = _generate_function(rows)
+    core = _generate_function(rows, fresh_calls, give=False)
     arrays = [p for p in kernel.params if not _is_scalar(p)]
     names = ", ".join(p.name for p in arrays)
     specs = ", ".join(f'{p.name}=({p.name}, "{_spec(p)}")' for p in arrays)
@@ -308,12 +315,16 @@ def _with_options(kernel: Kernel, function: GeneratedFunction) -> GeneratedFunct
     )
 
 
-def _generate_with_labels(kernel: Kernel) -> GeneratedFunction:
+def _generate_with_labels(
+    kernel: Kernel, fresh_calls: frozenset[str] = frozenset()
+) -> GeneratedFunction:
     """The source lines of one kernel's function (and of its labels form, if it has one)."""
+    give = kernel.name in fresh_calls  # a core no caller gives arrays to keeps its signature
     if kernel.labels_form is None:
-        return _generate_function(kernel)
+        return _generate_function(kernel, fresh_calls, give)
     labels, name = _labels_function(kernel)
-    one_hot, with_labels = _generate_function(kernel), _generate_function(labels)
+    one_hot = _generate_function(kernel, fresh_calls, give)
+    with_labels = _generate_function(labels, fresh_calls, give=False)
     checks = list(one_hot.checks)
     checks[1:1] = _dispatch(kernel, labels, name)
     return replace(
@@ -325,8 +336,33 @@ def _generate_with_labels(kernel: Kernel) -> GeneratedFunction:
     )
 
 
-def _generate_function(kernel: Kernel) -> GeneratedFunction:
-    """The source lines of one kernel's function."""
+def takes_fresh(kernel: Kernel) -> bool:
+    """Whether the kernel's core can overwrite array arguments its caller gives away."""
+    return bool(_generate_function(kernel).fresh_parameter)
+
+
+def fresh_callees(kernels: dict[str, Kernel]) -> frozenset[str]:
+    """The kernels whose cores others call and that take ``fresh=True`` (`takes_fresh`)."""
+    forms = [
+        f for k in kernels.values() for f in (k, k.labels_form, k.options_form) if f is not None
+    ]
+    called = {
+        name
+        for form in forms
+        for assign in (*form.body, form.returns, *(r.returns for r in getattr(form, "more", ())))
+        for name in _calls_in(assign.expression)
+    }
+    return frozenset(n for n in called if n in kernels and takes_fresh(kernels[n]))
+
+
+def _generate_function(
+    kernel: Kernel, fresh_calls: frozenset[str] = frozenset(), give: bool = True
+) -> GeneratedFunction:
+    """The source lines of one kernel's function.
+
+    ``give``: its core may take ``fresh=True`` from a caller that gives its array
+    arguments away (temporaries it reads no more), and then update them in place.
+    """
     names = {p.label: p.name for p in kernel.params}
     names.update(PYTHON_NAMES)
     params = ", ".join(p.name for p in kernel.params)
@@ -348,7 +384,8 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
     label_bases = {p.label for p in kernel.params if p.labels}
     label_names = {p.name for p in kernel.params if p.labels}
     returned = (kernel.returns, *(r.returns for r in kernel.more))
-    owned = _owned(kernel.body, *returned)
+    given = {p.name for p in arrays if not p.labels} if give else set()
+    owned = _owned(kernel.body, returned, given)
     expressions = [a.expression for a in (*kernel.body, *returned)]
     deltas = set().union(*(e.atoms(sp.KroneckerDelta) for e in expressions))
     needed_sizes = {
@@ -393,6 +430,8 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
             batched=batched,
             labels=label_names,
             owned=may_overwrite,
+            given=given,
+            fresh_calls=fresh_calls,
         )
         target = _python_name(assign.target)
         lines.append(f"{target} = {printer.doprint(assign.expression)}")
@@ -412,13 +451,17 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
             batched=batched,
             labels=label_names,
             owned=may_overwrite,
+            given=given,
+            fresh_calls=fresh_calls,
         )
         values.append(printer.doprint(assign.expression))
         calls += _calls_in(assign.expression)
     lines.append(f"return {values[0]}" if len(values) == 1 else f"return ({', '.join(values)})")
     lines = _without_unused_sizes(lines)
     runtime = tuple(
-        h for h in ("subtract_at_labels", "take_at_labels") if any(f"{h}(" in l for l in lines)
+        h
+        for h in ("in_place", "subtract_at_labels", "take_at_labels")
+        if any(f"{h}(" in l for l in lines)
     )
     return GeneratedFunction(
         name=kernel.name,
@@ -430,6 +473,7 @@ def _generate_function(kernel: Kernel) -> GeneratedFunction:
         calls=tuple(dict.fromkeys(calls)),
         runtime=runtime,
         returns=_annotation(len(values)),
+        fresh_parameter=", fresh: bool = False" if any("=fresh" in l for l in lines) else "",
     )
 
 
@@ -523,13 +567,16 @@ def generate_dispatch(dispatch: Dispatch, kernels: dict[str, Kernel]) -> Generat
     )
 
 
-def generate_module(derivation: Derivation, owner_of: dict[str, str]) -> dict:
+def generate_module(
+    derivation: Derivation, owner_of: dict[str, str], fresh_calls: frozenset[str] = frozenset()
+) -> dict:
     """The template context of one generated module.
 
     ``owner_of`` maps every kernel name to the derivation (module) defining it,
-    so calls into other modules become imports.
+    so calls into other modules become imports; ``fresh_calls`` names the cores
+    that take ``fresh=True`` (`takes_fresh`), to which a caller gives temporaries.
     """
-    functions = [generate_function(k) for k in derivation.kernels]
+    functions = [generate_function(k, fresh_calls) for k in derivation.kernels]
     local = {f.name for f in functions}
     imports: dict[str, list[str]] = {}
     for f in functions:

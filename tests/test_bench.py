@@ -101,3 +101,18 @@ def test_the_two_layer_rows_compare_the_same_numbers():
     hand = bench.numpy_mlp_by_hand(X, W1, b1, W2, b2, labels)
     for ours, theirs in zip(mlp_grads(X, W1, b1, W2, b2, labels), hand, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+
+
+def test_only_runs_the_named_parts_and_refuses_others(tmp_path, capsys):
+    output = tmp_path / "bench.json"
+    assert bench.main(["--smoke", "--only", "labels", "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["only"] == ["labels"]
+    assert report["training_step_labels"] and not report["posts"] and not report["training_step"]
+    try:
+        bench.main(["--smoke", "--only", "training_step_labels"])
+    except SystemExit as error:
+        assert error.code == 2
+    else:
+        raise AssertionError("--only training_step_labels was accepted")
+    assert "--only: expected parts of" in capsys.readouterr().err

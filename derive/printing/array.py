@@ -59,6 +59,8 @@ class ArrayPrinter(NumPyPrinter):
         dtype: str = "dtype",
         labels: Iterable[str] = (),
         owned: Iterable[str] = (),
+        given: Iterable[str] = (),
+        fresh_calls: Iterable[str] = (),
     ):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": True})
         self.known_functions = {k: f"{self._module}.{v}" for k, v in ARRAY_API_FUNCTIONS.items()}
@@ -68,6 +70,9 @@ class ArrayPrinter(NumPyPrinter):
         self.dtype = dtype
         self.labels = set(labels)  # Python names of integer class labels (one per sample)
         self.owned = set(owned)  # temporaries this expression may overwrite (read nowhere else)
+        # parameters the caller may give away: owned only when the core's `fresh` is true
+        self.given = set(given)
+        self.fresh_calls = set(fresh_calls)  # generated cores that take `fresh=True`
 
     def _print(self, expr, **kwargs) -> str:
         if isinstance(expr, sp.Function) and not isinstance(expr, AppliedUndef):
@@ -77,7 +82,71 @@ class ArrayPrinter(NumPyPrinter):
                     f"{name}: not in the table of array-API functions "
                     f"({', '.join(ARRAY_API_FUNCTIONS)})"
                 )
+            if name in ARRAY_API_FUNCTIONS and len(expr.args) == 1:
+                code = self._in_place(ARRAY_API_FUNCTIONS[name], expr, *expr.args)
+                if code:
+                    return code
         return super()._print(expr, **kwargs)
+
+    def doprint(self, expr, assign_to=None) -> str:
+        self._whole = expr  # the expression being printed: where an owned temporary is read
+        return super().doprint(expr, assign_to)
+
+    # -- updates in place ---------------------------------------------------------
+
+    def _in_place(
+        self, function: str, node: sp.Basic, first: sp.Basic, *others: sp.Basic
+    ) -> str | None:
+        """``in_place(xp.f, a, ...)`` when ``node`` may write its result into its first operand.
+
+        That is when the operand is a temporary nobody else holds: the result of
+        arithmetic inside this expression, or a temporary the function owns
+        (``self.owned``) that the expression reads only inside ``node`` (so
+        every read happens before the write). The runtime helper falls back to
+        ``xp.f(a, ...)`` where the library, shape or dtype does not allow it.
+        """
+        condition = self._fresh(first, node)
+        if condition is None or not self._covers(first, others):
+            return None
+        arguments = ", ".join(self._print(a) for a in (first, *others))
+        return f"in_place({self._module}.{function}, {arguments}{condition})"
+
+    def _fresh(self, operand: sp.Basic, node: sp.Basic, calls: bool = False) -> str | None:
+        """ "" if ``node`` may overwrite ``operand``, ", owned=fresh" if only when the caller
+        gave the parameter away, else None. ``calls``: another core's result counts as fresh
+        (the cores never return an argument or a view of one: tests/test_in_place.py)."""
+        if isinstance(operand, (sp.Add, sp.Mul, sp.Pow)):
+            return "" if operand.free_symbols else None  # an array, or a number passed on
+        if isinstance(operand, sp.Function) and type(operand).__name__ in ARRAY_API_FUNCTIONS:
+            return ""
+        if calls and isinstance(operand, AppliedUndef):
+            return ""
+        if isinstance(operand, (sp.Indexed, sp.IndexedBase, sp.Symbol)) and not isinstance(
+            operand, sp.Idx
+        ):
+            label = operand.base.label if isinstance(operand, sp.Indexed) else operand
+            name = self._name(label.label if isinstance(label, sp.IndexedBase) else label)
+            whole = getattr(self, "_whole", node)
+            if name not in self.owned or self._reads(name, whole) != self._reads(name, node):
+                return None
+            return ", owned=fresh" if name in self.given else ""
+        return None
+
+    def _reads(self, name: str, expr: sp.Basic) -> int:
+        return sum(
+            1 for n in sp.preorder_traversal(expr) if type(n) is sp.Symbol and self._name(n) == name
+        )
+
+    def _covers(self, first: sp.Basic, others: tuple[sp.Basic, ...]) -> bool:
+        """Whether the result has the first operand's axes (batch included), so it fits in it."""
+
+        def free(e: sp.Basic) -> set:
+            return {s for s in e.free_symbols if isinstance(s, sp.Idx)}
+
+        def batched(e: sp.Basic) -> bool:
+            return bool({self._name(s) for s in e.free_symbols} & self.batched)
+
+        return all(free(o) <= free(first) and (batched(first) or not batched(o)) for o in others)
 
     # -- names and placement ------------------------------------------------
 
@@ -187,7 +256,9 @@ class ArrayPrinter(NumPyPrinter):
         if isinstance(label, sp.Indexed) and list(label.indices) != self.axes[:-1]:
             return None
         label_name = self._name(label.base.label if isinstance(label, sp.Indexed) else label)
-        owned = ", owned=True" if name in self.owned else ""
+        owned = ""
+        if name in self.owned:
+            owned = ", owned=fresh" if name in self.given else ", owned=True"
         return f"subtract_at_labels({self._module}, {name}, {label_name}{owned})"
 
     def _take_at_labels(self, expr: sp.Indexed) -> str:
@@ -219,6 +290,9 @@ class ArrayPrinter(NumPyPrinter):
         at_labels = self._subtract_at_labels(expr)
         if at_labels:
             return at_labels
+        in_place = self._add_in_place(expr)
+        if in_place:
+            return in_place
         terms = sorted(sp.Add.make_args(expr), key=lambda t: t.could_extract_minus_sign())
         precedence = sp.printing.precedence.precedence(expr)
         text = ""
@@ -228,6 +302,29 @@ class ArrayPrinter(NumPyPrinter):
             else:
                 text += (" + " if text else "") + self.parenthesize(term, precedence)
         return text
+
+    def _add_in_place(self, expr: sp.Add) -> str | None:
+        """``a + b`` or ``a - b`` written into a, when a (the first, positive term) is a temporary
+        the function owns: arithmetic stays as written, for the reader."""
+        terms = sorted(sp.Add.make_args(expr), key=lambda t: t.could_extract_minus_sign())
+        first = terms[0]
+        if len(terms) != 2 or not isinstance(first, (sp.Indexed, sp.Symbol)):
+            return None
+        if terms[1].could_extract_minus_sign():
+            return self._in_place("subtract", expr, first, -terms[1])
+        return self._in_place("add", expr, first, terms[1])
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        return self._divide_in_place(expr) or super()._print_Mul(expr)
+
+    def _divide_in_place(self, expr: sp.Mul) -> str | None:
+        """``a / b`` written into a, when a is a temporary (``e / Σe``, ``(s − y) / B``)."""
+        factors = sp.Mul.make_args(expr)
+        divisors = [f for f in factors if isinstance(f, sp.Pow) and f.exp == -1]
+        if len(factors) != 2 or len(divisors) != 1:
+            return None
+        (first,) = [f for f in factors if f is not divisors[0]]
+        return self._in_place("divide", expr, first, divisors[0].base)
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         """``Piecewise((a, c), (b, True))`` as ``xp.where(c, a, b)``: a selection, not a product,
@@ -258,7 +355,13 @@ class ArrayPrinter(NumPyPrinter):
                     for a in expr.args
                 ]
             )
-            return f"_{expr.func.__name__}({arguments})"
+            callee = expr.func.__name__
+            fresh = (
+                callee in self.fresh_calls
+                and len(set(expr.args)) == len(expr.args)  # no array given twice
+                and all(self._fresh(a, expr, calls=True) == "" for a in expr.args)
+            )
+            return f"_{callee}({arguments}{', fresh=True' if fresh else ''})"
         return super()._print_Function(expr)
 
     # -- elementwise choices ---------------------------------------------------------

@@ -1,0 +1,156 @@
+"""Updates in place (``derive._runtime.in_place``): the same numbers as the plain path, bit
+for bit; no input written, no output sharing an input's memory; the plain path for libraries
+without in-place updates (array_api_strict, JAX)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import numpy as np
+import pytest
+
+import derive.generated as generated
+from derive import _runtime
+from derive._runtime import in_place
+from tests.registry import KERNELS, draw_all, require
+
+MODULES = [
+    importlib.import_module(f"derive.generated.{m.name}")
+    for m in pkgutil.iter_modules(generated.__path__)
+]
+IN_PLACE_MODULES = [m for m in MODULES if hasattr(m, "in_place")]
+
+
+def plain(function, a, *others, owned=True):
+    return function(a, *others)
+
+
+def outputs(result) -> list:
+    return list(result) if isinstance(result, tuple) else [result]
+
+
+def cases(kernel, dtype):
+    """The kernel's arguments (scalars as floats), and with integer labels if it takes them."""
+    rng = np.random.default_rng(7)
+    values = draw_all({p.name: p for p in kernel.params}, (6, 3), rng)
+    arguments = []
+    for p in kernel.params:
+        value = values[p.name]
+        if not p.axes and not p.batched:
+            arguments.append(abs(float(value)) + 0.5)  # a temperature, a penalty: positive
+        else:
+            arguments.append(value.astype(dtype))
+    yield "rows", arguments
+    one_hot = [i for i, p in enumerate(kernel.params) if p.one_hot]
+    if kernel.labels_form is not None and one_hot:
+        (i,) = one_hot
+        labels = arguments[:i] + [np.argmax(arguments[i], axis=-1)] + arguments[i + 1 :]
+        yield "labels", labels
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_in_place_matches_the_plain_path_and_leaves_inputs_alone(kernel, dtype, monkeypatch):
+    function = getattr(generated, kernel.name)
+    for kind, arguments in cases(kernel, dtype):
+        before = [a.copy() if isinstance(a, np.ndarray) else a for a in arguments]
+        fast = outputs(function(*arguments))
+        for old, new in zip(before, arguments):
+            if isinstance(old, np.ndarray):
+                np.testing.assert_array_equal(new, old, err_msg=f"{kind}: an input was written")
+        for result in fast:
+            for argument in arguments:
+                if isinstance(argument, np.ndarray):
+                    assert not np.shares_memory(result, argument), f"{kind}: output aliases input"
+        with monkeypatch.context() as patch:
+            for module in IN_PLACE_MODULES:
+                patch.setattr(module, "in_place", plain)
+            slow = outputs(function(*arguments))
+        for a, b in zip(fast, slow):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            # bit for bit: the same ufunc loop on the same numbers, only the output buffer differs
+            assert np.array_equal(a, b, equal_nan=True), f"{kind}: in place differs from plain"
+
+
+def test_the_training_step_updates_its_temporaries_in_place(monkeypatch):
+    """weight_grad writes z − max z, exp, the normalisation and 1/B into its own temporaries:
+    z = xW is given to the softmax (``fresh=True``), the only array the step allocates."""
+    writes = []
+
+    def recording(function, a, *others, owned=True):
+        result = in_place(function, a, *others, owned=owned)
+        writes.append((function.__name__, result is a))
+        return result
+
+    for module in IN_PLACE_MODULES:
+        monkeypatch.setattr(module, "in_place", recording)
+    rng = np.random.default_rng(0)
+    x, W = rng.normal(size=(32, 5)), rng.normal(size=(5, 4))
+    labels = rng.integers(4, size=32)
+    generated.weight_grad(x, W, labels)
+    expected = [("subtract", True), ("exp", True), ("divide", True)]
+    assert writes == [*expected, ("divide", True)]
+    writes.clear()
+    generated.weight_grad(x, W, np.eye(4)[labels])
+    assert writes == [*expected, ("subtract", True), ("divide", True)]
+    writes.clear()
+    z = x @ W
+    generated.softmax(z)  # the caller's z: never given away
+    assert writes[0] == ("subtract", False)
+
+
+def test_in_place_writes_only_where_shape_and_dtype_allow():
+    a = np.linspace(0.0, 1.0, 6).reshape(2, 3)
+    assert in_place(np.exp, a) is a
+    single = np.ones((2, 3), dtype=np.float32)
+    wider = in_place(np.divide, single, np.full((2, 1), 3.0))  # float64 divisor: float64 result
+    assert wider.dtype == np.float64 and not np.shares_memory(wider, single)
+    np.testing.assert_array_equal(single, 1)
+    column = np.ones((2, 1))
+    larger = in_place(np.subtract, column, np.ones((2, 3)))  # the result does not fit
+    assert larger.shape == (2, 3) and not np.shares_memory(larger, column)
+    np.testing.assert_array_equal(column, 1)
+    frozen = np.ones(3)
+    frozen.flags.writeable = False
+    assert in_place(np.exp, frozen) is not frozen
+    integers = np.arange(3)
+    assert in_place(np.exp, integers).dtype == np.float64
+    np.testing.assert_array_equal(integers, np.arange(3))
+
+
+@pytest.mark.parametrize("library", ["array_api_strict", "jax.numpy"])
+def test_libraries_without_in_place_updates_take_the_plain_path(library):
+    xp = require(library)
+    if library == "jax.numpy":
+        require("jax").config.update("jax_enable_x64", True)
+    a = xp.asarray([[0.5, 1.0], [2.0, -1.0]], dtype=xp.float64)
+    kept = np.asarray(a).copy()
+    result = in_place(xp.exp, a)
+    assert result is not a
+    np.testing.assert_array_equal(np.asarray(a), kept)
+    np.testing.assert_allclose(np.asarray(result), np.exp(kept), rtol=1e-15)
+    x = xp.asarray(np.random.default_rng(1).normal(size=(8, 3)))
+    W = xp.asarray(np.random.default_rng(2).normal(size=(3, 4)))
+    labels = xp.asarray(np.arange(8) % 4)
+    np.testing.assert_allclose(
+        np.asarray(generated.weight_grad(x, W, labels)),
+        generated.weight_grad(np.asarray(x), np.asarray(W), np.asarray(labels)),
+        rtol=1e-12,
+        atol=1e-15,
+    )
+
+
+def test_the_fused_label_row_test_agrees_with_the_row_by_row_one():
+    """Σ(sum − 1)² ≤ tol² passes exact rows; rows each within tol pass through the fallback."""
+    tolerance = 1e-3
+    exact = np.eye(4)[[0, 1, 2, 3, 1]]
+    assert _runtime._rows_pass(exact, tolerance)
+    near = exact * (1 + 0.9e-3)  # every row 0.9 tol off: Σ² = 5 (0.9 tol)² > tol², still good
+    assert _runtime._rows_pass(near, tolerance)
+    for bad in (exact * (1 + 1.1e-3), np.where(exact == 1, np.nan, 0.0), exact[:, ::-1] * 0):
+        assert not _runtime._rows_pass(bad, tolerance)
+    one_off = exact.copy()
+    one_off[3, 0] = 1.0  # two classes marked in row 3
+    assert not _runtime._rows_pass(one_off, tolerance)
+    assert _runtime._rows_pass(np.array([0.25, 0.75]), tolerance)  # one unbatched row
