@@ -322,31 +322,7 @@ def benchmark_context(report: dict | None) -> dict:
         ],
         "build": build,
         "labels": [
-            {
-                "shape": f"{r['B']}, {r['D']}, {r['C']}",
-                "dtype": r["dtype"],
-                "cells": [
-                    {
-                        "name": name,
-                        "median": _seconds(v),
-                        "spread": " – ".join(_seconds(x) for x in r["spread"][name]),
-                    }
-                    for name, v in r["seconds"].items()
-                ],
-                "ratios": [
-                    {
-                        "name": name,
-                        "value": f"{v:.3f}",
-                        "target": f"≤ {report['label_targets'][name]}"
-                        if name in report["label_targets"]
-                        else "",
-                        "met": ("met" if r["targets_met"][name] else "**missed**")
-                        if name in report["label_targets"]
-                        else "for reference",
-                    }
-                    for name, v in r["ratios"].items()
-                ],
-            }
+            _timed_row(r, report["label_targets"], ("B", "D", "C"))
             for r in report.get("training_step_labels", [])
         ],
         "second_order": _second_order_context(report),
@@ -366,29 +342,7 @@ def two_layer_benchmark_context(report: dict) -> dict:
             f"{name.removeprefix('mlp: ')} ≤ {value}" for name, value in targets.items()
         ),
         "two_layer": [
-            {
-                "shape": f"{r['B']}, {r['D']}, {r['H']}, {r['C']}",
-                "dtype": r["dtype"],
-                "cells": [
-                    {
-                        "name": name,
-                        "median": _seconds(v),
-                        "spread": " – ".join(_seconds(x) for x in r["spread"][name]),
-                    }
-                    for name, v in r["seconds"].items()
-                ],
-                "ratios": [
-                    {
-                        "name": name.removeprefix("mlp: "),
-                        "value": f"{v:.3f}",
-                        "target": f"≤ {targets[name]}" if name in targets else "",
-                        "met": ("met" if r["targets_met"][name] else "**missed**")
-                        if name in targets
-                        else "for reference",
-                    }
-                    for name, v in r["ratios"].items()
-                ],
-            }
+            _timed_row(r, targets, ("B", "D", "H", "C"), prefix="mlp: ")
             for r in report.get("two_layer_step", [])
         ],
         "digits_epoch": {
@@ -408,32 +362,37 @@ def _second_order_context(report: dict) -> list[dict]:
     """The second-order rows (weight_hvp, weight_hessian, newton_step), formatted."""
     targets = report.get("second_order_targets", {})
     return [
-        {
-            "what": r["what"],
-            "shape": f"{r['B']}, {r['D']}, {r['C']}",
-            "dtype": r["dtype"],
-            "cells": [
-                {
-                    "name": name,
-                    "median": _seconds(v),
-                    "spread": " – ".join(_seconds(x) for x in r["spread"][name]),
-                }
-                for name, v in r["seconds"].items()
-            ],
-            "ratios": [
-                {
-                    "name": name,
-                    "value": f"{v:.3f}",
-                    "target": f"≤ {targets[name]}" if name in targets else "",
-                    "met": ("met" if r["targets_met"][name] else "**missed**")
-                    if name in targets
-                    else "for reference",
-                }
-                for name, v in r["ratios"].items()
-            ],
-        }
+        {"what": r["what"], **_timed_row(r, targets, ("B", "D", "C"))}
         for r in report.get("second_order", [])
     ]
+
+
+def _timed_row(r: dict, targets: dict, sizes: tuple[str, ...], prefix: str = "") -> dict:
+    """One benchmark row with the spread of its repeats: each contender's median and
+    [fastest, slowest], and each ratio against its target (or "for reference")."""
+    return {
+        "shape": ", ".join(str(r[size]) for size in sizes),
+        "dtype": r["dtype"],
+        "cells": [
+            {
+                "name": name,
+                "median": _seconds(v),
+                "spread": " – ".join(_seconds(x) for x in r["spread"][name]),
+            }
+            for name, v in r["seconds"].items()
+        ],
+        "ratios": [
+            {
+                "name": name.removeprefix(prefix),
+                "value": f"{v:.3f}",
+                "target": f"≤ {targets[name]}" if name in targets else "",
+                "met": ("met" if r["targets_met"][name] else "**missed**")
+                if name in targets
+                else "for reference",
+            }
+            for name, v in r["ratios"].items()
+        ],
+    }
 
 
 def benchmark_output() -> Output:
