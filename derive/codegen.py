@@ -422,8 +422,7 @@ def _generate_function(
         floats = ", ".join(p.name for p in arrays if not p.labels)
         lines.append(f"dtype = xp.result_type({floats})")
 
-    calls: list[str] = []
-    for number, (assign, may_overwrite) in enumerate(zip(kernel.body, owned)):
+    def printed(assign, may_overwrite: set[str]) -> str:
         printer = ArrayPrinter(
             axes=assign.indices,
             names=names,
@@ -433,8 +432,12 @@ def _generate_function(
             given=given,
             fresh_calls=fresh_calls,
         )
+        return printer.doprint(assign.expression)
+
+    calls: list[str] = []
+    for number, (assign, may_overwrite) in enumerate(zip(kernel.body, owned)):
         target = _python_name(assign.target)
-        lines.append(f"{target} = {printer.doprint(assign.expression)}")
+        lines.append(f"{target} = {printed(assign, may_overwrite)}")
         # what is computed from batched arrays (or returned by a generated function) is batched
         if not kernel.flatten_batch and (
             _names_in(assign.expression) & batched or _calls_in(assign.expression)
@@ -445,16 +448,7 @@ def _generate_function(
             lines += _free_dead(kernel.body, returned, number)
     values = []  # several results: one tuple, from the intermediates computed once above
     for assign, may_overwrite in zip(returned, owned[len(kernel.body) :]):
-        printer = ArrayPrinter(
-            axes=assign.indices,
-            names=names,
-            batched=batched,
-            labels=label_names,
-            owned=may_overwrite,
-            given=given,
-            fresh_calls=fresh_calls,
-        )
-        values.append(printer.doprint(assign.expression))
+        values.append(printed(assign, may_overwrite))
         calls += _calls_in(assign.expression)
     lines.append(f"return {values[0]}" if len(values) == 1 else f"return ({', '.join(values)})")
     lines = _without_unused_sizes(lines)
