@@ -92,6 +92,19 @@ def measure(
 measure.spread = {}  # the fastest and slowest repeat of each contender in the last call
 
 
+def timed_row(sizes: dict, dtype, times: dict, ratios: dict, targets: dict) -> dict:
+    """A report row: its sizes and dtype, each contender's median and spread (of the
+    ``measure`` just run), the ratios, and whether each one with a target meets it."""
+    return {
+        **sizes,
+        "dtype": np.dtype(dtype).name,
+        "seconds": times,
+        "spread": dict(measure.spread),
+        "ratios": ratios,
+        "targets_met": {k: v <= targets[k] for k, v in ratios.items() if k in targets},
+    }
+
+
 # -- the posts' algorithms, written afresh from the posts ------------------------------------
 
 
@@ -248,16 +261,7 @@ def training_step_row(
         "generated / floor": times["generated"] / times["floor"],
         "from_logits / numpy": times["from_logits"] / times["numpy"],
     }
-    return {
-        "B": batch,
-        "D": n_inputs,
-        "C": n_classes,
-        "dtype": np.dtype(dtype).name,
-        "seconds": times,
-        "spread": dict(measure.spread),
-        "ratios": ratios,
-        "targets_met": {k: ratios[k] <= v for k, v in TARGETS.items()},
-    }
+    return timed_row({"B": batch, "D": n_inputs, "C": n_classes}, dtype, times, ratios, TARGETS)
 
 
 LABEL_TARGETS = {"labels: generated / hand": 1.05, "labels: generated / floor": 1.3}
@@ -395,19 +399,8 @@ def _second_order_row(what, shape, dtype, contenders, expected, ratios, repeats,
             np.testing.assert_allclose(np.asarray(f()), expected, **tolerance, err_msg=name)
     times = measure(contenders, repeats, budget)
     found = {k: times[a] / times[b] for k, (a, b) in ratios.items() if a in times and b in times}
-    return {
-        "what": what,
-        "B": shape[0],
-        "D": shape[1],
-        "C": shape[2],
-        "dtype": np.dtype(dtype).name,
-        "seconds": times,
-        "spread": dict(measure.spread),
-        "ratios": found,
-        "targets_met": {
-            k: v <= SECOND_ORDER_TARGETS[k] for k, v in found.items() if k in SECOND_ORDER_TARGETS
-        },
-    }
+    sizes = {"what": what, "B": shape[0], "D": shape[1], "C": shape[2]}
+    return timed_row(sizes, dtype, times, found, SECOND_ORDER_TARGETS)
 
 
 def hvp_row(batch: int, n_inputs: int, n_classes: int, dtype, repeats: int, budget: float) -> dict:
@@ -668,17 +661,8 @@ def mlp_step_row(
         "mlp: generated / floor": times["generated"] / times["floor"],
         "mlp: hand / floor": times["hand"] / times["floor"],
     }
-    return {
-        "B": batch,
-        "D": n_inputs,
-        "H": hidden,
-        "C": n_classes,
-        "dtype": np.dtype(dtype).name,
-        "seconds": times,
-        "spread": dict(measure.spread),
-        "ratios": ratios,
-        "targets_met": {k: ratios[k] <= v for k, v in MLP_TARGETS.items()},
-    }
+    sizes = {"B": batch, "D": n_inputs, "H": hidden, "C": n_classes}
+    return timed_row(sizes, dtype, times, ratios, MLP_TARGETS)
 
 
 def digits_epoch_row(repeats: int, budget: float) -> dict:
