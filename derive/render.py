@@ -29,8 +29,14 @@ _HEADER = {
 _HASHES = re.compile(r"derive: inputs=(?P<inputs>[0-9a-f]+) body=(?P<body>[0-9a-f]+)")
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
-    """Templates hold layout only; a missing value is an error, not an empty string."""
+    """Templates hold layout only; a missing value is an error, not an empty string.
+
+    One per process, so each template is compiled once (about 70 ms each, and
+    a build renders a page template per derivation); an edited template is
+    compiled again, as jinja checks each file's modification time.
+    """
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
