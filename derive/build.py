@@ -445,6 +445,10 @@ def build(
                         draw_all(generated, declared, elsewhere=partial(workers.draw, code))
                     )
 
+        if figures:  # imported once, here, rather than once in every worker process
+            from derive.figures import pyplot
+
+            pyplot()
         with Workers() as workers:
             derived = derive_all(
                 run_proofs=True, log=log, force=force, meanwhile=meanwhile, workers=workers

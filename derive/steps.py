@@ -128,12 +128,12 @@ class DerivativeOf:
     of: str  # "cross_entropy_from_logits(summation(x, W), y)"
     wrt: str  # "W"
     call: str = ""  # "softmax_jacobian(softmax(z))"
-    kind: str = (
-        "jacobian"  # "jacobian" (one sample), "elementwise", or "batch_mean" (∂ mean(of) / ∂ wrt)
-    )
+    # "jacobian" (one sample), "elementwise", "batch_mean" (∂ mean(of) / ∂ wrt), or "reduced"
+    # (∂ of / ∂ wrt on a batch, ``of`` already one number: a loss with its reduction)
+    kind: str = "jacobian"
 
     def __post_init__(self):
-        if self.kind not in ("jacobian", "elementwise", "batch_mean"):
+        if self.kind not in ("jacobian", "elementwise", "batch_mean", "reduced"):
             raise ValueError(f"DerivativeOf({self.of!r}): unknown kind {self.kind!r}")
 
 
@@ -224,6 +224,9 @@ class OptionsForm:
     returns: Assign
     gradient: bool = False
     reduction: str = ""  # the fixed reduction when there is no "reduction" option ("mean")
+    # What the function with its options set is the derivative of: in its strings, ``options``
+    # stands for every option set away from its default, as the tests draw them.
+    derivative: DerivativeOf | None = None
 
 
 @dataclass(frozen=True)
@@ -250,19 +253,30 @@ class Kernel:
     more: tuple[Result, ...] = ()  # further results of the same body: it returns a tuple
     part: int | None = None  # a view made by ``parts``: the element of the tuple it checks
     options_form: OptionsForm | None = None  # keyword-only options (weights, smoothing, ...)
+    options_view: bool = False  # a view made by ``with_options``: called with ``**options``
 
     @property
     def call(self) -> str:
         """Python calling it as its checks do: the declared call, or on its own parameters."""
         if self.derivative is not None and self.derivative.call:
             return self.derivative.call
-        call = f"{self.name}({', '.join(p.name for p in self.params)})"
+        given = ", ".join([p.name for p in self.params] + ["**options"] * self.options_view)
+        call = f"{self.name}({given})"
         return call if self.part is None else f"{call}[{self.part}]"
 
     @property
     def id(self) -> str:
-        """Its name, with the element a view checks: ``mlp_grads_relu[2]``."""
-        return self.name if self.part is None else f"{self.name}[{self.part}]"
+        """Its name, with the element a view checks: ``mlp_grads_relu[2]``, ``weight_grad+options``."""
+        name = self.name + "+options" * self.options_view
+        return name if self.part is None else f"{name}[{self.part}]"
+
+    @property
+    def with_options(self) -> Kernel | None:
+        """A view that calls it with every option set away from its default (``**options``),
+        checked against its options form's derivative; None for a kernel without options."""
+        if self.options_form is None:
+            return None
+        return replace(self, derivative=self.options_form.derivative, options_view=True)
 
     @property
     def parts(self) -> tuple[Kernel, ...]:

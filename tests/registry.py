@@ -21,8 +21,10 @@ from derive.steps import Kernel, Param
 BY_NAME: dict[str, Kernel] = derivations.kernels()
 # One entry per result: a kernel that returns a tuple is checked element by element (its parts).
 KERNELS: list[Kernel] = [part for kernel in BY_NAME.values() for part in kernel.parts]
+# A kernel with options (PyTorch's cross-entropy ones) is checked again with every option set.
+OPTION_VIEWS: list[Kernel] = [k.with_options for k in BY_NAME.values() if k.options_form]
 DISPATCHES = [d for name in derivations.MODULES for d in derivations.get(name).dispatches]
-DERIVATIVES = [k for k in KERNELS if k.derivative is not None]
+DERIVATIVES = [k for k in KERNELS + OPTION_VIEWS if k.derivative is not None]
 REFERENCES = [k for k in KERNELS if k.reference]
 
 
@@ -87,9 +89,63 @@ def draw_all(
     return {name: draw(p, batch, sizes, rng) for name, p in params.items()}
 
 
-def call(kernel: Kernel, *arguments) -> object:
+def draw_options(kernel: Kernel, values: dict[str, np.ndarray], rng: np.random.Generator) -> dict:
+    """Every option of an options view set away from its default, for ``values``.
+
+    Class weights are drawn positive; the ignored label is one some samples have
+    and others not (so the mean still has samples), and to matter it needs class
+    labels, so one-hot rows among ``values`` become labels (in place); a choice
+    takes one of its other values at random.
+    """
+    options = {}
+    one_hot = [p.name for p in kernel.params if p.domain == "one_hot"]
+    for name in one_hot:
+        values[name] = np.argmax(values[name], axis=-1)
+    for option in kernel.options_form.options:
+        if option.kind == "weights":
+            classes = next(
+                v.shape[-1]
+                for p in kernel.params
+                for v in [values[p.name]]
+                if "C" in p.axes and p.domain != "one_hot"
+            )
+            options[option.name] = rng.uniform(0.5, 2.0, size=classes)
+        elif option.kind == "index":
+            labels = values[one_hot[0]].reshape(-1)
+            present = labels[-1] if np.any(labels != labels[-1]) else labels[-1] + 1
+            options[option.name] = int(present)
+        elif option.kind == "fraction":
+            options[option.name] = 0.1
+        else:
+            options[option.name] = str(
+                rng.choice([c for c in option.choices if c != option.default])
+            )
+    return options
+
+
+def draw_values(kernel: Kernel, batch: tuple[int, ...], rng: np.random.Generator) -> dict:
+    """The named values a kernel's checks use (`variables`), with ``options`` for an options view."""
+    values = draw_all(variables(kernel), batch, rng)
+    if kernel.options_view:
+        values["options"] = draw_options(kernel, values, rng)
+    return values
+
+
+def convert(values: dict, function) -> dict:
+    """``function`` applied to every array among ``values``, the options' arrays included."""
+    return {
+        name: convert(v, function)
+        if isinstance(v, dict)
+        else function(v)
+        if isinstance(v, np.ndarray)
+        else v
+        for name, v in values.items()
+    }
+
+
+def call(kernel: Kernel, *arguments, **options) -> object:
     """The kernel's generated function on ``arguments``: the element a part checks."""
-    value = getattr(generated, kernel.name)(*arguments)
+    value = getattr(generated, kernel.name)(*arguments, **options)
     return value if kernel.part is None else value[kernel.part]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import derive.generated as generated
 
-from registry import KERNELS, call, draw_all, require
+from registry import KERNELS, OPTION_VIEWS, call, convert, draw_all, draw_options, require
 
 torch = require("torch")
 strict = require("array_api_strict")
@@ -25,29 +25,37 @@ LABELS = rng.integers(7, size=6)
 Y = np.eye(7)[LABELS]
 Z = X @ W
 S = np.exp(Z) / np.exp(Z).sum(axis=-1, keepdims=True)
-# Every generated function's arguments, drawn from the domain each parameter declares.
-CALLS = {
-    k.id: tuple(draw_all({p.name: p for p in k.params}, (6,), np.random.default_rng(n)).values())
-    for n, k in enumerate(KERNELS)
-}
-BY_ID = {k.id: k for k in KERNELS}
 
 
-LIBRARIES = {
-    "numpy-float32": (lambda a: a.astype(np.float32), np.ndarray, "float32"),
+def arguments(kernel, rng) -> tuple[tuple, dict]:
+    """A kernel's arguments, drawn from the domain each parameter declares, and its options."""
+    values = draw_all({p.name: p for p in kernel.params}, (6,), rng)
+    options = draw_options(kernel, values, rng) if kernel.options_view else {}
+    return tuple(values.values()), options
+
+
+# Every generated function's arguments; a function with options also with every option set.
+CALLS = {k.id: arguments(k, np.random.default_rng(n)) for n, k in enumerate(KERNELS + OPTION_VIEWS)}
+BY_ID = {k.id: k for k in KERNELS + OPTION_VIEWS}
+
+
+LIBRARIES = {  # name: (asarray, array type, the float dtype its float arrays are given in)
+    "numpy-float32": (np.asarray, np.ndarray, "float32"),
     "torch-float64": (torch.asarray, torch.Tensor, "float64"),
-    "torch-float32": (lambda a: torch.asarray(a, dtype=torch.float32), torch.Tensor, "float32"),
+    "torch-float32": (torch.asarray, torch.Tensor, "float32"),
     "array-api-strict": (strict.asarray, type(strict.asarray(1.0)), "float64"),
     "dask": (lambda a: dask_array.from_array(a, chunks=2), dask_array.Array, "float64"),
     "jax-float64": (jnp.asarray, jax.Array, "float64"),
-    "jax-float32": (lambda a: jnp.asarray(a, dtype=jnp.float32), jax.Array, "float32"),
+    "jax-float32": (jnp.asarray, jax.Array, "float32"),
 }
 
 
 def to_numpy(array):
     if hasattr(array, "compute"):  # dask: run the graph
         array = array.compute()
-    return np.asarray(array) if isinstance(array, jax.Array) else np.from_dlpack(array)
+    if isinstance(array, (jax.Array, np.generic)):
+        return np.asarray(array)
+    return np.from_dlpack(array)
 
 
 def _solves(kernel) -> bool:
@@ -64,14 +72,23 @@ DASK_CANNOT = {k.id for k in KERNELS if _solves(k)}
 @pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("name", CALLS)
 def test_same_library_same_dtype_same_numbers(name, library):
+    asarray, kind, dtype = LIBRARIES[library]
+
+    def to_library(a):  # float arrays in the library's float dtype, integer labels as they are
+        return asarray(a.astype(dtype) if a.dtype.kind == "f" else a)
+
+    args, options = CALLS[name]
+    converted = [to_library(a) for a in args], convert(options, to_library)
     if library == "dask" and name in DASK_CANNOT:
         with pytest.raises(ValueError, match="square matrix"):
-            to_numpy(call(BY_ID[name], *(LIBRARIES[library][0](a) for a in CALLS[name])))
+            to_numpy(call(BY_ID[name], *converted[0], **converted[1]))
         return
-    convert, kind, dtype = LIBRARIES[library]
-    result = call(BY_ID[name], *(convert(a) for a in CALLS[name]))
-    expected = call(BY_ID[name], *CALLS[name])
-    assert isinstance(result, kind), type(result)
+    result = call(BY_ID[name], *converted[0], **converted[1])
+    expected = call(BY_ID[name], *args, **options)
+    # a NumPy reduction to one number gives a NumPy scalar, as np.sum does
+    assert isinstance(result, kind) or (kind is np.ndarray and isinstance(result, np.generic)), (
+        type(result)
+    )
     assert str(result.dtype).endswith(dtype)
     tolerance = 1e-12 if dtype == "float64" else 1e-4
     np.testing.assert_allclose(to_numpy(result), expected, rtol=tolerance, atol=tolerance)

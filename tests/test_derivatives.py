@@ -7,6 +7,10 @@ A kernel that declares ``derivative=DerivativeOf(of, wrt)`` is checked:
   torch tensors, and torch differentiates them itself);
 * in float32: same dtype out, close to the float64 result.
 
+A kernel with options (``options_form``) is checked the same way a second time,
+called with every option set away from its default (``registry.OPTION_VIEWS``),
+against the derivative its options form declares.
+
 A kernel that declares ``reference`` (its value in PyTorch's own operations)
 is compared with it in float64 and float32. Sizes, batch shapes and values are
 drawn at random from each parameter's declared domain.
@@ -18,13 +22,27 @@ import numpy as np
 import pytest
 
 from numerical import assert_close, central_jacobian
-from registry import DERIVATIVES, REFERENCES, draw_all, evaluate, require, variables
+from registry import (
+    DERIVATIVES,
+    REFERENCES,
+    convert,
+    draw_all,
+    draw_values,
+    evaluate,
+    require,
+    variables,
+)
 
 torch = require("torch")
 from torch.autograd.functional import jacobian  # noqa: E402
 
 SEEDS = range(3)
-BATCHES = {"jacobian": [()], "elementwise": [(), (3,), (2, 3)], "batch_mean": [(1,), (4,), (2, 3)]}
+BATCHES = {
+    "jacobian": [()],
+    "elementwise": [(), (3,), (2, 3)],
+    "batch_mean": [(1,), (4,), (2, 3)],
+    "reduced": [(1,), (4,), (2, 3)],
+}
 
 
 def cases(kernels, batches_of):
@@ -42,7 +60,7 @@ DERIVATIVE_CASES = cases(DERIVATIVES, lambda k: BATCHES[k.derivative.kind])
 def numeric_derivative(kernel, values, function) -> np.ndarray:
     """The derivative ``kernel`` claims to compute, of ``function`` (NumPy or torch route)."""
     d = kernel.derivative
-    if d.kind == "jacobian":
+    if d.kind in ("jacobian", "reduced"):
         return function(lambda v: evaluate(d.of, {**values, d.wrt: v}), values[d.wrt])
     reduce = np.sum if d.kind == "elementwise" else np.mean
     return function(lambda v: reduce(evaluate(d.of, {**values, d.wrt: v})), values[d.wrt])
@@ -51,7 +69,7 @@ def numeric_derivative(kernel, values, function) -> np.ndarray:
 @pytest.mark.parametrize(("kernel", "batch", "seed"), DERIVATIVE_CASES)
 def test_derivative_equals_central_differences(kernel, batch, seed):
     rng = np.random.default_rng(seed)
-    values = draw_all(variables(kernel), batch, rng)
+    values = draw_values(kernel, batch, rng)
     ours = np.asarray(evaluate(kernel.call, values))
     d = kernel.derivative
     floor = (
@@ -72,15 +90,15 @@ def test_derivative_equals_central_differences(kernel, batch, seed):
 @pytest.mark.parametrize(("kernel", "batch", "seed"), DERIVATIVE_CASES)
 def test_derivative_equals_pytorch_autograd(kernel, batch, seed):
     rng = np.random.default_rng(seed)
-    values = draw_all(variables(kernel), batch, rng)
+    values = draw_values(kernel, batch, rng)
     ours = np.asarray(evaluate(kernel.call, values))
     d = kernel.derivative
-    tensors = {name: torch.as_tensor(v) for name, v in values.items()}
+    tensors = convert(values, torch.as_tensor)
 
     def of(v):
         return evaluate(d.of, {**tensors, d.wrt: v})
 
-    if d.kind == "jacobian":
+    if d.kind in ("jacobian", "reduced"):
         reference = jacobian(of, tensors[d.wrt])
     elif d.kind == "elementwise":
         reference = jacobian(lambda v: of(v).sum(), tensors[d.wrt])
@@ -98,8 +116,8 @@ def test_derivative_equals_pytorch_autograd(kernel, batch, seed):
 @pytest.mark.parametrize(("kernel", "batch", "seed"), DERIVATIVE_CASES)
 def test_derivative_in_float32_keeps_float32_and_agrees(kernel, batch, seed):
     rng = np.random.default_rng(seed)
-    values = draw_all(variables(kernel), batch, rng)
-    single = {name: v.astype(np.float32) for name, v in values.items()}
+    values = draw_values(kernel, batch, rng)
+    single = convert(values, lambda v: v.astype(np.float32) if v.dtype.kind == "f" else v)
     ours = evaluate(kernel.call, single)
     assert ours.dtype == np.float32, f"{kernel.call}: float32 in, {ours.dtype} out"
     assert_close(

@@ -239,6 +239,11 @@ def weight_grad_options(X, W, Y, P, b, c, returned, error_share) -> OptionsForm:
         returns=replace(returned, expression=returned.expression.xreplace({error_share: g})),
         reduction="mean",
         gradient=True,
+        derivative=DerivativeOf(
+            "cross_entropy_from_logits(summation(x, W), y, **options, reduction='mean')",
+            wrt="W",
+            kind="reduced",
+        ),
     )
 
 

@@ -160,6 +160,9 @@ def options_forms(z, y, i, j, log_s, log_s_labelled, others_of) -> tuple[Options
             stable.xreplace({a_sum: a_others[j], s_sum: others_of[j]}),
         ),
         gradient=True,
+        derivative=DerivativeOf(
+            "cross_entropy_from_logits(z, y, **options)", wrt="z", kind="reduced"
+        ),
     )
     return loss, gradient
 

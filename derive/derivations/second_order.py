@@ -3,6 +3,8 @@ singular, Hessian-vector products, and Newton's method with an L2 penalty."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import sympy as sp
 from sympy import Derivative, KroneckerDelta, Matrix, Sum
@@ -223,6 +225,7 @@ def iris(standardized: bool = True):
     return np.hstack([features, np.ones((len(features), 1))]), data.target
 
 
+@functools.lru_cache(maxsize=1)  # a figure with panels is drawn twice (derive.figures.draw)
 def newton_against_gradient_descent(
     generated, penalty: float = 1e-2, tolerance: float = 1e-8, max_iterations: int = 20000
 ) -> dict[str, dict]:
@@ -241,18 +244,20 @@ def newton_against_gradient_descent(
 
     # 1/L, with L bounding the Hessian: diag(S) − S Sᵀ ≼ I/2 (Böhning), so H ≼ XᵀX/(2B) ⊗ I + l2 I.
     rate = 1 / (np.linalg.eigvalsh(inputs.T @ inputs / len(inputs)).max() / 2 + penalty)
-    steps = {
-        "Newton": lambda w: w + generated.newton_step(inputs, w, one_hot, penalty),
-        f"gradient descent (step 1/L = {rate:.2f})": lambda w: w - rate * gradient(w),
+    steps = {  # each step given the weights and their gradient (computed once per iteration)
+        "Newton": lambda w, g: w + generated.newton_step(inputs, w, one_hot, penalty),
+        f"gradient descent (step 1/L = {rate:.2f})": lambda w, g: w - rate * g,
     }
     runs = {}
     for name, step in steps.items():
         weights = np.zeros((inputs.shape[1], 3))
-        losses, norms = [objective(weights)], [np.linalg.norm(gradient(weights))]
+        slope = gradient(weights)
+        losses, norms = [objective(weights)], [np.linalg.norm(slope)]
         while norms[-1] >= tolerance and len(norms) <= max_iterations:
-            weights = step(weights)
+            weights = step(weights, slope)
+            slope = gradient(weights)
             losses.append(objective(weights))
-            norms.append(np.linalg.norm(gradient(weights)))
+            norms.append(np.linalg.norm(slope))
         runs[name] = {
             "loss": np.array(losses),
             "gradient_norm": np.array(norms),
