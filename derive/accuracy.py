@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import itertools
 import json
 import math
@@ -111,20 +112,7 @@ def _entry(
     expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict
 ) -> sp.Float:
     """``expr`` at the (1-based) index values ``at``, arrays looked up entry by entry (0-based)."""
-    # SymPy evaluates log1p(r) of a number as log(1 + r), which at 50 digits is 0 for r < 1e-50;
-    # held unevaluated until r is known, then mpmath's log1p keeps every digit of a tiny r.
-    expr = expr.replace(lambda e: isinstance(e, log1p), lambda e: _Log1p(*e.args))
-    plain = {i: sp.Symbol(str(i.label), integer=True) for i in expr.atoms(sp.Idx)}
-    expr = expr.xreplace(plain).xreplace({plain[i]: v for i, v in at.items()}).xreplace(sizes)
-    expr = expr.replace(
-        lambda e: isinstance(e, Maximum),
-        lambda m: sp.Max(
-            *[
-                m.function.xreplace({m.limits[0][0]: v})
-                for v in range(int(m.limits[0][1]), int(m.limits[0][2]) + 1)
-            ]
-        ),
-    ).doit()
+    expr = _at(expr, tuple(at.items()), tuple(sizes.items()))
     expr = expr.replace(
         lambda e: isinstance(e, sp.Indexed),
         lambda e: _exact(values[_label(e.base)][tuple(int(i) - 1 for i in e.indices)]),
@@ -135,6 +123,27 @@ def _entry(
     if value in (sp.zoo, sp.oo, -sp.oo, sp.nan):  # log 0 of a probability that rounded to 0 or 1
         return sp.oo if value == sp.zoo else value
     return sp.Float(value, DIGITS)
+
+
+@functools.lru_cache(maxsize=100_000)
+def _at(expr: sp.Expr, at: tuple, sizes: tuple) -> sp.Expr:
+    """``expr`` with its indices and sizes made numbers and its sums written out: the part of
+    an entry that does not depend on the arrays, kept for the next sample of the same sizes
+    (most of the time a reference takes)."""
+    # SymPy evaluates log1p(r) of a number as log(1 + r), which at 50 digits is 0 for r < 1e-50;
+    # held unevaluated until r is known, then mpmath's log1p keeps every digit of a tiny r.
+    expr = expr.replace(lambda e: isinstance(e, log1p), lambda e: _Log1p(*e.args))
+    plain = {i: sp.Symbol(str(i.label), integer=True) for i in expr.atoms(sp.Idx)}
+    expr = expr.xreplace(plain).xreplace({plain[i]: v for i, v in at}).xreplace(dict(sizes))
+    return expr.replace(
+        lambda e: isinstance(e, Maximum),
+        lambda m: sp.Max(
+            *[
+                m.function.xreplace({m.limits[0][0]: v})
+                for v in range(int(m.limits[0][1]), int(m.limits[0][2]) + 1)
+            ]
+        ),
+    ).doit()
 
 
 _Log1p = sp.Function("Log1p")  # log1p, left alone by SymPy until its argument is a number

@@ -17,22 +17,6 @@ from derive.derivations import MODULES
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def built_project(tmp_path_factory):
-    """A copy of derive/, templates/ and docs/ with one full build done."""
-    copy = tmp_path_factory.mktemp("project")
-    for folder in ("derive", "templates", "docs"):
-        if (ROOT / folder).exists():
-            shutil.copytree(
-                ROOT / folder,
-                copy / folder,
-                ignore=shutil.ignore_patterns("__pycache__", "figures"),
-            )
-    result = run(copy, "build", "--no-figures")
-    assert result.returncode == 0, result.stderr
-    return copy
-
-
 @pytest.fixture
 def project(built_project, tmp_path):
     copy = tmp_path / "project"

@@ -104,6 +104,8 @@ def test_clean_builds_write_every_output_with_the_mode_of_an_ordinary_write(repo
     (clean,) = cases(report, "clean")
     assert clean["files"] >= 14 and clean["sets_differ_everywhere"]  # every case below rewrites all
     assert clean["modes"] == [0o644]
+    # the other cases reuse these renders: every module and page as the real build wrote it
+    assert clean["kept_is_the_build"] == [True, True]
     assert clean["litter"] == []
 
 
@@ -225,11 +227,14 @@ def test_a_read_only_output_folder_fails_the_build_cleanly(report):
     assert case["state"] == "old" and case["litter"] == []
 
 
-# Through `python -m derive` itself, with nothing patched.
+# Through `python -m derive` itself, with nothing patched, on a copy of a built project (its
+# cache spares the derivations; tests/test_build.py builds from nothing and with --force).
 
 
-def test_a_build_removes_what_a_killed_build_left_and_writes_ordinary_modes(tmp_path):
-    project = copy_project(tmp_path)
+def test_a_build_removes_what_a_killed_build_left_and_writes_ordinary_modes(
+    built_project, tmp_path
+):
+    project = shutil.copytree(built_project, tmp_path / "project")
     litter = [
         project / "derive" / "generated" / ".cross_entropy.py.0123abcd.tmp",
         project / "docs" / "derivations" / ".cross-entropy.md.89abcdef.tmp",
@@ -256,8 +261,10 @@ def test_a_build_removes_what_a_killed_build_left_and_writes_ordinary_modes(tmp_
     assert run(project, "check").returncode == 0
 
 
-def test_a_raising_derivation_fails_build_and_check_with_a_message_not_a_traceback(tmp_path):
-    project = copy_project(tmp_path)
+def test_a_raising_derivation_fails_build_and_check_with_a_message_not_a_traceback(
+    built_project, tmp_path
+):
+    project = shutil.copytree(built_project, tmp_path / "project")
     path = project / "derive" / "derivations" / "softmax_jacobian.py"
     source = path.read_text()
     broken = source.replace(

@@ -12,6 +12,7 @@ function, which this same test checks on its own.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -78,13 +79,13 @@ def _label(base: sp.Basic) -> str:
     return str(base.label if isinstance(base, sp.IndexedBase) else base)
 
 
-def as_number(
-    expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict
-) -> float:
-    """``expr`` at 1-based index values ``at``, every array entry looked up in ``values`` (0-based)."""
+@functools.cache
+def numbered(expr: sp.Expr, at: tuple, sizes: tuple) -> sp.Expr:
+    """``expr`` with indices and sizes made numbers and its sums written out. It does not depend
+    on the arrays, so each batch sample and each batch shape of a kernel reuses it."""
     plain = {i: sp.Symbol(str(i.label), integer=True) for i in expr.atoms(sp.Idx)}
-    expr = expr.xreplace(plain).xreplace({plain[i]: v for i, v in at.items()}).xreplace(sizes)
-    expr = expr.replace(
+    expr = expr.xreplace(plain).xreplace({plain[i]: v for i, v in at}).xreplace(dict(sizes))
+    return expr.replace(
         lambda e: isinstance(e, Maximum),
         lambda m: sp.Max(
             *[
@@ -93,6 +94,13 @@ def as_number(
             ]
         ),
     ).doit()
+
+
+def as_number(
+    expr: sp.Expr, values: dict[str, np.ndarray], at: dict[sp.Idx, int], sizes: dict
+) -> float:
+    """``expr`` at 1-based index values ``at``, every array entry looked up in ``values`` (0-based)."""
+    expr = numbered(expr, tuple(at.items()), tuple(sizes.items()))
     expr = expr.replace(
         lambda e: isinstance(e, sp.Indexed),
         lambda e: sp.Float(values[_label(e.base)][tuple(int(i) - 1 for i in e.indices)], 30),

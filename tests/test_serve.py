@@ -40,18 +40,18 @@ def wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def copy_project(tmp_path):
-    project = tmp_path / "project"
-    for folder in ("derive", "templates", "docs"):
-        shutil.copytree(
-            ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__")
-        )
+def copy_project(built_project, tmp_path):
+    """A copy of the built project (tests/conftest.py: its cache spares the hook's build the
+    derivations and proofs; figures are drawn by that build), with mkdocs.yml."""
+    project = shutil.copytree(built_project, tmp_path / "project")
     shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
     return project
 
 
-def test_mkdocs_build_fails_with_the_generators_message_when_a_template_breaks(tmp_path):
-    project = copy_project(tmp_path)
+def test_mkdocs_build_fails_with_the_generators_message_when_a_template_breaks(
+    built_project, tmp_path
+):
+    project = copy_project(built_project, tmp_path)
     page = project / "docs" / "derivations" / "softmax-jacobian.md"
     before = page.read_text()
     template = project / "templates" / "page.md.j2"
@@ -72,8 +72,8 @@ def test_mkdocs_build_fails_with_the_generators_message_when_a_template_breaks(t
 
 
 @pytest.mark.slow
-def test_serve_regenerates_a_page_after_a_template_edit_and_does_not_loop(tmp_path):
-    project = copy_project(tmp_path)
+def test_serve_regenerates_a_page_after_a_template_edit_and_does_not_loop(built_project, tmp_path):
+    project = copy_project(built_project, tmp_path)
     port = free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "PYTHONPATH": str(project), "NO_MKDOCS_2_WARNING": "1"}
