@@ -99,16 +99,13 @@ def draw_options(kernel: Kernel, values: dict[str, np.ndarray], rng: np.random.G
     """
     options = {}
     one_hot = [p.name for p in kernel.params if p.domain == "one_hot"]
+    if not one_hot:
+        raise ValueError(f"{kernel.name}: options are drawn for a kernel with one-hot targets")
+    classes = values[one_hot[0]].shape[-1]
     for name in one_hot:
         values[name] = np.argmax(values[name], axis=-1)
     for option in kernel.options_form.options:
         if option.kind == "weights":
-            classes = next(
-                v.shape[-1]
-                for p in kernel.params
-                for v in [values[p.name]]
-                if "C" in p.axes and p.domain != "one_hot"
-            )
             options[option.name] = rng.uniform(0.5, 2.0, size=classes)
         elif option.kind == "index":
             labels = values[one_hot[0]].reshape(-1)
