@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import derive_in as run  # python -m derive ARGS in a copy, its own derive imported
 
 from derive.derivations import MODULES
 
@@ -22,18 +23,6 @@ def project(built_project, tmp_path):
     copy = tmp_path / "project"
     shutil.copytree(built_project, copy)
     return copy
-
-
-def run(where: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(where), "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "derive", *args],
-        cwd=where,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def snapshot(where: Path) -> dict[str, bytes]:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import derive_in as run  # python -m derive ARGS in a copy, its own derive imported
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).with_name("fault_harness.py")
@@ -50,19 +51,6 @@ def copy_project(where: Path) -> Path:
 
 def env(where: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(where), "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-def run(where: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "derive", *args],
-        check=False,
-        cwd=where,
-        env=env(where),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        umask=0o022,
-    )
 
 
 def outputs(where: Path) -> dict[str, bytes]:
