@@ -13,13 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def env(where: Path) -> dict:
+    """The environment of a process that imports the copy ``where``'s own derive."""
+    return {**os.environ, "PYTHONPATH": str(where), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def derive_in(where: Path, *args: str) -> subprocess.CompletedProcess:
     """``python -m derive ARGS`` run in ``where``, importing that copy's own derive."""
-    env = {**os.environ, "PYTHONPATH": str(where), "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "derive", *args],
         cwd=where,
-        env=env,
+        env=env(where),
         capture_output=True,
         text=True,
         timeout=300,

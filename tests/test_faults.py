@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import derive_in as run  # python -m derive ARGS in a copy, its own derive imported
+from conftest import env
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).with_name("fault_harness.py")
@@ -47,10 +48,6 @@ def copy_project(where: Path) -> Path:
             ROOT / folder, where / folder, ignore=shutil.ignore_patterns("__pycache__", "figures")
         )
     return where
-
-
-def env(where: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(where), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def outputs(where: Path) -> dict[str, bytes]:
