@@ -32,7 +32,7 @@ from pathlib import Path
 from derive import cache, derivations, lock, transaction
 from derive.codegen import CODE_INPUTS, fresh_callees, generate_module
 from derive.errors import BuildError, stage
-from derive.proofs import ProofResult, check_exercise, explicit_sizes, prove_part
+from derive.proofs import ProofResult, build_sizes, check_exercise, prove_part
 from derive.render import (
     ROOT,
     Output,
@@ -149,7 +149,7 @@ class Workers:
         self.tasks[name] = [
             (identity, sizes, self._submit(prove_part, identity, sizes))
             for identity in derivation.identities
-            for sizes in (None, *explicit_sizes(identity))
+            for sizes in (None, *build_sizes(identity))
         ]
         self.exercises[name] = [
             (exercise, self._submit(check_exercise, exercise)) for exercise in derivation.exercises

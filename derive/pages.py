@@ -13,7 +13,7 @@ from derive.codegen import CODE_INPUTS
 from derive.errors import stage
 from derive.figures import REFERENCE_RATIOS
 from derive.printing import latex
-from derive.proofs import explicit_sizes, sizes_text
+from derive.proofs import build_sizes, describe, explicit_sizes, sizes_text
 from derive.render import ROOT, Output, environment, inputs_digest
 from derive.steps import Derivation, Example
 
@@ -29,6 +29,15 @@ def page_name(derivation: Derivation) -> str:
 
 def _explicit_sizes_text(identity) -> str:
     return sizes_text(explicit_sizes(identity))
+
+
+def _build_sizes_text(identity) -> str:
+    """Which of the explicit sizes every build checks (`derive.proofs.build_sizes`)."""
+    checked = build_sizes(identity)
+    if len(checked) == len(explicit_sizes(identity)):
+        return "every build checks all of them"
+    sizes = " and ".join(f"({describe(s)})" for s in checked)
+    return f"every build checks {sizes}, the test suite (`tests/test_proofs.py`) all of them"
 
 
 def _evaluate(call: str, generated) -> np.ndarray:
@@ -167,6 +176,7 @@ def page_context(derivation: Derivation, generated) -> dict:
                 "shortcut": latex(i.shortcut),
                 "assumptions": [f"{latex(a)} = {latex(b)}" for a, b in i.assumptions.items()],
                 "explicit_sizes": _explicit_sizes_text(i),
+                "build_sizes": _build_sizes_text(i) if i.explicit is not None else "",
             }
             for i in derivation.identities
         ],

@@ -1,5 +1,7 @@
 """Every registered identity is proved; a wrong shortcut is caught, not waved through."""
 
+from dataclasses import replace
+
 import pytest
 import sympy as sp
 
@@ -7,13 +9,15 @@ from derive import derivations
 from derive.model import C, S, class_index, input_index, x
 from derive.proofs import (
     ProofFailed,
+    build_sizes,
+    check_exercise,
     explicit_sizes,
     prove,
     prove_explicit,
     prove_index_form,
     sizes_text,
 )
-from derive.steps import every
+from derive.steps import Identity, every
 
 IDENTITIES = [
     (name, identity)
@@ -25,19 +29,59 @@ IDENTITIES = [
 @pytest.mark.parametrize(
     "identity", [i for _, i in IDENTITIES], ids=[i.name for _, i in IDENTITIES]
 )
-def test_identity_is_proved_in_index_form_and_for_small_explicit_sizes(identity):
-    small = [s for s in explicit_sizes(identity) if max(s.values()) <= 3][:3]
-    result = prove(identity, sizes=small)
+def test_identity_is_proved_in_index_form_and_at_every_explicit_size(identity):
+    result = prove(identity)  # a build checks two of the sizes (build_sizes); this, all
     assert result.index_form
-    assert [dict(s) for s in result.explicit_sizes] == [dict(s) for s in small]
-    if identity.explicit is not None:
-        assert small, f"{identity.name}: no explicit size of at most 3 to check quickly"
+    assert [dict(s) for s in result.explicit_sizes] == [dict(s) for s in explicit_sizes(identity)]
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [i for _, i in IDENTITIES if i.explicit is not None],
+    ids=[i.name for _, i in IDENTITIES if i.explicit is not None],
+)
+def test_a_build_checks_the_smallest_size_and_one_whose_dimensions_all_differ(identity):
+    every_size = [dict(s) for s in explicit_sizes(identity)]
+    checked = [dict(s) for s in build_sizes(identity)]
+    assert checked[0] == every_size[0]
+    assert all(s in every_size for s in checked)
+    assert len(checked) == min(2, len(every_size))
+    varied = [s for s in every_size[1:] if min(s.values()) >= 2 and len(set(s.values())) == len(s)]
+    if len(every_size) > 2:
+        assert checked[1] == (varied[0] if varied else every_size[-1])
+
+
+def test_build_sizes_of_a_grid():
+    identity = named("cross_entropy", "cross_entropy_weight_grad")
+    grid = type(identity)(
+        **{**identity.__dict__, "explicit_sizes": every(C=range(2, 6), D=range(1, 4))}
+    )
+    assert [dict(s) for s in build_sizes(grid)] == [{"C": 2, "D": 1}, {"C": 2, "D": 3}]
+    square = type(identity)(
+        **{**identity.__dict__, "explicit_sizes": every(C=range(2, 3), D=range(1, 3))}
+    )
+    assert [dict(s) for s in build_sizes(square)] == [{"C": 2, "D": 1}, {"C": 2, "D": 2}]
 
 
 def test_every_explicit_check_names_the_sizes_of_the_dimensions_it_has():
     for _, identity in IDENTITIES:
         for sizes in explicit_sizes(identity):
             identity.explicit(sizes)  # raises KeyError if it reads a dimension not listed
+
+
+EXERCISES = [e for name in derivations.MODULES for e in derivations.get(name).exercises]
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=[e.name for e in EXERCISES])
+def test_every_exercise_answer_holds_at_every_size(exercise):
+    check_exercise(exercise, every_size=True)
+
+
+def test_a_wrong_exercise_answer_is_named():
+    exercise = next(e for e in EXERCISES if isinstance(e.check, Identity))
+    wrong = replace(exercise, check=replace(exercise.check, shortcut=exercise.check.shortcut + 1))
+    with pytest.raises(ProofFailed, match=f"exercise {exercise.name!r}: its answer is wrong"):
+        check_exercise(wrong)
 
 
 def test_sizes_are_described_by_the_dimensions_they_have():

@@ -158,6 +158,20 @@ def test_newton_converges_on_iris_in_a_few_steps():
     assert newton["converged"] and newton["iterations"] <= 15
     assert descent["converged"] and descent["iterations"] > 10 * newton["iterations"]
     assert abs(newton["loss"][-1] - descent["loss"][-1]) < 1e-12
+    assert descent["loss_at"][-1] == descent["iterations"]  # the last loss is kept
+
+
+def test_iris_is_read_as_scikit_learn_loads_it():
+    require("sklearn")
+    from sklearn.datasets import load_iris
+
+    from derive.derivations.second_order import iris
+
+    inputs, labels = iris(standardized=False)
+    data = load_iris()
+    np.testing.assert_array_equal(inputs[:, :-1], data.data)
+    np.testing.assert_array_equal(inputs[:, -1], 1.0)
+    np.testing.assert_array_equal(labels, data.target)
 
 
 # -- JAX: jax.hessian and jax.jvp of jax.grad, at random sizes -----------------------------
