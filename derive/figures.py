@@ -153,6 +153,21 @@ def pyplot():
     return plt
 
 
+def _tight(fig) -> bool:
+    """Fit panels and colour bars into the figure in one pass, if matplotlib can.
+
+    Its tight layout cannot place a colour bar that several panels share;
+    those figures are drawn again with the constrained layout, which can, at
+    twice the time (a cold build draws every figure).
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.tight_layout()
+    return not any("not compatible with tight_layout" in str(w.message) for w in caught)
+
+
 def draw(generated, figure: Figure) -> str:
     """One figure's SVG text, deterministic (fixed hash salt, no date)."""
     from derive import posts
@@ -162,7 +177,7 @@ def draw(generated, figure: Figure) -> str:
     fig = plt.figure(figsize=size)
     try:
         figure.draw(fig, generated, posts)
-        if len(fig.axes) > 1:  # panels or a colour bar: drawn again, their margins worked out
+        if len(fig.axes) > 1 and not _tight(fig):  # a colour bar shared by panels
             plt.close(fig)
             fig = plt.figure(figsize=size, layout="constrained")
             figure.draw(fig, generated, posts)

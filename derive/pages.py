@@ -273,6 +273,12 @@ def benchmark_context(report: dict | None) -> dict:
                 if "one edit" in b
                 else ""
             )
+            + (
+                f"; the median of {len(b['runs']['cold'])} rounds, each from a fresh copy "
+                f"(cold: {', '.join(f'{t:.2f}' for t in b['runs']['cold'])} s)"
+                if "runs" in b
+                else ""
+            )
             + (f". Measured on {b['date']}." if "date" in b else ".")
         )
     rows = [*report["posts"], *report["training_step"]]

@@ -297,7 +297,7 @@ def _newton_figure(fig, generated, posts) -> None:
             else f"not below $10^{{-8}}$ in {run['iterations']} iterations"
         )
         left.loglog(run["loss_at"] + 1, run["loss"] - best + 1e-16, label=name)
-        right.loglog(steps + 1, run["gradient_norm"], label=f"{name}: {done}")
+        right.loglog(steps + 1, run["gradient_norm"], label=f"{name}:\n{done}")
     left.set_title("penalized loss minus its minimum", fontsize=9)
     right.set_title(r"gradient norm $\|g\|$", fontsize=9)
     right.axhline(1e-8, color="gray", linewidth=0.6)
