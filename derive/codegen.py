@@ -246,7 +246,7 @@ def _numpy_seen_before(kernel: Kernel, labels: Kernel | None, name: str | None) 
             f"        return _{kernel.name}_labels(FAST_NUMPY, {call})",
         ]
     return [
-        f"checked = checked_numpy(({pairs}), {form}, {array_names})",
+        f'checked = checked_numpy("{kernel.name}", ({pairs}), {form}, {array_names})',
         "if checked is not None:",
         f"    {unpacked} = checked",
         *labels_branch,
