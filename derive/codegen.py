@@ -229,13 +229,8 @@ def _numpy_seen_before(kernel: Kernel, labels: Kernel | None, name: str | None) 
         f'    {p.name} = scalar("{p.name}", {p.name})' for p in kernel.params if _is_scalar(p)
     ]
     call = ", ".join(p.name for p in kernel.params)
-    if labels is None:
-        form, unpacked, labels_branch = (
-            "None",
-            f"{array_names}," if len(arrays) == 1 else array_names,
-            [],
-        )
-    else:
+    form, unpacked, labels_branch = "None", array_names + "," * (len(arrays) == 1), []
+    if labels is not None:  # (name, like, axes, spec): is_class_labels(name, like, axes) as below
         like = next(p for p in kernel.params if p.batched and p.name != name and not _is_scalar(p))
         spec = _spec(next(p for p in labels.params if p.name == name))
         form = f'("{name}", "{like.name}", {len(like.axes)}, "{spec}")'

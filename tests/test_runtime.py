@@ -1,7 +1,9 @@
 """The NumPy fast path of the generated functions changes their speed, never their results.
 
 NumPy arrays get ``FAST_NUMPY`` (NumPy with four wrappers bound to their C
-cores), and a call whose shapes and dtypes passed the checks once skips them.
+cores), and a call whose shapes and dtypes passed the checks once skips them
+(``checked_numpy``), except those of the values: it must refuse whatever the
+full checks refuse, with the same error.
 """
 
 import sys
