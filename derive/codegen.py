@@ -223,6 +223,8 @@ def _numpy_seen_before(kernel: Kernel, labels: Kernel | None, name: str | None) 
     after these lines then run, and raise, as before.
     """
     arrays = [p for p in kernel.params if not _is_scalar(p)]
+    if not arrays:  # numbers only: nothing to remember
+        return []
     array_names = ", ".join(p.name for p in arrays)
     pairs = ", ".join(f'("{p.name}", "{_spec(p)}")' for p in arrays) + ("," * (len(arrays) == 1))
     scalars = [
