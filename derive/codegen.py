@@ -215,6 +215,44 @@ def _dispatch(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
     ]
 
 
+def _numpy_seen_before(kernel: Kernel, labels: Kernel | None, name: str | None) -> list[str]:
+    """The public function's first lines: a NumPy call seen before takes one runtime call.
+
+    ``checked_numpy`` returns None unless every array is NumPy with shapes and
+    dtypes that passed before and values that pass again; the full checks
+    after these lines then run, and raise, as before.
+    """
+    arrays = [p for p in kernel.params if not _is_scalar(p)]
+    if not arrays:  # numbers only: nothing to remember
+        return []
+    array_names = ", ".join(p.name for p in arrays)
+    pairs = ", ".join(f'("{p.name}", "{_spec(p)}")' for p in arrays) + ("," * (len(arrays) == 1))
+    scalars = [
+        f'    {p.name} = scalar("{p.name}", {p.name})' for p in kernel.params if _is_scalar(p)
+    ]
+    call = ", ".join(p.name for p in kernel.params)
+    form, unpacked, labels_branch = "None", array_names + "," * (len(arrays) == 1), []
+    if labels is not None:  # (name, like, axes, spec): is_class_labels(name, like, axes) as below
+        like = next(p for p in kernel.params if p.batched and p.name != name and not _is_scalar(p))
+        spec = _spec(next(p for p in labels.params if p.name == name))
+        form = f'("{name}", "{like.name}", {len(like.axes)}, "{spec}")'
+        unpacked = f"labels, {array_names}"
+        labels_branch = [
+            "    if labels:",
+            *[f"    {line}" for line in scalars],
+            f"        return _{kernel.name}_labels(FAST_NUMPY, {call})",
+        ]
+    return [
+        f'checked = checked_numpy("{kernel.name}", ({pairs}), {form}, {array_names})',
+        "if checked is not None:",
+        f"    {unpacked} = checked",
+        *labels_branch,
+        *scalars,
+        *[f"    {line}" for line in _requirement_checks(kernel)],
+        f"    return _{kernel.name}(FAST_NUMPY, {call})",
+    ]
+
+
 def _spec(p) -> str:
     if p.labels:
         return f"(...) labels of {p.axes[-1]}"
@@ -321,7 +359,12 @@ def _generate_with_labels(
     """The source lines of one kernel's function (and of its labels form, if it has one)."""
     give = kernel.name in fresh_calls  # a core no caller gives arrays to keeps its signature
     if kernel.labels_form is None:
-        return _generate_function(kernel, fresh_calls, give)
+        function = _generate_function(kernel, fresh_calls, give)
+        return replace(
+            function,
+            checks=(*_numpy_seen_before(kernel, None, None), *function.checks),
+            runtime=tuple(sorted({*function.runtime, "FAST_NUMPY", "checked_numpy"})),
+        )
     labels, name = _labels_function(kernel)
     one_hot = _generate_function(kernel, fresh_calls, give)
     with_labels = _generate_function(labels, fresh_calls, give=False)
@@ -329,10 +372,15 @@ def _generate_with_labels(
     checks[1:1] = _dispatch(kernel, labels, name)
     return replace(
         one_hot,
-        checks=tuple(checks),
+        checks=(*_numpy_seen_before(kernel, labels, name), *checks),
         calls=tuple(dict.fromkeys(one_hot.calls + with_labels.calls)),
         labels_lines=with_labels.lines,
-        runtime=tuple(sorted({*one_hot.runtime, *with_labels.runtime, "is_class_labels"})),
+        runtime=tuple(
+            sorted(
+                {*one_hot.runtime, *with_labels.runtime}
+                | {"FAST_NUMPY", "checked_numpy", "is_class_labels"}
+            )
+        ),
     )
 
 

@@ -1,14 +1,27 @@
 """The NumPy fast path of the generated functions changes their speed, never their results.
 
 NumPy arrays get ``FAST_NUMPY`` (NumPy with four wrappers bound to their C
-cores), and a call whose shapes and dtypes passed the checks once skips them.
+cores), and a call whose shapes and dtypes passed the checks once skips them
+(``checked_numpy``), except those of the values: it must refuse whatever the
+full checks refuse, with the same error.
 """
+
+import sys
 
 import numpy as np
 import pytest
 
+import derive.generated as generated
+from derive import _runtime
 from derive._runtime import FAST_NUMPY, namespace, prepare
-from derive.generated import softmax, weight_grad
+from derive.generated import (
+    cross_entropy_from_logits_grad,
+    softmax,
+    softmax_jacobian,
+    weight_grad,
+)
+
+from registry import BY_NAME, draw_all
 
 rng = np.random.default_rng(7)
 a = rng.normal(size=(2, 3, 4))
@@ -126,3 +139,233 @@ def test_label_rows_are_checked_on_every_call_of_a_remembered_shape():
     for _ in range(2):
         with pytest.raises(ValueError, match=r"^y: expected .*row 0 sums to 2$"):
             weight_grad(x, W, bad)
+
+
+# ------------------------------------- a NumPy call seen before: one fused runtime call
+
+
+def full_checks(monkeypatch, function):
+    """``function`` with its NumPy fast path turned off: every call runs the full checks."""
+    monkeypatch.setattr(sys.modules[function.__module__], "checked_numpy", lambda *a: None)
+    return function
+
+
+def outcome(function, *arguments):
+    """What a call gives: its result, or the type and message of its error."""
+    try:
+        return function(*arguments)
+    except (TypeError, ValueError) as error:
+        return type(error), str(error)
+
+
+def assert_same(fast, full):
+    if isinstance(full, tuple) and isinstance(full[0], type):  # an error
+        assert fast == full
+        return
+    for a, b in zip(
+        fast if isinstance(fast, tuple) else [fast], full if isinstance(full, tuple) else [full]
+    ):
+        assert type(a) is type(b) and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def registry_arguments(kernel, dtype, labels: bool) -> list:
+    values = draw_all({p.name: p for p in kernel.params}, (3, 2), np.random.default_rng(5))
+    for p in kernel.params:
+        if p.domain == "one_hot" and labels:
+            values[p.name] = np.argmax(values[p.name], axis=-1)
+        elif p.axes or p.batched:
+            values[p.name] = values[p.name].astype(dtype)
+        else:
+            values[p.name] = float(values[p.name])
+    return [values[p.name] for p in kernel.params]
+
+
+# every generated function, and those with one-hot targets again with class labels
+CALLS = [(name, False) for name in sorted(BY_NAME)] + [
+    (name, True) for name in sorted(BY_NAME) if any(p.one_hot for p in BY_NAME[name].params)
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name, labels", CALLS, ids=[f"{n}{'-labels' * l}" for n, l in CALLS])
+def test_a_call_seen_before_gives_what_the_full_checks_give(monkeypatch, name, labels, dtype):
+    kernel = BY_NAME[name]
+    arguments = registry_arguments(kernel, dtype, labels)
+    function = getattr(generated, name)
+    first, again = function(*arguments), function(*arguments)  # the second one is remembered
+    with monkeypatch.context() as patched:
+        full = full_checks(patched, function)(*arguments)
+    assert_same(first, full)
+    assert_same(again, full)
+
+
+def test_a_remembered_call_runs_no_full_checks(monkeypatch):
+    x, W, y = np.ones((4, 3)), np.ones((3, 5)), np.array([0, 1, 2, 3])
+    expected = weight_grad(x, W, np.eye(5)[y])  # remembered, as the class labels below are
+    weight_grad(x, W, y)
+    module = sys.modules[weight_grad.__module__]
+
+    def refuse(*arguments, **keywords):
+        raise AssertionError("the full checks ran")
+
+    for check in ("namespace", "is_class_labels", "prepare"):
+        monkeypatch.setattr(module, check, refuse)
+    monkeypatch.setattr(_runtime, "prepare", refuse)
+    np.testing.assert_array_equal(weight_grad(x, W, y), expected)
+    np.testing.assert_array_equal(weight_grad(x, W, np.eye(5)[y]), expected)
+
+
+@pytest.mark.parametrize(
+    "dtype, classes, bad",
+    [
+        (np.int64, 5, -1),
+        (np.int64, 5, 5),
+        (np.int64, 5, np.iinfo(np.int64).min),
+        (np.int8, 300, -1),  # int8 labels are all below C; a negative one still fails
+        (np.int16, 5, -32768),
+        (np.uint16, 5, 65535),
+        (np.uint64, 5, 2**63 + 1),  # int64 makes it negative; still out of range
+        (np.uint64, 5, 2**64 - 1),
+    ],
+)
+def test_a_remembered_shape_with_a_label_out_of_range_raises_the_same_error(
+    monkeypatch, dtype, classes, bad
+):
+    z = rng.normal(size=(4, classes))
+    good = np.array([0, 1, 2, 3], dtype=dtype)
+    function = cross_entropy_from_logits_grad
+    function(z, good), function(z, good)
+    labels = good.copy()
+    labels[2] = bad
+    with pytest.raises(ValueError, match=rf"^y: expected class labels in 0..{classes - 1}, got"):
+        function(z, labels)
+    with monkeypatch.context() as patched:
+        full = outcome(full_checks(patched, function), z, labels)
+    assert outcome(function, z, labels) == full
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int32])
+def test_narrow_labels_of_a_remembered_shape_do_not_wrap(dtype):
+    """uint8 label 255 with C = 300 is class 255 only; int8 ones are all below 300."""
+    z = rng.normal(size=(3, 300))
+    labels = np.array([5, 120, min(np.iinfo(dtype).max, 299)], dtype=dtype)
+    wide = labels.astype(np.int64)
+    for _ in range(2):
+        np.testing.assert_array_equal(
+            cross_entropy_from_logits_grad(z, labels), cross_entropy_from_logits_grad(z, wide)
+        )
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ([np.nan, 1, 0, 0, 0], "row 2 sums to nan"),
+        ([0, 0, 0, 0, 0], "row 2 sums to 0"),
+        ([0, 0, 2, 0, 0], "row 2 sums to 2"),
+        ([1, 0, 0, 0, np.inf], "row 2 sums to inf"),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_remembered_shape_with_a_bad_row_raises_the_same_error(monkeypatch, row, message, dtype):
+    x, W = rng.normal(size=(4, 3)), rng.normal(size=(3, 5))
+    y = np.eye(5, dtype=dtype)[[0, 1, 2, 3]]
+    weight_grad(x, W, y), weight_grad(x, W, y)
+    bad = y.copy()
+    bad[2] = row
+    with pytest.raises(ValueError, match=rf"^y: expected one-hot or probability rows .*{message}$"):
+        weight_grad(x, W, bad)
+    with monkeypatch.context() as patched:
+        full = outcome(full_checks(patched, weight_grad), x, W, bad)
+    assert outcome(weight_grad, x, W, bad) == full
+    with _runtime.trusted_labels(), np.errstate(invalid="ignore"):  # no row check on either path
+        assert_same(weight_grad(x, W, bad), full_checks(monkeypatch, weight_grad)(x, W, bad))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_at_the_edge_of_the_tolerance_get_the_same_answer_on_both_paths(monkeypatch, dtype):
+    x, W = rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(3, 5)).astype(dtype)
+    y = np.eye(5, dtype=dtype)[[0, 1, 2, 3]]
+    weight_grad(x, W, y)
+    tolerance = _runtime._row_tolerance(np, [dtype], 5)
+    answers = []
+    for scale in np.linspace(0.98, 1.02, 41):
+        bad = y.copy()
+        bad[1, 1] = dtype(1) + dtype(tolerance * scale)
+        fast = outcome(weight_grad, x, W, bad)
+        with monkeypatch.context() as patched:
+            full = outcome(full_checks(patched, weight_grad), x, W, bad)
+        assert_same(fast, full)
+        answers.append(isinstance(full, np.ndarray))
+    assert any(answers) and not all(answers)  # both sides of the edge were tried
+
+
+def test_a_remembered_shape_in_another_dtype_or_shape_is_checked_again():
+    x, W, y = np.ones((4, 3)), np.ones((3, 5)), np.array([0, 1, 2, 3])
+    weight_grad(x, W, y), weight_grad(x, W, y)
+    assert weight_grad(x.astype(np.float32), W.astype(np.float32), y).dtype == np.float32
+    assert weight_grad(x.astype(np.float32), W, y).dtype == np.float64
+    with pytest.raises(TypeError, match="^y: expected integer class labels or one-hot rows"):
+        weight_grad(x, W, y.astype(bool))
+    with pytest.raises(ValueError, match=r"^y: expected integer class labels of shape \(4,\)"):
+        weight_grad(x, W, y[:3])
+    with pytest.raises(ValueError, match=r"^W: expected shape \(D, C\) with D = 3"):
+        weight_grad(x, np.ones((4, 5)), y)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_subclasses_and_views_take_the_full_checks_or_give_the_same_result():
+    z = rng.normal(size=(1, 3))
+    softmax_jacobian(z), softmax_jacobian(z)
+    jacobian = softmax_jacobian(np.matrix(z))  # a matrix of a remembered shape: converted
+    assert type(jacobian) is np.ndarray and jacobian.shape == (1, 3, 3)
+    x, W, y = rng.normal(size=(6, 4)), rng.normal(size=(4, 3)), np.array([0, 1, 2, 0, 1, 2])
+    expected = weight_grad(x, W, y)
+    x_strided = np.repeat(x, 2, axis=0)[::2]
+    read_only = W.copy()
+    read_only.flags.writeable = False
+    for _ in range(2):
+        np.testing.assert_array_equal(weight_grad(x_strided, read_only, y), expected)
+        np.testing.assert_array_equal(weight_grad(np.asfortranarray(x), W, y[::1]), expected)
+
+
+def test_a_single_sample_with_a_zero_dimensional_label():
+    z = rng.normal(size=5)
+    for _ in range(2):
+        np.testing.assert_array_equal(
+            cross_entropy_from_logits_grad(z, np.array(3)),
+            cross_entropy_from_logits_grad(z, np.eye(5)[3]),
+        )
+    with pytest.raises(ValueError, match="^y: expected class labels in 0..4, got labels from 5"):
+        cross_entropy_from_logits_grad(z, np.array(5))
+    with pytest.raises(ValueError, match="^y: expected class labels in 0..4, got labels from -1"):
+        cross_entropy_from_logits_grad(z, np.array(-1))
+
+
+def test_the_memory_of_calls_seen_is_bounded(monkeypatch):
+    monkeypatch.setattr(_runtime, "_SEEN_MOST", 8)
+    for batch in range(1, 30):
+        z = rng.normal(size=(batch, 4))
+        for _ in range(2):
+            np.testing.assert_array_equal(softmax(z), softmax(z.tolist()))
+        assert len(_runtime._SEEN) <= 8
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8])
+def test_integer_rows_of_a_remembered_shape_are_checked_as_floats(monkeypatch, dtype):
+    x, W = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(3, 5)).astype(np.float32)
+    y = np.eye(5, dtype=dtype)[[0, 1, 2, 3]]
+    expected = weight_grad(x, W, y.astype(np.float32))
+    for _ in range(2):
+        np.testing.assert_array_equal(weight_grad(x, W, y), expected)
+    for row, message in [
+        ([0, 0, 0, 0, 0], "row 3 sums to 0"),
+        ([0, 255, 0, 0, 2], "row 3 sums to 257"),
+    ]:
+        bad = y.copy()
+        bad[3] = row
+        with pytest.raises(ValueError, match=rf"^y: expected one-hot .*{message}$"):
+            weight_grad(x, W, bad)
+        with monkeypatch.context() as patched:
+            full = outcome(full_checks(patched, weight_grad), x, W, bad)
+        assert outcome(weight_grad, x, W, bad) == full
