@@ -1,9 +1,10 @@
 """The pipeline behind ``python -m derive build`` and ``check``.
 
-derive every registered derivation -> prove its identities -> render its
-module -> import the new modules from a temporary folder -> render the pages
-(whose worked numbers come from those modules) -> draw the figures -> write
-every file whose content changed.
+derive every registered derivation -> prove its identities, in worker
+processes, while this process renders the modules, imports them from a
+temporary folder, draws the figures and renders the pages (whose worked
+numbers come from those modules; no page shows a proof's result, only what
+is proved) -> write every file whose content changed.
 
 Nothing is written until every derivation, proof and template has succeeded,
 and then every changed file is replaced in one transaction (derive.transaction),
@@ -92,6 +93,7 @@ def derive_all(
                 proving.submit(name, derived[name])
         if meanwhile is not None:
             meanwhile([Derived(derived[name], (), 0.0) for name in derivations.MODULES])
+        ready = _pickled(derived, kept)  # while the last proofs run
         proofs = dict(kept)
         if proving is not None:
             proofs.update(proving.results())
@@ -109,7 +111,7 @@ def derive_all(
             )
             how = "cached" if name in kept else f"{spent:6.2f} s"
             log(f"{name:<26} {how:>8}  proved: {proved}")
-    _store(results, {name: name in kept for name in derivations.MODULES}, run_proofs)
+    _store(results, {name: name in kept for name in derivations.MODULES}, run_proofs, ready)
     return results
 
 
@@ -228,8 +230,22 @@ class _run_now:
         return self.value
 
 
-def _store(results: list[Derived], kept: dict[str, bool], proved: bool) -> None:
-    """Keep what was derived (and proved) in this run for the next build."""
+def _pickled(derived: dict[str, Derivation], kept: dict) -> dict[str, bytes]:
+    """The derivations not from the cache, pickled for it (those that cannot be: left out)."""
+    ready = {}
+    for name, derivation in derived.items():
+        if name not in kept:
+            try:
+                ready[name] = cache.pickled(derivation)
+            except (pickle.PicklingError, AttributeError, TypeError):
+                continue  # a cache that cannot be written only makes the next build slower
+    return ready
+
+
+def _store(
+    results: list[Derived], kept: dict[str, bool], proved: bool, ready: dict[str, bytes]
+) -> None:
+    """Keep what was derived (and proved) in this run for the next build (``ready``: pickled)."""
     keys: dict[str, str] = {}
 
     def key(name: str) -> str:
@@ -241,14 +257,12 @@ def _store(results: list[Derived], kept: dict[str, bool], proved: bool) -> None:
     by_name = {d.derivation.name: d for d in results}
     order = sorted(by_name, key=lambda n: len(derivations.depends_on(n)))  # used before users
     for name in order:
-        if kept[name]:
+        if kept[name] or name not in ready:
             continue
         used = {other: key(other) for other in derivations.results_used(name)}
         try:
-            entry = cache.store(
-                name, by_name[name].derivation, by_name[name].proofs if proved else None, used
-            )
-        except (OSError, pickle.PicklingError, AttributeError, TypeError):
+            entry = cache.store(name, ready[name], by_name[name].proofs if proved else None, used)
+        except OSError:
             continue  # a cache that cannot be written only makes the next build slower
         keys[name] = entry.key
 
@@ -419,9 +433,10 @@ def build(
         _tidy(log)
         start = time.perf_counter()
         code: list[Output] = []
+        pages: list[Output] = []
         drawn: dict[Path, str] = {}
 
-        def meanwhile(derived: list[Derived]) -> None:  # while the proofs run
+        def meanwhile(derived: list[Derived]) -> None:  # while the proofs run: all but the proofs
             code.extend(code_outputs(derived))
             for output in code:  # a template that renders invalid Python fails here
                 template = (
@@ -432,33 +447,27 @@ def build(
                     f"compiling {output.path.relative_to(ROOT)} (rendered from templates/{template})",
                 ):
                     compile(output.text, str(output.path), "exec")
-            if figures:
-                from derive.figures import draw_all
+            with (
+                stage("(all)", "importing the generated modules from a temporary folder"),
+                generated_package(code) as generated,
+            ):
+                generated.__all__  # noqa: B018 - the import above ran them
+                pages.extend(page_outputs(derived, generated))  # they show no proof's result
+                if figures:  # last: a worker done proving takes a share of them
+                    from derive.figures import draw_all
 
-                with (
-                    stage("(all)", "importing the generated modules from a temporary folder"),
-                    generated_package(code) as generated,
-                    stage("(figures)", "drawing"),
-                ):
-                    declared = [f for d in derived for f in d.derivation.figures]
-                    drawn.update(
-                        draw_all(generated, declared, elsewhere=partial(workers.draw, code))
-                    )
+                    with stage("(figures)", "drawing"):
+                        declared = [f for d in derived for f in d.derivation.figures]
+                        drawn.update(
+                            draw_all(generated, declared, elsewhere=partial(workers.draw, code))
+                        )
 
         if figures:  # imported once, here, rather than once in every worker process
             from derive.figures import pyplot
 
             pyplot()
         with Workers() as workers:
-            derived = derive_all(
-                run_proofs=True, log=log, force=force, meanwhile=meanwhile, workers=workers
-            )
-        with (
-            stage("(all)", "importing the generated modules from a temporary folder"),
-            generated_package(code) as generated,
-        ):
-            generated.__all__  # noqa: B018 - the import above ran them
-            pages = page_outputs(derived, generated)
+            derive_all(run_proofs=True, log=log, force=force, meanwhile=meanwhile, workers=workers)
         written = write(code + pages, drawn)
         cache.record_outputs(figures, [o.path for o in (*code, *pages)] + list(drawn))
     for path in written:

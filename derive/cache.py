@@ -21,7 +21,7 @@ import pickle
 import sys
 import tempfile
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,7 +32,8 @@ PACKAGE = ROOT / "derive"
 # What deriving and proving any derivation depends on, besides its own module; the registry's
 # list of modules is left out (adding a derivation changes no other), its code is not.
 ENGINE = [
-    PACKAGE / name for name in ("model.py", "steps.py", "sympy_tools.py", "proofs.py", "figures.py")
+    PACKAGE / name
+    for name in ("model.py", "steps.py", "sympy_tools.py", "proofs.py", "figures.py", "cache.py")
 ]
 REGISTRY = PACKAGE / "derivations" / "__init__.py"
 
@@ -71,8 +72,12 @@ class Entry:
     own: str  # hash of its module and the engine
     key: str  # own, and the keys of the derivations it used
     used: dict[str, str]  # derivation whose results it used -> that one's key then
-    derivation: object  # derive.steps.Derivation
+    pickled: bytes  # derive.steps.Derivation, by ``pickled``: read only when used
     proofs: tuple | None  # proofs.ProofResult per identity; None if not proved
+
+    @cached_property
+    def derivation(self):
+        return pickle.loads(self.pickled)
 
 
 def _registry_code() -> str:
@@ -114,9 +119,10 @@ def load(name: str, _valid: dict | None = None) -> Entry | None:
     valid[name] = None  # a cycle, or a failure below, reads as "not cached"
     try:
         entry = pickle.loads(_entry_path(name).read_bytes())
+        if not isinstance(entry, Entry) or entry.own != own_key(name):
+            return None
+        entry.derivation  # noqa: B018 - read here, where a failure means "not cached"
     except Exception:  # missing, truncated, or made by another version of the code
-        return None
-    if not isinstance(entry, Entry) or entry.own != own_key(name):
         return None
     for other, key in entry.used.items():
         used = load(other, valid)
@@ -126,20 +132,31 @@ def load(name: str, _valid: dict | None = None) -> Entry | None:
     return entry
 
 
-def store(name: str, derivation, proofs: tuple | None, used: dict[str, str]) -> Entry:
-    """Keep ``derivation`` (and its proofs) for the next build; ``used``: name -> key."""
+def pickled(derivation) -> bytes:
+    """``derivation`` pickled, for `store`; a PicklingError if it comes back changed.
+
+    Done apart from `store`, so that a build can pickle its derivations while
+    the last proofs still run (reading one back costs 15 ms).
+    """
+    data = pickle.dumps(derivation)
+    if pickle.loads(data) != derivation:  # e.g. an unevaluated expression evaluated
+        raise pickle.PicklingError(
+            f"{derivation.name}: the derivation changes when pickled; not cached"
+        )
+    return data
+
+
+def store(name: str, derivation: bytes, proofs: tuple | None, used: dict[str, str]) -> Entry:
+    """Keep a derivation (``pickled``) and its proofs for the next build; ``used``: name -> key."""
     own = own_key(name)
     entry = Entry(
         own=own,
         key=_digest(own, *(f"{k}={v}" for k, v in sorted(used.items()))),
         used=dict(used),
-        derivation=derivation,
+        pickled=derivation,
         proofs=proofs,
     )
-    data = pickle.dumps(entry)
-    if pickle.loads(data).derivation != derivation:  # e.g. an unevaluated expression evaluated
-        raise pickle.PicklingError(f"{name}: the derivation changes when pickled; not cached")
-    _write_atomically(_entry_path(name), data)
+    _write_atomically(_entry_path(name), pickle.dumps(entry))
     return entry
 
 

@@ -144,3 +144,16 @@ def test_list_names_every_derivation_and_its_functions(project):
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(MODULES)
     assert "weight_grad" in lines[MODULES.index("cross_entropy")]
+
+
+def test_a_cache_entry_whose_derivation_cannot_be_read_is_not_cached(tmp_path, monkeypatch):
+    import pickle
+
+    from derive import cache
+
+    monkeypatch.setattr(cache, "FOLDER", tmp_path)
+    cache.store("tanh", b"not a pickle", None, {})
+    assert pickle.loads((tmp_path / "tanh.pickle").read_bytes()).own == cache.own_key("tanh")
+    assert cache.load("tanh") is None
+    stored = cache.store("tanh", pickle.dumps("a derivation"), None, {})
+    assert cache.load("tanh").derivation == "a derivation" == stored.derivation
