@@ -264,7 +264,8 @@ def benchmark_context(report: dict | None) -> dict:
         b = report["build_seconds"]
         build = (
             f"`python -m derive build`: {b['cold']:.2f} s cold (no cache, no generated files: "
-            f"every derivation derived and proved, every file and figure written), "
+            f"every derivation derived and proved, with explicit matrices at two sizes per "
+            f"identity, every file and figure written), "
             f"{b['no-op']:.2f} s with nothing changed (it stops before importing SymPy)"
             + (
                 f", {b['one edit']:.2f} s after an edit to one derivation (the softmax with a "
