@@ -93,15 +93,18 @@ def _jacobian_slices(fig, generated, posts) -> None:
     jacobian = generated.layer_jacobian(posts.X, posts.W)  # [t, j, c]
     C, D, _ = jacobian.shape
     limit = np.abs(jacobian).max()
-    axes = fig.subplots(1, C, sharey=True)
+    # the colour bar in a column of its own: a layout matplotlib fits in one pass
+    *axes, bar = fig.subplots(1, C + 1, gridspec_kw={"width_ratios": [1] * C + [0.08]})
     for t, ax in enumerate(axes):
-        image = ax.imshow(jacobian[t], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        image = ax.imshow(jacobian[t], cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
         ax.set_title(f"$t = {t + 1}$: $\\partial S_{{{t + 1}}}/\\partial W$", fontsize=9)
         ax.set_xticks(range(C), [f"{c + 1}" for c in range(C)], fontsize=7)
         ax.set_xlabel("class $c$", fontsize=8)
+        if t:
+            ax.set_yticks([])
     axes[0].set_yticks(range(D), [f"{j + 1}" for j in range(D)], fontsize=7)
     axes[0].set_ylabel("input $j$", fontsize=8)
-    fig.colorbar(image, ax=list(axes), shrink=0.6)
+    fig.colorbar(image, cax=bar)
 
 
 def _layer_jacobian_heatmap(fig, generated, posts) -> None:
