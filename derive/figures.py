@@ -168,6 +168,32 @@ def _tight(fig) -> bool:
     return not any("not compatible with tight_layout" in str(w.message) for w in caught)
 
 
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _decade(value: float, _position=None) -> str:
+    """A log axis's tick label: "10⁻⁸" at a power of ten, nothing between."""
+    exponent = np.log10(value) if value > 0 else np.nan
+    if not np.isfinite(exponent) or abs(exponent - round(exponent)) > 1e-9:
+        return ""
+    return "10" + str(int(round(exponent))).translate(_SUPERSCRIPTS)
+
+
+def _plain_decades(fig) -> None:
+    """Label log axes' decades in plain text (10⁻⁸), not math text ($10^{-8}$).
+
+    The same label, without matplotlib parsing TeX for every tick (a third of
+    the Newton figure's time, 0.95 -> 0.61 s).
+    """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(FuncFormatter(_decade))
+                axis.set_minor_formatter(NullFormatter())
+
+
 def draw(generated, figure: Figure) -> str:
     """One figure's SVG text, deterministic (fixed hash salt, no date)."""
     from derive import posts
@@ -177,10 +203,12 @@ def draw(generated, figure: Figure) -> str:
     fig = plt.figure(figsize=size)
     try:
         figure.draw(fig, generated, posts)
+        _plain_decades(fig)
         if len(fig.axes) > 1 and not _tight(fig):  # a colour bar shared by panels
             plt.close(fig)
             fig = plt.figure(figsize=size, layout="constrained")
             figure.draw(fig, generated, posts)
+            _plain_decades(fig)
         # one set of axes keeps matplotlib's default margins: a layout engine would double the time
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None})

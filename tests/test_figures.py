@@ -1,8 +1,8 @@
-"""Figures take matplotlib's one-pass tight layout, or the constrained one where it cannot fit them."""
+"""Figures: a one-pass layout where matplotlib can fit them, and log axes labelled without math text."""
 
 import numpy as np
 
-from derive.figures import _tight, pyplot
+from derive.figures import _decade, _tight, pyplot
 
 
 def heatmaps(panels: int):
@@ -29,3 +29,8 @@ def test_a_colour_bar_shared_by_panels_needs_the_constrained_layout():
         assert not _tight(fig)
     finally:
         plt.close(fig)
+
+
+def test_log_axes_label_their_decades_in_plain_text():
+    assert [_decade(v) for v in (1e-8, 1.0, 100.0, 1e15)] == ["10⁻⁸", "10⁰", "10²", "10¹⁵"]
+    assert [_decade(v) for v in (2e-3, 0.0, -10.0, 5.0)] == ["", "", "", ""]
