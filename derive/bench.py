@@ -747,7 +747,7 @@ def two_layer_section(sizes, repeats: int, budget: float) -> dict:
 # -- the build ---------------------------------------------------------------------------------
 
 
-def build_times(rounds: int = 3) -> dict:
+def build_times(rounds: int = 5) -> dict:
     """Wall time of ``python -m derive build`` on a copy of the project: the median of ``rounds``.
 
     cold: no cache and no generated files (every derivation derived and proved, every file
