@@ -215,38 +215,60 @@ def _dispatch(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
     ]
 
 
-def _numpy_seen_before(kernel: Kernel, labels: Kernel | None, name: str | None) -> list[str]:
-    """The public function's first lines: a NumPy call seen before takes one runtime call.
+def _checked_numpy_call(kernel: Kernel, form: str) -> str:
+    """The line that asks `checked_numpy` whether this NumPy call passed before."""
+    arrays = [p for p in kernel.params if not _is_scalar(p)]
+    pairs = ", ".join(f'("{p.name}", "{_spec(p)}")' for p in arrays) + ("," * (len(arrays) == 1))
+    names = ", ".join(p.name for p in arrays)
+    return f'checked = checked_numpy("{kernel.name}", ({pairs}), {form}, {names})'
+
+
+def _numpy_seen_before(kernel: Kernel, checks: tuple[str, ...]) -> tuple[str, ...]:
+    """``checks`` (namespace, prepare, then the rest) with a NumPy call seen before skipping the first two.
 
     ``checked_numpy`` returns None unless every array is NumPy with shapes and
     dtypes that passed before and values that pass again; the full checks
-    after these lines then run, and raise, as before.
+    then run, and raise, as before. Both ways share the rest (scalars,
+    requirements) and the call of the core with ``xp``.
     """
     arrays = [p for p in kernel.params if not _is_scalar(p)]
     if not arrays:  # numbers only: nothing to remember
-        return []
-    array_names = ", ".join(p.name for p in arrays)
-    pairs = ", ".join(f'("{p.name}", "{_spec(p)}")' for p in arrays) + ("," * (len(arrays) == 1))
+        return checks
+    namespace_line, prepare_line, *rest = checks
+    unpacked = ", ".join(p.name for p in arrays) + "," * (len(arrays) == 1)
+    return (
+        _checked_numpy_call(kernel, "None"),
+        "if checked is None:",
+        f"    {namespace_line}",
+        f"    {prepare_line}",
+        "else:",
+        "    xp = FAST_NUMPY",
+        f"    {unpacked} = checked",
+        *rest,
+    )
+
+
+def _labels_seen_before(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
+    """The first lines of a function with a labels form: a NumPy call seen before returns at once.
+
+    As `_numpy_seen_before`, with the form `checked_numpy` chose first:
+    ``is_class_labels(name, like, axes)``, as the full checks below decide it.
+    """
+    arrays = [p for p in kernel.params if not _is_scalar(p)]
     scalars = [
         f'    {p.name} = scalar("{p.name}", {p.name})' for p in kernel.params if _is_scalar(p)
     ]
     call = ", ".join(p.name for p in kernel.params)
-    form, unpacked, labels_branch = "None", array_names + "," * (len(arrays) == 1), []
-    if labels is not None:  # (name, like, axes, spec): is_class_labels(name, like, axes) as below
-        like = next(p for p in kernel.params if p.batched and p.name != name and not _is_scalar(p))
-        spec = _spec(next(p for p in labels.params if p.name == name))
-        form = f'("{name}", "{like.name}", {len(like.axes)}, "{spec}")'
-        unpacked = f"labels, {array_names}"
-        labels_branch = [
-            "    if labels:",
-            *[f"    {line}" for line in scalars],
-            f"        return _{kernel.name}_labels(FAST_NUMPY, {call})",
-        ]
+    like = next(p for p in kernel.params if p.batched and p.name != name and not _is_scalar(p))
+    spec = _spec(next(p for p in labels.params if p.name == name))
+    form = f'("{name}", "{like.name}", {len(like.axes)}, "{spec}")'
     return [
-        f'checked = checked_numpy("{kernel.name}", ({pairs}), {form}, {array_names})',
+        _checked_numpy_call(kernel, form),
         "if checked is not None:",
-        f"    {unpacked} = checked",
-        *labels_branch,
+        f"    labels, {', '.join(p.name for p in arrays)} = checked",
+        "    if labels:",
+        *[f"    {line}" for line in scalars],
+        f"        return _{kernel.name}_labels(FAST_NUMPY, {call})",
         *scalars,
         *[f"    {line}" for line in _requirement_checks(kernel)],
         f"    return _{kernel.name}(FAST_NUMPY, {call})",
@@ -362,7 +384,7 @@ def _generate_with_labels(
         function = _generate_function(kernel, fresh_calls, give)
         return replace(
             function,
-            checks=(*_numpy_seen_before(kernel, None, None), *function.checks),
+            checks=_numpy_seen_before(kernel, function.checks),
             runtime=tuple(sorted({*function.runtime, "FAST_NUMPY", "checked_numpy"})),
         )
     labels, name = _labels_function(kernel)
@@ -372,7 +394,7 @@ def _generate_with_labels(
     checks[1:1] = _dispatch(kernel, labels, name)
     return replace(
         one_hot,
-        checks=(*_numpy_seen_before(kernel, labels, name), *checks),
+        checks=(*_labels_seen_before(kernel, labels, name), *checks),
         calls=tuple(dict.fromkeys(one_hot.calls + with_labels.calls)),
         labels_lines=with_labels.lines,
         runtime=tuple(
