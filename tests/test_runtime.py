@@ -158,6 +158,19 @@ def outcome(function, *arguments):
         return type(error), str(error)
 
 
+def full_outcome(monkeypatch, function, *arguments):
+    """``outcome`` of the call with the full checks, the fast path restored after."""
+    with monkeypatch.context() as patched:
+        return outcome(full_checks(patched, function), *arguments)
+
+
+def refused_alike(monkeypatch, match, function, *arguments):
+    """The call raises a ValueError matching ``match``, with the full checks' type and message."""
+    with pytest.raises(ValueError, match=match):
+        function(*arguments)
+    assert outcome(function, *arguments) == full_outcome(monkeypatch, function, *arguments)
+
+
 def assert_same(fast, full):
     if isinstance(full, tuple) and isinstance(full[0], type):  # an error
         assert fast == full
@@ -238,11 +251,9 @@ def test_a_remembered_shape_with_a_label_out_of_range_raises_the_same_error(
     function(z, good), function(z, good)
     labels = good.copy()
     labels[2] = bad
-    with pytest.raises(ValueError, match=rf"^y: expected class labels in 0..{classes - 1}, got"):
-        function(z, labels)
-    with monkeypatch.context() as patched:
-        full = outcome(full_checks(patched, function), z, labels)
-    assert outcome(function, z, labels) == full
+    refused_alike(
+        monkeypatch, rf"^y: expected class labels in 0..{classes - 1}, got", function, z, labels
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int32])
@@ -273,11 +284,14 @@ def test_a_remembered_shape_with_a_bad_row_raises_the_same_error(monkeypatch, ro
     weight_grad(x, W, y), weight_grad(x, W, y)
     bad = y.copy()
     bad[2] = row
-    with pytest.raises(ValueError, match=rf"^y: expected one-hot or probability rows .*{message}$"):
-        weight_grad(x, W, bad)
-    with monkeypatch.context() as patched:
-        full = outcome(full_checks(patched, weight_grad), x, W, bad)
-    assert outcome(weight_grad, x, W, bad) == full
+    refused_alike(
+        monkeypatch,
+        rf"^y: expected one-hot or probability rows .*{message}$",
+        weight_grad,
+        x,
+        W,
+        bad,
+    )
     with _runtime.trusted_labels(), np.errstate(invalid="ignore"):  # no row check on either path
         assert_same(weight_grad(x, W, bad), full_checks(monkeypatch, weight_grad)(x, W, bad))
 
@@ -293,8 +307,7 @@ def test_rows_at_the_edge_of_the_tolerance_get_the_same_answer_on_both_paths(mon
         bad = y.copy()
         bad[1, 1] = dtype(1) + dtype(tolerance * scale)
         fast = outcome(weight_grad, x, W, bad)
-        with monkeypatch.context() as patched:
-            full = outcome(full_checks(patched, weight_grad), x, W, bad)
+        full = full_outcome(monkeypatch, weight_grad, x, W, bad)
         assert_same(fast, full)
         answers.append(isinstance(full, np.ndarray))
     assert any(answers) and not all(answers)  # both sides of the edge were tried
@@ -364,8 +377,4 @@ def test_integer_rows_of_a_remembered_shape_are_checked_as_floats(monkeypatch, d
     ]:
         bad = y.copy()
         bad[3] = row
-        with pytest.raises(ValueError, match=rf"^y: expected one-hot .*{message}$"):
-            weight_grad(x, W, bad)
-        with monkeypatch.context() as patched:
-            full = outcome(full_checks(patched, weight_grad), x, W, bad)
-        assert outcome(weight_grad, x, W, bad) == full
+        refused_alike(monkeypatch, rf"^y: expected one-hot .*{message}$", weight_grad, x, W, bad)
