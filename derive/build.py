@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from derive import cache, derivations, lock, transaction
+from derive import cache, claims, derivations, lock, transaction
 from derive.codegen import CODE_INPUTS, fresh_callees, generate_module
 from derive.errors import BuildError, stage
 from derive.proofs import ProofResult, build_sizes, check_exercise, prove_part
@@ -53,7 +53,7 @@ GENERATED = PACKAGE / "generated"
 @dataclass(frozen=True)
 class Derived:
     derivation: Derivation
-    proofs: tuple[ProofResult, ...]
+    proofs: tuple[ProofResult | claims.ClaimCheck, ...]  # the identities, then the steps
     seconds: float
 
 
@@ -85,6 +85,9 @@ def derive_all(
             try:
                 with stage(name, "deriving"):
                     derived[name] = derivations.get(name)
+                if run_proofs:
+                    with stage(name, "checking that each step starts where it says"):
+                        claims.check_chain(derived[name])
             except BuildError:
                 if proving is not None:  # a wrong result it used fails its own proof: first
                     proving.results()
@@ -109,9 +112,11 @@ def derive_all(
             proved = ", ".join(
                 f"{p.identity} (index form{f', {len(p.explicit_sizes)} explicit sizes' if p.explicit_sizes else ''})"
                 for p in proofs[name]
+                if isinstance(p, ProofResult)
             )
+            steps = sum(isinstance(p, claims.ClaimCheck) for p in proofs[name])
             how = "cached" if name in kept else f"{spent:6.2f} s"
-            log(f"{name:<26} {how:>8}  proved: {proved}")
+            log(f"{name:<26} {how:>8}  proved: {proved}; {steps} steps checked")
     _store(results, {name: name in kept for name in derivations.MODULES}, run_proofs, ready)
     return results
 
@@ -129,6 +134,7 @@ class Workers:
         self.pool: ProcessPoolExecutor | None = None
         self.tasks: dict[str, list] = {}  # derivation -> [(identity, sizes, future)]
         self.exercises: dict[str, list] = {}  # derivation -> [(exercise, future)]
+        self.steps: dict[str, list] = {}  # derivation -> [(claim, future)]
 
     def __enter__(self) -> Workers:
         return self
@@ -156,6 +162,9 @@ class Workers:
         ]
         self.exercises[name] = [
             (exercise, self._submit(check_exercise, exercise)) for exercise in derivation.exercises
+        ]
+        self.steps[name] = [
+            (claim, self._submit(claims.check, claim)) for claim in claims.claims(derivation)
         ]
 
     def draw(self, code: list[Output], figures: list) -> list:
@@ -190,6 +199,12 @@ class Workers:
             for number, (exercise, future) in enumerate(exercises, 1):
                 with stage(name, f"checking exercise {number} ({exercise.name!r})"):
                     future.result()
+        for name, steps in self.steps.items():
+            checked = []
+            for claim, future in steps:
+                with stage(name, f"checking step {claim.number} ({claim.title!r})"):
+                    checked.append(future.result())
+            results[name] = (*results.get(name, ()), *checked)
         return results
 
     def close(self) -> None:

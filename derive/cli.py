@@ -1,4 +1,4 @@
-"""``python -m derive build | check | list``."""
+"""``python -m derive build | check | list | steps``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,21 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check", help="exit 1 if a generated file is stale or was edited by hand")
     commands.add_parser("list", help="list the registered derivations")
     commands.add_parser("nav", help="print the derivation pages for the site's nav, as JSON")
+    steps = commands.add_parser(
+        "steps", help="list every displayed step with its context and how the build checks it"
+    )
+    steps.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per step (sympy.srepr strings): re-checkable with SymPy alone",
+    )
+    steps.add_argument(
+        "--try",
+        dest="try_all",
+        action="store_true",
+        help="check each step by every method and say which hold (for a module's author)",
+    )
+    steps.add_argument("names", nargs="*", help="only these derivations (default: all)")
     args = parser.parse_args(argv)
 
     if args.command == "build" and not args.force:
@@ -51,6 +66,38 @@ def main(argv: list[str] | None = None) -> int:
             d = derived.derivation
             kernels = ", ".join(k.name for k in d.kernels)
             print(f"{d.name:<20} {d.title}: {kernels}")
+        return 0
+    if args.command == "steps":
+        from derive import claims
+
+        every = [
+            c
+            for d in pipeline.derive_all(run_proofs=False)
+            if not args.names or d.derivation.name in args.names
+            for c in claims.claims(d.derivation)
+        ]
+        if args.try_all:
+            failed = False
+            for d in pipeline.derive_all(run_proofs=False):
+                if not args.names or d.derivation.name in args.names:
+                    try:
+                        claims.check_chain(d.derivation)
+                    except claims.StepFailed as problem:
+                        print(f"chain: {problem}")
+                        failed = True
+            for c in every:
+                print(f"{c.page} step {c.number} ({c.title}), declared {c.checked}:")
+                for method, outcome in claims.try_methods(c).items():
+                    print(f"    {method:<9} {outcome}")
+                    failed |= method == c.checked and outcome != "holds"
+            return 1 if failed else 0
+        if args.json:
+            import json
+
+            print(json.dumps([claims.catalogue_entry(c) for c in every], indent=1))
+        else:
+            for c in every:
+                print(f"{c.page:<26} {c.number:>3} {c.relation:<10} {c.checked:<9} {c.title}")
         return 0
     if args.command == "check":
         try:

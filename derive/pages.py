@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from derive import derivations, posts
+from derive.claims import claims, method_text
 from derive.codegen import CODE_INPUTS
 from derive.errors import stage
 from derive.figures import REFERENCE_RATIOS
@@ -95,6 +96,32 @@ def _equation(expression) -> str:
     return latex(expression)
 
 
+RELATION_SIGNS = {"=": "=", ":=": r"\coloneqq", "convention": "=", "=>": "="}
+
+
+def _given(given) -> list[str]:
+    return [f"{latex(g[0])} = {latex(g[1])}" if isinstance(g, tuple) else latex(g) for g in given]
+
+
+def _step(step, claim) -> dict:
+    """A step's LaTeX, its context, and how the build checked it (the method it runs)."""
+    start = step.start
+    if isinstance(start, int):
+        start = f"step {start}'s result"
+    return {
+        "title": step.title,
+        "rule": step.rule,
+        "expression": latex(step.expression),
+        "result": latex(step.result),
+        "sign": RELATION_SIGNS[step.relation],
+        "relation": step.relation,
+        "given": _given(step.given),
+        "where": [{"lhs": latex(n), "rhs": latex(v)} for n, v in step.where],
+        "start": start or "",
+        "checked": method_text(claim),
+    }
+
+
 def page_context(derivation: Derivation, generated) -> dict:
     module = sys.modules.get(f"{generated.__name__}.{derivation.name}")  # None: a page only
     results = []
@@ -158,15 +185,8 @@ def page_context(derivation: Derivation, generated) -> dict:
             {"lhs": latex(d.name), "rhs": latex(d.expression), "text": d.text}
             for d in derivation.definitions
         ],
-        "steps": [
-            {
-                "title": s.title,
-                "rule": s.rule,
-                "expression": latex(s.expression),
-                "result": latex(s.result),
-            }
-            for s in derivation.steps
-        ],
+        "names": [{"lhs": latex(name), "rhs": latex(value)} for name, value in derivation.where],
+        "steps": [_step(s, claim) for s, claim in zip(derivation.steps, claims(derivation))],
         "identities": [
             {
                 "claim": i.claim,

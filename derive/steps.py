@@ -24,14 +24,53 @@ class Definition:
     text: str = ""
 
 
+RELATIONS = ("=", ":=", "convention", "=>")
+"""How a step's two sides relate: equal; the left a name defined as the right; equal
+wherever the ``given`` hold, a chosen value elsewhere (the ReLU's slope at 0); equal
+given the stated assumptions."""
+
+CHECKS = ("symbolic", "explicit", "numeric")
+"""How the build shows a step (derive.claims): in index form for symbolic sizes; at
+explicit sizes, exactly; at explicit sizes and random points, to 50 digits."""
+
+Pair = tuple[sp.Basic, sp.Basic]
+
+
 @dataclass(frozen=True)
 class Step:
-    """One step: a rule applied to an expression, and what SymPy returned."""
+    """One step: a rule applied to an expression, and what SymPy returned, as a checked claim.
+
+    The build shows ``expression`` and ``result`` equal (derive.claims) after
+    writing out every name through ``where`` (the step's own meanings, then
+    the derivation's ``where`` and definitions), assuming ``given``. A step
+    starts where the previous one ended, unless ``start`` says otherwise (an
+    earlier step's number, or words shown on the page: "the definition of σ").
+    """
 
     title: str  # what the step does: "Quotient rule"
     rule: str  # why it is allowed, one or two sentences of Markdown
     expression: sp.Expr  # what the rule is applied to
     result: sp.Expr  # what SymPy returned
+    relation: str = "="  # one of RELATIONS
+    where: tuple[Pair, ...] = ()  # names this step uses: (σ, 1/(1 + e^{-z})), (δ₂_c, S_c − y_c)
+    given: tuple = ()  # (Σ_t y_t, 1) pairs and relations (z > 0) the step assumes
+    start: int | str | None = None  # None: the previous step's result
+    checked: str = "symbolic"  # one of CHECKS: the method the build runs and the page reports
+    sizes: tuple[Mapping[str, int], ...] = ()  # explicit sizes (default: derive.claims')
+    entry: tuple = ()  # ((row indices), (column indices)): the left side is that entry of the right
+
+    def __post_init__(self):
+        if self.relation not in RELATIONS:
+            raise ValueError(f"Step {self.title!r}: relation must be one of {RELATIONS}")
+        if self.checked not in CHECKS:
+            raise ValueError(f"Step {self.title!r}: checked must be one of {CHECKS}")
+        if self.relation in ("=>", "convention") and not self.given:
+            raise ValueError(f"Step {self.title!r}: relation {self.relation!r} needs its given")
+        if self.relation in ("=", ":=") and self.given:
+            raise ValueError(
+                f"Step {self.title!r}: a step that assumes {self.given} is an implication: "
+                "relation='=>'"
+            )
 
 
 Sizes = Mapping[str, int]
@@ -437,6 +476,9 @@ class Derivation:
     exercises: tuple[Exercise, ...] = ()
     results: Mapping[str, sp.Expr] = field(default_factory=dict)  # named, for other derivations
     dispatches: tuple[Dispatch, ...] = ()  # public functions choosing kernels by a string option
+    # What the page's names mean, through the inputs, for every step (with its definitions):
+    # (S_i, e^{z_i}/Σ_k e^{z_k}), (XE, −Σ_t y_t log S_t)
+    where: tuple[Pair, ...] = ()
 
     @property
     def function_names(self) -> list[str]:

@@ -65,14 +65,17 @@ def derive() -> Derivation:
             "simplify.",
             derivative,
             in_sigma,
+            where=((sigma, sigmoid),),
         ),
         Step(
             "Stable evaluation",
-            "For $z < 0$, $e^{-z}$ overflows once $-z > 709$ (float64); multiplying "
+            "For $z < 0$, $e^{-z}$ overflows once $-z > 709.78$ (float64); multiplying "
             "numerator and denominator by $e^{z}$ gives $e^{z}/(1 + e^{z})$. Both branches are written "
             "with $e^{-|z|} \\le 1$, so nothing overflows.",
             sigmoid,
             stable,
+            start="the definition of $\\sigma$",
+            checked="numeric",  # proved on each side of zero below
         ),
         Step(
             "Stable derivative",
@@ -80,6 +83,9 @@ def derive() -> Derivation:
             "rounds to 1 (from $z \\approx 37$ in float64); written with $e^{-|z|}$ it keeps every digit.",
             in_sigma,
             stable_derivative,
+            where=((sigma, sigmoid),),
+            start=2,
+            checked="numeric",  # proved on each side of zero below
         ),
     )
     identities = (
@@ -93,14 +99,6 @@ def derive() -> Derivation:
                 shortcut_title="the sigmoid,",
             ),
             z,
-        ),
-        Identity(
-            "sigmoid_derivative",
-            "the derivative SymPy computes is $\\sigma(1 - \\sigma)$",
-            long=derivative,
-            shortcut=in_sigma.subs(sigma, sigmoid),
-            long_title="The derivative SymPy computes,",
-            shortcut_title="$\\sigma(1 - \\sigma)$ with $\\sigma$ written out,",
         ),
         *on_each_side_of_zero(
             Identity(

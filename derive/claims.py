@@ -1,0 +1,622 @@
+"""Displayed steps as claims: each step's two sides, written out through the
+meanings of its names, are shown equal by the method the step declares.
+
+A step carries its context as data (``Step.where``, ``Step.given``), so the
+check needs nothing but the step: every name (σ, δ₂, S, XE) is replaced by its
+value until only the derivation's inputs remain (z, W, x, y), derivatives
+are taken once the function they differentiate is written out (never
+substituting the variable they differentiate by), and the difference of
+the two sides must vanish:
+
+* ``symbolic``: in index form, for symbolic sizes (sums of deltas collapsed,
+  ``given`` substituted; no ``simplify``, whose failures are slow);
+* ``explicit``: at explicit sizes, every free index at every value (or a
+  fixed sample of them), sums written out, exactly (rational functions of
+  the exponentials);
+* ``numeric``: at the same sizes, at random rational points obeying
+  ``given``, evaluated with 50 significant digits.
+
+The method is declared by the step (``Step.checked``) and is exactly what
+the build runs and the page reports; a step that fails names its page,
+number and the difference it found.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, replace
+from itertools import product
+
+import sympy as sp
+from sympy import Derivative, Idx, Indexed, MatrixExpr, Sum
+from sympy.core.function import AppliedUndef
+from sympy.core.relational import Relational
+
+from derive.proofs import ProofFailed, exponentials_as_monomials, is_zero_rational
+from derive.steps import Derivation, Step
+from derive.sympy_tools import evaluate, is_zero, pull_out_of_sums
+
+DEFAULT_SIZES = (
+    {"C": 3, "D": 2, "B": 2, "H": 2, "K": 3},
+    {"C": 2, "D": 3, "B": 3, "H": 3, "K": 2},
+)
+"""The explicit sizes a step is checked at unless it lists its own: the dimensions differ
+from each other within each (a transposed index cannot pass by symmetry)."""
+
+MAX_INDEX_VALUES = 24  # free-index assignments checked per size (a fixed sample beyond this)
+DIGITS = 50
+TOLERANCE = sp.Float(10) ** -40  # relative: agreement to 40 of the 50 digits
+
+
+class StepFailed(ProofFailed):
+    """A displayed step whose two sides the build could not show equal."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One displayed equation of a page, with everything needed to check it."""
+
+    page: str  # the registry name
+    number: int  # 1-based, as on the page
+    title: str
+    relation: str  # "=", ":=", "convention" or "=>"
+    lhs: sp.Basic
+    rhs: sp.Basic
+    where: tuple[tuple[sp.Basic, sp.Basic], ...]  # name -> value, every name the step uses
+    given: tuple  # (lhs, rhs) pairs and relations, assumed by the step
+    checked: str  # one of CHECKS
+    sizes: tuple[dict[str, int], ...]  # explicit sizes (explicit, numeric); () for symbolic
+    entry: tuple = ()  # ((row indices), (column indices)): lhs is this entry of the matrix rhs
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    """What the check of a claim did."""
+
+    page: str
+    number: int
+    checked: str
+    sizes: tuple[dict[str, int], ...]
+    seconds: float
+
+
+# -- the names of a page --------------------------------------------------------------------
+
+
+def _head(name: sp.Basic) -> sp.Basic:
+    """What identifies a name: the base of S_i, the function of σ(z), the symbol XE."""
+    if isinstance(name, Indexed):
+        return name.base.label  # S_i, whatever shape its base was given
+    if isinstance(name, AppliedUndef):
+        return name.func
+    return name
+
+
+def is_name(expr: sp.Basic) -> bool:
+    """Whether ``expr`` can be defined in ``where``: a symbol, S_i (index variables), σ(z)."""
+    if isinstance(expr, sp.Symbol) and not isinstance(expr, Idx):
+        return True
+    if isinstance(expr, Indexed):
+        return all(isinstance(i, (Idx, sp.Symbol)) for i in expr.indices)
+    return isinstance(expr, AppliedUndef) and all(isinstance(a, sp.Symbol) for a in expr.args)
+
+
+def page_where(derivation: Derivation) -> tuple[tuple[sp.Basic, sp.Basic], ...]:
+    """The names the page defines for every step: its ``where``, then its definitions."""
+    defined = [(d.name, d.expression) for d in derivation.definitions if is_name(d.name)]
+    return (*derivation.where, *defined)
+
+
+def step_where(step: Step, derivation: Derivation) -> tuple[tuple[sp.Basic, sp.Basic], ...]:
+    """The meanings of the names ``step`` uses, its own first, each name once, only those used."""
+    by_head: dict[sp.Basic, tuple[sp.Basic, sp.Basic]] = {}
+    for name, value in (*step.where, *page_where(derivation)):
+        by_head.setdefault(_head(name), (name, value))
+    used, queue = set(), [step.expression, step.result]
+    queue += [g for pair in step.given for g in (pair if isinstance(pair, tuple) else (pair,))]
+    while queue:
+        expr = queue.pop()
+        for head, (_, value) in by_head.items():
+            if head not in used and _mentions(expr, head):
+                used.add(head)
+                queue.append(value)
+    return tuple(pair for head, pair in by_head.items() if head in used)
+
+
+def _mentions(expr: sp.Basic, head: sp.Basic) -> bool:
+    if any(i.base.label == head for i in expr.atoms(Indexed)):
+        return True
+    if isinstance(head, sp.FunctionClass):
+        return any(f.func == head for f in expr.atoms(AppliedUndef))
+    return head in expr.free_symbols
+
+
+def claims(derivation: Derivation) -> list[Claim]:
+    """Every displayed step of ``derivation``, as a claim."""
+    made = []
+    for number, step in enumerate(derivation.steps, 1):
+        where = step_where(step, derivation)
+        made.append(
+            Claim(
+                page=derivation.name,
+                number=number,
+                title=step.title,
+                relation=step.relation,
+                lhs=step.expression,
+                rhs=step.result,
+                where=where,
+                given=step.given,
+                checked=step.checked,
+                sizes=tuple(dict(s) for s in step.sizes)
+                or _sizes_for((step.expression, step.result, *(v for _, v in where))),
+                entry=step.entry,
+            )
+        )
+    return made
+
+
+def _sizes_for(expressions) -> tuple[dict[str, int], ...]:
+    """The default sizes, restricted to the dimensions the expressions mention."""
+    symbols = set()
+    for expr in expressions:
+        symbols |= {str(s) for s in expr.free_symbols}
+        symbols |= {str(i.upper) for i in expr.atoms(Idx)}
+    named = [{k: v for k, v in sizes.items() if k in symbols} for sizes in DEFAULT_SIZES]
+    return tuple(s for s in named if s) or ({},)
+
+
+# -- writing a claim out --------------------------------------------------------------------
+
+
+def _fresh_bound(value: sp.Basic, actual: tuple) -> sp.Basic:
+    """``value`` with the variables of its sums that ``actual`` uses renamed apart (no capture)."""
+    taken = set().union(*(sp.sympify(a).free_symbols for a in actual))
+    renamed = {}
+    for total in value.atoms(Sum):
+        for limit in total.limits:
+            variable = limit[0]
+            if variable not in taken:
+                continue
+            if isinstance(variable, Idx):
+                renamed[variable] = Idx(
+                    sp.Dummy(str(variable.label), integer=True), variable.args[1]
+                )
+            else:
+                renamed[variable] = sp.Dummy(str(variable), integer=True)
+    return value.xreplace(renamed) if renamed else value
+
+
+class WrittenOut:
+    """Replaces names by their values and evaluates derivatives once their function is written out."""
+
+    def __init__(self, where, explicit: bool):
+        self.rules = {_head(name): (name, value) for name, value in where}
+        self.explicit = explicit
+
+    def __call__(self, expr: sp.Basic, keep: frozenset = frozenset()) -> sp.Basic:
+        for _ in range(20):  # names defined through names: until nothing is left to replace
+            replaced = self._replace(expr, keep)
+            if replaced == expr:
+                return expr
+            expr = replaced
+        raise StepFailed(f"the names do not resolve (a definition refers to itself?): {expr}")
+
+    def _replace(self, expr: sp.Basic, keep: frozenset) -> sp.Basic:
+        if isinstance(expr, Derivative):
+            variables = [v for v, _ in expr.variable_count]
+            heads = keep | {_head(v) for v in variables}
+            function = self(self._replace(expr.expr, heads), heads)
+            if self.explicit:
+                function = function.doit(deep=True)
+            return sp.diff(function, *expr.variable_count)
+        head = _head(expr) if is_name(expr) or isinstance(expr, (Indexed, AppliedUndef)) else None
+        rule = self.rules.get(head) if head is not None and head not in keep else None
+        if (
+            rule is not None
+            and type(rule[0]) is type(expr)
+            or (rule is not None and isinstance(expr, sp.Symbol) and isinstance(rule[0], sp.Symbol))
+        ):
+            name, value = rule
+            if isinstance(expr, Indexed):
+                actual = tuple(self._replace(i, keep) for i in expr.indices)
+                value = _fresh_bound(value, actual)
+                return value.xreplace(dict(zip(name.indices, actual)))
+            if isinstance(expr, AppliedUndef):
+                actual = tuple(self._replace(a, keep) for a in expr.args)
+                return value.xreplace(dict(zip(name.args, actual)))
+            return value
+        if isinstance(expr, sp.FunctionClass) and expr in self.rules and expr not in keep:
+            return expr  # a bare function (the activation a in a Lambda): left to AppliedUndef
+        if not expr.args or isinstance(expr, (Idx, sp.IndexedBase)):
+            return expr
+        args = tuple(self._replace(a, keep) for a in expr.args)
+        return expr if args == expr.args else expr.func(*args)
+
+
+# -- the checks -----------------------------------------------------------------------------
+
+
+def _free_indices(expr: sp.Basic) -> list[Idx]:
+    """Indices free in ``expr`` (not the variable of a sum), in a fixed order."""
+    bound = set()
+    for total in expr.atoms(Sum):
+        bound |= {limit[0] for limit in total.limits}
+    return sorted(
+        {i for i in expr.atoms(Idx) if i not in bound and not i.label.is_number},
+        key=lambda i: str(i),
+    )
+
+
+def _given_pairs(claim: Claim) -> tuple[list[tuple], list[Relational]]:
+    pairs = [g for g in claim.given if isinstance(g, tuple)]
+    relations = [g for g in claim.given if isinstance(g, Relational)]
+    return pairs, relations
+
+
+def _same_sum(a: sp.Basic, b: sp.Basic) -> bool:
+    """Whether two sums are the same up to the name of their variable."""
+    if not (isinstance(a, Sum) and isinstance(b, Sum)) or len(a.limits) != len(b.limits):
+        return False
+    rename = {}
+    for (va, *ra), (vb, *rb) in zip(a.limits, b.limits):
+        if [sp.sympify(x) for x in ra] != [sp.sympify(x) for x in rb]:
+            return False
+        rename[va] = vb
+    return a.function.xreplace(rename) == b.function
+
+
+def _apply_given_symbolic(expr: sp.Basic, pairs: list[tuple]) -> sp.Basic:
+    for lhs, rhs in pairs:
+        if isinstance(lhs, Sum):
+            expr = expr.replace(lambda e, lhs=lhs: _same_sum(e, lhs), lambda e, rhs=rhs: rhs)
+        else:
+            expr = expr.xreplace({lhs: rhs})
+    return expr
+
+
+def _sign_assumptions(relations: list[Relational]) -> dict:
+    """z > 0 (z < 0) as z = a (z = −a) with a a positive symbol, for a symbolic check."""
+    replaced = {}
+    for relation in relations:
+        if isinstance(relation, (sp.StrictGreaterThan, sp.StrictLessThan)) and relation.rhs == 0:
+            variable = relation.lhs
+            if isinstance(variable, sp.Symbol):
+                positive = sp.Symbol(f"{variable}_positive", positive=True)
+                replaced[variable] = positive if relation.rel_op == ">" else -positive
+    return replaced
+
+
+def check_symbolic(claim: Claim) -> None:
+    pairs, relations = _given_pairs(claim)
+    signs = _sign_assumptions(relations)
+    write = WrittenOut([(n, v.xreplace(signs)) for n, v in claim.where], explicit=False)
+    if claim.entry:
+        raise StepFailed("a matrix entry claim is checked at explicit sizes, not symbolically")
+    lhs, rhs = (write(side.xreplace(signs)) for side in (claim.lhs, claim.rhs))
+    difference = lhs - rhs
+    if isinstance(difference, (sp.MatrixBase, MatrixExpr)):
+        difference = sp.Matrix(difference.doit())
+        entries = list(difference)
+    else:
+        entries = [difference]
+    for entry in entries:
+        evaluated = pull_out_of_sums(evaluate(entry.doit()))
+        evaluated = _apply_given_symbolic(evaluated, pairs)
+        if not _vanishes(evaluated):
+            raise StepFailed(
+                f"in index form the two sides differ by {sp.sstr(evaluated)[:300]} "
+                "(declare checked='explicit' or 'numeric' if SymPy cannot cancel it)"
+            )
+
+
+def _vanishes(expr: sp.Expr) -> bool:
+    if is_zero(expr, thorough=False):
+        return True
+    deltas = [d for d in expr.atoms(sp.KroneckerDelta) if all(isinstance(a, Idx) for a in d.args)]
+    if deltas:  # δ_ij S_j = δ_ij S_i: split on the delta's two cases
+        first, second = deltas[0].args
+        equal = expr.xreplace({deltas[0]: sp.Integer(1)}).xreplace({second: first})
+        different = expr.xreplace({deltas[0]: sp.Integer(0)})
+        return _vanishes(equal) and _vanishes(different)
+    return False
+
+
+def _instances(claim: Claim, sizes: dict[str, int]):
+    """Each assignment of the claim's free indices (a fixed sample past MAX_INDEX_VALUES)."""
+    numbers = {sp.Symbol(k, integer=True, positive=True): sp.Integer(v) for k, v in sizes.items()}
+    free = _free_indices(claim.lhs) + [
+        i for i in _free_indices(claim.rhs) if i not in _free_indices(claim.lhs)
+    ]
+    ranges = []
+    for i in free:
+        upper = i.upper.xreplace(numbers) if i.upper is not None else None
+        if upper is None or not upper.is_Integer:
+            raise StepFailed(f"index {i} has no size among {sizes}")
+        ranges.append(range(int(i.lower), int(upper) + 1))
+    assignments = list(product(*ranges))
+    if len(assignments) > MAX_INDEX_VALUES:
+        assignments = random.Random(0).sample(assignments, MAX_INDEX_VALUES)
+    for values in assignments:
+        yield numbers, dict(zip(free, map(sp.Integer, values)))
+
+
+def _explicit_matrix(expr: sp.Basic, numbers: dict) -> sp.Basic:
+    """Matrix symbols as matrices of the same-named indexed entries: S (C × 1) -> (S_1, ..., S_C)."""
+
+    def entries(symbol: sp.MatrixSymbol) -> sp.Matrix:
+        rows, columns = (int(sp.sympify(n).xreplace(numbers)) for n in symbol.shape)
+        base = sp.IndexedBase(symbol.name)
+        if columns == 1:
+            return sp.Matrix(rows, 1, lambda r, _: base[r + 1])
+        return sp.Matrix(rows, columns, lambda r, c: base[r + 1, c + 1])
+
+    symbols = {s: entries(s) for s in expr.atoms(sp.MatrixSymbol)}
+    if not symbols:
+        return expr
+    expr = expr.xreplace(symbols)
+    # an entry shown as (M)_{ij} counts from 1, as the indices do; SymPy's matrices from 0
+    return expr.replace(
+        lambda e: isinstance(e, sp.matrices.expressions.matexpr.MatrixElement),
+        lambda e: sp.Matrix(e.parent.doit())[int(e.i) - 1, int(e.j) - 1],
+    )
+
+
+def _instantiate(claim: Claim, numbers: dict, values: dict) -> tuple:
+    """The claim's sides and meanings at explicit sizes and index values."""
+    sized = {**values, **numbers}
+    where = [(n.xreplace(numbers), v.xreplace(numbers)) for n, v in claim.where]
+    write = WrittenOut(where, explicit=True)
+    sides = []
+    for side in (claim.lhs, claim.rhs):
+        side = _explicit_matrix(side.xreplace(sized), numbers)
+        side = write(side).doit(deep=True)
+        sides.append(side)
+    lhs, rhs = sides
+    if claim.entry:
+        rows, columns = claim.entry
+        row = _flat(rows, values, numbers)
+        column = _flat(columns, values, numbers)
+        rhs = sp.Matrix(rhs)[row, column]
+    pairs, relations = _given_pairs(claim)
+    given = [
+        (write(_explicit_matrix(a.xreplace(sized), numbers)).doit(), b.xreplace(sized))
+        for a, b in pairs
+    ]
+    relations = [write(r.xreplace(sized)).doit() for r in relations]
+    return lhs, rhs, given, relations
+
+
+def _flat(indices: tuple, values: dict, numbers: dict) -> int:
+    """Row-major position of ``indices`` (1-based values) in a matrix of their ranges."""
+    position = 0
+    for i in indices:
+        size = int(i.upper.xreplace(numbers))
+        position = position * size + int(values[i]) - 1
+    return position
+
+
+def _solve_given(given: list[tuple]) -> dict:
+    """Each equality of ``given`` solved for one of its unknowns: Σ y = 1 as y_C = 1 − Σ others."""
+    solved = {}
+    for lhs, rhs in given:
+        equation = (lhs - rhs).xreplace(solved)
+        unknowns = sorted(
+            equation.atoms(Indexed) | (equation.free_symbols - equation.atoms(Idx)),
+            key=sp.default_sort_key,
+        )
+        if not unknowns:
+            if sp.simplify(equation) != 0:
+                raise StepFailed(f"the given {lhs} = {rhs} cannot hold")
+            continue
+        unknown = unknowns[-1]
+        (solution,) = sp.solve(equation, unknown, dict=False) or [None]
+        if solution is None:
+            raise StepFailed(f"cannot solve the given {lhs} = {rhs} for {unknown}")
+        solved = {k: v.xreplace({unknown: solution}) for k, v in solved.items()}
+        solved[unknown] = solution
+    return solved
+
+
+def _differences(lhs, rhs) -> list[sp.Expr]:
+    difference = lhs - rhs
+    if isinstance(difference, (sp.MatrixBase, MatrixExpr)):
+        return list(sp.Matrix(difference))
+    return [difference]
+
+
+def check_explicit(claim: Claim) -> None:
+    for sizes in claim.sizes:
+        for numbers, values in _instances(claim, sizes):
+            lhs, rhs, given, relations = _instantiate(claim, numbers, values)
+            if relations:
+                raise StepFailed(
+                    f"relations {relations} are used only by a numeric check (checked='numeric')"
+                )
+            solved = _solve_given(given)
+            for entry in _differences(lhs, rhs):
+                entry = entry.xreplace(solved)
+                rational = exponentials_as_monomials(sp.Matrix([entry]))
+                exact = rational[0] if rational is not None else entry
+                if not (is_zero_rational(exact) or sp.cancel(exact) == 0):
+                    where = ", ".join(f"{k}={v}" for k, v in values.items())
+                    raise StepFailed(
+                        f"at {_describe(sizes)}{', ' + where if where else ''} the sides differ: "
+                        f"{sp.sstr(lhs)[:200]} against {sp.sstr(rhs)[:200]}"
+                    )
+
+
+def _unknowns(expressions) -> list[sp.Basic]:
+    found = set()
+    for expr in expressions:
+        found |= {a for a in expr.atoms(Indexed)}
+        found |= {
+            s
+            for s in expr.free_symbols
+            if not isinstance(s, (Idx, sp.IndexedBase))
+            and not any(s == i.base.label for i in expr.atoms(Indexed))
+        }
+    found = {f for f in found if not (isinstance(f, sp.Symbol) and f.is_integer)}
+    return sorted(found, key=sp.default_sort_key)
+
+
+MODES = ("positive", "negative", "wide", "wide")
+"""Where each numeric point's values are drawn: all in (0.05, 0.95) (probabilities and labels
+fit); all in (−0.95, −0.05); any in (−2, 2) (a symbol declared positive stays positive)."""
+
+
+def _draw(symbol: sp.Basic, rng: random.Random, mode: str) -> sp.Rational:
+    positive = isinstance(symbol, sp.Symbol) and symbol.is_positive
+    if mode == "wide" and not positive:
+        return sp.Rational(rng.choice((-1, 1)) * rng.randint(50, 2000), 1000)
+    sign = -1 if mode == "negative" and not positive else 1
+    return sp.Rational(sign * rng.randint(50, 950), 1000)
+
+
+def check_numeric(claim: Claim) -> None:
+    """Compare the two sides at random points (one per mode whose draws satisfy the relations)."""
+    rng = random.Random(f"{claim.page}:{claim.number}")
+    for sizes in claim.sizes:
+        for numbers, values in _instances(claim, sizes):
+            lhs, rhs, given, relations = _instantiate(claim, numbers, values)
+            solved = _solve_given(given)
+            differences = [d.xreplace(solved) for d in _differences(lhs, rhs)]
+            relations = [r.xreplace(solved) for r in relations]
+            unknowns = _unknowns([*differences, *relations])
+            taken = 0
+            for mode in MODES:
+                for _ in range(50):
+                    point = {u: _draw(u, rng, mode) for u in unknowns}
+                    if all(bool(r.xreplace(point)) for r in relations):
+                        _compare_at(sizes, values, differences, lhs, point)
+                        taken += 1
+                        break
+            if taken < 2:
+                raise StepFailed(f"fewer than two points found where {relations} hold")
+
+
+def _compare_at(sizes, values, differences, lhs, point) -> None:
+    for difference in differences:
+        value = sp.N(difference.xreplace(point), DIGITS)
+        scale = sp.N(
+            sp.Matrix([lhs]).xreplace(point).norm()
+            if not isinstance(lhs, sp.MatrixBase)
+            else lhs.xreplace(point).norm(),
+            DIGITS,
+        )
+        if not value.is_number:
+            leftover = sorted(map(str, value.free_symbols | value.atoms(AppliedUndef)))
+            raise StepFailed(
+                f"cannot evaluate: {', '.join(leftover) or sp.sstr(value)[:200]} has no value "
+                "(give it a meaning in the step's where)"
+            )
+        if abs(value) > TOLERANCE * max(1, abs(scale) if scale.is_number else 1):
+            where = ", ".join(f"{k}={v}" for k, v in values.items())
+            shown = ", ".join(f"{k}={v}" for k, v in list(point.items())[:8])
+            raise StepFailed(
+                f"at {_describe(sizes)}{', ' + where if where else ''}, {shown}: "
+                f"the sides differ by {sp.N(value, 6)}"
+            )
+
+
+def _describe(sizes: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sizes.items()) or "no size"
+
+
+METHODS = {"symbolic": check_symbolic, "explicit": check_explicit, "numeric": check_numeric}
+
+
+def check(claim: Claim) -> ClaimCheck:
+    """Check ``claim`` by its declared method; raise StepFailed naming the page and step."""
+    start = time.perf_counter()
+    try:
+        METHODS[claim.checked](claim)
+    except StepFailed as failure:
+        raise StepFailed(
+            f"{claim.page}, step {claim.number} ({claim.title!r}), checked {claim.checked}: {failure}"
+        ) from None
+    except Exception as error:  # SymPy raising on the way: the step cannot be checked so
+        raise StepFailed(
+            f"{claim.page}, step {claim.number} ({claim.title!r}), checked {claim.checked}: "
+            f"SymPy raised {type(error).__name__}: {error}"
+        ) from error
+    return ClaimCheck(
+        claim.page,
+        claim.number,
+        claim.checked,
+        () if claim.checked == "symbolic" else claim.sizes,
+        time.perf_counter() - start,
+    )
+
+
+def check_chain(derivation: Derivation) -> None:
+    """Each step starts where the previous one ended, or says where it starts."""
+    steps = derivation.steps
+    for number, step in enumerate(steps, 1):
+        if step.start is None:
+            if number > 1 and step.expression != steps[number - 2].result:
+                raise StepFailed(
+                    f"{derivation.name}, step {number} ({step.title!r}): its left side is not "
+                    f"step {number - 1}'s result; say where it starts (Step.start)"
+                )
+        elif isinstance(step.start, int):
+            if not 1 <= step.start < number:
+                raise StepFailed(
+                    f"{derivation.name}, step {number}: start={step.start} is not an earlier step"
+                )
+            if step.expression != steps[step.start - 1].result:
+                raise StepFailed(
+                    f"{derivation.name}, step {number} ({step.title!r}): its left side is not "
+                    f"step {step.start}'s result, where it says it starts"
+                )
+
+
+def try_methods(claim: Claim) -> dict[str, str]:
+    """Each method's outcome for ``claim``: "holds", or why not (``python -m derive steps --try``)."""
+    outcomes = {}
+    for method in METHODS:
+        try:
+            check(replace(claim, checked=method))
+            outcomes[method] = "holds"
+        except StepFailed as failure:
+            outcomes[method] = str(failure).split(f"checked {method}: ", 1)[-1][:400]
+    return outcomes
+
+
+def method_text(claim: Claim) -> str:
+    """What the build does to check ``claim``, in words, for its page."""
+    if claim.checked == "symbolic":
+        return "Checked symbolically: SymPy writes both sides out and cancels them, for every size."
+    sizes = " and ".join(_describe(s) for s in claim.sizes if s)
+    if claim.checked == "explicit":
+        if not sizes:
+            return "Checked exactly: SymPy writes both sides out and finds them equal."
+        return (
+            f"Checked exactly at explicit sizes ({sizes}), at every index value (a fixed sample "
+            f"of {MAX_INDEX_VALUES} where there are more): SymPy cannot cancel it for symbolic sizes."
+        )
+    at = f" at {sizes}" if sizes else ""
+    return (
+        f"Checked numerically: both sides at random points (both signs){at}, to {DIGITS} "
+        "digits; SymPy does not decide it exactly."
+    )
+
+
+def catalogue_entry(claim: Claim) -> dict:
+    """One object of ``python -m derive steps --json``."""
+    srepr = sp.srepr
+    return {
+        "page": claim.page,
+        "number": claim.number,
+        "title": claim.title,
+        "relation": claim.relation,
+        "lhs": srepr(claim.lhs),
+        "rhs": srepr(claim.rhs),
+        "where": [[srepr(n), srepr(v)] for n, v in claim.where],
+        "given": [
+            [srepr(g[0]), srepr(g[1])] if isinstance(g, tuple) else srepr(g) for g in claim.given
+        ],
+        "entry": [[srepr(i) for i in part] for part in claim.entry],
+        "checked": claim.checked,
+        "sizes": [] if claim.checked == "symbolic" else [dict(s) for s in claim.sizes],
+    }
