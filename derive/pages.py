@@ -14,7 +14,7 @@ from derive.codegen import CODE_INPUTS
 from derive.errors import stage
 from derive.figures import REFERENCE_RATIOS
 from derive.printing import latex
-from derive.proofs import build_sizes, describe, explicit_sizes, sizes_text
+from derive.proofs import build_sizes, describe, explicit_sizes, index_form_moves, sizes_text
 from derive.render import ROOT, Output, environment, inputs_digest
 from derive.steps import Derivation, Example
 
@@ -39,6 +39,12 @@ def _build_sizes_text(identity) -> str:
         return "every build checks all of them"
     sizes = " and ".join(f"({describe(s)})" for s in checked)
     return f"every build checks {sizes}, the test suite (`tests/test_proofs.py`) all of them"
+
+
+def headlines(derivation: Derivation) -> list:
+    """The identities a page shows in full: those marked ``headline``, else the first two."""
+    marked = [i for i in derivation.identities if i.headline]
+    return marked or list(derivation.identities[:2])
 
 
 def _evaluate(call: str, generated) -> np.ndarray:
@@ -197,6 +203,8 @@ def page_context(derivation: Derivation, generated) -> dict:
                 "assumptions": [f"{latex(a)} = {latex(b)}" for a, b in i.assumptions.items()],
                 "explicit_sizes": _explicit_sizes_text(i),
                 "build_sizes": _build_sizes_text(i) if i.explicit is not None else "",
+                "moves": index_form_moves(i),
+                "headline": i in headlines(derivation),
             }
             for i in derivation.identities
         ],

@@ -42,6 +42,33 @@ class ProofResult:
     seconds: float
 
 
+def index_form_moves(identity: Identity) -> list[str]:
+    """What ``prove_index_form`` does to ``identity``, in words, read from the expressions it works on.
+
+    The same tests the prover's code makes: a Piecewise is folded into one
+    sum; sums and derivatives are evaluated (``doit``), and a Kronecker delta
+    inside a sum, or one a derivative by an indexed entry makes, leaves one
+    term. (The assumptions it substitutes are listed by the page beside these.)
+    """
+    long = identity.long
+    moves = []
+    if long.has(sp.Piecewise):
+        moves.append("folds the two branches of the selection into one sum")
+    derivatives = long.atoms(sp.Derivative)
+    if derivatives:
+        moves.append("takes the derivatives")
+    in_sums = any(
+        total.function.has(sp.KroneckerDelta) or total.function.has(sp.Derivative)
+        for total in long.atoms(sp.Sum)
+    )
+    by_entries = any(isinstance(v, sp.Indexed) for d in derivatives for v, _ in d.variable_count)
+    if in_sums or by_entries and long.has(sp.Sum):
+        moves.append("collapses each sum over a Kronecker delta to its one surviving term")
+    elif long.has(sp.Sum):
+        moves.append("moves the factors that do not depend on a sum's index out of it")
+    return moves
+
+
 def prove_index_form(identity: Identity) -> tuple[str, ...]:
     """Show ``identity.long == identity.shortcut`` for symbolic sizes.
 
@@ -52,6 +79,8 @@ def prove_index_form(identity: Identity) -> tuple[str, ...]:
     that is not 0); one that needs ``simplify`` to hold without them is
     reported as using them, which the proof then did.
     """
+    if identity.long == identity.shortcut:
+        raise ProofFailed(f"{identity.name}: both sides are the same expression: nothing to prove")
     long = identity.long
     if long.has(sp.Piecewise):  # a selection (xp.where) split over two sums: fold them into one
         long = combine_sums(sp.expand_func(long))

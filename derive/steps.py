@@ -104,6 +104,7 @@ class Identity:
     explicit_sizes: tuple[Sizes, ...] = ()  # the sizes ``explicit`` is checked at: every(...)
     long_title: str = "The chain-rule product"
     shortcut_title: str = "the shortcut"
+    headline: bool = False  # one of the page's main results, shown in full (default: the first two)
 
 
 DOMAINS = ("real", "positive", "probability", "one_hot", "target", "labels")
