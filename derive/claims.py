@@ -371,13 +371,15 @@ def _instantiate(claim: Claim, numbers: dict, values: dict) -> tuple:
     for side in (claim.lhs, claim.rhs):
         side = _explicit_matrix(side.xreplace(sized), numbers)
         side = write(side).doit(deep=True)
+        if isinstance(side, sp.MatrixBase):  # doit leaves a matrix's entries as they were
+            side = side.applyfunc(lambda entry: entry.doit())
         sides.append(side)
     lhs, rhs = sides
     if claim.entry:
         rows, columns = claim.entry
         row = _flat(rows, values, numbers)
         column = _flat(columns, values, numbers)
-        rhs = sp.Matrix(rhs)[row, column]
+        rhs = sp.Matrix(rhs)[row, column].doit()
     pairs, relations = _given_pairs(claim)
     given = [
         (write(_explicit_matrix(a.xreplace(sized), numbers)).doit(), b.xreplace(sized))

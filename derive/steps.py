@@ -60,6 +60,10 @@ class Step:
     entry: tuple = ()  # ((row indices), (column indices)): the left side is that entry of the right
 
     def __post_init__(self):
+        given = tuple(
+            tuple(map(sp.sympify, g)) if isinstance(g, tuple) else sp.sympify(g) for g in self.given
+        )
+        object.__setattr__(self, "given", given)  # (Σ y_t, 1): the 1 a SymPy number
         if self.relation not in RELATIONS:
             raise ValueError(f"Step {self.title!r}: relation must be one of {RELATIONS}")
         if self.checked not in CHECKS:

@@ -1,0 +1,125 @@
+"""Displayed steps as claims (derive.claims): a true step with its context holds, a false
+one or one missing its context fails, by each method, and the chain between steps is checked."""
+
+from dataclasses import replace
+
+import pytest
+import sympy as sp
+from sympy import Derivative, KroneckerDelta, Sum, exp
+
+from derive.claims import StepFailed, check, check_chain, claims
+from derive.model import C, S, class_index, softmax, y, z
+from derive.steps import Derivation, Step
+
+i, j, t = class_index("i"), class_index("j"), class_index("t")
+XE = sp.Symbol("XE")
+sigma = sp.Symbol("sigma", positive=True)
+u = sp.Symbol("z", real=True)
+SOFTMAX = ((S[i], softmax(i)),)
+LOSS = -Sum(y[t] * sp.log(S[t]), (t, 1, C))
+
+
+def page(*steps: Step, where=SOFTMAX) -> Derivation:
+    return Derivation("test", "Test", "", (), tuple(steps), (), (), where=where)
+
+
+def checked(step: Step, where=SOFTMAX) -> None:
+    for claim in claims(page(step, where=where)):
+        check(claim)
+
+
+METHODS = ("symbolic", "explicit", "numeric")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_softmax_jacobian_step_holds_by_every_method(method):
+    step = Step(
+        "", "", Derivative(S[i], z[j]), S[i] * (KroneckerDelta(i, j) - S[j]), checked=method
+    )
+    checked(step)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_sign_error_fails_by_every_method(method):
+    step = Step(
+        "", "", Derivative(S[i], z[j]), S[i] * (S[j] - KroneckerDelta(i, j)), checked=method
+    )
+    with pytest.raises(StepFailed, match="test, step 1"):
+        checked(step)
+
+
+@pytest.mark.parametrize("method", ("explicit", "numeric"))
+def test_a_step_that_needs_the_labels_to_sum_to_one_fails_without_saying_so(method):
+    gradient = Derivative(XE, z[j])
+    where = (*SOFTMAX, (XE, LOSS))
+    without = Step("", "", gradient, S[j] - y[j], checked=method)
+    with pytest.raises(StepFailed):
+        checked(without, where)
+    given = ((Sum(y[t], (t, 1, C)), 1),)
+    checked(replace(without, relation="=>", given=given), where)
+
+
+def test_a_name_the_step_leaves_undefined_is_not_taken_on_trust():
+    """σ(1 − σ) is the sigmoid's derivative only with σ = 1/(1 + e^{−z}): drawn freely, it fails."""
+    derivative = exp(-u) / (1 + exp(-u)) ** 2
+    step = Step("", "", derivative, sigma * (1 - sigma), checked="numeric")
+    with pytest.raises(StepFailed, match="differ"):
+        checked(step, where=())
+    checked(replace(step, where=((sigma, 1 / (1 + exp(-u))),)), where=())
+
+
+def test_a_derivative_is_taken_before_the_variable_it_differentiates_by_is_written_out():
+    """∂XE/∂S_t = −y_t/S_t: S must stay a variable inside the derivative, then be written out."""
+    step = Step("", "", Derivative(XE, S[t]), -y[t] / S[t], where=((XE, LOSS),), checked="numeric")
+    checked(step)
+
+
+def test_a_convention_is_checked_where_it_is_not_a_choice():
+    relu_slope = Step(
+        "",
+        "",
+        sp.Heaviside(u),
+        sp.Heaviside(u, 0),
+        relation="convention",
+        checked="numeric",
+        given=(sp.Ne(u, 0),),
+    )
+    checked(relu_slope, where=())
+    wrong = replace(relu_slope, result=sp.Heaviside(-u, 0))
+    with pytest.raises(StepFailed):
+        checked(wrong, where=())
+
+
+def test_an_implication_or_convention_must_state_what_it_assumes():
+    with pytest.raises(ValueError, match="needs its given"):
+        Step("", "", u, u, relation="=>")
+    with pytest.raises(ValueError, match="implication"):
+        Step("", "", u, u, given=(u > 0,))
+
+
+def test_a_matrix_entry_is_read_from_one():
+    """(δ_ij − S_j)S_i is entry (i, j) of diag(S) − SSᵀ, counting from 1; δ_ij S_i is not."""
+    column = sp.MatrixSymbol("S", C, 1)
+    matrix = sp.DiagMatrix(column) - column * column.T
+    entry = S[i] * (KroneckerDelta(i, j) - S[j])
+    checked(Step("", "", entry, matrix, entry=((i,), (j,)), checked="explicit"))
+    with pytest.raises(StepFailed, match="differ"):
+        checked(
+            Step(
+                "", "", S[i] * KroneckerDelta(i, j), matrix, entry=((i,), (j,)), checked="explicit"
+            )
+        )
+
+
+def test_each_step_starts_where_the_previous_ended_or_says_where():
+    first = Step("", "", Derivative(S[i], z[j]), S[i] * (KroneckerDelta(i, j) - S[j]))
+    second = Step(
+        "", "", S[i] * (KroneckerDelta(i, j) - S[j]), S[i] * KroneckerDelta(i, j) - S[i] * S[j]
+    )
+    check_chain(page(first, second))
+    elsewhere = replace(second, expression=second.result)
+    with pytest.raises(StepFailed, match="step 2.*not step 1's result"):
+        check_chain(page(first, elsewhere))
+    check_chain(page(first, replace(elsewhere, start="the product expanded")))
+    with pytest.raises(StepFailed, match="not step 1's result, where it says"):
+        check_chain(page(first, replace(elsewhere, start=1)))
