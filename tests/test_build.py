@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import derive_in as run  # python -m derive ARGS in a copy, its own derive imported
 
+from derive import derivations
 from derive.derivations import MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +124,37 @@ def test_a_failing_derivation_names_its_step_and_leaves_outputs_untouched(projec
     result = run(project, "build", "--no-figures")
     assert result.returncode == 1
     assert "derivation 'layer_jacobian' failed while proving 'layer_jacobian'" in result.stderr
+    assert "previous outputs left as they were" in result.stderr
+    assert snapshot(project) == before
+
+
+BREAK_LAST_STEP = """
+
+_derive_unbroken = derive
+
+
+def derive():  # appended by the test: the last displayed step made false
+    from dataclasses import replace as _replace
+
+    import sympy as _sp
+
+    made = _derive_unbroken()
+    last = made.steps[-1]
+    wrong = 2 * last.result if isinstance(last.result, _sp.MatrixBase) else last.result + _sp.Rational(1, 7)
+    return _replace(made, steps=(*made.steps[:-1], _replace(last, result=wrong)))
+"""
+
+
+@pytest.mark.parametrize("name", [MODULES[0], MODULES[-1]])
+def test_a_false_step_fails_the_build_naming_its_page_and_step(project, name):
+    before = snapshot(project)
+    path = project / "derive" / "derivations" / f"{name}.py"
+    path.write_text(path.read_text() + BREAK_LAST_STEP)
+    result = run(project, "build", "--no-figures")
+    assert result.returncode == 1
+    count = len(derivations.get(name).steps)
+    assert f"derivation '{name}' failed while checking step {count}" in result.stderr
+    assert f"{name}, step {count}" in result.stderr
     assert "previous outputs left as they were" in result.stderr
     assert snapshot(project) == before
 
