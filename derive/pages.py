@@ -7,6 +7,7 @@ import inspect
 import sys
 
 import numpy as np
+import sympy as sp
 
 from derive import derivations, posts
 from derive.claims import claims, method_text
@@ -39,6 +40,25 @@ def _build_sizes_text(identity) -> str:
         return "every build checks all of them"
     sizes = " and ".join(f"({describe(s)})" for s in checked)
     return f"every build checks {sizes}, the test suite (`tests/test_proofs.py`) all of them"
+
+
+def _proof_method(identity) -> str:
+    """What the symbolic proof of ``identity`` does, as one sentence (derive.proofs)."""
+    moves = index_form_moves(identity)
+    if identity.assumptions:
+        moves.append(
+            "substitutes "
+            + ", ".join(f"${latex(a)} = {latex(b)}$" for a, b in identity.assumptions.items())
+        )
+    moves.append(
+        "finds the difference of the two sides 0 (expanded, put over one denominator, "
+        "simplified where needed)"
+    )
+    sentence = moves[0] if len(moves) == 1 else ", ".join(moves[:-1]) + " and " + moves[-1]
+    return (
+        sentence
+        + ". This checks the algebra for every size at once; it does not re-derive the pieces substituted."
+    )
 
 
 def headlines(derivation: Derivation) -> list:
@@ -95,8 +115,6 @@ def _format(value: np.ndarray) -> str:
 
 def _equation(expression) -> str:
     """LaTeX of an expression; an equation (sympy Eq) shows both sides."""
-    import sympy as sp
-
     if isinstance(expression, sp.Equality):
         return f"{latex(expression.lhs)} = {latex(expression.rhs)}"
     return latex(expression)
@@ -203,7 +221,10 @@ def page_context(derivation: Derivation, generated) -> dict:
                 "assumptions": [f"{latex(a)} = {latex(b)}" for a, b in i.assumptions.items()],
                 "explicit_sizes": _explicit_sizes_text(i),
                 "build_sizes": _build_sizes_text(i) if i.explicit is not None else "",
-                "moves": index_form_moves(i),
+                "form": "In index form, for symbolic sizes."
+                if i.long.atoms(sp.Idx) or i.shortcut.atoms(sp.Idx)
+                else "Symbolically.",
+                "method": _proof_method(i),
                 "headline": i in headlines(derivation),
             }
             for i in derivation.identities
