@@ -21,7 +21,8 @@ from derive.steps import Derivation, Example
 
 PAGES = ROOT / "docs" / "derivations"
 PAGE_INPUTS = [
-    ROOT / "derive" / name for name in ("pages.py", "posts.py", "figures.py", "proofs.py")
+    ROOT / "derive" / name
+    for name in ("pages.py", "posts.py", "figures.py", "proofs.py", "claims.py")
 ] + [ROOT / "templates" / "page.md.j2"]
 
 
@@ -267,7 +268,23 @@ def page_outputs(derived, generated) -> list[Output]:
         outputs.append(accuracy_output())
     with stage("(training)", "rendering templates/training.md.j2"):
         outputs.append(training_output())
+    with stage("(home)", "rendering templates/index.md.j2"):
+        outputs.append(home_output())
     return outputs
+
+
+def home_output() -> Output:
+    """The home page, with the notation list rendered from derive/notation.py's table."""
+    from derive import notation
+
+    body = environment().get_template("index.md.j2").render(**notation.context())
+    sources = [ROOT / "templates" / "index.md.j2", ROOT / "derive" / "notation.py"]
+    return Output(
+        path=ROOT / "docs" / "index.md",
+        source="templates/index.md.j2 and the notation table (derive/notation.py)",
+        inputs=inputs_digest(*sources),
+        body=body,
+    )
 
 
 def api_output(derived) -> Output:
