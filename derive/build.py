@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from derive import cache, claims, derivations, lock, transaction
+from derive import cache, claims, derivations, lock, notation, transaction
 from derive.codegen import CODE_INPUTS, fresh_callees, generate_module
 from derive.errors import BuildError, stage
 from derive.proofs import ProofResult, build_sizes, check_exercise, prove_part
@@ -86,6 +86,8 @@ def derive_all(
                 with stage(name, "deriving"):
                     derived[name] = derivations.get(name)
                 if run_proofs:
+                    with stage(name, "checking its indices and names against derive/notation.py"):
+                        notation.check(derived[name])
                     with stage(name, "checking that each step starts where it says"):
                         claims.check_chain(derived[name])
             except BuildError:

@@ -484,6 +484,9 @@ class Derivation:
     # What the page's names mean, through the inputs, for every step (with its definitions):
     # (S_i, e^{z_i}/Σ_k e^{z_k}), (XE, −Σ_t y_t log S_t)
     where: tuple[Pair, ...] = ()
+    # Where the page's indices depart from derive.notation, declared: (letter, size) pairs,
+    # ("d", "C") for a d that counts classes; the build refuses an undeclared departure.
+    notation: tuple[tuple[str, str], ...] = ()
 
     @property
     def function_names(self) -> list[str]:

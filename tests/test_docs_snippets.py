@@ -21,3 +21,49 @@ def test_snippet_runs_and_gives_the_shapes_it_claims(path, n, block):
     assert names["J"].shape == (5, 5)
     assert names["G"].shape == (3, 5)
     np.testing.assert_allclose(names["s"].sum(), 1.0)
+
+
+# -- the hand-written pages say what is true -------------------------------------------------
+
+
+def _python_blocks(path: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / path).read_text(), re.S)
+
+
+def test_the_gradient_check_example_takes_the_step_its_page_advises_and_agrees():
+    (block,) = _python_blocks("docs/checking-gradients.md")
+    names: dict = {}
+    exec(compile(block, "docs/checking-gradients.md", "exec"), names)
+    best = np.finfo(float).eps ** (1 / 3)  # "near ε^{1/3} for central differences"
+    assert best / 2 < names["h"] < best * 2, f"h = {names['h']}, the page advises about {best:.1e}"
+    assert np.isfinite(names["relative"]).all()
+    assert names["relative"].max() < 1e-7  # CS231n's "good", which the page quotes
+
+
+def test_the_gradient_check_relative_error_is_defined_where_both_values_are_zero():
+    (block,) = _python_blocks("docs/checking-gradients.md")
+    lines = [line for line in block.splitlines() if line.startswith(("scale =", "relative ="))]
+    assert lines, "the example computes no relative error"
+    names = {"np": np, "analytic": np.array([0.0, 1.0]), "numeric": np.array([0.0, 1.0 + 1e-9])}
+    exec("\n".join(lines), names)
+    assert names["relative"][0] == 0.0
+    np.testing.assert_allclose(names["relative"][1], 1e-9, rtol=1e-6)
+
+
+def test_the_list_of_generated_files_on_the_contributing_page_is_what_a_build_writes():
+    from fnmatch import fnmatch
+
+    from derive import build
+
+    text = (ROOT / "docs" / "contributing.md").read_text()
+    listed = re.split(r"\s+are committed", text[text.index("## Generated files") :])[0]
+    patterns = re.findall(r"`([^`]+)`", listed)
+    derived = build.derive_all(run_proofs=False)
+    code = build.code_outputs(derived)
+    with build.generated_package(code) as generated:
+        pages = build.page_outputs(derived, generated)
+    written = [str(o.path.relative_to(ROOT)) for o in (*code, *pages)]
+    unlisted = [path for path in written if not any(fnmatch(path, p) for p in patterns)]
+    assert not unlisted, f"docs/contributing.md does not list {unlisted} as generated"
+    wrong = [p for p in patterns if not any(fnmatch(path, p) for path in written)]
+    assert not wrong, f"docs/contributing.md lists {wrong} as generated; no build writes them"

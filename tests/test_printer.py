@@ -1,10 +1,13 @@
-"""The array printer: exact printed code for each construct, and clear refusals."""
+"""The printers: exact printed code for each construct, clear refusals, and names as mathematics."""
+
+import re
 
 import pytest
 import sympy as sp
 
+from derive import derivations
 from derive.model import C, S, W, class_index, input_index, summation, x, z
-from derive.printing import ArrayPrinter, UnsupportedExpression
+from derive.printing import ArrayPrinter, UnsupportedExpression, latex
 from derive.sympy_tools import Maximum
 
 i, j, k, t, c = (class_index(n) for n in "ijktc")
@@ -91,3 +94,64 @@ def test_an_indexed_base_with_a_subscript_is_braced_so_its_index_is_not_a_double
     k = sp.Idx("k", (1, sp.Symbol("H")))
     assert latex(sp.IndexedBase("z1")[k]) == "{z_{1}}_{k}"  # KaTeX refuses z_{1}_{k}
     assert latex(sp.IndexedBase("x")[k]) == "x_{k}"
+
+
+# -- LaTeX: names print as mathematics ------------------------------------------------------
+
+
+def test_a_log_of_s_array_prints_as_log_s_not_as_a_log_with_base_s():
+    assert latex(sp.IndexedBase("log_s")[i]) == r"(\log S)_{i}"
+
+
+def test_elementwise_results_print_their_function_upright():
+    assert latex(sp.Symbol("relu_z")) == r"\operatorname{relu}(z)"
+    assert latex(sp.Function("relu")(sp.Symbol("z"))) == r"\operatorname{relu}{\left(z \right)}"
+    assert latex(sp.Symbol("softplus_z")) == r"\operatorname{softplus}(z)"
+
+
+def test_the_sums_of_others_and_the_hessian_print_as_the_pages_name_them():
+    b = sp.Idx("b")
+    assert latex(sp.IndexedBase("others")[b, c]) == "O_{bc}"
+    assert latex(sp.IndexedBase("others_along")[b, c]) == "Q_{bc}"
+    assert latex(sp.MatrixSymbol("hessian", 4, 4)) == r"\mathcal{H}"
+
+
+def _displayed(derivation):
+    """Every expression a derivation's page prints (derive/pages.py), and its docstrings."""
+    for definition in derivation.definitions:
+        yield from (definition.name, definition.expression)
+    for step in derivation.steps:
+        yield from (step.expression, step.result, *(e for pair in step.where for e in pair))
+    for identity in derivation.identities:
+        yield from (identity.long, identity.shortcut, *identity.assumptions.items())
+    for kernel in derivation.kernels:
+        for part in kernel.parts:
+            yield from part.equation
+        yield kernel.matrix_form
+    for section in derivation.sections:
+        yield from (e for pair in section.equations for e in pair)
+    for exercise in derivation.exercises:
+        yield exercise.answer_expression
+    yield from (e for pair in derivation.where for e in pair)
+
+
+WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")  # two letters or more, not a \command
+CONVENTIONAL = {"XE", "MSE"}  # the posts' names for the losses, written as they write them
+
+
+@pytest.mark.parametrize("name", derivations.MODULES)
+def test_no_name_on_a_page_prints_as_italic_letters(name):
+    """A name the code chose (error_share, log_s) never reaches a page as italic letters."""
+    found = set()
+    for expr in _displayed(derivations.get(name)):
+        for part in expr if isinstance(expr, tuple) else (expr,):
+            if isinstance(part, sp.Basic):
+                found |= part.atoms(sp.Symbol, sp.MatrixSymbol) - part.atoms(sp.Idx)
+    italic = {
+        symbol.name: latex(symbol)
+        for symbol in found
+        if symbol.name not in CONVENTIONAL
+        and not isinstance(symbol, sp.Idx)
+        and WORD.search(re.sub(r"\\[a-zA-Z]+(\{[^}]*\})?", "", latex(symbol)))
+    }
+    assert not italic, f"{name}: names printed as italic letters: {italic}"

@@ -5,10 +5,30 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
+NAMES = {
+    # what an elementwise kernel returns, named for its code: the function's value, upright
+    "relu_z": r"\operatorname{relu}(z)",
+    "softplus_z": r"\operatorname{softplus}(z)",
+    "tanh_z": r"\tanh(z)",
+    # arrays named for the code, and what the pages call them (derive/notation.py NAMES)
+    "log_s": r"(\log S)",  # log_s[i]: (log S)_i, not log with base s
+    "others": "O",  # O_c = Σ_{n≠c} S_n
+    "others_along": "Q",  # Q_c = Σ_{n≠c} S_n U_n
+    "hessian": r"\mathcal{H}",  # H is the number of hidden units
+    "HV": r"(\mathcal{H} V)",  # the Hessian times V
+}
+"""Symbols (and arrays, matrices) by name -> their LaTeX, where SymPy's would be italic letters."""
+
 
 class DeriveLatexPrinter(LatexPrinter):
-    """Prints ``Idx('j', (1, D))`` as ``j`` (not with its range) and
-    ∂S_t/∂W_jc as a fraction of the two indexed symbols."""
+    """Prints ``Idx('j', (1, D))`` as ``j`` (not with its range),
+    ∂S_t/∂W_jc as a fraction of the two indexed symbols, and the names in ``NAMES``
+    as that table writes them."""
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        if expr.name in NAMES:
+            return NAMES[expr.name]
+        return super()._print_Symbol(expr, style=style)
 
     def _print_Idx(self, expr: sp.Idx) -> str:
         return self._print(expr.label)
