@@ -97,7 +97,7 @@ def matrices_as_entries(expr, numbers):
     expr = expr.xreplace({m: entries(m) for m in expr.atoms(sympy.MatrixSymbol)})
     return expr.replace(
         lambda e: isinstance(e, sympy.matrices.expressions.matexpr.MatrixElement),
-        lambda e: sympy.Matrix(e.parent.doit())[int(e.i) - 1, int(e.j) - 1],
+        lambda e: sympy.Matrix(e.parent.doit())[int(e.i), int(e.j)],
     )
 
 
@@ -117,6 +117,10 @@ def recheck(step: dict, sizes: dict, rng: random.Random) -> None:
         fixed = {**dict(zip(indices, values)), **numbers}
 
         def out(expr, fixed=fixed):
+            expr = expr.replace(  # (M)_{ij} counts from 1, SymPy's entries from 0
+                lambda m: isinstance(m, sympy.matrices.expressions.matexpr.MatrixElement),
+                lambda m: m.parent[m.i - 1, m.j - 1],
+            )
             expr = matrices_as_entries(expr.xreplace(fixed), numbers)
             expr = write_out(expr, meanings).doit()
             if isinstance(expr, sympy.MatrixBase):
@@ -130,7 +134,12 @@ def recheck(step: dict, sizes: dict, rng: random.Random) -> None:
                 for i in part:
                     place[axis] = place[axis] * int(i.upper.xreplace(numbers)) + fixed[i] - 1
             right = sympy.Matrix(right)[place[0], place[1]].doit()
-        constraints = [out(a) - b for a, b in pairs]
+        constraints = []  # a given with an index of its own holds for each of its values
+        for a, b in pairs:
+            extra = sorted(free_indices(a) - set(indices), key=str)
+            spans = [range(1, int(i.upper.xreplace(numbers)) + 1) for i in extra]
+            for own in product(*spans):
+                constraints.append(out(a.xreplace(dict(zip(extra, own)))) - b)
         conditions = [out(r) for r in relations]
         difference = left - right
         difference = difference if isinstance(difference, sympy.MatrixBase) else [difference]

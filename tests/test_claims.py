@@ -123,3 +123,26 @@ def test_each_step_starts_where_the_previous_ended_or_says_where():
     check_chain(page(first, replace(elsewhere, start="the product expanded")))
     with pytest.raises(StepFailed, match="not step 1's result, where it says"):
         check_chain(page(first, replace(elsewhere, start=1)))
+
+
+def test_an_entry_written_on_a_side_counts_from_one():
+    """(diag(S) − SSᵀ)_{ij} = S_i(δ_ij − S_j) with the entry written as M[i, j] on the left."""
+    column = sp.MatrixSymbol("S", C, 1)
+    matrix = sp.DiagMatrix(column) - column * column.T
+    entry = S[i] * (KroneckerDelta(i, j) - S[j])
+    checked(Step("", "", matrix[i, j], entry, checked="explicit"))
+    with pytest.raises(StepFailed, match="differ"):
+        checked(Step("", "", matrix[i, j], S[i] * KroneckerDelta(i, j), checked="explicit"))
+
+
+def _registered_claims():
+    from derive import derivations
+
+    every = [c for name in derivations.MODULES for c in claims(derivations.get(name))]
+    return [c for c in every if c.checked != "symbolic" and len(c.sizes) > 1]
+
+
+@pytest.mark.parametrize("claim", _registered_claims(), ids=lambda c: f"{c.page}-{c.number}")
+def test_every_registered_step_holds_at_every_listed_size(claim):
+    """A build checks a step at its first size; here, at each of them."""
+    check(claim, every_size=True)

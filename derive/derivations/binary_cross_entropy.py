@@ -15,6 +15,7 @@ from derive.steps import (
     Derivation,
     DerivativeOf,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
@@ -28,12 +29,32 @@ y = sp.Symbol("y", real=True)  # the target, in [0, 1]
 z = sp.Symbol("z", real=True)  # a logit: p = σ(z)
 L = sp.Symbol("L")
 small = sp.Symbol("e", positive=True)  # e^{-|z|}, at most 1
+sig = sp.Function("sigma")(z)  # σ(z) as the page writes it; its meaning is the sigmoid page's
 
 NAIVE_NOTE = (
     "A probability of exactly 0 or 1 gives inf or nan (log 0); PyTorch's "
     "`binary_cross_entropy` clamps the logarithm at -100 instead. From logits, "
     "`binary_cross_entropy_from_logits` needs neither."
 )
+
+
+GRAD_NOTE = (
+    "At p = 0 or 1 the formula divides by zero: nan where p = y (0/0), ±inf elsewhere, with "
+    "NumPy's warnings. PyTorch's backward of `binary_cross_entropy` divides by "
+    "max(p(1 − p), 1e−12) instead: 0 where p = y, about (p − y)·1e12 elsewhere. From logits, "
+    "`binary_cross_entropy_from_logits_grad` (σ(z) − y) is finite for every z."
+)
+
+
+def _minimised_at(answer: sp.Eq) -> bool:
+    """True if the loss's derivative in p vanishes at the answer and its second derivative there
+    is 1/(y(1 − y)), positive for y in (0, 1): the answer is the minimum."""
+    loss = -(y * log(p) + (1 - y) * log(1 - p))
+    if not isinstance(answer, sp.Eq) or answer.lhs != p:
+        return False
+    first = sp.simplify(sp.diff(loss, p).subs(p, answer.rhs))
+    second = sp.simplify(sp.diff(loss, p, 2).subs(p, answer.rhs) - 1 / (y * (1 - y)))
+    return first == 0 and second == 0
 
 
 def _draw(fig, generated, posts) -> None:
@@ -55,15 +76,17 @@ def _draw(fig, generated, posts) -> None:
 
 def derive() -> Derivation:
     loss = -(y * log(p) + (1 - y) * log(1 - p))
-    d_loss = sp.factor(sp.together(sp.diff(loss, p)))
+    d_loss = (p - y) / (p * (1 - p))  # the kernel's form: step 1 shows SymPy's derivative is this
     sigmoid = result("sigmoid", "sigmoid")  # 1/(1 + e^{-z}), in the same symbol z
-    log_p = sp.expand_log(log(sigmoid), force=True)
-    one_minus = sp.simplify(1 - sigmoid)
-    log_not_p = sp.expand(sp.expand_log(log(sp.powsimp(one_minus)), force=True))
-    of_logit = sp.expand(loss.subs({log(p): log_p, log(1 - p): log_not_p}))
+    of_sigma = ((sig, sigmoid),)  # σ(z) on the page, written out for the checks
+    log_p = sp.expand_log(log(sigmoid), force=True)  # −log(1 + e^{−z})
+    log_not_p = -log(1 + exp(z))  # 1 − σ(z) = 1/(1 + e^{z})
+    with_sigma = loss.subs(p, sig)  # the loss of p = σ(z)
+    substituted = -(y * log_p + (1 - y) * log_not_p)
+    of_logit = (1 - y) * z + log(1 + exp(-z))  # log(1 + e^z) = z + log(1 + e^{−z})
     stable = Max(z, 0) - y * z + log(1 + exp(-Abs(z)))
-    gradient = sp.diff(of_logit, z)
-    gradient_in_sigma = sigmoid - y
+    gradient = sp.diff(of_logit, z)  # 1 − y − e^{−z}/(1 + e^{−z})
+    gradient_in_sigma = sig - y
     # Why the code computes them this way: max(z, 0) − y z is z(1 − y) for z > 0, computed as
     # a difference that cancels where y ≈ 1; split by sign, every term is ≥ 0 for y in [0, 1].
     nonnegative = (1 - y) * Max(z, 0) + y * Max(-z, 0) + log(1 + exp(-Abs(z)))
@@ -79,37 +102,54 @@ def derive() -> Derivation:
         Step(
             "Derivative with respect to p",
             "$d \\log p / dp = 1/p$ and $d \\log(1 - p)/dp = -1/(1 - p)$; "
-            "over a common denominator.",
+            "over a common denominator, $-y(1 - p) + (1 - y)p = p - y$.",
             Derivative(loss, p),
             d_loss,
         ),
         Step(
             "log p through the sigmoid",
             "With $p = \\sigma(z) = 1/(1 + e^{-z})$: the log of a reciprocal.",
-            log(sigmoid),
+            log(sig),
             log_p,
+            where=of_sigma,
+            start="$p = \\sigma(z)$, for a logit $z$",
         ),
         Step(
             "log(1 − p) through the sigmoid",
             "$1 - \\sigma(z) = e^{-z}/(1 + e^{-z})$, which is "
             "$1/(1 + e^{z})$: the log of a reciprocal again.",
-            log(1 - sigmoid),
+            log(1 - sig),
             log_not_p,
+            where=of_sigma,
+            start="$1 - p = 1 - \\sigma(z)$",
+            checked="numeric",  # a logarithm's identity: SymPy does not cancel it unforced
         ),
         Step(
             "The loss of a logit",
-            "Substitute both logs and expand. (In the form the "
-            "next step starts from, it is $(1 - y)z + \\log(1 + e^{-z})$; the proofs below show they agree.)",
-            loss,
+            "Substitute both logs (steps 2 and 3) into the loss of $p = \\sigma(z)$.",
+            with_sigma,
+            substituted,
+            where=of_sigma,
+            start="the loss of $p = \\sigma(z)$",
+            checked="numeric",  # logarithms of the sigmoid: SymPy does not cancel them unforced
+        ),
+        Step(
+            "One logarithm",
+            "Take $e^{z}$ out of $1 + e^{z}$: $\\log(1 + e^{z}) = z + \\log(1 + e^{-z})$, and "
+            "the two $\\log(1 + e^{-z})$ terms add up to one.",
+            substituted,
             of_logit,
+            checked="numeric",  # a logarithm's identity: SymPy does not cancel it unforced
         ),
         Step(
             "Stable evaluation",
             "For $z \\ll 0$, $e^{-z}$ overflows. Take $\\max(-z, 0)$ out of "
             "$\\log(1 + e^{-z})$: what is left is $\\log(1 + e^{-|z|})$, whose argument lies in $(1, 2]$ "
-            "(the code uses `log1p`, exact for tiny $e^{-|z|}$).",
+            "(the code uses `log1p`, exact for tiny $e^{-|z|}$). SymPy proves it exactly on each side "
+            "of zero below.",
             of_logit,
             stable,
+            checked="numeric",  # proved on each side of zero below
         ),
         Step(
             "Why the code computes the loss as three non-negative terms",
@@ -118,21 +158,26 @@ def derive() -> Derivation:
             "Split by the sign of $z$ instead: $\\max(z, 0) - y z = (1 - y)\\max(z, 0) + "
             "y \\max(-z, 0)$, and for $y \\in [0, 1]$ each term, like the logarithm, is "
             "$\\geq 0$: a sum of non-negative numbers loses no digits ($1 - y$ is exact for "
-            "$y \\geq 1/2$).",
+            "$y \\geq 1/2$). For $z < 0$ both sides are $-yz + \\log(1 + e^{-|z|})$; SymPy "
+            "proves the case $z > 0$ exactly below.",
             stable,
             nonnegative,
+            checked="numeric",  # proved on each side of zero below
         ),
         Step(
             "Gradient with respect to the logit",
-            "Differentiate the loss of a logit; the sigmoid's $1/(1 + e^{-z})$ appears.",
-            Derivative(L, z),
-            sp.simplify(gradient),
+            "The term in $z$ gives $1 - y$, and $\\log(1 + e^{-z})$ gives $-e^{-z}/(1 + e^{-z})$.",
+            Derivative(of_logit, z),
+            gradient,
+            start="step 5's loss of a logit",
         ),
         Step(
             "In terms of σ",
-            "The gradient is the prediction minus the target, as for softmax.",
+            "$1 - e^{-z}/(1 + e^{-z}) = 1/(1 + e^{-z}) = \\sigma(z)$: the gradient is the "
+            "prediction minus the target, as for softmax.",
             gradient,
             gradient_in_sigma,
+            where=of_sigma,
         ),
         Step(
             "Why the code computes the gradient from the smaller probability",
@@ -141,13 +186,16 @@ def derive() -> Derivation:
             "left. With $q = \\sigma(-|z|) = e^{-|z|}/(1 + e^{-|z|}) \\leq 1/2$, "
             "$\\sigma(z) = 1 - q$ for $z \\geq 0$, so the gradient is $(1 - y) - q$: $q$ is "
             "small and carries its own digits, $1 - y$ is exact for $y \\geq 1/2$. For "
-            "$z < 0$, $\\sigma(z) = q$ already.",
+            "$z < 0$, $\\sigma(z) = q$ already. SymPy proves it exactly on each side of zero below.",
             gradient_in_sigma,
             gradient_split_written,
+            where=of_sigma,
+            checked="numeric",  # proved on each side of zero below
         ),
     )
     identities = (
-        *on_each_side_of_zero(
+        # for z > 0 only: for z < 0 SymPy evaluates both sides to the same expression
+        on_each_side_of_zero(
             Identity(
                 "binary_cross_entropy_nonnegative",
                 "the three non-negative terms equal the stable form",
@@ -157,25 +205,17 @@ def derive() -> Derivation:
                 shortcut_title="the stable form,",
             ),
             z,
-        ),
+        )[0],
         *on_each_side_of_zero(
             Identity(
                 "binary_cross_entropy_logit_grad_split",
                 "the gradient from the smaller probability equals $\\sigma(z) - y$",
                 long=gradient_split_written,
-                shortcut=gradient_in_sigma,
+                shortcut=sigmoid - y,
                 long_title="The form the code computes,",
                 shortcut_title="$\\sigma(z) - y$,",
             ),
             z,
-        ),
-        Identity(
-            "binary_cross_entropy_grad",
-            "the derivative SymPy computes is $(p - y)/(p(1 - p))$",
-            long=sp.diff(loss, p),
-            shortcut=(p - y) / (p * (1 - p)),
-            long_title="The derivative,",
-            shortcut_title="the shortcut,",
         ),
         *on_each_side_of_zero(
             Identity(
@@ -188,13 +228,40 @@ def derive() -> Derivation:
             ),
             z,
         ),
-        Identity(
-            "binary_cross_entropy_logit_grad",
-            "the derivative of the loss of a logit is $\\sigma(z) - y$",
-            long=gradient,
-            shortcut=gradient_in_sigma,
-            long_title="The derivative,",
-            shortcut_title="$\\sigma(z) - y$,",
+    )
+    curvature = sigmoid * (1 - sigmoid)
+    exercises = (
+        Exercise(
+            "Differentiate the loss of a logit once more. Show that $\\partial^2 L / \\partial z^2 "
+            "= \\sigma(z)(1 - \\sigma(z))$. What does it say about $L$ as a function of $z$, and "
+            "how large can it be?",
+            sp.Eq(Derivative(L, z, 2), sig * (1 - sig)),
+            Identity(
+                "binary_cross_entropy_logit_curvature",
+                "the second derivative of the loss of a logit is $\\sigma(z)(1 - \\sigma(z))$",
+                long=sp.diff(of_logit, z, 2),
+                shortcut=curvature,
+                long_title="The second derivative,",
+                shortcut_title="$\\sigma(1 - \\sigma)$,",
+            ),
+            answer="The gradient $\\sigma(z) - y$ depends on $y$ only through the constant $-y$, so "
+            "its derivative is the sigmoid's, $\\sigma(1 - \\sigma)$ (the sigmoid page): "
+            "positive for every $z$ and every target, so the loss is convex in $z$; at most "
+            "$1/4$, at $z = 0$, so a gradient step of size below 8 cannot overshoot the minimum. "
+            "SymPy proves the identity in $z$.",
+            title="The curvature of the loss of a logit",
+        ),
+        Exercise(
+            "For a target $y \\in (0, 1)$ (a soft label), which prediction $p$ minimises the "
+            "loss? Is the minimum 0?",
+            sp.Eq(p, y),
+            _minimised_at,
+            answer="Step 1's derivative $(p - y)/(p(1 - p))$ vanishes only at $p = y$, and the "
+            "second derivative there is $1/(y(1 - y)) > 0$ (SymPy checks both): a minimum. Its "
+            "value is the binary entropy $-y \\log y - (1 - y)\\log(1 - y)$, positive unless "
+            "$y$ is 0 or 1: a soft target's loss never reaches 0, and only the divergence "
+            "from $y$ to $p$ is minimised.",
+            title="The best prediction for a soft target",
         ),
     )
     probabilities = (
@@ -223,7 +290,7 @@ def derive() -> Derivation:
             body=(),
             returns=Assign(Derivative(L, p), (), (p - y) / (p * (1 - p))),
             returns_doc="the shape of p",
-            notes=NAIVE_NOTE,
+            notes=GRAD_NOTE,
             derivative=DerivativeOf("binary_cross_entropy(p, y)", wrt="p", kind="elementwise"),
         ),
         Kernel(
@@ -268,6 +335,7 @@ def derive() -> Derivation:
         steps=steps,
         identities=identities,
         kernels=kernels,
+        exercises=exercises,
         examples=(
             Example(
                 "A confident mistake",
@@ -289,5 +357,5 @@ def derive() -> Derivation:
                 _draw,
             ),
         ),
-        results={"loss": loss, "of_logit": of_logit, "logit_grad": gradient_in_sigma},
+        results={"loss": loss, "of_logit": of_logit, "logit_grad": sigmoid - y},
     )

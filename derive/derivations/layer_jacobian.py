@@ -20,6 +20,7 @@ from derive.model import (
     softmax,
     summation,
     x,
+    y,
     z,
 )
 from derive.steps import (
@@ -66,7 +67,7 @@ def explicit_chain_rule(sizes, stable: bool = False) -> tuple[Matrix, Matrix]:
 
 
 def explicit_stable_chain_rule(sizes) -> tuple[Matrix, Matrix]:
-    """DS · DZ, and the form the code computes: S_t Σ_{m≠t} S_m x_j where t = c."""
+    """DS · DZ, and the form the code computes: S_t Σ_{n≠t} S_n x_j where t = c."""
     return explicit_chain_rule(sizes, stable=True)
 
 
@@ -148,8 +149,8 @@ def derive():
     (outputs_total,) = sums_of(S, column_sum_evaluated)
     # The softmax Jacobian's cancellation-free form, on the diagonal block t = c.
     stable = result("softmax_jacobian", "stable_jacobian", i=t, j=c) * x[j]
-    m = class_index("m")
-    others = result("softmax_jacobian", "one_minus_softmax", i=t)  # Σ_{m≠t} S_m
+    n = class_index("n")  # the sum of others' index, as on the softmax Jacobian's page
+    others = result("softmax_jacobian", "one_minus_softmax", i=t)  # Σ_{n≠t} S_n
 
     steps = (
         Step(
@@ -165,6 +166,7 @@ def derive():
             "$W$, so each term gives the double delta of the previous step times $x_d$.",
             Derivative(summation(k), W[j, c]),
             term_by_term,
+            start="$z_k = \\sum_d W_{dk} x_d$",
         ),
         Step(
             "Collapse the sum over inputs",
@@ -178,6 +180,9 @@ def derive():
             "$W_{jc}$ reaches $S_t$ through every logit. SymPy, given $S_t$ as an unknown function "
             "of three unknown functions $z_1, z_2, z_3$ of $W_{jc}$, returns one term per logit.",
             *chain_for_three,
+            start="$S_t$, which depends on $W_{jc}$ through the logits",
+            checked="explicit",  # written for C = 3: checked at C = 3
+            sizes=({"C": 3, "D": 2}, {"C": 3, "D": 3}),
         ),
         Step(
             "Substitute the two Jacobians",
@@ -186,6 +191,8 @@ def derive():
             "$\\partial z_k / \\partial W_{jc}$ from step 3.",
             chain,
             chain_substituted,
+            start="the chain rule for $C$ classes",
+            checked="explicit",  # the sums' variables differ on the two sides: not cancelled in index form
         ),
         Step(
             "Collapse the sum",
@@ -199,14 +206,18 @@ def derive():
             "when $t \\ne c$ the delta is 0. Each line holds only under its condition.",
             shortcut,
             sp.Piecewise((same, sp.Eq(t, c)), (different, True)),
+            checked="explicit",  # the checker does not split a Piecewise on t = c in index form
         ),
         Step(
             "Why the code computes it this way",
             "As for the softmax Jacobian: where $S_t$ rounds to 1, $1 - S_t$ is 0 in floating "
-            "point, so on the block $t = c$ the code computes $S_t \\sum_{m \\ne t} S_m x_j$, "
+            "point, so on the block $t = c$ the code computes $S_t \\sum_{n \\ne t} S_n x_j$, "
             "which keeps every digit (the probabilities sum to 1).",
             shortcut,
             stable,
+            relation="=>",
+            given=((Sum(S[n], (n, 1, C)), sp.Integer(1)),),
+            start=6,
         ),
     )
     identities = (
@@ -233,11 +244,12 @@ def derive():
         ),
         Identity(
             "layer_jacobian_stable",
-            "The form the code computes, S_t(δ_tc Σ_{m≠t} S_m − (1 − δ_tc) S_c)x_j, equals "
-            "S_t(δ_tc − S_c)x_j given Σ S = 1; written out, it equals the chain-rule product.",
+            "the form the code computes, $S_t(\\delta_{tc} \\sum_{n \\ne t} S_n - (1 - \\delta_{tc}) "
+            "S_c)\\,x_j$, equals $S_t(\\delta_{tc} - S_c)\\,x_j$ given $\\sum_n S_n = 1$; with "
+            "explicit matrices, it equals the chain-rule product",
             long=stable,
             shortcut=shortcut,
-            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            assumptions={Sum(S[n], (n, 1, C)): sp.Integer(1)},
             explicit=explicit_stable_chain_rule,
             explicit_sizes=every(C=range(2, 6), D=range(1, 3)),
             long_title="The form the code computes, its sum evaluated,",
@@ -247,6 +259,7 @@ def derive():
     g = sp.IndexedBase("g")  # the gradient arriving at S from the loss
     vjp = Sum(g[t] * Derivative(S[t], W[j, c]), (t, 1, C))
     vjp_value = sp.factor(pull_out_of_sums(evaluate(Sum(g[t] * shortcut, (t, 1, C)))))
+    cross_entropy_vjp = Sum(-y[t] / S[t] * shortcut, (t, 1, C))  # g_t = ∂XE/∂S_t = −y_t/S_t
     sections = (
         Section(
             "Vectorised, with shapes",
@@ -267,7 +280,8 @@ def derive():
             "\\times C$:",
             equations=((vjp, vjp_value),),
             text_after="With the cross-entropy, $g_t = -y_t/S_t$, and this becomes "
-            "$x_j(S_c - y_c)$: the next page.",
+            "$x_j(S_c - y_c)$ because the labels add up to 1, $\\sum_t y_t = 1$ (without it, "
+            "$x_j(S_c \\sum_t y_t - y_c)$): the exercise below, and the next page.",
         ),
     )
     exercises = (
@@ -279,6 +293,29 @@ def derive():
             answer="Because $W_{jc}$ enters only $z_c$, with slope $x_j$: the chain-rule sum keeps "
             "one term, $\\partial S_t / \\partial z_c$ times $x_j$.",
             title="The layer's Jacobian from the softmax Jacobian",
+        ),
+        Exercise(
+            "The cross-entropy $XE = -\\sum_t y_t \\log S_t$ sends back "
+            "$g_t = \\partial XE / \\partial S_t = -y_t / S_t$. Collapse the vector–Jacobian "
+            "product $\\sum_t g_t \\, \\partial S_t / \\partial W_{jc}$. Which property of the "
+            "labels does the short answer need?",
+            sp.Eq(cross_entropy_vjp, x[j] * (S[c] - y[c])),
+            Identity(
+                "layer_jacobian_cross_entropy_vjp",
+                "with $g_t = -y_t/S_t$, the vector–Jacobian product is $x_j(S_c - y_c)$, given "
+                "$\\sum_t y_t = 1$",
+                long=cross_entropy_vjp,
+                shortcut=x[j] * (S[c] - y[c]),
+                assumptions={Sum(y[t], (t, 1, C)): sp.Integer(1)},
+                long_title="The vector–Jacobian product with the cross-entropy's $g$,",
+                shortcut_title="$x_j(S_c - y_c)$,",
+            ),
+            answer="$-\\frac{y_t}{S_t} S_t(\\delta_{tc} - S_c) x_j = -y_t(\\delta_{tc} - S_c) x_j$: "
+            "the $S_t$ cancels, and the sum over $t$ gives $x_j(S_c \\sum_t y_t - y_c)$. The labels "
+            "add up to 1 (a one-hot $y$, or any distribution), so it is $x_j(S_c - y_c)$: the "
+            "prediction minus the label, times the input. SymPy proves it for symbolic sizes, "
+            "given $\\sum_t y_t = 1$.",
+            title="The gradient of the cross-entropy, through the layer",
         ),
     )
     others_of = sp.IndexedBase("others")
@@ -379,6 +416,15 @@ def derive():
                 "Part 2's long product DS · DZᵀ prints `0.0810` in row 2 where the shortcut "
                 "version of the same entry prints `0.08105`: one digit was lost. The entry is:",
                 "layer_jacobian(posts.X, posts.W)[1, 1, 1]",
+            ),
+            Erratum(
+                "Part 2 says the matrix of derivatives of $z$ by the weights has dimensions "
+                "$(K, ij)$, one row per logit, but the DZ it prints has one row per weight and one "
+                "column per logit, $(ij, K)$: 15 rows and 5 columns for its 3 inputs and 5 classes. "
+                "The printed layout is the one its product $DL = DS \\cdot DZ^T$ needs (with "
+                "$(K, ij)$ it would be $DS \\cdot DZ$). The shape of our DZ in the posts' layout, "
+                "the one the worked example above compares with the printout:",
+                "summation_jacobian(posts.X, posts.W).transpose(2, 1, 0).reshape(15, 5).shape",
             ),
             Erratum(
                 "Part 2 ends by saying that to update each weight we should sum the adjustments "

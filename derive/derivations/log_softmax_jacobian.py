@@ -8,13 +8,14 @@ from sympy import Derivative, KroneckerDelta, Matrix, exp, log
 
 from derive.derivations import result
 from derive.figures import annotated_heatmap
-from derive.model import C, S, class_index, explicit_softmax, explicit_vector, z
+from derive.model import C, S, class_index, explicit_softmax, explicit_vector, y, z
 from derive.steps import (
     Assign,
     Definition,
     Derivation,
     DerivativeOf,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
@@ -34,6 +35,14 @@ def explicit_jacobian(sizes) -> tuple[Matrix, Matrix]:
     return long, sp.eye(n) - sp.ones(n, 1) * probabilities.T
 
 
+def explicit_row_sums(sizes) -> tuple[Matrix, Matrix]:
+    """The row sums of the Jacobian of log(softmax(z)) written out, and zeros."""
+    n = sizes["C"]
+    logits = explicit_vector("z", n)
+    jacobian = explicit_softmax(logits).applyfunc(log).jacobian(logits)
+    return jacobian * sp.ones(n, 1), sp.zeros(n, 1)
+
+
 def _draw(fig, generated, posts) -> None:
     jacobian = generated.log_softmax_jacobian(np.array([2.0, 1.0, 0.1]))
     annotated_heatmap(
@@ -50,8 +59,8 @@ def derive() -> Derivation:
     log_softmax = result("cross_entropy_from_logits", "log_softmax", i=i)  # z_i − log Σ_k e^{z_k}
     derivative = evaluate(sp.diff(log_softmax, z[j]))
     in_S = derivative.subs(exp(z[j]), S[j] * sp.Sum(exp(z[k]), (k, 1, C)))
-    m = class_index("m")
-    others = result("softmax_jacobian", "one_minus_softmax", i=i)  # Σ_{m≠i} S_m, proved = 1 − S_i
+    n = class_index("n")  # not m, the logits' maximum
+    others = result("softmax_jacobian", "one_minus_softmax", i=i)  # Σ_{n≠i} S_n, proved = 1 − S_i
     stable = KroneckerDelta(i, j) * others - (1 - KroneckerDelta(i, j)) * S[j]
     steps = (
         Step(
@@ -71,10 +80,12 @@ def derive() -> Derivation:
         Step(
             "Why the code computes it this way",
             "On the diagonal, $1 - S_i$ is 0 in floating point "
-            "once $S_i$ rounds to 1; given $\\sum_m S_m = 1$ it is $\\sum_{m \\ne i} S_m$ (proved on the "
+            "once $S_i$ rounds to 1; given $\\sum_n S_n = 1$ it is $\\sum_{n \\ne i} S_n$ (proved on the "
             "softmax Jacobian's page), which keeps every digit.",
             in_S,
             stable,
+            relation="=>",
+            given=((sp.Sum(S[n], (n, 1, C)), sp.Integer(1)),),
         ),
     )
     identities = (
@@ -88,14 +99,50 @@ def derive() -> Derivation:
             long_title="The derivative of log-softmax,",
             shortcut_title="$\\delta_{ij} - S_j$ with $S$ written out,",
         ),
-        Identity(
-            "log_softmax_jacobian_stable",
-            "the form the code computes equals $\\delta_{ij} - S_j$, given $\\sum_m S_m = 1$",
-            long=stable,
-            shortcut=in_S,
-            assumptions={sp.Sum(S[m], (m, 1, C)): sp.Integer(1)},
-            long_title="The form the code computes,",
-            shortcut_title="the shortcut,",
+    )
+    # Exercises: the rows sum to 0 (the shift), and the cross-entropy's gradient in one line.
+    row_sum = sp.Sum(in_S, (j, 1, C))
+    cross_entropy_gradient = -sp.Sum(y[i] * in_S, (i, 1, C))  # ∂(−Σ_i y_i log S_i)/∂z_j
+    exercises = (
+        Exercise(
+            "Show that each row of the log-softmax Jacobian sums to 0, "
+            "$\\sum_j \\partial \\log S_i / \\partial z_j = 0$. Why must it, without computing?",
+            sp.Eq(row_sum, 0),
+            Identity(
+                "log_softmax_jacobian_rows_sum_to_zero",
+                "the rows of the log-softmax Jacobian sum to 0, given $\\sum_j S_j = 1$",
+                long=row_sum,
+                shortcut=sp.Integer(0),
+                assumptions={sp.Sum(S[j], (j, 1, C)): sp.Integer(1)},
+                explicit=explicit_row_sums,
+                explicit_sizes=every(C=range(2, 6)),
+                long_title="The sum of a row,",
+                shortcut_title="zero,",
+            ),
+            answer="Adding the same number $a$ to every logit leaves every $S_i$, so every "
+            "$\\log S_i$, unchanged: the derivative along $(1, \\dots, 1)$, the row sum, is 0. "
+            "Computed: $\\sum_j (\\delta_{ij} - S_j) = 1 - \\sum_j S_j = 0$. SymPy proves it "
+            "for symbolic $C$ given $\\sum_j S_j = 1$, and with $S$ written out for $C = 2..5$.",
+            title="The rows sum to zero",
+        ),
+        Exercise(
+            "The cross-entropy is $XE = -\\sum_i y_i \\log S_i$. Use the log-softmax Jacobian to "
+            "find $\\partial XE / \\partial z_j$, and say what the labels must satisfy.",
+            sp.Eq(cross_entropy_gradient, S[j] - y[j]),
+            Identity(
+                "log_softmax_cross_entropy_gradient",
+                "$-\\sum_i y_i (\\delta_{ij} - S_j) = S_j - y_j$, given $\\sum_i y_i = 1$",
+                long=cross_entropy_gradient,
+                shortcut=S[j] - y[j],
+                assumptions={sp.Sum(y[i], (i, 1, C)): sp.Integer(1)},
+                long_title="The labels times the log-softmax Jacobian,",
+                shortcut_title="$S_j - y_j$,",
+            ),
+            answer="$XE$ is linear in the $\\log S_i$, so $\\partial XE / \\partial z_j = "
+            "-\\sum_i y_i (\\delta_{ij} - S_j) = -y_j + S_j \\sum_i y_i$, which is $S_j - y_j$ "
+            "when the labels add up to 1: no division by $S_i$ anywhere, which is why losses are "
+            "computed from log-softmax. SymPy proves it for symbolic $C$.",
+            title="The cross-entropy's gradient in one line",
         ),
     )
     kernels = (
@@ -123,6 +170,7 @@ def derive() -> Derivation:
         summary="How each log-probability $\\log S_i$ changes with each logit: $\\delta_{ij} - S_j$, "
         "every row the same $S$ subtracted from a one-hot row.",
         definitions=(Definition(log(S[i]), log_softmax, "with $S = \\operatorname{softmax}(z)$"),),
+        where=((S[i], result("softmax_jacobian", "softmax", i=i)),),
         steps=steps,
         identities=identities,
         kernels=kernels,
@@ -137,5 +185,6 @@ def derive() -> Derivation:
         figures=(
             Figure("log-softmax-jacobian.svg", "The log-softmax Jacobian for three logits.", _draw),
         ),
+        exercises=exercises,
         results={"jacobian": in_S},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
-from sympy import Derivative, IndexedBase, Matrix, Sum
+from sympy import Derivative, IndexedBase, KroneckerDelta, Matrix, Sum
 
 from derive.figures import curves
 from derive.model import explicit_vector, index, size
@@ -14,6 +14,7 @@ from derive.steps import (
     Derivation,
     DerivativeOf,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
@@ -27,6 +28,9 @@ K = size("K")  # the number of outputs compared
 p = IndexedBase("p", shape=(K,))  # predictions
 y = IndexedBase("y", shape=(K,))  # targets
 MSE = sp.Symbol("MSE")
+u = IndexedBase("u", shape=(K,))  # an exercise's inputs: one number per output
+w = sp.Symbol("w", real=True)  # an exercise's weight
+b = sp.Symbol("b", real=True)  # an exercise's bias
 
 
 def explicit_gradient(sizes) -> tuple[Matrix, Matrix]:
@@ -35,6 +39,25 @@ def explicit_gradient(sizes) -> tuple[Matrix, Matrix]:
     ps, ys = explicit_vector("p", n), explicit_vector("y", n)
     mean = sum((ps[k] - ys[k]) ** 2 for k in range(n)) / n
     return Matrix([mean]).jacobian(ps), (2 * (ps - ys) / n).T
+
+
+def explicit_hessian(sizes) -> tuple[Matrix, Matrix]:
+    """The Hessian of an explicit mean of K squares, and 2/K times the identity."""
+    n = sizes["K"]
+    ps, ys = explicit_vector("p", n), explicit_vector("y", n)
+    mean = sum((ps[k] - ys[k]) ** 2 for k in range(n)) / n
+    return sp.hessian(mean, list(ps)), 2 * sp.eye(n) / n
+
+
+def explicit_bias_gradient(sizes) -> tuple[Matrix, Matrix]:
+    """∂MSE/∂b for p_k = w u_k + b written out for K entries, and 2/K times the sum of p − y."""
+    n = sizes["K"]
+    us, ys = explicit_vector("u", n), explicit_vector("y", n)
+    predictions = [w * us[k] + b for k in range(n)]
+    mean = sum((predictions[k] - ys[k]) ** 2 for k in range(n)) / n
+    return Matrix([sp.diff(mean, b)]), Matrix(
+        [2 * sum(predictions[k] - ys[k] for k in range(n)) / n]
+    )
 
 
 def _draw(fig, generated, posts) -> None:
@@ -58,12 +81,15 @@ def derive() -> Derivation:
     mse = Sum((p[k] - y[k]) ** 2, (k, 1, K)) / K
     gradient = sp.diff(mse, p[j])
     collapsed = sp.factor(evaluate(gradient))
+    hessian = 2 * KroneckerDelta(j, k) / K
+    line = Sum((w * u[k] + b - y[k]) ** 2, (k, 1, K)) / K  # the mean, p_k = w u_k + b written in
+    bias_gradient = 2 * Sum(w * u[k] + b - y[k], (k, 1, K)) / K
     steps = (
         Step(
             "Differentiate each square",
             "$\\partial (p_k - y_k)^2/\\partial p_j = 2(p_k - y_k)\\delta_{kj}$: "
             "only the term $k = j$ depends on $p_j$.",
-            Derivative(mse, p[j]),
+            Derivative(MSE, p[j]),
             gradient,
         ),
         Step(
@@ -83,6 +109,53 @@ def derive() -> Derivation:
             explicit_sizes=every(K=range(1, 6)),
             long_title="The derivative of the mean,",
             shortcut_title="the shortcut,",
+        ),
+    )
+    exercises = (
+        Exercise(
+            "Differentiate the gradient once more: what is the Hessian "
+            "$\\partial^2 \\mathit{MSE} / \\partial p_j \\partial p_k$? What does one Newton step "
+            "$p - \\mathcal{H}^{-1} \\nabla \\mathit{MSE}$ do from any $p$?",
+            sp.Eq(Derivative(collapsed, p[k]), hessian),
+            Identity(
+                "mean_squared_error_hessian",
+                "the Hessian of the mean squared error is $2\\delta_{jk}/K$",
+                long=Derivative(collapsed, p[k]),
+                shortcut=hessian,
+                explicit=explicit_hessian,
+                explicit_sizes=every(K=range(1, 6)),
+                long_title="The derivative of the gradient,",
+                shortcut_title="$2/K$ times the identity,",
+            ),
+            answer="Only $p_j$ appears in $2(p_j - y_j)/K$, so the Hessian is $2/K$ times the "
+            "identity matrix: the same at every $p$, positive definite, the loss a round bowl. "
+            "A Newton step divides the gradient by $2/K$: $p - (p - y) = y$, the minimum, reached "
+            "in one step from anywhere. SymPy proves it in index form and, with the Hessian of "
+            "the mean written out, for $K = 1..5$.",
+            title="The Hessian",
+        ),
+        Exercise(
+            "Fit a line: the predictions are $p_k = w u_k + b$ for inputs $u_k$, a weight $w$ and "
+            "a bias $b$. Derive $\\partial \\mathit{MSE} / \\partial b$ with the chain rule through "
+            "the $p_k$.",
+            sp.Eq(Derivative(line, b), bias_gradient),
+            Identity(
+                "mean_squared_error_bias_gradient",
+                "with $p_k = w u_k + b$, $\\partial \\mathit{MSE} / \\partial b$ is $2/K$ times "
+                "the sum of $p_k - y_k$",
+                long=Derivative(line, b),
+                shortcut=bias_gradient,
+                explicit=explicit_bias_gradient,
+                explicit_sizes=every(K=range(1, 6)),
+                long_title="The derivative of the mean by the bias,",
+                shortcut_title="the gradient's entries summed,",
+            ),
+            answer="$\\partial p_k / \\partial b = 1$ for every $k$, so the chain rule sums the "
+            "gradient's entries: $\\sum_k 2(p_k - y_k)/K$, twice the mean residual. (By $w$, each "
+            "entry is weighted by $\\partial p_k / \\partial w = u_k$ instead.) It is 0 exactly when "
+            "the residuals average to 0, which the best bias achieves. SymPy proves it in index "
+            "form and, written out, for $K = 1..5$.",
+            title="A gradient with a bias",
         ),
     )
     arguments = (
@@ -118,6 +191,7 @@ def derive() -> Derivation:
         ),
         steps=steps,
         identities=identities,
+        exercises=exercises,
         kernels=kernels,
         examples=(
             Example(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import sympy as sp
 from sympy import Abs, Derivative, Piecewise, exp
@@ -13,6 +15,7 @@ from derive.steps import (
     Derivation,
     DerivativeOf,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
@@ -24,6 +27,57 @@ from derive.sympy_tools import on_each_side_of_zero
 z = sp.Symbol("z", real=True)
 sigma = sp.Symbol("sigma", positive=True)  # σ(z), a number in (0, 1)
 small = sp.Symbol("e", positive=True)  # e^{-|z|}, at most 1: never overflows
+sig = sp.Function("sigma")(z)  # σ(z), as the definition names it
+
+
+def on_each_sign(identity: Identity, variable: sp.Symbol) -> tuple[Identity, ...]:
+    """``on_each_side_of_zero``, with each proof box saying what its ``a`` is.
+
+    That helper writes ``variable`` as ``a`` (then ``-a``) with ``a`` a positive symbol; its
+    claims say only "for z > 0", and the boxes would show an ``a`` defined nowhere. A side on
+    which SymPy already writes both expressions the same once the sign is known (a branch that
+    is the definition itself) proves nothing: it is left out, and the other side's claim says so.
+    """
+    sides = []
+    for side, sign in zip(on_each_side_of_zero(identity, variable), ("a", "-a")):
+        sides.append(
+            replace(side, claim=f"{identity.claim}, for ${variable} = {sign}$ with $a > 0$")
+        )
+    kept = [side for side in sides if side.long != side.shortcut]
+    if len(kept) == 1:
+        other = "< 0" if kept[0] is sides[0] else "> 0"
+        kept[0] = replace(
+            kept[0],
+            claim=f"{kept[0].claim} (for ${variable} {other}$ the two are the same expression)",
+        )
+    return tuple(kept)
+
+
+def _sigmoid() -> sp.Expr:
+    return 1 / (1 + exp(-z))
+
+
+def _at_most_a_quarter(answer: sp.Eq) -> bool:
+    """True if the answer writes 1/4 − σ(1 − σ) as a square that vanishes only at z = 0."""
+    if not isinstance(answer, sp.Eq) or not (answer.rhs.is_Pow and answer.rhs.exp == 2):
+        return False
+    gap = sp.Rational(1, 4) - sp.diff(_sigmoid(), z)  # 1/4 − σ'(z), from the definition
+    written_out = {sigma: _sigmoid()}
+    return (
+        sp.simplify(answer.lhs.xreplace(written_out) - gap) == 0
+        and sp.expand(answer.lhs - answer.rhs) == 0
+        and sp.solve(answer.rhs.base.xreplace(written_out), z) == [0]
+    )
+
+
+def _symmetric(answer: sp.Eq) -> bool:
+    """True if both sides of the answer, σ written out, are the same function of z."""
+    if not isinstance(answer, sp.Eq):
+        return False
+    sides = [
+        side.replace(sp.Function("sigma"), lambda a: 1 / (1 + exp(-a))) for side in answer.args
+    ]
+    return sides[0] != sides[1] and sp.simplify(sides[0] - sides[1]) == 0
 
 
 def _draw(fig, generated, posts) -> None:
@@ -71,7 +125,8 @@ def derive() -> Derivation:
             "Stable evaluation",
             "For $z < 0$, $e^{-z}$ overflows once $-z > 709.78$ (float64); multiplying "
             "numerator and denominator by $e^{z}$ gives $e^{z}/(1 + e^{z})$. Both branches are written "
-            "with $e^{-|z|} \\le 1$, so nothing overflows.",
+            "with $e^{-|z|} \\le 1$, so nothing overflows. For $z \\ge 0$ the first branch is the "
+            "definition itself; for $z < 0$ SymPy proves the second exactly below.",
             sigmoid,
             stable,
             start="the definition of $\\sigma$",
@@ -80,7 +135,8 @@ def derive() -> Derivation:
         Step(
             "Stable derivative",
             "$1 - \\sigma$ computed as a subtraction loses everything once $\\sigma$ "
-            "rounds to 1 (from $z \\approx 37$ in float64); written with $e^{-|z|}$ it keeps every digit.",
+            "rounds to 1 (from $z \\approx 37$ in float64); written with $e^{-|z|}$ it keeps every digit. "
+            "SymPy proves it exactly on each side of zero below.",
             in_sigma,
             stable_derivative,
             where=((sigma, sigmoid),),
@@ -89,7 +145,7 @@ def derive() -> Derivation:
         ),
     )
     identities = (
-        *on_each_side_of_zero(
+        *on_each_sign(
             Identity(
                 "sigmoid_stable",
                 "the stable form equals the sigmoid",
@@ -100,7 +156,7 @@ def derive() -> Derivation:
             ),
             z,
         ),
-        *on_each_side_of_zero(
+        *on_each_sign(
             Identity(
                 "sigmoid_derivative_stable",
                 "the stable derivative equals $\\sigma(1 - \\sigma)$",
@@ -110,6 +166,52 @@ def derive() -> Derivation:
                 shortcut_title="$\\sigma(1 - \\sigma)$,",
             ),
             z,
+        ),
+    )
+    exercises = (
+        Exercise(
+            "Show that $\\sigma'(z) \\le 1/4$ for every $z$, with equality only at $z = 0$. "
+            "(Hint: write $1/4 - \\sigma(1 - \\sigma)$ as a square.)",
+            sp.Eq(sp.Rational(1, 4) - in_sigma, (sigma - sp.Rational(1, 2)) ** 2),
+            _at_most_a_quarter,
+            answer="Expanding, $(\\sigma - 1/2)^2 = \\sigma^2 - \\sigma + 1/4 = 1/4 - \\sigma(1 - "
+            "\\sigma)$, a square, so never negative: $\\sigma' \\le 1/4$, with equality exactly "
+            "where $\\sigma = 1/2$, that is at $z = 0$. A gradient through a sigmoid is at least four "
+            "times smaller than the one arriving at it, which is why deep stacks of sigmoids learn "
+            "slowly. SymPy checks that the left side is $1/4 - \\sigma'(z)$ with $\\sigma'$ "
+            "differentiated from the definition, that the two sides expand to the same polynomial in "
+            "$\\sigma$, and that the square vanishes only at $z = 0$.",
+            title="The slope is at most 1/4",
+        ),
+        Exercise(
+            "Differentiate once more: show that $\\sigma''(z) = \\sigma(1 - \\sigma)(1 - 2\\sigma)$. "
+            "Where is the sigmoid steepest?",
+            sp.Eq(Derivative(sig, (z, 2)), sig * (1 - sig) * (1 - 2 * sig)),
+            Identity(
+                "sigmoid_second_derivative",
+                "$\\sigma''(z) = \\sigma(1 - \\sigma)(1 - 2\\sigma)$",
+                long=Derivative(sigmoid, (z, 2)),
+                shortcut=sigmoid * (1 - sigmoid) * (1 - 2 * sigmoid),
+                long_title="The second derivative of the definition,",
+                shortcut_title="$\\sigma(1 - \\sigma)(1 - 2\\sigma)$,",
+            ),
+            answer="By the product rule on $\\sigma' = \\sigma - \\sigma^2$: $\\sigma'' = \\sigma' - "
+            "2\\sigma\\sigma' = \\sigma'(1 - 2\\sigma)$. It vanishes only where $\\sigma = 1/2$, "
+            "at $z = 0$, where the slope is largest ($1/4$): positive before, negative after. SymPy "
+            "differentiates the definition twice and finds the difference 0.",
+            title="The second derivative",
+        ),
+        Exercise(
+            "Show that $\\sigma(-z) = 1 - \\sigma(z)$. What does it say about the derivative, and "
+            "about the stable form's branch for $z < 0$?",
+            sp.Eq(sp.Function("sigma")(-z), 1 - sig),
+            _symmetric,
+            answer="$\\sigma(-z) = 1/(1 + e^{z}) = e^{-z}/(e^{-z} + 1) = 1 - \\sigma(z)$. "
+            "Differentiating, $-\\sigma'(-z) = -\\sigma'(z)$: the derivative is even, the same at "
+            "$\\pm z$. The stable branch for $z < 0$ is this identity: $\\sigma(z) = 1 - "
+            "\\sigma(|z|) = e^{-|z|}/(1 + e^{-|z|})$, written without subtracting. SymPy writes "
+            "$\\sigma$ out on both sides and finds them equal.",
+            title="Symmetry",
         ),
     )
     argument = (Param("z", z, doc="any real numbers", batched=True),)
@@ -144,11 +246,10 @@ def derive() -> Derivation:
         title="The sigmoid",
         summary="The logistic function $\\sigma(z) = 1/(1 + e^{-z})$ of binary classifiers and gates, "
         "and its derivative $\\sigma(1 - \\sigma)$.",
-        definitions=(
-            Definition(sp.Function("sigma")(z), sigmoid, "for any real $z$, elementwise"),
-        ),
+        definitions=(Definition(sig, sigmoid, "for any real $z$, elementwise"),),
         steps=steps,
         identities=identities,
+        exercises=exercises,
         kernels=kernels,
         examples=(
             Example(
@@ -161,7 +262,9 @@ def derive() -> Derivation:
                 "Far out, quietly",
                 "sigmoid(np.array([-1000.0, 1000.0])), sigmoid_grad(np.array([-40.0, 40.0]))",
                 text="No overflow warning at ±1000; the derivative at ±40 keeps its tiny value "
-                "($e^{-40} \\approx 4.2 \\cdot 10^{-18}$), where $\\sigma(1 - \\sigma)$ computed as written gives 0.",
+                "($e^{-40} \\approx 4.2 \\cdot 10^{-18}$). Computed as written, $\\sigma(1 - \\sigma)$ "
+                "gives 0 at $+40$, where $\\sigma$ rounds to 1 and $1 - \\sigma$ to 0; at $-40$ it is "
+                "still right, $\\sigma \\approx 4.2 \\cdot 10^{-18}$ times $1 - \\sigma = 1$.",
             ),
         ),
         figures=(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 from sympy import Derivative, KroneckerDelta, Matrix, Sum, exp
-from sympy.matrices.expressions.matexpr import MatrixElement
 
 from derive.figures import annotated_heatmap
 from derive.model import C, S, class_index, explicit_softmax, explicit_vector, softmax, z
@@ -59,6 +58,19 @@ def _variance_form(answer) -> bool:
         if sp.expand(on_ones) != sp.zeros(n, 1):
             return False
     return True
+
+
+def _two_classes(answer) -> bool:
+    """The answer's matrix, S_1 and S_2 written out, is the Jacobian of a softmax of two logits,
+    and its entries are ±σ'(z_1 − z_2), σ the sigmoid."""
+    logits = explicit_vector("z", 2)
+    p = explicit_softmax(logits)
+    shortcut = Matrix(answer.rhs).xreplace({S[1]: p[0], S[2]: p[1]})
+    if any(sp.simplify(e) != 0 for e in p.jacobian(logits) - shortcut):
+        return False
+    difference = logits[0] - logits[1]
+    sigmoid_slope = sp.diff(1 / (1 + exp(-difference)), logits[0])
+    return sp.simplify(shortcut[0, 0] - sigmoid_slope) == 0
 
 
 def _others(probabilities: Matrix, i: int) -> sp.Expr:
@@ -124,34 +136,36 @@ def derive():
     in_S = sp.factor(
         sp.expand(quotient).subs({exp(z[i]): S[i] * denominator, exp(z[j]): S[j] * denominator})
     )
-    split = sp.expand(quotient)
+    split = sp.expand(quotient)  # SymPy shows the product term first, then the delta term
     product_term = exp(z[i]) * exp(z[j]) / denominator**2
-    product_in_S = product_term.subs({exp(z[i]): S[i] * denominator, exp(z[j]): S[j] * denominator})
+    delta_term = exp(z[i]) * KroneckerDelta(i, j) / denominator
+    if sp.expand(split - (delta_term - product_term)) != 0:
+        raise ValueError(
+            f"the split fraction is {split}, not the delta term minus the product term"
+        )
+    # the product term written with S, the delta term not yet
+    product_in_S = delta_term - S[i] * S[j]
     same = in_S.subs(KroneckerDelta(i, j), 1).subs(j, i)
     different = in_S.subs(KroneckerDelta(i, j), 0)
     cases = sp.Piecewise((same, sp.Eq(i, j)), (different, True))
     S_vector = sp.MatrixSymbol("S", C, 1)
     matrix_form = sp.DiagMatrix(S_vector) - S_vector * S_vector.T
-    entry = MatrixElement(matrix_form, i, j)
-    entry_value = matrix_form[i, j].xreplace({S_vector[i, 0]: S[i], S_vector[j, 0]: S[j]})
-    if sp.expand(entry_value - in_S) != 0:  # the matrix form is read off entry by entry: check it
-        raise ValueError(f"entry (i, j) of diag(S) - S S^T is {entry_value}, not {in_S}")
-    J = sp.MatrixSymbol("J", C, C)
+    J = sp.IndexedBase("J")  # the Jacobian, entry by entry: J_ij = ∂S_i/∂z_j
 
     row_sum = Sum(in_S, (j, 1, C))
     row_sum_evaluated = pull_out_of_sums(evaluate(row_sum))
     (outputs_total,) = sums_of(S, row_sum_evaluated)
 
     # Where S_i rounds to 1, 1 − S_i is 0 in floating point; the sum of the others keeps its digits.
-    m = class_index("m")
-    others = Sum((1 - KroneckerDelta(i, m)) * S[m], (m, 1, C))  # Σ_{m≠i} S_m
-    probabilities_sum_to_one = {Sum(S[m], (m, 1, C)): sp.Integer(1)}
+    n = class_index("n")  # not m, the logits' maximum (derive/notation.py)
+    others = Sum((1 - KroneckerDelta(i, n)) * S[n], (n, 1, C))  # Σ_{n≠i} S_n
+    probabilities_sum_to_one = {Sum(S[n], (n, 1, C)): sp.Integer(1)}
     stable = S[i] * (KroneckerDelta(i, j) * others - (1 - KroneckerDelta(i, j)) * S[j])
 
     shift = sp.Symbol("m", real=True)
     shifted = exp(z[i] - shift) / Sum(exp(z[k] - shift), (k, 1, C))
-    unshifted = sp.simplify(pull_out_of_sums(sp.expand(shifted)))
 
+    sum_to_one = ((Sum(S[n], (n, 1, C)), sp.Integer(1)),)  # the probabilities add up to 1
     steps = (
         Step(
             "Numerator",
@@ -167,31 +181,35 @@ def derive():
             "term $k = j$ (the sum of deltas collapses, $j$ being in $1..C$).",
             Derivative(denominator, z[j]),
             d_denominator,
+            start="the denominator $\\sum_k e^{z_k}$",
         ),
         Step(
             "Quotient rule",
-            "For $f = g/h$: $f' = (g'h - g h')/h^2$, with $g$ the numerator and $h$ the denominator.",
+            "For $f = g/h$: $f' = (g'h - g h')/h^2$, with $g$ the numerator and $h$ the "
+            "denominator, and their derivatives from steps 1 and 2.",
             Derivative(S_i, z[j]),
             quotient,
+            start="the definition of $S_i$, the numerator over the denominator",
         ),
         Step(
             "Split the fraction",
-            "Divide each term of the numerator by the denominator $h^2$.",
+            "Divide each term of the numerator by the denominator $h^2$: SymPy shows the product "
+            "term first and the delta term second.",
             quotient,
             split,
         ),
         Step(
-            "The second fraction is a product of two outputs",
-            "$e^{z_i}/\\sum_k e^{z_k}$ is $S_i$ and $e^{z_j}/\\sum_k e^{z_k}$ is $S_j$: "
-            "write each exponential as $S$ times the sum, and the squared sum cancels.",
-            product_term,
+            "The product term is a product of two outputs",
+            "In the product term, $e^{z_i}/\\sum_k e^{z_k}$ is $S_i$ and $e^{z_j}/\\sum_k e^{z_k}$ "
+            "is $S_j$: write each exponential as $S$ times the sum, and the squared sum cancels.",
+            split,
             product_in_S,
         ),
         Step(
             "In terms of S",
-            "In the same way the first fraction, $e^{z_i}\\delta_{ij}/\\sum_k e^{z_k}$, is "
+            "In the same way the delta term, $e^{z_i}\\delta_{ij}/\\sum_k e^{z_k}$, is "
             "$S_i \\delta_{ij}$; then $S_i$ is factored out.",
-            split,
+            product_in_S,
             in_S,
         ),
         Step(
@@ -200,34 +218,44 @@ def derive():
             "when $i \\ne j$ the delta is 0. Each line holds only under its condition.",
             in_S,
             cases,
+            checked="explicit",  # the checker does not split a Piecewise on i = j in index form
         ),
         Step(
             "One entry of the matrix diag(S) − S Sᵀ",
             "Take $S$ as a $C \\times 1$ column. Entry $(i, j)$ of $\\operatorname{diag}(S)$ is "
-            "$S_i \\delta_{ij}$, and entry $(i, j)$ of the outer product $S S^T$ is $S_i S_j$. "
-            "SymPy computes the entry of the difference; it is the result of step 6, expanded "
-            "(the build checks that the two agree).",
-            entry,
-            entry_value,
+            "$S_i \\delta_{ij}$, and entry $(i, j)$ of the outer product $S S^T$ is $S_i S_j$: "
+            "the result of step 6 is entry $(i, j)$ of the matrix on the right (the build "
+            "compares it with every entry).",
+            in_S,
+            matrix_form,
+            start=6,
+            checked="explicit",  # a matrix's entries: compared at explicit sizes
+            entry=((i,), (j,)),
         ),
         Step(
             "Matrix form",
             "Call $J$ the $C \\times C$ Jacobian, the matrix with entry $J_{ij} = \\partial S_i / "
             "\\partial z_j$. Step 6 gives every entry, and step 8 shows it is entry $(i, j)$ of "
-            "$\\operatorname{diag}(S) - S S^T$, so the two matrices are equal. SymPy did not "
-            "derive this matrix form (its matrix calculus is unreliable for this layer); it was "
-            "read off entry by entry, and the explicit-matrix proof below checks it: for "
-            "$C = 2, \\dots, 6$ SymPy differentiates a softmax of $C$ symbols and compares the "
-            "whole Jacobian with $\\operatorname{diag}(S) - S S^T$.",
-            J,
+            "$\\operatorname{diag}(S) - S S^T$, so the two matrices are equal: $J = "
+            "\\operatorname{diag}(S) - S S^T$. SymPy did not derive this matrix form (its matrix "
+            "calculus is unreliable for this layer); it was read off entry by entry. The build "
+            "checks each entry $J_{ij}$, differentiated directly, against the matrix, and the "
+            "explicit-matrix proof below compares whole Jacobians for $C = 2, \\dots, 6$.",
+            J[i, j],
             matrix_form,
+            where=((J[i, j], Derivative(S[i], z[j])),),
+            start="the Jacobian, entry by entry",
+            checked="explicit",  # a matrix's entries: compared at explicit sizes
+            entry=((i,), (j,)),
         ),
         Step(
             "Stable evaluation",
             "Multiplying numerator and denominator by $e^{-m}$ changes nothing; "
-            "with $m = \\max_k z_k$ no exponential exceeds 1, so none overflows.",
+            "with $m = \\max_k z_k$ no exponential exceeds 1, so none overflows. SymPy "
+            "pulls $e^{-m}$ out of the sum and cancels it, for any number $m$.",
             shifted,
-            unshifted,
+            S[i],
+            start="softmax of the logits shifted by $m$",
         ),
         Step(
             "Why the code computes 1 − S_i as a sum",
@@ -237,22 +265,29 @@ def derive():
             "every digit kept.",
             1 - S[i],
             others,
+            relation="=>",
+            given=sum_to_one,
+            start="$1 - S_i$",
         ),
         Step(
             "The Jacobian without cancellation",
-            "On the diagonal ($\\delta_{ij} = 1$) the code computes $S_i \\sum_{m \\ne i} S_m$ "
+            "On the diagonal ($\\delta_{ij} = 1$) the code computes $S_i \\sum_{n \\ne i} S_n$ "
             "instead of $S_i(1 - S_i)$; off it, $-S_i S_j$ has no subtraction to lose digits in. "
             "The rows of the Jacobian still sum to 0, and a gradient passed back through it keeps "
             "its small components.",
             in_S,
             stable,
+            relation="=>",
+            given=sum_to_one,
+            start=6,
         ),
     )
     identities = (
         Identity(
             "softmax_jacobian",
-            "the derivative of softmax is $S_i(\\delta_{ij} - S_j)$, and its Jacobian is "
-            "$\\operatorname{diag}(S) - S S^T$",
+            "the derivative of softmax is $S_i(\\delta_{ij} - S_j)$ for every $C$, and its "
+            "Jacobian is $\\operatorname{diag}(S) - S S^T$ (with explicit matrices, for "
+            "$C = 2, \\dots, 6$)",
             long=sp.diff(S_i, z[j]),
             shortcut=in_S.subs({S[i]: S_i, S[j]: softmax(j)}),
             explicit=explicit_matrix_form,
@@ -261,16 +296,9 @@ def derive():
             shortcut_title="the result $S_i(\\delta_{ij} - S_j)$ with $S$ written out,",
         ),
         Identity(
-            "softmax_shift",
-            "shifting every logit by the same $m$ leaves softmax unchanged",
-            long=shifted,
-            shortcut=S_i,
-            long_title="Softmax of the shifted logits,",
-            shortcut_title="softmax of the logits,",
-        ),
-        Identity(
             "one_minus_softmax",
-            "Given Σ S = 1, the sum of the other probabilities Σ_{m≠i} S_m equals 1 − S_i.",
+            "given $\\sum_n S_n = 1$, the sum of the other probabilities, $\\sum_{n \\ne i} S_n$, "
+            "equals $1 - S_i$; with $S$ written out, for $C = 2, \\dots, 6$, without the assumption",
             long=others,
             shortcut=1 - S[i],
             assumptions=probabilities_sum_to_one,
@@ -281,16 +309,16 @@ def derive():
         ),
         Identity(
             "softmax_jacobian_stable",
-            "The form the code computes, S_i(δ_ij Σ_{m≠i} S_m − (1 − δ_ij) S_j), equals "
-            "S_i(δ_ij − S_j) given Σ S = 1; with S written out, it equals the Jacobian SymPy "
-            "computes directly.",
+            "the form the code computes, $S_i(\\delta_{ij} \\sum_{n \\ne i} S_n - (1 - \\delta_{ij}) "
+            "S_j)$, equals $S_i(\\delta_{ij} - S_j)$ given $\\sum_n S_n = 1$; with $S$ written out, "
+            "it equals the Jacobian SymPy computes directly",
             long=stable,
             shortcut=in_S,
             assumptions=probabilities_sum_to_one,
             explicit=explicit_stable_form,
             explicit_sizes=every(C=range(2, 7)),
             long_title="The form the code computes, its sum evaluated,",
-            shortcut_title="S_i(δ_ij − S_j),",
+            shortcut_title="$S_i(\\delta_{ij} - S_j)$,",
         ),
     )
 
@@ -322,20 +350,43 @@ def derive():
         ),
         Exercise(
             "For any vector $v$, show that $v^T (\\operatorname{diag}(S) - S S^T) v$ is the "
-            "variance of $v$ when index $i$ is drawn with probability $S_i$. What does that say "
-            "about the matrix?",
+            "variance of $v_I$ when the class $I$ is drawn with probability $S_I$. What does that "
+            "say about the matrix?",
             sp.Eq(
                 quadratic,
                 Sum(values[i] ** 2 * S[i], (i, 1, C)) - Sum(values[i] * S[i], (i, 1, C)) ** 2,
             ),
             _variance_form,
             answer="Expanding, $\\sum_{ij} v_i S_i(\\delta_{ij} - S_j) v_j = \\sum_i S_i v_i^2 - "
-            "(\\sum_i S_i v_i)^2 = E[v^2] - E[v]^2$, a variance, so never negative: the matrix is "
-            "positive semi-definite, and the constant vector (variance 0) is in its null space. "
+            "(\\sum_i S_i v_i)^2 = E[v_I^2] - E[v_I]^2$, a variance, so never negative: the matrix "
+            "is positive semi-definite, and the constant vector (variance 0) is in its null space. "
+            "In fact it is the covariance matrix of the one-hot vector $e_I$ with $I \\sim S$: "
+            "$E[e_I] = S$ and $E[e_I e_I^T] = \\operatorname{diag}(S)$, and $v^T e_I = v_I$. "
             "It is also the Hessian of the cross-entropy with respect to the logits (see the "
             "exercises of the page on the loss from the logits). Checked by SymPy with explicit "
             "matrices for $C = 2..5$.",
             title="The Jacobian is a covariance matrix",
+        ),
+    )
+    two = Matrix(2, 2, lambda r, s: Derivative(S[r + 1], z[s + 1]))
+    exercises = (
+        *exercises,
+        Exercise(
+            "Write the Jacobian out for $C = 2$. Why is it one number times a fixed matrix, and "
+            "which function of $z_1 - z_2$ is that number the derivative of?",
+            sp.Eq(
+                sp.ImmutableMatrix(two),
+                S[1] * S[2] * sp.ImmutableMatrix([[1, -1], [-1, 1]]),
+                evaluate=False,
+            ),
+            _two_classes,
+            answer="With $S_2 = 1 - S_1$, every entry of $S_i(\\delta_{ij} - S_j)$ is "
+            "$\\pm S_1 S_2$: the diagonal $S_1(1 - S_1)$, off it $-S_1 S_2$. Two classes have one "
+            "degree of freedom: $S_1 = e^{z_1}/(e^{z_1} + e^{z_2}) = \\sigma(z_1 - z_2)$, the "
+            "sigmoid of the difference of the logits, and $S_1 S_2 = \\sigma(1 - \\sigma)$ is "
+            "the sigmoid's derivative. SymPy differentiates a softmax of two symbols and compares "
+            "every entry, and compares $S_1 S_2$ with $\\sigma'(z_1 - z_2)$.",
+            title="Two classes",
         ),
     )
     quadratic_value = sp.expand(pull_out_of_sums(evaluate(sp.expand(quadratic))))
@@ -347,9 +398,10 @@ def derive():
             "[second-order page](second-order.md)). Seen from a direction $v$, SymPy evaluates "
             "its quadratic form to",
             equations=((quadratic, quadratic_value),),
-            text_after="which is $E[v^2] - E[v]^2$ for an index drawn with probability $S_i$: a variance, "
-            "never negative, so the loss is convex in the logits (the matrix is the covariance of the "
-            "predicted distribution). Along $v = (1, \\ldots, 1)$, the shift that leaves softmax "
+            text_after="which is $E[v_I^2] - E[v_I]^2$ for a class $I$ drawn with probability $S_I$: a "
+            "variance, never negative, so the loss is convex in the logits. The matrix is the "
+            "covariance matrix of the one-hot vector $e_I$ with $I \\sim S$ ($E[e_I] = S$, "
+            "$E[e_I e_I^T] = \\operatorname{diag}(S)$). Along $v = (1, \\ldots, 1)$, the shift that leaves softmax "
             "unchanged, the variance is 0: that direction is in the null space, which is why the "
             "Hessian with respect to $W$ is singular and Newton's method needs a penalty "
             "(the second-order page).",
@@ -372,7 +424,7 @@ def derive():
 
     z_max = sp.Symbol("z_max")
     exp_shifted = sp.IndexedBase("exp_shifted")
-    others_of = sp.IndexedBase("others")  # Σ_{m≠i} S_m, one per class
+    others_of = sp.IndexedBase("others")  # Σ_{n≠i} S_n, one per class
     kernels = (
         Kernel(
             name="softmax",
@@ -481,6 +533,24 @@ def derive():
                         "",
                     ),
                 ),
+            ),
+            Erratum(
+                "Part 1 writes $\\delta$ for the partial derivative, "
+                "$\\frac{\\delta S_i}{\\delta x_j}$, the letter the derivation needs for the "
+                "Kronecker delta $\\delta_{ij}$ (1 if $i = j$, else 0). This page writes "
+                "$\\partial S_i / \\partial z_j$ for the derivative and keeps $\\delta$ for the "
+                "Kronecker delta (and calls the logits $z$ where the post writes $x$).",
+            ),
+            Erratum(
+                "Part 1's general Jacobian puts $\\sigma(x_j) - \\sigma(x_j)\\sigma(x_i)$ at the "
+                "general position $(i, j)$ (and $\\sigma(x_j)$ at the general position of its "
+                "diagonal matrix), where $\\sigma(x_i)$ is the post's name for the softmax output "
+                "$S_i$. That is the formula of the diagonal, $i = j$, only: off the diagonal the "
+                "entry is $-S_i S_j$, the post's own case $i \\ne j$, and in general it is "
+                "$S_i(\\delta_{ij} - S_j)$. For the post's $S$, entry $(1, 2)$ of the Jacobian, "
+                "then the post's general formula at the same $(i, j)$:",
+                "softmax_jacobian(posts.PART1_S)[0, 1], "
+                "posts.PART1_S[1] - posts.PART1_S[1] * posts.PART1_S[0]",
             ),
         ),
     )

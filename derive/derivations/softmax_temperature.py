@@ -14,6 +14,7 @@ from derive.steps import (
     Derivation,
     DerivativeOf,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
@@ -42,6 +43,34 @@ def explicit_jacobian(sizes) -> tuple[Matrix, Matrix]:
     return jacobian, (sp.diag(*at_w) - at_w * at_w.T) / T
 
 
+TIED = (2, 2, 0)  # two logits tie for the largest
+
+
+def _tied_limit(answer) -> bool:
+    """The answer's right side is the limit T → 0+ of softmax(z/T) for the tied logits."""
+    limits = [sp.limit(e, T, 0, "+") for e in explicit_softmax(Matrix(TIED) / T)]
+    return list(answer.rhs) == limits
+
+
+def _temperature_derivative(answer) -> bool:
+    """The answer's right side, written out for C = 2..4 and each i, is ∂S_i/∂T of softmax(z/T)."""
+    for n in range(2, 5):
+        logits = explicit_vector("z", n)
+        probabilities = explicit_softmax(logits / T)
+        plain = {ix: sp.Symbol(str(ix.label), integer=True) for ix in answer.rhs.atoms(sp.Idx)}
+        claimed = answer.rhs.xreplace(plain).subs(C, n).doit()
+        for a in range(n):
+            at = claimed.xreplace({plain[ix]: a + 1 for ix in plain if str(ix.label) == "i"})
+            entries = {"S": probabilities, "z": logits}  # by label: subs(C, n) reshaped the bases
+            values = {
+                e: entries[str(e.base.label)][int(e.indices[0]) - 1] for e in at.atoms(sp.Indexed)
+            }
+            exact = sp.diff(probabilities[a], T) - at.xreplace(values)
+            if sp.simplify(exact) != 0:
+                return False
+    return True
+
+
 def _draw(fig, generated, posts) -> None:
     logits = np.array([2.0, 1.0, 0.0])
     temperatures = np.logspace(-1.5, 1.5, 121)
@@ -65,15 +94,20 @@ def derive() -> Derivation:
     du_dz = evaluate(sp.diff(z[k] / T, z[j]))
     chain = Sum(ds_du * du_dz, (k, 1, C))
     jacobian = sp.factor(evaluate(chain))
-    m = class_index("m")
+    n = class_index("n")  # Σ_{n≠i} S_n's index (m is the logits' maximum)
     # S_i(1 − S_i) loses S_i's small complement where S_i rounds to 1: the code computes the
     # softmax Jacobian's cancellation-free form (proved on its page), divided by T.
     stable = result("softmax_jacobian", "stable_jacobian", i=i, j=j) / T
 
-    example = Matrix([2, 1, 0])  # three logits, for the limits
-    scaled = explicit_softmax(example / T)
-    cold = scaled.applyfunc(lambda e: sp.limit(e, T, 0, "+"))
-    hot = scaled.applyfunc(lambda e: sp.limit(e, T, sp.oo))
+    S_i = softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T})  # S_i = softmax(z/T)_i
+    # T → 0 for the example z = (2, 1, 0), z_k = 3 − k, one limit per probability
+    example = Matrix([3 - number for number in range(1, 4)])
+    # the one-hot vector of the argmax
+    cold = sp.ImmutableMatrix([sp.limit(e, T, 0, "+") for e in explicit_softmax(example / T)])
+    cold_limits = sp.ImmutableMatrix([Limit(S[number], T, 0, "+") for number in range(1, 4)])
+    # T → ∞ for any logits: with T = 1/s, S_i is continuous at s = 0, where every e^{z_k s} is 1
+    s_ = sp.Symbol("s", positive=True)
+    hot = S_i.xreplace({T: 1 / s_}).subs(s_, 0).doit()  # 1/C
     steps = (
         Step(
             "Scale, then softmax",
@@ -87,26 +121,43 @@ def derive() -> Derivation:
             "Jacobian (from its page, in terms of $S$), and the delta keeps $k = j$.",
             Sum(Derivative(S[i], u[k]) * Derivative(u[k], z[j]), (k, 1, C)),
             jacobian,
+            where=((S[i], softmax_of_u), (u[k], z[k] / T)),
+            start="the chain rule through $u = z/T$",
+            # the softmax's sum over k inside a sum over k: in index form the two sums' variables
+            # differ and SymPy does not cancel them; exact at explicit sizes
+            checked="explicit",
         ),
         Step(
             "Why the code computes it this way",
-            "As on the softmax Jacobian's page: $1 - S_i$ is computed as $\\sum_{m \\ne i} S_m$, "
+            "As on the softmax Jacobian's page: $1 - S_i$ is computed as $\\sum_{n \\ne i} S_n$, "
             "which keeps every digit where $S_i$ rounds to 1.",
             jacobian,
             stable,
+            relation="=>",
+            given=((Sum(S[n], (n, 1, C)), sp.Integer(1)),),
         ),
         Step(
             "Cold: T → 0",
             "For $z = (2, 1, 0)$: every probability but the largest logit's goes to 0, "
-            "so softmax becomes the one-hot vector of the argmax (a hard max).",
-            Limit(scaled, T, 0, "+"),
+            "so softmax becomes the one-hot vector of the argmax (a hard max). That needs a "
+            "single largest logit: where several logits tie for the largest, they share the "
+            "probability equally in the limit and the others get 0, a uniform distribution over "
+            "the tie (an exercise below).",
+            cold_limits,
             cold,
+            where=((z[k], 3 - k),),
+            start="the example logits $z = (2, 1, 0)$",
+            checked="explicit",  # SymPy takes each limit with the sum written out
+            sizes=({"C": 3},),
         ),
         Step(
             "Hot: T → ∞",
-            "Every $z_k/T \\to 0$, so every $e^{z_k/T} \\to 1$: the uniform distribution.",
-            Limit(scaled, T, sp.oo),
+            "For any logits, every $z_k/T \\to 0$, so every $e^{z_k/T} \\to 1$: the uniform "
+            "distribution. (SymPy writes $T = 1/s$ and sets $s = 0$, where $S_i$ is continuous.)",
+            Limit(S[i], T, sp.oo),
             hot,
+            start="any logits",
+            checked="explicit",  # SymPy takes the limit with the sum written out
         ),
     )
     identities = (
@@ -120,14 +171,36 @@ def derive() -> Derivation:
             long_title="The chain-rule product,",
             shortcut_title="the shortcut,",
         ),
-        Identity(
-            "softmax_temperature_jacobian_stable",
-            "the form the code computes equals $S_i(\\delta_{ij} - S_j)/T$, given $\\sum_m S_m = 1$",
-            long=stable,
-            shortcut=jacobian,
-            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
-            long_title="The form the code computes,",
-            shortcut_title="the shortcut,",
+    )
+    slope_in_T = -S[i] * (z[i] - Sum(S[k] * z[k], (k, 1, C))) / T**2
+    exercises = (
+        Exercise(
+            "Two logits tie for the largest: $z = (2, 2, 0)$. What does "
+            "$\\operatorname{softmax}(z/T)$ tend to as $T \\to 0$?",
+            sp.Eq(
+                cold_limits,
+                sp.ImmutableMatrix([sp.Rational(1, 2), sp.Rational(1, 2), 0]),
+                evaluate=False,
+            ),
+            _tied_limit,
+            answer="Divide by $e^{2/T}$: $S = (1, 1, e^{-2/T})/(2 + e^{-2/T})$, and "
+            "$e^{-2/T} \\to 0$. The tied classes share the probability equally, and the others "
+            "get 0: the limit is the uniform distribution over the argmax set, a one-hot vector "
+            "only when the maximum is unique. SymPy takes the three limits.",
+            title="A tie at the top",
+        ),
+        Exercise(
+            "How does each probability change with the temperature? Find "
+            "$\\partial S_i / \\partial T$ in terms of $S$ and $z$.",
+            sp.Eq(Derivative(S[i], T), slope_in_T),
+            _temperature_derivative,
+            answer="$S_i$ depends on $T$ through every $u_k = z_k/T$, with "
+            "$\\partial u_k / \\partial T = -z_k/T^2$; with the softmax Jacobian, "
+            "$\\sum_k S_i(\\delta_{ik} - S_k)(-z_k/T^2) = -S_i(z_i - \\sum_k S_k z_k)/T^2$. "
+            "Raising $T$ lowers every probability whose logit is above the average "
+            "$\\sum_k S_k z_k$ and raises those below it: the distribution flattens. SymPy "
+            "differentiates softmax$(z/T)$ written out for $C = 2, 3, 4$ and compares each entry.",
+            title="The slope in the temperature",
         ),
     )
     temperature = Param(
@@ -196,5 +269,6 @@ def derive() -> Derivation:
         figures=(
             Figure("softmax-temperature.svg", "Each probability as the temperature varies.", _draw),
         ),
+        exercises=exercises,
         results={"jacobian": jacobian},
     )

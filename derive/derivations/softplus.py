@@ -8,6 +8,7 @@ from sympy import Abs, Derivative, Max, exp, log
 from sympy.codegen.cfunctions import log1p
 
 from derive.derivations import result
+from derive.derivations.sigmoid import on_each_sign
 from derive.figures import curves
 from derive.steps import (
     Assign,
@@ -15,16 +16,38 @@ from derive.steps import (
     Derivation,
     DerivativeOf,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
     Param,
     Step,
 )
-from derive.sympy_tools import on_each_side_of_zero
 
 z = sp.Symbol("z", real=True)
 small = sp.Symbol("e", positive=True)  # e^{-|z|}, at most 1
+sp_f = sp.Function("softplus")
+beta = sp.Symbol("beta", positive=True)  # PyTorch's sharpness
+sharp = log(1 + exp(beta * z)) / beta
+
+
+def _odd_part(answer: sp.Eq) -> bool:
+    """True if both sides, softplus written out, are the same function of z."""
+    if not isinstance(answer, sp.Eq):
+        return False
+    sides = [side.replace(sp_f, lambda a: log(1 + exp(a))) for side in answer.args]
+    return sides[0] != sides[1] and sp.simplify(sides[0] - sides[1]) == 0
+
+
+def _sharpened(answer: sp.Eq) -> bool:
+    """True if the answer is the derivative of the sharp softplus, and that softplus tends to
+    max(z, 0) as β → ∞ on each side of zero."""
+    if not isinstance(answer, sp.Eq) or not isinstance(answer.lhs, Derivative):
+        return False
+    a = sp.Symbol("a", positive=True)
+    function = answer.lhs.expr
+    limits = [sp.limit(function.subs(z, value), beta, sp.oo) for value in (a, -a)]
+    return sp.simplify(answer.lhs.doit() - answer.rhs) == 0 and limits == [a, 0]
 
 
 def _draw(fig, generated, posts) -> None:
@@ -60,23 +83,52 @@ def derive() -> Derivation:
         Step(
             "Stable evaluation",
             "Take $\\max(z, 0)$ out of the logarithm: what is left, "
-            "$\\log(1 + e^{-|z|})$, never overflows (the code uses `log1p`).",
+            "$\\log(1 + e^{-|z|})$, never overflows (the code uses `log1p`). For $z \\le 0$ it is "
+            "the definition itself; for $z > 0$, $\\log(1 + e^z) = z + \\log(e^{-z} + 1)$, proved "
+            "exactly below.",
             softplus,
             stable,
+            start="the definition of softplus",
+            checked="numeric",  # max and |z|: proved exactly for z > 0 below
         ),
     )
-    identities = (
+    identities = on_each_sign(
         Identity(
-            "softplus_derivative",
-            "the derivative of softplus is the sigmoid",
-            long=derivative,
-            shortcut=sigmoid,
+            "softplus_stable",
+            "the stable form equals softplus",
+            long=stable,
+            shortcut=softplus,
+            long_title="The stable form,",
+            shortcut_title="softplus, $\\log(1 + e^z)$,",
         ),
-        *on_each_side_of_zero(
-            Identity(
-                "softplus_stable", "the stable form equals softplus", long=stable, shortcut=softplus
-            ),
-            z,
+        z,
+    )
+    exercises = (
+        Exercise(
+            "Show that $\\operatorname{softplus}(z) - \\operatorname{softplus}(-z) = z$. What does it "
+            "say about the graph, and about the derivatives at $z$ and $-z$?",
+            sp.Eq(sp_f(z) - sp_f(-z), z),
+            _odd_part,
+            answer="$\\log(1 + e^z) - \\log(1 + e^{-z}) = \\log\\big(e^z (e^{-z} + 1)/(1 + e^{-z})\\big) "
+            "= z$. Far to the right softplus is $z$ plus what it is far to the left, a tiny "
+            "$\\log(1 + e^{-z})$: it hugs $\\max(z, 0)$ on both sides. Differentiating, "
+            "$\\sigma(z) + \\sigma(-z) = 1$, the sigmoid's symmetry. SymPy writes softplus out on "
+            "the left and finds the difference 0.",
+            title="Softplus minus its mirror image",
+        ),
+        Exercise(
+            "PyTorch's softplus takes a sharpness $\\beta > 0$: $\\log(1 + e^{\\beta z})/\\beta$. "
+            "Show that its derivative is $\\sigma(\\beta z)$, and that as $\\beta \\to \\infty$ it "
+            "tends to $\\max(z, 0)$.",
+            sp.Eq(Derivative(sharp, z), sigmoid.subs(z, beta * z)),
+            _sharpened,
+            answer="The chain rule gives $\\beta e^{\\beta z}/(1 + e^{\\beta z})/\\beta = "
+            "1/(1 + e^{-\\beta z}) = \\sigma(\\beta z)$. For $z > 0$, $\\log(1 + e^{\\beta z})/\\beta = "
+            "z + \\log(1 + e^{-\\beta z})/\\beta \\to z$; for $z < 0$ it tends to 0. The larger "
+            "$\\beta$, the closer to a ReLU, and the steeper its derivative, a sigmoid tending to the "
+            "step function. SymPy checks the derivative, and the limit for $z = a$ and $z = -a$ "
+            "($a > 0$).",
+            title="A sharper softplus",
         ),
     )
     argument = (Param("z", z, doc="any real numbers"),)
@@ -90,7 +142,7 @@ def derive() -> Derivation:
                 sp.Symbol("softplus_z"), (), stable.subs(log(1 + exp(-Abs(z))), log1p(small))
             ),
             math=softplus,
-            returns_doc="positive numbers, the shape of z",
+            returns_doc="non-negative numbers (0 in float64 for z below about -745), the shape of z",
             reference="torch.nn.functional.softplus(z)",
         ),
         Kernel(
@@ -113,6 +165,7 @@ def derive() -> Derivation:
         ),
         steps=steps,
         identities=identities,
+        exercises=exercises,
         kernels=kernels,
         examples=(
             Example(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import sympy as sp
 from sympy import Abs, Derivative, exp
@@ -13,6 +15,7 @@ from derive.steps import (
     Derivation,
     DerivativeOf,
     Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
@@ -23,6 +26,47 @@ from derive.sympy_tools import on_each_side_of_zero
 
 z = sp.Symbol("z", real=True)
 small = sp.Symbol("e", positive=True)  # e^{-2|z|}, at most 1
+th = sp.Function("tanh")(z)  # tanh z as the page's steps name it, defined by its exponentials
+sig = sp.Function("sigma")(z)  # the sigmoid, for an exercise
+
+
+# The same as the sigmoid page's; a copy, so that this page depends on no other module
+# (the build caches a page by its module and the derivations whose results it uses).
+def on_each_sign(identity: Identity, variable: sp.Symbol) -> tuple[Identity, ...]:
+    """``on_each_side_of_zero``, with each proof box saying what its ``a`` is.
+
+    That helper writes ``variable`` as ``a`` (then ``-a``) with ``a`` a positive symbol; its
+    claims say only "for z > 0", and the boxes would show an ``a`` defined nowhere. A side on
+    which SymPy already writes both expressions the same once the sign is known (a branch that
+    is the definition itself) proves nothing: it is left out, and the other side's claim says so.
+    """
+    sides = []
+    for side, sign in zip(on_each_side_of_zero(identity, variable), ("a", "-a")):
+        sides.append(
+            replace(side, claim=f"{identity.claim}, for ${variable} = {sign}$ with $a > 0$")
+        )
+    kept = [side for side in sides if side.long != side.shortcut]
+    if len(kept) == 1:
+        other = "< 0" if kept[0] is sides[0] else "> 0"
+        kept[0] = replace(
+            kept[0],
+            claim=f"{kept[0].claim} (for ${variable} {other}$ the two are the same expression)",
+        )
+    return tuple(kept)
+
+
+def _through_the_sigmoid(answer: sp.Eq) -> bool:
+    """True if both sides of the answer, tanh and σ written out, are the same function of z."""
+    if not isinstance(answer, sp.Eq):
+        return False
+    meanings = {
+        sp.Function("tanh"): lambda a: (exp(a) - exp(-a)) / (exp(a) + exp(-a)),
+        sp.Function("sigma"): lambda a: 1 / (1 + exp(-a)),
+    }
+    sides = list(answer.args)
+    for function, meaning in meanings.items():
+        sides = [side.replace(function, meaning) for side in sides]
+    return sides[0] != sides[1] and sp.simplify(sides[0] - sides[1]) == 0
 
 
 def _draw(fig, generated, posts) -> None:
@@ -38,52 +82,86 @@ def _draw(fig, generated, posts) -> None:
 
 def derive() -> Derivation:
     definition = (exp(z) - exp(-z)) / (exp(z) + exp(-z))
-    derivative = sp.diff(sp.tanh(z), z)  # SymPy's own rule for tanh
-    from_definition = sp.diff(definition, z)
+    derivative = sp.diff(sp.tanh(z), z)  # SymPy's own rule for tanh: 1 - tanh(z)**2
+    from_definition = sp.diff(definition, z)  # the quotient rule, as SymPy writes it
+    in_tanh = 1 - th**2
+    multiplied_out = 4 / (exp(z) + exp(-z)) ** 2
     # 1 - tanh² = 4e^{-2|z|}/(1 + e^{-2|z|})²: no subtraction of nearly equal numbers.
     stable_derivative = 4 * exp(-2 * Abs(z)) / (1 + exp(-2 * Abs(z))) ** 2
     steps = (
         Step(
             "Differentiate",
-            "SymPy's rule for $\\tanh$: its derivative is $1 - \\tanh^2$.",
-            Derivative(sp.tanh(z), z),
-            derivative,
+            "The quotient rule on $(e^z - e^{-z})/(e^z + e^{-z})$: the numerator's derivative is "
+            "the denominator and the denominator's is the numerator, so the derivative is "
+            "$1$ minus the numerator times itself over the denominator squared.",
+            Derivative(definition, z),
+            from_definition,
         ),
         Step(
-            "From the exponentials",
-            "The quotient rule on $(e^z - e^{-z})/(e^z + e^{-z})$ gives the same "
-            "function (proved below).",
-            Derivative(definition, z),
-            sp.simplify(from_definition),
+            "In terms of tanh",
+            "The fraction left is $\\tanh z$ itself, squared.",
+            from_definition,
+            in_tanh,
+        ),
+        Step(
+            "Multiply out",
+            "Over the common denominator, $(e^z + e^{-z})^2 - (e^z - e^{-z})^2 = 4$: the squares "
+            "of $e^{\\pm z}$ cancel and the cross terms add up.",
+            in_tanh,
+            multiplied_out,
         ),
         Step(
             "Stable derivative",
             "$1 - \\tanh^2 z$ is 0 once $\\tanh z$ rounds to $\\pm 1$ ($|z| > 19$ in "
-            "float64), although the true value is about $4e^{-2|z|}$. Multiplying out "
-            "$1 - \\tanh^2 = 4/(e^{z} + e^{-z})^2$ and dividing by $e^{2|z|}$ leaves only $e^{-2|z|} \\le 1$.",
-            derivative,
+            "float64), although the true value is about $4e^{-2|z|}$. Dividing numerator and "
+            "denominator by $e^{2|z|}$ leaves only $e^{-2|z|} \\le 1$, for either sign of $z$. SymPy "
+            "proves it exactly on each side of zero below.",
+            multiplied_out,
             stable_derivative,
+            checked="numeric",  # |z|: proved on each side of zero below
         ),
     )
-    identities = (
+    identities = on_each_sign(
         Identity(
-            "tanh_derivative",
-            "the derivative of the definition in exponentials is $1 - \\tanh^2 z$",
-            long=from_definition,
-            shortcut=derivative.rewrite(exp),
-            long_title="The quotient rule on the exponentials,",
-            shortcut_title="$1 - \\tanh^2 z$,",
+            "tanh_derivative_stable",
+            "the stable derivative equals $4/(e^z + e^{-z})^2$",
+            long=stable_derivative,
+            shortcut=multiplied_out,
+            long_title="The stable form,",
+            shortcut_title="$1 - \\tanh^2 z$ multiplied out,",
         ),
-        *on_each_side_of_zero(
+        z,
+    )
+    exercises = (
+        Exercise(
+            "Show that $\\tanh z = 2\\sigma(2z) - 1$, with $\\sigma$ the "
+            "[sigmoid](sigmoid.md). From it, write $\\tanh'$ through $\\sigma'$.",
+            sp.Eq(th, 2 * sig.subs(z, 2 * z) - 1),
+            _through_the_sigmoid,
+            answer="$2\\sigma(2z) - 1 = (2 - 1 - e^{-2z})/(1 + e^{-2z}) = (1 - e^{-2z})/(1 + e^{-2z})$; "
+            "multiplying numerator and denominator by $e^{z}$ gives $(e^z - e^{-z})/(e^z + e^{-z})$. "
+            "By the chain rule, $\\tanh'(z) = 4\\sigma'(2z)$: at most $4 \\cdot 1/4 = 1$, at "
+            "$z = 0$. A tanh is a sigmoid stretched to $(-1, 1)$ and made twice as steep. SymPy "
+            "writes both sides out and finds their difference 0.",
+            title="A sigmoid in disguise",
+        ),
+        Exercise(
+            "Differentiate once more: show that $\\tanh''(z) = -2\\tanh z\\,(1 - \\tanh^2 z)$. "
+            "Where is the slope largest, and what is it there?",
+            sp.Eq(Derivative(th, (z, 2)), -2 * th * (1 - th**2)),
             Identity(
-                "tanh_derivative_stable",
-                "the stable derivative equals $1 - \\tanh^2 z$",
-                long=stable_derivative,
-                shortcut=derivative.rewrite(exp),
-                long_title="The stable form,",
-                shortcut_title="$1 - \\tanh^2 z$,",
+                "tanh_second_derivative",
+                "$\\tanh''(z) = -2\\tanh z\\,(1 - \\tanh^2 z)$",
+                long=Derivative(definition, (z, 2)),
+                shortcut=-2 * definition * (1 - definition**2),
+                long_title="The second derivative of the definition,",
+                shortcut_title="$-2\\tanh z\\,(1 - \\tanh^2 z)$,",
             ),
-            z,
+            answer="The chain rule on $1 - \\tanh^2$: $-2\\tanh z \\cdot \\tanh' z$. It vanishes "
+            "only where $\\tanh z = 0$, at $z = 0$, where the slope is largest: $1 - 0 = 1$. So, "
+            "unlike a sigmoid's ($1/4$), a tanh passes a gradient on undiminished near 0. SymPy "
+            "differentiates the definition twice and finds the difference 0.",
+            title="The second derivative",
         ),
     )
     argument = (Param("z", z, doc="any real numbers"),)
@@ -114,9 +192,10 @@ def derive() -> Derivation:
         name="tanh",
         title="The hyperbolic tangent",
         summary="$\\tanh z$, the activation of many hidden layers, and its derivative $1 - \\tanh^2 z$.",
-        definitions=(Definition(sp.tanh(z), definition, "for any real $z$, elementwise"),),
+        definitions=(Definition(th, definition, "for any real $z$, elementwise"),),
         steps=steps,
         identities=identities,
+        exercises=exercises,
         kernels=kernels,
         examples=(
             Example(
@@ -129,7 +208,9 @@ def derive() -> Derivation:
                 "Where 1 − tanh² cancels",
                 "tanh_grad(np.array([20.0, 300.0]))",
                 text="$1 - \\tanh^2 z$ computed as written gives 0 for both; the true values are about "
-                "$4e^{-40} \\approx 1.7 \\cdot 10^{-17}$ and $4e^{-600}$ (below the smallest float64).",
+                "$4e^{-40} \\approx 1.7 \\cdot 10^{-17}$ and $4e^{-600} \\approx 1.06 \\cdot 10^{-260}$, "
+                "small but well inside float64's range (its smallest normal number is about "
+                "$2.2 \\cdot 10^{-308}$): the stable form returns both.",
             ),
         ),
         figures=(

@@ -22,12 +22,15 @@ from derive.model import (
     summation,
     y,
 )
+from derive.model import z as Z
 from derive.steps import (
     Assign,
     Definition,
     Derivation,
     DerivativeOf,
     Dispatch,
+    Example,
+    Exercise,
     Identity,
     Kernel,
     LabelsForm,
@@ -40,6 +43,11 @@ from derive.steps import (
 from derive.sympy_tools import evaluate, pull_out_of_sums
 
 H = size("H")  # hidden units
+
+
+def exp_ratio(logits: sp.IndexedBase, i: sp.Idx):
+    """The softmax of ``logits`` as a function of its entry, its own sum over ``i``."""
+    return lambda c: sp.exp(logits[c]) / Sum(sp.exp(logits[i]), (i, 1, C))
 
 
 def collapse(expr: sp.Expr) -> sp.Expr:
@@ -62,6 +70,39 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 EXPLICIT_SIZES = every(D=range(1, 3), H=range(1, 3), C=range(2, 4))
 # W₂ and b₂ come after the inputs: D changes h's expression, not the check (D = 1 only)
 SECOND_LAYER_SIZES = every(D=range(1, 2), H=range(1, 3), C=range(2, 4))
+
+
+# The examples' network: two samples, D = 2 inputs, H = 3 hidden units, C = 3 classes.
+_NETWORK = (
+    "np.array([[0.5, -1.0], [2.0, 0.3]]), np.array([[0.1, -0.4, 0.7], [0.5, 0.2, -0.3]]), "
+    "np.array([0.0, 0.1, -0.2]), np.array([[0.3, -0.2, 0.6], [-0.5, 0.4, 0.1], "
+    "[0.2, 0.7, -0.6]]), np.array([0.05, -0.05, 0.0])"
+)
+_TARGETS = "np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])"
+
+
+def _linear_is_one_layer(answer: sp.Eq) -> bool:
+    """True if ``answer`` gives z₂_c of the network with a(u) = u, checked at every c for
+    D, H in 1..3 and C in 2..4, the network written out with explicit matrices."""
+    if not isinstance(answer, sp.Eq) or not isinstance(answer.lhs, sp.Indexed):
+        return False
+    if answer.lhs.base != Z2:
+        return False
+    (c,) = answer.lhs.indices
+    for sizes in every(D=range(1, 4), H=range(1, 4), C=range(2, 5)):
+        n_in, n_hidden, n_classes = sizes["D"], sizes["H"], sizes["C"]
+        xs = Matrix(n_in, 1, lambda j, _: X[j + 1])
+        w1 = Matrix(n_in, n_hidden, lambda j, k: W1[j + 1, k + 1])
+        b1 = Matrix(n_hidden, 1, lambda k, _: B1[k + 1])
+        w2 = Matrix(n_hidden, n_classes, lambda k, t: W2[k + 1, t + 1])
+        b2 = Matrix(n_classes, 1, lambda t, _: B2[t + 1])
+        logits = w2.T * (w1.T * xs + b1) + b2  # h = a(z₁) = z₁
+        numbers = {D: n_in, H: n_hidden, C: n_classes}
+        for value in range(1, n_classes + 1):
+            claimed = answer.rhs.xreplace({c: value}).xreplace(numbers).doit()
+            if sp.expand(claimed - logits[value - 1]) != 0:
+                return False
+    return True
 
 
 def explicit_network(sizes, parameter: str) -> tuple[Matrix, Matrix]:
@@ -197,7 +238,7 @@ def explicit_step_b1(sizes) -> tuple[Matrix, Matrix]:
 def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
     """mlp_logits_<activation> and the four gradient kernels for one activation."""
     j, d = index("j", D), index("d", D)
-    k, m = index("k", H), index("m", H)
+    k, m = index("k", H), index("n", H)  # m prints n: m is kept for the logits' maximum
     c, t = index("c", C), index("t", C)
     b = sp.Idx("b", (1, B))
     act, act_grad = sp.Function(activation), sp.Function(f"{activation}_grad")
@@ -297,7 +338,7 @@ def _torch_logits(activation: str) -> str:
 
 def derive() -> Derivation:
     j, d = index("j", D), index("d", D)
-    k, m = index("k", H), index("m", H)
+    k, m = index("k", H), index("n", H)  # m prints n: m is kept for the logits' maximum
     c, t = index("c", C), index("t", C)
     XE = sp.Symbol("XE")
 
@@ -327,6 +368,7 @@ def derive() -> Derivation:
     substituted_delta1 = Sum(DELTA2[t] * sp.diff(z2_of_z1(t), Z1[k]), (t, 1, C))
     delta1 = collapse(substituted_delta1)
     # the first layer's parameters
+    chain_w1 = Sum(DELTA1[m] * Derivative(Z1[m], W1[j, k]), (m, 1, H))
     substituted_w1 = Sum(DELTA1[m] * sp.diff(z1(m), W1[j, k]), (m, 1, H))
     grad_w1 = collapse(substituted_w1)
     substituted_b1 = Sum(DELTA1[m] * sp.diff(z1(m), B1[k]), (m, 1, H))
@@ -347,77 +389,164 @@ def derive() -> Derivation:
 
     delta2_filled = {DELTA2[c]: logit_grad}
     delta1_filled = delta1.xreplace({DELTA2[t]: logit_grad_t})
+    # What the steps' names mean, through the inputs (the definitions give z₁, h, z₂ and XE):
+    # S through z₂, δ₂ through S and y, δ₁ through δ₂ and z₁, and the activation a, which the
+    # steps check as tanh (the identities below check each backpropagation step for any a).
+    i = index("i", C)  # the softmax's own sum, apart from t and c
+    u = sp.Symbol("u", real=True)
+    softmax_of = exp_ratio(Z2, i)
+    names = (
+        (S[c], softmax_of(c)),
+        (DELTA2[c], S[c] - y[c]),
+        (DELTA1[k], delta1),
+        (a(u), sp.tanh(u)),
+    )
+    labels_sum = ((Sum(y[t], (t, 1, C)), 1),)  # Σ_t y_t = 1: what makes ∂XE/∂z₂ = S − y
+
+    # the batch: sample b's own x, z₁, h, z₂, S, y, δ₂ and δ₁ (rows b), each defined as above
+    XE_b, S_b = sp.IndexedBase("XE"), sp.IndexedBase("S")
+    batch_sizes = ({"B": 2, "C": 3, "D": 2, "H": 4},)  # every size apart: no transpose passes
+    batched = (
+        (XE_b[b], -Sum(Y[b, t] * sp.log(S_b[b, t]), (t, 1, C))),
+        (S_b[b, c], sp.exp(Z2[b, c]) / Sum(sp.exp(Z2[b, i]), (i, 1, C))),
+        (Z2[b, c], Sum(W2[m, c] * HID[b, m], (m, 1, H)) + B2[c]),
+        (HID[b, k], a(Z1[b, k])),
+        (Z1[b, k], Sum(W1[d, k] * X[b, d], (d, 1, D)) + B1[k]),
+        (DELTA1[b, k], delta1.xreplace({DELTA2[t]: DELTA2[b, t], Z1[k]: Z1[b, k]})),
+        (DELTA2[b, c], S_b[b, c] - Y[b, c]),
+    )
+    # Σ_t y_bt = 1 for each sample b (an index of the given's own: it holds for every value)
+    batch_labels = ((Sum(Y[b, t], (t, 1, C)), 1),)
+
+    # the one-layer case with a bias: its own logits z = Wᵀx + β, and S through them
+    one_layer = (
+        (S[c], exp_ratio(Z, i)(c)),
+        (Z[c], summation(c) + beta[c]),
+    )
+
     steps = (
         Step(
             "The output error δ₂ = S − y",
-            "The loss from the logits is differentiated on its own page: $\\partial XE/\\partial z_{2,c} = "
-            "S_c - y_c$ (with $\\sum y = 1$). Name it $\\delta_{2,c}$.",
+            "The loss from the logits is differentiated on its own page: $\\partial XE/\\partial "
+            "z_{2,c} = S_c - y_c$, using $\\sum_t y_t = 1$. Name it $\\delta_{2,c}$.",
             Derivative(XE, Z2[c]),
             logit_grad,
+            relation="=>",
+            given=labels_sum,
         ),
         Step(
             "Second-layer weights: the chain rule through z₂",
-            "$W_{2,kc}$ reaches the loss through every logit $z_{2,t}$; differentiate $z_{2,t} = "
-            "\\sum_m W_{2,mt} h_m + b_{2,t}$.",
+            "$W_{2,kc}$ reaches the loss through every logit $z_{2,t}$.",
+            Derivative(XE, W2[k, c]),
             chain_w2,
-            substituted_w2,
+            relation="=>",
+            given=labels_sum,
+            start="the loss",
+            checked="explicit",  # the softmax through z₂: SymPy cancels it at explicit sizes
         ),
         Step(
             "∂XE/∂W₂ = h δ₂ᵀ",
-            "The deltas keep $m = k$ and $t = c$: an outer product.",
-            substituted_w2,
+            "Differentiate $z_{2,t} = \\sum_n W_{2,nt} h_n + b_{2,t}$: "
+            "$\\partial z_{2,t}/\\partial W_{2,kc} = \\delta_{tc} h_k$, so the sum keeps $t = c$: "
+            "an outer product.",
+            chain_w2,
             grad_w2,
         ),
         Step(
             "∂XE/∂b₂ = δ₂",
-            "$\\partial z_{2,t} / \\partial b_{2,c} = \\delta_{tc}$.",
-            substituted_b2,
+            "$\\partial z_{2,t} / \\partial b_{2,c} = \\delta_{tc}$: the chain rule through "
+            "$z_2$ keeps $t = c$.",
+            Derivative(XE, B2[c]),
             grad_b2,
+            relation="=>",
+            given=labels_sum,
+            start="the loss",
         ),
         Step(
             "Back through W₂ and the activation",
-            "$z_{1,k}$ reaches the loss through $h_k = a(z_{1,k})$ and every logit; SymPy differentiates "
-            "the unknown function $a$ and keeps $a'$ as a derivative.",
+            "$z_{1,k}$ reaches the loss through $h_k = a(z_{1,k})$ and every logit. The "
+            "activation $a$ is any differentiable function: the build checks the step with "
+            "$a = \\tanh$.",
+            Derivative(XE, Z1[k]),
             chain_delta1,
-            substituted_delta1,
+            relation="=>",
+            given=labels_sum,
+            start="the loss",
+            checked="explicit",  # the softmax through z₂: SymPy cancels it at explicit sizes
         ),
         Step(
             "δ₁ = (W₂δ₂) ⊙ a′(z₁)",
-            "The delta keeps $m = k$; $a'(z_{1,k})$ leaves the sum over $t$.",
-            substituted_delta1,
+            "Differentiate $z_{2,t} = \\sum_n W_{2,nt}\\, a(z_{1,n}) + b_{2,t}$: only $n = k$ "
+            "depends on $z_{1,k}$, and SymPy keeps $a'$ as the derivative of the unknown "
+            "function; $a'(z_{1,k})$ leaves the sum over $t$.",
+            chain_delta1,
             delta1,
         ),
         Step(
+            "First-layer weights: the chain rule through z₁",
+            "$W_{1,jk}$ reaches the loss through every hidden pre-activation $z_{1,n}$, each "
+            "with its $\\delta_{1,n} = \\partial XE/\\partial z_{1,n}$.",
+            Derivative(XE, W1[j, k]),
+            chain_w1,
+            relation="=>",
+            given=labels_sum,
+            start="the loss",
+            checked="explicit",  # the softmax through z₂: SymPy cancels it at explicit sizes
+        ),
+        Step(
             "∂XE/∂W₁ = x δ₁ᵀ",
-            "As for $W_2$, one layer down, with $\\delta_1$ in place of $\\delta_2$.",
-            substituted_w1,
+            "As for $W_2$, one layer down: $\\partial z_{1,n}/\\partial W_{1,jk} = "
+            "\\delta_{nk} x_j$, with $\\delta_1$ in place of $\\delta_2$.",
+            chain_w1,
             grad_w1,
         ),
         Step(
             "∂XE/∂b₁ = δ₁",
-            "$\\partial z_{1,m} / \\partial b_{1,k} = \\delta_{mk}$.",
-            substituted_b1,
+            "$\\partial z_{1,n} / \\partial b_{1,k} = \\delta_{nk}$: the chain rule through "
+            "$z_1$ keeps $n = k$.",
+            Derivative(XE, B1[k]),
             grad_b1,
+            relation="=>",
+            given=labels_sum,
+            start="the loss",
+            checked="explicit",  # the softmax through z₂: SymPy cancels it at explicit sizes
         ),
         Step(
             "Mean over a batch",
             "$L = \\frac{1}{B}\\sum_b XE_b$: the mean of the per-sample gradients, each sample with its "
-            "own row of $X$, $H$ and the deltas. For $W_1$:",
-            Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W1[j, k]),
+            "own row $b$ of $x$, $h$ and the deltas, and its own targets summing to 1 (written out "
+            "for the two samples the build checks it with). For $W_1$:",
+            Derivative(Sum(XE_b[b], (b, 1, B)) / B, W1[j, k]),
             batch_mean["W1"],
+            relation="=>",
+            where=batched,
+            given=batch_labels,
+            start="the mean loss over a batch",
+            checked="explicit",  # two samples through the network: cancelled at one size
+            sizes=batch_sizes,
         ),
         Step(
             "One layer with a bias: the weights",
-            "The posts' layer plus a bias, $z = W^T x + \\beta$: the same chain rule with $x$ in place of "
-            "$h$ gives the posts' gradient, unchanged by $\\beta$.",
-            Sum(logit_grad_t * Derivative(summation(t) + beta[t], W[j, c]), (t, 1, C)),
+            "The posts' layer plus a bias, $z = W^T x + \\beta$: the chain rule through $z$, "
+            "with $\\partial XE/\\partial z_t = S_t - y_t$ and $\\partial z_t/\\partial W_{jc} = "
+            "\\delta_{tc} x_j$, gives the posts' gradient, unchanged by $\\beta$.",
+            Derivative(XE, W[j, c]),
             one_layer_w,
+            relation="=>",
+            where=one_layer,
+            given=labels_sum,
+            start="the loss of one layer with a bias",
+            checked="explicit",  # the softmax through z: SymPy cancels it at explicit sizes
         ),
         Step(
             "One layer with a bias: the bias",
             "$\\partial z_t/\\partial \\beta_c = \\delta_{tc}$, so the bias gradient is $S - y$.",
-            Sum(logit_grad_t * Derivative(summation(t) + beta[t], beta[c]), (t, 1, C)),
+            Derivative(XE, beta[c]),
             one_layer_b,
+            relation="=>",
+            where=one_layer,
+            given=labels_sum,
+            start="the same loss",
         ),
     )
 
@@ -426,7 +555,7 @@ def derive() -> Derivation:
         each partial derivative of an affine map is SymPy's, its sum of deltas collapsed."""
         if not through_hidden:
             return Sum(logit_grad_t * collapse(sp.diff(z2(t), wrt)), (t, 1, C))
-        n = index("n", H)  # not m, the index z₂'s own sum runs over
+        n = index("k'", H)  # not n (m prints n), the index z₂'s own sum runs over
         return Sum(
             Sum(
                 logit_grad_t
@@ -529,6 +658,75 @@ def derive() -> Derivation:
             place="after_steps",
         ),
     )
+    z1k = Z1[k]
+    logistic = 1 / (1 + sp.exp(-z1k))  # the sigmoid page's σ, at z₁,k
+    (backward,) = delta1.atoms(Sum)  # Σ_t W₂,kt δ₂,t
+    exercises = (
+        Exercise(
+            "Take the sigmoid as the activation, $h = \\sigma(z_1)$. Write $\\delta_{1,k}$ "
+            "with $h_k$ alone, without $z_{1,k}$: what does the backward pass need to keep from "
+            "the forward pass?",
+            sp.Eq(DELTA1[k], backward * HID[k] * (1 - HID[k])),
+            Identity(
+                "two_layer_sigmoid_delta1",
+                "with $a = \\sigma$, $\\delta_{1,k} = h_k (1 - h_k) \\sum_t W_{2,kt} "
+                "\\delta_{2,t}$",
+                long=delta1.xreplace({Derivative(a(z1k), z1k): sp.diff(logistic, z1k)}),
+                shortcut=backward * logistic * (1 - logistic),
+                long_title="Step 6's $\\delta_1$ with $a = \\sigma$,",
+                shortcut_title="the same with $h = \\sigma(z_1)$,",
+            ),
+            answer="The sigmoid page's $\\sigma' = \\sigma(1 - \\sigma)$ gives "
+            "$a'(z_{1,k}) = h_k(1 - h_k)$: the backward pass needs only the hidden layer $h$ "
+            "it computed going forward, not $z_1$ (for tanh, $1 - h_k^2$ likewise; for ReLU, "
+            "whether $h_k > 0$). SymPy proves it in index form.",
+            title="The sigmoid's δ₁ from h",
+        ),
+        Exercise(
+            "Take no activation, $a(u) = u$. Show that the logits $z_2$ are then those of one "
+            "layer, and say which weights and bias it has. What does the hidden layer add?",
+            sp.Eq(
+                Z2[c],
+                Sum(Sum(W1[d, m] * W2[m, c], (m, 1, H)) * X[d], (d, 1, D))
+                + Sum(W2[m, c] * B1[m], (m, 1, H))
+                + B2[c],
+            ),
+            _linear_is_one_layer,
+            answer="$z_2 = W_2^T(W_1^T x + b_1) + b_2 = (W_1 W_2)^T x + (W_2^T b_1 + b_2)$: one "
+            "layer with weights $W_1 W_2$ ($D \\times C$, of rank at most $H$) and bias "
+            "$W_2^T b_1 + b_2$. Without a nonlinear $a$ the hidden layer adds nothing the posts' "
+            "layer cannot do (and with $H < \\min(D, C)$ it takes something away). SymPy "
+            "checks the answer against the network with $a(u) = u$, written out for every "
+            "$D, H \\le 3$, $C \\le 4$.",
+            title="Without an activation, one layer",
+        ),
+    )
+    examples = (
+        Example(
+            "One backward pass, tanh",
+            f"mlp_grads({_NETWORK}, {_TARGETS}, activation='tanh')[0]",
+            reference=f"(lambda x, W1, b1, W2, b2, y: (lambda h: (lambda S: x.T @ (((S - y) / "
+            "len(x)) @ W2.T * (1 - h**2)))(np.exp(h @ W2 + b2) / np.exp(h @ W2 + b2).sum(1, "
+            f"keepdims=True)))(np.tanh(x @ W1 + b1)))({_NETWORK}, {_TARGETS})",
+            reference_title="the same backward pass, written by hand in NumPy",
+            text="Two samples ($B = 2$), $D = 2$ inputs, $H = 3$ hidden units, $C = 3$ classes: "
+            "$\\partial L/\\partial W_1 = x^T \\delta_1$, the deepest of the four gradients, "
+            "with $\\delta_1 = ((S - y)/B)\\,W_2^T \\odot (1 - h^2)$.",
+        ),
+        Example(
+            "A dead ReLU unit, with integer labels",
+            f"mlp_grads({_NETWORK}, np.array([2, 0]), activation='relu')[1]",
+            reference="(lambda x, W1, b1, W2, b2, y: (lambda z1: (lambda S: ((((S - y) / len(x)) "
+            "@ W2.T) * (z1 > 0)).sum(0))((lambda z2: np.exp(z2) / np.exp(z2).sum(1, "
+            f"keepdims=True))(np.maximum(z1, 0) @ W2 + b2)))(x @ W1 + b1))({_NETWORK}, "
+            "np.eye(3)[[2, 0]])",
+            reference_title="the same with one-hot rows, written by hand in NumPy",
+            text="The same network with ReLU, the labels given as classes (2 and 0, counted "
+            "from 0): $\\partial L/\\partial b_1$. The second hidden unit's $z_{1,2}$ is "
+            "negative for both samples ($-0.3$ and $-0.64$), so $a'(z_{1,2}) = 0$ and no "
+            "gradient reaches its bias or its weights.",
+        ),
+    )
     kernels = tuple(
         kernel for activation in ACTIVATIONS for kernel in _kernels(activation, batch_mean)
     )
@@ -555,6 +753,7 @@ def derive() -> Derivation:
         name="two_layer",
         title="A two-layer network",
         summary="Backpropagation through a hidden layer: every δ is the chain rule applied once more.",
+        where=names,
         definitions=(
             Definition(
                 Z1[k],
@@ -562,7 +761,12 @@ def derive() -> Derivation:
                 "the hidden layer's pre-activations, $z_1 = W_1^T x + b_1$ ($H$ of them)",
             ),
             Definition(
-                HID[k], a(Z1[k]), "the hidden layer, for an activation $a$ (ReLU, sigmoid or tanh)"
+                HID[k],
+                a(Z1[k]),
+                "the hidden layer, for an activation $a$: any differentiable function (the "
+                "generated code takes ReLU, sigmoid or tanh). The build checks the steps below "
+                "with $a = \\tanh$, the name $a(u)$ below; the identities prove each "
+                "backpropagation step for any $a$.",
             ),
             Definition(Z2[c], z2(c), "the logits, $z_2 = W_2^T h + b_2$ ($C$ of them)"),
             Definition(
@@ -575,6 +779,8 @@ def derive() -> Derivation:
         identities=identities,
         kernels=kernels,
         sections=sections,
+        exercises=exercises,
+        examples=examples,
         dispatches=dispatches,
         results={
             "delta1": delta1,
