@@ -22,6 +22,7 @@ from derive.model import (
     explicit_softmax,
     explicit_vector,
     input_index,
+    softmax,
     summation,
     x,
     y,
@@ -115,6 +116,9 @@ def explicit_labels_chain_rule(sizes) -> tuple[Matrix, Matrix]:
         )
     return Matrix.vstack(*longs), Matrix.vstack(*shortcuts)
 
+
+# What the functions take as targets: the runtime checks that each row sums to 1.
+LABEL_ROWS = "label rows summing to 1 (one-hot, or any distribution)"
 
 # Said in the docstrings of the functions of S: the formula is computed as written.
 NAIVE_NOTE = (
@@ -254,7 +258,7 @@ def _in_batch(total: Sum, base: sp.IndexedBase, rows: sp.IndexedBase, b: sp.Idx)
 
 
 def derive():
-    t, c = class_index("t"), class_index("c")  # the loss sums over i
+    t, c, k = class_index("t"), class_index("c"), class_index("k")  # the loss sums over i
     j = input_index("j")
     ds_dw = result("layer_jacobian", "layer_jacobian", t=t, c=c, j=j)  # S_t(δ_tc − S_c)x_j
 
@@ -281,19 +285,27 @@ def derive():
     B = sp.Symbol("B", integer=True, positive=True)
     b = sp.Idx("b", (1, B))
     X, P, Y = sp.IndexedBase("x"), sp.IndexedBase("S"), sp.IndexedBase("y")
+    XE_b, Z_b, d = sp.IndexedBase("XE"), sp.IndexedBase("z"), input_index("d")
+    # sample b's own loss, probabilities and logits (row b of X, S, Y, Z): the mean's names
+    batched = (
+        (XE_b[b], -Sum(Y[b, t] * sp.log(P[b, t]), (t, 1, C))),
+        (P[b, c], sp.exp(Z_b[b, c]) / Sum(sp.exp(Z_b[b, k]), (k, 1, C))),
+        (Z_b[b, c], Sum(W[d, c] * X[b, d], (d, 1, D))),
+    )
+    labels_sum = ((Sum(y[t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_t = 1
+    batch_labels = ((Sum(Y[b, t], (t, 1, C)), sp.Integer(1)),)  # the same, for every sample b
     per_sample = shortcut.xreplace({S[c]: P[b, c], y[c]: Y[b, c], x[j]: X[b, j]})
     batch_mean = Sum(per_sample, (b, 1, B)) / B
     L = sp.Symbol("L")  # the mean loss of a batch
 
     # The vectorised forms: matrices of named shapes (a sample is a row of X, S, Y).
-    k = class_index("k")
     ds_dz = result("softmax_jacobian", "jacobian", i=t, j=k)
     logit_sum = pull_out_of_sums(evaluate(Sum(dxe_ds * ds_dz, (t, 1, C))))
     (labels_in_logit_sum,) = sums_of(y, logit_sum)
     logit_grad = sp.expand(logit_sum.xreplace({labels_in_logit_sum: sp.Integer(1)}))  # S_k − y_k
     bias = sp.IndexedBase("beta")
     bias_grad = evaluate(Sum(logit_grad * sp.diff(summation(k) + bias[k], bias[c]), (k, 1, C)))
-    decay, d = sp.Symbol("lambda", positive=True), input_index("d")
+    decay = sp.Symbol("lambda", positive=True)
     penalty = decay / 2 * Sum(Sum(W[d, k] ** 2, (d, 1, D)), (k, 1, C))
     penalty_grad = evaluate(sp.diff(penalty, W[j, c]))
     x_col, s_col, y_col = (sp.MatrixSymbol(n, m, 1) for n, m in (("x", D), ("S", C), ("y", C)))
@@ -315,6 +327,9 @@ def derive():
             "function of three unknown functions $S_1, S_2, S_3$ of $W_{jc}$, returns one term "
             "per output.",
             *chain_for_three,
+            start="the loss, which depends on $W_{jc}$ through the outputs",
+            checked="explicit",  # written for C = 3: checked at C = 3
+            sizes=({"C": 3, "D": 2},),
         ),
         Step(
             "Substitute the two Jacobians",
@@ -323,6 +338,7 @@ def derive():
             "from the layer page.",
             chain,
             substituted_uncancelled,
+            start="the chain rule for $C$ classes",
         ),
         Step(
             "Cancel S_t",
@@ -344,6 +360,8 @@ def derive():
             "targets, label-smoothed targets. SymPy cannot know it; it is supplied here, and only here.",
             collapsed,
             shortcut,
+            relation="=>",
+            given=labels_sum,
         ),
         Step(
             "Class-index labels: 1 subtracted at the label",
@@ -354,15 +372,20 @@ def derive():
             "compute it so when given integer labels.",
             chain_with_labels,
             labels_shortcut,
+            start="step 4's sum with $y_t = \\delta_{t\\ell}$",
         ),
         Step(
             "Mean over a batch",
             "Name $L = \\frac{1}{B}\\sum_b XE_b$ the mean loss of a batch of $B$ samples, the "
             "number training minimises. The derivative of a mean is the mean of the "
             "derivatives, each sample $b$ with its own $x$, $S$ and $y$ (rows $b$ of $X$, $S$ "
-            "and $Y$).",
-            Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[j, c]),
+            "and $Y$), and its own targets summing to 1.",
+            Derivative(Sum(XE_b[b], (b, 1, B)) / B, W[j, c]),
             batch_mean,
+            relation="=>",
+            where=batched,
+            given=batch_labels,
+            start="the mean loss of a batch",
         ),
     )
     identities = (
@@ -412,7 +435,7 @@ def derive():
         Param(
             "s", S, ("C",), doc="probabilities, e.g. the output of `softmax`", domain="probability"
         ),
-        Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
+        Param("y", y, ("C",), doc=LABEL_ROWS, one_hot=True),
     )
     returned = Assign(
         Derivative(L, W[j, c]),
@@ -422,7 +445,7 @@ def derive():
     kernels = (
         Kernel(
             name="cross_entropy",
-            summary="The categorical cross-entropy of probabilities s against one-hot labels y.",
+            summary="The categorical cross-entropy of probabilities s against targets y.",
             params=probabilities_and_labels,
             body=(),
             returns=Assign(XE, (), loss),
@@ -446,9 +469,7 @@ def derive():
             params=(
                 Param("x", X, ("D",), doc="inputs: one sample (D,) or a batch (..., D)"),
                 Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes"),
-                Param(
-                    "y", Y, ("C",), doc="one-hot labels, with the batch shape of x", one_hot=True
-                ),
+                Param("y", Y, ("C",), doc=f"{LABEL_ROWS}, with the batch shape of x", one_hot=True),
             ),
             body=(
                 Assign(P, (b, c), sp.Function("softmax")(sp.Function("summation")(X, W))),
@@ -515,7 +536,8 @@ def derive():
     sections = (
         Section(
             "What S − y means",
-            "Step 6 says the gradient with respect to $W_{jc}$ is $x_j$ times $S_c - y_c$, and "
+            "The steps above show that the gradient with respect to $W_{jc}$ is $x_j$ times "
+            "$S_c - y_c$, and "
             "the [page on the loss from the logits](cross-entropy-from-logits.md) shows that "
             "$S - y$ is exactly the gradient with respect to the logits $z$. It is *predicted "
             "minus observed*: $S$ is the distribution the model predicts, $y$ the one observed. "
@@ -528,9 +550,9 @@ def derive():
             call="np.stack([softmax(summation(posts.X, posts.W)), posts.Y, "
             "cross_entropy_from_logits_grad(summation(posts.X, posts.W), posts.Y)])",
             text_after="Why this loss: with a one-hot $y$, $XE = -\\log S_{\\text{true}}$, minus "
-            "the log of the probability the model gives the class observed. Its mean over a "
-            "data set is the negative log-likelihood of the labels, so minimising it is "
-            "maximum likelihood. For any target distribution, $XE$ is the entropy of $y$ "
+            "the log of the probability the model gives the class observed. Its sum over a "
+            "data set is the negative log-likelihood of the labels, and its mean the average "
+            "negative log-likelihood, so minimising either is maximum likelihood. For any target distribution, $XE$ is the entropy of $y$ "
             "plus the Kullback–Leibler divergence from $y$ to $S$ (exercise 1), and the "
             "entropy does not depend on the weights.",
             place="after_steps",
@@ -551,7 +573,8 @@ def derive():
         Section(
             "Vectorised, with shapes",
             "Stack a batch of $B$ samples as rows: $X$ is $B \\times D$, and $S$ and $Y$ are "
-            "$B \\times C$. The sum over $b$ in step 7 is then a matrix product, and the "
+            "$B \\times C$. The sum over $b$ in the step *Mean over a batch* is then a matrix "
+            "product, and the "
             "gradient $G = \\partial L / \\partial W$, laid out like $W$, is below; for one "
             "sample ($B = 1$, with $x$, $S$, $y$ as columns) it is the outer product "
             "$x(S - y)^T$. These matrix forms were read off the index form entry by entry "
@@ -591,6 +614,7 @@ def derive():
                 "counts the samples of a batch.",
             ),
         ),
+        where=((S[i], softmax(i)), (z[c], summation(c))),
         steps=steps,
         identities=identities,
         kernels=kernels,
@@ -653,7 +677,8 @@ def derive():
                 "the posts' example: the worst relative error over the 15 weights against the "
                 "step h. Too large a step leaves truncation error (falling as h² for central, h "
                 "for forward differences); too small a step leaves rounding error (growing as "
-                "1/h); float32 rounds about 10⁹ times more coarsely.",
+                "1/h); float32 rounds 2²⁹ ≈ 5·10⁸ times more coarsely (the ratio of the two "
+                "machine epsilons).",
                 _gradient_check,
             ),
         ),

@@ -39,6 +39,9 @@ from derive.steps import (
 )
 from derive.sympy_tools import Maximum, chain_rule, evaluate, pull_out_of_sums, sums_of
 
+# What the functions take as targets: the runtime checks that each row sums to 1.
+LABEL_ROWS = "label rows summing to 1 (one-hot, or any distribution)"
+
 
 def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
     """DXE · DS with explicit matrices, and the shortcut S − y (Σ y = 1 imposed)."""
@@ -130,7 +133,7 @@ def options_forms(z, y, i, j, log_s, log_s_labelled, others_of) -> tuple[Options
 
     coefficient = result("cross_entropy_options", "coefficient", c=i)  # a_i = κ w_i t_i
     a_others = sp.IndexedBase("a_others")
-    stable = result("cross_entropy_options", "stable_gradient")  # S_j Σ_{c≠j} a_c − a_j Σ_{m≠j} S_m
+    stable = result("cross_entropy_options", "stable_gradient")  # S_j Σ_{c≠j} a_c − a_j Σ_{n≠j} S_n
     (a_sum,) = [s for s in stable.atoms(Sum) if s.has(a)]
     (s_sum,) = [s for s in stable.atoms(Sum) if s.has(S)]
     params = option_params(w, kappa)
@@ -199,9 +202,9 @@ def derive():
     log_s_labelled = sp.IndexedBase("log_s_labelled")
     selection = sp.Piecewise((0, sp.Eq(y[i], 0)), (log_s[i], True))
     selected = -Sum(y[i] * log_s_labelled[i], (i, 1, C))
-    # At the true class S_j − 1 loses its digits where S_j rounds to 1; −Σ_{m≠j} S_m keeps them.
-    m = class_index("m")
-    others = result("softmax_jacobian", "one_minus_softmax", i=j)  # Σ_{m≠j} S_m
+    # At the true class S_j − 1 loses its digits where S_j rounds to 1; −Σ_{n≠j} S_n keeps them.
+    other = class_index("n")  # its index (m is the logits' maximum)
+    others = result("softmax_jacobian", "one_minus_softmax", i=j)  # Σ_{n≠j} S_n
     stable_gradient = S[j] * (1 - y[j]) - y[j] * others
 
     t = class_index("t")
@@ -267,7 +270,9 @@ def derive():
             "PyTorch's options",
             "`cross_entropy_from_logits` and `cross_entropy_from_logits_grad` also take "
             "PyTorch's keyword-only `weight`, `ignore_index`, `label_smoothing` and `reduction`, "
-            "with the semantics of `torch.nn.functional.cross_entropy`. The "
+            "with the semantics of `torch.nn.functional.cross_entropy`, but not its defaults: "
+            'here `reduction="none"` (a loss per sample) and `ignore_index=None` (nothing '
+            'ignored), where PyTorch\'s are `"mean"` and −100. The '
             "[options page](cross-entropy-options.md) derives them: every option changes only "
             "the coefficients $a_c$ of $-\\sum_c a_c \\log S_c$, and the gradient is "
             "$S_j \\sum_c a_c - a_j$, this page's $S_j - y_j$ when $a = y$. With the defaults the "
@@ -277,7 +282,7 @@ def derive():
             "Vectorised, with shapes",
             "For a batch, the logits $Z = XW$ are $B \\times C$, one row per sample, and so are "
             "$S$, $Y$ and the gradient: for the mean loss $L = \\frac{1}{B} \\sum_b XE_b$ it is "
-            "$(S - Y)/B$, row $b$ being step 7's result for sample $b$, divided by $B$.\n\n"
+            "$(S - Y)/B$, row $b$ being sample $b$'s gradient $S_b - y_b$, divided by $B$.\n\n"
             "| factor | shape |\n|---|---|\n| $Z$, $\\log S$, $S$, $Y$ | $B \\times C$ |\n"
             "| $m$ (each row's maximum) | $B$ |\n| $XE$ | $B$ |\n"
             "| $\\partial L / \\partial Z = (S - Y)/B$ | $B \\times C$ |\n\n"
@@ -286,21 +291,25 @@ def derive():
             "multiplies by $X^T$ (the [cross-entropy page](cross-entropy.md)).",
         ),
     )
+    labels_sum = ((Sum(y[t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_t = 1
     steps = (
         Step(
             "Log of a quotient",
             "$\\log(a/b) = \\log a - \\log b$, and $\\log e^{z_i} = z_i$.",
             log(softmax(i)),
             log_softmax,
+            start="the logarithm of the softmax",
+            checked="numeric",  # a logarithm's identity: SymPy does not expand it unforced
         ),
         Step(
             "Stable log-sum-exp",
             "Take $e^{m}$ out of every term of the sum, and out of the logarithm as $m$: the "
-            "value is unchanged. The generated code computes the left side, with "
-            "$m = \\max_l z_l$: then no exponential exceeds $e^0 = 1$, so none overflows, and "
+            "value is unchanged, for any number $m$. The generated code computes the left side, "
+            "with $m = \\max_l z_l$: then no exponential exceeds $e^0 = 1$, so none overflows, and "
             "the largest term is exactly 1, so the logarithm's argument is at least 1, never 0.",
             shifted_log_sum_exp,
             unshifted,
+            start="the log-sum-exp, its logits shifted by $m$ and $m$ added back",
         ),
         Step(
             "Why the code computes the log-sum-exp with log1p",
@@ -312,12 +321,16 @@ def derive():
             "never subtracted.",
             log(Sum(exp(z[k] - shift), (k, 1, C))),
             log1p_form,
+            start="the logarithm of the shifted sum",
+            checked="numeric",  # selections on z_k = m: proved in index form below
         ),
         Step(
             "The loss in terms of the logits",
-            "Substitute $\\log S_i$; no logarithm of a probability remains.",
+            "Substitute $\\log S_i$ from the first step; no logarithm of a probability remains.",
             loss,
             loss_of_logits,
+            start="the loss",
+            checked="numeric",  # the logarithm of the softmax, as in the first step
         ),
         Step("Out of the sums", "Factors without $i$ leave the sums.", loss_of_logits, pulled),
         Step(
@@ -326,13 +339,16 @@ def derive():
             "label-smoothed targets too.",
             pulled,
             loss_one_hot,
+            relation="=>",
+            given=((Sum(y[i], (i, 1, C)), sp.Integer(1)),),
         ),
         Step(
             "Derivative with respect to the logits",
             "The derivative of $\\log \\sum_k e^{z_k}$ is the softmax; the delta in "
             "$\\sum_i y_i \\delta_{ij}$ keeps $y_j$.",
-            Derivative(XE, z[j]),
+            Derivative(loss_one_hot, z[j]),
             gradient,
+            start="the loss of the previous step, differentiated by $z_j$",
         ),
         Step("In terms of S", "$e^{z_j} / \\sum_k e^{z_k}$ is $S_j$.", gradient, gradient_in_S),
         Step(
@@ -341,6 +357,9 @@ def derive():
             "through every output. SymPy, given $XE$ as an unknown function of three unknown "
             "functions $S_1, S_2, S_3$ of $z_j$, returns one term per output.",
             *chain_for_three,
+            start="the loss, which depends on $z_j$ through the outputs",
+            checked="explicit",  # written for C = 3: checked at C = 3
+            sizes=({"C": 3},),
         ),
         Step(
             "The route through S: substitute",
@@ -348,46 +367,53 @@ def derive():
             "$\\partial S_t / \\partial z_j$ from the softmax Jacobian page.",
             chain_written,
             uncancelled,
+            start="the chain rule for $C$ classes",
         ),
         Step(
             "The route through S: cancel, collapse, Σ y = 1",
             "$S_t$ cancels ($S_t > 0$: a softmax output is never 0 in exact arithmetic); the "
-            "delta keeps $t = j$; $\\sum_t y_t = 1$. The result is step 7's: the second proof "
-            "below checks this route.",
+            "delta keeps $t = j$; $\\sum_t y_t = 1$. The result is the one of the step *In terms "
+            "of S*: the second proof below checks this route with explicit matrices.",
             uncancelled,
             through_S_result,
+            relation="=>",
+            given=labels_sum,
         ),
         Step(
             "Why the code selects the label's entry",
-            "Where a logit is far below the others, $\\log S_i$ underflows to $-\\infty$, and "
-            "$0 \\cdot (-\\infty)$ is nan in floating point although $y_i = 0$ there. The code "
-            "selects $\\log S_i$ only where $y_i \\ne 0$ (`xp.where`), 0 elsewhere, so the loss is finite "
-            "for every finite input; a logit of $-\\infty$ marks an impossible class, as in PyTorch.",
+            "A logit of $-\\infty$ marks an impossible class, as in PyTorch: there $\\log S_i = "
+            "-\\infty$, and $0 \\cdot (-\\infty)$ is nan in floating point although $y_i = 0$. The "
+            "code selects $\\log S_i$ only where $y_i \\ne 0$ (`xp.where`), 0 elsewhere, so such a "
+            "class adds nothing unless it is the label's (then the loss is $+\\infty$). For finite "
+            "logits `log_softmax` is finite, however far apart they are (it never forms "
+            "$\\log 0$), and the selection changes nothing.",
             loss.xreplace({log(S[i]): log_s[i]}),
             selected.xreplace({log_s_labelled[i]: selection}),
+            where=((log_s[i], log(S[i])),),
+            start="the loss, with $\\log S$ computed by `log_softmax`",
+            checked="numeric",  # a selection on y_i = 0: SymPy cannot decide it for symbolic y
         ),
         Step(
             "Why the code computes S_j − y_j this way",
             "At the true class $S_j - 1$ is 0 in floating point once $S_j$ rounds to 1. Given "
-            "$\\sum S = 1$, $S_j - 1 = -\\sum_{m \\ne j} S_m$: written as below, no term "
-            "subtracts two nearly equal numbers.",
+            "$\\sum S = 1$, $S_j - 1 = -\\sum_{n \\ne j} S_n$, a sum of positive terms. For a "
+            "one-hot $y$ nothing is subtracted at all: each entry is $S_j$ off the label and "
+            "$-\\sum_{n \\ne j} S_n$ at it. For soft targets the two products are subtracted, "
+            "and cancel where the entry is small next to them: its error is then relative to "
+            "the products, not to it.",
             gradient_in_S,
             stable_gradient,
+            relation="=>",
+            given=((Sum(S[other], (other, 1, C)), sp.Integer(1)),),
+            start=8,
         ),
     )
     identities = (
         Identity(
-            "log_sum_exp_shift",
-            "shifting the logits by $m$ inside log-sum-exp and adding $m$ back changes nothing",
-            long=shifted_log_sum_exp,
-            shortcut=log_sum_exp,
-            long_title="The shifted log-sum-exp,",
-            shortcut_title="the log-sum-exp of the logits,",
-        ),
-        Identity(
             "log_sum_exp_log1p",
-            "log1p of the terms below the maximum plus the other maxima equals the log-sum-exp of "
-            "the shifted logits (the two selections add up to every term; log1p(r) = log(1 + r)).",
+            "$\\operatorname{log1p}$ of the terms below the maximum plus the other maxima equals "
+            "the log-sum-exp of the shifted logits (the two selections add up to every term; "
+            "$\\operatorname{log1p}(r) = \\log(1 + r)$), in index form for every $C$",
             long=log1p_form,
             shortcut=log(Sum(exp(z[k] - shift), (k, 1, C))),
             long_title="What the code computes,",
@@ -395,7 +421,8 @@ def derive():
         ),
         Identity(
             "cross_entropy_logit_grad",
-            "the route through $S$ gives $S_j - y_j$ too, when $\\sum_t y_t = 1$",
+            "the route through $S$ gives $S_j - y_j$ too, when $\\sum_t y_t = 1$; with explicit "
+            "matrices for $C = 2, \\dots, 6$",
             long=chain,
             shortcut=gradient_in_S,
             assumptions={Sum(y[t], (t, 1, C)): sp.Integer(1)},
@@ -406,15 +433,16 @@ def derive():
         ),
         Identity(
             "logit_grad_stable",
-            "The form the code computes, S_j(1 − y_j) − y_j Σ_{m≠j} S_m, equals S_j − y_j "
-            "given Σ S = 1 (for any labels y).",
+            "the form the code computes, $S_j(1 - y_j) - y_j \\sum_{n \\ne j} S_n$, equals "
+            "$S_j - y_j$ given $\\sum_n S_n = 1$ (for any labels $y$); with $S$ written out, for "
+            "$C = 2, \\dots, 6$, without the assumption",
             long=stable_gradient,
             shortcut=gradient_in_S,
-            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            assumptions={Sum(S[other], (other, 1, C)): sp.Integer(1)},
             explicit=explicit_stable_grad,
             explicit_sizes=every(C=range(2, 7)),
             long_title="The form the code computes, its sum evaluated,",
-            shortcut_title="S_j − y_j,",
+            shortcut_title="$S_j - y_j$,",
         ),
     )
 
@@ -423,7 +451,7 @@ def derive():
     others_of = sp.IndexedBase("others")
     logits_and_labels = (
         Param("z", z, ("C",), doc="logits"),
-        Param("y", y, ("C",), doc="one-hot labels", one_hot=True),
+        Param("y", y, ("C",), doc=LABEL_ROWS, one_hot=True),
     )
     # Class-index labels, y_i = δ_iℓ: the loss is −log S_ℓ (one entry gathered), the gradient S − e_ℓ.
     ell = class_index("ell")
@@ -435,8 +463,8 @@ def derive():
     identities += (
         Identity(
             "cross_entropy_from_logits_labels",
-            "With class-index labels, y_i = δ_iℓ, the loss −Σ_i y_i log S_i is −log S_ℓ: one entry "
-            "of log_softmax(z), gathered at the label.",
+            "with class-index labels, $y_i = \\delta_{i\\ell}$, the loss $-\\sum_i y_i \\log S_i$ "
+            "is $-\\log S_\\ell$: one entry of `log_softmax(z)`, gathered at the label",
             long=loss.xreplace({y[i]: sp.KroneckerDelta(i, ell), log(S[i]): log_s[i]}),
             shortcut=loss_at_labels,
             long_title="The loss with $y = e_\\ell$, its sum evaluated,",
@@ -444,11 +472,11 @@ def derive():
         ),
         Identity(
             "logit_grad_stable_labels",
-            "With y_j = δ_jℓ, the form the code computes equals S_j − δ_jℓ (given Σ S = 1): S with 1 "
-            "subtracted at the label.",
+            "with $y_j = \\delta_{j\\ell}$, the form the code computes equals $S_j - "
+            "\\delta_{j\\ell}$ (given $\\sum_n S_n = 1$): $S$ with 1 subtracted at the label",
             long=gradient_at_labels,
             shortcut=gradient_in_S.xreplace({y[j]: sp.KroneckerDelta(j, ell)}),
-            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            assumptions={Sum(S[other], (other, 1, C)): sp.Integer(1)},
             long_title="The form the code computes at $y = e_\\ell$,",
             shortcut_title="$S_j - \\delta_{j\\ell}$,",
         ),
@@ -480,7 +508,7 @@ def derive():
         ),
         Kernel(
             name="cross_entropy_from_logits",
-            summary="The cross-entropy of softmax(z) against one-hot labels y, from the logits.",
+            summary="The cross-entropy of softmax(z) against targets y, from the logits.",
             params=logits_and_labels,
             body=(
                 Assign(log_s, (i,), sp.Function("log_softmax")(z)),
@@ -531,9 +559,10 @@ def derive():
         title="The cross-entropy from the logits",
         summary="The loss and its gradient computed from $z$ directly. Computed as written, "
         "$-\\sum_i y_i \\log \\operatorname{softmax}(z)_i$ fails in two ways: an unshifted softmax "
-        "overflows ($e^{z}$ is `inf` in float64 once $z > 709$, and `inf/inf` is `nan`); a shifted "
+        "overflows ($e^{z}$ is `inf` in float64 once $z > 709.78$, and `inf/inf` is `nan`); a shifted "
         "softmax cannot overflow, but the probability of a class whose logit is far below the "
         "largest underflows to 0, and then $-\\log 0 = \\infty$. From the logits, neither happens.",
+        where=((S[i], softmax(i)),),
         definitions=(
             Definition(
                 XE,

@@ -12,6 +12,7 @@ from derive.steps import (
     Definition,
     Derivation,
     Example,
+    Exercise,
     Identity,
     Option,
     Param,
@@ -99,9 +100,9 @@ def coefficient(c: sp.Idx) -> sp.Expr:
     return kappa * w[c] * smoothed(c)
 
 
-def others(base: sp.IndexedBase, j: sp.Idx, m: sp.Idx) -> sp.Expr:
-    """Σ_{m≠j} base_m, written as the printer computes it without a subtraction."""
-    return Sum((1 - sp.KroneckerDelta(j, m)) * base[m], (m, 1, C))
+def others(base: sp.IndexedBase, j: sp.Idx, n: sp.Idx) -> sp.Expr:
+    """Σ_{n≠j} base_n, written as the printer computes it without a subtraction."""
+    return Sum((1 - sp.KroneckerDelta(j, n)) * base[n], (n, 1, C))
 
 
 def _explicit_coefficients(n_classes: int) -> Matrix:
@@ -119,7 +120,7 @@ def explicit_gradient(sizes) -> tuple[Matrix, Matrix]:
 
 
 def explicit_stable_gradient(sizes) -> tuple[Matrix, Matrix]:
-    """S_j Σ_{c≠j} a_c − a_j Σ_{m≠j} S_m and S_j Σ_c a_c − a_j, for an explicit softmax."""
+    """S_j Σ_{c≠j} a_c − a_j Σ_{n≠j} S_n and S_j Σ_c a_c − a_j, for an explicit softmax."""
     n = sizes["C"]
     coefficients = _explicit_coefficients(n)
     p = explicit_softmax(explicit_vector("z", n))
@@ -133,26 +134,21 @@ def explicit_stable_gradient(sizes) -> tuple[Matrix, Matrix]:
     return stable, Matrix([p[j] * sum(coefficients) - coefficients[j] for j in range(n)])
 
 
-def explicit_class_index(sizes) -> tuple[Matrix, Matrix]:
-    """For each label ℓ: −Σ_c w_c((1 − ε)δ_cℓ + ε/C) log S_c and PyTorch's two-part form."""
-    n = sizes["C"]
-    p = explicit_softmax(explicit_vector("z", n))
-    weights = explicit_vector("w", n, positive=True)
-    eps = sp.Symbol("epsilon", nonnegative=True)
-    ours, torch = [], []
-    for label in range(n):
-        ours.append(
-            -sum(weights[c] * ((1 - eps) * int(c == label) + eps / n) * log(p[c]) for c in range(n))
-        )
-        torch.append(
-            (1 - eps) * weights[label] * -log(p[label])
-            + eps / n * sum(weights[c] * -log(p[c]) for c in range(n))
-        )
-    return Matrix(ours), Matrix(torch)
+def _smoothed_optimum(answer) -> bool:
+    """True if the answer's logit gap z_1 − z_2 makes the two-class smoothed loss (label 1, no
+    weights) stationary: its derivative in z_1, from the definition, vanishes there."""
+    first, second = z[1], z[2]
+    if not isinstance(answer, sp.Eq) or sp.expand(answer.lhs - (first - second)) != 0:
+        return False
+    p = explicit_softmax(Matrix([first, second]))
+    targets = (1 - epsilon + epsilon / 2, epsilon / 2)  # (1 − ε)δ_c1 + ε/2
+    loss = -sum(t * log(q) for t, q in zip(targets, p))
+    slope = sp.diff(loss, first).xreplace({first: second + answer.rhs})
+    return sp.simplify(slope) == 0 and answer.rhs.has(epsilon)
 
 
 def derive():
-    c, j, k, m = (class_index(n) for n in ("c", "j", "k", "m"))
+    c, j, k, other = (class_index(n) for n in ("c", "j", "k", "n"))  # other: Σ_{n≠j} S_n
     ell = class_index("ell")  # a sample's class label
     b = sp.Idx("b", (1, B))
     XE = sp.Symbol("XE")
@@ -164,13 +160,14 @@ def derive():
     torch_class_index = (1 - epsilon) * w[ell] * -log(S[ell]) + epsilon / C * Sum(
         w[c] * -log(S[c]), (c, 1, C)
     )
-    at_label = with_options.xreplace({y[c]: sp.KroneckerDelta(c, ell), kappa: 1})
     # PyTorch, probability rows: the targets smoothed, then weighted.
     t_c = sp.IndexedBase("t")
     torch_probabilities = -Sum(w[c] * t_c[c] * log(S[c]), (c, 1, C))
     smoothed_sum = sp.collect(
         pull_out_of_sums(evaluate(Sum(smoothed(c), (c, 1, C)))), Sum(y[c], (c, 1, C))
     )
+    targets_sum = ((Sum(y[c], (c, 1, C)), sp.Integer(1)),)  # Σ_c y_c = 1
+    smoothed_total = sp.simplify(smoothed_sum.xreplace({Sum(y[c], (c, 1, C)): sp.Integer(1)}))
 
     # The gradient, for any coefficients: through the softmax Jacobian, by name.
 
@@ -183,11 +180,12 @@ def derive():
     shortcut = S[j] * total - a[j]
     ds_dz = result("softmax_jacobian", "jacobian", i=r, j=j)  # S_r(δ_rj − S_j)
     chain = Sum(-a[r] / S[r] * ds_dz, (r, 1, C))
+    through_jacobian = sp.collect(pull_out_of_sums(evaluate(chain)), S[j])
     if sp.simplify(gradient.xreplace({Sum(a[c], (c, 1, C)): total}) - shortcut) != 0:
         raise ValueError(f"the gradient came out as {gradient}, not {shortcut}")
     probabilities_others = result("softmax_jacobian", "one_minus_softmax", i=j)
     stable = S[j] * others(a, j, r) - a[j] * probabilities_others
-    with_coefficients = {a[j]: coefficient(j), total: Sum(coefficient(c), (c, 1, C))}
+    with_coefficients = {a[j]: coefficient(j), total: Sum(coefficient(r), (r, 1, C))}
     gradient_with_options = sp.factor_terms(
         sp.collect(pull_out_of_sums(evaluate(shortcut.xreplace(with_coefficients))), S[j])
     )
@@ -202,26 +200,46 @@ def derive():
     ).xreplace({Sum(y[c], (c, 1, C)): 1})
 
     # The reduction: a mean divides the sum over the batch by a denominator that does not depend on z.
-    K, ELL = sp.IndexedBase("kappa"), sp.IndexedBase("ell")
-    share_total = Sum(K[b] * w[ELL[b]], (b, 1, B))  # PyTorch's N_w for class indices
+    K, Y = sp.IndexedBase("kappa"), sp.IndexedBase("y")
+    # PyTorch's N_w for class indices: Σ_b of the weight of sample b's target row (zeros if ignored)
+    share_total = Sum(Sum(w[c] * Y[b, c], (c, 1, C)), (b, 1, B))
     # a sample's share of the denominator: the weight of its one-hot row, Σ_c w_c y_c at y = e_ℓ
     denominator_labels = Sum(w[c] * y[c], (c, 1, C)).xreplace({y[c]: sp.KroneckerDelta(c, ell)})
     denominator_labels_value = evaluate(denominator_labels)
     Den = sp.Symbol("N_w")
-    z_b = sp.IndexedBase("z")
-    n = sp.Idx("n", (1, B))
-    mean_loss = Sum(sp.Function("XE")(z_b[b, j]), (b, 1, B)) / Den
-    mean_gradient = evaluate(sp.diff(mean_loss, z_b[n, j]))
+    z_b, XE_b, S_b, A_b = (sp.IndexedBase(n) for n in ("z", "XE", "S", "a"))
+    sample = sp.Idx("b'", (1, B))  # one sample, apart from the sum's b
+    # sample b's loss, probabilities and coefficients: functions of its own row z_b
+    batched = (
+        (XE_b[b], -Sum(A_b[b, c] * log(S_b[b, c]), (c, 1, C))),
+        (S_b[b, c], exp(z_b[b, c]) / Sum(exp(z_b[b, k]), (k, 1, C))),
+        (A_b[b, c], K[b] * w[c] * ((1 - epsilon) * Y[b, c] + epsilon / C)),
+    )
+    mean_loss = Sum(XE_b[b], (b, 1, B)) / Den
+    # SymPy differentiates the mean with each sample's loss written out through its row
+    row_loss = -Sum(A_b[b, c] * (z_b[b, c] - log(Sum(exp(z_b[b, k]), (k, 1, C)))), (c, 1, C))
+    mean_gradient = sp.diff(Sum(row_loss, (b, 1, B)) / Den, z_b[sample, j])
+    for _ in range(2):  # the deltas of b and b', then of the classes
+        mean_gradient = evaluate(pull_out_of_sums(sp.expand(evaluate(mean_gradient))))
+    mean_gradient = sp.factor_terms(
+        sp.expand(
+            mean_gradient.subs(
+                exp(z_b[sample, j]), S_b[sample, j] * Sum(exp(z_b[sample, k]), (k, 1, C))
+            )
+        )
+    )
 
     steps = (
         Step(
             "PyTorch's loss for a class index",
-            "aten's `LossNLL.cpp` computes the label's part and the smoothing part separately: "
-            "$(1 - \\epsilon)\\,w_\\ell$ times $-\\log S_\\ell$, plus $\\epsilon/C$ times the "
-            "weighted sum of $-\\log S_c$ over every class. Put $y_c = \\delta_{c\\ell}$ (and "
-            "$\\kappa = 1$) into the one form below: the delta collapses the first sum to the label.",
+            "Put $y_c = \\delta_{c\\ell}$ (the one-hot row of the label $\\ell$) and $\\kappa = 1$ "
+            "into the coefficient form: the delta collapses the first part of the sum to the "
+            "label. What is left is what aten's `LossNLL.cpp` computes for a class index, "
+            "keeping two parts apart: $(1 - \\epsilon)\\,w_\\ell$ times $-\\log S_\\ell$, plus "
+            "$\\epsilon/C$ times the weighted sum of $-\\log S_c$ over every class.",
+            with_options,
             torch_class_index,
-            sp.collect(pull_out_of_sums(evaluate(at_label)), log(S[ell]) * w[ell]),
+            where=((y[c], sp.KroneckerDelta(c, ell)), (kappa, sp.Integer(1))),
         ),
         Step(
             "PyTorch's loss for probability rows",
@@ -230,65 +248,75 @@ def derive():
             "cannot be ignored).",
             torch_probabilities,
             torch_probabilities.xreplace({t_c[c]: smoothed(c)}),
+            where=((t_c[c], smoothed(c)),),
+            start="PyTorch's loss for probability rows",
         ),
         Step(
             "The smoothed targets sum to 1",
-            "$\\sum_c \\epsilon/C = \\epsilon$; with $\\sum_c y_c = 1$ the sum is 1: label "
-            "smoothing moves mass between classes and keeps a distribution.",
+            "$\\sum_c \\epsilon/C = \\epsilon$, and with $\\sum_c y_c = 1$ the rest is "
+            "$1 - \\epsilon$: label smoothing moves mass between classes and keeps a distribution.",
             Sum(smoothed(c), (c, 1, C)),
-            smoothed_sum,
+            smoothed_total,
+            relation="=>",
+            given=targets_sum,
+            start="the sum of the smoothed targets",
+            checked="explicit",  # in index form Σ_c ε/C is left as a sum of 1s: not cancelled
         ),
         Step(
             "The gradient, for any coefficients",
             "Write $\\log S_c = z_c - \\log\\sum_k e^{z_k}$ and differentiate: the first term keeps "
             "$a_j$, the second gives $S_j$ times the sum of every coefficient. No assumption on "
-            "$a$: this is why one gradient serves every option.",
+            "$a$: this is why one gradient serves every option (the first proof below checks it "
+            "with the coefficients left free).",
             Derivative(XE, z[j]),
             shortcut,
+            start="the loss",
+            checked="explicit",  # the sums' variables differ on the two sides: not matched in index form
         ),
         Step(
             "The same, through the softmax Jacobian",
-            "$\\partial XE / \\partial S_r = -a_r / S_r$ times $\\partial S_r / \\partial z_j$ from the "
-            "softmax page: the delta keeps $r = j$.",
-            chain,
-            evaluate(chain),
+            "$\\partial XE / \\partial S_r = -a_r / S_r$ times $\\partial S_r / \\partial z_j = "
+            "S_r(\\delta_{rj} - S_j)$ from the softmax page: $S_r$ cancels, and the delta keeps "
+            "$r = j$.",
+            Sum(Derivative(XE, S[r]) * Derivative(S[r], z[j]), (r, 1, C)),
+            through_jacobian,
+            start="the chain rule through $S$",
         ),
         Step(
             "Why the code computes it this way",
             "$\\sum_c a_c - a_j$ and $1 - S_j$ lose their digits where $a_j$ or $S_j$ is nearly "
             "all of the sum. Given $\\sum S = 1$, $S_j \\sum_c a_c - a_j = S_j \\sum_{c \\ne j} a_c "
-            "- a_j \\sum_{m \\ne j} S_m$: sums of positive terms, no cancellation (both sums are "
-            "computed by cumulative sums, in $O(C)$).",
+            "- a_j \\sum_{n \\ne j} S_n$: each sum adds terms of one sign, so neither loses digits "
+            "(both are computed by cumulative sums, in $O(C)$). With a class index and no smoothing "
+            "only $a_\\ell$ is nonzero, so each entry is one product: $-a_\\ell \\sum_{n \\ne \\ell} "
+            "S_n$ at the label, $S_j a_\\ell$ elsewhere, and nothing is subtracted at all. With "
+            "smoothing or soft targets the two products are subtracted, and cancel where the "
+            "entry is small next to them: its error is then relative to the products, not to it.",
             shortcut,
             stable,
+            relation="=>",
+            given=((Sum(S[other], (other, 1, C)), sp.Integer(1)),),
         ),
         Step(
             "The options in the gradient",
             "Put in $a_c = \\kappa w_c ((1 - \\epsilon) y_c + \\epsilon/C)$.",
             shortcut,
             gradient_with_options,
+            start=4,
+        ),
+        Step(
+            "The mean's gradient",
+            '`reduction="mean"` divides the sum of the batch\'s losses by a denominator $N_w$ '
+            "that does not depend on the logits. Each sample's loss $XE_b$ depends only on its "
+            "own row $z_b$, so only the term $b = b'$ depends on $z_{b'j}$: each sample's "
+            "gradient is its own, divided by $N_w$.",
+            Derivative(mean_loss, z_b[sample, j]),
+            mean_gradient,
+            where=batched,
+            start="the mean over a batch",
         ),
     )
     identities = (
-        Identity(
-            "options_class_index",
-            "with $y = e_\\ell$ the coefficient form is PyTorch's two-part loss for a class index",
-            long=at_label,
-            shortcut=torch_class_index,
-            explicit=explicit_class_index,
-            explicit_sizes=every(C=range(2, 5)),
-            long_title="The coefficient form at $y = e_\\ell$,",
-            shortcut_title="PyTorch's,",
-        ),
-        Identity(
-            "smoothed_targets_sum",
-            "the smoothed targets sum to 1 when the targets do",
-            long=Sum(smoothed(c), (c, 1, C)),
-            shortcut=sp.Integer(1),
-            assumptions={Sum(y[c], (c, 1, C)): sp.Integer(1)},
-            long_title="The sum of the smoothed targets,",
-            shortcut_title="one,",
-        ),
         Identity(
             "options_gradient",
             "the chain rule through the softmax gives $S_j \\sum_c a_c - a_j$ for any coefficients",
@@ -304,27 +332,20 @@ def derive():
             "the form the code computes equals $S_j \\sum_c a_c - a_j$ given $\\sum S = 1$",
             long=stable,
             shortcut=shortcut,
-            assumptions={Sum(S[m], (m, 1, C)): sp.Integer(1)},
+            assumptions={Sum(S[other], (other, 1, C)): sp.Integer(1)},
             explicit=explicit_stable_gradient,
             explicit_sizes=every(C=range(2, 6)),
             long_title="The form the code computes,",
             shortcut_title="the shortcut,",
         ),
         Identity(
-            "options_ignored_loss",
-            "an ignored sample ($\\kappa = 0$) adds nothing to the loss",
-            long=ignored_loss,
-            shortcut=sp.Integer(0),
-            long_title="The loss at $\\kappa = 0$,",
-            shortcut_title="zero,",
-        ),
-        Identity(
-            "options_ignored_gradient",
-            "and nothing to the gradient",
-            long=ignored_gradient.xreplace(ignored),
-            shortcut=sp.Integer(0),
-            long_title="The gradient at $\\kappa = 0$,",
-            shortcut_title="zero,",
+            "smoothed_targets_sum",
+            "the smoothed targets sum to 1 when the targets do, for every $C$",
+            long=Sum(smoothed(c), (c, 1, C)),
+            shortcut=sp.Integer(1),
+            assumptions={Sum(y[c], (c, 1, C)): sp.Integer(1)},
+            long_title="The sum of the smoothed targets,",
+            shortcut_title="one,",
         ),
         Identity(
             "options_defaults",
@@ -347,13 +368,59 @@ def derive():
             shortcut_title="the label's weight,",
         ),
     )
+    # exercises: a class weight scales its samples' gradient; smoothing keeps the logits finite
+    weighted = {kappa: 1, epsilon: 0}
+    at_class = {y[j]: sp.KroneckerDelta(j, ell), y[r]: sp.KroneckerDelta(r, ell)}
+    weighted_gradient = shortcut.xreplace(
+        {
+            a[j]: coefficient(j).xreplace(weighted),
+            total: Sum(coefficient(r).xreplace(weighted), (r, 1, C)),
+        }
+    ).xreplace(at_class)
+    gap = z[1] - z[2]
+    exercises = (
+        Exercise(
+            "With class weights $w$ and no smoothing, a sample of class $\\ell$ has coefficients "
+            "$a_c = w_c \\delta_{c\\ell}$. What is its gradient $\\partial XE / \\partial z_j$, "
+            "and what does a class weight do to training?",
+            sp.Eq(Derivative(XE, z[j]), w[ell] * (S[j] - sp.KroneckerDelta(j, ell))),
+            Identity(
+                "options_weighted_class_gradient",
+                "with $a_c = w_c \\delta_{c\\ell}$ the gradient $S_j \\sum_r a_r - a_j$ is "
+                "$w_\\ell (S_j - \\delta_{j\\ell})$",
+                long=weighted_gradient,
+                shortcut=w[ell] * (S[j] - sp.KroneckerDelta(j, ell)),
+                long_title="The gradient with $a_c = w_c \\delta_{c\\ell}$,",
+                shortcut_title="$w_\\ell (S_j - \\delta_{j\\ell})$,",
+            ),
+            answer="$\\sum_r a_r = w_\\ell$ and $a_j = w_\\ell \\delta_{j\\ell}$, so the gradient is "
+            "$w_\\ell (S_j - \\delta_{j\\ell})$: the unweighted gradient scaled by the weight of the "
+            "sample's class. A sample of a class of weight 2 pushes as hard as two copies of it "
+            "(for the sum; the mean also divides by $N_w$). SymPy proves it for symbolic $C$.",
+            title="A class weight scales its samples' gradient",
+        ),
+        Exercise(
+            "Take $C = 2$, the label class 1, no weights, and label smoothing $\\epsilon > 0$. "
+            "For which logit gap $z_1 - z_2$ is the loss smallest? What happens as "
+            "$\\epsilon \\to 0$?",
+            sp.Eq(gap, log((2 - epsilon) / epsilon)),
+            _smoothed_optimum,
+            answer="The gradient in $z_1$ is $S_1 - t_1$ with $t_1 = 1 - \\epsilon/2$, zero where "
+            "$S_1 = \\sigma(z_1 - z_2) = 1 - \\epsilon/2$, that is at $z_1 - z_2 = "
+            "\\log((2 - \\epsilon)/\\epsilon)$: a finite gap, so a smoothed model stops pushing its "
+            "logits apart. As $\\epsilon \\to 0$ the gap grows without bound, as it does without "
+            "smoothing, where the loss only approaches its infimum 0. SymPy differentiates the "
+            "two-class loss from its definition and finds the slope 0 at the answer's gap.",
+            title="Smoothing keeps the logits finite",
+        ),
+    )
     sections = (
         Section(
             "Label smoothing",
             "`label_smoothing` $= \\epsilon$ mixes the target with the uniform distribution, "
             "$t_c = (1 - \\epsilon) y_c + \\epsilon/C$. For a class index PyTorch keeps the two "
             "parts apart (the label's, and $\\epsilon/C$ of every class's), which is the same "
-            "loss (proved above). The smoothed targets still sum to 1:",
+            "loss (the first step). The smoothed targets still sum to 1 when the targets do:",
             equations=((Sum(smoothed(c), (c, 1, C)), smoothed_sum),),
             text_after="so with the default weights the gradient is still $S - t$. "
             "PyTorch once counted ignored samples in the smoothing part "
@@ -364,10 +431,8 @@ def derive():
         Section(
             "Class weights",
             "`weight` $= w$ multiplies each class's term, $a_c = w_c t_c$: the label's weight for "
-            "the label's part, every class's own weight in the smoothing part (the combination "
-            "of [pytorch#69339](https://github.com/pytorch/pytorch/issues/69339) and "
-            "[#91383](https://github.com/pytorch/pytorch/issues/91383)). The gradient is the "
-            "general one with these coefficients:",
+            "the label's part, every class's own weight in the smoothing part. The gradient is "
+            "the general one with these coefficients (the step *The options in the gradient*):",
             equations=((Derivative(XE, z[j]), gradient_with_options),),
             text_after="With weights, $\\sum_c a_c \\ne 1$ in general, so the gradient is not "
             "$S - a$: $S_j$ is scaled by the sample's total weight.",
@@ -393,19 +458,27 @@ def derive():
             "The reduction, and the mean's denominator",
             '`reduction="sum"` adds the losses of the batch; `"mean"` divides that sum by a '
             "denominator $N_w$ that does not depend on the logits, so each sample's gradient is "
-            "its own divided by $N_w$:",
+            "its own divided by $N_w$ (the last step). For class indices a sample's share of "
+            "$N_w$ is the weight of its target row, $\\sum_c w_c y_{bc}$: a kept sample's row is "
+            "$e_{\\ell_b}$, and its share the weight of its label (the first line, proved below); "
+            "an ignored sample's row is zeros, and its share 0. So PyTorch's $N_w$ is",
             equations=(
-                (Derivative(mean_loss, z_b[n, j]), mean_gradient),
                 (denominator_labels, denominator_labels_value),
                 (Den, share_total),
             ),
-            text_after="For class indices each sample's share of $N_w$ is the weight of its "
-            "one-hot row (the second line) times $\\kappa_b$, so PyTorch's $N_w$ is the third "
-            "line, the sum of the weights of the labels not ignored, so the mean is a weighted average of the samples' losses "
-            "(both of label smoothing's parts are divided by it). For probability rows there is "
-            "no single class whose weight to take, and PyTorch divides by the number of "
-            'samples $B$, whatever the weights. The gradient of `reduction="sum"` is each '
-            "sample's own; `weight_grad` is the gradient of the mean.\n\n"
+            text_after="the sum of $w_{\\ell_b}$ over the samples kept. It never takes $w$ at an "
+            "ignored label, which need not be a class: PyTorch once did, indexing $w_{-100}$ when "
+            "weights, label smoothing and an ignored label were combined "
+            "([pytorch#69339](https://github.com/pytorch/pytorch/issues/69339), "
+            "[#91383](https://github.com/pytorch/pytorch/issues/91383)). Without smoothing a "
+            "kept sample's loss is $w_{\\ell_b}(-\\log S_{b\\ell_b})$, so the mean, "
+            "$\\sum_b w_{\\ell_b}(-\\log S_{b\\ell_b}) / \\sum_b w_{\\ell_b}$ over the samples kept, "
+            "is the average of the unweighted losses $-\\log S_{b\\ell_b}$ with weights "
+            "$w_{\\ell_b}$, not the plain mean of the weighted losses. With smoothing, both of its "
+            "parts are divided by the same $N_w$. For probability rows there is no single class "
+            "whose weight to take, and PyTorch divides by the number of samples $B$, whatever "
+            'the weights. The gradient of `reduction="sum"` is each sample\'s own; `weight_grad` '
+            "is the gradient of the mean.\n\n"
             "**A mean over no samples.** When every label is ignored (or weighs 0), $N_w = 0$: "
             "PyTorch returns nan. Here it is a `ValueError` naming the targets, as every mean "
             "over no samples is in this project; an empty batch is refused for every "
@@ -451,6 +524,7 @@ def derive():
         identities=identities,
         kernels=(),
         sections=sections,
+        exercises=exercises,
         examples=EXAMPLES,
         results={
             "coefficient": coefficient(c),
