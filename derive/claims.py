@@ -23,6 +23,7 @@ number and the difference it found.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from dataclasses import dataclass, replace
@@ -218,7 +219,8 @@ def written_sums(expr: sp.Basic) -> sp.Basic:
         return function
 
     expr = expr.replace(lambda e: isinstance(e, Sum), terms)
-    return expr.doit() if expr.has(Derivative, sp.Limit, Sum, sp.Product) else expr
+    later = (Derivative, sp.Limit, Sum, sp.Product, sp.UnevaluatedExpr)
+    return expr.doit() if expr.has(*later) else expr
 
 
 class WrittenOut:
@@ -293,22 +295,27 @@ def _given_pairs(claim: Claim) -> tuple[list[tuple], list[Relational]]:
     return pairs, relations
 
 
-def _same_sum(a: sp.Basic, b: sp.Basic) -> bool:
-    """Whether two sums are the same up to the name of their variable."""
+def _same_sum(a: sp.Basic, b: sp.Basic, wild: dict) -> bool:
+    """Whether sum ``a`` is sum ``b`` up to its variable's name and the indices in ``wild``
+    (a given's own indices: Σ_t y_bt = 1 for every b matches Σ_t y_{b′t})."""
     if not (isinstance(a, Sum) and isinstance(b, Sum)) or len(a.limits) != len(b.limits):
         return False
-    rename = {}
+    rename = dict(wild)
     for (va, *ra), (vb, *rb) in zip(a.limits, b.limits):
         if [sp.sympify(x) for x in ra] != [sp.sympify(x) for x in rb]:
             return False
-        rename[va] = vb
-    return a.function.xreplace(rename) == b.function
+        rename[vb] = va
+    return a.function.match(b.function.xreplace(rename)) is not None
 
 
-def _apply_given_symbolic(expr: sp.Basic, pairs: list[tuple]) -> sp.Basic:
+def _apply_given_symbolic(expr: sp.Basic, pairs: list[tuple], claim: Claim) -> sp.Basic:
+    own = set(_free_indices(claim.lhs)) | set(_free_indices(claim.rhs))
     for lhs, rhs in pairs:
         if isinstance(lhs, Sum):
-            expr = expr.replace(lambda e, lhs=lhs: _same_sum(e, lhs), lambda e, rhs=rhs: rhs)
+            wild = {i: sp.Wild(f"w{n}") for n, i in enumerate(_free_indices(lhs)) if i not in own}
+            expr = expr.replace(
+                lambda e, lhs=lhs, wild=wild: _same_sum(e, lhs, wild), lambda e, rhs=rhs: rhs
+            )
         else:
             expr = expr.xreplace({lhs: rhs})
     return expr
@@ -341,8 +348,8 @@ def check_symbolic(claim: Claim, outside: bool = True) -> None:
     else:
         entries = [difference]
     for entry in entries:
-        evaluated = _collapsed(entry)
-        evaluated = _apply_given_symbolic(evaluated, pairs)
+        evaluated = _apply_given_symbolic(_collapsed(entry), pairs, claim)
+        evaluated = _canonical_variables(evaluated)  # after the givens: they change the sums
         if not _vanishes(evaluated):
             raise StepFailed(
                 f"in index form the two sides differ by {sp.sstr(evaluated)[:300]} "
@@ -358,7 +365,15 @@ def _collapsed(expr: sp.Expr) -> sp.Expr:
     """
 
     def split(total: Sum) -> sp.Expr:
-        return sp.Add(*[Sum(term, *total.limits) for term in sp.Add.make_args(total.function)])
+        if len(total.limits) > 1:
+            return total
+        ((variable, lower, upper),) = total.limits
+        return sp.Add(
+            *[
+                Sum(term, *total.limits) if term.has(variable) else term * (upper - lower + 1)
+                for term in sp.Add.make_args(total.function)
+            ]
+        )
 
     def collapse(total: Sum) -> sp.Expr:
         variables = {limit[0] for limit in total.limits}
@@ -367,6 +382,29 @@ def _collapsed(expr: sp.Expr) -> sp.Expr:
 
     expr = sp.expand(expr).replace(lambda e: isinstance(e, Sum), split)
     return pull_out_of_sums(expr.replace(lambda e: isinstance(e, Sum), collapse))
+
+
+def _canonical_variables(expr: sp.Basic) -> sp.Basic:
+    """Each sum's variable named after what it sums: Σ_c w_c y_c and Σ_r w_r y_r become one term.
+
+    Innermost sums first; the name is a hash of the sum's range and its function with the
+    variable blanked out, so two sums equal up to their variable's name get the same one.
+    """
+
+    def rename(total: Sum) -> sp.Expr:
+        if len(total.limits) > 1:
+            return total
+        ((variable, lower, upper),) = total.limits
+        blank = total.function.xreplace({variable: _BLANK})
+        key = hashlib.sha1(sp.srepr((blank, lower, upper)).encode()).hexdigest()[:8]
+        label = sp.Symbol(f"_s{key}", integer=True)
+        new = Idx(label, (lower, upper)) if isinstance(variable, Idx) else label
+        return Sum(total.function.xreplace({variable: new}), (new, lower, upper))
+
+    return expr.replace(lambda e: isinstance(e, Sum), rename)
+
+
+_BLANK = sp.Symbol("_blank", integer=True)
 
 
 def _vanishes(expr: sp.Expr) -> bool:
