@@ -4,6 +4,7 @@ singular, Hessian-vector products, and Newton's method with an L2 penalty."""
 from __future__ import annotations
 
 import functools
+import random
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ from derive.steps import (
     Definition,
     Derivation,
     DerivativeOf,
+    Example,
+    Exercise,
     Figure,
     Identity,
     Kernel,
@@ -47,6 +50,7 @@ B = sp.Symbol("B", integer=True, positive=True)  # samples in a batch
 b = sp.Idx("b", (1, B))
 l2 = sp.Symbol("l2", positive=True)  # the L2 penalty's weight, (l2/2)‖W‖²
 v = sp.IndexedBase("v", shape=(C,))  # any direction in logit space
+NULLITY = sp.Symbol("\\dim \\ker \\mathcal{H}")  # the first exercise's answer names it
 
 
 # -- explicit matrices at small sizes ---------------------------------------------------
@@ -56,41 +60,41 @@ def _softmax_hessian(probabilities: Matrix) -> Matrix:
     return sp.diag(*probabilities) - probabilities * probabilities.T
 
 
-def explicit_logit_hessian(sizes) -> tuple[Matrix, Matrix]:
-    """The Hessian of −Σ y log softmax(z) in explicit logits (Σ y = 1 imposed), and diag(S) − S Sᵀ."""
-    logits = explicit_vector("z", sizes["C"])
-    labels = explicit_labels(sizes["C"])
-    probabilities = explicit_softmax(logits)
-    loss = -sum(labels[c] * sp.log(probabilities[c]) for c in range(sizes["C"]))
-    # log(e^z_c / Σ e^z_k) = z_c − log Σ e^z_k, by SymPy: the same loss, differentiated faster
-    return sp.hessian(sp.expand_log(loss, force=True), logits), _softmax_hessian(probabilities)
+def _one_sample_nullity(answer: sp.Eq) -> bool:
+    """True if the answer's right side is, at D = 1..4 and C = 2..4, D·C minus the exact rank of
+    x xᵀ ⊗ (diag(S) − S Sᵀ), at random rational x ≠ 0 and S > 0 with Σ S = 1."""
+    if not isinstance(answer, sp.Eq) or answer.lhs != NULLITY:
+        return False
+    rng = random.Random(0)
+    for n_inputs in range(1, 5):
+        for n_classes in range(2, 5):
+            inputs = Matrix(
+                [
+                    rng.choice((-1, 1)) * sp.Rational(rng.randint(1, 9), rng.randint(1, 9))
+                    for _ in range(n_inputs)
+                ]
+            )
+            weights = Matrix([sp.Integer(rng.randint(1, 9)) for _ in range(n_classes)])
+            probabilities = weights / sum(weights)
+            hessian = sp.kronecker_product(inputs * inputs.T, _softmax_hessian(probabilities))
+            nullity = n_inputs * n_classes - hessian.rank()
+            if answer.rhs.xreplace({D: n_inputs, C: n_classes}) != nullity:
+                return False
+    return True
 
 
-def explicit_quadratic_form(sizes) -> tuple[Matrix, Matrix]:
-    """vᵀ J v for the explicit softmax Jacobian J, and Σ S v² − (Σ S v)²."""
-    logits, directions = explicit_vector("z", sizes["C"]), explicit_vector("v", sizes["C"])
-    probabilities = explicit_softmax(logits)
-    jacobian = probabilities.jacobian(logits)
-    mean = sum(p * d for p, d in zip(probabilities, directions))
-    second = sum(p * d**2 for p, d in zip(probabilities, directions))
-    return directions.T * jacobian * directions, Matrix([second - mean**2])
-
-
-def explicit_null_direction(sizes) -> tuple[Matrix, Matrix]:
-    """The explicit softmax Jacobian times the vector of ones, and zeros."""
-    logits = explicit_vector("z", sizes["C"])
-    jacobian = explicit_softmax(logits).jacobian(logits)
-    return jacobian * sp.ones(sizes["C"], 1), sp.zeros(sizes["C"], 1)
-
-
-def explicit_shifted_logits(sizes) -> tuple[Matrix, Matrix]:
-    """The logits of W + a1ᵀ, and z + (aᵀx)1."""
-    layer = explicit_layer(sizes["D"], sizes["C"])
-    shift = explicit_vector("a", sizes["D"])
-    shifted = (layer.W + shift * sp.ones(1, sizes["C"])).T * layer.x
-    return shifted.applyfunc(sp.expand), (
-        layer.z + (shift.T * layer.x)[0] * sp.ones(sizes["C"], 1)
-    ).applyfunc(sp.expand)
+def explicit_gradient_along_null(sizes) -> tuple[Matrix, Matrix]:
+    """Σ_jc a_j x_j (S_c − y_c) for an explicit softmax and labels with Σ y = 1, and zero."""
+    n_inputs, n_classes = sizes["D"], sizes["C"]
+    inputs, shift = explicit_vector("x", n_inputs), explicit_vector("a", n_inputs)
+    probabilities = explicit_softmax(explicit_vector("z", n_classes))
+    labels = explicit_labels(n_classes)
+    total = sum(
+        shift[j] * inputs[j] * (probabilities[c] - labels[c])
+        for j in range(n_inputs)
+        for c in range(n_classes)
+    )
+    return Matrix([total]), Matrix([0])
 
 
 def _weights_row_major(layer) -> list[sp.Symbol]:
@@ -141,50 +145,6 @@ def explicit_hvp(sizes) -> tuple[Matrix, Matrix]:
     return hessian * Matrix(list(direction)), shortcut
 
 
-def _stable_softmax_hessian(probabilities: Matrix) -> Matrix:
-    """S_c Σ_{m≠c} S_m on the diagonal, −S_c S_d off it: the softmax Jacobian's stable form."""
-    n = len(probabilities)
-    return Matrix(
-        n,
-        n,
-        lambda c, d: (
-            probabilities[c] * sum(probabilities[m] for m in range(n) if m != c)
-            if c == d
-            else -probabilities[c] * probabilities[d]
-        ),
-    )
-
-
-def explicit_stable_weight_hessian(sizes) -> tuple[Matrix, Matrix]:
-    """x xᵀ ⊗ (the stable form), and x xᵀ ⊗ (diag(S) − S Sᵀ), for an explicit softmax."""
-    inputs = explicit_vector("x", sizes["D"])
-    probabilities = explicit_softmax(explicit_vector("z", sizes["C"]))
-    outer = inputs * inputs.T
-    return (
-        sp.kronecker_product(outer, _stable_softmax_hessian(probabilities)),
-        sp.kronecker_product(outer, _softmax_hessian(probabilities)),
-    )
-
-
-def explicit_stable_hvp_factor(sizes) -> tuple[Matrix, Matrix]:
-    """S_c(U_c Σ_{d≠c} S_d − Σ_{d≠c} S_d U_d) and S_c(U_c − Σ_d S_d U_d), for an explicit softmax."""
-    n = sizes["C"]
-    p = explicit_softmax(explicit_vector("z", n))
-    along = explicit_vector("U", n)
-    mean = sum(p[d] * along[d] for d in range(n))
-    stable = Matrix(
-        [
-            p[c]
-            * (
-                along[c] * sum(p[d] for d in range(n) if d != c)
-                - sum(p[d] * along[d] for d in range(n) if d != c)
-            )
-            for c in range(n)
-        ]
-    )
-    return stable, Matrix([p[c] * (along[c] - mean) for c in range(n)])
-
-
 # -- figures --------------------------------------------------------------------------
 
 
@@ -199,7 +159,10 @@ def _kronecker_structure(fig, generated, posts) -> None:
             generated.cross_entropy_from_logits_hessian(generated.summation(x1, W1)),
             r"$\mathrm{diag}(S) - S S^T$ ($C \times C$)",
         ),
-        (hessian.reshape(n, n), r"$H_{(jc),(kd)}$ = $x x^T \otimes (\mathrm{diag}(S) - S S^T)$"),
+        (
+            hessian.reshape(n, n),
+            r"$\mathcal{H}_{(jc),(kd)}$ = $x x^T \otimes (\mathrm{diag}(S) - S S^T)$",
+        ),
     ]
     axes = fig.subplots(1, 3, width_ratios=[1, 1, 2.2])
     for ax, (matrix, title) in zip(axes, panels):
@@ -312,22 +275,22 @@ def _newton_figure(fig, generated, posts) -> None:
 
 
 def derive():
-    i, j, t = class_index("i"), class_index("j"), class_index("t")
+    # On this page j and k count inputs (W_jc, W_kd; declared below, as d counting classes),
+    # so the logits' second index prints n and log-sum-exp's own index r (derive/notation.py).
+    i, j, t = class_index("i"), class_index("n"), class_index("t")
     c, d = class_index("c"), class_index("d")
     jj, kk = input_index("j"), input_index("k")  # inputs: W_jc, W_kd
+    lse = {class_index("k"): class_index("r")}
     XE = sp.Symbol("XE")
 
-    # The logits: ∂²XE/∂z_i∂z_j, from the loss written with log-softmax (from the logits page).
-    loss = -Sum(y[t] * result("cross_entropy_from_logits", "log_softmax", i=t), (t, 1, C))
+    # The logits: ∂²XE/∂z_i∂z_n, from the loss written with log-softmax (from the logits page).
+    log_softmax = result("cross_entropy_from_logits", "log_softmax", i=t).xreplace(lse)
+    loss = -Sum(y[t] * log_softmax, (t, 1, C))
     first = evaluate(sp.diff(loss, z[i]))
     second = evaluate(sp.diff(first, z[j]))
     logit_grad = result("cross_entropy_from_logits", "logit_grad", j=i)  # S_i − y_i
-    logit_hessian = result("softmax_jacobian", "jacobian", i=i, j=j)  # S_i(δ_ij − S_j)
-    softmax_of = {
-        S[i]: result("softmax_jacobian", "softmax", i=i),
-        S[j]: result("softmax_jacobian", "softmax", i=j),
-    }
-    one_hot = {Sum(y[t], (t, 1, C)): sp.Integer(1)}
+    logit_hessian = result("softmax_jacobian", "jacobian", i=i, j=j)  # S_i(δ_in − S_n)
+    softmax_i = result("softmax_jacobian", "softmax", i=i).xreplace(lse)  # e^{z_i} / Σ_r e^{z_r}
     S_vector = sp.MatrixSymbol("S", C, 1)
     matrix_form = sp.DiagMatrix(S_vector) - S_vector * S_vector.T
 
@@ -335,13 +298,13 @@ def derive():
     quadratic = Sum(v[i] * Sum(logit_hessian * v[j], (j, 1, C)), (i, 1, C))
     moment, mean = Sum(S[i] * v[i] ** 2, (i, 1, C)), Sum(S[i] * v[i], (i, 1, C))
     quadratic_shortcut = moment - mean * Sum(S[j] * v[j], (j, 1, C))
-    m = sp.Symbol("m", real=True)
+    m = sp.Symbol("mu", real=True)  # the mean (m is the logits' maximum)
     variance = Sum(S[i] * (v[i] - m) ** 2, (i, 1, C))
 
     # Singular: H·1 = 0, and W + a1ᵀ has the logits of W shifted by aᵀx.
     null = Sum(logit_hessian, (j, 1, C))
     a = sp.IndexedBase("a", shape=(D,))
-    logit = summation(c)
+    logit = summation(c).xreplace({input_index("d"): jj})  # d counts classes on this page
     ((e, _, _),) = logit.limits
     shifted_logit = Sum((W[e, c] + a[e]) * x[e], (e, 1, D))
     shift_shortcut = logit + Sum(a[e] * x[e], (e, 1, D))
@@ -383,10 +346,10 @@ def derive():
     # Why the code computes it this way: where S_c ≈ 1, x_j x_k S_c δ_cd − x_j x_k S_c S_d loses
     # 1 − S_c on the diagonal blocks; the softmax Jacobian's stable form (its page) keeps it.
     stable_logit_hessian = result("softmax_jacobian", "stable_jacobian", i=c, j=d)
-    (others_sum,) = stable_logit_hessian.atoms(Sum)  # Σ_{m≠c} S_m
+    (others_sum,) = stable_logit_hessian.atoms(Sum)  # Σ_{n≠c} S_n
     ((other, _, _),) = others_sum.limits  # its summation index
     stable_sample = x[jj] * x[kk] * stable_logit_hessian
-    O = sp.IndexedBase("others")  # O_bc = Σ_{m≠c} S_bm, one per sample and class
+    O = sp.IndexedBase("others")  # O_bc = Σ_{n≠c} S_bn, one per sample and class
     named_others = {others_sum: O[c]}
     batch_stable = (
         Sum(
@@ -399,7 +362,7 @@ def derive():
         KroneckerDelta(c, d) * Sum(X[b, jj] * P[b, c] * O[b, c] * X[b, kk], (b, 1, B))
         - (1 - KroneckerDelta(c, d)) * Sum(X[b, jj] * P[b, c] * X[b, kk] * P[b, d], (b, 1, B))
     ) / B
-    batch_others = others_sum.xreplace({S[other]: P[b, other]})  # Σ_{m≠c} S_bm
+    batch_others = others_sum.xreplace({S[other]: P[b, other]})  # Σ_{n≠c} S_bn
 
     # The HVP's factor U_c − Σ_d S_d U_d, with the sums of others: no 1 − S_c lost either.
     Uc = sp.IndexedBase("U")
@@ -410,10 +373,28 @@ def derive():
     Q = sp.IndexedBase("others_along")  # Q_bc = Σ_{d≠c} S_bd U_bd
     hvp_stable = Sum(X[b, jj] * P[b, c] * (U[b, c] * O[b, c] - Q[b, c]), (b, 1, B)) / B
 
-    # The L2 penalty (l2/2) Σ W², its gradient and Hessian.
-    penalty = l2 / 2 * Sum(Sum(W[jj, c] ** 2, (c, 1, C)), (jj, 1, D))
-    penalty_grad = evaluate(sp.diff(penalty, W[jj, c]))
-    penalty_hessian = evaluate(sp.diff(penalty_grad, W[kk, d]))
+    # The L2 penalty (l2/2) Σ_kd W_kd², its gradient and Hessian: the sum has its own indices
+    # k, d, apart from the j, c it is differentiated by.
+    penalty = l2 / 2 * Sum(Sum(W[kk, d] ** 2, (d, 1, C)), (kk, 1, D))
+    penalty_grad = evaluate(sp.diff(penalty, W[jj, c]))  # l2 W_jc
+    penalty_hessian = evaluate(sp.diff(penalty_grad, W[kk, d]))  # l2 δ_jk δ_cd
+
+    # What the steps' names mean, down to the inputs (derive.claims writes them out).
+    labels_sum = ((Sum(y[t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_t = 1
+    probabilities_sum = ((Sum(S[j], (j, 1, C)), sp.Integer(1)),)  # Σ_n S_n = 1
+    r = class_index("r")  # log-sum-exp's own index, as in the loss
+    Y = sp.IndexedBase("y")  # a batch's labels y_bt
+    spare = input_index("j'")  # the logits' own sum over the inputs, apart from j and k
+    logits_of_W = ((z[t], Sum(W[spare, t] * x[spare], (spare, 1, D))),)  # z_t = Σ_j' W_j't x_j'
+    Z, XEb = sp.IndexedBase("z"), sp.IndexedBase("XE")  # a batch's logits z_bt, losses XE_b
+    batch_softmax = (  # S_bt and z_bt, for the steps that use them without the loss
+        (P[b, t], sp.exp(Z[b, t]) / Sum(sp.exp(Z[b, r]), (r, 1, C))),
+        (Z[b, t], Sum(W[spare, t] * X[b, spare], (spare, 1, D))),
+    )
+    batch_where = ((XEb[b], -Sum(Y[b, t] * sp.log(P[b, t]), (t, 1, C))), *batch_softmax)
+    batch_labels_sum = ((Sum(Y[b, t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_bt = 1, each b
+    batch_probabilities_sum = ((Sum(P[b, d], (d, 1, C)), sp.Integer(1)),)  # Σ_d S_bd = 1
+    mean_loss = Sum(XEb[b], (b, 1, B)) / B
 
     steps = (
         Step(
@@ -422,6 +403,8 @@ def derive():
             "given $\\sum_t y_t = 1$.",
             Derivative(XE, z[i]),
             logit_grad,
+            relation="=>",
+            given=labels_sum,
         ),
         Step(
             "Differentiate again",
@@ -430,64 +413,100 @@ def derive():
             "depend on $y$ at all.",
             Derivative(logit_grad, z[j]),
             logit_hessian,
+            start="step 1's gradient, differentiated by $z_n$",
         ),
         Step(
             "Directly, from the loss",
             "Differentiating $-\\sum_t y_t \\log S_t$ twice without the shortcut: every term "
-            "carries the factor $\\sum_t y_t$, which is 1 for one-hot (or any probability) "
-            "labels. The first proof below checks this against the step above.",
-            Derivative(loss, z[i], z[j]),
+            "carries the factor $\\sum_t y_t$.",
+            Derivative(XE, z[i], z[j]),
             sp.factor_terms(second),
+            start="the loss written with the logits",
+        ),
+        Step(
+            "One-hot labels",
+            "$\\sum_t y_t = 1$ for one-hot (or any probability) labels: the same Hessian as "
+            "step 2's, the softmax Jacobian.",
+            sp.factor_terms(second),
+            logit_hessian,
+            relation="=>",
+            given=labels_sum,
         ),
         Step(
             "Matrix form",
-            "$S_i \\delta_{ij}$ is $\\mathrm{diag}(S)$, $S_i S_j$ the outer product.",
+            "$S_i \\delta_{in}$ is $\\mathrm{diag}(S)$, $S_i S_n$ the outer product.",
             logit_hessian,
             matrix_form,
+            checked="explicit",  # a matrix's entries: compared at explicit sizes
+            entry=((i,), (j,)),
         ),
         Step(
             "A quadratic form",
-            "For any direction $v$ in logit space, the delta keeps $j = i$; the rest is a product "
+            "For any direction $v$ in logit space, the delta keeps $n = i$; the rest is a product "
             "of two sums.",
             quadratic,
             quadratic_shortcut,
+            start="$v^T \\mathcal{H} v$, for any direction $v$",
         ),
         Step(
             "The variance reading",
             "Let $V$ be a random variable taking the value $v_i$ with probability $S_i$. Then "
-            "$\\sum_i S_i v_i^2 = E[V^2]$ and $\\sum_i S_i v_i = E[V] = m$, so $v^T H v = "
-            "E[V^2] - E[V]^2 = \\operatorname{Var}(V) = \\sum_i S_i (v_i - m)^2 \\geq 0$: "
+            "$\\sum_i S_i v_i^2 = E[V^2]$ and $\\sum_i S_i v_i = E[V] = \\mu$, so "
+            "$v^T \\mathcal{H} v = E[V^2] - E[V]^2$.",
+            quadratic_shortcut,
+            moment - m**2,
+            relation="=>",
+            given=((mean, m),),
+        ),
+        Step(
+            "A variance, never negative",
+            "$E[V^2] - \\mu^2 = \\operatorname{Var}(V) = \\sum_i S_i (v_i - \\mu)^2 \\geq 0$ "
+            "(expand the square and use $\\sum_i S_i = 1$): "
             "**the Hessian is positive semi-definite**, and the loss is convex in $z$ (and in "
             "$W$, since $z$ is linear in $W$). The variance is 0 only when $V$ is constant: "
             "$v$ is a multiple of $\\mathbf{1}$ (every $S_i > 0$).",
-            variance,
             moment - m**2,
+            variance,
+            relation="=>",
+            given=(*probabilities_sum, (mean, m)),
         ),
         Step(
             "Singular: the direction of ones",
-            "Each row of the Hessian sums to $S_i(1 - \\sum_j S_j) = 0$: $H \\mathbf{1} = 0$. "
+            "Each row of the Hessian sums to $S_i(1 - \\sum_n S_n) = 0$: "
+            "$\\mathcal{H} \\mathbf{1} = 0$. "
             "Adding the same number to every logit changes no probability (the softmax shift "
             "proved on the first page), so the loss is flat along $\\mathbf{1}$.",
             null,
             sp.Integer(0),
+            relation="=>",
+            given=probabilities_sum,
+            start="$\\mathcal{H} \\mathbf{1}$, row $i$",
         ),
         Step(
             "Singular in W: W + a1ᵀ",
             "Adding a vector $a$ to every column of $W$ adds $a^T x$ to every logit, "
             "which leaves every $S$, hence the loss, unchanged. Each of the $D$ directions "
-            "$a = e_1, \\dots, e_D$ is a null vector of the Hessian with respect to $W$: its "
-            "null space has dimension at least $D$, and exactly $D$ for generic data "
-            "(the tests check the eigenvalues).",
+            "$a = e_1, \\dots, e_D$ is a null vector of the Hessian with respect to $W$, for one "
+            "sample and for any batch: its null space has dimension at least $D$. It is exactly "
+            "$D$ when the batch's inputs span $\\mathbb{R}^D$ (the tests check the eigenvalues), "
+            "and larger otherwise: each direction $u$ orthogonal to every input adds $C - 1$ "
+            "more ($W + u w^T$ leaves every logit unchanged, for any $w$), so for one sample "
+            "it is $D C - C + 1$ (the first exercise).",
             shifted_logit,
             shift_shortcut,
+            start="the logits of $W + a \\mathbf{1}^T$",
         ),
         Step(
             "Second derivative with respect to the weights",
-            "Chain rule twice through $z_t = \\sum_e W_{et} x_e$: $\\partial z_t / \\partial "
+            "Chain rule twice through $z_t = \\sum_{j'} W_{j't} x_{j'}$: $\\partial z_t / \\partial "
             "W_{jc} = x_j \\delta_{tc}$, and $z$ is linear in $W$, so no second derivative of "
             "$z$ appears; the deltas keep $t = c$, $i = d$.",
             Derivative(XE, W[jj, c], W[kk, d]),
             weight_hessian,
+            relation="=>",
+            given=labels_sum,
+            where=logits_of_W,
+            start="the loss, through the logits $z = W^T x$",
         ),
         Step(
             "Kronecker form",
@@ -499,14 +518,20 @@ def derive():
             sp.kronecker_product(
                 sp.MatrixSymbol("x", D, 1) * sp.MatrixSymbol("x", D, 1).T, matrix_form
             ),
+            checked="explicit",  # a matrix's entries: compared at explicit sizes
+            entry=((jj, c), (kk, d)),
         ),
         Step(
             "Mean over a batch",
             "The derivative of a mean is the mean of the derivatives, each sample with its own "
             "$x$ and $S$. A sum of positive semi-definite matrices is positive semi-definite, "
             "and every $W + a 1^T$ direction stays in the null space.",
-            Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[jj, c], W[kk, d]),
+            Derivative(mean_loss, W[jj, c], W[kk, d]),
             batch_hessian,
+            relation="=>",
+            given=batch_labels_sum,
+            where=batch_where,
+            start="the mean loss over a batch of $B$ samples",
         ),
         Step(
             "As two matrix products",
@@ -516,6 +541,7 @@ def derive():
             "never forming a $B \\times D \\times C \\times D \\times C$ array.",
             batch_hessian,
             as_products,
+            where=batch_softmax,
         ),
         Step(
             "Why the code computes the diagonal blocks as a sum of others",
@@ -523,15 +549,18 @@ def derive():
             "products above is $x_j x_k S_c - x_j x_k S_c S_c$: two nearly equal numbers, whose "
             "difference $x_j x_k S_c (1 - S_c)$ loses the digits of $1 - S_c$ (all of them when "
             "$S_c$ rounds to 1). The softmax Jacobian page's stable form keeps them: on the "
-            "diagonal $S_c \\sum_{m \\ne c} S_m$, a product of positive numbers, and off it "
-            "$-S_c S_d$, with no subtraction at all. Given $\\sum_m S_m = 1$ it is the same "
-            "Hessian (the proof below).",
+            "diagonal $S_c \\sum_{n \\ne c} S_n$, a product of positive numbers, and off it "
+            "$-S_c S_d$, with no subtraction at all. Given $\\sum_n S_n = 1$ it is the same "
+            "Hessian.",
             weight_hessian,
             stable_sample,
+            relation="=>",
+            given=probabilities_sum,
+            start=11,
         ),
         Step(
             "As two matrix products, without cancellation",
-            "Name the sums of others $O_{bc} = \\sum_{m \\ne c} S_{bm}$ (computed per sample "
+            "Name the sums of others $O_{bc} = \\sum_{n \\ne c} S_{bn}$ (computed per sample "
             "as two cumulative sums of positive terms, no subtraction). The $\\delta_{cd}$ "
             "term and the $(1 - \\delta_{cd})$ term each become one sum over the batch, one "
             "matrix product: the code takes the first on the diagonal blocks and the second off "
@@ -541,6 +570,8 @@ def derive():
             "signs over the batch; for $j = k$ every term of a sum has the same sign.",
             batch_stable,
             stable_products,
+            where=((O[b, c], batch_others), *batch_softmax),
+            start="the batch mean of the stable form",
         ),
         Step(
             "Hessian times V, without the Hessian",
@@ -550,14 +581,23 @@ def derive():
             "$x_j S_c (U_c - \\sum_d S_d U_d)$.",
             hvp_long,
             hvp_sample,
+            start="one sample's Hessian summed against $V$",
         ),
         Step(
             "Hessian times V over a batch",
             "The mean of the samples' products: $U = X V$ ($B \\times C$), then $X^T$ times "
             "$S \\odot (U - \\sum_d S_d U_d)$, over $B$. Two matrix products over the batch "
             "(and the forward pass), no $DC \\times DC$ array: the cost of one gradient.",
-            Derivative(Sum(sp.IndexedBase("XE")[b], (b, 1, B)) / B, W[jj, c]),
+            Sum(
+                Sum(Derivative(mean_loss, W[jj, c], W[kk, d]) * V[kk, d], (d, 1, C)),
+                (kk, 1, D),
+            ),
             hvp,
+            relation="=>",
+            given=batch_labels_sum,
+            where=batch_where,
+            start="the mean loss's Hessian summed against $V$",
+            checked="explicit",  # SymPy does not cancel the sums over k and d in index form
         ),
         Step(
             "Why the code computes the HVP's factor with sums of others",
@@ -569,6 +609,10 @@ def derive():
             "others). Where $S_c \\approx 1$ both terms are small and carry their own digits.",
             hvp_factor,
             hvp_factor_stable,
+            relation="=>",
+            given=((Sum(S[d], (d, 1, C)), sp.Integer(1)),),
+            where=((Uc[c], Sum(x[kk] * V[kk, c], (kk, 1, D))),),
+            start="one sample's factor, with $U_c = \\sum_k x_k V_{kc}$",
         ),
         Step(
             "Hessian times V over a batch, as the code computes it",
@@ -577,90 +621,57 @@ def derive():
             "products over the batch (and the forward pass $X W$).",
             hvp,
             hvp_stable,
+            relation="=>",
+            given=batch_probabilities_sum,
+            where=(
+                (O[b, c], batch_others),
+                (Q[b, c], Sum((1 - KroneckerDelta(c, d)) * P[b, d] * U[b, d], (d, 1, C))),
+                (U[b, c], along),
+                *batch_softmax,
+            ),
+            start=18,
         ),
         Step(
-            "The L2 penalty",
-            "Newton's method minimizes $\\overline{XE} + \\frac{l_2}{2}\\|W\\|^2$. The penalty's "
-            "gradient is $l_2 W$ ...",
-            penalty,
+            "The L2 penalty's gradient",
+            "Newton's method minimizes $\\overline{XE} + \\frac{l_2}{2}\\|W\\|^2$. Differentiating "
+            "the penalty by $W_{jc}$ keeps the one term $k = j$, $d = c$ of its sum: its gradient "
+            "is $l_2 W$ ...",
+            Derivative(penalty, W[jj, c]),
             penalty_grad,
+            start="the penalty $\\frac{l_2}{2}\\|W\\|^2$",
         ),
         Step(
             "... and its Hessian is l2 times the identity",
-            "so the Hessian of the penalized loss is $H + l_2 I$. $H$ is positive "
-            "semi-definite, so every eigenvalue of $H + l_2 I$ is at least $l_2 > 0$: the "
-            "penalized loss is strictly convex and has **exactly one minimum**, and the Newton "
-            "step $\\Delta W$ solving $(H + l_2 I)\\,\\mathrm{vec}(\\Delta W) = "
-            "-\\mathrm{vec}(g + l_2 W)$ (row-major vec) is always defined. With $l_2 = 0$, $H$ "
-            "is singular (the $D$ directions $W + a 1^T$), so the step is not. Worse: when "
-            "the classes are linearly separable (Iris's setosa is), scaling a separating $W$ "
-            "by $t \\to \\infty$ drives every true-class probability to 1 and the loss to its "
-            "infimum 0, which no finite $W$ attains: without the penalty, gradient descent and "
-            "Newton's method send the weights to infinity.",
+            "so the Hessian of the penalized loss is $\\mathcal{H} + l_2 I$. $\\mathcal{H}$ is "
+            "positive semi-definite, so every eigenvalue of $\\mathcal{H} + l_2 I$ is at least "
+            "$l_2 > 0$: the penalized loss is strictly convex and has **exactly one minimum**, "
+            "and the Newton step $\\Delta W$ solving $(\\mathcal{H} + l_2 I)\\,"
+            "\\mathrm{vec}(\\Delta W) = -\\mathrm{vec}(g + l_2 W)$ (row-major vec) is unique. "
+            "With $l_2 = 0$ the system $\\mathcal{H}\\,\\mathrm{vec}(\\Delta W) = "
+            "-\\mathrm{vec}(g)$ still has solutions ($g$ is orthogonal to the null space: the "
+            "second exercise), but not one: any null direction $a 1^T$ can be added to $\\Delta W$. "
+            "And the minimum may not exist: when the classes are linearly separable, scaling a "
+            "separating $W$ by $t \\to \\infty$ drives every true-class probability to 1 and the "
+            "loss to its infimum 0, which no finite $W$ attains. Iris is not separable as a "
+            "whole (versicolor and virginica overlap), but setosa is separable from the other "
+            "two: with $a^T x > 0$ exactly on setosa's inputs, adding $t\\,a$ to setosa's "
+            "column of $W$ lowers the loss for every $t$, so without the penalty gradient "
+            "descent and Newton's method send the weights to infinity along it.",
             Derivative(penalty_grad, W[kk, d]),
             penalty_hessian,
+            start="the penalty's gradient $l_2 W_{jc}$",
         ),
     )
 
+    # What the steps do not already prove: the Hessian in W and the Hessian times V with
+    # explicit matrices, in the row-major Kronecker layout the code uses, at several sizes.
     identities = (
         Identity(
-            "logit_hessian",
-            "The second derivative of the loss in the logits is S_i(δ_ij − S_j), the softmax "
-            "Jacobian, given Σ y = 1: it does not depend on y.",
-            long=sp.diff(loss, z[i], z[j]),
-            shortcut=logit_hessian.xreplace(softmax_of),
-            assumptions=one_hot,
-            explicit=explicit_logit_hessian,
-            explicit_sizes=every(C=range(2, 4)),
-            long_title="The loss differentiated twice,",
-            shortcut_title="S_i(δ_ij − S_j) with S written out,",
-        ),
-        Identity(
-            "hessian_quadratic_form",
-            "vᵀ(diag(S) − S Sᵀ)v = Σ S_i v_i² − (Σ S_i v_i)², for every v and symbolic C.",
-            long=quadratic,
-            shortcut=quadratic_shortcut,
-            explicit=explicit_quadratic_form,
-            explicit_sizes=every(C=range(2, 5)),
-            long_title="The quadratic form,",
-            shortcut_title="E[V²] − E[V]²,",
-        ),
-        Identity(
-            "hessian_variance",
-            "Σ S_i (v_i − m)² = Σ S_i v_i² − m² when Σ S_i = 1 and m = Σ S_i v_i: the "
-            "quadratic form is a variance, so it is ≥ 0.",
-            long=variance,
-            shortcut=moment - m**2,
-            assumptions={Sum(S[i], (i, 1, C)): sp.Integer(1), mean: m},
-            long_title="The variance,",
-            shortcut_title="E[V²] − m²,",
-        ),
-        Identity(
-            "hessian_null_direction",
-            "(diag(S) − S Sᵀ)·1 = 0 when Σ S_j = 1: the Hessian is singular.",
-            long=null,
-            shortcut=sp.Integer(0),
-            assumptions={Sum(S[j], (j, 1, C)): sp.Integer(1)},
-            explicit=explicit_null_direction,
-            explicit_sizes=every(C=range(2, 6)),
-            long_title="Each row sum of the Hessian,",
-            shortcut_title="zero,",
-        ),
-        Identity(
-            "shifted_weights",
-            "The logits of W + a1ᵀ are z + (aᵀx)1: every logit shifted by the same number.",
-            long=shifted_logit,
-            shortcut=shift_shortcut,
-            explicit=explicit_shifted_logits,
-            explicit_sizes=every(C=range(2, 4), D=range(1, 4)),
-            long_title="The logits of W + a1ᵀ,",
-            shortcut_title="the logits of W plus aᵀx,",
-        ),
-        Identity(
             "weight_hessian",
-            "The chain rule through z = Wᵀx gives ∂²XE/∂W_jc∂W_kd = x_j x_k S_c(δ_cd − S_d); "
-            "with explicit matrices, the Hessian of the loss in W (flattened row-major) is "
-            "x xᵀ ⊗ (diag(S) − S Sᵀ).",
+            "the chain rule through $z = W^T x$ gives $\\partial^2 XE / \\partial W_{jc} "
+            "\\partial W_{kd} = x_j x_k S_c(\\delta_{cd} - S_d)$; with explicit matrices, the "
+            "Hessian of the loss in $W$ (flattened row-major) is "
+            "$x x^T \\otimes (\\mathrm{diag}(S) - S S^T)$",
             long=chain,
             shortcut=weight_hessian,
             explicit=explicit_weight_hessian,
@@ -670,63 +681,78 @@ def derive():
             shortcut_title="the shortcut,",
         ),
         Identity(
-            "weight_hessian_as_products",
-            "The batch mean of the Hessian equals the two sums over the batch the code computes.",
-            long=batch_hessian,
-            shortcut=as_products,
-            long_title="The batch mean,",
-            shortcut_title="the two sums,",
-        ),
-        Identity(
-            "weight_hessian_stable",
-            "x_j x_k S_c(δ_cd Σ_{m≠c} S_m − (1 − δ_cd) S_d), the softmax Jacobian's stable form "
-            "times x_j x_k, equals x_j x_k S_c(δ_cd − S_d) given Σ S = 1; with the softmax "
-            "written out, x xᵀ ⊗ (the stable form) equals x xᵀ ⊗ (diag(S) − S Sᵀ).",
-            long=stable_sample,
-            shortcut=weight_hessian,
-            assumptions={Sum(S[other], (other, 1, C)): sp.Integer(1)},
-            explicit=explicit_stable_weight_hessian,
-            explicit_sizes=every(C=range(2, 5), D=range(1, 3)),
-            long_title="The stable form,",
-            shortcut_title="the Hessian,",
-        ),
-        Identity(
-            "weight_hessian_stable_products",
-            "The batch mean of the stable form equals the two sums over the batch the code "
-            "computes, one on the diagonal blocks and one off them.",
-            long=batch_stable,
-            shortcut=stable_products,
-            long_title="The batch mean,",
-            shortcut_title="the two sums,",
-        ),
-        Identity(
-            "weight_hvp_stable_factor",
-            "S_c(U_c Σ_{d≠c} S_d − Σ_{d≠c} S_d U_d) = S_c(U_c − Σ_d S_d U_d) given Σ S = 1, "
-            "for symbolic C and, with the softmax written out, at explicit sizes.",
-            long=hvp_factor_stable,
-            shortcut=hvp_factor,
-            assumptions={Sum(S[d], (d, 1, C)): sp.Integer(1)},
-            explicit=explicit_stable_hvp_factor,
-            explicit_sizes=every(C=range(2, 5)),
-            long_title="The factor the code computes,",
-            shortcut_title="the factor of the Hessian times V,",
-        ),
-        Identity(
             "weight_hvp",
-            "For one sample, Σ_kd H_jc,kd V_kd = x_j S_c(U_c − Σ_d S_d U_d) with U = Vᵀx.",
+            "for one sample and a direction $V$ shaped like $W$, $\\sum_{k, d} "
+            "\\mathcal{H}_{jc,kd} V_{kd} = x_j S_c(U_c - \\sum_d S_d U_d)$ with $U = V^T x$; "
+            "with explicit matrices, $(x x^T \\otimes (\\mathrm{diag}(S) - S S^T))\\,"
+            "\\mathrm{vec}(V)$ (row-major) gives the same",
             long=hvp_long,
             shortcut=hvp_sample,
             explicit=explicit_hvp,
             explicit_sizes=every(C=range(2, 4), D=range(1, 3)),
-            long_title="The Hessian summed against V,",
+            long_title="The Hessian summed against $V$,",
             shortcut_title="the two products,",
+        ),
+    )
+
+    # -- exercises ---------------------------------------------------------------------------
+    a_row = sp.IndexedBase("a", shape=(D,))
+    # ⟨a1ᵀ, g⟩ for one sample's gradient g_jc = x_j(S_c − y_c), the sum over c inside
+    gradient_along_null = Sum(a_row[jj] * x[jj] * Sum(S[c] - y[c], (c, 1, C)), (jj, 1, D))
+    exercises = (
+        Exercise(
+            "For one sample, the Hessian in the weights is $x x^T \\otimes (\\mathrm{diag}(S) - "
+            "S S^T)$. What is the dimension of its null space, for $x \\ne 0$? Compare it with "
+            "the $D$ directions $W + a 1^T$.",
+            sp.Eq(NULLITY, D * C - C + 1),
+            _one_sample_nullity,
+            answer="The rank of a Kronecker product is the product of the ranks: $x x^T$ has "
+            "rank 1 and $\\mathrm{diag}(S) - S S^T$ rank $C - 1$ (its null space is the "
+            "direction $\\mathbf{1}$ alone, since the variance of step 8 vanishes only there). "
+            "So the rank is $C - 1$ and the null space has dimension $D C - C + 1$: besides the "
+            "$D$ directions $a 1^T$, every $u w^T$ with $u \\perp x$ leaves the logits "
+            "unchanged. Only when a batch's inputs span $\\mathbb{R}^D$ is it exactly $D$. "
+            "SymPy computes the exact rank of the Kronecker product at random rational $x$ and "
+            "$S$ (with $\\sum_c S_c = 1$) for $D = 1..4$, $C = 2..4$, and compares.",
+            title="The null space of one sample's Hessian",
+        ),
+        Exercise(
+            "Show that the gradient $g_{jc} = x_j(S_c - y_c)$ is orthogonal to every null "
+            "direction $a 1^T$ of the Hessian: $\\sum_{j, c} a_j g_{jc} = 0$. Why does that "
+            "mean $\\mathcal{H}\\,\\mathrm{vec}(\\Delta W) = -\\mathrm{vec}(g)$ has solutions "
+            "even without the penalty?",
+            sp.Eq(gradient_along_null, 0),
+            Identity(
+                "gradient_orthogonal_to_null_space",
+                "the gradient is orthogonal to the null directions $a 1^T$, given "
+                "$\\sum_c S_c = 1$ and $\\sum_c y_c = 1$",
+                long=gradient_along_null,
+                shortcut=sp.Integer(0),
+                assumptions={
+                    Sum(S[c], (c, 1, C)): sp.Integer(1),
+                    Sum(y[c], (c, 1, C)): sp.Integer(1),
+                },
+                explicit=explicit_gradient_along_null,
+                explicit_sizes=every(C=range(2, 5), D=range(1, 4)),
+                long_title="The gradient along $a 1^T$,",
+                shortcut_title="zero,",
+            ),
+            answer="$\\sum_{j,c} a_j x_j (S_c - y_c) = (a^T x)(\\sum_c S_c - \\sum_c y_c) = "
+            "(a^T x)(1 - 1) = 0$: moving along $a 1^T$ shifts every logit by $a^T x$, which "
+            "changes no probability, so the loss does not change to first order either. For a "
+            "batch the gradient is a mean of such terms, orthogonal too. $\\mathcal{H}$ is "
+            "symmetric, so its range is the orthogonal complement of its null space: $g$ lies "
+            "in it and the system has solutions, but not one (any null direction can be added). "
+            "SymPy proves it for symbolic sizes and, with the softmax written out, at "
+            "$C = 2..4$, $D = 1..3$.",
+            title="The gradient is orthogonal to the null space",
         ),
     )
 
     # -- the generated functions ---------------------------------------------------------
     x_param = Param("x", X, ("D",), doc="inputs: one sample (D,) or a batch (..., D)")
     W_param = Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes")
-    H, g = sp.IndexedBase("H"), sp.IndexedBase("g")
+    H, g = sp.IndexedBase("hessian"), sp.IndexedBase("g")  # ℋ: H is the hidden size
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
@@ -736,7 +762,7 @@ def derive():
     kernels = (
         Kernel(
             name="cross_entropy_from_logits_hessian",
-            summary="∂²XE/∂z_i∂z_j = S_i(δ_ij − S_j): the Hessian of the cross-entropy in the logits.",
+            summary="∂²XE/∂z_i∂z_n = S_i(δ_in − S_n): the Hessian of the cross-entropy in the logits.",
             params=(Param("z", z, ("C",), doc="logits"),),
             body=(Assign(S, (j,), sp.Function("softmax")(z)),),
             # the softmax Jacobian's generated function: its cancellation-free form, proved there
@@ -752,7 +778,7 @@ def derive():
             conditioning="Entries with j ≠ k are batch means of x_bj x_bk times the per-sample "
             "factor, and inputs of both signs make those terms cancel: only a norm-wise bound "
             "holds for them. Entries with j = k, and every entry for a batch of one sample, are "
-            "sums of terms of one sign (x_bj² S_c Σ_{m≠c} S_m on the diagonal blocks, "
+            "sums of terms of one sign (x_bj² S_c Σ_{n≠c} S_n on the diagonal blocks, "
             "−x_bj² S_c S_d off them, no 1 − S_c computed): they add a few ulps to the error of "
             "the probabilities themselves (softmax's, about |z_i − max z|/2 ulps for a small one)",
             summary="The Hessian of the mean cross-entropy over the batch with respect to W.",
@@ -773,9 +799,11 @@ def derive():
             math=batch_stable.xreplace({O[b, c]: batch_others}),
             returns_doc="shape (D, C, D, C), entry [j, c, k, d] = ∂²XE/∂W_jc∂W_kd; "
             "`.reshape(D*C, D*C)` is the Hessian of W flattened row-major (`W.reshape(-1)`)",
-            notes="Cost: two matrix products, (D·C) x B by B x (D·C) off the diagonal blocks and "
-            "(D·C) x B by B x D on them; memory: the result and two B x D·C arrays. The diagonal "
-            "blocks use S_c Σ_{m≠c} S_m, not S_c(1 − S_c).",
+            notes="Cost: two matrix products, D x B by B x (C·D) for the diagonal blocks and "
+            "(D·C) x B by B x (D·C) off them. Memory: at its peak three arrays the size of the "
+            "result, (D·C)² numbers each (the masked diagonal blocks, the masked product off "
+            "them, and their difference), besides B x D·C arrays. The diagonal blocks use "
+            "S_c Σ_{n≠c} S_n, not S_c(1 − S_c).",
             flatten_batch=True,
             derivative=DerivativeOf("weight_grad(x, W, y)", wrt="W"),
         ),
@@ -821,7 +849,7 @@ def derive():
         ),
         Kernel(
             name="newton_step",
-            conditioning="A linear solve: its error grows with the condition number of H + l2·I "
+            conditioning="A linear solve: its error grows with the condition number of ℋ + l2·I "
             "(about the largest eigenvalue over l2), so only a norm-wise bound scaled by it holds",
             summary="The Newton step ΔW for the mean cross-entropy plus (l2/2)‖W‖², solved densely.",
             params=(
@@ -854,14 +882,15 @@ def derive():
                 (jj, c),
                 DenseSolve(regularized, rhs, (jj, c)),
             ),
-            math=-(sp.MatrixSymbol("H", D * C, D * C) + l2 * sp.Identity(D * C)).inv()
+            math=-(sp.MatrixSymbol("\\mathcal{H}", D * C, D * C) + l2 * sp.Identity(D * C)).inv()
             * (sp.MatrixSymbol("g", D * C, 1) + l2 * sp.MatrixSymbol("W", D * C, 1)),
             returns_doc="ΔW, shape (D, C), like W: W + ΔW is the next Newton iterate",
-            notes=f"Layout: (H + l2·I) vec(ΔW) = −vec(g + l2·W) with vec row-major "
-            f"(`W.reshape(-1)`, index j·C + c), H from `weight_hessian`, g from `weight_grad`. "
+            notes=f"Layout: (ℋ + l2·I) vec(ΔW) = −vec(g + l2·W) with vec row-major "
+            f"(`W.reshape(-1)`, index j·C + c), ℋ from `weight_hessian`, g from `weight_grad`. "
             f"Dense: it forms the (D·C) x (D·C) matrix and solves it, so D·C is limited to "
             f"{MAX_UNKNOWNS}; above that use `weight_hvp` with conjugate gradients. l2 must be "
-            "> 0: the Hessian alone is singular.",
+            "> 0: the Hessian alone is singular, so without the penalty the step is not unique "
+            "(and on separable data the loss has no minimum).",
             flatten_batch=True,
             # the outer lambda makes x, y, l2 visible to the inner ones (eval's locals are not)
             reference="(lambda x, W, y, l2: -torch.linalg.solve(torch.func.hessian(lambda w: torch.nn.functional.cross_entropy("
@@ -873,7 +902,7 @@ def derive():
                 Requirement(
                     sp.StrictGreaterThan(sp.Symbol("l2"), 0),  # l2 itself is declared positive
                     "l2: expected a penalty > 0 (the Hessian alone is singular: the "
-                    "step is undefined), got {l2}",
+                    "step would not be unique), got {l2}",
                 ),
                 Requirement(
                     sp.Le(D * C, MAX_UNKNOWNS),
@@ -884,6 +913,44 @@ def derive():
             ),
         ),
     )
+    # -- worked numbers, each against NumPy written by hand ------------------------------------
+    by_hand_softmax = "np.exp(posts.X @ posts.W) / np.exp(posts.X @ posts.W).sum()"
+    direction = "np.arange(15.0).reshape(3, 5) / 10"
+    examples = (
+        Example(
+            "The Hessian in the logits, for the posts' layer",
+            "cross_entropy_from_logits_hessian(summation(posts.X, posts.W))",
+            reference=f"(lambda s: np.diag(s) - np.outer(s, s))({by_hand_softmax})",
+            text="Part 2's $x$ and $W$ (3 inputs, 5 classes): $\\mathrm{diag}(S) - S S^T$, "
+            "symmetric, each row summing to 0. It does not depend on the label.",
+        ),
+        Example(
+            "Hessian times V, for the posts' layer",
+            f"weight_hvp(posts.X, posts.W, {direction})",
+            reference=f"(lambda s, U: np.outer(posts.X, s * (U - s @ U)))({by_hand_softmax}, "
+            f"posts.X @ ({direction}))",
+            text="A direction $V$ shaped like $W$ ($V_{jc} = (5j + c)/10$ counting from 0): "
+            "$x_j S_c (U_c - \\sum_d S_d U_d)$ with $U = V^T x$, against the same formula in "
+            "NumPy, without the sums of others.",
+        ),
+        Example(
+            "Along a null direction",
+            "weight_hvp(posts.X, posts.W, np.outer([1.0, -2.0, 0.5], np.ones(5)))",
+            text="$V = a 1^T$ with $a = (1, -2, 0.5)$, a null direction (step 10): the Hessian "
+            "times it is 0, here to every digit.",
+        ),
+        Example(
+            "One Newton step for the posts' sample",
+            "newton_step(posts.X, posts.W, posts.Y, 0.1)",
+            reference="(lambda s: np.linalg.solve(np.kron(np.outer(posts.X, posts.X), np.diag(s) "
+            "- np.outer(s, s)) + 0.1 * np.eye(15), -(np.outer(posts.X, s - posts.Y) + 0.1 * "
+            f"posts.W).ravel()).reshape(3, 5))({by_hand_softmax})",
+            text="Part 3's label (the third class) and $l_2 = 0.1$: the $15 \\times 15$ system "
+            "$(x x^T \\otimes (\\mathrm{diag}(S) - S S^T) + l_2 I)\\,\\mathrm{vec}(\\Delta W) = "
+            "-\\mathrm{vec}(x (S - y)^T + l_2 W)$, built and solved by hand with NumPy.",
+        ),
+    )
+
     return Derivation(
         name="second_order",
         title="Second order",
@@ -897,16 +964,21 @@ def derive():
                 "$\\sum_t y_t = 1$ (one-hot labels)",
             ),
             Definition(
-                sp.Symbol("H"),
+                sp.Symbol("\\mathcal{H}"),
                 Derivative(XE, z[i], z[j]),
                 "the Hessian in the logits, "
                 "$C \\times C$; in the weights, entry $[j, c, k, d]$ is "
-                "$\\partial^2 XE / \\partial W_{jc} \\partial W_{kd}$",
+                "$\\partial^2 XE / \\partial W_{jc} \\partial W_{kd}$: on this page $j$ and $k$ "
+                "count inputs (and $j'$, the logits' own sum), $c$, $d$, $i$, $n$, $r$ and $t$ "
+                "classes, $b$ samples",
             ),
         ),
+        where=((S[i], softmax_i),),  # what S means in every step that does not say
         steps=steps,
         identities=identities,
+        exercises=exercises,
         kernels=kernels,
+        examples=examples,
         figures=(
             Figure(
                 "hessian-kronecker.svg",
@@ -922,7 +994,7 @@ def derive():
                 "(`newton_step`) against gradient descent with step 1/L. The legend gives the "
                 "iterations each needs to reach a gradient norm below 1e-8: Newton converges "
                 "quadratically once close, gradient descent linearly, at a rate set by the "
-                "condition number of H + l2 I.",
+                "condition number of ℋ + l2 I.",
                 _newton_figure,
             ),
         ),
@@ -932,4 +1004,5 @@ def derive():
             "batch_hessian": batch_hessian,
             "hvp": hvp,
         },
+        notation=(("d", "C"), ("k", "D")),  # ∂²XE/∂W_jc∂W_kd: d a class, k an input
     )

@@ -49,7 +49,7 @@ TIED = (2, 2, 0)  # two logits tie for the largest
 def _tied_limit(answer) -> bool:
     """The answer's right side is the limit T → 0+ of softmax(z/T) for the tied logits."""
     limits = [sp.limit(e, T, 0, "+") for e in explicit_softmax(Matrix(TIED) / T)]
-    return list(answer.rhs) == limits
+    return [equation.rhs for equation in answer] == limits
 
 
 def _temperature_derivative(answer) -> bool:
@@ -177,10 +177,12 @@ def derive() -> Derivation:
         Exercise(
             "Two logits tie for the largest: $z = (2, 2, 0)$. What does "
             "$\\operatorname{softmax}(z/T)$ tend to as $T \\to 0$?",
-            sp.Eq(
-                cold_limits,
-                sp.ImmutableMatrix([sp.Rational(1, 2), sp.Rational(1, 2), 0]),
-                evaluate=False,
+            # one equation per class: an Eq of two matrices is rebuilt as False when unpickled
+            sp.Tuple(
+                *(
+                    sp.Eq(limit, value, evaluate=False)
+                    for limit, value in zip(cold_limits, (sp.Rational(1, 2), sp.Rational(1, 2), 0))
+                )
             ),
             _tied_limit,
             answer="Divide by $e^{2/T}$: $S = (1, 1, e^{-2/T})/(2 + e^{-2/T})$, and "
