@@ -34,7 +34,7 @@ from sympy.codegen.cfunctions import log1p
 from sympy.core.function import AppliedUndef
 
 import derive.generated as generated
-from derive import derivations
+from derive import derivations, provenance
 from derive.model import size
 from derive.steps import Kernel, Param
 from derive.sympy_tools import DenseSolve, Maximum
@@ -47,7 +47,16 @@ SCIPY = {  # the generated function -> SciPy's equivalent, on the same variables
     "softmax": "scipy.special.softmax(z, axis=-1)",
     "log_softmax": "scipy.special.log_softmax(z, axis=-1)",
 }
-LOGIT_SCALES = (1.0, 30.0, 1e3, 1e4)  # logits up to ±1e4
+LOGIT_SCALES = (1.0, 30.0, 1e3, 1e4)  # extreme logits: a standard normal times one of these
+DRAWS = {  # the ranges ``draw`` takes inputs from; stored with the results, for the page
+    "moderate_scale": (0.1, 3.0),  # real arguments: a standard normal times a scale from here
+    "moderate_probability": (0.05, 0.95),
+    "logit_scales": LOGIT_SCALES,
+    "lift": (20.0, 700.0),  # extreme: one logit of a row raised by this much, half the time
+    "tiny_exponents": (1.0, 15.0),  # extreme probabilities: 10^-e from 0 or from 1
+    "positive": (0.5, 2.0),  # a temperature, a penalty
+    "target": (0.0, 1.0),  # binary targets
+}
 
 
 def variables(kernel: Kernel, known: dict[str, Kernel]) -> dict[str, Param]:
@@ -62,8 +71,24 @@ def variables(kernel: Kernel, known: dict[str, Kernel]) -> dict[str, Param]:
 
 
 REGIMES = ("moderate", "extreme")
-"""moderate: logits of a few units, probabilities in [0.05, 0.95]; extreme: logits up to ±1e4,
-one logit of a row far above the others, probabilities down to 1e-15 from 0 and from 1."""
+"""moderate: logits of a few units, probabilities in [0.05, 0.95]; extreme: logits scaled by
+up to 1e4, one logit of a row often far above the others, probabilities down to 1e-15 from 0
+and from 1, and the other real arguments (inputs, weights, biases) scaled so that their
+products reach the logits' scales (the ranges: ``DRAWS``)."""
+
+EXTREME_DOMAINS = {"real", "probability"}
+"""The domains ``draw`` makes extreme; one-hot labels, targets in [0, 1] and positive scalars
+(a temperature, a penalty) are drawn alike in both regimes."""
+
+
+def extreme_arguments(kernel: Kernel, known: dict[str, Kernel]) -> list[str]:
+    """The arguments of ``kernel.call`` that the extreme regime draws differently."""
+    named = {n.id for n in ast.walk(ast.parse(kernel.call, mode="eval")) if isinstance(n, ast.Name)}
+    return [
+        name
+        for name, p in variables(kernel, known).items()
+        if name in named and p.domain in EXTREME_DOMAINS
+    ]
 
 
 def draw(
@@ -78,22 +103,27 @@ def draw(
     if param.domain == "one_hot":
         return np.eye(shape[-1])[rng.integers(shape[-1], size=shape[:-1])]
     if param.domain == "positive":
-        return rng.uniform(0.5, 2.0, size=shape)
+        return rng.uniform(*DRAWS["positive"], size=shape)
     if param.domain == "target":
-        return rng.uniform(0.0, 1.0, size=shape)
+        return rng.uniform(*DRAWS["target"], size=shape)
     if param.domain == "probability" and regime == "moderate":
-        return rng.uniform(0.05, 0.95, size=shape)
+        return rng.uniform(*DRAWS["moderate_probability"], size=shape)
     if param.domain == "probability":  # moderate, near 0, near 1
         kind = rng.integers(3, size=shape)
-        tiny = 10.0 ** -rng.uniform(1, 15, size=shape)
-        return np.choose(kind, [rng.uniform(0.05, 0.95, size=shape), tiny, 1 - tiny])
-    if param.label != "z" or regime == "moderate":  # inputs and weights: their products are logits
-        return rng.normal(size=shape) * rng.uniform(0.1, 3.0)
+        tiny = 10.0 ** -rng.uniform(*DRAWS["tiny_exponents"], size=shape)
+        moderate = rng.uniform(*DRAWS["moderate_probability"], size=shape)
+        return np.choose(kind, [moderate, tiny, 1 - tiny])
+    if regime == "moderate":
+        return rng.normal(size=shape) * rng.uniform(*DRAWS["moderate_scale"])
+    if param.label != "z":  # inputs, weights, biases: √scale each, so that products are logits
+        return rng.normal(size=shape) * math.sqrt(LOGIT_SCALES[rng.integers(len(LOGIT_SCALES))])
     scale = LOGIT_SCALES[rng.integers(len(LOGIT_SCALES))]
     values = rng.normal(size=shape) * scale
     if param.axes and rng.random() < 0.5:  # one entry of each row far above the others
         rows = values.reshape(-1, shape[-1])
-        rows[np.arange(len(rows)), rng.integers(shape[-1], size=len(rows))] += rng.uniform(20, 700)
+        rows[np.arange(len(rows)), rng.integers(shape[-1], size=len(rows))] += rng.uniform(
+            *DRAWS["lift"]
+        )
     return values
 
 
@@ -292,6 +322,7 @@ def measure(kernel: Kernel, known: dict, samples: int = 12, seed: int = 0) -> li
         (who, dtype, regime): 0.0 for who in contenders for dtype in DTYPES for regime in REGIMES
     }
     worst_normwise = dict(worst)
+    infinite: dict[tuple, dict] = {}  # the first entry that made a cell inf, to show why
     for regime, case in [(r, c) for r in REGIMES for c in cases(kernel, known, samples, seed, r)]:
         for dtype in DTYPES:
             values = {k: v.astype(dtype) for k, v in case.values.items()}
@@ -300,25 +331,60 @@ def measure(kernel: Kernel, known: dict, samples: int = 12, seed: int = 0) -> li
                 with np.errstate(all="ignore"):
                     computed = run(values)
                 key = (who, dtype, regime)
-                worst[key] = max(worst[key], ulps(computed, true, dtype))
+                error = ulps(computed, true, dtype)
+                if math.isinf(error) and key not in infinite:
+                    infinite[key] = infinite_entry(computed, true, dtype, case.values, values)
+                worst[key] = max(worst[key], error)
                 worst_normwise[key] = max(
                     worst_normwise[key], ulps(computed, true, dtype, normwise=True)
                 )
-    return [
-        {
+    rows = []
+    for key in worst:  # (who, dtype, regime)
+        row = {
             "function": kernel.id,
             "call": call,
-            "implementation": who,
-            "dtype": dtype,
-            "inputs": regime,
-            "max_ulp": worst[(who, dtype, regime)],
-            "max_ulp_normwise": worst_normwise[(who, dtype, regime)],
+            "implementation": key[0],
+            "dtype": key[1],
+            "inputs": key[2],
+            "max_ulp": worst[key],
+            "max_ulp_normwise": worst_normwise[key],
             "conditioning": kernel.conditioning,
+            "extreme_arguments": extreme_arguments(kernel, known),
         }
-        for who in contenders
-        for dtype in DTYPES
-        for regime in REGIMES
+        if key in infinite:
+            row["infinite"] = infinite[key]
+        rows.append(row)
+    return rows
+
+
+def infinite_entry(computed, true, dtype: str, drawn: dict, given: dict) -> dict:
+    """The first entry where one of computed and true is finite and the other not (an error of
+    inf ulps), and the arguments that rounding to ``dtype`` made exactly 0 or 1 (where a
+    logarithm of p or of 1 − p is infinite, though it was finite for the value drawn)."""
+    computed = np.asarray(computed, dtype=np.float64).ravel()
+    rounded = np.array([float(t) for t in np.asarray(true, dtype=object).ravel()]).astype(dtype)
+    at = next(
+        i
+        for i, (c, r) in enumerate(zip(computed, rounded))
+        if (math.isfinite(c) != math.isfinite(r)) or (not math.isfinite(c) and c != float(r))
+    )
+    changed = [
+        {"argument": name, "drawn": float(d), "given": float(g)}
+        for name in given
+        for d, g in zip(np.ravel(drawn[name]), np.ravel(given[name]).astype(np.float64))
+        if g in (0.0, 1.0) and d != g
     ]
+    return {
+        "computed": _number(computed[at]),
+        "true": _number(rounded[at]),
+        "rounded_to_0_or_1": changed,
+    }
+
+
+def _number(value) -> float | str:
+    """A float for JSON: inf and nan as the strings "inf", "-inf", "nan"."""
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
 
 
 def evaluate(code: str, values: dict, exact: tuple[dict, dict] | None = None):
@@ -341,16 +407,25 @@ def run(samples: int = 12, seed: int = 0, only: list[str] | None = None) -> dict
 
     known = derivations.kernels()
     rows = []
+    started = time.perf_counter()
     for name in only or known:  # every kernel (a dispatcher only calls kernels measured here)
         start = time.perf_counter()
         for part in known[name].parts:  # each result of a kernel that returns several
             rows += measure(part, known, samples=samples, seed=seed)
         print(f"{name:32s} {time.perf_counter() - start:6.1f} s", flush=True)
+    record = {
+        "date": time.strftime("%Y-%m-%d"),
+        "functions": only,  # None: every function of the registry
+        "seconds": round(time.perf_counter() - started, 1),
+        **provenance.run_record(),
+    }
     return {
+        "runs": [record],  # python -m derive.accuracy --only adds one, for the rows it replaced
         "date": time.strftime("%Y-%m-%d"),
         "samples_per_function": samples,
         "digits": DIGITS,
         "logit_scales": list(LOGIT_SCALES),
+        "draws": DRAWS,
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -398,6 +473,12 @@ def main(argv: list[str] | None = None) -> None:
         report["rows"] = [
             r for r in previous["rows"] if function(r) not in only and function(r) in known
         ] + report["rows"]
+        # a report from before runs were recorded: its date only, the rest not recorded
+        earlier = previous.get("runs", [{"date": previous["date"], "functions": None}])
+        for record in earlier:  # an earlier --only run keeps the functions not measured again
+            if record["functions"] is not None:
+                record["functions"] = [f for f in record["functions"] if f not in only]
+        report["runs"] = [r for r in earlier if r["functions"] != []] + report["runs"]
         order = {name: n for n, name in enumerate(generated.__all__)}
         report["rows"].sort(key=lambda r: (order.get(function(r), len(order)), r["function"]))
     args.output.parent.mkdir(parents=True, exist_ok=True)

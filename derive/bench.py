@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from derive import generated
+from derive import generated, provenance
 from derive.figures import BENCHMARK_RESULTS, REFERENCE_RATIOS
 from derive.render import ROOT
 
@@ -807,7 +807,11 @@ def machine() -> dict:
         blas = config["Build Dependencies"]["blas"]["name"]
     except Exception:  # the BLAS name is nice to have, not needed
         pass
+    run = provenance.run_record(torch.get_num_threads())
     return {
+        "commit": run["commit"],  # with "+dirty" when tracked files had changes
+        "cpu_model": run["cpu_model"],
+        "numpy_blas": run["numpy_blas"],  # NumPy's BLAS and its threads, by threadpoolctl
         "platform": platform.platform(),
         "processor": platform.machine(),
         "cpus": os.cpu_count(),
@@ -1052,12 +1056,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only: expected parts of {', '.join(SECTIONS)}, got {args.only}")
     if args.build_times:
         report = json.loads(BENCHMARK_RESULTS.read_text())
-        report["build_seconds"] = {**build_times(), "date": time.strftime("%Y-%m-%d")}
+        report["build_seconds"] = {
+            **build_times(),
+            "date": time.strftime("%Y-%m-%d"),
+            "run": provenance.run_record(),  # this run's, not the machine of the rest
+        }
         print(
             ", ".join(
                 f"{k} {v:.2f} s ({report['build_seconds']['runs'][k]})"
                 for k, v in report["build_seconds"].items()
-                if k not in ("date", "runs")
+                if k not in ("date", "runs", "run")
             )
         )
         BENCHMARK_RESULTS.write_text(json.dumps(report, indent=2) + "\n")

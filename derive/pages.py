@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from pathlib import Path
 
 import numpy as np
 import sympy as sp
@@ -128,6 +129,14 @@ def _given(given) -> list[str]:
     return [f"{latex(g[0])} = {latex(g[1])}" if isinstance(g, tuple) else latex(g) for g in given]
 
 
+def _entry_of(matrix: str, entry: tuple) -> str:
+    """``(M)_{ij}``: the entry a step's left side is (``Step.entry``), or ``M`` for no entry."""
+    if not entry:
+        return matrix
+    rows, columns = (" ".join(latex(i) for i in part) for part in entry)
+    return rf"\left({matrix}\right)_{{{rows},\, {columns}}}"
+
+
 def _step(step, claim) -> dict:
     """A step's LaTeX, its context, and how the build checked it (the method it runs)."""
     start = step.start
@@ -137,7 +146,7 @@ def _step(step, claim) -> dict:
         "title": step.title,
         "rule": step.rule,
         "expression": latex(step.expression),
-        "result": latex(step.result),
+        "result": _entry_of(latex(step.result), step.entry),
         "sign": RELATION_SIGNS[step.relation],
         "relation": step.relation,
         "given": _given(step.given),
@@ -309,6 +318,34 @@ def api_output(derived) -> Output:
     )
 
 
+def run_text(run: dict | None, torch: bool = True) -> str:
+    """The commit, CPU and thread counts a results file recorded for its run
+    (``derive.provenance.run_record``), as a page says them; each one the file lacks is
+    "not recorded", each one the run could not find is "not found". ``torch``: whether
+    PyTorch took part (its threads are said only then)."""
+    run = run or {}
+
+    def say(key: str, show) -> str:
+        if key not in run:
+            return "not recorded"
+        return "not found" if run[key] is None else show(run[key])
+
+    def commit(value: str) -> str:
+        head, dirty = value.removesuffix("+dirty"), value.endswith("+dirty")
+        return f"`{head[:12]}`" + (" with uncommitted changes" if dirty else "")
+
+    return "; ".join(
+        [
+            f"commit: {say('commit', commit)}",
+            f"CPU: {say('cpu_model', str)}",
+            f"logical CPUs: {say('cpu_count', str)}",
+            "NumPy's BLAS: "
+            + say("numpy_blas", lambda b: f"{b['library']}, {b['threads']} threads"),
+            *([f"PyTorch threads: {say('torch_threads', str)}"] if torch else []),
+        ]
+    )
+
+
 def _seconds(value: float) -> str:
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if value >= scale:
@@ -316,15 +353,77 @@ def _seconds(value: float) -> str:
     return f"{value / 1e-9:.3g} ns"
 
 
-def benchmark_context(report: dict | None) -> dict:
-    """The benchmark page's values, formatted; ``report`` is bench-results/latest.json."""
+ARRAY_LIBRARY_TESTS = ROOT / "tests" / "test_array_libraries.py"
+ARRAY_LIBRARIES = {  # the array-API libraries the page names: LIBRARIES' key prefix -> name
+    "numpy": "NumPy",
+    "torch": "PyTorch (CPU)",
+    "array-api-strict": "array-api-strict",
+    "dask": "Dask",
+    "jax": "JAX (CPU)",
+    "cupy": "CuPy",
+}
+
+
+def array_libraries_tested(tests: Path = ARRAY_LIBRARY_TESTS) -> list[str] | None:
+    """The libraries ``tests/test_array_libraries.py`` runs every generated function on: the
+    keys of its ``LIBRARIES`` ("torch-float32" is PyTorch), read without importing it (it
+    imports them all); None where the file is not (a copy of the project without tests)."""
+    import ast
+
+    if not tests.exists():
+        return None
+    for node in ast.parse(tests.read_text()).body:
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["LIBRARIES"]
+            and isinstance(node.value, ast.Dict)
+        ):
+            keys = [ast.literal_eval(k) for k in node.value.keys]
+            return [
+                name
+                for prefix, name in ARRAY_LIBRARIES.items()
+                if any(k.split("-float")[0] == prefix for k in keys)
+            ]
+    raise ValueError(f"{tests}: no LIBRARIES = {{...}} found (the libraries the page names)")
+
+
+def _array_libraries_text(tested: list[str] | None) -> str:
+    if tested is None:
+        return (
+            "Which libraries the tests run them on is not known here: this copy of the "
+            "project has no tests/test_array_libraries.py."
+        )
+    untested = [name for name in ARRAY_LIBRARIES.values() if name not in tested]
+    return (
+        f"`tests/test_array_libraries.py` runs every one of them on {_and(tested)}, and "
+        "checks that each result is of its input's library and dtype and equals NumPy's "
+        "float64 result."
+        + (
+            f" {_and(untested)} would go through the same path but "
+            f"{'is' if len(untested) == 1 else 'are'} not tested here."
+            if untested
+            else ""
+        )
+    )
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def benchmark_context(report: dict | None, tested: list[str] | None = None) -> dict:
+    """The benchmark page's values, formatted; ``report`` is bench-results/latest.json,
+    ``tested`` the libraries the array-library tests run (``array_libraries_tested``)."""
+    libraries = _array_libraries_text(tested)
     if report is None:
-        return {"available": False}
+        return {"available": False, "libraries": libraries}
     m = report["machine"]
     machine = (
-        f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, NumPy {m['numpy']} "
-        f"({m['blas']}), PyTorch {m['torch']} ({m['torch_threads']} threads)"
+        f"{m['platform']}, Python {m['python']}, NumPy {m['numpy']} ({m['blas']}), "
+        f"PyTorch {m['torch']}"
     )
+    renamed = {"cpus": "cpu_count"}  # bench.machine()'s names for derive.provenance's fields
+    run = {renamed.get(k, k): v for k, v in m.items()}
     build = ""
     if "build_seconds" in report:
         b = report["build_seconds"]
@@ -346,7 +445,8 @@ def benchmark_context(report: dict | None) -> dict:
                 if "runs" in b
                 else ""
             )
-            + (f". Measured on {b['date']}." if "date" in b else ".")
+            + (f". Measured on {b['date']}" if "date" in b else "")
+            + f" ({run_text(b.get('run'), torch=False)})."
         )
     rows = [*report["posts"], *report["training_step"]]
     recorded = [
@@ -366,6 +466,7 @@ def benchmark_context(report: dict | None) -> dict:
         "date": report["date"],
         "mode": report["mode"],
         "machine": machine,
+        "run": run_text(run),
         "posts": [
             {
                 "size": r["size"],
@@ -404,6 +505,7 @@ def benchmark_context(report: dict | None) -> dict:
             for r in report["training_step"]
         ],
         "build": build,
+        "libraries": libraries,
         "labels": [
             _timed_row(r, report["label_targets"], ("B", "D", "C"))
             for r in report.get("training_step_labels", [])
@@ -484,8 +586,12 @@ def benchmark_output() -> Output:
     from derive.figures import BENCHMARK_RESULTS
 
     report = json.loads(BENCHMARK_RESULTS.read_text()) if BENCHMARK_RESULTS.exists() else None
-    body = environment().get_template("benchmarks.md.j2").render(**benchmark_context(report))
+    tested = array_libraries_tested()
+    body = (
+        environment().get_template("benchmarks.md.j2").render(**benchmark_context(report, tested))
+    )
     sources = [ROOT / "templates" / "benchmarks.md.j2", ROOT / "derive" / "pages.py"]
+    sources += [ARRAY_LIBRARY_TESTS] if tested is not None else []
     return Output(
         path=ROOT / "docs" / "benchmarks.md",
         source="bench-results/latest.json (python -m derive.bench)",
@@ -506,6 +612,127 @@ def _ulps(value: float | str) -> str:
     return f"{value:.2g}" if value < 10 else f"{value:.3g}"
 
 
+ACCURACY_BOUND_ULPS = 4
+"""The entry-wise bound the page sorts the functions without a conditioning note by: the one
+``tests/test_accuracy.py`` holds on its smaller sample (tests/test_results_pages.py checks
+that the two agree)."""
+
+
+def _column(row: dict) -> str:
+    return f"{row['dtype']}, {row['inputs']}"
+
+
+def _within_bound(rows: list[dict]) -> dict:
+    """The functions without a conditioning note, by whether every entry-wise cell of ours
+    is within ``ACCURACY_BOUND_ULPS``; each one beyond with its largest cell."""
+    worst: dict[str, dict] = {}
+    for r in rows:
+        if r["implementation"] == "derive" and not r["conditioning"]:
+            if r["function"] not in worst or float(r["max_ulp"]) > float(
+                worst[r["function"]]["max_ulp"]
+            ):
+                worst[r["function"]] = r
+    within = [f for f, r in worst.items() if float(r["max_ulp"]) <= ACCURACY_BOUND_ULPS]
+    beyond = [
+        f"`{f}` ({_ulps(r['max_ulp'])}, {_column(r)})" for f, r in worst.items() if f not in within
+    ]
+    return {
+        "bound": ACCURACY_BOUND_ULPS,
+        "count": len(worst),
+        "within": ", ".join(f"`{f}`" for f in within),
+        "within_count": len(within),
+        "beyond": "; ".join(beyond),
+    }
+
+
+def _against_equivalents(rows: list[dict]) -> dict:
+    """Each (function, PyTorch or SciPy) pair, and the cells where ours is more than one ulp
+    less accurate than the equivalent's, entry by entry, as the table shows them."""
+    ours = {(r["function"], _column(r)): r for r in rows if r["implementation"] == "derive"}
+    worse: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        if r["implementation"] == "derive":
+            continue
+        mine = ours[(r["function"], _column(r))]
+        cells = worse.setdefault((r["function"], r["implementation"]), [])
+        if float(mine["max_ulp"]) > float(r["max_ulp"]) + 1:
+            cells.append(f"{_ulps(mine['max_ulp'])} against {_ulps(r['max_ulp'])} ({_column(r)})")
+    never_worse = sum(not cells for cells in worse.values())
+    return {
+        "pairs": len(worse),
+        "never_worse": never_worse,
+        "others": len(worse) - never_worse,
+        "worse": [
+            f"`{function}` against {who}: " + "; ".join(cells)
+            for (function, who), cells in worse.items()
+            if cells
+        ],
+    }
+
+
+def _near(value: float, pole: float) -> str:
+    """A drawn value beside the 0 or 1 it rounded to: "1 − 7.8e-11", "3.1e-12"."""
+    return f"1 − {1 - value:.2g}" if pole == 1.0 else f"{value:.2g}"
+
+
+def _infinite_cells(rows: list[dict]) -> list[str]:
+    """Why each inf cell is inf, from the entry the run recorded (``derive.accuracy``)."""
+    notes = []
+    for r in rows:
+        if float(r["max_ulp"]) != float("inf"):
+            continue
+        where = f"`{r['function']}`, {r['implementation']}, {_column(r)}"
+        if "infinite" not in r:
+            notes.append(f"{where}: which entry was infinitely wrong was not recorded in this run.")
+            continue
+        case = r["infinite"]
+        rounded = [
+            f"`{c['argument']}` drawn as {_near(c['drawn'], c['given'])} is "
+            f"{c['given']:g} in {r['dtype']}"
+            for c in case["rounded_to_0_or_1"]
+        ]
+        computed = case["computed"]  # a float, or "inf", "-inf", "nan"
+        computed = f"{computed:.4g}" if isinstance(computed, float) else computed
+        notes.append(
+            f"{where}: "
+            + (", ".join(rounded) + "; there " if rounded else "")
+            + f"the true value is {case['true']} and {r['implementation']} returned {computed}."
+        )
+    return notes
+
+
+def _draws_text(draws: dict | None) -> dict:
+    """How the moderate and extreme inputs were drawn (``derive.accuracy.DRAWS``)."""
+    if draws is None:
+        return {}
+    return {
+        "moderate_scale": "{:g} to {:g}".format(*draws["moderate_scale"]),
+        "moderate_probability": "[{:g}, {:g}]".format(*draws["moderate_probability"]),
+        "logit_scales": ", ".join(f"{s:g}" for s in draws["logit_scales"]),
+        "root_scales": ", ".join(f"{s**0.5:.3g}" for s in draws["logit_scales"]),
+        "lift": "{:g} to {:g}".format(*draws["lift"]),
+        "tiniest": f"1e-{draws['tiny_exponents'][1]:g}",
+        "largest_tiny": f"1e-{draws['tiny_exponents'][0]:g}",
+        "positive": "[{:g}, {:g}]".format(*draws["positive"]),
+        "target": "[{:g}, {:g}]".format(*draws["target"]),
+    }
+
+
+def _accuracy_runs(report: dict) -> list[str]:
+    """The run (or runs, after ``--only``) the rows come from, each with its machine."""
+    runs = report.get("runs") or [{"date": report["date"], "functions": None}]
+    texts = []
+    for run in runs:
+        which = (
+            "Rows of " + ", ".join(f"`{f}`" for f in run["functions"])
+            if run.get("functions")
+            else "Every row" + (" not named below" if len(runs) > 1 else "")
+        )
+        took = f", took {run['seconds']:.0f} s" if "seconds" in run else ""
+        texts.append(f"{which}: run of {run['date']}{took}; {run_text(run)}")
+    return texts
+
+
 def accuracy_context(report: dict | None) -> dict:
     """The accuracy page's values, formatted; ``report`` is accuracy-results/latest.json."""
     if report is None:
@@ -519,6 +746,11 @@ def accuracy_context(report: dict | None) -> dict:
                 "call": r["call"],
                 "implementation": r["implementation"],
                 "normwise": "",
+                "extreme": (
+                    ", ".join(f"`{a}`" for a in r["extreme_arguments"]) or "none"
+                    if "extreme_arguments" in r
+                    else "not recorded"
+                ),
             },
         )
         row[f"{r['dtype']}_{r['inputs']}"] = _ulps(r["max_ulp"])
@@ -528,13 +760,19 @@ def accuracy_context(report: dict | None) -> dict:
     v = report["versions"]
     return {
         "available": True,
-        "date": report["date"],
+        "runs": _accuracy_runs(report),
         "samples": report["samples_per_function"],
         "digits": report["digits"],
-        "logit_scales": ", ".join(f"{s:g}" for s in report["logit_scales"]),
+        "draws": _draws_text(report.get("draws")),
         "versions": ", ".join(f"{name} {version}" for name, version in v.items()),
         "rows": list(cells.values()),
+        "same_inputs": [
+            f for (f, who), row in cells.items() if who == "derive" and row["extreme"] == "none"
+        ],
         "conditioning": [{"function": f, "text": t} for f, t in conditioning.items()],
+        "within": _within_bound(report["rows"]),
+        "against": _against_equivalents(report["rows"]),
+        "infinite": _infinite_cells(report["rows"]),
     }
 
 
@@ -599,11 +837,54 @@ def training_context(report: dict | None) -> dict:
             }
         )
     environment_text = ", ".join(f"{k} {v}" for k, v in report["environment"].items())
+    for run, shown in zip(report["runs"], runs):
+        shown["seeds"] = _seed_spread(run, report.get("seeds", {}).get(run["name"]))
+    recorded = report.get("run")
     return {
         "available": True,
         "runs": runs,
         "environment": environment_text,
+        "run": (f"run of {recorded['date']}; " if recorded else "") + run_text(recorded),
         "figure": "training-curves.svg",
+    }
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    """The seeds as the page says them: "seeds 0–9", or a list where they have gaps."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}–{seeds[-1]}"
+    return "seeds " + ", ".join(str(s) for s in seeds)
+
+
+def _seed_spread(run: dict, spread: list[dict] | None) -> dict | None:
+    """The test accuracy of ``run``'s model over every seed trained (``derive.train``)."""
+    if not spread:
+        return None
+    accuracies = sorted(s["test_accuracy"] for s in spread)
+    met = [s for s in spread if s["test_accuracy"] >= run["goal"]]
+    middle = len(accuracies) // 2
+    median = (
+        accuracies[middle]
+        if len(accuracies) % 2
+        else (accuracies[middle - 1] + accuracies[middle]) / 2
+    )
+    return {
+        "seeds": _seeds_text([s["seed"] for s in spread]),
+        "count": len(spread),
+        "met": len(met),
+        "lowest": f"{accuracies[0]:.1%}",
+        "highest": f"{accuracies[-1]:.1%}",
+        "median": f"{median:.1%}",
+        "largest_difference": f"{max(s['max_relative_loss_difference'] for s in spread):.1e}",
+        "rows": [
+            {
+                "seed": s["seed"],
+                "test": f"{s['test_accuracy']:.1%}",
+                "torch_test": f"{s['torch_test_accuracy']:.1%}",
+                "met": "yes" if s["test_accuracy"] >= run["goal"] else "**no**",
+            }
+            for s in spread
+        ],
     }
 
 

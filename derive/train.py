@@ -13,8 +13,11 @@ Features are standardized with the training split's mean and deviation; 20 %
 of the samples are held out for testing (stratified); everything is seeded.
 The same model is trained in PyTorch, float64, from the same initial weights
 on the same batches, its gradients from autograd; the per-step losses of both
-are recorded and compared. Results go to ``training-results/latest.json``,
-from which the site's page "Training with the derived gradients" is built.
+are recorded and compared. Each model is trained again with seeds 0-9 (the
+split, the initial weights and the batches follow the seed) for the spread of
+its test accuracy. Results go to ``training-results/latest.json`` with the
+commit, CPU and thread counts of the run, from which the site's page
+"Training with the derived gradients" is built.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import derive.generated as g
+from derive import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "training-results" / "latest.json"
@@ -255,11 +259,41 @@ def train(
     }
 
 
+def seed_spread(task: Task, seeds, done: dict | None = None) -> list[dict]:
+    """``task`` trained once per seed (the split, the initial weights and the batches all
+    follow the seed), PyTorch's twin beside it: each run's final figures. ``done`` is a run
+    already made with one of the seeds, reused."""
+    spread = []
+    for seed in seeds:
+        run = done if done is not None and done["seed"] == seed else None
+        run = run or train(task, seed=seed, progress=lambda line: None)
+        spread.append(
+            {
+                key: run[key]
+                for key in (
+                    "seed",
+                    "test_accuracy",
+                    "torch_test_accuracy",
+                    "max_relative_loss_difference",
+                )
+            }
+            | {"final_train_loss": run["history"][-1]["train_loss"]}
+        )
+        print(f"{task.name:>6}  seed {seed}: test accuracy {run['test_accuracy']:.1%}", flush=True)
+    return spread
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m derive.train", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the run shown in full")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=10,
+        help="train each model with seeds 0..N-1 too, for the spread of the test accuracy",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     arguments = parser.parse_args(argv)
     import sklearn
@@ -274,7 +308,16 @@ def main(argv=None) -> int:
             "scikit-learn": sklearn.__version__,
             "machine": platform.machine(),
         },
+        # PyTorch's twin runs on one thread (TorchTwin); the timings are of the runs above
+        "run": {
+            "date": time.strftime("%Y-%m-%d"),
+            **provenance.run_record(torch.get_num_threads()),
+        },
         "runs": runs,
+        "seeds": {
+            run["name"]: seed_spread(TASKS[run["name"]], range(arguments.seeds), run)
+            for run in runs
+        },
     }
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(result, indent=1) + "\n")
@@ -283,6 +326,13 @@ def main(argv=None) -> int:
             f"{run['title']}: test accuracy {run['test_accuracy']:.1%} (PyTorch {run['torch_test_accuracy']:.1%}, "
             f"goal {run['goal']:.0%}); per-step losses agree to a relative "
             f"{run['max_relative_loss_difference']:.1e}; {run['seconds']:.1f} s"
+        )
+        spread = result["seeds"][run["name"]]
+        met = sum(s["test_accuracy"] >= run["goal"] for s in spread)
+        print(
+            f"  seeds 0-{len(spread) - 1}: test accuracy "
+            + ", ".join(f"{s['test_accuracy']:.1%}" for s in spread)
+            + f"; the goal met by {met} of {len(spread)}"
         )
     print(
         f"wrote {arguments.output.relative_to(ROOT) if arguments.output.is_relative_to(ROOT) else arguments.output}"

@@ -265,6 +265,9 @@ def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
         returns=Assign(Z2, (c,), Sum(HID[m] * W2[m, c], (m, 1, H)) + B2[c]),
         returns_doc="the logits, shape (..., C)",
         reference=_torch_logits(activation),
+        conditioning="z₁ = W₁ᵀx + b₁ and z₂ = W₂ᵀh + b₂ add terms of both signs: where they "
+        "cancel, an entry is small but its rounding error is relative to the sum of the terms' "
+        "magnitudes, so no bound in ulps of the entry holds (the norm-wise error stays small).",
     )
     share = sp.IndexedBase("error_share")  # each sample's δ₂, divided by B
     slope, backward, delta1 = (
