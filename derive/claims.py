@@ -567,6 +567,8 @@ def _solve_given(given: list[tuple]) -> dict:
     solved = {}
     for lhs, rhs in given:
         equation = (lhs - rhs).xreplace(solved)
+        if not equation.has(sp.log, sp.Abs, sp.Max, sp.Piecewise):
+            equation = sp.cancel(sp.together(equation))  # Σ S = 1 with S written out: 0
         unknowns = sorted(
             equation.atoms(Indexed) | (equation.free_symbols - equation.atoms(Idx)),
             key=sp.default_sort_key,

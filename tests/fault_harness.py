@@ -123,6 +123,7 @@ OUTPUTS = [
     "docs/benchmarks.md",
     "docs/accuracy.md",
     "docs/training.md",
+    "docs/index.md",
     "docs/figures/*.svg",
 ]
 OPS = ("open", "write", "fsync", "link", "replace", "unlink")

@@ -26,6 +26,7 @@ NAMESPACE = {
     **vars(sympy.codegen.cfunctions),  # log1p, expm1
     "ExprCondPair": sympy.functions.elementary.piecewise.ExprCondPair,
     "MatrixElement": sympy.matrices.expressions.matexpr.MatrixElement,
+    "Str": sympy.core.symbol.Str,  # a MatrixSymbol's name
 }
 
 
@@ -122,7 +123,8 @@ def recheck(step: dict, sizes: dict, rng: random.Random) -> None:
                 lambda m: m.parent[m.i - 1, m.j - 1],
             )
             expr = matrices_as_entries(expr.xreplace(fixed), numbers)
-            expr = write_out(expr, meanings).doit()
+            expr = write_out(expr, meanings)  # then the indices the meanings use, sized there
+            expr = expr.xreplace({i.xreplace(numbers): v for i, v in fixed.items()}).doit()
             if isinstance(expr, sympy.MatrixBase):
                 expr = expr.applyfunc(lambda entry: entry.doit())
             return expr
@@ -150,7 +152,9 @@ def recheck(step: dict, sizes: dict, rng: random.Random) -> None:
         unknowns = sorted(unknowns, key=sympy.default_sort_key)
         solved = {}
         for constraint in constraints:  # Σ y = 1: the last label is 1 minus the others
-            constraint = constraint.xreplace(solved)
+            constraint = sympy.cancel(sympy.together(constraint.xreplace(solved)))
+            if constraint == 0:
+                continue  # holds whatever the values (Σ S = 1 with S written out)
             last = sorted(constraint.atoms(sympy.Indexed), key=sympy.default_sort_key)[-1]
             solved[last] = sympy.solve(constraint, last)[0]
         checked = 0

@@ -107,7 +107,7 @@ def named(derivation: str, identity: str):
 
 def test_the_stable_jacobian_needs_the_probabilities_to_sum_to_one():
     identity = named("softmax_jacobian", "softmax_jacobian_stable")
-    assert prove_index_form(identity) == ("Sum(S[m], (m, 1, C)) = 1",)
+    assert prove_index_form(identity) == ("Sum(S[n], (n, 1, C)) = 1",)
     with pytest.raises(ProofFailed, match="in index form"):
         prove_index_form(type(identity)(**{**identity.__dict__, "assumptions": {}}))
 

@@ -341,7 +341,7 @@ def derive():
             start="the chain rule for $C$ classes",
         ),
         Step(
-            "Cancel S_t",
+            "Cancel $S_t$",
             "$S_t$ divides and multiplies, and cancels. That needs $S_t \\neq 0$, which holds: "
             "every softmax output is $e^{z_t}$, positive, over a positive sum, so $S_t > 0$.",
             substituted_uncancelled,

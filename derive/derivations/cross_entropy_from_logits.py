@@ -394,7 +394,7 @@ def derive():
             checked="numeric",  # a selection on y_i = 0: SymPy cannot decide it for symbolic y
         ),
         Step(
-            "Why the code computes S_j − y_j this way",
+            "Why the code computes $S_j - y_j$ this way",
             "At the true class $S_j - 1$ is 0 in floating point once $S_j$ rounds to 1. Given "
             "$\\sum S = 1$, $S_j - 1 = -\\sum_{n \\ne j} S_n$, a sum of positive terms. For a "
             "one-hot $y$ nothing is subtracted at all: each entry is $S_j$ off the label and "

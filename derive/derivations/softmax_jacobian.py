@@ -258,7 +258,7 @@ def derive():
             start="softmax of the logits shifted by $m$",
         ),
         Step(
-            "Why the code computes 1 − S_i as a sum",
+            "Why the code computes $1 - S_i$ as a sum",
             "When one probability is close to 1, $S_i$ rounds to 1.0 in floating point and "
             "$1 - S_i$ comes out as 0, although its true value is tiny but not 0. The probabilities "
             "add up to 1, so $1 - S_i$ is the sum of the others: positive terms, no subtraction, "
