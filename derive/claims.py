@@ -35,7 +35,7 @@ from sympy.core.function import AppliedUndef
 from sympy.core.relational import Relational
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from derive.proofs import ProofFailed, is_zero_rational
+from derive.proofs import ProofFailed, exponentials_as_monomials, is_zero_rational
 from derive.steps import Derivation, Step
 from derive.sympy_tools import evaluate, is_zero, pull_out_of_sums, resolve_index_ranges
 
@@ -593,27 +593,10 @@ def _differences(lhs, rhs) -> list[sp.Expr]:
     return [difference]
 
 
-def _exponentials_as_powers(expr: sp.Expr) -> sp.Expr:
-    """Each e^{Σ c_t m_t} as Π E_t^{c_t}, one positive symbol per monomial m_t of the exponents.
-
-    Then a difference of softmaxes is a rational function of the E's, which
-    ``together`` and ``expand`` decide. Sound: if that function is 0 for every
-    E, it is 0 at E_t = e^{m_t}. (``derive.proofs`` does the same for exponents
-    that are sums of symbols; here they may be products too, W_11 x_1.)
-    """
-    symbols: dict[sp.Expr, sp.Symbol] = {}
-    replaced = {}
-    for power in expr.atoms(sp.exp):
-        constant, terms = sp.expand(power.args[0]).as_coeff_add()
-        monomial = sp.exp(constant)
-        for term in terms:
-            coefficient, variable = term.as_coeff_Mul()
-            if not coefficient.is_Rational or variable.has(sp.exp, sp.log, sp.Abs, sp.Max):
-                return expr  # not a monomial in the inputs: left as it is
-            base = symbols.setdefault(variable, sp.Dummy("E", positive=True))
-            monomial *= base**coefficient
-        replaced[power] = monomial
-    return expr.xreplace(replaced)
+def _as_rational(entry: sp.Expr) -> sp.Expr:
+    """The entry with its exponentials as powers of positive symbols, where that is exact."""
+    rational = exponentials_as_monomials(sp.Matrix([entry]))
+    return entry if rational is None else rational[0]
 
 
 def _near_zero_at_a_point(entry: sp.Expr) -> bool:
@@ -641,10 +624,7 @@ def check_explicit(claim: Claim, outside: bool = True) -> None:
             solved = _solve_given(given)
             for entry in _differences(lhs, rhs):
                 entry = entry.xreplace(solved)
-                if not (
-                    _near_zero_at_a_point(entry)
-                    and is_zero_rational(_exponentials_as_powers(entry))
-                ):
+                if not (_near_zero_at_a_point(entry) and is_zero_rational(_as_rational(entry))):
                     where = ", ".join(f"{k}={v}" for k, v in values.items())
                     raise StepFailed(
                         f"at {_describe(sizes)}{', ' + where if where else ''} the sides differ: "

@@ -110,20 +110,20 @@ def as_rational_in_exponentials(matrix: sp.Matrix) -> sp.Matrix:
 def exponentials_as_monomials(matrix: sp.Matrix) -> sp.Matrix | None:
     """The same change of variables, done directly: e^{2z - w} becomes E_z² / E_w.
 
-    Exact when every exponent is an integer combination of symbols (the
-    logits of a softmax); None otherwise. A substitution by ``xreplace``
+    Each exponent a rational combination of monomials (the logits of a softmax,
+    z_1 - z_2, or W_11 x_1 + W_21 x_2 written out), one positive symbol per
+    monomial: then the entries are rational functions of those symbols, and one
+    that is 0 for every value of them is 0 at E = e^{monomial}. None if an
+    exponent holds anything else (a log, |z|). A substitution by ``xreplace``
     instead of ``subs`` (no log to evaluate away), several times faster.
     """
     powers, replaced = {}, {}
     for power in matrix.atoms(sp.exp):
-        exponent = sp.expand(power.args[0])
-        constant, terms = exponent.as_coeff_add()
-        if constant != 0:
-            return None
-        monomial = sp.Integer(1)
+        constant, terms = sp.expand(power.args[0]).as_coeff_add()
+        monomial = sp.exp(constant)
         for term in terms:
             coefficient, variable = term.as_coeff_Mul()
-            if not (coefficient.is_Integer and variable.is_Symbol):
+            if not coefficient.is_Rational or variable.has(sp.exp, sp.log, sp.Abs, sp.Max):
                 return None
             base = powers.setdefault(variable, sp.Symbol(f"exp_{variable}", positive=True))
             monomial *= base**coefficient

@@ -122,28 +122,35 @@ def is_zero(expr: sp.Expr, thorough: bool = True) -> bool:
 
 
 def on_each_side_of_zero(identity, variable: sp.Symbol) -> tuple:
-    """``identity`` twice: with ``variable`` a positive number, and a negative one.
+    """``identity`` twice: with ``variable`` a positive number ``a``, and ``-a``.
 
     Stable forms branch on the sign (|z|, max(z, 0)); SymPy simplifies each
-    side once it knows the sign, so each sign is proved on its own.
+    side once it knows the sign, so each sign is proved on its own. Each
+    claim says what its ``a`` is. A side on which SymPy already writes both
+    expressions the same (a branch that is the definition itself) proves
+    nothing: it is left out, and the other side's claim says so.
     """
     from dataclasses import replace
 
-    sides = []
-    for suffix, value in (
-        ("positive", sp.Symbol("a", positive=True)),
-        ("negative", -sp.Symbol("a", positive=True)),
-    ):
-        sides.append(
-            replace(
-                identity,
-                name=f"{identity.name}_{suffix}",
-                claim=f"{identity.claim}, for ${variable} {'>' if suffix == 'positive' else '<'} 0$",
-                long=identity.long.subs(variable, value),
-                shortcut=identity.shortcut.subs(variable, value),
-            )
+    a = sp.Symbol("a", positive=True)
+    sides = [
+        replace(
+            identity,
+            name=f"{identity.name}_{suffix}",
+            claim=f"{identity.claim}, for ${variable} = {shown}$ with $a > 0$",
+            long=identity.long.subs(variable, value),
+            shortcut=identity.shortcut.subs(variable, value),
         )
-    return tuple(sides)
+        for suffix, value, shown in (("positive", a, "a"), ("negative", -a, "-a"))
+    ]
+    kept = [side for side in sides if side.long != side.shortcut]
+    if len(kept) == 1:
+        other = "< 0" if kept[0] is sides[0] else "> 0"
+        kept[0] = replace(
+            kept[0],
+            claim=f"{kept[0].claim} (for ${variable} {other}$ the two are the same expression)",
+        )
+    return tuple(kept)
 
 
 def chain_rule(

@@ -195,7 +195,7 @@ def derive() -> Derivation:
     )
     identities = (
         # for z > 0 only: for z < 0 SymPy evaluates both sides to the same expression
-        on_each_side_of_zero(
+        *on_each_side_of_zero(
             Identity(
                 "binary_cross_entropy_nonnegative",
                 "the three non-negative terms equal the stable form",
@@ -205,7 +205,7 @@ def derive() -> Derivation:
                 shortcut_title="the stable form,",
             ),
             z,
-        )[0],
+        ),
         *on_each_side_of_zero(
             Identity(
                 "binary_cross_entropy_logit_grad_split",

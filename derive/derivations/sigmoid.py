@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import sympy as sp
 from sympy import Abs, Derivative, Piecewise, exp
@@ -28,29 +26,6 @@ z = sp.Symbol("z", real=True)
 sigma = sp.Symbol("sigma", positive=True)  # σ(z), a number in (0, 1)
 small = sp.Symbol("e", positive=True)  # e^{-|z|}, at most 1: never overflows
 sig = sp.Function("sigma")(z)  # σ(z), as the definition names it
-
-
-def on_each_sign(identity: Identity, variable: sp.Symbol) -> tuple[Identity, ...]:
-    """``on_each_side_of_zero``, with each proof box saying what its ``a`` is.
-
-    That helper writes ``variable`` as ``a`` (then ``-a``) with ``a`` a positive symbol; its
-    claims say only "for z > 0", and the boxes would show an ``a`` defined nowhere. A side on
-    which SymPy already writes both expressions the same once the sign is known (a branch that
-    is the definition itself) proves nothing: it is left out, and the other side's claim says so.
-    """
-    sides = []
-    for side, sign in zip(on_each_side_of_zero(identity, variable), ("a", "-a")):
-        sides.append(
-            replace(side, claim=f"{identity.claim}, for ${variable} = {sign}$ with $a > 0$")
-        )
-    kept = [side for side in sides if side.long != side.shortcut]
-    if len(kept) == 1:
-        other = "< 0" if kept[0] is sides[0] else "> 0"
-        kept[0] = replace(
-            kept[0],
-            claim=f"{kept[0].claim} (for ${variable} {other}$ the two are the same expression)",
-        )
-    return tuple(kept)
 
 
 def _sigmoid() -> sp.Expr:
@@ -145,7 +120,7 @@ def derive() -> Derivation:
         ),
     )
     identities = (
-        *on_each_sign(
+        *on_each_side_of_zero(
             Identity(
                 "sigmoid_stable",
                 "the stable form equals the sigmoid",
@@ -156,7 +131,7 @@ def derive() -> Derivation:
             ),
             z,
         ),
-        *on_each_sign(
+        *on_each_side_of_zero(
             Identity(
                 "sigmoid_derivative_stable",
                 "the stable derivative equals $\\sigma(1 - \\sigma)$",

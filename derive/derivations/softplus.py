@@ -8,7 +8,6 @@ from sympy import Abs, Derivative, Max, exp, log
 from sympy.codegen.cfunctions import log1p
 
 from derive.derivations import result
-from derive.derivations.sigmoid import on_each_sign
 from derive.figures import curves
 from derive.steps import (
     Assign,
@@ -23,6 +22,7 @@ from derive.steps import (
     Param,
     Step,
 )
+from derive.sympy_tools import on_each_side_of_zero
 
 z = sp.Symbol("z", real=True)
 small = sp.Symbol("e", positive=True)  # e^{-|z|}, at most 1
@@ -92,7 +92,7 @@ def derive() -> Derivation:
             checked="numeric",  # max and |z|: proved exactly for z > 0 below
         ),
     )
-    identities = on_each_sign(
+    identities = on_each_side_of_zero(
         Identity(
             "softplus_stable",
             "the stable form equals softplus",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import sympy as sp
 from sympy import Abs, Derivative, exp
@@ -32,29 +30,6 @@ sig = sp.Function("sigma")(z)  # the sigmoid, for an exercise
 
 # The same as the sigmoid page's; a copy, so that this page depends on no other module
 # (the build caches a page by its module and the derivations whose results it uses).
-def on_each_sign(identity: Identity, variable: sp.Symbol) -> tuple[Identity, ...]:
-    """``on_each_side_of_zero``, with each proof box saying what its ``a`` is.
-
-    That helper writes ``variable`` as ``a`` (then ``-a``) with ``a`` a positive symbol; its
-    claims say only "for z > 0", and the boxes would show an ``a`` defined nowhere. A side on
-    which SymPy already writes both expressions the same once the sign is known (a branch that
-    is the definition itself) proves nothing: it is left out, and the other side's claim says so.
-    """
-    sides = []
-    for side, sign in zip(on_each_side_of_zero(identity, variable), ("a", "-a")):
-        sides.append(
-            replace(side, claim=f"{identity.claim}, for ${variable} = {sign}$ with $a > 0$")
-        )
-    kept = [side for side in sides if side.long != side.shortcut]
-    if len(kept) == 1:
-        other = "< 0" if kept[0] is sides[0] else "> 0"
-        kept[0] = replace(
-            kept[0],
-            claim=f"{kept[0].claim} (for ${variable} {other}$ the two are the same expression)",
-        )
-    return tuple(kept)
-
-
 def _through_the_sigmoid(answer: sp.Eq) -> bool:
     """True if both sides of the answer, tanh and σ written out, are the same function of z."""
     if not isinstance(answer, sp.Eq):
@@ -121,7 +96,7 @@ def derive() -> Derivation:
             checked="numeric",  # |z|: proved on each side of zero below
         ),
     )
-    identities = on_each_sign(
+    identities = on_each_side_of_zero(
         Identity(
             "tanh_derivative_stable",
             "the stable derivative equals $4/(e^z + e^{-z})^2$",
