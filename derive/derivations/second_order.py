@@ -588,15 +588,9 @@ def derive():
             "The mean of the samples' products: $U = X V$ ($B \\times C$), then $X^T$ times "
             "$S \\odot (U - \\sum_d S_d U_d)$, over $B$. Two matrix products over the batch "
             "(and the forward pass), no $DC \\times DC$ array: the cost of one gradient.",
-            Sum(
-                Sum(Derivative(mean_loss, W[jj, c], W[kk, d]) * V[kk, d], (d, 1, C)),
-                (kk, 1, D),
-            ),
+            Sum(Sum(batch_hessian * V[kk, d], (d, 1, C)), (kk, 1, D)),
             hvp,
-            relation="=>",
-            given=batch_labels_sum,
-            where=batch_where,
-            start="the mean loss's Hessian summed against $V$",
+            start="the mean loss's Hessian (Mean over a batch, above) summed against $V$",
             checked="explicit",  # SymPy does not cancel the sums over k and d in index form
         ),
         Step(
