@@ -40,6 +40,7 @@ ENGINE = [
         "proofs.py",
         "claims.py",
         "figures.py",
+        "floats.py",
         "cache.py",
     )
 ]

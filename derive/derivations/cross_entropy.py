@@ -10,6 +10,7 @@ from sympy import Derivative, Matrix, Sum
 
 from derive.derivations import result
 from derive.figures import annotated_heatmap
+from derive.floats import epsilon_ratio_log2, unicode_power, unicode_scientific
 from derive.model import (
     C,
     D,
@@ -599,6 +600,7 @@ def derive():
             "softmax.",
         ),
     )
+    coarser = epsilon_ratio_log2("float32", "float64")  # for the gradient-check caption
     return Derivation(
         name="cross_entropy",
         title="The cross-entropy gradient",
@@ -677,7 +679,8 @@ def derive():
                 "the posts' example: the worst relative error over the 15 weights against the "
                 "step h. Too large a step leaves truncation error (falling as h² for central, h "
                 "for forward differences); too small a step leaves rounding error (growing as "
-                "1/h); float32 rounds 2²⁹ ≈ 5·10⁸ times more coarsely (the ratio of the two "
+                f"1/h); float32 rounds {unicode_power(2, coarser)} ≈ "
+                f"{unicode_scientific(2.0**coarser)} times more coarsely (the ratio of the two "
                 "machine epsilons).",
                 _gradient_check,
             ),

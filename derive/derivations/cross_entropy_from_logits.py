@@ -8,6 +8,7 @@ from sympy import Derivative, Matrix, Sum, exp, log
 from sympy.codegen.cfunctions import log1p
 
 from derive.derivations import result
+from derive.floats import overflow_exponent
 from derive.model import (
     C,
     S,
@@ -559,7 +560,8 @@ def derive():
         title="The cross-entropy from the logits",
         summary="The loss and its gradient computed from $z$ directly. Computed as written, "
         "$-\\sum_i y_i \\log \\operatorname{softmax}(z)_i$ fails in two ways: an unshifted softmax "
-        "overflows ($e^{z}$ is `inf` in float64 once $z > 709.78$, and `inf/inf` is `nan`); a shifted "
+        f"overflows ($e^{{z}}$ is `inf` in float64 once $z > {overflow_exponent()}$, and `inf/inf` is "
+        "`nan`); a shifted "
         "softmax cannot overflow, but the probability of a class whose logit is far below the "
         "largest underflows to 0, and then $-\\log 0 = \\infty$. From the logits, neither happens.",
         where=((S[i], softmax(i)),),

@@ -7,6 +7,7 @@ import sympy as sp
 from sympy import Abs, Derivative, Piecewise, exp
 
 from derive.figures import curves
+from derive.floats import overflow_exponent
 from derive.steps import (
     Assign,
     Definition,
@@ -98,7 +99,7 @@ def derive() -> Derivation:
         ),
         Step(
             "Stable evaluation",
-            "For $z < 0$, $e^{-z}$ overflows once $-z > 709.78$ (float64); multiplying "
+            f"For $z < 0$, $e^{{-z}}$ overflows once $-z > {overflow_exponent()}$ (float64); multiplying "
             "numerator and denominator by $e^{z}$ gives $e^{z}/(1 + e^{z})$. Both branches are written "
             "with $e^{-|z|} \\le 1$, so nothing overflows. For $z \\ge 0$ the first branch is the "
             "definition itself; for $z < 0$ SymPy proves the second exactly below.",

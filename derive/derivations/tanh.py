@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import sympy as sp
 from sympy import Abs, Derivative, exp
 
 from derive.figures import curves
+from derive.floats import latex_scientific, smallest_normal
 from derive.steps import (
     Assign,
     Definition,
@@ -183,9 +185,10 @@ def derive() -> Derivation:
                 "Where 1 − tanh² cancels",
                 "tanh_grad(np.array([20.0, 300.0]))",
                 text="$1 - \\tanh^2 z$ computed as written gives 0 for both; the true values are about "
-                "$4e^{-40} \\approx 1.7 \\cdot 10^{-17}$ and $4e^{-600} \\approx 1.06 \\cdot 10^{-260}$, "
+                f"$4e^{{-40}} \\approx {latex_scientific(4 * mpmath.exp(-40), 2)}$ and "
+                f"$4e^{{-600}} \\approx {latex_scientific(4 * mpmath.exp(-600))}$, "
                 "small but well inside float64's range (its smallest normal number is about "
-                "$2.2 \\cdot 10^{-308}$): the stable form returns both.",
+                f"${smallest_normal()}$): the stable form returns both.",
             ),
         ),
         figures=(
