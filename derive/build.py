@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def derive_all(
     runs in this process while they do.
     """
     derived, kept, seconds = {}, {}, {}
-    proving = (workers or Workers()) if run_proofs else None
+    proving = (workers or Workers(force)) if run_proofs else None
     try:
         for name in derivations.MODULES:
             start = time.perf_counter()
@@ -117,8 +117,12 @@ def derive_all(
                 if isinstance(p, ProofResult)
             )
             steps = sum(isinstance(p, claims.ClaimCheck) for p in proofs[name])
+            again = proving.remembered.get(name, 0) if proving is not None else 0
+            if again:
+                spent -= proving.seconds_remembered.get(name, 0.0)
             how = "cached" if name in kept else f"{spent:6.2f} s"
-            log(f"{name:<26} {how:>8}  proved: {proved}; {steps} steps checked")
+            remembered = f" ({again} checks' results remembered: inputs unchanged)" if again else ""
+            log(f"{name:<26} {how:>8}  proved: {proved}; {steps} steps checked{remembered}")
     _store(results, {name: name in kept for name in derivations.MODULES}, run_proofs, ready)
     return results
 
@@ -132,11 +136,21 @@ class Workers:
     at once, in this process.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, force: bool = False) -> None:
+        self.force = force  # run every check, even one an earlier build ran with the same inputs
         self.pool: ProcessPoolExecutor | None = None
         self.tasks: dict[str, list] = {}  # derivation -> [(identity, sizes, future)]
         self.exercises: dict[str, list] = {}  # derivation -> [(exercise, future)]
         self.steps: dict[str, list] = {}  # derivation -> [(claim, future)]
+        self.remembered: dict[str, int] = {}  # derivation -> checks an earlier build ran
+        self.seconds_remembered: dict[str, float] = {}  # and the seconds they took then
+
+    def _value(self, name: str, future):
+        value, remembered = future.result()
+        self.remembered[name] = self.remembered.get(name, 0) + remembered
+        if remembered:  # its seconds were spent by an earlier build
+            self.seconds_remembered[name] = self.seconds_remembered.get(name, 0.0) + _seconds(value)
+        return value
 
     def __enter__(self) -> Workers:
         return self
@@ -153,12 +167,13 @@ class Workers:
 
     def _submit(self, function, *args):
         pool = self._pool()
-        return pool.submit(function, *args) if pool is not None else _run_now(function, *args)
+        task = (cache.remembered, function, args, self.force)
+        return pool.submit(*task) if pool is not None else _run_now(*task)
 
     def submit(self, name: str, derivation: Derivation) -> None:
         """Start proving ``derivation``'s identities and checking its exercises."""
         self.tasks[name] = [
-            (identity, sizes, self._submit(prove_part, identity, sizes))
+            (identity, sizes, self._submit(prove_part, _index_form_only(identity, sizes), sizes))
             for identity in derivation.identities
             for sizes in (None, *build_sizes(identity))
         ]
@@ -183,7 +198,7 @@ class Workers:
             parts: dict[str, list] = {}
             for identity, sizes, future in tasks:
                 with stage(name, f"proving {identity.name!r}"):
-                    assumptions, spent = future.result()
+                    assumptions, spent = self._value(name, future)
                 parts.setdefault(identity.name, []).append((identity, sizes, assumptions, spent))
             results[name] = tuple(
                 ProofResult(
@@ -200,12 +215,12 @@ class Workers:
         for name, exercises in self.exercises.items():  # a failed proof is reported first
             for number, (exercise, future) in enumerate(exercises, 1):
                 with stage(name, f"checking exercise {number} ({exercise.name!r})"):
-                    future.result()
+                    self._value(name, future)
         for name, steps in self.steps.items():
             checked = []
             for claim, future in steps:
                 with stage(name, f"checking step {claim.number} ({claim.title!r})"):
-                    checked.append(future.result())
+                    checked.append(self._value(name, future))
             results[name] = (*results.get(name, ()), *checked)
         return results
 
@@ -213,6 +228,19 @@ class Workers:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
             self.pool = None
+
+
+def _seconds(value) -> float:
+    """The seconds a check's result records: a proof part's (assumptions, seconds), a step's."""
+    if isinstance(value, tuple):
+        return value[1]
+    return getattr(value, "seconds", 0.0)
+
+
+def _index_form_only(identity, sizes):
+    """The index form reads no explicit check: without it, a prose edit beside the
+    check's function does not re-prove the index form (derive.cache.remembered)."""
+    return replace(identity, explicit=None) if sizes is None else identity
 
 
 def _draw_with(code: list[Output], figure) -> str:
@@ -503,7 +531,7 @@ def build(
             from derive.figures import pyplot
 
             pyplot()
-        with _fewer_collections(), Workers() as workers:
+        with _fewer_collections(), Workers(force) as workers:
             derive_all(run_proofs=True, log=log, force=force, meanwhile=meanwhile, workers=workers)
         written = write(code + pages, drawn)
         cache.record_outputs(figures, [o.path for o in (*code, *pages)] + list(drawn))

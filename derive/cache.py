@@ -6,20 +6,27 @@ Two levels, both in ``.derive-cache/`` (never committed):
   keyed on its own module, the engine that derives and proves it, and the keys
   of the derivations whose results it used: an edit re-derives and re-proves
   that derivation and what depends on it, nothing else;
+* per check (a step, an identity's proof at one size, an exercise), its result,
+  keyed on what the check reads: the claim's expressions, the engine, and the
+  source of any derivation module whose functions it calls. An edit to a
+  page's prose re-derives its module but re-proves nothing; an edit to one
+  formula re-proves the claims that contain it;
 * for the whole build, a hash of every input file and of every output written:
   when nothing changed, ``python -m derive build`` stops before importing SymPy.
 
-``python -m derive build --force`` ignores both.
+``python -m derive build --force`` ignores all three (and refills them).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
 import sys
 import tempfile
+import types
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib.metadata import version
@@ -167,6 +174,74 @@ def store(name: str, derivation: bytes, proofs: tuple | None, used: dict[str, st
     )
     _write_atomically(_entry_path(name), pickle.dumps(entry))
     return entry
+
+
+# -- per check (content-addressed) ---------------------------------------------------------
+
+CHECKS = FOLDER / "checks"
+
+
+class _Fingerprint(pickle.Pickler):
+    """Pickles a check's arguments and notes the modules of the functions among them.
+
+    An expression is written as its ``srepr``, which names only what defines it.
+
+    A function pickles by name only; its code is in its module, whose source
+    then becomes part of the key (with the derivations that module uses).
+    """
+
+    def __init__(self, file) -> None:
+        super().__init__(file, protocol=5)
+        self.modules: set[str] = set()
+
+    def reducer_override(self, obj):
+        from sympy import Basic, srepr  # imported by then; not before a build needs it
+
+        if isinstance(obj, Basic):  # its pickle carries the assumptions queried so far
+            return str, (srepr(obj),)
+        if isinstance(obj, (types.FunctionType, type)) and isinstance(obj.__module__, str):
+            self.modules.add(obj.__module__)
+        return NotImplemented
+
+
+def _module_sources(modules: set[str]) -> list[bytes]:
+    from derive import derivations  # the registry imports the engine, not back
+
+    files: set[Path] = set()
+    for module in modules:
+        if module.startswith("derive.derivations."):
+            files.update(derivations.sources(module.rsplit(".", 1)[1]))
+        elif module.startswith("derive") and getattr(sys.modules.get(module), "__file__", None):
+            files.add(Path(sys.modules[module].__file__))
+    return [f"{p.name}\0".encode() + p.read_bytes() for p in sorted(files)]
+
+
+def check_key(function, args: tuple) -> str:
+    """What ``function(*args)`` reads: the engine, the arguments, the code of their functions."""
+    buffer = io.BytesIO()
+    pickler = _Fingerprint(buffer)
+    pickler.dump((function, args))
+    return _digest(_engine_key(), buffer.getvalue(), *_module_sources(pickler.modules))
+
+
+def remembered(function, args: tuple, force: bool = False) -> tuple:
+    """``(function(*args), False)``, or ``(its result from an earlier build, True)``.
+
+    A check that raises is not kept (the next build runs it again); an
+    unwritable cache costs only time.
+    """
+    path = CHECKS / f"{check_key(function, args)}.pickle"
+    if not force:
+        try:
+            return pickle.loads(path.read_bytes()), True
+        except Exception:  # missing, truncated, or made by another version of the code
+            pass
+    result = function(*args)
+    try:
+        _write_atomically(path, pickle.dumps(result))
+    except OSError:
+        pass
+    return result, False
 
 
 # -- the whole build ----------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""A check's result is kept under what the check reads, and only that.
+
+A prose edit re-proves nothing; a changed formula re-proves its claims; a
+changed explicit-check function (code in a derivation module) re-runs it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import pytest
+import sympy as sp
+from conftest import derive_in as run
+
+from derive import cache, claims, derivations
+from derive.derivations import MODULES
+from derive.proofs import prove_part
+
+
+@pytest.fixture
+def project(built_project, tmp_path):
+    copy = tmp_path / "project"
+    shutil.copytree(built_project, copy)
+    return copy
+
+
+@pytest.fixture
+def checks(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "CHECKS", tmp_path / "checks")
+    return tmp_path / "checks"
+
+
+def _a_claim(name: str = "softmax_jacobian") -> claims.Claim:
+    return claims.claims(derivations.get(name))[0]
+
+
+def test_the_same_claim_has_the_same_key_whatever_was_asked_of_its_symbols():
+    claim = _a_claim()
+    before = cache.check_key(claims.check, (claim,))
+    for symbol in claim.lhs.free_symbols | claim.rhs.free_symbols:
+        symbol.is_positive, symbol.is_integer  # noqa: B018 - fills SymPy's assumption cache
+    assert cache.check_key(claims.check, (claim,)) == before
+
+
+def test_a_changed_formula_or_title_changes_the_key():
+    claim = _a_claim()
+    key = cache.check_key(claims.check, (claim,))
+    assert cache.check_key(claims.check, (replace(claim, rhs=claim.rhs + 1),)) != key
+    assert cache.check_key(claims.check, (replace(claim, title=claim.title + "!"),)) != key
+
+
+def test_the_source_of_a_derivation_whose_function_a_check_calls_is_part_of_its_key(
+    tmp_path, monkeypatch
+):
+    identity = next(
+        i for name in MODULES for i in derivations.get(name).identities if i.explicit is not None
+    )
+    module = identity.explicit.__module__.rsplit(".", 1)[1]
+    source = tmp_path / f"{module}.py"
+    source.write_text("# one version\n")
+    monkeypatch.setattr(derivations, "sources", lambda name: [source] if name == module else [])
+    sizes = {"C": 2}
+    key = cache.check_key(prove_part, (identity, sizes))
+    source.write_text("# another version\n")
+    assert cache.check_key(prove_part, (identity, sizes)) != key
+    # the index form does not read the function: the build submits it without (build.py)
+    bare = replace(identity, explicit=None)
+    bare_key = cache.check_key(prove_part, (bare, None))
+    source.write_text("# a third version\n")
+    assert cache.check_key(prove_part, (bare, None)) == bare_key
+
+
+CALLS: list = []
+
+
+def doubled(value):
+    """A check that counts its calls (module level: a check's function pickles by name)."""
+    CALLS.append(value)
+    if value < 0:
+        raise ValueError("negative")
+    return value * 2
+
+
+def test_a_result_is_remembered_a_failure_is_not_and_force_runs_again(checks):
+    CALLS.clear()
+    assert cache.remembered(doubled, (3,)) == (6, False)
+    assert cache.remembered(doubled, (3,)) == (6, True)
+    assert cache.remembered(doubled, (3,), force=True) == (6, False)
+    assert CALLS == [3, 3]
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            cache.remembered(doubled, (-1,))
+    assert CALLS == [3, 3, -1, -1]
+
+
+def test_an_unwritable_check_cache_costs_time_not_the_result(checks):
+    checks.parent.mkdir(exist_ok=True)
+    checks.write_text("a file where the folder should be")
+    assert cache.remembered(sp.Integer, (4,)) == (sp.Integer(4), False)
+
+
+def test_a_prose_edit_re_proves_no_identity_and_no_step(project):
+    """The step's words change; its formulas, and so every check's inputs, do not."""
+    path = project / "derive" / "derivations" / "softmax_jacobian.py"
+    text = path.read_text()
+    step = claims.claims(derivations.get("softmax_jacobian"))[0]
+    assert text.count(f'"{step.title}"') == 1
+    path.write_text(text.replace(f'"{step.title}"', f'"{step.title}, reworded"'))
+    result = run(project, "build", "--no-figures")
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("softmax_jacobian "))
+    total = len(derivations.get("softmax_jacobian").steps)
+    # every check but the reworded step's own (its title is part of the claim) and those
+    # whose code is in the edited module (explicit checks, exercises checked by a function)
+    remembered = int(line.split("(")[-1].split()[0])
+    identities = derivations.get("softmax_jacobian").identities
+    assert remembered >= total - 1 + len(identities)
