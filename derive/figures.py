@@ -51,41 +51,209 @@ REFERENCE_RATIOS = {
     "numpy / floor": ("numpy", "floor"),
     "from_logits / numpy": ("from_logits", "numpy"),
 }
+# The report's sections of timed rows, each with the key of its targets and its name on the figure.
+BENCHMARK_SECTIONS = (
+    ("training_step", "targets", "weight_grad"),
+    ("training_step_labels", "label_targets", "weight_grad, labels"),
+    ("second_order", "second_order_targets", ""),  # each row names itself ("what")
+    ("two_layer_step", "two_layer_targets", "mlp_grads"),
+)
+SIZE_KEYS = ("B", "D", "H", "C")
 
 
-def _benchmark_ratios(fig, generated, posts) -> None:
+def _ratio_spread(name: str, row: dict) -> tuple[float, float]:
+    """The range of ratio ``name`` ("prefix: a / b") that the repeats allow: a's fastest
+    over b's slowest to a's slowest over b's fastest (the row records each contender's)."""
+    a, b = name.split(": ")[-1].split(" / ")
+    (a_low, a_high), (b_low, b_high) = row["spread"][a], row["spread"][b]
+    return a_low / b_high, a_high / b_low
+
+
+def target_points(report: dict) -> list[dict]:
+    """Every ratio of a benchmark report that has a target, in the page's order: where it
+    was measured, its median, the range its repeats allow, its target and whether the run
+    met it (as the report recorded)."""
+    points = []
+    for section, targets_key, what in BENCHMARK_SECTIONS:
+        for row in report.get(section, []):
+            sizes = "×".join(str(row[k]) for k in SIZE_KEYS if k in row)
+            for name, met in row["targets_met"].items():
+                points.append(
+                    {
+                        "label": f"{row.get('what', what)}: {name.split(': ')[-1]}, "
+                        f"{sizes} {row['dtype']}",
+                        "ratio": row["ratios"][name],
+                        "spread": _ratio_spread(name, row),
+                        "target": report[targets_key][name],
+                        "met": met,
+                    }
+                )
+    return points
+
+
+def _missing(fig, what: str) -> None:
+    fig.subplots().text(0.5, 0.5, f"no {what} committed", ha="center", va="center")
+
+
+def _benchmark_targets(fig, generated, posts) -> None:
+    """Each ratio over its target on one log axis: left of 1 met, right of 1 missed."""
     import json
 
-    ax = fig.subplots()
     if not BENCHMARK_RESULTS.exists():
-        ax.text(0.5, 0.5, "no benchmark results committed", ha="center", va="center")
-        return
-    report = json.loads(BENCHMARK_RESULTS.read_text())
-    names = ["generated / numpy", "generated / torch", "generated / floor"]
-    rows = report["training_step"]
-    width = 0.8 / len(names)
-    for n, name in enumerate(names):
-        ax.bar(
-            [i + n * width for i in range(len(rows))],
-            [r["ratios"][name] for r in rows],
-            width=width,
-            label=name,
+        return _missing(fig, "benchmark results")
+    points = target_points(json.loads(BENCHMARK_RESULTS.read_text()))
+    fig.set_size_inches(8, 1.2 + 0.2 * len(points))
+    ax = fig.subplots()
+    rows = np.arange(len(points))[::-1]
+    for met, colour, marker, label in (
+        (True, "tab:blue", "o", "met"),
+        (False, "tab:red", "X", "missed"),
+    ):
+        chosen = [i for i, p in enumerate(points) if p["met"] is met]
+        scaled = np.array([points[i]["ratio"] / points[i]["target"] for i in chosen])
+        spread = np.array([np.array(points[i]["spread"]) / points[i]["target"] for i in chosen])
+        ax.errorbar(
+            scaled,
+            rows[chosen],
+            xerr=np.abs(spread.T - scaled) if chosen else None,
+            fmt=marker,
+            color=colour,
+            markersize=5,
+            elinewidth=1,
+            capsize=2,
+            label=f"{label} ({len(chosen)})",
         )
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(
-        [i + width for i in range(len(rows))],
-        [f"{r['B']}x{r['D']}x{r['C']}\n{r['dtype']}" for r in rows],
-        fontsize=8,
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(rows, [p["label"] for p in points], fontsize=7)
+    ax.set_ylim(-0.7, len(points) - 0.3)
+    for row, p in zip(rows, points):
+        ax.annotate(
+            f"{p['ratio']:.3f}, target ≤ {p['target']:g}",
+            (1, row),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7,
+        )
+    ax.set_xlabel(
+        "measured ratio / its target (log scale; left of the line: target met)", fontsize=8
     )
-    ax.set_ylabel("time ratio (below 1: generated is faster)")
-    ax.set_title("One training-step gradient")
-    ax.legend(fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()  # one set of axes: draw() leaves its layout to the figure
 
 
 BENCHMARK_FIGURE = Figure(
     "benchmark-ratios.svg",
-    "Generated weight_grad relative to NumPy by hand, PyTorch autograd and the matmul floor.",
-    _benchmark_ratios,
+    "Every benchmark ratio that has a target, divided by its target, with the range its "
+    "repeats allow; left of the line the target is met.",
+    _benchmark_targets,
+)
+
+
+ACCURACY_RESULTS = ROOT / "accuracy-results" / "latest.json"
+ACCURACY_COLUMNS = (
+    ("float64", "moderate"),
+    ("float64", "extreme"),
+    ("float32", "moderate"),
+    ("float32", "extreme"),
+)
+ACCURACY_BOUND_ULPS = 4
+"""The entry-wise bound the accuracy page sorts the functions without a conditioning note
+by: the one ``tests/test_accuracy.py`` holds on its smaller sample (tests/test_results_pages.py
+checks that the two agree)."""
+# The heat map's colour bands, by their upper edges in ulps: to one ulp, within the bound,
+# then by decades; the last two bands are every finite value beyond, and inf.
+BAND_EDGES = (1, ACCURACY_BOUND_ULPS, 100, 1e6)
+BAND_NAMES = ("≤ 1", f"≤ {ACCURACY_BOUND_ULPS}", "≤ 100", "≤ 10⁶", "> 10⁶", "inf")
+BAND_COLOURS = ("#f7fbff", "#c6dbef", "#fdd49e", "#fc8d59", "#d7301f", "black")
+
+
+def ulp_grid(report: dict) -> tuple[list[str], np.ndarray]:
+    """Our functions' largest error in ulps (rows: functions in the report's order;
+    columns: ``ACCURACY_COLUMNS``), each name marked † where the report says no
+    entry-wise bound can hold."""
+    ours = [r for r in report["rows"] if r["implementation"] == "derive"]
+    functions = list(dict.fromkeys(r["function"] for r in ours))
+    grid = np.full((len(functions), len(ACCURACY_COLUMNS)), np.nan)
+    for r in ours:
+        grid[functions.index(r["function"]), ACCURACY_COLUMNS.index((r["dtype"], r["inputs"]))] = (
+            float(r["max_ulp"])
+        )
+    noted = {r["function"] for r in ours if r["conditioning"]}
+    return [f + (" †" if f in noted else "") for f in functions], grid
+
+
+def ulp_band(value: float) -> int:
+    """The colour band of an error of ``value`` ulps: the first whose edge it does not exceed;
+    every finite value beyond the last edge is one band, inf the next."""
+    if value == np.inf:
+        return len(BAND_EDGES) + 1
+    return int(np.searchsorted(BAND_EDGES, value, side="left"))
+
+
+def _ulp_text(value: float) -> str:
+    """A cell's number, as the accuracy table writes it (0 below 0.005 ulp)."""
+    if value == np.inf:
+        return "inf"
+    if value < 0.005:
+        return "0"
+    return f"{value:.2g}" if value < 10 else f"{value:.3g}"
+
+
+def _accuracy_heatmap(fig, generated, posts) -> None:
+    """Our largest error in ulps, per function, dtype and kind of input, in colour bands."""
+    import json
+
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    if not ACCURACY_RESULTS.exists():
+        return _missing(fig, "accuracy results")
+    names, grid = ulp_grid(json.loads(ACCURACY_RESULTS.read_text()))
+    fig.set_size_inches(7, 1.4 + 0.21 * len(names))
+    ax = fig.subplots()
+    bands = np.vectorize(ulp_band)(grid)
+    ax.imshow(
+        bands,
+        cmap=ListedColormap(BAND_COLOURS),
+        vmin=-0.5,
+        vmax=len(BAND_COLOURS) - 0.5,
+        aspect="auto",
+    )
+    for (row, column), value in np.ndenumerate(grid):
+        ax.text(
+            column,
+            row,
+            _ulp_text(value),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if value > 1e6 else "black",
+        )
+    ax.set_xticks(
+        range(len(ACCURACY_COLUMNS)), [f"{d}\n{k}" for d, k in ACCURACY_COLUMNS], fontsize=8
+    )
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(names)), names, fontsize=7, family="monospace")
+    ax.legend(
+        handles=[Patch(color=c, label=n) for c, n in zip(BAND_COLOURS, BAND_NAMES)],
+        title="largest error, in ulps",
+        title_fontsize=8,
+        fontsize=8,
+        ncols=len(BAND_NAMES),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.01),
+    )
+    fig.tight_layout()  # one set of axes: draw() leaves its layout to the figure
+
+
+ACCURACY_FIGURE = Figure(
+    "accuracy-ulps.svg",
+    "The generated functions' largest error in ulps, by function, dtype and kind of input.",
+    _accuracy_heatmap,
 )
 
 
@@ -135,7 +303,11 @@ TRAINING_FIGURE = Figure(
 )
 
 
-SITE_FIGURES = (BENCHMARK_FIGURE, TRAINING_FIGURE)  # drawn by every build, beside the derivations'
+SITE_FIGURES = (
+    BENCHMARK_FIGURE,
+    ACCURACY_FIGURE,
+    TRAINING_FIGURE,
+)  # drawn by every build, beside the derivations'
 
 
 def pyplot():

@@ -14,7 +14,15 @@ from derive import derivations, posts
 from derive.claims import claims, method_text
 from derive.codegen import CODE_INPUTS
 from derive.errors import stage
-from derive.figures import REFERENCE_RATIOS
+from derive.figures import (
+    ACCURACY_BOUND_ULPS,
+    ACCURACY_FIGURE,
+    ACCURACY_RESULTS,
+    BAND_NAMES,
+    BENCHMARK_FIGURE,
+    REFERENCE_RATIOS,
+    target_points,
+)
 from derive.printing import latex
 from derive.proofs import build_sizes, describe, explicit_sizes, index_form_moves, sizes_text
 from derive.render import ROOT, Output, environment, inputs_digest
@@ -511,9 +519,16 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
             for r in report.get("training_step_labels", [])
         ],
         "second_order": _second_order_context(report),
-        "figure": "benchmark-ratios.svg",
+        "figure": BENCHMARK_FIGURE.file,
+        "targets": _targets_text(report),
         **two_layer_benchmark_context(report),
     }
+
+
+def _targets_text(report: dict) -> dict:
+    """How many of the ratios with a target (the figure's points) met it."""
+    points = target_points(report)
+    return {"count": len(points), "met": sum(p["met"] for p in points)}
 
 
 def two_layer_benchmark_context(report: dict) -> dict:
@@ -591,6 +606,7 @@ def benchmark_output() -> Output:
         environment().get_template("benchmarks.md.j2").render(**benchmark_context(report, tested))
     )
     sources = [ROOT / "templates" / "benchmarks.md.j2", ROOT / "derive" / "pages.py"]
+    sources += [ROOT / "derive" / "figures.py"]  # which ratios the figure and its caption count
     sources += [ARRAY_LIBRARY_TESTS] if tested is not None else []
     return Output(
         path=ROOT / "docs" / "benchmarks.md",
@@ -600,9 +616,6 @@ def benchmark_output() -> Output:
     )
 
 
-ACCURACY_RESULTS = ROOT / "accuracy-results" / "latest.json"
-
-
 def _ulps(value: float | str) -> str:
     value = float(value)
     if value == float("inf"):
@@ -610,12 +623,6 @@ def _ulps(value: float | str) -> str:
     if value < 0.005:  # exact, up to the reference's own last digits
         return "0"
     return f"{value:.2g}" if value < 10 else f"{value:.3g}"
-
-
-ACCURACY_BOUND_ULPS = 4
-"""The entry-wise bound the page sorts the functions without a conditioning note by: the one
-``tests/test_accuracy.py`` holds on its smaller sample (tests/test_results_pages.py checks
-that the two agree)."""
 
 
 def _column(row: dict) -> str:
@@ -733,6 +740,13 @@ def _accuracy_runs(report: dict) -> list[str]:
     return texts
 
 
+def _extreme_text(row: dict) -> str:
+    """The arguments of ``row``'s function drawn differently for extreme inputs."""
+    if "extreme_arguments" not in row:
+        return "not recorded"
+    return ", ".join(f"`{a}`" for a in row["extreme_arguments"]) or "none"
+
+
 def accuracy_context(report: dict | None) -> dict:
     """The accuracy page's values, formatted; ``report`` is accuracy-results/latest.json."""
     if report is None:
@@ -746,11 +760,7 @@ def accuracy_context(report: dict | None) -> dict:
                 "call": r["call"],
                 "implementation": r["implementation"],
                 "normwise": "",
-                "extreme": (
-                    ", ".join(f"`{a}`" for a in r["extreme_arguments"]) or "none"
-                    if "extreme_arguments" in r
-                    else "not recorded"
-                ),
+                "extreme": _extreme_text(r),
             },
         )
         row[f"{r['dtype']}_{r['inputs']}"] = _ulps(r["max_ulp"])
@@ -766,6 +776,9 @@ def accuracy_context(report: dict | None) -> dict:
         "draws": _draws_text(report.get("draws")),
         "versions": ", ".join(f"{name} {version}" for name, version in v.items()),
         "rows": list(cells.values()),
+        "arguments": [row for (f, who), row in cells.items() if who == "derive"],
+        "figure": ACCURACY_FIGURE.file,
+        "bands": _and(list(BAND_NAMES)),
         "same_inputs": [
             f for (f, who), row in cells.items() if who == "derive" and row["extreme"] == "none"
         ],
@@ -782,6 +795,7 @@ def accuracy_output() -> Output:
     report = json.loads(ACCURACY_RESULTS.read_text()) if ACCURACY_RESULTS.exists() else None
     body = environment().get_template("accuracy.md.j2").render(**accuracy_context(report))
     sources = [ROOT / "templates" / "accuracy.md.j2", ROOT / "derive" / "pages.py"]
+    sources += [ROOT / "derive" / "figures.py"]  # the bound
     return Output(
         path=ROOT / "docs" / "accuracy.md",
         source="accuracy-results/latest.json (python -m derive.accuracy)",

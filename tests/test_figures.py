@@ -1,8 +1,24 @@
-"""Figures: a one-pass layout where matplotlib can fit them, and log axes labelled without math text."""
+"""Figures: a one-pass layout where matplotlib can fit them, log axes labelled without math
+text, and the results pages' figures' data (every ratio with a target; ulps in bands)."""
+
+import json
 
 import numpy as np
 
-from derive.figures import _decade, _tight, pyplot
+from derive.figures import (
+    ACCURACY_FIGURE,
+    BAND_COLOURS,
+    BAND_NAMES,
+    BENCHMARK_FIGURE,
+    BENCHMARK_RESULTS,
+    SITE_FIGURES,
+    _decade,
+    _tight,
+    pyplot,
+    target_points,
+    ulp_band,
+    ulp_grid,
+)
 
 
 def heatmaps(panels: int):
@@ -34,3 +50,74 @@ def test_a_colour_bar_shared_by_panels_needs_the_constrained_layout():
 def test_log_axes_label_their_decades_in_plain_text():
     assert [_decade(v) for v in (1e-8, 1.0, 100.0, 1e15)] == ["10⁻⁸", "10⁰", "10²", "10¹⁵"]
     assert [_decade(v) for v in (2e-3, 0.0, -10.0, 5.0)] == ["", "", "", ""]
+
+
+# -- the results pages' figures -----------------------------------------------------------------
+
+
+def test_a_ratios_range_is_its_fastest_over_the_others_slowest_to_the_reverse():
+    row = {
+        "B": 2,
+        "D": 3,
+        "C": 4,
+        "dtype": "float64",
+        "spread": {"generated": [1.0, 2.0], "numpy": [4.0, 5.0]},
+        "ratios": {"generated / numpy": 0.3},
+        "targets_met": {"generated / numpy": False},
+    }
+    report = {"training_step": [row], "targets": {"generated / numpy": 0.25}}
+    [point] = target_points(report)
+    assert point["spread"] == (1.0 / 5.0, 2.0 / 4.0)
+    assert (point["ratio"], point["target"], point["met"]) == (0.3, 0.25, False)
+    assert point["label"] == "weight_grad: generated / numpy, 2×3×4 float64"
+
+
+def test_every_ratio_with_a_target_is_a_point_within_its_repeats_range():
+    report = json.loads(BENCHMARK_RESULTS.read_text())
+    points = target_points(report)
+    with_targets = [
+        (row["ratios"][name], met)
+        for section in ("training_step", "training_step_labels", "second_order", "two_layer_step")
+        for row in report[section]
+        for name, met in row["targets_met"].items()
+    ]
+    assert [(p["ratio"], p["met"]) for p in points] == with_targets
+    for p in points:
+        low, high = p["spread"]
+        assert low <= p["ratio"] <= high, p["label"]
+        assert p["met"] == (p["ratio"] <= p["target"]), p["label"]
+
+
+def test_ulps_fall_in_the_band_whose_edge_they_do_not_exceed():
+    values = [0.0, 1.0, 1.01, 4.0, 4.5, 100.0, 1e6, 2e6, 1e300, np.inf]
+    assert [ulp_band(v) for v in values] == [0, 0, 1, 1, 2, 2, 3, 4, 4, 5]
+    assert len(BAND_NAMES) == len(BAND_COLOURS) == 6
+
+
+def test_the_heat_map_has_a_row_per_function_and_marks_the_conditioned_ones():
+    def row(function, dtype, inputs, ulp, note=""):
+        return {
+            "function": function,
+            "implementation": "derive",
+            "dtype": dtype,
+            "inputs": inputs,
+            "max_ulp": ulp,
+            "conditioning": note,
+        }
+
+    report = {
+        "rows": [
+            row("b", "float32", "extreme", "inf", "cancels"),
+            row("a", "float64", "moderate", 0.5),
+            {**row("a", "float64", "moderate", 99.0), "implementation": "PyTorch"},
+            row("b", "float64", "moderate", 7.0, "cancels"),
+        ]
+    }
+    names, grid = ulp_grid(report)
+    assert names == ["b †", "a"]
+    assert grid[0, 3] == np.inf and grid[0, 0] == 7.0 and grid[1, 0] == 0.5
+    assert np.isnan(grid[1, 1:]).all()  # PyTorch's 99 is not ours
+
+
+def test_the_results_figures_are_drawn_at_build_time():
+    assert {BENCHMARK_FIGURE, ACCURACY_FIGURE} <= set(SITE_FIGURES)

@@ -45,14 +45,23 @@ def accuracy_page(report: dict) -> str:
     return environment().get_template("accuracy.md.j2").render(**pages.accuracy_context(report))
 
 
+def table_rows(page: str) -> list[list[str]]:
+    """The cells of every table row that starts with a function's name."""
+    return [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in page.splitlines()
+        if line.startswith("| `")
+    ]
+
+
 def accuracy_table(page: str) -> dict[tuple[str, str], list[str]]:
-    """(function, implementation) -> its cells: four entry-wise columns, norm-wise, arguments."""
-    rows = {}
-    for line in page.splitlines():
-        if line.startswith("| `"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            rows[(cells[0].strip("`"), cells[1])] = cells[2:]
-    return rows
+    """(function, implementation) -> its cells: four entry-wise columns and norm-wise."""
+    return {(c[0].strip("`"), c[1]): c[2:] for c in table_rows(page) if len(c) == 7}
+
+
+def arguments_table(page: str) -> dict[str, str]:
+    """function -> the arguments the page says were drawn differently for extreme inputs."""
+    return {c[0].strip("`"): c[1] for c in table_rows(page) if len(c) == 2}
 
 
 def cells_of(report: dict) -> dict[tuple[str, str], dict[str, float]]:
@@ -252,11 +261,13 @@ def test_every_registered_function_is_in_the_results_with_extreme_arguments():
     known = derivations.kernels()
     registered = {part.id for kernel in known.values() for part in kernel.parts}
     assert {r["function"] for r in ACCURACY["rows"]} == registered
-    table = accuracy_table(accuracy_page(ACCURACY))
+    page = accuracy_page(ACCURACY)
+    table, arguments = accuracy_table(page), arguments_table(page)
+    assert set(arguments) == registered
     for r in ACCURACY["rows"]:
         assert r["extreme_arguments"], r["function"]
-        shown = table[(r["function"], r["implementation"])][-1]
-        assert re.findall(r"`([^`]+)`", shown) == r["extreme_arguments"]
+        assert (r["function"], r["implementation"]) in table
+        assert re.findall(r"`([^`]+)`", arguments[r["function"]]) == r["extreme_arguments"]
 
 
 @pytest.mark.parametrize("name", list(derivations.kernels()))
@@ -303,6 +314,15 @@ def test_the_accuracy_page_shows_the_runs_machine_or_says_it_was_not_recorded():
     page = accuracy_page(old)
     assert "commit: not recorded; CPU: not recorded; logical CPUs: not recorded" in page
     assert commit[:12] not in page
+
+
+def test_the_heat_map_comes_before_the_table_and_says_what_it_shows():
+    page = accuracy_page(ACCURACY)
+    figure = page.index("![A heat map of the largest error in ulps")
+    assert figure < page.index("| function | library |")
+    alt = re.search(r"!\[(.*?)\]\(figures/accuracy-ulps\.svg\)", page)
+    assert alt and "float64 and float32" in alt[1] and "moderate and extreme" in alt[1]
+    assert "≤ 1, ≤ 4, ≤ 100, ≤ 10⁶, > 10⁶ and inf" in alt[1]
 
 
 # -- the Benchmarks page ------------------------------------------------------------------------
@@ -473,3 +493,25 @@ def test_what_a_run_could_not_find_is_said_to_be_not_found():
     assert text.startswith(
         "commit: not found; CPU: not found; logical CPUs: 2; NumPy's BLAS: not recorded"
     )
+
+
+def ratios_with_targets(page: str) -> list[tuple[float, float, str]]:
+    """Every (measured, target, met or **missed**) ratio row in the page's tables."""
+    return [
+        (float(m[1]), float(m[2]), m[3])
+        for m in re.finditer(r"\| ([\d.]+) \| ≤ ([\d.]+) \| (met|\*\*missed\*\*) \|", page)
+    ]
+
+
+def test_the_figure_opens_the_page_and_its_caption_counts_the_tables_ratios():
+    page = bench_page(BENCH, ["NumPy"])
+    rows = ratios_with_targets(page)
+    assert len(rows) > 30  # every section's ratios with a target
+    assert all((measured <= target) == (met == "met") for measured, target, met in rows)
+    caption = re.search(r"(\d+) of the (\d+) ratios with a target met it", flat(page))
+    assert caption and (int(caption[1]), int(caption[2])) == (
+        sum(met == "met" for _, _, met in rows),
+        len(rows),
+    )
+    assert page.index("figures/benchmark-ratios.svg") < page.index("\n## ")
+    assert page.index("figures/benchmark-ratios.svg") < page.index("\n|")

@@ -253,3 +253,50 @@ def test_search_finds_jacobian(page, served):
     assert results.count() >= 1
     assert "Jacobian" in page.locator(".md-search-result").inner_text()
     assert page.foreign_requests == []
+
+
+LAYOUT = """() => ({
+  page: document.documentElement.scrollWidth - window.innerWidth,
+  tables: [...document.querySelectorAll('.md-typeset__scrollwrap')].map(w => ({
+    overflow: w.scrollWidth - w.clientWidth, scrolls: getComputedStyle(w).overflowX})),
+  figures: [...document.querySelectorAll('.md-content figure img')].map(i => ({
+    src: i.getAttribute('src'), alt: i.alt, loaded: i.complete && i.naturalWidth > 0,
+    right: i.getBoundingClientRect().right, box: i.closest('article').getBoundingClientRect().right})),
+  wrapped: [...document.querySelectorAll('td code')]
+    .filter(c => !/\\s/.test(c.textContent) && c.getClientRects().length > 1).map(c => c.textContent),
+  figureFirst: (() => {
+    const f = document.querySelector('.md-content figure'), t = document.querySelector('.md-content table');
+    return !!f && !!t && !!(f.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING); })(),
+})"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("results_page", ["accuracy/", "benchmarks/"])
+def test_results_pages_fit_the_screen(browser, served, results_page, width):
+    """At 1280 px every column of every table shows without scrolling, page or table; at
+    390 px the page does not scroll sideways, the figures shrink to the screen and a wide
+    table scrolls inside its own box. The figure comes before the first table, and no
+    name (code without a space) is broken inside a table cell."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        tab = context.new_page()
+        tab.goto(f"{served}/{results_page}", wait_until="networkidle")
+        layout = tab.evaluate(LAYOUT)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        name = f"{results_page.strip('/')}_{width}px.png"
+        tab.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    finally:
+        context.close()
+    assert layout["page"] <= 0, layout
+    assert layout["figureFirst"], layout
+    assert layout["wrapped"] == []
+    assert len(layout["figures"]) >= 1
+    for figure in layout["figures"]:
+        assert figure["loaded"] and len(figure["alt"]) > 40, figure
+        assert figure["right"] <= min(figure["box"], width) + 0.5, figure
+    for table in layout["tables"]:
+        if width >= 1280:
+            assert table["overflow"] <= 0, layout["tables"]
+        else:
+            assert table["overflow"] <= 0 or table["scrolls"] in ("auto", "scroll"), table
