@@ -29,6 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 
 from derive import cache, claims, derivations, lock, notation, transaction
@@ -243,8 +244,31 @@ def _index_form_only(identity, sizes):
     return replace(identity, explicit=None) if sizes is None else identity
 
 
-def _draw_with(code: list[Output], figure) -> str:
-    """In a worker: import the generated ``code`` and draw ``figure`` with it."""
+def _figure_task(code: list[Output], figure) -> tuple:
+    """What drawing ``figure`` reads: the generated code, the figure (its function's module
+    source goes into the key), the posts' numbers and matplotlib's version."""
+    reads = (PACKAGE / "posts.py").read_bytes() + version("matplotlib").encode()
+    return code, figure, reads
+
+
+def _remembered_figures(code: list[Output], figures: list, force: bool) -> dict[Path, str]:
+    """The derivations' figures an earlier build drew from the same inputs (the site's own
+    figures read the results files, and are drawn every time)."""
+    from derive.figures import FIGURE_DIR
+
+    if force:
+        return {}
+    found = {}
+    for figure in figures:
+        known, svg = cache.recall(_draw_with, _figure_task(code, figure))
+        if known:
+            found[FIGURE_DIR / figure.file] = svg
+    return found
+
+
+def _draw_with(code: list[Output], figure, reads: bytes = b"") -> str:
+    """In a worker: import the generated ``code`` and draw ``figure`` with it (``reads``:
+    what else the drawing reads, for its key in the cache only)."""
     from derive.figures import draw
 
     with generated_package(code) as generated:
@@ -519,13 +543,20 @@ def build(
                 generated.__all__  # noqa: B018 - the import above ran them
                 pages.extend(page_outputs(derived, generated))  # they show no proof's result
                 if figures:  # last: a worker done proving takes a share of them
-                    from derive.figures import draw_all
+                    from derive.figures import FIGURE_DIR, draw_all
 
                     with stage("(figures)", "drawing"):
                         declared = [f for d in derived for f in d.derivation.figures]
-                        drawn.update(
-                            draw_all(generated, declared, elsewhere=partial(workers.draw, code))
-                        )
+                        drawn.update(_remembered_figures(code, declared, force))
+                        missing = [f for f in declared if FIGURE_DIR / f.file not in drawn]
+                        new = draw_all(generated, missing, elsewhere=partial(workers.draw, code))
+                        for figure in missing:
+                            cache.keep(
+                                _draw_with,
+                                _figure_task(code, figure),
+                                new[FIGURE_DIR / figure.file],
+                            )
+                        drawn.update(new)
 
         if figures:  # imported once, here, rather than once in every worker process
             from derive.figures import pyplot

@@ -224,23 +224,33 @@ def check_key(function, args: tuple) -> str:
     return _digest(_engine_key(), buffer.getvalue(), *_module_sources(pickler.modules))
 
 
+def recall(function, args: tuple) -> tuple[bool, object]:
+    """``(True, result)`` if an earlier build ran ``function(*args)`` with the same key."""
+    try:
+        return True, pickle.loads((CHECKS / f"{check_key(function, args)}.pickle").read_bytes())
+    except Exception:  # missing, truncated, or made by another version of the code
+        return False, None
+
+
+def keep(function, args: tuple, result) -> None:
+    """Remember ``result`` as ``function(*args)``'s; an unwritable cache costs only time."""
+    try:
+        _write_atomically(CHECKS / f"{check_key(function, args)}.pickle", pickle.dumps(result))
+    except OSError:
+        pass
+
+
 def remembered(function, args: tuple, force: bool = False) -> tuple:
     """``(function(*args), False)``, or ``(its result from an earlier build, True)``.
 
-    A check that raises is not kept (the next build runs it again); an
-    unwritable cache costs only time.
+    A check that raises is not kept (the next build runs it again).
     """
-    path = CHECKS / f"{check_key(function, args)}.pickle"
     if not force:
-        try:
-            return pickle.loads(path.read_bytes()), True
-        except Exception:  # missing, truncated, or made by another version of the code
-            pass
+        found, result = recall(function, args)
+        if found:
+            return result, True
     result = function(*args)
-    try:
-        _write_atomically(path, pickle.dumps(result))
-    except OSError:
-        pass
+    keep(function, args, result)
     return result, False
 
 
