@@ -550,12 +550,10 @@ def build(
                         drawn.update(_remembered_figures(code, declared, force))
                         missing = [f for f in declared if FIGURE_DIR / f.file not in drawn]
                         new = draw_all(generated, missing, elsewhere=partial(workers.draw, code))
-                        for figure in missing:
-                            cache.keep(
-                                _draw_with,
-                                _figure_task(code, figure),
-                                new[FIGURE_DIR / figure.file],
-                            )
+                        for figure in missing:  # what draw_all drew, by its path
+                            path = FIGURE_DIR / figure.file
+                            if path in new:
+                                cache.keep(_draw_with, _figure_task(code, figure), new[path])
                         drawn.update(new)
 
         if figures:  # imported once, here, rather than once in every worker process
