@@ -195,6 +195,15 @@ def test_list_names_every_derivation_and_its_functions(project):
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(MODULES)
     assert "weight_grad" in lines[MODULES.index("cross_entropy")]
+    # issue 23.6: aligned (every title starts in one column), every function named, no
+    # "Title: " with nothing after it
+    width = max(len(name) for name in MODULES)
+    assert {len(line) - len(line[width:].lstrip()) for line in lines} == {width + 2}, lines
+    assert all(not line.rstrip().endswith(":") for line in lines), lines
+    import derive.generated as generated
+
+    named = {name.strip() for line in lines for name in line.partition(": ")[2].split(",")}
+    assert set(generated.__all__) <= named, sorted(set(generated.__all__) - named)
 
 
 def test_a_cache_entry_whose_derivation_cannot_be_read_is_not_cached(tmp_path, monkeypatch):
