@@ -865,7 +865,11 @@ def run(
     # The build first: once PyTorch and JAX have started their thread pools, a build in a
     # child process runs up to half as fast again on 2 CPUs.
     # The build is measured on a copy of the checkout: an installed copy has none to measure.
-    build = None if smoke or locations.checkout() is None else measured("build", build_times, None)
+    build = None
+    if not smoke and locations.checkout() is None and wanted("build"):
+        progress("not measuring build: it needs a source checkout, and this is an installed copy")
+    elif not smoke:
+        build = measured("build", build_times, None)
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)  # as many as NumPy's BLAS uses by default

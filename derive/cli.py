@@ -56,6 +56,14 @@ def version() -> str:
         return "unknown (not installed: run from a source folder)"
 
 
+class _Version(argparse.Action):
+    """``--version``, read from the metadata only when asked (it scans the installed packages)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog} {version()}")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(
         prog="python -m derive",
@@ -64,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
         + EXIT_CODES.format(failed="the command failed (the message says why)"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    main.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    main.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
     made = {}
     for name, (summary, example, failed) in COMMANDS.items():

@@ -372,6 +372,35 @@ def test_a_failing_figure_is_named_with_its_file_and_its_derivations_line(built_
     assert outputs(project) == before
 
 
+def _figure_that_fails(fig, generated, posts):
+    raise ValueError("injected into the figure")
+
+
+@pytest.mark.parametrize("where", ["this process", "a worker process"])
+def test_a_failing_figure_is_named_wherever_it_is_drawn(where):
+    """Issue 22.11: drawn by a worker, the error came back with only this process's frames
+    ("at derive/figures.py:240"); the figure's file and its module's line must survive."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from derive import figures
+    from derive.errors import BuildError
+    from derive.steps import Figure
+
+    figure = Figure("failing.svg", "A figure that raises.", _figure_that_fails)
+    line = _figure_that_fails.__code__.co_firstlineno + 1
+    with pytest.raises(BuildError) as raised:
+        if where == "this process":
+            figures.draw(None, figure)
+        else:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+                pool.submit(figures.draw, None, figure).result()
+    message = str(raised.value)
+    assert "drawing docs/figures/failing.svg" in message, message
+    assert f"at tests/test_faults.py:{line}" in message, message
+    assert "ValueError: injected into the figure" in message
+
+
 def test_git_ignores_the_lock_the_journal_and_temporary_files():
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
