@@ -471,6 +471,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     needs.exit_if_missing(needs.missing_modules("python -m derive.accuracy", ("torch", "scipy")))
     only = args.only.split(",") if args.only else None
+    if only and not args.output.exists():
+        parser.exit(
+            2,
+            f"--only measures some functions again and keeps the other rows of the report at "
+            f"{args.output}, which does not exist: run without --only first, or name a report "
+            "with --output\n",
+        )
     report = _json_safe(run(samples=args.samples, only=only))
     if only:  # replace those functions' rows, keep the rest as measured before
         previous = json.loads(args.output.read_text())

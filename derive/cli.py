@@ -119,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command in ("build", "check"):
         exit_if_missing(missing_checkout(f"python -m derive {args.command}"))
-    if args.command != "nav":
-        figures = args.command == "build" and not args.no_figures
-        needed = GENERATE + (("matplotlib",) if figures else ())
-        exit_if_missing(missing_modules(f"python -m derive {args.command}", needed))
+    figures = args.command == "build" and not args.no_figures
+    needed = GENERATE + (("matplotlib",) if figures else ())
+    exit_if_missing(missing_modules(f"python -m derive {args.command}", needed))
 
     if args.command == "build" and not args.force:
         from derive import (

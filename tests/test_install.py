@@ -101,3 +101,12 @@ def test_a_missing_package_is_one_line_naming_it_and_the_extra(install, module, 
     assert "pip install" in line and "[" in line, line
     shown = {"sklearn": "scikit-learn", "torch": "PyTorch"}.get(missing, missing)
     assert shown in line, line
+
+
+def test_accuracy_only_without_a_report_to_update_says_so(install):
+    """``--only`` keeps the other rows of an existing report; from a fresh install there is none."""
+    result = run(install, "derive.accuracy", "--only", "softmax")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    report = install.parent / "user-cache" / "derive" / "accuracy-results" / "latest.json"
+    assert f"{report}, which does not exist" in " ".join(result.stderr.split())
