@@ -498,9 +498,9 @@ def build(
         with _fewer_collections(), Workers() as workers:
             derive_all(run_proofs=True, log=log, force=force, meanwhile=meanwhile, workers=workers)
         written = write(code + pages, drawn)
+        unrecorded = None
         try:
             cache.record_outputs(figures, [o.path for o in (*code, *pages)] + list(drawn))
-            unrecorded = None
         except OSError as error:  # the outputs are written: a cache that cannot be is only slower
             unrecorded = error
     for path in written:

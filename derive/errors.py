@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from derive.locations import (
-    CODE as ROOT,  # not derive.render: the command line imports this before SymPy
-)
+# From derive.locations, not derive.render: the command line imports this before SymPy.
+from derive.locations import CODE as ROOT
 
 
 class BuildError(RuntimeError):
