@@ -55,7 +55,8 @@ def run(site: Path, *args: str, prelude: str = "") -> subprocess.CompletedProces
     )
 
 
-def test_an_installed_copy_lists_and_benchmarks_without_writing_beside_its_code(install):
+@pytest.mark.slow  # about 40 s: a training run and an accuracy run, both short
+def test_an_installed_copy_lists_trains_measures_without_writing_beside_its_code(install):
     before = files(install)
     listed = run(install, "derive", "list")
     assert listed.returncode == 0, listed.stderr
@@ -65,11 +66,17 @@ def test_an_installed_copy_lists_and_benchmarks_without_writing_beside_its_code(
     assert bench.returncode == 0, bench.stderr
     report = install.parent / "user-cache" / "derive" / "bench-results" / "tmp-only.json"
     assert report.is_file() and f"wrote {report}" in bench.stdout
-    for tool, folder in (("train", "training-results"), ("accuracy", "accuracy-results")):
+    for tool, folder, args in (
+        ("train", "training-results", ["--seeds", "1"]),  # ~6 s
+        ("accuracy", "accuracy-results", ["--samples", "1"]),  # ~20 s
+    ):
+        ran = run(install, f"derive.{tool}", *args)
+        assert ran.returncode == 0, ran.stderr
+        report = install.parent / "user-cache" / "derive" / folder / "latest.json"
+        assert report.is_file() and f"wrote {report}" in ran.stdout, ran.stdout[-500:]
         shown = run(install, f"derive.{tool}", "--help")
         assert shown.returncode == 0, shown.stderr
-        default = install.parent / "user-cache" / "derive" / folder / "latest.json"
-        assert str(default) in "".join(shown.stdout.split()), shown.stdout  # help wraps lines
+        assert str(report) in "".join(shown.stdout.split()), shown.stdout  # help wraps lines
     assert files(install) == before
 
 
