@@ -27,21 +27,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import mpmath
-import numpy as np
-import sympy as sp
-from sympy.codegen.cfunctions import log1p
-from sympy.core.function import AppliedUndef
+from derive import locations, needs
 
-import derive.generated as generated
-from derive import derivations, provenance
-from derive.model import size
-from derive.steps import Kernel, Param
-from derive.sympy_tools import DenseSolve, Maximum
+with needs.imports_of("python -m derive.accuracy", __name__ == "__main__"):
+    import mpmath
+    import numpy as np
+    import sympy as sp
+    from sympy.codegen.cfunctions import log1p
+    from sympy.core.function import AppliedUndef
+
+    import derive.generated as generated
+    from derive import derivations, provenance
+    from derive.model import size
+    from derive.steps import Kernel, Param
+    from derive.sympy_tools import DenseSolve, Maximum
 
 DIGITS = 50
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "accuracy-results" / "latest.json"  # the site's Accuracy page renders it
+ROOT = locations.CODE
+# In a checkout, its accuracy-results/ (the site's Accuracy page renders it); else the user's
+RESULTS = locations.results("accuracy-results")
 DTYPES = ("float64", "float32")
 SCIPY = {  # the generated function -> SciPy's equivalent, on the same variables
     "softmax": "scipy.special.softmax(z, axis=-1)",
@@ -453,14 +457,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--samples", type=int, default=12, help="input draws per function and dtype"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS,
+        help=f"where to write the JSON report (default: {RESULTS})",
+    )
     parser.add_argument(
         "--only",
         help="comma-separated functions to measure again; the other "
         "rows of the existing report are kept",
     )
     args = parser.parse_args(argv)
+    needs.exit_if_missing(needs.missing_modules("python -m derive.accuracy", ("torch", "scipy")))
     only = args.only.split(",") if args.only else None
+    if only and not args.output.exists():
+        parser.exit(
+            2,
+            f"--only measures some functions again and keeps the other rows of the report at "
+            f"{args.output}, which does not exist: run without --only first, or name a report "
+            "with --output\n",
+        )
     report = _json_safe(run(samples=args.samples, only=only))
     if only:  # replace those functions' rows, keep the rest as measured before
         previous = json.loads(args.output.read_text())
@@ -488,9 +505,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['function']:32s} {r['implementation']:8s} {r['dtype']:8s} {r['inputs']:9s} "
             f"{float(r['max_ulp']):12.3g} ulp  (norm-wise {float(r['max_ulp_normwise']):.3g})"
         )
-    print(
-        f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}"
-    )
+    print(f"wrote {locations.shown(args.output)}")
 
 
 if __name__ == "__main__":

@@ -50,11 +50,15 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+from derive import locations, needs
 
-from derive import generated, provenance
-from derive.figures import BENCHMARK_RESULTS, REFERENCE_RATIOS
-from derive.render import ROOT
+with needs.imports_of("python -m derive.bench", __name__ == "__main__"):
+    import numpy as np
+
+    from derive import generated, provenance
+    from derive.figures import BENCHMARK_RESULTS, REFERENCE_RATIOS
+
+ROOT = locations.CODE
 
 TARGETS = {"generated / numpy": 1.05, "generated / torch": 1.0, "generated / floor": 1.3}
 
@@ -747,6 +751,10 @@ def two_layer_section(sizes, repeats: int, budget: float) -> dict:
 # -- the build ---------------------------------------------------------------------------------
 
 
+class BuildFailed(RuntimeError):
+    """The build measured by ``build_times`` failed; its message is the build's."""
+
+
 def build_times(rounds: int = 5) -> dict:
     """Wall time of ``python -m derive build`` on a copy of the project: the median of ``rounds``.
 
@@ -784,14 +792,19 @@ def _build_round() -> dict[str, float]:
             if kind == "one edit":
                 edited.write_text(edited.read_text() + "\n# an edit\n")
             start = time.perf_counter()
-            subprocess.run(
+            done = subprocess.run(
                 [sys.executable, "-m", "derive", "build"],
                 cwd=copy,
                 env=env,
-                check=True,
                 capture_output=True,
+                text=True,
             )
             seconds[kind] = time.perf_counter() - start
+            if done.returncode != 0:  # the child's own message, not a CalledProcessError
+                raise BuildFailed(
+                    f"python -m derive build ({kind}) failed in a copy of the project:\n"
+                    + (done.stderr or done.stdout).strip()
+                )
     return seconds
 
 
@@ -828,13 +841,35 @@ SECTIONS = ("posts", "training_step", "labels", "second_order", "two_layer", "bu
 """What ``--only`` selects: the report's parts, in the order a full run measures them."""
 
 
-def run(quick: bool = False, smoke: bool = False, only: set[str] | None = None) -> dict:
+def run(
+    quick: bool = False,
+    smoke: bool = False,
+    only: set[str] | None = None,
+    progress=lambda line: print(line, flush=True),
+) -> dict:
+    """Measure the parts named in ``only`` (every part if None); ``progress`` gets a line as each
+    part starts and ends (a quick run takes minutes)."""
+
     def wanted(section: str) -> bool:
         return only is None or section in only
 
+    def measured(section: str, measure, empty):
+        if not wanted(section):
+            return empty
+        progress(f"measuring {section} ...")
+        start = time.perf_counter()
+        value = measure()
+        progress(f"measured {section} in {time.perf_counter() - start:.1f} s")
+        return value
+
     # The build first: once PyTorch and JAX have started their thread pools, a build in a
     # child process runs up to half as fast again on 2 CPUs.
-    build = build_times() if not smoke and wanted("build") else None
+    # The build is measured on a copy of the checkout: an installed copy has none to measure.
+    build = None
+    if not smoke and locations.checkout() is None and wanted("build"):
+        progress("not measuring build: it needs a source checkout, and this is an installed copy")
+    elif not smoke:
+        build = measured("build", build_times, None)
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)  # as many as NumPy's BLAS uses by default
@@ -854,32 +889,41 @@ def run(quick: bool = False, smoke: bool = False, only: set[str] | None = None) 
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
         "repeats": repeats,
-        "posts": [row for d, c in posts_sizes for row in posts_rows(d, c, repeats, budget)]
-        if wanted("posts")
-        else [],
-        "training_step": [
-            training_step_row(b, d, c, dtype, repeats, budget)
-            for b, d, c in steps
-            for dtype in (np.float64, np.float32)
-        ]
-        if wanted("training_step")
-        else [],
+        "posts": measured(
+            "posts",
+            lambda: [row for d, c in posts_sizes for row in posts_rows(d, c, repeats, budget)],
+            [],
+        ),
+        "training_step": measured(
+            "training_step",
+            lambda: [
+                training_step_row(b, d, c, dtype, repeats, budget)
+                for b, d, c in steps
+                for dtype in (np.float64, np.float32)
+            ],
+            [],
+        ),
         "targets": TARGETS,
-        "training_step_labels": [
-            training_step_labels_row(b, d, c, dtype, repeats, budget)
-            for b, d, c in steps
-            for dtype in (np.float64, np.float32)
-        ]
-        if wanted("labels")
-        else [],
+        "training_step_labels": measured(
+            "labels",
+            lambda: [
+                training_step_labels_row(b, d, c, dtype, repeats, budget)
+                for b, d, c in steps
+                for dtype in (np.float64, np.float32)
+            ],
+            [],
+        ),
         "label_targets": LABEL_TARGETS,
-        "second_order": second_order_rows(repeats, budget, quick=quick, smoke=smoke)
-        if wanted("second_order")
-        else [],
+        "second_order": measured(
+            "second_order",
+            lambda: second_order_rows(repeats, budget, quick=quick, smoke=smoke),
+            [],
+        ),
         "second_order_targets": SECOND_ORDER_TARGETS,
     }
-    if wanted("two_layer"):
-        report.update(two_layer_section(two_layer_sizes, repeats, budget))
+    report.update(
+        measured("two_layer", lambda: two_layer_section(two_layer_sizes, repeats, budget), {})
+    )
     if build is not None:
         report["build_seconds"] = build
     if only is not None:
@@ -888,20 +932,27 @@ def run(quick: bool = False, smoke: bool = False, only: set[str] | None = None) 
 
 
 def table(report: dict) -> str:
-    lines = [
-        "The posts' algorithms against the generated functions (speed-up = posts / generated)",
-        f"{'size':<14} {'what':<24} {'posts':<24} {'posts s':>10} {'ours s':>10} {'speed-up':>9}",
-    ]
+    lines = []
+    if report["posts"]:
+        lines += [
+            "The posts' algorithms against the generated functions (speed-up = posts / generated)",
+            f"{'size':<14} {'what':<24} {'posts':<24} {'posts s':>10} {'ours s':>10} "
+            f"{'speed-up':>9}",
+        ]
     for r in report["posts"]:
         lines.append(
             f"{r['size']:<14} {r['what']:<24} {r['baseline']:<24} "
             f"{r['baseline_seconds']:10.2e} {r['generated_seconds']:10.2e} {r['speedup']:9.1f}"
         )
-    lines += ["", "One training-step gradient (seconds per call; ratios: lower is better for us)"]
-    header = f"{'B, D, C':<16} {'dtype':<8} " + " ".join(
-        f"{k:>11}" for k in ("generated", "from_logits", "numpy", "torch", "floor")
-    )
-    lines.append(header + "  " + "  ".join([*TARGETS, *REFERENCE_RATIOS]))
+    if report["training_step"]:
+        lines += [
+            "",
+            "One training-step gradient (seconds per call; ratios: lower is better for us)",
+        ]
+        header = f"{'B, D, C':<16} {'dtype':<8} " + " ".join(
+            f"{k:>11}" for k in ("generated", "from_logits", "numpy", "torch", "floor")
+        )
+        lines.append(header + "  " + "  ".join([*TARGETS, *REFERENCE_RATIOS]))
     for r in report["training_step"]:
         s = r["seconds"]
         cells = " ".join(
@@ -917,10 +968,12 @@ def table(report: dict) -> str:
         lines.append(
             f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} {cells}  {ratios}  {reference}"
         )
-    lines += [
-        "",
-        "The step with integer class labels (seconds per call: median [fastest, slowest repeat])",
-    ]
+    if report.get("training_step_labels"):
+        lines += [
+            "",
+            "The step with integer class labels (seconds per call: median [fastest, slowest "
+            "repeat])",
+        ]
     for r in report.get("training_step_labels", []):
         lines.append(
             f"{r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} "
@@ -952,7 +1005,7 @@ def table(report: dict) -> str:
         ]
     m = report["machine"]
     lines += [
-        "",
+        *([""] if lines else []),
         f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, NumPy {m['numpy']} "
         f"({m['blas']}), torch {m['torch']} ({m['torch_threads']} threads)",
     ]
@@ -960,8 +1013,10 @@ def table(report: dict) -> str:
 
 
 def second_order_table(report: dict) -> list[str]:
+    if not report.get("second_order"):
+        return []
     lines = ["", "Second order (seconds per call: median [fastest, slowest repeat])"]
-    for r in report.get("second_order", []):
+    for r in report["second_order"]:
         lines.append(
             f"{r['what']:<15} {r['B']}, {r['D']}, {r['C']:<8} {r['dtype']:<8} "
             + "  ".join(
@@ -1054,6 +1109,17 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     if only is not None and not only <= set(SECTIONS):
         parser.error(f"--only: expected parts of {', '.join(SECTIONS)}, got {args.only}")
+    needs.exit_if_missing(needs.missing_modules("python -m derive.bench", ("torch",)))
+    if args.build_times or (only is not None and "build" in only):
+        needs.exit_if_missing(needs.missing_checkout("python -m derive.bench's build part"))
+    try:
+        return _main(args, only)
+    except BuildFailed as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+
+
+def _main(args: argparse.Namespace, only: set[str] | None) -> int:
     if args.build_times:
         report = json.loads(BENCHMARK_RESULTS.read_text())
         report["build_seconds"] = {
@@ -1069,18 +1135,19 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         BENCHMARK_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {BENCHMARK_RESULTS}")
+        print(f"wrote {locations.shown(BENCHMARK_RESULTS)}")
         return 0
     report = run(quick=args.quick, smoke=args.smoke, only=only)
     print(table(report))
+    results = locations.results("bench-results")  # the checkout's, or the user's folder
     output = args.output or (
-        BENCHMARK_RESULTS
+        results
         if report["mode"] == "full" and only is None
-        else BENCHMARK_RESULTS.with_name(f"tmp-{'only' if only else report['mode']}.json")
+        else results.with_name(f"tmp-{'only' if only else report['mode']}.json")
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {output}")
+    print(f"\nwrote {locations.shown(output)}")
     return 0
 
 

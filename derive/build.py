@@ -32,14 +32,13 @@ from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
-from derive import cache, claims, derivations, lock, notation, transaction
+from derive import cache, claims, derivations, litter, locations, lock, notation, transaction
 from derive.codegen import CODE_INPUTS, fresh_callees, generate_module
 from derive.errors import BuildError, stage
 from derive.proofs import ProofResult, build_sizes, check_exercise, prove_part
 from derive.render import (
     ROOT,
     Output,
-    digest,
     edited_by_hand,
     environment,
     format_python,
@@ -381,9 +380,7 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
     return outputs
 
 
-IMPORT_PREFIX = (
-    f"derive-generated-{digest(str(ROOT))[:8]}-"  # one project's, found by the next build
-)
+IMPORT_PREFIX = litter.IMPORT_PREFIX  # one project's, found by the next build
 
 
 @contextmanager
@@ -400,7 +397,7 @@ def generated_package(code: list[Output] | None = None) -> Iterator:
         if m == "derive.generated" or m.startswith("derive.generated.")
     }
     try:
-        with tempfile.TemporaryDirectory(prefix=IMPORT_PREFIX) as folder:
+        with tempfile.TemporaryDirectory(prefix=litter.import_prefix()) as folder:
             location = GENERATED
             if code is not None:
                 location = Path(folder)
@@ -433,8 +430,8 @@ class RestoreFailed(BuildError):
     """A write failed and the previous outputs could not all be put back (the journal remains)."""
 
 
-JOURNAL = ROOT / ".derive-build.journal"  # what a build killed while replacing files must undo
-LOCK = ROOT / ".derive-build.lock"
+JOURNAL = litter.JOURNAL  # what a build killed while replacing files must undo
+LOCK = locations.state() / ".derive-build.lock"
 LOCK_TIMEOUT = 600.0  # seconds a build or check waits for another build to finish
 
 
@@ -449,16 +446,9 @@ def write(outputs: list[Output], figures: dict[Path, str] | None = None) -> list
         raise (BuildError if error.restored else RestoreFailed)(message) from error
 
 
-def _output_folders() -> list[Path]:
-    from derive.figures import FIGURE_DIR
-    from derive.pages import PAGES
-
-    return [GENERATED, PAGES, PAGES.parent, FIGURE_DIR, ROOT]
-
-
 def _import_folders() -> list[Path]:
-    """Temporary folders ``generated_package`` made for this project (a killed build leaves them)."""
-    return sorted(Path(tempfile.gettempdir()).glob(f"{IMPORT_PREFIX}*"))
+    """Temporary folders ``generated_package`` made for this project whose process has ended."""
+    return litter.import_folders()
 
 
 @contextmanager
@@ -476,7 +466,9 @@ def _locked(log: Callable[[str], None], shared: bool = False) -> Iterator[None]:
     except OSError as error:
         if error.filename != str(LOCK):
             raise
-        raise BuildError(f"cannot open the build lock {LOCK.name}: {error.strerror}") from error
+        raise BuildError(
+            f"cannot open the build lock {locations.shown(LOCK)}: {error.strerror}"
+        ) from error
 
 
 def _tidy(log: Callable[[str], None]) -> None:
@@ -489,7 +481,7 @@ def _tidy(log: Callable[[str], None]) -> None:
         ) from error
     if restored:
         log(f"restored {len(restored)} file(s) an interrupted build had half replaced")
-    for path in transaction.remove_leftovers(_output_folders()):
+    for path in transaction.remove_leftovers(litter.OUTPUT_FOLDERS):
         log(f"removed {path.relative_to(ROOT)} (left by an interrupted build)")
     for folder in _import_folders():
         shutil.rmtree(folder, ignore_errors=True)
@@ -563,9 +555,20 @@ def build(
         with _fewer_collections(), Workers(force) as workers:
             derive_all(run_proofs=True, log=log, force=force, meanwhile=meanwhile, workers=workers)
         written = write(code + pages, drawn)
-        cache.record_outputs(figures, [o.path for o in (*code, *pages)] + list(drawn))
+        unrecorded = None
+        try:
+            cache.record_outputs(figures, [o.path for o in (*code, *pages)] + list(drawn))
+        except OSError as error:  # the outputs are written: a cache that cannot be is only slower
+            unrecorded = error
     for path in written:
         log(f"wrote {path.relative_to(ROOT)}")
+    if unrecorded is not None:
+        print(
+            f"note: the build could not record its outputs in {cache.FOLDER}: "
+            f"{unrecorded.strerror or unrecorded}; every output is written, but the next build "
+            "cannot tell that nothing changed (make that folder writable, or remove it)",
+            file=sys.stderr,
+        )
     log(f"build finished in {time.perf_counter() - start:.2f} s, {len(written)} file(s) changed")
     return written
 
@@ -573,20 +576,7 @@ def build(
 def check() -> list[str]:
     """Problems with the committed outputs: stale, edited by hand, missing, unexpected or litter."""
     with _locked(lambda message: print(message, file=sys.stderr), shared=True):
-        problems = []
-        if JOURNAL.exists():
-            problems.append(
-                f"{JOURNAL.name}: a build was killed while replacing files; "
-                "some outputs may be old and some new (the next build restores the old set)"
-            )
-        problems += [
-            f"{path.relative_to(ROOT)}: temporary file left by an interrupted build"
-            for path in transaction.leftovers(_output_folders())
-        ]
-        problems += [
-            f"{folder}: temporary folder left by an interrupted build"
-            for folder in _import_folders()
-        ]
+        problems = litter.found()
         derived = derive_all(run_proofs=False)
         expected = code_outputs(derived)
         mismatched = _compare(expected)

@@ -32,8 +32,11 @@ from functools import cache, cached_property
 from importlib.metadata import version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FOLDER = ROOT / ".derive-cache"
+from derive import locations
+
+ROOT = locations.CODE
+# In a checkout, its .derive-cache/; from an installed copy, the user's folder: never site-packages
+FOLDER = locations.state() / ".derive-cache"
 PACKAGE = ROOT / "derive"
 
 # What deriving and proving any derivation depends on, besides its own module; the registry's

@@ -1,32 +1,97 @@
-"""``python -m derive build | check | list | steps``."""
+"""``python -m derive build | check | list | nav | steps``: the generator's command line."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
+
+from derive.errors import BuildError
+from derive.needs import GENERATE, exit_if_missing, missing_checkout, missing_modules
+
+DESCRIPTION = (
+    "Derive the derivatives of a softmax classifier (softmax, cross-entropy, activations, "
+    "other losses, second order, a two-layer network) with SymPy, prove them, and generate "
+    "the functions in derive.generated and the pages of the site."
+)
+EXIT_CODES = "exit codes: 0 done; 1 {failed}; 2 wrong usage, or something this installation lacks"
+COMMANDS = {  # name: (help, example, what exit 1 means)
+    "build": (
+        "derive, prove, and write the generated files that changed",
+        "python -m derive build --no-figures",
+        "a derivation, proof, template or write failed (nothing was written)",
+    ),
+    "check": (
+        "exit 1 if a generated file is stale, edited by hand, or left by an interrupted build",
+        "python -m derive check",
+        "a generated file is stale, edited by hand, missing or left over (each is named)",
+    ),
+    "list": (
+        "list the registered derivations and the functions each generates",
+        "python -m derive list",
+        "a derivation failed to derive (it is named)",
+    ),
+    "nav": (
+        "print the derivation pages for the site's nav, as JSON (for the MkDocs hook)",
+        "python -m derive nav",
+        "a generated page could not be read",
+    ),
+    "steps": (
+        "list every displayed step with its context and how the build checks it",
+        "python -m derive steps --try sigmoid",
+        "a derivation failed to derive; with --try, a step fails its declared check",
+    ),
+}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def version() -> str:
+    """The installed distribution's version, from its metadata."""
+    from importlib import metadata
+
+    from derive.needs import distribution
+
+    try:
+        return metadata.version(distribution())
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: run from a source folder)"
+
+
+class _Version(argparse.Action):
+    """``--version``, read from the metadata only when asked (it scans the installed packages)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog} {version()}")
+        parser.exit()
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(
         prog="python -m derive",
-        description="Derive the softmax layer's derivatives with SymPy; generate code and pages.",
+        description=textwrap.fill(DESCRIPTION, 79),
+        epilog="example: python -m derive build\n"
+        + EXIT_CODES.format(failed="the command failed (the message says why)"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser(
-        "build", help="derive, prove, and write the generated files that changed"
+    main.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    made = {}
+    for name, (summary, example, failed) in COMMANDS.items():
+        made[name] = commands.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=f"example: {example}\n" + EXIT_CODES.format(failed=failed),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    made["build"].add_argument(
+        "--no-figures", action="store_true", help="skip the matplotlib figures"
     )
-    build.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
-    build.add_argument(
+    made["build"].add_argument(
         "--force",
         action="store_true",
         help="ignore the cache (.derive-cache/): derive and prove everything again",
     )
-    commands.add_parser("check", help="exit 1 if a generated file is stale or was edited by hand")
-    commands.add_parser("list", help="list the registered derivations")
-    commands.add_parser("nav", help="print the derivation pages for the site's nav, as JSON")
-    steps = commands.add_parser(
-        "steps", help="list every displayed step with its context and how the build checks it"
-    )
+    steps = made["steps"]
     steps.add_argument(
         "--json",
         action="store_true",
@@ -39,12 +104,32 @@ def main(argv: list[str] | None = None) -> int:
         help="check each step by every method and say which hold (for a module's author)",
     )
     steps.add_argument("names", nargs="*", help="only these derivations (default: all)")
-    args = parser.parse_args(argv)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BuildError as error:  # deriving failed (build and check say so themselves)
+        print(f"{args.command} failed:\n  {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command in ("build", "check"):
+        exit_if_missing(missing_checkout(f"python -m derive {args.command}"))
+    figures = args.command == "build" and not args.no_figures
+    needed = GENERATE + (("matplotlib",) if figures else ())
+    exit_if_missing(missing_modules(f"python -m derive {args.command}", needed))
 
     if args.command == "build" and not args.force:
-        from derive import cache  # no SymPy: a build with nothing to do stays instant
+        from derive import (
+            cache,  # no SymPy: a build with nothing to do stays instant
+            litter,  # what a killed build left: the build must clean it up
+        )
 
-        if cache.up_to_date(figures=not args.no_figures):
+        if cache.up_to_date(figures=not args.no_figures) and not litter.found():
             print(
                 "nothing changed since the last build: every output is up to date "
                 "(--force to rebuild)"
@@ -62,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     from derive import build as pipeline  # imported late: `--help` stays instant
 
     if args.command == "list":
-        for derived in pipeline.derive_all(run_proofs=False):
-            d = derived.derivation
-            kernels = ", ".join(k.name for k in d.kernels)
-            print(f"{d.name:<20} {d.title}: {kernels}")
+        every = [d.derivation for d in pipeline.derive_all(run_proofs=False)]
+        width = max(len(d.name) for d in every)
+        for d in every:
+            functions = ", ".join(d.function_names) or "(a page only: no functions)"
+            print(f"{d.name:<{width}}  {d.title}: {functions}")
         return 0
     if args.command == "steps":
         from derive import claims

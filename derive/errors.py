@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from derive.render import ROOT
+# From derive.locations, not derive.render: the command line imports this before SymPy.
+from derive.locations import CODE as ROOT
 
 
 class BuildError(RuntimeError):
@@ -15,11 +16,12 @@ class BuildError(RuntimeError):
 
 
 @contextmanager
-def stage(derivation: str, what: str) -> Iterator[None]:
+def stage(derivation: str, what: str, within: str | None = None) -> Iterator[None]:
     """Turn any error into a BuildError naming the derivation and the step.
 
     The step is ``what`` plus the innermost line of project code that raised,
-    so a failing SymPy call inside ``derive()`` points at its line.
+    so a failing SymPy call inside ``derive()`` points at its line; with
+    ``within`` (a file), the innermost line of that file, if it is on the way.
     """
     try:
         yield
@@ -35,8 +37,9 @@ def stage(derivation: str, what: str) -> Iterator[None]:
             and "/errors.py" not in f.filename
         ]  # the project's own code and templates
         where = ""
-        if frames:
-            f = frames[-1]
+        preferred = [f for f in frames if within and Path(f.filename) == Path(within)]
+        if preferred or frames:
+            f = (preferred or frames)[-1]
             where = (
                 f" at {Path(f.filename).relative_to(ROOT)}:{f.lineno} ({(f.line or '').strip()})"
             )

@@ -367,7 +367,23 @@ def _plain_decades(fig) -> None:
 
 
 def draw(generated, figure: Figure) -> str:
-    """One figure's SVG text, deterministic (fixed hash salt, no date)."""
+    """One figure's SVG text, deterministic (fixed hash salt, no date).
+
+    A failure is a BuildError naming the figure's file and the line of the module that
+    declares it (raised here, in whichever process draws it, where the traceback is whole).
+    """
+    import inspect
+
+    from derive.errors import stage
+
+    module = figure.draw.__module__
+    owner = module.rpartition(".")[2] if module.startswith("derive.derivations.") else "(site)"
+    target = (FIGURE_DIR / figure.file).relative_to(ROOT)
+    with stage(owner, f"drawing {target}", within=inspect.getsourcefile(figure.draw)):
+        return _draw(generated, figure)
+
+
+def _draw(generated, figure: Figure) -> str:
     from derive import posts
 
     plt = pyplot()

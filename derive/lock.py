@@ -7,6 +7,7 @@ process ends, however it ends.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -23,8 +24,16 @@ class LockTimeout(Exception):
 def held(
     path: Path, timeout: float, shared: bool = False, waiting: Callable[[], None] = lambda: None
 ) -> Iterator[None]:
-    """Hold ``path``'s lock (exclusive, or shared with other readers); ``waiting()`` once if busy."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    """Hold ``path``'s lock (exclusive, or shared with other readers); ``waiting()`` once if busy.
+
+    A reader without write access (a read-only checkout, another user's) takes the shared lock
+    on the file opened for reading; where it cannot create the file, it reads without a lock:
+    nobody who could build there has built yet.
+    """
+    fd = _open(path, shared)
+    if fd is None:
+        yield
+        return
     try:
         deadline = time.monotonic() + timeout
         told = False
@@ -44,3 +53,15 @@ def held(
         yield
     finally:
         os.close(fd)
+
+
+def _open(path: Path, shared: bool) -> int | None:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        if not shared or error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None

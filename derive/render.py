@@ -56,7 +56,8 @@ def digest(*parts: str | bytes) -> str:
 
 
 def inputs_digest(*sources: Path) -> str:
-    """A hash of the files an output was made from, and of the versions of SymPy and ruff."""
+    """A hash of the files an output is made from (its data: derivation modules, templates,
+    results; not the engine, whose effect shows in the body), and of SymPy's and ruff's versions."""
     return digest(sympy.__version__, version("ruff"), *(p.read_bytes() for p in sources))
 
 

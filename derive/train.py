@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 import derive.generated as g
-from derive import provenance
+from derive import locations, needs, provenance
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "training-results" / "latest.json"
+ROOT = locations.CODE
+# In a checkout, its training-results/ (the site's Training page); from an install, the user's
+RESULTS = locations.results("training-results")
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class TorchTwin:
         with torch.no_grad():
             for p in self.params.values():
                 p -= self.task.learning_rate * p.grad
-        return float(loss)
+        return loss.item()  # float(loss) warns: it requires grad
 
     def accuracy(self, x, y) -> float:
         with self.torch.no_grad():
@@ -294,8 +295,14 @@ def main(argv=None) -> int:
         default=10,
         help="train each model with seeds 0..N-1 too, for the spread of the test accuracy",
     )
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS,
+        help=f"where to write the JSON report (default: {RESULTS})",
+    )
     arguments = parser.parse_args(argv)
+    needs.exit_if_missing(needs.missing_modules("python -m derive.train", ("sklearn", "torch")))
     import sklearn
     import torch
 
@@ -334,9 +341,7 @@ def main(argv=None) -> int:
             + ", ".join(f"{s['test_accuracy']:.1%}" for s in spread)
             + f"; the goal met by {met} of {len(spread)}"
         )
-    print(
-        f"wrote {arguments.output.relative_to(ROOT) if arguments.output.is_relative_to(ROOT) else arguments.output}"
-    )
+    print(f"wrote {locations.shown(arguments.output)}")
     return 0
 
 

@@ -29,6 +29,7 @@ or from then on), or to SIGKILL the process there.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -277,6 +278,21 @@ class Cases:
         entry["litter_after_repair"] = litter()
         self.settle(target)
 
+    def left_alone(self, entry: dict, target: str) -> None:
+        """After an interrupted build, with no help: ``check``, then a plain ``build``, then ``check``.
+
+        Unlike ``repair``, nothing is undone by hand: the plain build must find what the
+        interrupted one left (it must not answer "nothing changed") and leave outputs ``target``.
+        """
+        entry["check"] = run(["check"])
+        rebuilt = run(["build"])
+        entry["rebuilt_rc"], entry["rebuilt_stdout"] = rebuilt["rc"], rebuilt["stdout"]
+        entry["rebuilt_stderr"] = rebuilt["stderr"]
+        entry["rebuilt"] = "target" if self.state() == target else "not the target"
+        entry["litter_after_rebuild"] = litter()
+        entry["check_after_rebuild"] = run(["check"])
+        self.settle(target)
+
     def settle(self, target: str) -> None:
         state = self.state()
         if (
@@ -374,6 +390,58 @@ def main() -> None:
         fired=True,
     )
     cases.repair(entry, target)
+
+    # A killed `build --force` with nothing changed since the last build (its outputs would be
+    # the same): it leaves this process's import folder; the next plain build must remove it.
+    same = cases.current
+    use_set(same)
+    entry = cases.record(
+        "killed --force, nothing changed",
+        same,
+        run(["build", "--force"], kill_while_rendering_pages),
+        fired=True,
+    )
+    cases.left_alone(entry, same)
+
+    # Killed after the journal landed, before any output was replaced; then the author reverts
+    # the edit, so inputs and outputs are the last complete build's: the journal must still go.
+    target = cases.target()
+    fault = {"kind": "kill", "op": "replace", "n": 2, "errno": 0, "persistent": False}
+    entry = cases.record(
+        "killed after the journal, sources reverted",
+        target,
+        run(["build"], inject(fault, counts_file)),
+        n=2,
+        fired=True,
+    )
+    use_set(cases.current)
+    cases.left_alone(entry, cases.current)
+
+    # Two checks at once: each keeps its import folder a second; the second starts while the
+    # first's is live, and must not take it for a killed build's.
+    def slow_import():
+        real = pipeline.generated_package
+
+        @contextlib.contextmanager
+        def slow(code=None):
+            with real(code) as package:
+                time.sleep(1.0)
+                yield package
+
+        pipeline.generated_package = slow
+
+    first = child(["check"], slow_import)
+    time.sleep(0.5)
+    second = child(["check"], slow_import)
+    results = [finish(first), finish(second)]
+    cases.records.append(
+        {
+            "kind": "two checks at once",
+            "rcs": [r["rc"] for r in results],
+            "stderr": "".join(r["stderr"] for r in results),
+            "litter": litter(),
+        }
+    )
 
     if os.geteuid() != 0:  # root writes into read-only folders; "permission denied" stands in
         target = cases.target()

@@ -116,3 +116,15 @@ def test_only_runs_the_named_parts_and_refuses_others(tmp_path, capsys):
     else:
         raise AssertionError("--only training_step_labels was accepted")
     assert "--only: expected parts of" in capsys.readouterr().err
+
+
+def test_only_some_parts_prints_progress_and_no_empty_heading(tmp_path, capsys):
+    """Issue 23.5 and 23.6: a line as each part starts; no heading without its rows."""
+    output = tmp_path / "bench.json"
+    assert bench.main(["--smoke", "--only", "posts,training_step", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("measuring posts") < printed.index("measuring training_step")
+    assert printed.index("measuring training_step") < printed.index("The posts' algorithms")
+    for heading in ("integer class labels", "Second order", "two-layer", "digits epoch"):
+        assert heading not in printed, printed
+    assert "One training-step gradient" in printed

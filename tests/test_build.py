@@ -85,6 +85,25 @@ def test_an_edited_derivation_is_derived_again_with_what_uses_it_and_nothing_els
     assert "cross_entropy" in users  # it uses the layer's result, so the edit reaches it
 
 
+def test_an_engine_comment_changes_no_generated_file(project):
+    """Issue 23.4: a header records what its body depends on, not every byte of the engine."""
+    before = snapshot(project) | {
+        str(p.relative_to(project)): p.read_bytes() for p in (project / "docs").glob("*.md")
+    }
+    for engine in ("steps.py", "codegen.py", "pages.py", "render.py", "printing/array.py"):
+        path = project / "derive" / engine
+        path.write_text(path.read_text() + "\n# a comment that changes no output\n")
+    result = run(project, "build", "--no-figures")
+    assert result.returncode == 0, result.stderr
+    assert "nothing changed" not in result.stdout  # the build ran: its inputs changed
+    assert "0 file(s) changed" in result.stdout, result.stdout
+    after = snapshot(project) | {
+        str(p.relative_to(project)): p.read_bytes() for p in (project / "docs").glob("*.md")
+    }
+    assert after == before
+    assert run(project, "check").returncode == 0
+
+
 def test_check_is_clean_after_a_build(project):
     result = run(project, "check")
     assert result.returncode == 0, result.stderr
@@ -176,6 +195,15 @@ def test_list_names_every_derivation_and_its_functions(project):
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(MODULES)
     assert "weight_grad" in lines[MODULES.index("cross_entropy")]
+    # issue 23.6: aligned (every title starts in one column), every function named, no
+    # "Title: " with nothing after it
+    width = max(len(name) for name in MODULES)
+    assert {len(line) - len(line[width:].lstrip()) for line in lines} == {width + 2}, lines
+    assert all(not line.rstrip().endswith(":") for line in lines), lines
+    import derive.generated as generated
+
+    named = {name.strip() for line in lines for name in line.partition(": ")[2].split(",")}
+    assert set(generated.__all__) <= named, sorted(set(generated.__all__) - named)
 
 
 def test_a_cache_entry_whose_derivation_cannot_be_read_is_not_cached(tmp_path, monkeypatch):

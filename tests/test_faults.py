@@ -38,7 +38,9 @@ OTHERS = [
     "lock held by another build",
     "template syntax",
     "template invalid Python",
+    "two checks at once",
 ]
+LEFT_ALONE = ["killed --force, nothing changed", "killed after the journal, sources reverted"]
 ROOT_IGNORES_PERMISSIONS = os.geteuid() == 0
 
 
@@ -79,7 +81,7 @@ def cases(report, kind: str) -> list[dict]:
 
 
 def test_the_harness_ran_the_kinds_of_fault_this_file_judges(report):
-    kinds = set(FAILING_WRITES + KILLS + OTHERS)
+    kinds = set(FAILING_WRITES + KILLS + OTHERS + LEFT_ALONE)
     if not ROOT_IGNORES_PERMISSIONS:
         kinds.add("read-only output folder")
     assert {c["kind"] for c in report} == kinds
@@ -159,6 +161,29 @@ def test_a_killed_build_is_reported_by_check_and_undone_by_the_next_build(report
         assert {c["state"] for c in report if c["kind"] == kind} == {"old", "mixed", "new"}
     else:
         assert any("derive-generated-" in item for c in cases(report, kind) for item in c["litter"])
+
+
+@pytest.mark.parametrize("kind", LEFT_ALONE)
+def test_after_a_killed_build_check_reports_it_and_a_plain_build_cleans_up(report, kind):
+    """Issue 22.8: ``build`` must not answer "nothing changed" while a killed build's leftovers
+    are there (check says run build; build must then do it, or the two loop)."""
+    (case,) = cases(report, kind)
+    assert case["rc"] == -9  # SIGKILL
+    assert case["litter"], "the killed build left nothing: the case tests nothing"
+    assert case["check"]["rc"] == 1 and "Traceback" not in case["check"]["stderr"]
+    assert case["rebuilt_rc"] == 0, case["rebuilt_stderr"]
+    assert "nothing changed" not in case["rebuilt_stdout"], case["rebuilt_stdout"]
+    assert case["rebuilt"] == "target"
+    assert case["litter_after_rebuild"] == []
+    assert case["check_after_rebuild"]["rc"] == 0, case["check_after_rebuild"]["stderr"]
+
+
+def test_two_checks_at_once_do_not_take_each_other_for_an_interrupted_build(report):
+    """Issue 22.9: a live check's import folder is not a killed build's."""
+    (case,) = cases(report, "two checks at once")
+    assert case["rcs"] == [0, 0], case["stderr"]
+    assert "interrupted build" not in case["stderr"]
+    assert case["litter"] == []
 
 
 def test_two_builds_at_once_write_one_after_the_other(report):
@@ -258,13 +283,122 @@ def test_a_raising_derivation_fails_build_and_check_with_a_message_not_a_traceba
     assert broken != source
     path.write_text(broken)
     before = outputs(project)
-    for command, message in (("build", CLEAN), ("check", "check failed")):
+    for command, message in (("build", CLEAN), ("check", "check failed"), ("list", "list failed")):
         result = run(project, command)
         assert result.returncode == 1, command
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert "derivation 'softmax_jacobian' failed while deriving" in result.stderr
         assert "ArithmeticError: injected" in result.stderr
     assert outputs(project) == before
+
+
+def run_as_a_user(where: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m derive ARGS`` with file permissions enforced, even when the tests run as root.
+
+    Root keeps its user id but loses the capabilities that let it ignore permissions
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so a folder without write permission is one.
+    """
+    prefix = []
+    if ROOT_IGNORES_PERMISSIONS:
+        drop = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"]
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "derive", *args],
+        cwd=where,
+        env=env(where),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        umask=0o022,
+    )
+
+
+def read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+
+
+def test_an_unwritable_cache_is_named_and_the_build_still_writes_and_reports(
+    built_project, tmp_path
+):
+    """Issue 22.10: the build wrote every output, so it says so; the cache is only named."""
+    project = shutil.copytree(built_project, tmp_path / "project")
+    template = project / "templates" / "module.py.j2"
+    template.write_text(template.read_text() + "{# every module changes #}\n")
+    read_only(project / ".derive-cache")
+    result = run_as_a_user(project, "build", "--no-figures")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "wrote derive/generated/softmax_jacobian.py" in result.stdout, result.stdout
+    assert f"{project / '.derive-cache'}" in result.stderr and "Permission denied" in result.stderr
+    assert run(project, "check").returncode == 0
+
+
+def test_check_works_in_a_read_only_checkout(built_project, tmp_path):
+    """Issue 22.12: check reads; it needs no write access (another user, a read-only mount)."""
+    project = shutil.copytree(built_project, tmp_path / "project")
+    (project / ".derive-build.lock").unlink(missing_ok=True)  # as in a fresh clone
+    read_only(project)
+    try:
+        result = run_as_a_user(project, "check")
+        assert result.returncode == 0, result.stderr
+        assert "generated files are up to date" in result.stdout
+        project.chmod(0o755)
+        (project / ".derive-build.lock").touch(mode=0o444)  # as another user's lock file
+        project.chmod(0o555)
+        result = run_as_a_user(project, "check")
+        assert result.returncode == 0, result.stderr
+    finally:
+        for path in [project, *project.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+def test_a_failing_figure_is_named_with_its_file_and_its_derivations_line(built_project, tmp_path):
+    """Issue 22.11: not "derivation '(figures)' failed ... at derive/figures.py:240"."""
+    project = shutil.copytree(built_project, tmp_path / "project")
+    path = project / "derive" / "derivations" / "softplus.py"
+    source = path.read_text()
+    lines = source.splitlines()
+    (at,) = [n for n, line in enumerate(lines) if line.startswith("def _draw(")]
+    lines.insert(at + 1, "    raise ValueError('injected into the figure')")
+    path.write_text("\n".join(lines) + "\n")
+    before = outputs(project)
+    result = run(project, "build")
+    assert result.returncode == 1
+    assert CLEAN in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "docs/figures/softplus.svg" in result.stderr, result.stderr
+    assert f"derive/derivations/softplus.py:{at + 2}" in result.stderr, result.stderr
+    assert "ValueError: injected into the figure" in result.stderr
+    assert outputs(project) == before
+
+
+def _figure_that_fails(fig, generated, posts):
+    raise ValueError("injected into the figure")
+
+
+@pytest.mark.parametrize("where", ["this process", "a worker process"])
+def test_a_failing_figure_is_named_wherever_it_is_drawn(where):
+    """Issue 22.11: drawn by a worker, the error came back with only this process's frames
+    ("at derive/figures.py:240"); the figure's file and its module's line must survive."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from derive import figures
+    from derive.errors import BuildError
+    from derive.steps import Figure
+
+    figure = Figure("failing.svg", "A figure that raises.", _figure_that_fails)
+    line = _figure_that_fails.__code__.co_firstlineno + 1
+    with pytest.raises(BuildError) as raised:
+        if where == "this process":
+            figures.draw(None, figure)
+        else:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+                pool.submit(figures.draw, None, figure).result()
+    message = str(raised.value)
+    assert "drawing docs/figures/failing.svg" in message, message
+    assert f"at tests/test_faults.py:{line}" in message, message
+    assert "ValueError: injected into the figure" in message
 
 
 def test_git_ignores_the_lock_the_journal_and_temporary_files():

@@ -8,6 +8,7 @@ Runs on a copy of the project: the test edits a template on purpose.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -69,6 +70,61 @@ def test_mkdocs_build_fails_with_the_generators_message_when_a_template_breaks(
     assert "derive build failed" in result.stderr
     assert "rendering templates/page.md.j2" in result.stderr and "no_such_value" in result.stderr
     assert page.read_text() == before
+
+
+def run_hook(project, serving: bool, caplog):
+    """The hook's generator step on ``project``, as ``mkdocs serve`` (or build) runs it."""
+    import types
+
+    from derive import mkdocs_hook
+
+    caplog.set_level(logging.INFO, logger="mkdocs.plugins.derive")
+    mkdocs_hook.on_startup("serve" if serving else "build", dirty=False)
+    config = types.SimpleNamespace(config_file_path=str(project / "mkdocs.yml"))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(project)  # the subprocess imports the copy's derive
+    try:
+        mkdocs_hook._generate(config)
+    finally:
+        os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
+    return mkdocs_hook
+
+
+def test_the_hook_shows_the_generators_progress_in_the_terminal(built_project, tmp_path, caplog):
+    """Issue 23.5: every line the generator prints reaches the terminal, not only "wrote"."""
+    project = copy_project(built_project, tmp_path)
+    template = project / "templates" / "module.py.j2"
+    template.write_text(template.read_text() + "{# every module changes #}\n")
+    run_hook(project, serving=True, caplog=caplog)
+    logged = [r.getMessage() for r in caplog.records]
+    for name in ("softmax_jacobian", "two_layer"):
+        assert any(name in m and "proved" in m for m in logged), logged
+    assert any("wrote derive/generated/softmax_jacobian.py" in m for m in logged), logged
+    assert any("build finished" in m for m in logged), logged
+
+
+def test_a_failed_build_while_serving_shows_a_banner_naming_the_derivation_and_step(
+    built_project, tmp_path, caplog
+):
+    """Issue 23.5: the browser shows the failure (every page gets a banner) until a build works."""
+    project = copy_project(built_project, tmp_path)
+    path = project / "derive" / "derivations" / "softmax_jacobian.py"
+    source = path.read_text()
+    path.write_text(
+        source.replace(
+            "def derive():\n", "def derive():\n    raise ArithmeticError('injected')\n", 1
+        )
+    )
+    hook = run_hook(project, serving=True, caplog=caplog)
+    page = hook.on_page_markdown("# A page\n\nText.\n", page=None, config=None, files=None)
+    assert page.endswith("# A page\n\nText.\n")
+    banner = page.removesuffix("# A page\n\nText.\n")
+    assert "derive build failed" in banner
+    assert "softmax_jacobian" in banner and "while deriving" in banner
+    assert "ArithmeticError: injected" in banner
+    path.write_text(source)  # mended: the next build clears the banner
+    hook = run_hook(project, serving=True, caplog=caplog)
+    assert hook.on_page_markdown("Text.\n", page=None, config=None, files=None) == "Text.\n"
 
 
 @pytest.mark.slow

@@ -32,3 +32,12 @@ def test_the_committed_results_meet_the_goals():
         assert run["test_accuracy"] >= run["goal"], run["title"]
         assert run["max_relative_loss_difference"] < 1e-10, run["title"]
         assert len(run["step_losses"]) == len(run["torch_step_losses"])
+
+
+def test_a_training_run_prints_no_pytorch_warning():
+    """Issue 23.6: ``float(loss)`` on a tensor that requires grad warned on every run."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train.train(train.TASKS["iris"], seed=1, epochs=1, progress=lambda line: None)
