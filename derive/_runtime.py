@@ -81,6 +81,8 @@ def namespace(*arguments: Any) -> Any:
     if all(type(a) is np.ndarray for a in arguments):
         return FAST_NUMPY
     arrays = [a for a in arguments if array_api_compat.is_array_api_obj(a)]
+    if any(type(a) is not np.ndarray and not isinstance(a, np.generic) for a in arrays):
+        arrays = [a for a in arrays if not isinstance(a, np.generic)]  # np.int64(3): a number
     if not arrays:
         return array_api_compat.array_namespace(np.empty(0))
     try:
@@ -197,9 +199,9 @@ def _as_array(xp: Any, name: str, value: Any, spec: str, floats: Any) -> Any:
             f"{name}: expected an array of shape {spec}, got a masked array "
             "(its masked entries would be used as numbers; pass value.filled(...))"
         )
-    if isinstance(value, (np.ndarray, np.generic)):
+    if isinstance(value, np.ndarray) or (isinstance(value, np.generic) and _is_numpy(xp)):
         return np.asarray(value)
-    if array_api_compat.is_array_api_obj(value):
+    if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.generic):
         return value
     if value is None or isinstance(value, (str, bytes, dict)):
         raise TypeError(
@@ -227,6 +229,10 @@ def _as_array(xp: Any, name: str, value: Any, spec: str, floats: Any) -> Any:
     if array.dtype.kind in "iu":
         return xp.asarray(array)
     raise TypeError(f"{name}: expected real numbers of shape {spec}, got dtype {array.dtype}")
+
+
+def _is_numpy(xp: Any) -> bool:
+    return xp is FAST_NUMPY or array_api_compat.is_numpy_namespace(xp)
 
 
 def _check_dtype(xp: Any, name: str, array: Any, what: str) -> None:
@@ -279,7 +285,7 @@ def _common_float_dtype(xp: Any, values: list[Any], labels: list[bool]) -> Any:
 def _is_dtype(xp: Any, dtype: Any, kind: str) -> bool:
     try:
         return xp.isdtype(dtype, kind)
-    except (TypeError, ValueError):  # a dtype the library does not know, e.g. datetime64
+    except (TypeError, ValueError, AttributeError):  # a dtype it does not know: datetime64, NumPy's
         return False
 
 
@@ -824,7 +830,9 @@ def class_targets(
     like, like_spec = arguments[like_name]
     classes_axis = _parse(arguments[target][1])[1][-1]
     labels = arguments[target][0]
-    if not _is_array(labels) and not isinstance(labels, (str, bytes, dict, type(None))):
+    if isinstance(labels, np.generic) or (
+        not _is_array(labels) and not isinstance(labels, (str, bytes, dict, type(None)))
+    ):
         numbers = np.asarray(labels)  # a list of class labels is class labels, as an array is
         if numbers.dtype.kind in "iu":
             labels = xp.asarray(numbers)
@@ -832,7 +840,7 @@ def class_targets(
     shaped = like if _is_array(like) else types.SimpleNamespace(shape=np.shape(like))
     class_labels = is_class_labels(labels, shaped, len(_parse(like_spec)[1]))
     if class_labels:
-        kept = None if ignore_index is None else labels != ignore_index
+        kept = None if ignore_index is None else _not_ignored(xp, labels, ignore_index)
         if kept is not None:
             labels = xp.where(kept, labels, xp.zeros_like(labels))
         spec = f"(...) labels of {classes_axis}"
@@ -859,6 +867,19 @@ def class_targets(
     # row), but by the number of samples for probability rows.
     shares = xp.sum(prepared[target] * weights, axis=-1) if class_labels else keep
     return (*prepared.values(), weights, keep, shares)
+
+
+def _not_ignored(xp: Any, labels: Any, ignore_index: int) -> Any:
+    """``labels != ignore_index`` for integer labels of any dtype; None where nothing is ignored.
+
+    An ``ignore_index`` the labels' dtype cannot hold matches no label: compared
+    in the labels' own dtype it would wrap (-100 is 156 in uint8, and 255 is -1
+    in int8, an invalid label that would then pass as ignored).
+    """
+    bounds = xp.iinfo(labels.dtype)
+    if not bounds.min <= ignore_index <= bounds.max:
+        return None
+    return labels != ignore_index
 
 
 def reduce_samples(

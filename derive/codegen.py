@@ -298,6 +298,16 @@ def _option_type(option: Option) -> str:
     return _OPTION_TYPES.get(option.kind, "str")
 
 
+def _not_default(option: Option) -> str:
+    """The test that ``option`` was set: anything but the default's own type takes the checked
+    branch, so an array (``label_smoothing=np.array([.1, .2])``) reaches the option's named
+    error instead of NumPy's "truth value of an array is ambiguous"."""
+    if option.default is None:
+        return f"{option.name} is not None"
+    kind = type(option.default).__name__
+    return f"type({option.name}) is not {kind} or {option.name} != {option.default!r}"
+
+
 def _with_options(
     kernel: Kernel, function: GeneratedFunction, fresh_calls: frozenset[str] = frozenset()
 ) -> GeneratedFunction:
@@ -318,10 +328,7 @@ def _with_options(
     names = ", ".join(p.name for p in arrays)
     specs = ", ".join(f'{p.name}=({p.name}, "{_spec(p)}")' for p in arrays)
     index = options.get("index")
-    not_default = " or ".join(
-        f"{o.name} is not None" if o.default is None else f"{o.name} != {o.default!r}"
-        for o in form.options
-    )
+    not_default = " or ".join(_not_default(o) for o in form.options)
     reduction = options.get("choice")
     targets = next(p.name for p in kernel.params if p.one_hot)
     fractions = {o.name for o in form.options if o.kind == "fraction"}

