@@ -404,6 +404,32 @@ def in_place(function: Any, a: Any, *others: Any, owned: bool = True) -> Any:
     return function(a, *others)
 
 
+def solve(xp: Any, matrix: Any, rhs: Any) -> Any:
+    """``xp.linalg.solve(matrix, rhs)``, in float32 for float16, and a singular system named.
+
+    The printing of a dense solve (``DenseSolve``: the Newton system ℋ + l2·I,
+    the only one): no library factorises in half precision, so float16 is
+    solved in float32 and rounded back. A matrix singular to working precision
+    (a penalty l2 too small beside ℋ, e.g. 1e-300, or inputs so large that
+    l2 is lost in ℋ's rounding) is a ValueError saying so, instead of the
+    library's own error (NumPy's ``LinAlgError``, PyTorch's ``RuntimeError``).
+    """
+    half = getattr(xp, "float16", None)
+    narrow = half is not None and matrix.dtype == half
+    if narrow:
+        matrix, rhs = xp.astype(matrix, xp.float32), xp.astype(rhs, xp.float32)
+    try:
+        solved = xp.linalg.solve(matrix, rhs)
+    except (np.linalg.LinAlgError, RuntimeError) as error:
+        if "singular" not in str(error).lower():
+            raise
+        raise ValueError(
+            f"l2: the penalised Hessian ℋ + l2·I is singular in {_dtype_name(matrix.dtype)} "
+            "(the penalty is lost in the rounding of ℋ); expected a larger l2, or smaller inputs"
+        ) from error
+    return xp.astype(solved, half) if narrow else solved
+
+
 def _row_tolerance(xp: Any, dtypes: list[Any], classes: int) -> float:
     """How far from 1 a row of C labels may sum: C roundings in float32 or a coarser dtype.
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import sympy as sp
 from sympy.concrete.expr_with_limits import ExprWithLimits
 from sympy.core.function import AppliedUndef
+from sympy.printing.pycode import PythonCodePrinter
 
 from derive.printing import ArrayPrinter, latex
 from derive.steps import Derivation, Dispatch, Kernel, Option
@@ -127,6 +128,13 @@ def _size_lines(kernel: Kernel, sizes: set[str]) -> list[str]:
     return lines
 
 
+class _ConditionPrinter(PythonCodePrinter):
+    """A requirement's condition as plain Python: the generated modules do not import math."""
+
+    def _print_Infinity(self, expr) -> str:
+        return 'float("inf")'
+
+
 def _requirement_checks(kernel: Kernel) -> list[str]:
     """``if not (l2 > 0): raise ValueError(...)`` for each of the kernel's requirements."""
     lines = []
@@ -138,7 +146,7 @@ def _requirement_checks(kernel: Kernel) -> list[str]:
             {s: sp.Symbol(_python_name(s)) for s in requirement.condition.free_symbols}
         )
         lines += [
-            f"if not ({sp.pycode(renamed)}):",
+            f"if not ({_ConditionPrinter().doprint(renamed)}):",
             f'    raise ValueError(f"{requirement.message}")',
         ]
     return lines
@@ -531,7 +539,7 @@ def _generate_function(
     lines = _without_unused_sizes(lines)
     runtime = tuple(
         h
-        for h in ("in_place", "subtract_at_labels", "take_at_labels")
+        for h in ("in_place", "subtract_at_labels", "take_at_labels", "solve")
         if any(f"{h}(" in l for l in lines)
     )
     return GeneratedFunction(

@@ -154,3 +154,37 @@ def _no_warnings(function, *arguments, **options):
 
 
 __all__ = ["generated", "_no_warnings"]
+
+
+# -- newton_step's linear solve -----------------------------------------------------------
+
+NEWTON_X = np.array([[1.0, -0.5], [0.3, 0.8], [-1.2, 0.4]])
+NEWTON_W = np.array([[0.1, -0.2, 0.3], [0.0, 0.2, -0.1]])
+NEWTON_Y = np.array([0, 2, 1])
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_newton_step_works_in_float16_as_in_float32(library):
+    convert = (lambda a: a) if library == "numpy" else torch.from_numpy
+    x16, W16 = (convert(a.astype(np.float16)) for a in (NEWTON_X, NEWTON_W))
+    x32, W32 = (convert(a.astype(np.float16).astype(np.float32)) for a in (NEWTON_X, NEWTON_W))
+    y = convert(NEWTON_Y)
+    half = generated.newton_step(x16, W16, y, 0.5)
+    assert str(half.dtype).endswith("float16")
+    single = _numpy(generated.newton_step(x32, W32, y, 0.5))
+    np.testing.assert_allclose(_numpy(half).astype(np.float32), single, rtol=4e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("scale, l2", [(1.0, 1e-300), (1e10, 1e-3)])
+def test_newton_step_on_a_singular_system_names_l2(library, scale, l2):
+    convert = (lambda a: a) if library == "numpy" else torch.from_numpy
+    x, W, y = convert(NEWTON_X[:, :1] * scale), convert(np.zeros((1, 3))), convert(NEWTON_Y)
+    with pytest.raises(ValueError, match=r"^l2: the penalised Hessian .* is singular"):
+        generated.newton_step(x, W, y, l2)
+
+
+@pytest.mark.parametrize("l2", [np.inf, float("inf")])
+def test_newton_step_with_an_infinite_penalty_is_named(l2):
+    with pytest.raises(ValueError, match=r"^l2: expected a finite penalty"):
+        generated.newton_step(NEWTON_X, NEWTON_W, NEWTON_Y, l2)
