@@ -188,3 +188,16 @@ def test_newton_step_on_a_singular_system_names_l2(library, scale, l2):
 def test_newton_step_with_an_infinite_penalty_is_named(l2):
     with pytest.raises(ValueError, match=r"^l2: expected a finite penalty"):
         generated.newton_step(NEWTON_X, NEWTON_W, NEWTON_Y, l2)
+
+
+# -- precision at the ends of (0, 1) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dtype, p", [(np.float32, 1e-8), (np.float32, 3e-6), (np.float64, 1e-17), (np.float64, 1e-300)]
+)
+def test_binary_cross_entropy_keeps_a_small_p_under_y_zero(dtype, p):
+    p = np.array([p], dtype)
+    exact = p.astype(np.float64) + p.astype(np.float64) ** 2 / 2  # -log(1 - p), to p³
+    got = generated.binary_cross_entropy(p, np.zeros_like(p))
+    np.testing.assert_allclose(got, exact, rtol=4 * np.finfo(dtype).eps)
