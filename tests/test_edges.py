@@ -201,3 +201,25 @@ def test_binary_cross_entropy_keeps_a_small_p_under_y_zero(dtype, p):
     exact = p.astype(np.float64) + p.astype(np.float64) ** 2 / 2  # -log(1 - p), to p³
     got = generated.binary_cross_entropy(p, np.zeros_like(p))
     np.testing.assert_allclose(got, exact, rtol=4 * np.finfo(dtype).eps)
+
+
+# -- softmax with a temperature: shift by the maximum, then divide --------------------------
+
+
+@pytest.mark.parametrize(
+    "library, dtype, z, T, expected",
+    [
+        ("numpy", "float64", [1e308, -1e308], 0.5, [1.0, 0.0]),
+        ("numpy", "float16", [700.0, 0.0], 0.01, [1.0, 0.0]),
+        ("numpy", "float64", [1.0, 2.0], 1e-309, [0.0, 1.0]),
+        ("numpy", "float32", [-3e38, 3e38], 1e-30, [0.0, 1.0]),
+        ("torch", "float32", [3e36, 0.0], 1e-3, [1.0, 0.0]),
+        ("torch", "float16", [600.0, -600.0], 1e-4, [1.0, 0.0]),
+    ],
+)
+def test_softmax_temperature_of_extreme_logits_is_the_one_hot_limit(library, dtype, z, T, expected):
+    logits = np.array(z, dtype=dtype)
+    if library == "torch":
+        logits = torch.from_numpy(logits)
+    got = _numpy(generated.softmax_temperature(logits, T))
+    np.testing.assert_array_equal(got, np.array(expected, dtype=dtype))
