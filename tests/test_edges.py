@@ -223,3 +223,23 @@ def test_softmax_temperature_of_extreme_logits_is_the_one_hot_limit(library, dty
         logits = torch.from_numpy(logits)
     got = _numpy(generated.softmax_temperature(logits, T))
     np.testing.assert_array_equal(got, np.array(expected, dtype=dtype))
+
+
+# -- no avoidable overflow ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dtype, p, y",
+    [
+        ("float64", [[1e308, 0.0, 0.0]], [[0.0, 0.0, 0.0]]),
+        ("float64", [[-1e308, 0.0, 5.0]], [[0.0, 0.0, 0.0]]),
+        ("float16", [[40000.0, 0.0]], [[0.0, 0.0]]),
+        ("float32", [[3e38, 1.0]], [[0.0, 1.0]]),
+    ],
+)
+def test_mean_squared_error_grad_does_not_overflow_where_the_gradient_is_finite(dtype, p, y):
+    p, y = np.array(p, dtype), np.array(y, dtype)
+    exact = 2 * (p.astype(np.longdouble) - y) / p.shape[-1]  # finite in every case here
+    assert np.all(np.isfinite(exact.astype(dtype)))
+    got = _no_warnings(generated.mean_squared_error_grad, p, y)
+    np.testing.assert_allclose(got.astype(np.longdouble), exact, rtol=2 * np.finfo(dtype).eps)
