@@ -133,8 +133,12 @@ def check_labels(enabled: bool = True) -> bool:
     good: it reads every label, about 4 µs per call for 256 x 10 in NumPy
     (a repeated call that skips the other checks takes 1.5 µs) and tens of µs in
     PyTorch on the CPU. Shapes, dtypes and integer class labels (0..C-1) are
-    always checked. The setting is one per process, not per thread; prefer
-    the context manager `trusted_labels`.
+    always checked. The same switch covers the other value checks a formula
+    needs: label rows without negative entries, softmax outputs (spec
+    ``"(..., C) probabilities"``) summing to 1 and without negative entries,
+    and values that must lie in [0, 1] (spec ``"(...) in [0, 1]"``: binary
+    cross-entropy's p and y). The setting is one per process, not per thread;
+    prefer the context manager `trusted_labels`.
     """
     global _check_label_rows
     previous, _check_label_rows = _check_label_rows, bool(enabled)
@@ -161,6 +165,14 @@ def _parse(spec: str) -> tuple[bool, tuple[str, ...], bool]:
     parts = [p.strip() for p in shape.strip("(").split(",") if p.strip()]
     batched = bool(parts) and parts[0] == "..."
     return batched, tuple(parts[1:] if batched else parts), kind.strip() == "one-hot"
+
+
+@cache
+def _value_check(spec: str) -> str | None:
+    """What a spec asks of the values: "rows" (``(..., C) probabilities``: each row sums to 1,
+    no entry negative), "unit" (``(...) in [0, 1]``: every value in [0, 1]), or None."""
+    kind = spec.partition(")")[2].strip()
+    return {"probabilities": "rows", "in [0, 1]": "unit"}.get(kind)
 
 
 @cache
@@ -451,7 +463,26 @@ def _ones(classes: int, dtype: np.dtype) -> np.ndarray:
     return np.ones(classes, dtype=dtype)
 
 
-def _rows_pass(rows: np.ndarray, tolerance: float) -> bool:
+def _in_unit_interval(values: np.ndarray) -> bool:
+    """Whether NumPy values all lie in [0, 1] (a nan fails): argmin and argmax, no ufunc."""
+    return bool(values.item(values.argmin()) >= 0 and values.item(values.argmax()) <= 1)
+
+
+def _check_unit_interval(xp: Any, name: str, values: Any) -> None:
+    """Values that must lie in [0, 1] (a probability, a binary target); a nan fails."""
+    if xp is FAST_NUMPY and _in_unit_interval(values):
+        return
+    if xp is not FAST_NUMPY and bool(xp.all((values >= 0) & (values <= 1))):
+        return
+    numbers = _to_numpy(values).astype(np.float64)
+    outside = numbers[~((numbers >= 0) & (numbers <= 1))]
+    raise ValueError(
+        f"{name}: expected values in [0, 1], got {outside.size} outside it, "
+        f"from {np.min(outside):.6g} to {np.max(outside):.6g}"
+    )
+
+
+def _rows_pass(rows: np.ndarray, tolerance: float | None) -> bool:
     """Whether NumPy label rows all sum to 1 within the tolerance (a nan fails), fast.
 
     A matrix-vector product sums short rows faster than ``np.sum`` (2.5 µs
@@ -465,6 +496,10 @@ def _rows_pass(rows: np.ndarray, tolerance: float) -> bool:
     """
     if rows.dtype.kind != "f":  # integer rows: a sum in uint8 could wrap around to 1
         rows = rows.astype(np.float64)
+    if tolerance is None:  # values in [0, 1], not rows
+        return _in_unit_interval(rows)
+    if not rows.item(rows.argmin()) >= 0:  # a negative entry (or a nan): the full check
+        return False
     sums = _row_sums(rows)
     if sums.ndim:
         lowest, highest = sums.item(sums.argmin()), sums.item(sums.argmax())
@@ -488,18 +523,35 @@ def _to_numpy(array: Any) -> np.ndarray:
         return np.from_dlpack(array)
 
 
-def _check_rows(xp: Any, name: str, rows: Any, tolerance: float) -> None:
-    """One-hot or probability rows (..., C) must each sum to 1 (a nan anywhere in a row fails)."""
+def _check_rows(
+    xp: Any, name: str, rows: Any, tolerance: float, what: str = "one-hot or probability rows"
+) -> None:
+    """Rows (..., C) must each sum to 1 (a nan anywhere in a row fails), with no negative entry.
+
+    A negative entry is refused even in a row that sums to 1 (``[2, -1]``): a
+    label row or a softmax output has none, and the formulas that use them
+    (−Σ y log S, Σ_{n≠i} S_n for 1 − S_i) assume there is none.
+    """
     sums = _row_sums(rows) if xp is FAST_NUMPY else xp.sum(rows, axis=-1)
     if bool(xp.max(abs(sums - 1)) <= tolerance):  # max propagates nan, which fails
-        return
+        if bool(xp.min(rows) >= 0):
+            return
+        lowest = _to_numpy(xp.min(rows, axis=-1))
+        index = np.unravel_index(int(np.argmin(lowest.reshape(-1))), lowest.shape)
+        where = (
+            f"row {index[0] if len(index) == 1 else tuple(map(int, index))}" if index else "the row"
+        )
+        raise ValueError(
+            f"{name}: expected {what} with no negative entry, but {where} has "
+            f"{float(lowest[index]):.9g}"
+        )
     sums = _to_numpy(sums)
     good = np.abs(sums - 1) <= tolerance
     index = np.unravel_index(int(np.argmin(good.reshape(-1))), good.shape)
     where = index[0] if len(index) == 1 else tuple(map(int, index))
     row = f"row {where}" if index else "the row"
     raise ValueError(
-        f"{name}: expected one-hot or probability rows summing to 1 (within "
+        f"{name}: expected {what} summing to 1 (within "
         f"{tolerance:.1e}), but {row} sums to {float(sums[index]):.9g}"
     )
 
@@ -631,13 +683,21 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
                     f"{name}: expected batch shape {batch[0]} as in {batch[1]} "
                     f"({_expected(spec, one_hot, batch)}), got {shape}"
                 )
-        if one_hot:  # label rows, of floats or integers
+        if one_hot or _value_check(spec) == "rows":  # rows summing to 1: labels, or a softmax's
             float_rows = _is_float(xp, array)
             dtypes = [floats, array.dtype] if float_rows else [floats]
             tolerance = _row_tolerance(xp, dtypes, shape[-1])
             rows.append((name, tolerance))
             if _check_label_rows:
-                _check_rows(xp, name, array if float_rows else xp.astype(array, floats), tolerance)
+                what = (
+                    "one-hot or probability rows" if one_hot else "probability rows (a softmax's)"
+                )
+                values = array if float_rows else xp.astype(array, floats)
+                _check_rows(xp, name, values, tolerance, what)
+        elif _value_check(spec) == "unit":
+            rows.append((name, None))
+            if _check_label_rows:
+                _check_unit_interval(xp, name, array)
         prepared[name] = array if array.dtype == floats else xp.astype(array, floats)
     result = tuple(prepared[name] for name in arguments)
     if xp is FAST_NUMPY and not converted_labels:
@@ -708,7 +768,14 @@ def checked_numpy(
             return None
     if rows and _check_label_rows:  # as `_rows_pass`, inlined: a call costs as much as a check
         for index, converted, ones, low, high in rows:
-            sums = (prepared if converted else values)[index].dot(ones)  # as `_row_sums`
+            checked = (prepared if converted else values)[index]
+            if not checked.item(checked.argmin()) >= 0:  # a negative entry, or a nan
+                return None
+            if ones is None:  # values in [0, 1]
+                if not checked.item(checked.argmax()) <= 1:
+                    return None
+                continue
+            sums = checked.dot(ones)  # as `_row_sums`
             if not (low <= sums.item(sums.argmin()) and sums.item(sums.argmax()) <= high):
                 return None  # a nan, or a row not within half the tolerance: the full check
     return form + prepared
@@ -746,6 +813,9 @@ def _first_numpy_call(
     for name, tolerance in rows:  # integer rows are checked as floats, as prepare checks them
         index = names.index(name)
         converted = values[index].dtype.kind != "f"
+        if tolerance is None:  # values in [0, 1]
+            row_plans.append((index, converted, None, 0.0, 1.0))
+            continue
         checked = (result if converted else values)[index]
         ones = _ones(checked.shape[-1], checked.dtype)
         row_plans.append((index, converted, ones, 1 - tolerance / 2, 1 + tolerance / 2))

@@ -286,7 +286,7 @@ def _labels_seen_before(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
 def _spec(p) -> str:
     if p.labels:
         return f"(...) labels of {p.axes[-1]}"
-    return _shape_spec(p.axes, p.batched, p.one_hot)
+    return _shape_spec(p.axes, p.batched, p.one_hot) + (f" {p.check}" if p.check else "")
 
 
 def generate_function(

@@ -243,3 +243,102 @@ def test_mean_squared_error_grad_does_not_overflow_where_the_gradient_is_finite(
     assert np.all(np.isfinite(exact.astype(dtype)))
     got = _no_warnings(generated.mean_squared_error_grad, p, y)
     np.testing.assert_allclose(got.astype(np.longdouble), exact, rtol=2 * np.finfo(dtype).eps)
+
+
+# -- preconditions: Σ s = 1, no negative label entry, p and y in [0, 1] ----------------------
+
+# Every function whose formula needs its argument's rows to sum to 1, or its values in [0, 1]
+ROWS_SUMMING_TO_ONE = [
+    (k, p.name) for k in BY_NAME.values() for p in k.params if p.check == "probabilities"
+]
+IN_UNIT_INTERVAL = [
+    (k, p.name) for k in BY_NAME.values() for p in k.params if p.check == "in [0, 1]"
+]
+WITH_LABEL_ROWS = [k for k in BY_NAME.values() if any(p.one_hot for p in k.params)]
+
+
+def _arguments(kernel, batch=(2,), classes=3) -> dict:
+    params = {p.name: p for p in kernel.params}
+    return draw_all(
+        params, batch, np.random.default_rng(11), sizes={"C": classes, "D": 3, "H": 3, "K": 3}
+    )
+
+
+def test_the_preconditions_are_declared_where_the_issue_found_them():
+    assert {k.name for k, _ in ROWS_SUMMING_TO_ONE} >= {
+        "softmax_jacobian",
+        "softmax_temperature_jacobian",
+    }
+    assert {k.name for k, _ in IN_UNIT_INTERVAL} >= {"binary_cross_entropy"}
+
+
+@pytest.mark.parametrize("kernel, name", ROWS_SUMMING_TO_ONE, ids=lambda v: getattr(v, "name", v))
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([[0.5, 0.5, 0.5]], r"summing to 1 \(within .*\), but row 0 sums to 1\.5"),
+        ([[0.2, 0.3, 0.4], [0.2, 0.3, 0.5]], r"summing to 1 \(within .*\), but row 0 sums to 0\.9"),
+        ([[2.0, -0.5, -0.5]], r"with no negative entry, but row 0 has -0\.5"),
+    ],
+)
+def test_unnormalised_softmax_outputs_are_named(kernel, name, library, rows, message):
+    values = _arguments(kernel, batch=(len(rows),))
+    values[name] = np.array(rows)
+    arguments = [values[p.name] for p in kernel.params]
+    if library == "torch":
+        arguments = [torch.from_numpy(a) if a.ndim else a for a in arguments]
+    for _ in range(2):  # the first call, then a NumPy call of a shape seen before
+        with pytest.raises(ValueError, match=rf"^{name}: expected probability rows .*{message}"):
+            call(kernel, *arguments)
+
+
+@pytest.mark.parametrize("kernel, name", ROWS_SUMMING_TO_ONE, ids=lambda v: getattr(v, "name", v))
+def test_a_normalised_row_passes_after_an_unnormalised_one_of_the_same_shape(kernel, name):
+    values = _arguments(kernel, batch=(1,))
+    good = [values[p.name] for p in kernel.params]
+    call(kernel, *good)  # the shape and dtype are seen passing
+    bad = [np.array([[0.5, 0.5, 0.5]]) if p.name == name else values[p.name] for p in kernel.params]
+    with pytest.raises(ValueError, match=rf"^{name}: "):
+        call(kernel, *bad)
+    call(kernel, *good)
+
+
+@pytest.mark.parametrize("kernel", WITH_LABEL_ROWS, ids=lambda k: k.name)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_label_rows_with_a_negative_entry_are_named_even_if_they_sum_to_one(kernel, library):
+    values = _arguments(kernel, batch=(2,), classes=2)
+    arguments = [
+        np.array([[0.0, 1.0], [2.0, -1.0]]) if p.one_hot else values[p.name] for p in kernel.params
+    ]
+    if library == "torch":
+        arguments = [torch.from_numpy(a) if a.ndim else a for a in arguments]
+    for _ in range(2):
+        with pytest.raises(
+            ValueError,
+            match=r"^y: expected one-hot or probability rows with no negative entry, but row 1 has -1",
+        ):
+            call(kernel, *arguments)
+
+
+@pytest.mark.parametrize("kernel, name", IN_UNIT_INTERVAL, ids=lambda v: getattr(v, "name", v))
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("bad", [1.5, -0.25, np.nan])
+def test_binary_probabilities_and_targets_outside_zero_one_are_named(kernel, name, library, bad):
+    values = _arguments(kernel, batch=(3,))
+    values[name] = np.array([0.5, bad, 0.25])
+    arguments = [values[p.name] for p in kernel.params]
+    if library == "torch":
+        arguments = [torch.from_numpy(a) for a in arguments]
+    for _ in range(2):
+        with pytest.raises(
+            ValueError, match=rf"^{name}: expected values in \[0, 1\], got 1 outside"
+        ):
+            call(kernel, *arguments)
+
+
+@pytest.mark.parametrize("kernel, name", IN_UNIT_INTERVAL, ids=lambda v: getattr(v, "name", v))
+def test_zero_and_one_are_in_the_unit_interval(kernel, name):
+    values = _arguments(kernel, batch=(2,))
+    values[name] = np.array([0.0, 1.0])
+    call(kernel, *[values[p.name] for p in kernel.params])  # no error (the result may be inf)

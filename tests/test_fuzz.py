@@ -47,6 +47,7 @@ class Argument:
     axes: tuple[str, ...]
     labels: bool  # also takes integer class labels of the batch shape
     domain: str  # what values it takes (derive.steps.DOMAINS)
+    check: str = ""  # what is checked of its values (derive.steps.VALUE_CHECKS)
 
     @property
     def probabilities(self) -> bool:
@@ -61,7 +62,9 @@ class Argument:
 def arguments_of(function) -> list[Argument]:
     """One Argument per parameter, from the registry's declaration of the function."""
     kernel = BY_NAME[function.__name__]
-    return [Argument(p.name, p.batched, p.axes, p.one_hot, p.domain) for p in kernel.params]
+    return [
+        Argument(p.name, p.batched, p.axes, p.one_hot, p.domain, p.check) for p in kernel.params
+    ]
 
 
 FUNCTIONS = {
@@ -81,7 +84,8 @@ def test_the_declared_shapes_are_the_checked_ones(name):
             continue
         parts = (("...",) if argument.batched else ()) + argument.axes
         spec = "(" + ", ".join(parts) + ("," if len(parts) == 1 and parts != ("...",) else "") + ")"
-        assert checked[argument.name] == spec + (" one-hot" if argument.labels else "")
+        suffix = " one-hot" if argument.labels else f" {argument.check}" if argument.check else ""
+        assert checked[argument.name] == spec + suffix
 
 
 # ---------------------------------------------------------------------------- valid inputs

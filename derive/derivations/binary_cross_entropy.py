@@ -279,8 +279,20 @@ def derive() -> Derivation:
         ),
     )
     probabilities = (
-        Param("p", p, doc="predicted probabilities, in (0, 1)", domain="probability"),
-        Param("y", y, doc="targets in [0, 1], the shape of p", domain="target"),
+        Param(
+            "p",
+            p,
+            doc="predicted probabilities, in [0, 1] (checked; 0 and 1 give inf or nan)",
+            domain="probability",
+            check="in [0, 1]",
+        ),
+        Param(
+            "y",
+            y,
+            doc="targets in [0, 1] (checked), the shape of p",
+            domain="target",
+            check="in [0, 1]",
+        ),
     )
     logits = (
         Param("z", z, doc="logits, any real numbers"),

@@ -250,7 +250,12 @@ def derive() -> Derivation:
             summary="∂S_i/∂z_j of S = softmax(z/T), from its output s: (diag(S) − SSᵀ)/T.",
             params=(
                 Param(
-                    "s", S, ("C",), doc="the output of `softmax_temperature`", domain="probability"
+                    "s",
+                    S,
+                    ("C",),
+                    doc="the output of `softmax_temperature`: each row sums to 1 (checked)",
+                    domain="probability",
+                    check="probabilities",
                 ),
                 temperature,
             ),
@@ -258,6 +263,10 @@ def derive() -> Derivation:
             returns=Assign(Derivative(S[i], z[j]), (i, j), stable),
             math=jacobian,
             returns_doc="shape (..., C, C)",
+            notes="The diagonal, before the division by T, is computed as s_i Σ_{n≠i} s_n, which is s_i(1 − s_i) only where s sums "
+            "to 1 (it keeps the digits 1 − s_i loses): so s is checked, and a row that does not "
+            "sum to 1 within 16·C·ε (ε of float32, or of s's dtype if coarser), or that has a "
+            "negative entry, is a ValueError naming s; `derive.check_labels(False)` skips the check.",
             requires=positive,
             derivative=DerivativeOf(
                 "softmax_temperature(z, T)",
