@@ -308,6 +308,8 @@ def _checked_labels(xp: Any, name: str, labels: Any, classes: int) -> Any:
     wrap to 44, and label 44 would mark two of them.
     """
     wide = labels if labels.dtype == xp.int64 else xp.astype(labels, xp.int64)
+    if _empty(wide):  # a batch of no samples: no label to check
+        return wide
     low, high = (int(wide), int(wide)) if not wide.ndim else (int(xp.min(wide)), int(xp.max(wide)))
     if labels.dtype == getattr(xp, "uint64", None) and (low < 0 or high < low):  # wrapped in int64
         low, high = int(xp.min(labels)), int(xp.max(labels))
@@ -316,6 +318,11 @@ def _checked_labels(xp: Any, name: str, labels: Any, classes: int) -> Any:
             f"{name}: expected class labels in 0..{classes - 1}, got labels from {low} to {high}"
         )
     return wide
+
+
+def _empty(array: Any) -> bool:
+    """Whether an array holds no number (a batch of no samples): min, max, argmin refuse it."""
+    return 0 in tuple(array.shape)
 
 
 def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
@@ -327,6 +334,8 @@ def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
 def _labels_pass(labels: np.ndarray, classes: int) -> bool:
     """Whether int64 NumPy labels all lie in 0..C-1, fast: one pass, the maximum of the labels
     read as unsigned (a negative label reads as more than 2⁶³)."""
+    if not labels.size:
+        return True
     if labels.dtype != np.int64:
         return bool(labels.min() >= 0 and labels.max() < classes)
     return bool(np.maximum.reduce(labels.view(np.uint64), axis=None) < classes)
@@ -470,6 +479,8 @@ def _in_unit_interval(values: np.ndarray) -> bool:
 
 def _check_unit_interval(xp: Any, name: str, values: Any) -> None:
     """Values that must lie in [0, 1] (a probability, a binary target); a nan fails."""
+    if _empty(values):
+        return
     if xp is FAST_NUMPY and _in_unit_interval(values):
         return
     if xp is not FAST_NUMPY and bool(xp.all((values >= 0) & (values <= 1))):
@@ -494,6 +505,8 @@ def _rows_pass(rows: np.ndarray, tolerance: float | None) -> bool:
     just within the tolerance). A nan is its array's argmin and argmax, and
     fails both tests.
     """
+    if not rows.size:
+        return True
     if rows.dtype.kind != "f":  # integer rows: a sum in uint8 could wrap around to 1
         rows = rows.astype(np.float64)
     if tolerance is None:  # values in [0, 1], not rows
@@ -532,6 +545,8 @@ def _check_rows(
     label row or a softmax output has none, and the formulas that use them
     (−Σ y log S, Σ_{n≠i} S_n for 1 − S_i) assume there is none.
     """
+    if _empty(rows):
+        return
     sums = _row_sums(rows) if xp is FAST_NUMPY else xp.sum(rows, axis=-1)
     if bool(xp.max(abs(sums - 1)) <= tolerance):  # max propagates nan, which fails
         if bool(xp.min(rows) >= 0):
@@ -673,9 +688,7 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
             if size == 0:
                 raise ValueError(f"{name}: expected shape {spec} with {axis} > 0, got {shape}")
         if batched:
-            leading = shape[: len(shape) - len(axes)]
-            if 0 in leading:
-                raise ValueError(f"{name}: expected at least one sample, got shape {shape}")
+            leading = shape[: len(shape) - len(axes)]  # may hold no sample: an empty result
             if batch is None:
                 batch = (leading, name)
             elif batch[0] != leading:
@@ -764,11 +777,15 @@ def checked_numpy(
     for index, classes in class_labels:  # int64 after the casts
         # argmax and argmin: no ufunc machinery and no new array (a view costs as much as a call)
         wide = prepared[index]
+        if not wide.size:
+            continue
         if not (wide.item(wide.argmax()) < classes and wide.item(wide.argmin()) >= 0):
             return None
     if rows and _check_label_rows:  # as `_rows_pass`, inlined: a call costs as much as a check
         for index, converted, ones, low, high in rows:
             checked = (prepared if converted else values)[index]
+            if not checked.size:
+                continue
             if not checked.item(checked.argmin()) >= 0:  # a negative entry, or a nan
                 return None
             if ones is None:  # values in [0, 1]

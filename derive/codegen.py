@@ -135,9 +135,25 @@ class _ConditionPrinter(PythonCodePrinter):
         return 'float("inf")'
 
 
+def _samples_check(kernel: Kernel) -> list[str]:
+    """A kernel that averages over the batch (``flatten_batch``) needs a sample: a batch of none
+    is a ValueError naming the first batched argument. Every other kernel returns an empty
+    result for it, with the batch axes kept."""
+    if not kernel.flatten_batch:
+        return []
+    first = next(p for p in kernel.params if p.batched and not _is_scalar(p))
+    name, axes = first.name, len(first.axes)
+    return [
+        f"if 0 in {name}.shape[: {name}.ndim - {axes}]:",
+        f'    raise ValueError(f"{name}: expected at least one sample (the result is a mean over '
+        f'the samples), got shape {{tuple({name}.shape)}}")',
+    ]
+
+
 def _requirement_checks(kernel: Kernel) -> list[str]:
-    """``if not (l2 > 0): raise ValueError(...)`` for each of the kernel's requirements."""
-    lines = []
+    """``if not (l2 > 0): raise ValueError(...)`` for each of the kernel's requirements, after
+    the check that a kernel averaging over the batch has a sample."""
+    lines = _samples_check(kernel)
     axes = {a for p in kernel.params for a in p.axes}
     for requirement in kernel.requires:
         symbols = {str(s) for s in requirement.condition.free_symbols}
@@ -219,6 +235,7 @@ def _dispatch(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
         f"if is_class_labels({name}, {like.name}, {len(like.axes)}):",
         f"    {array_names} = prepare(xp, {specs})",
         *[f'    {p.name} = scalar("{p.name}", {p.name})' for p in labels.params if _is_scalar(p)],
+        *[f"    {line}" for line in _requirement_checks(labels)],
         f"    return _{kernel.name}_labels(xp, {', '.join(p.name for p in kernel.params)})",
     ]
 
@@ -274,11 +291,10 @@ def _labels_seen_before(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
         _checked_numpy_call(kernel, form),
         "if checked is not None:",
         f"    labels, {', '.join(p.name for p in arrays)} = checked",
-        "    if labels:",
-        *[f"    {line}" for line in scalars],
-        f"        return _{kernel.name}_labels(FAST_NUMPY, {call})",
         *scalars,
         *[f"    {line}" for line in _requirement_checks(kernel)],
+        "    if labels:",
+        f"        return _{kernel.name}_labels(FAST_NUMPY, {call})",
         f"    return _{kernel.name}(FAST_NUMPY, {call})",
     ]
 

@@ -17,7 +17,7 @@ import pytest
 
 from derive import generated
 
-from registry import BY_NAME, call, draw_all, require
+from registry import BY_NAME, KERNELS, call, draw_all, require
 
 torch = require("torch")
 
@@ -342,3 +342,97 @@ def test_zero_and_one_are_in_the_unit_interval(kernel, name):
     values = _arguments(kernel, batch=(2,))
     values[name] = np.array([0.0, 1.0])
     call(kernel, *[values[p.name] for p in kernel.params])  # no error (the result may be inf)
+
+
+# -- empty batches: an empty answer where nothing is averaged --------------------------------
+
+PER_SAMPLE = [k for k in KERNELS if not k.flatten_batch and any(p.batched for p in k.params)]
+AVERAGED = [k for k in BY_NAME.values() if k.flatten_batch]
+
+
+def _batch_of(kernel, batch: tuple, library: str, dtype: str) -> list:
+    values = draw_all(
+        {p.name: p for p in kernel.params},
+        batch,
+        np.random.default_rng(2),
+        sizes={"C": 3, "D": 2, "H": 2, "K": 3},
+    )
+    arguments = [
+        v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+        for v in (values[p.name] for p in kernel.params)
+    ]
+    if library == "torch":
+        arguments = [
+            torch.from_numpy(a) if isinstance(a, np.ndarray) and a.ndim else a for a in arguments
+        ]
+    return arguments
+
+
+def _results(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+@pytest.mark.parametrize("kernel", PER_SAMPLE, ids=lambda k: k.id)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [(0,), (2, 0)])
+def test_an_empty_batch_gives_an_empty_result_of_the_batch_shape_and_dtype(
+    kernel, library, dtype, batch
+):
+    one = _results(call(kernel, *_batch_of(kernel, (1,), library, dtype)))
+    for _ in range(2):  # the full checks, then a NumPy call of a shape seen before
+        empty = _results(_no_warnings(call, kernel, *_batch_of(kernel, batch, library, dtype)))
+        for got, single in zip(empty, one, strict=True):
+            assert tuple(got.shape) == batch + tuple(single.shape[1:])
+            assert got.dtype == single.dtype
+
+
+@pytest.mark.parametrize("kernel", PER_SAMPLE, ids=lambda k: k.id)
+def test_an_empty_batch_of_integer_labels_gives_an_empty_result(kernel):
+    if not any(p.one_hot for p in kernel.params):
+        pytest.skip(f"{kernel.name} takes no labels")
+    arguments = _batch_of(kernel, (0,), "numpy", "float64")
+    labels = [
+        np.zeros(0, dtype=np.uint8) if p.one_hot else a for p, a in zip(kernel.params, arguments)
+    ]
+    for _ in range(2):
+        np.testing.assert_array_equal(call(kernel, *labels), call(kernel, *arguments))
+
+
+@pytest.mark.parametrize("kernel", AVERAGED, ids=lambda k: k.name)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_a_mean_over_no_samples_is_named(kernel, library):
+    arguments = _batch_of(kernel, (0,), library, "float64")
+    first = next(p.name for p in kernel.params if p.batched)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=rf"^{first}: expected at least one sample"):
+            call(kernel, *arguments)
+
+
+def test_the_issues_empty_batch_gives_tensorflows_shapes():
+    z = np.zeros((0, 2, 4), np.float32)
+    loss = generated.cross_entropy_from_logits(z, z)
+    gradient = generated.cross_entropy_from_logits_grad(z, z)
+    assert (loss.shape, loss.dtype, gradient.shape, gradient.dtype) == (
+        (0, 2),
+        np.float32,
+        (0, 2, 4),
+        np.float32,
+    )
+
+
+@pytest.mark.parametrize("kernel", WITH_OPTIONS, ids=lambda k: k.name)
+def test_an_empty_batch_with_options_sums_to_zero_and_refuses_a_mean(kernel):
+    arguments = _option_arguments(kernel, np.zeros(0, dtype=np.int64), 3)
+    reductions = {o.name for o in kernel.options_form.options}
+    if "reduction" in reductions:
+        none = call(kernel, *arguments, reduction="none", label_smoothing=0.1)
+        assert none.shape[0] == 0
+        total = call(kernel, *arguments, reduction="sum", label_smoothing=0.1)
+        assert np.all(np.asarray(total) == 0)
+    with pytest.raises(
+        ValueError, match=r"^(y: reduction 'mean' over no samples|x: expected at least one sample)"
+    ):
+        call(
+            kernel, *arguments, reduction="mean", label_smoothing=0.1
+        ) if "reduction" in reductions else call(kernel, *arguments, label_smoothing=0.1)

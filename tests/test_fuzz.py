@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -106,12 +107,16 @@ def softmax_rows(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def draw_case(data, name: str) -> Case:
+BATCHES = [(), (1,), (3,), (2, 3)]
+EMPTY_BATCHES = [(0,), (2, 0), (0, 3)]
+
+
+def draw_case(data, name: str, batches: list = BATCHES) -> Case:
     arguments = SPECS[name]
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     axes = {axis for a in arguments for axis in a.axes}
     sizes = {axis: data.draw(st.integers(1, 5), label=axis) for axis in sorted(axes)}
-    batch = data.draw(st.sampled_from([(), (1,), (3,), (2, 3)]), label="batch")
+    batch = data.draw(st.sampled_from(batches), label="batch")
     library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
     dtype = data.draw(st.sampled_from(["float64", "float32"]), label="dtype")
     plain = []
@@ -151,6 +156,8 @@ def represent(data, library: str, dtype: str, value: np.ndarray):
     forms = ["array", "list", "strided"] + (
         ["read-only", "fortran"] if library == "numpy" else ["transposed"]
     )
+    if value.ndim and not value.size:  # a list of no rows loses the axes after the batch
+        forms = [f for f in forms if f != "list"]
     form = data.draw(st.sampled_from(forms if value.ndim else ["array", "list"]), label="form")
     TRIED["argument given as: " + form] += 1
     if form == "list":
@@ -233,6 +240,34 @@ def test_valid_inputs_give_finite_results_of_their_dtype(name, data):
         np.testing.assert_allclose(numbers, reference, rtol=tolerance, atol=tolerance)
     for argument, old, new in zip(case.arguments, before, case.values):
         assert unchanged(old, new), f"{argument.name} was changed"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@FUZZ
+@given(data=st.data())
+def test_empty_batches_give_empty_results_of_their_dtype(name, data):
+    """A batch of no samples: an empty result with the batch axes kept, or, for a mean over the
+    samples, a ValueError naming the first batched argument."""
+    case = draw_case(data, name, EMPTY_BATCHES)
+    if not any(a.batched for a in case.arguments):
+        return
+    if BY_NAME[name].flatten_batch:
+        first = next(a.name for a in case.arguments if a.batched)
+        with pytest.raises(ValueError, match=rf"^{first}: expected at least one sample"):
+            case.function(*case.values)
+        TRIED["valid: empty batch: a mean over no samples, refused"] += 1
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        results = case.function(*case.values)
+    references = case.function(*case.plain)  # plain float64 NumPy arrays
+    TRIED[f"valid: empty batch: {case.library} {case.dtype}"] += 1
+    if not isinstance(results, tuple):
+        results, references = (results,), (references,)
+    for result, reference in zip(results, references, strict=True):
+        assert tuple(result.shape) == tuple(reference.shape)
+        assert 0 in tuple(result.shape)
+        assert str(result.dtype).removeprefix("torch.") == expected_dtype(case)
 
 
 # -------------------------------------------------------------------------- invalid inputs
@@ -350,7 +385,10 @@ def other_batch(case, index, data):
 
 
 def empty_batch(case, index, data):
-    """Every batched argument with a batch of no samples: refused, not a mean over nothing."""
+    """Every batched argument with a batch of no samples: refused where the result is a mean
+    over the samples (elsewhere an empty result: `test_an_empty_batch_gives_an_empty_result`)."""
+    if not BY_NAME[case.function.__name__].flatten_batch:
+        return None
     values = list(case.values)
     batched = set()
     for i, argument in enumerate(case.arguments):
