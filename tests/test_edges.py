@@ -436,3 +436,40 @@ def test_an_empty_batch_with_options_sums_to_zero_and_refuses_a_mean(kernel):
         call(
             kernel, *arguments, reduction="mean", label_smoothing=0.1
         ) if "reduction" in reductions else call(kernel, *arguments, label_smoothing=0.1)
+
+
+# -- 0 · log 0 = 0 -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("labels", ["integers", "uint8", "one-hot"])
+def test_a_certain_right_prediction_costs_nothing(library, labels):
+    # scikit-learn's log_loss test: log_loss(eye(3) labels, eye(3)) is 0
+    s = np.eye(3)
+    y = {
+        "integers": np.array([0, 1, 2]),
+        "uint8": np.arange(3, dtype=np.uint8),
+        "one-hot": np.eye(3),
+    }[labels]
+    if library == "torch":
+        s, y = torch.from_numpy(s), torch.from_numpy(y)
+    for _ in range(2):
+        np.testing.assert_array_equal(
+            _numpy(_no_warnings(generated.cross_entropy, s, y)), [0.0, 0.0, 0.0]
+        )
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_a_zero_probability_is_inf_only_where_its_target_is_not_zero(library):
+    s = np.array([[0.0, 0.25, 0.75], [0.0, 0.5, 0.5], [0.5, 0.5, 0.0]])
+    y = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.0, 1.0, 0.0]])
+    expected = [
+        -(0.5 * np.log(0.25) + 0.5 * np.log(0.75)),
+        np.inf,
+        -np.log(0.5),
+    ]
+    if library == "torch":
+        s, y = torch.from_numpy(s), torch.from_numpy(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # log 0 where the answer is inf
+        np.testing.assert_allclose(_numpy(generated.cross_entropy(s, y)), expected, rtol=1e-15)
