@@ -238,8 +238,10 @@ def derive() -> Derivation:
             ),
             returns=Assign(S, (i,), sp.Function("softmax")(u)),
             math=softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T}),
-            returns_doc="probabilities, shape (..., C); finite for every finite z and T > 0: "
-            "z is shifted by its maximum before the division by T",
+            returns_doc="probabilities, shape (..., C); finite for every finite z and every "
+            "T > 0 that z's dtype can hold (z is shifted by its maximum before the division by "
+            "T); a T that rounds to 0 in that dtype (below 6e-8 in float16, 1.4e-45 in float32) "
+            "gives nan",
             reference="torch.softmax(z / T, dim=-1)",
             requires=positive,
         ),
