@@ -479,3 +479,15 @@ def test_a_zero_probability_is_inf_only_where_its_target_is_not_zero(library):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # log 0 where the answer is inf
         np.testing.assert_allclose(_numpy(generated.cross_entropy(s, y)), expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype, T", [("float16", 1e-30), ("float32", 1e-300), ("float16", 5e-324)])
+def test_a_temperature_that_rounds_to_zero_in_the_dtype_gives_the_limit(library, dtype, T):
+    logits = np.array([[1.0, 2.0, 2.0], [0.5, 0.0, -3.0]], dtype=dtype)
+    if library == "torch":
+        logits = torch.from_numpy(logits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 1/0 where T rounds to 0: the limit is meant
+        got = _numpy(generated.softmax_temperature(logits, T))
+    np.testing.assert_array_equal(got, np.array([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]], dtype=dtype))

@@ -110,6 +110,8 @@ def derive() -> Derivation:
     # the shift by any number m changes nothing (e^{−m/T} cancels).
     shift = sp.Symbol("m", real=True)
     shifted = exp((z[i] - shift) / T) / Sum(exp((z[k] - shift) / T), (k, 1, C))
+    # 0 at the maximum whatever T rounds to in the logits' dtype (0/0 where it rounds to 0)
+    scaled_logit = sp.Piecewise((0, sp.Eq(z[k], shift)), ((z[k] - shift) / T, True))
     s_ = sp.Symbol("s", positive=True)
     hot = S_i.xreplace({T: 1 / s_}).subs(s_, 0).doit()  # 1/C
     steps = (
@@ -152,6 +154,19 @@ def derive() -> Derivation:
             shifted,
             S_i,
             start="softmax of the logits shifted by $m$, then divided by $T$",
+        ),
+        Step(
+            "Why the code writes 0 at the maximum",
+            "A temperature below the smallest number of the logits' dtype ($6 \\cdot 10^{-8}$ in "
+            "float16, $1.4 \\cdot 10^{-45}$ in float32) rounds to 0 there, and "
+            "$(z_k - m)/T$ is then $0/0$, nan, at the maximum. The quotient is 0 wherever "
+            "$z_k = m$, for every $T$: the code writes that 0 (`xp.where`), and the other "
+            "quotients are $-\\infty$, their limit. So the result is finite for every finite "
+            "$z$ and every $T > 0$.",
+            (z[k] - shift) / T,
+            scaled_logit,
+            start="a shifted logit divided by $T$",
+            checked="numeric",  # a selection on z_k = m: SymPy cannot decide it for symbolic z
         ),
         Step(
             "Cold: T → 0",
@@ -234,14 +249,13 @@ def derive() -> Derivation:
             params=(Param("z", z, ("C",), doc="logits"), temperature),
             body=(
                 Assign(z_max, (), Maximum(z[k], (k, 1, C))),
-                Assign(u, (k,), ((z[k] - shift) / T).subs(shift, z_max)),
+                Assign(u, (k,), scaled_logit.subs(shift, z_max)),
             ),
             returns=Assign(S, (i,), sp.Function("softmax")(u)),
             math=softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T}),
-            returns_doc="probabilities, shape (..., C); finite for every finite z and every "
-            "T > 0 that z's dtype can hold (z is shifted by its maximum before the division by "
-            "T); a T that rounds to 0 in that dtype (below 6e-8 in float16, 1.4e-45 in float32) "
-            "gives nan",
+            returns_doc="probabilities, shape (..., C); finite for every finite z and every T > 0 "
+            "(z is shifted by its maximum before the division by T, and the maximum's quotient "
+            "is written 0, even where T rounds to 0 in z's dtype)",
             reference="torch.softmax(z / T, dim=-1)",
             requires=positive,
         ),
