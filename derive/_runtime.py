@@ -81,6 +81,8 @@ def namespace(*arguments: Any) -> Any:
     if all(type(a) is np.ndarray for a in arguments):
         return FAST_NUMPY
     arrays = [a for a in arguments if array_api_compat.is_array_api_obj(a)]
+    if any(type(a) is not np.ndarray and not isinstance(a, np.generic) for a in arrays):
+        arrays = [a for a in arrays if not isinstance(a, np.generic)]  # np.int64(3): a number
     if not arrays:
         return array_api_compat.array_namespace(np.empty(0))
     try:
@@ -131,8 +133,12 @@ def check_labels(enabled: bool = True) -> bool:
     good: it reads every label, about 4 µs per call for 256 x 10 in NumPy
     (a repeated call that skips the other checks takes 1.5 µs) and tens of µs in
     PyTorch on the CPU. Shapes, dtypes and integer class labels (0..C-1) are
-    always checked. The setting is one per process, not per thread; prefer
-    the context manager `trusted_labels`.
+    always checked. The same switch covers the other value checks a formula
+    needs: label rows without negative entries, softmax outputs (spec
+    ``"(..., C) probabilities"``) summing to 1 and without negative entries,
+    and values that must lie in [0, 1] (spec ``"(...) in [0, 1]"``: binary
+    cross-entropy's p and y). The setting is one per process, not per thread;
+    prefer the context manager `trusted_labels`.
     """
     global _check_label_rows
     previous, _check_label_rows = _check_label_rows, bool(enabled)
@@ -159,6 +165,14 @@ def _parse(spec: str) -> tuple[bool, tuple[str, ...], bool]:
     parts = [p.strip() for p in shape.strip("(").split(",") if p.strip()]
     batched = bool(parts) and parts[0] == "..."
     return batched, tuple(parts[1:] if batched else parts), kind.strip() == "one-hot"
+
+
+@cache
+def _value_check(spec: str) -> str | None:
+    """What a spec asks of the values: "rows" (``(..., C) probabilities``: each row sums to 1,
+    no entry negative), "unit" (``(...) in [0, 1]``: every value in [0, 1]), or None."""
+    kind = spec.partition(")")[2].strip()
+    return {"probabilities": "rows", "in [0, 1]": "unit"}.get(kind)
 
 
 @cache
@@ -197,9 +211,9 @@ def _as_array(xp: Any, name: str, value: Any, spec: str, floats: Any) -> Any:
             f"{name}: expected an array of shape {spec}, got a masked array "
             "(its masked entries would be used as numbers; pass value.filled(...))"
         )
-    if isinstance(value, (np.ndarray, np.generic)):
+    if isinstance(value, np.ndarray) or (isinstance(value, np.generic) and _is_numpy(xp)):
         return np.asarray(value)
-    if array_api_compat.is_array_api_obj(value):
+    if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.generic):
         return value
     if value is None or isinstance(value, (str, bytes, dict)):
         raise TypeError(
@@ -227,6 +241,10 @@ def _as_array(xp: Any, name: str, value: Any, spec: str, floats: Any) -> Any:
     if array.dtype.kind in "iu":
         return xp.asarray(array)
     raise TypeError(f"{name}: expected real numbers of shape {spec}, got dtype {array.dtype}")
+
+
+def _is_numpy(xp: Any) -> bool:
+    return xp is FAST_NUMPY or array_api_compat.is_numpy_namespace(xp)
 
 
 def _check_dtype(xp: Any, name: str, array: Any, what: str) -> None:
@@ -279,7 +297,7 @@ def _common_float_dtype(xp: Any, values: list[Any], labels: list[bool]) -> Any:
 def _is_dtype(xp: Any, dtype: Any, kind: str) -> bool:
     try:
         return xp.isdtype(dtype, kind)
-    except (TypeError, ValueError):  # a dtype the library does not know, e.g. datetime64
+    except (TypeError, ValueError, AttributeError):  # a dtype it does not know: datetime64, NumPy's
         return False
 
 
@@ -290,6 +308,8 @@ def _checked_labels(xp: Any, name: str, labels: Any, classes: int) -> Any:
     wrap to 44, and label 44 would mark two of them.
     """
     wide = labels if labels.dtype == xp.int64 else xp.astype(labels, xp.int64)
+    if _empty(wide):  # a batch of no samples: no label to check
+        return wide
     low, high = (int(wide), int(wide)) if not wide.ndim else (int(xp.min(wide)), int(xp.max(wide)))
     if labels.dtype == getattr(xp, "uint64", None) and (low < 0 or high < low):  # wrapped in int64
         low, high = int(xp.min(labels)), int(xp.max(labels))
@@ -298,6 +318,11 @@ def _checked_labels(xp: Any, name: str, labels: Any, classes: int) -> Any:
             f"{name}: expected class labels in 0..{classes - 1}, got labels from {low} to {high}"
         )
     return wide
+
+
+def _empty(array: Any) -> bool:
+    """Whether an array holds no number (a batch of no samples): min, max, argmin refuse it."""
+    return 0 in tuple(array.shape)
 
 
 def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
@@ -309,6 +334,8 @@ def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
 def _labels_pass(labels: np.ndarray, classes: int) -> bool:
     """Whether int64 NumPy labels all lie in 0..C-1, fast: one pass, the maximum of the labels
     read as unsigned (a negative label reads as more than 2⁶³)."""
+    if not labels.size:
+        return True
     if labels.dtype != np.int64:
         return bool(labels.min() >= 0 and labels.max() < classes)
     return bool(np.maximum.reduce(labels.view(np.uint64), axis=None) < classes)
@@ -398,6 +425,32 @@ def in_place(function: Any, a: Any, *others: Any, owned: bool = True) -> Any:
     return function(a, *others)
 
 
+def solve(xp: Any, matrix: Any, rhs: Any) -> Any:
+    """``xp.linalg.solve(matrix, rhs)``, in float32 for float16, and a singular system named.
+
+    The printing of a dense solve (``DenseSolve``: the Newton system ℋ + l2·I,
+    the only one): no library factorises in half precision, so float16 is
+    solved in float32 and rounded back. A matrix singular to working precision
+    (a penalty l2 too small beside ℋ, e.g. 1e-300, or inputs so large that
+    l2 is lost in ℋ's rounding) is a ValueError saying so, instead of the
+    library's own error (NumPy's ``LinAlgError``, PyTorch's ``RuntimeError``).
+    """
+    half = getattr(xp, "float16", None)
+    narrow = half is not None and matrix.dtype == half
+    if narrow:
+        matrix, rhs = xp.astype(matrix, xp.float32), xp.astype(rhs, xp.float32)
+    try:
+        solved = xp.linalg.solve(matrix, rhs)
+    except (np.linalg.LinAlgError, RuntimeError) as error:
+        if "singular" not in str(error).lower():
+            raise
+        raise ValueError(
+            f"l2: the penalised Hessian ℋ + l2·I is singular in {_dtype_name(matrix.dtype)} "
+            "(the penalty is lost in the rounding of ℋ); expected a larger l2, or smaller inputs"
+        ) from error
+    return xp.astype(solved, half) if narrow else solved
+
+
 def _row_tolerance(xp: Any, dtypes: list[Any], classes: int) -> float:
     """How far from 1 a row of C labels may sum: C roundings in float32 or a coarser dtype.
 
@@ -419,7 +472,28 @@ def _ones(classes: int, dtype: np.dtype) -> np.ndarray:
     return np.ones(classes, dtype=dtype)
 
 
-def _rows_pass(rows: np.ndarray, tolerance: float) -> bool:
+def _in_unit_interval(values: np.ndarray) -> bool:
+    """Whether NumPy values all lie in [0, 1] (a nan fails): argmin and argmax, no ufunc."""
+    return bool(values.item(values.argmin()) >= 0 and values.item(values.argmax()) <= 1)
+
+
+def _check_unit_interval(xp: Any, name: str, values: Any) -> None:
+    """Values that must lie in [0, 1] (a probability, a binary target); a nan fails."""
+    if _empty(values):
+        return
+    if xp is FAST_NUMPY and _in_unit_interval(values):
+        return
+    if xp is not FAST_NUMPY and bool(xp.all((values >= 0) & (values <= 1))):
+        return
+    numbers = _to_numpy(values).astype(np.float64)
+    outside = numbers[~((numbers >= 0) & (numbers <= 1))]
+    raise ValueError(
+        f"{name}: expected values in [0, 1], got {outside.size} outside it, "
+        f"from {np.min(outside):.6g} to {np.max(outside):.6g}"
+    )
+
+
+def _rows_pass(rows: np.ndarray, tolerance: float | None) -> bool:
     """Whether NumPy label rows all sum to 1 within the tolerance (a nan fails), fast.
 
     A matrix-vector product sums short rows faster than ``np.sum`` (2.5 µs
@@ -431,8 +505,14 @@ def _rows_pass(rows: np.ndarray, tolerance: float) -> bool:
     just within the tolerance). A nan is its array's argmin and argmax, and
     fails both tests.
     """
+    if not rows.size:
+        return True
     if rows.dtype.kind != "f":  # integer rows: a sum in uint8 could wrap around to 1
         rows = rows.astype(np.float64)
+    if tolerance is None:  # values in [0, 1], not rows
+        return _in_unit_interval(rows)
+    if not rows.item(rows.argmin()) >= 0:  # a negative entry (or a nan): the full check
+        return False
     sums = _row_sums(rows)
     if sums.ndim:
         lowest, highest = sums.item(sums.argmin()), sums.item(sums.argmax())
@@ -456,18 +536,37 @@ def _to_numpy(array: Any) -> np.ndarray:
         return np.from_dlpack(array)
 
 
-def _check_rows(xp: Any, name: str, rows: Any, tolerance: float) -> None:
-    """One-hot or probability rows (..., C) must each sum to 1 (a nan anywhere in a row fails)."""
+def _check_rows(
+    xp: Any, name: str, rows: Any, tolerance: float, what: str = "one-hot or probability rows"
+) -> None:
+    """Rows (..., C) must each sum to 1 (a nan anywhere in a row fails), with no negative entry.
+
+    A negative entry is refused even in a row that sums to 1 (``[2, -1]``): a
+    label row or a softmax output has none, and the formulas that use them
+    (−Σ y log S, Σ_{n≠i} S_n for 1 − S_i) assume there is none.
+    """
+    if _empty(rows):
+        return
     sums = _row_sums(rows) if xp is FAST_NUMPY else xp.sum(rows, axis=-1)
     if bool(xp.max(abs(sums - 1)) <= tolerance):  # max propagates nan, which fails
-        return
+        if bool(xp.min(rows) >= 0):
+            return
+        lowest = _to_numpy(xp.min(rows, axis=-1))
+        index = np.unravel_index(int(np.argmin(lowest.reshape(-1))), lowest.shape)
+        where = (
+            f"row {index[0] if len(index) == 1 else tuple(map(int, index))}" if index else "the row"
+        )
+        raise ValueError(
+            f"{name}: expected {what} with no negative entry, but {where} has "
+            f"{float(lowest[index]):.9g}"
+        )
     sums = _to_numpy(sums)
     good = np.abs(sums - 1) <= tolerance
     index = np.unravel_index(int(np.argmin(good.reshape(-1))), good.shape)
     where = index[0] if len(index) == 1 else tuple(map(int, index))
     row = f"row {where}" if index else "the row"
     raise ValueError(
-        f"{name}: expected one-hot or probability rows summing to 1 (within "
+        f"{name}: expected {what} summing to 1 (within "
         f"{tolerance:.1e}), but {row} sums to {float(sums[index]):.9g}"
     )
 
@@ -589,9 +688,7 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
             if size == 0:
                 raise ValueError(f"{name}: expected shape {spec} with {axis} > 0, got {shape}")
         if batched:
-            leading = shape[: len(shape) - len(axes)]
-            if 0 in leading:
-                raise ValueError(f"{name}: expected at least one sample, got shape {shape}")
+            leading = shape[: len(shape) - len(axes)]  # may hold no sample: an empty result
             if batch is None:
                 batch = (leading, name)
             elif batch[0] != leading:
@@ -599,13 +696,21 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
                     f"{name}: expected batch shape {batch[0]} as in {batch[1]} "
                     f"({_expected(spec, one_hot, batch)}), got {shape}"
                 )
-        if one_hot:  # label rows, of floats or integers
+        if one_hot or _value_check(spec) == "rows":  # rows summing to 1: labels, or a softmax's
             float_rows = _is_float(xp, array)
             dtypes = [floats, array.dtype] if float_rows else [floats]
             tolerance = _row_tolerance(xp, dtypes, shape[-1])
             rows.append((name, tolerance))
             if _check_label_rows:
-                _check_rows(xp, name, array if float_rows else xp.astype(array, floats), tolerance)
+                what = (
+                    "one-hot or probability rows" if one_hot else "probability rows (a softmax's)"
+                )
+                values = array if float_rows else xp.astype(array, floats)
+                _check_rows(xp, name, values, tolerance, what)
+        elif _value_check(spec) == "unit":
+            rows.append((name, None))
+            if _check_label_rows:
+                _check_unit_interval(xp, name, array)
         prepared[name] = array if array.dtype == floats else xp.astype(array, floats)
     result = tuple(prepared[name] for name in arguments)
     if xp is FAST_NUMPY and not converted_labels:
@@ -672,11 +777,22 @@ def checked_numpy(
     for index, classes in class_labels:  # int64 after the casts
         # argmax and argmin: no ufunc machinery and no new array (a view costs as much as a call)
         wide = prepared[index]
+        if not wide.size:
+            continue
         if not (wide.item(wide.argmax()) < classes and wide.item(wide.argmin()) >= 0):
             return None
     if rows and _check_label_rows:  # as `_rows_pass`, inlined: a call costs as much as a check
         for index, converted, ones, low, high in rows:
-            sums = (prepared if converted else values)[index].dot(ones)  # as `_row_sums`
+            checked = (prepared if converted else values)[index]
+            if not checked.size:
+                continue
+            if not checked.item(checked.argmin()) >= 0:  # a negative entry, or a nan
+                return None
+            if ones is None:  # values in [0, 1]
+                if not checked.item(checked.argmax()) <= 1:
+                    return None
+                continue
+            sums = checked.dot(ones)  # as `_row_sums`
             if not (low <= sums.item(sums.argmin()) and sums.item(sums.argmax()) <= high):
                 return None  # a nan, or a row not within half the tolerance: the full check
     return form + prepared
@@ -714,6 +830,9 @@ def _first_numpy_call(
     for name, tolerance in rows:  # integer rows are checked as floats, as prepare checks them
         index = names.index(name)
         converted = values[index].dtype.kind != "f"
+        if tolerance is None:  # values in [0, 1]
+            row_plans.append((index, converted, None, 0.0, 1.0))
+            continue
         checked = (result if converted else values)[index]
         ones = _ones(checked.shape[-1], checked.dtype)
         row_plans.append((index, converted, ones, 1 - tolerance / 2, 1 + tolerance / 2))
@@ -824,7 +943,9 @@ def class_targets(
     like, like_spec = arguments[like_name]
     classes_axis = _parse(arguments[target][1])[1][-1]
     labels = arguments[target][0]
-    if not _is_array(labels) and not isinstance(labels, (str, bytes, dict, type(None))):
+    if isinstance(labels, np.generic) or (
+        not _is_array(labels) and not isinstance(labels, (str, bytes, dict, type(None)))
+    ):
         numbers = np.asarray(labels)  # a list of class labels is class labels, as an array is
         if numbers.dtype.kind in "iu":
             labels = xp.asarray(numbers)
@@ -832,7 +953,7 @@ def class_targets(
     shaped = like if _is_array(like) else types.SimpleNamespace(shape=np.shape(like))
     class_labels = is_class_labels(labels, shaped, len(_parse(like_spec)[1]))
     if class_labels:
-        kept = None if ignore_index is None else labels != ignore_index
+        kept = None if ignore_index is None else _not_ignored(xp, labels, ignore_index)
         if kept is not None:
             labels = xp.where(kept, labels, xp.zeros_like(labels))
         spec = f"(...) labels of {classes_axis}"
@@ -859,6 +980,19 @@ def class_targets(
     # row), but by the number of samples for probability rows.
     shares = xp.sum(prepared[target] * weights, axis=-1) if class_labels else keep
     return (*prepared.values(), weights, keep, shares)
+
+
+def _not_ignored(xp: Any, labels: Any, ignore_index: int) -> Any:
+    """``labels != ignore_index`` for integer labels of any dtype; None where nothing is ignored.
+
+    An ``ignore_index`` the labels' dtype cannot hold matches no label: compared
+    in the labels' own dtype it would wrap (-100 is 156 in uint8, and 255 is -1
+    in int8, an invalid label that would then pass as ignored).
+    """
+    bounds = xp.iinfo(labels.dtype)
+    if not bounds.min <= ignore_index <= bounds.max:
+        return None
+    return labels != ignore_index
 
 
 def reduce_samples(

@@ -14,6 +14,7 @@ from pathlib import Path
 import sympy as sp
 from sympy.concrete.expr_with_limits import ExprWithLimits
 from sympy.core.function import AppliedUndef
+from sympy.printing.pycode import PythonCodePrinter
 
 from derive.printing import ArrayPrinter, latex
 from derive.steps import Derivation, Dispatch, Kernel, Option
@@ -118,9 +119,32 @@ def _size_lines(kernel: Kernel, sizes: set[str]) -> list[str]:
     return lines
 
 
+class _ConditionPrinter(PythonCodePrinter):
+    """A requirement's condition as plain Python: the generated modules do not import math."""
+
+    def _print_Infinity(self, expr) -> str:
+        return 'float("inf")'
+
+
+def _samples_check(kernel: Kernel) -> list[str]:
+    """A kernel that averages over the batch (``flatten_batch``) needs a sample: a batch of none
+    is a ValueError naming the first batched argument. Every other kernel returns an empty
+    result for it, with the batch axes kept."""
+    if not kernel.flatten_batch:
+        return []
+    first = next(p for p in kernel.params if p.batched and not _is_scalar(p))
+    name, axes = first.name, len(first.axes)
+    return [
+        f"if 0 in {name}.shape[: {name}.ndim - {axes}]:",
+        f'    raise ValueError(f"{name}: expected at least one sample (the result is a mean over '
+        f'the samples), got shape {{tuple({name}.shape)}}")',
+    ]
+
+
 def _requirement_checks(kernel: Kernel) -> list[str]:
-    """``if not (l2 > 0): raise ValueError(...)`` for each of the kernel's requirements."""
-    lines = []
+    """``if not (l2 > 0): raise ValueError(...)`` for each of the kernel's requirements, after
+    the check that a kernel averaging over the batch has a sample."""
+    lines = _samples_check(kernel)
     axes = {a for p in kernel.params for a in p.axes}
     for requirement in kernel.requires:
         symbols = {str(s) for s in requirement.condition.free_symbols}
@@ -129,7 +153,7 @@ def _requirement_checks(kernel: Kernel) -> list[str]:
             {s: sp.Symbol(_python_name(s)) for s in requirement.condition.free_symbols}
         )
         lines += [
-            f"if not ({sp.pycode(renamed)}):",
+            f"if not ({_ConditionPrinter().doprint(renamed)}):",
             f'    raise ValueError(f"{requirement.message}")',
         ]
     return lines
@@ -202,6 +226,7 @@ def _dispatch(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
         f"if is_class_labels({name}, {like.name}, {len(like.axes)}):",
         f"    {array_names} = prepare(xp, {specs})",
         *[f'    {p.name} = scalar("{p.name}", {p.name})' for p in labels.params if _is_scalar(p)],
+        *[f"    {line}" for line in _requirement_checks(labels)],
         f"    return _{kernel.name}_labels(xp, {', '.join(p.name for p in kernel.params)})",
     ]
 
@@ -257,11 +282,10 @@ def _labels_seen_before(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
         _checked_numpy_call(kernel, form),
         "if checked is not None:",
         f"    labels, {', '.join(p.name for p in arrays)} = checked",
-        "    if labels:",
-        *[f"    {line}" for line in scalars],
-        f"        return _{kernel.name}_labels(FAST_NUMPY, {call})",
         *scalars,
         *[f"    {line}" for line in _requirement_checks(kernel)],
+        "    if labels:",
+        f"        return _{kernel.name}_labels(FAST_NUMPY, {call})",
         f"    return _{kernel.name}(FAST_NUMPY, {call})",
     ]
 
@@ -269,7 +293,7 @@ def _labels_seen_before(kernel: Kernel, labels: Kernel, name: str) -> list[str]:
 def _spec(p) -> str:
     if p.labels:
         return f"(...) labels of {p.axes[-1]}"
-    return _shape_spec(p.axes, p.batched, p.one_hot)
+    return _shape_spec(p.axes, p.batched, p.one_hot) + (f" {p.check}" if p.check else "")
 
 
 def generate_function(
@@ -287,6 +311,16 @@ _OPTION_TYPES = {"weights": "Array | None", "index": "int | None", "fraction": "
 
 def _option_type(option: Option) -> str:
     return _OPTION_TYPES.get(option.kind, "str")
+
+
+def _not_default(option: Option) -> str:
+    """The test that ``option`` was set: anything but the default's own type takes the checked
+    branch, so an array (``label_smoothing=np.array([.1, .2])``) reaches the option's named
+    error instead of NumPy's "truth value of an array is ambiguous"."""
+    if option.default is None:
+        return f"{option.name} is not None"
+    kind = type(option.default).__name__
+    return f"type({option.name}) is not {kind} or {option.name} != {option.default!r}"
 
 
 def _with_options(
@@ -309,10 +343,7 @@ def _with_options(
     names = ", ".join(p.name for p in arrays)
     specs = ", ".join(f'{p.name}=({p.name}, "{_spec(p)}")' for p in arrays)
     index = options.get("index")
-    not_default = " or ".join(
-        f"{o.name} is not None" if o.default is None else f"{o.name} != {o.default!r}"
-        for o in form.options
-    )
+    not_default = " or ".join(_not_default(o) for o in form.options)
     reduction = options.get("choice")
     targets = next(p.name for p in kernel.params if p.one_hot)
     fractions = {o.name for o in form.options if o.kind == "fraction"}
@@ -515,7 +546,7 @@ def _generate_function(
     lines = _without_unused_sizes(lines)
     runtime = tuple(
         h
-        for h in ("in_place", "subtract_at_labels", "take_at_labels")
+        for h in ("in_place", "subtract_at_labels", "take_at_labels", "solve")
         if any(f"{h}(" in l for l in lines)
     )
     return GeneratedFunction(

@@ -118,6 +118,11 @@ a positive one (a temperature); a probability in (0, 1); a one-hot label row
 (a `LabelsForm`'s parameter)."""
 
 
+VALUE_CHECKS = ("", "probabilities", "in [0, 1]")
+"""What the generated function checks of an argument's values, beyond its shape and dtype
+(derive._runtime.prepare): nothing; rows summing to 1 with no negative entry; values in [0, 1]."""
+
+
 @dataclass(frozen=True)
 class Param:
     """An argument of a generated function, bound to a base (or a scalar symbol) of the model."""
@@ -132,6 +137,9 @@ class Param:
     labels: bool = (
         False  # integer class labels 0..C-1 of the batch shape (C: its one axis), kept as integers
     )
+    # a check of the values the formula needs (VALUE_CHECKS): "probabilities", rows summing to
+    # 1 with no negative entry (a softmax output); "in [0, 1]", every value in [0, 1]
+    check: str = ""
 
     def __post_init__(self):
         if self.labels and self.domain != "labels":
@@ -139,6 +147,10 @@ class Param:
         if self.domain not in DOMAINS:
             raise ValueError(
                 f"Param {self.name}: domain must be one of {DOMAINS}, got {self.domain!r}"
+            )
+        if self.check not in VALUE_CHECKS:
+            raise ValueError(
+                f"Param {self.name}: check must be one of {VALUE_CHECKS}, got {self.check!r}"
             )
         if self.one_hot and self.domain != "one_hot":
             object.__setattr__(self, "domain", "one_hot")

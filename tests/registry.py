@@ -72,6 +72,9 @@ def draw(
         return np.eye(shape[-1])[rng.integers(shape[-1], size=shape[:-1])]
     if param.domain == "positive":
         return rng.uniform(0.5, 2.0, size=shape)
+    if param.domain == "probability" and param.check == "probabilities":
+        rows = rng.uniform(0.05, 0.95, size=shape)
+        return rows / rows.sum(axis=-1, keepdims=True)
     if param.domain == "probability":
         return rng.uniform(0.05, 0.95, size=shape)
     if param.domain == "target":

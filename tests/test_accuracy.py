@@ -73,7 +73,9 @@ def test_no_less_accurate_than_pytorch_or_scipy(rows):
         # where conditioning rules out an entry-wise bound, the entry-wise worst case is the luck
         # of the sample (which entries cancel): compare what a bound can hold, the norm-wise error
         measure = "max_ulp_normwise" if ours["conditioning"] else "max_ulp"
-        assert ours[measure] <= theirs[measure] + 1, f"{describe(ours)}; {describe(theirs)}"
+        # + 1e-9: an answer exactly one ulp from theirs can measure 1e-16 above theirs + 1, the
+        # ulps being quotients rounded to float64 (binary_cross_entropy's float32 sample)
+        assert ours[measure] <= theirs[measure] + 1 + 1e-9, f"{describe(ours)}; {describe(theirs)}"
 
 
 def test_ulps_counts_units_of_the_true_values_last_place():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ class Argument:
     axes: tuple[str, ...]
     labels: bool  # also takes integer class labels of the batch shape
     domain: str  # what values it takes (derive.steps.DOMAINS)
+    check: str = ""  # what is checked of its values (derive.steps.VALUE_CHECKS)
 
     @property
     def probabilities(self) -> bool:
@@ -61,7 +63,9 @@ class Argument:
 def arguments_of(function) -> list[Argument]:
     """One Argument per parameter, from the registry's declaration of the function."""
     kernel = BY_NAME[function.__name__]
-    return [Argument(p.name, p.batched, p.axes, p.one_hot, p.domain) for p in kernel.params]
+    return [
+        Argument(p.name, p.batched, p.axes, p.one_hot, p.domain, p.check) for p in kernel.params
+    ]
 
 
 FUNCTIONS = {
@@ -81,7 +85,8 @@ def test_the_declared_shapes_are_the_checked_ones(name):
             continue
         parts = (("...",) if argument.batched else ()) + argument.axes
         spec = "(" + ", ".join(parts) + ("," if len(parts) == 1 and parts != ("...",) else "") + ")"
-        assert checked[argument.name] == spec + (" one-hot" if argument.labels else "")
+        suffix = " one-hot" if argument.labels else f" {argument.check}" if argument.check else ""
+        assert checked[argument.name] == spec + suffix
 
 
 # ---------------------------------------------------------------------------- valid inputs
@@ -102,12 +107,16 @@ def softmax_rows(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def draw_case(data, name: str) -> Case:
+BATCHES = [(), (1,), (3,), (2, 3)]
+EMPTY_BATCHES = [(0,), (2, 0), (0, 3)]
+
+
+def draw_case(data, name: str, batches: list = BATCHES) -> Case:
     arguments = SPECS[name]
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     axes = {axis for a in arguments for axis in a.axes}
     sizes = {axis: data.draw(st.integers(1, 5), label=axis) for axis in sorted(axes)}
-    batch = data.draw(st.sampled_from([(), (1,), (3,), (2, 3)]), label="batch")
+    batch = data.draw(st.sampled_from(batches), label="batch")
     library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
     dtype = data.draw(st.sampled_from(["float64", "float32"]), label="dtype")
     plain = []
@@ -147,6 +156,8 @@ def represent(data, library: str, dtype: str, value: np.ndarray):
     forms = ["array", "list", "strided"] + (
         ["read-only", "fortran"] if library == "numpy" else ["transposed"]
     )
+    if value.ndim and not value.size:  # a list of no rows loses the axes after the batch
+        forms = [f for f in forms if f != "list"]
     form = data.draw(st.sampled_from(forms if value.ndim else ["array", "list"]), label="form")
     TRIED["argument given as: " + form] += 1
     if form == "list":
@@ -229,6 +240,34 @@ def test_valid_inputs_give_finite_results_of_their_dtype(name, data):
         np.testing.assert_allclose(numbers, reference, rtol=tolerance, atol=tolerance)
     for argument, old, new in zip(case.arguments, before, case.values):
         assert unchanged(old, new), f"{argument.name} was changed"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@FUZZ
+@given(data=st.data())
+def test_empty_batches_give_empty_results_of_their_dtype(name, data):
+    """A batch of no samples: an empty result with the batch axes kept, or, for a mean over the
+    samples, a ValueError naming the first batched argument."""
+    case = draw_case(data, name, EMPTY_BATCHES)
+    if not any(a.batched for a in case.arguments):
+        return
+    if BY_NAME[name].flatten_batch:
+        first = next(a.name for a in case.arguments if a.batched)
+        with pytest.raises(ValueError, match=rf"^{first}: expected at least one sample"):
+            case.function(*case.values)
+        TRIED["valid: empty batch: a mean over no samples, refused"] += 1
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        results = case.function(*case.values)
+    references = case.function(*case.plain)  # plain float64 NumPy arrays
+    TRIED[f"valid: empty batch: {case.library} {case.dtype}"] += 1
+    if not isinstance(results, tuple):
+        results, references = (results,), (references,)
+    for result, reference in zip(results, references, strict=True):
+        assert tuple(result.shape) == tuple(reference.shape)
+        assert 0 in tuple(result.shape)
+        assert str(result.dtype).removeprefix("torch.") == expected_dtype(case)
 
 
 # -------------------------------------------------------------------------- invalid inputs
@@ -346,7 +385,10 @@ def other_batch(case, index, data):
 
 
 def empty_batch(case, index, data):
-    """Every batched argument with a batch of no samples: refused, not a mean over nothing."""
+    """Every batched argument with a batch of no samples: refused where the result is a mean
+    over the samples (elsewhere an empty result: `test_an_empty_batch_gives_an_empty_result`)."""
+    if not BY_NAME[case.function.__name__].flatten_batch:
+        return None
     values = list(case.values)
     batched = set()
     for i, argument in enumerate(case.arguments):
@@ -438,6 +480,46 @@ def zero_size(case, index, data):
     )
 
 
+def negative_label(case, index, data):
+    """A label row that sums to 1 with a negative entry ([2, -1] for two classes)."""
+    argument = case.arguments[index]
+    if not argument.labels:
+        return None
+    rows = label_rows(case, index).astype(case.dtype)
+    if rows.shape[-1] < 2:
+        return None
+    last = rows.reshape(-1, rows.shape[-1])
+    last[-1] = 0
+    last[-1, :2] = (2, -1)
+    return replace(case, index, in_library(case, rows)), (ValueError,), {argument.name}
+
+
+def unnormalised(case, index, data):
+    """Softmax outputs whose rows do not sum to 1 (scaled), or with a negative entry."""
+    argument = case.arguments[index]
+    if argument.check != "probabilities":
+        return None
+    rows = numpy_value(case, index).astype(case.dtype).copy()
+    if data.draw(st.booleans(), label="negative entry") and rows.shape[-1] >= 2:
+        flat = rows.reshape(-1, rows.shape[-1])
+        flat[-1] = 0
+        flat[-1, :2] = (1.5, -0.5)
+    else:
+        rows = rows * data.draw(st.sampled_from([0.5, 0.9, 1.01, 3.0]), label="scale")
+    return replace(case, index, in_library(case, rows)), (ValueError,), {argument.name}
+
+
+def outside_unit_interval(case, index, data):
+    """A value that must lie in [0, 1] (binary cross-entropy's p or y) outside it, or nan."""
+    argument = case.arguments[index]
+    if argument.check != "in [0, 1]":
+        return None
+    values = np.atleast_1d(numpy_value(case, index).astype(case.dtype)).copy()
+    values.reshape(-1)[-1] = data.draw(st.sampled_from([-1e-3, 1.001, -5.0, 7.0, np.nan]))
+    values = values.reshape(np.shape(numpy_value(case, index)))
+    return replace(case, index, in_library(case, values)), (ValueError,), {argument.name}
+
+
 MUTATIONS = {
     "None": not_numbers("None"),
     "str": not_numbers("str"),
@@ -457,6 +539,9 @@ MUTATIONS = {
     "float class labels": float_labels,
     "mixed libraries": other_library,
     "size 0": zero_size,
+    "negative label entry": negative_label,
+    "unnormalised softmax output": unnormalised,
+    "outside [0, 1]": outside_unit_interval,
 }
 
 
@@ -507,3 +592,174 @@ def report_the_cases_tried(request):
         reporter.write_line(f"\ntest_fuzz: {calls} calls checked")
         for key, count in sorted(TRIED.items()):
             reporter.write_line(f"  {count:5d}  {key}")
+
+
+# ------------------------------------------------------------------------- the edges (issue 22)
+# Narrow torch label dtypes with every option, options given as arrays, zero probabilities
+# under y = 0, probabilities near 0 and 1 in float32, extreme logits with a small temperature.
+
+WITH_OPTIONS = [name for name in FUNCTIONS if BY_NAME[name].options_form is not None]
+NARROW = ["int8", "uint8", "int16", "int32", "int64"]
+
+
+def _option_values(kernel, rng, batch, classes, dtype) -> dict:
+    from registry import draw_all
+
+    return draw_all(
+        {p.name: p for p in kernel.params}, batch, rng, sizes={"C": classes, "D": 3, "H": 3, "K": 3}
+    )
+
+
+@pytest.mark.parametrize("name", WITH_OPTIONS)
+@FUZZ
+@given(data=st.data())
+def test_narrow_label_dtypes_with_every_option_agree_with_int64_labels(name, data):
+    """Labels in a narrow dtype (NumPy or torch) with any options give what int64 labels give:
+    an ignore_index the dtype cannot hold (-100 in uint8, 255 in int8) ignores nothing, and an
+    invalid label is refused, never taken for the ignored one. The int64 route is checked
+    against PyTorch itself in tests/test_cross_entropy_options.py."""
+    kernel = BY_NAME[name]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    dtype = data.draw(st.sampled_from(NARROW), label="labels dtype")
+    library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
+    float_dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
+    classes = data.draw(st.sampled_from([2, 3, 5, 120]), label="C")
+    batch = data.draw(st.sampled_from([(1,), (4,), (2, 3)]), label="batch")
+    values = _option_values(kernel, rng, batch, classes, float_dtype)
+    labels = rng.integers(classes, size=batch)
+    ignore = data.draw(
+        st.sampled_from([None, -100, -1, 255, 256, 65537, -129, 127, "a label present"]),
+        label="ignore_index",
+    )
+    if ignore == "a label present":
+        ignore = int(labels.reshape(-1)[0])
+    options = {"ignore_index": ignore}
+    names = {o.name for o in kernel.options_form.options}
+    if data.draw(st.booleans(), label="weight"):
+        options["weight"] = rng.uniform(0.5, 2.0, classes)
+    options["label_smoothing"] = data.draw(st.sampled_from([0.0, 0.1]), label="smoothing")
+    if "reduction" in names:
+        options["reduction"] = data.draw(
+            st.sampled_from(["none", "sum", "mean"]), label="reduction"
+        )
+    invalid = data.draw(st.booleans(), label="an invalid label")
+    if invalid and np.iinfo(dtype).min < 0:
+        labels.reshape(-1)[-1] = -1
+    arguments = [labels if p.one_hot else values[p.name].astype(float_dtype) for p in kernel.params]
+    narrow = [a.astype(dtype) if a is labels else a for a in arguments]
+    if library == "torch":
+        narrow = [torch.from_numpy(a) for a in narrow]
+        options = {
+            k: torch.from_numpy(v.astype(float_dtype)) if isinstance(v, np.ndarray) else v
+            for k, v in options.items()
+        }
+    wide_options = {
+        k: to_numpy(v) if isinstance(v, torch.Tensor) else v for k, v in options.items()
+    }
+    try:
+        expected = getattr(generated, name)(*arguments, **wide_options)
+    except ValueError as error:  # a mean over no samples, or the invalid label
+        with pytest.raises(ValueError, match=re.escape(str(error).split(",")[0])):
+            getattr(generated, name)(*narrow, **options)
+        TRIED[f"edges: narrow {dtype} labels with options: refused as int64"] += 1
+        return
+    got = getattr(generated, name)(*narrow, **options)
+    TRIED[f"edges: narrow {dtype} labels with options ({library})"] += 1
+    tolerance = 1e-12 if float_dtype == "float64" else 1e-5
+    np.testing.assert_allclose(to_numpy(got), to_numpy(expected), rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("name", WITH_OPTIONS)
+@FUZZ
+@given(data=st.data())
+def test_options_given_as_arrays_are_refused_by_the_options_name(name, data):
+    kernel = BY_NAME[name]
+    option = data.draw(st.sampled_from(sorted(o.name for o in kernel.options_form.options)))
+    if option in ("weight",):  # an array is what weight takes
+        return
+    library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
+    value = {
+        "label_smoothing": [0.1, 0.2],
+        "reduction": ["mean", "sum"],
+        "ignore_index": [1, 2],
+    }[option]
+    array = np.array(value)
+    if library == "torch" and array.dtype.kind != "U":
+        array = torch.asarray(array)
+    values = _option_values(kernel, np.random.default_rng(0), (2,), 3, "float64")
+    arguments = [np.array([0, 1]) if p.one_hot else values[p.name] for p in kernel.params]
+    with pytest.raises((TypeError, ValueError), match=rf"^{option}: "):
+        getattr(generated, name)(*arguments, **{option: array})
+    TRIED[f"edges: {option} given as an array: refused"] += 1
+
+
+@FUZZ
+@given(data=st.data())
+def test_zero_probabilities_under_a_zero_target_add_nothing(data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    classes = data.draw(st.integers(2, 6), label="C")
+    batch = data.draw(st.sampled_from([(1,), (4,), (2, 3)]), label="batch")
+    dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
+    library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
+    s = rng.uniform(0.0, 1.0, (*batch, classes))
+    s[rng.random(s.shape) < 0.4] = 0.0  # zeros, some where y is 0 too
+    s[..., 0] += 0.1  # every row has a positive entry
+    s /= s.sum(axis=-1, keepdims=True)
+    y = np.where(s > 0, rng.uniform(0.0, 1.0, s.shape), 0.0)
+    y /= y.sum(axis=-1, keepdims=True)
+    s, y = s.astype(dtype), y.astype(dtype)
+    expected = -np.sum(np.where(y > 0, y * np.log(np.where(y > 0, s, 1.0)), 0.0), axis=-1)
+    arguments = (s, y) if library == "numpy" else (torch.from_numpy(s), torch.from_numpy(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = to_numpy(generated.cross_entropy(*arguments))
+    TRIED[f"edges: zero probabilities under y = 0 ({library} {dtype})"] += 1
+    tolerance = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+
+
+@FUZZ
+@given(data=st.data())
+def test_binary_cross_entropy_near_zero_and_one_in_float32(data):
+    """p within a few ulps of 0 or 1 in float32 (tiny, or 1 − tiny): within 4 ulps of the loss
+    computed in long double from the same float32 numbers."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    size = data.draw(st.integers(1, 8), label="size")
+    tiny = 10.0 ** rng.uniform(-38, -1, size)
+    near_one = data.draw(st.booleans(), label="near 1")
+    p = (1 - tiny if near_one else tiny).astype(np.float32)
+    p = np.clip(p, np.float32(1e-38), np.nextafter(np.float32(1), np.float32(0)))
+    y = data.draw(st.sampled_from(["0", "1", "any"]), label="y")
+    y = {"0": np.zeros(size), "1": np.ones(size), "any": rng.uniform(0, 1, size)}[y].astype(
+        np.float32
+    )
+    P, Y = p.astype(np.longdouble), y.astype(np.longdouble)
+    exact = -(Y * np.log(P) + (1 - Y) * np.log1p(-P))
+    got = generated.binary_cross_entropy(p, y)
+    TRIED[f"edges: binary cross-entropy, p near {1 if near_one else 0} in float32"] += 1
+    unit = np.spacing(np.abs(exact).astype(np.float32)).astype(np.longdouble)
+    # p ≈ 1 with y < 1: −(1 − y) log1p(−p) of a p that rounds to 1 − 2⁻²⁴ is what float32 can give
+    assert np.all(np.abs(got.astype(np.longdouble) - exact) <= 4 * unit + 1e-45), (p, y, got, exact)
+
+
+@FUZZ
+@given(data=st.data())
+def test_softmax_temperature_of_extreme_logits_and_small_temperatures(data):
+    """Finite, in [0, 1], summing to 1, and ordered like the logits, for any finite logits and
+    any temperature down to the smallest subnormal float64 (which rounds to 0 in float16 and
+    float32)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    dtype = data.draw(st.sampled_from(["float16", "float32", "float64"]), label="dtype")
+    library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
+    classes = data.draw(st.integers(1, 6), label="C")
+    big = float(np.finfo(dtype).max)
+    scale = big * data.draw(st.sampled_from([1e-300, 1e-30, 1e-3, 0.5, 1.0]), label="scale")
+    z = np.clip(rng.uniform(-1, 1, (3, classes)) * scale, -big, big).astype(dtype)
+    T = data.draw(st.sampled_from([5e-324, 1e-309, 1e-30, 1e-3, 0.5, 1.0, 1e30]), label="T")
+    logits = z if library == "numpy" else torch.from_numpy(z)
+    got = to_numpy(generated.softmax_temperature(logits, T)).astype(np.float64)
+    TRIED[f"edges: softmax_temperature, extreme logits ({library} {dtype})"] += 1
+    assert np.all(np.isfinite(got)) and np.all((got >= 0) & (got <= 1))
+    np.testing.assert_allclose(got.sum(axis=-1), 1, rtol=0, atol=4 * classes * np.finfo(dtype).eps)
+    order = np.argsort(z, axis=-1, kind="stable")
+    assert np.all(np.diff(np.take_along_axis(got, order, axis=-1), axis=-1) >= 0)

@@ -328,9 +328,9 @@ def test_a_remembered_shape_in_another_dtype_or_shape_is_checked_again():
 
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_subclasses_and_views_take_the_full_checks_or_give_the_same_result():
-    z = rng.normal(size=(1, 3))
-    softmax_jacobian(z), softmax_jacobian(z)
-    jacobian = softmax_jacobian(np.matrix(z))  # a matrix of a remembered shape: converted
+    s = softmax(rng.normal(size=(1, 3)))  # softmax_jacobian checks that its rows sum to 1
+    softmax_jacobian(s), softmax_jacobian(s)
+    jacobian = softmax_jacobian(np.matrix(s))  # a matrix of a remembered shape: converted
     assert type(jacobian) is np.ndarray and jacobian.shape == (1, 3, 3)
     x, W, y = rng.normal(size=(6, 4)), rng.normal(size=(4, 3)), np.array([0, 1, 2, 0, 1, 2])
     expected = weight_grad(x, W, y)

@@ -32,6 +32,8 @@ small = sp.Symbol("e", positive=True)  # e^{-|z|}, at most 1
 sig = sp.Function("sigma")(z)  # σ(z) as the page writes it; its meaning is the sigmoid page's
 
 NAIVE_NOTE = (
+    "log(1 − p) is computed as log1p(−p): for a small p, 1 − p rounds away p's digits (float32 "
+    "p = 1e−8 gives log(1 − p) = 0; log1p(−p) gives −1e−8). "
     "A probability of exactly 0 or 1 gives inf or nan (log 0); PyTorch's "
     "`binary_cross_entropy` clamps the logarithm at -100 instead. From logits, "
     "`binary_cross_entropy_from_logits` needs neither."
@@ -192,6 +194,18 @@ def derive() -> Derivation:
             where=of_sigma,
             checked="numeric",  # proved on each side of zero below
         ),
+        Step(
+            "Why the code computes log(1 − p) with log1p",
+            "For a small $p$, $1 - p$ rounds to a number with fewer of $p$'s digits, and to "
+            "exactly 1 below half an ulp of 1 ($p = 10^{-8}$ in float32): $\\log(1 - p)$ is then "
+            "0 where the true value is about $-p$. $\\operatorname{log1p}(x) = \\log(1 + x)$ "
+            "without forming $1 + x$, so the code computes $\\operatorname{log1p}(-p)$, which "
+            "keeps every digit of a small $p$.",
+            log(1 - p),
+            log1p(-p),
+            start="$\\log(1 - p)$ in the loss",
+            checked="numeric",  # log1p is a function SymPy evaluates, not an identity it rewrites
+        ),
     )
     identities = (
         # for z > 0 only: for z < 0 SymPy evaluates both sides to the same expression
@@ -265,8 +279,20 @@ def derive() -> Derivation:
         ),
     )
     probabilities = (
-        Param("p", p, doc="predicted probabilities, in (0, 1)", domain="probability"),
-        Param("y", y, doc="targets in [0, 1], the shape of p", domain="target"),
+        Param(
+            "p",
+            p,
+            doc="predicted probabilities, in [0, 1] (checked; 0 and 1 give inf or nan)",
+            domain="probability",
+            check="in [0, 1]",
+        ),
+        Param(
+            "y",
+            y,
+            doc="targets in [0, 1] (checked), the shape of p",
+            domain="target",
+            check="in [0, 1]",
+        ),
     )
     logits = (
         Param("z", z, doc="logits, any real numbers"),
@@ -278,7 +304,8 @@ def derive() -> Derivation:
             summary="−(y log p + (1 − y) log(1 − p)), elementwise, no reduction.",
             params=probabilities,
             body=(),
-            returns=Assign(L, (), loss),
+            returns=Assign(L, (), loss.subs(log(1 - p), log1p(-p))),
+            math=loss,
             returns_doc="the loss of each entry, the shape of p",
             notes=NAIVE_NOTE,
             reference="torch.nn.functional.binary_cross_entropy(p, y, reduction='none')",

@@ -122,6 +122,13 @@ def explicit_labels_chain_rule(sizes) -> tuple[Matrix, Matrix]:
 LABEL_ROWS = "label rows summing to 1 (one-hot, or any distribution)"
 
 # Said in the docstrings of the functions of S: the formula is computed as written.
+LOSS_NOTE = (
+    "A term whose y is 0 contributes 0 (the limit of y log S as y → 0; the code takes the log "
+    "of 1 there instead of S), so a zero probability gives inf only where its y is not 0, and "
+    "0 · log 0 is 0, as in scikit-learn's log_loss. Integer class labels take the label's "
+    "entry, −log s_ℓ, without a one-hot row."
+)
+
 NAIVE_NOTE = (
     "A probability of exactly 0 (softmax of logits far apart) gives inf, or nan where "
     "y is 0 too (0 · log 0, 0/0); from the logits, `cross_entropy_from_logits` and "
@@ -265,6 +272,13 @@ def derive():
 
     loss = cross_entropy()
     XE = sp.Symbol("XE")
+    # A term whose y_i is 0 is 0 (the limit), even where S_i is 0: the code takes log 1 there.
+    i, ell = class_index("i"), class_index("ell")
+    s_or_one = sp.IndexedBase("s_or_one")
+    kept = sp.Piecewise((1, sp.Eq(y[i], 0)), (S[i], True))
+    selected_loss = -Sum(y[i] * sp.log(s_or_one[i]), (i, 1, C))
+    at_label = loss.xreplace({y[i]: sp.KroneckerDelta(i, ell)})  # y = e_ℓ
+    loss_at_label = evaluate(at_label)  # −log S_ℓ
     dxe_ds = evaluate(sp.diff(loss, S[t]))
     chain_for_three = chain_rule(XE, S, 3, W[j, c])
     chain = Sum(Derivative(XE, S[t]) * Derivative(S[t], W[j, c]), (t, 1, C))
@@ -388,8 +402,32 @@ def derive():
             given=batch_labels,
             start="the mean loss of a batch",
         ),
+        Step(
+            "Why the code takes the log of 1 where y is 0",
+            "A probability of exactly 0 (softmax of logits far apart) has $\\log S_i = -\\infty$, "
+            "and $0 \\cdot (-\\infty)$ is nan in floating point, although a term whose $y_i$ "
+            "is 0 is 0 for every $S_i > 0$, and so is its limit as $S_i \\to 0$ "
+            "($0 \\cdot \\log 0 = 0$, as in scikit-learn's `log_loss`). The code takes "
+            "$\\log 1 = 0$ where $y_i = 0$ (`xp.where`) and $\\log S_i$ elsewhere: a zero "
+            "probability gives $+\\infty$ only where its $y_i$ is not 0. With integer class "
+            "labels, $y_i = \\delta_{i\\ell}$, the sum is one term, $-\\log S_\\ell$, gathered "
+            "at the label (proved below).",
+            loss,
+            selected_loss.xreplace({s_or_one[i]: kept}),
+            start="the loss",
+            checked="numeric",  # a selection on y_i = 0: SymPy cannot decide it for symbolic y
+        ),
     )
     identities = (
+        Identity(
+            "cross_entropy_labels",
+            "with class-index labels, $y_i = \\delta_{i\\ell}$, the loss $-\\sum_i y_i \\log "
+            "S_i$ is $-\\log S_\\ell$: the entry at the label",
+            long=at_label,
+            shortcut=loss_at_label,
+            long_title="The loss with $y = e_\\ell$,",
+            shortcut_title="the entry at the label,",
+        ),
         Identity(
             "cross_entropy_weight_grad",
             "the chain rule through the outputs gives $(S_c - y_c)\\,x_j$, when $\\sum_i y_i = 1$",
@@ -448,10 +486,16 @@ def derive():
             name="cross_entropy",
             summary="The categorical cross-entropy of probabilities s against targets y.",
             params=probabilities_and_labels,
-            body=(),
-            returns=Assign(XE, (), loss),
+            body=(Assign(s_or_one, (i,), kept),),
+            returns=Assign(XE, (), selected_loss),
+            math=loss,
+            labels_form=LabelsForm(
+                Param("y", ell, ("C",), doc="integer class labels", labels=True),
+                body=(),
+                returns=Assign(XE, (), loss_at_label),
+            ),
             returns_doc="the loss of each sample, shape (...)",
-            notes=NAIVE_NOTE,
+            notes=LOSS_NOTE,
             reference="-(y * torch.log(s)).sum(dim=-1)",
         ),
         Kernel(

@@ -28,6 +28,7 @@ K = size("K")  # the number of outputs compared
 p = IndexedBase("p", shape=(K,))  # predictions
 y = IndexedBase("y", shape=(K,))  # targets
 MSE = sp.Symbol("MSE")
+residual = IndexedBase("residual", shape=(K,))  # (p − y)/K, the code's first step
 u = IndexedBase("u", shape=(K,))  # an exercise's inputs: one number per output
 w = sp.Symbol("w", real=True)  # an exercise's weight
 b = sp.Symbol("b", real=True)  # an exercise's bias
@@ -176,8 +177,13 @@ def derive() -> Derivation:
             name="mean_squared_error_grad",
             summary="∂MSE/∂p_j = 2(p_j − y_j)/K.",
             params=arguments,
-            body=(),
-            returns=Assign(Derivative(MSE, p[j]), (j,), collapsed),
+            # divided by K before doubling: 2(p − y) overflows where the gradient does not
+            body=(Assign(residual, (j,), (p[j] - y[j]) / K),),
+            returns=Assign(Derivative(MSE, p[j]), (j,), 2 * residual[j]),
+            math=collapsed,
+            notes="Computed as ((p − y)/K)·2, divided before doubling: 2(p − y) overflows "
+            "where the gradient does not (p − y = 1e308 with K = 3 gives 6.7e307; "
+            "float16 p − y = 40000 with K = 2 gives 40000).",
             returns_doc="shape (..., K), like p",
             derivative=DerivativeOf("mean_squared_error(p, y)", wrt="p"),
         ),

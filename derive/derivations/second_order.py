@@ -899,6 +899,10 @@ def derive():
                     "step would not be unique), got {l2}",
                 ),
                 Requirement(
+                    sp.StrictLessThan(sp.Symbol("l2"), sp.oo),
+                    "l2: expected a finite penalty (with l2 = inf the step is 0 · inf), got {l2}",
+                ),
+                Requirement(
                     sp.Le(D * C, MAX_UNKNOWNS),
                     f"newton_step solves a (D*C) x (D*C) system densely: expected "
                     f"D*C <= {MAX_UNKNOWNS}, got D*C = {{D * C}} (D = {{D}}, C = {{C}}); "

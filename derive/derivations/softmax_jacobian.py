@@ -446,12 +446,25 @@ def derive():
         Kernel(
             name="softmax_jacobian",
             summary="The Jacobian of softmax, from its output: entry [i, j] is ∂S_i/∂z_j.",
-            params=(Param("s", S, ("C",), doc="the output of `softmax`", domain="probability"),),
+            params=(
+                Param(
+                    "s",
+                    S,
+                    ("C",),
+                    doc="the output of `softmax`: each row sums to 1 (checked)",
+                    domain="probability",
+                    check="probabilities",
+                ),
+            ),
             body=(Assign(others_of, (i,), others),),
             returns=Assign(Derivative(S[i], z[j]), (i, j), stable.xreplace({others: others_of[i]})),
             math=stable,
             matrix_form=matrix_form,
             returns_doc="the Jacobian, shape (..., C, C): the posts' `sm_dir(S)`",
+            notes="The diagonal is computed as s_i Σ_{n≠i} s_n, which is s_i(1 − s_i) only where s sums "
+            "to 1 (it keeps the digits 1 − s_i loses): so s is checked, and a row that does not "
+            "sum to 1 within 16·C·ε (ε of float32, or of s's dtype if coarser), or that has a "
+            "negative entry, is a ValueError naming s; `derive.check_labels(False)` skips the check.",
             derivative=DerivativeOf("softmax(z)", wrt="z", call="softmax_jacobian(softmax(z))"),
             conditioning="Each entry is a product of softmax outputs, and inherits their error: "
             "about |z_i − max z|/2 ulps for an entry far below the largest.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
-from sympy import Derivative, IndexedBase, Limit, Matrix, Sum
+from sympy import Derivative, IndexedBase, Limit, Matrix, Sum, exp
 
 from derive.derivations import result
 from derive.model import C, S, class_index, explicit_softmax, explicit_vector, z
@@ -23,7 +23,7 @@ from derive.steps import (
     Step,
     every,
 )
-from derive.sympy_tools import evaluate
+from derive.sympy_tools import Maximum, evaluate
 
 T = sp.Symbol("T", positive=True)  # the temperature
 u = IndexedBase("u", shape=(C,))  # the scaled logits z/T
@@ -106,6 +106,12 @@ def derive() -> Derivation:
     cold = sp.ImmutableMatrix([sp.limit(e, T, 0, "+") for e in explicit_softmax(example / T)])
     cold_limits = sp.ImmutableMatrix([Limit(S[number], T, 0, "+") for number in range(1, 4)])
     # T → ∞ for any logits: with T = 1/s, S_i is continuous at s = 0, where every e^{z_k s} is 1
+    # The code divides z − max z by T, not z: z/T overflows for a small T (or huge logits), and
+    # the shift by any number m changes nothing (e^{−m/T} cancels).
+    shift = sp.Symbol("m", real=True)
+    shifted = exp((z[i] - shift) / T) / Sum(exp((z[k] - shift) / T), (k, 1, C))
+    # 0 at the maximum whatever T rounds to in the logits' dtype (0/0 where it rounds to 0)
+    scaled_logit = sp.Piecewise((0, sp.Eq(z[k], shift)), ((z[k] - shift) / T, True))
     s_ = sp.Symbol("s", positive=True)
     hot = S_i.xreplace({T: 1 / s_}).subs(s_, 0).doit()  # 1/C
     steps = (
@@ -135,6 +141,32 @@ def derive() -> Derivation:
             stable,
             relation="=>",
             given=((Sum(S[n], (n, 1, C)), sp.Integer(1)),),
+        ),
+        Step(
+            "Stable evaluation: shift, then divide by T",
+            "$z_k/T$ overflows where $T$ is small or the logits are large ($z = (700, 0)$ in "
+            "float16 with $T = 0.01$, or any logits with $T = 10^{-309}$), and an overflowed "
+            "$+\\infty$ makes the softmax nan. Multiplying numerator and denominator by "
+            "$e^{-m/T}$ changes nothing, and with $m = \\max_k z_k$ every $(z_k - m)/T$ is "
+            "$\\leq 0$: the largest is 0, the others may round to $-\\infty$, whose exponential "
+            "is the 0 it stands for. SymPy pulls $e^{-m/T}$ out of the sum and cancels it, for "
+            "any number $m$.",
+            shifted,
+            S_i,
+            start="softmax of the logits shifted by $m$, then divided by $T$",
+        ),
+        Step(
+            "Why the code writes 0 at the maximum",
+            "A temperature below the smallest number of the logits' dtype ($6 \\cdot 10^{-8}$ in "
+            "float16, $1.4 \\cdot 10^{-45}$ in float32) rounds to 0 there, and "
+            "$(z_k - m)/T$ is then $0/0$, nan, at the maximum. The quotient is 0 wherever "
+            "$z_k = m$, for every $T$: the code writes that 0 (`xp.where`), and the other "
+            "quotients are $-\\infty$, their limit. So the result is finite for every finite "
+            "$z$ and every $T > 0$.",
+            (z[k] - shift) / T,
+            scaled_logit,
+            start="a shifted logit divided by $T$",
+            checked="numeric",  # a selection on z_k = m: SymPy cannot decide it for symbolic z
         ),
         Step(
             "Cold: T → 0",
@@ -205,6 +237,7 @@ def derive() -> Derivation:
             title="The slope in the temperature",
         ),
     )
+    z_max = sp.Symbol("z_max")
     temperature = Param(
         "T", T, doc="the temperature, a positive number", batched=False, domain="positive"
     )
@@ -214,10 +247,15 @@ def derive() -> Derivation:
             name="softmax_temperature",
             summary="softmax(z/T) over the last axis: T < 1 sharpens the distribution, T > 1 flattens it.",
             params=(Param("z", z, ("C",), doc="logits"), temperature),
-            body=(Assign(u, (k,), z[k] / T),),
+            body=(
+                Assign(z_max, (), Maximum(z[k], (k, 1, C))),
+                Assign(u, (k,), scaled_logit.subs(shift, z_max)),
+            ),
             returns=Assign(S, (i,), sp.Function("softmax")(u)),
             math=softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T}),
-            returns_doc="probabilities, shape (..., C)",
+            returns_doc="probabilities, shape (..., C); finite for every finite z and every T > 0 "
+            "(z is shifted by its maximum before the division by T, and the maximum's quotient "
+            "is written 0, even where T rounds to 0 in z's dtype)",
             reference="torch.softmax(z / T, dim=-1)",
             requires=positive,
         ),
@@ -228,7 +266,12 @@ def derive() -> Derivation:
             summary="∂S_i/∂z_j of S = softmax(z/T), from its output s: (diag(S) − SSᵀ)/T.",
             params=(
                 Param(
-                    "s", S, ("C",), doc="the output of `softmax_temperature`", domain="probability"
+                    "s",
+                    S,
+                    ("C",),
+                    doc="the output of `softmax_temperature`: each row sums to 1 (checked)",
+                    domain="probability",
+                    check="probabilities",
                 ),
                 temperature,
             ),
@@ -236,6 +279,10 @@ def derive() -> Derivation:
             returns=Assign(Derivative(S[i], z[j]), (i, j), stable),
             math=jacobian,
             returns_doc="shape (..., C, C)",
+            notes="The diagonal, before the division by T, is computed as s_i Σ_{n≠i} s_n, which is s_i(1 − s_i) only where s sums "
+            "to 1 (it keeps the digits 1 − s_i loses): so s is checked, and a row that does not "
+            "sum to 1 within 16·C·ε (ε of float32, or of s's dtype if coarser), or that has a "
+            "negative entry, is a ValueError naming s; `derive.check_labels(False)` skips the check.",
             requires=positive,
             derivative=DerivativeOf(
                 "softmax_temperature(z, T)",

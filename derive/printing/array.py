@@ -577,14 +577,15 @@ class ArrayPrinter(NumPyPrinter):
         return self._place(product, tuple(free), batched=False)
 
     def _print_DenseSolve(self, expr: DenseSolve) -> str:
-        """``xp.linalg.solve`` on A and r flattened in row-major order, reshaped back."""
+        """``solve(xp, A, r)`` (``xp.linalg.solve`` with named errors, derive._runtime) on A and r
+        flattened in row-major order, reshaped back."""
         if list(expr.indices) != self.axes:
             raise UnsupportedExpression(f"{expr}: its indices are not the result axes {self.axes}")
         sizes = [self._print(i.upper) for i in expr.indices]
         n = "*".join(sizes)
         matrix, rhs = self._name(expr.matrix.label), self._name(expr.rhs.label)
         solved = (
-            f"{self._module}.linalg.solve({self._module}.reshape({matrix}, ({n}, {n})), "
+            f"solve({self._module}, {self._module}.reshape({matrix}, ({n}, {n})), "
             f"{self._module}.reshape({rhs}, ({n},)))"
         )
         return f"{self._module}.reshape({solved}, ({', '.join(sizes)}))"
