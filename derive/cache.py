@@ -39,6 +39,8 @@ ENGINE = [
         "sympy_tools.py",
         "proofs.py",
         "claims.py",
+        "differentiate.py",
+        "forward.py",
         "figures.py",
         "cache.py",
     )

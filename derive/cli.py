@@ -1,4 +1,4 @@
-"""``python -m derive build | check | list | steps``."""
+"""``python -m derive build | check | list | steps | show | new``."""
 
 from __future__ import annotations
 
@@ -39,7 +39,41 @@ def main(argv: list[str] | None = None) -> int:
         help="check each step by every method and say which hold (for a module's author)",
     )
     steps.add_argument("names", nargs="*", help="only these derivations (default: all)")
+    show = commands.add_parser(
+        "show", help="print a derivation's definitions and steps in the terminal (no build)"
+    )
+    show.add_argument("name", help="a registered derivation")
+    show.add_argument("--latex", action="store_true", help="LaTeX instead of Unicode")
+    new = commands.add_parser(
+        "new", help="write a derivation module from a forward definition, and its registry line"
+    )
+    new.add_argument("name", help="the module, page and function name: silu")
+    new.add_argument("--forward", required=True, help='a SymPy expression: "z/(1 + exp(-z))"')
+    new.add_argument("--wrt", required=True, help="the variable to differentiate by: z")
+    new.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:DOMAIN",
+        help="a scalar parameter and its domain (real, positive): delta:positive",
+    )
+    new.add_argument("--arg", action="append", default=[], help="another array argument: y")
+    new.add_argument("--title", default="", help="the page's title (default: the name)")
+    new.add_argument("--reference", default="", help='PyTorch: "torch.nn.functional.silu(z)"')
     args = parser.parse_args(argv)
+
+    if args.command in ("show", "new"):
+        from derive import scaffold  # only what these need: no build, no proofs
+
+        try:
+            if args.command == "show":
+                print(scaffold.show(args.name, latex=args.latex))
+            else:
+                print(scaffold.new(args))
+        except (KeyError, ValueError, NotImplementedError) as error:
+            print(f"{args.command} {args.name}: {error}", file=sys.stderr)
+            return 1
+        return 0
 
     if args.command == "build" and not args.force:
         from derive import cache  # no SymPy: a build with nothing to do stays instant

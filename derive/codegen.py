@@ -29,6 +29,8 @@ CODE_INPUTS = [
         "model.py",
         "steps.py",
         "sympy_tools.py",
+        "differentiate.py",
+        "forward.py",
         "codegen.py",
         "printing/array.py",
         "printing/latex.py",

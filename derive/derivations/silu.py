@@ -1,0 +1,23 @@
+"""SiLU (swish): z/(1 + exp(-z)), from its forward definition alone (derive.forward).
+
+Made with
+    python -m derive new silu --forward "z/(1 + exp(-z))" --wrt z --title "SiLU (swish)" --reference "torch.nn.functional.silu(z)"
+The steps, the page and the functions silu, silu_grad follow from the definition.
+"""
+
+import sympy as sp
+
+from derive.forward import Forward
+
+z = sp.Symbol("z", real=True)
+
+FORWARD = Forward(
+    name="silu",
+    title="SiLU (swish)",
+    summary="$\\frac{z}{1 + e^{- z}}$, differentiated step by step by the engine.",
+    expression=sp.parse_expr("z/(1 + exp(-z))", {"z": z}),
+    wrt=z,
+    arguments=(z,),
+    parameters=(),
+    reference="torch.nn.functional.silu(z)",
+)

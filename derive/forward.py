@@ -1,0 +1,188 @@
+"""A derivation from its forward definition alone: the steps, kernels and page follow.
+
+A module in derive/derivations/ that defines ``FORWARD = Forward(...)`` instead of
+a ``derive()`` function is turned into a :class:`~derive.steps.Derivation` here:
+the differentiator (derive.differentiate) chooses and records the steps, and the
+function and its derivative become kernels that the registry-driven tests check.
+Elementwise functions only, for now: each argument is an array of any shape
+(broadcast together), each parameter one number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+from derive.differentiate import differentiate
+from derive.printing import latex
+from derive.steps import (
+    DOMAINS,
+    Assign,
+    Definition,
+    Derivation,
+    DerivativeOf,
+    Example,
+    Kernel,
+    Param,
+    Requirement,
+    Step,
+)
+
+Name = tuple[AppliedUndef, sp.Expr]
+
+KNOWN_NAMES = {
+    # value -> (name, the generated function that computes it stably); recognised in a forward
+    # expression so the steps go through the name and the code calls the stable function
+    "sigmoid": (sp.Function("sigma"), lambda z: 1 / (1 + sp.exp(-z))),
+}
+
+_DOMAIN_CONDITIONS = {"positive": lambda s: s > 0}
+_DOMAIN_WORDS = {"real": "any real numbers", "positive": "a positive number"}
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A function by its definition: what the page, the code and the tests are made from.
+
+    ``expression`` is a function of ``arguments`` (arrays, elementwise) and
+    ``parameters`` (one number each, with a domain: "positive" adds a check);
+    it may use ``names``, intermediates such as r(p) := p − y, each a function
+    of ``wrt`` alone. ``stable`` gives, for a name, the equal form the code uses
+    (Φ via erfc rather than 1 + erf); each is shown as a checked step.
+    """
+
+    name: str
+    title: str
+    summary: str
+    expression: sp.Expr
+    wrt: sp.Symbol
+    arguments: tuple[sp.Symbol, ...] = ()  # default: (wrt,)
+    parameters: tuple[tuple[sp.Symbol, str], ...] = ()  # (δ, "positive")
+    names: tuple[Name, ...] = ()
+    stable: tuple[Name, ...] = ()
+    reference: str = ""  # the function in PyTorch's own operations: "torch.nn.functional.silu(z)"
+    returns_doc: str = "the value at each entry, the shape of the arguments broadcast together"
+    examples: tuple[Example, ...] = ()
+
+    def __post_init__(self):
+        for symbol, domain in self.parameters:
+            if domain not in DOMAINS:
+                raise ValueError(
+                    f"Forward {self.name}: parameter {symbol}'s domain must be one of {DOMAINS}, "
+                    f"got {domain!r}"
+                )
+        for name, _ in self.names:
+            if name.args != (self.wrt,):
+                raise ValueError(
+                    f"Forward {self.name}: name {name} must be a function of {self.wrt} alone"
+                )
+
+
+def recognised(expression: sp.Expr, variable: sp.Symbol) -> tuple[sp.Expr, tuple[Name, ...]]:
+    """``expression`` with known values replaced by their names (1/(1 + e^{-z}) by σ(z))."""
+    names = []
+    for function, value in ((f, v(variable)) for f, v in KNOWN_NAMES.values()):
+        replaced = expression.subs(value, function(variable))
+        if replaced != expression:
+            expression = replaced
+            names.append((function(variable), value))
+    return expression, tuple(names)
+
+
+def _held(names: tuple[Name, ...]) -> dict[AppliedUndef, sp.Symbol]:
+    """Each name as the variable the code holds it in: σ(z) -> sigma."""
+    return {name: sp.Symbol(str(name.func)) for name, _ in names}
+
+
+def _body(forward: Forward, names: tuple[Name, ...]) -> tuple[Assign, ...]:
+    held, stable = _held(names), dict(forward.stable)
+    calls = {f(forward.wrt): kernel for kernel, (f, _) in KNOWN_NAMES.items()}
+    body = []
+    for name, value in names:
+        if name in calls:
+            code = sp.Function(calls[name])(forward.wrt)
+        else:
+            code = stable.get(name, value)
+        body.append(Assign(held[name], (), code.xreplace(held)))
+    return tuple(body)
+
+
+def derivation(forward: Forward) -> Derivation:
+    """The derivation ``forward`` defines: steps chosen by the differentiator, two kernels."""
+    z = forward.wrt
+    expression, found = recognised(forward.expression, z)
+    names = (*forward.names, *(n for n in found if n[0] not in dict(forward.names)))
+    function = sp.Function(forward.name)
+    arguments = forward.arguments or (z,)
+    call = function(*arguments, *(s for s, _ in forward.parameters))
+    steps, derivative = differentiate(
+        expression, z, names, start=f"the definition of ${latex(call)}$"
+    )
+    stable_steps = tuple(
+        Step(
+            f"Stable evaluation of ${latex(name)}$",
+            "An equal form the code uses, which keeps its digits where the definition loses them.",
+            dict(names)[name],
+            value,
+            start=f"the definition of ${latex(name)}$",
+            checked="numeric",
+        )
+        for name, value in forward.stable
+    )
+    params = tuple(
+        Param(str(a), a, doc="any real numbers", domain="real") for a in arguments
+    ) + tuple(
+        Param(str(s), s, batched=False, doc=_DOMAIN_WORDS.get(d, d), domain=d)
+        for s, d in forward.parameters
+    )
+    requires = tuple(
+        Requirement(_DOMAIN_CONDITIONS[d](s), f"{s} must be {_DOMAIN_WORDS[d]}, got {s} = {{{s}}}")
+        for s, d in forward.parameters
+        if d in _DOMAIN_CONDITIONS
+    )
+    held = _held(names)
+    body = _body(forward, names)
+    python_arguments = ", ".join(p.name for p in params)
+    kernels = (
+        Kernel(
+            name=forward.name,
+            summary=f"{forward.title}, elementwise, from its forward definition.",
+            params=params,
+            body=body,
+            returns=Assign(call, (), expression.xreplace(held)),
+            math=expression,
+            returns_doc=forward.returns_doc,
+            reference=forward.reference,
+            requires=requires,
+        ),
+        Kernel(
+            name=f"{forward.name}_grad",
+            summary=f"The derivative of {forward.title} with respect to {z}, elementwise.",
+            params=params,
+            body=body,
+            returns=Assign(sp.Derivative(call, z), (), derivative.xreplace(held)),
+            math=derivative,
+            returns_doc=f"the derivative with respect to {z} at each entry",
+            derivative=DerivativeOf(
+                f"{forward.name}({python_arguments})", wrt=str(z), kind="elementwise"
+            ),
+            requires=requires,
+        ),
+    )
+    written = expression.xreplace(dict(names))
+    return Derivation(
+        name=forward.name,
+        title=forward.title,
+        summary=forward.summary,
+        definitions=(
+            Definition(call, expression, "elementwise, the forward definition"),
+            *(Definition(name, value, "a named intermediate") for name, value in names),
+        ),
+        steps=(*stable_steps, *steps),
+        identities=(),
+        kernels=kernels,
+        examples=forward.examples,
+        results={"function": written, "derivative": derivative.xreplace(dict(names))},
+    )
