@@ -15,6 +15,7 @@ import sympy as sp
 from sympy.concrete.expr_with_limits import ExprWithLimits
 from sympy.core.function import AppliedUndef
 
+from derive._runtime import SPECIAL_FUNCTIONS
 from derive.printing import ArrayPrinter, latex
 from derive.steps import Derivation, Dispatch, Kernel, Option
 
@@ -35,6 +36,7 @@ CODE_INPUTS = [
         "printing/array.py",
         "printing/latex.py",
         "render.py",
+        "_runtime.py",  # what the code calls: its special functions among them
     )
 ] + [_PACKAGE.parent / "templates" / "module.py.j2"]
 
@@ -526,7 +528,7 @@ def _generate_function(
     lines = _without_unused_sizes(lines)
     runtime = tuple(
         h
-        for h in ("in_place", "subtract_at_labels", "take_at_labels")
+        for h in ("in_place", "subtract_at_labels", "take_at_labels", *SPECIAL_FUNCTIONS)
         if any(f"{h}(" in l for l in lines)
     )
     return GeneratedFunction(

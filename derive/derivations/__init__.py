@@ -40,6 +40,8 @@ MODULES = (
     "softplus",
     "two_layer",  # a hidden layer: backpropagation, and the functions a training loop uses
     "silu",
+    "gelu",
+    "huber",
 )
 
 FOLDER = Path(__file__).resolve().parent

@@ -1,0 +1,24 @@
+"""GELU, exact: z Φ(z), Φ the standard normal distribution function, from its forward
+definition alone (derive.forward); Φ is computed with erfc, which keeps its digits for
+very negative z where 1 + erf(z/√2) cancels to 0."""
+
+import sympy as sp
+
+from derive.forward import Forward
+
+z = sp.Symbol("z", real=True)
+Phi = sp.Function("Phi")(z)
+
+FORWARD = Forward(
+    name="gelu",
+    title="GELU, exact",
+    summary="The Gaussian error linear unit $z\\,\\Phi(z)$, with $\\Phi$ the standard normal "
+    "distribution function written with $\\operatorname{erf}$ (PyTorch's "
+    '`gelu(approximate="none")`).',
+    expression=z * Phi,
+    wrt=z,
+    names=((Phi, (1 + sp.erf(z / sp.sqrt(2))) / 2),),
+    # unevaluated: SymPy would rewrite erfc(-x) as 2 - erfc(x), the cancellation avoided here
+    stable=((Phi, sp.erfc(-z / sp.sqrt(2), evaluate=False) / 2),),
+    reference='torch.nn.functional.gelu(z, approximate="none")',
+)
