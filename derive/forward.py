@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from derive.differentiate import differentiate
+from derive.differentiate import _collapse, _tidy, differentiate
 from derive.printing import latex
 from derive.steps import (
     DOMAINS,
@@ -29,6 +29,7 @@ from derive.steps import (
     Requirement,
     Step,
 )
+from derive.sympy_tools import pull_out_of_sums
 
 Name = tuple[AppliedUndef, sp.Expr]
 
@@ -185,4 +186,127 @@ def derivation(forward: Forward) -> Derivation:
         kernels=kernels,
         examples=forward.examples,
         results={"function": written, "derivative": derivative.xreplace(dict(names))},
+    )
+
+
+@dataclass(frozen=True)
+class VectorForward:
+    """A function of a vector along the last axis, in index notation: ``output[i] = expression``
+    with named values (μ, σ²) that are sums over the vector; the Jacobian, and the
+    vector–Jacobian product that a backward pass uses, follow, without forming the Jacobian."""
+
+    name: str
+    title: str
+    summary: str
+    output: sp.Indexed  # x̂_i
+    expression: sp.Expr  # (x_i − μ)/σ
+    wrt: sp.Indexed  # x_j
+    cotangent: sp.IndexedBase  # g, the gradient arriving at the output
+    parameters: tuple[tuple[sp.Symbol, str], ...] = ()
+    names: tuple[Name, ...] = ()
+    reference: str = ""
+    notation: tuple[tuple[str, str], ...] = ()  # index letters beyond derive/notation.py's
+
+
+def vector_derivation(forward: VectorForward) -> Derivation:
+    """The derivation ``forward`` defines: the Jacobian's steps chosen by the differentiator,
+    the VJP's contracted from it, and three kernels (function, Jacobian, VJP)."""
+    x, g = forward.wrt.base, forward.cotangent
+    (i,), (j,) = forward.output.indices, forward.wrt.indices
+    size = i.upper
+    names = forward.names
+    steps, jacobian = differentiate(
+        forward.expression,
+        forward.wrt,
+        names,
+        start=f"the definition of ${latex(forward.output)}$",
+        output=(forward.output, forward.expression),
+        checked="numeric",
+    )
+    # gᵀJ: the Jacobian contracted with the cotangent, its delta collapsed
+    contracted = sp.Sum(g[i] * sp.Derivative(forward.output, forward.wrt), (i, 1, size))
+    substituted = sp.Sum(g[i] * jacobian, (i, 1, size))
+    vjp = _tidy(pull_out_of_sums(_collapse(substituted)))
+    steps += (
+        Step(
+            "The vector–Jacobian product",
+            f"A backward pass needs $\\sum_i g_i\\, \\partial {latex(forward.output)}/\\partial "
+            f"{latex(forward.wrt)}$, not the Jacobian: put the Jacobian in.",
+            contracted,
+            substituted,
+            start="what a backward pass computes",
+            checked="numeric",
+        ),
+        Step(
+            "Collapse the sum over the delta",
+            "Only $i = j$ is left of the delta's term; the other terms are sums over the vector, "
+            "computed once: no $K \\times K$ matrix is formed.",
+            substituted,
+            vjp,
+            checked="numeric",
+        ),
+    )
+    params = (
+        Param(str(x), x, axes=(str(size),), doc="any real numbers"),
+        *(
+            Param(str(s), s, batched=False, doc=_DOMAIN_WORDS.get(d, d), domain=d)
+            for s, d in forward.parameters
+        ),
+    )
+    cotangent = Param(str(g), g, axes=(str(size),), doc="the gradient arriving at the output")
+    requires = tuple(
+        Requirement(_DOMAIN_CONDITIONS[d](s), f"{s} must be {_DOMAIN_WORDS[d]}, got {s} = {{{s}}}")
+        for s, d in forward.parameters
+        if d in _DOMAIN_CONDITIONS
+    )
+    body = tuple(Assign(n, (), v) for n, v in names)
+    output = Assign(forward.output.base, (i,), forward.expression)
+    arguments = ", ".join(p.name for p in params)
+    kernels = (
+        Kernel(
+            name=forward.name,
+            summary=f"{forward.title}, over the last axis.",
+            params=params,
+            body=body,
+            returns=output,
+            returns_doc="the shape of x",
+            reference=forward.reference,
+            requires=requires,
+        ),
+        Kernel(
+            name=f"{forward.name}_jacobian",
+            summary=f"The Jacobian of {forward.name} for each vector along the last axis.",
+            params=params,
+            body=(*body, output),
+            returns=Assign(sp.Derivative(forward.output, forward.wrt), (i, j), jacobian),
+            returns_doc=f"shape (..., {size}, {size}): entry (i, j) is ∂x̂_i/∂x_j",
+            derivative=DerivativeOf(f"{forward.name}({arguments})", wrt=str(x)),
+            requires=requires,
+        ),
+        Kernel(
+            name=f"{forward.name}_vjp",
+            summary=f"The vector–Jacobian product gᵀJ of {forward.name}, without forming J.",
+            params=(*params, cotangent),
+            body=(*body, output),
+            returns=Assign(contracted, (j,), vjp),
+            returns_doc="the gradient with respect to x, the shape of x",
+            derivative=DerivativeOf(
+                f"{g} * {forward.name}({arguments})", wrt=str(x), kind="elementwise"
+            ),
+            requires=requires,
+        ),
+    )
+    return Derivation(
+        name=forward.name,
+        title=forward.title,
+        summary=forward.summary,
+        definitions=(
+            Definition(forward.output, forward.expression, "the forward definition"),
+            *(Definition(n, v, "a named intermediate") for n, v in names),
+        ),
+        steps=steps,
+        identities=(),
+        kernels=kernels,
+        results={"jacobian": jacobian, "vjp": vjp},
+        notation=forward.notation,
     )

@@ -42,6 +42,7 @@ MODULES = (
     "silu",
     "gelu",
     "huber",
+    "layer_norm",
 )
 
 FOLDER = Path(__file__).resolve().parent
@@ -60,6 +61,10 @@ def builder(name: str) -> Callable[[], Derivation]:
         from derive.forward import derivation
 
         return lambda: derivation(module.FORWARD)
+    if hasattr(module, "VECTOR_FORWARD"):  # the same, in index notation over the last axis
+        from derive.forward import vector_derivation
+
+        return lambda: vector_derivation(module.VECTOR_FORWARD)
     return module.derive
 
 
