@@ -63,6 +63,14 @@ def _depends(expr: sp.Basic, variable: sp.Basic) -> bool:
     )
 
 
+def _heads_in(expr: sp.Basic) -> set:
+    return (
+        expr.free_symbols
+        | {i.base for i in expr.atoms(sp.Indexed)}
+        | {f.func for f in expr.atoms(AppliedUndef)}
+    )
+
+
 def _d(expr: sp.Expr, variable: sp.Basic) -> sp.Expr:
     """∂expr/∂variable, left unevaluated unless it is trivial (a constant, the variable)."""
     if not _depends(expr, variable):
@@ -440,6 +448,8 @@ def differentiate(
     try:
         for number, (name, value) in enumerate(names):
             more, derivative = _lemma(name, value, variable, lemmas, names[:number])
+            if _NAMED[-1] & ({_head(n) for n, _ in names[:number]}) & _heads_in(value):
+                more = [replace(s, checked=checked) for s in more]  # written out, nested: large
             steps += more
             lemmas[_head(name)] = (
                 (name.args[0], derivative) if isinstance(name, AppliedUndef) else (name, derivative)

@@ -112,3 +112,45 @@ def test_new_writes_a_module_and_its_registry_line(tmp_path, monkeypatch):
     assert namespace["FORWARD"].expression == z / (1 + sp.Abs(z))
     with pytest.raises(ValueError, match="neither --wrt"):
         scaffold.new(scaffold.argparse.Namespace(**{**vars(args), "name": "x2", "forward": "q*z"}))
+
+
+def test_layer_norm_ends_in_the_shortcut_through_its_named_values():
+    from derive.derivations.layer_norm import K, i, j, k, mu, std, var, x, xhat
+
+    steps, jacobian = differentiate(
+        (x[i] - mu) / std,
+        x[j],
+        [
+            (mu, sp.Sum(x[k], (k, 1, K)) / K),
+            (var, sp.Sum((x[k] - mu) ** 2, (k, 1, K)) / K),
+            (std, sp.sqrt(var + sp.Symbol("eps", real=True))),
+        ],
+        output=(xhat[i], (x[i] - mu) / std),
+        checked="numeric",
+    )
+    titles = [s.title for s in steps]
+    assert "Exchange the sum and the derivative" in titles
+    assert "Collapse the sum over the delta" in titles
+    # ∂σ²/∂x_j in its named values: Σ_k x_k became K μ (the sum matched whatever its variable)
+    lemma = steps[titles.index("In named values")].result
+    assert sp.expand(lemma - 2 * (x[j] - mu) / K) == 0
+    # the shortcut, typed here by hand as the reference: (δ_ij − 1/K − x̂_i x̂_j/K)/σ
+    shortcut = (sp.KroneckerDelta(i, j) - 1 / K - xhat[i] * xhat[j] / K) / std
+    assert sp.expand(jacobian - shortcut) == 0
+    assert not jacobian.has(x) and not jacobian.has(mu)
+
+
+def test_the_layer_norm_vjp_is_generated_without_forming_the_jacobian():
+    import inspect
+
+    from derive.generated.layer_norm import _layer_norm_vjp, layer_norm, layer_norm_vjp
+
+    code = inspect.getsource(_layer_norm_vjp)
+    assert "eye" not in code and "None, :]" not in code  # no K x K array
+    rng = np.random.default_rng(0)
+    x, g = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    std = np.sqrt(x.var(axis=-1, keepdims=True) + 1e-5)  # NumPy, by hand
+    xhat = (x - x.mean(-1, keepdims=True)) / std
+    np.testing.assert_allclose(layer_norm(x, 1e-5), xhat, rtol=1e-12)
+    by_hand = (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True)) / std
+    np.testing.assert_allclose(layer_norm_vjp(x, 1e-5, g), by_hand, rtol=1e-12)
