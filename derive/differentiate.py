@@ -247,7 +247,7 @@ def _pending(expr: sp.Basic) -> Derivative | None:
 # -- whole derivations ------------------------------------------------------------------------
 
 
-def _collapse(expr: sp.Expr) -> sp.Expr:
+def collapse_delta_sums(expr: sp.Expr) -> sp.Expr:
     """Sums over a Kronecker delta collapsed (Σ_k δ_kj f_k = f_j), the other terms of those
     sums split off with their constant factors outside; sums still being differentiated
     are left alone."""
@@ -283,7 +283,7 @@ def rule_steps(start: sp.Expr, lemmas: dict, first_start: str | None = None) -> 
             Step(move.title, move.words, current, result, start=first_start if not steps else None)
         )
         current = result
-        collapsed = _collapse(current)
+        collapsed = collapse_delta_sums(current)
         if collapsed != current:
             steps.append(
                 Step(
@@ -297,7 +297,7 @@ def rule_steps(start: sp.Expr, lemmas: dict, first_start: str | None = None) -> 
     return steps
 
 
-def _tidy(expr: sp.Expr, variable: sp.Basic | None = None) -> sp.Expr:
+def tidy(expr: sp.Expr, variable: sp.Basic | None = None) -> sp.Expr:
     """The shortest of a few equal forms: factored, a minus sign moved into a factor that is
     a sum, that sum collected in ``variable`` (σ(1 + z(1 − σ))), or one named value's
     reciprocal taken out of the expanded rest ((δ_ij − 1/K − x̂_i x̂_j/K)/σ)."""
@@ -389,10 +389,10 @@ def in_terms_of(expr: sp.Expr, name: sp.Basic, value: sp.Expr, names=()) -> sp.E
         written = sp.simplify(expr.xreplace(solved).xreplace({name: held}))
         if written.has(*name.args):
             return None
-        return _tidy(written).xreplace({held: name})
+        return tidy(written).xreplace({held: name})
     written = _named_sums(sp.expand(expr), names)
     written = written.xreplace(_solved_for(name, value, written, {_head(n) for n, _ in names}))
-    return None if written == expr else _tidy(written)
+    return None if written == expr else tidy(written)
 
 
 def _lemma(name: sp.Basic, value: sp.Expr, variable: sp.Basic, lemmas: dict, names=()):
@@ -491,7 +491,7 @@ def _simplest(expr: sp.Expr, names, variable: sp.Basic, output: Name | None) -> 
         heads = {_head(n) for n, _ in names}
         for name, value in reversed((*names, output)):
             expr = expr.xreplace(_solved_for(name, value, expr, heads))
-        return _tidy(sp.expand(expr), variable)
+        return tidy(sp.expand(expr), variable)
     held = {n: sp.Dummy(str(n.func)) for n, _ in names if isinstance(n, AppliedUndef)}
     back = {v: k for k, v in held.items()}
-    return _tidy(expr.xreplace(held), variable).xreplace(back)
+    return tidy(expr.xreplace(held), variable).xreplace(back)

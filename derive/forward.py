@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from derive.differentiate import _collapse, _tidy, differentiate
+from derive.differentiate import collapse_delta_sums, differentiate, tidy
 from derive.printing import latex
 from derive.steps import (
     DOMAINS,
@@ -24,12 +24,73 @@ from derive.steps import (
     Derivation,
     DerivativeOf,
     Example,
+    Exercise,
     Kernel,
     Param,
     Requirement,
+    Section,
     Step,
 )
 from derive.sympy_tools import pull_out_of_sums
+
+GENERATED_STEPS = (
+    "Every step above was chosen and recorded by the differentiator (`derive.differentiate`) "
+    "from the forward definition alone: which rule, in what order, the named values it goes "
+    "through and the sentence of each rule. None was written for this page; each is checked "
+    "by the build as a hand-written step would be."
+)
+
+
+def in_one_go(answer: sp.Eq) -> bool:
+    """True if the answer's right side is what SymPy's ``diff`` gives for its left, in one go."""
+    if not isinstance(answer, sp.Eq) or not isinstance(answer.lhs, sp.Derivative):
+        return False
+    return sp.simplify(answer.lhs.doit() - answer.rhs) == 0
+
+
+def _written_sums(expr: sp.Expr) -> sp.Expr:
+    """Each sum over an explicit range written as its terms, innermost first (``Sum.doit``
+    confuses a sum inside another over a variable of the same name)."""
+
+    def terms(total: sp.Sum) -> sp.Expr:
+        ((k, low, high),) = total.limits
+        label = k.label if isinstance(k, sp.Idx) else k
+        same = [
+            a for a in total.function.atoms(sp.Idx, sp.Symbol) if getattr(a, "label", a) == label
+        ]
+        return sp.Add(
+            *[total.function.xreplace(dict.fromkeys(same, n)) for n in range(low, high + 1)]
+        )
+
+    return expr.replace(lambda e: isinstance(e, sp.Sum), terms)
+
+
+def vjp_at_two(answer: sp.Eq) -> bool:
+    """True if, for a vector of two entries written out, the answer's right side equals its left
+    (Σ_i g_i ∂x̂_i/∂x_j with x̂ written out, differentiated by SymPy's ``diff``) for each j,
+    at a rational point, to 30 digits."""
+    if not isinstance(answer, sp.Eq) or not isinstance(answer.lhs, sp.Sum):
+        return False
+    ((_, _, size),) = answer.lhs.limits
+    derivatives = answer.lhs.function.atoms(sp.Derivative)
+    if len(derivatives) != 1:
+        return False
+    ((wrt, _),) = derivatives.pop().variable_count
+    (j,) = wrt.indices
+    for value in (1, 2):
+        lhs, rhs = (_written_sums(side.subs(j, value).subs(size, 2)).doit() for side in answer.args)
+        difference = lhs - rhs
+        unknowns = sorted(difference.atoms(sp.Indexed) | difference.free_symbols, key=str)
+        point = {u: sp.Rational(n + 2, 7 - n) for n, u in enumerate(unknowns)}
+        if abs(sp.N(difference.xreplace(point), 30)) > 1e-20:
+            return False
+    return True
+
+
+def _how_made(numerics: str) -> tuple[Section, ...]:
+    text = GENERATED_STEPS + (f"\n\n**Numerics.** {numerics}" if numerics else "")
+    return (Section("How these steps were made", text, place="after_steps"),)
+
 
 Name = tuple[AppliedUndef, sp.Expr]
 
@@ -66,6 +127,7 @@ class Forward:
     reference: str = ""  # the function in PyTorch's own operations: "torch.nn.functional.silu(z)"
     returns_doc: str = "the value at each entry, the shape of the arguments broadcast together"
     examples: tuple[Example, ...] = ()
+    numerics: str = ""  # where the code is stable, and how: shown on the page
 
     def __post_init__(self):
         for symbol, domain in self.parameters:
@@ -173,6 +235,17 @@ def derivation(forward: Forward) -> Derivation:
         ),
     )
     written = expression.xreplace(dict(names))
+    exercise = Exercise(
+        "Differentiate the definition in one go, with every named value written out, as "
+        "SymPy's `diff` does. Is it the same function as the result above? Which form would "
+        "you rather compute, and read?",
+        sp.Eq(sp.Derivative(written, z), derivative.xreplace(dict(names))),
+        in_one_go,
+        answer="The same function, written without the names: longer, and it repeats the "
+        "named values' work. SymPy differentiates the written-out definition and finds the "
+        "difference from the result, its names written out, 0.",
+        title="In one go",
+    )
     return Derivation(
         name=forward.name,
         title=forward.title,
@@ -185,6 +258,8 @@ def derivation(forward: Forward) -> Derivation:
         identities=(),
         kernels=kernels,
         examples=forward.examples,
+        exercises=(exercise,),
+        sections=_how_made(forward.numerics),
         results={"function": written, "derivative": derivative.xreplace(dict(names))},
     )
 
@@ -206,6 +281,7 @@ class VectorForward:
     names: tuple[Name, ...] = ()
     reference: str = ""
     notation: tuple[tuple[str, str], ...] = ()  # index letters beyond derive/notation.py's
+    numerics: str = ""  # where the code is stable, and how: shown on the page
 
 
 def vector_derivation(forward: VectorForward) -> Derivation:
@@ -226,7 +302,7 @@ def vector_derivation(forward: VectorForward) -> Derivation:
     # gᵀJ: the Jacobian contracted with the cotangent, its delta collapsed
     contracted = sp.Sum(g[i] * sp.Derivative(forward.output, forward.wrt), (i, 1, size))
     substituted = sp.Sum(g[i] * jacobian, (i, 1, size))
-    vjp = _tidy(pull_out_of_sums(_collapse(substituted)))
+    vjp = tidy(pull_out_of_sums(collapse_delta_sums(substituted)))
     steps += (
         Step(
             "The vector–Jacobian product",
@@ -296,10 +372,31 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             requires=requires,
         ),
     )
+    written_out = dict(reversed(names))  # each name through the ones before it
+    out = forward.expression
+    for _ in names:
+        out = out.xreplace(written_out)
+    contracted_out = vjp.replace(
+        lambda e: isinstance(e, sp.Indexed) and e.base == forward.output.base,
+        lambda e: out.xreplace(dict(zip((i,), e.indices))),
+    )
+    for _ in names:
+        contracted_out = contracted_out.xreplace(written_out)
+    exercise = Exercise(
+        "Check the vector–Jacobian product for a vector of two entries: write it out, "
+        "differentiate with SymPy, and contract the Jacobian with $g$.",
+        sp.Eq(sp.Sum(g[i] * sp.Derivative(out, forward.wrt), (i, 1, size)), contracted_out),
+        vjp_at_two,
+        answer="At $K = 2$ the sums are two terms; SymPy differentiates the written-out "
+        "normalisation entry by entry, and the contraction agrees with the VJP at a rational "
+        "point to 30 digits, for $j = 1$ and $j = 2$.",
+        title="The VJP at K = 2",
+    )
     return Derivation(
         name=forward.name,
         title=forward.title,
         summary=forward.summary,
+        exercises=(exercise,),
         definitions=(
             Definition(forward.output, forward.expression, "the forward definition"),
             *(Definition(n, v, "a named intermediate") for n, v in names),
@@ -307,6 +404,7 @@ def vector_derivation(forward: VectorForward) -> Derivation:
         steps=steps,
         identities=(),
         kernels=kernels,
+        sections=_how_made(forward.numerics),
         results={"jacobian": jacobian, "vjp": vjp},
         notation=forward.notation,
     )

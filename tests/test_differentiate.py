@@ -154,3 +154,14 @@ def test_the_layer_norm_vjp_is_generated_without_forming_the_jacobian():
     np.testing.assert_allclose(layer_norm(x, 1e-5), xhat, rtol=1e-12)
     by_hand = (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True)) / std
     np.testing.assert_allclose(layer_norm_vjp(x, 1e-5, g), by_hand, rtol=1e-12)
+
+
+def test_the_generated_exercises_hold_and_a_wrong_answer_fails():
+    from derive import derivations
+
+    for name in ("silu", "huber", "layer_norm"):
+        (exercise,) = derivations.get(name).exercises
+        answer = exercise.answer_expression
+        assert exercise.check(answer), name
+        wrong = sp.Eq(answer.lhs, answer.rhs * sp.Rational(11, 10))
+        assert not exercise.check(wrong), name

@@ -20,5 +20,7 @@ FORWARD = Forward(
     arguments=(p, y),
     parameters=((delta, "positive"),),
     names=((r, p - y),),
+    numerics="No exponentials: nothing overflows; the two pieces meet where |r| = δ, where the "
+    "value and the derivative agree.",
     reference='torch.nn.functional.huber_loss(p, y, reduction="none", delta=delta)',
 )

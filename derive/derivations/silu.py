@@ -19,5 +19,8 @@ FORWARD = Forward(
     wrt=z,
     arguments=(z,),
     parameters=(),
+    numerics="σ is computed by the generated `sigmoid`, written with $e^{-|z|}$: no overflow for "
+    "any z. The derivative's $1 - \\sigma$ rounds to 0 for z above about 37 (float64), where "
+    "$z(1 - \\sigma)$ is below $10^{-14}$ next to 1: relative accuracy is kept.",
     reference="torch.nn.functional.silu(z)",
 )
