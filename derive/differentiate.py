@@ -75,6 +75,8 @@ def _d(expr: sp.Expr, variable: sp.Basic) -> sp.Expr:
     """∂expr/∂variable, left unevaluated unless it is trivial (a constant, the variable)."""
     if not _depends(expr, variable):
         return sp.Integer(0)
+    if isinstance(expr, sp.Mul) and expr.as_coeff_Mul()[0] == -1:
+        return -_d(-expr, variable)  # −μ: the sign comes out with no step of its own
     if expr == variable:
         return sp.Integer(1)
     if (
@@ -137,11 +139,11 @@ def _power_rule(expr: sp.Pow, z: sp.Symbol, lemmas: dict) -> Move:
             f"$(a^u)' = a^u \\log a \\, u'$ with $a = {latex(base)}$.",
             expr * sp.log(base) * _d(exponent, z),
         )
+    u = sp.Symbol("u")
     inner = "" if base == z else f", times the derivative of ${latex(base)}$ (chain rule)"
     return Move(
         "Power rule",
-        f"$(u^{{{latex(exponent)}}})' = {latex(exponent)}\\, u^{{{latex(exponent - 1)}}}\\, u'$"
-        f"{inner}.",
+        f"$(u^{{{latex(exponent)}}})' = {latex(exponent * u ** (exponent - 1))}\\, u'${inner}.",
         exponent * base ** (exponent - 1) * _d(base, z),
     )
 

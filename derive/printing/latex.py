@@ -20,6 +20,7 @@ NAMES = {
     "var": r"\sigma^2",  # the variance
     "std": r"\sigma",  # √(σ² + ε), the scale
     "xhat": r"\hat{x}",
+    "eps": r"\varepsilon",
 }
 """Symbols (and arrays, matrices) by name -> their LaTeX, where SymPy's would be italic letters."""
 
