@@ -15,9 +15,25 @@ from derive.steps import DOMAINS
 SIGNS = {"=": "=", ":=": ":=", "convention": "=", "=>": "="}
 
 
+# the terminal's names for symbols named for the code (derive.printing.latex.NAMES for LaTeX)
+PRETTY = {"std": "σ", "var": "σ²", "xhat": "x̂", "eps": "ε"}
+
+
+def _pretty_names(expr: sp.Basic) -> sp.Basic:
+    return expr.replace(
+        lambda e: isinstance(e, (sp.Symbol, sp.IndexedBase)) and str(e) in PRETTY,
+        lambda e: (
+            sp.IndexedBase(PRETTY[str(e)])
+            if isinstance(e, sp.IndexedBase)
+            else sp.Symbol(PRETTY[str(e)], **e.assumptions0)
+        ),
+    )
+
+
 def _equation(lhs: sp.Basic, rhs: sp.Basic, sign: str, latex: bool) -> str:
     if latex:
         return f"{to_latex(lhs)} {sign} {to_latex(rhs)}"
+    lhs, rhs = _pretty_names(lhs), _pretty_names(rhs)
     return sp.pretty(sp.Eq(lhs, rhs, evaluate=False), use_unicode=True).replace("=", sign, 1)
 
 
