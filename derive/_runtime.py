@@ -904,6 +904,11 @@ def _special(name: str):
             return getattr(sys.modules["torch"].special, name)(x)
         if array_api_compat.is_jax_array(x):
             return getattr(sys.modules["jax"].scipy.special, name)(x)
+        if not isinstance(x, (np.ndarray, np.generic)):  # another array-API library: via NumPy
+            host = (
+                np.from_dlpack(x) if hasattr(x, "__dlpack__") else np.asarray(x)
+            )  # Dask: no dlpack
+            return xp.asarray(apply(np, host))
         x = np.asarray(x)
         try:
             import scipy.special

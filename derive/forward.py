@@ -356,6 +356,8 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             body=(*body, output),
             returns=Assign(sp.Derivative(forward.output, forward.wrt), (i, j), jacobian),
             returns_doc=f"shape (..., {size}, {size}): entry (i, j) is ∂x̂_i/∂x_j",
+            conditioning="δ_ij − 1/K − x̂_i x̂_j/K is a difference of terms near 1/K that "
+            "cancel for some entries: no entry-wise bound holds, a norm-wise one does",
             derivative=DerivativeOf(f"{forward.name}({arguments})", wrt=str(x)),
             requires=requires,
         ),
@@ -366,6 +368,8 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             body=(*body, output),
             returns=Assign(contracted, (j,), vjp),
             returns_doc="the gradient with respect to x, the shape of x",
+            conditioning="g − mean(g) − x̂·mean(g x̂) subtracts means from g, which can leave "
+            "an entry far smaller than the terms it came from: no entry-wise bound holds",
             derivative=DerivativeOf(
                 f"{g} * {forward.name}({arguments})", wrt=str(x), kind="elementwise"
             ),
