@@ -128,6 +128,8 @@ class Forward:
     returns_doc: str = "the value at each entry, the shape of the arguments broadcast together"
     examples: tuple[Example, ...] = ()
     numerics: str = ""  # where the code is stable, and how: shown on the page
+    conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
+    grad_conditioning: str = ""  # the same for its derivative (a root: the derivative crosses 0)
 
     def __post_init__(self):
         for symbol, domain in self.parameters:
@@ -219,6 +221,7 @@ def derivation(forward: Forward) -> Derivation:
             returns_doc=forward.returns_doc,
             reference=forward.reference,
             requires=requires,
+            conditioning=forward.conditioning,
         ),
         Kernel(
             name=f"{forward.name}_grad",
@@ -232,6 +235,7 @@ def derivation(forward: Forward) -> Derivation:
                 f"{forward.name}({python_arguments})", wrt=str(z), kind="elementwise"
             ),
             requires=requires,
+            conditioning=forward.grad_conditioning,
         ),
     )
     written = expression.xreplace(dict(names))
@@ -282,6 +286,7 @@ class VectorForward:
     reference: str = ""
     notation: tuple[tuple[str, str], ...] = ()  # index letters beyond derive/notation.py's
     numerics: str = ""  # where the code is stable, and how: shown on the page
+    conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
 
 
 def vector_derivation(forward: VectorForward) -> Derivation:
@@ -348,6 +353,7 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             returns_doc="the shape of x",
             reference=forward.reference,
             requires=requires,
+            conditioning=forward.conditioning,
         ),
         Kernel(
             name=f"{forward.name}_jacobian",

@@ -32,5 +32,7 @@ VECTOR_FORWARD = VectorForward(
     reference="torch.nn.functional.layer_norm(x, x.shape[-1:], eps=float(eps))",
     numerics="Overflows only where $(x_k - \\mu)^2$ does (|x| beyond about $10^{154}$ in float64); "
     "ε > 0 keeps σ away from 0 for a constant vector.",
+    conditioning="x_i − μ cancels for an entry near the mean: no entry-wise bound holds "
+    "there, a norm-wise one does.",
     notation=(("i", "K"),),
 )

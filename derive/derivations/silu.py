@@ -22,5 +22,7 @@ FORWARD = Forward(
     numerics="σ is computed by the generated `sigmoid`, written with $e^{-|z|}$: no overflow for "
     "any z. The derivative's $1 - \\sigma$ rounds to 0 for z above about 37 (float64), where "
     "$z(1 - \\sigma)$ is below $10^{-14}$ next to 1: relative accuracy is kept.",
+    grad_conditioning="The derivative crosses 0 near z = -1.28, where 1 + z(1 - σ) cancels: "
+    "no entry-wise bound holds there.",
     reference="torch.nn.functional.silu(z)",
 )
