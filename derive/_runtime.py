@@ -1020,3 +1020,42 @@ def reduce_samples(
             "(PyTorch returns nan)"
         )
     return total / denominator
+
+
+# -- functions outside the array-API standard ------------------------------------------------
+# The one place they are registered: the array printer prints ``name(xp, x)`` for each name
+# here, the code generator imports it from this module, and each library gets its own.
+
+SPECIAL_FUNCTIONS = ("erf", "erfc")
+
+
+def _special(name: str):
+    """``name(xp, x)`` elementwise on NumPy (SciPy, or Python's math), PyTorch or JAX, in
+    x's dtype."""
+
+    def apply(xp: Any, x: Any) -> Any:
+        if array_api_compat.is_torch_array(x):
+            return getattr(sys.modules["torch"].special, name)(x)
+        if array_api_compat.is_jax_array(x):
+            return getattr(sys.modules["jax"].scipy.special, name)(x)
+        if not isinstance(x, (np.ndarray, np.generic)):  # another array-API library: via NumPy
+            host = (
+                np.from_dlpack(x) if hasattr(x, "__dlpack__") else np.asarray(x)
+            )  # Dask: no dlpack
+            return xp.asarray(apply(np, host))
+        x = np.asarray(x)
+        try:
+            import scipy.special
+        except ImportError:  # NumPy alone: Python's math, entry by entry
+            import math
+
+            return np.vectorize(getattr(math, name), otypes=[x.dtype])(x)
+        return getattr(scipy.special, name)(x)
+
+    apply.__name__ = name
+    apply.__doc__ = f"The {name} function, elementwise, for any supported array library."
+    return apply
+
+
+erf = _special("erf")
+erfc = _special("erfc")

@@ -49,6 +49,8 @@ ENGINE = [
         "sympy_tools.py",
         "proofs.py",
         "claims.py",
+        "differentiate.py",
+        "forward.py",
         "figures.py",
         "floats.py",
         "cache.py",

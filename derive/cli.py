@@ -1,4 +1,4 @@
-"""``python -m derive build | check | list | nav | steps``: the generator's command line."""
+"""``python -m derive build | check | list | nav | steps | show | new``: the command line."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from derive.needs import GENERATE, exit_if_missing, missing_checkout, missing_mo
 
 DESCRIPTION = (
     "Derive the derivatives of a softmax classifier (softmax, cross-entropy, activations, "
-    "other losses, second order, a two-layer network) with SymPy, prove them, and generate "
-    "the functions in derive.generated and the pages of the site."
+    "other losses, layer normalisation, second order, a two-layer network), or of a forward "
+    "definition of your own (derive new), with SymPy, prove them, and generate the functions "
+    "in derive.generated and the pages of the site."
 )
 EXIT_CODES = "exit codes: 0 done; 1 {failed}; 2 wrong usage, or something this installation lacks"
 COMMANDS = {  # name: (help, example, what exit 1 means)
@@ -40,6 +41,16 @@ COMMANDS = {  # name: (help, example, what exit 1 means)
         "list every displayed step with its context and how the build checks it",
         "python -m derive steps --try sigmoid",
         "a derivation failed to derive; with --try, a step fails its declared check",
+    ),
+    "show": (
+        "print a derivation's definitions and steps in the terminal (no build)",
+        "python -m derive show silu --latex",
+        "no such derivation, or it failed to derive",
+    ),
+    "new": (
+        "write a derivation module from a forward definition, and its registry line",
+        'python -m derive new swish --forward "z/(1 + exp(-z))" --wrt z',
+        "the name is taken or the expression cannot be differentiated (the message says why)",
     ),
 }
 
@@ -104,6 +115,23 @@ def parser() -> argparse.ArgumentParser:
         help="check each step by every method and say which hold (for a module's author)",
     )
     steps.add_argument("names", nargs="*", help="only these derivations (default: all)")
+    show = made["show"]
+    show.add_argument("name", help="a registered derivation")
+    show.add_argument("--latex", action="store_true", help="LaTeX instead of Unicode")
+    new = made["new"]
+    new.add_argument("name", help="the module, page and function name: silu")
+    new.add_argument("--forward", required=True, help='a SymPy expression: "z/(1 + exp(-z))"')
+    new.add_argument("--wrt", required=True, help="the variable to differentiate by: z")
+    new.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:DOMAIN",
+        help="a scalar parameter and its domain (real, positive): delta:positive",
+    )
+    new.add_argument("--arg", action="append", default=[], help="another array argument: y")
+    new.add_argument("--title", default="", help="the page's title (default: the name)")
+    new.add_argument("--reference", default="", help='PyTorch: "torch.nn.functional.silu(z)"')
     return main
 
 
@@ -117,11 +145,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command in ("build", "check"):
+    if args.command in ("build", "check", "new"):  # new writes a module into the checkout
         exit_if_missing(missing_checkout(f"python -m derive {args.command}"))
     figures = args.command == "build" and not args.no_figures
     needed = GENERATE + (("matplotlib",) if figures else ())
     exit_if_missing(missing_modules(f"python -m derive {args.command}", needed))
+
+    if args.command in ("show", "new"):
+        from derive import scaffold  # only what these need: no build, no proofs
+
+        try:
+            if args.command == "show":
+                print(scaffold.show(args.name, latex=args.latex))
+            else:
+                print(scaffold.new(args))
+        except (KeyError, ValueError, NotImplementedError) as error:
+            print(f"{args.command} {args.name}: {error}", file=sys.stderr)
+            return 1
+        return 0
 
     if args.command == "build" and not args.force:
         from derive import (

@@ -16,6 +16,7 @@ from sympy.concrete.expr_with_limits import ExprWithLimits
 from sympy.core.function import AppliedUndef
 from sympy.printing.pycode import PythonCodePrinter
 
+from derive._runtime import SPECIAL_FUNCTIONS
 from derive.printing import ArrayPrinter, latex
 from derive.steps import Derivation, Dispatch, Kernel, Option
 
@@ -546,7 +547,7 @@ def _generate_function(
     lines = _without_unused_sizes(lines)
     runtime = tuple(
         h
-        for h in ("in_place", "subtract_at_labels", "take_at_labels", "solve")
+        for h in ("in_place", "subtract_at_labels", "take_at_labels", "solve", *SPECIAL_FUNCTIONS)
         if any(f"{h}(" in l for l in lines)
     )
     return GeneratedFunction(

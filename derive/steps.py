@@ -205,6 +205,14 @@ class Requirement:
     condition: sp.Basic
     message: str
 
+    def __post_init__(self):
+        if self.condition in (sp.true, sp.false):  # decided from the symbols' assumptions
+            raise ValueError(
+                f"Requirement {self.message!r}: its condition is always {self.condition} "
+                "(SymPy decides it from the symbols' assumptions, e.g. a positive=True symbol "
+                "> 0); state it on a symbol without that assumption"
+            )
+
 
 @dataclass(frozen=True)
 class LabelsForm:

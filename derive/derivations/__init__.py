@@ -1,7 +1,9 @@
 """The registry: every derivation, in the order the site lists them.
 
 A new derivation is one module in this folder with a ``derive()`` function
-returning a :class:`~derive.steps.Derivation`, added to ``MODULES`` below. Its
+returning a :class:`~derive.steps.Derivation`, or a ``FORWARD`` forward definition
+(:class:`derive.forward.Forward`) that the engine differentiates step by step, added
+to ``MODULES`` below. Its
 page, its generated module and its tests follow from the registry.
 
 Derivations use each other's results by name, ``result("softmax_jacobian",
@@ -37,6 +39,10 @@ MODULES = (
     "second_order",  # beyond the posts: Hessians and Newton's method
     "softplus",
     "two_layer",  # a hidden layer: backpropagation, and the functions a training loop uses
+    "silu",
+    "gelu",
+    "huber",
+    "layer_norm",
 )
 
 FOLDER = Path(__file__).resolve().parent
@@ -50,7 +56,16 @@ def builder(name: str) -> Callable[[], Derivation]:
     """The ``derive`` function of the derivation ``name``."""
     if name not in MODULES:
         raise KeyError(f"unknown derivation {name!r}; known: {', '.join(MODULES)}")
-    return import_module(f"{__name__}.{name}").derive
+    module = import_module(f"{__name__}.{name}")
+    if hasattr(module, "FORWARD"):  # a forward definition: the steps and kernels follow
+        from derive.forward import derivation
+
+        return lambda: derivation(module.FORWARD)
+    if hasattr(module, "VECTOR_FORWARD"):  # the same, in index notation over the last axis
+        from derive.forward import vector_derivation
+
+        return lambda: vector_derivation(module.VECTOR_FORWARD)
+    return module.derive
 
 
 def get(name: str) -> Derivation:

@@ -22,6 +22,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.numpy import NumPyPrinter
 
+from derive._runtime import SPECIAL_FUNCTIONS
 from derive.sympy_tools import DenseSolve, MatmulSum, Maximum
 
 
@@ -37,6 +38,7 @@ ARRAY_API_FUNCTIONS = {
     "sqrt": "sqrt",
     "Abs": "abs",
     "tanh": "tanh",
+    "sign": "sign",
 }
 
 
@@ -75,18 +77,37 @@ class ArrayPrinter(NumPyPrinter):
         self.fresh_calls = set(fresh_calls)  # generated cores that take `fresh=True`
 
     def _print(self, expr, **kwargs) -> str:
+        if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Rational:
+            return self._literal(expr)
+        if isinstance(expr, sp.Mul):
+            number, rest = expr.as_independent(*expr.free_symbols, as_Add=False)
+            if number.is_number and not number.is_Rational and rest != 1:
+                precedence = sp.printing.precedence.PRECEDENCE["Mul"]
+                return f"{self._literal(number)}*{self.parenthesize(rest, precedence)}"
+        if isinstance(expr, sp.Function) and type(expr).__name__ in SPECIAL_FUNCTIONS:
+            (argument,) = expr.args  # derive._runtime's, which dispatches on the library
+            return f"{type(expr).__name__}({self._module}, {self._print(argument)})"
         if isinstance(expr, sp.Function) and not isinstance(expr, AppliedUndef):
             name = type(expr).__name__
             if name not in ARRAY_API_FUNCTIONS and f"_print_{name}" not in ArrayPrinter.__dict__:
                 raise UnsupportedExpression(
                     f"{name}: not in the table of array-API functions "
-                    f"({', '.join(ARRAY_API_FUNCTIONS)})"
+                    f"({', '.join(ARRAY_API_FUNCTIONS)}) nor derive._runtime.SPECIAL_FUNCTIONS "
+                    f"({', '.join(SPECIAL_FUNCTIONS)})"
                 )
             if name in ARRAY_API_FUNCTIONS and len(expr.args) == 1:
                 code = self._in_place(ARRAY_API_FUNCTIONS[name], expr, *expr.args)
                 if code:
                     return code
         return super()._print(expr, **kwargs)
+
+    def _literal(self, number: sp.Expr) -> str:
+        """An irrational constant (√2, π, √2/√π) as a Python float: a weak scalar, so the result
+        keeps the arrays' dtype (``xp.sqrt(2)`` fails on torch; ``numpy.pi`` is not array-API)."""
+        value = float(number.evalf(20))
+        if not isinstance(number, (sp.Add, sp.Mul, sp.Pow, sp.NumberSymbol, sp.Function)):
+            raise UnsupportedExpression(f"{number}: a number the printer cannot write as a float")
+        return f"({value!r})" if value < 0 else repr(value)
 
     def doprint(self, expr, assign_to=None) -> str:
         self._whole = expr  # the expression being printed: where an owned temporary is read

@@ -1,0 +1,420 @@
+"""A derivation from its forward definition alone: the steps, kernels and page follow.
+
+A module in derive/derivations/ that defines ``FORWARD = Forward(...)`` instead of
+a ``derive()`` function is turned into a :class:`~derive.steps.Derivation` here:
+the differentiator (derive.differentiate) chooses and records the steps, and the
+function and its derivative become kernels that the registry-driven tests check.
+Elementwise functions only, for now: each argument is an array of any shape
+(broadcast together), each parameter one number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+from derive.differentiate import collapse_delta_sums, differentiate, tidy
+from derive.printing import latex
+from derive.steps import (
+    DOMAINS,
+    Assign,
+    Definition,
+    Derivation,
+    DerivativeOf,
+    Example,
+    Exercise,
+    Kernel,
+    Param,
+    Requirement,
+    Section,
+    Step,
+)
+from derive.sympy_tools import pull_out_of_sums
+
+GENERATED_STEPS = (
+    "Every step above was chosen and recorded by the differentiator (`derive.differentiate`) "
+    "from the forward definition alone: which rule, in what order, the named values it goes "
+    "through and the sentence of each rule. None was written for this page; each is checked "
+    "by the build as a hand-written step would be."
+)
+
+
+def in_one_go(answer: sp.Eq) -> bool:
+    """True if the answer's right side is what SymPy's ``diff`` gives for its left, in one go."""
+    if not isinstance(answer, sp.Eq) or not isinstance(answer.lhs, sp.Derivative):
+        return False
+    return sp.simplify(answer.lhs.doit() - answer.rhs) == 0
+
+
+def _written_sums(expr: sp.Expr) -> sp.Expr:
+    """Each sum over an explicit range written as its terms, innermost first (``Sum.doit``
+    confuses a sum inside another over a variable of the same name)."""
+
+    def terms(total: sp.Sum) -> sp.Expr:
+        ((k, low, high),) = total.limits
+        label = k.label if isinstance(k, sp.Idx) else k
+        same = [
+            a for a in total.function.atoms(sp.Idx, sp.Symbol) if getattr(a, "label", a) == label
+        ]
+        return sp.Add(
+            *[total.function.xreplace(dict.fromkeys(same, n)) for n in range(low, high + 1)]
+        )
+
+    return expr.replace(lambda e: isinstance(e, sp.Sum), terms)
+
+
+def vjp_at_two(answer: sp.Eq) -> bool:
+    """True if, for a vector of two entries written out, the answer's right side equals its left
+    (Σ_i g_i ∂x̂_i/∂x_j with x̂ written out, differentiated by SymPy's ``diff``) for each j,
+    at a rational point, to 30 digits."""
+    if not isinstance(answer, sp.Eq) or not isinstance(answer.lhs, sp.Sum):
+        return False
+    ((_, _, size),) = answer.lhs.limits
+    derivatives = answer.lhs.function.atoms(sp.Derivative)
+    if len(derivatives) != 1:
+        return False
+    ((wrt, _),) = derivatives.pop().variable_count
+    (j,) = wrt.indices
+    for value in (1, 2):
+        lhs, rhs = (_written_sums(side.subs(j, value).subs(size, 2)).doit() for side in answer.args)
+        difference = lhs - rhs
+        unknowns = sorted(difference.atoms(sp.Indexed) | difference.free_symbols, key=str)
+        point = {u: sp.Rational(n + 2, 7 - n) for n, u in enumerate(unknowns)}
+        if abs(sp.N(difference.xreplace(point), 30)) > 1e-20:
+            return False
+    return True
+
+
+def _how_made(numerics: str) -> tuple[Section, ...]:
+    text = GENERATED_STEPS + (f"\n\n**Numerics.** {numerics}" if numerics else "")
+    return (Section("How these steps were made", text, place="after_steps"),)
+
+
+Name = tuple[AppliedUndef, sp.Expr]
+
+KNOWN_NAMES = {
+    # value -> (name, the generated function that computes it stably); recognised in a forward
+    # expression so the steps go through the name and the code calls the stable function
+    "sigmoid": (sp.Function("sigma"), lambda z: 1 / (1 + sp.exp(-z))),
+}
+
+_DOMAIN_CONDITIONS = {"positive": lambda s: s > 0}
+_DOMAIN_WORDS = {"real": "any real numbers", "positive": "a positive number"}
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A function by its definition: what the page, the code and the tests are made from.
+
+    ``expression`` is a function of ``arguments`` (arrays, elementwise) and
+    ``parameters`` (one number each, with a domain: "positive" adds a check);
+    it may use ``names``, intermediates such as r(p) := p − y, each a function
+    of ``wrt`` alone. ``stable`` gives, for a name, the equal form the code uses
+    (Φ via erfc rather than 1 + erf); each is shown as a checked step.
+    """
+
+    name: str
+    title: str
+    summary: str
+    expression: sp.Expr
+    wrt: sp.Symbol
+    arguments: tuple[sp.Symbol, ...] = ()  # default: (wrt,)
+    parameters: tuple[tuple[sp.Symbol, str], ...] = ()  # (δ, "positive")
+    names: tuple[Name, ...] = ()
+    stable: tuple[Name, ...] = ()
+    reference: str = ""  # the function in PyTorch's own operations: "torch.nn.functional.silu(z)"
+    returns_doc: str = "the value at each entry, the shape of the arguments broadcast together"
+    examples: tuple[Example, ...] = ()
+    numerics: str = ""  # where the code is stable, and how: shown on the page
+    conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
+    grad_conditioning: str = ""  # the same for its derivative (a root: the derivative crosses 0)
+
+    def __post_init__(self):
+        for symbol, domain in self.parameters:
+            if domain not in DOMAINS:
+                raise ValueError(
+                    f"Forward {self.name}: parameter {symbol}'s domain must be one of {DOMAINS}, "
+                    f"got {domain!r}"
+                )
+        for name, _ in self.names:
+            if name.args != (self.wrt,):
+                raise ValueError(
+                    f"Forward {self.name}: name {name} must be a function of {self.wrt} alone"
+                )
+
+
+def recognised(expression: sp.Expr, variable: sp.Symbol) -> tuple[sp.Expr, tuple[Name, ...]]:
+    """``expression`` with known values replaced by their names (1/(1 + e^{-z}) by σ(z))."""
+    names = []
+    for function, value in ((f, v(variable)) for f, v in KNOWN_NAMES.values()):
+        replaced = expression.subs(value, function(variable))
+        if replaced != expression:
+            expression = replaced
+            names.append((function(variable), value))
+    return expression, tuple(names)
+
+
+def _held(names: tuple[Name, ...]) -> dict[AppliedUndef, sp.Symbol]:
+    """Each name as the variable the code holds it in: σ(z) -> sigma."""
+    return {name: sp.Symbol(str(name.func)) for name, _ in names}
+
+
+def _body(forward: Forward, names: tuple[Name, ...]) -> tuple[Assign, ...]:
+    held, stable = _held(names), dict(forward.stable)
+    calls = {f(forward.wrt): kernel for kernel, (f, _) in KNOWN_NAMES.items()}
+    body = []
+    for name, value in names:
+        if name in calls:
+            code = sp.Function(calls[name])(forward.wrt)
+        else:
+            code = stable.get(name, value)
+        body.append(Assign(held[name], (), code.xreplace(held)))
+    return tuple(body)
+
+
+def derivation(forward: Forward) -> Derivation:
+    """The derivation ``forward`` defines: steps chosen by the differentiator, two kernels."""
+    z = forward.wrt
+    expression, found = recognised(forward.expression, z)
+    names = (*forward.names, *(n for n in found if n[0] not in dict(forward.names)))
+    function = sp.Function(forward.name)
+    arguments = forward.arguments or (z,)
+    call = function(*arguments, *(s for s, _ in forward.parameters))
+    steps, derivative = differentiate(
+        expression, z, names, start=f"the definition of ${latex(call)}$"
+    )
+    stable_steps = tuple(
+        Step(
+            f"Stable evaluation of ${latex(name)}$",
+            "An equal form the code uses, which keeps its digits where the definition loses them.",
+            dict(names)[name],
+            value,
+            start=f"the definition of ${latex(name)}$",
+            checked="numeric",
+        )
+        for name, value in forward.stable
+    )
+    params = tuple(
+        Param(str(a), a, doc="any real numbers", domain="real") for a in arguments
+    ) + tuple(
+        Param(str(s), s, batched=False, doc=_DOMAIN_WORDS.get(d, d), domain=d)
+        for s, d in forward.parameters
+    )
+    requires = tuple(
+        Requirement(_DOMAIN_CONDITIONS[d](s), f"{s} must be {_DOMAIN_WORDS[d]}, got {s} = {{{s}}}")
+        for s, d in forward.parameters
+        if d in _DOMAIN_CONDITIONS
+    )
+    held = _held(names)
+    body = _body(forward, names)
+    python_arguments = ", ".join(p.name for p in params)
+    kernels = (
+        Kernel(
+            name=forward.name,
+            summary=f"{forward.title}, elementwise, from its forward definition.",
+            params=params,
+            body=body,
+            returns=Assign(call, (), expression.xreplace(held)),
+            math=expression,
+            returns_doc=forward.returns_doc,
+            reference=forward.reference,
+            requires=requires,
+            conditioning=forward.conditioning,
+        ),
+        Kernel(
+            name=f"{forward.name}_grad",
+            summary=f"The derivative of {forward.title} with respect to {z}, elementwise.",
+            params=params,
+            body=body,
+            returns=Assign(sp.Derivative(call, z), (), derivative.xreplace(held)),
+            math=derivative,
+            returns_doc=f"the derivative with respect to {z} at each entry",
+            derivative=DerivativeOf(
+                f"{forward.name}({python_arguments})", wrt=str(z), kind="elementwise"
+            ),
+            requires=requires,
+            conditioning=forward.grad_conditioning,
+        ),
+    )
+    written = expression.xreplace(dict(names))
+    exercise = Exercise(
+        "Differentiate the definition in one go, with every named value written out, as "
+        "SymPy's `diff` does. Is it the same function as the result above? Which form would "
+        "you rather compute, and read?",
+        sp.Eq(sp.Derivative(written, z), derivative.xreplace(dict(names))),
+        in_one_go,
+        answer="The same function, written without the names: longer, and it repeats the "
+        "named values' work. SymPy differentiates the written-out definition and finds the "
+        "difference from the result, its names written out, 0.",
+        title="In one go",
+    )
+    return Derivation(
+        name=forward.name,
+        title=forward.title,
+        summary=forward.summary,
+        definitions=(
+            Definition(call, expression, "elementwise, the forward definition"),
+            *(Definition(name, value, "a named intermediate") for name, value in names),
+        ),
+        steps=(*stable_steps, *steps),
+        identities=(),
+        kernels=kernels,
+        examples=forward.examples,
+        exercises=(exercise,),
+        sections=_how_made(forward.numerics),
+        results={"function": written, "derivative": derivative.xreplace(dict(names))},
+    )
+
+
+@dataclass(frozen=True)
+class VectorForward:
+    """A function of a vector along the last axis, in index notation: ``output[i] = expression``
+    with named values (μ, σ²) that are sums over the vector; the Jacobian, and the
+    vector–Jacobian product that a backward pass uses, follow, without forming the Jacobian."""
+
+    name: str
+    title: str
+    summary: str
+    output: sp.Indexed  # x̂_i
+    expression: sp.Expr  # (x_i − μ)/σ
+    wrt: sp.Indexed  # x_j
+    cotangent: sp.IndexedBase  # g, the gradient arriving at the output
+    parameters: tuple[tuple[sp.Symbol, str], ...] = ()
+    names: tuple[Name, ...] = ()
+    reference: str = ""
+    notation: tuple[tuple[str, str], ...] = ()  # index letters beyond derive/notation.py's
+    numerics: str = ""  # where the code is stable, and how: shown on the page
+    conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
+
+
+def vector_derivation(forward: VectorForward) -> Derivation:
+    """The derivation ``forward`` defines: the Jacobian's steps chosen by the differentiator,
+    the VJP's contracted from it, and three kernels (function, Jacobian, VJP)."""
+    x, g = forward.wrt.base, forward.cotangent
+    (i,), (j,) = forward.output.indices, forward.wrt.indices
+    size = i.upper
+    names = forward.names
+    steps, jacobian = differentiate(
+        forward.expression,
+        forward.wrt,
+        names,
+        start=f"the definition of ${latex(forward.output)}$",
+        output=(forward.output, forward.expression),
+        checked="numeric",
+    )
+    # gᵀJ: the Jacobian contracted with the cotangent, its delta collapsed
+    contracted = sp.Sum(g[i] * sp.Derivative(forward.output, forward.wrt), (i, 1, size))
+    substituted = sp.Sum(g[i] * jacobian, (i, 1, size))
+    vjp = tidy(pull_out_of_sums(collapse_delta_sums(substituted)))
+    steps += (
+        Step(
+            "The vector–Jacobian product",
+            f"A backward pass needs $\\sum_i g_i\\, \\partial {latex(forward.output)}/\\partial "
+            f"{latex(forward.wrt)}$, not the Jacobian: put the Jacobian in.",
+            contracted,
+            substituted,
+            start="what a backward pass computes",
+            checked="numeric",
+        ),
+        Step(
+            "Collapse the sum over the delta",
+            "Only $i = j$ is left of the delta's term; the other terms are sums over the vector, "
+            "computed once: no $K \\times K$ matrix is formed.",
+            substituted,
+            vjp,
+            checked="numeric",
+        ),
+    )
+    params = (
+        Param(str(x), x, axes=(str(size),), doc="any real numbers"),
+        *(
+            Param(str(s), s, batched=False, doc=_DOMAIN_WORDS.get(d, d), domain=d)
+            for s, d in forward.parameters
+        ),
+    )
+    cotangent = Param(str(g), g, axes=(str(size),), doc="the gradient arriving at the output")
+    requires = tuple(
+        Requirement(_DOMAIN_CONDITIONS[d](s), f"{s} must be {_DOMAIN_WORDS[d]}, got {s} = {{{s}}}")
+        for s, d in forward.parameters
+        if d in _DOMAIN_CONDITIONS
+    )
+    body = tuple(Assign(n, (), v) for n, v in names)
+    output = Assign(forward.output.base, (i,), forward.expression)
+    arguments = ", ".join(p.name for p in params)
+    kernels = (
+        Kernel(
+            name=forward.name,
+            summary=f"{forward.title}, over the last axis.",
+            params=params,
+            body=body,
+            returns=output,
+            returns_doc="the shape of x",
+            reference=forward.reference,
+            requires=requires,
+            conditioning=forward.conditioning,
+        ),
+        Kernel(
+            name=f"{forward.name}_jacobian",
+            summary=f"The Jacobian of {forward.name} for each vector along the last axis.",
+            params=params,
+            body=(*body, output),
+            returns=Assign(sp.Derivative(forward.output, forward.wrt), (i, j), jacobian),
+            returns_doc=f"shape (..., {size}, {size}): entry (i, j) is ∂x̂_i/∂x_j",
+            conditioning="δ_ij − 1/K − x̂_i x̂_j/K is a difference of terms near 1/K that "
+            "cancel for some entries: no entry-wise bound holds, a norm-wise one does",
+            derivative=DerivativeOf(f"{forward.name}({arguments})", wrt=str(x)),
+            requires=requires,
+        ),
+        Kernel(
+            name=f"{forward.name}_vjp",
+            summary=f"The vector–Jacobian product gᵀJ of {forward.name}, without forming J.",
+            params=(*params, cotangent),
+            body=(*body, output),
+            returns=Assign(contracted, (j,), vjp),
+            returns_doc="the gradient with respect to x, the shape of x",
+            conditioning="g − mean(g) − x̂·mean(g x̂) subtracts means from g, which can leave "
+            "an entry far smaller than the terms it came from: no entry-wise bound holds",
+            derivative=DerivativeOf(
+                f"{g} * {forward.name}({arguments})", wrt=str(x), kind="elementwise"
+            ),
+            requires=requires,
+        ),
+    )
+    written_out = dict(reversed(names))  # each name through the ones before it
+    out = forward.expression
+    for _ in names:
+        out = out.xreplace(written_out)
+    contracted_out = vjp.replace(
+        lambda e: isinstance(e, sp.Indexed) and e.base == forward.output.base,
+        lambda e: out.xreplace(dict(zip((i,), e.indices))),
+    )
+    for _ in names:
+        contracted_out = contracted_out.xreplace(written_out)
+    exercise = Exercise(
+        "Check the vector–Jacobian product for a vector of two entries: write it out, "
+        "differentiate with SymPy, and contract the Jacobian with $g$.",
+        sp.Eq(sp.Sum(g[i] * sp.Derivative(out, forward.wrt), (i, 1, size)), contracted_out),
+        vjp_at_two,
+        answer="At $K = 2$ the sums are two terms; SymPy differentiates the written-out "
+        "normalisation entry by entry, and the contraction agrees with the VJP at a rational "
+        "point to 30 digits, for $j = 1$ and $j = 2$.",
+        title="The VJP at K = 2",
+    )
+    return Derivation(
+        name=forward.name,
+        title=forward.title,
+        summary=forward.summary,
+        exercises=(exercise,),
+        definitions=(
+            Definition(forward.output, forward.expression, "the forward definition"),
+            *(Definition(n, v, "a named intermediate") for n, v in names),
+        ),
+        steps=steps,
+        identities=(),
+        kernels=kernels,
+        sections=_how_made(forward.numerics),
+        results={"jacobian": jacobian, "vjp": vjp},
+        notation=forward.notation,
+    )
