@@ -18,8 +18,9 @@ FORWARD = Forward(
     expression=z * Phi,
     wrt=z,
     names=((Phi, (1 + sp.erf(z / sp.sqrt(2))) / 2),),
-    # unevaluated: SymPy would rewrite erfc(-x) as 2 - erfc(x), the cancellation avoided here
-    stable=((Phi, sp.erfc(-z / sp.sqrt(2), evaluate=False) / 2),),
+    # kept unevaluated (also through a pickle): SymPy would rewrite erfc(-x) as 2 - erfc(x),
+    # the cancellation avoided here
+    stable=((Phi, sp.erfc(sp.UnevaluatedExpr(-z / sp.sqrt(2))) / 2),),
     numerics="Φ is computed as erfc(−z/√2)/2, never 1 + erf: for z below about −6, 1 + erf "
     "rounds to 0 in float64 and the definition returns 0 where GELU is a tiny negative number "
     "(PyTorch's own gelu does, too); nothing overflows, $e^{-z^2/2}$ only underflows to 0.",
