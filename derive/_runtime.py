@@ -12,6 +12,7 @@ import contextlib
 import operator
 import sys
 import types
+import warnings
 from collections.abc import Iterator
 from functools import cache, partial
 from typing import Any
@@ -89,6 +90,18 @@ def namespace(*arguments: Any) -> Any:
         raise _mixed_libraries(arrays, sys._getframe(1)) from error
 
 
+def is_traced(value: Any) -> bool:
+    """Whether ``value`` is a JAX tracer (inside ``jax.jit``, ``grad``, ``vmap``): no values to read.
+
+    The checks of label values, row sums and class weights need the numbers,
+    which a tracer does not have: they are skipped for it and run when the
+    function is called outside a transformation. Shapes and dtypes are always
+    checked. NumPy arrays never reach the ``isinstance``.
+    """
+    jax = sys.modules.get("jax")
+    return jax is not None and type(value) is not np.ndarray and isinstance(value, jax.core.Tracer)
+
+
 def _kind(value: Any) -> str:
     return type(value).__module__.partition(".")[0] + "." + type(value).__name__
 
@@ -132,7 +145,8 @@ def check_labels(enabled: bool = True) -> bool:
     (a repeated call that skips the other checks takes 1.5 µs) and tens of µs in
     PyTorch on the CPU. Shapes, dtypes and integer class labels (0..C-1) are
     always checked. The setting is one per process, not per thread; prefer
-    the context manager `trusted_labels`.
+    the context manager `trusted_labels`. Inside ``jax.jit`` the values are
+    not known, and neither check runs (`is_traced`); shapes are still checked.
     """
     global _check_label_rows
     previous, _check_label_rows = _check_label_rows, bool(enabled)
@@ -249,7 +263,21 @@ def _dtype_name(dtype: Any) -> str:
 @cache
 def _float_dtypes(xp: Any) -> frozenset:
     """The library's float32 and float64 dtypes, as its arrays report them (a fast check)."""
-    return frozenset(xp.asarray(0.0, dtype=d).dtype for d in (xp.float32, xp.float64))
+    return frozenset((xp.asarray(0.0, dtype=xp.float32).dtype, _widest(xp, "float64")))
+
+
+def _widest(xp: Any, name: str) -> Any:
+    """``xp.float64`` or ``xp.int64`` as the library's arrays report it: JAX in its default
+    32-bit mode makes float32 and int32 of them (and warns when asked, so it is asked once a mode)."""
+    jax = sys.modules.get("jax")
+    return _widest_in(xp, name, jax is not None and bool(jax.config.jax_enable_x64))
+
+
+@cache
+def _widest_in(xp: Any, name: str, jax_x64: bool) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xp.asarray(0, dtype=getattr(xp, name)).dtype
 
 
 def _is_float(xp: Any, array: Any) -> bool:
@@ -273,7 +301,7 @@ def _common_float_dtype(xp: Any, values: list[Any], labels: list[bool]) -> Any:
     chosen = {d for d, label in floats if not label} or {d for d, _ in floats}
     if len(chosen) == 1:  # the usual case, without the library's result_type (microseconds)
         return chosen.pop()
-    return xp.result_type(*chosen) if chosen else xp.float64
+    return xp.result_type(*chosen) if chosen else _widest(xp, "float64")
 
 
 def _is_dtype(xp: Any, dtype: Any, kind: str) -> bool:
@@ -289,8 +317,12 @@ def _checked_labels(xp: Any, name: str, labels: Any, classes: int) -> Any:
     Compared in int64 whatever the labels' dtype: in uint8, 300 classes would
     wrap to 44, and label 44 would mark two of them.
     """
-    wide = labels if labels.dtype == xp.int64 else xp.astype(labels, xp.int64)
-    low, high = (int(wide), int(wide)) if not wide.ndim else (int(xp.min(wide)), int(xp.max(wide)))
+    int64 = xp.int64 if xp is FAST_NUMPY else _widest(xp, "int64")
+    wide = labels if labels.dtype == int64 else xp.astype(labels, int64)
+    lowest, highest = (wide, wide) if not wide.ndim else (xp.min(wide), xp.max(wide))
+    if is_traced(highest):  # inside jax.jit: no values to check
+        return wide
+    low, high = int(lowest), int(highest)
     if labels.dtype == getattr(xp, "uint64", None) and (low < 0 or high < low):  # wrapped in int64
         low, high = int(xp.min(labels)), int(xp.max(labels))
     if low < 0 or high >= classes:
@@ -303,7 +335,7 @@ def _checked_labels(xp: Any, name: str, labels: Any, classes: int) -> Any:
 def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
     """Integer class labels (...) as one-hot rows (..., C); a label outside 0..C-1 raises."""
     wide = _checked_labels(xp, name, labels, classes)
-    return xp.astype(wide[..., None] == xp.arange(classes, dtype=xp.int64), dtype)
+    return xp.astype(wide[..., None] == xp.arange(classes, dtype=wide.dtype), dtype)
 
 
 def _labels_pass(labels: np.ndarray, classes: int) -> bool:
@@ -459,6 +491,8 @@ def _to_numpy(array: Any) -> np.ndarray:
 def _check_rows(xp: Any, name: str, rows: Any, tolerance: float) -> None:
     """One-hot or probability rows (..., C) must each sum to 1 (a nan anywhere in a row fails)."""
     sums = _row_sums(rows) if xp is FAST_NUMPY else xp.sum(rows, axis=-1)
+    if is_traced(sums):  # inside jax.jit: no values to check
+        return
     if bool(xp.max(abs(sums - 1)) <= tolerance):  # max propagates nan, which fails
         return
     sums = _to_numpy(sums)
@@ -739,6 +773,8 @@ def scalar(name: str, value: Any) -> float:
         raise ValueError(
             f"{name}: expected a single number (shape ()), got shape {tuple(value.shape)}"
         )
+    if is_traced(value):  # a number JAX traces (jax.jit): kept as it is, checked outside jit
+        return value
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -797,7 +833,10 @@ def _class_weights(xp: Any, name: str, weight: Any, classes: int, dtype: Any, li
             f"{name}: expected shape (C,) with C = {classes}, got {tuple(array.shape)}"
         )
     array = xp.astype(array, dtype)
-    if not bool(xp.all(xp.isfinite(array))) or bool(xp.any(array < 0)):
+    valid = xp.all(xp.isfinite(array)) & xp.all(array >= 0)
+    if is_traced(valid):  # inside jax.jit: no values to check
+        return array
+    if not bool(valid):
         raise ValueError(
             f"{name}: expected non-negative finite class weights, got {_to_numpy(array)}"
         )
@@ -879,7 +918,7 @@ def reduce_samples(
     if reduction == "sum":
         return total
     denominator = xp.sum(shares)
-    if not bool(denominator > 0):
+    if not is_traced(denominator) and not bool(denominator > 0):  # traced: nan, as PyTorch
         raise ValueError(
             f"{targets}: reduction 'mean' over no samples: every target is ignored (ignore_index) "
             f"or its class weighs 0, so the mean's denominator is {float(denominator)} "

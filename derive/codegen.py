@@ -88,6 +88,12 @@ def _docstring(kernel: Kernel) -> str:
         lines += [f"$$ {latex(lhs)} = {latex(rhs)} $$", ""]
     if kernel.notes:
         lines += [textwrap.fill(kernel.notes, width=88), ""]
+    if _value_checks(kernel):
+        note = (
+            f"The checks that read values ({', '.join(_value_checks(kernel))}) run outside "
+            "`jax.jit` only: a traced value is not checked. Shapes and dtypes always are."
+        )
+        lines += [textwrap.fill(note, width=88), ""]
     lines.append("Args:")
     for p in kernel.params:
         shape = _shape_spec(p.axes, p.batched) if not _is_scalar(p) else "(), a number"
@@ -96,6 +102,21 @@ def _docstring(kernel: Kernel) -> str:
         lines.append(f"    {p.name}: {p.doc}, shape {shape}.")
     lines += ["", "Returns:", f"    {kernel.returns_doc}."]
     return "\n".join(lines)
+
+
+def _value_checks(kernel: Kernel) -> list[str]:
+    """What the checks read from the values, not the shapes: skipped for JAX tracers."""
+    checks = []
+    if any(p.one_hot or p.labels for p in kernel.params):
+        checks.append("class labels in 0..C-1, label rows summing to 1")
+    for requirement in kernel.requires:
+        symbols = {str(s) for s in requirement.condition.free_symbols}
+        checks += [
+            f"the requirement on {p.name}"
+            for p in kernel.params
+            if _is_scalar(p) and p.label in symbols
+        ]
+    return checks
 
 
 def _sizes_used_as_numbers(expr: sp.Basic) -> set[str]:
@@ -137,8 +158,14 @@ def _requirement_checks(kernel: Kernel) -> list[str]:
         renamed = requirement.condition.xreplace(
             {s: sp.Symbol(_python_name(s)) for s in requirement.condition.free_symbols}
         )
+        # A scalar's value is unknown inside jax.jit (a tracer): the check runs outside only.
+        traced = [
+            f"not is_traced({p.name}) and "
+            for p in kernel.params
+            if _is_scalar(p) and str(p.label) in symbols
+        ]
         lines += [
-            f"if not ({sp.pycode(renamed)}):",
+            f"if {''.join(traced)}not ({sp.pycode(renamed)}):",
             f'    raise ValueError(f"{requirement.message}")',
         ]
     return lines
@@ -524,8 +551,8 @@ def _generate_function(
     lines = _without_unused_sizes(lines)
     runtime = tuple(
         h
-        for h in ("in_place", "subtract_at_labels", "take_at_labels")
-        if any(f"{h}(" in l for l in lines)
+        for h in ("in_place", "subtract_at_labels", "take_at_labels", "is_traced")
+        if any(f"{h}(" in l for l in (*lines, *checks))
     )
     return GeneratedFunction(
         name=kernel.name,
