@@ -20,7 +20,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-Array = Any  # an array of any array-API library: numpy.ndarray, torch.Tensor, ...
+from derive.array_types import Array, ArrayLike  # noqa: F401 (the generated code imports them from here)
+
 Namespace = Any  # its namespace: numpy, array_api_compat.torch, ...
 
 

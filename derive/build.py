@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from derive import cache, claims, derivations, lock, notation, transaction
+from derive import cache, claims, constraints, derivations, lock, notation, transaction
 from derive.codegen import CODE_INPUTS, fresh_callees, generate_module
 from derive.errors import BuildError, stage
 from derive.proofs import ProofResult, build_sizes, check_exercise, prove_part
@@ -516,7 +516,7 @@ def build(
 def check() -> list[str]:
     """Problems with the committed outputs: stale, edited by hand, missing, unexpected or litter."""
     with _locked(lambda message: print(message, file=sys.stderr), shared=True):
-        problems = []
+        problems = constraints.mismatches()  # another SymPy or ruff writes other files
         if JOURNAL.exists():
             problems.append(
                 f"{JOURNAL.name}: a build was killed while replacing files; "

@@ -47,7 +47,7 @@ class GeneratedFunction:
 
     name: str
     arguments: str  # "x, W"
-    signature: str  # "x: Array, W: Array"
+    signature: str  # "x: ArrayLike, W: ArrayLike, T: float": what a caller may pass
     docstring: str
     checks: tuple[str, ...]  # the public function's body before it calls the core
     lines: tuple[str, ...]  # the core's body
@@ -55,11 +55,14 @@ class GeneratedFunction:
     labels_lines: tuple[str, ...] = ()  # the core of the labels form, ``_name_labels``, if any
     runtime: tuple[str, ...] = ()  # helpers of derive._runtime the code calls besides the usual
     returns: str = "Array"  # the return annotation: a tuple for a kernel with several results
-    options_signature: str = ""  # ", *, weight: Array | None = None, ...": keyword-only options
+    options_signature: str = ""  # ", *, weight: ArrayLike | None = None, ...": keyword-only options
     options_lines: tuple[str, ...] = ()  # the core of the options form, ``_name_options``, if any
     options_core_signature: str = ""  # its parameters: the kernel's, then the form's
     # ", fresh: bool = False" if the core can overwrite arguments its caller gives away
     fresh_parameter: str = ""
+    core_signature: str = (
+        ""  # the cores' parameters, checked arrays: "x: Array, W: Array, T: float"
+    )
 
 
 def _python_name(base: sp.Basic) -> str:
@@ -318,7 +321,7 @@ def generate_function(
     return _with_options(kernel, without, fresh_calls)
 
 
-_OPTION_TYPES = {"weights": "Array | None", "index": "int | None", "fraction": "float"}
+_OPTION_TYPES = {"weights": "ArrayLike | None", "index": "int | None", "fraction": "float"}
 
 
 def _option_type(option: Option) -> str:
@@ -389,7 +392,7 @@ def _with_options(
         docstring=f"{doc[0]}\n{option_doc}\n\nReturns:{doc[1]}",
         options_signature=signature,
         options_lines=core.lines,
-        options_core_signature=core.signature,
+        options_core_signature=core.core_signature,
         calls=tuple(dict.fromkeys(function.calls + core.calls)),
         runtime=tuple(
             sorted(
@@ -557,7 +560,12 @@ def _generate_function(
     return GeneratedFunction(
         name=kernel.name,
         arguments=params,
-        signature=", ".join(f"{p.name}: Array" for p in kernel.params),
+        signature=", ".join(
+            f"{p.name}: {'float' if _is_scalar(p) else 'ArrayLike'}" for p in kernel.params
+        ),
+        core_signature=", ".join(
+            f"{p.name}: {'float' if _is_scalar(p) else 'Array'}" for p in kernel.params
+        ),
         docstring=_docstring(kernel),
         checks=tuple(checks),
         lines=tuple(lines),
@@ -595,7 +603,7 @@ class GeneratedDispatch:
     """A public function that calls the public kernels of the choice its string option names."""
 
     name: str
-    signature: str  # "x: Array, ..., activation: str = \"relu\""
+    signature: str  # "x: ArrayLike, ..., activation: str = \"relu\""
     returns: str  # the return annotation
     docstring: str
     lines: tuple[str, ...]
@@ -650,7 +658,7 @@ def generate_dispatch(dispatch: Dispatch, kernels: dict[str, Kernel]) -> Generat
     ]
     return GeneratedDispatch(
         name=dispatch.name,
-        signature=", ".join(f"{p}: Array" for p in params)
+        signature=", ".join(f"{p}: ArrayLike" for p in params)
         + f', {option}: str = "{dispatch.default}"',
         returns=_annotation(count),
         docstring="\n".join(doc),
