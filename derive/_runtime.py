@@ -774,11 +774,11 @@ def scalar(name: str, value: Any) -> float:
         raise ValueError(
             f"{name}: expected a single number (shape ()), got shape {tuple(value.shape)}"
         )
-    if is_traced(value):  # a number JAX traces (jax.jit): kept as it is, checked outside jit
-        return value
     try:
         number = float(value)
     except (TypeError, ValueError):
+        if is_traced(value):  # a number JAX traces (jax.jit): kept as it is, checked outside jit
+            return value
         raise TypeError(
             f"{name}: expected a real number, got {type(value).__name__} {value!r:.40}"
         ) from None
