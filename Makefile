@@ -5,16 +5,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve test lint build check site bench bench-quick accuracy chromium
+.PHONY: serve test lint build check site bench bench-quick accuracy chromium wheel-check
 
-$(VENV)/.docs-installed: pyproject.toml
+# pyproject.toml declares ranges; constraints.txt pins the versions the generated files are
+# made with, so the project's own environment always has those.
+$(VENV)/.docs-installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[docs]'
+	$(PY) -m pip uninstall --quiet --yes derive 2>/dev/null || true  # its name before 0.1.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[docs]'
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml $(VENV)/.docs-installed
-	$(PY) -m pip install --quiet -e '.[test]'
+$(VENV)/.test-installed: pyproject.toml constraints.txt $(VENV)/.docs-installed
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 ## serve: regenerate code and pages, then serve the site on http://127.0.0.1:8000
@@ -42,6 +45,11 @@ build: $(VENV)/.docs-installed
 
 check: $(VENV)/.docs-installed
 	$(PY) -m derive check
+
+## wheel-check: build the sdist and wheel, install the wheel without extras beside NumPy one
+## minor version older than constraints.txt's and beside PyTorch, run every generated function
+wheel-check: $(VENV)/.test-installed
+	PY=$(PY) .ci/wheel-check
 
 bench: $(VENV)/.test-installed
 	$(PY) -m derive.bench

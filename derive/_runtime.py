@@ -12,6 +12,7 @@ import contextlib
 import operator
 import sys
 import types
+import warnings
 from collections.abc import Iterator
 from functools import cache, partial
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-Array = Any  # an array of any array-API library: numpy.ndarray, torch.Tensor, ...
+from derive.array_types import Array, ArrayLike  # noqa: F401 (the generated code imports them from here)
+
 Namespace = Any  # its namespace: numpy, array_api_compat.torch, ...
 
 
@@ -91,6 +93,18 @@ def namespace(*arguments: Any) -> Any:
         raise _mixed_libraries(arrays, sys._getframe(1)) from error
 
 
+def is_traced(value: Any) -> bool:
+    """Whether ``value`` is a JAX tracer (inside ``jax.jit``, ``grad``, ``vmap``): no values to read.
+
+    The checks of label values, row sums and class weights need the numbers,
+    which a tracer does not have: they are skipped for it and run when the
+    function is called outside a transformation. Shapes and dtypes are always
+    checked. NumPy arrays never reach the ``isinstance``.
+    """
+    jax = sys.modules.get("jax")
+    return jax is not None and type(value) is not np.ndarray and isinstance(value, jax.core.Tracer)
+
+
 def _kind(value: Any) -> str:
     return type(value).__module__.partition(".")[0] + "." + type(value).__name__
 
@@ -138,7 +152,9 @@ def check_labels(enabled: bool = True) -> bool:
     ``"(..., C) probabilities"``) summing to 1 and without negative entries,
     and values that must lie in [0, 1] (spec ``"(...) in [0, 1]"``: binary
     cross-entropy's p and y). The setting is one per process, not per thread;
-    prefer the context manager `trusted_labels`.
+    prefer the context manager `trusted_labels`. Inside ``jax.jit`` the values
+    are not known, and none of these checks runs (`is_traced`); shapes are
+    still checked.
     """
     global _check_label_rows
     previous, _check_label_rows = _check_label_rows, bool(enabled)
@@ -267,7 +283,21 @@ def _dtype_name(dtype: Any) -> str:
 @cache
 def _float_dtypes(xp: Any) -> frozenset:
     """The library's float32 and float64 dtypes, as its arrays report them (a fast check)."""
-    return frozenset(xp.asarray(0.0, dtype=d).dtype for d in (xp.float32, xp.float64))
+    return frozenset((xp.asarray(0.0, dtype=xp.float32).dtype, _widest(xp, "float64")))
+
+
+def _widest(xp: Any, name: str) -> Any:
+    """``xp.float64`` or ``xp.int64`` as the library's arrays report it: JAX in its default
+    32-bit mode makes float32 and int32 of them (and warns when asked, so it is asked once a mode)."""
+    jax = sys.modules.get("jax")
+    return _widest_in(xp, name, jax is not None and bool(jax.config.jax_enable_x64))
+
+
+@cache
+def _widest_in(xp: Any, name: str, jax_x64: bool) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xp.asarray(0, dtype=getattr(xp, name)).dtype
 
 
 def _is_float(xp: Any, array: Any) -> bool:
@@ -291,7 +321,7 @@ def _common_float_dtype(xp: Any, values: list[Any], labels: list[bool]) -> Any:
     chosen = {d for d, label in floats if not label} or {d for d, _ in floats}
     if len(chosen) == 1:  # the usual case, without the library's result_type (microseconds)
         return chosen.pop()
-    return xp.result_type(*chosen) if chosen else xp.float64
+    return xp.result_type(*chosen) if chosen else _widest(xp, "float64")
 
 
 def _is_dtype(xp: Any, dtype: Any, kind: str) -> bool:
@@ -307,10 +337,14 @@ def _checked_labels(xp: Any, name: str, labels: Any, classes: int) -> Any:
     Compared in int64 whatever the labels' dtype: in uint8, 300 classes would
     wrap to 44, and label 44 would mark two of them.
     """
-    wide = labels if labels.dtype == xp.int64 else xp.astype(labels, xp.int64)
+    int64 = xp.int64 if xp is FAST_NUMPY else _widest(xp, "int64")
+    wide = labels if labels.dtype == int64 else xp.astype(labels, int64)
     if _empty(wide):  # a batch of no samples: no label to check
         return wide
-    low, high = (int(wide), int(wide)) if not wide.ndim else (int(xp.min(wide)), int(xp.max(wide)))
+    lowest, highest = (wide, wide) if not wide.ndim else (xp.min(wide), xp.max(wide))
+    if is_traced(highest):  # inside jax.jit: no values to check
+        return wide
+    low, high = int(lowest), int(highest)
     if labels.dtype == getattr(xp, "uint64", None) and (low < 0 or high < low):  # wrapped in int64
         low, high = int(xp.min(labels)), int(xp.max(labels))
     if low < 0 or high >= classes:
@@ -328,7 +362,7 @@ def _empty(array: Any) -> bool:
 def _one_hot(xp: Any, name: str, labels: Any, classes: int, dtype: Any) -> Any:
     """Integer class labels (...) as one-hot rows (..., C); a label outside 0..C-1 raises."""
     wide = _checked_labels(xp, name, labels, classes)
-    return xp.astype(wide[..., None] == xp.arange(classes, dtype=xp.int64), dtype)
+    return xp.astype(wide[..., None] == xp.arange(classes, dtype=wide.dtype), dtype)
 
 
 def _labels_pass(labels: np.ndarray, classes: int) -> bool:
@@ -548,6 +582,8 @@ def _check_rows(
     if _empty(rows):
         return
     sums = _row_sums(rows) if xp is FAST_NUMPY else xp.sum(rows, axis=-1)
+    if is_traced(sums):  # inside jax.jit: no values to check
+        return
     if bool(xp.max(abs(sums - 1)) <= tolerance):  # max propagates nan, which fails
         if bool(xp.min(rows) >= 0):
             return
@@ -861,6 +897,8 @@ def scalar(name: str, value: Any) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
+        if is_traced(value):  # a number JAX traces (jax.jit): kept as it is, checked outside jit
+            return value
         raise TypeError(
             f"{name}: expected a real number, got {type(value).__name__} {value!r:.40}"
         ) from None
@@ -916,7 +954,10 @@ def _class_weights(xp: Any, name: str, weight: Any, classes: int, dtype: Any, li
             f"{name}: expected shape (C,) with C = {classes}, got {tuple(array.shape)}"
         )
     array = xp.astype(array, dtype)
-    if not bool(xp.all(xp.isfinite(array))) or bool(xp.any(array < 0)):
+    valid = xp.all(xp.isfinite(array)) & xp.all(array >= 0)
+    if is_traced(valid):  # inside jax.jit: no values to check
+        return array
+    if not bool(valid):
         raise ValueError(
             f"{name}: expected non-negative finite class weights, got {_to_numpy(array)}"
         )
@@ -1013,7 +1054,7 @@ def reduce_samples(
     if reduction == "sum":
         return total
     denominator = xp.sum(shares)
-    if not bool(denominator > 0):
+    if not is_traced(denominator) and not bool(denominator > 0):  # traced: nan, as PyTorch
         raise ValueError(
             f"{targets}: reduction 'mean' over no samples: every target is ignored (ignore_index) "
             f"or its class weighs 0, so the mean's denominator is {float(denominator)} "

@@ -32,7 +32,17 @@ from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
-from derive import cache, claims, derivations, litter, locations, lock, notation, transaction
+from derive import (
+    cache,
+    claims,
+    constraints,
+    derivations,
+    litter,
+    locations,
+    lock,
+    notation,
+    transaction,
+)
 from derive.codegen import CODE_INPUTS, fresh_callees, generate_module
 from derive.errors import BuildError, stage
 from derive.proofs import ProofResult, build_sizes, check_exercise, prove_part
@@ -576,7 +586,8 @@ def build(
 def check() -> list[str]:
     """Problems with the committed outputs: stale, edited by hand, missing, unexpected or litter."""
     with _locked(lambda message: print(message, file=sys.stderr), shared=True):
-        problems = litter.found()
+        problems = constraints.mismatches()  # another SymPy or ruff writes other files
+        problems += litter.found()
         derived = derive_all(run_proofs=False)
         expected = code_outputs(derived)
         mismatched = _compare(expected)

@@ -40,7 +40,7 @@ class GeneratedFunction:
 
     name: str
     arguments: str  # "x, W"
-    signature: str  # "x: Array, W: Array"
+    signature: str  # "x: ArrayLike, W: ArrayLike, T: float": what a caller may pass
     docstring: str
     checks: tuple[str, ...]  # the public function's body before it calls the core
     lines: tuple[str, ...]  # the core's body
@@ -48,11 +48,14 @@ class GeneratedFunction:
     labels_lines: tuple[str, ...] = ()  # the core of the labels form, ``_name_labels``, if any
     runtime: tuple[str, ...] = ()  # helpers of derive._runtime the code calls besides the usual
     returns: str = "Array"  # the return annotation: a tuple for a kernel with several results
-    options_signature: str = ""  # ", *, weight: Array | None = None, ...": keyword-only options
+    options_signature: str = ""  # ", *, weight: ArrayLike | None = None, ...": keyword-only options
     options_lines: tuple[str, ...] = ()  # the core of the options form, ``_name_options``, if any
     options_core_signature: str = ""  # its parameters: the kernel's, then the form's
     # ", fresh: bool = False" if the core can overwrite arguments its caller gives away
     fresh_parameter: str = ""
+    core_signature: str = (
+        ""  # the cores' parameters, checked arrays: "x: Array, W: Array, T: float"
+    )
 
 
 def _python_name(base: sp.Basic) -> str:
@@ -81,6 +84,12 @@ def _docstring(kernel: Kernel) -> str:
         lines += [f"$$ {latex(lhs)} = {latex(rhs)} $$", ""]
     if kernel.notes:
         lines += [textwrap.fill(kernel.notes, width=88), ""]
+    if _value_checks(kernel):
+        note = (
+            f"The checks that read values ({', '.join(_value_checks(kernel))}) run outside "
+            "`jax.jit` only: a traced value is not checked. Shapes and dtypes always are."
+        )
+        lines += [textwrap.fill(note, width=88), ""]
     lines.append("Args:")
     for p in kernel.params:
         shape = _shape_spec(p.axes, p.batched) if not _is_scalar(p) else "(), a number"
@@ -89,6 +98,21 @@ def _docstring(kernel: Kernel) -> str:
         lines.append(f"    {p.name}: {p.doc}, shape {shape}.")
     lines += ["", "Returns:", f"    {kernel.returns_doc}."]
     return "\n".join(lines)
+
+
+def _value_checks(kernel: Kernel) -> list[str]:
+    """What the checks read from the values, not the shapes: skipped for JAX tracers."""
+    checks = []
+    if any(p.one_hot or p.labels for p in kernel.params):
+        checks.append("class labels in 0..C-1, label rows summing to 1")
+    for requirement in kernel.requires:
+        symbols = {str(s) for s in requirement.condition.free_symbols}
+        checks += [
+            f"the requirement on {p.name}"
+            for p in kernel.params
+            if _is_scalar(p) and p.label in symbols
+        ]
+    return checks
 
 
 def _sizes_used_as_numbers(expr: sp.Basic) -> set[str]:
@@ -153,8 +177,14 @@ def _requirement_checks(kernel: Kernel) -> list[str]:
         renamed = requirement.condition.xreplace(
             {s: sp.Symbol(_python_name(s)) for s in requirement.condition.free_symbols}
         )
+        # A scalar's value is unknown inside jax.jit (a tracer): the check runs outside only.
+        traced = [
+            f"not is_traced({p.name}) and "
+            for p in kernel.params
+            if _is_scalar(p) and str(p.label) in symbols
+        ]
         lines += [
-            f"if not ({_ConditionPrinter().doprint(renamed)}):",
+            f"if {''.join(traced)}not ({_ConditionPrinter().doprint(renamed)}):",
             f'    raise ValueError(f"{requirement.message}")',
         ]
     return lines
@@ -307,7 +337,7 @@ def generate_function(
     return _with_options(kernel, without, fresh_calls)
 
 
-_OPTION_TYPES = {"weights": "Array | None", "index": "int | None", "fraction": "float"}
+_OPTION_TYPES = {"weights": "ArrayLike | None", "index": "int | None", "fraction": "float"}
 
 
 def _option_type(option: Option) -> str:
@@ -385,7 +415,7 @@ def _with_options(
         docstring=f"{doc[0]}\n{option_doc}\n\nReturns:{doc[1]}",
         options_signature=signature,
         options_lines=core.lines,
-        options_core_signature=core.signature,
+        options_core_signature=core.core_signature,
         calls=tuple(dict.fromkeys(function.calls + core.calls)),
         runtime=tuple(
             sorted(
@@ -547,13 +577,25 @@ def _generate_function(
     lines = _without_unused_sizes(lines)
     runtime = tuple(
         h
-        for h in ("in_place", "subtract_at_labels", "take_at_labels", "solve", *SPECIAL_FUNCTIONS)
-        if any(f"{h}(" in l for l in lines)
+        for h in (
+            "in_place",
+            "subtract_at_labels",
+            "take_at_labels",
+            "solve",
+            "is_traced",
+            *SPECIAL_FUNCTIONS,
+        )
+        if any(f"{h}(" in l for l in (*lines, *checks))
     )
     return GeneratedFunction(
         name=kernel.name,
         arguments=params,
-        signature=", ".join(f"{p.name}: Array" for p in kernel.params),
+        signature=", ".join(
+            f"{p.name}: {'float' if _is_scalar(p) else 'ArrayLike'}" for p in kernel.params
+        ),
+        core_signature=", ".join(
+            f"{p.name}: {'float' if _is_scalar(p) else 'Array'}" for p in kernel.params
+        ),
         docstring=_docstring(kernel),
         checks=tuple(checks),
         lines=tuple(lines),
@@ -591,7 +633,7 @@ class GeneratedDispatch:
     """A public function that calls the public kernels of the choice its string option names."""
 
     name: str
-    signature: str  # "x: Array, ..., activation: str = \"relu\""
+    signature: str  # "x: ArrayLike, ..., activation: str = \"relu\""
     returns: str  # the return annotation
     docstring: str
     lines: tuple[str, ...]
@@ -646,7 +688,7 @@ def generate_dispatch(dispatch: Dispatch, kernels: dict[str, Kernel]) -> Generat
     ]
     return GeneratedDispatch(
         name=dispatch.name,
-        signature=", ".join(f"{p}: Array" for p in params)
+        signature=", ".join(f"{p}: ArrayLike" for p in params)
         + f', {option}: str = "{dispatch.default}"',
         returns=_annotation(count),
         docstring="\n".join(doc),

@@ -32,7 +32,10 @@ B = sp.Symbol("B", integer=True, positive=True)  # samples in the batch
 
 
 WEIGHT = Option(
-    "weight", None, "weights", "class weights w, shape (C,), non-negative (default: all 1)."
+    "weight",
+    None,
+    "weights",
+    "class weights w, shape (C,), non-negative (checked outside `jax.jit`; default: all 1).",
 )
 IGNORE_INDEX = Option(
     "ignore_index",
@@ -50,7 +53,7 @@ REDUCTION = Option(
     "choice",
     "'none' (a value per sample), 'sum' or 'mean' (divided by the weights of the labels not "
     "ignored for class indices, by the number of samples for probability rows, as in "
-    "PyTorch; a mean over no samples is a ValueError).",
+    "PyTorch; a mean over no samples is a ValueError, nan under `jax.jit`).",
     choices=("none", "mean", "sum"),
 )
 
