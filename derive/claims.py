@@ -130,6 +130,8 @@ def step_where(step: Step, derivation: Derivation) -> tuple[tuple[sp.Basic, sp.B
 def _mentions(expr: sp.Basic, head: sp.Basic) -> bool:
     if any(i.base.label == head for i in expr.atoms(Indexed)):
         return True
+    if any(str(m.name) == str(head) for m in expr.atoms(sp.MatrixSymbol)):
+        return True  # a matrix's entries are the indexed name's (claims._explicit_matrix)
     if isinstance(head, sp.FunctionClass):
         return any(f.func == head for f in expr.atoms(AppliedUndef))
     return head in expr.free_symbols
@@ -138,7 +140,7 @@ def _mentions(expr: sp.Basic, head: sp.Basic) -> bool:
 def claims(derivation: Derivation) -> list[Claim]:
     """Every displayed step of ``derivation``, as a claim."""
     made = []
-    for number, step in enumerate(derivation.steps, 1):
+    for number, step in enumerate(derivation.displayed_steps, 1):
         where = tuple((_shapeless(n), _shapeless(v)) for n, v in step_where(step, derivation))
         made.append(
             Claim(
@@ -476,8 +478,8 @@ def _explicit_matrix(expr: sp.Basic, numbers: dict) -> sp.Basic:
         rows, columns = (int(sp.sympify(n).xreplace(numbers)) for n in symbol.shape)
         base = sp.IndexedBase(symbol.name)
         if columns == 1:
-            return sp.Matrix(rows, 1, lambda r, _: base[r + 1])
-        return sp.Matrix(rows, columns, lambda r, c: base[r + 1, c + 1])
+            return sp.ImmutableMatrix(rows, 1, lambda r, _: base[r + 1])
+        return sp.ImmutableMatrix(rows, columns, lambda r, c: base[r + 1, c + 1])
 
     symbols = {s: entries(s) for s in expr.atoms(sp.MatrixSymbol)}
     if not symbols:
@@ -488,7 +490,9 @@ def _explicit_matrix(expr: sp.Basic, numbers: dict) -> sp.Basic:
         return parent[int(e.i), int(e.j)]
 
     expr = expr.replace(lambda e: isinstance(e, MatrixElement), element)
-    return expr.xreplace(symbols)
+    expr = expr.xreplace(symbols)
+    # products of explicit matrices multiplied at once, not entry by entry through sums
+    return expr.doit() if isinstance(expr, MatrixExpr) else expr
 
 
 def _instantiate(claim: Claim, numbers: dict, values: dict, outside: bool = True) -> tuple:

@@ -7,6 +7,7 @@ import pytest
 import sympy as sp
 from sympy import Derivative, KroneckerDelta, Sum, exp
 
+from derive import derivations
 from derive.claims import StepFailed, check, check_chain, claims
 from derive.model import C, S, class_index, softmax, y, z
 from derive.steps import Derivation, Step
@@ -146,3 +147,49 @@ def _registered_claims():
 def test_every_registered_step_holds_at_every_listed_size(claim):
     """A build checks a step at its first size; here, at each of them."""
     check(claim, every_size=True)
+
+
+# -- the teaching claims: each one made false fails its check --------------------------------
+
+TEACHING_STEPS = (
+    ("binary_cross_entropy", "Two classes: softmax is the sigmoid of the difference"),
+    ("binary_cross_entropy", "Binary cross-entropy is the two-class cross-entropy"),
+    ("binary_cross_entropy", "Only differences of logits are identified"),
+    ("softmax_temperature", "How each probability moves with the temperature"),
+    ("softmax_temperature", "Distillation: the soft-target loss"),
+    ("softmax_temperature", "Why Hinton et al. multiply it by T²"),
+)
+
+
+@pytest.mark.parametrize("page, title", TEACHING_STEPS, ids=lambda v: str(v)[:40])
+def test_a_teaching_step_made_false_fails_its_check(page, title):
+    made = derivations.get(page)
+    (number,) = [n for n, s in enumerate(made.steps) if s.title == title]
+    step = made.steps[number]
+    assert check(claims(made)[number]).checked == step.checked  # it holds as written
+    wrong = replace(step, result=step.result * sp.Rational(8, 7))
+    broken = replace(made, steps=(*made.steps[:number], wrong, *made.steps[number + 1 :]))
+    with pytest.raises(StepFailed, match=title[:20]):
+        check(claims(broken)[number])
+
+
+@pytest.mark.parametrize(
+    "page", [n for n in derivations.MODULES if derivations.get(n).matrix_result is not None]
+)
+def test_a_matrix_result_transposed_or_scaled_fails_its_check(page):
+    """The matrix form is checked against the page's result: twice the right side fails."""
+    made = derivations.get(page)
+    m = made.matrix_result
+    assert m.step.checked == "explicit"
+    broken = replace(made, matrix_result=replace(m, rhs=2 * m.rhs))
+    with pytest.raises(StepFailed, match="The result in matrix form"):
+        check(claims(broken)[-1])
+
+
+def test_a_matrix_result_whose_shapes_differ_is_refused():
+    from derive.model import C, D
+    from derive.steps import MatrixResult
+
+    W_like = sp.MatrixSymbol("G", D, C)
+    with pytest.raises(ValueError, match="left side"):
+        MatrixResult("one_layer", W_like, sp.MatrixSymbol("S", C, D), sp.Integer(0), ((), ()), "")

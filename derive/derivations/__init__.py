@@ -39,7 +39,28 @@ MODULES = (
     "two_layer",  # a hidden layer: backpropagation, and the functions a training loop uses
 )
 
+GROUPS = {
+    "one_layer": "One layer: from the logits to the gradient of the weights",
+    "losses": "Losses",
+    "activations": "Activations",
+    "hidden_layer": "A hidden layer",
+    "second_order": "Second order",
+    "numerics": "Numerics: the same results, computed without overflow or cancellation",
+}
+"""What a learner wants, in the order the home page lists it; each derivation names its group
+(``MatrixResult.group``)."""
+
+START_HERE = (
+    ("softmax_jacobian", "how softmax moves when one logit moves: diag(S) − SSᵀ"),
+    ("cross_entropy", "the gradient a classifier is trained with, and why it is S − y"),
+    ("two_layer", "the same with a hidden layer: backpropagation"),
+    ("second_order", "curvature: the Hessian, Newton's method, and why one never inverts it"),
+)
+"""The path the home page suggests to a newcomer: (derivation, what it teaches)."""
+
 FOLDER = Path(__file__).resolve().parent
+if unknown := [n for n, _ in START_HERE if n not in MODULES]:
+    raise KeyError(f"START_HERE names derivations that are not registered: {unknown}")
 
 _derived: dict[str, Derivation] = {}  # derived once per process (or loaded from the build cache)
 _deriving: list[str] = []  # the derivations being derived, innermost last
@@ -68,6 +89,11 @@ def get(name: str) -> Derivation:
         _deriving.pop()
     if derivation.name != name:
         raise ValueError(f"module {name} returned a derivation named {derivation.name!r}")
+    if derivation.matrix_result is not None and derivation.matrix_result.group not in GROUPS:
+        raise ValueError(
+            f"derivation {name}: group {derivation.matrix_result.group!r} is not one of "
+            f"{', '.join(GROUPS)}"
+        )
     _derived[name] = derivation
     return derivation
 

@@ -40,6 +40,7 @@ from derive.steps import (
     Identity,
     Kernel,
     LabelsForm,
+    MatrixResult,
     OptionsForm,
     Param,
     Section,
@@ -599,7 +600,18 @@ def derive():
             "softmax.",
         ),
     )
+    X_entries, Y_entries = sp.IndexedBase("X"), sp.IndexedBase("Y")  # the rows of X and Y
+    matrix_result = MatrixResult(
+        group="one_layer",
+        lhs=sp.MatrixSymbol("\\nabla_{W} L", D, C),
+        rhs=batch,
+        index_form=batch_mean.xreplace({X: X_entries, Y: Y_entries}),
+        entry=((j,), (c,)),
+        text="The gradient of the mean loss of a batch: one matrix product of the inputs and "
+        "the errors $S - Y$, laid out like $W$.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="cross_entropy",
         title="The cross-entropy gradient",
         summary="How the loss $XE = -\\sum_i y_i \\log S_i$ of the layer changes with each weight (Part 3).",

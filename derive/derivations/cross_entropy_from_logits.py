@@ -31,6 +31,7 @@ from derive.steps import (
     Identity,
     Kernel,
     LabelsForm,
+    MatrixResult,
     OptionsForm,
     Param,
     Section,
@@ -554,7 +555,17 @@ def derive():
             "|z_j − max z|/2 ulps for an entry far below the largest.",
         ),
     )
+    matrix_result = MatrixResult(
+        group="numerics",
+        lhs=sp.MatrixSymbol("\\nabla_{z} XE", C, 1),
+        rhs=sp.MatrixSymbol("S", C, 1) - sp.MatrixSymbol("y", C, 1),
+        index_form=gradient_in_S,
+        entry=((j,), ()),
+        text="The loss computed from the logits, never taking $\\log 0$; its gradient with "
+        "respect to the logits is predicted minus observed.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="cross_entropy_from_logits",
         title="The cross-entropy from the logits",
         summary="The loss and its gradient computed from $z$ directly. Computed as written, "

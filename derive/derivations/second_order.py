@@ -38,6 +38,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Requirement,
     Step,
@@ -951,7 +952,19 @@ def derive():
         ),
     )
 
+    x_column = sp.MatrixSymbol("x", D, 1)
+    matrix_result = MatrixResult(
+        group="second_order",
+        lhs=sp.MatrixSymbol("\\mathcal{H}_W", D * C, D * C),
+        rhs=sp.kronecker_product(x_column * x_column.T, matrix_form),
+        index_form=weight_hessian,
+        entry=((jj, c), (kk, d)),
+        text="The Hessian of one sample's loss with respect to the weights, flattened "
+        "row-major ($W$`.reshape(-1)`): the outer product of the input with itself, Kronecker "
+        "the softmax Jacobian. It is never formed: a Hessian-vector product costs one gradient.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="second_order",
         title="Second order",
         summary="The Hessian of the cross-entropy, in the logits and in the weights: proved "

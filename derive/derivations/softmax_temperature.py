@@ -18,6 +18,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Requirement,
     Step,
@@ -108,6 +109,17 @@ def derive() -> Derivation:
     # T → ∞ for any logits: with T = 1/s, S_i is continuous at s = 0, where every e^{z_k s} is 1
     s_ = sp.Symbol("s", positive=True)
     hot = S_i.xreplace({T: 1 / s_}).subs(s_, 0).doit()  # 1/C
+    slope_in_T = -S[i] * (z[i] - Sum(S[k] * z[k], (k, 1, C))) / T**2
+    # distillation: the teacher's logits v, softened by the same T, are the targets t
+    v, t_soft = IndexedBase("v"), IndexedBase("t")
+    teacher = S_i.xreplace({z: v})
+    soft_loss = -Sum(t_soft[n] * sp.log(S[n]), (n, 1, C))
+    distillation_gradient = (S[j] - t_soft[j]) / T
+    # T → ∞ of T² (S_1 − t_1)/T for C = 2: with T = 1/s, SymPy's series at s = 0
+    s_small = sp.Symbol("s", positive=True)
+    two_student, two_teacher = Matrix([z[1], z[2]]), Matrix([v[1], v[2]])
+    written = T * (explicit_softmax(two_student / T)[0] - explicit_softmax(two_teacher / T)[0])
+    hot_gradient = sp.factor(sp.limit(written.xreplace({T: 1 / s_small}), s_small, 0, "+"))
     steps = (
         Step(
             "Scale, then softmax",
@@ -159,6 +171,45 @@ def derive() -> Derivation:
             start="any logits",
             checked="explicit",  # SymPy takes the limit with the sum written out
         ),
+        # Distillation: a student's softmax(z/T) against a teacher's softmax(v/T)
+        Step(
+            "How each probability moves with the temperature",
+            "$S_i$ depends on $T$ through every $u_k = z_k/T$, with $\\partial u_k / \\partial T "
+            "= -z_k/T^2$; through the softmax Jacobian, $\\sum_k S_i(\\delta_{ik} - S_k)(-z_k/T^2)$. "
+            "Raising $T$ lowers every probability whose logit is above the average "
+            "$\\sum_k S_k z_k$ and raises those below it: the distribution flattens.",
+            Derivative(S[i], T),
+            slope_in_T,
+            start="the definition of $S_i$",
+        ),
+        Step(
+            "Distillation: the soft-target loss",
+            "A student with logits $z$ learns from a teacher's logits $v$, both softened by the "
+            "same $T$: the targets are $t = \\operatorname{softmax}(v/T)$, and the loss is the "
+            "cross-entropy $L_T = -\\sum_n t_n \\log S_n$. Its gradient with respect to the "
+            "student's logits is the cross-entropy's $S - t$ (the targets sum to 1), times the "
+            "$1/T$ of $u = z/T$.",
+            Derivative(soft_loss, z[j]),
+            distillation_gradient,
+            relation="=>",
+            where=((S[n], S_i.xreplace({i: n})),),
+            given=((Sum(t_soft[n], (n, 1, C)), sp.Integer(1)),),
+            start="the soft-target loss",
+        ),
+        Step(
+            "Why Hinton et al. multiply it by T²",
+            "For a high temperature the gradient shrinks like $1/T^2$: $S_j - t_j$ is itself "
+            "about $(z_j - v_j)/(C T)$ (for logits of zero mean). Two logits $z = (z_1, z_2)$, "
+            "$v = (v_1, v_2)$ show it exactly: $T^2$ times the gradient tends to a limit that "
+            "does not depend on $T$. Multiplying the soft loss by $T^2$ keeps its share of the "
+            "gradient the same whatever $T$ is chosen, next to the hard-label loss at $T = 1$.",
+            Limit(T**2 * distillation_gradient.xreplace({j: 1}), T, sp.oo),
+            hot_gradient,
+            where=((S[n], S_i.xreplace({i: n})), (t_soft[n], teacher.xreplace({i: n}))),
+            start="the gradient for $C = 2$, $j = 1$",
+            checked="explicit",
+            sizes=({"C": 2},),
+        ),
     )
     identities = (
         Identity(
@@ -172,7 +223,6 @@ def derive() -> Derivation:
             shortcut_title="the shortcut,",
         ),
     )
-    slope_in_T = -S[i] * (z[i] - Sum(S[k] * z[k], (k, 1, C))) / T**2
     exercises = (
         Exercise(
             "Two logits tie for the largest: $z = (2, 2, 0)$. What does "
@@ -244,7 +294,18 @@ def derive() -> Derivation:
             ),
         ),
     )
+    S_column = sp.MatrixSymbol("S", C, 1)
+    matrix_result = MatrixResult(
+        group="one_layer",
+        lhs=sp.MatrixSymbol("J_T", C, C),
+        rhs=(sp.DiagMatrix(S_column) - S_column * S_column.T) / T,
+        index_form=jacobian,
+        entry=((i,), (j,)),
+        text="The Jacobian of $\\operatorname{softmax}(z/T)$: the softmax Jacobian of its "
+        "output, divided by $T$.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="softmax_temperature",
         title="Softmax with a temperature",
         summary="$\\operatorname{softmax}(z/T)$, as in distillation and sampling: its Jacobian is the "
