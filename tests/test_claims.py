@@ -158,6 +158,7 @@ TEACHING_STEPS = (
     ("softmax_temperature", "How each probability moves with the temperature"),
     ("softmax_temperature", "Distillation: the soft-target loss"),
     ("softmax_temperature", "Why Hinton et al. multiply it by T²"),
+    ("cross_entropy_from_logits", "The likelihood view: log-sum-exp is the log-partition"),
 )
 
 

@@ -408,6 +408,20 @@ def derive():
             given=((Sum(S[other], (other, 1, C)), sp.Integer(1)),),
             start=8,
         ),
+        Step(
+            "The likelihood view: log-sum-exp is the log-partition",
+            "Read the logits as unnormalised log-probabilities: $S_i = e^{z_i}/Z$ with the "
+            "partition function $Z = \\sum_k e^{z_k}$, so $-\\log S_y = \\log Z - z_y$, and the "
+            "likelihood of a dataset, a product over its samples, becomes the summed "
+            "cross-entropy under $-\\log$. The log-partition's gradient is the model's own "
+            "distribution: $\\partial \\log Z / \\partial z_j = S_j$, the expected value "
+            "$E_S[e_j]$ of the one-hot vector $e_j$. The loss's gradient $S_j - y_j$ is therefore "
+            "expected minus observed, zero when the model's expectation matches the data.",
+            Derivative(log_sum_exp, z[j]),
+            S[j],
+            where=((S[i], softmax(i)),),
+            start="the log-partition $\\log \\sum_k e^{z_k}$",
+        ),
     )
     identities = (
         Identity(
