@@ -159,6 +159,8 @@ TEACHING_STEPS = (
     ("softmax_temperature", "Distillation: the soft-target loss"),
     ("softmax_temperature", "Why Hinton et al. multiply it by T²"),
     ("cross_entropy_from_logits", "The likelihood view: log-sum-exp is the log-partition"),
+    ("cross_entropy", "The likelihood of a data set is the summed loss"),
+    ("cross_entropy", "L2 as a Gaussian prior: the MAP estimate"),
 )
 
 
@@ -194,3 +196,24 @@ def test_a_matrix_result_whose_shapes_differ_is_refused():
     W_like = sp.MatrixSymbol("G", D, C)
     with pytest.raises(ValueError, match="left side"):
         MatrixResult("one_layer", W_like, sp.MatrixSymbol("S", C, D), sp.Integer(0), ((), ()), "")
+
+
+def test_the_home_page_lists_every_derivation_with_its_matrix_form_and_shapes():
+    """Each registered derivation, under its group, with the shape of its result: none left out."""
+    from derive.pages import home_output
+
+    made = [derivations.get(name) for name in derivations.MODULES]
+    body = home_output(made).body
+    road = body[body.index("## Every derivation") : body.index("## Use the code")]
+    assert "Not yet summarised" not in road
+    for d in made:
+        link = f"(derivations/{d.name.replace('_', '-')}.md)"
+        assert link in road, d.name
+        rows, columns = d.matrix_result.lhs.shape
+        assert d.matrix_result.group in derivations.GROUPS
+        entry = road[road.index(link) :].split("\n- **")[0]
+        assert f"{sp.latex(rows)} \\times {sp.latex(columns)}" in entry, d.name
+    start = body[body.index("## Start here") : body.index("## Every derivation")]
+    links = [f"(derivations/{n.replace('_', '-')}.md)" for n, _ in derivations.START_HERE]
+    positions = [start.index(link) for link in links]  # each there, in the path's order
+    assert positions == sorted(positions)

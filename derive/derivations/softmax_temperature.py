@@ -72,6 +72,20 @@ def _temperature_derivative(answer) -> bool:
     return True
 
 
+def _soft_gradient_vanishes(answer) -> bool:
+    """With the student's logits the answer's right side (the teacher's v_j plus one a), the
+    soft-target gradient (S_j − t_j)/T, written out for C = 2..4, is 0 at every j, for any T;
+    and with v_j alone plus a per-class shift it is not."""
+    v = IndexedBase("v")
+    for n in range(2, 5):
+        teacher = Matrix([v[m] for m in range(1, n + 1)])
+        student = Matrix([answer.rhs.xreplace({answer.lhs.indices[0]: m}) for m in range(1, n + 1)])
+        gradient = (explicit_softmax(student / T) - explicit_softmax(teacher / T)) / T
+        if any(sp.simplify(entry) != 0 for entry in gradient):
+            return False
+    return True
+
+
 def _draw(fig, generated, posts) -> None:
     logits = np.array([2.0, 1.0, 0.0])
     temperatures = np.logspace(-1.5, 1.5, 121)
@@ -253,6 +267,19 @@ def derive() -> Derivation:
             "$\\sum_k S_k z_k$ and raises those below it: the distribution flattens. SymPy "
             "differentiates softmax$(z/T)$ written out for $C = 2, 3, 4$ and compares each entry.",
             title="The slope in the temperature",
+        ),
+        Exercise(
+            "In distillation, for which student logits $z$ is the soft-target gradient "
+            "$(S_j - t_j)/T$ zero at every class, for the teacher's logits $v$? Must the student "
+            "copy the teacher's logits exactly?",
+            sp.Eq(z[j], sp.IndexedBase("v")[j] + sp.Symbol("a", real=True)),
+            _soft_gradient_vanishes,
+            answer="The gradient is 0 exactly when $S = t$, and softmax$(z/T)$ = "
+            "softmax$(v/T)$ when $z/T$ and $v/T$ differ by the same number in every class: "
+            "$z_j = v_j + a$ for any $a$. The student matches the teacher's logits up to a "
+            "shift, the direction the softmax cannot see. SymPy writes the gradient out at "
+            "$z = v + a$ for $C = 2, 3, 4$ and finds every entry 0.",
+            title="When the student has learned the teacher",
         ),
     )
     temperature = Param(

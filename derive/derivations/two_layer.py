@@ -34,6 +34,7 @@ from derive.steps import (
     Identity,
     Kernel,
     LabelsForm,
+    MatrixResult,
     Param,
     Result,
     Section,
@@ -753,7 +754,33 @@ def derive() -> Derivation:
             returns_doc="(dW1, db1, dW2, db2), shaped (D, H), (H,), (H, C), (C,) like the parameters",
         ),
     )
+    # In matrix form, for the batch: rows of X (B × D), S and Y (B × C), and a'(Z₁) (B × H)
+    slope_entries = sp.IndexedBase("a'(Z_1)")
+    delta1_in_rows = delta1.xreplace({DELTA2[t]: S_b[b, t] - Y[b, t], Z1[k]: Z1[b, k]}).replace(
+        lambda e: isinstance(e, Derivative), lambda e: slope_entries[b, k]
+    )
+    first_layer = batch_mean["W1"].xreplace({DELTA1[b, k]: delta1_in_rows})
+    X_rows, S_rows, Y_rows = (
+        sp.MatrixSymbol(name, B, width) for name, width in (("X", D), ("S", C), ("Y", C))
+    )
+    matrix_result = MatrixResult(
+        group="hidden_layer",
+        lhs=sp.MatrixSymbol("\\nabla_{W_1} L", D, H),
+        rhs=X_rows.T
+        * sp.HadamardProduct(
+            (S_rows - Y_rows) * sp.MatrixSymbol("W2", H, C).T, sp.MatrixSymbol("a'(Z_1)", B, H)
+        )
+        / B,
+        index_form=first_layer.xreplace({X: sp.IndexedBase("X"), Y: sp.IndexedBase("Y")}),
+        entry=((j,), (k,)),
+        where=((slope_entries[b, k], sp.diff(a(Z1[b, k]), Z1[b, k])),),
+        text="The first layer's gradient over a batch: the output errors $S - Y$ sent back "
+        "through $W_2^T$, gated entrywise ($\\circ$) by the activation's slope, then one matrix "
+        "product with the inputs. Every inner size matches: $(B \\times C)(C \\times H)$, "
+        "then $(D \\times B)(B \\times H)$.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="two_layer",
         title="A two-layer network",
         summary="Backpropagation through a hidden layer: every δ is the chain rule applied once more.",
