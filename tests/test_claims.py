@@ -217,3 +217,17 @@ def test_the_home_page_lists_every_derivation_with_its_matrix_form_and_shapes():
     links = [f"(derivations/{n.replace('_', '-')}.md)" for n, _ in derivations.START_HERE]
     positions = [start.index(link) for link in links]  # each there, in the path's order
     assert positions == sorted(positions)
+
+
+def test_the_teaching_exercises_reject_a_wrong_answer():
+    """The checks of the new exercises can fail: a right answer passes, a near miss does not."""
+    from derive.derivations import cross_entropy as ce
+    from derive.derivations import softmax_temperature as st
+
+    v, a = sp.IndexedBase("v"), sp.Symbol("a", real=True)
+    assert st._soft_gradient_vanishes(sp.Eq(z[j], v[j] + a))
+    assert not st._soft_gradient_vanishes(sp.Eq(z[j], 2 * v[j]))  # a scale is not a shift
+    decay, w = sp.Symbol("lambda", positive=True), sp.Symbol("w", real=True)
+    minus_log_prior = -sp.log(decay / 2 * sp.exp(-decay * sp.Abs(w)))
+    assert ce._laplace_penalty(sp.Eq(minus_log_prior, decay * sp.Abs(w) - sp.log(decay / 2)))
+    assert not ce._laplace_penalty(sp.Eq(minus_log_prior, decay * w**2 / 2 - sp.log(decay / 2)))

@@ -53,25 +53,6 @@ def _tied_limit(answer) -> bool:
     return [equation.rhs for equation in answer] == limits
 
 
-def _temperature_derivative(answer) -> bool:
-    """The answer's right side, written out for C = 2..4 and each i, is ∂S_i/∂T of softmax(z/T)."""
-    for n in range(2, 5):
-        logits = explicit_vector("z", n)
-        probabilities = explicit_softmax(logits / T)
-        plain = {ix: sp.Symbol(str(ix.label), integer=True) for ix in answer.rhs.atoms(sp.Idx)}
-        claimed = answer.rhs.xreplace(plain).subs(C, n).doit()
-        for a in range(n):
-            at = claimed.xreplace({plain[ix]: a + 1 for ix in plain if str(ix.label) == "i"})
-            entries = {"S": probabilities, "z": logits}  # by label: subs(C, n) reshaped the bases
-            values = {
-                e: entries[str(e.base.label)][int(e.indices[0]) - 1] for e in at.atoms(sp.Indexed)
-            }
-            exact = sp.diff(probabilities[a], T) - at.xreplace(values)
-            if sp.simplify(exact) != 0:
-                return False
-    return True
-
-
 def _soft_gradient_vanishes(answer) -> bool:
     """With the student's logits the answer's right side (the teacher's v_j plus one a), the
     soft-target gradient (S_j − t_j)/T, written out for C = 2..4, is 0 at every j, for any T;
@@ -254,19 +235,6 @@ def derive() -> Derivation:
             "get 0: the limit is the uniform distribution over the argmax set, a one-hot vector "
             "only when the maximum is unique. SymPy takes the three limits.",
             title="A tie at the top",
-        ),
-        Exercise(
-            "How does each probability change with the temperature? Find "
-            "$\\partial S_i / \\partial T$ in terms of $S$ and $z$.",
-            sp.Eq(Derivative(S[i], T), slope_in_T),
-            _temperature_derivative,
-            answer="$S_i$ depends on $T$ through every $u_k = z_k/T$, with "
-            "$\\partial u_k / \\partial T = -z_k/T^2$; with the softmax Jacobian, "
-            "$\\sum_k S_i(\\delta_{ik} - S_k)(-z_k/T^2) = -S_i(z_i - \\sum_k S_k z_k)/T^2$. "
-            "Raising $T$ lowers every probability whose logit is above the average "
-            "$\\sum_k S_k z_k$ and raises those below it: the distribution flattens. SymPy "
-            "differentiates softmax$(z/T)$ written out for $C = 2, 3, 4$ and compares each entry.",
-            title="The slope in the temperature",
         ),
         Exercise(
             "In distillation, for which student logits $z$ is the soft-target gradient "
