@@ -283,7 +283,7 @@ class WrittenOut:
 def _free_indices(expr: sp.Basic) -> list[Idx]:
     """Indices free in ``expr`` (not the variable of a sum), in a fixed order."""
     bound = set()
-    for total in expr.atoms(Sum):
+    for total in expr.atoms(Sum, sp.Product):  # a product's variable is bound as a sum's
         bound |= {limit[0] for limit in total.limits}
     return sorted(
         {i for i in expr.atoms(Idx) if i not in bound and not i.label.is_number},

@@ -83,7 +83,7 @@ def substitute(expr, meanings, keep):
 
 
 def free_indices(expr) -> set:
-    bound = {limit[0] for total in expr.atoms(sympy.Sum) for limit in total.limits}
+    bound = {limit[0] for total in expr.atoms(sympy.Sum, sympy.Product) for limit in total.limits}
     return {i for i in expr.atoms(sympy.Idx) if i not in bound}
 
 

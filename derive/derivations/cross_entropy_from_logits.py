@@ -571,7 +571,7 @@ def derive():
     )
     matrix_result = MatrixResult(
         group="numerics",
-        lhs=sp.MatrixSymbol("\\nabla_{z} XE", C, 1),
+        lhs=sp.MatrixSymbol("\\nabla_{z} \\mathit{XE}", C, 1),
         rhs=sp.MatrixSymbol("S", C, 1) - sp.MatrixSymbol("y", C, 1),
         index_form=gradient_in_S,
         entry=((j,), ()),

@@ -504,7 +504,7 @@ def derive():
     a_column, S_column = sp.MatrixSymbol("a", C, 1), sp.MatrixSymbol("S", C, 1)
     matrix_result = MatrixResult(
         group="losses",
-        lhs=sp.MatrixSymbol("\\nabla_{z} XE", C, 1),
+        lhs=sp.MatrixSymbol("\\nabla_{z} \\mathit{XE}", C, 1),
         rhs=S_column * (sp.OneMatrix(1, C) * a_column) - a_column,
         index_form=shortcut,
         entry=((j,), ()),
