@@ -159,6 +159,7 @@ TEACHING_STEPS = (
     ("softmax_temperature", "Distillation: the soft-target loss"),
     ("softmax_temperature", "Why Hinton et al. multiply it by T²"),
     ("cross_entropy_from_logits", "The likelihood view: log-sum-exp is the log-partition"),
+    ("cross_entropy_from_logits", "Expected minus observed"),
     ("cross_entropy", "The likelihood of a data set is the summed loss"),
     ("cross_entropy", "L2 as a Gaussian prior: the MAP estimate"),
 )
@@ -231,3 +232,10 @@ def test_the_teaching_exercises_reject_a_wrong_answer():
     minus_log_prior = -sp.log(decay / 2 * sp.exp(-decay * sp.Abs(w)))
     assert ce._laplace_penalty(sp.Eq(minus_log_prior, decay * sp.Abs(w) - sp.log(decay / 2)))
     assert not ce._laplace_penalty(sp.Eq(minus_log_prior, decay * w**2 / 2 - sp.log(decay / 2)))
+    from derive.derivations import two_layer as tl
+
+    rows, columns = sp.MatrixSymbol("S", tl.B, tl.C), sp.MatrixSymbol("Y", tl.B, tl.C)
+    ones = sp.OneMatrix(1, tl.B)
+    assert tl._bias_gradient_matrix_form(ones * (rows - columns) / tl.B)
+    assert not tl._bias_gradient_matrix_form(ones * (rows - columns))  # the sum, not the mean
+    assert not tl._bias_gradient_matrix_form((rows - columns).T * ones.T / tl.B)  # C × 1

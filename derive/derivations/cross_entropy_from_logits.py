@@ -422,6 +422,18 @@ def derive():
             where=((S[i], softmax(i)),),
             start="the log-partition $\\log \\sum_k e^{z_k}$",
         ),
+        Step(
+            "Expected minus observed",
+            "The one-hot vector $e_k$ of class $k$ has entry $j$ equal to $\\delta_{kj}$; its "
+            "expected value under the model, $E_S[e] = \\sum_k S_k e_k$, has entry $j$ equal to "
+            "$S_j$. So the gradient of the loss, $\\partial \\log Z / \\partial z_j - y_j$ "
+            "(the observed target's $-z_y$ term gives $-y_j$), is $E_S[e]_j - y_j$: what the "
+            "model expects minus what was observed, the form every exponential-family model's "
+            "log-likelihood gradient takes.",
+            Sum(S[k] * sp.KroneckerDelta(k, j), (k, 1, C)) - y[j],
+            gradient_in_S,
+            start="the expected one-hot vector under $S$, minus the observed $y$",
+        ),
     )
     identities = (
         Identity(

@@ -106,6 +106,28 @@ def _linear_is_one_layer(answer: sp.Eq) -> bool:
     return True
 
 
+def _bias_gradient_matrix_form(answer: sp.Expr) -> bool:
+    """The answer, a matrix expression of S and Y (B × C), is 1 × C and, written out for
+    (B, C) = (2, 3) and (3, 2), entry c is the mean over the batch of S_bc − Y_bc (step
+    *Mean over a batch*'s ∂L/∂b₂, with δ₂ = S − Y)."""
+    for batch, classes in ((2, 3), (3, 2)):
+        numbers = {B: batch, C: classes}
+        if tuple(sp.sympify(n).xreplace(numbers) for n in answer.shape) != (1, classes):
+            return False
+        sized = answer.xreplace(numbers)  # S and Y now 2 × 3 (or 3 × 2) matrix symbols
+        entries = {
+            m: Matrix(*m.shape, lambda r, c, m=m: sp.IndexedBase(m.name)[r + 1, c + 1])
+            for m in sized.atoms(sp.MatrixSymbol)
+        }
+        written = Matrix(sized.xreplace(entries).doit())
+        S_, Y_ = sp.IndexedBase("S"), sp.IndexedBase("Y")
+        for c in range(1, classes + 1):
+            mean = sum(S_[b, c] - Y_[b, c] for b in range(1, batch + 1)) / batch
+            if sp.expand(written[0, c - 1] - mean) != 0:
+                return False
+    return True
+
+
 def explicit_network(sizes, parameter: str) -> tuple[Matrix, Matrix]:
     """∂XE/∂(parameter) of the whole network written out with tanh, and the backprop shortcut.
 
@@ -704,6 +726,21 @@ def derive() -> Derivation:
             "checks the answer against the network with $a(u) = u$, written out for every "
             "$D, H \\le 3$, $C \\le 4$.",
             title="Without an activation, one layer",
+        ),
+        Exercise(
+            "Write $\\nabla_{b_2} L$, the second bias's gradient over a batch, in matrix form "
+            "with $S$ and $Y$ ($B \\times C$), as the last section writes $\\nabla_{W_1} L$. "
+            "What shape must it have, and which matrix turns the sum over the batch into a "
+            "product?",
+            sp.OneMatrix(1, B) * (sp.MatrixSymbol("S", B, C) - sp.MatrixSymbol("Y", B, C)) / B,
+            _bias_gradient_matrix_form,
+            answer="$b_2$ has $C$ entries, so its gradient is $1 \\times C$ (a row, as $b_2$ "
+            "is added to every row of $Z_2$). Step *Mean over a batch* sums $\\delta_{2,bc}$ "
+            "over the samples: a row of $B$ ones times the $B \\times C$ errors, "
+            "$(1 \\times B)(B \\times C)$, divided by $B$: the column means of $S - Y$. SymPy "
+            "writes it out for $(B, C) = (2, 3)$ and $(3, 2)$ and compares each entry with the "
+            "mean of $S_{bc} - Y_{bc}$.",
+            title="The bias's gradient in matrix form",
         ),
     )
     examples = (
