@@ -51,9 +51,18 @@ GROUPS = {
 (``MatrixResult.group``)."""
 
 START_HERE = (
-    ("softmax_jacobian", "how softmax moves when one logit moves: diag(S) − SSᵀ"),
-    ("cross_entropy", "the gradient a classifier is trained with, and why it is S − y"),
-    ("two_layer", "the same with a hidden layer: backpropagation"),
+    (
+        "cross_entropy_from_logits",
+        "the practical result first: the loss's gradient in the logits is $S - y$, "
+        "and no Jacobian is ever formed",
+    ),
+    ("cross_entropy", "the weights' gradient over a batch, $X^T(S - Y)/B$, from the chain rule"),
+    ("two_layer", "a hidden layer: backpropagation sends $S - Y$ back through $W_2$"),
+    (
+        "softmax_jacobian",
+        "the Jacobian the shortcut never forms, $\\operatorname{diag}(S) - SS^T$, by the "
+        "quotient rule",
+    ),
     ("second_order", "curvature: the Hessian, Newton's method, and why one never inverts it"),
 )
 """The path the home page suggests to a newcomer: (derivation, what it teaches)."""
