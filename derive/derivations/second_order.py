@@ -476,7 +476,10 @@ def derive():
             "Each row of the Hessian sums to $S_i(1 - \\sum_n S_n) = 0$: "
             "$\\mathcal{H} \\mathbf{1} = 0$. "
             "Adding the same number to every logit changes no probability (the softmax shift "
-            "proved on the first page), so the loss is flat along $\\mathbf{1}$.",
+            "proved on the first page), so the loss is flat along $\\mathbf{1}$: of $C$ "
+            "logits only $C - 1$ are identified, which is why two classes need one logit, "
+            "$z_1 - z_2$ (the [binary cross-entropy page](binary-cross-entropy.md), step *Only "
+            "differences of logits are identified*).",
             null,
             sp.Integer(0),
             relation="=>",
