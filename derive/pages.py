@@ -168,13 +168,16 @@ def matrix_result_context(derivation: Derivation) -> dict | None:
     if m is None:
         return None
     claim = claims(derivation)[len(derivation.steps)]  # the claim after the steps: m.step's
+    shown = latex(m.rhs)
+    result, *factors = m.factors
+    factors = [result, *sorted(factors, key=lambda f: shown.find(latex(f)))]  # as printed
     return {
         "group": m.group,
         "text": m.text,
         "lhs": latex(m.lhs),
         "rhs": latex(m.rhs),
-        "shapes": [{"name": latex(f), "shape": _shape(f)} for f in m.factors],
-        "shapes_text": "; ".join(f"${latex(f)}$: ${_shape(f)}$" for f in m.factors),
+        "shapes": [{"name": latex(f), "shape": _shape(f)} for f in factors],
+        "shapes_text": "; ".join(f"${latex(f)}$: ${_shape(f)}$" for f in factors),
         "index_form": latex(m.index_form),
         "entry": _entry_of(latex(m.rhs), m.entry),
         "given": _given(m.given),

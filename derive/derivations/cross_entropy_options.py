@@ -509,7 +509,7 @@ def derive():
         index_form=shortcut,
         entry=((j,), ()),
         text="Class weights, an ignored class and label smoothing only change the "
-        "coefficients $a$: the gradient is $S$ times their total, minus $a$ ($1^T a$: the total).",
+        "coefficients $a$: the gradient is $S$ times their total, minus $a$ ($\\mathbf{1}^T a$: their total).",
     )
     return Derivation(
         matrix_result=matrix_result,

@@ -172,7 +172,7 @@ def derive() -> Derivation:
         index_form=in_S,
         entry=((i,), (j,)),
         text="The Jacobian of log-softmax: the identity minus $S^T$ in every row "
-        "($1$: a column of ones).",
+        "($\\mathbf{1}$: a column of ones).",
     )
     return Derivation(
         matrix_result=matrix_result,

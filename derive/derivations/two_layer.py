@@ -792,7 +792,7 @@ def derive() -> Derivation:
         ),
     )
     # In matrix form, for the batch: rows of X (B × D), S and Y (B × C), and a'(Z₁) (B × H)
-    slope_entries = sp.IndexedBase("a'(Z_1)")
+    slope_entries = sp.IndexedBase("a'(Z_{1})")
     delta1_in_rows = delta1.xreplace({DELTA2[t]: S_b[b, t] - Y[b, t], Z1[k]: Z1[b, k]}).replace(
         lambda e: isinstance(e, Derivative), lambda e: slope_entries[b, k]
     )
@@ -805,7 +805,7 @@ def derive() -> Derivation:
         lhs=sp.MatrixSymbol("\\nabla_{W_1} L", D, H),
         rhs=X_rows.T
         * sp.HadamardProduct(
-            (S_rows - Y_rows) * sp.MatrixSymbol("W2", H, C).T, sp.MatrixSymbol("a'(Z_1)", B, H)
+            (S_rows - Y_rows) * sp.MatrixSymbol("W2", H, C).T, sp.MatrixSymbol("a'(Z_{1})", B, H)
         )
         / B,
         index_form=first_layer.xreplace({X: sp.IndexedBase("X"), Y: sp.IndexedBase("Y")}),
