@@ -91,7 +91,7 @@ def matrices_as_entries(expr, numbers):
     def entries(symbol):
         rows, columns = (int(sympy.sympify(n).xreplace(numbers)) for n in symbol.shape)
         base = sympy.IndexedBase(symbol.name)
-        return sympy.Matrix(
+        return sympy.ImmutableMatrix(  # immutable: an expression's argument (a bare M = ...)
             rows, columns, lambda r, c: base[r + 1] if columns == 1 else base[r + 1, c + 1]
         )
 
