@@ -130,6 +130,8 @@ def step_where(step: Step, derivation: Derivation) -> tuple[tuple[sp.Basic, sp.B
 def _mentions(expr: sp.Basic, head: sp.Basic) -> bool:
     if any(i.base.label == head for i in expr.atoms(Indexed)):
         return True
+    if any(str(m.name) == str(head) for m in expr.atoms(sp.MatrixSymbol)):
+        return True  # a matrix's entries are the indexed name's (claims._explicit_matrix)
     if isinstance(head, sp.FunctionClass):
         return any(f.func == head for f in expr.atoms(AppliedUndef))
     return head in expr.free_symbols
@@ -150,7 +152,7 @@ _CLAIMS: dict = {}
 
 def _claims(derivation: Derivation) -> list[Claim]:
     made = []
-    for number, step in enumerate(derivation.steps, 1):
+    for number, step in enumerate(derivation.displayed_steps, 1):
         where = tuple((_shapeless(n), _shapeless(v)) for n, v in step_where(step, derivation))
         made.append(
             Claim(
@@ -300,7 +302,7 @@ class WrittenOut:
 def _free_indices(expr: sp.Basic) -> list[Idx]:
     """Indices free in ``expr`` (not the variable of a sum), in a fixed order."""
     bound = set()
-    for total in expr.atoms(Sum):
+    for total in expr.atoms(Sum, sp.Product):  # a product's variable is bound as a sum's
         bound |= {limit[0] for limit in total.limits}
     return sorted(
         {i for i in expr.atoms(Idx) if i not in bound and not i.label.is_number},
@@ -495,8 +497,8 @@ def _explicit_matrix(expr: sp.Basic, numbers: dict) -> sp.Basic:
         rows, columns = (int(sp.sympify(n).xreplace(numbers)) for n in symbol.shape)
         base = sp.IndexedBase(symbol.name)
         if columns == 1:
-            return sp.Matrix(rows, 1, lambda r, _: base[r + 1])
-        return sp.Matrix(rows, columns, lambda r, c: base[r + 1, c + 1])
+            return sp.ImmutableMatrix(rows, 1, lambda r, _: base[r + 1])
+        return sp.ImmutableMatrix(rows, columns, lambda r, c: base[r + 1, c + 1])
 
     symbols = {s: entries(s) for s in expr.atoms(sp.MatrixSymbol)}
     if not symbols:

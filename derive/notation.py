@@ -177,6 +177,10 @@ def _parts(derivation) -> Iterator[tuple[str, sp.Basic]]:
             where = _where(field, n, item)
             for expr in _expressions(item, set()):
                 yield where, expr
+    matrix_result = getattr(derivation, "matrix_result", None)
+    if matrix_result is not None:
+        for expr in _expressions(matrix_result, set()):
+            yield "the result in matrix form", expr
     for name, expr in derivation.results.items():
         yield _where("results", 0, name), expr
     for n, pair in enumerate(derivation.where, 1):

@@ -141,7 +141,8 @@ def _entry_of(matrix: str, entry: tuple) -> str:
     if not entry:
         return matrix
     rows, columns = (" ".join(latex(i) for i in part) for part in entry)
-    return rf"\left({matrix}\right)_{{{rows},\, {columns}}}"
+    at = f"{rows},\\, {columns}" if columns else rows  # a column vector's entry: its row
+    return rf"\left({matrix}\right)_{{{at}}}"
 
 
 def _step(step, claim) -> dict:
@@ -159,6 +160,34 @@ def _step(step, claim) -> dict:
         "given": _given(step.given),
         "where": [{"lhs": latex(n), "rhs": latex(v)} for n, v in step.where],
         "start": start or "",
+        "checked": method_text(claim),
+    }
+
+
+def _shape(symbol: sp.MatrixSymbol) -> str:
+    rows, columns = symbol.shape
+    return f"{latex(rows)} \\times {latex(columns)}"
+
+
+def matrix_result_context(derivation: Derivation) -> dict | None:
+    """The page's result in matrix form, each factor's shape, and how the build checked it."""
+    m = derivation.matrix_result
+    if m is None:
+        return None
+    claim = claims(derivation)[len(derivation.steps)]  # the claim after the steps: m.step's
+    shown = latex(m.rhs)
+    result, *factors = m.factors
+    factors = [result, *sorted(factors, key=lambda f: shown.find(latex(f)))]  # as printed
+    return {
+        "group": m.group,
+        "text": m.text,
+        "lhs": latex(m.lhs),
+        "rhs": latex(m.rhs),
+        "shapes": [{"name": latex(f), "shape": _shape(f)} for f in factors],
+        "shapes_text": "; ".join(f"${latex(f)}$: ${_shape(f)}$" for f in factors),
+        "index_form": latex(m.index_form),
+        "entry": _entry_of(latex(m.rhs), m.entry),
+        "given": _given(m.given),
         "checked": method_text(claim),
     }
 
@@ -253,6 +282,7 @@ def page_context(derivation: Derivation, generated) -> dict:
         "sections": sections,
         "exercises": exercises,
         "module": f"derive/generated/{derivation.name}.py",
+        "matrix_result": matrix_result_context(derivation),
     }
 
 
@@ -285,20 +315,51 @@ def page_outputs(derived, generated) -> list[Output]:
     with stage("(training)", "rendering templates/training.md.j2"):
         outputs.append(training_output())
     with stage("(home)", "rendering templates/index.md.j2"):
-        outputs.append(home_output())
+        outputs.append(home_output([d.derivation for d in derived]))
     return outputs
 
 
-def home_output() -> Output:
-    """The home page, with the notation list rendered from derive/notation.py's table."""
+def home_context(made: list[Derivation]) -> dict:
+    """The road through the site: every derivation under its group, with its result in matrix
+    form and its shapes, and the path a newcomer starts on."""
+    by_name = {d.name: d for d in made}
+    groups = []
+    for key, title in derivations.GROUPS.items():
+        entries = []
+        for d in made:
+            m = matrix_result_context(d)
+            if m is not None and m["group"] == key:
+                entries.append({"title": d.title, "link": f"derivations/{page_name(d)}.md", **m})
+        if entries:
+            groups.append({"title": title, "entries": entries})
+    unlisted = [d.name for d in made if d.matrix_result is None]
+    start_here = [
+        {
+            "title": by_name[name].title,
+            "link": f"derivations/{page_name(by_name[name])}.md",
+            "why": why,
+        }
+        for name, why in derivations.START_HERE
+        if name in by_name
+    ]
+    return {"groups": groups, "unlisted": unlisted, "start_here": start_here}
+
+
+def home_output(made: list[Derivation]) -> Output:
+    """The home page: the road through the site (from each derivation's matrix result) and the
+    notation list rendered from derive/notation.py's table."""
     from derive import notation
 
-    body = environment().get_template("index.md.j2").render(**notation.context())
+    body = (
+        environment().get_template("index.md.j2").render(**notation.context(), **home_context(made))
+    )
     sources = [ROOT / "templates" / "index.md.j2", ROOT / "derive" / "notation.py"]
+    sources += [source for d in made for source in derivations.sources(d.name)]
     return Output(
         path=ROOT / "docs" / "index.md",
-        source="templates/index.md.j2 and the notation table (derive/notation.py)",
-        inputs=inputs_digest(*sources),
+        source="templates/index.md.j2, the notation table (derive/notation.py) and every "
+        "derivation's result in matrix form",
+        inputs=inputs_digest(*dict.fromkeys(sources), *PAGE_INPUTS),
         body=body,
     )
 

@@ -459,6 +459,62 @@ class Section:
             )
 
 
+@dataclass(frozen=True)
+class MatrixResult:
+    """The page's result in matrix form, with the shape of every factor (dimension analysis).
+
+    ``lhs = rhs`` is written with matrix symbols, whose shapes are the data the
+    page's list of shapes and the home page's summary show: SymPy refuses a
+    product whose inner sizes differ, and this refuses two sides of different
+    shapes. The build checks that ``index_form`` (the page's result, one
+    entry, in the page's names) is the entry ``entry`` of ``rhs``, at explicit
+    sizes, as a displayed step with an ``entry`` is checked (``step``).
+    """
+
+    group: str  # where the home page lists it: a key of derive.derivations.GROUPS
+    lhs: sp.Expr  # a matrix symbol: the result's name and shape, dW (D × C)
+    rhs: sp.Expr  # of matrix symbols: Xᵀ(S − Y)/B
+    index_form: sp.Expr  # the page's result, entry ``entry`` of rhs: Σ_b X_bj (S_bc − Y_bc)/B
+    entry: tuple  # ((row indices), (column indices)), as Step.entry
+    text: str  # one sentence: what it is, for the page and the home page
+    where: tuple[Pair, ...] = ()  # names index_form uses that the page does not define
+    given: tuple = ()  # what it assumes, as Step.given (then an implication)
+    sizes: tuple[Mapping[str, int], ...] = ()  # explicit sizes (default: derive.claims')
+
+    def __post_init__(self):
+        if tuple(self.lhs.shape) != tuple(self.rhs.shape):
+            raise ValueError(
+                f"MatrixResult {self.lhs}: the left side is {self.lhs.shape}, "
+                f"the right side {self.rhs.shape}"
+            )
+
+    @property
+    def factors(self) -> list[sp.MatrixSymbol]:
+        """Every matrix symbol of the equation, the result first, each once."""
+        found = [self.lhs]
+        for symbol in sp.preorder_traversal(self.rhs):
+            if isinstance(symbol, sp.MatrixSymbol) and symbol not in found:
+                found.append(symbol)
+        return found
+
+    @property
+    def step(self) -> Step:
+        """The claim the build checks: the page's result is this entry of ``rhs``."""
+        return Step(
+            "The result in matrix form",
+            self.text,
+            self.index_form,
+            self.rhs,
+            relation="=>" if self.given else "=",
+            where=self.where,
+            given=self.given,
+            start="the page's result",
+            checked="explicit",
+            sizes=self.sizes,
+            entry=self.entry,
+        )
+
+
 ExerciseCheck = Callable[[sp.Expr], bool]
 """Given the answer, True if SymPy confirms it (a module-level function: derivations are pickled)."""
 
@@ -507,6 +563,13 @@ class Derivation:
     # Where the page's indices depart from derive.notation, declared: (letter, size) pairs,
     # ("d", "C") for a d that counts classes; the build refuses an undeclared departure.
     notation: tuple[tuple[str, str], ...] = ()
+    # The result in matrix form, with its shapes: the page's last section, the home page's summary
+    matrix_result: MatrixResult | None = None
+
+    @property
+    def displayed_steps(self) -> tuple[Step, ...]:
+        """Every step the page displays and the build checks: the steps, then the matrix form."""
+        return self.steps + ((self.matrix_result.step,) if self.matrix_result else ())
 
     @property
     def function_names(self) -> list[str]:

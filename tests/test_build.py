@@ -222,3 +222,11 @@ def test_a_cache_entry_whose_derivation_cannot_be_read_is_not_cached(tmp_path, m
     assert cache.load("tanh") is None
     stored = cache.store("tanh", pickle.dumps("a derivation"), None, {})
     assert cache.load("tanh").derivation == "a derivation" == stored.derivation
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_derivation_comes_back_from_the_build_cache_unchanged(name):
+    """A derivation that changes when pickled is never cached, and re-derived by every build."""
+    from derive import cache, derivations
+
+    cache.pickled(derivations.get(name))  # raises PicklingError, naming it, if it changes

@@ -83,7 +83,7 @@ def substitute(expr, meanings, keep):
 
 
 def free_indices(expr) -> set:
-    bound = {limit[0] for total in expr.atoms(sympy.Sum) for limit in total.limits}
+    bound = {limit[0] for total in expr.atoms(sympy.Sum, sympy.Product) for limit in total.limits}
     return {i for i in expr.atoms(sympy.Idx) if i not in bound}
 
 
@@ -91,7 +91,7 @@ def matrices_as_entries(expr, numbers):
     def entries(symbol):
         rows, columns = (int(sympy.sympify(n).xreplace(numbers)) for n in symbol.shape)
         base = sympy.IndexedBase(symbol.name)
-        return sympy.Matrix(
+        return sympy.ImmutableMatrix(  # immutable: an expression's argument (a bare M = ...)
             rows, columns, lambda r, c: base[r + 1] if columns == 1 else base[r + 1, c + 1]
         )
 
@@ -186,7 +186,7 @@ def test_the_catalogue_lists_every_displayed_step_with_its_context():
     from derive import derivations
 
     steps = catalogue()
-    expected = sum(len(derivations.get(name).steps) for name in derivations.MODULES)
+    expected = sum(len(derivations.get(name).displayed_steps) for name in derivations.MODULES)
     assert len(steps) == expected
     keys = {"page", "number", "title", "relation", "lhs", "rhs", "where", "given"}
     for step in steps:

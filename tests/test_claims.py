@@ -7,6 +7,7 @@ import pytest
 import sympy as sp
 from sympy import Derivative, KroneckerDelta, Sum, exp
 
+from derive import derivations
 from derive.claims import StepFailed, check, check_chain, claims
 from derive.model import C, S, class_index, softmax, y, z
 from derive.steps import Derivation, Step
@@ -146,3 +147,95 @@ def _registered_claims():
 def test_every_registered_step_holds_at_every_listed_size(claim):
     """A build checks a step at its first size; here, at each of them."""
     check(claim, every_size=True)
+
+
+# -- the teaching claims: each one made false fails its check --------------------------------
+
+TEACHING_STEPS = (
+    ("binary_cross_entropy", "Two classes: softmax is the sigmoid of the difference"),
+    ("binary_cross_entropy", "Binary cross-entropy is the two-class cross-entropy"),
+    ("binary_cross_entropy", "Only differences of logits are identified"),
+    ("softmax_temperature", "How each probability moves with the temperature"),
+    ("softmax_temperature", "Distillation: the soft-target loss"),
+    ("softmax_temperature", "Why Hinton et al. multiply it by T²"),
+    ("cross_entropy_from_logits", "The likelihood view: log-sum-exp is the log-partition"),
+    ("cross_entropy_from_logits", "Expected minus observed"),
+    ("cross_entropy", "The likelihood of a data set is the summed loss"),
+    ("cross_entropy", "L2 as a Gaussian prior: the MAP estimate"),
+)
+
+
+@pytest.mark.parametrize("page, title", TEACHING_STEPS, ids=lambda v: str(v)[:40])
+def test_a_teaching_step_made_false_fails_its_check(page, title):
+    made = derivations.get(page)
+    (number,) = [n for n, s in enumerate(made.steps) if s.title == title]
+    step = made.steps[number]
+    assert check(claims(made)[number]).checked == step.checked  # it holds as written
+    wrong = replace(step, result=step.result * sp.Rational(8, 7))
+    broken = replace(made, steps=(*made.steps[:number], wrong, *made.steps[number + 1 :]))
+    with pytest.raises(StepFailed, match=title[:20]):
+        check(claims(broken)[number])
+
+
+@pytest.mark.parametrize(
+    "page", [n for n in derivations.MODULES if derivations.get(n).matrix_result is not None]
+)
+def test_a_matrix_result_transposed_or_scaled_fails_its_check(page):
+    """The matrix form is checked against the page's result: twice the right side fails."""
+    made = derivations.get(page)
+    m = made.matrix_result
+    assert m.step.checked == "explicit"
+    broken = replace(made, matrix_result=replace(m, rhs=2 * m.rhs))
+    with pytest.raises(StepFailed, match="The result in matrix form"):
+        check(claims(broken)[-1])
+
+
+def test_a_matrix_result_whose_shapes_differ_is_refused():
+    from derive.model import C, D
+    from derive.steps import MatrixResult
+
+    W_like = sp.MatrixSymbol("G", D, C)
+    with pytest.raises(ValueError, match="left side"):
+        MatrixResult("one_layer", W_like, sp.MatrixSymbol("S", C, D), sp.Integer(0), ((), ()), "")
+
+
+def test_the_home_page_lists_every_derivation_with_its_matrix_form_and_shapes():
+    """Each registered derivation, under its group, with the shape of its result: none left out."""
+    from derive.pages import home_output
+
+    made = [derivations.get(name) for name in derivations.MODULES]
+    body = home_output(made).body
+    road = body[body.index("## Every derivation") : body.index("## Use the code")]
+    assert "Not yet summarised" not in road
+    for d in made:
+        link = f"(derivations/{d.name.replace('_', '-')}.md)"
+        assert link in road, d.name
+        rows, columns = d.matrix_result.lhs.shape
+        assert d.matrix_result.group in derivations.GROUPS
+        entry = road[road.index(link) :].split("\n- **")[0]
+        assert f"{sp.latex(rows)} \\times {sp.latex(columns)}" in entry, d.name
+    start = body[body.index("## Start here") : body.index("## Every derivation")]
+    links = [f"(derivations/{n.replace('_', '-')}.md)" for n, _ in derivations.START_HERE]
+    positions = [start.index(link) for link in links]  # each there, in the path's order
+    assert positions == sorted(positions)
+
+
+def test_the_teaching_exercises_reject_a_wrong_answer():
+    """The checks of the new exercises can fail: a right answer passes, a near miss does not."""
+    from derive.derivations import cross_entropy as ce
+    from derive.derivations import softmax_temperature as st
+
+    v, a = sp.IndexedBase("v"), sp.Symbol("a", real=True)
+    assert st._soft_gradient_vanishes(sp.Eq(z[j], v[j] + a))
+    assert not st._soft_gradient_vanishes(sp.Eq(z[j], 2 * v[j]))  # a scale is not a shift
+    decay, w = sp.Symbol("lambda", positive=True), sp.Symbol("w", real=True)
+    minus_log_prior = -sp.log(decay / 2 * sp.exp(-decay * sp.Abs(w)))
+    assert ce._laplace_penalty(sp.Eq(minus_log_prior, decay * sp.Abs(w) - sp.log(decay / 2)))
+    assert not ce._laplace_penalty(sp.Eq(minus_log_prior, decay * w**2 / 2 - sp.log(decay / 2)))
+    from derive.derivations import two_layer as tl
+
+    rows, columns = sp.MatrixSymbol("S", tl.B, tl.C), sp.MatrixSymbol("Y", tl.B, tl.C)
+    ones = sp.OneMatrix(1, tl.B)
+    assert tl._bias_gradient_matrix_form(ones * (rows - columns) / tl.B)
+    assert not tl._bias_gradient_matrix_form(ones * (rows - columns))  # the sum, not the mean
+    assert not tl._bias_gradient_matrix_form((rows - columns).T * ones.T / tl.B)  # C × 1

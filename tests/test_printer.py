@@ -133,6 +133,9 @@ def _displayed(derivation):
     for exercise in derivation.exercises:
         yield exercise.answer_expression
     yield from (e for pair in derivation.where for e in pair)
+    m = derivation.matrix_result
+    if m is not None:
+        yield from (m.lhs, m.rhs, m.index_form, *(e for pair in m.where for e in pair))
 
 
 WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")  # two letters or more, not a \command

@@ -45,7 +45,37 @@ MODULES = (
     "layer_norm",
 )
 
+GROUPS = {
+    "one_layer": "One layer: from the logits to the gradient of the weights",
+    "losses": "Losses",
+    "activations": "Activations",
+    "hidden_layer": "A hidden layer",
+    "second_order": "Second order",
+    "numerics": "Numerics: the same results, computed without overflow or cancellation",
+}
+"""What a learner wants, in the order the home page lists it; each derivation names its group
+(``MatrixResult.group``)."""
+
+START_HERE = (
+    (
+        "cross_entropy_from_logits",
+        "the practical result first: the loss's gradient in the logits is $S - y$, "
+        "and no Jacobian is ever formed",
+    ),
+    ("cross_entropy", "the weights' gradient over a batch, $X^T(S - Y)/B$, from the chain rule"),
+    ("two_layer", "a hidden layer: backpropagation sends $S - Y$ back through $W_2$"),
+    (
+        "softmax_jacobian",
+        "the Jacobian the shortcut never forms, $\\operatorname{diag}(S) - SS^T$, by the "
+        "quotient rule",
+    ),
+    ("second_order", "curvature: the Hessian, Newton's method, and why one never inverts it"),
+)
+"""The path the home page suggests to a newcomer: (derivation, what it teaches)."""
+
 FOLDER = Path(__file__).resolve().parent
+if unknown := [n for n, _ in START_HERE if n not in MODULES]:
+    raise KeyError(f"START_HERE names derivations that are not registered: {unknown}")
 
 _derived: dict[str, Derivation] = {}  # derived once per process (or loaded from the build cache)
 _deriving: list[str] = []  # the derivations being derived, innermost last
@@ -83,6 +113,11 @@ def get(name: str) -> Derivation:
         _deriving.pop()
     if derivation.name != name:
         raise ValueError(f"module {name} returned a derivation named {derivation.name!r}")
+    if derivation.matrix_result is not None and derivation.matrix_result.group not in GROUPS:
+        raise ValueError(
+            f"derivation {name}: group {derivation.matrix_result.group!r} is not one of "
+            f"{', '.join(GROUPS)}"
+        )
     _derived[name] = derivation
     return derivation
 

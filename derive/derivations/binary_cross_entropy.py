@@ -9,6 +9,8 @@ from sympy.codegen.cfunctions import log1p
 
 from derive.derivations import result
 from derive.figures import curves
+from derive.model import C, S, class_index, softmax
+from derive.model import z as z_vector
 from derive.steps import (
     Assign,
     Definition,
@@ -19,6 +21,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Step,
 )
@@ -100,6 +103,12 @@ def derive() -> Derivation:
     gradient_split_written = gradient_split.xreplace({q: smaller, not_y: 1 - y}).subs(
         small, exp(-Abs(z))
     )
+    i, k = class_index("i"), class_index("k")
+    two_class_softmax = (S[i], softmax(i))  # S_i = e^{z_i}/Σ_k e^{z_k}, checked at C = 2
+    difference = z_vector[1] - z_vector[2]
+    two_class_loss = -(y * log(S[1]) + (1 - y) * log(S[2]))
+    a = sp.Symbol("a", real=True)  # one shift added to every logit
+    shifted_softmax = exp(z_vector[i] + a) / sp.Sum(exp(z_vector[k] + a), (k, 1, C))
     steps = (
         Step(
             "Derivative with respect to p",
@@ -206,6 +215,45 @@ def derive() -> Derivation:
             start="$\\log(1 - p)$ in the loss",
             checked="numeric",  # log1p is a function SymPy evaluates, not an identity it rewrites
         ),
+        # Binary as C = 2: the softmax of two logits is the sigmoid of their difference
+        Step(
+            "Two classes: softmax is the sigmoid of the difference",
+            "Divide the numerator and the denominator of $S_1$ by $e^{z_1}$: "
+            "$S_1 = 1/(1 + e^{-(z_1 - z_2)})$. Only the difference of the two logits matters.",
+            S[1],
+            sig.xreplace({z: difference}),
+            where=(*of_sigma, two_class_softmax),
+            start="the softmax of $C = 2$ logits $z_1, z_2$",
+            checked="explicit",
+            sizes=({"C": 2},),
+        ),
+        Step(
+            "Binary cross-entropy is the two-class cross-entropy",
+            "With targets $(y, 1 - y)$ for the two classes, the cross-entropy "
+            "$-\\sum_i y_i \\log S_i$ is the binary cross-entropy of $p = S_1 = \\sigma(z)$, "
+            "$z = z_1 - z_2$ (and $S_2 = 1 - S_1$). So everything on this page is the softmax "
+            "page's results at $C = 2$, and the gradient $\\sigma(z) - y$ is $S_1 - y_1$.",
+            two_class_loss,
+            loss.subs(p, sig.xreplace({z: difference})),
+            where=(*of_sigma, two_class_softmax),
+            start="the cross-entropy of $C = 2$ classes with targets $(y, 1 - y)$",
+            checked="numeric",  # logarithms of the softmax: SymPy does not cancel them unforced
+            sizes=({"C": 2},),
+        ),
+        Step(
+            "Only differences of logits are identified",
+            "Adding the same $a$ to every logit multiplies the numerator and the denominator "
+            "of $S_i$ by $e^{a}$: softmax sees only differences, so of $C$ logits only $C - 1$ "
+            "can be learned from data (fix one, and the binary case keeps the single logit "
+            "$z = z_1 - z_2$). On the [second-order page](second-order.md) this is the Hessian's "
+            "null space: the steps *Singular: the direction of ones* and *Singular in W*, where "
+            "the loss is flat along $W + a\\mathbf{1}^T$.",
+            shifted_softmax,
+            S[i],
+            where=(two_class_softmax,),
+            start="the softmax of $C$ logits, each shifted by $a$",
+            # e^{z_k + a} = e^{z_k} e^{a} comes out of the sum: for every C at once
+        ),
     )
     identities = (
         # for z > 0 only: for z < 0 SymPy evaluates both sides to the same expression
@@ -277,6 +325,26 @@ def derive() -> Derivation:
             "from $y$ to $p$ is minimised.",
             title="The best prediction for a soft target",
         ),
+        Exercise(
+            "With two classes, $S_1 = \\sigma(z_1 - z_2)$. What is $S_2$ as a sigmoid? Why must "
+            "the two-class softmax gradient $S_1 - y_1$ with respect to $z_1$ be the negative of "
+            "its gradient with respect to $z_2$?",
+            sp.Eq(S[2], sig.xreplace({z: z_vector[2] - z_vector[1]})),
+            Identity(
+                "binary_as_two_classes_second",
+                "the second class's probability is $\\sigma(z_2 - z_1) = 1 - \\sigma(z_1 - z_2)$",
+                long=exp(z_vector[2]) / (exp(z_vector[1]) + exp(z_vector[2])),
+                shortcut=sigmoid.xreplace({z: z_vector[2] - z_vector[1]}),
+                long_title="The softmax's second output,",
+                shortcut_title="the sigmoid of the other difference,",
+            ),
+            answer="Divide by $e^{z_2}$: $S_2 = 1/(1 + e^{-(z_2 - z_1)}) = \\sigma(z_2 - z_1)$, "
+            "which is $1 - S_1$. The loss depends on the logits only through $z_1 - z_2$, so "
+            "raising $z_1$ and lowering $z_2$ by the same amount do the same: "
+            "$\\partial L/\\partial z_2 = -\\partial L/\\partial z_1$, and the gradients "
+            "sum to 0, the direction of ones the Hessian cannot see. SymPy proves the identity.",
+            title="The other class",
+        ),
     )
     probabilities = (
         Param(
@@ -347,7 +415,22 @@ def derive() -> Derivation:
             ),
         ),
     )
+    batch_size = sp.Symbol("B", integer=True, positive=True)
+    b = sp.Idx("b", (1, batch_size))
+    logit_rows, targets = sp.IndexedBase("z"), sp.IndexedBase("y")
+    at_sample = {z: logit_rows[b], y: targets[b]}
+    matrix_result = MatrixResult(
+        group="losses",
+        lhs=sp.MatrixSymbol("\\nabla_{z} L", batch_size, 1),
+        rhs=sp.MatrixSymbol("\\sigma(z)", batch_size, 1) - sp.MatrixSymbol("y", batch_size, 1),
+        index_form=(sigmoid - y).xreplace(at_sample),
+        entry=((b,), ()),
+        where=((sp.IndexedBase("\\sigma(z)")[b], sigmoid.xreplace(at_sample)),),
+        text="For a column of $B$ logits, each sample's own loss: predicted minus observed, as "
+        "for the softmax (the two-class softmax, on this page).",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="binary_cross_entropy",
         title="Binary cross-entropy",
         summary="The loss of a yes/no prediction $p$ against a target $y$, its gradient, and the same "

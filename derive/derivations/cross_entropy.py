@@ -41,6 +41,7 @@ from derive.steps import (
     Identity,
     Kernel,
     LabelsForm,
+    MatrixResult,
     OptionsForm,
     Param,
     Section,
@@ -157,6 +158,15 @@ def _smoothed_targets(answer) -> bool:
     return (
         sums_to_one and sp.expand(answer.rhs - (S[c] - ((1 - epsilon) * y[c] + epsilon / C))) == 0
     )
+
+
+def _laplace_penalty(answer) -> bool:
+    """The answer's two sides are equal (the logarithm expanded), and its right side minus the
+    constant log(λ/2) is λ|W|: the L1 penalty."""
+    decay, weight = sp.Symbol("lambda", positive=True), sp.Symbol("w", real=True)
+    equal = sp.simplify(sp.expand_log(answer.lhs - answer.rhs, force=True)) == 0
+    penalty = sp.simplify(answer.rhs + sp.log(decay / 2) - decay * sp.Abs(weight)) == 0
+    return equal and penalty
 
 
 def _gradient_check(fig, generated, posts) -> None:
@@ -323,6 +333,8 @@ def derive():
     decay = sp.Symbol("lambda", positive=True)
     penalty = decay / 2 * Sum(Sum(W[d, k] ** 2, (d, 1, D)), (k, 1, C))
     penalty_grad = evaluate(sp.diff(penalty, W[j, c]))
+    # a Gaussian of mean 0 and variance 1/λ, for each weight: its −log is the penalty's term
+    gaussian_prior = sp.sqrt(decay / (2 * sp.pi)) * sp.exp(-decay * W[d, k] ** 2 / 2)
     x_col, s_col, y_col = (sp.MatrixSymbol(n, m, 1) for n, m in (("x", D), ("S", C), ("y", C)))
     X_rows, S_rows, Y_rows = (sp.MatrixSymbol(n, B, m) for n, m in (("X", D), ("S", C), ("Y", C)))
     G = sp.MatrixSymbol("G", D, C)
@@ -416,6 +428,32 @@ def derive():
             selected_loss.xreplace({s_or_one[i]: kept}),
             start="the loss",
             checked="numeric",  # a selection on y_i = 0: SymPy cannot decide it for symbolic y
+        ),
+        Step(
+            "The likelihood of a data set is the summed loss",
+            "Read $S_b$ as the probabilities the model gives sample $b$'s classes. With a "
+            "one-hot $y_b$ the likelihood of its label is $\\prod_c S_{bc}^{y_{bc}}$, and the "
+            "samples are independent, so the likelihood of the whole batch is a product over "
+            "$b$. Its $-\\log$ turns products into sums: the summed cross-entropy. Minimising "
+            "the loss is maximising the likelihood.",
+            -sp.log(sp.Product(sp.Product(P[b, c] ** Y[b, c], (c, 1, C)), (b, 1, B))),
+            Sum(XE_b[b], (b, 1, B)),
+            where=batched,
+            start="the negative log-likelihood of a batch",
+            checked="numeric",  # logarithms of products: SymPy does not expand them unforced
+        ),
+        Step(
+            "L2 as a Gaussian prior: the MAP estimate",
+            "Give every weight an independent Gaussian prior of mean 0 and variance "
+            "$1/\\lambda$. Its negative log is the L2 penalty $\\frac{\\lambda}{2}\\sum W^2$ "
+            "plus a constant that does not depend on $W$: minimising the loss plus the "
+            "penalty maximises likelihood times prior, the posterior's mode (maximum a "
+            "posteriori, MAP). A larger $\\lambda$ is a narrower prior, and the penalty's "
+            "gradient $\\lambda W_{jc}$ (below) pulls each weight towards its mean, 0.",
+            -Sum(Sum(sp.log(gaussian_prior), (d, 1, D)), (k, 1, C)),
+            penalty - D * C / 2 * sp.log(decay / (2 * sp.pi)),
+            start="the negative log of the prior $\\prod_{d,k} \\mathcal{N}(W_{dk};\\, 0, 1/\\lambda)$",
+            checked="numeric",  # the logarithm of a Gaussian: SymPy does not expand it unforced
         ),
     )
     identities = (
@@ -555,6 +593,21 @@ def derive():
     epsilon = sp.Symbol("epsilon", positive=True)
     exercises = (
         Exercise(
+            "Give each weight a Laplace prior instead, of density "
+            "$\\frac{\\lambda}{2} e^{-\\lambda |w|}$. Which penalty does the MAP estimate add "
+            "to the loss?",
+            sp.Eq(
+                -sp.log(decay / 2 * sp.exp(-decay * sp.Abs(sp.Symbol("w", real=True)))),
+                decay * sp.Abs(sp.Symbol("w", real=True)) - sp.log(decay / 2),
+            ),
+            _laplace_penalty,
+            answer="Its negative log is $\\lambda |w| - \\log(\\lambda/2)$: the L1 penalty "
+            "$\\lambda \\sum |W|$ plus a constant. Its gradient $\\lambda\\,\\mathrm{sign}(w)$ "
+            "does not shrink with $w$, which is why L1 sets small weights exactly to 0 where "
+            "L2 only makes them small. SymPy expands the logarithm and compares.",
+            title="A Laplace prior",
+        ),
+        Exercise(
             "For a target distribution $y$ (entries positive, summing to 1), show that the "
             "cross-entropy is the entropy of $y$ plus the Kullback–Leibler divergence "
             "$\\mathrm{KL}(y \\,\\|\\, S) = \\sum_i y_i \\log(y_i / S_i)$. Why do both have the "
@@ -624,8 +677,9 @@ def derive():
             "sample ($B = 1$, with $x$, $S$, $y$ as columns) it is the outer product "
             "$x(S - y)^T$. These matrix forms were read off the index form entry by entry "
             "(entry $(j, c)$ of $X^T(S - Y)$ is $\\sum_b x_{bj}(S_{bc} - Y_{bc})$), not derived "
-            "by SymPy's matrix calculus; the last worked example checks the batch form against "
-            "NumPy.",
+            "by SymPy's matrix calculus: the build checks the batch form entry by entry against "
+            "the step *Mean over a batch* (the last section, *The result in matrix form*), and "
+            "the last worked example against NumPy.",
             equations=(
                 (G, batch),
                 (sp.Derivative(XE, bias[c]), bias_grad),
@@ -645,7 +699,18 @@ def derive():
         ),
     )
     coarser = epsilon_ratio_log2("float32", "float64")  # for the gradient-check caption
+    X_entries, Y_entries = sp.IndexedBase("X"), sp.IndexedBase("Y")  # the rows of X and Y
+    matrix_result = MatrixResult(
+        group="one_layer",
+        lhs=sp.MatrixSymbol("\\nabla_{W} L", D, C),
+        rhs=batch,
+        index_form=batch_mean.xreplace({X: X_entries, Y: Y_entries}),
+        entry=((j,), (c,)),
+        text="The gradient of the mean loss of a batch: one matrix product of the inputs and "
+        "the errors $S - Y$, laid out like $W$.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="cross_entropy",
         title="The cross-entropy gradient",
         summary="How the loss $XE = -\\sum_i y_i \\log S_i$ of the layer changes with each weight (Part 3).",

@@ -32,6 +32,7 @@ from derive.steps import (
     Identity,
     Kernel,
     LabelsForm,
+    MatrixResult,
     OptionsForm,
     Param,
     Section,
@@ -408,6 +409,32 @@ def derive():
             given=((Sum(S[other], (other, 1, C)), sp.Integer(1)),),
             start=8,
         ),
+        Step(
+            "The likelihood view: log-sum-exp is the log-partition",
+            "Read the logits as unnormalised log-probabilities: $S_i = e^{z_i}/Z$ with the "
+            "partition function $Z = \\sum_k e^{z_k}$, so $-\\log S_y = \\log Z - z_y$, and the "
+            "likelihood of a dataset, a product over its samples, becomes the summed "
+            "cross-entropy under $-\\log$. The log-partition's gradient is the model's own "
+            "distribution: $\\partial \\log Z / \\partial z_j = S_j$, the expected value "
+            "$E_S[e_j]$ of the one-hot vector $e_j$. The loss's gradient $S_j - y_j$ is therefore "
+            "expected minus observed, zero when the model's expectation matches the data.",
+            Derivative(log_sum_exp, z[j]),
+            S[j],
+            where=((S[i], softmax(i)),),
+            start="the log-partition $\\log \\sum_k e^{z_k}$",
+        ),
+        Step(
+            "Expected minus observed",
+            "The one-hot vector $e_k$ of class $k$ has entry $j$ equal to $\\delta_{kj}$; its "
+            "expected value under the model, $E_S[e] = \\sum_k S_k e_k$, has entry $j$ equal to "
+            "$S_j$. So the gradient of the loss, $\\partial \\log Z / \\partial z_j - y_j$ "
+            "(the observed target's $-z_y$ term gives $-y_j$), is $E_S[e]_j - y_j$: what the "
+            "model expects minus what was observed, the form every exponential-family model's "
+            "log-likelihood gradient takes.",
+            Sum(S[k] * sp.KroneckerDelta(k, j), (k, 1, C)) - y[j],
+            gradient_in_S,
+            start="the expected one-hot vector under $S$, minus the observed $y$",
+        ),
     )
     identities = (
         Identity(
@@ -555,7 +582,17 @@ def derive():
             "|z_j − max z|/2 ulps for an entry far below the largest.",
         ),
     )
+    matrix_result = MatrixResult(
+        group="numerics",
+        lhs=sp.MatrixSymbol("\\nabla_{z} \\mathit{XE}", C, 1),
+        rhs=sp.MatrixSymbol("S", C, 1) - sp.MatrixSymbol("y", C, 1),
+        index_form=gradient_in_S,
+        entry=((j,), ()),
+        text="The loss computed from the logits, never taking $\\log 0$; its gradient with "
+        "respect to the logits is predicted minus observed.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="cross_entropy_from_logits",
         title="The cross-entropy from the logits",
         summary="The loss and its gradient computed from $z$ directly. Computed as written, "

@@ -14,6 +14,7 @@ from derive.steps import (
     Example,
     Exercise,
     Identity,
+    MatrixResult,
     Option,
     Param,
     Section,
@@ -503,7 +504,18 @@ def derive():
             place="after_steps",
         ),
     )
+    a_column, S_column = sp.MatrixSymbol("a", C, 1), sp.MatrixSymbol("S", C, 1)
+    matrix_result = MatrixResult(
+        group="losses",
+        lhs=sp.MatrixSymbol("\\nabla_{z} \\mathit{XE}", C, 1),
+        rhs=S_column * (sp.OneMatrix(1, C) * a_column) - a_column,
+        index_form=shortcut,
+        entry=((j,), ()),
+        text="Class weights, an ignored class and label smoothing only change the "
+        "coefficients $a$: the gradient is $S$ times their total, minus $a$ ($\\mathbf{1}^T a$: their total).",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="cross_entropy_options",
         title="Cross-entropy options",
         summary="PyTorch's `cross_entropy` options, derived: class weights, an ignored class, "

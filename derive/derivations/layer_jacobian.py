@@ -34,6 +34,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Section,
     Step,
@@ -366,7 +367,19 @@ def derive():
             "z = Wᵀx and the rounding of z_i − max z in softmax.",
         ),
     )
+    S_column, x_column = sp.MatrixSymbol("S", C, 1), sp.MatrixSymbol("x", D, 1)
+    matrix_result = MatrixResult(
+        group="one_layer",
+        lhs=sp.MatrixSymbol("J_W", C, C * D),
+        rhs=sp.kronecker_product(sp.DiagMatrix(S_column) - S_column * S_column.T, x_column.T),
+        index_form=shortcut,
+        entry=((t,), (c, j)),
+        text="How each output moves with each weight, the weights in the posts' class-major "
+        "order (column $(c - 1)D + j$): the softmax Jacobian, each entry times $x^T$ "
+        "($\\otimes$: the Kronecker product).",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="layer_jacobian",
         title="The softmax layer's Jacobian",
         summary="How each output $S_t$ of the layer $S = \\operatorname{softmax}(W^T x)$ changes "

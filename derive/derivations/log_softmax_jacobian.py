@@ -19,6 +19,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Step,
     every,
@@ -164,7 +165,17 @@ def derive() -> Derivation:
             derivative=DerivativeOf("log_softmax(z)", wrt="z"),
         ),
     )
+    matrix_result = MatrixResult(
+        group="numerics",
+        lhs=sp.MatrixSymbol("J_{\\log S}", C, C),
+        rhs=sp.Identity(C) - sp.OneMatrix(C, 1) * sp.MatrixSymbol("S", C, 1).T,
+        index_form=in_S,
+        entry=((i,), (j,)),
+        text="The Jacobian of log-softmax: the identity minus $S^T$ in every row "
+        "($\\mathbf{1}$: a column of ones).",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="log_softmax_jacobian",
         title="The log-softmax Jacobian",
         summary="How each log-probability $\\log S_i$ changes with each logit: $\\delta_{ij} - S_j$, "

@@ -18,6 +18,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Step,
     every,
@@ -188,7 +189,16 @@ def derive() -> Derivation:
             derivative=DerivativeOf("mean_squared_error(p, y)", wrt="p"),
         ),
     )
+    matrix_result = MatrixResult(
+        group="losses",
+        lhs=sp.MatrixSymbol("\\nabla_{p} \\mathit{MSE}", K, 1),
+        rhs=2 * (sp.MatrixSymbol("p", K, 1) - sp.MatrixSymbol("y", K, 1)) / K,
+        index_form=collapsed,
+        entry=((j,), ()),
+        text="The gradient of the mean squared error: the residuals, scaled by $2/K$.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="mean_squared_error",
         title="Mean squared error",
         summary="The regression loss $\\frac{1}{K}\\sum_k (p_k - y_k)^2$ over the last axis, and its gradient.",

@@ -17,6 +17,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Step,
 )
@@ -164,7 +165,27 @@ def derive() -> Derivation:
             derivative=DerivativeOf("relu(z)", wrt="z", kind="elementwise"),
         ),
     )
+    # On a batch of pre-activations Z (B × H), entrywise: A = f(Z)
+    batch_size, hidden = (
+        sp.Symbol("B", integer=True, positive=True),
+        sp.Symbol("H", integer=True, positive=True),
+    )
+    b, k = sp.Idx("b", (1, batch_size)), sp.Idx("k", (1, hidden))
+    Z_entries = sp.IndexedBase("Z")
+    A = sp.MatrixSymbol("\\mathbb{1}[Z > 0]", batch_size, hidden)
+    matrix_result = MatrixResult(
+        group="activations",
+        lhs=sp.MatrixSymbol("\\operatorname{relu}'(Z)", batch_size, hidden),
+        rhs=A,
+        index_form=chosen.xreplace({z: Z_entries[b, k]}),
+        entry=((b,), (k,)),
+        where=((sp.IndexedBase("\\mathbb{1}[Z > 0]")[b, k], Heaviside(Z_entries[b, k], 0)),),
+        text="Entrywise on a batch of pre-activations $Z$: 1 where an entry is positive, else 0 "
+        "(at 0 by the convention above); backpropagation passes the gradient through where "
+        "$Z > 0$ and stops it elsewhere.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="relu",
         title="ReLU",
         summary="The rectified linear unit $\\max(z, 0)$ and the derivative a training loop uses for it.",

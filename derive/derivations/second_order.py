@@ -38,6 +38,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Requirement,
     Step,
@@ -475,7 +476,10 @@ def derive():
             "Each row of the Hessian sums to $S_i(1 - \\sum_n S_n) = 0$: "
             "$\\mathcal{H} \\mathbf{1} = 0$. "
             "Adding the same number to every logit changes no probability (the softmax shift "
-            "proved on the first page), so the loss is flat along $\\mathbf{1}$.",
+            "proved on the first page), so the loss is flat along $\\mathbf{1}$: of $C$ "
+            "logits only $C - 1$ are identified, which is why two classes need one logit, "
+            "$z_1 - z_2$ (the [binary cross-entropy page](binary-cross-entropy.md), step *Only "
+            "differences of logits are identified*).",
             null,
             sp.Integer(0),
             relation="=>",
@@ -949,7 +953,19 @@ def derive():
         ),
     )
 
+    x_column = sp.MatrixSymbol("x", D, 1)
+    matrix_result = MatrixResult(
+        group="second_order",
+        lhs=sp.MatrixSymbol("\\mathcal{H}_W", D * C, D * C),
+        rhs=sp.kronecker_product(x_column * x_column.T, matrix_form),
+        index_form=weight_hessian,
+        entry=((jj, c), (kk, d)),
+        text="The Hessian of one sample's loss with respect to the weights, flattened "
+        "row-major ($W$`.reshape(-1)`): the outer product of the input with itself, Kronecker "
+        "the softmax Jacobian. It is never formed: a Hessian-vector product costs one gradient.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="second_order",
         title="Second order",
         summary="The Hessian of the cross-entropy, in the logits and in the weights: proved "

@@ -18,6 +18,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Step,
 )
@@ -217,7 +218,28 @@ def derive() -> Derivation:
             derivative=DerivativeOf("sigmoid(z)", wrt="z", kind="elementwise"),
         ),
     )
+    # On a batch of pre-activations Z (B × H), entrywise: A = f(Z)
+    batch_size, hidden = (
+        sp.Symbol("B", integer=True, positive=True),
+        sp.Symbol("H", integer=True, positive=True),
+    )
+    b, k = sp.Idx("b", (1, batch_size)), sp.Idx("k", (1, hidden))
+    Z_entries, A_entries = sp.IndexedBase("Z"), sp.IndexedBase("A")
+    A = sp.MatrixSymbol("A", batch_size, hidden)
+    ones = sp.OneMatrix(batch_size, hidden)
+    matrix_result = MatrixResult(
+        group="activations",
+        lhs=sp.MatrixSymbol("\\sigma'(Z)", batch_size, hidden),
+        rhs=sp.HadamardProduct(A, ones - A),
+        index_form=derivative.xreplace({z: Z_entries[b, k]}),
+        entry=((b,), (k,)),
+        where=((A_entries[b, k], sigmoid.xreplace({z: Z_entries[b, k]})),),
+        text="Entrywise on a batch of pre-activations $Z$, from the outputs $A = \\sigma(Z)$ "
+        "alone ($\\circ$: the entrywise product); backpropagation multiplies it into the "
+        "gradient arriving at $A$, entry by entry.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="sigmoid",
         title="The sigmoid",
         summary="The logistic function $\\sigma(z) = 1/(1 + e^{-z})$ of binary classifiers and gates, "

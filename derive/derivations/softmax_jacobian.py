@@ -19,6 +19,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Section,
     Step,
@@ -470,7 +471,17 @@ def derive():
             "about |z_i − max z|/2 ulps for an entry far below the largest.",
         ),
     )
+    matrix_result = MatrixResult(
+        group="one_layer",
+        lhs=sp.MatrixSymbol("J", C, C),
+        rhs=matrix_form,
+        index_form=in_S,
+        entry=((i,), (j,)),
+        text="How each output moves with each logit: $J_{ij} = \\partial S_i / \\partial z_j$, "
+        "a diagonal matrix minus an outer product, never needed in full by a gradient.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="softmax_jacobian",
         title="The softmax Jacobian",
         summary="How each softmax output $S_i$ changes with each logit $z_j$ (Part 1).",

@@ -18,6 +18,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Requirement,
     Step,
@@ -52,22 +53,17 @@ def _tied_limit(answer) -> bool:
     return [equation.rhs for equation in answer] == limits
 
 
-def _temperature_derivative(answer) -> bool:
-    """The answer's right side, written out for C = 2..4 and each i, is ∂S_i/∂T of softmax(z/T)."""
+def _soft_gradient_vanishes(answer) -> bool:
+    """With the student's logits the answer's right side (the teacher's v_j plus one a), the
+    soft-target gradient (S_j − t_j)/T, written out for C = 2..4, is 0 at every j, for any T;
+    and with v_j alone plus a per-class shift it is not."""
+    v = IndexedBase("v")
     for n in range(2, 5):
-        logits = explicit_vector("z", n)
-        probabilities = explicit_softmax(logits / T)
-        plain = {ix: sp.Symbol(str(ix.label), integer=True) for ix in answer.rhs.atoms(sp.Idx)}
-        claimed = answer.rhs.xreplace(plain).subs(C, n).doit()
-        for a in range(n):
-            at = claimed.xreplace({plain[ix]: a + 1 for ix in plain if str(ix.label) == "i"})
-            entries = {"S": probabilities, "z": logits}  # by label: subs(C, n) reshaped the bases
-            values = {
-                e: entries[str(e.base.label)][int(e.indices[0]) - 1] for e in at.atoms(sp.Indexed)
-            }
-            exact = sp.diff(probabilities[a], T) - at.xreplace(values)
-            if sp.simplify(exact) != 0:
-                return False
+        teacher = Matrix([v[m] for m in range(1, n + 1)])
+        student = Matrix([answer.rhs.xreplace({answer.lhs.indices[0]: m}) for m in range(1, n + 1)])
+        gradient = (explicit_softmax(student / T) - explicit_softmax(teacher / T)) / T
+        if any(sp.simplify(entry) != 0 for entry in gradient):
+            return False
     return True
 
 
@@ -114,6 +110,18 @@ def derive() -> Derivation:
     scaled_logit = sp.Piecewise((0, sp.Eq(z[k], shift)), ((z[k] - shift) / T, True))
     s_ = sp.Symbol("s", positive=True)
     hot = S_i.xreplace({T: 1 / s_}).subs(s_, 0).doit()  # 1/C
+    slope_in_T = -S[i] * (z[i] - Sum(S[k] * z[k], (k, 1, C))) / T**2
+    # distillation: the teacher's logits v, softened by the same T, are the targets t
+    v, t_soft = IndexedBase("v"), IndexedBase("t")
+    teacher = S_i.xreplace({z: v})
+    soft_loss = -Sum(t_soft[n] * sp.log(S[n]), (n, 1, C))
+    distillation_gradient = (S[j] - t_soft[j]) / T
+    # T → ∞ of T² (S_1 − t_1)/T for C = 2: with T = 1/s, SymPy's series at s = 0
+    s_small = sp.Symbol("s", positive=True)
+    two_student, two_teacher = Matrix([z[1], z[2]]), Matrix([v[1], v[2]])
+    written = T * (explicit_softmax(two_student / T)[0] - explicit_softmax(two_teacher / T)[0])
+    # expanded: a factored -(…)/4 comes back from the build cache (pickle) in another form
+    hot_gradient = sp.expand(sp.limit(written.xreplace({T: 1 / s_small}), s_small, 0, "+"))
     steps = (
         Step(
             "Scale, then softmax",
@@ -191,6 +199,45 @@ def derive() -> Derivation:
             start="any logits",
             checked="explicit",  # SymPy takes the limit with the sum written out
         ),
+        # Distillation: a student's softmax(z/T) against a teacher's softmax(v/T)
+        Step(
+            "How each probability moves with the temperature",
+            "$S_i$ depends on $T$ through every $u_k = z_k/T$, with $\\partial u_k / \\partial T "
+            "= -z_k/T^2$; through the softmax Jacobian, $\\sum_k S_i(\\delta_{ik} - S_k)(-z_k/T^2)$. "
+            "Raising $T$ lowers every probability whose logit is above the average "
+            "$\\sum_k S_k z_k$ and raises those below it: the distribution flattens.",
+            Derivative(S[i], T),
+            slope_in_T,
+            start="the definition of $S_i$",
+        ),
+        Step(
+            "Distillation: the soft-target loss",
+            "A student with logits $z$ learns from a teacher's logits $v$, both softened by the "
+            "same $T$: the targets are $t = \\operatorname{softmax}(v/T)$, and the loss is the "
+            "cross-entropy $L_T = -\\sum_n t_n \\log S_n$. Its gradient with respect to the "
+            "student's logits is the cross-entropy's $S - t$ (the targets sum to 1), times the "
+            "$1/T$ of $u = z/T$.",
+            Derivative(soft_loss, z[j]),
+            distillation_gradient,
+            relation="=>",
+            where=((S[n], S_i.xreplace({i: n})),),
+            given=((Sum(t_soft[n], (n, 1, C)), sp.Integer(1)),),
+            start="the soft-target loss",
+        ),
+        Step(
+            "Why Hinton et al. multiply it by T²",
+            "For a high temperature the gradient shrinks like $1/T^2$: $S_j - t_j$ is itself "
+            "about $(z_j - v_j)/(C T)$ (for logits of zero mean). Two logits $z = (z_1, z_2)$, "
+            "$v = (v_1, v_2)$ show it exactly: $T^2$ times the gradient tends to a limit that "
+            "does not depend on $T$. Multiplying the soft loss by $T^2$ keeps its share of the "
+            "gradient the same whatever $T$ is chosen, next to the hard-label loss at $T = 1$.",
+            Limit(T**2 * distillation_gradient.xreplace({j: 1}), T, sp.oo),
+            hot_gradient,
+            where=((S[n], S_i.xreplace({i: n})), (t_soft[n], teacher.xreplace({i: n}))),
+            start="the gradient for $C = 2$, $j = 1$",
+            checked="explicit",
+            sizes=({"C": 2},),
+        ),
     )
     identities = (
         Identity(
@@ -204,7 +251,6 @@ def derive() -> Derivation:
             shortcut_title="the shortcut,",
         ),
     )
-    slope_in_T = -S[i] * (z[i] - Sum(S[k] * z[k], (k, 1, C))) / T**2
     exercises = (
         Exercise(
             "Two logits tie for the largest: $z = (2, 2, 0)$. What does "
@@ -224,17 +270,17 @@ def derive() -> Derivation:
             title="A tie at the top",
         ),
         Exercise(
-            "How does each probability change with the temperature? Find "
-            "$\\partial S_i / \\partial T$ in terms of $S$ and $z$.",
-            sp.Eq(Derivative(S[i], T), slope_in_T),
-            _temperature_derivative,
-            answer="$S_i$ depends on $T$ through every $u_k = z_k/T$, with "
-            "$\\partial u_k / \\partial T = -z_k/T^2$; with the softmax Jacobian, "
-            "$\\sum_k S_i(\\delta_{ik} - S_k)(-z_k/T^2) = -S_i(z_i - \\sum_k S_k z_k)/T^2$. "
-            "Raising $T$ lowers every probability whose logit is above the average "
-            "$\\sum_k S_k z_k$ and raises those below it: the distribution flattens. SymPy "
-            "differentiates softmax$(z/T)$ written out for $C = 2, 3, 4$ and compares each entry.",
-            title="The slope in the temperature",
+            "In distillation, for which student logits $z$ is the soft-target gradient "
+            "$(S_j - t_j)/T$ zero at every class, for the teacher's logits $v$? Must the student "
+            "copy the teacher's logits exactly?",
+            sp.Eq(z[j], sp.IndexedBase("v")[j] + sp.Symbol("a", real=True)),
+            _soft_gradient_vanishes,
+            answer="The gradient is 0 exactly when $S = t$, and softmax$(z/T)$ = "
+            "softmax$(v/T)$ when $z/T$ and $v/T$ differ by the same number in every class: "
+            "$z_j = v_j + a$ for any $a$. The student matches the teacher's logits up to a "
+            "shift, the direction the softmax cannot see. SymPy writes the gradient out at "
+            "$z = v + a$ for $C = 2, 3, 4$ and finds every entry 0.",
+            title="When the student has learned the teacher",
         ),
     )
     z_max = sp.Symbol("z_max")
@@ -291,7 +337,18 @@ def derive() -> Derivation:
             ),
         ),
     )
+    S_column = sp.MatrixSymbol("S", C, 1)
+    matrix_result = MatrixResult(
+        group="one_layer",
+        lhs=sp.MatrixSymbol("J_T", C, C),
+        rhs=(sp.DiagMatrix(S_column) - S_column * S_column.T) / T,
+        index_form=jacobian,
+        entry=((i,), (j,)),
+        text="The Jacobian of $\\operatorname{softmax}(z/T)$: the softmax Jacobian of its "
+        "output, divided by $T$.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="softmax_temperature",
         title="Softmax with a temperature",
         summary="$\\operatorname{softmax}(z/T)$, as in distillation and sampling: its Jacobian is the "

@@ -19,6 +19,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Step,
 )
@@ -156,7 +157,25 @@ def derive() -> Derivation:
             derivative=DerivativeOf("softplus(z)", wrt="z", kind="elementwise"),
         ),
     )
+    # On a batch of pre-activations Z (B × H), entrywise: A = f(Z)
+    batch_size, hidden = (
+        sp.Symbol("B", integer=True, positive=True),
+        sp.Symbol("H", integer=True, positive=True),
+    )
+    b, k = sp.Idx("b", (1, batch_size)), sp.Idx("k", (1, hidden))
+    Z_entries = sp.IndexedBase("Z")
+    A = sp.MatrixSymbol("\\sigma(Z)", batch_size, hidden)
+    matrix_result = MatrixResult(
+        group="activations",
+        lhs=sp.MatrixSymbol("\\operatorname{softplus}'(Z)", batch_size, hidden),
+        rhs=A,
+        index_form=derivative.xreplace({z: Z_entries[b, k]}),
+        entry=((b,), (k,)),
+        where=((sp.IndexedBase("\\sigma(Z)")[b, k], sigmoid.xreplace({z: Z_entries[b, k]})),),
+        text="Entrywise on a batch of pre-activations $Z$: the sigmoid of each entry.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="softplus",
         title="Softplus",
         summary="$\\log(1 + e^z)$, a smooth ReLU whose derivative is the sigmoid.",

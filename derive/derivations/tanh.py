@@ -19,6 +19,7 @@ from derive.steps import (
     Figure,
     Identity,
     Kernel,
+    MatrixResult,
     Param,
     Step,
 )
@@ -165,7 +166,27 @@ def derive() -> Derivation:
             derivative=DerivativeOf("tanh(z)", wrt="z", kind="elementwise"),
         ),
     )
+    # On a batch of pre-activations Z (B × H), entrywise: A = f(Z)
+    batch_size, hidden = (
+        sp.Symbol("B", integer=True, positive=True),
+        sp.Symbol("H", integer=True, positive=True),
+    )
+    b, k = sp.Idx("b", (1, batch_size)), sp.Idx("k", (1, hidden))
+    Z_entries, A_entries = sp.IndexedBase("Z"), sp.IndexedBase("A")
+    A = sp.MatrixSymbol("A", batch_size, hidden)
+    ones = sp.OneMatrix(batch_size, hidden)
+    matrix_result = MatrixResult(
+        group="activations",
+        lhs=sp.MatrixSymbol("\\tanh'(Z)", batch_size, hidden),
+        rhs=ones - sp.HadamardProduct(A, A),
+        index_form=derivative.xreplace({z: Z_entries[b, k]}),
+        entry=((b,), (k,)),
+        where=((A_entries[b, k], sp.tanh(Z_entries[b, k])),),
+        text="Entrywise on a batch of pre-activations $Z$, from the outputs $A = \\tanh(Z)$ "
+        "alone ($\\circ$: the entrywise product).",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="tanh",
         title="The hyperbolic tangent",
         summary="$\\tanh z$, the activation of many hidden layers, and its derivative $1 - \\tanh^2 z$.",

@@ -34,6 +34,7 @@ from derive.steps import (
     Identity,
     Kernel,
     LabelsForm,
+    MatrixResult,
     Param,
     Result,
     Section,
@@ -101,6 +102,28 @@ def _linear_is_one_layer(answer: sp.Eq) -> bool:
         for value in range(1, n_classes + 1):
             claimed = answer.rhs.xreplace({c: value}).xreplace(numbers).doit()
             if sp.expand(claimed - logits[value - 1]) != 0:
+                return False
+    return True
+
+
+def _bias_gradient_matrix_form(answer: sp.Expr) -> bool:
+    """The answer, a matrix expression of S and Y (B × C), is 1 × C and, written out for
+    (B, C) = (2, 3) and (3, 2), entry c is the mean over the batch of S_bc − Y_bc (step
+    *Mean over a batch*'s ∂L/∂b₂, with δ₂ = S − Y)."""
+    for batch, classes in ((2, 3), (3, 2)):
+        numbers = {B: batch, C: classes}
+        if tuple(sp.sympify(n).xreplace(numbers) for n in answer.shape) != (1, classes):
+            return False
+        sized = answer.xreplace(numbers)  # S and Y now 2 × 3 (or 3 × 2) matrix symbols
+        entries = {
+            m: Matrix(*m.shape, lambda r, c, m=m: sp.IndexedBase(m.name)[r + 1, c + 1])
+            for m in sized.atoms(sp.MatrixSymbol)
+        }
+        written = Matrix(sized.xreplace(entries).doit())
+        S_, Y_ = sp.IndexedBase("S"), sp.IndexedBase("Y")
+        for c in range(1, classes + 1):
+            mean = sum(S_[b, c] - Y_[b, c] for b in range(1, batch + 1)) / batch
+            if sp.expand(written[0, c - 1] - mean) != 0:
                 return False
     return True
 
@@ -704,6 +727,21 @@ def derive() -> Derivation:
             "$D, H \\le 3$, $C \\le 4$.",
             title="Without an activation, one layer",
         ),
+        Exercise(
+            "Write $\\nabla_{b_2} L$, the second bias's gradient over a batch, in matrix form "
+            "with $S$ and $Y$ ($B \\times C$), as the last section writes $\\nabla_{W_1} L$. "
+            "What shape must it have, and which matrix turns the sum over the batch into a "
+            "product?",
+            sp.OneMatrix(1, B) * (sp.MatrixSymbol("S", B, C) - sp.MatrixSymbol("Y", B, C)) / B,
+            _bias_gradient_matrix_form,
+            answer="$b_2$ has $C$ entries, so its gradient is $1 \\times C$ (a row, as $b_2$ "
+            "is added to every row of $Z_2$). Step *Mean over a batch* sums $\\delta_{2,bc}$ "
+            "over the samples: a row of $B$ ones times the $B \\times C$ errors, "
+            "$(1 \\times B)(B \\times C)$, divided by $B$: the column means of $S - Y$. SymPy "
+            "writes it out for $(B, C) = (2, 3)$ and $(3, 2)$ and compares each entry with the "
+            "mean of $S_{bc} - Y_{bc}$.",
+            title="The bias's gradient in matrix form",
+        ),
     )
     examples = (
         Example(
@@ -753,7 +791,33 @@ def derive() -> Derivation:
             returns_doc="(dW1, db1, dW2, db2), shaped (D, H), (H,), (H, C), (C,) like the parameters",
         ),
     )
+    # In matrix form, for the batch: rows of X (B × D), S and Y (B × C), and a'(Z₁) (B × H)
+    slope_entries = sp.IndexedBase("a'(Z_{1})")
+    delta1_in_rows = delta1.xreplace({DELTA2[t]: S_b[b, t] - Y[b, t], Z1[k]: Z1[b, k]}).replace(
+        lambda e: isinstance(e, Derivative), lambda e: slope_entries[b, k]
+    )
+    first_layer = batch_mean["W1"].xreplace({DELTA1[b, k]: delta1_in_rows})
+    X_rows, S_rows, Y_rows = (
+        sp.MatrixSymbol(name, B, width) for name, width in (("X", D), ("S", C), ("Y", C))
+    )
+    matrix_result = MatrixResult(
+        group="hidden_layer",
+        lhs=sp.MatrixSymbol("\\nabla_{W_1} L", D, H),
+        rhs=X_rows.T
+        * sp.HadamardProduct(
+            (S_rows - Y_rows) * sp.MatrixSymbol("W2", H, C).T, sp.MatrixSymbol("a'(Z_{1})", B, H)
+        )
+        / B,
+        index_form=first_layer.xreplace({X: sp.IndexedBase("X"), Y: sp.IndexedBase("Y")}),
+        entry=((j,), (k,)),
+        where=((slope_entries[b, k], sp.diff(a(Z1[b, k]), Z1[b, k])),),
+        text="The first layer's gradient over a batch: the output errors $S - Y$ sent back "
+        "through $W_2^T$, gated entrywise ($\\circ$) by the activation's slope, then one matrix "
+        "product with the inputs. Every inner size matches: $(B \\times C)(C \\times H)$, "
+        "then $(D \\times B)(B \\times H)$.",
+    )
     return Derivation(
+        matrix_result=matrix_result,
         name="two_layer",
         title="A two-layer network",
         summary="Backpropagation through a hidden layer: every δ is the chain rule applied once more.",

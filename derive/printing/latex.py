@@ -47,6 +47,11 @@ class DeriveLatexPrinter(LatexPrinter):
             return rf"\frac{{\partial {function}}}{{\partial {self._print(variable)}}}"
         return super()._print_Derivative(expr)
 
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        """A matrix of ones as the bold 1 of the pages: a row of ones is the column's transpose
+        (SymPy prints a bare 1, which reads as the number)."""
+        return r"\mathbf{1}^{T}" if expr.shape[0] == 1 and expr.shape[1] != 1 else r"\mathbf{1}"
+
     def _print_DiagMatrix(self, expr: sp.DiagMatrix) -> str:
         return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"
 
