@@ -18,7 +18,20 @@ def release(pyproject: Path) -> str:
     return f"{project['name']} {project['version']}"
 
 
+def installed() -> str | None:
+    """The installed distribution's name and version, where no pyproject.toml is beside the
+    site (a copy of the docs and the package alone)."""
+    from importlib import metadata
+
+    try:
+        return f"derive-softmax {metadata.version('derive-softmax')}"
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def on_config(config):
-    root = Path(config.config_file_path).parent
-    config.copyright = f"{release(root / 'pyproject.toml')} · BSD 3-Clause"
+    pyproject = Path(config.config_file_path).parent / "pyproject.toml"
+    text = release(pyproject) if pyproject.exists() else installed()
+    if text is not None:  # else the footer keeps mkdocs.yml's own line
+        config.copyright = f"{text} · BSD 3-Clause"
     return config
