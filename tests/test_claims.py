@@ -2,6 +2,7 @@
 one or one missing its context fails, by each method, and the chain between steps is checked."""
 
 from dataclasses import replace
+from importlib import import_module
 
 import pytest
 import sympy as sp
@@ -206,8 +207,22 @@ def test_the_home_page_lists_every_derivation_with_its_matrix_form_and_shapes():
     made = [derivations.get(name) for name in derivations.MODULES]
     body = home_output(made).body
     road = body[body.index("## Every derivation") : body.index("## Use the code")]
-    assert "Not yet summarised" not in road
+    # a derivation made from a forward definition (derive.forward) has no matrix form yet, and
+    # the page says which; every hand-written one has it
+    missing = [d.name for d in made if d.matrix_result is None]
+    forward = {
+        name
+        for name in derivations.MODULES
+        if {"FORWARD", "VECTOR_FORWARD"} & set(vars(import_module(f"derive.derivations.{name}")))
+    }
+    assert set(missing) <= forward, sorted(set(missing) - forward)
+    if missing:
+        assert f"Not yet summarised here: {', '.join(missing)}." in road
+    else:
+        assert "Not yet summarised" not in road
     for d in made:
+        if d.matrix_result is None:
+            continue
         link = f"(derivations/{d.name.replace('_', '-')}.md)"
         assert link in road, d.name
         rows, columns = d.matrix_result.lhs.shape
