@@ -231,6 +231,26 @@ def test_softmax_temperature_of_extreme_logits_is_the_one_hot_limit(library, dty
     np.testing.assert_array_equal(got, np.array(expected, dtype=dtype))
 
 
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(
+    "dtype, z, T",
+    [
+        ("float16", [60000.0, -60000.0, 0.0], 1e30),  # T rounds to ∞ in float16, z₂ − z₁ to −∞
+        ("float64", [1.7e308, -1.7e308, 0.0], float("inf")),
+        ("float32", [3e38, -3e38, 0.0], 1e39),
+    ],
+)
+def test_softmax_temperature_of_logits_wider_than_the_dtype_is_uniform_when_hot(
+    library, dtype, z, T
+):
+    """z_k − max z overflows to −∞ and T is ∞ in the logits' dtype: the T → ∞ limit, not nan."""
+    logits = np.array(z, dtype=dtype)
+    if library == "torch":
+        logits = torch.from_numpy(logits)
+    got = _numpy(generated.softmax_temperature(logits, T))
+    np.testing.assert_allclose(got, np.full(3, 1 / 3), rtol=np.finfo(dtype).eps)
+
+
 # -- no avoidable overflow ------------------------------------------------------------------
 
 

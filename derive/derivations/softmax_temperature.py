@@ -107,7 +107,10 @@ def derive() -> Derivation:
     shift = sp.Symbol("m", real=True)
     shifted = exp((z[i] - shift) / T) / Sum(exp((z[k] - shift) / T), (k, 1, C))
     # 0 at the maximum whatever T rounds to in the logits' dtype (0/0 where it rounds to 0)
-    scaled_logit = sp.Piecewise((0, sp.Eq(z[k], shift)), ((z[k] - shift) / T, True))
+    # halves first: z_k − m overflows where the logits span more than the dtype's largest number,
+    # and −∞/T is nan where T rounds to ∞ there (1e30 in float16); z_k/2 − m/2 cannot overflow
+    halved = sp.UnevaluatedExpr((z[k] / 2 - shift / 2) / T)
+    scaled_logit = sp.Piecewise((0, sp.Eq(z[k], shift)), (2 * halved, True))
     s_ = sp.Symbol("s", positive=True)
     hot = S_i.xreplace({T: 1 / s_}).subs(s_, 0).doit()  # 1/C
     slope_in_T = -S[i] * (z[i] - Sum(S[k] * z[k], (k, 1, C))) / T**2
@@ -169,8 +172,12 @@ def derive() -> Derivation:
             "float16, $1.4 \\cdot 10^{-45}$ in float32) rounds to 0 there, and "
             "$(z_k - m)/T$ is then $0/0$, nan, at the maximum. The quotient is 0 wherever "
             "$z_k = m$, for every $T$: the code writes that 0 (`xp.where`), and the other "
-            "quotients are $-\\infty$, their limit. So the result is finite for every finite "
-            "$z$ and every $T > 0$.",
+            "quotients are $-\\infty$, their limit. It also halves before it subtracts: "
+            "$z_k - m$ overflows to $-\\infty$ where the logits span more than the dtype's "
+            "largest number ($\\pm 60000$ in float16), and $-\\infty/T$ is nan where $T$ "
+            "rounds to $\\infty$ ($T = 10^{30}$ in float16); $z_k/2 - m/2$ cannot overflow. "
+            "So the result is finite for every finite $z$ and every $T > 0$, and uniform (the "
+            "hot limit) where $T$ is $\\infty$ in the logits' dtype.",
             (z[k] - shift) / T,
             scaled_logit,
             start="a shifted logit divided by $T$",
@@ -301,7 +308,9 @@ def derive() -> Derivation:
             math=softmax_of_u.xreplace({u[i]: z[i] / T, u[k]: z[k] / T}),
             returns_doc="probabilities, shape (..., C); finite for every finite z and every T > 0 "
             "(z is shifted by its maximum before the division by T, and the maximum's quotient "
-            "is written 0, even where T rounds to 0 in z's dtype)",
+            "is written 0, even where T rounds to 0 in z's dtype); a T beyond z's dtype's largest "
+            "number (65504 in float16) is ∞ there, and gives the uniform distribution, so pass "
+            "such logits in float32",
             reference="torch.softmax(z / T, dim=-1)",
             requires=positive,
         ),
