@@ -255,14 +255,17 @@ def _index_form_only(identity, sizes):
 
 def _figure_task(code: list[Output], figure) -> tuple:
     """What drawing ``figure`` reads: the generated code, the figure (its function's module
-    source goes into the key), the posts' numbers and matplotlib's version."""
+    source goes into the key), the posts' numbers, matplotlib's version and, for the site's
+    own figures, the results they plot."""
+    from derive.figures import results_read
+
     reads = (PACKAGE / "posts.py").read_bytes() + version("matplotlib").encode()
-    return code, figure, reads
+    return code, figure, reads + results_read(figure)
 
 
 def _remembered_figures(code: list[Output], figures: list, force: bool) -> dict[Path, str]:
-    """The derivations' figures an earlier build drew from the same inputs (the site's own
-    figures read the results files, and are drawn every time)."""
+    """The figures an earlier build drew from the same inputs (for the site's own, the same
+    results files)."""
     from derive.figures import FIGURE_DIR
 
     if force:
@@ -545,10 +548,11 @@ def build(
                 generated.__all__  # noqa: B018 - the import above ran them
                 pages.extend(page_outputs(derived, generated))  # they show no proof's result
                 if figures:  # last: a worker done proving takes a share of them
-                    from derive.figures import FIGURE_DIR, draw_all
+                    from derive.figures import FIGURE_DIR, SITE_FIGURES, draw_all
 
                     with stage("(figures)", "drawing"):
                         declared = [f for d in derived for f in d.derivation.figures]
+                        declared += SITE_FIGURES
                         drawn.update(_remembered_figures(code, declared, force))
                         missing = [f for f in declared if FIGURE_DIR / f.file not in drawn]
                         new = draw_all(generated, missing, elsewhere=partial(workers.draw, code))

@@ -37,7 +37,13 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from derive.proofs import ProofFailed, exponentials_as_monomials, is_zero_rational
 from derive.steps import Derivation, Step
-from derive.sympy_tools import evaluate, is_zero, pull_out_of_sums, resolve_index_ranges
+from derive.sympy_tools import (
+    evaluate,
+    is_zero,
+    pull_out_of_sums,
+    resolve_index_ranges,
+    written_sums,
+)
 
 DEFAULT_SIZES = (
     {"C": 3, "D": 2, "B": 2, "H": 2, "K": 3},
@@ -213,28 +219,6 @@ def _fresh_bound(value: sp.Basic, actual: tuple) -> sp.Basic:
             else:
                 renamed[variable] = sp.Dummy(str(variable), integer=True)
     return value.xreplace(renamed) if renamed else value
-
-
-def written_sums(expr: sp.Basic) -> sp.Basic:
-    """Every sum with numbers for limits written out term by term, then anything else evaluated.
-
-    A substitution per term (``xreplace``), innermost sums first: many times faster than
-    ``Sum.doit``, which substitutes with ``subs`` and asks assumptions of every term.
-    """
-
-    def terms(total: Sum) -> sp.Expr:
-        function = total.function
-        for variable, lower, upper in reversed(total.limits):
-            if not (sp.sympify(lower).is_Integer and sp.sympify(upper).is_Integer):
-                return total.doit()
-            function = sp.Add(
-                *[function.xreplace({variable: sp.Integer(v)}) for v in range(lower, upper + 1)]
-            )
-        return function
-
-    expr = expr.replace(lambda e: isinstance(e, Sum), terms)
-    later = (Derivative, sp.Limit, Sum, sp.Product, sp.UnevaluatedExpr)
-    return expr.doit() if expr.has(*later) else expr
 
 
 class WrittenOut:
@@ -592,7 +576,21 @@ def _flat(indices: tuple, values: dict, numbers: dict) -> int:
 
 
 def _solve_given(given: list[tuple]) -> dict:
-    """Each equality of ``given`` solved for one of its unknowns: Σ y = 1 as y_C = 1 − Σ others."""
+    """Each equality of ``given`` solved for one of its unknowns: Σ y = 1 as y_C = 1 − Σ others.
+
+    The same givens come back for each value of a claim's free indices (Σ_t y_bt = 1 has
+    none of them): solved once, the last solution kept.
+    """
+    key = tuple(given)
+    if _SOLVED.get("key") != key:
+        _SOLVED.update(key=key, solved=_solved(given))
+    return _SOLVED["solved"]
+
+
+_SOLVED: dict = {}
+
+
+def _solved(given: list[tuple]) -> dict:
     solved = {}
     for lhs, rhs in given:
         equation = (lhs - rhs).xreplace(solved)

@@ -307,7 +307,23 @@ SITE_FIGURES = (
     BENCHMARK_FIGURE,
     ACCURACY_FIGURE,
     TRAINING_FIGURE,
-)  # drawn by every build, beside the derivations'
+)  # drawn by every build that draws figures, beside the derivations'
+
+_RESULTS_READ = {
+    BENCHMARK_FIGURE.file: BENCHMARK_RESULTS,
+    ACCURACY_FIGURE.file: ACCURACY_RESULTS,
+    TRAINING_FIGURE.file: TRAINING_RESULTS,
+}
+
+
+def results_read(figure: Figure) -> bytes:
+    """The measured results a site figure is drawn from (b"" for a derivation's figure, or
+    for results not committed): what a build compares to redraw it only when they change."""
+    path = _RESULTS_READ.get(figure.file)
+    try:
+        return path.read_bytes() if path is not None else b""
+    except OSError:
+        return b""
 
 
 def pyplot():
@@ -408,14 +424,15 @@ def _draw(generated, figure: Figure) -> str:
 def draw_all(
     generated, figures: Iterable[Figure], elsewhere: Callable[[list[Figure]], list] | None = None
 ) -> dict[Path, str]:
-    """Draw ``figures`` and the site's own: the SVG text of each, by path (nothing is written).
+    """Draw ``figures`` (with the site's own among them, as a build asks): the SVG text of
+    each, by path (nothing is written).
 
     ``elsewhere(figures)`` may start each figure in another process (a future
     each, taken in order); this process meanwhile draws, from the back of the
     list, every figure none of them has started, so the work is shared out
     however busy the other processes are.
     """
-    every = [*figures, *SITE_FIGURES]
+    every = list(figures)
     if elsewhere is None:
         return {FIGURE_DIR / f.file: draw(generated, f) for f in every}
     started = elsewhere(every)
