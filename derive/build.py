@@ -255,12 +255,14 @@ def _index_form_only(identity, sizes):
 
 def _figure_task(code: list[Output], figure) -> tuple:
     """What drawing ``figure`` reads: the generated code, the figure (its function's module
-    source goes into the key), the posts' numbers, matplotlib's version and, for the site's
-    own figures, the results they plot."""
-    from derive.figures import results_read
+    source goes into the key), the posts' numbers and matplotlib's version; a site figure
+    reads the results it plots instead of the code (a docstring's edit does not redraw it)."""
+    from derive.figures import SITE_FIGURES, results_read
 
     reads = (PACKAGE / "posts.py").read_bytes() + version("matplotlib").encode()
-    return code, figure, reads + results_read(figure)
+    if figure in SITE_FIGURES:
+        return [], figure, reads + results_read(figure)
+    return code, figure, reads
 
 
 def _remembered_figures(code: list[Output], figures: list, force: bool) -> dict[Path, str]:

@@ -323,11 +323,11 @@ def home_context(made: list[Derivation]) -> dict:
     """The road through the site: every derivation under its group, with its result in matrix
     form and its shapes, and the path a newcomer starts on."""
     by_name = {d.name: d for d in made}
+    summaries = [(d, matrix_result_context(d)) for d in made]
     groups = []
     for key, title in derivations.GROUPS.items():
         entries = []
-        for d in made:
-            m = matrix_result_context(d)
+        for d, m in summaries:
             if m is not None and m["group"] == key:
                 entries.append({"title": d.title, "link": f"derivations/{page_name(d)}.md", **m})
         if entries:
