@@ -834,7 +834,7 @@ def derive():
             "calibration-digits.svg",
             "Reliability diagram of two softmax regressions on scikit-learn's digits (8 x 8 "
             "images, 10 classes), trained by gradient descent with `weight_grad` and evaluated "
-            "on the same 797 held-out images with `softmax`: a penalised one is "
+            "on the same held-out images (those not trained on) with `softmax`: a penalised one is "
             "under-confident (above the diagonal), one fitted closely to 100 images "
             "over-confident (below it).",
             _calibration,
