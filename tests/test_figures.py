@@ -4,6 +4,7 @@ text, and the results pages' figures' data (every ratio with a target; ulps in b
 import json
 
 import numpy as np
+import pytest
 
 from derive.figures import (
     ACCURACY_FIGURE,
@@ -121,3 +122,48 @@ def test_the_heat_map_has_a_row_per_function_and_marks_the_conditioned_ones():
 
 def test_the_results_figures_are_drawn_at_build_time():
     assert {BENCHMARK_FIGURE, ACCURACY_FIGURE} <= set(SITE_FIGURES)
+
+
+# -- the teaching figures' computations (issue 21 items 3 and 6), against independent routes ----
+
+
+def test_reliability_bins_by_confidence_and_weighs_each_gap_by_its_share():
+    from derive.derivations.cross_entropy_options import reliability
+
+    confidence = np.array([0.05, 0.15, 0.95, 0.95])
+    correct = np.array([False, True, True, False])
+    mean, accuracy, share, error = reliability(confidence, correct)
+    np.testing.assert_allclose(mean, [0.05, 0.15, 0.95])
+    np.testing.assert_allclose(accuracy, [0.0, 1.0, 0.5])
+    np.testing.assert_allclose(share, [0.25, 0.25, 0.5])
+    assert error == pytest.approx(0.25 * 0.05 + 0.25 * 0.85 + 0.5 * 0.45)
+
+
+def test_on_separable_data_the_weights_grow_without_a_penalty_and_settle_with_one():
+    """The penalised run ends where Newton's method (a different algorithm) ends."""
+    import derive.generated as generated
+    from derive.derivations.cross_entropy_options import separable_toy, train_separable
+
+    free, penalised = train_separable(generated, 0.0), train_separable(generated, 1e-2)
+    assert np.all(np.diff(free["norm"]) > 0)  # every step lengthens W
+    assert np.all(np.diff(free["loss"]) < 0) and free["loss"][-1] < 1e-3
+    inputs, labels = separable_toy()
+    weights = np.zeros((3, 3))
+    for _ in range(30):
+        weights = weights + generated.newton_step(inputs, weights, np.eye(3)[labels], 1e-2)
+    np.testing.assert_allclose(penalised["weights"], weights, atol=1e-6)
+    assert free["norm"][-1] > 2 * penalised["norm"][-1]
+
+
+def test_newton_cg_reaches_newtons_minimum_with_fewer_products_than_unknowns_per_step():
+    import derive.generated as generated
+    from derive.derivations.second_order import iris, newton_cg
+
+    run = newton_cg(generated)
+    inputs, labels = iris()
+    weights = np.zeros((inputs.shape[1], 3))
+    for _ in range(20):
+        weights = weights + generated.newton_step(inputs, weights, np.eye(3)[labels], 1e-2)
+    np.testing.assert_allclose(run["weights"], weights, atol=1e-8)
+    steps = len(run["gradient_norm"]) - 1
+    assert run["products"][-1] < steps * weights.size  # truncated: fewer than D·C each

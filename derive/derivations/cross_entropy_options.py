@@ -169,7 +169,7 @@ def separable_toy():
 
 def train_separable(generated, penalty: float, steps: int = 2000, rate: float = 1.0) -> dict:
     """Gradient descent on the separable toy set, mean cross-entropy + (penalty/2)‖W‖², from 0:
-    ‖W‖ after every step, the loss (without the penalty) at every tenth."""
+    ‖W‖ after every step, the loss (without the penalty) at every tenth, the last weights."""
     inputs, labels = separable_toy()
     one_hot = np.eye(3)[labels]
     weights = np.zeros((3, 3))
@@ -185,7 +185,7 @@ def train_separable(generated, penalty: float, steps: int = 2000, rate: float = 
             generated.weight_grad(inputs, weights, one_hot) + penalty * weights
         )
         norms.append(np.linalg.norm(weights))
-    return {"norm": np.array(norms), "loss": np.array(losses), "every": 10}
+    return {"norm": np.array(norms), "loss": np.array(losses), "every": 10, "weights": weights}
 
 
 def _weights_grow(fig, generated, posts) -> None:

@@ -315,7 +315,8 @@ def newton_cg(
     """Truncated Newton on Iris: each step solves (ℋ + penalty·I) p = −(g + penalty·W) by
     conjugate gradients, with ℋ only through ``weight_hvp`` (never formed), stopping CG at a
     residual below min(1/2, √‖g‖)·‖g‖ (Nocedal and Wright's forcing sequence) or after D·C
-    products. Returns the gradient norm at each outer iteration and the products used so far."""
+    products. Returns the gradient norm at each outer iteration, the products used so far, and
+    the last weights."""
     inputs, labels = iris()
     one_hot = np.eye(3)[labels]
     weights = np.zeros((inputs.shape[1], 3))
@@ -341,7 +342,7 @@ def newton_cg(
         slope = gradient(weights)
         norms.append(np.linalg.norm(slope))
         products.append(products[-1] + used)
-    return {"gradient_norm": np.array(norms), "products": np.array(products)}
+    return {"gradient_norm": np.array(norms), "products": np.array(products), "weights": weights}
 
 
 def _newton_cg_figure(fig, generated, posts) -> None:
