@@ -175,6 +175,13 @@ TEACHING_STEPS = (
     ("second_order", "Gauss–Newton drops nothing here"),
     ("second_order", "Logistic regression's Hessian is XᵀRX"),
     ("second_order", "Newton's step is a weighted least-squares fit (IRLS)"),
+    ("two_layer", "Add distributes"),
+    ("two_layer", "Multiply swaps"),
+    ("two_layer", "Max routes"),
+    ("two_layer", "The sigmoid's slope is at most 1/4"),
+    ("two_layer", "Its maximum, at 0"),
+    ("two_layer", "The tanh's slope is at most 1"),
+    ("two_layer", "A ReLU below 0 passes nothing back"),
 )
 
 
@@ -263,6 +270,14 @@ def test_the_optimum_and_second_order_exercises_reject_a_wrong_answer():
     assert not so._bernoulli_fisher(sp.Eq(so.FISHER, sigma(so.u1)))
     assert so._damped_step(sp.Eq(so.DAMPED, -so.g1 / (so.h1 + so.lam)))
     assert not so._damped_step(sp.Eq(so.DAMPED, -so.g1 / so.h1 - so.g1 / so.lam))
+    from derive.derivations import two_layer as tl
+
+    assert tl._sigmoid_layers(sp.Eq(tl.SLOPES, sp.Rational(1, 4) ** tl.LAYERS))
+    assert not tl._sigmoid_layers(sp.Eq(tl.SLOPES, sp.Rational(1, 2) ** tl.LAYERS))
+    assert tl._max_routes(sp.Eq(tl.MAX_GRADIENT, sp.Matrix([tl.UPSTREAM, 0, 0]), evaluate=False))
+    assert not tl._max_routes(
+        sp.Eq(tl.MAX_GRADIENT, sp.Matrix([0, 0, tl.UPSTREAM]), evaluate=False)
+    )
 
 
 def test_the_teaching_exercises_reject_a_wrong_answer():

@@ -167,3 +167,38 @@ def test_newton_cg_reaches_newtons_minimum_with_fewer_products_than_unknowns_per
     np.testing.assert_allclose(run["weights"], weights, atol=1e-8)
     steps = len(run["gradient_norm"]) - 1
     assert run["products"][-1] < steps * weights.size  # truncated: fewer than D·C each
+
+
+def test_the_intermediates_kept_are_those_the_generated_code_never_deletes():
+    """Read from the kernel's body, against the ``del`` statements of the generated function."""
+    import ast
+    import inspect
+
+    from derive import derivations
+    from derive.derivations.two_layer import live_intermediates
+    from derive.generated import two_layer
+
+    (kernel,) = [k for k in derivations.get("two_layer").kernels if k.name == "mlp_grads_relu"]
+    found = live_intermediates(kernel)
+    tree = ast.parse(inspect.getsource(two_layer._mlp_grads_relu))
+    assigned = {
+        t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) for t in node.targets
+    }
+    deleted = {
+        t.id for node in ast.walk(tree) if isinstance(node, ast.Delete) for t in node.targets
+    }
+    ours = {f["name"].lower() for f in found}
+    assert ours <= assigned
+    kept = {f["name"].lower() for f in found if f["last"] >= len(kernel.body)}
+    assert kept == ours - deleted  # read by a gradient: never deleted; every other one is
+
+
+def test_a_large_learning_rate_kills_relu_units():
+    """Dead units counted by hand: z₁ ≤ 0 for every image, with the network's own first layer."""
+    import derive.generated as generated
+    from derive.derivations.two_layer import DEAD_RATES, count_dead_units
+
+    small, large = (count_dead_units(generated, rate) for rate in DEAD_RATES)
+    assert np.all(np.diff(large["dead"]) >= 0)  # a dead unit stays dead
+    assert large["dead"][-1] > small["dead"][-1] + large["hidden"] // 2
+    assert small["accuracy"] > 0.9 > large["accuracy"]
