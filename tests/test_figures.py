@@ -202,3 +202,26 @@ def test_a_large_learning_rate_kills_relu_units():
     assert np.all(np.diff(large["dead"]) >= 0)  # a dead unit stays dead
     assert large["dead"][-1] > small["dead"][-1] + large["hidden"] // 2
     assert small["accuracy"] > 0.9 > large["accuracy"]
+
+
+# -- the gradient-check practice figure: each rule shows what the page says it shows ----------
+
+
+def test_each_gradient_check_rule_shows_what_the_page_says():
+    import derive.generated as generated
+    from derive import gradient_check as gc
+
+    sampled = gc.random_coordinates(generated)
+    assert max(max(e) for e in sampled["errors"].values()) < gc.THRESHOLD  # mlp_grads is right
+    assert sampled["entries"] == 64 * 16 + 16 + 16 * 10 + 10
+    hidden = gc.penalty_hides_a_bug(generated)
+    assert hidden["correct"].max() < gc.THRESHOLD
+    # unpenalised, a column 2% too large is off by 0.02 / 1.02 relative; the penalty dilutes it
+    assert hidden["buggy"][0] == pytest.approx(0.02 / 1.02, rel=0.05)
+    assert hidden["buggy"][-1] < hidden["buggy"][0] / 100
+    kinked = gc.kink(generated)
+    assert (kinked["errors"][kinked["offsets"] < gc.STEP / 2] > 1e-2).all()
+    assert (kinked["errors"][kinked["offsets"] > 2 * gc.STEP] < gc.THRESHOLD).all()
+    near = gc.active_range(generated)
+    assert np.all(np.diff(near["gradient_norm"]) < 0)
+    assert near["errors"][0] < gc.THRESHOLD and near["errors"][-1] > 1e-2
