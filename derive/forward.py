@@ -26,6 +26,7 @@ from derive.steps import (
     Example,
     Exercise,
     Kernel,
+    MatrixResult,
     Param,
     Requirement,
     Section,
@@ -130,6 +131,7 @@ class Forward:
     numerics: str = ""  # where the code is stable, and how: shown on the page
     conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
     grad_conditioning: str = ""  # the same for its derivative (a root: the derivative crosses 0)
+    group: str = "activations"  # where the home page lists it (derive.derivations.GROUPS)
 
     def __post_init__(self):
         for symbol, domain in self.parameters:
@@ -265,6 +267,28 @@ def derivation(forward: Forward) -> Derivation:
         exercises=(exercise,),
         sections=_how_made(forward.numerics),
         results={"function": written, "derivative": derivative.xreplace(dict(names))},
+        matrix_result=elementwise_matrix_result(forward, written, derivative.xreplace(dict(names))),
+    )
+
+
+def elementwise_matrix_result(forward: Forward, written, derivative) -> MatrixResult:
+    """Applied to a vector of K entries, the function's Jacobian is diagonal, its derivative at
+    each entry on the diagonal: the build checks that ∂f(z_k)/∂z_j, from the definition, is
+    entry (k, j) of diag(f′(z)) with f′ the page's result."""
+    K = sp.Symbol("K", integer=True, positive=True)
+    k, j = sp.Idx("k", (1, K)), sp.Idx("j", (1, K))
+    at = {a: sp.IndexedBase(str(a), real=True)[k] for a in forward.arguments or (forward.wrt,)}
+    value, slope = sp.IndexedBase(forward.name), sp.IndexedBase(f"{forward.name}'")
+    return MatrixResult(
+        group=forward.group,
+        lhs=sp.MatrixSymbol(f"J_{{{forward.name}}}", K, K),
+        rhs=sp.DiagMatrix(sp.MatrixSymbol(f"{forward.name}'", K, 1)),
+        index_form=sp.Derivative(value[k], sp.IndexedBase(str(forward.wrt), real=True)[j]),
+        entry=((k,), (j,)),
+        where=((value[k], written.xreplace(at)), (slope[k], derivative.doit().xreplace(at))),
+        text="Applied entry by entry to a vector, its Jacobian is diagonal, the derivative at "
+        "each entry on the diagonal: the backward pass never forms it, and multiplies the "
+        f"arriving gradient $g$ entrywise by ${forward.name}'$ ($K$ entries).",
     )
 
 
