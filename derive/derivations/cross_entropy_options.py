@@ -394,7 +394,8 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
             "$z_c = \\log q_c$ gives $S = q$ (any constant may be added to every logit). A "
             "target with a zero entry, a one-hot row, has no finite logits: $\\log 0 = "
             "-\\infty$, the first step of this section again.",
-            exp(log(q[j])) / Sum(exp(log(q[k])), (k, 1, C)),
+            # unevaluated, so the page shows e^{log q} before it cancels
+            exp(sp.UnevaluatedExpr(log(q[j]))) / Sum(exp(sp.UnevaluatedExpr(log(q[k]))), (k, 1, C)),
             q[j],
             relation="=>",
             given=((Sum(q[k], (k, 1, C)), sp.Integer(1)),),
