@@ -309,6 +309,7 @@ class VectorForward:
     names: tuple[Name, ...] = ()
     reference: str = ""
     notation: tuple[tuple[str, str], ...] = ()  # index letters beyond derive/notation.py's
+    group: str = "hidden_layer"  # where the home page lists it (derive.derivations.GROUPS)
     numerics: str = ""  # where the code is stable, and how: shown on the page
     conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
 
@@ -441,4 +442,30 @@ def vector_derivation(forward: VectorForward) -> Derivation:
         sections=_how_made(forward.numerics),
         results={"jacobian": jacobian, "vjp": vjp},
         notation=forward.notation,
+        matrix_result=vjp_matrix_result(forward, vjp, size),
+    )
+
+
+def vjp_matrix_result(forward: VectorForward, vjp, size) -> MatrixResult | None:
+    """The vector–Jacobian product with vectors: the output and the cotangent as K × 1 columns,
+    every other name a scalar; None where the product has another shape."""
+    (j,) = forward.wrt.indices
+    columns = {
+        base: sp.MatrixSymbol(str(base.label), size, 1)
+        for base in (forward.output.base, forward.cotangent)
+    }
+    ones = sp.OneMatrix(size, 1)
+    output, cotangent = columns[forward.output.base], columns[forward.cotangent]
+    means = (output * (output.T * cotangent) + ones * (ones.T * cotangent)) / size
+    expected = sp.MatAdd(cotangent, -means)
+    scale = vjp.as_independent(j, sp.Sum)[0]  # the factor the whole product is divided by: 1/σ
+    return MatrixResult(
+        group=forward.group,
+        lhs=sp.MatrixSymbol(f"\\nabla_{{{forward.wrt.base.label}}}", size, 1),
+        rhs=scale * expected,
+        index_form=vjp,
+        entry=((j,), ()),
+        text="The backward pass in matrix form: the arriving gradient $g$ minus its mean "
+        "($\\mathbf{1}$ is the $K \\times K$ matrix of ones) and minus its component along the "
+        "normalised output, divided by the scale; no $K \\times K$ Jacobian is formed.",
     )
