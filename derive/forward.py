@@ -278,17 +278,18 @@ def elementwise_matrix_result(forward: Forward, written, derivative) -> MatrixRe
     K = sp.Symbol("K", integer=True, positive=True)
     k, j = sp.Idx("k", (1, K)), sp.Idx("j", (1, K))
     at = {a: sp.IndexedBase(str(a), real=True)[k] for a in forward.arguments or (forward.wrt,)}
-    value, slope = sp.IndexedBase(forward.name), sp.IndexedBase(f"{forward.name}'")
+    name = f"\\operatorname{{{forward.name}}}"  # upright, as the function prints
+    value, slope = sp.IndexedBase(name), sp.IndexedBase(f"{name}'")
     return MatrixResult(
         group=forward.group,
-        lhs=sp.MatrixSymbol(f"J_{{{forward.name}}}", K, K),
-        rhs=sp.DiagMatrix(sp.MatrixSymbol(f"{forward.name}'", K, 1)),
+        lhs=sp.MatrixSymbol(f"J_{{{name}}}", K, K),
+        rhs=sp.DiagMatrix(sp.MatrixSymbol(f"{name}'", K, 1)),
         index_form=sp.Derivative(value[k], sp.IndexedBase(str(forward.wrt), real=True)[j]),
         entry=((k,), (j,)),
         where=((value[k], written.xreplace(at)), (slope[k], derivative.doit().xreplace(at))),
         text="Applied entry by entry to a vector, its Jacobian is diagonal, the derivative at "
         "each entry on the diagonal: the backward pass never forms it, and multiplies the "
-        f"arriving gradient $g$ entrywise by ${forward.name}'$ ($K$ entries).",
+        f"arriving gradient $g$ entrywise by ${name}'$ ($K$ entries).",
     )
 
 
