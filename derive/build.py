@@ -255,12 +255,12 @@ def _index_form_only(identity, sizes):
 
 def _figure_task(code: list[Output], figure) -> tuple:
     """What drawing ``figure`` reads: the generated code, the figure (its function's module
-    source goes into the key), the posts' numbers and matplotlib's version; a site figure
-    reads the results it plots instead of the code (a docstring's edit does not redraw it)."""
-    from derive.figures import SITE_FIGURES, results_read
+    source goes into the key), the posts' numbers and matplotlib's version; a figure of
+    measured results reads those instead of the code (a docstring's edit does not redraw it)."""
+    from derive.figures import plots_results, results_read
 
     reads = (PACKAGE / "posts.py").read_bytes() + version("matplotlib").encode()
-    if figure in SITE_FIGURES:
+    if plots_results(figure):
         return [], figure, reads + results_read(figure)
     return code, figure, reads
 

@@ -303,10 +303,26 @@ TRAINING_FIGURE = Figure(
 )
 
 
+def _gradient_check_practice(fig, generated, posts) -> None:
+    from derive.gradient_check import draw_practice
+
+    draw_practice(fig, generated, posts)
+
+
+GRADIENT_CHECK_FIGURE = Figure(
+    "gradient-check-practice.svg",
+    "CS231n's rules for a gradient check, each on the generated functions: a few random entries "
+    "of every parameter; the data loss checked before the penalty; kinks; and a gradient large "
+    "enough for the loss's rounding.",
+    _gradient_check_practice,
+)
+
+
 SITE_FIGURES = (
     BENCHMARK_FIGURE,
     ACCURACY_FIGURE,
     TRAINING_FIGURE,
+    GRADIENT_CHECK_FIGURE,
 )  # drawn by every build that draws figures, beside the derivations'
 
 _RESULTS_READ = {
@@ -314,6 +330,11 @@ _RESULTS_READ = {
     ACCURACY_FIGURE.file: ACCURACY_RESULTS,
     TRAINING_FIGURE.file: TRAINING_RESULTS,
 }
+
+
+def plots_results(figure: Figure) -> bool:
+    """Whether ``figure`` plots measured results (read from their file), not the generated code."""
+    return figure.file in _RESULTS_READ
 
 
 def results_read(figure: Figure) -> bytes:

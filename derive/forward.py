@@ -26,6 +26,7 @@ from derive.steps import (
     Example,
     Exercise,
     Kernel,
+    MatrixResult,
     Param,
     Requirement,
     Section,
@@ -130,6 +131,7 @@ class Forward:
     numerics: str = ""  # where the code is stable, and how: shown on the page
     conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
     grad_conditioning: str = ""  # the same for its derivative (a root: the derivative crosses 0)
+    group: str = "activations"  # where the home page lists it (derive.derivations.GROUPS)
 
     def __post_init__(self):
         for symbol, domain in self.parameters:
@@ -265,6 +267,29 @@ def derivation(forward: Forward) -> Derivation:
         exercises=(exercise,),
         sections=_how_made(forward.numerics),
         results={"function": written, "derivative": derivative.xreplace(dict(names))},
+        matrix_result=elementwise_matrix_result(forward, written, derivative.xreplace(dict(names))),
+    )
+
+
+def elementwise_matrix_result(forward: Forward, written, derivative) -> MatrixResult:
+    """Applied to a vector of K entries, the function's Jacobian is diagonal, its derivative at
+    each entry on the diagonal: the build checks that ∂f(z_k)/∂z_j, from the definition, is
+    entry (k, j) of diag(f′(z)) with f′ the page's result."""
+    K = sp.Symbol("K", integer=True, positive=True)
+    k, j = sp.Idx("k", (1, K)), sp.Idx("j", (1, K))
+    at = {a: sp.IndexedBase(str(a), real=True)[k] for a in forward.arguments or (forward.wrt,)}
+    name = f"\\operatorname{{{forward.name}}}"  # upright, as the function prints
+    value, slope = sp.IndexedBase(name), sp.IndexedBase(f"{name}'")
+    return MatrixResult(
+        group=forward.group,
+        lhs=sp.MatrixSymbol(f"J_{{{name}}}", K, K),
+        rhs=sp.DiagMatrix(sp.MatrixSymbol(f"{name}'", K, 1)),
+        index_form=sp.Derivative(value[k], sp.IndexedBase(str(forward.wrt), real=True)[j]),
+        entry=((k,), (j,)),
+        where=((value[k], written.xreplace(at)), (slope[k], derivative.doit().xreplace(at))),
+        text="Applied entry by entry to a vector, its Jacobian is diagonal, the derivative at "
+        "each entry on the diagonal: the backward pass never forms it, and multiplies the "
+        f"arriving gradient $g$ entrywise by ${name}'$ ($K$ entries).",
     )
 
 
@@ -285,6 +310,7 @@ class VectorForward:
     names: tuple[Name, ...] = ()
     reference: str = ""
     notation: tuple[tuple[str, str], ...] = ()  # index letters beyond derive/notation.py's
+    group: str = "hidden_layer"  # where the home page lists it (derive.derivations.GROUPS)
     numerics: str = ""  # where the code is stable, and how: shown on the page
     conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
 
@@ -417,4 +443,30 @@ def vector_derivation(forward: VectorForward) -> Derivation:
         sections=_how_made(forward.numerics),
         results={"jacobian": jacobian, "vjp": vjp},
         notation=forward.notation,
+        matrix_result=vjp_matrix_result(forward, vjp, size),
+    )
+
+
+def vjp_matrix_result(forward: VectorForward, vjp, size) -> MatrixResult | None:
+    """The vector–Jacobian product with vectors: the output and the cotangent as K × 1 columns,
+    every other name a scalar; None where the product has another shape."""
+    (j,) = forward.wrt.indices
+    columns = {
+        base: sp.MatrixSymbol(str(base.label), size, 1)
+        for base in (forward.output.base, forward.cotangent)
+    }
+    ones = sp.OneMatrix(size, 1)
+    output, cotangent = columns[forward.output.base], columns[forward.cotangent]
+    means = (output * (output.T * cotangent) + ones * (ones.T * cotangent)) / size
+    expected = sp.MatAdd(cotangent, -means)
+    scale = vjp.as_independent(j, sp.Sum)[0]  # the factor the whole product is divided by: 1/σ
+    return MatrixResult(
+        group=forward.group,
+        lhs=sp.MatrixSymbol(f"\\nabla_{{{forward.wrt.base.label}}}", size, 1),
+        rhs=scale * expected,
+        index_form=vjp,
+        entry=((j,), ()),
+        text="The backward pass in matrix form: the arriving gradient $g$ minus its mean "
+        "($\\mathbf{1}$ is the $K \\times K$ matrix of ones) and minus its component along the "
+        "normalised output, divided by the scale; no $K \\times K$ Jacobian is formed.",
     )

@@ -163,6 +163,25 @@ TEACHING_STEPS = (
     ("cross_entropy_from_logits", "Expected minus observed"),
     ("cross_entropy", "The likelihood of a data set is the summed loss"),
     ("cross_entropy", "L2 as a Gaussian prior: the MAP estimate"),
+    ("cross_entropy_options", "One-hot targets: the loss is never 0"),
+    ("cross_entropy_options", "The expected loss over the labels"),
+    ("cross_entropy_options", "Any target distribution: the gradient vanishes at S = q"),
+    ("cross_entropy_options", "Label smoothing: the optimum is S = t"),
+    ("cross_entropy_options", "Class weights: the optimum is S ∝ w ⊙ t"),
+    ("cross_entropy_options", "Reached with finite logits when every target is positive"),
+    ("second_order", "The score"),
+    ("second_order", "The Fisher information is the Hessian"),
+    ("second_order", "In the weights too"),
+    ("second_order", "Gauss–Newton drops nothing here"),
+    ("second_order", "Logistic regression's Hessian is XᵀRX"),
+    ("second_order", "Newton's step is a weighted least-squares fit (IRLS)"),
+    ("two_layer", "Add distributes"),
+    ("two_layer", "Multiply swaps"),
+    ("two_layer", "Max routes"),
+    ("two_layer", "The sigmoid's slope is at most 1/4"),
+    ("two_layer", "Its maximum, at 0"),
+    ("two_layer", "The tanh's slope is at most 1"),
+    ("two_layer", "A ReLU below 0 passes nothing back"),
 )
 
 
@@ -172,7 +191,8 @@ def test_a_teaching_step_made_false_fails_its_check(page, title):
     (number,) = [n for n, s in enumerate(made.steps) if s.title == title]
     step = made.steps[number]
     assert check(claims(made)[number]).checked == step.checked  # it holds as written
-    wrong = replace(step, result=step.result * sp.Rational(8, 7))
+    # a claim that something is 0 stays true scaled: it is made false by claiming 1/7 instead
+    wrong = replace(step, result=step.result * sp.Rational(8, 7) or sp.Rational(1, 7))
     broken = replace(made, steps=(*made.steps[:number], wrong, *made.steps[number + 1 :]))
     with pytest.raises(StepFailed, match=title[:20]):
         check(claims(broken)[number])
@@ -233,6 +253,31 @@ def test_the_home_page_lists_every_derivation_with_its_matrix_form_and_shapes():
     links = [f"(derivations/{n.replace('_', '-')}.md)" for n, _ in derivations.START_HERE]
     positions = [start.index(link) for link in links]  # each there, in the path's order
     assert positions == sorted(positions)
+
+
+def test_the_optimum_and_second_order_exercises_reject_a_wrong_answer():
+    """Issue 21 items 3 and 6: each check passes the right answer and refuses a near miss."""
+    from derive.derivations import cross_entropy_options as ceo
+    from derive.derivations import second_order as so
+
+    assert ceo._weighted_optimum(sp.Eq(ceo.OPTIMUM, sp.Rational(3, 4)))
+    assert not ceo._weighted_optimum(sp.Eq(ceo.OPTIMUM, sp.Rational(1, 2)))  # the unweighted one
+    gap = sp.log((ceo.C * (1 - ceo.epsilon) + ceo.epsilon) / ceo.epsilon)
+    assert ceo._smoothed_gap(sp.Eq(ceo.GAP, gap))
+    assert not ceo._smoothed_gap(sp.Eq(ceo.GAP, sp.log((1 - ceo.epsilon) / ceo.epsilon)))
+    sigma = sp.Function("sigma")
+    assert so._bernoulli_fisher(sp.Eq(so.FISHER, sigma(so.u1) * (1 - sigma(so.u1))))
+    assert not so._bernoulli_fisher(sp.Eq(so.FISHER, sigma(so.u1)))
+    assert so._damped_step(sp.Eq(so.DAMPED, -so.g1 / (so.h1 + so.lam)))
+    assert not so._damped_step(sp.Eq(so.DAMPED, -so.g1 / so.h1 - so.g1 / so.lam))
+    from derive.derivations import two_layer as tl
+
+    assert tl._sigmoid_layers(sp.Eq(tl.SLOPES, sp.Rational(1, 4) ** tl.LAYERS))
+    assert not tl._sigmoid_layers(sp.Eq(tl.SLOPES, sp.Rational(1, 2) ** tl.LAYERS))
+    assert tl._max_routes(sp.Eq(tl.MAX_GRADIENT, sp.Matrix([tl.UPSTREAM, 0, 0]), evaluate=False))
+    assert not tl._max_routes(
+        sp.Eq(tl.MAX_GRADIENT, sp.Matrix([0, 0, tl.UPSTREAM]), evaluate=False)
+    )
 
 
 def test_the_teaching_exercises_reject_a_wrong_answer():

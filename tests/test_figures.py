@@ -4,6 +4,7 @@ text, and the results pages' figures' data (every ratio with a target; ulps in b
 import json
 
 import numpy as np
+import pytest
 
 from derive.figures import (
     ACCURACY_FIGURE,
@@ -121,3 +122,106 @@ def test_the_heat_map_has_a_row_per_function_and_marks_the_conditioned_ones():
 
 def test_the_results_figures_are_drawn_at_build_time():
     assert {BENCHMARK_FIGURE, ACCURACY_FIGURE} <= set(SITE_FIGURES)
+
+
+# -- the teaching figures' computations (issue 21 items 3 and 6), against independent routes ----
+
+
+def test_reliability_bins_by_confidence_and_weighs_each_gap_by_its_share():
+    from derive.derivations.cross_entropy_options import reliability
+
+    confidence = np.array([0.05, 0.15, 0.95, 0.95])
+    correct = np.array([False, True, True, False])
+    mean, accuracy, share, error = reliability(confidence, correct)
+    np.testing.assert_allclose(mean, [0.05, 0.15, 0.95])
+    np.testing.assert_allclose(accuracy, [0.0, 1.0, 0.5])
+    np.testing.assert_allclose(share, [0.25, 0.25, 0.5])
+    assert error == pytest.approx(0.25 * 0.05 + 0.25 * 0.85 + 0.5 * 0.45)
+
+
+def test_on_separable_data_the_weights_grow_without_a_penalty_and_settle_with_one():
+    """The penalised run ends where Newton's method (a different algorithm) ends."""
+    import derive.generated as generated
+    from derive.derivations.cross_entropy_options import separable_toy, train_separable
+
+    free, penalised = train_separable(generated, 0.0), train_separable(generated, 1e-2)
+    assert np.all(np.diff(free["norm"]) > 0)  # every step lengthens W
+    assert np.all(np.diff(free["loss"]) < 0) and free["loss"][-1] < 1e-3
+    inputs, labels = separable_toy()
+    weights = np.zeros((3, 3))
+    for _ in range(30):
+        weights = weights + generated.newton_step(inputs, weights, np.eye(3)[labels], 1e-2)
+    np.testing.assert_allclose(penalised["weights"], weights, atol=1e-6)
+    assert free["norm"][-1] > 2 * penalised["norm"][-1]
+
+
+def test_newton_cg_reaches_newtons_minimum_with_fewer_products_than_unknowns_per_step():
+    import derive.generated as generated
+    from derive.derivations.second_order import iris, newton_cg
+
+    run = newton_cg(generated)
+    inputs, labels = iris()
+    weights = np.zeros((inputs.shape[1], 3))
+    for _ in range(20):
+        weights = weights + generated.newton_step(inputs, weights, np.eye(3)[labels], 1e-2)
+    np.testing.assert_allclose(run["weights"], weights, atol=1e-8)
+    steps = len(run["gradient_norm"]) - 1
+    assert run["products"][-1] < steps * weights.size  # truncated: fewer than D·C each
+
+
+def test_the_intermediates_kept_are_those_the_generated_code_never_deletes():
+    """Read from the kernel's body, against the ``del`` statements of the generated function."""
+    import ast
+    import inspect
+
+    from derive import derivations
+    from derive.derivations.two_layer import live_intermediates
+    from derive.generated import two_layer
+
+    (kernel,) = [k for k in derivations.get("two_layer").kernels if k.name == "mlp_grads_relu"]
+    found = live_intermediates(kernel)
+    tree = ast.parse(inspect.getsource(two_layer._mlp_grads_relu))
+    assigned = {
+        t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) for t in node.targets
+    }
+    deleted = {
+        t.id for node in ast.walk(tree) if isinstance(node, ast.Delete) for t in node.targets
+    }
+    ours = {f["name"].lower() for f in found}
+    assert ours <= assigned
+    kept = {f["name"].lower() for f in found if f["last"] >= len(kernel.body)}
+    assert kept == ours - deleted  # read by a gradient: never deleted; every other one is
+
+
+def test_a_large_learning_rate_kills_relu_units():
+    """Dead units counted by hand: z₁ ≤ 0 for every image, with the network's own first layer."""
+    import derive.generated as generated
+    from derive.derivations.two_layer import DEAD_RATES, count_dead_units
+
+    small, large = (count_dead_units(generated, rate) for rate in DEAD_RATES)
+    assert np.all(np.diff(large["dead"]) >= 0)  # a dead unit stays dead
+    assert large["dead"][-1] > small["dead"][-1] + large["hidden"] // 2
+    assert small["accuracy"] > 0.9 > large["accuracy"]
+
+
+# -- the gradient-check practice figure: each rule shows what the page says it shows ----------
+
+
+def test_each_gradient_check_rule_shows_what_the_page_says():
+    import derive.generated as generated
+    from derive import gradient_check as gc
+
+    sampled = gc.random_coordinates(generated)
+    assert max(max(e) for e in sampled["errors"].values()) < gc.THRESHOLD  # mlp_grads is right
+    assert sampled["entries"] == 64 * 16 + 16 + 16 * 10 + 10
+    hidden = gc.penalty_hides_a_bug(generated)
+    assert hidden["correct"].max() < gc.THRESHOLD
+    # unpenalised, a column 2% too large is off by 0.02 / 1.02 relative; the penalty dilutes it
+    assert hidden["buggy"][0] == pytest.approx(0.02 / 1.02, rel=0.05)
+    assert hidden["buggy"][-1] < hidden["buggy"][0] / 100
+    kinked = gc.kink(generated)
+    assert (kinked["errors"][kinked["offsets"] < gc.STEP / 2] > 1e-2).all()
+    assert (kinked["errors"][kinked["offsets"] > 2 * gc.STEP] < gc.THRESHOLD).all()
+    near = gc.active_range(generated)
+    assert np.all(np.diff(near["gradient_norm"]) < 0)
+    assert near["errors"][0] < gc.THRESHOLD and near["errors"][-1] > 1e-2

@@ -23,4 +23,5 @@ FORWARD = Forward(
     numerics="No exponentials: nothing overflows; the two pieces meet where |r| = δ, where the "
     "value and the derivative agree.",
     reference='torch.nn.functional.huber_loss(p, y, reduction="none", delta=delta)',
+    group="losses",
 )

@@ -41,6 +41,7 @@ from derive.steps import (
     MatrixResult,
     Param,
     Requirement,
+    Section,
     Step,
     every,
 )
@@ -144,6 +145,39 @@ def explicit_hvp(sizes) -> tuple[Matrix, Matrix]:
         ),
     )
     return hessian * Matrix(list(direction)), shortcut
+
+
+DAMPED = sp.Symbol("\\Delta")  # the damping exercise's answer names the step
+g1, h1, lam = sp.symbols("g h lambda", real=True)  # a gradient, a curvature, the damping
+
+
+def _damped_step(answer) -> bool:
+    """True if the answer's step minimises the damped quadratic model g Δ + (h + λ) Δ²/2 (its
+    slope 0 there) and tends to Newton's −g/h as λ → 0 and to −g/λ as λ → ∞."""
+    if not isinstance(answer, sp.Eq) or answer.lhs != DAMPED:
+        return False
+    step = answer.rhs
+    slope = sp.diff(g1 * DAMPED + (h1 + lam) * DAMPED**2 / 2, DAMPED).xreplace({DAMPED: step})
+    return (
+        sp.simplify(slope) == 0
+        and sp.simplify(step.xreplace({lam: 0}) + g1 / h1) == 0
+        and sp.limit(lam * step, lam, sp.oo) == -g1
+    )
+
+
+u1 = sp.Symbol("u", real=True)  # the one logit of logistic regression, z_1 − z_2
+FISHER = sp.Symbol("F(u)")
+
+
+def _bernoulli_fisher(answer) -> bool:
+    """True if the answer is E[(∂ log p(y|u)/∂u)²] for y ~ Bernoulli(σ(u)), computed from the
+    likelihood: σ(u) (∂ log σ(u))² + (1 − σ(u)) (∂ log(1 − σ(u)))²."""
+    if not isinstance(answer, sp.Eq) or answer.lhs != FISHER:
+        return False
+    p = 1 / (1 + sp.exp(-u1))
+    fisher = p * sp.diff(sp.log(p), u1) ** 2 + (1 - p) * sp.diff(sp.log(1 - p), u1) ** 2
+    sigma = sp.Function("sigma")
+    return sp.simplify(fisher - answer.rhs.replace(sigma, lambda t: 1 / (1 + sp.exp(-t)))) == 0
 
 
 # -- figures --------------------------------------------------------------------------
@@ -272,7 +306,190 @@ def _newton_figure(fig, generated, posts) -> None:
     left.legend(fontsize=7)
 
 
+def newton_cg(
+    generated,
+    penalty: float = 1e-2,
+    tolerance: float = 1e-8,
+    max_iterations: int = 50,
+) -> dict:
+    """Truncated Newton on Iris: each step solves (ℋ + penalty·I) p = −(g + penalty·W) by
+    conjugate gradients, with ℋ only through ``weight_hvp`` (never formed), stopping CG at a
+    residual below min(1/2, √‖g‖)·‖g‖ (Nocedal and Wright's forcing sequence) or after D·C
+    products. Returns the gradient norm at each outer iteration, the products used so far, and
+    the last weights."""
+    inputs, labels = iris()
+    one_hot = np.eye(3)[labels]
+    weights = np.zeros((inputs.shape[1], 3))
+
+    def gradient(w):
+        return generated.weight_grad(inputs, w, one_hot) + penalty * w
+
+    slope = gradient(weights)
+    norms, products = [np.linalg.norm(slope)], [0]
+    while norms[-1] >= tolerance and len(norms) <= max_iterations:
+        step, residual = np.zeros_like(weights), -slope
+        direction, used = residual.copy(), 0
+        forcing = min(0.5, np.sqrt(norms[-1])) * norms[-1]
+        while np.linalg.norm(residual) > forcing and used < weights.size:
+            along = generated.weight_hvp(inputs, weights, direction) + penalty * direction
+            used += 1
+            length = np.sum(residual**2) / np.sum(direction * along)
+            step = step + length * direction
+            new_residual = residual - length * along
+            direction = new_residual + np.sum(new_residual**2) / np.sum(residual**2) * direction
+            residual = new_residual
+        weights = weights + step
+        slope = gradient(weights)
+        norms.append(np.linalg.norm(slope))
+        products.append(products[-1] + used)
+    return {"gradient_norm": np.array(norms), "products": np.array(products), "weights": weights}
+
+
+def _newton_cg_figure(fig, generated, posts) -> None:
+    runs = newton_against_gradient_descent(generated)
+    cg = newton_cg(generated)
+    unknowns = iris()[0].shape[1] * 3  # D·C
+    left, right = fig.subplots(1, 2)
+    for name, run in runs.items():
+        norms = run["gradient_norm"]
+        iterations = np.arange(len(norms))
+        # a gradient per iteration; Newton's dense Hessian costs what D·C products do
+        cost = iterations * (1 + unknowns) if name == "Newton" else iterations
+        label = "Newton (dense ℋ, counted as D·C products)" if name == "Newton" else name
+        style = ".-" if name == "Newton" else "-"  # gradient descent: too many points to mark
+        left.semilogy(iterations, norms, style, label=label)
+        right.loglog(cost + 1, norms, style, label=label)
+    norms = cg["gradient_norm"]
+    iterations = np.arange(len(norms))
+    label = f"Newton–CG (weight_hvp): {cg['products'][-1]} products in all"
+    left.semilogy(iterations, norms, "s-", markersize=3, label=label)
+    right.loglog(iterations + cg["products"] + 1, norms, "s-", markersize=3, label=label)
+    left.set_xlim(-0.5, 3 * len(norms))
+    left.set_title(r"$\|g\|$ by outer iteration", fontsize=9)
+    right.set_title(r"$\|g\|$ by work: gradients + Hessian-vector products", fontsize=9)
+    left.set_xlabel("iteration")
+    right.set_xlabel("gradient evaluations + HVPs, + 1")
+    for ax in (left, right):
+        ax.axhline(1e-8, color="gray", linewidth=0.6)
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=7)
+
+
 # -- the derivation ---------------------------------------------------------------------
+
+
+def _times_ten(value: float) -> str:
+    """A number as LaTeX, 1.6 \\cdot 10^{11}."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa} \\cdot 10^{{{int(exponent)}}}"
+
+
+def references_steps(
+    i, j, c, d, t, jj, kk, logit_hessian, weight_hessian, logits_of_W, probabilities_sum
+) -> tuple[Step, ...]:
+    """Second order as the references teach it: the Hessian is the Fisher information and the
+    Gauss–Newton matrix (Martens 2020), and Newton's method on it is IRLS (Bishop §4.3.3)."""
+    ell = class_index("ell")
+    labels_probabilities = ((Sum(S[ell], (ell, 1, C)), sp.Integer(1)),)  # Σ_ℓ S_ℓ = 1
+    score_z = KroneckerDelta(i, ell) - S[i]
+    X = sp.IndexedBase("x")  # a batch's inputs x_bj
+    w, sigma, R = sp.IndexedBase("w"), sp.IndexedBase("sigma"), sp.IndexedBase("R")
+    L = sp.Symbol("L")
+    spare = input_index("j'")
+    binary = (
+        (L, -Sum(y[b] * sp.log(sigma[b]) + (1 - y[b]) * sp.log(1 - sigma[b]), (b, 1, B))),
+        (sigma[b], 1 / (1 + sp.exp(-Sum(w[spare] * X[b, spare], (spare, 1, D))))),
+    )
+    working = sp.IndexedBase("\\tilde{z}")  # Bishop's working response z̃
+    along_w = Sum(X[b, kk] * w[kk], (kk, 1, D))
+    return (
+        Step(
+            "The score",
+            "Read the softmax as a model of the label, $p(\\ell \\mid z) = S_\\ell$ (the "
+            "likelihood view). The gradient of its log-probability in the logits, the *score*, "
+            "is $e_\\ell - S$: the one-hot row minus the probabilities.",
+            Derivative(sp.log(S[ell]), z[i]),
+            score_z,
+            start="the log-probability of the label $\\ell$",
+        ),
+        Step(
+            "The Fisher information is the Hessian",
+            "The Fisher information is the covariance of the score under the model's own "
+            "labels, $F = E_{\\ell \\sim S}[\\nabla \\log S_\\ell \\, \\nabla \\log "
+            "S_\\ell^T]$. Given $\\sum_\\ell S_\\ell = 1$ it is $\\mathrm{diag}(S) - S S^T$, "
+            "the Hessian of step 2. That is no accident: the logits are the natural parameters "
+            "of the categorical distribution (an exponential family), where the Hessian of "
+            "$-\\log p$ does not depend on the label, so it equals its own expectation, which "
+            "is always the Fisher information.",
+            Sum(S[ell] * score_z * score_z.xreplace({i: j}), (ell, 1, C)),
+            logit_hessian,
+            relation="=>",
+            given=labels_probabilities,
+            start="the expected outer product of the score",
+        ),
+        Step(
+            "In the weights too",
+            "The score in $W$ is $x_j (\\delta_{c\\ell} - S_c)$ (step 11's chain rule), and "
+            "its expected outer product is the Hessian in the weights of step 11: natural "
+            "gradient descent, which preconditions with $F^{-1}$, is Newton's method for this "
+            "model.",
+            Sum(
+                S[ell] * x[jj] * score_z.xreplace({i: c}) * x[kk] * score_z.xreplace({i: d}),
+                (ell, 1, C),
+            ),
+            weight_hessian,
+            relation="=>",
+            given=labels_probabilities,
+            start="the expected outer product of the score in $W$",
+        ),
+        Step(
+            "Gauss–Newton drops nothing here",
+            "For a loss $\\ell(z(W))$ the Hessian is $J^T \\mathcal{H}_z J + \\sum_t "
+            "(\\partial XE / \\partial z_t)\\, \\partial^2 z_t / \\partial W \\partial W$, with "
+            "$J = \\partial z / \\partial W$; the generalised Gauss–Newton matrix keeps the "
+            "first term only (it is positive semi-definite whenever the loss is convex in "
+            "$z$). Here $z = W^T x$ is linear in $W$, so the dropped term is 0 and the "
+            "Gauss–Newton matrix **is** the Hessian (step 11 is $J^T \\mathcal{H}_z J$, proved "
+            "below): Hessian, Fisher and Gauss–Newton coincide. With a hidden layer they "
+            "differ: $z$ is no longer linear in the first layer's weights.",
+            Derivative(z[t], W[jj, c], W[kk, d]),
+            sp.Integer(0),
+            where=logits_of_W,
+            start="the second derivative of a logit in the weights",
+        ),
+        Step(
+            "Logistic regression's Hessian is XᵀRX",
+            "Two classes with one logit $w^T x$ (the [binary cross-entropy page]"
+            "(binary-cross-entropy.md)), Bishop's §4.3.3: differentiating the summed loss "
+            "twice gives $\\sum_b x_{bj} x_{bk} \\sigma_b (1 - \\sigma_b)$, that is $X^T R X$ "
+            "with $R = \\mathrm{diag}(\\sigma_b (1 - \\sigma_b))$, and the gradient is "
+            "$X^T (\\sigma - y)$.",
+            Derivative(L, w[jj], w[kk]),
+            Sum(X[b, jj] * X[b, kk] * sigma[b] * (1 - sigma[b]), (b, 1, B)),
+            where=binary,
+            start="the summed binary loss, twice",
+            checked="explicit",  # sums of logs of sigmoids: cancelled at explicit sizes
+            sizes=({"B": 2, "D": 2},),
+        ),
+        Step(
+            "Newton's step is a weighted least-squares fit (IRLS)",
+            "Bishop's working response is $\\tilde z_b = x_b^T w - (\\sigma_b - y_b) / R_b$. "
+            "For any weights $R_b \\ne 0$, $X^T R \\tilde z = X^T R X w - X^T (\\sigma - "
+            "y)$, so with $R_b = \\sigma_b(1 - \\sigma_b)$ (the previous step) the weighted "
+            "least-squares solution $(X^T R X)^{-1} X^T R \\tilde z$ is $w - \\mathcal{H}^{-1} "
+            "g$: **Newton's step**. Each Newton iteration refits a least-squares problem whose "
+            "weights $R$ are recomputed from the current $\\sigma$: *iteratively reweighted "
+            "least squares*. With $C$ classes the same holds with each sample's weight the "
+            "$C \\times C$ block $\\mathrm{diag}(S_b) - S_b S_b^T$ (Bishop §4.3.4): "
+            "`newton_step` computes one IRLS iteration.",
+            Sum(X[b, jj] * R[b] * working[b], (b, 1, B)),
+            Sum(Sum(X[b, jj] * R[b] * X[b, kk] * w[kk], (kk, 1, D)), (b, 1, B))
+            - Sum(X[b, jj] * (sigma[b] - y[b]), (b, 1, B)),
+            where=((working[b], along_w - (sigma[b] - y[b]) / R[b]),),
+            start="$X^T R \\tilde z$, entry $j$",
+            checked="explicit",  # the nested sums are ordered differently: written out
+        ),
+    )
 
 
 def derive():
@@ -661,6 +878,10 @@ def derive():
         ),
     )
 
+    steps += references_steps(
+        i, j, c, d, t, jj, kk, logit_hessian, weight_hessian, logits_of_W, probabilities_sum
+    )
+
     # What the steps do not already prove: the Hessian in W and the Hessian times V with
     # explicit matrices, in the row-major Kronecker layout the code uses, at several sizes.
     identities = (
@@ -744,6 +965,36 @@ def derive():
             "SymPy proves it for symbolic sizes and, with the softmax written out, at "
             "$C = 2..4$, $D = 1..3$.",
             title="The gradient is orthogonal to the null space",
+        ),
+    )
+
+    exercises += (
+        Exercise(
+            "Logistic regression has one logit $u$ and a label $y \\in \\{0, 1\\}$ drawn with "
+            "$p(y = 1) = \\sigma(u)$. What is the Fisher information $F(u) = E[(\\partial "
+            "\\log p(y \\mid u) / \\partial u)^2]$? Where have you met it before on this page?",
+            sp.Eq(FISHER, sp.Function("sigma")(u1) * (1 - sp.Function("sigma")(u1))),
+            _bernoulli_fisher,
+            answer="The score is $y - \\sigma(u)$, so $F = \\sigma (1 - \\sigma)^2 + (1 - "
+            "\\sigma) \\sigma^2 = \\sigma (1 - \\sigma)$: the second derivative of the binary "
+            "loss, and the weight $R_b$ of each sample in IRLS. SymPy computes the expectation "
+            "from the likelihood and compares.",
+            title="The Fisher information of one logit",
+        ),
+        Exercise(
+            "Damping: in one dimension, with gradient $g$, curvature $h \\ge 0$ and a damping "
+            "$\\lambda > 0$, the damped Newton step minimises the model $g \\Delta + (h + "
+            "\\lambda) \\Delta^2 / 2$. What is it, and what does it become as $\\lambda \\to 0$ "
+            "and as $\\lambda \\to \\infty$?",
+            sp.Eq(DAMPED, -g1 / (h1 + lam)),
+            _damped_step,
+            answer="$\\Delta = -g / (h + \\lambda)$: Newton's $-g/h$ at $\\lambda = 0$, and "
+            "about $-g/\\lambda$, a gradient step of length $1/\\lambda$, for large "
+            "$\\lambda$. The L2 penalty's $l_2 I$ is such a damping, fixed; "
+            "Levenberg–Marquardt adapts $\\lambda$, raising it when the model predicted the "
+            "loss's decrease badly. SymPy checks that the answer zeroes the model's slope and "
+            "takes both limits.",
+            title="Damping interpolates between Newton and gradient descent",
         ),
     )
 
@@ -964,7 +1215,38 @@ def derive():
         "row-major ($W$`.reshape(-1)`): the outer product of the input with itself, Kronecker "
         "the softmax Jacobian. It is never formed: a Hessian-vector product costs one gradient.",
     )
+    sections = (
+        Section(
+            "Second order as the references teach it",
+            "Steps 23 to 28 connect this page to the way Bishop (§4.3.3–4.3.4) and the "
+            "natural-gradient literature present it. For this model three matrices are one: "
+            "the Hessian, the Fisher information (the covariance of the score, steps 24 and "
+            "25) and the Gauss–Newton matrix (step 26). Newton's method on it is iteratively "
+            "reweighted least squares (steps 27 and 28).\n\n"
+            "**Why one never inverts.** The Hessian in the weights has $(DC)^2$ entries and a "
+            "dense solve costs $O((DC)^3)$: for MNIST's 784 inputs and 10 classes that is "
+            f"{(784 * 10) ** 2 / 1e6:.0f} million entries and about "
+            f"${_times_ten((784 * 10) ** 3 / 3)}$ multiply-adds per step (a Cholesky solve's "
+            "$n^3/3$). Newton–CG needs only "
+            "products $\\mathcal{H} V$, each the cost of one gradient (`weight_hvp`, steps 17 "
+            "and 18), "
+            "and stops the conjugate gradients early, when the residual is small next to the "
+            "gradient (a *truncated* Newton method): far from the minimum a rough direction "
+            "is enough, near it the method becomes Newton's. The last figure compares the "
+            "three methods on Iris by iterations and by work.\n\n"
+            "**Damping.** Where the Hessian is singular or nearly so (the null directions of "
+            "step 10, or separable data, where it vanishes as the weights grow), a Newton "
+            "step can be arbitrarily long. Adding $\\lambda I$ before solving bounds it: "
+            "$\\|(\\mathcal{H} + \\lambda I)^{-1} g\\| \\le \\|g\\| / \\lambda$, since every "
+            "eigenvalue of $\\mathcal{H} + \\lambda I$ is at least $\\lambda$ (step 22). The L2 "
+            "penalty does this with a fixed $\\lambda = l_2$; Levenberg–Marquardt and "
+            "trust-region methods adapt it, and a line search on the step length is the other "
+            "common safeguard (the last exercise works the one-dimensional case).",
+            place="after_steps",
+        ),
+    )
     return Derivation(
+        sections=sections,
         matrix_result=matrix_result,
         name="second_order",
         title="Second order",
@@ -1010,6 +1292,16 @@ def derive():
                 "quadratically once close, gradient descent linearly, at a rate set by the "
                 "condition number of ℋ + l2 I.",
                 _newton_figure,
+            ),
+            Figure(
+                "newton-cg.svg",
+                "The same problem (Iris, l2 = 0.01, from W = 0) with a third method: "
+                "Newton–CG, each step solved by conjugate gradients with `weight_hvp` "
+                "(the Hessian never formed), stopped early by a forcing term. Left: the "
+                "gradient norm per outer iteration (gradient descent's first iterations "
+                "only); right: against the work, a gradient or a Hessian-vector product "
+                "counting one, Newton's dense Hessian counting D·C (one product per column).",
+                _newton_cg_figure,
             ),
         ),
         results={

@@ -5,6 +5,7 @@ x (D) → z₁ = W₁ᵀx + b₁ (H) → h = a(z₁) → z₂ = W₂ᵀh + b₂ 
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy import Derivative, Matrix, Sum
 
@@ -31,6 +32,7 @@ from derive.steps import (
     Dispatch,
     Example,
     Exercise,
+    Figure,
     Identity,
     Kernel,
     LabelsForm,
@@ -256,6 +258,229 @@ def explicit_step_w1(sizes) -> tuple[Matrix, Matrix]:
 
 def explicit_step_b1(sizes) -> tuple[Matrix, Matrix]:
     return explicit_step(sizes, "b1")
+
+
+def _read(expr: sp.Basic) -> set:
+    """The labels of the arrays ``expr`` reads: its entries' bases, and whole arrays (an
+    activation applied to z₁)."""
+    return {i.base.label for i in expr.atoms(sp.Indexed)} | {
+        base.label for base in expr.atoms(sp.IndexedBase)
+    }
+
+
+def live_intermediates(kernel: Kernel) -> list[dict]:
+    """Each array the kernel's body computes, in order: its name, its sizes (from its indices'
+    ranges), the body position that computes it and the last that reads it (the returned
+    results count as reading after the body). A backward pass keeps an intermediate of the
+    forward pass until that last read: what the generated code deletes after it."""
+    body = kernel.body
+    results = [kernel.returns.expression] + [r.returns.expression for r in kernel.more]
+    readers = [assign.expression for assign in body] + [sp.Tuple(*results)]
+    found = []
+    for position, assign in enumerate(body):
+        label = assign.target.label if isinstance(assign.target, sp.IndexedBase) else assign.target
+        reads = [n for n, expr in enumerate(readers) if n > position and label in _read(expr)]
+        sizes = tuple(i.upper for i in assign.indices)
+        found.append(
+            {
+                "name": str(label),
+                "sizes": sizes,
+                "made": position,
+                "last": max(reads, default=position),
+            }
+        )
+    return found
+
+
+def peak_live(found: list[dict], numbers: dict) -> tuple[int, list[str]]:
+    """The most numbers held at once by the intermediates, at ``numbers``, and which they are."""
+    best, names = 0, []
+    for position in range(max(f["last"] for f in found) + 1):
+        live = [f for f in found if f["made"] <= position <= f["last"]]
+        held = sum(int(sp.Mul(*f["sizes"]).xreplace(numbers)) for f in live)
+        if held > best:
+            best, names = held, [f["name"] for f in live]
+    return best, names
+
+
+DEAD_RATES = (0.5, 3.0)  # the learning rates the dead-ReLU figure compares
+
+
+def count_dead_units(generated, rate: float, steps: int = 150, hidden: int = 32) -> dict:
+    """Mini-batch gradient descent with ``mlp_grads`` (ReLU) on scikit-learn's digits, He's
+    initialisation, from seed 0: every 10 steps, how many hidden units are dead (z₁ ≤ 0 for
+    every image), and the final training accuracy."""
+    from derive.derivations.cross_entropy_options import digits
+
+    inputs, labels = digits()
+    inputs = inputs[:, :-1]  # the first layer has its own bias
+    one_hot = np.eye(10)[labels]
+    rng = np.random.default_rng(0)
+    n_in = inputs.shape[1]
+    W1 = rng.standard_normal((n_in, hidden)) * np.sqrt(2 / n_in)
+    b1 = np.zeros(hidden)
+    W2 = rng.standard_normal((hidden, 10)) * np.sqrt(1 / hidden)
+    b2 = np.zeros(10)
+    dead, at = [], []
+    for step in range(steps + 1):
+        if step % 10 == 0:
+            dead.append(int(np.sum(np.all(inputs @ W1 + b1 <= 0, axis=0))))
+            at.append(step)
+        if step == steps:
+            break
+        batch = rng.integers(0, len(labels), 64)
+        grads = generated.mlp_grads(
+            inputs[batch], W1, b1, W2, b2, one_hot[batch], activation="relu"
+        )
+        W1, b1, W2, b2 = (p - rate * g for p, g in zip((W1, b1, W2, b2), grads))
+    logits = generated.mlp_logits(inputs, W1, b1, W2, b2, activation="relu")
+    return {
+        "dead": np.array(dead),
+        "at": np.array(at),
+        "hidden": hidden,
+        "accuracy": float(np.mean(logits.argmax(axis=1) == labels)),
+    }
+
+
+def _dead_relus(fig, generated, posts) -> None:
+    ax = fig.subplots()
+    for rate in DEAD_RATES:
+        run = count_dead_units(generated, rate)
+        ax.plot(
+            run["at"],
+            run["dead"],
+            "o-",
+            label=f"learning rate {rate:g}: {run['dead'][-1]} of {run['hidden']} dead at the "
+            f"end, training accuracy {run['accuracy']:.2f}",
+        )
+    ax.set_xlabel("mini-batch step (64 images)")
+    ax.set_ylabel("dead hidden units")
+    ax.set_ylim(0, run["hidden"] + 1)
+    ax.set_title("ReLU units with z₁ ≤ 0 on every digit image", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+LAYERS = sp.Symbol("L", integer=True, positive=True)
+SLOPES = sp.Symbol("P")  # the first exercise's answer: the largest product of slopes
+
+
+def _sigmoid_layers(answer) -> bool:
+    """True if the answer is, for L = 1..5, the largest product of L sigmoid slopes: each slope's
+    largest value, found by SymPy where its derivative vanishes, to the L-th power."""
+    if not isinstance(answer, sp.Eq) or answer.lhs != SLOPES:
+        return False
+    v = sp.Symbol("v", real=True)
+    slope = sp.diff(1 / (1 + sp.exp(-v)), v)
+    (peak,) = sp.solve(sp.diff(slope, v), v)  # the one stationary point, v = 0
+    largest = sp.simplify(slope.subs(v, peak))
+    return all(sp.simplify(answer.rhs.subs(LAYERS, n) - largest**n) == 0 for n in range(1, 6))
+
+
+MAX_GRADIENT = sp.MatrixSymbol("\\nabla_{(p, q, r)}", 3, 1)  # a column, as the answer
+UPSTREAM = sp.Symbol("g", real=True)
+
+
+def _max_routes(answer) -> bool:
+    """True if the answer is g times SymPy's gradient of max(p, q, r) at p = 3, q = 1, r = 2."""
+    if not isinstance(answer, sp.Eq) or answer.lhs != MAX_GRADIENT:
+        return False
+    p, q, r = sp.symbols("p q r", real=True)
+    point = {p: 3, q: 1, r: 2}
+    gradient = sp.Matrix([sp.diff(sp.Max(p, q, r), u).subs(point) for u in (p, q, r)])
+    return sp.Matrix(answer.rhs) - UPSTREAM * gradient == sp.zeros(3, 1)
+
+
+def _shape_text(sizes: tuple) -> str:
+    """An array's shape as LaTeX: B \\times H."""
+    return " \\times ".join(sp.latex(n) for n in sizes)
+
+
+def _phase(found: dict, kernel: Kernel) -> str:
+    """Where an intermediate lives, in words: the body's positions it spans."""
+    names = [str(a.target.label) for a in kernel.body]
+    last = found["last"]
+    until = "the end (it is read by a gradient)" if last >= len(names) else f"`{names[last]}`"
+    return f"until {until}"
+
+
+def flow_steps(c, t, k) -> tuple[Step, ...]:
+    """CS231n's patterns in the backward flow, each on this page's own layer: an add passes the
+    gradient on unchanged, a multiply swaps its inputs, a max routes it to the larger; and the
+    slopes that make gradients vanish (σ′ ≤ 1/4) or die (ReLU below 0)."""
+    p, q, v = (sp.Symbol(n, real=True) for n in ("p", "q", "v"))
+    sigma = sp.Function("sigma")
+    logistic = ((sigma(v), 1 / (1 + sp.exp(-v))),)
+    return (
+        Step(
+            "Add distributes",
+            "$z_2 = W_2^T h + b_2$ ends in an addition, and an add node's local derivative is 1 "
+            "for each input: the error $\\delta_2$ arriving at $z_2$ goes on **unchanged** to "
+            "$b_2$ (step 4) and to $W_2^T h$ alike.",
+            Sum(DELTA2[t] * Derivative(Z2[t], B2[c]), (t, 1, C)),
+            DELTA2[c],
+            start="the error at $z_2$ sent to $b_2$",
+        ),
+        Step(
+            "Multiply swaps",
+            "Each term $W_{2,kt} h_k$ is a product: the gradient reaching $h_k$ is the error "
+            "times the **other** factor, $W_2$; the one reaching $W_{2,kc}$ (step 3) is the "
+            "error times $h_k$. Large activations make large weight gradients, and the reverse.",
+            Sum(DELTA2[t] * Derivative(Z2[t], HID[k]), (t, 1, C)),
+            Sum(W2[k, t] * DELTA2[t], (t, 1, C)),
+            start="the error at $z_2$ sent to $h$",
+        ),
+        Step(
+            "Max routes",
+            "A max node passes the whole gradient to whichever input was larger and nothing to "
+            "the other: SymPy's derivative of $\\max(p, q)$ in $p$ is the step function of "
+            "$p - q$. ReLU is $\\max(z_1, 0)$: $\\delta_1$ is the error $W_2 \\delta_2$ where "
+            "$z_1 > 0$, and 0 elsewhere (at a tie the value is a convention: the ReLU page).",
+            Derivative(sp.Max(p, q), p),
+            sp.Heaviside(p - q),
+            start="a max of two numbers",
+        ),
+        Step(
+            "The sigmoid's slope is at most 1/4",
+            "With $\\sigma(v) = 1 / (1 + e^{-v})$, $1/4 - \\sigma'(v)$ is a square, so never "
+            "negative: $\\sigma' \\le 1/4$, with equality only where $\\sigma = 1/2$, at $v = 0$.",
+            sp.Rational(1, 4) - Derivative(sigma(v), v),
+            (sigma(v) - sp.Rational(1, 2)) ** 2,
+            where=logistic,
+            start="the gap between $1/4$ and the sigmoid's slope",
+            checked="explicit",  # exponentials: SymPy cancels the written-out sides exactly
+        ),
+        Step(
+            "Its maximum, at 0",
+            "The bound is attained: $\\sigma'(0) = \\sigma(0)(1 - \\sigma(0)) = 1/4$.",
+            sp.Subs(Derivative(sigma(v), v), v, 0),
+            sp.Rational(1, 4),
+            where=logistic,
+            start="the slope at 0",
+        ),
+        Step(
+            "The tanh's slope is at most 1",
+            "$1 - \\tanh'(v) = \\tanh^2(v) \\ge 0$: the slope is at most 1, reached at $v = 0$ "
+            "only. Each layer multiplies $\\delta$ by the slope: through sigmoids the factor "
+            "is at most $1/4$ per layer, through tanh at most 1 and less wherever a unit "
+            "saturates.",
+            1 - Derivative(sp.tanh(v), v),
+            sp.tanh(v) ** 2,
+            start="the gap between 1 and the tanh's slope",
+        ),
+        Step(
+            "A ReLU below 0 passes nothing back",
+            "Where $z_{1,k} < 0$ the ReLU's slope is 0, so $\\delta_{1,k} = 0$ and, by steps 8 "
+            "and 9, so are the gradients of $W_{1,\\cdot k}$ and $b_{1,k}$. A unit below 0 for "
+            "**every** input never changes again: it is *dead*.",
+            Derivative(sp.Max(0, v), v),
+            sp.Integer(0),
+            relation="=>",
+            given=(sp.StrictLessThan(v, 0),),
+            start="the ReLU's slope",
+            checked="numeric",  # a relation (v < 0): checked at points that satisfy it
+        ),
+    )
 
 
 def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
@@ -577,6 +802,8 @@ def derive() -> Derivation:
         ),
     )
 
+    steps += flow_steps(c, t, k)
+
     def full_chain(wrt, through_hidden: bool):
         """Σ_t (S_t − y_t) ∂z₂_t/∂(wrt), with the hidden layer's chain written out when it is in the path;
         each partial derivative of an affine map is SymPy's, its sum of deltas collapsed."""
@@ -816,7 +1043,85 @@ def derive() -> Derivation:
         "product with the inputs. Every inner size matches: $(B \\times C)(C \\times H)$, "
         "then $(D \\times B)(B \\times H)$.",
     )
+    exercises += (
+        Exercise(
+            "A gradient passes back through $L$ sigmoid layers. Ignoring the weights, what is "
+            "the largest factor $P$ the $L$ slopes $\\sigma'(v_1) \\cdots \\sigma'(v_L)$ can "
+            "contribute?",
+            sp.Eq(SLOPES, sp.Rational(1, 4) ** LAYERS),
+            _sigmoid_layers,
+            answer="Each slope is at most $1/4$ (step 16), reached at $v = 0$, so the product is "
+            "at most $4^{-L}$: "
+            f"{4.0**-10:.1e} for ten layers. Unless the weights make up for it, the early layers "
+            "of a deep sigmoid network learn far more slowly: the *vanishing gradient*. SymPy "
+            "finds the slope's one stationary point, its value there, and compares the answer "
+            "for $L = 1..5$.",
+            title="Vanishing through sigmoids",
+        ),
+        Exercise(
+            "A max node computes $\\max(p, q, r)$ at $p = 3$, $q = 1$, $r = 2$, and the "
+            "gradient $g$ arrives from above. What gradient goes to $(p, q, r)$?",
+            sp.Eq(MAX_GRADIENT, sp.Matrix([UPSTREAM, 0, 0]), evaluate=False),
+            _max_routes,
+            answer="All of $g$ goes to the largest input, $p$; the others get 0 (step 15's "
+            "pattern, with three inputs). Max pooling routes its gradient the same way. SymPy "
+            "differentiates $\\max(p, q, r)$ by each input at the point and compares.",
+            title="A max routes its gradient",
+        ),
+    )
+    relu_grads = next(k for k in kernels if k.name == "mlp_grads_relu")
+    found = live_intermediates(relu_grads)
+    example = {B: 128, D: 784, H: 256, C: 10}  # a batch of MNIST images, 256 hidden units
+    peak, at_peak = peak_live(found, example)
+    rows = "\n".join(
+        f"| `{f['name']}` | ${_shape_text(f['sizes'])}$ | "
+        f"{int(sp.Mul(*f['sizes']).xreplace(example)):,} | "
+        f"{_phase(f, relu_grads)} |"
+        for f in found
+    )
+    sections += (
+        Section(
+            "Patterns in the backward flow",
+            "Steps 13 to 19 are CS231n's reading of backpropagation, on this page's layer. An "
+            "**add** hands the arriving gradient to each input unchanged (step 13), which is "
+            "why a bias's gradient is the error itself. A **multiply** sends each input the "
+            "error times the *other* input (step 14 and step 3): $h$ scales $W_2$'s gradient, "
+            "$W_2$ scales $h$'s. A **max** routes the whole gradient to the winner (step 15): "
+            "ReLU's $\\delta_1$ is the error where $z_1 > 0$ and 0 elsewhere.\n\n"
+            "**Vanishing gradients.** Each layer multiplies the error by its activation's slope. "
+            "The sigmoid's is at most $1/4$, at 0 (steps 16 and 17), the tanh's at most 1 (step "
+            "18); both fall toward 0 where a unit saturates. Ten sigmoid layers shrink the error "
+            f"by a factor of at least $4^{{10}}$, that is {4**10:,}, before the weights have their say "
+            "(the first exercise below). ReLU's slope is exactly 1 where it is positive, which "
+            "is why deep networks use it, but exactly 0 where it is negative (step 19): a unit "
+            "whose $z_1$ is negative for every input receives no gradient and never recovers. "
+            "Too large a learning rate throws units there, as the figure shows, drawn from "
+            "`mlp_grads` while this page was built.\n\n"
+            "**What the backward pass keeps.** `mlp_grads` computes the forward pass and "
+            "keeps, for the backward one, exactly what the steps read: $z_1$ for the slope "
+            "$a'(z_1)$, $h$ for $\\nabla_{W_2} L = h^T \\delta_2$, and $\\delta_2 / B$ for "
+            "both second-layer gradients and for $\\delta_1$. The generated code deletes each "
+            "array after its last use; the list below is read from the kernel's body, with each "
+            "array's size at $B = 128$, $D = 784$, $H = 256$, $C = 10$:\n\n"
+            "| array | shape | numbers | kept |\n|---|---|---|---|\n" + rows + "\n\n"
+            f"At most {peak:,} numbers are alive at once (while "
+            f"{', '.join('`' + n + '`' for n in at_peak)} are), besides the inputs and "
+            "parameters: the memory of backpropagation grows with the batch size times the "
+            "layers' widths, and no Jacobian is ever formed.",
+            place="after_steps",
+        ),
+    )
     return Derivation(
+        figures=(
+            Figure(
+                "dead-relus.svg",
+                "A ReLU network (64 inputs, 32 hidden units, 10 classes) trained on "
+                "scikit-learn's digits by mini-batch gradient descent with `mlp_grads`, from "
+                "the same initialisation at two learning rates: the number of hidden units "
+                "whose pre-activation is at most 0 for every image, which no longer learn.",
+                _dead_relus,
+            ),
+        ),
         matrix_result=matrix_result,
         name="two_layer",
         title="A two-layer network",
