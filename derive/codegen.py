@@ -581,6 +581,7 @@ def _generate_function(
             "in_place",
             "subtract_at_labels",
             "take_at_labels",
+            "sum_of_others",
             "solve",
             "is_traced",
             *SPECIAL_FUNCTIONS,

@@ -379,3 +379,28 @@ def test_integer_rows_of_a_remembered_shape_are_checked_as_floats(monkeypatch, d
         bad = y.copy()
         bad[3] = row
         refused_alike(monkeypatch, rf"^y: expected one-hot .*{message}$", weight_grad, x, W, bad)
+
+
+@pytest.mark.parametrize("classes", [2, 5, 32, 33, 200])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_sum_of_the_others_adds_every_other_entry_without_subtracting(classes, dtype):
+    """Both routes (one product with the off-diagonal ones up to 32 classes, cumulative sums
+    above, and always outside NumPy) against each row's other entries added by `math.fsum`;
+    a last entry that is nearly all of the row keeps the others' tiny sum."""
+    import math
+
+    import array_api_compat.numpy
+
+    from derive._runtime import sum_of_others
+
+    rng = np.random.default_rng(classes)
+    a = rng.uniform(0.0, 1e-9, (3, classes)).astype(dtype)
+    a[:, -1] = 1.0
+    expected = np.array(
+        [[math.fsum(np.delete(row, i).astype(np.float64)) for i in range(classes)] for row in a]
+    )
+    for xp in (FAST_NUMPY, array_api_compat.numpy):
+        got = sum_of_others(xp, a)
+        assert got.shape == a.shape and got.dtype == a.dtype
+        np.testing.assert_allclose(got, expected, rtol=classes * np.finfo(dtype).eps)
+        assert np.all(got[:, -1] > 0)  # Σ − a_C would give 0 here

@@ -480,9 +480,11 @@ class ArrayPrinter(NumPyPrinter):
         """Σ_m (1 − δ_im) A_m (or A_bm, per sample), every entry but the i-th, for each i:
         O(C), not O(C²).
 
-        The sum of the entries before i plus the sum of those after it, each a
-        cumulative sum of positive terms: no subtraction (Σ_m A_m − A_i would
-        cancel exactly where this sum is needed, when A_i is nearly all of it).
+        Printed as ``sum_of_others(xp, A)`` (`derive._runtime`): the sum of the
+        entries before i plus the sum of those after it, or for a few classes
+        in NumPy one product with the off-diagonal ones: no subtraction
+        (Σ_m A_m − A_i would cancel exactly where this sum is needed, when A_i
+        is nearly all of it).
         """
         ((m, lower, upper),) = expr.limits
         factors = sp.Mul.make_args(expr.function)
@@ -501,13 +503,8 @@ class ArrayPrinter(NumPyPrinter):
         if mask != 1 - deltas[0] or i not in self.axes or i.upper != m.upper:
             return None
         name = self._name(entry.base.label)
-        xp = self._module
-        before = f"{xp}.cumulative_sum({name}, axis=-1, include_initial=True)[..., :-1]"
-        after = (
-            f"{xp}.flip({xp}.cumulative_sum({xp}.flip({name}, axis=-1), axis=-1, "
-            f"include_initial=True), axis=-1)[..., 1:]"
-        )
-        return self._place(f"({before} + {after})", (*leading, i), name in self.batched)
+        summed = f"sum_of_others({self._module}, {name})"
+        return self._place(summed, (*leading, i), name in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)
