@@ -852,7 +852,7 @@ def checked_numpy(
     value that is not exactly ``np.ndarray``, shapes or dtypes not seen
     passing, a label out of range, a row that does not sum to 1.
     """
-    if len(values) == 1:  # the key built without a loop: most functions take one or two arrays
+    if len(values) == 1:  # the key built without a loop: most functions take one to three arrays
         (a,) = values
         if type(a) is not np.ndarray:
             return None
@@ -862,6 +862,11 @@ def checked_numpy(
         if type(a) is not np.ndarray or type(b) is not np.ndarray:
             return None
         key = (function, a.shape, a.dtype, b.shape, b.dtype)
+    elif len(values) == 3:
+        a, b, c = values
+        if type(a) is not np.ndarray or type(b) is not np.ndarray or type(c) is not np.ndarray:
+            return None
+        key = (function, a.shape, a.dtype, b.shape, b.dtype, c.shape, c.dtype)
     else:
         key = [function]
         for value in values:
