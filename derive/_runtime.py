@@ -470,6 +470,14 @@ def _off_diagonal_ones(classes: int, dtype: np.dtype) -> np.ndarray:
     return ones
 
 
+def off_diagonal(xp: Any, classes: int, dtype: Any) -> Any:
+    """1 − δ_ij, shape (C, C): ones off the diagonal, zeros on it; read-only in NumPy (made once
+    per size and dtype: a generated step uses it as a constant and never writes into it)."""
+    if xp is FAST_NUMPY:
+        return _off_diagonal_ones(classes, dtype)
+    return 1 - xp.eye(classes, dtype=dtype)
+
+
 def sum_of_others(xp: Any, a: Any) -> Any:
     """Σ_{m≠i} a_m for each i over the last axis of ``a`` (..., C), shape (..., C); no subtraction.
 

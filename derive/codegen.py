@@ -594,6 +594,7 @@ def _generate_function(
             "subtract_at_labels",
             "take_at_labels",
             "sum_of_others",
+            "off_diagonal",
             "solve",
             "is_traced",
             *SPECIAL_FUNCTIONS,

@@ -311,6 +311,9 @@ class ArrayPrinter(NumPyPrinter):
         at_labels = self._subtract_at_labels(expr)
         if at_labels:
             return at_labels
+        off_diagonal = self._off_diagonal(expr)
+        if off_diagonal:
+            return off_diagonal
         in_place = self._add_in_place(expr)
         if in_place:
             return in_place
@@ -323,6 +326,28 @@ class ArrayPrinter(NumPyPrinter):
             else:
                 text += (" + " if text else "") + self.parenthesize(term, precedence)
         return text
+
+    def parenthesize(self, item, level, strict=False) -> str:
+        """As SymPy's, but 1 − δ_ij, printed as one call (`_off_diagonal`), needs no brackets."""
+        if isinstance(item, sp.Add) and self._off_diagonal(item):
+            return self._print(item)
+        return super().parenthesize(item, level, strict)
+
+    def _off_diagonal(self, expr: sp.Add) -> str | None:
+        """1 − δ_ij over two result axes as one constant, ``off_diagonal(xp, C, dtype)``: the
+        ones off the diagonal, made once per size in NumPy rather than ``1 - eye`` per call."""
+        deltas = [-t for t in expr.args if isinstance(-t, sp.KroneckerDelta)]
+        if len(expr.args) != 2 or sp.S.One not in expr.args or len(deltas) != 1:
+            return None
+        (delta,) = deltas
+        if self._label_delta(delta) or not all(a in self.axes for a in delta.args):
+            return None
+        first, second = sorted(delta.args, key=self.axes.index)
+        if first.upper != second.upper:
+            return None
+        size = self._print(first.upper)
+        ones = f"off_diagonal({self._module}, {size}, dtype={self.dtype})"
+        return self._place(ones, (first, second), batched=False)
 
     def _add_in_place(self, expr: sp.Add) -> str | None:
         """``a + b`` or ``a - b`` written into a, when a (the first, positive term) is a temporary
