@@ -79,12 +79,12 @@ def _eye_of(n: int, dtype: Any) -> np.ndarray:
     return eye
 
 
-def _eye(n: int, m: int | None = None, /, *, k: int = 0, dtype: Any = None, **options: Any) -> Any:
+def _eye(n: int, m: int | None = None, k: int = 0, dtype: Any = float, **options: Any) -> Any:
     """``np.eye``, made once per size and dtype: an identity of a few classes costs a call to
     make, as much as the product it is used in. Read-only (`in_place` never writes into it)."""
     if m is None and k == 0 and not options:
         return _eye_of(n, dtype)
-    return np.eye(n, m, k=k, dtype=dtype, **options)
+    return np.eye(n, m, k, dtype, **options)
 
 
 FAST_NUMPY = _fast_numpy()

@@ -404,3 +404,18 @@ def test_the_sum_of_the_others_adds_every_other_entry_without_subtracting(classe
         assert got.shape == a.shape and got.dtype == a.dtype
         np.testing.assert_allclose(got, expected, rtol=classes * np.finfo(dtype).eps)
         assert np.all(got[:, -1] > 0)  # Σ − a_C would give 0 here
+
+
+def test_fast_numpys_eye_is_numpys_made_once_and_read_only():
+    from derive._runtime import off_diagonal
+
+    for args, options in [((3,), {}), ((4,), {"dtype": np.float32}), ((3, 4, 1), {})]:
+        got = FAST_NUMPY.eye(*args, **options)
+        expected = np.eye(*args, **options)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    assert FAST_NUMPY.eye(5, dtype=np.float64) is FAST_NUMPY.eye(5, dtype=np.float64)
+    assert not FAST_NUMPY.eye(5).flags.writeable
+    ones = off_diagonal(FAST_NUMPY, 4, np.dtype(np.float32))
+    assert ones.dtype == np.float32 and not ones.flags.writeable
+    np.testing.assert_array_equal(ones, [[0, 1, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [1, 1, 1, 0]])
