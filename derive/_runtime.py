@@ -14,7 +14,7 @@ import sys
 import types
 import warnings
 from collections.abc import Iterator
-from functools import cache, partial
+from functools import cache, partial, wraps
 from typing import Any
 
 import array_api_compat
@@ -51,13 +51,15 @@ def _reduce_over_classes(ufunc: np.ufunc):
 
 
 def _fast_numpy() -> types.ModuleType:
-    """NumPy, with the four functions a generated step calls most bound to their C cores.
+    """NumPy, with the functions a generated step calls most bound to their C cores.
 
     ``np.sum``, ``np.max``, ``np.reshape`` and ``np.matrix_transpose`` are
     Python wrappers around ``np.add.reduce``, ``np.maximum.reduce`` and array
     methods; on a batch of 256 x 10 the wrapping costs as much as the
     arithmetic. Same results (sums up to rounding: they add in another order),
-    same errors: everything else is NumPy itself.
+    same errors: everything else is NumPy itself. And ``np.eye(n, dtype=...)``
+    is made once per size and dtype, read-only (a generated step uses it as
+    a constant, never returns it alone, and `in_place` never writes into it).
     """
     fast = types.ModuleType("numpy", doc=_fast_numpy.__doc__)
     fast.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
@@ -66,7 +68,23 @@ def _fast_numpy() -> types.ModuleType:
     fast.max = _reduce_over_classes(np.maximum)
     fast.reshape = _reshape
     fast.matrix_transpose = operator.attrgetter("mT")
+    fast.eye = _eye
     return fast
+
+
+@cache
+def _eye_of(n: int, dtype: Any) -> np.ndarray:
+    eye = np.eye(n, dtype=dtype)
+    eye.flags.writeable = False
+    return eye
+
+
+def _eye(n: int, m: int | None = None, k: int = 0, dtype: Any = float, **options: Any) -> Any:
+    """``np.eye``, made once per size and dtype: an identity of a few classes costs a call to
+    make, as much as the product it is used in. Read-only (`in_place` never writes into it)."""
+    if m is None and k == 0 and not options:
+        return _eye_of(n, dtype)
+    return np.eye(n, m, k, dtype, **options)
 
 
 FAST_NUMPY = _fast_numpy()
@@ -438,6 +456,48 @@ def subtract_at_labels(xp: Any, a: Any, labels: Any, owned: bool = False) -> Any
     return a - xp.astype(labels[..., None] == classes, a.dtype)
 
 
+# Up to this many classes, NumPy sums the others of each entry as one product with the
+# off-diagonal ones (C² multiplications, one call), above it as two cumulative sums (O(C),
+# six calls): at C = 5 the product takes a fifth of the time, at C = 1000 a thousand times more.
+_FEW_CLASSES = 32
+
+
+@cache
+def _off_diagonal_ones(classes: int, dtype: np.dtype) -> np.ndarray:
+    ones = np.ones((classes, classes), dtype=dtype)
+    np.fill_diagonal(ones, 0)
+    ones.flags.writeable = False
+    return ones
+
+
+def off_diagonal(xp: Any, classes: int, dtype: Any) -> Any:
+    """1 − δ_ij, shape (C, C): ones off the diagonal, zeros on it; read-only in NumPy (made once
+    per size and dtype: a generated step uses it as a constant and never writes into it)."""
+    if xp is FAST_NUMPY:
+        return _off_diagonal_ones(classes, dtype)
+    return 1 - xp.eye(classes, dtype=dtype)
+
+
+def sum_of_others(xp: Any, a: Any) -> Any:
+    """Σ_{m≠i} a_m for each i over the last axis of ``a`` (..., C), shape (..., C); no subtraction.
+
+    The printing of Σ_m (1 − δ_im) A_m: the sum of the entries before i plus
+    the sum of those after it, two cumulative sums of the entries as they are
+    (Σ_m a_m − a_i would cancel exactly where the sum is needed, when a_i is
+    nearly all of it). For a few classes in NumPy, ``a @ (1 − I)``: the same
+    entries added (times 1; a_i times 0 adds an exact 0), in one call.
+    """
+    classes = a.shape[-1]
+    if xp is FAST_NUMPY and classes <= _FEW_CLASSES and a.dtype.kind == "f":
+        return a.dot(_off_diagonal_ones(classes, a.dtype))
+    before = xp.cumulative_sum(a, axis=-1, include_initial=True)[..., :-1]
+    after = xp.flip(xp.cumulative_sum(xp.flip(a, axis=-1), axis=-1, include_initial=True), axis=-1)
+    return before + after[..., 1:]
+
+
+_IN_PLACE_FROM = 256  # numbers: a smaller temporary costs less to make than `out=` to parse
+
+
 def in_place(function: Any, a: Any, *others: Any, owned: bool = True) -> Any:
     """``function(a, *others)``, written into ``a`` where NumPy allows it.
 
@@ -449,9 +509,13 @@ def in_place(function: Any, a: Any, *others: Any, owned: bool = True) -> Any:
     and for every other library (no in-place update in array_api_strict or
     JAX), the plain call. Same values either way: the same loop on the same
     numbers. ``owned=False``: ``a`` is an argument its caller did not give away
-    (``fresh=False``), so never written.
+    (``fresh=False``), so never written. Below ``_IN_PLACE_FROM`` numbers
+    the plain call: writing in place saves nothing there, and the keyword
+    arguments cost as much as the operation.
     """
-    if owned and type(a) is np.ndarray and type(function) is np.ufunc and a.flags.writeable:
+    if type(a) is not np.ndarray or a.size < _IN_PLACE_FROM:
+        return function(a, *others)
+    if owned and type(function) is np.ufunc and a.flags.writeable:
         try:
             return function(a, *others, out=a, casting="no")
         except (TypeError, ValueError):  # a wider dtype, or a larger broadcast shape: not in place
@@ -796,13 +860,29 @@ def checked_numpy(
     value that is not exactly ``np.ndarray``, shapes or dtypes not seen
     passing, a label out of range, a row that does not sum to 1.
     """
-    key = [function]
-    for value in values:
-        if type(value) is not np.ndarray:
+    if len(values) == 1:  # the key built without a loop: most functions take one to three arrays
+        (a,) = values
+        if type(a) is not np.ndarray:
             return None
-        key.append(value.shape)
-        key.append(value.dtype)
-    key = tuple(key)
+        key = (function, a.shape, a.dtype)
+    elif len(values) == 2:
+        a, b = values
+        if type(a) is not np.ndarray or type(b) is not np.ndarray:
+            return None
+        key = (function, a.shape, a.dtype, b.shape, b.dtype)
+    elif len(values) == 3:
+        a, b, c = values
+        if type(a) is not np.ndarray or type(b) is not np.ndarray or type(c) is not np.ndarray:
+            return None
+        key = (function, a.shape, a.dtype, b.shape, b.dtype, c.shape, c.dtype)
+    else:
+        key = [function]
+        for value in values:
+            if type(value) is not np.ndarray:
+                return None
+            key.append(value.shape)
+            key.append(value.dtype)
+        key = tuple(key)
     seen = _SEEN.get(key)
     if seen is None or seen[0] is not arguments or seen[1] is not labels:
         return _first_numpy_call(key, arguments, labels, values)
@@ -831,7 +911,10 @@ def checked_numpy(
                     return None
                 continue
             sums = checked.dot(ones)  # as `_row_sums`
-            if not (low <= sums.item(sums.argmin()) and sums.item(sums.argmax()) <= high):
+            if checked.ndim == 1:  # one row: its sum, a NumPy scalar (a nan fails both tests)
+                if not (low <= sums <= high):
+                    return None
+            elif not (low <= sums.item(sums.argmin()) and sums.item(sums.argmax()) <= high):
                 return None  # a nan, or a row not within half the tolerance: the full check
     return form + prepared
 
@@ -1063,6 +1146,71 @@ def reduce_samples(
             "(PyTorch returns nan)"
         )
     return total / denominator
+
+
+# -- overflow that gives the right result ---------------------------------------------------
+# z − max z overflows to −∞ where the logits span more than the dtype's range (float64
+# [1.7e308, −1.7e308], float16 [60000, −60000]), and e^−∞ = 0 is then the right term: the
+# result is right and NumPy's "overflow encountered" warning is noise. `np.errstate` costs
+# about 1.4 µs a call (a Python context manager), as much as the checks of a small call; the
+# context variable it sets costs a tenth of that, set directly. A NumPy without it (before 2.0)
+# gets `np.errstate`.
+
+try:
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+except ImportError:  # pragma: no cover (NumPy 1.x)
+    _extobj_contextvar = _make_extobj = None
+
+_OVERFLOW_IGNORED: dict[Any, Any] = {}  # the caller's error state -> the same, overflow ignored
+
+
+def _overflow_ignored(current: Any) -> Any:
+    """The error state ``current`` with overflow ignored: every other setting the caller's."""
+    quiet = _OVERFLOW_IGNORED.get(current)
+    if quiet is None:
+        if len(_OVERFLOW_IGNORED) >= 64:  # each np.errstate block makes a new state
+            _OVERFLOW_IGNORED.clear()
+        token = _extobj_contextvar.set(current)
+        try:
+            quiet = _OVERFLOW_IGNORED[current] = _make_extobj(over="ignore")
+        finally:
+            _extobj_contextvar.reset(token)
+    return quiet
+
+
+def quiet_overflow(function: Any) -> Any:
+    """``function`` with NumPy's overflow warnings silenced during its calls (no other warning).
+
+    For a generated function whose derivation says why an overflow inside it
+    gives the right result (`derive.steps.Kernel.overflow`). Divide-by-zero
+    and invalid-value warnings, and the caller's other error settings
+    (``np.seterr``, ``np.errstate``), are kept. PyTorch and JAX never warn.
+    """
+    if _extobj_contextvar is None:  # pragma: no cover (NumPy 1.x)
+
+        @wraps(function)
+        def quiet(*arguments: Any, **options: Any) -> Any:
+            with np.errstate(over="ignore"):
+                return function(*arguments, **options)
+
+        return quiet
+
+    get, set_state, reset = (
+        _extobj_contextvar.get,
+        _extobj_contextvar.set,
+        _extobj_contextvar.reset,
+    )
+
+    @wraps(function)
+    def quiet(*arguments: Any, **options: Any) -> Any:
+        current = get()
+        token = set_state(_OVERFLOW_IGNORED.get(current) or _overflow_ignored(current))
+        try:
+            return function(*arguments, **options)
+        finally:
+            reset(token)
+
+    return quiet
 
 
 # -- functions outside the array-API standard ------------------------------------------------

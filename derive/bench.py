@@ -8,6 +8,9 @@ site's benchmark page renders.
 Rows:
 - the posts' loop algorithms (re-written here from their description: nested
   loops filling the class-major matrices) against the generated functions;
+- the checks' cost per call: a few public functions against their unchecked
+  cores ``_name`` on the same arrays, at the posts' size (C = 5) and 256 x 10,
+  float64 and float32 (measured with the posts' rows);
 - one training-step gradient for a batch: generated ``weight_grad`` (and the
   from-logits path) against hand-written NumPy, PyTorch autograd, and the
   floor: the two matrix products alone;
@@ -205,6 +208,78 @@ def posts_rows(n_inputs: int, n_classes: int, repeats: int, budget: float) -> li
             }
         )
     return results
+
+
+# -- the cost of the checks: each public function against its unchecked core -----------------
+
+
+def overhead_cases(dtype, sizes: str) -> list[tuple[str, Callable, tuple]]:
+    """(name, public function, arguments) at the posts' size (one sample, D = 3, C = 5) or a
+    batch of 256 x 10 (D = 10: the checks do not read x's values, so D only slows the core)."""
+    rng = np.random.default_rng(0)
+    x_shape, classes = ((3,), 5) if sizes == "C=5" else ((256, 10), 10)
+    batch = x_shape[:-1]
+    x = rng.normal(size=x_shape).astype(dtype)
+    W = rng.normal(scale=0.1, size=(x_shape[-1], classes)).astype(dtype)
+    labels = rng.integers(classes, size=batch)
+    y = np.eye(classes, dtype=dtype)[labels]
+    z = rng.normal(size=(*batch, classes)).astype(dtype)
+    s = generated.softmax(z)
+    return [
+        ("softmax", generated.softmax, (z,)),
+        ("softmax_jacobian", generated.softmax_jacobian, (s,)),
+        ("weight_grad", generated.weight_grad, (x, W, y)),
+        ("cross_entropy_from_logits_grad", generated.cross_entropy_from_logits_grad, (z, y)),
+    ]
+
+
+def _core(function: Callable) -> Callable:
+    """The unchecked core ``_name(xp, ...)`` of a generated function, as the function calls it."""
+    from derive._runtime import FAST_NUMPY
+
+    core = getattr(sys.modules[function.__module__], f"_{function.__name__}")
+    return lambda *arguments: core(FAST_NUMPY, *arguments)
+
+
+def overhead_rows(repeats: int, budget: float, smoke: bool = False) -> list[dict]:
+    """Per-call overhead = (public function − its core ``_name``), medians side by side.
+
+    Both get the same NumPy arrays (already of one float dtype, as the checks
+    would leave them), timed in turn in a rotating order by `measure`; the
+    overhead is the difference of the medians, and the ratio public / core;
+    also the difference of the fastest repeats, which a shared machine
+    disturbs least.
+    The arrays' shapes have been seen before (the first call is the warm-up),
+    so the public function takes its remembered checks.
+    """
+    rows = []
+    for sizes in ["C=5"] if smoke else ["C=5", "(256, 10)"]:
+        for dtype in (np.float64, np.float32):
+            for name, function, arguments in overhead_cases(dtype, sizes):
+                core = _core(function)
+                times = measure(
+                    {
+                        "public": lambda f=function, a=arguments: f(*a),
+                        "core": lambda f=core, a=arguments: f(*a),
+                    },
+                    repeats,
+                    budget,
+                )
+                rows.append(
+                    {
+                        "size": sizes,
+                        "dtype": np.dtype(dtype).name,
+                        "function": name,
+                        "seconds": times,
+                        "spread": dict(measure.spread),
+                        "overhead_seconds": times["public"] - times["core"],
+                        "public / core": times["public"] / times["core"],
+                        # on a shared machine the fastest repeats are the least disturbed
+                        "overhead_fastest_seconds": measure.spread["public"][0]
+                        - measure.spread["core"][0],
+                    }
+                )
+    return rows
 
 
 # -- one training step ------------------------------------------------------------------------
@@ -894,6 +969,9 @@ def run(
             lambda: [row for d, c in posts_sizes for row in posts_rows(d, c, repeats, budget)],
             [],
         ),
+        "overhead": measured(
+            "posts", lambda: overhead_rows(repeats * 3, budget / 4, smoke=smoke), []
+        ),
         "training_step": measured(
             "training_step",
             lambda: [
@@ -943,6 +1021,23 @@ def table(report: dict) -> str:
         lines.append(
             f"{r['size']:<14} {r['what']:<24} {r['baseline']:<24} "
             f"{r['baseline_seconds']:10.2e} {r['generated_seconds']:10.2e} {r['speedup']:9.1f}"
+        )
+    if report.get("overhead"):
+        lines += [
+            "",
+            "The checks' cost per call: public function against its unchecked core "
+            "(median µs [fastest, slowest repeat])",
+        ]
+    for r in report.get("overhead", []):
+        s, spread = r["seconds"], r["spread"]
+        lines.append(
+            f"{r['size']:<10} {r['dtype']:<8} {r['function']:<31} "
+            + "  ".join(
+                f"{k} {s[k] * 1e6:7.2f} [{spread[k][0] * 1e6:.2f}, {spread[k][1] * 1e6:.2f}]"
+                for k in ("public", "core")
+            )
+            + f"  overhead {r['overhead_seconds'] * 1e6:6.2f} µs ({r['public / core']:.2f}x; "
+            f"fastest repeats {r['overhead_fastest_seconds'] * 1e6:.2f} µs)"
         )
     if report["training_step"]:
         lines += [

@@ -56,6 +56,7 @@ class GeneratedFunction:
     core_signature: str = (
         ""  # the cores' parameters, checked arrays: "x: Array, W: Array, T: float"
     )
+    decorators: tuple[str, ...] = ()  # of the public function: "quiet_overflow" (Kernel.overflow)
 
 
 def _python_name(base: sp.Basic) -> str:
@@ -84,6 +85,9 @@ def _docstring(kernel: Kernel) -> str:
         lines += [f"$$ {latex(lhs)} = {latex(rhs)} $$", ""]
     if kernel.notes:
         lines += [textwrap.fill(kernel.notes, width=88), ""]
+    if kernel.overflow:
+        note = f"{kernel.overflow}: so NumPy's overflow warning is not raised for it."
+        lines += [textwrap.fill(note, width=88), ""]
     if _value_checks(kernel):
         note = (
             f"The checks that read values ({', '.join(_value_checks(kernel))}) run outside "
@@ -332,9 +336,17 @@ def generate_function(
 ) -> GeneratedFunction:
     """The source lines of one kernel's function (and of its labels and options forms)."""
     if kernel.options_form is None:
-        return _generate_with_labels(kernel, fresh_calls)
-    without = _generate_with_labels(replace(kernel, options_form=None), fresh_calls)
-    return _with_options(kernel, without, fresh_calls)
+        function = _generate_with_labels(kernel, fresh_calls)
+    else:
+        without = _generate_with_labels(replace(kernel, options_form=None), fresh_calls)
+        function = _with_options(kernel, without, fresh_calls)
+    if not kernel.overflow:
+        return function
+    return replace(
+        function,
+        decorators=("quiet_overflow",),
+        runtime=tuple(sorted({*function.runtime, "quiet_overflow"})),
+    )
 
 
 _OPTION_TYPES = {"weights": "ArrayLike | None", "index": "int | None", "fraction": "float"}
@@ -581,6 +593,8 @@ def _generate_function(
             "in_place",
             "subtract_at_labels",
             "take_at_labels",
+            "sum_of_others",
+            "off_diagonal",
             "solve",
             "is_traced",
             *SPECIAL_FUNCTIONS,

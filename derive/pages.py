@@ -546,6 +546,18 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
             }
             for r in report["posts"]
         ],
+        "overhead": [
+            {
+                "size": r["size"],
+                "dtype": r["dtype"],
+                "function": r["function"],
+                "public": _seconds(r["seconds"]["public"]),
+                "core": _seconds(r["seconds"]["core"]),
+                "overhead": f"{r['overhead_seconds'] * 1e6:.2f} µs",
+                "fastest": f"{r['overhead_fastest_seconds'] * 1e6:.2f} µs",
+            }
+            for r in report.get("overhead", [])  # runs before the overhead rows have none
+        ],
         "steps": [
             {
                 "shape": f"{r['B']}, {r['D']}, {r['C']}",

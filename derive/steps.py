@@ -293,6 +293,13 @@ class OptionsForm:
     derivative: DerivativeOf | None = None
 
 
+SHIFT_OVERFLOW = (
+    "Where the logits of a row span more than the dtype's range (float64 [1.7e308, −1.7e308], "
+    "float16 [60000, −60000]), z − max z overflows to −∞, and e^{−∞} = 0 is the right term"
+)
+"""`Kernel.overflow` of every function that shifts the logits by their maximum."""
+
+
 @dataclass(frozen=True)
 class Kernel:
     """A function to generate: its arguments, body and returned expression."""
@@ -318,6 +325,10 @@ class Kernel:
     part: int | None = None  # a view made by ``parts``: the element of the tuple it checks
     options_form: OptionsForm | None = None  # keyword-only options (weights, smoothing, ...)
     options_view: bool = False  # a view made by ``with_options``: called with ``**options``
+    # Why an overflow inside its arithmetic gives the right result (z − max z to −∞, then
+    # e^−∞ = 0): NumPy's overflow warning is silenced for its calls (`quiet_overflow`); "" if
+    # no overflow is meant, and then NumPy warns as usual.
+    overflow: str = ""
 
     @property
     def call(self) -> str:

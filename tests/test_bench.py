@@ -128,3 +128,31 @@ def test_only_some_parts_prints_progress_and_no_empty_heading(tmp_path, capsys):
     for heading in ("integer class labels", "Second order", "two-layer", "digits epoch"):
         assert heading not in printed, printed
     assert "One training-step gradient" in printed
+
+
+def test_the_overhead_rows_time_each_function_against_its_own_core(tmp_path):
+    """Both contenders compute the same numbers (the core is the function's own), every
+    case is measured in both dtypes, and the page shows the rows."""
+    import numpy as np
+
+    from derive import pages
+    from derive.render import environment
+
+    for dtype in (np.float64, np.float32):
+        for name, function, arguments in bench.overhead_cases(dtype, "C=5"):
+            public, core = function(*arguments), bench._core(function)(*arguments)
+            np.testing.assert_array_equal(public, core, err_msg=name)
+    rows = bench.overhead_rows(repeats=2, budget=0.0005, smoke=True)
+    assert {(r["function"], r["dtype"]) for r in rows} == {
+        (name, dtype)
+        for dtype in ("float64", "float32")
+        for name, _, _ in bench.overhead_cases(np.float64, "C=5")
+    }
+    assert all(r["seconds"]["public"] > 0 and r["seconds"]["core"] > 0 for r in rows)
+    report = json.loads((bench.ROOT / "bench-results" / "latest.json").read_text())
+    page = (
+        environment()
+        .get_template("benchmarks.md.j2")
+        .render(**pages.benchmark_context({**report, "overhead": rows}))
+    )
+    assert "### What the checks cost" in page and "| C=5 | float32 | `weight_grad` |" in page

@@ -86,8 +86,8 @@ def test_the_training_step_updates_its_temporaries_in_place(monkeypatch):
     for module in IN_PLACE_MODULES:
         monkeypatch.setattr(module, "in_place", recording)
     rng = np.random.default_rng(0)
-    x, W = rng.normal(size=(32, 5)), rng.normal(size=(5, 4))
-    labels = rng.integers(4, size=32)
+    x, W = rng.normal(size=(64, 5)), rng.normal(size=(5, 4))  # 256 numbers: written in place
+    labels = rng.integers(4, size=64)
     generated.weight_grad(x, W, labels)
     expected = [("subtract", True), ("exp", True), ("divide", True)]
     assert writes == [*expected, ("divide", True)]
@@ -101,22 +101,31 @@ def test_the_training_step_updates_its_temporaries_in_place(monkeypatch):
 
 
 def test_in_place_writes_only_where_shape_and_dtype_allow():
-    a = np.linspace(0.0, 1.0, 6).reshape(2, 3)
+    a = np.linspace(0.0, 1.0, 300).reshape(100, 3)
     assert in_place(np.exp, a) is a
-    single = np.ones((2, 3), dtype=np.float32)
-    wider = in_place(np.divide, single, np.full((2, 1), 3.0))  # float64 divisor: float64 result
+    single = np.ones((100, 3), dtype=np.float32)
+    wider = in_place(np.divide, single, np.full((100, 1), 3.0))  # float64 divisor: float64 result
     assert wider.dtype == np.float64 and not np.shares_memory(wider, single)
     np.testing.assert_array_equal(single, 1)
-    column = np.ones((2, 1))
-    larger = in_place(np.subtract, column, np.ones((2, 3)))  # the result does not fit
-    assert larger.shape == (2, 3) and not np.shares_memory(larger, column)
+    column = np.ones((300, 1))
+    larger = in_place(np.subtract, column, np.ones((300, 3)))  # the result does not fit
+    assert larger.shape == (300, 3) and not np.shares_memory(larger, column)
     np.testing.assert_array_equal(column, 1)
-    frozen = np.ones(3)
+    frozen = np.ones(300)
     frozen.flags.writeable = False
     assert in_place(np.exp, frozen) is not frozen
-    integers = np.arange(3)
+    integers = np.arange(300)
     assert in_place(np.exp, integers).dtype == np.float64
-    np.testing.assert_array_equal(integers, np.arange(3))
+    np.testing.assert_array_equal(integers, np.arange(300))
+
+
+def test_a_small_temporary_is_not_written_in_place():
+    """Below 256 numbers the plain call: `out=` costs more than a new array of that size."""
+    small = np.linspace(0.0, 1.0, 255)
+    result = in_place(np.exp, small)
+    assert result is not small and not np.shares_memory(result, small)
+    np.testing.assert_array_equal(small, np.linspace(0.0, 1.0, 255))
+    np.testing.assert_array_equal(result, np.exp(np.linspace(0.0, 1.0, 255)))
 
 
 @pytest.mark.parametrize("library", ["array_api_strict", "jax.numpy"])

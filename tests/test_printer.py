@@ -35,6 +35,23 @@ def test_kronecker_delta_is_an_identity_matrix_on_its_two_axes():
     assert code(sp.KroneckerDelta(t, c), (t, jd, c)) == "xp.eye(C, dtype=dtype)[:, None, :]"
 
 
+def test_one_minus_a_kronecker_delta_is_the_off_diagonal_ones_without_brackets():
+    assert (
+        code(1 - sp.KroneckerDelta(t, c), (t, jd, c))
+        == "off_diagonal(xp, C, dtype=dtype)[:, None, :]"
+    )
+    assert code((1 - sp.KroneckerDelta(i, j)) * S[j], (i, j)) == (
+        "off_diagonal(xp, C, dtype=dtype)*s[..., None, :]"
+    )
+
+
+def test_the_sum_of_the_others_is_one_runtime_call():
+    n = class_index("n")
+    assert code(sp.Sum((1 - sp.KroneckerDelta(i, n)) * S[n], (n, 1, C)), (i,)) == (
+        "sum_of_others(xp, s)"
+    )
+
+
 def test_a_sum_reduces_one_more_trailing_axis():
     assert (
         code(sp.Sum(sp.exp(z[k]) * S[i], (k, 1, C)), (i,))

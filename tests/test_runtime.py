@@ -379,3 +379,43 @@ def test_integer_rows_of_a_remembered_shape_are_checked_as_floats(monkeypatch, d
         bad = y.copy()
         bad[3] = row
         refused_alike(monkeypatch, rf"^y: expected one-hot .*{message}$", weight_grad, x, W, bad)
+
+
+@pytest.mark.parametrize("classes", [2, 5, 32, 33, 200])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_sum_of_the_others_adds_every_other_entry_without_subtracting(classes, dtype):
+    """Both routes (one product with the off-diagonal ones up to 32 classes, cumulative sums
+    above, and always outside NumPy) against each row's other entries added by `math.fsum`;
+    a last entry that is nearly all of the row keeps the others' tiny sum."""
+    import math
+
+    import array_api_compat.numpy
+
+    from derive._runtime import sum_of_others
+
+    rng = np.random.default_rng(classes)
+    a = rng.uniform(0.0, 1e-9, (3, classes)).astype(dtype)
+    a[:, -1] = 1.0
+    expected = np.array(
+        [[math.fsum(np.delete(row, i).astype(np.float64)) for i in range(classes)] for row in a]
+    )
+    for xp in (FAST_NUMPY, array_api_compat.numpy):
+        got = sum_of_others(xp, a)
+        assert got.shape == a.shape and got.dtype == a.dtype
+        np.testing.assert_allclose(got, expected, rtol=classes * np.finfo(dtype).eps)
+        assert np.all(got[:, -1] > 0)  # Σ − a_C would give 0 here
+
+
+def test_fast_numpys_eye_is_numpys_made_once_and_read_only():
+    from derive._runtime import off_diagonal
+
+    for args, options in [((3,), {}), ((4,), {"dtype": np.float32}), ((3, 4, 1), {})]:
+        got = FAST_NUMPY.eye(*args, **options)
+        expected = np.eye(*args, **options)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    assert FAST_NUMPY.eye(5, dtype=np.float64) is FAST_NUMPY.eye(5, dtype=np.float64)
+    assert not FAST_NUMPY.eye(5).flags.writeable
+    ones = off_diagonal(FAST_NUMPY, 4, np.dtype(np.float32))
+    assert ones.dtype == np.float32 and not ones.flags.writeable
+    np.testing.assert_array_equal(ones, [[0, 1, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [1, 1, 1, 0]])

@@ -22,6 +22,7 @@ from derive.model import (
     z,
 )
 from derive.steps import (
+    SHIFT_OVERFLOW,
     Assign,
     Definition,
     Derivation,
@@ -513,6 +514,7 @@ def derive():
     kernels = (
         Kernel(
             name="log_softmax",
+            overflow=SHIFT_OVERFLOW,
             summary="log S over the last axis, computed from the logits without forming log(0).",
             params=(Param("z", z, ("C",), doc="logits"),),
             body=(
@@ -536,6 +538,7 @@ def derive():
         ),
         Kernel(
             name="cross_entropy_from_logits",
+            overflow=SHIFT_OVERFLOW,
             summary="The cross-entropy of softmax(z) against targets y, from the logits.",
             params=logits_and_labels,
             body=(
@@ -560,6 +563,7 @@ def derive():
         ),
         Kernel(
             name="cross_entropy_from_logits_grad",
+            overflow=SHIFT_OVERFLOW,
             summary="∂XE/∂z_j = S_j − y_j: the gradient of the cross-entropy with respect to the logits.",
             params=logits_and_labels,
             body=(Assign(S, (j,), sp.Function("softmax")(z)), Assign(others_of, (j,), others)),

@@ -10,6 +10,7 @@ from derive.derivations import result
 from derive.figures import annotated_heatmap
 from derive.model import C, S, class_index, explicit_softmax, explicit_vector, y, z
 from derive.steps import (
+    SHIFT_OVERFLOW,
     Assign,
     Definition,
     Derivation,
@@ -149,6 +150,7 @@ def derive() -> Derivation:
     kernels = (
         Kernel(
             name="log_softmax_jacobian",
+            overflow=SHIFT_OVERFLOW,
             summary="∂ log S_i/∂z_j = δ_ij − S_j: the Jacobian of log-softmax, from the logits.",
             params=(Param("z", z, ("C",), doc="logits"),),
             body=(

@@ -29,6 +29,7 @@ from derive.model import (
     z,
 )
 from derive.steps import (
+    SHIFT_OVERFLOW,
     Assign,
     Definition,
     Derivation,
@@ -1011,6 +1012,7 @@ def derive():
     kernels = (
         Kernel(
             name="cross_entropy_from_logits_hessian",
+            overflow=SHIFT_OVERFLOW,
             summary="∂²XE/∂z_i∂z_n = S_i(δ_in − S_n): the Hessian of the cross-entropy in the logits.",
             params=(Param("z", z, ("C",), doc="logits"),),
             body=(Assign(S, (j,), sp.Function("softmax")(z)),),

@@ -9,6 +9,7 @@ from sympy import Derivative, KroneckerDelta, Matrix, Sum, exp
 from derive.figures import annotated_heatmap
 from derive.model import C, S, class_index, explicit_softmax, explicit_vector, softmax, z
 from derive.steps import (
+    SHIFT_OVERFLOW,
     Assign,
     Definition,
     Derivation,
@@ -429,6 +430,7 @@ def derive():
     kernels = (
         Kernel(
             name="softmax",
+            overflow=SHIFT_OVERFLOW,
             summary="Softmax over the last axis, shifted by the maximum so it cannot overflow.",
             params=(Param("z", z, ("C",), doc="logits"),),
             body=(

@@ -298,6 +298,7 @@ def derive() -> Derivation:
     kernels = (
         Kernel(
             name="softmax_temperature",
+            overflow="Where (z − max z)/T exceeds the dtype's range (logits far apart, or a small T), 2·(z/2 − max z/2)/T overflows to −∞, and e^{−∞} = 0 is the right term",
             summary="softmax(z/T) over the last axis: T < 1 sharpens the distribution, T > 1 flattens it.",
             params=(Param("z", z, ("C",), doc="logits"), temperature),
             body=(

@@ -155,6 +155,7 @@ def derive() -> Derivation:
         ),
         Kernel(
             name="tanh_grad",
+            overflow="Where |z| exceeds half the dtype's range (1e308 in float64), −2|z| overflows to −∞, and e^{−∞} = 0 gives the right gradient 0",
             summary="d tanh/dz = 1 − tanh²(z), elementwise, accurate where tanh rounds to ±1.",
             params=argument,
             body=(Assign(small, (), exp(-2 * Abs(z))),),

@@ -311,6 +311,9 @@ class ArrayPrinter(NumPyPrinter):
         at_labels = self._subtract_at_labels(expr)
         if at_labels:
             return at_labels
+        off_diagonal = self._off_diagonal(expr)
+        if off_diagonal:
+            return off_diagonal
         in_place = self._add_in_place(expr)
         if in_place:
             return in_place
@@ -323,6 +326,28 @@ class ArrayPrinter(NumPyPrinter):
             else:
                 text += (" + " if text else "") + self.parenthesize(term, precedence)
         return text
+
+    def parenthesize(self, item, level, strict=False) -> str:
+        """As SymPy's, but 1 − δ_ij, printed as one call (`_off_diagonal`), needs no brackets."""
+        if isinstance(item, sp.Add) and self._off_diagonal(item):
+            return self._print(item)
+        return super().parenthesize(item, level, strict)
+
+    def _off_diagonal(self, expr: sp.Add) -> str | None:
+        """1 − δ_ij over two result axes as one constant, ``off_diagonal(xp, C, dtype)``: the
+        ones off the diagonal, made once per size in NumPy rather than ``1 - eye`` per call."""
+        deltas = [-t for t in expr.args if isinstance(-t, sp.KroneckerDelta)]
+        if len(expr.args) != 2 or sp.S.One not in expr.args or len(deltas) != 1:
+            return None
+        (delta,) = deltas
+        if self._label_delta(delta) or not all(a in self.axes for a in delta.args):
+            return None
+        first, second = sorted(delta.args, key=self.axes.index)
+        if first.upper != second.upper:
+            return None
+        size = self._print(first.upper)
+        ones = f"off_diagonal({self._module}, {size}, dtype={self.dtype})"
+        return self._place(ones, (first, second), batched=False)
 
     def _add_in_place(self, expr: sp.Add) -> str | None:
         """``a + b`` or ``a - b`` written into a, when a (the first, positive term) is a temporary
@@ -480,9 +505,11 @@ class ArrayPrinter(NumPyPrinter):
         """Σ_m (1 − δ_im) A_m (or A_bm, per sample), every entry but the i-th, for each i:
         O(C), not O(C²).
 
-        The sum of the entries before i plus the sum of those after it, each a
-        cumulative sum of positive terms: no subtraction (Σ_m A_m − A_i would
-        cancel exactly where this sum is needed, when A_i is nearly all of it).
+        Printed as ``sum_of_others(xp, A)`` (`derive._runtime`): the sum of the
+        entries before i plus the sum of those after it, or for a few classes
+        in NumPy one product with the off-diagonal ones: no subtraction
+        (Σ_m A_m − A_i would cancel exactly where this sum is needed, when A_i
+        is nearly all of it).
         """
         ((m, lower, upper),) = expr.limits
         factors = sp.Mul.make_args(expr.function)
@@ -501,13 +528,8 @@ class ArrayPrinter(NumPyPrinter):
         if mask != 1 - deltas[0] or i not in self.axes or i.upper != m.upper:
             return None
         name = self._name(entry.base.label)
-        xp = self._module
-        before = f"{xp}.cumulative_sum({name}, axis=-1, include_initial=True)[..., :-1]"
-        after = (
-            f"{xp}.flip({xp}.cumulative_sum({xp}.flip({name}, axis=-1), axis=-1, "
-            f"include_initial=True), axis=-1)[..., 1:]"
-        )
-        return self._place(f"({before} + {after})", (*leading, i), name in self.batched)
+        summed = f"sum_of_others({self._module}, {name})"
+        return self._place(summed, (*leading, i), name in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)

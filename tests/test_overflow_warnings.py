@@ -1,0 +1,138 @@
+"""No RuntimeWarning where an overflow inside a function gives the right result (issue 22
+item 5): logits so far apart that z − max z overflows to −∞ (e^−∞ = 0 is the right term),
+tanh_grad at |z| beyond half the dtype's range. A function declares why its overflow is
+meant (`Kernel.overflow`); the others still warn, and so does every other kind of warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import derive.generated as generated
+from derive._runtime import quiet_overflow
+
+from registry import BY_NAME, draw
+
+QUIETED = [k for k in BY_NAME.values() if k.overflow]
+# The widest logits a dtype holds, a row apart by more than its range.
+EXTREMES = {"float64": 1.7e308, "float16": 60000.0}
+
+
+def _numpy(value) -> np.ndarray:
+    return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def _extreme_arguments(kernel, dtype: str) -> list:
+    """Each real argument as rows [big, −big] (two classes, two samples); labels class 0, a
+    temperature 1; anything else drawn from its domain."""
+    big = EXTREMES[dtype]
+    arguments = []
+    for p in kernel.params:
+        shape = (2,) * p.batched + tuple(2 for _ in p.axes)
+        if not p.axes and not p.batched:
+            arguments.append(1.0)
+        elif p.domain == "real":
+            arguments.append(np.resize(np.array([big, -big], dtype=dtype), shape))
+        elif p.domain == "one_hot":
+            arguments.append(np.eye(2, dtype=dtype)[[0, 0]])
+        else:
+            sizes = dict.fromkeys("CDHK", 2)
+            arguments.append(draw(p, (2,), sizes, np.random.default_rng(0)).astype(dtype))
+    return arguments
+
+
+def test_the_functions_the_issue_found_declare_their_overflow():
+    assert {k.name for k in QUIETED} >= {
+        "softmax",
+        "log_softmax",
+        "cross_entropy_from_logits",
+        "cross_entropy_from_logits_grad",
+        "cross_entropy_from_logits_hessian",
+        "log_softmax_jacobian",
+        "softmax_temperature",
+        "tanh_grad",
+    }
+
+
+@pytest.mark.parametrize("dtype", sorted(EXTREMES))
+@pytest.mark.parametrize("kernel", QUIETED, ids=lambda k: k.name)
+def test_a_declared_overflow_raises_no_warning(kernel, dtype):
+    arguments = _extreme_arguments(kernel, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = getattr(generated, kernel.name)(*arguments)
+    for value in result if isinstance(result, tuple) else (result,):
+        assert not np.any(np.isnan(value)), f"{kernel.name}: nan on {arguments}"
+
+
+def _cases(big: float) -> list:
+    """(function, arguments, the exact result rounded to the dtype): the issue's reproducers,
+    with their limits worked by hand (S = [1, 0]; log S_2 = −2·big, beyond the range)."""
+    z = [big, -big]
+    return [
+        ("softmax", (z,), [1.0, 0.0]),
+        ("log_softmax", (z,), [0.0, -np.inf]),
+        ("cross_entropy_from_logits", (z, 0), 0.0),
+        ("cross_entropy_from_logits", (z, [1.0, 0.0]), 0.0),
+        ("cross_entropy_from_logits_grad", (z, 0), [0.0, 0.0]),
+        ("cross_entropy_from_logits_hessian", (z,), [[0.0, 0.0], [0.0, 0.0]]),
+        ("log_softmax_jacobian", (z,), [[0.0, 0.0], [-1.0, 1.0]]),  # δ_ij − S_j
+        ("softmax_temperature", (z, 1.0), [1.0, 0.0]),
+        ("tanh_grad", ([big, -big],), [0.0, 0.0]),
+    ]
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", sorted(EXTREMES))
+@pytest.mark.parametrize("case", range(len(_cases(1.0))), ids=lambda i: _cases(1.0)[i][0])
+def test_the_issues_extreme_logits_give_the_limit_without_a_warning(case, dtype, library):
+    name, arguments, expected = _cases(EXTREMES[dtype])[case]
+    floats = np.array(arguments[0], dtype=dtype)
+    given = [floats, *(np.asarray(a) if isinstance(a, list) else a for a in arguments[1:])]
+    given = [
+        a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in given
+    ]
+    if library == "torch":
+        given = [torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in given]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = _numpy(getattr(generated, name)(*given))
+    np.testing.assert_array_equal(got, np.array(expected, dtype=dtype))
+
+
+def test_tanh_grad_of_the_issues_scalar_is_zero_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert generated.tanh_grad(np.array(1e308)) == 0.0
+
+
+def test_a_function_without_a_declared_overflow_still_warns():
+    """x·W beyond float64's range is inf, not the product: the warning says something."""
+    assert not BY_NAME["summation"].overflow
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        generated.summation(np.array([1e308, 1e308]), np.ones((2, 3)))
+
+
+def test_quiet_overflow_silences_overflow_only_and_keeps_the_callers_settings():
+    def overflow_then_divide(x):
+        return x * x, np.divide(x, 0.0)
+
+    quiet = quiet_overflow(overflow_then_divide)
+    big = np.array([1e308])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning, match="divide by zero"):
+            quiet(big)
+    with np.errstate(divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        squared, divided = quiet(big)  # the caller's divide="ignore" is kept inside
+    assert squared[0] == np.inf and divided[0] == np.inf
+    with np.errstate(divide="raise"), pytest.raises(FloatingPointError):
+        quiet(big)
+    with pytest.warns(RuntimeWarning, match="overflow"):  # outside the call, NumPy warns again
+        big * big
+    assert np.geterr()["over"] == "warn"
