@@ -582,6 +582,7 @@ def _generate_function(
             "subtract_at_labels",
             "take_at_labels",
             "solve",
+            "sum_of_others",
             "is_traced",
             *SPECIAL_FUNCTIONS,
         )

@@ -380,6 +380,15 @@ def derive():
     penalty_grad = evaluate(sp.diff(penalty, W[jj, c]))  # l2 W_jc
     penalty_hessian = evaluate(sp.diff(penalty_grad, W[kk, d]))  # l2 δ_jk δ_cd
 
+    # Newton's system as the code builds it: the samples' x_b x_bᵀ (B x D²) times, in one
+    # matrix product each, the diagonal blocks' S_bc O_bc (B x C) and the S_bc S_bd (B x C²).
+    inputs_outer = sp.IndexedBase("inputs_outer")
+    penalty_identity = l2 * KroneckerDelta(jj, kk) * KroneckerDelta(c, d)
+    kronecker_system = (
+        KroneckerDelta(c, d) * Sum(inputs_outer[b, jj, kk] * P[b, c] * O[b, c], (b, 1, B))
+        - (1 - KroneckerDelta(c, d)) * Sum(inputs_outer[b, jj, kk] * P[b, c] * P[b, d], (b, 1, B))
+    ) / B + penalty_identity
+
     # What the steps' names mean, down to the inputs (derive.claims writes them out).
     labels_sum = ((Sum(y[t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_t = 1
     probabilities_sum = ((Sum(S[j], (j, 1, C)), sp.Integer(1)),)  # Σ_n S_n = 1
@@ -659,6 +668,27 @@ def derive():
             penalty_hessian,
             start="the penalty's gradient $l_2 W_{jc}$",
         ),
+        Step(
+            "Newton's system from the samples' x xᵀ",
+            "Each sample's term of the stable Hessian is $x_{bj} x_{bk}$ times that sample's "
+            "logit Hessian, $\\delta_{cd} S_{bc} O_{bc} - (1 - \\delta_{cd}) S_{bc} S_{bd}$: "
+            "the Hessian in $W$ is $\\frac{1}{B} \\sum_b x_b x_b^T \\otimes (\\mathrm{diag}"
+            "(S_b \\odot O_b) - \\mathrm{offdiag}(S_b S_b^T))$, one sample's Kronecker form summed "
+            "over the batch. `newton_step` computes it from the $B \\times D^2$ array of the "
+            "samples' $x_b x_b^T$: its transpose times $S \\odot O$ ($B \\times C$) gives the "
+            "diagonal blocks, times the samples' $S_b S_b^T$ ($B \\times C^2$) the others, two "
+            "matrix products of entry $[j, k, c, d]$ whose middle axes, swapped, are the "
+            "row-major $DC \\times DC$ layout. It adds the penalty's $l_2 I$ and solves once; "
+            "the gradient comes from the same probabilities, so the forward pass runs once.",
+            batch_stable + penalty_identity,
+            kronecker_system,
+            where=(
+                (inputs_outer[b, jj, kk], X[b, jj] * X[b, kk]),
+                (O[b, c], batch_others),
+                *batch_softmax,
+            ),
+            start="the batch mean of the stable form, plus the penalty's Hessian",
+        ),
     )
 
     # What the steps do not already prove: the Hessian in W and the Hessian times V with
@@ -750,7 +780,8 @@ def derive():
     # -- the generated functions ---------------------------------------------------------
     x_param = Param("x", X, ("D",), doc="inputs: one sample (D,) or a batch (..., D)")
     W_param = Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes")
-    H, g = sp.IndexedBase("hessian"), sp.IndexedBase("g")  # ℋ: H is the hidden size
+    # B ℋ's two parts, entry [j, k, c, d]: Σ_b x_bj x_bk S_bc O_bc, and Σ_b x_bj x_bk S_bc S_bd
+    diagonal_sum, products_sum = sp.IndexedBase("diagonal_sum"), sp.IndexedBase("products_sum")
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
@@ -866,14 +897,31 @@ def derive():
                 ),
             ),
             body=(
-                Assign(H, (jj, c, kk, d), sp.Function("weight_hessian")(X, W)),
-                Assign(g, (jj, c), sp.Function("weight_grad")(X, W, Y)),
+                Assign(P, (b, c), softmax_of_batch),  # once, for the Hessian and the gradient
+                Assign(O, (b, c), batch_others),
+                Assign(inputs_outer, (b, jj, kk), X[b, jj] * X[b, kk]),
+                Assign(
+                    diagonal_sum,
+                    (jj, kk, c),
+                    MatmulSum(inputs_outer[b, jj, kk] * P[b, c] * O[b, c], (b, 1, B)),
+                ),
+                Assign(
+                    products_sum,
+                    (jj, kk, c, d),
+                    MatmulSum(inputs_outer[b, jj, kk] * P[b, c] * P[b, d], (b, 1, B)),
+                ),
                 Assign(
                     regularized,
                     (jj, c, kk, d),
-                    H[jj, c, kk, d] + l2 * KroneckerDelta(jj, kk) * KroneckerDelta(c, d),
+                    (
+                        KroneckerDelta(c, d) * diagonal_sum[jj, kk, c]
+                        - (1 - KroneckerDelta(c, d)) * products_sum[jj, kk, c, d]
+                    )
+                    / B
+                    + penalty_identity,
                 ),
-                Assign(rhs, (jj, c), -g[jj, c] - l2 * W[jj, c]),
+                Assign(error_share, (b, c), (P[b, c] - Y[b, c]) / B),
+                Assign(rhs, (jj, c), -Sum(X[b, jj] * error_share[b, c], (b, 1, B)) - l2 * W[jj, c]),
             ),
             returns=Assign(
                 sp.Symbol(r"\operatorname{vec}(\Delta W)"),
@@ -884,7 +932,9 @@ def derive():
             * (sp.MatrixSymbol("g", D * C, 1) + l2 * sp.MatrixSymbol("W", D * C, 1)),
             returns_doc="ΔW, shape (D, C), like W: W + ΔW is the next Newton iterate",
             notes=f"Layout: (ℋ + l2·I) vec(ΔW) = −vec(g + l2·W) with vec row-major "
-            f"(`W.reshape(-1)`, index j·C + c), ℋ from `weight_hessian`, g from `weight_grad`. "
+            f"(`W.reshape(-1)`, index j·C + c). One forward pass gives both ℋ, as "
+            f"(1/B) Σ_b x_b x_bᵀ ⊗ (its stable logit Hessian) in two matrix products (the "
+            f"page's last step), and g. "
             f"Dense: it forms the (D·C) x (D·C) matrix and solves it, so D·C is limited to "
             f"{MAX_UNKNOWNS}; above that use `weight_hvp` with conjugate gradients. l2 must be "
             "> 0: the Hessian alone is singular, so without the penalty the step is not unique "

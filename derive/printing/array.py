@@ -184,6 +184,11 @@ class ArrayPrinter(NumPyPrinter):
                     f"of the result axes ({', '.join(map(str, self.axes)) or 'none'})"
                 )
         positions = [self.axes.index(i) for i in indices]
+        if not batched and len(indices) > 1 and len(set(positions)) == len(positions):
+            order = sorted(range(len(indices)), key=positions.__getitem__)
+            if order != list(range(len(indices))):  # H[j, k, c, d] on axes (j, c, k, d)
+                permuted = f"{self._module}.permute_dims({name}, {tuple(order)})"
+                return self._place(permuted, tuple(indices[o] for o in order), batched)
         if positions != sorted(positions) or len(set(positions)) != len(positions):
             raise UnsupportedExpression(
                 f"{name}[{', '.join(map(str, indices))}]: its indices are not in the "
@@ -483,6 +488,8 @@ class ArrayPrinter(NumPyPrinter):
         The sum of the entries before i plus the sum of those after it, each a
         cumulative sum of positive terms: no subtraction (Σ_m A_m − A_i would
         cancel exactly where this sum is needed, when A_i is nearly all of it).
+        Printed as ``sum_of_others(xp, A)`` (derive._runtime), which in NumPy
+        takes one matrix product with 1 − I instead over a few classes.
         """
         ((m, lower, upper),) = expr.limits
         factors = sp.Mul.make_args(expr.function)
@@ -501,13 +508,9 @@ class ArrayPrinter(NumPyPrinter):
         if mask != 1 - deltas[0] or i not in self.axes or i.upper != m.upper:
             return None
         name = self._name(entry.base.label)
-        xp = self._module
-        before = f"{xp}.cumulative_sum({name}, axis=-1, include_initial=True)[..., :-1]"
-        after = (
-            f"{xp}.flip({xp}.cumulative_sum({xp}.flip({name}, axis=-1), axis=-1, "
-            f"include_initial=True), axis=-1)[..., 1:]"
-        )
-        return self._place(f"({before} + {after})", (*leading, i), name in self.batched)
+        # derive._runtime's: two cumulative sums, or in NumPy over a few classes one product
+        others = f"sum_of_others({self._module}, {name})"
+        return self._place(others, (*leading, i), name in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)
