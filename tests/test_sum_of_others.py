@@ -37,13 +37,16 @@ def test_each_entry_gets_the_sum_of_the_others(classes, dtype):
 
 
 @pytest.mark.parametrize("classes", [3, 40])
-def test_a_dominant_entry_leaves_the_others_digits(classes):
-    # 1 + 1e-20 rounds to 1: a total minus the entry would give 0 for the first entry
-    a = np.full((1, classes), 1e-20)
-    a[0, 0] = 1.0
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_dominant_entry_leaves_the_others_digits(classes, sign):
+    # 1 + 1e-20 rounds to 1: a total minus the entry would give 0 for the dominant entry
+    a = np.full((2, classes), 1e-20)
+    a[0, 0] = sign
+    a[1, -1] = sign
     others = sum_of_others(FAST_NUMPY, a)
     assert others[0, 0] == pytest.approx((classes - 1) * 1e-20, rel=1e-15)
-    assert np.all(others[0, 1:] == 1.0 + (classes - 2) * 1e-20)
+    assert others[1, -1] == pytest.approx((classes - 1) * 1e-20, rel=1e-15)
+    np.testing.assert_allclose(others, written_out(a), rtol=1e-15, atol=0)
 
 
 @pytest.mark.parametrize("classes", [3, 40])

@@ -384,10 +384,11 @@ def derive():
     # matrix product each, the diagonal blocks' S_bc O_bc (B x C) and the S_bc S_bd (B x C²).
     inputs_outer = sp.IndexedBase("inputs_outer")
     penalty_identity = l2 * KroneckerDelta(jj, kk) * KroneckerDelta(c, d)
-    kronecker_system = (
-        KroneckerDelta(c, d) * Sum(inputs_outer[b, jj, kk] * P[b, c] * O[b, c], (b, 1, B))
-        - (1 - KroneckerDelta(c, d)) * Sum(inputs_outer[b, jj, kk] * P[b, c] * P[b, d], (b, 1, B))
-    ) / B + penalty_identity
+    # entry [j, k, c, d] of ℋ + l2·I, the penalty inside the diagonal blocks' factor
+    kronecker_system = KroneckerDelta(c, d) * (
+        Sum(inputs_outer[b, jj, kk] * share[b, c] * O[b, c], (b, 1, B))
+        + l2 * KroneckerDelta(jj, kk)
+    ) - (1 - KroneckerDelta(c, d)) * Sum(inputs_outer[b, jj, kk] * share[b, c] * P[b, d], (b, 1, B))
 
     # What the steps' names mean, down to the inputs (derive.claims writes them out).
     labels_sum = ((Sum(y[t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_t = 1
@@ -574,7 +575,8 @@ def derive():
         Step(
             "As two matrix products, without cancellation",
             "Name the sums of others $O_{bc} = \\sum_{n \\ne c} S_{bn}$ (computed per sample "
-            "as two cumulative sums of positive terms, no subtraction). The $\\delta_{cd}$ "
+            "without subtracting $S_{bc}$ from a sum it is nearly all of: `sum_of_others`). "
+            "The $\\delta_{cd}$ "
             "term and the $(1 - \\delta_{cd})$ term each become one sum over the batch, one "
             "matrix product: the code takes the first on the diagonal blocks and the second off "
             "them, so no entry is a difference of the two. The cost is that of the two products "
@@ -612,8 +614,9 @@ def derive():
             "$\\sum_d S_d U_d$ is then $U_c$ up to a relative $1 - S_c$. Given "
             "$\\sum_d S_d = 1$, $U_c = U_c \\sum_{d} S_d$, and the $d = c$ terms cancel "
             "exactly in the algebra instead of in floating point: what is left are sums over "
-            "the other classes, each computed as two cumulative sums (the printer's sum of "
-            "others). Where $S_c \\approx 1$ both terms are small and carry their own digits.",
+            "the other classes, each computed without subtracting an entry from a sum it is "
+            "nearly all of (the printer's sum of others, `sum_of_others`). Where "
+            "$S_c \\approx 1$ both terms are small and carry their own digits.",
             hvp_factor,
             hvp_factor_stable,
             relation="=>",
@@ -675,15 +678,18 @@ def derive():
             "the Hessian in $W$ is $\\frac{1}{B} \\sum_b x_b x_b^T \\otimes (\\mathrm{diag}"
             "(S_b \\odot O_b) - \\mathrm{offdiag}(S_b S_b^T))$, one sample's Kronecker form summed "
             "over the batch. `newton_step` computes it from the $B \\times D^2$ array of the "
-            "samples' $x_b x_b^T$: its transpose times $S \\odot O$ ($B \\times C$) gives the "
-            "diagonal blocks, times the samples' $S_b S_b^T$ ($B \\times C^2$) the others, two "
-            "matrix products of entry $[j, k, c, d]$ whose middle axes, swapped, are the "
-            "row-major $DC \\times DC$ layout. It adds the penalty's $l_2 I$ and solves once; "
-            "the gradient comes from the same probabilities, so the forward pass runs once.",
+            "samples' $x_b x_b^T$ and each sample's share of the mean, $S_{bc} / B$: the first's "
+            "transpose times the share times $O$ ($B \\times C$) gives the diagonal blocks, "
+            "times the samples' share times $S_b^T$ ($B \\times C^2$) the others, two matrix "
+            "products of entry $[j, k, c, d]$. The penalty's $l_2 \\delta_{jk}$ joins the "
+            "diagonal blocks' factor; the middle axes, swapped, give the row-major "
+            "$DC \\times DC$ matrix, solved once. The gradient comes from the same "
+            "probabilities: the forward pass runs once.",
             batch_stable + penalty_identity,
             kronecker_system,
             where=(
                 (inputs_outer[b, jj, kk], X[b, jj] * X[b, kk]),
+                (share[b, c], P[b, c] / B),
                 (O[b, c], batch_others),
                 *batch_softmax,
             ),
@@ -782,6 +788,7 @@ def derive():
     W_param = Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes")
     # B ℋ's two parts, entry [j, k, c, d]: Σ_b x_bj x_bk S_bc O_bc, and Σ_b x_bj x_bk S_bc S_bd
     diagonal_sum, products_sum = sp.IndexedBase("diagonal_sum"), sp.IndexedBase("products_sum")
+    blocks = sp.IndexedBase("blocks")  # ℋ + l2·I, entry [j, k, c, d]
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
@@ -899,34 +906,33 @@ def derive():
             body=(
                 Assign(P, (b, c), softmax_of_batch),  # once, for the Hessian and the gradient
                 Assign(O, (b, c), batch_others),
+                Assign(share, (b, c), P[b, c] / B),
                 Assign(inputs_outer, (b, jj, kk), X[b, jj] * X[b, kk]),
                 Assign(
                     diagonal_sum,
                     (jj, kk, c),
-                    MatmulSum(inputs_outer[b, jj, kk] * P[b, c] * O[b, c], (b, 1, B)),
+                    MatmulSum(inputs_outer[b, jj, kk] * share[b, c] * O[b, c], (b, 1, B)),
                 ),
                 Assign(
                     products_sum,
                     (jj, kk, c, d),
-                    MatmulSum(inputs_outer[b, jj, kk] * P[b, c] * P[b, d], (b, 1, B)),
+                    MatmulSum(inputs_outer[b, jj, kk] * share[b, c] * P[b, d], (b, 1, B)),
                 ),
+                # in the products' layout [j, k, c, d] (contiguous), then viewed as [j, c, k, d]
                 Assign(
-                    regularized,
-                    (jj, c, kk, d),
-                    (
-                        KroneckerDelta(c, d) * diagonal_sum[jj, kk, c]
-                        - (1 - KroneckerDelta(c, d)) * products_sum[jj, kk, c, d]
-                    )
-                    / B
-                    + penalty_identity,
+                    blocks,
+                    (jj, kk, c, d),
+                    KroneckerDelta(c, d) * (diagonal_sum[jj, kk, c] + l2 * KroneckerDelta(jj, kk))
+                    - (1 - KroneckerDelta(c, d)) * products_sum[jj, kk, c, d],
                 ),
+                Assign(regularized, (jj, c, kk, d), blocks[jj, kk, c, d]),
                 Assign(error_share, (b, c), (P[b, c] - Y[b, c]) / B),
                 Assign(rhs, (jj, c), -Sum(X[b, jj] * error_share[b, c], (b, 1, B)) - l2 * W[jj, c]),
             ),
             returns=Assign(
                 sp.Symbol(r"\operatorname{vec}(\Delta W)"),
                 (jj, c),
-                DenseSolve(regularized, rhs, (jj, c)),
+                DenseSolve(regularized, rhs, (jj, c), penalty=l2),
             ),
             math=-(sp.MatrixSymbol("\\mathcal{H}", D * C, D * C) + l2 * sp.Identity(D * C)).inv()
             * (sp.MatrixSymbol("g", D * C, 1) + l2 * sp.MatrixSymbol("W", D * C, 1)),

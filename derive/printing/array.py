@@ -485,11 +485,10 @@ class ArrayPrinter(NumPyPrinter):
         """Σ_m (1 − δ_im) A_m (or A_bm, per sample), every entry but the i-th, for each i:
         O(C), not O(C²).
 
-        The sum of the entries before i plus the sum of those after it, each a
-        cumulative sum of positive terms: no subtraction (Σ_m A_m − A_i would
-        cancel exactly where this sum is needed, when A_i is nearly all of it).
-        Printed as ``sum_of_others(xp, A)`` (derive._runtime), which in NumPy
-        takes one matrix product with 1 − I instead over a few classes.
+        Printed as ``sum_of_others(xp, A)`` (derive._runtime): never A_i
+        subtracted from a sum it is nearly all of (Σ_m A_m − A_i would cancel
+        exactly where this sum is needed); two cumulative sums, or in NumPy
+        faster routes with the same guarantee.
         """
         ((m, lower, upper),) = expr.limits
         factors = sp.Mul.make_args(expr.function)
@@ -608,8 +607,9 @@ class ArrayPrinter(NumPyPrinter):
         sizes = [self._print(i.upper) for i in expr.indices]
         n = "*".join(sizes)
         matrix, rhs = self._name(expr.matrix.label), self._name(expr.rhs.label)
+        penalty = "" if expr.penalty is None else f", penalty={self._print(expr.penalty)}"
         solved = (
             f"solve({self._module}, {self._module}.reshape({matrix}, ({n}, {n})), "
-            f"{self._module}.reshape({rhs}, ({n},)))"
+            f"{self._module}.reshape({rhs}, ({n},)){penalty})"
         )
         return f"{self._module}.reshape({solved}, ({', '.join(sizes)}))"
