@@ -456,12 +456,6 @@ def subtract_at_labels(xp: Any, a: Any, labels: Any, owned: bool = False) -> Any
     return a - xp.astype(labels[..., None] == classes, a.dtype)
 
 
-# Up to this many classes, NumPy sums the others of each entry as one product with the
-# off-diagonal ones (C² multiplications, one call), above it as two cumulative sums (O(C),
-# six calls): at C = 5 the product takes a fifth of the time, at C = 1000 a thousand times more.
-_FEW_CLASSES = 32
-
-
 @cache
 def _off_diagonal_ones(classes: int, dtype: np.dtype) -> np.ndarray:
     ones = np.ones((classes, classes), dtype=dtype)
@@ -476,23 +470,6 @@ def off_diagonal(xp: Any, classes: int, dtype: Any) -> Any:
     if xp is FAST_NUMPY:
         return _off_diagonal_ones(classes, dtype)
     return 1 - xp.eye(classes, dtype=dtype)
-
-
-def sum_of_others(xp: Any, a: Any) -> Any:
-    """Σ_{m≠i} a_m for each i over the last axis of ``a`` (..., C), shape (..., C); no subtraction.
-
-    The printing of Σ_m (1 − δ_im) A_m: the sum of the entries before i plus
-    the sum of those after it, two cumulative sums of the entries as they are
-    (Σ_m a_m − a_i would cancel exactly where the sum is needed, when a_i is
-    nearly all of it). For a few classes in NumPy, ``a @ (1 − I)``: the same
-    entries added (times 1; a_i times 0 adds an exact 0), in one call.
-    """
-    classes = a.shape[-1]
-    if xp is FAST_NUMPY and classes <= _FEW_CLASSES and a.dtype.kind == "f":
-        return a.dot(_off_diagonal_ones(classes, a.dtype))
-    before = xp.cumulative_sum(a, axis=-1, include_initial=True)[..., :-1]
-    after = xp.flip(xp.cumulative_sum(xp.flip(a, axis=-1), axis=-1, include_initial=True), axis=-1)
-    return before + after[..., 1:]
 
 
 _IN_PLACE_FROM = 256  # numbers: a smaller temporary costs less to make than `out=` to parse
@@ -523,7 +500,50 @@ def in_place(function: Any, a: Any, *others: Any, owned: bool = True) -> Any:
     return function(a, *others)
 
 
-def solve(xp: Any, matrix: Any, rhs: Any) -> Any:
+def sum_of_others(xp: Any, a: Any) -> Any:
+    """``O[..., i] = Σ_{m≠i} a[..., m]``: every entry of the last axis but the i-th, for each i.
+
+    The printing of Σ_m (1 − δ_im) A_m. Σ_m A_m − A_i would cancel exactly
+    where the sum is needed, when A_i is nearly all of it (S_i ≈ 1). The
+    array-API route has no subtraction: the sum of the entries before i plus
+    the sum of those after it, two cumulative sums, O(C) per row. NumPy takes
+    faster routes with the same guarantee (an error of a few ulps of
+    Σ_{m≠i} |a_m|, as the cumulative sums'), falling back to the cumulative
+    sums where a row is not finite (0 · inf and inf − inf are nan; the
+    cumulative sums keep a finite sum of others beside an infinite entry):
+
+    - over a few classes (C ≤ 16, as `_reduce_over_classes`), one matrix
+      product with the 0/1 matrix 1 − I: the same terms, added in another
+      order, in one call instead of seven;
+    - over more, the row's total minus a_i wherever |a_i| is at most half of
+      Σ_m |a_m| (then Σ_m |a_m| ≤ 2 Σ_{m≠i} |a_m|, so nothing cancels beyond
+      what the others' own sum does), and for the one entry per row that may
+      be larger, the sum of its row without it: a few passes, where
+      cumulative sums are a sequential loop per row.
+    """
+    classes = a.shape[-1]
+    if xp is FAST_NUMPY and a.dtype.kind == "f" and classes > 0:
+        if classes <= _SHORT_AXIS:
+            others = np.matmul(a, _off_diagonal_ones(classes, a.dtype))
+            if np.isfinite(np.add.reduce(others, axis=None)):
+                return others
+        else:
+            total = np.add.reduce(a, axis=-1, keepdims=True)
+            if np.isfinite(np.add.reduce(total, axis=None)):
+                magnitude = np.abs(a)
+                dominant = magnitude > 0.5 * np.add.reduce(magnitude, axis=-1, keepdims=True)
+                others = np.subtract(total, a)
+                if dominant.any():  # at most one entry per row
+                    without = np.add.reduce(np.where(dominant, 0, a), axis=-1, keepdims=True)
+                    others = np.where(dominant, without, others)
+                return others
+    before = xp.cumulative_sum(a, axis=-1, include_initial=True)[..., :-1]
+    flipped = xp.flip(a, axis=-1)
+    after = xp.flip(xp.cumulative_sum(flipped, axis=-1, include_initial=True), axis=-1)[..., 1:]
+    return before + after
+
+
+def solve(xp: Any, matrix: Any, rhs: Any, penalty: Any = None) -> Any:
     """``xp.linalg.solve(matrix, rhs)``, in float32 for float16, and a singular system named.
 
     The printing of a dense solve (``DenseSolve``: the Newton system ℋ + l2·I,
@@ -531,22 +551,40 @@ def solve(xp: Any, matrix: Any, rhs: Any) -> Any:
     solved in float32 and rounded back. A matrix singular to working precision
     (a penalty l2 too small beside ℋ, e.g. 1e-300, or inputs so large that
     l2 is lost in ℋ's rounding) is a ValueError saying so, instead of the
-    library's own error (NumPy's ``LinAlgError``, PyTorch's ``RuntimeError``).
+    library's own error (NumPy's ``LinAlgError``, PyTorch's ``RuntimeError``)
+    or a solution made of rounding errors: ℋ is singular (its null directions
+    W + a1ᵀ), so the smallest eigenvalue of ℋ + l2·I is l2 itself, and where
+    ``penalty`` (l2) is lost in every diagonal entry's rounding the condition
+    number exceeds 1/ε. Not checked on a traced l2 (inside ``jax.jit``).
     """
     half = getattr(xp, "float16", None)
     narrow = half is not None and matrix.dtype == half
     if narrow:
         matrix, rhs = xp.astype(matrix, xp.float32), xp.astype(rhs, xp.float32)
+    if penalty is not None and not is_traced(penalty) and not is_traced(matrix):
+        # NumPy: the diagonal as a view, one pass (this check is a tenth of a small step)
+        if xp is FAST_NUMPY:
+            diagonal = matrix.diagonal()
+            lost = (diagonal - penalty == diagonal).all()
+        else:
+            diagonal = xp.linalg.diagonal(matrix)
+            lost = xp.all(diagonal - penalty == diagonal)
+        if bool(lost):
+            raise _singular(matrix)
     try:
         solved = xp.linalg.solve(matrix, rhs)
     except (np.linalg.LinAlgError, RuntimeError) as error:
         if "singular" not in str(error).lower():
             raise
-        raise ValueError(
-            f"l2: the penalised Hessian ℋ + l2·I is singular in {_dtype_name(matrix.dtype)} "
-            "(the penalty is lost in the rounding of ℋ); expected a larger l2, or smaller inputs"
-        ) from error
+        raise _singular(matrix) from error
     return xp.astype(solved, half) if narrow else solved
+
+
+def _singular(matrix: Any) -> ValueError:
+    return ValueError(
+        f"l2: the penalised Hessian ℋ + l2·I is singular in {_dtype_name(matrix.dtype)} "
+        "(the penalty is lost in the rounding of ℋ); expected a larger l2, or smaller inputs"
+    )
 
 
 def _row_tolerance(xp: Any, dtypes: list[Any], classes: int) -> float:

@@ -596,6 +596,7 @@ def _generate_function(
             "sum_of_others",
             "off_diagonal",
             "solve",
+            "sum_of_others",
             "is_traced",
             *SPECIAL_FUNCTIONS,
         )

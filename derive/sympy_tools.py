@@ -190,11 +190,24 @@ class DenseSolve(sp.Expr):
 
     ``A`` has twice the axes of ``r`` (entry [j, c, k, d] for an r of axes
     [j, c]); the printer flattens both to a matrix and a vector in row-major
-    order and calls ``xp.linalg.solve``.
+    order and calls ``xp.linalg.solve``. ``penalty``: A is a singular matrix
+    plus ``penalty`` times I (ℋ + l2·I), so A is singular to working precision
+    where the penalty is lost in the rounding of every diagonal entry.
     """
 
-    def __new__(cls, matrix: sp.IndexedBase, rhs: sp.IndexedBase, indices: sp.Tuple):
-        return super().__new__(cls, matrix, rhs, sp.Tuple(*indices))
+    def __new__(
+        cls,
+        matrix: sp.IndexedBase,
+        rhs: sp.IndexedBase,
+        indices: sp.Tuple,
+        penalty: sp.Symbol | None = None,
+    ):
+        extra = () if penalty is None else (penalty,)
+        return super().__new__(cls, matrix, rhs, sp.Tuple(*indices), *extra)
+
+    @property
+    def penalty(self) -> sp.Symbol | None:
+        return self.args[3] if len(self.args) > 3 else None
 
     @property
     def matrix(self) -> sp.IndexedBase:

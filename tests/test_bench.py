@@ -1,5 +1,6 @@
 """The benchmark runs and writes its report (no timing is asserted here)."""
 
+import importlib.util
 import json
 
 from derive import bench
@@ -15,9 +16,12 @@ def test_smoke_run_writes_a_complete_report(tmp_path):
         r["baseline_seconds"] > 0 and r["generated_seconds"] > 0 for r in report["posts"]
     )
     for row in report["training_step"]:
-        assert set(row["seconds"]) == {"generated", "from_logits", "numpy", "torch", "floor"}
+        # JAX's jit beside them when JAX is installed, with the step's and the floor's ratios
+        jax = {"jax"} if importlib.util.find_spec("jax") else set()
+        assert set(row["seconds"]) == {"generated", "from_logits", "numpy", "torch", "floor"} | jax
         assert all(t > 0 for t in row["seconds"].values())
         assert set(row["ratios"]) >= set(bench.TARGETS)
+        assert {"generated / jax", "floor / jax"} <= set(row["ratios"]) or not jax
     whats = {row["what"] for row in report["second_order"]}
     assert whats == {"weight_hvp", "weight_hessian", "newton_step"}
     for row in report["second_order"]:

@@ -83,9 +83,14 @@ def test_an_index_that_is_not_an_axis_is_refused_by_name():
         code(S[i] * x[jd], (i,))
 
 
-def test_indices_out_of_axis_order_are_refused():
+def test_an_unbatched_array_out_of_axis_order_is_permuted_onto_the_axes():
+    assert code(W[jd, c], (c, jd), batched=()) == "xp.permute_dims(W, (1, 0))"
+    assert code(W[jd, c], (c, t, jd), batched=()) == "xp.permute_dims(W, (1, 0))[:, None, :]"
+
+
+def test_batched_indices_out_of_axis_order_are_refused():
     with pytest.raises(UnsupportedExpression, match="not in the order"):
-        code(W[jd, c], (c, jd), batched=())
+        code(W[jd, c], (c, jd), batched=("W",))
 
 
 def test_a_function_outside_the_table_is_refused_by_name():

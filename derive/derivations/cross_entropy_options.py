@@ -545,7 +545,7 @@ def derive():
             "$\\sum_c a_c - a_j$ and $1 - S_j$ lose their digits where $a_j$ or $S_j$ is nearly "
             "all of the sum. Given $\\sum S = 1$, $S_j \\sum_c a_c - a_j = S_j \\sum_{c \\ne j} a_c "
             "- a_j \\sum_{n \\ne j} S_n$: each sum adds terms of one sign, so neither loses digits "
-            "(both are computed by cumulative sums, in $O(C)$). With a class index and no smoothing "
+            "(both are computed in $O(C)$ without subtracting an entry from a sum it is nearly all of). With a class index and no smoothing "
             "only $a_\\ell$ is nonzero, so each entry is one product: $-a_\\ell \\sum_{n \\ne \\ell} "
             "S_n$ at the label, $S_j a_\\ell$ elsewhere, and nothing is subtracted at all. With "
             "smoothing or soft targets the two products are subtracted, and cancel where the "

@@ -598,6 +598,16 @@ def derive():
     penalty_grad = evaluate(sp.diff(penalty, W[jj, c]))  # l2 W_jc
     penalty_hessian = evaluate(sp.diff(penalty_grad, W[kk, d]))  # l2 δ_jk δ_cd
 
+    # Newton's system as the code builds it: the samples' x_b x_bᵀ (B x D²) times, in one
+    # matrix product each, the diagonal blocks' S_bc O_bc (B x C) and the S_bc S_bd (B x C²).
+    inputs_outer = sp.IndexedBase("inputs_outer")
+    penalty_identity = l2 * KroneckerDelta(jj, kk) * KroneckerDelta(c, d)
+    # entry [j, k, c, d] of ℋ + l2·I, the penalty inside the diagonal blocks' factor
+    kronecker_system = KroneckerDelta(c, d) * (
+        Sum(inputs_outer[b, jj, kk] * share[b, c] * O[b, c], (b, 1, B))
+        + l2 * KroneckerDelta(jj, kk)
+    ) - (1 - KroneckerDelta(c, d)) * Sum(inputs_outer[b, jj, kk] * share[b, c] * P[b, d], (b, 1, B))
+
     # What the steps' names mean, down to the inputs (derive.claims writes them out).
     labels_sum = ((Sum(y[t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_t = 1
     probabilities_sum = ((Sum(S[j], (j, 1, C)), sp.Integer(1)),)  # Σ_n S_n = 1
@@ -783,7 +793,8 @@ def derive():
         Step(
             "As two matrix products, without cancellation",
             "Name the sums of others $O_{bc} = \\sum_{n \\ne c} S_{bn}$ (computed per sample "
-            "as two cumulative sums of positive terms, no subtraction). The $\\delta_{cd}$ "
+            "without subtracting $S_{bc}$ from a sum it is nearly all of: `sum_of_others`). "
+            "The $\\delta_{cd}$ "
             "term and the $(1 - \\delta_{cd})$ term each become one sum over the batch, one "
             "matrix product: the code takes the first on the diagonal blocks and the second off "
             "them, so no entry is a difference of the two. The cost is that of the two products "
@@ -821,8 +832,9 @@ def derive():
             "$\\sum_d S_d U_d$ is then $U_c$ up to a relative $1 - S_c$. Given "
             "$\\sum_d S_d = 1$, $U_c = U_c \\sum_{d} S_d$, and the $d = c$ terms cancel "
             "exactly in the algebra instead of in floating point: what is left are sums over "
-            "the other classes, each computed as two cumulative sums (the printer's sum of "
-            "others). Where $S_c \\approx 1$ both terms are small and carry their own digits.",
+            "the other classes, each computed without subtracting an entry from a sum it is "
+            "nearly all of (the printer's sum of others, `sum_of_others`). Where "
+            "$S_c \\approx 1$ both terms are small and carry their own digits.",
             hvp_factor,
             hvp_factor_stable,
             relation="=>",
@@ -876,6 +888,30 @@ def derive():
             Derivative(penalty_grad, W[kk, d]),
             penalty_hessian,
             start="the penalty's gradient $l_2 W_{jc}$",
+        ),
+        Step(
+            "Newton's system from the samples' x xᵀ",
+            "Each sample's term of the stable Hessian is $x_{bj} x_{bk}$ times that sample's "
+            "logit Hessian, $\\delta_{cd} S_{bc} O_{bc} - (1 - \\delta_{cd}) S_{bc} S_{bd}$: "
+            "the Hessian in $W$ is $\\frac{1}{B} \\sum_b x_b x_b^T \\otimes (\\mathrm{diag}"
+            "(S_b \\odot O_b) - \\mathrm{offdiag}(S_b S_b^T))$, one sample's Kronecker form summed "
+            "over the batch. `newton_step` computes it from the $B \\times D^2$ array of the "
+            "samples' $x_b x_b^T$ and each sample's share of the mean, $S_{bc} / B$: the first's "
+            "transpose times the share times $O$ ($B \\times C$) gives the diagonal blocks, "
+            "times the samples' share times $S_b^T$ ($B \\times C^2$) the others, two matrix "
+            "products of entry $[j, k, c, d]$. The penalty's $l_2 \\delta_{jk}$ joins the "
+            "diagonal blocks' factor; the middle axes, swapped, give the row-major "
+            "$DC \\times DC$ matrix, solved once. The gradient comes from the same "
+            "probabilities: the forward pass runs once.",
+            batch_stable + penalty_identity,
+            kronecker_system,
+            where=(
+                (inputs_outer[b, jj, kk], X[b, jj] * X[b, kk]),
+                (share[b, c], P[b, c] / B),
+                (O[b, c], batch_others),
+                *batch_softmax,
+            ),
+            start="the batch mean of the stable form, plus the penalty's Hessian",
         ),
     )
 
@@ -1002,7 +1038,9 @@ def derive():
     # -- the generated functions ---------------------------------------------------------
     x_param = Param("x", X, ("D",), doc="inputs: one sample (D,) or a batch (..., D)")
     W_param = Param("W", W, ("D", "C"), batched=False, doc="weights, inputs x classes")
-    H, g = sp.IndexedBase("hessian"), sp.IndexedBase("g")  # ℋ: H is the hidden size
+    # B ℋ's two parts, entry [j, k, c, d]: Σ_b x_bj x_bk S_bc O_bc, and Σ_b x_bj x_bk S_bc S_bd
+    diagonal_sum, products_sum = sp.IndexedBase("diagonal_sum"), sp.IndexedBase("products_sum")
+    blocks = sp.IndexedBase("blocks")  # ℋ + l2·I, entry [j, k, c, d]
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
@@ -1119,25 +1157,43 @@ def derive():
                 ),
             ),
             body=(
-                Assign(H, (jj, c, kk, d), sp.Function("weight_hessian")(X, W)),
-                Assign(g, (jj, c), sp.Function("weight_grad")(X, W, Y)),
+                Assign(P, (b, c), softmax_of_batch),  # once, for the Hessian and the gradient
+                Assign(O, (b, c), batch_others),
+                Assign(share, (b, c), P[b, c] / B),
+                Assign(inputs_outer, (b, jj, kk), X[b, jj] * X[b, kk]),
                 Assign(
-                    regularized,
-                    (jj, c, kk, d),
-                    H[jj, c, kk, d] + l2 * KroneckerDelta(jj, kk) * KroneckerDelta(c, d),
+                    diagonal_sum,
+                    (jj, kk, c),
+                    MatmulSum(inputs_outer[b, jj, kk] * share[b, c] * O[b, c], (b, 1, B)),
                 ),
-                Assign(rhs, (jj, c), -g[jj, c] - l2 * W[jj, c]),
+                Assign(
+                    products_sum,
+                    (jj, kk, c, d),
+                    MatmulSum(inputs_outer[b, jj, kk] * share[b, c] * P[b, d], (b, 1, B)),
+                ),
+                # in the products' layout [j, k, c, d] (contiguous), then viewed as [j, c, k, d]
+                Assign(
+                    blocks,
+                    (jj, kk, c, d),
+                    KroneckerDelta(c, d) * (diagonal_sum[jj, kk, c] + l2 * KroneckerDelta(jj, kk))
+                    - (1 - KroneckerDelta(c, d)) * products_sum[jj, kk, c, d],
+                ),
+                Assign(regularized, (jj, c, kk, d), blocks[jj, kk, c, d]),
+                Assign(error_share, (b, c), (P[b, c] - Y[b, c]) / B),
+                Assign(rhs, (jj, c), -Sum(X[b, jj] * error_share[b, c], (b, 1, B)) - l2 * W[jj, c]),
             ),
             returns=Assign(
                 sp.Symbol(r"\operatorname{vec}(\Delta W)"),
                 (jj, c),
-                DenseSolve(regularized, rhs, (jj, c)),
+                DenseSolve(regularized, rhs, (jj, c), penalty=l2),
             ),
             math=-(sp.MatrixSymbol("\\mathcal{H}", D * C, D * C) + l2 * sp.Identity(D * C)).inv()
             * (sp.MatrixSymbol("g", D * C, 1) + l2 * sp.MatrixSymbol("W", D * C, 1)),
             returns_doc="ΔW, shape (D, C), like W: W + ΔW is the next Newton iterate",
             notes=f"Layout: (ℋ + l2·I) vec(ΔW) = −vec(g + l2·W) with vec row-major "
-            f"(`W.reshape(-1)`, index j·C + c), ℋ from `weight_hessian`, g from `weight_grad`. "
+            f"(`W.reshape(-1)`, index j·C + c). One forward pass gives both ℋ, as "
+            f"(1/B) Σ_b x_b x_bᵀ ⊗ (its stable logit Hessian) in two matrix products (the "
+            f"page's last step), and g. "
             f"Dense: it forms the (D·C) x (D·C) matrix and solves it, so D·C is limited to "
             f"{MAX_UNKNOWNS}; above that use `weight_hvp` with conjugate gradients. l2 must be "
             "> 0: the Hessian alone is singular, so without the penalty the step is not unique "

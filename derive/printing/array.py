@@ -184,6 +184,11 @@ class ArrayPrinter(NumPyPrinter):
                     f"of the result axes ({', '.join(map(str, self.axes)) or 'none'})"
                 )
         positions = [self.axes.index(i) for i in indices]
+        if not batched and len(indices) > 1 and len(set(positions)) == len(positions):
+            order = sorted(range(len(indices)), key=positions.__getitem__)
+            if order != list(range(len(indices))):  # H[j, k, c, d] on axes (j, c, k, d)
+                permuted = f"{self._module}.permute_dims({name}, {tuple(order)})"
+                return self._place(permuted, tuple(indices[o] for o in order), batched)
         if positions != sorted(positions) or len(set(positions)) != len(positions):
             raise UnsupportedExpression(
                 f"{name}[{', '.join(map(str, indices))}]: its indices are not in the "
@@ -505,11 +510,10 @@ class ArrayPrinter(NumPyPrinter):
         """Σ_m (1 − δ_im) A_m (or A_bm, per sample), every entry but the i-th, for each i:
         O(C), not O(C²).
 
-        Printed as ``sum_of_others(xp, A)`` (`derive._runtime`): the sum of the
-        entries before i plus the sum of those after it, or for a few classes
-        in NumPy one product with the off-diagonal ones: no subtraction
-        (Σ_m A_m − A_i would cancel exactly where this sum is needed, when A_i
-        is nearly all of it).
+        Printed as ``sum_of_others(xp, A)`` (derive._runtime): never A_i
+        subtracted from a sum it is nearly all of (Σ_m A_m − A_i would cancel
+        exactly where this sum is needed); two cumulative sums, or in NumPy
+        faster routes with the same guarantee.
         """
         ((m, lower, upper),) = expr.limits
         factors = sp.Mul.make_args(expr.function)
@@ -528,8 +532,9 @@ class ArrayPrinter(NumPyPrinter):
         if mask != 1 - deltas[0] or i not in self.axes or i.upper != m.upper:
             return None
         name = self._name(entry.base.label)
-        summed = f"sum_of_others({self._module}, {name})"
-        return self._place(summed, (*leading, i), name in self.batched)
+        # derive._runtime's: two cumulative sums, or in NumPy over a few classes one product
+        others = f"sum_of_others({self._module}, {name})"
+        return self._place(others, (*leading, i), name in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)
@@ -627,8 +632,9 @@ class ArrayPrinter(NumPyPrinter):
         sizes = [self._print(i.upper) for i in expr.indices]
         n = "*".join(sizes)
         matrix, rhs = self._name(expr.matrix.label), self._name(expr.rhs.label)
+        penalty = "" if expr.penalty is None else f", penalty={self._print(expr.penalty)}"
         solved = (
             f"solve({self._module}, {self._module}.reshape({matrix}, ({n}, {n})), "
-            f"{self._module}.reshape({rhs}, ({n},)))"
+            f"{self._module}.reshape({rhs}, ({n},)){penalty})"
         )
         return f"{self._module}.reshape({solved}, ({', '.join(sizes)}))"

@@ -16,6 +16,8 @@ NAMES = {
     "others_along": "Q",  # Q_c = Σ_{n≠c} S_n U_n
     "hessian": r"\mathcal{H}",  # H is the number of hidden units
     "HV": r"(\mathcal{H} V)",  # the Hessian times V
+    "inputs_outer": r"(x x^T)",  # each sample's x_b x_bᵀ
+    "share": r"(S/B)",  # each sample's share of the mean, S_bc / B
     # layer normalisation's named values (derive/derivations/layer_norm.py)
     "var": r"\sigma^2",  # the variance
     "std": r"\sigma",  # √(σ² + ε), the scale
