@@ -10,12 +10,13 @@ Elementwise functions only, for now: each argument is an array of any shape
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from derive.differentiate import collapse_delta_sums, differentiate, tidy
+from derive.differentiate import collapse_delta_sums, collapse_words, differentiate, tidy
+from derive.naming import name_pieces
 from derive.printing import latex
 from derive.steps import (
     DOMAINS,
@@ -277,25 +278,51 @@ class VectorForward:
     name: str
     title: str
     summary: str
-    output: sp.Indexed  # x̂_i
-    expression: sp.Expr  # (x_i − μ)/σ
+    expression: sp.Expr  # written out, (x_i − Σ_k x_k/K)/√(...): or in the names given
     wrt: sp.Indexed  # x_j
     cotangent: sp.IndexedBase  # g, the gradient arriving at the output
+    output: sp.Indexed | None = None  # x̂_i; None: the engine names it (y_i if it knows no name)
     parameters: tuple[tuple[sp.Symbol, str], ...] = ()
-    names: tuple[Name, ...] = ()
+    names: tuple[Name, ...] = ()  # () : the engine finds the standard ones (derive.naming)
     reference: str = ""
     notation: tuple[tuple[str, str], ...] = ()  # index letters beyond derive/notation.py's
     numerics: str = ""  # where the code is stable, and how: shown on the page
     conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
 
 
+def _naming_step(written: sp.Expr, named: sp.Expr, names: tuple[Name, ...]) -> Step:
+    """The definition as written, equal to it in the names the engine gave its pieces."""
+    said = ", ".join(f"${latex(value)}$ as ${latex(name)}$" for name, value in names)
+    return Step(
+        "Name the pieces",
+        f"Read {said}: the standard names, which the derivative goes through instead of the "
+        "sums written out.",
+        written,
+        named,
+        start="the forward definition, as written",
+        checked="numeric",
+    )
+
+
 def vector_derivation(forward: VectorForward) -> Derivation:
     """The derivation ``forward`` defines: the Jacobian's steps chosen by the differentiator,
     the VJP's contracted from it, and three kernels (function, Jacobian, VJP)."""
     x, g = forward.wrt.base, forward.cotangent
-    (i,), (j,) = forward.output.indices, forward.wrt.indices
-    size = i.upper
-    names = forward.names
+    (j,) = forward.wrt.indices
+    size = j.upper
+    naming = ()
+    if forward.names:
+        names, expression, output_base = forward.names, forward.expression, None
+    else:  # the engine's own names: μ, σ², σ, x̂
+        expression, names, output_base = name_pieces(forward.expression, x, size)
+        if names:
+            naming = (_naming_step(forward.expression, expression, names),)
+    (i,) = [s for s in forward.expression.free_symbols if isinstance(s, sp.Idx) and s != j]
+    if forward.output is not None:
+        output_base = forward.output.base
+    forward = replace(
+        forward, output=(output_base or sp.IndexedBase("y"))[i], expression=expression
+    )
     steps, jacobian = differentiate(
         forward.expression,
         forward.wrt,
@@ -308,24 +335,28 @@ def vector_derivation(forward: VectorForward) -> Derivation:
     contracted = sp.Sum(g[i] * sp.Derivative(forward.output, forward.wrt), (i, 1, size))
     substituted = sp.Sum(g[i] * jacobian, (i, 1, size))
     vjp = tidy(pull_out_of_sums(collapse_delta_sums(substituted)))
-    steps += (
-        Step(
-            "The vector–Jacobian product",
-            f"A backward pass needs $\\sum_i g_i\\, \\partial {latex(forward.output)}/\\partial "
-            f"{latex(forward.wrt)}$, not the Jacobian: put the Jacobian in.",
-            contracted,
-            substituted,
-            start="what a backward pass computes",
-            checked="numeric",
-        ),
-        Step(
-            "Collapse the sum over the delta",
-            "Only $i = j$ is left of the delta's term; the other terms are sums over the vector, "
-            "computed once: no $K \\times K$ matrix is formed.",
-            substituted,
-            vjp,
-            checked="numeric",
-        ),
+    steps = (
+        naming
+        + steps
+        + (
+            Step(
+                "The vector–Jacobian product",
+                f"A backward pass needs $\\sum_i g_i\\, \\partial {latex(forward.output)}/\\partial "
+                f"{latex(forward.wrt)}$, not the Jacobian: put the Jacobian in.",
+                contracted,
+                substituted,
+                start="what a backward pass computes",
+                checked="numeric",
+            ),
+            Step(
+                "Collapse the sum over the delta",
+                f"{collapse_words(substituted)[0]} Each of those sums is computed once for every "
+                f"${latex(j)}$: no $K \\times K$ matrix is formed.",
+                substituted,
+                vjp,
+                checked="numeric",
+            ),
+        )
     )
     params = (
         Param(str(x), x, axes=(str(size),), doc="any real numbers"),
