@@ -438,6 +438,18 @@ def subtract_at_labels(xp: Any, a: Any, labels: Any, owned: bool = False) -> Any
     return a - xp.astype(labels[..., None] == classes, a.dtype)
 
 
+def vecdot(xp: Any, a: Any, b: Any) -> Any:
+    """Σ_k a_k b_k over the last axis, for real arrays: one pass, no a·b temporary.
+
+    The printing of a sum of a product of two arrays (Σ_i g_i x̂_i, Σ_k c_k²). The
+    array API's ``vecdot`` where the library has it (NumPy 2, PyTorch through
+    array-api-compat, JAX, array-api-strict); else ``sum(a * b)``, the same numbers.
+    """
+    if hasattr(xp, "vecdot"):
+        return xp.vecdot(a, b)
+    return xp.sum(a * b, axis=-1)
+
+
 def in_place(function: Any, a: Any, *others: Any, owned: bool = True) -> Any:
     """``function(a, *others)``, written into ``a`` where NumPy allows it.
 

@@ -24,7 +24,7 @@ VECTOR_FORWARD = VectorForward(
     / sp.sqrt(sp.Sum((x[k] - sp.Sum(x[k2], (k2, 1, K)) / K) ** 2, (k, 1, K)) / K + eps),
     wrt=x[j],
     cotangent=g,
-    parameters=((eps, "positive"),),
+    parameters=((eps, "positive", (1e-8, 1.0)),),
     reference="torch.nn.functional.layer_norm(x, x.shape[-1:], eps=float(eps))",
     numerics="Overflows only where $(x_k - \\mu)^2$ does (|x| beyond about $10^{154}$ in float64); "
     "ε > 0 keeps σ away from 0 for a constant vector.",

@@ -863,6 +863,7 @@ def derive():
                     batched=False,
                     doc="the L2 penalty's weight, > 0",
                     domain="positive",
+                    span=(1e-2, 10.0),
                 ),
             ),
             body=(
