@@ -458,6 +458,18 @@ def _named_sums(expr: sp.Expr, names: Sequence[Name]) -> sp.Expr:
     return expr
 
 
+def _sums_named(expr: sp.Expr, names: Sequence[Name]) -> str:
+    """The sums in ``expr`` that a named value is a multiple of, as the page says them:
+    "$\\sum_{k=1}^{K} x_{k} = K \\mu$" (whatever the sum's variable is called)."""
+    said = []
+    for name, value in names:
+        for total in expr.atoms(sp.Sum):
+            if _named_sums(total, [(name, value)]) != total:
+                said.append(f"${latex(total)} = {latex(_named_sums(total, [(name, value)]))}$")
+                break
+    return ", ".join(said)
+
+
 def in_terms_of(expr: sp.Expr, name: sp.Basic, value: sp.Expr, names=()) -> sp.Expr | None:
     """``expr`` written in the name (σ′ = σ(1 − σ); ∂σ²/∂x_j = 2(x_j − μ)/K), if a piece of
     ``value`` can be solved for or a sum is one of ``names``; None if neither helps."""
@@ -490,11 +502,25 @@ def _lemma(name: sp.Basic, value: sp.Expr, variable: sp.Basic, lemmas: dict, nam
     result = steps[-1].result
     named = in_terms_of(result, name, value, names)
     if named is not None and named != result:
+        sums = _sums_named(result, names)
+        solved = _solved_for(name, value, result) if isinstance(name, AppliedUndef) else {}
+        if sums:
+            words = f"Write each sum by the named value it defines ({sums}) and simplify."
+        elif solved:
+            ((piece, solution),) = solved.items()
+            words = (
+                f"From ${shown} = {latex(value)}$: ${latex(piece)} = {latex(solution)}$; "
+                "substitute it and simplify."
+            )
+        else:
+            words = (
+                f"Write what the named values stand for by their names (${shown}$ "
+                f"$= {latex(value)}$) and simplify."
+            )
         steps.append(
             Step(
                 f"In terms of ${shown}$" if isinstance(name, AppliedUndef) else "In named values",
-                f"Write what the named values stand for by their names (${shown}$ "
-                f"$= {latex(value)}$) and simplify.",
+                words,
                 result,
                 named,
             )
