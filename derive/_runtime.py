@@ -472,6 +472,18 @@ def off_diagonal(xp: Any, classes: int, dtype: Any) -> Any:
     return 1 - xp.eye(classes, dtype=dtype)
 
 
+def vecdot(xp: Any, a: Any, b: Any) -> Any:
+    """Σ_k a_k b_k over the last axis, for real arrays: one pass, no a·b temporary.
+
+    The printing of a sum of a product of two arrays (Σ_i g_i x̂_i, Σ_k c_k²). The
+    array API's ``vecdot`` where the library has it (NumPy 2, PyTorch through
+    array-api-compat, JAX, array-api-strict); else ``sum(a * b)``, the same numbers.
+    """
+    if hasattr(xp, "vecdot"):
+        return xp.vecdot(a, b)
+    return xp.sum(a * b, axis=-1)
+
+
 _IN_PLACE_FROM = 256  # numbers: a smaller temporary costs less to make than `out=` to parse
 
 

@@ -26,6 +26,10 @@ Rows:
   (forward and backward) and the floor (its five matrix products alone); and
   one epoch of ``python -m derive.train``'s digits network, generated against
   PyTorch;
+- layer normalisation's generated VJP against PyTorch's backward (the graph of one
+  forward kept, and forward and backward together: the VJP takes x, not saved
+  statistics) at (256, 768), and against forming the Jacobian and contracting it with
+  g, across K;
 - ``python -m derive build``, cold and no-op.
 
 ``--only two_layer`` (say) measures some parts alone, into a report that is not
@@ -922,8 +926,113 @@ def machine() -> dict:
     }
 
 
-SECTIONS = ("posts", "training_step", "labels", "second_order", "two_layer", "build")
+SECTIONS = (
+    "posts",
+    "training_step",
+    "labels",
+    "second_order",
+    "two_layer",
+    "layer_norm",
+    "build",
+)
 """What ``--only`` selects: the report's parts, in the order a full run measures them."""
+
+
+LAYER_NORM_TARGETS = {"generated / torch backward": 1.2}
+
+
+def layer_norm_rows(repeats: int, budget: float, smoke: bool = False) -> dict:
+    """``layer_norm_vjp`` against PyTorch at (B, K) = (256, 768) (smoke: (8, 16)), float32
+    and float64; and against forming the Jacobian (``layer_norm_jacobian``) and contracting
+    it with g, for a growing K at a batch of 16 (B K² entries)."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    rows = []
+    batch, size = (8, 16) if smoke else (256, 768)
+    for dtype in (np.float32, np.float64):
+        x = rng.normal(size=(batch, size)).astype(dtype)
+        g = rng.normal(size=(batch, size)).astype(dtype)
+        xt, gt = torch.from_numpy(x), torch.from_numpy(g)
+        kept = xt.clone().requires_grad_(True)
+        y = torch.nn.functional.layer_norm(kept, (size,), eps=1e-5)
+
+        def torch_backward(y=y, kept=kept, gt=gt):
+            return torch.autograd.grad(y, kept, gt, retain_graph=True)[0]
+
+        def torch_forward_backward(xt=xt, gt=gt):
+            leaf = xt.detach().requires_grad_(True)
+            out = torch.nn.functional.layer_norm(leaf, (xt.shape[-1],), eps=1e-5)
+            return torch.autograd.grad(out, leaf, gt)[0]
+
+        contenders = {
+            "generated": lambda x=x, g=g: generated.layer_norm_vjp(x, 1e-5, g),
+            "torch backward": torch_backward,
+            "torch forward+backward": torch_forward_backward,
+        }
+        expected = torch_backward().numpy()
+        tolerance = 1e-3 if dtype == np.float32 else 1e-9
+        np.testing.assert_allclose(
+            contenders["generated"](), expected, rtol=tolerance, atol=tolerance
+        )
+        times = measure(contenders, repeats, budget)
+        ratios = {
+            "generated / torch backward": times["generated"] / times["torch backward"],
+            "generated / torch forward+backward": times["generated"]
+            / times["torch forward+backward"],
+        }
+        rows.append(timed_row({"B": batch, "K": size}, dtype, times, ratios, LAYER_NORM_TARGETS))
+    jacobian_rows = []
+    for size in (4, 16) if smoke else (16, 64, 256, 768):
+        x, g = rng.normal(size=(16, size)), rng.normal(size=(16, size))
+        contenders = {
+            "vjp": lambda x=x, g=g: generated.layer_norm_vjp(x, 1e-5, g),
+            "jacobian": lambda x=x, g=g: np.einsum(
+                "...i,...ij->...j", g, generated.layer_norm_jacobian(x, 1e-5)
+            ),
+        }
+        np.testing.assert_allclose(contenders["vjp"](), contenders["jacobian"](), atol=1e-9)
+        times = measure(contenders, repeats, budget)
+        jacobian_rows.append(
+            timed_row(
+                {"B": 16, "K": size},
+                np.float64,
+                times,
+                {"jacobian / vjp": times["jacobian"] / times["vjp"]},
+                {},
+            )
+        )
+    return {"layer_norm": rows, "layer_norm_jacobian": jacobian_rows}
+
+
+def layer_norm_table(report: dict) -> list[str]:
+    if not report.get("layer_norm"):
+        return []
+    lines = [
+        "",
+        "Layer normalisation's VJP (seconds per call: median [fastest, slowest repeat])",
+    ]
+    for r in report["layer_norm"] + report.get("layer_norm_jacobian", []):
+        lines.append(
+            f"{r['B']}, {r['K']:<8} {r['dtype']:<8} "
+            + "  ".join(
+                f"{k} {v:.3e} [{r['spread'][k][0]:.2e}, {r['spread'][k][1]:.2e}]"
+                for k, v in r["seconds"].items()
+            )
+        )
+        lines.append(
+            " " * 18
+            + "  ".join(
+                f"{k} {v:.2f}"
+                + (
+                    f" {'met' if r['targets_met'][k] else 'MISSED'}"
+                    if k in r["targets_met"]
+                    else ""
+                )
+                for k, v in r["ratios"].items()
+            )
+        )
+    return lines
 
 
 def run(
@@ -1012,6 +1121,7 @@ def run(
     report.update(
         measured("two_layer", lambda: two_layer_section(two_layer_sizes, repeats, budget), {})
     )
+    report.update(measured("layer_norm", lambda: layer_norm_rows(repeats, budget, smoke), {}))
     if build is not None:
         report["build_seconds"] = build
     if only is not None:
@@ -1114,6 +1224,7 @@ def table(report: dict) -> str:
         )
     lines += second_order_table(report)
     lines += two_layer_table(report)
+    lines += layer_norm_table(report)
     if "build_seconds" in report:
         b = report["build_seconds"]
         lines += [

@@ -591,6 +591,7 @@ def _generate_function(
         h
         for h in (
             "in_place",
+            "vecdot",
             "subtract_at_labels",
             "take_at_labels",
             "sum_of_others",

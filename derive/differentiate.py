@@ -42,6 +42,7 @@ class Move:
     title: str
     words: str
     result: sp.Expr
+    short: str = ""  # a trivial move's phrase in a merged step ("the sum rule"); "" if not trivial
 
 
 _NAMED: list[set] = [set()]  # the heads of the named values being differentiated through
@@ -100,6 +101,7 @@ def _sum_rule(expr: sp.Add, z: sp.Symbol, lemmas: dict) -> Move:
         "Sum rule",
         "The derivative of a sum is the sum of the derivatives of its terms.",
         sp.Add(*[_d(term, z) for term in expr.args]),
+        "the sum rule",
     )
 
 
@@ -111,6 +113,7 @@ def _mul_rule(expr: sp.Mul, z: sp.Symbol, lemmas: dict) -> Move:
             "Constant factor",
             f"The constant factor {_m(constant)} comes out of the derivative.",
             constant * _d(varying, z),
+            f"the constant factor {_m(constant)} taken out",
         )
     numerator, denominator = sp.fraction(expr, exact=True)
     if _depends(denominator, z) and _depends(numerator, z):
@@ -162,6 +165,7 @@ def _function_rule(expr: sp.Function, z: sp.Symbol, lemmas: dict) -> Move:
             f"Chain rule through ${latex(expr.func(variable))}$",
             f"The derivative of the named value, found above{where}.",
             outer * _d(argument, z),
+            f"the chain rule through {_m(expr.func(variable))} (its derivative found above)",
         )
     u = sp.Dummy("u")
     outer = expr.func(u).fdiff(1).xreplace({u: argument})
@@ -191,6 +195,7 @@ def _entry_rule(expr: sp.Indexed, z: sp.Basic, lemmas: dict) -> Move:
             f"One entry by another: 1 if they are the same entry (${latex(i)} = {latex(j)}$), "
             "else 0.",
             sp.KroneckerDelta(i, j),
+            f"$\\partial {latex(expr)}/\\partial {latex(z)} = \\delta_{{{latex(i)} {latex(j)}}}$",
         )
     return _named_rule(expr, z, lemmas)
 
@@ -205,6 +210,8 @@ def _named_rule(expr: sp.Basic, z: sp.Basic, lemmas: dict) -> Move:
         f"Chain rule through ${latex(expr)}$",
         "The derivative of the named value, found above.",
         derivative.xreplace(renamed),
+        f"$\\partial {latex(expr)}/\\partial {latex(z)} = {latex(derivative.xreplace(renamed))}$ "
+        "from above",
     )
 
 
@@ -213,6 +220,7 @@ def _exchange_rule(expr: sp.Sum, z: sp.Basic, lemmas: dict) -> Move:
         "Exchange the sum and the derivative",
         "The derivative of a sum is the sum of the derivatives of its terms.",
         sp.Sum(_d(expr.function, z), *expr.limits),
+        "the derivative taken inside the sum",
     )
 
 
@@ -274,29 +282,99 @@ def collapse_delta_sums(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.Sum), one)
 
 
-def rule_steps(start: sp.Expr, lemmas: dict, first_start: str | None = None) -> list[Step]:
-    """Rewrite ``start`` (which holds a Derivative) one rule at a time until none is left;
-    a sum over a delta is collapsed in a step of its own as soon as it appears."""
-    steps, current = [], start
+def collapse_words(expr: sp.Expr) -> tuple[str, str]:
+    """What collapsing the sums over a delta in ``expr`` does, in words generated from the sums
+    themselves (their variable, the delta's other index, whether terms without the delta stay):
+    a sentence for a step of its own, and a phrase for a merged step."""
+    sentences, phrases = [], []
+    for total in sorted(expr.atoms(sp.Sum), key=str):
+        if total.has(Derivative) or len(total.limits) != 1:
+            continue
+        ((k, _, _),) = total.limits
+        terms = sp.Add.make_args(sp.expand(total.function))
+        deltas = [d for t in terms for d in t.atoms(sp.KroneckerDelta) if d.has(k)]
+        if not deltas:
+            continue
+        (j,) = [a for a in deltas[0].args if a != k] or [k]
+        k_, j_ = latex(k), latex(j)
+        rule = f"$\\sum_{{{k_}}} \\delta_{{{k_} {j_}}} f_{{{k_}}} = f_{{{j_}}}$"
+        alone = all(any(d.has(k) for d in t.atoms(sp.KroneckerDelta)) for t in terms)
+        rest = (
+            f"of the sum over ${k_}$ only the term ${k_} = {j_}$ is left"
+            if alone
+            else f"the terms with the delta keep only ${k_} = {j_}$; the others stay sums "
+            f"over ${k_}$"
+        )
+        if any(not t.has(k) for t in terms):
+            rest += f", and a term without ${k_}$ is counted once for each ${k_}$"
+        sentences.append(f"{rule}: {rest}.")
+        phrases.append(f"the delta's sum over ${k_}$ collapsed to ${k_} = {j_}$")
+    return " ".join(sentences), ", ".join(phrases)
+
+
+def _merged(group: list[tuple[Step, str]]) -> Step:
+    """A run of moves as one step: the one real rule (product, power, ...) it holds, with the
+    trivial moves around it (sum rule, a constant factor, δ, a collapsed sum) said after it."""
+    main = next((n for n, (_, short) in enumerate(group) if not short), 0)
+    first, head = group[0][0], group[main][0]
+    title = head.title if main == 0 else f"{first.title}; {head.title[0].lower()}{head.title[1:]}"
+    before = [short for _, short in group[:main]]
+    after = [short for n, (_, short) in enumerate(group) if n > main]
+    words = head.rule
+    if before and main:
+        words = f"With {', '.join(before)}: {words}"
+    if after:
+        words += f" Then {', '.join(after)}."
+    checks = {step.checked for step, _ in group}
+    return replace(
+        first,
+        title=title,
+        rule=words,
+        result=group[-1][0].result,
+        checked="numeric" if "numeric" in checks else first.checked,
+    )
+
+
+def merge_trivial(moves: list[tuple[Step, str]]) -> list[Step]:
+    """Steps a reader follows: each real rule with the trivial moves after it (a move with a
+    short phrase is trivial); trivial moves at the start form a step of their own, unless there
+    is only one (writing a name out), which joins the first rule."""
+    groups: list[list[tuple[Step, str]]] = []
+    for move in moves:
+        trivial = bool(move[1])
+        if trivial and groups:
+            groups[-1].append(move)
+        elif not trivial and len(groups) == 1 and len(groups[0]) == 1 and groups[0][0][1]:
+            groups[0].append(move)
+        else:
+            groups.append([move])
+    return [_merged(g) if len(g) > 1 else g[0][0] for g in groups]
+
+
+def rule_steps(
+    start: sp.Expr,
+    lemmas: dict,
+    first_start: str | None = None,
+    lead: tuple[tuple[Step, str], ...] = (),
+) -> list[Step]:
+    """Rewrite ``start`` (which holds a Derivative) one rule at a time until none is left,
+    a sum over a delta collapsed as soon as it appears; the trivial moves are merged into the
+    rule they follow (``merge_trivial``). ``lead``: moves before the first rule."""
+    moves, current = list(lead), start
     while (derivative := _pending(current)) is not None:
         move = _move(derivative, lemmas)
         result = current.xreplace({derivative: move.result})
-        steps.append(
-            Step(move.title, move.words, current, result, start=first_start if not steps else None)
-        )
+        begin = first_start if len(moves) == len(lead) and not lead else None
+        moves.append((Step(move.title, move.words, current, result, start=begin), move.short))
         current = result
         collapsed = collapse_delta_sums(current)
         if collapsed != current:
-            steps.append(
-                Step(
-                    "Collapse the sum over the delta",
-                    "$\\sum_k \\delta_{k j} f_k = f_j$: only the term $k = j$ is left.",
-                    current,
-                    collapsed,
-                )
+            sentence, phrase = collapse_words(current)
+            moves.append(
+                (Step("Collapse the sum over the delta", sentence, current, collapsed), phrase)
             )
             current = collapsed
-    return steps
+    return merge_trivial(moves)
 
 
 def tidy(expr: sp.Expr, variable: sp.Basic | None = None) -> sp.Expr:
@@ -380,6 +458,18 @@ def _named_sums(expr: sp.Expr, names: Sequence[Name]) -> sp.Expr:
     return expr
 
 
+def _sums_named(expr: sp.Expr, names: Sequence[Name]) -> str:
+    """The sums in ``expr`` that a named value is a multiple of, as the page says them:
+    "$\\sum_{k=1}^{K} x_{k} = K \\mu$" (whatever the sum's variable is called)."""
+    said = []
+    for name, value in names:
+        for total in expr.atoms(sp.Sum):
+            if _named_sums(total, [(name, value)]) != total:
+                said.append(f"${latex(total)} = {latex(_named_sums(total, [(name, value)]))}$")
+                break
+    return ", ".join(said)
+
+
 def in_terms_of(expr: sp.Expr, name: sp.Basic, value: sp.Expr, names=()) -> sp.Expr | None:
     """``expr`` written in the name (σ′ = σ(1 − σ); ∂σ²/∂x_j = 2(x_j − μ)/K), if a piece of
     ``value`` can be solved for or a sum is one of ``names``; None if neither helps."""
@@ -401,24 +491,36 @@ def _lemma(name: sp.Basic, value: sp.Expr, variable: sp.Basic, lemmas: dict, nam
     """The derivative of a named value: written out, the rules, then in terms of its name."""
     written = Derivative(value, variable)
     shown = latex(name)
-    steps = [
-        Step(
-            f"Write ${shown}$ out",
-            f"Differentiate the definition of ${shown}$.",
-            Derivative(name, variable),
-            written,
-            start=f"the definition of ${shown}$",
-        )
-    ]
-    steps += rule_steps(written, lemmas)
+    out = Step(
+        f"Write ${shown}$ out",
+        f"Differentiate the definition of ${shown}$.",
+        Derivative(name, variable),
+        written,
+        start=f"the definition of ${shown}$",
+    )
+    steps = rule_steps(written, lemmas, lead=((out, f"the definition of ${shown}$ written out"),))
     result = steps[-1].result
     named = in_terms_of(result, name, value, names)
     if named is not None and named != result:
+        sums = _sums_named(result, names)
+        solved = _solved_for(name, value, result) if isinstance(name, AppliedUndef) else {}
+        if sums:
+            words = f"Write each sum by the named value it defines ({sums}) and simplify."
+        elif solved:
+            ((piece, solution),) = solved.items()
+            words = (
+                f"From ${shown} = {latex(value)}$: ${latex(piece)} = {latex(solution)}$; "
+                "substitute it and simplify."
+            )
+        else:
+            words = (
+                f"Write what the named values stand for by their names (${shown}$ "
+                f"$= {latex(value)}$) and simplify."
+            )
         steps.append(
             Step(
                 f"In terms of ${shown}$" if isinstance(name, AppliedUndef) else "In named values",
-                f"Write what the named values stand for by their names (${shown}$ "
-                f"$= {latex(value)}$) and simplify.",
+                words,
                 result,
                 named,
             )

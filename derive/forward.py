@@ -10,12 +10,13 @@ Elementwise functions only, for now: each argument is an array of any shape
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from derive.differentiate import collapse_delta_sums, differentiate, tidy
+from derive.differentiate import collapse_delta_sums, collapse_words, differentiate, tidy
+from derive.naming import MEAN, name_pieces
 from derive.printing import latex
 from derive.steps import (
     DOMAINS,
@@ -105,6 +106,33 @@ _DOMAIN_CONDITIONS = {"positive": lambda s: s > 0}
 _DOMAIN_WORDS = {"real": "any real numbers", "positive": "a positive number"}
 
 
+POSITIVE_SPAN = (1e-3, 1e3)
+"""The range the tests draw a positive parameter from when its declaration gives none."""
+
+
+def _scalar_params(parameters: tuple[tuple, ...]) -> tuple[Param, ...]:
+    """One Param per declared number: (δ, "positive") or (δ, "positive", (low, high))."""
+    return tuple(
+        Param(
+            str(s),
+            s,
+            batched=False,
+            doc=_DOMAIN_WORDS.get(d, d),
+            domain=d,
+            span=(tuple(span[0]) if span else POSITIVE_SPAN) if d == "positive" else None,
+        )
+        for s, d, *span in parameters
+    )
+
+
+def _requirements(parameters: tuple[tuple, ...]) -> tuple[Requirement, ...]:
+    return tuple(
+        Requirement(_DOMAIN_CONDITIONS[d](s), f"{s} must be {_DOMAIN_WORDS[d]}, got {s} = {{{s}}}")
+        for s, d, *_ in parameters
+        if d in _DOMAIN_CONDITIONS
+    )
+
+
 @dataclass(frozen=True)
 class Forward:
     """A function by its definition: what the page, the code and the tests are made from.
@@ -122,7 +150,9 @@ class Forward:
     expression: sp.Expr
     wrt: sp.Symbol
     arguments: tuple[sp.Symbol, ...] = ()  # default: (wrt,)
-    parameters: tuple[tuple[sp.Symbol, str], ...] = ()  # (δ, "positive")
+    # (δ, "positive") or (δ, "positive", (1e-3, 1e3)): the range the tests draw a positive
+    # number from, log-uniformly (default: POSITIVE_SPAN)
+    parameters: tuple[tuple, ...] = ()
     names: tuple[Name, ...] = ()
     stable: tuple[Name, ...] = ()
     reference: str = ""  # the function in PyTorch's own operations: "torch.nn.functional.silu(z)"
@@ -134,7 +164,7 @@ class Forward:
     group: str = "activations"  # where the home page lists it (derive.derivations.GROUPS)
 
     def __post_init__(self):
-        for symbol, domain in self.parameters:
+        for symbol, domain, *_ in self.parameters:
             if domain not in DOMAINS:
                 raise ValueError(
                     f"Forward {self.name}: parameter {symbol}'s domain must be one of {DOMAINS}, "
@@ -183,7 +213,7 @@ def derivation(forward: Forward) -> Derivation:
     names = (*forward.names, *(n for n in found if n[0] not in dict(forward.names)))
     function = sp.Function(forward.name)
     arguments = forward.arguments or (z,)
-    call = function(*arguments, *(s for s, _ in forward.parameters))
+    call = function(*arguments, *(s for s, *_ in forward.parameters))
     steps, derivative = differentiate(
         expression, z, names, start=f"the definition of ${latex(call)}$"
     )
@@ -200,15 +230,8 @@ def derivation(forward: Forward) -> Derivation:
     )
     params = tuple(
         Param(str(a), a, doc="any real numbers", domain="real") for a in arguments
-    ) + tuple(
-        Param(str(s), s, batched=False, doc=_DOMAIN_WORDS.get(d, d), domain=d)
-        for s, d in forward.parameters
-    )
-    requires = tuple(
-        Requirement(_DOMAIN_CONDITIONS[d](s), f"{s} must be {_DOMAIN_WORDS[d]}, got {s} = {{{s}}}")
-        for s, d in forward.parameters
-        if d in _DOMAIN_CONDITIONS
-    )
+    ) + _scalar_params(forward.parameters)
+    requires = _requirements(forward.parameters)
     held = _held(names)
     body = _body(forward, names)
     python_arguments = ", ".join(p.name for p in params)
@@ -302,12 +325,12 @@ class VectorForward:
     name: str
     title: str
     summary: str
-    output: sp.Indexed  # x̂_i
-    expression: sp.Expr  # (x_i − μ)/σ
+    expression: sp.Expr  # written out, (x_i − Σ_k x_k/K)/√(...): or in the names given
     wrt: sp.Indexed  # x_j
     cotangent: sp.IndexedBase  # g, the gradient arriving at the output
-    parameters: tuple[tuple[sp.Symbol, str], ...] = ()
-    names: tuple[Name, ...] = ()
+    output: sp.Indexed | None = None  # x̂_i; None: the engine names it (y_i if it knows no name)
+    parameters: tuple[tuple, ...] = ()  # as Forward's
+    names: tuple[Name, ...] = ()  # () : the engine finds the standard ones (derive.naming)
     reference: str = ""
     notation: tuple[tuple[str, str], ...] = ()  # index letters beyond derive/notation.py's
     group: str = "hidden_layer"  # where the home page lists it (derive.derivations.GROUPS)
@@ -315,13 +338,80 @@ class VectorForward:
     conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
 
 
+CENTRED = sp.IndexedBase("centred")
+
+
+def _code_body(names: tuple[Name, ...], output: Assign, x: sp.IndexedBase):
+    """The named values as the code computes them, and the output: where the mean μ is named,
+    x − μ is computed once (``centred``) and read by the sums and the output that hold it, a
+    pass over memory and a temporary fewer than writing x_k − μ in each."""
+    body = [Assign(n, (), v) for n, v in names]
+    mean = MEAN if MEAN in dict(names) else None
+    pieces = {e for _, v in names for e in v.atoms(sp.Add) if mean is not None}
+    pieces = {
+        e
+        for e in pieces | set(output.expression.atoms(sp.Add))
+        if mean is not None
+        and len(e.args) == 2
+        and set(e.args) - {-mean} != set(e.args)
+        and all(isinstance(a, sp.Indexed) and a.base == x for a in set(e.args) - {-mean})
+    }
+    if not pieces:
+        return tuple(body), output
+    centred = {e: CENTRED[*(set(e.args) - {-mean}).pop().indices] for e in pieces}
+    (k,) = next(iter(centred.values())).indices
+    at = [n for n, _ in names].index(mean) + 1
+    body = [Assign(a.target, a.indices, a.expression.xreplace(centred)) for a in body]
+    body.insert(at, Assign(CENTRED, (k,), x[k] - mean))
+    output = Assign(output.target, output.indices, output.expression.xreplace(centred))
+    return tuple(body), output
+
+
+def _row_means(vjp: sp.Expr, size: sp.Symbol) -> tuple[tuple[Assign, ...], sp.Expr]:
+    """Each sum over the vector in the VJP as a mean computed once per vector (Σ_i g_i/K as
+    g_mean, Σ_i g_i x̂_i/K as g_xhat_mean): the code then scales no K-long array by 1/K."""
+    means, code = [], vjp
+    for total in sorted(vjp.atoms(sp.Sum), key=str):
+        parts = [str(f.base) for f in sp.Mul.make_args(total.function) if isinstance(f, sp.Indexed)]
+        mean = sp.Symbol("_".join((*parts, "mean")), real=True)
+        means.append(Assign(mean, (), total / size))
+        code = code.xreplace({total: size * mean})
+    return tuple(means), code
+
+
+def _naming_step(written: sp.Expr, named: sp.Expr, names: tuple[Name, ...]) -> Step:
+    """The definition as written, equal to it in the names the engine gave its pieces."""
+    said = ", ".join(f"${latex(value)}$ as ${latex(name)}$" for name, value in names)
+    return Step(
+        "Name the pieces",
+        f"Read {said}: the standard names, which the derivative goes through instead of the "
+        "sums written out.",
+        written,
+        named,
+        start="the forward definition, as written",
+        checked="numeric",
+    )
+
+
 def vector_derivation(forward: VectorForward) -> Derivation:
     """The derivation ``forward`` defines: the Jacobian's steps chosen by the differentiator,
     the VJP's contracted from it, and three kernels (function, Jacobian, VJP)."""
     x, g = forward.wrt.base, forward.cotangent
-    (i,), (j,) = forward.output.indices, forward.wrt.indices
-    size = i.upper
-    names = forward.names
+    (j,) = forward.wrt.indices
+    size = j.upper
+    naming = ()
+    if forward.names:
+        names, expression, output_base = forward.names, forward.expression, None
+    else:  # the engine's own names: μ, σ², σ, x̂
+        expression, names, output_base = name_pieces(forward.expression, x, size)
+        if names:
+            naming = (_naming_step(forward.expression, expression, names),)
+    (i,) = [s for s in forward.expression.free_symbols if isinstance(s, sp.Idx) and s != j]
+    if forward.output is not None:
+        output_base = forward.output.base
+    forward = replace(
+        forward, output=(output_base or sp.IndexedBase("y"))[i], expression=expression
+    )
     steps, jacobian = differentiate(
         forward.expression,
         forward.wrt,
@@ -334,40 +424,37 @@ def vector_derivation(forward: VectorForward) -> Derivation:
     contracted = sp.Sum(g[i] * sp.Derivative(forward.output, forward.wrt), (i, 1, size))
     substituted = sp.Sum(g[i] * jacobian, (i, 1, size))
     vjp = tidy(pull_out_of_sums(collapse_delta_sums(substituted)))
-    steps += (
-        Step(
-            "The vector–Jacobian product",
-            f"A backward pass needs $\\sum_i g_i\\, \\partial {latex(forward.output)}/\\partial "
-            f"{latex(forward.wrt)}$, not the Jacobian: put the Jacobian in.",
-            contracted,
-            substituted,
-            start="what a backward pass computes",
-            checked="numeric",
-        ),
-        Step(
-            "Collapse the sum over the delta",
-            "Only $i = j$ is left of the delta's term; the other terms are sums over the vector, "
-            "computed once: no $K \\times K$ matrix is formed.",
-            substituted,
-            vjp,
-            checked="numeric",
-        ),
+    steps = (
+        naming
+        + steps
+        + (
+            Step(
+                "The vector–Jacobian product",
+                f"A backward pass needs $\\sum_i g_i\\, \\partial {latex(forward.output)}/\\partial "
+                f"{latex(forward.wrt)}$, not the Jacobian: put the Jacobian in.",
+                contracted,
+                substituted,
+                start="what a backward pass computes",
+                checked="numeric",
+            ),
+            Step(
+                "Collapse the sum over the delta",
+                f"{collapse_words(substituted)[0]} Each of those sums is computed once for every "
+                f"${latex(j)}$: no $K \\times K$ matrix is formed.",
+                substituted,
+                vjp,
+                checked="numeric",
+            ),
+        )
     )
     params = (
         Param(str(x), x, axes=(str(size),), doc="any real numbers"),
-        *(
-            Param(str(s), s, batched=False, doc=_DOMAIN_WORDS.get(d, d), domain=d)
-            for s, d in forward.parameters
-        ),
+        *_scalar_params(forward.parameters),
     )
     cotangent = Param(str(g), g, axes=(str(size),), doc="the gradient arriving at the output")
-    requires = tuple(
-        Requirement(_DOMAIN_CONDITIONS[d](s), f"{s} must be {_DOMAIN_WORDS[d]}, got {s} = {{{s}}}")
-        for s, d in forward.parameters
-        if d in _DOMAIN_CONDITIONS
-    )
-    body = tuple(Assign(n, (), v) for n, v in names)
-    output = Assign(forward.output.base, (i,), forward.expression)
+    requires = _requirements(forward.parameters)
+    body, output = _code_body(names, Assign(forward.output.base, (i,), forward.expression), x)
+    means, vjp_code = _row_means(vjp, size)
     arguments = ", ".join(p.name for p in params)
     kernels = (
         Kernel(
@@ -376,6 +463,7 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             params=params,
             body=body,
             returns=output,
+            math=forward.expression,
             returns_doc="the shape of x",
             reference=forward.reference,
             requires=requires,
@@ -397,8 +485,9 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             name=f"{forward.name}_vjp",
             summary=f"The vector–Jacobian product gᵀJ of {forward.name}, without forming J.",
             params=(*params, cotangent),
-            body=(*body, output),
-            returns=Assign(contracted, (j,), vjp),
+            body=(*body, output, *means),
+            returns=Assign(contracted, (j,), vjp_code),
+            math=vjp,
             returns_doc="the gradient with respect to x, the shape of x",
             conditioning="g − mean(g) − x̂·mean(g x̂) subtracts means from g, which can leave "
             "an entry far smaller than the terms it came from: no entry-wise bound holds",

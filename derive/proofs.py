@@ -18,6 +18,7 @@ import sympy as sp
 
 from derive.steps import Exercise, Identity, Sizes
 from derive.sympy_tools import (
+    apply_assumptions,
     combine_sums,
     evaluate,
     is_zero,
@@ -87,7 +88,7 @@ def prove_index_form(identity: Identity) -> tuple[str, ...]:
     evaluated = pull_out_of_sums(evaluate(long))
     if is_zero(evaluated - identity.shortcut, thorough=not identity.assumptions):
         return ()
-    difference = sp.expand(evaluated.xreplace(identity.assumptions) - identity.shortcut)
+    difference = sp.expand(apply_assumptions(evaluated, identity.assumptions) - identity.shortcut)
     if is_zero(difference, thorough=False):
         return tuple(f"{lhs} = {rhs}" for lhs, rhs in identity.assumptions.items())
     residual = sp.simplify(difference)

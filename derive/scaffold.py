@@ -10,6 +10,7 @@ import sympy as sp
 
 from derive import derivations
 from derive.printing import latex as to_latex
+from derive.printing.terminal import text_to_unicode
 from derive.steps import DOMAINS
 
 SIGNS = {"=": "=", ":=": ":=", "convention": "=", "=>": "="}
@@ -49,7 +50,8 @@ def show(name: str, latex: bool = False) -> str:
             f" (from step {start})" if isinstance(start, int) else f" (from {start})" * bool(start)
         )
         given = f", given {', '.join(map(str, step.given))}" if step.given else ""
-        lines.append(f"{number}. {step.title}{start}: {step.rule}{given}")
+        line = f"{number}. {step.title}{start}: {step.rule}{given}"
+        lines.append(line if latex else text_to_unicode(line))
         lines += [_equation(step.expression, step.result, SIGNS[step.relation], latex), ""]
     return "\n".join(lines)
 

@@ -140,8 +140,18 @@ class Param:
     # a check of the values the formula needs (VALUE_CHECKS): "probabilities", rows summing to
     # 1 with no negative entry (a softmax output); "in [0, 1]", every value in [0, 1]
     check: str = ""
+    # a positive number's range, which the tests draw it from log-uniformly: eps (1e-8, 1),
+    # a temperature (0.1, 10); every positive number must declare one
+    span: tuple[float, float] | None = None
 
     def __post_init__(self):
+        if self.domain == "positive" and not (
+            self.span is not None and 0 < self.span[0] < self.span[1]
+        ):
+            raise ValueError(
+                f"Param {self.name}: a positive argument declares the range the tests draw it "
+                f"from, span=(low, high) with 0 < low < high; got {self.span!r}"
+            )
         if self.labels and self.domain != "labels":
             object.__setattr__(self, "domain", "labels")
         if self.domain not in DOMAINS:

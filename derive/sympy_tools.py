@@ -107,6 +107,30 @@ def sums_of(base: sp.IndexedBase, expr: sp.Expr) -> list[Sum]:
     ]
 
 
+def same_sum(a: sp.Basic, b: Sum) -> bool:
+    """Whether ``a`` is the sum ``b`` whatever its dummy variables are called (Σ_n x_n is
+    Σ_k x_k): the same ranges, and the same summand once a's variables are renamed to b's."""
+    if not isinstance(a, Sum) or len(a.limits) != len(b.limits):
+        return False
+    rename = {}
+    for (va, *ra), (vb, *rb) in zip(a.limits, b.limits):
+        if [sp.sympify(r) for r in ra] != [sp.sympify(r) for r in rb]:
+            return False
+        rename[va] = vb
+    return a.function.xreplace(rename) == b.function
+
+
+def apply_assumptions(expr: sp.Expr, assumptions: dict) -> sp.Expr:
+    """``expr`` with each assumption's left side replaced by its right (Σ_k x_k = K μ); a sum
+    on the left matches a sum in ``expr`` whatever its dummy is called."""
+    for lhs, rhs in assumptions.items():
+        if isinstance(lhs, Sum):
+            expr = expr.replace(lambda e, lhs=lhs: same_sum(e, lhs), lambda e, rhs=rhs: rhs)
+        else:
+            expr = expr.xreplace({lhs: rhs})
+    return expr
+
+
 def is_zero(expr: sp.Expr, thorough: bool = True) -> bool:
     """Whether SymPy can show ``expr`` is identically zero.
 

@@ -63,6 +63,13 @@ def variables(kernel: Kernel) -> dict[str, Param]:
     return params
 
 
+def positive(span: tuple[float, float], rng: np.random.Generator, shape=()) -> np.ndarray:
+    """Positive numbers drawn log-uniformly from ``span`` (a parameter's declared range):
+    eps from (1e-8, 1) is as often near 1e-8 as near 1."""
+    low, high = span
+    return np.exp(rng.uniform(np.log(low), np.log(high), size=shape))
+
+
 def draw(
     param: Param, batch: tuple[int, ...], sizes: dict[str, int], rng: np.random.Generator
 ) -> np.ndarray:
@@ -70,8 +77,8 @@ def draw(
     shape = (batch if param.batched else ()) + tuple(sizes[a] for a in param.axes)
     if param.domain == "one_hot":
         return np.eye(shape[-1])[rng.integers(shape[-1], size=shape[:-1])]
-    if param.domain == "positive":
-        return rng.uniform(0.5, 2.0, size=shape)
+    if param.domain == "positive":  # across its declared range, every decade alike
+        return positive(param.span, rng, shape)
     if param.domain == "probability" and param.check == "probabilities":
         rows = rng.uniform(0.05, 0.95, size=shape)
         return rows / rows.sum(axis=-1, keepdims=True)

@@ -33,7 +33,9 @@ def test_z_times_sigma_is_the_product_rule_then_sigma_prime_in_terms_of_sigma():
     assert titles.index("Product rule") > titles.index("In terms of $\\sigma{\\left(z \\right)}$")
     in_sigma = steps[titles.index("In terms of $\\sigma{\\left(z \\right)}$")].result
     assert sp.expand(in_sigma - sigma * (1 - sigma)) == 0
-    assert "Chain rule through" in titles[-2] and titles[-1] == "Simplify"
+    # the chain rule through σ is a trivial move: said in the product rule's step, not its own
+    assert titles[-2] == "Product rule" and titles[-1] == "Simplify"
+    assert "the chain rule through" in steps[-2].rule
     assert sp.expand(result - (sigma + z * sigma * (1 - sigma))) == 0
     holds(steps, [(sigma, SIGMOID)])
 
@@ -49,7 +51,8 @@ def test_a_quotient_is_differentiated_by_the_quotient_rule():
 
 def test_a_square_root_of_a_sum_is_the_power_rule_then_the_sum_rule():
     steps, result = differentiate(sp.sqrt(1 + z**2), z)
-    assert [s.title for s in steps[:2]] == ["Power rule", "Sum rule"]
+    # the sum rule is trivial: said in the power rule's step, not a step of its own
+    assert steps[0].title == "Power rule" and "Then the sum rule" in steps[0].rule
     assert sp.simplify(result - z / sp.sqrt(1 + z**2)) == 0
     holds(steps)
 
@@ -115,7 +118,11 @@ def test_new_writes_a_module_and_its_registry_line(tmp_path, monkeypatch):
 
 
 def test_layer_norm_ends_in_the_shortcut_through_its_named_values():
-    from derive.derivations.layer_norm import K, i, j, k, mu, std, var, x, xhat
+    from derive.derivations.layer_norm import K, i, j, k, x
+    from derive.naming import MEAN as mu
+    from derive.naming import NORMALISED as xhat
+    from derive.naming import SCALE as std
+    from derive.naming import VARIANCE as var
 
     steps, jacobian = differentiate(
         (x[i] - mu) / std,
@@ -129,8 +136,11 @@ def test_layer_norm_ends_in_the_shortcut_through_its_named_values():
         checked="numeric",
     )
     titles = [s.title for s in steps]
-    assert "Exchange the sum and the derivative" in titles
-    assert "Collapse the sum over the delta" in titles
+    # ∂μ/∂x_j = 1/K in one step: written out, 1/K out, into the sum, δ, the sum collapsed
+    assert titles[0] == "Write $\\mu$ out" and steps[0].result == 1 / K
+    assert "the derivative taken inside the sum" in steps[0].rule
+    assert "collapsed to $k = j$" in steps[0].rule
+    assert len(steps) <= 8  # 23 moves, merged into the steps a reader follows
     # ∂σ²/∂x_j in its named values: Σ_k x_k became K μ (the sum matched whatever its variable)
     lemma = steps[titles.index("In named values")].result
     assert sp.expand(lemma - 2 * (x[j] - mu) / K) == 0
@@ -165,3 +175,54 @@ def test_the_generated_exercises_hold_and_a_wrong_answer_fails():
         assert exercise.check(answer), name
         wrong = sp.Eq(answer.lhs, answer.rhs * sp.Rational(11, 10))
         assert not exercise.check(wrong), name
+
+
+def test_the_engine_names_the_mean_the_variance_and_the_scale_of_a_written_out_definition():
+    from derive.naming import MEAN, NORMALISED, SCALE, VARIANCE, name_pieces
+    from derive.sympy_tools import same_sum
+
+    K = sp.Symbol("K", integer=True, positive=True)
+    i, n, m = (sp.Idx(letter, (1, K)) for letter in ("i", "n", "m"))
+    x, eps = sp.IndexedBase("x"), sp.Symbol("eps", real=True)
+    # the mean spelled with two dummies, its minus sign where SymPy puts it
+    written = (x[i] - sp.Sum(x[n], (n, 1, K)) / K) / sp.sqrt(
+        sp.Sum((x[n] - sp.Sum(x[m], (m, 1, K)) / K) ** 2, (n, 1, K)) / K + eps
+    )
+    named, names, output = name_pieces(written, x, K)
+    assert named == (x[i] - MEAN) / SCALE and output == NORMALISED
+    assert [name for name, _ in names] == [MEAN, VARIANCE, SCALE]
+    assert names[2][1] == sp.sqrt(VARIANCE + eps)
+    # each name's value is the sum it replaced, whatever its variable (the build checks the
+    # naming step numerically: derive.claims)
+    mean_sum, variance_sum = (value * K for _, value in names[:2])
+    assert same_sum(mean_sum, sp.Sum(x[n], (n, 1, K)))
+    assert same_sum(variance_sum, sp.Sum((x[n] - MEAN) ** 2, (n, 1, K)))
+    # no mean in it: nothing named
+    assert name_pieces(x[i] ** 2 / K, x, K) == (x[i] ** 2 / K, (), None)
+
+
+def test_collapsing_a_delta_is_worded_from_the_sum_it_collapses():
+    from derive.differentiate import collapse_words
+
+    K = sp.Symbol("K", integer=True, positive=True)
+    a, b = sp.Idx("a", (1, K)), sp.Idx("b", (1, K))
+    f = sp.IndexedBase("f")
+    only, _ = collapse_words(sp.Sum(sp.KroneckerDelta(a, b) * f[a], (a, 1, K)))
+    assert "only the term $a = b$ is left" in only
+    mixed, phrase = collapse_words(sp.Sum((sp.KroneckerDelta(a, b) - 1 / K) * f[a], (a, 1, K)))
+    assert "is left" not in mixed and "the others stay sums over $a$" in mixed
+    assert phrase == "the delta's sum over $a$ collapsed to $a = b$"
+
+
+def test_show_prints_no_latex_in_any_registered_derivations_titles_and_rules():
+    from derive import derivations
+
+    for name in derivations.MODULES:
+        numbered = [
+            line for line in scaffold.show(name).splitlines() if line.split(".")[0].isdigit()
+        ]
+        assert numbered, name
+        for line in numbered:
+            assert "$" not in line and "\\" not in line, (name, line)
+    assert "∂x̂ᵢ/∂xⱼ" in scaffold.show("layer_norm")
+    assert "\\partial" in scaffold.show("layer_norm", latex=True)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from derive import generated
 
-from registry import BY_NAME, require
+from registry import BY_NAME, positive, require
 
 torch = require("torch")
 
@@ -49,6 +49,7 @@ class Argument:
     labels: bool  # also takes integer class labels of the batch shape
     domain: str  # what values it takes (derive.steps.DOMAINS)
     check: str = ""  # what is checked of its values (derive.steps.VALUE_CHECKS)
+    span: tuple[float, float] | None = None  # a positive number's declared range
 
     @property
     def probabilities(self) -> bool:
@@ -64,7 +65,8 @@ def arguments_of(function) -> list[Argument]:
     """One Argument per parameter, from the registry's declaration of the function."""
     kernel = BY_NAME[function.__name__]
     return [
-        Argument(p.name, p.batched, p.axes, p.one_hot, p.domain, p.check) for p in kernel.params
+        Argument(p.name, p.batched, p.axes, p.one_hot, p.domain, p.check, p.span)
+        for p in kernel.params
     ]
 
 
@@ -132,8 +134,10 @@ def draw_case(data, name: str, batches: list = BATCHES) -> Case:
             else:
                 rows = np.eye(classes)[labels]
                 plain.append(rows if form == "one-hot" else rows * 0.9 + 0.1 / classes)
-        elif argument.scalar:  # a temperature, a penalty: positive
-            plain.append(np.float64(rng.uniform(0.5, 2.0)))
+        elif argument.scalar and argument.domain == "positive":  # T, l2, eps: its whole range
+            plain.append(np.float64(positive(argument.span, rng)))
+        elif argument.scalar:
+            plain.append(np.float64(rng.normal()))
         elif argument.probabilities and argument.axes:
             plain.append(softmax_rows(rng.normal(size=shape)))
         elif argument.probabilities:

@@ -173,3 +173,20 @@ def test_generated_function_equals_its_index_form_evaluated_by_sympy(kernel, bat
         atol=1e-14,
         err_msg=f"{kernel.id}: generated code vs SymPy's index form",
     )
+
+
+POSITIVE = [(k.name, p) for k in KERNELS for p in k.params if p.domain == "positive"]
+
+
+@pytest.mark.parametrize("name, param", POSITIVE, ids=[f"{n}-{p.name}" for n, p in POSITIVE])
+def test_a_positive_argument_is_drawn_across_its_whole_declared_range(name, param):
+    """Not from (0.5, 2) whatever it is: eps from its (1e-8, 1), a temperature from (0.1, 10),
+    every decade alike, so the checks above meet eps = 1e-8 as often as eps = 0.1."""
+    low, high = param.span
+    drawn = np.array([draw(param, (), {}, np.random.default_rng(seed)) for seed in range(400)])
+    assert np.all((drawn >= low) & (drawn <= high)), (name, param.name)
+    decades = np.log10(high / low)
+    # each tenth of the range, on a log scale, gets some of the 400 draws
+    bins = np.histogram(np.log10(drawn), bins=10, range=(np.log10(low), np.log10(high)))[0]
+    assert bins.min() > 0 and decades >= 2, (name, param.name, bins)
+    assert drawn.min() < low * 10 ** (decades / 10)  # the low end is reached

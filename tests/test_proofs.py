@@ -141,3 +141,22 @@ def test_a_wrong_shortcut_fails_the_explicit_proof_and_names_the_entry():
     broken = type(identity)(**{**identity.__dict__, "explicit": off_by_one_entry})
     with pytest.raises(ProofFailed, match=r"D=2, C=3 entry \[0, 1\]"):
         prove_explicit(broken, {"D": 2, "C": 3})
+
+
+def test_an_assumption_on_a_sum_applies_whatever_the_sums_dummy_is_called():
+    """Σ_k x_k = K μ is assumed; the long side sums over n (and over t, times 2): both match."""
+    K = sp.Symbol("K", integer=True, positive=True)
+    k, n, t = (sp.Idx(name, (1, K)) for name in "knt")
+    xs, mu = sp.IndexedBase("x"), sp.Symbol("mu")
+    identity = Identity(
+        name="renamed_dummy",
+        claim="a mean written with another dummy",
+        long=sp.Sum(xs[n], (n, 1, K)) / K + 2 * sp.Sum(xs[t], (t, 1, K)),
+        shortcut=mu + 2 * K * mu,
+        assumptions={sp.Sum(xs[k], (k, 1, K)): K * mu},
+    )
+    assert prove_index_form(identity) == (f"{sp.Sum(xs[k], (k, 1, K))} = {K * mu}",)
+    # a sum over another range is not the assumed one: the proof fails, naming the identity
+    other = replace(identity, long=sp.Sum(xs[n], (n, 2, K)) / K + 2 * sp.Sum(xs[t], (t, 1, K)))
+    with pytest.raises(ProofFailed, match="renamed_dummy"):
+        prove_index_form(other)

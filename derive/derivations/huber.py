@@ -18,7 +18,7 @@ FORWARD = Forward(
     ),
     wrt=p,
     arguments=(p, y),
-    parameters=((delta, "positive"),),
+    parameters=((delta, "positive", (1e-3, 1e3)),),
     names=((r, p - y),),
     numerics="No exponentials: nothing overflows; the two pieces meet where |r| = δ, where the "
     "value and the derivative agree.",

@@ -20,6 +20,7 @@ from derive.steps import (
     Kernel,
     MatrixResult,
     Param,
+    Section,
     Step,
     every,
 )
@@ -198,6 +199,13 @@ def derive() -> Derivation:
         text="The gradient of the mean squared error: the residuals, scaled by $2/K$.",
     )
     return Derivation(
+        sections=(
+            Section(
+                "Why these steps are written by hand",
+                "These steps are written by hand, not generated from a forward definition (`derive.differentiate`, which makes the SiLU, GELU, Huber and layer normalisation pages). The forward definitions it takes today are elementwise or vector-to-vector (a Jacobian and a vector–Jacobian product); a loss that sums a vector to one number is not one of them yet. Its two steps here (each square differentiated, the delta's sum collapsed) are the ones the differentiator would show.",
+                place="after_steps",
+            ),
+        ),
         matrix_result=matrix_result,
         name="mean_squared_error",
         title="Mean squared error",

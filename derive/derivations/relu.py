@@ -19,6 +19,7 @@ from derive.steps import (
     Kernel,
     MatrixResult,
     Param,
+    Section,
     Step,
 )
 
@@ -185,6 +186,13 @@ def derive() -> Derivation:
         "$Z > 0$ and stops it elsewhere.",
     )
     return Derivation(
+        sections=(
+            Section(
+                "Why these steps are written by hand",
+                "These steps are written by hand, not generated from a forward definition (`derive.differentiate`, which makes the SiLU, GELU, Huber and layer normalisation pages). It differentiates each piece away from 0 (slope 0, slope 1), and says nothing about the corner at 0: which value the code takes there is a convention (a subgradient), which step 2 explains and a rule cannot choose.",
+                place="after_steps",
+            ),
+        ),
         matrix_result=matrix_result,
         name="relu",
         title="ReLU",

@@ -20,6 +20,7 @@ from derive.steps import (
     Kernel,
     MatrixResult,
     Param,
+    Section,
     Step,
 )
 from derive.sympy_tools import on_each_side_of_zero
@@ -239,6 +240,13 @@ def derive() -> Derivation:
         "gradient arriving at $A$, entry by entry.",
     )
     return Derivation(
+        sections=(
+            Section(
+                "Why these steps are written by hand",
+                "These steps are written by hand, not generated from a forward definition (`derive.differentiate`, which makes the SiLU, GELU, Huber and layer normalisation pages). The differentiator reaches $\\sigma(1 - \\sigma)$ too (the SiLU page shows it doing so), but not what steps 3 and 4 teach: which equal form keeps the digits where $1 - \\sigma$ rounds to 0, proved on each side of zero. It writes a stable form only where a module gives one, and only for a named value, not for the derivative.",
+                place="after_steps",
+            ),
+        ),
         matrix_result=matrix_result,
         name="sigmoid",
         title="The sigmoid",

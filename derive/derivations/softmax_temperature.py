@@ -292,7 +292,12 @@ def derive() -> Derivation:
     )
     z_max = sp.Symbol("z_max")
     temperature = Param(
-        "T", T, doc="the temperature, a positive number", batched=False, domain="positive"
+        "T",
+        T,
+        doc="the temperature, a positive number",
+        batched=False,
+        domain="positive",
+        span=(0.1, 10.0),
     )
     positive = (Requirement(sp.Symbol("T") > 0, "T: expected a positive temperature, got T = {T}"),)
     kernels = (

@@ -21,6 +21,7 @@ from derive.steps import (
     Kernel,
     MatrixResult,
     Param,
+    Section,
     Step,
 )
 from derive.sympy_tools import on_each_side_of_zero
@@ -175,6 +176,13 @@ def derive() -> Derivation:
         text="Entrywise on a batch of pre-activations $Z$: the sigmoid of each entry.",
     )
     return Derivation(
+        sections=(
+            Section(
+                "Why these steps are written by hand",
+                "These steps are written by hand, not generated from a forward definition (`derive.differentiate`, which makes the SiLU, GELU, Huber and layer normalisation pages). It would find the sigmoid as the derivative, but not the stable evaluation $\\max(z, 0) + \\log(1 + e^{-|z|})$ with its proof on each side of zero, which is what this page is for.",
+                place="after_steps",
+            ),
+        ),
         matrix_result=matrix_result,
         name="softplus",
         title="Softplus",

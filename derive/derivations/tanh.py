@@ -21,6 +21,7 @@ from derive.steps import (
     Kernel,
     MatrixResult,
     Param,
+    Section,
     Step,
 )
 from derive.sympy_tools import on_each_side_of_zero
@@ -187,6 +188,13 @@ def derive() -> Derivation:
         "alone ($\\circ$: the entrywise product).",
     )
     return Derivation(
+        sections=(
+            Section(
+                "Why these steps are written by hand",
+                "These steps are written by hand, not generated from a forward definition (`derive.differentiate`, which makes the SiLU, GELU, Huber and layer normalisation pages). It would find $1 - \\tanh^2 z$ by the quotient rule, but not step 3's multiplying out to $4/(e^z + e^{-z})^2$, nor the stable derivative with $e^{-2|z|}$ that keeps its digits where $\\tanh z$ rounds to $\\pm 1$: choices of form it does not make.",
+                place="after_steps",
+            ),
+        ),
         matrix_result=matrix_result,
         name="tanh",
         title="The hyperbolic tangent",

@@ -359,6 +359,11 @@ class ArrayPrinter(NumPyPrinter):
         the function owns: arithmetic stays as written, for the reader."""
         terms = sorted(sp.Add.make_args(expr), key=lambda t: t.could_extract_minus_sign())
         first = terms[0]
+        if len(terms) > 2:  # a − b − c: (a − b) is a temporary made here, c goes into it
+            rest, last = sp.Add(*terms[:-1], evaluate=False), terms[-1]
+            if last.could_extract_minus_sign():
+                return self._in_place("subtract", expr, rest, -last)
+            return self._in_place("add", expr, rest, last)
         if len(terms) != 2 or not isinstance(first, (sp.Indexed, sp.Symbol)):
             return None
         if terms[1].could_extract_minus_sign():
@@ -366,7 +371,24 @@ class ArrayPrinter(NumPyPrinter):
         return self._in_place("add", expr, first, terms[1])
 
     def _print_Mul(self, expr: sp.Mul) -> str:
-        return self._divide_in_place(expr) or super()._print_Mul(expr)
+        return (
+            self._divide_in_place(expr) or self._multiply_in_place(expr) or super()._print_Mul(expr)
+        )
+
+    def _multiply_in_place(self, expr: sp.Mul) -> str | None:
+        """``a * c`` written into a, when a is a temporary the function owns and reads no more
+        (x̂ scaled by a mean per vector in the VJP); the same product either way."""
+        factors = sp.Mul.make_args(expr)
+        if len(factors) != 2 or any(isinstance(f, sp.Pow) and f.exp.is_negative for f in factors):
+            return None
+        if any(f.is_number for f in factors):
+            return None
+        for first, other in (factors, factors[::-1]):
+            if isinstance(first, (sp.Indexed, sp.Symbol)):
+                code = self._in_place("multiply", expr, first, other)
+                if code:
+                    return code
+        return None
 
     def _divide_in_place(self, expr: sp.Mul) -> str | None:
         """``a / b`` written into a, when a is a temporary (``e / Σe``, ``(s − y) / B``)."""
@@ -489,10 +511,33 @@ class ArrayPrinter(NumPyPrinter):
     def _print_Sum(self, expr: sp.Sum) -> str:
         return (
             self._contraction(expr)
+            or self._vecdot(expr)
             or self._sum_of_others(expr)
             or self._leading_sum(expr)
             or self._reduce("sum", expr)
         )
+
+    def _vecdot(self, expr: sp.Sum) -> str | None:
+        """Σ_k a_k b_k (or Σ_k a_k²) of two arrays over their one axis (Σ_i g_i x̂_i, a loss's
+        Σ_i y_i log S_i): ``vecdot(xp, a, b)``, one pass and no a·b temporary."""
+        ((k, lower, upper),) = expr.limits
+        function = expr.function
+        if isinstance(function, sp.Pow) and function.exp == 2:
+            factors = (function.base, function.base)
+        else:
+            factors = sp.Mul.make_args(function)
+        if (lower, upper) != (k.lower, k.upper) or len(factors) != 2:
+            return None
+        if not all(isinstance(f, sp.Indexed) and f.indices == (k,) for f in factors):
+            return None
+        outer = self.axes
+        self.axes = [k]
+        try:
+            a, b = (self._print(f) for f in factors)
+        finally:
+            self.axes = outer
+        code = f"vecdot({self._module}, {a}, {b})"
+        return code + (f"[...{', None' * len(outer)}]" if outer else "")
 
     def _leading_sum(self, expr: sp.Sum) -> str | None:
         """Σ_b A[b, ...] over an array's first axis, the rest being the result axes: a bias's
