@@ -161,6 +161,8 @@ class Forward:
     numerics: str = ""  # where the code is stable, and how: shown on the page
     conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
     grad_conditioning: str = ""  # the same for its derivative (a root: the derivative crosses 0)
+    # why an overflow inside the derivative's arithmetic gives the right value (Kernel.overflow)
+    grad_overflow: str = ""
     group: str = "activations"  # where the home page lists it (derive.derivations.GROUPS)
 
     def __post_init__(self):
@@ -261,6 +263,7 @@ def derivation(forward: Forward) -> Derivation:
             ),
             requires=requires,
             conditioning=forward.grad_conditioning,
+            overflow=forward.grad_overflow,
         ),
     )
     written = expression.xreplace(dict(names))
