@@ -13,9 +13,9 @@ import operator
 import sys
 import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache, partial, wraps
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import array_api_compat
 import numpy as np
@@ -1228,8 +1228,14 @@ def _overflow_ignored(current: Any) -> Any:
     return quiet
 
 
-def quiet_overflow(function: Any) -> Any:
+_Arguments = ParamSpec("_Arguments")
+_Result = TypeVar("_Result")
+
+
+def quiet_overflow(function: Callable[_Arguments, _Result]) -> Callable[_Arguments, _Result]:
     """``function`` with NumPy's overflow warnings silenced during its calls (no other warning).
+
+    Typed to keep ``function``'s signature: a type checker still refuses a wrong argument.
 
     For a generated function whose derivation says why an overflow inside it
     gives the right result (`derive.steps.Kernel.overflow`). Divide-by-zero
@@ -1239,7 +1245,7 @@ def quiet_overflow(function: Any) -> Any:
     if _extobj_contextvar is None:  # pragma: no cover (NumPy 1.x)
 
         @wraps(function)
-        def quiet(*arguments: Any, **options: Any) -> Any:
+        def quiet(*arguments: _Arguments.args, **options: _Arguments.kwargs) -> _Result:
             with np.errstate(over="ignore"):
                 return function(*arguments, **options)
 
@@ -1252,7 +1258,7 @@ def quiet_overflow(function: Any) -> Any:
     )
 
     @wraps(function)
-    def quiet(*arguments: Any, **options: Any) -> Any:
+    def quiet(*arguments: _Arguments.args, **options: _Arguments.kwargs) -> _Result:
         current = get()
         token = set_state(_OVERFLOW_IGNORED.get(current) or _overflow_ignored(current))
         try:
