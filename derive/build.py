@@ -155,6 +155,7 @@ class Workers:
         self.remembered: dict[str, int] = {}  # derivation -> checks an earlier build ran
         self.seconds_remembered: dict[str, float] = {}  # and the seconds they took then
         self.unkept: dict = {}  # future -> (function, args): a forced check the parent keeps
+        self.recalling = not force and cache.remembers_checks()  # else nothing to look up
 
     def _value(self, name: str, future, keep: bool = True):
         value, remembered = future.result()
@@ -180,10 +181,11 @@ class Workers:
 
     def _submit(self, function, *args):
         pool = self._pool()
-        if self.force and pool is not None:
-            # Kept by the parent as it collects the result: the key reads every derivation
-            # (derivations.owners), which a worker forked before they were derived would
-            # derive again, each worker all of them (2.5 s of CPU each in a cold build).
+        if not self.recalling and pool is not None:
+            # Forced, or a cold cache: nothing to recall, and the parent keeps the result as
+            # it collects it. The key reads every derivation (derivations.owners), which a
+            # worker forked before they were derived would derive again, each worker all of
+            # them (2.5 s of CPU each in a cold build).
             future = pool.submit(_run_unremembered, function, args)
             self.unkept[future] = (function, args)
             return future

@@ -137,3 +137,15 @@ def test_a_forced_build_keeps_its_checks_results_from_the_parent(checks, monkeyp
         workers.submit("relu", derivation)
         workers.results(keep=False)
         assert workers.unkept
+    with build.Workers() as workers:  # unforced, with results to recall: the workers recall
+        assert workers.recalling
+        workers.submit("relu", derivation)
+        assert not workers.unkept
+        workers.results()
+    shutil.rmtree(checks)
+    with build.Workers() as workers:  # unforced and cold: nothing to recall, the parent keeps
+        assert not workers.recalling
+        workers.submit("relu", derivation)
+        assert workers.unkept
+        workers.results()
+    assert cache.remembers_checks()
