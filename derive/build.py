@@ -102,7 +102,7 @@ def derive_all(
                         claims.check_chain(derived[name])
             except BuildError:
                 if proving is not None:  # a wrong result it used fails its own proof: first
-                    proving.results()
+                    proving.results(keep=False)
                 raise
             seconds[name] = time.perf_counter() - start
             if proving is not None and name not in kept:
@@ -154,9 +154,13 @@ class Workers:
         self.steps: dict[str, list] = {}  # derivation -> [(claim, future)]
         self.remembered: dict[str, int] = {}  # derivation -> checks an earlier build ran
         self.seconds_remembered: dict[str, float] = {}  # and the seconds they took then
+        self.unkept: dict = {}  # future -> (function, args): a forced check the parent keeps
+        self.recalling = not force and cache.remembers_checks()  # else nothing to look up
 
-    def _value(self, name: str, future):
+    def _value(self, name: str, future, keep: bool = True):
         value, remembered = future.result()
+        if keep and future in self.unkept:
+            cache.keep(*self.unkept.pop(future), value)
         self.remembered[name] = self.remembered.get(name, 0) + remembered
         if remembered:  # its seconds were spent by an earlier build
             self.seconds_remembered[name] = self.seconds_remembered.get(name, 0.0) + _seconds(value)
@@ -177,6 +181,14 @@ class Workers:
 
     def _submit(self, function, *args):
         pool = self._pool()
+        if not self.recalling and pool is not None:
+            # Forced, or a cold cache: nothing to recall, and the parent keeps the result as
+            # it collects it. The key reads every derivation (derivations.owners), which a
+            # worker forked before they were derived would derive again, each worker all of
+            # them (2.5 s of CPU each in a cold build).
+            future = pool.submit(_run_unremembered, function, args)
+            self.unkept[future] = (function, args)
+            return future
         task = (cache.remembered, function, args, self.force)
         return pool.submit(*task) if pool is not None else _run_now(*task)
 
@@ -201,14 +213,18 @@ class Workers:
             return [_not_started() for _ in figures]
         return [pool.submit(_draw_with, code, figure) for figure in figures]
 
-    def results(self) -> dict[str, tuple[ProofResult, ...]]:
-        """Wait for every proof and exercise; raise the first failure as a BuildError."""
+    def results(self, keep: bool = True) -> dict[str, tuple[ProofResult, ...]]:
+        """Wait for every proof and exercise; raise the first failure as a BuildError.
+
+        ``keep``: remember the forced checks' results in the cache (every derivation is
+        derived by then; a build that failed deriving one asks only for the failures).
+        """
         results = {}
         for name, tasks in self.tasks.items():
             parts: dict[str, list] = {}
             for identity, sizes, future in tasks:
                 with stage(name, f"proving {identity.name!r}"):
-                    assumptions, spent = self._value(name, future)
+                    assumptions, spent = self._value(name, future, keep)
                 parts.setdefault(identity.name, []).append((identity, sizes, assumptions, spent))
             results[name] = tuple(
                 ProofResult(
@@ -225,12 +241,12 @@ class Workers:
         for name, exercises in self.exercises.items():  # a failed proof is reported first
             for number, (exercise, future) in enumerate(exercises, 1):
                 with stage(name, f"checking exercise {number} ({exercise.name!r})"):
-                    self._value(name, future)
+                    self._value(name, future, keep)
         for name, steps in self.steps.items():
             checked = []
             for claim, future in steps:
                 with stage(name, f"checking step {claim.number} ({claim.title!r})"):
-                    checked.append(self._value(name, future))
+                    checked.append(self._value(name, future, keep))
             results[name] = (*results.get(name, ()), *checked)
         return results
 
@@ -297,6 +313,11 @@ class _not_started:
 
     def cancelled(self) -> bool:
         return True
+
+
+def _run_unremembered(function, args: tuple) -> tuple:
+    """``function(*args)`` as ``cache.remembered`` returns it, neither recalled nor kept."""
+    return function(*args), False
 
 
 class _run_now:

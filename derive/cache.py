@@ -229,6 +229,14 @@ def check_key(function, args: tuple) -> str:
     return _digest(_engine_key(), buffer.getvalue(), *_module_sources(pickler.modules))
 
 
+def remembers_checks() -> bool:
+    """Whether an earlier build kept any check's result (a cold cache has none to recall)."""
+    try:
+        return any(CHECKS.glob("*.pickle"))
+    except OSError:
+        return False
+
+
 def recall(function, args: tuple) -> tuple[bool, object]:
     """``(True, result)`` if an earlier build ran ``function(*args)`` with the same key."""
     try:

@@ -38,6 +38,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from derive.proofs import ProofFailed, exponentials_as_monomials, is_zero_rational
 from derive.steps import Derivation, Step
 from derive.sympy_tools import (
+    _relation_holds,
     evaluate,
     is_zero,
     pull_out_of_sums,
@@ -395,10 +396,58 @@ def _collapsed(expr: sp.Expr) -> sp.Expr:
     def collapse(total: Sum) -> sp.Expr:
         variables = {limit[0] for limit in total.limits}
         deltas = [d for d in total.function.atoms(sp.KroneckerDelta) if d.free_symbols & variables]
-        return resolve_index_ranges(total.doit()) if deltas else total
+        if not deltas:
+            return total
+        collapsed = _one_term(total)
+        return collapsed if collapsed is not None else resolve_index_ranges(total.doit())
 
     expr = sp.expand(expr).replace(lambda e: isinstance(e, Sum), split)
     return pull_out_of_sums(expr.replace(lambda e: isinstance(e, Sum), collapse))
+
+
+def _one_term(total: Sum) -> sp.Expr | None:
+    """Σ_k δ_ka f(k) as f(a), where a is in the sum's range for every value of its indices.
+
+    What ``Sum.doit`` gives once its Piecewise is resolved, without its deep ``doit`` of
+    the summand (which evaluates every inner sum symbolically, for seconds). None where
+    the shape is not that (several limits, the delta not a factor, an inner sum that
+    binds k or captures a, a range the index ranges do not decide): SymPy's way then.
+    """
+    if len(total.limits) != 1:
+        return None
+    ((variable, lower, upper),) = total.limits
+    factors = sp.Mul.make_args(total.function)
+    for position, delta in enumerate(factors):
+        if not isinstance(delta, sp.KroneckerDelta) or variable not in delta.args:
+            continue
+        (value,) = [a for a in delta.args if a != variable] or [variable]
+        if value.has(variable):
+            continue
+        inner = {limit[0] for s in total.function.atoms(Sum, sp.Product) for limit in s.limits}
+        if value.free_symbols & (inner - {variable}):
+            return None
+        within = (sp.GreaterThan(value, lower), sp.LessThan(value, upper))
+        if not all(r == sp.true or _relation_holds(r) is True for r in within):
+            return None
+        rest = sp.Mul(*factors[:position], *factors[position + 1 :])
+        return _substituted_where_free(rest, variable, value)
+    return None
+
+
+def _substituted_where_free(expr: sp.Basic, variable: sp.Basic, value: sp.Basic) -> sp.Basic:
+    """``expr`` with ``variable`` replaced by ``value`` where it is free: not inside an inner
+    sum or product that binds a variable of the same name (Π_n over the hidden units)."""
+    if expr == variable:
+        return value
+    if not expr.args or isinstance(expr, (Idx, sp.IndexedBase)):
+        return expr
+    if isinstance(expr, (Sum, sp.Product)) and any(v == variable for v, *_ in expr.limits):
+        bounds = [b for _, *ends in expr.limits for b in ends]
+        if any(sp.sympify(b).has(variable) for b in bounds):
+            raise StepFailed(f"a sum's range mentions the variable it is bound by: {expr}")
+        return expr
+    args = tuple(_substituted_where_free(a, variable, value) for a in expr.args)
+    return expr if args == expr.args else expr.func(*args)
 
 
 def _canonical_variables(expr: sp.Basic) -> sp.Basic:

@@ -299,3 +299,37 @@ def test_the_teaching_exercises_reject_a_wrong_answer():
     assert tl._bias_gradient_matrix_form(ones * (rows - columns) / tl.B)
     assert not tl._bias_gradient_matrix_form(ones * (rows - columns))  # the sum, not the mean
     assert not tl._bias_gradient_matrix_form((rows - columns).T * ones.T / tl.B)  # C × 1
+
+
+def test_a_delta_sum_collapses_to_sympys_term_without_its_deep_doit():
+    from derive.claims import _one_term
+    from derive.sympy_tools import pull_out_of_sums, resolve_index_ranges
+
+    k = class_index("k")
+    total = Sum(KroneckerDelta(k, j) * S[k] * Sum(y[t] * z[k], (t, 1, C)), (k, 1, C))
+    assert _one_term(total) == S[j] * Sum(y[t] * z[j], (t, 1, C))
+    sympys = resolve_index_ranges(total.doit())
+    assert sp.expand(pull_out_of_sums(_one_term(total)) - pull_out_of_sums(sympys)) == 0
+    # an inner product that binds k keeps its own k; one that binds j would capture it
+    inner = sp.Product(exp(z[k]), (k, 1, C))
+    assert _one_term(Sum(KroneckerDelta(k, j) * z[k] * inner, (k, 1, C))) == z[j] * inner
+    capture = Sum(KroneckerDelta(k, j) * Sum(z[k] * y[j], (j, 1, C)), (k, 1, C))
+    assert _one_term(capture) is None  # SymPy's doit decides it instead
+    # an index whose range is not the sum's is not taken to be in it
+    other = sp.Idx(sp.Symbol("n", integer=True), (1, sp.Symbol("K", integer=True, positive=True)))
+    assert _one_term(Sum(KroneckerDelta(k, other) * z[k], (k, 1, C))) is None
+
+
+@pytest.mark.parametrize("method", ["symbolic"])
+def test_a_wrong_factor_beside_a_collapsed_delta_fails(method):
+    k = class_index("k")
+    step = Step(
+        "",
+        "",
+        Sum(KroneckerDelta(k, j) * S[k] * y[k], (k, 1, C)),
+        S[j] * y[i],
+        checked=method,
+    )
+    with pytest.raises(StepFailed):
+        checked(step)
+    checked(replace(step, result=S[j] * y[j]))

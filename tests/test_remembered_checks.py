@@ -116,3 +116,36 @@ def test_a_prose_edit_re_proves_no_identity_and_no_step(project):
     remembered = int(line.split("(")[-1].split()[0])
     identities = derivations.get("softmax_jacobian").identities
     assert remembered >= total - 1 + len(identities)
+
+
+def test_a_forced_build_keeps_its_checks_results_from_the_parent(checks, monkeypatch):
+    """Workers run a forced check only; the parent, with every derivation derived, keeps it
+    under the key a worker would have used, and a later build recalls it."""
+    from derive import build
+
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 2)
+    derivation = derivations.get("relu")
+    with build.Workers(force=True) as workers:
+        workers.submit("relu", derivation)
+        assert workers.unkept  # run in a worker, not yet kept
+        workers.results()
+        assert not workers.unkept
+    for claim in claims.claims(derivation):
+        found, result = cache.recall(claims.check, (claim,))
+        assert found and result.page == "relu"
+    with build.Workers(force=True) as workers:  # a failed build keeps nothing
+        workers.submit("relu", derivation)
+        workers.results(keep=False)
+        assert workers.unkept
+    with build.Workers() as workers:  # unforced, with results to recall: the workers recall
+        assert workers.recalling
+        workers.submit("relu", derivation)
+        assert not workers.unkept
+        workers.results()
+    shutil.rmtree(checks)
+    with build.Workers() as workers:  # unforced and cold: nothing to recall, the parent keeps
+        assert not workers.recalling
+        workers.submit("relu", derivation)
+        assert workers.unkept
+        workers.results()
+    assert cache.remembers_checks()
