@@ -102,11 +102,22 @@ def derive_all(
                         claims.check_chain(derived[name])
             except BuildError:
                 if proving is not None:  # a wrong result it used fails its own proof: first
+                    if proving.recalling:  # not yet started: run, without recalling (a key
+                        proving.recalling = False  # would derive the failing one again)
+                        for done in derived:
+                            if done not in kept:
+                                proving.submit(done, derived[done])
                     proving.results(keep=False)
                 raise
             seconds[name] = time.perf_counter() - start
-            if proving is not None and name not in kept:
-                proving.submit(name, derived[name])
+            if proving is not None and name not in kept and not proving.recalling:
+                proving.submit(name, derived[name])  # at once: nothing to recall
+        if proving is not None and proving.recalling:
+            # Recalled here, once every derivation is loaded: a check's key reads them all
+            # (derivations.owners), which a worker forked earlier would derive again.
+            for name in derivations.MODULES:
+                if name not in kept:
+                    proving.submit(name, derived[name])
         if meanwhile is not None:
             meanwhile([Derived(derived[name], (), 0.0) for name in derivations.MODULES])
         ready = _pickled(derived, kept)  # while the last proofs run
@@ -180,17 +191,19 @@ class Workers:
         return self.pool
 
     def _submit(self, function, *args):
+        # The parent recalls (a warm cache) and keeps each result as it collects it. The key
+        # reads every derivation (derivations.owners), which a worker forked before they
+        # were derived would derive again, each worker all of them (2.5 s of CPU each).
+        if self.recalling:
+            found, result = cache.recall(function, args)
+            if found:
+                return _run_now(lambda: (result, True))
         pool = self._pool()
-        if not self.recalling and pool is not None:
-            # Forced, or a cold cache: nothing to recall, and the parent keeps the result as
-            # it collects it. The key reads every derivation (derivations.owners), which a
-            # worker forked before they were derived would derive again, each worker all of
-            # them (2.5 s of CPU each in a cold build).
-            future = pool.submit(_run_unremembered, function, args)
-            self.unkept[future] = (function, args)
-            return future
-        task = (cache.remembered, function, args, self.force)
-        return pool.submit(*task) if pool is not None else _run_now(*task)
+        if pool is None:
+            return _run_now(cache.remembered, function, args, self.force)
+        future = pool.submit(_run_unremembered, function, args)
+        self.unkept[future] = (function, args)
+        return future
 
     def submit(self, name: str, derivation: Derivation) -> None:
         """Start proving ``derivation``'s identities and checking its exercises."""
