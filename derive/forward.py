@@ -16,7 +16,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from derive.differentiate import collapse_delta_sums, collapse_words, differentiate, tidy
-from derive.naming import MEAN, name_pieces
+from derive.naming import MEAN, SCALE, SCALED, SCALED_BY, name_pieces
 from derive.printing import latex
 from derive.steps import (
     DOMAINS,
@@ -33,7 +33,7 @@ from derive.steps import (
     Section,
     Step,
 )
-from derive.sympy_tools import pull_out_of_sums
+from derive.sympy_tools import VectorScale, pull_out_of_sums
 
 GENERATED_STEPS = (
     "Every step above was chosen and recorded by the differentiator (`derive.differentiate`) "
@@ -339,6 +339,11 @@ class VectorForward:
     group: str = "hidden_layer"  # where the home page lists it (derive.derivations.GROUPS)
     numerics: str = ""  # where the code is stable, and how: shown on the page
     conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
+    # each parameter's value that leaves the output unchanged when x is divided by any s > 0
+    # (SCALED_BY): ((eps, eps / s**2),). The code then divides each vector by a power of two
+    # near its largest entry (and the parameter's own scale, √ε), so no sum or square overflows,
+    # and divides the Jacobian and the VJP by s; steps on the page show both, checked.
+    scaled: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
 
 
 CENTRED = sp.IndexedBase("centred")
@@ -380,6 +385,89 @@ def _row_means(vjp: sp.Expr, size: sp.Symbol) -> tuple[tuple[Assign, ...], sp.Ex
         means.append(Assign(mean, (), total / size))
         code = code.xreplace({total: size * mean})
     return tuple(means), code
+
+SCALED_X = sp.IndexedBase("x_scaled")
+WHOLE_SCALE = sp.Symbol("std_of_x", positive=True)  # σ where the code holds σ/s as std
+
+
+def _divided(target: sp.Symbol, value: sp.Expr) -> tuple[Assign, ...]:
+    """``target = value`` for a parameter scaled by a negative power of s (ε/s²), one division
+    at a time: s² itself overflows for s near the largest number, ε/s/s only underflows."""
+    power = -value.as_powers_dict().get(SCALED_BY, 0)
+    if not (power.is_Integer and power > 0):
+        return (Assign(target, (), value),)
+    rest = value * SCALED_BY**power
+    assigns, current = [], rest
+    for n in range(1, int(power) + 1):
+        name = target if n == power else sp.Symbol(f"{rest}_over_s" + f"{n}" * (n > 1), real=True)
+        assigns.append(Assign(name, (), current / SCALED_BY))
+        current = name
+    return tuple(assigns)
+
+
+def _scaling_code(forward: VectorForward, names, output: Assign, x: sp.IndexedBase, k: sp.Idx):
+    """The names and output computed from x/s (each parameter scaled as declared), and the
+    assignments of s, x/s and the scaled parameters that come first."""
+    # the s at which each scaled parameter is 1 (√ε): below it, ε/s² would overflow
+    floors = [
+        solution for _, value in forward.scaled for solution in sp.solve(sp.Eq(value, 1), SCALED_BY)
+    ]
+    floor = sp.Max(*floors) if floors else sp.Integer(0)
+    held = {p: sp.Symbol(f"{p}_scaled", real=True) for p, _ in forward.scaled}
+    first = [
+        Assign(SCALED_BY, (), VectorScale(x, floor)),
+        Assign(SCALED_X, (k,), x[k] / SCALED_BY),
+    ]
+    for p, value in forward.scaled:
+        first += _divided(held[p], value)
+    swap = {x: SCALED_X, **held}
+    names = tuple((n, v.xreplace(swap)) for n, v in names)
+    output = Assign(output.target, output.indices, output.expression.xreplace(swap))
+    return tuple(first), names, output
+
+
+def _scaling_steps(forward: VectorForward, names, jacobian, vjp, x) -> tuple[Step, ...]:
+    """The output computed from x/s, and the Jacobian and VJP from it divided by s, as steps."""
+    parameters = dict(forward.scaled)
+    values = dict(names)
+    scale = SCALED_BY
+    scaled_scale = values[SCALE].xreplace({**SCALED, **parameters})
+    on_scaled = forward.expression.xreplace({SCALE: scaled_scale, **SCALED}).replace(
+        lambda e: isinstance(e, sp.Indexed) and e.base == x, lambda e: e / scale
+    )
+    said = ", ".join(f"${latex(p)}$ by ${latex(v)}$" for p, v in forward.scaled)
+    s_ = latex(scale)
+    return (
+        Step(
+            "Scale each vector",
+            f"For any ${s_} > 0$: the vector $x/{s_}$ has mean $\\mu/{s_}$ and variance "
+            f"$\\sigma^2/{s_}^2$, so with {said} the output is the same. The code divides each "
+            f"vector by ${s_}$, a power of two near its largest $|x_k|$ (exact), and computes "
+            "the named values from $x/s$: none of its sums or squares can overflow.",
+            forward.expression,
+            on_scaled,
+            start=f"the definition of ${latex(forward.output)}$",
+            checked="numeric",
+        ),
+        Step(
+            f"The Jacobian from $x/{s_}$",
+            f"The same Jacobian, its scale computed from $x/{s_}$ and multiplied by ${s_}$ "
+            "in the last division (the code divides by both at once).",
+            jacobian,
+            jacobian.xreplace({SCALE: scale * scaled_scale}),
+            start="the Jacobian above",
+            checked="numeric",
+        ),
+        Step(
+            f"The vector–Jacobian product from $x/{s_}$",
+            "Likewise: every named value but the scale is the same for $x/s$.",
+            vjp,
+            vjp.xreplace({SCALE: scale * scaled_scale}),
+            start="the vector–Jacobian product above",
+            checked="numeric",
+        ),
+    )
+
 
 
 def _naming_step(written: sp.Expr, named: sp.Expr, names: tuple[Name, ...]) -> Step:
@@ -456,7 +544,18 @@ def vector_derivation(forward: VectorForward) -> Derivation:
     )
     cotangent = Param(str(g), g, axes=(str(size),), doc="the gradient arriving at the output")
     requires = _requirements(forward.parameters)
-    body, output = _code_body(names, Assign(forward.output.base, (i,), forward.expression), x)
+    output = Assign(forward.output.base, (i,), forward.expression)
+    first, code_names, code_x, last, undo = (), names, x, (), {}
+    if forward.scaled:
+        k = sp.Idx("k", (j.lower, j.upper))
+        first, code_names, output = _scaling_code(forward, names, output, x, k)
+        code_x = SCALED_X
+        # σ, from the scale of x/s the code holds: the Jacobian and the VJP divide by it once
+        last = (Assign(WHOLE_SCALE, (), SCALED_BY * SCALE),)
+        undo = {SCALE: WHOLE_SCALE}
+        steps += _scaling_steps(forward, names, jacobian, vjp, x)
+    body, output = _code_body(code_names, output, code_x)
+    body = (*first, *body)
     means, vjp_code = _row_means(vjp, size)
     arguments = ", ".join(p.name for p in params)
     kernels = (
@@ -476,8 +575,11 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             name=f"{forward.name}_jacobian",
             summary=f"The Jacobian of {forward.name} for each vector along the last axis.",
             params=params,
-            body=(*body, output),
-            returns=Assign(sp.Derivative(forward.output, forward.wrt), (i, j), jacobian),
+            body=(*body, output, *last),
+            returns=Assign(
+                sp.Derivative(forward.output, forward.wrt), (i, j), jacobian.xreplace(undo)
+            ),
+            math=jacobian,
             returns_doc=f"shape (..., {size}, {size}): entry (i, j) is ∂x̂_i/∂x_j",
             conditioning="δ_ij − 1/K − x̂_i x̂_j/K is a difference of terms near 1/K that "
             "cancel for some entries: no entry-wise bound holds, a norm-wise one does",
@@ -488,8 +590,8 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             name=f"{forward.name}_vjp",
             summary=f"The vector–Jacobian product gᵀJ of {forward.name}, without forming J.",
             params=(*params, cotangent),
-            body=(*body, output, *means),
-            returns=Assign(contracted, (j,), vjp_code),
+            body=(*body, output, *means, *last),
+            returns=Assign(contracted, (j,), vjp_code.xreplace(undo)),
             math=vjp,
             returns_doc="the gradient with respect to x, the shape of x",
             conditioning="g − mean(g) − x̂·mean(g x̂) subtracts means from g, which can leave "

@@ -17,6 +17,9 @@ MEAN = sp.Symbol("mu", real=True)
 VARIANCE = sp.Symbol("var", nonnegative=True)
 SCALE = sp.Symbol("std", positive=True)
 NORMALISED = sp.IndexedBase("xhat")
+SCALED_BY = sp.Symbol("s", positive=True)
+SCALED = {MEAN: MEAN / SCALED_BY, VARIANCE: VARIANCE / SCALED_BY**2}
+"""The standard names of the vector x/s, in those of x: its mean μ/s, its variance σ²/s²."""
 
 Name = tuple[sp.Basic, sp.Expr]
 

@@ -29,6 +29,22 @@ class Maximum(ExprWithLimits):
         return rf"\max_{{{printer._print(index)}}} {printer._print(self.function)}"
 
 
+class VectorScale(sp.Function):
+    """``VectorScale(x, floor)``: for each vector x along the last axis, a power of two s near
+    max(max_k |x_k|, floor), unevaluated; printed as derive._runtime's ``vector_scale``.
+
+    A function unchanged when its vector is divided by s (and its parameters scaled to
+    match: layer normalisation's ε by s²) is computed on x/s, whose squares and sums cannot
+    overflow; dividing by a power of two is exact.
+    """
+
+    nargs = 2
+
+    def _latex(self, printer) -> str:
+        vector, floor = self.args
+        return rf"2^{{\lfloor \log_2 \max(\max_k |{printer._print(vector)}_k|,\, {printer._print(floor)}) \rfloor}}"
+
+
 def _relation_holds(relation: Relational) -> bool | None:
     """True (False) if ``relation`` holds (fails) for every value of its indices.
 

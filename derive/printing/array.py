@@ -23,7 +23,7 @@ from sympy.core.function import AppliedUndef
 from sympy.printing.numpy import NumPyPrinter
 
 from derive._runtime import SPECIAL_FUNCTIONS
-from derive.sympy_tools import DenseSolve, MatmulSum, Maximum
+from derive.sympy_tools import DenseSolve, MatmulSum, Maximum, VectorScale
 
 
 class UnsupportedExpression(NotImplementedError):
@@ -583,6 +583,17 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)
+
+    def _print_VectorScale(self, expr: VectorScale) -> str:
+        """``vector_scale(xp, x, floor)`` (derive._runtime): a power of two per vector; a square
+        root of a parameter as ``** 0.5``, which a Python float and a traced scalar both take."""
+        vector, floor = expr.args
+        if isinstance(floor, sp.Pow) and floor.exp == sp.Rational(1, 2):
+            precedence = sp.printing.precedence.PRECEDENCE["Pow"]
+            floor_code = f"{self.parenthesize(floor.base, precedence)}**0.5"
+        else:
+            floor_code = self._print(floor)
+        return f"vector_scale({self._module}, {self._name(vector.label)}, {floor_code})"
 
     def _contraction(self, expr: sp.Sum) -> str | None:
         """Σ_k A[.., k] B[k, ..] as ``xp.matmul``, when the axes allow it."""
