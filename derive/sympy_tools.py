@@ -45,6 +45,25 @@ class VectorScale(sp.Function):
         return rf"2^{{\lfloor \log_2 \max(\max_k |{printer._print(vector)}_k|,\, {printer._print(floor)}) \rfloor}}"
 
 
+class Hypot(sp.Function):
+    """``Hypot(a, b)`` = √(a² + b²), computed without squaring (``xp.hypot``): finite wherever
+    the result is, and b kept where b² would underflow beside a² = 0."""
+
+    nargs = 2
+
+    def _eval_evalf(self, prec):
+        a, b = (arg.doit() for arg in self.args)
+        return sp.sqrt(a**2 + b**2)._eval_evalf(prec)
+
+    def doit(self, **hints):
+        a, b = (arg.doit(**hints) if hints.get("deep", True) else arg for arg in self.args)
+        return sp.sqrt(a**2 + b**2)
+
+    def _latex(self, printer) -> str:
+        a, b = (printer._print(arg) for arg in self.args)
+        return rf"\operatorname{{hypot}}\left({a},\, {b}\right)"
+
+
 def _relation_holds(relation: Relational) -> bool | None:
     """True (False) if ``relation`` holds (fails) for every value of its indices.
 
