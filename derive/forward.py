@@ -386,6 +386,7 @@ def _row_means(vjp: sp.Expr, size: sp.Symbol) -> tuple[tuple[Assign, ...], sp.Ex
         code = code.xreplace({total: size * mean})
     return tuple(means), code
 
+
 SCALED_X = sp.IndexedBase("x_scaled")
 
 
@@ -402,15 +403,20 @@ def _as_hypot(value: sp.Expr, parameters: dict) -> sp.Expr | None:
     return Hypot(SCALED_BY * sp.sqrt(sp.UnevaluatedExpr(rest / SCALED_BY**2)), sp.sqrt(kept[0]))
 
 
+def _floor(forward: VectorForward) -> sp.Expr:
+    """The s at which each scaled parameter is 1 (√ε): the code's s is at least that, so no
+    scaled parameter overflows, and above 0 for a vector of zeros."""
+    floors = [
+        solution for _, value in forward.scaled for solution in sp.solve(sp.Eq(value, 1), SCALED_BY)
+    ]
+    return sp.Max(*floors) if floors else sp.Integer(0)
+
+
 def _scaling_code(forward: VectorForward, names, output: Assign, x: sp.IndexedBase, k: sp.Idx):
     """The names and output computed from x/s, with the assignments of s and x/s first:
     each standard name of x/s held in its own variable (derive.naming.SCALED), the scale σ
     as a hypotenuse, and the output from x/s."""
-    # the s at which each scaled parameter is 1 (√ε): the code's s is at least that
-    floors = [
-        solution for _, value in forward.scaled for solution in sp.solve(sp.Eq(value, 1), SCALED_BY)
-    ]
-    floor = sp.Max(*floors) if floors else sp.Integer(0)
+    floor = _floor(forward)
     held = {n: SCALED[n][0] for n, _ in names if n in SCALED}
     on_scaled = {x: SCALED_X, **held}
     code: list = [
@@ -476,7 +482,7 @@ def _scaling_steps(forward: VectorForward, names, x) -> tuple[Step, ...]:
                 f"The {what} of $x/{s_}$",
                 (
                     f"For any ${s_} > 0$ the code may divide each vector by ${s_}$ first; it takes "
-                    f"a power of two near $\\max(\\max_k |x_k|, {latex(sp.sqrt(*[p for p, _ in forward.scaled]))})$"
+                    f"a power of two near $\\max(\\max_k |x_k|, {latex(_floor(forward))})$"
                     f", so every $|x_k/{s_}| < 2$ and no sum or square of $x/{s_}$ can overflow "
                     "(dividing by a power of two is exact). "
                     if first

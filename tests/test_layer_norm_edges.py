@@ -49,8 +49,10 @@ def _reference(x: np.ndarray, g: np.ndarray, eps: float = EPS):
         sigma = mpmath.sqrt(mpmath.fsum((v - mu) ** 2 for v in xs) / size + mpmath.mpf(eps))
         xhat = [(v - mu) / sigma for v in xs]
         jacobian = [
-            [((1 if a == b else 0) - mpmath.mpf(1) / size - xhat[a] * xhat[b] / size) / sigma
-             for b in range(size)]
+            [
+                ((1 if a == b else 0) - mpmath.mpf(1) / size - xhat[a] * xhat[b] / size) / sigma
+                for b in range(size)
+            ]
             for a in range(size)
         ]
         vjp = [mpmath.fsum(gs[a] * jacobian[a][b] for a in range(size)) for b in range(size)]

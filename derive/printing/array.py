@@ -595,7 +595,9 @@ class ArrayPrinter(NumPyPrinter):
     def _print_VectorScale(self, expr: VectorScale) -> str:
         """``vector_scale(xp, x, floor)`` (derive._runtime): a power of two per vector."""
         vector, floor = expr.args
-        return f"vector_scale({self._module}, {self._name(vector.label)}, {self._number_root(floor)})"
+        return (
+            f"vector_scale({self._module}, {self._name(vector.label)}, {self._number_root(floor)})"
+        )
 
     def _print_Hypot(self, expr: Hypot) -> str:
         a, b = expr.args
