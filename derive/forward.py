@@ -461,7 +461,8 @@ def _scaling_steps(forward: VectorForward, names, x) -> tuple[Step, ...]:
                 Step(
                     f"${latex(name)}$ without overflow",
                     f"${latex(SCALED[name][1])} = {latex(sp.sqrt(sp.expand(value.base / s**2)))}$ "
-                    f"is the scale of $x/{s_}$, but its second term can underflow to 0 beside "
+                    f"is the scale of $x/{s_}$, but "
+                    f"${latex(hypot.args[1] ** 2 / s**2)}$ can underflow to 0 beside "
                     f"a variance of 0 (a constant vector, where "
                     f"${latex(name)} = {latex(value.xreplace({VARIANCE: 0}))}$): the code takes "
                     f"the hypotenuse $\\sqrt{{a^2 + b^2}}$, which squares neither side, so it "

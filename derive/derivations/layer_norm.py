@@ -31,7 +31,7 @@ VECTOR_FORWARD = VectorForward(
     reference="torch.nn.functional.layer_norm(x, x.shape[-1:], eps=float(eps))",
     scaled=((eps, eps / s**2),),  # x̂ is the same for x/s with ε/s²: the code scales each vector
     numerics="Each vector is divided by $s$, a power of two near $\\max(\\max_k |x_k|, "
-    "\\sqrt{\\varepsilon})$, before anything is summed or squared (the last three steps): every "
+    "\\sqrt{\\varepsilon})$, before anything is summed or squared (the last four steps): every "
     "$|x_k/s| < 2$, so no sum or square overflows, and the function, its Jacobian and its VJP "
     "are finite and right for every finite input, up to the largest number "
     f"(${latex_scientific(float(np.finfo(np.float64).max))}$ in float64, "
