@@ -491,15 +491,26 @@ def _largest_power_of_two(dtype: Any) -> float:
     return float(info.max) / (2 - float(info.eps))
 
 
+@cache
+def _smallest_normal(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).smallest_normal)
+
+
 def vector_scale(xp: Any, x: Any, floor: Any) -> Any:
     """For each vector along the last axis, a power of two s near max(max_k |x_k|, floor):
     max_k |x_k|/s < 2 (so every square and sum of x/s is finite), and dividing by it is exact.
 
     The printing of ``VectorScale`` (derive.sympy_tools). ``floor`` (a positive number) keeps
-    s above 0 for a vector of zeros, and above a parameter's own scale (√ε). Where the
-    library has ``frexp`` (NumPy, PyTorch, JAX) the exponent is read from the number;
-    elsewhere it is ⌊log₂ m⌋, kept below the dtype's largest power of two.
+    s above 0 for a vector of zeros, and above a parameter's own scale (√ε). NumPy reads the
+    exponent from the number (``frexp``); the array API has no ``frexp``, so elsewhere it is
+    2^⌊log₂ m⌋ (within a factor 2 of m whichever way log₂ rounds), kept at most the dtype's
+    largest power of two.
     """
+    if type(x) is np.ndarray:  # one reduction from the floor up: a few calls for a small array
+        least = max(float(floor), _smallest_normal(x.dtype))
+        magnitude = np.maximum.reduce(np.abs(x), axis=-1, initial=least)
+        _, exponent = np.frexp(magnitude)  # m = f·2^e, f in [1/2, 1): s = 2^(e−1) ≤ m < 2s
+        return np.ldexp(np.ones_like(magnitude), exponent - 1)
     if x.shape[-1]:
         magnitude = xp.max(xp.abs(x), axis=-1)
     else:
@@ -507,9 +518,6 @@ def vector_scale(xp: Any, x: Any, floor: Any) -> Any:
     magnitude = xp.maximum(magnitude, xp.asarray(floor, dtype=x.dtype))
     tiny = xp.asarray(float(xp.finfo(x.dtype).smallest_normal), dtype=x.dtype)
     magnitude = xp.maximum(magnitude, tiny)  # a floor that rounds to 0 in float16
-    if type(magnitude) is np.ndarray or isinstance(magnitude, np.generic):
-        _, exponent = np.frexp(magnitude)  # m = f·2^e, f in [1/2, 1): s = 2^(e−1) ≤ m < 2s
-        return np.ldexp(np.ones_like(magnitude), exponent - 1)
     exponent = xp.floor(xp.log2(magnitude))
     power = xp.pow(xp.asarray(2.0, dtype=x.dtype), exponent)
     return xp.minimum(power, xp.asarray(_largest_power_of_two(x.dtype), dtype=x.dtype))
