@@ -143,3 +143,37 @@ def test_ordinary_inputs_still_match_pytorch(dtype):
     np.testing.assert_allclose(
         _quietly(generated.layer_norm_vjp, x, EPS, g), grad.numpy(), rtol=0, atol=10 * tolerance
     )
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(
+    ("dtype", "vector"),
+    [
+        ("float64", [1.7976931348623157e308, -1.0]),
+        ("float64", [5e-324, 0.0]),
+        ("float64", [0.0, 0.0]),
+        ("float32", [3.4028235e38, 1.0]),
+        ("float16", [65504.0, -1.0]),
+        ("float16", [0.0, 6e-8]),
+        ("float64", [3.0, -0.75, 1e-3]),
+    ],
+)
+def test_vector_scale_is_a_power_of_two_within_a_factor_two(library, dtype, vector):
+    """NumPy reads the exponent (frexp), PyTorch takes the array-API route (log₂, kept below
+    the largest power of two): both give s = 2^e with max(max|x|, floor, tiny)/s in [1, 2)
+    (or (1/2, 2] where log₂ rounds), never ∞ and never 0."""
+    from derive._runtime import namespace, vector_scale
+
+    x = np.array(vector, dtype=dtype)
+    xa = torch.from_numpy(x.copy()) if library == "torch" else x
+    floor = 1e-3
+    s = float(_as_numpy(_quietly(vector_scale, namespace(xa), xa, floor)))
+    info = np.finfo(dtype)
+    least = max(
+        float(np.max(np.abs(x.astype(np.float64)))),
+        float(np.float16(floor) if dtype == "float16" else floor),
+        float(info.smallest_normal),
+    )
+    assert np.isfinite(s) and s > 0
+    assert np.log2(s) == round(np.log2(s)), f"{s} is not a power of two"
+    assert 0.5 < least / s < 2, f"max {least} against s = {s}"
