@@ -491,6 +491,13 @@ def _largest_power_of_two(dtype: Any) -> float:
     return float(info.max) / (2 - float(info.eps))
 
 
+_EXPONENT_BITS = {  # bytes -> (the integer of that width, the exponent field of the float)
+    2: (np.int16, np.int16(0x7C00)),
+    4: (np.int32, np.int32(0x7F800000)),
+    8: (np.int64, np.int64(0x7FF0000000000000)),
+}
+
+
 @cache
 def _smallest_normal(dtype: np.dtype) -> float:
     return float(np.finfo(dtype).smallest_normal)
@@ -501,16 +508,18 @@ def vector_scale(xp: Any, x: Any, floor: Any) -> Any:
     max_k |x_k|/s < 2 (so every square and sum of x/s is finite), and dividing by it is exact.
 
     The printing of ``VectorScale`` (derive.sympy_tools). ``floor`` (a positive number) keeps
-    s above 0 for a vector of zeros, and above a parameter's own scale (√ε). NumPy reads the
-    exponent from the number (``frexp``); the array API has no ``frexp``, so elsewhere it is
+    s above 0 for a vector of zeros, and above a parameter's own scale (√ε). NumPy keeps the
+    exponent bits of the number (s = 2^⌊log₂ m⌋); the array API has no ``frexp``, so elsewhere it is
     2^⌊log₂ m⌋ (within a factor 2 of m whichever way log₂ rounds), kept at most the dtype's
     largest power of two.
     """
     if type(x) is np.ndarray:  # one reduction from the floor up: a few calls for a small array
         least = max(float(floor), _smallest_normal(x.dtype))
-        magnitude = np.maximum.reduce(np.abs(x), axis=-1, initial=least)
-        _, exponent = np.frexp(magnitude)  # m = f·2^e, f in [1/2, 1): s = 2^(e−1) ≤ m < 2s
-        return np.ldexp(np.ones_like(magnitude), exponent - 1)
+        largest = np.maximum.reduce(x, axis=-1, initial=least)  # no |x| temporary: two reads
+        magnitude = np.maximum(largest, -np.minimum.reduce(x, axis=-1, initial=-least))
+        # m's exponent bits alone: 2^⌊log₂ m⌋ ≤ m < 2·2^⌊log₂ m⌋ (m is normal: at least tiny)
+        integer, mask = _EXPONENT_BITS[magnitude.dtype.itemsize]
+        return (np.asarray(magnitude).view(integer) & mask).view(magnitude.dtype)
     if x.shape[-1]:
         magnitude = xp.max(xp.abs(x), axis=-1)
     else:

@@ -388,6 +388,7 @@ def _row_means(vjp: sp.Expr, size: sp.Symbol) -> tuple[tuple[Assign, ...], sp.Ex
 
 
 SCALED_X = sp.IndexedBase("x_scaled")
+RECIPROCAL = sp.Symbol("reciprocal_s", positive=True)
 
 
 def _as_hypot(value: sp.Expr, parameters: dict) -> sp.Expr | None:
@@ -421,7 +422,9 @@ def _scaling_code(forward: VectorForward, names, output: Assign, x: sp.IndexedBa
     on_scaled = {x: SCALED_X, **held}
     code: list = [
         Assign(SCALED_BY, (), VectorScale(x, floor)),
-        Assign(SCALED_X, (k,), x[k] / SCALED_BY),
+        # 1/s is a power of two too: x times it is x/s exactly, and a product is faster
+        Assign(RECIPROCAL, (), 1 / SCALED_BY),
+        Assign(SCALED_X, (k,), x[k] * RECIPROCAL),
     ]
     body = []
     for name, value in names:
@@ -433,7 +436,7 @@ def _scaling_code(forward: VectorForward, names, output: Assign, x: sp.IndexedBa
             inner = of_scaled.get(inside.args[0], inside.args[0].xreplace(on_scaled))
             body.append((name, Hypot(SCALED_BY * sp.sqrt(inner), root)))
             if name in held:
-                body.append((held[name], name / SCALED_BY))
+                body.append((held[name], name * RECIPROCAL))
         else:
             body.append((held.get(name, name), value.xreplace(on_scaled)))
     output = Assign(output.target, output.indices, output.expression.xreplace(on_scaled))
