@@ -491,6 +491,8 @@ def _largest_power_of_two(dtype: Any) -> float:
     return float(info.max) / (2 - float(info.eps))
 
 
+_SCALE_WITHOUT_ABS_FROM = 4096  # numbers: measured, 16 x 16 2.9 µs with |x| (4.4 without)
+
 _EXPONENT_BITS = {  # bytes -> (the integer of that width, the exponent field of the float)
     2: (np.int16, np.int16(0x7C00)),
     4: (np.int32, np.int32(0x7F800000)),
@@ -515,8 +517,11 @@ def vector_scale(xp: Any, x: Any, floor: Any) -> Any:
     """
     if type(x) is np.ndarray:  # one reduction from the floor up: a few calls for a small array
         least = max(float(floor), _smallest_normal(x.dtype))
-        largest = np.maximum.reduce(x, axis=-1, initial=least)  # no |x| temporary: two reads
-        magnitude = np.maximum(largest, -np.minimum.reduce(x, axis=-1, initial=-least))
+        if x.size < _SCALE_WITHOUT_ABS_FROM:  # fewer calls
+            magnitude = np.maximum.reduce(np.abs(x), axis=-1, initial=least)
+        else:  # no |x| temporary: two reads, half the time of |x| and its maximum at 256 x 768
+            largest = np.maximum.reduce(x, axis=-1, initial=least)
+            magnitude = np.maximum(largest, -np.minimum.reduce(x, axis=-1, initial=-least))
         # m's exponent bits alone: 2^⌊log₂ m⌋ ≤ m < 2·2^⌊log₂ m⌋ (m is normal: at least tiny)
         integer, mask = _EXPONENT_BITS[magnitude.dtype.itemsize]
         return (np.asarray(magnitude).view(integer) & mask).view(magnitude.dtype)
