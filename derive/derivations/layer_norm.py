@@ -40,8 +40,10 @@ VECTOR_FORWARD = VectorForward(
     "would overflow for $|x|$ beyond about "
     f"${latex_scientific(np.sqrt(float(np.finfo(np.float64).max)))}$ in float64 and give "
     "$\\hat x = 0$ (the mean itself, for entries near the largest number). Dividing by a power "
-    "of two is exact; $\\varepsilon/s^2$ may underflow to 0 for a vector far larger than "
-    "$\\sqrt{\\varepsilon}$, which is its limit there. ε > 0 keeps σ away from 0 for a "
+    "of two is exact. σ is computed as $\\operatorname{hypot}(s\\sqrt{\\sigma^2/s^2}, "
+    "\\sqrt{\\varepsilon})$, where $\\varepsilon/s^2$ beside $\\sigma^2/s^2$ would underflow to 0 "
+    "for a constant vector far larger than $\\sqrt{\\varepsilon}$ and leave $0/0$: "
+    "$\\sigma = \\sqrt{\\varepsilon}$ there, as defined. ε > 0 keeps σ away from 0 for a "
     "constant vector, and the floor $\\sqrt{\\varepsilon}$ keeps $s$ above 0 for a vector of "
     "zeros.",
     conditioning="x_i − μ cancels for an entry near the mean: no entry-wise bound holds "
