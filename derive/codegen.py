@@ -599,6 +599,7 @@ def _generate_function(
             "solve",
             "sum_of_others",
             "is_traced",
+            "vector_scale",
             *SPECIAL_FUNCTIONS,
         )
         if any(f"{h}(" in l for l in (*lines, *checks))

@@ -16,7 +16,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from derive.differentiate import collapse_delta_sums, collapse_words, differentiate, tidy
-from derive.naming import MEAN, name_pieces
+from derive.naming import MEAN, SCALE, SCALED, SCALED_BY, VARIANCE, name_pieces
 from derive.printing import latex
 from derive.steps import (
     DOMAINS,
@@ -33,7 +33,7 @@ from derive.steps import (
     Section,
     Step,
 )
-from derive.sympy_tools import pull_out_of_sums
+from derive.sympy_tools import Hypot, VectorScale, pull_out_of_sums
 
 GENERATED_STEPS = (
     "Every step above was chosen and recorded by the differentiator (`derive.differentiate`) "
@@ -339,17 +339,22 @@ class VectorForward:
     group: str = "hidden_layer"  # where the home page lists it (derive.derivations.GROUPS)
     numerics: str = ""  # where the code is stable, and how: shown on the page
     conditioning: str = ""  # why no entry-wise error bound holds for the function, if none does
+    # each parameter's value that leaves the output unchanged when x is divided by any s > 0
+    # (derive.naming.SCALED_BY): ((eps, eps / s**2),). The code then computes the named values
+    # from x/s, s a power of two near max(max_k |x_k|, √eps), so no sum or square overflows,
+    # and σ as hypot(s √(σ²/s²), √ε); checked steps on the page show each.
+    scaled: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
 
 
 CENTRED = sp.IndexedBase("centred")
 
 
-def _code_body(names: tuple[Name, ...], output: Assign, x: sp.IndexedBase):
+def _code_body(names: tuple[Name, ...], output: Assign, x: sp.IndexedBase, mean=MEAN):
     """The named values as the code computes them, and the output: where the mean μ is named,
     x − μ is computed once (``centred``) and read by the sums and the output that hold it, a
     pass over memory and a temporary fewer than writing x_k − μ in each."""
     body = [Assign(n, (), v) for n, v in names]
-    mean = MEAN if MEAN in dict(names) else None
+    mean = mean if mean in dict(names) else None
     pieces = {e for _, v in names for e in v.atoms(sp.Add) if mean is not None}
     pieces = {
         e
@@ -380,6 +385,139 @@ def _row_means(vjp: sp.Expr, size: sp.Symbol) -> tuple[tuple[Assign, ...], sp.Ex
         means.append(Assign(mean, (), total / size))
         code = code.xreplace({total: size * mean})
     return tuple(means), code
+
+
+SCALED_X = sp.IndexedBase("x_scaled")
+RECIPROCAL = sp.Symbol("reciprocal_s", positive=True)
+
+
+def _as_hypot(value: sp.Expr, parameters: dict) -> sp.Expr | None:
+    """√(A + p) (σ = √(σ² + ε)) as hypot(s √(A/s²), √p), with A/s² computed from x/s: no
+    overflow, and p kept where p/s² would underflow beside A = 0 (a constant vector)."""
+    if not (isinstance(value, sp.Pow) and value.exp == sp.Rational(1, 2)):
+        return None
+    terms = sp.Add.make_args(value.base)
+    kept = [t for t in terms if t in parameters]
+    if len(kept) != 1:
+        return None
+    rest = sp.Add(*(t for t in terms if t not in kept))
+    return Hypot(SCALED_BY * sp.sqrt(sp.UnevaluatedExpr(rest / SCALED_BY**2)), sp.sqrt(kept[0]))
+
+
+def _floor(forward: VectorForward) -> sp.Expr:
+    """The s at which each scaled parameter is 1 (√ε): the code's s is at least that, so no
+    scaled parameter overflows, and above 0 for a vector of zeros."""
+    floors = [
+        solution for _, value in forward.scaled for solution in sp.solve(sp.Eq(value, 1), SCALED_BY)
+    ]
+    return sp.Max(*floors) if floors else sp.Integer(0)
+
+
+def _scaling_code(forward: VectorForward, names, output: Assign, x: sp.IndexedBase, k: sp.Idx):
+    """The names and output computed from x/s, with the assignments of s and x/s first:
+    each standard name of x/s held in its own variable (derive.naming.SCALED), the scale σ
+    as a hypotenuse, and the output from x/s."""
+    floor = _floor(forward)
+    held = {n: SCALED[n][0] for n, _ in names if n in SCALED}
+    on_scaled = {x: SCALED_X, **held}
+    code: list = [
+        Assign(SCALED_BY, (), VectorScale(x, floor)),
+        # 1/s is a power of two too: x times it is x/s exactly, and a product is faster
+        Assign(RECIPROCAL, (), 1 / SCALED_BY),
+        Assign(SCALED_X, (k,), x[k] * RECIPROCAL),
+    ]
+    body = []
+    for name, value in names:
+        hypot = _as_hypot(value, dict(forward.scaled))
+        if hypot is not None:  # s √(σ²/s²): σ²/s² is the variance of x/s the code holds
+            side, root = hypot.args
+            (inside,) = side.atoms(sp.UnevaluatedExpr)
+            of_scaled = {SCALED[n][1]: held[n] for n in held}
+            inner = of_scaled.get(inside.args[0], inside.args[0].xreplace(on_scaled))
+            body.append((name, Hypot(SCALED_BY * sp.sqrt(inner), root)))
+            if name in held:
+                body.append((held[name], name * RECIPROCAL))
+        else:
+            body.append((held.get(name, name), value.xreplace(on_scaled)))
+    output = Assign(output.target, output.indices, output.expression.xreplace(on_scaled))
+    return tuple(code), tuple(body), output
+
+
+def _unevaluated_quotient(numerator: sp.Expr, denominator: sp.Expr) -> sp.Expr:
+    return sp.Mul(numerator, sp.Pow(denominator, -1, evaluate=False), evaluate=False)
+
+
+def _scaling_steps(forward: VectorForward, names, x) -> tuple[Step, ...]:
+    """What the code computes from x/s, as checked steps: each standard name of x/s in those
+    of x, the scale σ as a hypotenuse, and the output."""
+    s = SCALED_BY
+    s_ = latex(s)
+    values = dict(names)
+    steps = []
+    first = True
+    for name, value in names:
+        if name not in SCALED:
+            continue
+        hypot = _as_hypot(value, dict(forward.scaled))
+        if hypot is not None:
+            steps.append(
+                Step(
+                    f"${latex(name)}$ without overflow",
+                    f"${latex(SCALED[name][1])} = {latex(sp.sqrt(sp.expand(value.base / s**2)))}$ "
+                    f"is the scale of $x/{s_}$, but "
+                    f"${latex(hypot.args[1] ** 2 / s**2)}$ can underflow to 0 beside "
+                    f"a variance of 0 (a constant vector, where "
+                    f"${latex(name)} = {latex(value.xreplace({VARIANCE: 0}))}$): the code takes "
+                    f"the hypotenuse $\\sqrt{{a^2 + b^2}}$, which squares neither side, so it "
+                    "neither overflows nor loses the parameter.",
+                    name,
+                    hypot,
+                    start=f"the definition of ${latex(name)}$",
+                    checked="numeric",
+                )
+            )
+            continue
+        on_scaled = value.replace(
+            lambda e: isinstance(e, sp.Indexed) and e.base == x, lambda e: e / s
+        ).xreplace({n: SCALED[n][1] for n in values if n in SCALED and n != name})
+        what = "mean" if name == MEAN else "variance" if name == VARIANCE else "value"
+        steps.append(
+            Step(
+                f"The {what} of $x/{s_}$",
+                (
+                    f"For any ${s_} > 0$ the code may divide each vector by ${s_}$ first; it takes "
+                    f"a power of two near $\\max(\\max_k |x_k|, {latex(_floor(forward))})$"
+                    f", so every $|x_k/{s_}| < 2$ and no sum or square of $x/{s_}$ can overflow "
+                    "(dividing by a power of two is exact). "
+                    if first
+                    else ""
+                )
+                + f"The {what} of $x/{s_}$ is that of $x$ times ${latex(SCALED[name][1] / name)}$.",
+                on_scaled,
+                SCALED[name][1],
+                start=f"the definition of ${latex(name)}$",
+                checked="numeric",
+            )
+        )
+        first = False
+    output = forward.expression
+    numerator, denominator = sp.fraction(output)
+    steps.append(
+        Step(
+            f"${latex(forward.output)}$ from $x/{s_}$",
+            f"Numerator and denominator divided by ${s_}$: the code computes "
+            f"${latex(forward.output)}$ from $x/{s_}$ and its named values, and the Jacobian "
+            f"and the vector–Jacobian product, which divide by ${latex(SCALE)}$, from the "
+            f"${latex(SCALE)}$ above.",
+            output,
+            _unevaluated_quotient(
+                sp.expand(numerator / s), sp.Mul(denominator, sp.Pow(s, -1), evaluate=False)
+            ),
+            start=f"the definition of ${latex(forward.output)}$",
+            checked="numeric",
+        )
+    )
+    return tuple(steps)
 
 
 def _naming_step(written: sp.Expr, named: sp.Expr, names: tuple[Name, ...]) -> Step:
@@ -456,7 +594,15 @@ def vector_derivation(forward: VectorForward) -> Derivation:
     )
     cotangent = Param(str(g), g, axes=(str(size),), doc="the gradient arriving at the output")
     requires = _requirements(forward.parameters)
-    body, output = _code_body(names, Assign(forward.output.base, (i,), forward.expression), x)
+    output = Assign(forward.output.base, (i,), forward.expression)
+    first, code_names, code_x, mean = (), names, x, MEAN
+    if forward.scaled:
+        k = sp.Idx("k", (j.lower, j.upper))
+        first, code_names, output = _scaling_code(forward, names, output, x, k)
+        code_x, mean = SCALED_X, SCALED[MEAN][0]
+        steps += _scaling_steps(forward, names, x)
+    body, output = _code_body(code_names, output, code_x, mean)
+    body = (*first, *body)
     means, vjp_code = _row_means(vjp, size)
     arguments = ", ".join(p.name for p in params)
     kernels = (

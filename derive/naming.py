@@ -17,6 +17,14 @@ MEAN = sp.Symbol("mu", real=True)
 VARIANCE = sp.Symbol("var", nonnegative=True)
 SCALE = sp.Symbol("std", positive=True)
 NORMALISED = sp.IndexedBase("xhat")
+SCALED_BY = sp.Symbol("s", positive=True)
+SCALED = {
+    MEAN: (sp.Symbol("mu_scaled", real=True), MEAN / SCALED_BY),
+    VARIANCE: (sp.Symbol("var_scaled", nonnegative=True), VARIANCE / SCALED_BY**2),
+    SCALE: (sp.Symbol("std_scaled", positive=True), SCALE / SCALED_BY),
+}
+"""Each standard name of the vector x/s: the variable the code holds it in, and its value in
+the names of x (its mean is μ/s, its variance σ²/s²)."""
 
 Name = tuple[sp.Basic, sp.Expr]
 

@@ -29,6 +29,41 @@ class Maximum(ExprWithLimits):
         return rf"\max_{{{printer._print(index)}}} {printer._print(self.function)}"
 
 
+class VectorScale(sp.Function):
+    """``VectorScale(x, floor)``: for each vector x along the last axis, a power of two s near
+    max(max_k |x_k|, floor), unevaluated; printed as derive._runtime's ``vector_scale``.
+
+    A function unchanged when its vector is divided by s (and its parameters scaled to
+    match: layer normalisation's ε by s²) is computed on x/s, whose squares and sums cannot
+    overflow; dividing by a power of two is exact.
+    """
+
+    nargs = 2
+
+    def _latex(self, printer) -> str:
+        vector, floor = self.args
+        return rf"2^{{\lfloor \log_2 \max(\max_k |{printer._print(vector)}_k|,\, {printer._print(floor)}) \rfloor}}"
+
+
+class Hypot(sp.Function):
+    """``Hypot(a, b)`` = √(a² + b²), computed without squaring (``xp.hypot``): finite wherever
+    the result is, and b kept where b² would underflow beside a² = 0."""
+
+    nargs = 2
+
+    def _eval_evalf(self, prec):
+        a, b = (arg.doit() for arg in self.args)
+        return sp.sqrt(a**2 + b**2)._eval_evalf(prec)
+
+    def doit(self, **hints):
+        a, b = (arg.doit(**hints) if hints.get("deep", True) else arg for arg in self.args)
+        return sp.sqrt(a**2 + b**2)
+
+    def _latex(self, printer) -> str:
+        a, b = (printer._print(arg) for arg in self.args)
+        return rf"\operatorname{{hypot}}\left({a},\, {b}\right)"
+
+
 def _relation_holds(relation: Relational) -> bool | None:
     """True (False) if ``relation`` holds (fails) for every value of its indices.
 

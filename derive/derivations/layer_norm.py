@@ -3,10 +3,13 @@ definition alone (derive.forward), written out in sums: the engine names the mea
 variance σ², the scale σ = √(σ² + ε) and the output x̂ (derive.naming); the Jacobian and
 the vector–Jacobian product a backward pass uses follow."""
 
+import numpy as np
 import sympy as sp
 
+from derive.floats import latex_scientific
 from derive.forward import VectorForward
 from derive.model import index, size
+from derive.naming import SCALED_BY as s
 
 K = size("K")
 i, j, k, k2 = index("i", K), index("j", K), index("k", K), index("k'", K)
@@ -26,8 +29,23 @@ VECTOR_FORWARD = VectorForward(
     cotangent=g,
     parameters=((eps, "positive", (1e-8, 1.0)),),
     reference="torch.nn.functional.layer_norm(x, x.shape[-1:], eps=float(eps))",
-    numerics="Overflows only where $(x_k - \\mu)^2$ does (|x| beyond about $10^{154}$ in float64); "
-    "ε > 0 keeps σ away from 0 for a constant vector.",
+    scaled=((eps, eps / s**2),),  # x̂ is the same for x/s with ε/s²: the code scales each vector
+    numerics="Each vector is divided by $s$, a power of two near $\\max(\\max_k |x_k|, "
+    "\\sqrt{\\varepsilon})$, before anything is summed or squared (the last four steps): every "
+    "$|x_k/s| < 2$, so no sum or square overflows, and the function, its Jacobian and its VJP "
+    "are finite and right for every finite input, up to the largest number "
+    f"(${latex_scientific(float(np.finfo(np.float64).max))}$ in float64, "
+    f"${latex_scientific(float(np.finfo(np.float32).max))}$ in float32, "
+    f"${float(np.finfo(np.float16).max):.0f}$ in float16). Written as defined, $(x_k - \\mu)^2$ "
+    "would overflow for $|x|$ beyond about "
+    f"${latex_scientific(np.sqrt(float(np.finfo(np.float64).max)))}$ in float64 and give "
+    "$\\hat x = 0$ (the mean itself, for entries near the largest number). Dividing by a power "
+    "of two is exact. σ is computed as $\\operatorname{hypot}(s\\sqrt{\\sigma^2/s^2}, "
+    "\\sqrt{\\varepsilon})$, where $\\varepsilon/s^2$ beside $\\sigma^2/s^2$ would underflow to 0 "
+    "for a constant vector far larger than $\\sqrt{\\varepsilon}$ and leave $0/0$: "
+    "$\\sigma = \\sqrt{\\varepsilon}$ there, as defined. ε > 0 keeps σ away from 0 for a "
+    "constant vector, and the floor $\\sqrt{\\varepsilon}$ keeps $s$ above 0 for a vector of "
+    "zeros.",
     conditioning="x_i − μ cancels for an entry near the mean: no entry-wise bound holds "
     "there, a norm-wise one does.",
     notation=(("i", "K"),),

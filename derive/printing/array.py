@@ -23,7 +23,7 @@ from sympy.core.function import AppliedUndef
 from sympy.printing.numpy import NumPyPrinter
 
 from derive._runtime import SPECIAL_FUNCTIONS
-from derive.sympy_tools import DenseSolve, MatmulSum, Maximum
+from derive.sympy_tools import DenseSolve, Hypot, MatmulSum, Maximum, VectorScale
 
 
 class UnsupportedExpression(NotImplementedError):
@@ -583,6 +583,25 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)
+
+    def _number_root(self, expr: sp.Expr) -> str:
+        """A square root of a parameter (one number) as ``** 0.5``, which a Python float and a
+        traced scalar both take; anything else as usual."""
+        if isinstance(expr, sp.Pow) and expr.exp == sp.Rational(1, 2) and expr.base.is_Symbol:
+            precedence = sp.printing.precedence.PRECEDENCE["Pow"]
+            return f"{self.parenthesize(expr.base, precedence)}**0.5"
+        return self._print(expr)
+
+    def _print_VectorScale(self, expr: VectorScale) -> str:
+        """``vector_scale(xp, x, floor)`` (derive._runtime): a power of two per vector."""
+        vector, floor = expr.args
+        return (
+            f"vector_scale({self._module}, {self._name(vector.label)}, {self._number_root(floor)})"
+        )
+
+    def _print_Hypot(self, expr: Hypot) -> str:
+        a, b = expr.args
+        return f"{self._module}.hypot({self._number_root(a)}, {self._number_root(b)})"
 
     def _contraction(self, expr: sp.Sum) -> str | None:
         """Σ_k A[.., k] B[k, ..] as ``xp.matmul``, when the axes allow it."""

@@ -1,0 +1,179 @@
+"""Layer normalisation at the edges of the floating-point range (issue 22's spirit).
+
+Written as defined, (x_k − μ)² overflows for |x| beyond the square root of the
+largest number and the sum for x near it: ``layer_norm([1.7e308, -1.7e308])``
+returned [0, -0] with an overflow warning, where the answer is [1, -1]. The
+references here are computed by mpmath at 60 digits from the exact input
+values, never by the code under test; every call runs with warnings as errors.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import mpmath
+import numpy as np
+import pytest
+
+from derive import generated
+
+from registry import require
+
+torch = require("torch")
+
+EPS = 1e-5
+
+# (dtype, vector): the reproducers of the issue, and vectors with a Jacobian not near 0
+EDGES = [
+    ("float64", [1.7e308, -1.7e308]),
+    ("float64", [1e200, -1e200]),
+    ("float64", [1.7e308, 1.7e308]),
+    ("float64", [1.7e308, -1.7e308, 1e308]),
+    ("float64", [-1.7e308, 3.0, 1e300, 1.6e308]),
+    ("float64", [1e-300, -1e-300, 0.0]),
+    ("float64", [0.0, 0.0, 0.0]),
+    ("float32", [3e38, -3e38]),
+    ("float32", [3e38, 3e38, -1e38]),
+    ("float16", [60000.0, -60000.0]),
+    ("float16", [60000.0, 60000.0, -30000.0]),
+]
+
+
+def _reference(x: np.ndarray, g: np.ndarray, eps: float = EPS):
+    """x̂, its Jacobian, gᵀJ and σ, at 60 digits from the exact values of x, g and ε."""
+    with mpmath.workdps(60):
+        xs = [mpmath.mpf(float(v)) for v in x]
+        gs = [mpmath.mpf(float(v)) for v in g]
+        size = len(xs)
+        mu = mpmath.fsum(xs) / size
+        sigma = mpmath.sqrt(mpmath.fsum((v - mu) ** 2 for v in xs) / size + mpmath.mpf(eps))
+        xhat = [(v - mu) / sigma for v in xs]
+        jacobian = [
+            [
+                ((1 if a == b else 0) - mpmath.mpf(1) / size - xhat[a] * xhat[b] / size) / sigma
+                for b in range(size)
+            ]
+            for a in range(size)
+        ]
+        vjp = [mpmath.fsum(gs[a] * jacobian[a][b] for a in range(size)) for b in range(size)]
+        return (
+            np.array([float(v) for v in xhat]),
+            np.array([[float(v) for v in row] for row in jacobian]),
+            np.array([float(v) for v in vjp]),
+            float(sigma),
+        )
+
+
+def _quietly(function, *arguments):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return function(*arguments)
+
+
+def _as_numpy(value) -> np.ndarray:
+    if torch is not None and isinstance(value, torch.Tensor):
+        value = value.detach().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _close(name: str, got, expected: np.ndarray, scale: float, dtype: str) -> None:
+    """Norm-wise: within 16 machine epsilons of ``scale`` (the size the entries are measured
+    against), or a few of the dtype's smallest numbers where that is below them."""
+    info = np.finfo(dtype)
+    got = _as_numpy(got)
+    tolerance = 16 * float(info.eps) * scale + 4 * float(info.smallest_subnormal)
+    assert np.all(np.isfinite(got)), f"{name}: not finite: {got}"
+    error = np.max(np.abs(got - expected))
+    assert error <= tolerance, (
+        f"{name} in {dtype}: got {got}, expected {expected} (error {error:.3g} > {tolerance:.3g})"
+    )
+
+
+def _inputs(library: str, dtype: str, vector: list):
+    x = np.array(vector, dtype=dtype)
+    g = np.linspace(-1.0, 2.0, len(vector)).astype(dtype)
+    if library == "torch":
+        return x, g, torch.from_numpy(x.copy()), torch.from_numpy(g.copy())
+    return x, g, x.copy(), g.copy()
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(("dtype", "vector"), EDGES)
+def test_layer_norm_is_right_near_the_largest_number(library, dtype, vector):
+    x, g, xa, _ = _inputs(library, dtype, vector)
+    xhat, _, _, _ = _reference(x, g)
+    got = _quietly(generated.layer_norm, xa, EPS)
+    assert got.dtype == xa.dtype
+    _close("layer_norm", got, xhat, 1.0, dtype)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(("dtype", "vector"), EDGES)
+def test_layer_norm_jacobian_and_vjp_are_right_near_the_largest_number(library, dtype, vector):
+    x, g, xa, ga = _inputs(library, dtype, vector)
+    _, jacobian, vjp, sigma = _reference(x, g)
+    got_jacobian = _quietly(generated.layer_norm_jacobian, xa, EPS)
+    got_vjp = _quietly(generated.layer_norm_vjp, xa, EPS, ga)
+    _close("layer_norm_jacobian", got_jacobian, jacobian, 1 / sigma, dtype)
+    _close("layer_norm_vjp", got_vjp, vjp, float(np.max(np.abs(g))) / sigma, dtype)
+
+
+def test_the_issue_reproducer_gives_one_and_minus_one():
+    got = _quietly(generated.layer_norm, np.array([1.7e308, -1.7e308]), EPS)
+    np.testing.assert_array_equal(got, [1.0, -1.0])
+
+
+def test_a_constant_vector_near_the_largest_number_is_zero():
+    got = _quietly(generated.layer_norm, np.array([1.7e308, 1.7e308]), EPS)
+    np.testing.assert_array_equal(got, [0.0, 0.0])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_ordinary_inputs_still_match_pytorch(dtype):
+    rng = np.random.default_rng(22)
+    x = (rng.normal(size=(4, 7)) * 3 + 1).astype(dtype)
+    g = rng.normal(size=(4, 7)).astype(dtype)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out = torch.nn.functional.layer_norm(xt, (7,), eps=EPS)
+    (grad,) = torch.autograd.grad(out, xt, torch.from_numpy(g.copy()))
+    tolerance = {"float64": 1e-12, "float32": 2e-5}[dtype]
+    np.testing.assert_allclose(
+        _quietly(generated.layer_norm, x, EPS), out.detach().numpy(), rtol=0, atol=tolerance
+    )
+    np.testing.assert_allclose(
+        _quietly(generated.layer_norm_vjp, x, EPS, g), grad.numpy(), rtol=0, atol=10 * tolerance
+    )
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(
+    ("dtype", "vector"),
+    [
+        ("float64", [1.7976931348623157e308, -1.0]),
+        ("float64", [5e-324, 0.0]),
+        ("float64", [0.0, 0.0]),
+        ("float32", [3.4028235e38, 1.0]),
+        ("float16", [65504.0, -1.0]),
+        ("float16", [0.0, 6e-8]),
+        ("float64", [3.0, -0.75, 1e-3]),
+    ],
+)
+def test_vector_scale_is_a_power_of_two_within_a_factor_two(library, dtype, vector):
+    """NumPy reads the exponent (frexp), PyTorch takes the array-API route (log₂, kept below
+    the largest power of two): both give s = 2^e with max(max|x|, floor, tiny)/s in [1, 2)
+    (or (1/2, 2] where log₂ rounds), never ∞ and never 0."""
+    from derive._runtime import namespace, vector_scale
+
+    x = np.array(vector, dtype=dtype)
+    xa = torch.from_numpy(x.copy()) if library == "torch" else x
+    floor = 1e-3
+    s = float(_as_numpy(_quietly(vector_scale, namespace(xa), xa, floor)))
+    info = np.finfo(dtype)
+    least = max(
+        float(np.max(np.abs(x.astype(np.float64)))),
+        float(np.float16(floor) if dtype == "float16" else floor),
+        float(info.smallest_normal),
+    )
+    assert np.isfinite(s) and s > 0
+    assert np.log2(s) == round(np.log2(s)), f"{s} is not a power of two"
+    assert 0.5 < least / s < 2, f"max {least} against s = {s}"
