@@ -443,10 +443,6 @@ def _scaling_code(forward: VectorForward, names, output: Assign, x: sp.IndexedBa
     return tuple(code), tuple(body), output
 
 
-def _unevaluated_quotient(numerator: sp.Expr, denominator: sp.Expr) -> sp.Expr:
-    return sp.Mul(numerator, sp.Pow(denominator, -1, evaluate=False), evaluate=False)
-
-
 def _scaling_steps(forward: VectorForward, names, x) -> tuple[Step, ...]:
     """What the code computes from x/s, as checked steps: each standard name of x/s in those
     of x, the scale σ as a hypotenuse, and the output."""
@@ -510,9 +506,8 @@ def _scaling_steps(forward: VectorForward, names, x) -> tuple[Step, ...]:
             f"and the vector–Jacobian product, which divide by ${latex(SCALE)}$, from the "
             f"${latex(SCALE)}$ above.",
             output,
-            _unevaluated_quotient(
-                sp.expand(numerator / s), sp.Mul(denominator, sp.Pow(s, -1), evaluate=False)
-            ),
+            # kept apart through the build cache's pickle (a Mul(evaluate=False) is not)
+            sp.expand(numerator / s) / sp.UnevaluatedExpr(denominator / s),
             start=f"the definition of ${latex(forward.output)}$",
             checked="numeric",
         )

@@ -28,6 +28,8 @@ NAMESPACE = {
     "ExprCondPair": sympy.functions.elementary.piecewise.ExprCondPair,
     "MatrixElement": sympy.matrices.expressions.matexpr.MatrixElement,
     "Str": sympy.core.symbol.Str,  # a MatrixSymbol's name
+    # derive's one named function on the pages, by its definition: hypot(a, b) = √(a² + b²)
+    "Hypot": lambda a, b: sympy.sqrt(a**2 + b**2),
 }
 
 

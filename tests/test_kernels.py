@@ -24,7 +24,7 @@ import derive.generated as generated
 from derive.codegen import PYTHON_NAMES
 from derive.model import size
 from derive.steps import Kernel
-from derive.sympy_tools import DenseSolve, Maximum
+from derive.sympy_tools import DenseSolve, Maximum, VectorScale
 
 from registry import BY_NAME, DISPATCHES, KERNELS, call, draw
 
@@ -115,7 +115,11 @@ def evaluate_kernel(kernel: Kernel, arguments: dict[str, np.ndarray], sizes: dic
     """The kernel's body and result, entry by entry, for one sample (or one flattened batch)."""
     values = {p.label: arguments[p.name] for p in kernel.params}
     for assign in (*kernel.body, kernel.returns):
-        if isinstance(assign.expression, AppliedUndef):  # another generated function
+        if isinstance(assign.expression, VectorScale):
+            # any scale s > 0 gives the same result (the page's scaling steps prove it): s = 1
+            # here, so the code's own s is checked against the definition, not against itself
+            value = np.float64(1.0)
+        elif isinstance(assign.expression, AppliedUndef):  # another generated function
             value = _call(assign.expression, {PYTHON_NAMES.get(k, k): v for k, v in values.items()})
         elif isinstance(
             assign.expression, DenseSolve
