@@ -78,10 +78,12 @@ def derive_all(
 
     A derivation whose module, engine and used results are unchanged since the
     last build comes from the cache with its proofs (``force`` ignores it).
-    The proofs that remain run side by side in worker processes, each one
-    started as soon as its derivation is derived (by ``workers``, or a pool
-    of its own); ``meanwhile`` (given the derivations, not yet their proofs)
-    runs in this process while they do.
+    The proofs that remain run side by side in worker processes (``workers``,
+    or a pool of its own): with nothing to recall (forced, or a cold cache),
+    each started as soon as its derivation is derived; else once every
+    derivation is loaded, and only those an earlier build did not run.
+    ``meanwhile`` (given the derivations, not yet their proofs) runs in this
+    process while they do.
     """
     derived, kept, seconds = {}, {}, {}
     proving = (workers or Workers(force)) if run_proofs else None
@@ -229,8 +231,9 @@ class Workers:
     def results(self, keep: bool = True) -> dict[str, tuple[ProofResult, ...]]:
         """Wait for every proof and exercise; raise the first failure as a BuildError.
 
-        ``keep``: remember the forced checks' results in the cache (every derivation is
-        derived by then; a build that failed deriving one asks only for the failures).
+        ``keep``: remember in the cache the results of the checks the workers ran (every
+        derivation is derived by then; a build that failed deriving one asks only for the
+        failures).
         """
         results = {}
         for name, tasks in self.tasks.items():
