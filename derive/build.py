@@ -201,8 +201,8 @@ class Workers:
             if found:
                 return _run_now(lambda: (result, True))
         pool = self._pool()
-        if pool is None:
-            return _run_now(cache.remembered, function, args, self.force)
+        if pool is None:  # recalled above, or nothing to recall: run it, and keep it
+            return _run_now(cache.remembered, function, args, True)
         future = pool.submit(_run_unremembered, function, args)
         self.unkept[future] = (function, args)
         return future

@@ -417,13 +417,13 @@ def _one_term(total: Sum) -> sp.Expr | None:
         return None
     ((variable, lower, upper),) = total.limits
     factors = sp.Mul.make_args(total.function)
+    inner = {limit[0] for s in total.function.atoms(Sum, sp.Product) for limit in s.limits}
     for position, delta in enumerate(factors):
         if not isinstance(delta, sp.KroneckerDelta) or variable not in delta.args:
             continue
         (value,) = [a for a in delta.args if a != variable] or [variable]
         if value.has(variable):
             continue
-        inner = {limit[0] for s in total.function.atoms(Sum, sp.Product) for limit in s.limits}
         if value.free_symbols & (inner - {variable}):
             return None
         within = (sp.GreaterThan(value, lower), sp.LessThan(value, upper))
