@@ -315,7 +315,8 @@ def derive() -> Derivation:
             returns_doc="probabilities, shape (..., C); finite for every finite z and every T > 0 "
             "(z is shifted by its maximum before the division by T, and the maximum's quotient "
             "is written 0, even where T rounds to 0 in z's dtype); a T beyond z's dtype's largest "
-            "number (65504 in float16) is ∞ there, and gives the uniform distribution, so pass "
+            f"number ({np.finfo(np.float16).max:.0f} in float16) is ∞ there, and gives the uniform "
+            "distribution, so pass "
             "such logits in float32",
             reference="torch.softmax(z / T, dim=-1)",
             requires=positive,
