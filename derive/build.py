@@ -79,9 +79,8 @@ def derive_all(
     A derivation whose module, engine and used results are unchanged since the
     last build comes from the cache with its proofs (``force`` ignores it).
     The proofs that remain run side by side in worker processes (``workers``,
-    or a pool of its own): with nothing to recall (forced, or a cold cache),
-    each started as soon as its derivation is derived; else once every
-    derivation is loaded, and only those an earlier build did not run.
+    or a pool of its own), forked once every derivation is derived (see
+    ``Workers.start``); with a warm cache, only those an earlier build did not run.
     ``meanwhile`` (given the derivations, not yet their proofs) runs in this
     process while they do.
     """
@@ -104,22 +103,22 @@ def derive_all(
                         claims.check_chain(derived[name])
             except BuildError:
                 if proving is not None:  # a wrong result it used fails its own proof: first
-                    if proving.recalling:  # not yet started: run, without recalling (a key
-                        proving.recalling = False  # would derive the failing one again)
-                        for done in derived:
-                            if done not in kept:
-                                proving.submit(done, derived[done])
+                    proving.recalling = False  # (a key would derive the failing one again)
+                    for done in derived:
+                        if done not in kept:
+                            proving.submit(done, derived[done])
                     proving.results(keep=False)
                 raise
             seconds[name] = time.perf_counter() - start
-            if proving is not None and name not in kept and not proving.recalling:
-                proving.submit(name, derived[name])  # at once: nothing to recall
-        if proving is not None and proving.recalling:
-            # Recalled here, once every derivation is loaded: a check's key reads them all
-            # (derivations.owners), which a worker forked earlier would derive again.
+        if proving is not None:
+            # Started once every derivation is derived: the worker processes, forked then,
+            # find each check in their copy of this one (no pickled SymPy expressions, whose
+            # cached assumptions would be lost), and a check's key reads every derivation
+            # (derivations.owners), which an earlier fork would derive again.
             for name in derivations.MODULES:
                 if name not in kept:
                     proving.submit(name, derived[name])
+            proving.start()
         if meanwhile is not None:
             meanwhile([Derived(derived[name], (), 0.0) for name in derivations.MODULES])
         ready = _pickled(derived, kept)  # while the last proofs run
@@ -169,6 +168,8 @@ class Workers:
         self.seconds_remembered: dict[str, float] = {}  # and the seconds they took then
         self.unkept: dict = {}  # future -> (function, args): a forced check the parent keeps
         self.recalling = not force and cache.remembers_checks()  # else nothing to look up
+        self.pending: list[_Pending] = []  # submitted before the workers were forked (start)
+        self.unstarted: list[tuple] = []  # and their (function, args), in the same order
 
     def _value(self, name: str, future, keep: bool = True):
         value, remembered = future.result()
@@ -200,12 +201,32 @@ class Workers:
             found, result = cache.recall(function, args)
             if found:
                 return _run_now(lambda: (result, True))
-        pool = self._pool()
-        if pool is None:  # recalled above, or nothing to recall: run it, and keep it
+        if (os.cpu_count() or 1) == 1:  # recalled above, or nothing to recall: run it, keep it
             return _run_now(cache.remembered, function, args, True)
-        future = pool.submit(_run_unremembered, function, args)
+        if self.pool is None:  # forked by start(): the workers find it in their copy of _TASKS
+            future = _Pending(len(self.pending))
+            self.pending.append(future)
+            self.unstarted.append((function, args))
+        else:  # the workers were forked before it existed: sent to them pickled
+            future = self.pool.submit(_run_unremembered, function, args)
         self.unkept[future] = (function, args)
         return future
+
+    def start(self) -> None:
+        """Fork the workers and start every task submitted so far.
+
+        Forked only now, the workers hold every derivation and check as this process
+        made them (with SymPy's cached assumptions): a task is sent as its number in
+        ``_TASKS``, not as pickled expressions that a worker would rebuild.
+        """
+        if not self.pending:
+            return
+        global _TASKS
+        _TASKS = self.unstarted  # what the workers forked next find
+        pool = self._pool()
+        for pending in self.pending:
+            pending.future = pool.submit(_run_task, pending.number)
+        self.pending, self.unstarted = [], []
 
     def submit(self, name: str, derivation: Derivation) -> None:
         """Start proving ``derivation``'s identities and checking its exercises."""
@@ -223,6 +244,7 @@ class Workers:
 
     def draw(self, code: list[Output], figures: list) -> list:
         """Start drawing each figure, with the generated ``code`` imported: a future each."""
+        self.start()
         pool = self._pool()
         if pool is None:
             return [_not_started() for _ in figures]
@@ -235,6 +257,7 @@ class Workers:
         derivation is derived by then; a build that failed deriving one asks only for the
         failures).
         """
+        self.start()
         results = {}
         for name, tasks in self.tasks.items():
             parts: dict[str, list] = {}
@@ -329,6 +352,26 @@ class _not_started:
 
     def cancelled(self) -> bool:
         return True
+
+
+_TASKS: list[tuple] = []  # the (function, args) a pool's workers were forked with (Workers.start)
+
+
+class _Pending:
+    """A task submitted before the workers exist: its future once ``Workers.start`` sends it."""
+
+    def __init__(self, number: int):
+        self.number = number
+        self.future = None
+
+    def result(self):
+        return self.future.result()
+
+
+def _run_task(number: int) -> tuple:
+    """In a worker: task ``number`` of its copy of ``_TASKS``, neither recalled nor kept."""
+    function, args = _TASKS[number]
+    return _run_unremembered(function, args)
 
 
 def _run_unremembered(function, args: tuple) -> tuple:
