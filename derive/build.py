@@ -153,7 +153,7 @@ class Workers:
     """Worker processes, one per CPU, for the proofs and figures of a build.
 
     Each proof's index form and each explicit size is one task, and so is each
-    figure. The pool is made at the first task (a build whose proofs all come
+    figure. The pool is forked by ``start`` (a build whose proofs all come
     from the cache and draws no figure makes none); with one CPU the tasks run
     at once, in this process.
     """
@@ -333,6 +333,58 @@ def _remembered_figures(code: list[Output], figures: list, force: bool) -> dict[
         if known:
             found[FIGURE_DIR / figure.file] = svg
     return found
+
+
+class _EarlyFigures(dict):
+    """The site's figures of measured results (figure -> its future, or its SVG): they read
+    results files, not the generated code, so one process forked at the build's start draws
+    them on the CPU that deriving, which runs in this process alone, leaves idle."""
+
+    def collect(self) -> dict[Path, str]:
+        from derive.figures import FIGURE_DIR
+
+        drawn = {}
+        for figure, svg in self.items():
+            with stage("(figures)", f"drawing {figure.file}"):
+                if not isinstance(svg, str):  # a future: drawn by the early process
+                    svg = svg.result()
+                    cache.keep(_draw_with, _figure_task([], figure), svg)
+            drawn[FIGURE_DIR / figure.file] = svg
+        return drawn
+
+
+@contextmanager
+def _results_figures(figures: bool, force: bool) -> Iterator[_EarlyFigures]:
+    """Start drawing the results figures an earlier build did not draw (see _EarlyFigures)."""
+    from derive.figures import FIGURE_DIR, SITE_FIGURES, plots_results
+
+    early = _EarlyFigures()
+    wanted = [f for f in SITE_FIGURES if plots_results(f)] if figures else []
+    if not wanted:
+        yield early
+        return
+    remembered = _remembered_figures([], wanted, force)
+    early.update(
+        {f: remembered[FIGURE_DIR / f.file] for f in wanted if FIGURE_DIR / f.file in remembered}
+    )
+    missing = [f for f in wanted if f not in early]
+    if (os.cpu_count() or 1) == 1 or not missing:
+        early.update({f: _run_now(_draw_results, f) for f in missing})
+        yield early
+        return
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        early.update({f: pool.submit(_draw_results, f) for f in missing})
+        try:
+            yield early
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def _draw_results(figure) -> str:
+    """A figure of measured results, which reads no generated code."""
+    from derive.figures import draw
+
+    return draw(None, figure)
 
 
 def _draw_with(code: list[Output], figure, reads: bytes = b"") -> str:
@@ -634,7 +686,7 @@ def build(
 
                     with stage("(figures)", "drawing"):
                         declared = [f for d in derived for f in d.derivation.figures]
-                        declared += SITE_FIGURES
+                        declared += [f for f in SITE_FIGURES if f not in early]
                         drawn.update(_remembered_figures(code, declared, force))
                         missing = [f for f in declared if FIGURE_DIR / f.file not in drawn]
                         new = draw_all(generated, missing, elsewhere=partial(workers.draw, code))
@@ -648,8 +700,13 @@ def build(
             from derive.figures import pyplot
 
             pyplot()
-        with _fewer_collections(), Workers(force) as workers:
+        with (
+            _fewer_collections(),
+            Workers(force) as workers,
+            _results_figures(figures, force) as early,
+        ):
             derive_all(run_proofs=True, log=log, force=force, meanwhile=meanwhile, workers=workers)
+            drawn.update(early.collect())
         written = write(code + pages, drawn)
         unrecorded = None
         try:

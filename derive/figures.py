@@ -424,7 +424,7 @@ def _draw(generated, figure: Figure) -> str:
     from derive import posts
 
     plt = pyplot()
-    size = (7, 6) if figure is TRAINING_FIGURE else (7, 4)
+    size = (7, 6) if figure == TRAINING_FIGURE else (7, 4)  # == : a worker gets a copy
     fig = plt.figure(figsize=size)
     try:
         figure.draw(fig, generated, posts)

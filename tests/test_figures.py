@@ -225,3 +225,15 @@ def test_each_gradient_check_rule_shows_what_the_page_says():
     near = gc.active_range(generated)
     assert np.all(np.diff(near["gradient_norm"]) < 0)
     assert near["errors"][0] < gc.THRESHOLD and near["errors"][-1] > 1e-2
+
+
+def test_a_figure_drawn_from_a_copy_is_drawn_alike():
+    """A worker process draws a pickled copy of a figure: nothing may depend on its identity
+    (the training figure was drawn at the default size from a copy)."""
+    import pickle
+
+    from derive.figures import TRAINING_FIGURE, draw
+
+    copy = pickle.loads(pickle.dumps(TRAINING_FIGURE))
+    assert copy is not TRAINING_FIGURE
+    assert draw(None, copy) == draw(None, TRAINING_FIGURE)
