@@ -105,19 +105,18 @@ def derive_all(
                 if proving is not None:  # a wrong result it used fails its own proof: first
                     proving.recalling = False  # (a key would derive the failing one again)
                     for done in derived:
-                        if done not in kept:
+                        if done not in kept and done not in proving.tasks:
                             proving.submit(done, derived[done])
                     proving.results(keep=False)
                 raise
             seconds[name] = time.perf_counter() - start
-        if proving is not None:
-            # Started once every derivation is derived: the worker processes, forked then,
-            # find each check in their copy of this one (no pickled SymPy expressions, whose
-            # cached assumptions would be lost), and a check's key reads every derivation
-            # (derivations.owners), which an earlier fork would derive again.
-            for name in derivations.MODULES:
-                if name not in kept:
-                    proving.submit(name, derived[name])
+            if proving is not None and name not in kept and not proving.recalling:
+                proving.submit(name, derived[name])  # nothing to recall: the early process
+        if proving is not None:  # may take some now; the workers take the rest (start)
+            if proving.recalling:  # once every derivation is loaded: a check's key reads
+                for name in derivations.MODULES:  # them all (derivations.owners)
+                    if name not in kept:
+                        proving.submit(name, derived[name])
             proving.start()
         if meanwhile is not None:
             meanwhile([Derived(derived[name], (), 0.0) for name in derivations.MODULES])
@@ -158,8 +157,10 @@ class Workers:
     at once, in this process.
     """
 
-    def __init__(self, force: bool = False) -> None:
+    def __init__(self, force: bool = False, early: ProcessPoolExecutor | None = None) -> None:
         self.force = force  # run every check, even one an earlier build ran with the same inputs
+        self.early = early  # a process forked before deriving, idle while this one derives
+        self.early_futures: list = []
         self.pool: ProcessPoolExecutor | None = None
         self.tasks: dict[str, list] = {}  # derivation -> [(identity, sizes, future)]
         self.exercises: dict[str, list] = {}  # derivation -> [(exercise, future)]
@@ -203,7 +204,10 @@ class Workers:
                 return _run_now(lambda: (result, True))
         if (os.cpu_count() or 1) == 1:  # recalled above, or nothing to recall: run it, keep it
             return _run_now(cache.remembered, function, args, True)
-        if self.pool is None:  # forked by start(): the workers find it in their copy of _TASKS
+        if self.pool is None and self._early_is_free():  # pickled, to a process idle until
+            future = self.early.submit(_run_unremembered, function, args)  # the workers start
+            self.early_futures.append(future)
+        elif self.pool is None:  # forked by start(): the workers find it in their copy of _TASKS
             future = _Pending(len(self.pending))
             self.pending.append(future)
             self.unstarted.append((function, args))
@@ -211,6 +215,13 @@ class Workers:
             future = self.pool.submit(_run_unremembered, function, args)
         self.unkept[future] = (function, args)
         return future
+
+    def _early_is_free(self) -> bool:
+        """Whether the early process has at most one task waiting (more would make a tail
+        after the workers have finished: they take the rest)."""
+        if self.early is None or self.recalling:
+            return False
+        return sum(not f.done() for f in self.early_futures) < 2
 
     def start(self) -> None:
         """Fork the workers and start every task submitted so far.
@@ -337,8 +348,8 @@ def _remembered_figures(code: list[Output], figures: list, force: bool) -> dict[
 
 class _EarlyFigures(dict):
     """The site's figures of measured results (figure -> its future, or its SVG): they read
-    results files, not the generated code, so one process forked at the build's start draws
-    them on the CPU that deriving, which runs in this process alone, leaves idle."""
+    results files, not the generated code, so the early process (_early_process) draws them
+    on the CPU that deriving, which runs in this process alone, leaves idle."""
 
     def collect(self) -> dict[Path, str]:
         from derive.figures import FIGURE_DIR
@@ -353,31 +364,38 @@ class _EarlyFigures(dict):
         return drawn
 
 
-@contextmanager
-def _results_figures(figures: bool, force: bool) -> Iterator[_EarlyFigures]:
-    """Start drawing the results figures an earlier build did not draw (see _EarlyFigures)."""
+def _results_figures(
+    figures: bool, force: bool, early: ProcessPoolExecutor | None
+) -> _EarlyFigures:
+    """Start drawing, in ``early``, the results figures an earlier build did not draw (see
+    _EarlyFigures); without it, draw them here."""
     from derive.figures import FIGURE_DIR, SITE_FIGURES, plots_results
 
-    early = _EarlyFigures()
+    found = _EarlyFigures()
     wanted = [f for f in SITE_FIGURES if plots_results(f)] if figures else []
-    if not wanted:
-        yield early
-        return
     remembered = _remembered_figures([], wanted, force)
-    early.update(
-        {f: remembered[FIGURE_DIR / f.file] for f in wanted if FIGURE_DIR / f.file in remembered}
-    )
-    missing = [f for f in wanted if f not in early]
-    if (os.cpu_count() or 1) == 1 or not missing:
-        early.update({f: _run_now(_draw_results, f) for f in missing})
-        yield early
+    for figure in wanted:
+        if FIGURE_DIR / figure.file in remembered:
+            found[figure] = remembered[FIGURE_DIR / figure.file]
+        elif early is None:
+            found[figure] = _run_now(_draw_results, figure)
+        else:
+            found[figure] = early.submit(_draw_results, figure)
+    return found
+
+
+@contextmanager
+def _early_process() -> Iterator[ProcessPoolExecutor | None]:
+    """One process, forked before deriving starts, for what needs no derivation (the results
+    figures) and for checks pickled to it while this process derives (none with one CPU)."""
+    if (os.cpu_count() or 1) == 1:
+        yield None
         return
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        early.update({f: pool.submit(_draw_results, f) for f in missing})
-        try:
-            yield early
-        finally:
-            pool.shutdown(cancel_futures=True)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _draw_results(figure) -> str:
@@ -702,9 +720,10 @@ def build(
             pyplot()
         with (
             _fewer_collections(),
-            Workers(force) as workers,
-            _results_figures(figures, force) as early,
+            _early_process() as early_process,
+            Workers(force, early_process) as workers,
         ):
+            early = _results_figures(figures, force, early_process)
             derive_all(run_proofs=True, log=log, force=force, meanwhile=meanwhile, workers=workers)
             drawn.update(early.collect())
         written = write(code + pages, drawn)
