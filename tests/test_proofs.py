@@ -12,6 +12,7 @@ from derive.proofs import (
     build_sizes,
     check_exercise,
     explicit_sizes,
+    is_zero_rational,
     prove,
     prove_explicit,
     prove_index_form,
@@ -141,6 +142,21 @@ def test_a_wrong_shortcut_fails_the_explicit_proof_and_names_the_entry():
     broken = type(identity)(**{**identity.__dict__, "explicit": off_by_one_entry})
     with pytest.raises(ProofFailed, match=r"D=2, C=3 entry \[0, 1\]"):
         prove_explicit(broken, {"D": 2, "C": 3})
+
+
+def test_the_zero_test_of_a_rational_function_finds_zeros_and_only_zeros():
+    a, b = sp.symbols("exp_a exp_b", positive=True)
+    u = sp.tanh(sp.Symbol("u"))
+    softmax = a / (a + b)
+    # S_a + S_b = 1, and S_a (1 - S_a) written over two different denominators
+    assert is_zero_rational(softmax + b / (a + b) - 1)
+    assert is_zero_rational(softmax * (1 - softmax) - a * b / (a + b) ** 2)
+    assert is_zero_rational((1 - u**2) / (1 + u) - (1 - u))  # an atom (tanh) is one unknown
+    # off by a little, by a sign, or by a power: not 0
+    assert not is_zero_rational(softmax + b / (a + b) - 1 + sp.Rational(1, 10**9))
+    assert not is_zero_rational(softmax * (1 - softmax) + a * b / (a + b) ** 2)
+    assert not is_zero_rational(softmax * (1 - softmax) - a * b / (a + b) ** 3)
+    assert not is_zero_rational((1 - u**2) / (1 + u) - (1 + u))
 
 
 def test_an_assumption_on_a_sum_applies_whatever_the_sums_dummy_is_called():
