@@ -157,7 +157,10 @@ def active_range(generated, scales=SCALES, l2: float = 1e-2) -> dict:
 def draw_practice(fig, generated, posts) -> None:
     """The four rules, one panel each."""
     fig.set_size_inches(8, 6.5)
+    from derive.figures import margins
+
     (first, second), (third, fourth) = fig.subplots(2, 2)
+    margins(fig, left=0.7, right=0.15, bottom=0.55, top=0.33, wspace=0.22, hspace=0.3)
     sampled = random_coordinates(generated)
     for n, (name, errors) in enumerate(sampled["errors"].items()):
         first.semilogy([n] * len(errors), np.maximum(errors, 1e-17), "o", label=name)

@@ -191,7 +191,10 @@ def train_separable(generated, penalty: float, steps: int = 2000, rate: float = 
 def _weights_grow(fig, generated, posts) -> None:
     from matplotlib.ticker import NullLocator
 
+    from derive.figures import margins
+
     left, right = fig.subplots(1, 2)
+    margins(fig, left=0.4, right=0.15, bottom=0.62, top=0.35, wspace=0.2)
     for penalty in (0.0, 1e-2):
         run = train_separable(generated, penalty)
         name = "no penalty" if penalty == 0 else f"$l_2$ = {penalty:g}"

@@ -92,11 +92,14 @@ def _is_x_times_softmax_jacobian(answer) -> bool:
 
 
 def _jacobian_slices(fig, generated, posts) -> None:
+    from derive.figures import margins
+
     jacobian = generated.layer_jacobian(posts.X, posts.W)  # [t, j, c]
     C, D, _ = jacobian.shape
     limit = np.abs(jacobian).max()
     # the colour bar in a column of its own: a layout matplotlib fits in one pass
     *axes, bar = fig.subplots(1, C + 1, gridspec_kw={"width_ratios": [1] * C + [0.08]})
+    margins(fig, left=0.5, right=0.7, bottom=0.55, top=0.35, wspace=0.18)
     for t, ax in enumerate(axes):
         image = ax.imshow(jacobian[t], cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
         ax.set_title(f"$t = {t + 1}$: $\\partial S_{{{t + 1}}}/\\partial W$", fontsize=9)
@@ -110,10 +113,13 @@ def _jacobian_slices(fig, generated, posts) -> None:
 
 
 def _layer_jacobian_heatmap(fig, generated, posts) -> None:
+    from derive.figures import margins
+
     jacobian = generated.layer_jacobian(posts.X, posts.W)  # [t, j, c]
     C, D, _ = jacobian.shape
     class_major = jacobian.transpose(0, 2, 1).reshape(C, C * D)  # the posts' DL
     ax = fig.subplots()
+    margins(fig, left=0.45, right=0.15, bottom=0.45, top=0.36)
     limit = np.abs(class_major).max()
     image = ax.imshow(class_major, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(

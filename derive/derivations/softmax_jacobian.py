@@ -110,11 +110,14 @@ def _jacobian_heatmap(fig, generated, posts) -> None:
 
 
 def _along_a_line(fig, generated, posts) -> None:
+    from derive.figures import margins
+
     t = np.linspace(-4, 4, 161)
     logits = np.stack([t, np.zeros_like(t), -0.5 * t], axis=-1)  # a line through 3 logits
     s = generated.softmax(logits)
     jacobian = generated.softmax_jacobian(s)
     left, right = fig.subplots(1, 2, sharex=True)
+    margins(fig, left=0.5, right=0.15, bottom=0.6, top=0.36, wspace=0.24)
     for i in range(3):
         left.plot(t, s[:, i], label=f"$S_{i + 1}$")
         right.plot(t, jacobian[:, i, 0], label=rf"$\partial S_{i + 1}/\partial z_1$")
