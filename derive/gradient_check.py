@@ -186,11 +186,10 @@ def draw_practice(fig, generated, posts) -> None:
     fourth.invert_xaxis()
     fourth.set_xlabel(f"‖g‖ toward the minimum (the loss stays {near['loss']:.2f})", fontsize=8)
     fourth.set_title("4. a gradient below the loss's rounding", fontsize=8)
-    from matplotlib.ticker import LogLocator, NullLocator
+    from matplotlib.ticker import LogLocator
 
     for ax in (first, second, third, fourth):
-        for axis in (ax.xaxis, ax.yaxis):  # every other decade, no minor ticks: half the time
-            axis.set_minor_locator(NullLocator())
+        for axis in (ax.xaxis, ax.yaxis):  # every other decade (no minor ticks: figures.draw)
             if axis.get_scale() == "log":
                 axis.set_major_locator(LogLocator(base=100))
         ax.axhline(THRESHOLD, color="tab:green", linewidth=0.8, label="1e-7: good")

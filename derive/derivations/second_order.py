@@ -192,10 +192,10 @@ def _kronecker_structure(fig, generated, posts) -> None:
     hessian = generated.weight_hessian(x1, W1)
     n = hessian.shape[0] * hessian.shape[1]
     panels = [
-        (np.outer(x1, x1), r"$x x^T$ ($D \times D$)"),
+        (np.outer(x1, x1), "x xᵀ (D × D)"),
         (
             generated.cross_entropy_from_logits_hessian(generated.summation(x1, W1)),
-            r"$\mathrm{diag}(S) - S S^T$ ($C \times C$)",
+            "diag(S) − S Sᵀ (C × C)",
         ),
         (
             hessian.reshape(n, n),
@@ -297,14 +297,14 @@ def _newton_figure(fig, generated, posts) -> None:
     for name, run in runs.items():
         steps = np.arange(len(run["gradient_norm"]))
         done = (
-            f"{run['iterations']} iterations to $\\|g\\| < 10^{{-8}}$"
+            f"{run['iterations']} iterations to ‖g‖ < 10⁻⁸"
             if run["converged"]
-            else f"not below $10^{{-8}}$ in {run['iterations']} iterations"
+            else f"not below 10⁻⁸ in {run['iterations']} iterations"
         )
         left.loglog(run["loss_at"] + 1, run["loss"] - best + 1e-16, label=name)
         right.loglog(steps + 1, run["gradient_norm"], label=f"{name}:\n{done}")
     left.set_title("penalized loss minus its minimum", fontsize=9)
-    right.set_title(r"gradient norm $\|g\|$", fontsize=9)
+    right.set_title("gradient norm ‖g‖", fontsize=9)
     right.axhline(1e-8, color="gray", linewidth=0.6)
     for ax in (left, right):
         ax.set_xlabel("iteration + 1")
@@ -375,8 +375,8 @@ def _newton_cg_figure(fig, generated, posts) -> None:
     left.semilogy(iterations, norms, "s-", markersize=3, label=label)
     right.loglog(iterations + cg["products"] + 1, norms, "s-", markersize=3, label=label)
     left.set_xlim(-0.5, 3 * len(norms))
-    left.set_title(r"$\|g\|$ by outer iteration", fontsize=9)
-    right.set_title(r"$\|g\|$ by work:" "\ngradients + Hessian-vector products", fontsize=9)
+    left.set_title("‖g‖ by outer iteration", fontsize=9)
+    right.set_title("‖g‖ by work:\ngradients + Hessian-vector products", fontsize=9)
     left.set_xlabel("iteration")
     right.set_xlabel("gradient evaluations + HVPs, + 1")
     for ax in (left, right):
