@@ -25,8 +25,8 @@ def margins(fig, left: float, right: float, bottom: float, top: float, **spacing
     """Place the panels by their margins, in inches from each edge of the figure
     (``spacing``: matplotlib's wspace and hspace, fractions of a panel).
 
-    In place of a layout engine, which lays out every label an extra time to
-    find them: as long again as drawing the figure.
+    In place of a layout engine (tight or constrained), which lays out every
+    label an extra time to find them: a third of the figures' time.
     """
     width, height = fig.get_size_inches()
     fig.subplots_adjust(
@@ -45,8 +45,8 @@ def text_width(texts: Iterable[str], size: float, family: str = "sans-serif") ->
     from matplotlib.textpath import text_to_path
 
     font = FontProperties(size=size, family=family)
-    points = max(text_to_path.get_text_width_height_descent(t, font, False)[0] for t in texts)
-    return points / 72
+    widths = [text_to_path.get_text_width_height_descent(t, font, False)[0] for t in texts]
+    return max(widths, default=0.0) / 72  # points to inches
 
 
 TICK_SPACE = 7 / 72  # in inches: a tick (3.5 points) and the gap to its label (3.5 points)
@@ -410,8 +410,8 @@ def pyplot():
             "svg.hashsalt": "derive",
             "figure.dpi": 100,
             # Titles just above their panel, where matplotlib would place them: left to
-            # find the place itself, it lays out the panel's tick labels once more (a fifth
-            # of the figures' time), in case they stand above it (no figure puts them there).
+            # find the place itself, it lays out the panel's tick labels once more, in case
+            # they stand above it (none does), 0.16 s of the figures' 2.9 s.
             "axes.titley": 1.0,
         }
     )
@@ -425,8 +425,8 @@ _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 def subscript(number: int) -> str:
     """``number`` in subscript digits, for labels such as S₁ and W₂₃ in plain text.
 
-    Math text ($S_1$) says the same in italics, but matplotlib parses it as TeX
-    for every label: a tenth of the figures' time.
+    Math text ($S_1$) says the same in italics, but matplotlib parses it as TeX:
+    0.2 s of the figures' 3.3 s, before the labels were written this way.
     """
     return str(number).translate(_SUBSCRIPTS)
 
@@ -484,8 +484,7 @@ def _draw(generated, figure: Figure) -> str:
 def drawing(generated, figure: Figure):
     """``figure`` drawn on a matplotlib figure, not yet saved (closed on leaving).
 
-    No layout engine runs: each figure with panels sets its own margins (a tight
-    or constrained layout lays every label out once more, half a figure's time).
+    No layout engine runs: each figure with panels sets its own margins (``margins``).
     """
     from derive import posts
 
@@ -505,8 +504,8 @@ def _one_blas_thread():
     """NumPy's BLAS held to one thread while a figure computes.
 
     Its matrices are small: a second thread only spins waiting for work, and on a
-    busy machine that spinning cost the dead-ReLU figure four times its CPU. The
-    results are the same (each thread computes whole blocks of the product).
+    busy machine that spinning cost the dead-ReLU figure four times its CPU. Every
+    number the figures compute came out the same, bit for bit, with one thread or two.
     """
     from contextlib import nullcontext
 

@@ -20,6 +20,7 @@ from derive.figures import (
     drawing,
     margins,
     pyplot,
+    subscript,
     target_points,
     ulp_band,
     ulp_grid,
@@ -111,6 +112,10 @@ def test_a_margin_too_narrow_for_its_labels_is_found():
 def test_log_axes_label_their_decades_in_plain_text():
     assert [_decade(v) for v in (1e-8, 1.0, 100.0, 1e15)] == ["10⁻⁸", "10⁰", "10²", "10¹⁵"]
     assert [_decade(v) for v in (2e-3, 0.0, -10.0, 5.0)] == ["", "", "", ""]
+
+
+def test_indices_are_written_in_subscript_digits():
+    assert [f"W{subscript(12)}", f"S{subscript(3)}", subscript(90)] == ["W₁₂", "S₃", "₉₀"]
 
 
 # -- the results pages' figures -----------------------------------------------------------------
