@@ -245,10 +245,10 @@ def _calibration(fig, generated, posts) -> None:
     ax.plot([0, 1], [0, 1], color="gray", linewidth=0.8, label="calibrated")
     for name, n, penalty, steps, rate in CALIBRATION_RUNS:
         train = order[:n]
-        one_hot = np.eye(10)[labels[train]]
+        images, one_hot = inputs[train], np.eye(10)[labels[train]]  # gathered once, not per step
         weights = np.zeros((inputs.shape[1], 10))
         for _ in range(steps):
-            gradient = generated.weight_grad(inputs[train], weights, one_hot) + penalty * weights
+            gradient = generated.weight_grad(images, weights, one_hot) + penalty * weights
             weights = weights - rate * gradient
         probabilities = generated.softmax(generated.summation(inputs[test], weights))
         confidence = probabilities.max(axis=1)
