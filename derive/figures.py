@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,37 @@ from derive.render import ROOT
 from derive.steps import Figure
 
 FIGURE_DIR = ROOT / "docs" / "figures"
+
+
+def margins(fig, left: float, right: float, bottom: float, top: float, **spacing) -> None:
+    """Place the panels by their margins, in inches from each edge of the figure
+    (``spacing``: matplotlib's wspace and hspace, fractions of a panel).
+
+    In place of a layout engine (tight or constrained), which lays out every
+    label an extra time to find them: a third of the figures' time.
+    """
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        **spacing,
+    )
+
+
+def text_width(texts: Iterable[str], size: float, family: str = "sans-serif") -> float:
+    """The widest of ``texts`` (plain text, one line each) in inches, as the SVG is written:
+    the margin for labels read from a results file, measured without drawing the figure."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    font = FontProperties(size=size, family=family)
+    widths = [text_to_path.get_text_width_height_descent(t, font, False)[0] for t in texts]
+    return max(widths, default=0.0) / 72  # points to inches
+
+
+TICK_SPACE = 7 / 72  # in inches: a tick (3.5 points) and the gap to its label (3.5 points)
 
 
 def annotated_heatmap(fig, matrix, columns, rows, title) -> None:
@@ -31,6 +63,7 @@ def annotated_heatmap(fig, matrix, columns, rows, title) -> None:
     ax.set_yticks(range(matrix.shape[0]), rows)
     ax.set_title(title)
     fig.colorbar(image, ax=ax)
+    margins(fig, left=0.5, right=0.15, bottom=0.35, top=0.36)
 
 
 def curves(fig, x, named: dict, xlabel: str = "", title: str = "") -> None:
@@ -127,9 +160,10 @@ def _benchmark_targets(fig, generated, posts) -> None:
     ax.set_xscale("log")
     ax.set_yticks(rows, [p["label"] for p in points], fontsize=7)
     ax.set_ylim(-0.7, len(points) - 0.3)
-    for row, p in zip(rows, points):
+    notes = [f"{p['ratio']:.3f}, target ≤ {p['target']:g}" for p in points]
+    for row, note in zip(rows, notes):
         ax.annotate(
-            f"{p['ratio']:.3f}, target ≤ {p['target']:g}",
+            note,
             (1, row),
             xycoords=("axes fraction", "data"),
             xytext=(4, 0),
@@ -142,7 +176,13 @@ def _benchmark_targets(fig, generated, posts) -> None:
     )
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()  # one set of axes: draw() leaves its layout to the figure
+    margins(
+        fig,
+        left=text_width([p["label"] for p in points], 7) + TICK_SPACE + 0.1,
+        right=text_width(notes, 7) + 4 / 72 + 0.1,
+        bottom=0.6,  # the decades and the axis's label
+        top=0.15,
+    )
 
 
 BENCHMARK_FIGURE = Figure(
@@ -247,7 +287,13 @@ def _accuracy_heatmap(fig, generated, posts) -> None:
         loc="upper center",
         bbox_to_anchor=(0.5, -0.01),
     )
-    fig.tight_layout()  # one set of axes: draw() leaves its layout to the figure
+    margins(
+        fig,
+        left=text_width(names, 7, "monospace") + TICK_SPACE + 0.1,
+        right=0.15,
+        bottom=0.7,  # the legend, below the map
+        top=0.55,  # the columns' names, two lines each
+    )
 
 
 ACCURACY_FIGURE = Figure(
@@ -269,6 +315,7 @@ def _training_curves(fig, generated, posts) -> None:
         return
     runs = json.loads(TRAINING_RESULTS.read_text())["runs"]
     axes = fig.subplots(len(runs), 2, squeeze=False)
+    margins(fig, left=0.6, right=0.18, bottom=0.56, top=0.34, wspace=0.21, hspace=0.35)
     for (loss_ax, accuracy_ax), run in zip(axes, runs):
         steps = np.arange(1, len(run["step_losses"]) + 1)
         loss_ax.semilogy(
@@ -358,26 +405,30 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.hashsalt": "derive", "figure.dpi": 100})
+    plt.rcParams.update(
+        {
+            "svg.hashsalt": "derive",
+            "figure.dpi": 100,
+            # Titles just above their panel, where matplotlib would place them: left to
+            # find the place itself, it lays out the panel's tick labels once more, in case
+            # they stand above it (none does), 0.16 s of the figures' 2.9 s.
+            "axes.titley": 1.0,
+        }
+    )
     return plt
 
 
-def _tight(fig) -> bool:
-    """Fit panels and colour bars into the figure in one pass, if matplotlib can.
-
-    Its tight layout cannot place a colour bar that several panels share;
-    those figures are drawn again with the constrained layout, which can, at
-    twice the time (a cold build draws every figure).
-    """
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fig.tight_layout()
-    return not any("not compatible with tight_layout" in str(w.message) for w in caught)
-
-
 _SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def subscript(number: int) -> str:
+    """``number`` in subscript digits, for labels such as S₁ and W₂₃ in plain text.
+
+    Math text ($S_1$) says the same in italics, but matplotlib parses it as TeX:
+    0.2 s of the figures' 3.3 s, before the labels were written this way.
+    """
+    return str(number).translate(_SUBSCRIPTS)
 
 
 def _decade(value: float, _position=None) -> str:
@@ -389,18 +440,20 @@ def _decade(value: float, _position=None) -> str:
 
 
 def _plain_decades(fig) -> None:
-    """Label log axes' decades in plain text (10⁻⁸), not math text ($10^{-8}$).
+    """Label log axes' decades in plain text (10⁻⁸), not math text ($10^{-8}$), and mark
+    no minor ticks between them.
 
-    The same label, without matplotlib parsing TeX for every tick (a third of
-    the Newton figure's time, 0.95 -> 0.61 s).
+    The same labels, without matplotlib parsing TeX for every tick (a third of
+    the Newton figure's time, 0.95 -> 0.61 s); the unlabelled marks between
+    decades, eight a decade, were a tenth of all the figures' time.
     """
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, NullLocator
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log":
                 axis.set_major_formatter(FuncFormatter(_decade))
-                axis.set_minor_formatter(NullFormatter())
+                axis.set_minor_locator(NullLocator())
 
 
 def draw(generated, figure: Figure) -> str:
@@ -421,25 +474,46 @@ def draw(generated, figure: Figure) -> str:
 
 
 def _draw(generated, figure: Figure) -> str:
+    with drawing(generated, figure) as fig:
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    return buffer.getvalue()
+
+
+@contextmanager
+def drawing(generated, figure: Figure):
+    """``figure`` drawn on a matplotlib figure, not yet saved (closed on leaving).
+
+    No layout engine runs: each figure with panels sets its own margins (``margins``).
+    """
     from derive import posts
 
     plt = pyplot()
     size = (7, 6) if figure == TRAINING_FIGURE else (7, 4)  # == : a worker gets a copy
     fig = plt.figure(figsize=size)
     try:
-        figure.draw(fig, generated, posts)
-        _plain_decades(fig)
-        if len(fig.axes) > 1 and not _tight(fig):  # a colour bar shared by panels
-            plt.close(fig)
-            fig = plt.figure(figsize=size, layout="constrained")
+        with _one_blas_thread():
             figure.draw(fig, generated, posts)
-            _plain_decades(fig)
-        # one set of axes keeps matplotlib's default margins: a layout engine would double the time
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
+        _plain_decades(fig)
+        yield fig
     finally:
         plt.close(fig)
-    return buffer.getvalue()
+
+
+def _one_blas_thread():
+    """NumPy's BLAS held to one thread while a figure computes.
+
+    Its matrices are small: a second thread only spins waiting for work, and on a
+    busy machine that spinning cost the dead-ReLU figure four times its CPU. Every
+    number the figures compute came out the same, bit for bit, with one thread or two.
+    """
+    from contextlib import nullcontext
+
+    try:
+        from threadpoolctl import threadpool_limits  # scikit-learn's, which the figures read
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def draw_all(

@@ -157,7 +157,10 @@ def active_range(generated, scales=SCALES, l2: float = 1e-2) -> dict:
 def draw_practice(fig, generated, posts) -> None:
     """The four rules, one panel each."""
     fig.set_size_inches(8, 6.5)
+    from derive.figures import margins
+
     (first, second), (third, fourth) = fig.subplots(2, 2)
+    margins(fig, left=0.7, right=0.15, bottom=0.55, top=0.33, wspace=0.22, hspace=0.3)
     sampled = random_coordinates(generated)
     for n, (name, errors) in enumerate(sampled["errors"].items()):
         first.semilogy([n] * len(errors), np.maximum(errors, 1e-17), "o", label=name)
@@ -183,11 +186,10 @@ def draw_practice(fig, generated, posts) -> None:
     fourth.invert_xaxis()
     fourth.set_xlabel(f"‖g‖ toward the minimum (the loss stays {near['loss']:.2f})", fontsize=8)
     fourth.set_title("4. a gradient below the loss's rounding", fontsize=8)
-    from matplotlib.ticker import LogLocator, NullLocator
+    from matplotlib.ticker import LogLocator
 
     for ax in (first, second, third, fourth):
-        for axis in (ax.xaxis, ax.yaxis):  # every other decade, no minor ticks: half the time
-            axis.set_minor_locator(NullLocator())
+        for axis in (ax.xaxis, ax.yaxis):  # every other decade (no minor ticks: figures.draw)
             if axis.get_scale() == "log":
                 axis.set_major_locator(LogLocator(base=100))
         ax.axhline(THRESHOLD, color="tab:green", linewidth=0.8, label="1e-7: good")

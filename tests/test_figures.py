@@ -1,6 +1,9 @@
-"""Figures: a one-pass layout where matplotlib can fit them, log axes labelled without math
-text, and the results pages' figures' data (every ratio with a target; ulps in bands)."""
+"""Figures: every label inside its figure and clear of the others (their margins are set by
+hand), log axes labelled without math text, and the results pages' figures' data (every ratio
+with a target; ulps in bands)."""
 
+import io
+import itertools
 import json
 
 import numpy as np
@@ -14,43 +17,105 @@ from derive.figures import (
     BENCHMARK_RESULTS,
     SITE_FIGURES,
     _decade,
-    _tight,
+    drawing,
+    margins,
     pyplot,
+    subscript,
     target_points,
     ulp_band,
     ulp_grid,
 )
 
 
-def heatmaps(panels: int):
+def every_figure():
+    from derive import derivations
+
+    declared = [f for name in derivations.MODULES for f in derivations.get(name).figures]
+    return declared + list(SITE_FIGURES)
+
+
+def labels_drawn(fig) -> list:
+    """Each non-empty text the SVG writer draws (tick labels, titles, legends, notes): its
+    words, the panel it belongs to (None for the figure's own), and its box in inches."""
+    from matplotlib.text import Text
+
+    found = {}
+    draw = Text.draw
+
+    def recording(text, renderer):
+        draw(text, renderer)
+        if text.get_visible() and text.get_text().strip():
+            box = text.get_window_extent(renderer)  # in the writer's pixels: 72 to the inch
+            found[id(text)] = (text, box.transformed(fig.dpi_scale_trans.inverted()))
+
+    Text.draw = recording
+    try:
+        fig.savefig(io.StringIO(), format="svg")
+    finally:
+        Text.draw = draw
+    owner = {id(t): panel for panel in fig.axes for t in panel.findobj(Text)}
+    return [(text.get_text(), owner.get(key), box) for key, (text, box) in found.items()]
+
+
+def _overlap(a, b, slack: float) -> bool:
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > slack and min(a.y1, b.y1) - max(a.y0, b.y0) > slack
+
+
+def misplaced_labels(fig, slack: float = 0.01) -> list[str]:
+    """Labels that leave the figure, reach into another panel, or overlap another label (by
+    more than ``slack`` inches)."""
+    found = labels_drawn(fig)
+    width, height = fig.get_size_inches()
+    panels = [(p, p.bbox.transformed(fig.dpi_scale_trans.inverted())) for p in fig.axes]
+    problems = [
+        f"outside the figure: {text!r}"
+        for text, _, box in found
+        if min(box.x0, box.y0) < -slack or box.x1 > width + slack or box.y1 > height + slack
+    ]
+    problems += [
+        f"inside another panel: {text!r}"
+        for text, own, box in found
+        for panel, area in panels
+        if panel is not own and _overlap(box, area, slack)
+    ]
+    problems += [
+        f"overlapping: {one!r} and {other!r}"
+        for (one, _, a), (other, _, b) in itertools.combinations(found, 2)
+        if _overlap(a, b, slack)
+    ]
+    return problems
+
+
+@pytest.mark.parametrize("figure", every_figure(), ids=lambda f: f.file)
+def test_every_label_is_inside_its_figure_and_clear_of_the_others(figure):
+    import derive.generated as generated
+
+    with drawing(generated, figure) as fig:
+        assert misplaced_labels(fig) == []
+
+
+def test_a_margin_too_narrow_for_its_labels_is_found():
     plt = pyplot()
     fig = plt.figure(figsize=(7, 4))
-    axes = np.atleast_1d(fig.subplots(1, panels))
-    for ax in axes:
-        image = ax.imshow(np.arange(9.0).reshape(3, 3))
-    fig.colorbar(image, ax=list(axes) if panels > 1 else axes[0])
-    return plt, fig
-
-
-def test_a_colour_bar_beside_one_panel_fits_in_one_pass():
-    plt, fig = heatmaps(1)
     try:
-        assert _tight(fig)
+        left, right = fig.subplots(1, 2)
+        for ax in (left, right):
+            ax.set_yticks([0, 1], ["a long label on the left", "another"])
+        margins(fig, left=0.05, right=0.1, bottom=0.5, top=0.3, wspace=0.05)
+        problems = misplaced_labels(fig)
     finally:
         plt.close(fig)
-
-
-def test_a_colour_bar_shared_by_panels_needs_the_constrained_layout():
-    plt, fig = heatmaps(3)
-    try:
-        assert not _tight(fig)
-    finally:
-        plt.close(fig)
+    assert "outside the figure: 'a long label on the left'" in problems
+    assert "inside another panel: 'a long label on the left'" in problems
 
 
 def test_log_axes_label_their_decades_in_plain_text():
     assert [_decade(v) for v in (1e-8, 1.0, 100.0, 1e15)] == ["10⁻⁸", "10⁰", "10²", "10¹⁵"]
     assert [_decade(v) for v in (2e-3, 0.0, -10.0, 5.0)] == ["", "", "", ""]
+
+
+def test_indices_are_written_in_subscript_digits():
+    assert [f"W{subscript(12)}", f"S{subscript(3)}", subscript(90)] == ["W₁₂", "S₃", "₉₀"]
 
 
 # -- the results pages' figures -----------------------------------------------------------------

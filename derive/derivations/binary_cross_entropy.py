@@ -74,7 +74,7 @@ def _draw(fig, generated, posts) -> None:
                 t, np.ones_like(t)
             ),
         },
-        xlabel="logit $z$",
+        xlabel="logit z",
         title="Binary cross-entropy from the logit, and its gradient",
     )
 

@@ -204,7 +204,7 @@ def _gradient_check(fig, generated, posts) -> None:
         ax.loglog(steps, np.maximum(errors, 1e-17), style, label=label)  # nan: not drawn
     ax.axhline(1e-7, color="gray", linewidth=0.8)
     ax.text(steps[0], 1.5e-7, "1e-7 (CS231n: above this, suspicious)", fontsize=7, color="gray")
-    ax.set_xlabel("step $h$")
+    ax.set_xlabel("step h")
     ax.set_ylabel("worst relative error over the 15 weights")
     ax.set_title("Finite differences against weight_grad, posts' example")
     ax.legend(fontsize=8)
@@ -212,13 +212,15 @@ def _gradient_check(fig, generated, posts) -> None:
 
 
 def _gradient_heatmap(fig, generated, posts) -> None:
+    from derive.figures import subscript
+
     gradient = generated.weight_grad(posts.X, posts.W, posts.Y)
     D, C = gradient.shape
     annotated_heatmap(
         fig,
         gradient,
         [f"class {c + 1}" for c in range(C)],
-        [f"$x_{j + 1}$" for j in range(D)],
+        [f"x{subscript(j + 1)}" for j in range(D)],
         r"$\partial XE/\partial W_{jc}$, laid out like $W$ (true class 3)",
     )
 

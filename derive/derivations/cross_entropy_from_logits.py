@@ -105,9 +105,9 @@ def _naive_against_stable(fig, generated, posts) -> None:
         first = gaps[~finite][0]
         ax.axvline(first, color="red", linewidth=0.8)
         ax.text(
-            first, stable.max() / 10, f"  naive: inf from\n  $z_1 - z_2$ = {first:.0f}", color="red"
+            first, stable.max() / 10, f"  naive: inf from\n  z₁ − z₂ = {first:.0f}", color="red"
         )
-    ax.set_xlabel("logit gap $z_1 - z_2$ (true class 2)")
+    ax.set_xlabel("logit gap z₁ − z₂ (true class 2)")
     ax.set_ylabel("loss")
     ax.set_title("The loss from the logits stays finite (float64)")
     ax.legend(fontsize=8)

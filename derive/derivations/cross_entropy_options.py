@@ -189,23 +189,22 @@ def train_separable(generated, penalty: float, steps: int = 2000, rate: float = 
 
 
 def _weights_grow(fig, generated, posts) -> None:
-    from matplotlib.ticker import NullLocator
+    from derive.figures import margins
 
     left, right = fig.subplots(1, 2)
+    margins(fig, left=0.4, right=0.15, bottom=0.62, top=0.35, wspace=0.2)
     for penalty in (0.0, 1e-2):
         run = train_separable(generated, penalty)
-        name = "no penalty" if penalty == 0 else f"$l_2$ = {penalty:g}"
+        name = "no penalty" if penalty == 0 else f"l₂ = {penalty:g}"
         steps = np.arange(len(run["norm"]))
         left.semilogx(steps[1:], run["norm"][1:], label=f"{name}: {run['norm'][-1]:.2f} at the end")
         right.loglog(np.arange(len(run["loss"])) * run["every"] + 1, run["loss"], label=name)
-    left.set_title(r"$\|W\|$ after each step", fontsize=9)
+    left.set_title("‖W‖ after each step", fontsize=9)
     right.set_title("mean loss (without the penalty)", fontsize=9)
     for ax in (left, right):
         ax.set_xlabel("gradient-descent step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        for axis in (ax.xaxis, ax.yaxis):  # no minor ticks: half the figure's time
-            axis.set_minor_locator(NullLocator())
 
 
 def digits():
@@ -222,7 +221,7 @@ def digits():
 
 
 CALIBRATION_RUNS = (  # (name, training samples, penalty, steps, rate)
-    ("$l_2$ = 0.01, 1000 training images, 200 steps", 1000, 1e-2, 200, 1.0),
+    ("l₂ = 0.01, 1000 training images, 200 steps", 1000, 1e-2, 200, 1.0),
     ("no penalty, 100 training images, 3000 steps", 100, 0.0, 3000, 4.0),
 )
 
@@ -246,10 +245,10 @@ def _calibration(fig, generated, posts) -> None:
     ax.plot([0, 1], [0, 1], color="gray", linewidth=0.8, label="calibrated")
     for name, n, penalty, steps, rate in CALIBRATION_RUNS:
         train = order[:n]
-        one_hot = np.eye(10)[labels[train]]
+        images, one_hot = inputs[train], np.eye(10)[labels[train]]  # gathered once, not per step
         weights = np.zeros((inputs.shape[1], 10))
         for _ in range(steps):
-            gradient = generated.weight_grad(inputs[train], weights, one_hot) + penalty * weights
+            gradient = generated.weight_grad(images, weights, one_hot) + penalty * weights
             weights = weights - rate * gradient
         probabilities = generated.softmax(generated.summation(inputs[test], weights))
         confidence = probabilities.max(axis=1)

@@ -92,37 +92,43 @@ def _is_x_times_softmax_jacobian(answer) -> bool:
 
 
 def _jacobian_slices(fig, generated, posts) -> None:
+    from derive.figures import margins, subscript
+
     jacobian = generated.layer_jacobian(posts.X, posts.W)  # [t, j, c]
     C, D, _ = jacobian.shape
     limit = np.abs(jacobian).max()
     # the colour bar in a column of its own: a layout matplotlib fits in one pass
     *axes, bar = fig.subplots(1, C + 1, gridspec_kw={"width_ratios": [1] * C + [0.08]})
+    margins(fig, left=0.5, right=0.7, bottom=0.55, top=0.35, wspace=0.18)
     for t, ax in enumerate(axes):
         image = ax.imshow(jacobian[t], cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-        ax.set_title(f"$t = {t + 1}$: $\\partial S_{{{t + 1}}}/\\partial W$", fontsize=9)
+        ax.set_title(f"t = {t + 1}: ∂S{subscript(t + 1)}/∂W", fontsize=9)
         ax.set_xticks(range(C), [f"{c + 1}" for c in range(C)], fontsize=7)
-        ax.set_xlabel("class $c$", fontsize=8)
+        ax.set_xlabel("class c", fontsize=8)
         if t:
             ax.set_yticks([])
     axes[0].set_yticks(range(D), [f"{j + 1}" for j in range(D)], fontsize=7)
-    axes[0].set_ylabel("input $j$", fontsize=8)
+    axes[0].set_ylabel("input j", fontsize=8)
     fig.colorbar(image, cax=bar)
 
 
 def _layer_jacobian_heatmap(fig, generated, posts) -> None:
+    from derive.figures import margins, subscript
+
     jacobian = generated.layer_jacobian(posts.X, posts.W)  # [t, j, c]
     C, D, _ = jacobian.shape
     class_major = jacobian.transpose(0, 2, 1).reshape(C, C * D)  # the posts' DL
     ax = fig.subplots()
+    margins(fig, left=0.45, right=0.15, bottom=0.45, top=0.36)
     limit = np.abs(class_major).max()
     image = ax.imshow(class_major, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(
         range(C * D),
-        [f"$W_{{{j + 1}{c + 1}}}$" for c in range(C) for j in range(D)],
+        [f"W{subscript(j + 1)}{subscript(c + 1)}" for c in range(C) for j in range(D)],
         fontsize=7,
         rotation=90,
     )
-    ax.set_yticks(range(C), [f"$S_{t + 1}$" for t in range(C)])
+    ax.set_yticks(range(C), [f"S{subscript(t + 1)}" for t in range(C)])
     for c in range(1, C):
         ax.axvline(c * D - 0.5, color="black", linewidth=0.5)
     ax.set_title(r"$\partial S_t / \partial W_{jc}$ for the posts' example, weights class-major")

@@ -46,13 +46,15 @@ def explicit_row_sums(sizes) -> tuple[Matrix, Matrix]:
 
 
 def _draw(fig, generated, posts) -> None:
+    from derive.figures import subscript
+
     jacobian = generated.log_softmax_jacobian(np.array([2.0, 1.0, 0.1]))
     annotated_heatmap(
         fig,
         jacobian,
-        [f"$z_{j + 1}$" for j in range(3)],
-        [f"$\\log S_{i + 1}$" for i in range(3)],
-        r"$\partial \log S_i / \partial z_j$ for $z = (2, 1, 0.1)$: every row is $e_i - S$",
+        [f"z{subscript(j + 1)}" for j in range(3)],
+        [f"log S{subscript(i + 1)}" for i in range(3)],
+        "∂log Sᵢ/∂zⱼ for z = (2, 1, 0.1): every row is eᵢ − S",
     )
 
 

@@ -74,7 +74,7 @@ def _draw(fig, generated, posts) -> None:
             "MSE, K = 2": generated.mean_squared_error(predictions, target),
             "∂MSE/∂p₁": generated.mean_squared_error_grad(predictions, target)[:, 0],
         },
-        xlabel="$p_1$ (with $p_2 = 0.5$, targets 0)",
+        xlabel="p₁ (with p₂ = 0.5, targets 0)",
         title="A parabola, and its slope 2(p − y)/K",
     )
 

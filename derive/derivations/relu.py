@@ -60,7 +60,7 @@ def _draw(fig, generated, posts) -> None:
         fig,
         t,
         {"relu(z)": generated.relu(t), "relu_grad(z)": generated.relu_grad(t)},
-        xlabel="$z$",
+        xlabel="z",
         title="ReLU and the derivative used for it (0 at z = 0)",
     )
 

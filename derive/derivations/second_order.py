@@ -185,15 +185,17 @@ def _bernoulli_fisher(answer) -> bool:
 
 
 def _kronecker_structure(fig, generated, posts) -> None:
+    from derive.figures import margins
+
     x1, W1 = posts.X, posts.W
     s = generated.softmax(generated.summation(x1, W1))
     hessian = generated.weight_hessian(x1, W1)
     n = hessian.shape[0] * hessian.shape[1]
     panels = [
-        (np.outer(x1, x1), r"$x x^T$ ($D \times D$)"),
+        (np.outer(x1, x1), "x xᵀ (D × D)"),
         (
             generated.cross_entropy_from_logits_hessian(generated.summation(x1, W1)),
-            r"$\mathrm{diag}(S) - S S^T$ ($C \times C$)",
+            "diag(S) − S Sᵀ (C × C)",
         ),
         (
             hessian.reshape(n, n),
@@ -201,6 +203,7 @@ def _kronecker_structure(fig, generated, posts) -> None:
         ),
     ]
     axes = fig.subplots(1, 3, width_ratios=[1, 1, 2.2])
+    margins(fig, left=0.15, right=0.45, bottom=0.15, top=0.15, wspace=0.08)
     for ax, (matrix, title) in zip(axes, panels):
         limit = np.abs(matrix).max()
         image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
@@ -230,7 +233,7 @@ def iris(standardized: bool = True):
     return np.hstack([features, np.ones((len(features), 1))]), labels
 
 
-@functools.lru_cache(maxsize=1)  # a figure with panels is drawn twice (derive.figures.draw)
+@functools.lru_cache(maxsize=1)  # both Newton figures draw it, often in one process
 def newton_against_gradient_descent(
     generated, penalty: float = 1e-2, tolerance: float = 1e-8, max_iterations: int = 20000
 ) -> dict[str, dict]:
@@ -285,20 +288,23 @@ def newton_against_gradient_descent(
 
 
 def _newton_figure(fig, generated, posts) -> None:
+    from derive.figures import margins
+
     runs = newton_against_gradient_descent(generated)
     best = min(run["loss"].min() for run in runs.values())
     left, right = fig.subplots(1, 2)
+    margins(fig, left=0.65, right=0.15, bottom=0.62, top=0.35, wspace=0.23)
     for name, run in runs.items():
         steps = np.arange(len(run["gradient_norm"]))
         done = (
-            f"{run['iterations']} iterations to $\\|g\\| < 10^{{-8}}$"
+            f"{run['iterations']} iterations to ‖g‖ < 10⁻⁸"
             if run["converged"]
-            else f"not below $10^{{-8}}$ in {run['iterations']} iterations"
+            else f"not below 10⁻⁸ in {run['iterations']} iterations"
         )
         left.loglog(run["loss_at"] + 1, run["loss"] - best + 1e-16, label=name)
         right.loglog(steps + 1, run["gradient_norm"], label=f"{name}:\n{done}")
     left.set_title("penalized loss minus its minimum", fontsize=9)
-    right.set_title(r"gradient norm $\|g\|$", fontsize=9)
+    right.set_title("gradient norm ‖g‖", fontsize=9)
     right.axhline(1e-8, color="gray", linewidth=0.6)
     for ax in (left, right):
         ax.set_xlabel("iteration + 1")
@@ -347,10 +353,13 @@ def newton_cg(
 
 
 def _newton_cg_figure(fig, generated, posts) -> None:
+    from derive.figures import margins
+
     runs = newton_against_gradient_descent(generated)
     cg = newton_cg(generated)
     unknowns = iris()[0].shape[1] * 3  # D·C
     left, right = fig.subplots(1, 2)
+    margins(fig, left=0.65, right=0.15, bottom=0.62, top=0.5, wspace=0.27)
     for name, run in runs.items():
         norms = run["gradient_norm"]
         iterations = np.arange(len(norms))
@@ -366,8 +375,8 @@ def _newton_cg_figure(fig, generated, posts) -> None:
     left.semilogy(iterations, norms, "s-", markersize=3, label=label)
     right.loglog(iterations + cg["products"] + 1, norms, "s-", markersize=3, label=label)
     left.set_xlim(-0.5, 3 * len(norms))
-    left.set_title(r"$\|g\|$ by outer iteration", fontsize=9)
-    right.set_title(r"$\|g\|$ by work: gradients + Hessian-vector products", fontsize=9)
+    left.set_title("‖g‖ by outer iteration", fontsize=9)
+    right.set_title("‖g‖ by work:\ngradients + Hessian-vector products", fontsize=9)
     left.set_xlabel("iteration")
     right.set_xlabel("gradient evaluations + HVPs, + 1")
     for ax in (left, right):

@@ -64,10 +64,10 @@ def _draw(fig, generated, posts) -> None:
         fig,
         t,
         {
-            r"$\sigma(z)$": generated.sigmoid(t),
-            r"$\sigma'(z) = \sigma(1-\sigma)$": generated.sigmoid_grad(t),
+            "σ(z)": generated.sigmoid(t),
+            "σ′(z) = σ(1 − σ)": generated.sigmoid_grad(t),
         },
-        xlabel="$z$",
+        xlabel="z",
         title="The sigmoid and its derivative (at most 1/4, at z = 0)",
     )
 

@@ -98,30 +98,35 @@ def explicit_stable_form(sizes) -> tuple[Matrix, Matrix]:
 
 
 def _jacobian_heatmap(fig, generated, posts) -> None:
+    from derive.figures import subscript
+
     jacobian = generated.softmax_jacobian(generated.softmax(generated.summation(posts.X, posts.W)))
     C = jacobian.shape[0]
     annotated_heatmap(
         fig,
         jacobian,
-        [f"$z_{j + 1}$" for j in range(C)],
-        [f"$S_{i + 1}$" for i in range(C)],
-        r"$\partial S_i / \partial z_j$ for the posts' $x$ and $W$",
+        [f"z{subscript(j + 1)}" for j in range(C)],
+        [f"S{subscript(i + 1)}" for i in range(C)],
+        "∂Sᵢ/∂zⱼ for the posts' x and W",
     )
 
 
 def _along_a_line(fig, generated, posts) -> None:
+    from derive.figures import margins, subscript
+
     t = np.linspace(-4, 4, 161)
     logits = np.stack([t, np.zeros_like(t), -0.5 * t], axis=-1)  # a line through 3 logits
     s = generated.softmax(logits)
     jacobian = generated.softmax_jacobian(s)
     left, right = fig.subplots(1, 2, sharex=True)
+    margins(fig, left=0.5, right=0.15, bottom=0.6, top=0.36, wspace=0.24)
     for i in range(3):
-        left.plot(t, s[:, i], label=f"$S_{i + 1}$")
-        right.plot(t, jacobian[:, i, 0], label=rf"$\partial S_{i + 1}/\partial z_1$")
-    left.set_title(r"softmax along $z = (t, 0, -t/2)$")
-    right.set_title(r"one column of the Jacobian")
+        left.plot(t, s[:, i], label=f"S{subscript(i + 1)}")
+        right.plot(t, jacobian[:, i, 0], label=f"∂S{subscript(i + 1)}/∂z₁")
+    left.set_title("softmax along z = (t, 0, −t/2)")
+    right.set_title("one column of the Jacobian")
     for ax in (left, right):
-        ax.set_xlabel("$t$")
+        ax.set_xlabel("t")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
 

@@ -68,14 +68,17 @@ def _soft_gradient_vanishes(answer) -> bool:
 
 
 def _draw(fig, generated, posts) -> None:
+    from derive.figures import subscript
+
     logits = np.array([2.0, 1.0, 0.0])
     temperatures = np.logspace(-1.5, 1.5, 121)
     s = np.stack([generated.softmax_temperature(logits, t) for t in temperatures])
     ax = fig.subplots()
     for i in range(3):
-        ax.semilogx(temperatures, s[:, i], label=f"$S_{i + 1}$ for $z_{i + 1} = {logits[i]:g}$")
+        n = subscript(i + 1)
+        ax.semilogx(temperatures, s[:, i], label=f"S{n} for z{n} = {logits[i]:g}")
     ax.axhline(1 / 3, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("temperature $T$")
+    ax.set_xlabel("temperature T")
     ax.set_title("softmax(z/T): argmax as T → 0, uniform as T → ∞")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

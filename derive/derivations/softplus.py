@@ -62,7 +62,7 @@ def _draw(fig, generated, posts) -> None:
             "softplus_grad(z)": generated.softplus_grad(t),
             "relu(z)": generated.relu(t),
         },
-        xlabel="$z$",
+        xlabel="z",
         title="Softplus, a smooth ReLU",
     )
 

@@ -53,8 +53,8 @@ def _draw(fig, generated, posts) -> None:
     curves(
         fig,
         t,
-        {r"$\tanh z$": generated.tanh(t), r"$1 - \tanh^2 z$": generated.tanh_grad(t)},
-        xlabel="$z$",
+        {"tanh z": generated.tanh(t), "1 − tanh² z": generated.tanh_grad(t)},
+        xlabel="z",
         title="tanh and its derivative (1 at z = 0)",
     )
 
