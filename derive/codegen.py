@@ -803,11 +803,12 @@ def _shared_function(shared: Shared, users: list[Kernel]) -> GeneratedFunction:
         more=tuple(Result(named(a)) for a in results[1:]),
     )
     function = _generate_function(kernel, give=False)
-    users_named = ", ".join(f"`{k.name}`" for k in users)
+    named = [f"`{k.name}`" for k in users]
+    users_named = ", ".join(named[:-1]) + f" and {named[-1]}"
     return replace(
         function,
         lines=tuple(line for line in function.lines if not line.startswith("del ")),
-        docstring=f"What {users_named} compute first, written once.",
+        docstring=f"What {users_named} all compute first, written once.",
     )
 
 
