@@ -18,7 +18,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from derive._runtime import SPECIAL_FUNCTIONS
 from derive.printing import ArrayPrinter, latex
-from derive.steps import Derivation, Dispatch, Kernel, Option
+from derive.steps import Assign, Derivation, Dispatch, Kernel, Option, Result
 
 # Model bases whose Python name differs: S is the softmax *output* `s`.
 PYTHON_NAMES = {"S": "s"}
@@ -332,11 +332,12 @@ def _spec(p) -> str:
 
 
 def generate_function(
-    kernel: Kernel, fresh_calls: frozenset[str] = frozenset()
+    kernel: Kernel, fresh_calls: frozenset[str] = frozenset(), shared: Shared | None = None
 ) -> GeneratedFunction:
-    """The source lines of one kernel's function (and of its labels and options forms)."""
+    """The source lines of one kernel's function (and of its labels and options forms);
+    ``shared``: its first assignments are a function it shares with others (`shared_bodies`)."""
     if kernel.options_form is None:
-        function = _generate_with_labels(kernel, fresh_calls)
+        function = _generate_with_labels(kernel, fresh_calls, shared)
     else:
         without = _generate_with_labels(replace(kernel, options_form=None), fresh_calls)
         function = _with_options(kernel, without, fresh_calls)
@@ -441,12 +442,12 @@ def _with_options(
 
 
 def _generate_with_labels(
-    kernel: Kernel, fresh_calls: frozenset[str] = frozenset()
+    kernel: Kernel, fresh_calls: frozenset[str] = frozenset(), shared: Shared | None = None
 ) -> GeneratedFunction:
     """The source lines of one kernel's function (and of its labels form, if it has one)."""
     give = kernel.name in fresh_calls  # a core no caller gives arrays to keeps its signature
     if kernel.labels_form is None:
-        function = _generate_function(kernel, fresh_calls, give)
+        function = _generate_function(kernel, fresh_calls, give, shared)
         return replace(
             function,
             checks=_numpy_seen_before(kernel, function.checks),
@@ -491,12 +492,16 @@ def fresh_callees(kernels: dict[str, Kernel]) -> frozenset[str]:
 
 
 def _generate_function(
-    kernel: Kernel, fresh_calls: frozenset[str] = frozenset(), give: bool = True
+    kernel: Kernel,
+    fresh_calls: frozenset[str] = frozenset(),
+    give: bool = True,
+    shared: Shared | None = None,
 ) -> GeneratedFunction:
     """The source lines of one kernel's function.
 
     ``give``: its core may take ``fresh=True`` from a caller that gives its array
     arguments away (temporaries it reads no more), and then update them in place.
+    ``shared``: the body's first assignments are another function's, called in their place.
     """
     names = {p.label: p.name for p in kernel.params}
     names.update(PYTHON_NAMES)
@@ -572,7 +577,10 @@ def _generate_function(
     calls: list[str] = []
     for number, (assign, may_overwrite) in enumerate(zip(kernel.body, owned)):
         target = _python_name(assign.target)
-        lines.append(f"{target} = {printed(assign, may_overwrite)}")
+        if shared is None or number >= shared.count:
+            lines.append(f"{target} = {printed(assign, may_overwrite)}")
+        elif number == shared.count - 1:
+            lines.append(shared.call(kernel))
         # what is computed from batched arrays (or returned by a generated function) is batched
         if not kernel.flatten_batch and (
             _names_in(assign.expression) & batched or _calls_in(assign.expression)
@@ -713,6 +721,97 @@ def generate_dispatch(dispatch: Dispatch, kernels: dict[str, Kernel]) -> Generat
     )
 
 
+@dataclass(frozen=True)
+class Shared:
+    """The first ``count`` assignments of several kernels' bodies, the same in each: written
+    once, in the function ``name``, which returns the values the kernels read afterwards."""
+
+    name: str
+    count: int
+    params: tuple[str, ...]  # what it reads, in the kernels' order
+    returned: tuple[str, ...]
+
+    def call(self, kernel: Kernel) -> str:
+        """``_, xhat = _layer_norm_shared(xp, x, eps)``: the values ``kernel`` reads, named."""
+        rest = [a.expression for a in kernel.body[self.count :]]
+        rest += [r.expression for r in (kernel.returns, *(m.returns for m in kernel.more))]
+        read = set().union(*(_names_in(e) for e in rest))
+        names = [n if n in read else "_" for n in self.returned]
+        unpacked = ", ".join(names) + "," * (len(names) == 1)
+        return f"{unpacked} = _{self.name}(xp, {', '.join(self.params)})"
+
+
+SHARED_FROM = 3
+"""The fewest leading assignments that several kernels share before they are written once."""
+
+
+def shared_bodies(kernels: tuple[Kernel, ...]) -> dict[str, Shared]:
+    """For each kernel whose body begins with at least `SHARED_FROM` assignments that other
+    kernels of its module begin with too (layer_norm, its Jacobian and its VJP all compute μ,
+    σ and x̂ first), those assignments as one function they all call. Kernels with labels or
+    options forms, or several results, keep their bodies."""
+    plain = [k for k in kernels if not (k.labels_form or k.options_form or k.more)]
+    groups: dict[Assign, list[Kernel]] = {}
+    for k in plain:
+        if k.body:
+            groups.setdefault(k.body[0], []).append(k)
+    found = {}
+    for group in (g for g in groups.values() if len(g) > 1):
+        count = 0
+        while all(len(k.body) > count for k in group) and (
+            len({k.body[count] for k in group}) == 1
+        ):
+            count += 1
+        if count < SHARED_FROM:
+            continue
+        first = group[0]
+        prefix = first.body[:count]
+        read = set().union(*(_names_in(a.expression) for a in prefix))
+        params = tuple(p.name for p in first.params if p.name in read)
+        if any(tuple(p.name for p in k.params if p.name in read) != params for k in group):
+            continue
+        later = set()
+        for k in group:
+            later |= set().union(*(_names_in(a.expression) for a in k.body[count:]))
+            later |= set().union(
+                *(_names_in(r.expression) for r in (k.returns, *(m.returns for m in k.more)))
+            )
+        targets = dict.fromkeys(_python_name(a.target) for a in prefix)
+        returned = tuple(t for t in targets if t in later)
+        shared = Shared(f"{first.name}_shared", count, params, returned)
+        found.update({k.name: shared for k in group})
+    return found
+
+
+def _shared_function(shared: Shared, users: list[Kernel]) -> GeneratedFunction:
+    """The function that computes ``shared``'s assignments once and returns what its users read."""
+    first = users[0]
+    prefix = first.body[: shared.count]
+    targets = {_python_name(a.target): a for a in prefix}
+    results = [targets[n] for n in shared.returned]
+
+    def named(a: Assign) -> Assign:
+        return Assign(a.target, a.indices, a.target[a.indices] if a.indices else a.target)
+
+    kernel = Kernel(
+        name=shared.name,
+        summary="",
+        params=tuple(p for p in first.params if p.name in shared.params),
+        body=prefix,
+        returns=named(results[0]),
+        returns_doc="",
+        more=tuple(Result(named(a)) for a in results[1:]),
+    )
+    function = _generate_function(kernel, give=False)
+    named = [f"`{k.name}`" for k in users]
+    users_named = ", ".join(named[:-1]) + f" and {named[-1]}"
+    return replace(
+        function,
+        lines=tuple(line for line in function.lines if not line.startswith("del ")),
+        docstring=f"What {users_named} all compute first, written once.",
+    )
+
+
 def generate_module(
     derivation: Derivation, owner_of: dict[str, str], fresh_calls: frozenset[str] = frozenset()
 ) -> dict:
@@ -722,7 +821,12 @@ def generate_module(
     so calls into other modules become imports; ``fresh_calls`` names the cores
     that take ``fresh=True`` (`takes_fresh`), to which a caller gives temporaries.
     """
-    functions = [generate_function(k, fresh_calls) for k in derivation.kernels]
+    shared = shared_bodies(derivation.kernels)
+    functions = [generate_function(k, fresh_calls, shared.get(k.name)) for k in derivation.kernels]
+    written = [
+        _shared_function(s, [k for k in derivation.kernels if shared.get(k.name) == s])
+        for s in dict.fromkeys(shared.values())
+    ]
     local = {f.name for f in functions}
     imports: dict[str, list[str]] = {}
     for f in functions:
@@ -738,7 +842,10 @@ def generate_module(
     return {
         "derivation": derivation,
         "functions": functions,
-        "runtime": "".join(f", {h}" for h in sorted({h for f in functions for h in f.runtime})),
+        "shared": written,
+        "runtime": "".join(
+            f", {h}" for h in sorted({h for f in (*functions, *written) for h in f.runtime})
+        ),
         "dispatches": [generate_dispatch(d, kernels) for d in derivation.dispatches],
         "imports": [
             f"from derive.generated.{module} import {', '.join(sorted(set(names)))}"

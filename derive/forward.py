@@ -375,6 +375,27 @@ def _code_body(names: tuple[Name, ...], output: Assign, x: sp.IndexedBase, mean=
     return tuple(body), output
 
 
+def _reciprocals(body: tuple[Assign, ...], returned: tuple[sp.Expr, ...]):
+    """Each per-vector number the returned arrays are divided by (σ in the Jacobian and the
+    VJP) as its reciprocal, computed once per vector: K divisions per vector become one
+    and K products. The same expressions, with 1/σ held in a variable.
+
+    Not the output's own divisor: x̂ = (x/s − μ/s)/(σ/s) keeps its division, since σ/s is
+    as small as √ε/s, and 1/(σ/s) overflows for a constant vector of huge entries (where
+    the code would then compute 0·∞); σ ≥ √ε keeps 1/σ finite.
+
+    Returns the assignments of the reciprocals, and ``returned`` reading them.
+    """
+    numbers = [a.target for a in body if not a.indices and isinstance(a.target, sp.Symbol)]
+    divisors = {
+        p.base for e in returned for p in e.atoms(sp.Pow) if p.exp == -1 and p.base in numbers
+    }
+    held = {n: sp.Symbol(f"reciprocal_{n}", positive=True) for n in numbers if n in divisors}
+    inverted = {1 / n: r for n, r in held.items()}
+    assigns = tuple(Assign(r, (), 1 / n) for n, r in held.items())
+    return assigns, tuple(e.xreplace(inverted) for e in returned)
+
+
 def _row_means(vjp: sp.Expr, size: sp.Symbol) -> tuple[tuple[Assign, ...], sp.Expr]:
     """Each sum over the vector in the VJP as a mean computed once per vector (Σ_i g_i/K as
     g_mean, Σ_i g_i x̂_i/K as g_xhat_mean): the code then scales no K-long array by 1/K."""
@@ -597,8 +618,9 @@ def vector_derivation(forward: VectorForward) -> Derivation:
         code_x, mean = SCALED_X, SCALED[MEAN][0]
         steps += _scaling_steps(forward, names, x)
     body, output = _code_body(code_names, output, code_x, mean)
-    body = (*first, *body)
+    body = (*first, *body, output)  # the same first assignments in each kernel: written once
     means, vjp_code = _row_means(vjp, size)
+    more, (jacobian_code, vjp_code) = _reciprocals(body, (jacobian, vjp_code))
     arguments = ", ".join(p.name for p in params)
     kernels = (
         Kernel(
@@ -606,7 +628,7 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             summary=f"{forward.title}, over the last axis.",
             params=params,
             body=body,
-            returns=output,
+            returns=Assign(output.target, output.indices, output.target[output.indices]),
             math=forward.expression,
             returns_doc="the shape of x",
             reference=forward.reference,
@@ -617,8 +639,9 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             name=f"{forward.name}_jacobian",
             summary=f"The Jacobian of {forward.name} for each vector along the last axis.",
             params=params,
-            body=(*body, output),
-            returns=Assign(sp.Derivative(forward.output, forward.wrt), (i, j), jacobian),
+            body=(*body, *more),
+            returns=Assign(sp.Derivative(forward.output, forward.wrt), (i, j), jacobian_code),
+            math=jacobian,
             returns_doc=f"shape (..., {size}, {size}): entry (i, j) is ∂x̂_i/∂x_j",
             conditioning="δ_ij − 1/K − x̂_i x̂_j/K is a difference of terms near 1/K that "
             "cancel for some entries: no entry-wise bound holds, a norm-wise one does",
@@ -629,7 +652,7 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             name=f"{forward.name}_vjp",
             summary=f"The vector–Jacobian product gᵀJ of {forward.name}, without forming J.",
             params=(*params, cotangent),
-            body=(*body, output, *means),
+            body=(*body, *more, *means),
             returns=Assign(contracted, (j,), vjp_code),
             math=vjp,
             returns_doc="the gradient with respect to x, the shape of x",

@@ -209,7 +209,12 @@ def page_context(derivation: Derivation, generated) -> dict:
                 ],
                 "source": "\n\n".join(
                     inspect.getsource(getattr(module, name)).rstrip()
-                    for name in (kernel.name, f"_{kernel.name}", f"_{kernel.name}_options")
+                    for name in (
+                        kernel.name,
+                        f"_{kernel.name}_shared",  # what it and other kernels compute first
+                        f"_{kernel.name}",
+                        f"_{kernel.name}_options",
+                    )
                     if hasattr(module, name)
                 ),
             }

@@ -194,3 +194,64 @@ def test_a_positive_argument_is_drawn_across_its_whole_declared_range(name, para
     bins = np.histogram(np.log10(drawn), bins=10, range=(np.log10(low), np.log10(high)))[0]
     assert bins.min() > 0 and decades >= 2, (name, param.name, bins)
     assert drawn.min() < low * 10 ** (decades / 10)  # the low end is reached
+
+
+def _toy_kernel(name: str, body: tuple, returned: sp.Expr) -> Kernel:
+    from derive.steps import Assign, Param
+
+    a = sp.IndexedBase("a")
+    k = sp.Idx("k", size("K"))
+    return Kernel(
+        name=name,
+        summary="",
+        params=(Param("a", a, axes=("K",)),),
+        body=body,
+        returns=Assign(sp.IndexedBase(f"{name}_out"), (k,), returned),
+        returns_doc="",
+    )
+
+
+def test_kernels_that_begin_alike_share_those_assignments_and_name_only_what_they_read():
+    from derive.codegen import SHARED_FROM, generate_module, shared_bodies
+    from derive.steps import Assign, Derivation
+
+    a = sp.IndexedBase("a")
+    k = sp.Idx("k", size("K"))
+    p, q, r, t = (sp.IndexedBase(n) for n in "pqrt")
+    first = (
+        Assign(p, (k,), a[k] ** 2),
+        Assign(q, (k,), p[k] + 1),
+        Assign(r, (k,), q[k] * 2),
+    )
+    assert len(first) == SHARED_FROM
+    one = _toy_kernel("one", first, r[k] * a[k])
+    two = _toy_kernel("two", (*first, Assign(t, (k,), p[k] - 1)), t[k] * a[k])
+    shared = shared_bodies((one, two))
+    assert shared["one"] == shared["two"]
+    assert shared["one"].count == SHARED_FROM and shared["one"].returned == ("p", "r")
+    assert shared["one"].call(one) == "_, r = _one_shared(xp, a)"
+    assert shared["one"].call(two) == "p, _ = _one_shared(xp, a)"
+    # one assignment fewer in common: each keeps its own body
+    shorter = _toy_kernel("three", first[:2] + (Assign(r, (k,), q[k] * 3),), a[k])
+    assert shared_bodies((one, shorter)) == {}
+    derivation = Derivation(
+        "toy", "", "", definitions=(), steps=(), identities=(), kernels=(one, two)
+    )
+    module = generate_module(derivation, {})
+    (written,) = module["shared"]
+    assert written.lines[-1] == "return (p, r)"
+    assert [f.lines[0] for f in module["functions"]] == [
+        shared["one"].call(one),
+        shared["one"].call(two),
+    ]
+
+
+def test_layer_norm_writes_its_named_values_once_for_its_three_functions():
+    import importlib
+    import inspect
+
+    module = importlib.import_module("derive.generated.layer_norm")
+    source = inspect.getsource(module)
+    assert source.count("vector_scale(xp, x") == 1
+    for name in ("_layer_norm", "_layer_norm_jacobian", "_layer_norm_vjp"):
+        assert "_layer_norm_shared(xp, x, eps)" in inspect.getsource(getattr(module, name))

@@ -180,3 +180,17 @@ def test_no_name_on_a_page_prints_as_italic_letters(name):
         and WORD.search(re.sub(r"\\[a-zA-Z]+(\{[^}]*\})?", "", latex(symbol)))
     }
     assert not italic, f"{name}: names printed as italic letters: {italic}"
+
+
+def test_a_difference_times_a_computed_number_is_written_into_the_difference():
+    """(g − m)·r, r = 1/σ computed by the function: the difference is a temporary made here,
+    so the product goes into it; times a parameter (δ), the plain product, as before."""
+    g = sp.IndexedBase("g")
+    m, r, delta = sp.symbols("m reciprocal_std delta")
+    batched = ("g", "m", "reciprocal_std")
+    assert (
+        code(r * (g[i] - m), (i,), batched=batched)
+        == "in_place(xp.multiply, g - m[..., None], reciprocal_std[..., None])"
+    )
+    plain = code(delta * (g[i] - m), (i,), batched=batched, names=(("delta", "delta"),))
+    assert not plain.startswith("in_place")

@@ -45,7 +45,13 @@ VECTOR_FORWARD = VectorForward(
     "for a constant vector far larger than $\\sqrt{\\varepsilon}$ and leave $0/0$: "
     "$\\sigma = \\sqrt{\\varepsilon}$ there, as defined. ε > 0 keeps σ away from 0 for a "
     "constant vector, and the floor $\\sqrt{\\varepsilon}$ keeps $s$ above 0 for a vector of "
-    "zeros.",
+    "zeros. The Jacobian and the VJP multiply by $1/\\sigma$, computed once per vector "
+    "($\\sigma \\ge \\sqrt{\\varepsilon}$ keeps it finite for any $\\varepsilon$ above the "
+    "reciprocal of the largest number squared: "
+    f"${latex_scientific(float(np.finfo(np.float16).max) ** -2)}$ in float16), rather than "
+    "divide each entry; "
+    "$\\hat x$ divides by $\\sigma/s$, whose reciprocal would overflow for a constant vector "
+    "of huge entries and turn $\\hat x = 0$ into $0 \\cdot \\infty$.",
     conditioning="x_i − μ cancels for an entry near the mean: no entry-wise bound holds "
     "there, a norm-wise one does.",
     notation=(("i", "K"),),

@@ -377,7 +377,8 @@ class ArrayPrinter(NumPyPrinter):
 
     def _multiply_in_place(self, expr: sp.Mul) -> str | None:
         """``a * c`` written into a, when a is a temporary the function owns and reads no more
-        (x̂ scaled by a mean per vector in the VJP); the same product either way."""
+        (x̂ scaled by a mean per vector in the VJP), or a difference made here times one number
+        (per vector: the VJP's 1/σ); the same product either way."""
         factors = sp.Mul.make_args(expr)
         if len(factors) != 2 or any(isinstance(f, sp.Pow) and f.exp.is_negative for f in factors):
             return None
@@ -388,7 +389,19 @@ class ArrayPrinter(NumPyPrinter):
                 code = self._in_place("multiply", expr, first, other)
                 if code:
                     return code
+        for first, other in (factors, factors[::-1]):  # a difference times a computed number
+            if (
+                isinstance(first, sp.Add)
+                and isinstance(other, sp.Symbol)
+                and not self._param(other)
+            ):
+                code = self._in_place("multiply", expr, first, other)
+                if code:
+                    return code
         return None
+
+    def _param(self, symbol: sp.Symbol) -> bool:
+        return symbol in self.names or str(symbol) in self.names
 
     def _divide_in_place(self, expr: sp.Mul) -> str | None:
         """``a / b`` written into a, when a is a temporary (``e / Σe``, ``(s − y) / B``)."""
