@@ -540,6 +540,7 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
                 "size": r["size"],
                 "what": r["what"],
                 "baseline": r["baseline"],
+                "generated": r.get("generated", ""),  # rows measured before it was recorded
                 "theirs": _seconds(r["baseline_seconds"]),
                 "ours": _seconds(r["generated_seconds"]),
                 "speedup": f"{r['speedup']:.1f}×",

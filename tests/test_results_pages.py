@@ -9,6 +9,7 @@ JSON has them and said to be not recorded when it has not.
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import re
@@ -59,9 +60,10 @@ def accuracy_table(page: str) -> dict[tuple[str, str], list[str]]:
     return {(c[0].strip("`"), c[1]): c[2:] for c in table_rows(page) if len(c) == 7}
 
 
-def arguments_table(page: str) -> dict[str, str]:
-    """function -> the arguments the page says were drawn differently for extreme inputs."""
-    return {c[0].strip("`"): c[1] for c in table_rows(page) if len(c) == 2}
+def arguments_table(page: str) -> dict[str, tuple[str, str]]:
+    """function -> (the arguments the page says were drawn differently for extreme inputs,
+    those it says were drawn alike, with why)."""
+    return {c[0].strip("`"): (c[1], c[2]) for c in table_rows(page) if len(c) == 3}
 
 
 def cells_of(report: dict) -> dict[tuple[str, str], dict[str, float]]:
@@ -267,12 +269,32 @@ def test_every_registered_function_is_in_the_results_with_extreme_arguments():
     for r in ACCURACY["rows"]:
         assert r["extreme_arguments"], r["function"]
         assert (r["function"], r["implementation"]) in table
-        assert re.findall(r"`([^`]+)`", arguments[r["function"]]) == r["extreme_arguments"]
+        extreme, alike = arguments[r["function"]]
+        assert re.findall(r"`([^`]+)`", extreme) == r["extreme_arguments"]
+        assert re.findall(r"`([^`]+)`", alike) == list(r["drawn_alike"])
+        for why in r["drawn_alike"].values():
+            assert why in alike
+
+
+@pytest.mark.parametrize("name", list(derivations.kernels()))
+def test_every_argument_is_extreme_or_says_why_not(name):
+    """Each argument the call names is in exactly one of the page's two lists."""
+    known = derivations.kernels()
+    for kernel in known[name].parts:
+        extreme = accuracy.extreme_arguments(kernel, known)
+        alike = accuracy.drawn_alike(kernel, known)
+        tree = ast.parse(kernel.call, mode="eval")
+        named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        called = set(accuracy.variables(kernel, known)) & named
+        assert sorted(extreme + list(alike)) == sorted(called), kernel.id
+        assert all(why for why in alike.values()), kernel.id
 
 
 @pytest.mark.parametrize("name", list(derivations.kernels()))
 def test_the_extreme_arguments_are_drawn_beyond_the_moderate_range(name):
-    """What the page's last column claims, checked on the draws themselves (no reference)."""
+    """What the page's last columns claim, checked on the draws themselves (no reference):
+    probabilities and targets nearer 0 and 1, positive numbers at both ends of their declared
+    range (and moderate ones inside it), real numbers larger, one-hot labels alike."""
     known = derivations.kernels()
     kernel = known[name]
     moderate = accuracy.cases(kernel, known, 12, 0, "moderate")
@@ -281,10 +303,18 @@ def test_the_extreme_arguments_are_drawn_beyond_the_moderate_range(name):
     for argument in accuracy.extreme_arguments(kernel, known):
         low = np.concatenate([c.values[argument].ravel() for c in moderate])
         high = np.concatenate([c.values[argument].ravel() for c in extreme])
-        if params[argument].domain == "probability":
+        domain, span = params[argument].domain, params[argument].span
+        if domain in ("probability", "target"):
             assert np.min(np.minimum(high, 1 - high)) < np.min(np.minimum(low, 1 - low)) / 1e3
+        elif domain == "positive":
+            assert (np.min(high), np.max(high)) == span, argument
+            assert span[0] < np.min(low) and np.max(low) < span[1], argument
         else:
             assert np.max(np.abs(high)) > 10 * np.max(np.abs(low)), argument
+    for argument in accuracy.drawn_alike(kernel, known):  # labels: 0s and 1s in both
+        low = np.concatenate([c.values[argument].ravel() for c in moderate])
+        high = np.concatenate([c.values[argument].ravel() for c in extreme])
+        assert set(np.unique(low)) == set(np.unique(high)) == {0.0, 1.0}, argument
 
 
 def test_a_function_without_extreme_arguments_is_named_as_such():
