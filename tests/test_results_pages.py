@@ -128,8 +128,14 @@ def test_the_bound_is_the_one_tests_test_accuracy_holds():
 
 def test_the_bound_sentence_follows_the_data():
     report = copy.deepcopy(ACCURACY)
-    for r in report["rows"]:
-        if r["function"] == "softmax_temperature" and r["implementation"] == "derive":
+    ours = [r for r in report["rows"] if r["implementation"] == "derive"]
+    # a function the bound applies to (no conditioning), beyond it in this run if one is, made
+    # within it
+    bounded = [r for r in ours if not r["conditioning"] and r["function"] != "relu"]
+    beyond_it = [r for r in bounded if ulps(r["max_ulp"]) > 4]
+    example = (beyond_it or bounded)[0]["function"]
+    for r in ours:
+        if r["function"] == example:
             r["max_ulp"] = 1.0
         if (r["function"], r["implementation"], r["dtype"], r["inputs"]) == (
             "relu",
@@ -139,7 +145,7 @@ def test_the_bound_sentence_follows_the_data():
         ):
             r["max_ulp"] = 50.0
     within, beyond, _ = bound_sentence(accuracy_page(report))
-    assert "softmax_temperature" in within and "softmax_temperature" not in beyond
+    assert example in within and example not in beyond
     assert beyond["relu"] == ("50", "float32, extreme")
     for r in report["rows"]:  # every function within: the page says so in one sentence
         if r["implementation"] == "derive" and not r["conditioning"]:
@@ -248,9 +254,10 @@ def test_bces_inf_is_pytorch_returning_a_finite_loss_where_float32_made_p_one():
         pytest.skip("this run's PyTorch binary cross-entropy cell is finite")
     case = row["infinite"]
     assert case["true"] == "inf" and np.isfinite(case["computed"])
-    assert [c["given"] for c in case["rounded_to_0_or_1"] if c["argument"] == "p"] == [1.0]
+    given = [c["given"] for c in case["rounded_to_0_or_1"] if c["argument"] == "p"]
+    assert given and set(given) == {1.0}
     page = flat(accuracy_page(ACCURACY))
-    drawn = next(c["drawn"] for c in case["rounded_to_0_or_1"])
+    drawn = case["rounded_to_0_or_1"][-1]["drawn"]  # the page lists them all, then the value
     said = re.search(r"`p` drawn as 1 − (\S+) is 1 in float32; there the true value is inf", page)
     assert said and float(said[1]) == pytest.approx(1 - drawn, rel=0.05)
     report = copy.deepcopy(ACCURACY)
