@@ -552,3 +552,21 @@ def test_the_figure_opens_the_page_and_its_caption_counts_the_tables_ratios():
     )
     assert page.index("figures/benchmark-ratios.svg") < page.index("\n## ")
     assert page.index("figures/benchmark-ratios.svg") < page.index("\n|")
+
+
+def test_the_posts_rows_show_the_code_each_side_runs():
+    """Each row of the posts' table shows the posts' code and the generated code it timed; rows
+    measured before the generated code was recorded say so, and the page says what they timed."""
+    caveat = "were measured before the rows recorded their code"
+    report = copy.deepcopy(BENCH)
+    for n, row in enumerate(report["posts"]):
+        row["generated"] = f"generated_{n}(x, W)"
+    page = bench_page(report, ["NumPy"])
+    for n, row in enumerate(report["posts"]):
+        assert re.search(
+            rf"\| `{re.escape(row['baseline'])}` \| `generated_{n}\(x, W\)` \|", page
+        ), row
+    assert caveat not in flat(page)
+    del report["posts"][0]["generated"]
+    page = bench_page(report, ["NumPy"])
+    assert caveat in flat(page) and "| *not recorded* |" in page
