@@ -9,6 +9,7 @@ a wrong result.
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import sys
 import types
@@ -589,12 +590,13 @@ def sum_of_others(xp: Any, a: Any) -> Any:
     classes = a.shape[-1]
     if xp is FAST_NUMPY and a.dtype.kind == "f" and classes > 0:
         if classes <= _SHORT_AXIS:
-            others = np.matmul(a, _off_diagonal_ones(classes, a.dtype))
-            if np.isfinite(np.add.reduce(others, axis=None)):
+            # ndarray.dot and math.isfinite: for a few classes, the calls cost more than the sums
+            others = a.dot(_off_diagonal_ones(classes, a.dtype))
+            if math.isfinite(np.add.reduce(others, axis=None)):
                 return others
         else:
             total = np.add.reduce(a, axis=-1, keepdims=True)
-            if np.isfinite(np.add.reduce(total, axis=None)):
+            if math.isfinite(np.add.reduce(total, axis=None)):
                 magnitude = np.abs(a)
                 dominant = magnitude > 0.5 * np.add.reduce(magnitude, axis=-1, keepdims=True)
                 others = np.subtract(total, a)

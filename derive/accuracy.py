@@ -54,12 +54,12 @@ SCIPY = {  # the generated function -> SciPy's equivalent, on the same variables
 LOGIT_SCALES = (1.0, 30.0, 1e3, 1e4)  # extreme logits: a standard normal times one of these
 DRAWS = {  # the ranges ``draw`` takes inputs from; stored with the results, for the page
     "moderate_scale": (0.1, 3.0),  # real arguments: a standard normal times a scale from here
-    "moderate_probability": (0.05, 0.95),
+    "moderate_probability": (0.05, 0.95),  # probabilities, and targets, when moderate
     "logit_scales": LOGIT_SCALES,
     "lift": (20.0, 700.0),  # extreme: one logit of a row raised by this much, half the time
     "tiny_exponents": (1.0, 15.0),  # extreme probabilities: 10^-e from 0 or from 1
-    "positive": (0.5, 2.0),  # a temperature, a penalty
-    "target": (0.0, 1.0),  # binary targets
+    # moderate: this part of a positive number's declared range (Param.span), in log scale
+    "positive_moderate": (1 / 3, 2 / 3),
 }
 
 
@@ -75,24 +75,51 @@ def variables(kernel: Kernel, known: dict[str, Kernel]) -> dict[str, Param]:
 
 
 REGIMES = ("moderate", "extreme")
-"""moderate: logits of a few units, probabilities in [0.05, 0.95]; extreme: logits scaled by
-up to 1e4, one logit of a row often far above the others, probabilities down to 1e-15 from 0
-and from 1, and the other real arguments (inputs, weights, biases) scaled so that their
-products reach the logits' scales (the ranges: ``DRAWS``)."""
+"""moderate: logits of a few units, probabilities and targets in [0.05, 0.95], positive numbers
+in the middle of their declared range; extreme: logits scaled by up to 1e4, one logit of a row
+often far above the others, the other real arguments (inputs, weights, biases) scaled so that
+their products reach the logits' scales, probabilities down to 1e-15 from 0 and from 1, targets
+also exactly 0 and 1, positive numbers across their whole declared range and at its ends (the
+ranges: ``DRAWS``)."""
 
-EXTREME_DOMAINS = {"real", "probability"}
-"""The domains ``draw`` makes extreme; one-hot labels, targets in [0, 1] and positive scalars
-(a temperature, a penalty) are drawn alike in both regimes."""
+DRAWN_ALIKE = {
+    "one_hot": "one-hot labels: a row of 0s and one 1 has no extreme values",
+    "labels": "integer class labels: 0 to C − 1 has no extreme values",
+}
+"""The domains ``draw`` draws alike in both regimes, and why; every other argument is drawn
+extreme in the extreme regime."""
+
+
+def _named(kernel: Kernel, known: dict[str, Kernel]) -> dict[str, Param]:
+    """The arguments ``kernel.call`` names (``softmax_jacobian(softmax(z))``: z, not s)."""
+    named = {n.id for n in ast.walk(ast.parse(kernel.call, mode="eval")) if isinstance(n, ast.Name)}
+    return {name: p for name, p in variables(kernel, known).items() if name in named}
 
 
 def extreme_arguments(kernel: Kernel, known: dict[str, Kernel]) -> list[str]:
     """The arguments of ``kernel.call`` that the extreme regime draws differently."""
-    named = {n.id for n in ast.walk(ast.parse(kernel.call, mode="eval")) if isinstance(n, ast.Name)}
-    return [
-        name
-        for name, p in variables(kernel, known).items()
-        if name in named and p.domain in EXTREME_DOMAINS
-    ]
+    return [name for name, p in _named(kernel, known).items() if p.domain not in DRAWN_ALIKE]
+
+
+def drawn_alike(kernel: Kernel, known: dict[str, Kernel]) -> dict[str, str]:
+    """The arguments of ``kernel.call`` drawn alike in both regimes, each with why."""
+    return {
+        name: DRAWN_ALIKE[p.domain]
+        for name, p in _named(kernel, known).items()
+        if p.domain in DRAWN_ALIKE
+    }
+
+
+def _log_uniform(low: float, high: float, rng: np.random.Generator, shape) -> np.ndarray:
+    return np.exp(rng.uniform(math.log(low), math.log(high), size=shape))
+
+
+def _near_0_and_1(rng: np.random.Generator, shape, exact: bool) -> np.ndarray:
+    """Moderate values, 10^-e from 0 and from 1, and (``exact``) 0 and 1 themselves."""
+    tiny = 10.0 ** -rng.uniform(*DRAWS["tiny_exponents"], size=shape)
+    moderate = rng.uniform(*DRAWS["moderate_probability"], size=shape)
+    kinds = [moderate, tiny, 1 - tiny] + [np.zeros(shape), np.ones(shape)] * exact
+    return np.choose(rng.integers(len(kinds), size=shape), kinds)
 
 
 def draw(
@@ -106,22 +133,23 @@ def draw(
     shape = (batch if param.batched else ()) + tuple(sizes[a] for a in param.axes)
     if param.domain == "one_hot":
         return np.eye(shape[-1])[rng.integers(shape[-1], size=shape[:-1])]
-    if param.domain == "positive":
-        return rng.uniform(*DRAWS["positive"], size=shape)
-    if param.domain == "target":
-        return rng.uniform(*DRAWS["target"], size=shape)
-    if param.domain == "probability" and regime == "moderate":
+    if param.domain == "positive" and regime == "moderate":  # the middle of its range
+        low, high = (math.log(b) for b in param.span)
+        inner = [math.exp(low + f * (high - low)) for f in DRAWS["positive_moderate"]]
+        return _log_uniform(*inner, rng, shape)
+    if param.domain == "positive":  # either end of its range a third of the time each, or between
+        kinds = [np.full(shape, param.span[0]), np.full(shape, param.span[1])]
+        kinds.append(_log_uniform(*param.span, rng, shape))
+        return np.choose(rng.integers(3, size=shape), kinds)
+    if param.domain in ("probability", "target") and regime == "moderate":
         return rng.uniform(*DRAWS["moderate_probability"], size=shape)
-    if param.domain == "probability":  # moderate, near 0, near 1
-        kind = rng.integers(3, size=shape)
-        tiny = 10.0 ** -rng.uniform(*DRAWS["tiny_exponents"], size=shape)
-        moderate = rng.uniform(*DRAWS["moderate_probability"], size=shape)
-        return np.choose(kind, [moderate, tiny, 1 - tiny])
+    if param.domain in ("probability", "target"):  # a target (a binary label) may be 0 or 1
+        return _near_0_and_1(rng, shape, exact=param.domain == "target")
     if regime == "moderate":
         return rng.normal(size=shape) * rng.uniform(*DRAWS["moderate_scale"])
-    if param.label != "z":  # inputs, weights, biases: √scale each, so that products are logits
-        return rng.normal(size=shape) * math.sqrt(LOGIT_SCALES[rng.integers(len(LOGIT_SCALES))])
     scale = LOGIT_SCALES[rng.integers(len(LOGIT_SCALES))]
+    if param.label != "z":  # inputs, weights, biases: a logit's scale, or its root (products)
+        return rng.normal(size=shape) * scale ** rng.choice([0.5, 1.0])
     values = rng.normal(size=shape) * scale
     if param.axes and rng.random() < 0.5:  # one entry of each row far above the others
         rows = values.reshape(-1, shape[-1])
@@ -357,6 +385,7 @@ def measure(kernel: Kernel, known: dict, samples: int = 12, seed: int = 0) -> li
             "max_ulp_normwise": worst_normwise[key],
             "conditioning": kernel.conditioning,
             "extreme_arguments": extreme_arguments(kernel, known),
+            "drawn_alike": drawn_alike(kernel, known),
         }
         if key in infinite:
             row["infinite"] = infinite[key]

@@ -161,52 +161,64 @@ def posts_xe_dir_shortcut(W, S, x, y):
     return dir_matrix
 
 
-def posts_rows(n_inputs: int, n_classes: int, repeats: int, budget: float) -> list[dict]:
+def posts_softmax(Z):
+    """Parts 2-3: ``softmax(Z)``, e^Z over its sum (no shift by the maximum)."""
+    eZ = np.exp(Z)
+    return eZ / np.sum(eZ)
+
+
+POSTS_CODE = {  # the posts' names in the rows' code -> their functions above
+    "sm_dir": posts_sm_dir,
+    "z_dir": posts_z_dir,
+    "l_dir_shortcut": posts_l_dir_shortcut,
+    "xe_dir_shortcut": posts_xe_dir_shortcut,
+    "softmax": posts_softmax,
+}
+# Where the generated function computes the logits and the softmax from x and W, the posts'
+# side does too, as Part 2 does: Z = np.dot(np.transpose(W), x); h = softmax(Z).
+POSTS_H = "softmax(np.dot(np.transpose(W), x))"
+POSTS_ROWS = (  # (what, the posts' code, the generated code): each row times exactly these
+    ("softmax Jacobian", "sm_dir(S)", "softmax_jacobian(S)"),
+    ("summation Jacobian DZ", "z_dir(x, W)", "summation_jacobian(x, W)"),
+    ("layer Jacobian", f"l_dir_shortcut(W, {POSTS_H}, x)", "layer_jacobian(x, W)"),
+    (
+        "layer Jacobian",
+        f"np.dot(sm_dir({POSTS_H}), np.transpose(z_dir(x, W)))",
+        "layer_jacobian(x, W)",
+    ),
+    ("weight gradient", f"xe_dir_shortcut(W, {POSTS_H}, x, y)", "weight_grad(x, W, y)"),
+)
+
+
+def posts_inputs(n_inputs: int, n_classes: int) -> dict:
+    """x, W, a one-hot y, and S = softmax(Wᵀx), the names the rows' code uses."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=n_inputs)
     W = rng.normal(scale=0.1, size=(n_inputs, n_classes))
-    y = np.eye(n_classes)[1]
-    S = generated.softmax(generated.summation(x, W))
-    rows = [
-        (
-            "softmax Jacobian",
-            "sm_dir(S)",
-            lambda: posts_sm_dir(S),
-            lambda: generated.softmax_jacobian(S),
-        ),
-        (
-            "summation Jacobian DZ",
-            "z_dir loops",
-            lambda: posts_z_dir(x, W),
-            lambda: generated.summation_jacobian(x, W),
-        ),
-        (
-            "layer Jacobian",
-            "l_dir_shortcut loops",
-            lambda: posts_l_dir_shortcut(W, S, x),
-            lambda: generated.layer_jacobian(x, W),
-        ),
-        (
-            "layer Jacobian",
-            "sm_dir, z_dir, DS · DZᵀ",
-            lambda: np.dot(posts_sm_dir(S), np.transpose(posts_z_dir(x, W))),
-            lambda: generated.layer_jacobian(x, W),
-        ),
-        (
-            "weight gradient",
-            "xe_dir_shortcut loops",
-            lambda: posts_xe_dir_shortcut(W, S, x, y),
-            lambda: generated.weight_grad(x, W, y),
-        ),
-    ]
+    return {"x": x, "W": W, "y": np.eye(n_classes)[1], "S": generated.softmax(W.T @ x)}
+
+
+def posts_call(code: str, inputs: dict) -> Callable[[], object]:
+    """A row's code (the posts' or the generated), as a function of no arguments to time."""
+    names = {"np": np, **POSTS_CODE, **{n: getattr(generated, n) for n in generated.__all__}}
+    return eval(f"lambda: {code}", {**names, **inputs})  # POSTS_ROWS' own strings
+
+
+def posts_rows(n_inputs: int, n_classes: int, repeats: int, budget: float) -> list[dict]:
+    inputs = posts_inputs(n_inputs, n_classes)
     results = []
-    for what, baseline, theirs, ours in rows:
-        times = measure({"posts": theirs, "generated": ours}, repeats, budget)
+    for what, theirs, ours in POSTS_ROWS:
+        times = measure(
+            {"posts": posts_call(theirs, inputs), "generated": posts_call(ours, inputs)},
+            repeats,
+            budget,
+        )
         results.append(
             {
                 "size": f"D={n_inputs}, C={n_classes}",
                 "what": what,
-                "baseline": baseline,
+                "baseline": theirs,
+                "generated": ours,
                 "baseline_seconds": times["posts"],
                 "generated_seconds": times["generated"],
                 "speedup": times["posts"] / times["generated"],
@@ -1134,13 +1146,14 @@ def table(report: dict) -> str:
     if report["posts"]:
         lines += [
             "The posts' algorithms against the generated functions (speed-up = posts / generated)",
-            f"{'size':<14} {'what':<24} {'posts':<24} {'posts s':>10} {'ours s':>10} "
-            f"{'speed-up':>9}",
+            f"{'size':<14} {'what':<22} {'posts s':>10} {'ours s':>10} {'speed-up':>9}  "
+            "posts' code timed | generated code timed",
         ]
     for r in report["posts"]:
         lines.append(
-            f"{r['size']:<14} {r['what']:<24} {r['baseline']:<24} "
-            f"{r['baseline_seconds']:10.2e} {r['generated_seconds']:10.2e} {r['speedup']:9.1f}"
+            f"{r['size']:<14} {r['what']:<22} {r['baseline_seconds']:10.2e} "
+            f"{r['generated_seconds']:10.2e} {r['speedup']:9.1f}  "
+            f"{r['baseline']} | {r.get('generated', '?')}"
         )
     if report.get("overhead"):
         lines += [

@@ -644,7 +644,10 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             math=jacobian,
             returns_doc=f"shape (..., {size}, {size}): entry (i, j) is ∂x̂_i/∂x_j",
             conditioning="δ_ij − 1/K − x̂_i x̂_j/K is a difference of terms near 1/K that "
-            "cancel for some entries: no entry-wise bound holds, a norm-wise one does",
+            "cancel for some entries: no entry-wise bound holds, and a norm-wise one only where "
+            "K > 2. For K = 2, x̂ is ±(1, −1)·√(var/(var + eps)), every entry is "
+            "±eps/(2σ(var + eps)), and where eps ≪ var all of it is lost to the cancellation: "
+            "the error is then a few ulps of 1/σ, not of the result",
             derivative=DerivativeOf(f"{forward.name}({arguments})", wrt=str(x)),
             requires=requires,
         ),
@@ -657,7 +660,10 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             math=vjp,
             returns_doc="the gradient with respect to x, the shape of x",
             conditioning="g − mean(g) − x̂·mean(g x̂) subtracts means from g, which can leave "
-            "an entry far smaller than the terms it came from: no entry-wise bound holds",
+            "an entry far smaller than the terms it came from: no entry-wise bound holds. For "
+            "K = 2 every entry is ±(g_1 − g_2)·eps/(2σ(var + eps)), and where eps ≪ var all of "
+            "it is lost to the cancellation: the error is then a few ulps of |g|/σ, not of the "
+            "result",
             derivative=DerivativeOf(
                 f"{g} * {forward.name}({arguments})", wrt=str(x), kind="elementwise"
             ),

@@ -545,6 +545,7 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
                 "size": r["size"],
                 "what": r["what"],
                 "baseline": r["baseline"],
+                "generated": r.get("generated", ""),  # rows measured before it was recorded
                 "theirs": _seconds(r["baseline_seconds"]),
                 "ours": _seconds(r["generated_seconds"]),
                 "speedup": f"{r['speedup']:.1f}×",
@@ -796,8 +797,7 @@ def _draws_text(draws: dict | None) -> dict:
         "lift": "{:g} to {:g}".format(*draws["lift"]),
         "tiniest": f"1e-{draws['tiny_exponents'][1]:g}",
         "largest_tiny": f"1e-{draws['tiny_exponents'][0]:g}",
-        "positive": "[{:g}, {:g}]".format(*draws["positive"]),
-        "target": "[{:g}, {:g}]".format(*draws["target"]),
+        "positive_moderate": "{:.2g} to {:.2g}".format(*draws["positive_moderate"]),
     }
 
 
@@ -823,6 +823,13 @@ def _extreme_text(row: dict) -> str:
     return ", ".join(f"`{a}`" for a in row["extreme_arguments"]) or "none"
 
 
+def _alike_text(row: dict) -> str:
+    """The arguments of ``row``'s function drawn alike for both kinds of input, and why."""
+    if "drawn_alike" not in row:
+        return "not recorded"
+    return "; ".join(f"`{a}` ({why})" for a, why in row["drawn_alike"].items()) or "none"
+
+
 def accuracy_context(report: dict | None) -> dict:
     """The accuracy page's values, formatted; ``report`` is accuracy-results/latest.json."""
     if report is None:
@@ -837,6 +844,7 @@ def accuracy_context(report: dict | None) -> dict:
                 "implementation": r["implementation"],
                 "normwise": "",
                 "extreme": _extreme_text(r),
+                "alike": _alike_text(r),
             },
         )
         row[f"{r['dtype']}_{r['inputs']}"] = _ulps(r["max_ulp"])

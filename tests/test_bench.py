@@ -3,6 +3,8 @@
 import importlib.util
 import json
 
+import pytest
+
 from derive import bench
 
 
@@ -160,3 +162,22 @@ def test_the_overhead_rows_time_each_function_against_its_own_core(tmp_path):
         .render(**pages.benchmark_context({**report, "overhead": rows}))
     )
     assert "### What the checks cost" in page and "| C=5 | float32 | `weight_grad` |" in page
+
+
+@pytest.mark.parametrize("sizes", [(3, 5), (6, 4)])
+def test_each_posts_row_times_the_same_computation_from_the_same_inputs(sizes):
+    """Both sides of a row start from the same values (the posts' side is handed S only where
+    the generated side is too) and compute the same numbers, each in its own layout."""
+    import ast
+
+    import numpy as np
+
+    inputs = bench.posts_inputs(*sizes)
+    for what, theirs, ours in bench.POSTS_ROWS:
+        used = [
+            {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name) and n.id in inputs}
+            for code in (theirs, ours)
+        ]
+        assert used[0] == used[1], (what, theirs, ours)
+        values = [np.sort(np.ravel(bench.posts_call(c, inputs)())) for c in (theirs, ours)]
+        np.testing.assert_allclose(*values, rtol=1e-12, atol=1e-15, err_msg=what)

@@ -583,7 +583,12 @@ def derive():
             ),
             conditioning="Xᵀ(S − Y)/B adds terms of both signs over the batch and the classes: "
             "where they cancel, the error is relative to the sum of their magnitudes, not to the "
-            "result (the norm-wise error stays small).",
+            "result (the norm-wise error stays small). "
+            "S − Y is computed as written: for a sample predicted nearly certainly and correctly, "
+            "S_c − 1 at its label is a rounding error of 1 (up to an ulp of 1), not the true "
+            "−Σ_{k≠c} S_k (which cross_entropy_from_logits_grad computes); where the other "
+            "samples' terms are smaller still (every sample such a one, or saturated hidden "
+            "units), even the norm-wise error is of the order of the result.",
             derivative=DerivativeOf(
                 "cross_entropy(softmax(summation(x, W)), y)", wrt="W", kind="batch_mean"
             ),

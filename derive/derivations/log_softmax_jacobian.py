@@ -167,6 +167,8 @@ def derive() -> Derivation:
             math=in_S,
             returns_doc="shape (..., C, C)",
             derivative=DerivativeOf("log_softmax(z)", wrt="z"),
+            conditioning="The entries −S_j are softmax outputs, and inherit their error: about "
+            "|z_j − max z|/2 ulps for an entry far below the largest (as softmax's).",
         ),
     )
     matrix_result = MatrixResult(

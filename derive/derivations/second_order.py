@@ -1070,6 +1070,9 @@ def derive():
             returns_doc="shape (..., C, C), symmetric, positive semi-definite, singular "
             "(each row sums to 0); it does not depend on the labels",
             derivative=DerivativeOf("cross_entropy_from_logits_grad(z, y)", wrt="z"),
+            conditioning="It is softmax_jacobian(softmax(z)): each entry is a product of softmax "
+            "outputs and inherits their error, about |z_i − max z|/2 ulps for an entry far below "
+            "the largest.",
         ),
         Kernel(
             name="weight_hessian",

@@ -323,6 +323,10 @@ def derive() -> Derivation:
             "such logits in float32",
             reference="torch.softmax(z / T, dim=-1)",
             requires=positive,
+            conditioning="As softmax's, of z/T: the code rounds (z_i − max z)/T, and e^x turns "
+            "that absolute error into a relative error |z_i − max z|/T times larger, so an entry "
+            "far below the largest is good to about |z_i − max z|/(2T) ulps (thousands for "
+            "logits in the thousands and T = 0.1); PyTorch rounds z/T the same way.",
         ),
         Kernel(
             name="softmax_temperature_jacobian",

@@ -543,7 +543,12 @@ def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
     conditioning = (
         "a sum over the batch of terms of both signs (and, for the first layer, over the "
         "classes): where they cancel, the error is relative to the sum of their magnitudes, "
-        "not to the result."
+        "not to the result. "
+        "S − Y is computed as written: for a sample predicted nearly certainly and correctly, "
+        "S_c − 1 at its label is a rounding error of 1 (up to an ulp of 1), not the true "
+        "−Σ_{k≠c} S_k (which cross_entropy_from_logits_grad computes); where the other "
+        "samples' terms are smaller still (every sample such a one, or saturated hidden "
+        "units), even the norm-wise error is of the order of the result."
     )
     of = f"cross_entropy_from_logits(mlp_logits_{activation}(x, W1, b1, W2, b2), y)"
     results = [
