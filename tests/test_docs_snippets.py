@@ -31,17 +31,21 @@ def _python_blocks(path: str) -> list[str]:
 
 
 def test_the_gradient_check_example_takes_the_step_its_page_advises_and_agrees():
-    (block,) = _python_blocks("docs/checking-gradients.md")
+    (block,) = _python_blocks("docs/derivations/gradient-check.md")
     names: dict = {}
-    exec(compile(block, "docs/checking-gradients.md", "exec"), names)
+    exec(compile(block, "docs/derivations/gradient-check.md", "exec"), names)
     best = np.finfo(float).eps ** (1 / 3)  # "near ε^{1/3} for central differences"
     assert best / 2 < names["h"] < best * 2, f"h = {names['h']}, the page advises about {best:.1e}"
     assert np.isfinite(names["relative"]).all()
     assert names["relative"].max() < 1e-7  # CS231n's "good", which the page quotes
+    from derive.derivations.gradient_check import sci
+
+    page = (ROOT / "docs/derivations/gradient-check.md").read_text()
+    assert f"of ${sci(names['relative'].max())}$, computed when" in page  # the prose's number
 
 
 def test_the_gradient_check_relative_error_is_defined_where_both_values_are_zero():
-    (block,) = _python_blocks("docs/checking-gradients.md")
+    (block,) = _python_blocks("docs/derivations/gradient-check.md")
     lines = [line for line in block.splitlines() if line.startswith(("scale =", "relative ="))]
     assert lines, "the example computes no relative error"
     names = {"np": np, "analytic": np.array([0.0, 1.0]), "numeric": np.array([0.0, 1.0 + 1e-9])}
