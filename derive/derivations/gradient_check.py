@@ -9,7 +9,7 @@ from sympy import Abs, Derivative, Max, Rational, Subs, exp, sinh, sqrt
 
 from derive.derivations import result
 from derive.model import C, D
-from derive.steps import Definition, Derivation, Exercise, MatrixResult, Section, Step
+from derive.steps import Definition, Derivation, Example, Exercise, MatrixResult, Section, Step
 
 w = sp.Symbol("w", real=True)  # the one weight nudged, every other fixed
 h = sp.Symbol("h", positive=True)  # the step
@@ -66,6 +66,18 @@ scale = np.maximum(np.abs(analytic), np.abs(numeric))
 relative = np.abs(analytic - numeric) / np.where(scale > 0, scale, 1.0)  # both 0: error 0
 print(relative.max())"""
 """The page's example, which tests/test_docs_snippets.py runs from the page."""
+
+
+_NUDGED = "np.pad([[1e-5]], ((0, 2), (0, 4)))"  # h E_11: 1e-5 at (1, 1), 0 elsewhere
+_LOSS = "cross_entropy_from_logits(summation(posts.X, posts.W {} " + _NUDGED + "), posts.Y)"
+ONE_WEIGHT = Example(
+    "One weight of the posts' example, analytic and numeric",
+    f"np.array([weight_grad(posts.X, posts.W, posts.Y)[0, 0], "
+    f"({_LOSS.format('+')} - {_LOSS.format('-')}) / 2e-5])",
+    text="The posts' $x$, $W$ and label: $\\partial \\mathit{XE} / \\partial W_{11}$ from "
+    "`weight_grad`, then its central difference with $h = 10^{-5}$ (`np.pad` puts $h$ at "
+    "$(1, 1)$ of a matrix of zeros shaped like $W$). Compare the two numbers.",
+)
 
 
 def worst_relative_error(step: float) -> float:
@@ -388,6 +400,7 @@ def derive() -> Derivation:
         kernels=(),
         sections=sections,
         exercises=exercises,
+        examples=(ONE_WEIGHT,),
         matrix_result=matrix_result,
         results={"central_error": central_error, "central_step": central_step},
     )
