@@ -198,10 +198,8 @@ def derive() -> Derivation:
     rounding = eps * Abs(L) / h
     sections = (
         Section(
-            "Why a check, and the example",
-            "A derivation can be wrong, and so can the code written from it. The standard check "
-            "needs no calculus: nudge one weight, see how much the loss moves, and compare that "
-            "slope with the gradient the code returns. For a loss $L(W)$ and one weight "
+            "The check, with the generated functions",
+            "For a loss $L(W)$ and one weight "
             "$W_{jc}$, the central difference of step 1 nudges $W$ by $h E_{jc}$, where $E_{jc}$ "
             "is the matrix with a 1 at $(j, c)$ and 0 elsewhere. With the generated functions, "
             "on a batch of random data:\n\n"
@@ -369,16 +367,19 @@ def derive() -> Derivation:
         entry=((j,), (c,)),
         text="The central differences $N$ of every weight are the gradient $G$ plus "
         "$\\frac{h^2}{6}$ times $T$, each weight's third derivative "
-        "$\\partial^3 L / \\partial W_{jc}^3$ (step 1, exactly for a loss of degree at most 4 "
-        "in each weight, up to $O(h^4)$ otherwise).",
+        "$\\partial^3 L / \\partial W_{jc}^3$: exactly for a loss of degree at most 4 in each "
+        "weight, up to $O(h^4)$ otherwise (Taylor's expansion).",
     )
     return Derivation(
         name="gradient_check",
         title="Checking a gradient",
-        summary="How to check a gradient by finite differences: the central difference's error "
-        "falls like $h^2$, the forward difference's like $h$; the best step balances rounding "
-        "against truncation, near $\\varepsilon^{1/3}$; compare by the relative error, and "
-        "beware of kinks.",
+        summary="A derivation can be wrong, and so can the code written from it. The standard "
+        "check needs no calculus: nudge one weight, see how much the loss moves, and compare that "
+        "slope with the gradient the code returns. The steps below show why the central "
+        "difference's error falls like $h^2$ and the forward difference's like $h$, which step "
+        "balances rounding against truncation, and what a difference measures at a kink; then "
+        "an example with the generated functions, the tolerances other tools use, CS231n's "
+        "rules of practice, and how this project checks its own gradients.",
         definitions=(
             Definition(
                 rel(a_, n_),
