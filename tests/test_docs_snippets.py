@@ -78,3 +78,20 @@ def test_the_list_of_generated_files_on_the_contributing_page_is_what_a_build_wr
     assert not unlisted, f"docs/contributing.md does not list {unlisted} as generated"
     wrong = [p for p in patterns if not any(fnmatch(path, p) for path in written)]
     assert not wrong, f"docs/contributing.md lists {wrong} as generated; no build writes them"
+
+
+def test_the_gradient_check_page_states_the_tolerances_the_tests_use():
+    """The page's account of this project's checks is typed prose about tests/numerical.py:
+    its step and tolerances must be the defaults there."""
+    import inspect
+
+    from derive.derivations.gradient_check import sci
+    from tests import numerical
+
+    step = inspect.signature(numerical.central_jacobian).parameters["step"].default
+    tolerances = inspect.signature(numerical.assert_close).parameters
+    rtol, atol = tolerances["rtol"].default, tolerances["atol"].default
+    page = (ROOT / "docs/derivations/gradient-check.md").read_text()
+    assert f"$|a - n| \\le {sci(atol)} + {sci(rtol)} |n|$" in page
+    assert f"${sci(step)} \\max(1, |w|)$" in page
+    assert f"relative tolerance ${sci(rtol)}$, absolute ${sci(atol)}$" in page
