@@ -1,6 +1,6 @@
 """CS231n's rules for checking a gradient, each shown with the generated functions.
 
-The page "Checking a gradient" (docs/checking-gradients.md) explains the rules;
+The page "Checking a gradient" (derive/derivations/gradient_check.py) explains the rules;
 the figure drawn here (at build time, ``derive.figures.SITE_FIGURES``) shows
 each on real calls: a few random coordinates of every parameter, the data
 loss before the penalty, kinks, and the range where floating point still

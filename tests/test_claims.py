@@ -169,6 +169,11 @@ TEACHING_STEPS = (
     ("cross_entropy_options", "Label smoothing: the optimum is S = t"),
     ("cross_entropy_options", "Class weights: the optimum is S ∝ w ⊙ t"),
     ("cross_entropy_options", "Reached with finite logits when every target is positive"),
+    ("gradient_check", "The central difference"),
+    ("gradient_check", "The forward difference"),
+    ("gradient_check", "The best central step"),
+    ("gradient_check", "The best forward step"),
+    ("gradient_check", "A kink within the step"),
     ("second_order", "The score"),
     ("second_order", "The Fisher information is the Hessian"),
     ("second_order", "In the weights too"),
@@ -333,3 +338,21 @@ def test_a_wrong_factor_beside_a_collapsed_delta_fails(method):
     with pytest.raises(StepFailed):
         checked(step)
     checked(replace(step, result=S[j] * y[j]))
+
+
+def test_the_gradient_check_exercises_reject_a_wrong_answer():
+    """Each exercise's check on the gradient-check page passes its answer and refuses a near miss."""
+    from derive.derivations import gradient_check as gc
+
+    w, h, d = gc.w, gc.h, gc.d
+    assert gc._best_forward(sp.Eq(gc.BEST_FORWARD, gc.forward_step))
+    assert not gc._best_forward(sp.Eq(gc.BEST_FORWARD, gc.central_step))  # the central one
+    quartic = ((w + h) ** 4 - (w - h) ** 4) / (2 * h) - 4 * w**3
+    assert gc._quartic_error(sp.Eq(quartic, 4 * w * h**2))
+    assert not gc._quartic_error(sp.Eq(quartic, 4 * w * h**2 / 6))
+    kink = (sp.Abs(d + h) - sp.Abs(d - h)) / (2 * h)
+    assert gc._kink(sp.Eq(kink, d / h))
+    assert not gc._kink(sp.Eq(kink, sp.Integer(1)))  # the slope, which it does not measure
+    central = (sp.exp(w + h) - sp.exp(w - h)) / (2 * h)
+    assert gc._exponential(sp.Eq(central, sp.exp(w) * sp.sinh(h) / h))
+    assert not gc._exponential(sp.Eq(central, sp.exp(w) * sp.sinh(h)))

@@ -30,18 +30,29 @@ def _python_blocks(path: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / path).read_text(), re.S)
 
 
+def _gradient_check_example() -> list[str]:
+    """The gradient-check page's example: its one Python block that is a script (the worked
+    example below it is a single call)."""
+    blocks = _python_blocks("docs/derivations/gradient-check.md")
+    return [b for b in blocks if b.startswith("import numpy")]
+
+
 def test_the_gradient_check_example_takes_the_step_its_page_advises_and_agrees():
-    (block,) = _python_blocks("docs/checking-gradients.md")
+    (block,) = _gradient_check_example()
     names: dict = {}
-    exec(compile(block, "docs/checking-gradients.md", "exec"), names)
+    exec(compile(block, "docs/derivations/gradient-check.md", "exec"), names)
     best = np.finfo(float).eps ** (1 / 3)  # "near ε^{1/3} for central differences"
     assert best / 2 < names["h"] < best * 2, f"h = {names['h']}, the page advises about {best:.1e}"
     assert np.isfinite(names["relative"]).all()
     assert names["relative"].max() < 1e-7  # CS231n's "good", which the page quotes
+    from derive.derivations.gradient_check import sci
+
+    page = (ROOT / "docs/derivations/gradient-check.md").read_text()
+    assert f"of ${sci(names['relative'].max())}$, computed when" in page  # the prose's number
 
 
 def test_the_gradient_check_relative_error_is_defined_where_both_values_are_zero():
-    (block,) = _python_blocks("docs/checking-gradients.md")
+    (block,) = _gradient_check_example()
     lines = [line for line in block.splitlines() if line.startswith(("scale =", "relative ="))]
     assert lines, "the example computes no relative error"
     names = {"np": np, "analytic": np.array([0.0, 1.0]), "numeric": np.array([0.0, 1.0 + 1e-9])}
@@ -67,3 +78,20 @@ def test_the_list_of_generated_files_on_the_contributing_page_is_what_a_build_wr
     assert not unlisted, f"docs/contributing.md does not list {unlisted} as generated"
     wrong = [p for p in patterns if not any(fnmatch(path, p) for path in written)]
     assert not wrong, f"docs/contributing.md lists {wrong} as generated; no build writes them"
+
+
+def test_the_gradient_check_page_states_the_tolerances_the_tests_use():
+    """The page's account of this project's checks is typed prose about tests/numerical.py:
+    its step and tolerances must be the defaults there."""
+    import inspect
+
+    from derive.derivations.gradient_check import sci
+    from tests import numerical
+
+    step = inspect.signature(numerical.central_jacobian).parameters["step"].default
+    tolerances = inspect.signature(numerical.assert_close).parameters
+    rtol, atol = tolerances["rtol"].default, tolerances["atol"].default
+    page = (ROOT / "docs/derivations/gradient-check.md").read_text()
+    assert f"$|a - n| \\le {sci(atol)} + {sci(rtol)} |n|$" in page
+    assert f"${sci(step)} \\max(1, |w|)$" in page
+    assert f"relative tolerance ${sci(rtol)}$, absolute ${sci(atol)}$" in page

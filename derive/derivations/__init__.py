@@ -29,6 +29,7 @@ MODULES = (
     "cross_entropy",  # Part 3
     "cross_entropy_options",  # PyTorch's options: weights, ignore_index, smoothing, reduction
     "cross_entropy_from_logits",  # beyond the posts: the stable loss
+    "gradient_check",  # checking a gradient by finite differences (page only)
     "sigmoid",
     "tanh",
     "relu",
