@@ -139,7 +139,7 @@ def load(name: str, _valid: dict | None = None) -> Entry | None:
         return valid[name]
     valid[name] = None  # a cycle, or a failure below, reads as "not cached"
     try:
-        entry = pickle.loads(_entry_path(name).read_bytes())
+        entry = _read(name)
         if not isinstance(entry, Entry) or entry.own != own_key(name):
             return None
         entry.derivation  # noqa: B018 - read here, where a failure means "not cached"
@@ -150,6 +150,25 @@ def load(name: str, _valid: dict | None = None) -> Entry | None:
         if used is None or used.key != key:
             return None
     valid[name] = entry
+    return entry
+
+
+_read_before: dict[str, tuple[bytes, Entry]] = {}
+
+
+def _read(name: str) -> Entry:
+    """The entry stored for ``name``: the same object as last time if its file is unchanged.
+
+    A long-lived process (``derive.warm``, under ``mkdocs serve``) then unpickles an unchanged
+    derivation once, and what it remembers by object (claims, LaTeX) stays valid.
+    """
+    data = _entry_path(name).read_bytes()
+    before = _read_before.get(name)
+    if before is not None and before[0] == data:
+        return before[1]
+    entry = pickle.loads(data)
+    if isinstance(entry, Entry):
+        _read_before[name] = (data, entry)
     return entry
 
 
