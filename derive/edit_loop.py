@@ -87,12 +87,13 @@ def _wait(condition, timeout: float, what: str, log: Path, every: float = 0.02) 
 
 
 def _settle(log: Path, quiet: float = 2.0) -> None:
-    """Wait until the server has built what the last edit set off and stays idle for ``quiet`` s."""
+    """Wait until the server has built what the last edit set off and stays idle for ``quiet`` s
+    (every rebuild after the first ends with "Reloading browsers")."""
     last, since = None, time.perf_counter()
     while time.perf_counter() - since < quiet:
         text = log.read_text()
         state = (text.count("Building documentation"), text.count("Reloading browsers"))
-        if state != last or state[0] != state[1]:
+        if state != last or state[0] != state[1] + 1:
             last, since = state, time.perf_counter()
         time.sleep(0.1)
 
@@ -152,7 +153,9 @@ def measure(repeats: int = 3, root: Path = ROOT, dirty: bool = True) -> dict:
                     text = shown.format(n=n)
                     start = time.perf_counter()
                     module.write_text(source.replace(old, after.format(n=n), 1))
-                    done = _wait(lambda: text in _fetch(url), 120, f"{text!r} on {url}", log)
+                    done = _wait(
+                        lambda text=text: text in _fetch(url), 120, f"{text!r} on {url}", log
+                    )
                     times[kind].append(done - start)
                     _settle(log)
         finally:
