@@ -173,6 +173,11 @@ def _read(name: str) -> Entry:
     return entry
 
 
+def forget(name: str) -> None:
+    """Read ``name``'s entry afresh next time (its module was imported again)."""
+    _read_before.pop(name, None)
+
+
 def pickled(derivation) -> bytes:
     """``derivation`` pickled, for `store`; a PicklingError if it comes back changed.
 

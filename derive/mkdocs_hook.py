@@ -96,7 +96,7 @@ class Warm:
         self.root = root
         self.process: subprocess.Popen | None = None
 
-    def build(self) -> dict:
+    def build(self, figures: bool = True) -> dict:
         """One build, its lines logged as they come: its last answer (derive/warm.py)."""
         for _ in range(2):  # once more after a restart: the fresh process has the new code
             if self.process is None or self.process.poll() is not None:
@@ -109,7 +109,7 @@ class Warm:
                     text=True,
                 )
             try:
-                self.process.stdin.write(json.dumps({"figures": True}) + "\n")
+                self.process.stdin.write(json.dumps({"figures": figures}) + "\n")
                 self.process.stdin.flush()
             except BrokenPipeError:  # it has just exited: say how, below
                 pass

@@ -47,20 +47,21 @@ def engine_files() -> list[Path]:
     ]
 
 
-def derivation_modules() -> str:
-    """A hash of every derivation module's source."""
-    return _digest([p for p in DERIVATIONS.glob("*.py") if p.name != "__init__.py"])
+def derivation_sources() -> dict[str, str]:
+    """Each derivation module's name and a hash of its source."""
+    return {p.stem: _digest([p]) for p in DERIVATIONS.glob("*.py") if p.name != "__init__.py"}
 
 
-def _forget_derivations() -> None:
-    """Import every derivation module afresh at its next use, and derive (or load) each again.
-
-    All of them, not only the edited one: a module may import names from another.
+def _forget_derivations(modules: set[str]) -> None:
+    """Import the derivation ``modules`` afresh at their next use, and derive (or load from the
+    cache) every derivation again. An unchanged module is kept: the derivations loaded before
+    refer to its functions, which must stay the ones its name finds (they are pickled by name).
     """
-    from derive import derivations
+    from derive import cache, derivations
 
-    for name in [m for m in sys.modules if m.startswith("derive.derivations.")]:
-        del sys.modules[name]
+    for name in modules:
+        sys.modules.pop(f"derive.derivations.{name}", None)
+        cache.forget(name)
     derivations._derived.clear()
     derivations._results_used.clear()
 
@@ -75,7 +76,7 @@ def serve(requests=sys.stdin, answers=None) -> None:
     from derive import build, cli, site  # noqa: F401 - imported once: SymPy, the engine
 
     engine = _digest(engine_files())
-    modules = derivation_modules()
+    modules = derivation_sources()
 
     def answer(**message) -> None:
         answers.write(json.dumps(message) + "\n")
@@ -86,9 +87,11 @@ def serve(requests=sys.stdin, answers=None) -> None:
         if _digest(engine_files()) != engine:
             answer(restart="the package's code changed")
             return
-        if derivation_modules() != modules:
-            _forget_derivations()
-            modules = derivation_modules()
+        now = derivation_sources()
+        _forget_derivations(
+            {n for n in now.keys() | modules.keys() if now.get(n) != modules.get(n)}
+        )
+        modules = now
         failure: list[str] = []
         written: list[str] = []
 
@@ -102,12 +105,12 @@ def serve(requests=sys.stdin, answers=None) -> None:
         except Exception as error:  # a bug: say so, and derive afresh for the next build
             import traceback
 
-            _forget_derivations()
+            _forget_derivations(set(modules))
             message = "".join(traceback.format_exception(error)).strip()
             answer(failed=message, nav=site.derivation_nav())
             continue
         if code != 0:
-            _forget_derivations()  # the failed one is derived again next time, whatever its key
+            _forget_derivations(set())  # the failed one is derived again next time
             message = "\n".join(failure) or f"python -m derive build exited with {code}"
             answer(failed=message, nav=site.derivation_nav())  # the previous pages' nav
             continue
