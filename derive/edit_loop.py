@@ -13,6 +13,7 @@ derived and proved again). ``python -m derive.bench --build-times`` records them
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -105,6 +106,7 @@ def measure(repeats: int = 3, root: Path = ROOT, dirty: bool = True) -> dict:
     without ``--dirty``: for a comparison).
     """
     times: dict[str, list[float]] = {kind: [] for kind in EDITS}
+    parts: dict[str, list[dict]] = {kind: [] for kind in EDITS}
     with tempfile.TemporaryDirectory(prefix="derive-edit-loop-") as name:
         folder = Path(name)
         _copy(root, folder)
@@ -151,6 +153,7 @@ def measure(repeats: int = 3, root: Path = ROOT, dirty: bool = True) -> dict:
                     if old not in source:
                         raise EditLoopFailed(f"{MODULE}: no {old!r} to edit")
                     text = shown.format(n=n)
+                    logged = len(log.read_text())
                     start = time.perf_counter()
                     module.write_text(source.replace(old, after.format(n=n), 1))
                     done = _wait(
@@ -158,17 +161,38 @@ def measure(repeats: int = 3, root: Path = ROOT, dirty: bool = True) -> dict:
                     )
                     times[kind].append(done - start)
                     _settle(log)
+                    parts[kind].append(_parts(log.read_text()[logged:]))
         finally:
             server.terminate()
             server.wait(timeout=60)
-    return times
+    return {"times": times, "parts": parts}
 
 
-def summary(times: dict[str, list[float]]) -> dict:
-    """The median of each kind of edit, and every repeat's seconds."""
+def _parts(logged: str) -> dict[str, float]:
+    """The seconds the first rebuild after an edit spent in the generator and in all of MkDocs's
+    build (the generator's included), as the serve log reports them."""
+    generator = re.search(r"build finished in ([0-9.]+) s", logged)
+    site = re.search(r"Documentation built in ([0-9.]+) seconds", logged)
+    return {
+        "generator": float(generator[1]) if generator else 0.0,
+        "mkdocs": float(site[1]) if site else 0.0,
+    }
+
+
+def summary(measured: dict) -> dict:
+    """The median of each kind of edit, every repeat's seconds, and the medians of what the
+    generator and MkDocs's rebuild (which includes it) took of them."""
+    times, parts = measured["times"], measured["parts"]
     return {
         **{kind: statistics.median(seconds) for kind, seconds in times.items()},
         "runs": {kind: [round(s, 2) for s in seconds] for kind, seconds in times.items()},
+        "parts": {
+            kind: {
+                part: statistics.median(p[part] for p in parts[kind])
+                for part in ("generator", "mkdocs")
+            }
+            for kind in parts
+        },
     }
 
 
