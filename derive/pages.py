@@ -528,6 +528,18 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
             f"two-layer network's page (title: {', '.join(f'{t:.2f}' for t in e['runs']['prose'])} "
             f"s; formula: {', '.join(f'{t:.2f}' for t in e['runs']['formula'])} s), "
             f"load averages {e['load']} (derive/edit_loop.py)."
+            + (
+                " Of those medians, the generator took {g1:.2f} s and {g2:.2f} s, and MkDocs's "
+                "rebuild, the generator included, {m1:.2f} s and {m2:.2f} s; the rest is the "
+                "server noticing the write (it polls every 0.5 s) and the page's fetch.".format(
+                    g1=e["parts"]["prose"]["generator"],
+                    g2=e["parts"]["formula"]["generator"],
+                    m1=e["parts"]["prose"]["mkdocs"],
+                    m2=e["parts"]["formula"]["mkdocs"],
+                )
+                if "parts" in e
+                else ""
+            )
         )
     rows = [*report["posts"], *report["training_step"]]
     recorded = [
