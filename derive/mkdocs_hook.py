@@ -44,7 +44,7 @@ _dirty = False
 _failure: str | None = None  # the last build's message while it failed, shown on every page
 _warm = None  # Warm (below): the generator's process, kept while serving
 _shown: tuple | None = None  # what every page shows, as of the last rendering of them all
-_code_changed = False  # the last build wrote derive/generated/: the API page must be rendered
+_code_changed = False  # the last build changed derive/generated/: the API page shows it
 SECTION = "Derivations"  # the nav section derive.site fills (mkdocs.yml leaves it empty)
 
 
@@ -157,7 +157,7 @@ def _generate(config) -> list:
             warm.close()
     if "done" in answer:
         _failure = None
-        _code_changed = any(p.startswith("derive/generated/") for p in answer["done"]["written"])
+        _code_changed = answer["done"]["code"]  # the bodies: what the API page shows
         return answer["done"]["nav"]
     if _serving:  # keep serving the previous pages; the generator left them intact
         _failure = answer["failed"]

@@ -5,7 +5,7 @@ SymPy and unpickling every derivation before it does anything. Under ``mkdocs
 serve`` the hook (derive/mkdocs_hook.py) keeps this process instead: it reads
 one request per line on stdin, builds in this process, and answers with JSON
 lines on stdout (``{"log": line}`` as the build prints, then one of ``{"done":
-{"nav": ..., "written": [...]}}``, ``{"failed": message, "nav": ...}`` or
+{"nav": ..., "written": [...], "code": changed}}``, ``{"failed": message, "nav": ...}`` or
 ``{"restart": reason}``). SymPy, the engine and every unchanged derivation stay in memory
 (derive.cache hands back the same objects while their files are unchanged); an
 edited derivation module is imported again. When any other code of the package
@@ -52,6 +52,14 @@ def derivation_sources() -> dict[str, str]:
     return {p.stem: _digest([p]) for p in DERIVATIONS.glob("*.py") if p.name != "__init__.py"}
 
 
+def code_bodies() -> dict[str, str]:
+    """The generated modules without their headers: what the API page shows of them (a header
+    changes with any edit of its derivation's module, prose included)."""
+    from derive.render import split_header
+
+    return {p.name: split_header(p.read_text())[1] for p in (PACKAGE / "generated").glob("*.py")}
+
+
 def _forget_derivations(modules: set[str]) -> None:
     """Import the derivation ``modules`` afresh at their next use, and derive (or load from the
     cache) every derivation again. An unchanged module is kept: the derivations loaded before
@@ -94,6 +102,7 @@ def serve(requests=sys.stdin, answers=None) -> None:
         modules = now
         failure: list[str] = []
         written: list[str] = []
+        bodies = code_bodies()
 
         def log(message: str, written: list[str] = written) -> None:
             if message.startswith("wrote "):
@@ -114,7 +123,8 @@ def serve(requests=sys.stdin, answers=None) -> None:
             message = "\n".join(failure) or f"python -m derive build exited with {code}"
             answer(failed=message, nav=site.derivation_nav())  # the previous pages' nav
             continue
-        answer(done={"nav": site.derivation_nav(), "written": written})
+        code_changed = code_bodies() != bodies
+        answer(done={"nav": site.derivation_nav(), "written": written, "code": code_changed})
 
 
 if __name__ == "__main__":
