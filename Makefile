@@ -21,9 +21,11 @@ $(VENV)/.test-installed: pyproject.toml constraints.txt $(VENV)/.docs-installed
 	touch $@
 
 ## serve: regenerate code and pages, then serve the site on http://127.0.0.1:8000
+## (--dirty: an edit renders only the pages it changes; derive/mkdocs_hook.py renders them all
+## when the nav, the failure banner or the config changes)
 serve: $(VENV)/.docs-installed
 	$(PY) -m derive build
-	$(PY) -m mkdocs serve -a 127.0.0.1:8000
+	$(PY) -m mkdocs serve --dirty -a 127.0.0.1:8000
 
 ## test: lint, the generated files current, then the whole test suite, browser tests included
 test: $(VENV)/.test-installed chromium lint

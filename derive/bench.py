@@ -57,7 +57,7 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
-from derive import locations, needs
+from derive import edit_loop, locations, needs
 
 with needs.imports_of("python -m derive.bench", __name__ == "__main__"):
     import numpy as np
@@ -909,6 +909,11 @@ def _build_round() -> dict[str, float]:
     return seconds
 
 
+def _load() -> str:
+    """The machine's load averages (1, 5, 15 minutes) as the measurement ended."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -1339,8 +1344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--build-times",
         action="store_true",
-        help="measure only the build (cold, no-op, one edit) and record it in "
-        "bench-results/latest.json beside the timings there",
+        help="measure only the build (cold, no-op, one edit) and the edit loop under make serve "
+        "(derive/edit_loop.py), and record them in bench-results/latest.json beside the "
+        "timings there",
     )
     parser.add_argument(
         "--only",
@@ -1374,6 +1380,15 @@ def _main(args: argparse.Namespace, only: set[str] | None) -> int:
                 f"{k} {v:.2f} s ({report['build_seconds']['runs'][k]})"
                 for k, v in report["build_seconds"].items()
                 if k not in ("date", "runs", "run")
+            )
+        )
+        report["serve_seconds"] = {**edit_loop.summary(edit_loop.measure()), "load": _load()}
+        print(
+            "under make serve: "
+            + ", ".join(
+                f"{k} edit {v:.2f} s ({report['serve_seconds']['runs'][k]})"
+                for k, v in report["serve_seconds"].items()
+                if k in edit_loop.EDITS
             )
         )
         BENCHMARK_RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -328,7 +328,8 @@ def _figure_task(code: list[Output], figure) -> tuple:
     reads = (PACKAGE / "posts.py").read_bytes() + version("matplotlib").encode()
     if plots_results(figure):
         return [], figure, reads + results_read(figure)
-    return code, figure, reads
+    # the code as it runs: without its header's hash of the derivation's source (prose)
+    return [replace(o, inputs="") for o in code], figure, reads
 
 
 def _remembered_figures(code: list[Output], figures: list, force: bool) -> dict[Path, str]:

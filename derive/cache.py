@@ -20,6 +20,7 @@ Two levels, both in ``.derive-cache/`` (never committed):
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -139,7 +140,7 @@ def load(name: str, _valid: dict | None = None) -> Entry | None:
         return valid[name]
     valid[name] = None  # a cycle, or a failure below, reads as "not cached"
     try:
-        entry = pickle.loads(_entry_path(name).read_bytes())
+        entry = _read(name)
         if not isinstance(entry, Entry) or entry.own != own_key(name):
             return None
         entry.derivation  # noqa: B018 - read here, where a failure means "not cached"
@@ -151,6 +152,30 @@ def load(name: str, _valid: dict | None = None) -> Entry | None:
             return None
     valid[name] = entry
     return entry
+
+
+_read_before: dict[str, tuple[bytes, Entry]] = {}
+
+
+def _read(name: str) -> Entry:
+    """The entry stored for ``name``: the same object as last time if its file is unchanged.
+
+    A long-lived process (``derive.warm``, under ``mkdocs serve``) then unpickles an unchanged
+    derivation once, and what it remembers by object (claims, LaTeX) stays valid.
+    """
+    data = _entry_path(name).read_bytes()
+    before = _read_before.get(name)
+    if before is not None and before[0] == data:
+        return before[1]
+    entry = pickle.loads(data)
+    if isinstance(entry, Entry):
+        _read_before[name] = (data, entry)
+    return entry
+
+
+def forget(name: str) -> None:
+    """Read ``name``'s entry afresh next time (its module was imported again)."""
+    _read_before.pop(name, None)
 
 
 def pickled(derivation) -> bytes:
@@ -186,38 +211,111 @@ def store(name: str, derivation: bytes, proofs: tuple | None, used: dict[str, st
 CHECKS = FOLDER / "checks"
 
 
+DERIVATION_MODULE = "derive.derivations."
+
+
 class _Fingerprint(pickle.Pickler):
-    """Pickles a check's arguments and notes the modules of the functions among them.
+    """Pickles a check's arguments and notes what the functions among them read.
 
     An expression is written as its ``srepr``, which names only what defines it.
 
-    A function pickles by name only; its code is in its module, whose source
-    then becomes part of the key (with the derivations that module uses).
+    A function pickles by name only. One of a derivation module is then read
+    as what it runs (``_function_parts``): its code, its defaults, and the
+    module's globals it names, pickled here in turn, so a function it calls
+    is read the same way. Anything else of a derivation module (a class, a
+    cached function) and any other function of the package stand for their
+    module's whole source (``modules``).
     """
 
     def __init__(self, file) -> None:
         super().__init__(file, protocol=5)
         self.modules: set[str] = set()
+        self.functions: dict[str, types.FunctionType] = {}  # of derivation modules, by name
 
     def reducer_override(self, obj):
         from sympy import Basic, srepr  # imported by then; not before a build needs it
 
         if isinstance(obj, Basic):  # its pickle carries the assumptions queried so far
             return str, (srepr(obj),)
-        if isinstance(obj, (types.FunctionType, type)) and isinstance(obj.__module__, str):
-            self.modules.add(obj.__module__)
+        if isinstance(obj, types.ModuleType):  # a module a function names: by its name
+            if obj.__name__.startswith(DERIVATION_MODULE):
+                self.modules.add(obj.__name__)
+            return importlib.import_module, (obj.__name__,)
+        module = getattr(obj, "__module__", None)
+        if isinstance(obj, types.FunctionType) and isinstance(module, str):
+            if module.startswith(DERIVATION_MODULE) and "<" not in obj.__qualname__:
+                self.functions.setdefault(f"{module}.{obj.__qualname__}", obj)
+            else:
+                self.modules.add(module)
+        elif isinstance(obj, type) and isinstance(module, str):
+            self.modules.add(module)
+        elif callable(obj) and isinstance(module, str) and module.startswith(DERIVATION_MODULE):
+            self.modules.add(module)  # a wrapped function (functools.cache): its whole module
         return NotImplemented
 
 
-def _module_sources(modules: set[str]) -> list[bytes]:
+def _stable(value):
+    """A code object's constant, the same in every process (a frozenset's order is not)."""
+    if isinstance(value, types.CodeType):
+        return _code_parts(value)
+    if isinstance(value, frozenset):
+        return ("frozenset", sorted(repr(v) for v in value))
+    if isinstance(value, tuple):
+        return tuple(_stable(v) for v in value)
+    return value
+
+
+def _code_parts(code: types.CodeType) -> tuple:
+    """What a code object runs, without where it sits in its file (its line numbers)."""
+    return (
+        code.co_code,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+        code.co_exceptiontable,
+        _stable(code.co_consts),
+    )
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """Every name the code (and the functions defined in it) may look up in its globals."""
+    nested = (c for c in code.co_consts if isinstance(c, types.CodeType))
+    return set(code.co_names).union(*(_global_names(c) for c in nested))
+
+
+def _function_parts(function: types.FunctionType) -> tuple:
+    """What a derivation module's function reads: its code, defaults and closure, and the
+    values of the module's globals it names (a global read by a computed name is not seen)."""
+    names = sorted(_global_names(function.__code__) & function.__globals__.keys())
+    return (
+        _code_parts(function.__code__),
+        function.__defaults__,
+        function.__kwdefaults__,
+        tuple(cell.cell_contents for cell in function.__closure__ or ()),
+        [(name, function.__globals__[name]) for name in names],
+    )
+
+
+def _module_sources(modules: set[str], derivation_modules: set[str]) -> list[bytes]:
+    """The sources of ``modules`` (whole), and of the derivations that the
+    ``derivation_modules`` use the results of (their own functions are in the key already)."""
     from derive import derivations  # the registry imports the engine, not back
 
     files: set[Path] = set()
     for module in modules:
-        if module.startswith("derive.derivations."):
+        if module.startswith(DERIVATION_MODULE):
             files.update(derivations.sources(module.rsplit(".", 1)[1]))
         elif module.startswith("derive") and getattr(sys.modules.get(module), "__file__", None):
             files.add(Path(sys.modules[module].__file__))
+    for module in derivation_modules:
+        name = module.rsplit(".", 1)[1]
+        if name in derivations.MODULES:  # (a helper module of the folder uses no results)
+            files.update(derivations.source(n) for n in derivations.depends_on(name))
     return [f"{p.name}\0".encode() + p.read_bytes() for p in sorted(files)]
 
 
@@ -226,7 +324,18 @@ def check_key(function, args: tuple) -> str:
     buffer = io.BytesIO()
     pickler = _Fingerprint(buffer)
     pickler.dump((function, args))
-    return _digest(_engine_key(), buffer.getvalue(), *_module_sources(pickler.modules))
+    done: set[str] = set()
+    while pending := sorted(pickler.functions.keys() - done):
+        for name in pending:  # each pickled in turn: what it names is noted in its turn
+            done.add(name)
+            try:
+                pickler.dump((name, _function_parts(pickler.functions[name])))
+            except Exception:  # something it names cannot be pickled: its whole module
+                pickler.modules.add(pickler.functions[name].__module__)
+    derivation_modules = {f.__module__ for f in pickler.functions.values()}
+    return _digest(
+        _engine_key(), buffer.getvalue(), *_module_sources(pickler.modules, derivation_modules)
+    )
 
 
 def remembers_checks() -> bool:

@@ -164,18 +164,8 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         return 0
 
-    if args.command == "build" and not args.force:
-        from derive import (
-            cache,  # no SymPy: a build with nothing to do stays instant
-            litter,  # what a killed build left: the build must clean it up
-        )
-
-        if cache.up_to_date(figures=not args.no_figures) and not litter.found():
-            print(
-                "nothing changed since the last build: every output is up to date "
-                "(--force to rebuild)"
-            )
-            return 0
+    if args.command == "build":
+        return build(figures=not args.no_figures, force=args.force)
 
     if args.command == "nav":
         import json
@@ -239,16 +229,35 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         print("generated files are up to date")
         return 0
+    raise AssertionError(f"unhandled command {args.command}")  # parser() lists only these
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def build(figures: bool = True, force: bool = False, log=print, error=_to_stderr) -> int:
+    """``python -m derive build``: its exit code; ``log`` gets its progress, ``error`` its
+    failure (``derive.warm`` passes its own, to answer ``mkdocs serve``'s hook)."""
+    from derive import (
+        cache,  # no SymPy: a build with nothing to do stays instant
+        litter,  # what a killed build left: the build must clean it up
+    )
+
+    if not force and cache.up_to_date(figures=figures) and not litter.found():
+        log("nothing changed since the last build: every output is up to date (--force to rebuild)")
+        return 0
+    from derive import build as pipeline
+
     try:
-        pipeline.build(figures=not args.no_figures, force=args.force)
-    except pipeline.RestoreFailed as error:
-        print(
-            f"build failed, and some previous outputs could not be put back:\n  {error}\n"
-            "run `python -m derive build` again: it restores them first",
-            file=sys.stderr,
+        pipeline.build(log=log, figures=figures, force=force)
+    except pipeline.RestoreFailed as failure:
+        error(
+            f"build failed, and some previous outputs could not be put back:\n  {failure}\n"
+            "run `python -m derive build` again: it restores them first"
         )
         return 1
-    except pipeline.BuildError as error:
-        print(f"build failed, previous outputs left as they were:\n  {error}", file=sys.stderr)
+    except pipeline.BuildError as failure:
+        error(f"build failed, previous outputs left as they were:\n  {failure}")
         return 1
     return 0

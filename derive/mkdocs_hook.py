@@ -1,17 +1,25 @@
 """MkDocs hook: run the generator before every build of the site.
 
-A thin adapter over ``python -m derive build``, run in a subprocess before
+A thin adapter over the generator (``python -m derive build``), run before
 MkDocs reads the pages (``on_config``, which runs again on every rebuild of
-``mkdocs serve``), and over ``python -m derive nav``, which lists every
-registered derivation's page for the nav's Derivations section. Both run in
-subprocesses: MkDocs loads this module once per ``mkdocs serve``, and a
-subprocess picks up every edit to ``derive/`` and ``templates/``. The generator writes only files whose
-content changed, so serving does not rebuild in a loop.
+``mkdocs serve``). It runs in ``python -m derive.warm``, a process of its own
+that the hook keeps for the whole of ``mkdocs serve``: SymPy and every unchanged
+derivation stay loaded between rebuilds, an edited derivation module is imported
+again, and an edit to the rest of ``derive/`` starts a fresh process (derive.warm).
+The same process lists every registered derivation's page for the nav's
+Derivations section. The generator writes only files whose content changed, so
+serving does not rebuild in a loop.
 
 The generator's lines are logged as it prints them (``mkdocs serve`` shows its
 progress); a build that fails while serving leaves the previous pages, and
 each page then opens with a banner giving the generator's message (the
 derivation and the step), until a build succeeds.
+
+While serving, htmlproofer is switched off (half of every rebuild's time; ``mkdocs
+build --strict`` still runs it: CI, ``make site``). With ``mkdocs serve --dirty``
+(``make serve``), MkDocs renders only the pages whose Markdown changed; when what
+every page shows changes (the nav's titles, the failure banner, the config) or the
+generated code changes (the API page reads it), the hook has every page rendered.
 
 Set ``DERIVE_SKIP_GENERATE=1`` to build the site from the files as they are
 (CI runs the generator itself first).
@@ -19,32 +27,56 @@ Set ``DERIVE_SKIP_GENERATE=1`` to build the site from the files as they are
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
 
 log = logging.getLogger("mkdocs.plugins.derive")
 _serving = False
+_dirty = False
 _failure: str | None = None  # the last build's message while it failed, shown on every page
+_warm = None  # Warm (below): the generator's process, kept while serving
+_shown: tuple | None = None  # what every page shows, as of the last rendering of them all
+_code_changed = False  # the last build changed derive/generated/: the API page shows it
 SECTION = "Derivations"  # the nav section derive.site fills (mkdocs.yml leaves it empty)
 
 
 def on_startup(command: str, dirty: bool) -> None:
-    global _serving
+    global _serving, _dirty
     _serving = command == "serve"
+    _dirty = dirty
+
+
+def on_shutdown() -> None:
+    if _warm is not None:
+        _warm.close()
 
 
 def on_config(config):
     """Generate (unless told not to), then list every registered derivation's page in the nav."""
-    _generate(config)
-    root = Path(config.config_file_path).parent
+    if os.environ.get("DERIVE_SKIP_GENERATE") == "1":
+        pages = _nav_of_files(Path(config.config_file_path).parent)
+    else:
+        pages = _generate(config)
+    config.nav = [
+        {section: pages} if isinstance(item, dict) and section in item else item
+        for item in config.nav
+        for section in [SECTION]
+    ]
+    if _serving and "htmlproofer" in config.plugins:
+        config.plugins["htmlproofer"].config["enabled"] = False
+    return config
+
+
+def _nav_of_files(root: Path) -> list:
+    """The nav's derivation pages as the files are, with no generator run (derive.site)."""
     result = subprocess.run(
         [sys.executable, "-m", "derive", "nav"],
         cwd=root,
@@ -54,51 +86,100 @@ def on_config(config):
     )
     if result.returncode != 0:
         raise PluginError(f"derive nav failed:\n{result.stderr.strip()}")
-    pages = json.loads(result.stdout)
-    config.nav = [
-        {section: pages} if isinstance(item, dict) and section in item else item
-        for item in config.nav
-        for section in [SECTION]
-    ]
-    return config
+    return json.loads(result.stdout)
 
 
-def _generate(config) -> None:
-    """Run the generator, its every line shown as it comes; a failure: raise, or while serving,
-    keep the previous pages and put the message on every page (``on_page_markdown``)."""
-    global _failure
-    if os.environ.get("DERIVE_SKIP_GENERATE") == "1":
-        return
+class Warm:
+    """One ``python -m derive.warm`` process in ``root``: the generator, kept between builds."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.process: subprocess.Popen | None = None
+
+    def build(self, figures: bool = True) -> dict:
+        """One build, its lines logged as they come: its last answer (derive/warm.py)."""
+        for _ in range(2):  # once more after a restart: the fresh process has the new code
+            if self.process is None or self.process.poll() is not None:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "derive.warm"],
+                    cwd=self.root,
+                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # none under derive/
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            try:
+                self.process.stdin.write(json.dumps({"figures": figures}) + "\n")
+                self.process.stdin.flush()
+            except BrokenPipeError:  # it has just exited: say how, below
+                pass
+            for line in self.process.stdout:
+                answer = json.loads(line)
+                if "log" in answer:
+                    log.info("derive: %s", answer["log"])
+                elif "restart" in answer:
+                    log.info("derive: %s: starting the generator afresh", answer["restart"])
+                    self.close()
+                    break
+                else:
+                    return answer
+            else:
+                code = self.process.wait()
+                self.process = None
+                return {"failed": f"python -m derive.warm exited with {code} (see above)"}
+        return {"failed": "python -m derive.warm asked to be restarted twice in one build"}
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+            self.process = None
+
+
+def _generate(config) -> list:
+    """Run the generator, its every line shown as it comes; the nav's derivation pages.
+
+    A failure: raise, or while serving, keep the previous pages and put the message on
+    every page (``on_page_markdown``).
+    """
+    global _failure, _warm, _code_changed
     root = Path(config.config_file_path).parent
-    env = {
-        **os.environ,
-        "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ writes under watched derive/
-        "PYTHONUNBUFFERED": "1",  # each line as the generator prints it, not at its end
-    }
-    with tempfile.TemporaryFile("w+") as errors:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "derive", "build"],
-            cwd=root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
-        for line in process.stdout:
-            log.info("derive: %s", line.rstrip())
-        returncode = process.wait()
-        errors.seek(0)
-        message = errors.read().strip()
-    if returncode == 0:
+    if _warm is not None and _warm.root != root:  # another project (the tests run several)
+        _warm.close()
+        _warm = None
+    warm = _warm or Warm(root)
+    try:
+        answer = warm.build()
+    finally:
+        if _serving:
+            _warm = warm
+        else:
+            warm.close()
+    if "done" in answer:
         _failure = None
-        if message:  # a note (an unwritable cache): shown, the build stands
-            log.warning("derive: %s", message)
-        return
+        _code_changed = answer["done"]["code"]  # the bodies: what the API page shows
+        return answer["done"]["nav"]
     if _serving:  # keep serving the previous pages; the generator left them intact
-        _failure = message or f"python -m derive build exited with {returncode}"
+        _failure = answer["failed"]
         log.error("derive build failed; serving the previous pages:\n%s", _failure)
-        return
-    raise PluginError(f"derive build failed:\n{message}")
+        return answer.get("nav") or _nav_of_files(root)
+    raise PluginError(f"derive build failed:\n{answer['failed']}")
+
+
+def on_files(files, config):
+    """With ``--dirty``: have every page rendered again when what each shows has changed."""
+    global _shown
+    if not (_serving and _dirty):
+        return files
+    config_text = Path(config.config_file_path).read_bytes()
+    shown = (repr(config.nav), _failure, hashlib.sha256(config_text).hexdigest())
+    every = shown != _shown
+    _shown = shown
+    for file in files.documentation_pages():
+        if every or (_code_changed and file.src_uri == "api.md"):
+            if os.path.exists(file.abs_dest_path):
+                os.utime(file.abs_dest_path, (0, 0))  # older than its source: rendered again
+    return files
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:

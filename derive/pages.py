@@ -521,6 +521,31 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
             + (f". Measured on {b['date']}" if "date" in b else "")
             + f" ({run_text(b.get('run'), torch=False)})."
         )
+    serve = ""
+    if "serve_seconds" in report:
+        e = report["serve_seconds"]
+        serve = (
+            f"Under `make serve` (`mkdocs serve --dirty`, the generator kept warm by "
+            f"derive/warm.py), from the write of an edit to the served HTML of its page showing "
+            f"it: {e['prose']:.2f} s for a step's title (the derivation is derived again, "
+            f"nothing proved again), {e['formula']:.2f} s for one formula of a step (its claim "
+            f"is checked again); the median of {len(e['runs']['prose'])} edits each to the "
+            f"two-layer network's page (title: {', '.join(f'{t:.2f}' for t in e['runs']['prose'])} "
+            f"s; formula: {', '.join(f'{t:.2f}' for t in e['runs']['formula'])} s), "
+            f"load averages {e['load']} (derive/edit_loop.py)."
+            + (
+                " Of those medians, the generator took {g1:.2f} s and {g2:.2f} s, and MkDocs's "
+                "rebuild, the generator included, {m1:.2f} s and {m2:.2f} s; the rest is the "
+                "server noticing the write (it polls every 0.5 s) and the page's fetch.".format(
+                    g1=e["parts"]["prose"]["generator"],
+                    g2=e["parts"]["formula"]["generator"],
+                    m1=e["parts"]["prose"]["mkdocs"],
+                    m2=e["parts"]["formula"]["mkdocs"],
+                )
+                if "parts" in e
+                else ""
+            )
+        )
     rows = [*report["posts"], *report["training_step"]]
     recorded = [
         r["spread"] for r in rows if "spread" in r
@@ -591,6 +616,7 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
             for r in report["training_step"]
         ],
         "build": build,
+        "serve": serve,
         "libraries": libraries,
         "labels": [
             _timed_row(r, report["label_targets"], ("B", "D", "C"))

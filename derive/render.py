@@ -98,6 +98,7 @@ def _ruff() -> str:
     return os.fsdecode(find_ruff_bin())
 
 
+@functools.lru_cache(maxsize=256)  # a long-lived process (derive.warm) formats a module once
 def format_python(source: str) -> str:
     """``source`` as ``ruff format`` writes it (pinned version, no config files read).
 

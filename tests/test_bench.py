@@ -181,3 +181,22 @@ def test_each_posts_row_times_the_same_computation_from_the_same_inputs(sizes):
         assert used[0] == used[1], (what, theirs, ours)
         values = [np.sort(np.ravel(bench.posts_call(c, inputs)())) for c in (theirs, ours)]
         np.testing.assert_allclose(*values, rtol=1e-12, atol=1e-15, err_msg=what)
+
+
+def test_the_benchmark_page_shows_the_edit_loops_times_and_what_they_were_spent_on():
+    """Issue 20.5: both edits' times under make serve, with their repeats and the load."""
+    from derive import edit_loop, pages
+    from derive.render import environment
+
+    report = json.loads((bench.ROOT / "bench-results" / "latest.json").read_text())
+    measured = {
+        "times": {"prose": [1.5, 1.25, 2.0], "formula": [3.5, 2.75, 3.0]},
+        "parts": {kind: [{"generator": 0.5, "mkdocs": 0.75}] * 3 for kind in ("prose", "formula")},
+    }
+    report["build_seconds"] = report.get("build_seconds") or {"cold": 9.0, "no-op": 0.2}
+    report["serve_seconds"] = {**edit_loop.summary(measured), "load": "0.50 0.60 0.70"}
+    page = environment().get_template("benchmarks.md.j2").render(**pages.benchmark_context(report))
+    assert "1.50 s for a step's title" in page and "3.00 s for one formula" in page
+    assert "title: 1.50, 1.25, 2.00 s; formula: 3.50, 2.75, 3.00 s" in page
+    assert "load averages 0.50 0.60 0.70" in page
+    assert "the generator took 0.50 s and 0.50 s" in page

@@ -7,6 +7,7 @@ changed explicit-check function (code in a derivation module) re-runs it.
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import replace
 
 import pytest
@@ -50,25 +51,76 @@ def test_a_changed_formula_or_title_changes_the_key():
     assert cache.check_key(claims.check, (replace(claim, title=claim.title + "!"),)) != key
 
 
-def test_the_source_of_a_derivation_whose_function_a_check_calls_is_part_of_its_key(
-    tmp_path, monkeypatch
-):
+HELPER = """
+import sympy as sp
+
+SIZES = (2, 3)
+
+
+def scaled(sizes):
+    return sp.Integer(SIZES[0]) * helper(sizes)
+
+
+def helper(sizes):
+    return sp.Integer(sizes["C"])
+"""
+
+
+def _helper_module(monkeypatch, source: str):
+    """``source`` as a module of the derivations' folder (``derive.derivations._key_test``)."""
+    import sys
+    import types
+
+    module = types.ModuleType("derive.derivations._key_test")
+    exec(compile(source, "_key_test.py", "exec"), module.__dict__)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return module
+
+
+def _explicit_key(monkeypatch, source: str) -> str:
     identity = next(
         i for name in MODULES for i in derivations.get(name).identities if i.explicit is not None
     )
-    module = identity.explicit.__module__.rsplit(".", 1)[1]
-    source = tmp_path / f"{module}.py"
+    explicit = _helper_module(monkeypatch, source).scaled
+    return cache.check_key(prove_part, (replace(identity, explicit=explicit), {"C": 2}))
+
+
+def test_a_function_a_check_calls_is_keyed_by_its_code_not_its_modules_other_text(monkeypatch):
+    """Issue 20.5: a prose edit elsewhere in a derivation module re-runs none of its explicit
+    checks; an edit to the function, to a function it calls or to a global it reads does."""
+    key = _explicit_key(monkeypatch, HELPER)
+    prose = "# a paragraph of prose\n\nTITLE = 'a step, reworded'\n\n" + HELPER  # lines move
+    assert _explicit_key(monkeypatch, prose) == key
+    for edit in (
+        ("* helper(sizes)", "* helper(sizes) + 1"),  # the function itself
+        ('sizes["C"]', 'sizes["C"] + 1'),  # a function it calls
+        ("SIZES = (2, 3)", "SIZES = (4, 3)"),  # a global it reads
+    ):
+        assert edit[0] in HELPER
+        assert _explicit_key(monkeypatch, HELPER.replace(*edit)) != key, edit
+
+
+def test_a_registered_derivations_check_reads_the_sources_of_the_results_it_uses(
+    tmp_path, monkeypatch
+):
+    """A function of a derivation that uses another's results is keyed by that one's source
+    too (what ``result()`` returns is not in the function's code)."""
+    import types
+
+    user = next(n for n in MODULES if derivations.depends_on(n))
+    function = next(
+        f
+        for f in vars(sys.modules[f"derive.derivations.{user}"]).values()
+        if isinstance(f, types.FunctionType) and f.__module__ == f"derive.derivations.{user}"
+    )
+    used = derivations.depends_on(user)[0]
+    source = tmp_path / f"{used}.py"
     source.write_text("# one version\n")
-    monkeypatch.setattr(derivations, "sources", lambda name: [source] if name == module else [])
-    sizes = {"C": 2}
-    key = cache.check_key(prove_part, (identity, sizes))
+    real = derivations.source
+    monkeypatch.setattr(derivations, "source", lambda name: source if name == used else real(name))
+    key = cache.check_key(doubled, (function,))
     source.write_text("# another version\n")
-    assert cache.check_key(prove_part, (identity, sizes)) != key
-    # the index form does not read the function: the build submits it without (build.py)
-    bare = replace(identity, explicit=None)
-    bare_key = cache.check_key(prove_part, (bare, None))
-    source.write_text("# a third version\n")
-    assert cache.check_key(prove_part, (bare, None)) == bare_key
+    assert cache.check_key(doubled, (function,)) != key
 
 
 CALLS: list = []

@@ -90,6 +90,16 @@ def run_hook(project, serving: bool, caplog):
     return mkdocs_hook
 
 
+@pytest.fixture(autouse=True)
+def _no_generator_left():
+    """The hook keeps its generator process while serving: end it after each test."""
+    yield
+    from derive import mkdocs_hook
+
+    mkdocs_hook.on_shutdown()
+    mkdocs_hook._warm = None
+
+
 def test_the_hook_shows_the_generators_progress_in_the_terminal(built_project, tmp_path, caplog):
     """Issue 23.5: every line the generator prints reaches the terminal, not only "wrote"."""
     project = copy_project(built_project, tmp_path)
@@ -164,3 +174,71 @@ def test_serve_regenerates_a_page_after_a_template_edit_and_does_not_loop(built_
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_kept_generator_picks_up_an_edit_and_restarts_when_the_engine_changes(
+    built_project, tmp_path, caplog
+):
+    """Issue 20.5: under mkdocs serve one generator process serves every rebuild; an edited
+    derivation module is imported again (its page changes), an edit elsewhere in derive/
+    starts a fresh process."""
+    project = copy_project(built_project, tmp_path)
+    path = project / "derive" / "derivations" / "softmax_jacobian.py"
+    page = project / "docs" / "derivations" / "softmax-jacobian.md"
+    step = page.read_text().split("\n### ", 1)[1].split("\n", 1)[0].split(". ", 1)[1]
+    assert path.read_text().count(f'"{step}"') == 1, step
+    hook = run_hook(project, serving=True, caplog=caplog)
+    first = hook._warm.process.pid
+    path.write_text(path.read_text().replace(f'"{step}"', f'"{step}, reworded"'))
+    hook = run_hook(project, serving=True, caplog=caplog)
+    assert hook._failure is None
+    assert f"{step}, reworded" in page.read_text()
+    assert hook._warm.process.pid == first
+    engine = project / "derive" / "notation.py"
+    engine.write_text(engine.read_text() + "\n# an edit to the engine\n")
+    hook = run_hook(project, serving=True, caplog=caplog)
+    assert hook._failure is None
+    assert hook._warm.process.pid != first
+    assert any("starting the generator afresh" in r.getMessage() for r in caplog.records)
+
+
+def test_a_dirty_serve_renders_every_page_again_only_when_what_each_shows_changes(tmp_path):
+    """With --dirty MkDocs renders only changed Markdown; the nav, the banner or the config
+    changing makes the hook mark every built page as older than its source."""
+    import types
+
+    from derive import mkdocs_hook
+
+    (tmp_path / "mkdocs.yml").write_text("site_name: x\n")
+    built = []
+    for name in ("a", "api"):
+        html = tmp_path / f"{name}.html"
+        html.write_text("built")
+        built.append(types.SimpleNamespace(src_uri=f"{name}.md", abs_dest_path=str(html)))
+    files = types.SimpleNamespace(documentation_pages=lambda: built)
+    config = types.SimpleNamespace(config_file_path=str(tmp_path / "mkdocs.yml"), nav=["a"])
+
+    def marked() -> list[str]:
+        found = [f.src_uri for f in built if os.path.getmtime(f.abs_dest_path) == 0]
+        for f in built:
+            os.utime(f.abs_dest_path)
+        return found
+
+    mkdocs_hook.on_startup("serve", dirty=True)
+    mkdocs_hook._failure, mkdocs_hook._code_changed, mkdocs_hook._shown = None, False, None
+    mkdocs_hook.on_files(files, config)
+    assert marked() == ["a.md", "api.md"]  # the first build
+    mkdocs_hook.on_files(files, config)
+    assert marked() == []
+    mkdocs_hook._code_changed = True
+    mkdocs_hook.on_files(files, config)
+    assert marked() == ["api.md"]  # it renders the generated code's docstrings
+    mkdocs_hook._code_changed = False
+    mkdocs_hook._failure = "a failure"
+    mkdocs_hook.on_files(files, config)
+    assert marked() == ["a.md", "api.md"]  # the banner
+    config.nav = ["a", "b"]
+    mkdocs_hook.on_files(files, config)
+    assert marked() == ["a.md", "api.md"]
+    mkdocs_hook._failure = None
+    mkdocs_hook.on_startup("build", dirty=False)

@@ -66,5 +66,19 @@ class DeriveLatexPrinter(LatexPrinter):
 
 
 def latex(expr: sp.Basic, **settings) -> str:
-    """LaTeX for ``expr``; a KroneckerDelta prints as ``\\delta_{i j}``."""
-    return DeriveLatexPrinter(settings).doprint(expr)
+    """LaTeX for ``expr``; a KroneckerDelta prints as ``\\delta_{i j}``.
+
+    Remembered by object: a long-lived process (derive.warm, under ``mkdocs serve``)
+    keeps every unchanged derivation's expressions, and prints each once.
+    """
+    if settings or not isinstance(expr, sp.Basic):
+        return DeriveLatexPrinter(settings).doprint(expr)
+    printed = _PRINTED.get(id(expr))
+    if printed is None or printed[0] is not expr:
+        if len(_PRINTED) > 200_000:
+            _PRINTED.clear()
+        printed = _PRINTED[id(expr)] = (expr, DeriveLatexPrinter(settings).doprint(expr))
+    return printed[1]
+
+
+_PRINTED: dict[int, tuple[sp.Basic, str]] = {}  # id -> (the expression, kept alive; its LaTeX)
