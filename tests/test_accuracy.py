@@ -75,7 +75,24 @@ def test_no_less_accurate_than_pytorch_or_scipy(rows):
         measure = "max_ulp_normwise" if ours["conditioning"] else "max_ulp"
         # + 1e-9: an answer exactly one ulp from theirs can measure 1e-16 above theirs + 1, the
         # ulps being quotients rounded to float64 (binary_cross_entropy's float32 sample)
-        assert ours[measure] <= theirs[measure] + 1 + 1e-9, f"{describe(ours)}; {describe(theirs)}"
+        allowed = theirs[measure] + 1 + 1e-9 + LIBRARY_LOGS.get((ours["call"], dtype), 0.0)
+        assert ours[measure] <= allowed, f"{describe(ours)}; {describe(theirs)}"
+
+
+LIBRARY_LOGS = {("binary_cross_entropy(p, y)", "float32"): 1.0}
+"""Ulps a function's float32 result may add over PyTorch's because NumPy's own float32 log1p
+is that much less accurate than PyTorch's (not our formula: see the test below, which fails,
+and so retires this allowance, once NumPy's log1p is within an ulp)."""
+
+
+def test_numpy_float32_log1p_is_less_accurate_than_an_ulp_as_the_allowance_says():
+    import numpy as np
+
+    p = np.linspace(0.05, 0.95, 200_001, dtype=np.float32)
+    ours = np.log1p(-p).astype(np.float64)
+    exact = np.log1p(-p.astype(np.float64))
+    ulps = np.abs(ours - exact) / np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert 1.0 < ulps.max() <= 1.0 + LIBRARY_LOGS[("binary_cross_entropy(p, y)", "float32")]
 
 
 def test_ulps_counts_units_of_the_true_values_last_place():
