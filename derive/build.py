@@ -190,7 +190,9 @@ class Workers:
     def _pool(self) -> ProcessPoolExecutor | None:
         if self.pool is None and (os.cpu_count() or 1) > 1:
             self.pool = ProcessPoolExecutor(
-                os.cpu_count(), mp_context=multiprocessing.get_context("fork")
+                os.cpu_count(),
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_forked_worker,
             )
         return self.pool
 
@@ -392,7 +394,9 @@ def _early_process() -> Iterator[ProcessPoolExecutor | None]:
     if (os.cpu_count() or 1) == 1:
         yield None
         return
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("fork"), initializer=_forked_worker
+    )
     try:
         yield pool
     finally:
@@ -423,6 +427,18 @@ class _not_started:
 
     def cancelled(self) -> bool:
         return True
+
+
+def _forked_worker() -> None:
+    """A worker process's first act: let go of the build lock (its parent holds it), and
+    where Linux allows, end with its parent, so that a killed build leaves no process behind."""
+    lock.forget_in_child()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass  # not Linux: the worker ends when its call queue closes, as before
 
 
 _TASKS: list[tuple] = []  # the (function, args) a pool's workers were forked with (Workers.start)

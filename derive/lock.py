@@ -34,6 +34,7 @@ def held(
     if fd is None:
         yield
         return
+    HELD.add(fd)
     try:
         deadline = time.monotonic() + timeout
         told = False
@@ -52,7 +53,22 @@ def held(
                 time.sleep(0.05)
         yield
     finally:
+        HELD.discard(fd)
         os.close(fd)
+
+
+HELD: set[int] = set()  # the descriptors of the locks this process holds
+
+
+def forget_in_child() -> None:
+    """In a process forked while a lock is held: close its copies of the lock's descriptors.
+
+    The lock stays the parent's; without this, a worker left behind by a killed build
+    (SIGKILL reaches only the parent) would hold it, and every later build would wait.
+    """
+    for fd in HELD:
+        os.close(fd)
+    HELD.clear()
 
 
 def _open(path: Path, shared: bool) -> int | None:

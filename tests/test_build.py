@@ -230,3 +230,32 @@ def test_every_derivation_comes_back_from_the_build_cache_unchanged(name):
     from derive import cache, derivations
 
     cache.pickled(derivations.get(name))  # raises PicklingError, naming it, if it changes
+
+
+def _lock_descriptors(path: str) -> list[str]:
+    """In a worker: its open descriptors that refer to ``path``."""
+    folder = "/proc/self/fd"
+    return [fd for fd in os.listdir(folder) if os.path.realpath(f"{folder}/{fd}") == path]
+
+
+def test_worker_processes_let_go_of_the_build_lock(tmp_path):
+    """A worker forked while the build holds its lock closes its copy: a build killed with
+    SIGKILL (which reaches only the parent) left a worker holding the lock, and every later
+    build waited for it (the fault harness hung so)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from derive import build, lock
+
+    path = tmp_path / "build.lock"
+    with lock.held(path, 1.0):
+        with build._early_process() as early:
+            assert early is not None
+            assert early.submit(_lock_descriptors, str(path)).result() == []
+        workers = build.Workers(force=True)
+        try:
+            pool = workers._pool()
+            assert isinstance(pool, ProcessPoolExecutor)
+            assert pool.submit(_lock_descriptors, str(path)).result() == []
+        finally:
+            workers.close()
+        assert _lock_descriptors(str(path))  # this process still holds it
