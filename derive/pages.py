@@ -484,6 +484,18 @@ def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _code_of(row: dict) -> tuple[str, str]:
+    """A posts row's two lines of code timed (generated: "" in rows measured before the
+    generated code was recorded)."""
+    return row["baseline"], row.get("generated", "")
+
+
+def _posts_code(rows: list[dict]) -> list[tuple[str, str]]:
+    """The distinct code pairs of the posts' rows, in order: listed once under the table, which
+    numbers them (the code in the table made it wider than the page)."""
+    return list(dict.fromkeys(_code_of(r) for r in rows))
+
+
 def benchmark_context(report: dict | None, tested: list[str] | None = None) -> dict:
     """The benchmark page's values, formatted; ``report`` is bench-results/latest.json,
     ``tested`` the libraries the array-library tests run (``array_libraries_tested``)."""
@@ -565,12 +577,15 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
         "mode": report["mode"],
         "machine": machine,
         "run": run_text(run),
+        "posts_code": [
+            {"baseline": baseline, "generated": generated}
+            for baseline, generated in _posts_code(report["posts"])
+        ],
         "posts": [
             {
                 "size": r["size"],
                 "what": r["what"],
-                "baseline": r["baseline"],
-                "generated": r.get("generated", ""),  # rows measured before it was recorded
+                "code": _posts_code(report["posts"]).index(_code_of(r)) + 1,
                 "theirs": _seconds(r["baseline_seconds"]),
                 "ours": _seconds(r["generated_seconds"]),
                 "speedup": f"{r['speedup']:.1f}×",
