@@ -562,11 +562,16 @@ def test_the_posts_rows_show_the_code_each_side_runs():
     for n, row in enumerate(report["posts"]):
         row["generated"] = f"generated_{n}(x, W)"
     page = bench_page(report, ["NumPy"])
-    for n, row in enumerate(report["posts"]):
-        assert re.search(
-            rf"\| `{re.escape(row['baseline'])}` \| `generated_{n}\(x, W\)` \|", page
-        ), row
+    for n, row in enumerate(report["posts"]):  # the table numbers the code listed under it
+        item = re.search(
+            rf"^(\d+)\. the posts': `{re.escape(row['baseline'])}`; "
+            rf"the generated: `generated_{n}\(x, W\)`$",
+            page,
+            re.MULTILINE,
+        )
+        assert item, row
+        assert f"| {row['size']} | {row['what']} | {item.group(1)} |" in page, row
     assert caveat not in flat(page)
     del report["posts"][0]["generated"]
     page = bench_page(report, ["NumPy"])
-    assert caveat in flat(page) and "| *not recorded* |" in page
+    assert caveat in flat(page) and "; the generated: *not recorded*" in page
