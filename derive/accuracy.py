@@ -303,7 +303,7 @@ def ulps(computed: np.ndarray, true: np.ndarray, dtype: str, normwise: bool = Fa
     with mpmath.workdps(DIGITS):
         for c, t, u, r in zip(computed, true, unit, rounded):
             if not math.isfinite(c) or not np.isfinite(r):
-                if c != float(r):
+                if c != float(r) and not (math.isnan(c) and np.isnan(r)):  # nan: both undefined
                     return math.inf
                 continue
             worst = max(

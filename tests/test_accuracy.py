@@ -105,6 +105,18 @@ def test_ulps_counts_units_of_the_true_values_last_place():
     assert accuracy.ulps(computed, true, "float64", normwise=True) == pytest.approx(2)
 
 
+def test_nan_where_the_true_value_is_undefined_is_no_error_and_elsewhere_infinite():
+    import sympy as sp
+
+    true = np.array([sp.nan, sp.Float(1, 50)], dtype=object)  # 0/0 at the input: undefined
+    assert accuracy.ulps(np.array([np.nan, 1.0]), true, "float64") == 0
+    assert accuracy.ulps(np.array([0.0, 1.0]), true, "float64") == math.inf
+    assert (
+        accuracy.ulps(np.array([1.0, np.nan]), np.array([sp.Float(1, 50)] * 2), "float64")
+        == math.inf
+    )
+
+
 def test_the_reference_keeps_the_digits_of_log1p_of_a_tiny_number():
     """log S of a nearly certain class is about −e^{−800}; the reference must not say 0."""
     z = np.array([[800.0, 0.0]])

@@ -486,6 +486,24 @@ def test_a_certain_right_prediction_costs_nothing(library, labels):
 
 
 @pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_certain_binary_prediction_costs_nothing_and_a_certain_wrong_one_inf(library, dtype):
+    # p = y = 1 and p = y = 0 were nan (0 · log 0); PyTorch's binary_cross_entropy gives 0 too
+    p = np.array([1.0, 0.0, 1.0, 0.0, 0.5], dtype=dtype)
+    y = np.array([1.0, 0.0, 0.0, 1.0, 1.0], dtype=dtype)
+    if library == "torch":
+        p, y = torch.from_numpy(p), torch.from_numpy(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # log 0 where the answer is inf
+        got = _numpy(generated.binary_cross_entropy(p, y))
+    np.testing.assert_array_equal(got[:4], [0.0, 0.0, np.inf, np.inf])
+    assert got.dtype == dtype and got[4] == np.asarray(np.log(2), dtype=dtype)
+    np.testing.assert_array_equal(
+        _numpy(_no_warnings(generated.binary_cross_entropy, p[:2], y[:2])), [0.0, 0.0]
+    )
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
 def test_a_zero_probability_is_inf_only_where_its_target_is_not_zero(library):
     s = np.array([[0.0, 0.25, 0.75], [0.0, 0.5, 0.5], [0.5, 0.5, 0.0]])
     y = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.0, 1.0, 0.0]])

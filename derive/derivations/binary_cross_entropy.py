@@ -33,12 +33,16 @@ z = sp.Symbol("z", real=True)  # a logit: p = σ(z)
 L = sp.Symbol("L")
 small = sp.Symbol("e", positive=True)  # e^{-|z|}, at most 1
 sig = sp.Function("sigma")(z)  # σ(z) as the page writes it; its meaning is the sigmoid page's
+p_or_one = sp.Symbol("p_or_one", positive=True)  # p, or 1 where y = 0: log p is then 0
+p_or_zero = sp.Symbol("p_or_zero", nonnegative=True)  # p, or 0 where y = 1: log1p(−p) is then 0
 
 NAIVE_NOTE = (
     "log(1 − p) is computed as log1p(−p): for a small p, 1 − p rounds away p's digits (float32 "
     "p = 1e−8 gives log(1 − p) = 0; log1p(−p) gives −1e−8). "
-    "A probability of exactly 0 or 1 gives inf or nan (log 0); PyTorch's "
-    "`binary_cross_entropy` clamps the logarithm at -100 instead. From logits, "
+    "A term whose weight (y or 1 − y) is 0 is 0, even where its logarithm is log 0 (the "
+    "limit 0 · log 0 = 0, as in scikit-learn's `log_loss`): p = y = 1 gives 0, not nan. A "
+    "probability of exactly 0 or 1 against a target that gives its logarithm weight gives inf; "
+    "PyTorch's `binary_cross_entropy` clamps the logarithm at -100 instead. From logits, "
     "`binary_cross_entropy_from_logits` needs neither."
 )
 
@@ -90,6 +94,10 @@ def derive() -> Derivation:
     substituted = -(y * log_p + (1 - y) * log_not_p)
     of_logit = (1 - y) * z + log(1 + exp(-z))  # log(1 + e^z) = z + log(1 + e^{−z})
     stable = Max(z, 0) - y * z + log(1 + exp(-Abs(z)))
+    with_log1p = loss.subs(log(1 - p), log1p(-p))
+    kept_p = sp.Piecewise((1, sp.Eq(y, 0)), (p, True))
+    kept_not_p = sp.Piecewise((0, sp.Eq(y, 1)), (p, True))
+    selected = -y * log(p_or_one) - (1 - y) * log1p(-p_or_zero)  # the code's form
     gradient = sp.diff(of_logit, z)  # 1 − y − e^{−z}/(1 + e^{−z})
     gradient_in_sigma = sig - y
     # Why the code computes them this way: max(z, 0) − y z is z(1 − y) for z > 0, computed as
@@ -214,6 +222,20 @@ def derive() -> Derivation:
             log1p(-p),
             start="$\\log(1 - p)$ in the loss",
             checked="numeric",  # log1p is a function SymPy evaluates, not an identity it rewrites
+        ),
+        Step(
+            "Why the code takes 0 · log 0 as 0",
+            "A probability of exactly 0 or 1 has a logarithm of $-\\infty$, and $0 \\cdot "
+            "(-\\infty)$ is nan in floating point, although a term whose weight ($y$ or $1 - y$) "
+            "is 0 is 0 for every $p$ in $(0, 1)$, and so is its limit ($0 \\cdot \\log 0 = 0$, "
+            "as in scikit-learn's `log_loss`). The code takes $\\log 1$ where $y = 0$ and "
+            "$\\operatorname{log1p}(-0)$ where $y = 1$ (`xp.where`): $p = y = 1$ costs 0, and a "
+            "certain probability gives $+\\infty$ only against a target that gives its "
+            "logarithm weight.",
+            with_log1p,
+            selected.xreplace({p_or_one: kept_p, p_or_zero: kept_not_p}),
+            start="the loss, with step 11's log1p",
+            checked="numeric",  # a selection on y = 0 and y = 1: SymPy cannot decide it for symbolic y
         ),
         # Binary as C = 2: the softmax of two logits is the sigmoid of their difference
         Step(
@@ -350,7 +372,7 @@ def derive() -> Derivation:
         Param(
             "p",
             p,
-            doc="predicted probabilities, in [0, 1] (checked; 0 and 1 give inf or nan)",
+            doc="predicted probabilities, in [0, 1] (checked; 0 or 1 gives inf where its logarithm has weight, and nan in the gradient where p = y)",
             domain="probability",
             check="in [0, 1]",
         ),
@@ -371,8 +393,8 @@ def derive() -> Derivation:
             name="binary_cross_entropy",
             summary="−(y log p + (1 − y) log(1 − p)), elementwise, no reduction.",
             params=probabilities,
-            body=(),
-            returns=Assign(L, (), loss.subs(log(1 - p), log1p(-p))),
+            body=(Assign(p_or_one, (), kept_p), Assign(p_or_zero, (), kept_not_p)),
+            returns=Assign(L, (), selected),
             math=loss,
             returns_doc="the loss of each entry, the shape of p",
             notes=NAIVE_NOTE,
