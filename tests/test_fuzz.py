@@ -134,23 +134,33 @@ def draw_case(data, name: str, batches: list = BATCHES) -> Case:
             else:
                 rows = np.eye(classes)[labels]
                 plain.append(rows if form == "one-hot" else rows * 0.9 + 0.1 / classes)
-        elif argument.scalar and argument.domain == "positive":  # T, l2, eps: its whole range
-            plain.append(np.float64(positive(argument.span, rng)))
+        elif argument.domain == "positive":  # T, l2, eps: across its whole declared range
+            plain.append(np.float64(positive(argument.span, rng, shape)))
         elif argument.scalar:
             plain.append(np.float64(rng.normal()))
         elif argument.probabilities and argument.axes:
             plain.append(softmax_rows(rng.normal(size=shape)))
         elif argument.probabilities:
             plain.append(rng.uniform(0.05, 0.95, size=shape))
-        elif argument.domain == "target":
-            plain.append(rng.uniform(0.0, 1.0, size=shape))
-        elif argument.domain == "positive":
-            plain.append(rng.uniform(0.5, 2.0, size=shape))
+        elif argument.domain == "target":  # a binary label, a soft one, or one near 0 or 1
+            plain.append(targets(data, rng, shape))
         else:
             plain.append(rng.normal(size=shape))
     values = [represent(data, library, dtype, value) for value in plain]
     plain = [v.astype(dtype).astype(np.float64) if v.dtype.kind == "f" else v for v in plain]
     return Case(FUNCTIONS[name], arguments, values, plain, library, dtype)
+
+
+def targets(data, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Targets in [0, 1] as people pass them: exact 0s and 1s (binary labels), soft ones, and
+    ones within 1e-12 of 0 or 1, mixed in one array; uniform draws alone would never give 0 or 1."""
+    form = data.draw(st.sampled_from(["binary", "soft", "near 0 or 1", "mixed"]), label="targets")
+    binary = rng.integers(0, 2, size=shape).astype(np.float64)
+    near = np.abs(binary - 10.0 ** rng.uniform(-12, -1, size=shape))
+    soft = rng.uniform(0.0, 1.0, size=shape)
+    if form == "mixed":
+        return np.choose(rng.integers(0, 3, size=shape), [binary, near, soft])
+    return {"binary": binary, "soft": soft, "near 0 or 1": near}[form]
 
 
 def represent(data, library: str, dtype: str, value: np.ndarray):
