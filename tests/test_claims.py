@@ -180,6 +180,9 @@ TEACHING_STEPS = (
     ("second_order", "Gauss–Newton drops nothing here"),
     ("second_order", "Logistic regression's Hessian is XᵀRX"),
     ("second_order", "Newton's step is a weighted least-squares fit (IRLS)"),
+    ("second_order", "Damping scales Newton's step, direction by direction"),
+    ("second_order", "A damped step is never longer than ‖g‖/λ"),
+    ("second_order", "The decrease the model predicts"),
     ("two_layer", "Add distributes"),
     ("two_layer", "Multiply swaps"),
     ("two_layer", "Max routes"),
@@ -275,6 +278,9 @@ def test_the_optimum_and_second_order_exercises_reject_a_wrong_answer():
     assert not so._bernoulli_fisher(sp.Eq(so.FISHER, sigma(so.u1)))
     assert so._damped_step(sp.Eq(so.DAMPED, -so.g1 / (so.h1 + so.lam)))
     assert not so._damped_step(sp.Eq(so.DAMPED, -so.g1 / so.h1 - so.g1 / so.lam))
+    assert so._halving_damping(sp.Eq(so.lam, so.h1))
+    assert not so._halving_damping(sp.Eq(so.lam, 2 * so.h1))  # a third of Newton's step
+    assert not so._halving_damping(sp.Eq(so.lam, so.h1 + so.g1))  # depends on g
     from derive.derivations import two_layer as tl
 
     assert tl._sigmoid_layers(sp.Eq(tl.SLOPES, sp.Rational(1, 4) ** tl.LAYERS))
