@@ -169,6 +169,11 @@ TEACHING_STEPS = (
     ("cross_entropy_options", "Label smoothing: the optimum is S = t"),
     ("cross_entropy_options", "Class weights: the optimum is S ∝ w ⊙ t"),
     ("cross_entropy_options", "Reached with finite logits when every target is positive"),
+    ("cross_entropy_options", "Along a separating direction, the logit gaps scale"),
+    ("cross_entropy_options", "The loss along the ray is about e^{−sγ}, never 0"),
+    ("cross_entropy_options", "The loss pushes s outward, ever more weakly"),
+    ("cross_entropy_options", "A quantity that grows exactly like τ"),
+    ("cross_entropy_options", "So ‖W‖ grows like log(τ)/γ"),
     ("gradient_check", "The central difference"),
     ("gradient_check", "The forward difference"),
     ("gradient_check", "The best central step"),
@@ -273,6 +278,9 @@ def test_the_optimum_and_second_order_exercises_reject_a_wrong_answer():
     gap = sp.log((ceo.C * (1 - ceo.epsilon) + ceo.epsilon) / ceo.epsilon)
     assert ceo._smoothed_gap(sp.Eq(ceo.GAP, gap))
     assert not ceo._smoothed_gap(sp.Eq(ceo.GAP, sp.log((1 - ceo.epsilon) / ceo.epsilon)))
+    reached = sp.log(1 / (sp.exp(ceo.LOSS_AT) - 1)) / ceo.margin
+    assert ceo._scale_for_loss(sp.Eq(ceo.REACHED, reached))
+    assert not ceo._scale_for_loss(sp.Eq(ceo.REACHED, sp.log(1 / ceo.LOSS_AT) / ceo.margin))
     sigma = sp.Function("sigma")
     assert so._bernoulli_fisher(sp.Eq(so.FISHER, sigma(so.u1) * (1 - sigma(so.u1))))
     assert not so._bernoulli_fisher(sp.Eq(so.FISHER, sigma(so.u1)))
