@@ -195,6 +195,7 @@ TEACHING_STEPS = (
     ("two_layer", "Its maximum, at 0"),
     ("two_layer", "The tanh's slope is at most 1"),
     ("two_layer", "A ReLU below 0 passes nothing back"),
+    ("two_layer", "Through layers, weights and slopes multiply"),
 )
 
 

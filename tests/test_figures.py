@@ -302,6 +302,35 @@ def test_a_large_learning_rate_kills_relu_units():
     assert small["accuracy"] > 0.9 > large["accuracy"]
 
 
+def test_gradients_vanish_through_sigmoids_and_hold_through_tanh_and_relu():
+    """Against a backward pass written here with NumPy's own functions: the same norms."""
+    import derive.generated as generated
+    from derive.derivations import two_layer as tl
+
+    runs = {a: tl.gradients_through_depth(generated, a) for a in tl.DEPTH_ACTIVATIONS}
+    sigmoid = runs["sigmoid"]
+    assert np.all(sigmoid["mean_slope"] <= 0.25)  # step 16's bound, in every layer
+    assert sigmoid["gradient_norm"][0] < 1e-6 * sigmoid["gradient_norm"][-1]
+    for holding in ("tanh", "relu"):
+        norms = runs[holding]["gradient_norm"]
+        assert 0.1 < norms[0] / norms[-1] < 10
+    rng = np.random.default_rng(0)  # the run's own draws, in its order, for tanh
+    weights = [
+        rng.standard_normal((tl.DEPTH_WIDTH, tl.DEPTH_WIDTH)) / np.sqrt(tl.DEPTH_WIDTH)
+        for _ in range(tl.DEPTH_LAYERS)
+    ]
+    hidden, pre = [rng.standard_normal((64, tl.DEPTH_WIDTH))], []
+    for layer in weights:
+        pre.append(hidden[-1] @ layer)
+        hidden.append(np.tanh(pre[-1]))
+    error, by_hand = rng.standard_normal((64, tl.DEPTH_WIDTH)), []
+    for layer in reversed(range(tl.DEPTH_LAYERS)):
+        delta = error * (1 - np.tanh(pre[layer]) ** 2)
+        by_hand.append(np.linalg.norm(hidden[layer].T @ delta))
+        error = delta @ weights[layer].T
+    np.testing.assert_allclose(runs["tanh"]["gradient_norm"], by_hand[::-1], rtol=1e-10)
+
+
 # -- the gradient-check practice figure: each rule shows what the page says it shows ----------
 
 
