@@ -170,7 +170,7 @@ TEACHING_STEPS = (
     ("cross_entropy_options", "Class weights: the optimum is S ∝ w ⊙ t"),
     ("cross_entropy_options", "Reached with finite logits when every target is positive"),
     ("cross_entropy_options", "Along a separating direction, the logit gaps scale"),
-    ("cross_entropy_options", "The loss along the ray is about e^{−sγ}, never 0"),
+    ("cross_entropy_options", "The loss along the ray is about $e^{-s\\gamma}$, never 0"),
     ("cross_entropy_options", "The loss pushes s outward, ever more weakly"),
     ("cross_entropy_options", "A quantity that grows exactly like τ"),
     ("cross_entropy_options", "So ‖W‖ grows like log(τ)/γ"),

@@ -459,7 +459,7 @@ def growth_steps(k, ell) -> tuple[Step, ...]:
             start="the gap $z_k - z_\\ell$ at $W = sU$",
         ),
         Step(
-            "The loss along the ray is about e^{−sγ}, never 0",
+            "The loss along the ray is about $e^{-s\\gamma}$, never 0",
             "Take a sample at the margin with two classes (or the one other class whose gap "
             "is $\\gamma$): its loss along the ray is $\\log(1 + e^{-s\\gamma})$, positive for "
             "every finite $s$ (step 9). Its ratio to $e^{-s\\gamma}$ tends to 1: the loss "
