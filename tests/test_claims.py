@@ -294,6 +294,8 @@ def test_the_optimum_and_second_order_exercises_reject_a_wrong_answer():
 
     assert tl._sigmoid_layers(sp.Eq(tl.SLOPES, sp.Rational(1, 4) ** tl.LAYERS))
     assert not tl._sigmoid_layers(sp.Eq(tl.SLOPES, sp.Rational(1, 2) ** tl.LAYERS))
+    assert tl._weight_undiminished(sp.Eq(tl.UNDIMINISHED, 4))
+    assert not tl._weight_undiminished(sp.Eq(tl.UNDIMINISHED, 2))
     assert tl._max_routes(sp.Eq(tl.MAX_GRADIENT, sp.Matrix([tl.UPSTREAM, 0, 0]), evaluate=False))
     assert not tl._max_routes(
         sp.Eq(tl.MAX_GRADIENT, sp.Matrix([0, 0, tl.UPSTREAM]), evaluate=False)

@@ -864,8 +864,8 @@ def derive():
             "step, also leaves the ray: that its weights still grow like $\\log t$, and turn "
             "toward the direction of the largest margin (the hard-margin SVM's), is Soudry et "
             "al.'s theorem (*The implicit bias of gradient descent on separable data*, JMLR "
-            "2018), not proved here; the first figure shows it on the toy data, with the "
-            "step count on a logarithmic axis, where $\\|W\\|$ rises about linearly.",
+            "2018), not proved here. The first figure shows the growth on the toy data: with "
+            "the step count on a logarithmic axis, $\\|W\\|$ rises about linearly.",
             place="after_steps",
         ),
         Section(

@@ -632,7 +632,7 @@ def damping_steps() -> tuple[Step, ...]:
     component g, damping λ > 0): Newton's step scaled by h/(h + λ), never longer than |g|/λ,
     and the decrease the quadratic model predicts, which Levenberg–Marquardt tests."""
     damped, newton = sp.Symbol("\\Delta_\\lambda"), sp.Symbol("\\Delta_N")
-    steps_where = ((damped, -g1 / (h1 + lam)), (newton, -g1 / h1))
+    steps_where = ((damped, -g1 / (h1 + lam)), (newton, -g1 / h1))  # the damped one first
     return (
         Step(
             "Damping scales Newton's step, direction by direction",
@@ -659,7 +659,7 @@ def damping_steps() -> tuple[Step, ...]:
             "\\lambda)$ against the step's length.",
             (g1 / lam) ** 2 - damped**2,
             g1**2 * h1 * (h1 + 2 * lam) / (lam**2 * (h1 + lam) ** 2),
-            where=steps_where,
+            where=steps_where[:1],
             start="the bound squared, minus the damped step squared",
         ),
         Step(
@@ -672,7 +672,7 @@ def damping_steps() -> tuple[Step, ...]:
             "$\\lambda$ is doubled, and a step that raised the loss is refused.",
             -(g1 * damped + h1 * damped**2 / 2),
             g1**2 * (h1 + 2 * lam) / (2 * (h1 + lam) ** 2),
-            where=steps_where,
+            where=steps_where[:1],
             start="the quadratic model's decrease at the damped step",
         ),
     )

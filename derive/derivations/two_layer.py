@@ -434,6 +434,20 @@ def _sigmoid_layers(answer) -> bool:
     return all(sp.simplify(answer.rhs.subs(LAYERS, n) - largest**n) == 0 for n in range(1, 6))
 
 
+UNDIMINISHED = sp.Symbol("w^*")  # the exercise's answer: the weight that makes up for σ'
+
+
+def _weight_undiminished(answer) -> bool:
+    """True if a one-unit sigmoid layer with the answer's weight, at the slope's maximum (found
+    by SymPy where its derivative vanishes), passes a gradient on unchanged: w σ'(v*) = 1."""
+    if not isinstance(answer, sp.Eq) or answer.lhs != UNDIMINISHED:
+        return False
+    v = sp.Symbol("v", real=True)
+    slope = sp.diff(1 / (1 + sp.exp(-v)), v)
+    (peak,) = sp.solve(sp.diff(slope, v), v)
+    return sp.simplify(answer.rhs * slope.subs(v, peak) - 1) == 0
+
+
 MAX_GRADIENT = sp.MatrixSymbol("\\nabla_{(p, q, r)}", 3, 1)  # a column, as the answer
 UPSTREAM = sp.Symbol("g", real=True)
 
@@ -1134,6 +1148,22 @@ def derive() -> Derivation:
             "finds the slope's one stationary point, its value there, and compares the answer "
             "for $L = 1..5$.",
             title="Vanishing through sigmoids",
+        ),
+        Exercise(
+            "Step 20 makes each sigmoid layer contribute $w_l \\sigma'(u_l)$. How large must "
+            "a weight $w^*$ be for a layer at its steepest point to pass the gradient on "
+            "unchanged? Why does making the weights that large not rescue a deep sigmoid "
+            "network?",
+            sp.Eq(UNDIMINISHED, 4),
+            _weight_undiminished,
+            answer="$w^* \\sigma'(0) = w^*/4 = 1$ gives $w^* = 4$. But $u_l = w_l h_{l-1}$ "
+            "grows with the weight: with weights of that size most units sit far from 0, "
+            "where $\\sigma'$ is far below $1/4$ (it decays like $e^{-|u|}$), so the "
+            "factors fall again, or, where they exceed 1, the gradient explodes instead. "
+            "Initialisations (Glorot's for sigmoid and tanh, He's for ReLU) and activations "
+            "with slope 1 near 0 (tanh, ReLU) are the usual answers: the second figure shows "
+            "both. SymPy finds the slope's maximum and checks $w^* \\sigma'(0) = 1$.",
+            title="The weight that would make up for the slope",
         ),
         Exercise(
             "A max node computes $\\max(p, q, r)$ at $p = 3$, $q = 1$, $r = 2$, and the "
