@@ -407,15 +407,16 @@ def _vanishing_gradients(fig, generated, posts) -> None:
             label=f"{activation}: layer 1 / layer {DEPTH_LAYERS} = {ratio:.1e}",
         )
         right.plot(layers, run["mean_slope"])  # coloured as on the left
-    right.axhline(0.25, color="gray", linestyle="--", linewidth=0.8, label="σ′ ≤ 1/4 (step 16)")
-    right.axhline(1.0, color="gray", linestyle=":", linewidth=0.8, label="tanh′ ≤ 1 (step 18)")
+    for bound, words in ((0.25, "σ′ ≤ 1/4 (step 16)"), (1.0, "tanh′ ≤ 1 (step 18)")):
+        right.axhline(bound, color="gray", linestyle="--", linewidth=0.8)
+        right.text(DEPTH_LAYERS, bound + 0.02, words, ha="right", va="bottom", fontsize=7)
     left.set_title("‖∂L/∂W_l‖, one random error sent back", fontsize=9)
-    right.set_title("the mean slope a′(z_l) in each layer", fontsize=9)
-    right.set_ylim(0, 1.1)
+    right.set_title("the mean slope a′(z_l), coloured as on the left", fontsize=9)
+    right.set_ylim(0, 1.15)
+    left.legend(fontsize=7)
     for ax in (left, right):
         ax.set_xlabel("layer l (1: next to the input)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
 
 
 LAYERS = sp.Symbol("L", integer=True, positive=True)
