@@ -169,6 +169,11 @@ TEACHING_STEPS = (
     ("cross_entropy_options", "Label smoothing: the optimum is S = t"),
     ("cross_entropy_options", "Class weights: the optimum is S ∝ w ⊙ t"),
     ("cross_entropy_options", "Reached with finite logits when every target is positive"),
+    ("cross_entropy_options", "Along a separating direction, the logit gaps scale"),
+    ("cross_entropy_options", "The loss along the ray is about $e^{-s\\gamma}$, never 0"),
+    ("cross_entropy_options", "The loss pushes s outward, ever more weakly"),
+    ("cross_entropy_options", "A quantity that grows exactly like τ"),
+    ("cross_entropy_options", "So ‖W‖ grows like log(τ)/γ"),
     ("gradient_check", "The central difference"),
     ("gradient_check", "The forward difference"),
     ("gradient_check", "The best central step"),
@@ -180,6 +185,9 @@ TEACHING_STEPS = (
     ("second_order", "Gauss–Newton drops nothing here"),
     ("second_order", "Logistic regression's Hessian is XᵀRX"),
     ("second_order", "Newton's step is a weighted least-squares fit (IRLS)"),
+    ("second_order", "Damping scales Newton's step, direction by direction"),
+    ("second_order", "A damped step is never longer than ‖g‖/λ"),
+    ("second_order", "The decrease the model predicts"),
     ("two_layer", "Add distributes"),
     ("two_layer", "Multiply swaps"),
     ("two_layer", "Max routes"),
@@ -187,6 +195,7 @@ TEACHING_STEPS = (
     ("two_layer", "Its maximum, at 0"),
     ("two_layer", "The tanh's slope is at most 1"),
     ("two_layer", "A ReLU below 0 passes nothing back"),
+    ("two_layer", "Through layers, weights and slopes multiply"),
 )
 
 
@@ -270,15 +279,23 @@ def test_the_optimum_and_second_order_exercises_reject_a_wrong_answer():
     gap = sp.log((ceo.C * (1 - ceo.epsilon) + ceo.epsilon) / ceo.epsilon)
     assert ceo._smoothed_gap(sp.Eq(ceo.GAP, gap))
     assert not ceo._smoothed_gap(sp.Eq(ceo.GAP, sp.log((1 - ceo.epsilon) / ceo.epsilon)))
+    reached = sp.log(1 / (sp.exp(ceo.LOSS_AT) - 1)) / ceo.margin
+    assert ceo._scale_for_loss(sp.Eq(ceo.REACHED, reached))
+    assert not ceo._scale_for_loss(sp.Eq(ceo.REACHED, sp.log(1 / ceo.LOSS_AT) / ceo.margin))
     sigma = sp.Function("sigma")
     assert so._bernoulli_fisher(sp.Eq(so.FISHER, sigma(so.u1) * (1 - sigma(so.u1))))
     assert not so._bernoulli_fisher(sp.Eq(so.FISHER, sigma(so.u1)))
     assert so._damped_step(sp.Eq(so.DAMPED, -so.g1 / (so.h1 + so.lam)))
     assert not so._damped_step(sp.Eq(so.DAMPED, -so.g1 / so.h1 - so.g1 / so.lam))
+    assert so._halving_damping(sp.Eq(so.lam, so.h1))
+    assert not so._halving_damping(sp.Eq(so.lam, 2 * so.h1))  # a third of Newton's step
+    assert not so._halving_damping(sp.Eq(so.lam, so.h1 + so.g1))  # depends on g
     from derive.derivations import two_layer as tl
 
     assert tl._sigmoid_layers(sp.Eq(tl.SLOPES, sp.Rational(1, 4) ** tl.LAYERS))
     assert not tl._sigmoid_layers(sp.Eq(tl.SLOPES, sp.Rational(1, 2) ** tl.LAYERS))
+    assert tl._weight_undiminished(sp.Eq(tl.UNDIMINISHED, 4))
+    assert not tl._weight_undiminished(sp.Eq(tl.UNDIMINISHED, 2))
     assert tl._max_routes(sp.Eq(tl.MAX_GRADIENT, sp.Matrix([tl.UPSTREAM, 0, 0]), evaluate=False))
     assert not tl._max_routes(
         sp.Eq(tl.MAX_GRADIENT, sp.Matrix([0, 0, tl.UPSTREAM]), evaluate=False)

@@ -234,6 +234,39 @@ def test_newton_cg_reaches_newtons_minimum_with_fewer_products_than_unknowns_per
     assert run["products"][-1] < steps * weights.size  # truncated: fewer than D·C each
 
 
+def test_damping_brings_newton_home_from_where_plain_newton_wanders():
+    """From −W*: newton_step's iterates raise the loss and do not converge; both damped runs
+    lower it at every iteration, and Levenberg–Marquardt ends at the minimum newton_step finds
+    from W = 0 (the same problem's loss there, computed here by hand)."""
+    import derive.generated as generated
+    from derive.derivations import second_order as so
+
+    newton, fixed, adapted = (so.damped_newton(generated, d) for d in so.DAMPINGS_SHOWN)
+    assert np.any(np.diff(newton["loss"]) > 0) and newton["gradient_norm"][-1] > 1e-3
+    for run in (fixed, adapted):
+        assert np.all(np.diff(run["loss"]) <= 0)
+    inputs, labels = so.iris()
+    best = so.damping_minimum(generated)
+    logits = inputs @ best
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    by_hand = np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(150), labels])
+    minimum = by_hand + 0.01 / 2 * np.sum(best**2)
+    assert adapted["gradient_norm"][-1] < 1e-8
+    assert adapted["loss"][-1] == pytest.approx(minimum, rel=1e-12)
+    assert adapted["damping"][-1] < adapted["damping"][0]  # λ falls as the model improves
+
+
+def test_a_damped_step_stays_under_its_bound_and_meets_it_for_large_damping():
+    import derive.generated as generated
+    from derive.derivations.second_order import step_lengths
+
+    dampings = np.geomspace(1e-3, 1e4, 15)
+    found = step_lengths(generated, dampings)
+    assert np.all(found["length"] <= found["bound"] * (1 + 1e-12))
+    assert np.all(np.diff(found["length"]) < 0)  # more damping, a shorter step
+    assert found["length"][-1] / found["bound"][-1] > 0.999
+
+
 def test_the_intermediates_kept_are_those_the_generated_code_never_deletes():
     """Read from the kernel's body, against the ``del`` statements of the generated function."""
     import ast
@@ -267,6 +300,35 @@ def test_a_large_learning_rate_kills_relu_units():
     assert np.all(np.diff(large["dead"]) >= 0)  # a dead unit stays dead
     assert large["dead"][-1] > small["dead"][-1] + large["hidden"] // 2
     assert small["accuracy"] > 0.9 > large["accuracy"]
+
+
+def test_gradients_vanish_through_sigmoids_and_hold_through_tanh_and_relu():
+    """Against a backward pass written here with NumPy's own functions: the same norms."""
+    import derive.generated as generated
+    from derive.derivations import two_layer as tl
+
+    runs = {a: tl.gradients_through_depth(generated, a) for a in tl.DEPTH_ACTIVATIONS}
+    sigmoid = runs["sigmoid"]
+    assert np.all(sigmoid["mean_slope"] <= 0.25)  # step 16's bound, in every layer
+    assert sigmoid["gradient_norm"][0] < 1e-6 * sigmoid["gradient_norm"][-1]
+    for holding in ("tanh", "relu"):
+        norms = runs[holding]["gradient_norm"]
+        assert 0.1 < norms[0] / norms[-1] < 10
+    rng = np.random.default_rng(0)  # the run's own draws, in its order, for tanh
+    weights = [
+        rng.standard_normal((tl.DEPTH_WIDTH, tl.DEPTH_WIDTH)) / np.sqrt(tl.DEPTH_WIDTH)
+        for _ in range(tl.DEPTH_LAYERS)
+    ]
+    hidden, pre = [rng.standard_normal((64, tl.DEPTH_WIDTH))], []
+    for layer in weights:
+        pre.append(hidden[-1] @ layer)
+        hidden.append(np.tanh(pre[-1]))
+    error, by_hand = rng.standard_normal((64, tl.DEPTH_WIDTH)), []
+    for layer in reversed(range(tl.DEPTH_LAYERS)):
+        delta = error * (1 - np.tanh(pre[layer]) ** 2)
+        by_hand.append(np.linalg.norm(hidden[layer].T @ delta))
+        error = delta @ weights[layer].T
+    np.testing.assert_allclose(runs["tanh"]["gradient_norm"], by_hand[::-1], rtol=1e-10)
 
 
 # -- the gradient-check practice figure: each rule shows what the page says it shows ----------

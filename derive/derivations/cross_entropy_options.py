@@ -10,7 +10,19 @@ import sympy as sp
 from sympy import Derivative, Matrix, Sum, exp, log
 
 from derive.derivations import result
-from derive.model import C, S, class_index, explicit_softmax, explicit_vector, softmax, y, z
+from derive.model import (
+    C,
+    D,
+    S,
+    class_index,
+    explicit_softmax,
+    explicit_vector,
+    input_index,
+    softmax,
+    x,
+    y,
+    z,
+)
 from derive.steps import (
     Definition,
     Derivation,
@@ -404,6 +416,97 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
     )
 
 
+# -- how fast ‖W‖ grows on separable data ----------------------------------------------------
+
+scale = sp.Symbol("s", positive=True)  # how far along a separating direction: W = sU
+margin = sp.Symbol("gamma", positive=True)  # the separating direction's margin
+flow_time = sp.Symbol("tau", positive=True)  # gradient flow's time: steps times step size
+LOSS_AT = sp.Symbol("\\varepsilon", positive=True)  # the exercise's target loss
+REACHED = sp.Symbol("s_\\varepsilon")  # the exercise's answer names the scale
+
+
+def _scale_for_loss(answer) -> bool:
+    """True if the answer's scale s puts the loss log(1 + e^{−sγ}) along the ray exactly at ε,
+    for symbolic ε > 0 and γ > 0."""
+    if not isinstance(answer, sp.Eq) or answer.lhs != REACHED:
+        return False
+    along = log(1 + exp(-scale * margin)).xreplace({scale: answer.rhs})
+    return sp.simplify(along - LOSS_AT) == 0
+
+
+def growth_steps(k, ell) -> tuple[Step, ...]:
+    """On separable data: the logit gaps of W = sU scale with s, so along a separating direction
+    of margin γ the loss of a sample at the margin is log(1 + e^{−sγ}) ~ e^{−sγ}, never 0; and
+    gradient flow on that loss moves s like log(τ)/γ."""
+    U, m = sp.IndexedBase("U"), sp.IndexedBase("mu")  # a direction shaped like W; the margins
+    j = input_index("d")  # inputs: j counts classes on this page
+    gap = Sum(scale * U[j, k] * x[j], (j, 1, D)) - Sum(scale * U[j, ell] * x[j], (j, 1, D))
+    along = sp.Function("s")(flow_time)  # s as gradient flow moves it
+    on_ray = log(1 + exp(-scale * margin))
+    slope = ((Derivative(along, flow_time), margin / (1 + exp(margin * along))),)
+    elapsed = sp.Symbol("\\tau(s)")  # the time gradient flow takes to reach s, from s = 0
+    return (
+        Step(
+            "Along a separating direction, the logit gaps scale",
+            "Let a direction $U$ (shaped like $W$) separate the data: for every sample, "
+            "$\\mu_k = \\sum_d (U_{d\\ell} - U_{dk}) x_d \\ge \\gamma > 0$ for each class $k \\ne "
+            "\\ell$, the sample's label. The logits of $W = sU$ are linear in $s$: every gap "
+            "$z_k - z_\\ell$ is $-s \\mu_k$, so step 9's loss $\\log(1 + \\sum_{k \\ne \\ell} "
+            "e^{z_k - z_\\ell})$ falls toward 0 as $s$ grows, for every sample at once.",
+            gap,
+            -scale * m[k],
+            where=((m[k], Sum((U[j, ell] - U[j, k]) * x[j], (j, 1, D))),),
+            start="the gap $z_k - z_\\ell$ at $W = sU$",
+        ),
+        Step(
+            "The loss along the ray is about $e^{-s\\gamma}$, never 0",
+            "Take a sample at the margin with two classes (or the one other class whose gap "
+            "is $\\gamma$): its loss along the ray is $\\log(1 + e^{-s\\gamma})$, positive for "
+            "every finite $s$ (step 9). Its ratio to $e^{-s\\gamma}$ tends to 1: the loss "
+            "vanishes exponentially in $s$, so each halving of it costs the same length "
+            "$\\log 2 / \\gamma$ more. With $C$ classes and any samples, $\\log(1 + u) \\le u$ "
+            "bounds the mean loss by $(C - 1) e^{-s\\gamma}$ (an inequality the page states, "
+            "not a checked step).",
+            sp.Limit(on_ray * exp(scale * margin), scale, sp.oo),
+            sp.Integer(1),
+            start="the loss along the ray over $e^{-s\\gamma}$, as $s \\to \\infty$",
+        ),
+        Step(
+            "The loss pushes s outward, ever more weakly",
+            "Gradient flow (gradient descent with infinitesimal steps; $\\tau$ counts steps "
+            "times the step size) on this loss moves $s$ at the speed $-\\partial L / "
+            "\\partial s$: positive for every $s$, so $s$ never stops growing, but falling "
+            "like $\\gamma e^{-s\\gamma}$.",
+            -Derivative(on_ray, scale),
+            margin / (1 + exp(margin * scale)),
+            start="the speed $ds/d\\tau = -\\partial L/\\partial s$ of gradient flow along the ray",
+        ),
+        Step(
+            "A quantity that grows exactly like τ",
+            "Along the flow, $s + (e^{\\gamma s} - 1)/\\gamma$ grows at the constant rate "
+            "$\\gamma$: from $s(0) = 0$, $s + (e^{\\gamma s} - 1)/\\gamma = \\gamma \\tau$ "
+            "exactly. So $e^{\\gamma s} \\le 1 + \\gamma^2 \\tau$: $s$ can grow no faster "
+            "than $\\log(1 + \\gamma^2\\tau)/\\gamma$.",
+            Derivative(along + (exp(margin * along) - 1) / margin, flow_time),
+            margin,
+            relation="=>",
+            given=slope,
+            start="the rate of change of $s + (e^{\\gamma s} - 1)/\\gamma$",
+        ),
+        Step(
+            "So ‖W‖ grows like log(τ)/γ",
+            "Invert the last step: reaching $s$ takes $\\tau(s) = (s + (e^{\\gamma s} - 1)/"
+            "\\gamma)/\\gamma$. As $s \\to \\infty$ (and with it $\\tau$), $\\log(\\gamma^2 "
+            "\\tau)/\\gamma - s \\to 0$: $s = \\|W\\|$ (for a unit $U$) grows like $\\log(\\tau)"
+            "/\\gamma$, without bound and ever more slowly.",
+            sp.Limit(log(margin**2 * elapsed) / margin - scale, scale, sp.oo),
+            sp.Integer(0),
+            where=((elapsed, (scale + (exp(margin * scale) - 1) / margin) / margin),),
+            start="$\\log(\\gamma^2 \\tau(s))/\\gamma - s$, as $s \\to \\infty$",
+        ),
+    )
+
+
 def derive():
     c, j, k, other = (class_index(n) for n in ("c", "j", "k", "n"))  # other: Σ_{n≠j} S_n
     ell = class_index("ell")  # a sample's class label
@@ -574,6 +677,7 @@ def derive():
         ),
     )
     steps += optimum_steps(shortcut, total, j, k, c, r, ell)
+    steps += growth_steps(k, ell)
     identities = (
         Identity(
             "options_gradient",
@@ -700,17 +804,33 @@ def derive():
             "symbolic $\\epsilon$ and finds every entry of its gradient 0 at these logits.",
             title="The logits at the smoothed optimum",
         ),
+        Exercise(
+            "Along a separating direction with margin $\\gamma$, a sample at the margin has "
+            "the loss $\\log(1 + e^{-s\\gamma})$ at $W = sU$. How far along, $s_\\varepsilon$, "
+            "must the weights go for that loss to be $\\varepsilon$? How does it grow as "
+            "$\\varepsilon \\to 0$?",
+            sp.Eq(REACHED, log(1 / (exp(LOSS_AT) - 1)) / margin),
+            _scale_for_loss,
+            answer="$\\log(1 + e^{-s\\gamma}) = \\varepsilon$ gives $e^{-s\\gamma} = "
+            "e^{\\varepsilon} - 1$, so $s_\\varepsilon = \\log(1/(e^{\\varepsilon} - 1))/"
+            "\\gamma$, about $\\log(1/\\varepsilon)/\\gamma$ for small $\\varepsilon$: each "
+            "factor of 10 off the loss costs the same distance $\\log(10)/\\gamma$ more, and "
+            "a zero loss is infinitely far. SymPy puts the answer into the loss and finds "
+            "$\\varepsilon$, for symbolic $\\varepsilon$ and $\\gamma$.",
+            title="How far the weights go for a given loss",
+        ),
     )
     sections = (
         Section(
             "Where the loss is minimised",
-            "The last six steps answer where the loss is smallest. With one-hot targets it has "
+            "Steps 9 to 14 answer where the loss is smallest. With one-hot targets it has "
             "no minimum: it is positive for every finite $z$ (step 9) and reaches its infimum 0 "
             "only as the label's logit runs away from the others. On data a linear model can "
             "separate, scaling a separating $W$ up lowers the loss of every sample, so gradient "
             "descent grows $\\|W\\|$ without bound (roughly like the logarithm of the number of "
-            "steps), while an L2 penalty $\\frac{l_2}{2}\\|W\\|^2$ stops it at a finite "
-            "minimum (the first figure, drawn from `weight_grad` while this page was built). "
+            "steps: the next section), while an L2 penalty $\\frac{l_2}{2}\\|W\\|^2$ stops it "
+            "at a finite minimum (the first figure, drawn from `weight_grad` while this page "
+            "was built). "
             "With a target distribution $q$ that has no zero (label smoothing's $t$, or the "
             "distribution of an input's labels, step 10) the minimum is $S = q$ (steps 11 and "
             "12), reached with finite logits $z = \\log q$ (step 14). Class weights move it to "
@@ -725,6 +845,27 @@ def derive():
             "measures it on held-out data: the samples are binned by their largest "
             "probability, and each bin's accuracy is plotted against its mean confidence; the "
             "expected calibration error (ECE) is the gap averaged over the samples.",
+            place="after_steps",
+        ),
+        Section(
+            "How fast the weights grow on separable data",
+            "Steps 15 to 19 prove what can be proved in closed form. Along a direction $U$ that "
+            "separates the data with margin $\\gamma > 0$, every logit gap of $W = sU$ is "
+            "$-s$ times a margin (step 15), so the loss of a sample at the margin is "
+            "$\\log(1 + e^{-s\\gamma})$: never 0, and equal to $e^{-s\\gamma}$ to first "
+            "order (step 16). Gradient flow on that loss pushes $s$ outward at a speed that "
+            "never reaches 0 (step 17); $s + (e^{\\gamma s} - 1)/\\gamma$ grows exactly "
+            "like $\\gamma\\tau$ (step 18), so $s - \\log(\\gamma^2\\tau)/\\gamma \\to 0$ "
+            "(step 19): the norm grows like the logarithm of the time, without bound.\n\n"
+            "**What is proved, and what is only shown.** The steps prove it for one "
+            "sample at the margin (two classes, or every sample at the same margin, which is "
+            "the same loss), for gradient flow, with $W$ kept on the ray $sU$. Gradient "
+            "descent on a real data set, with many samples at different margins and a finite "
+            "step, also leaves the ray: that its weights still grow like $\\log t$, and turn "
+            "toward the direction of the largest margin (the hard-margin SVM's), is Soudry et "
+            "al.'s theorem (*The implicit bias of gradient descent on separable data*, JMLR "
+            "2018), not proved here. The first figure shows the growth on the toy data: with "
+            "the step count on a logarithmic axis, $\\|W\\|$ rises about linearly.",
             place="after_steps",
         ),
         Section(

@@ -385,6 +385,131 @@ def _newton_cg_figure(fig, generated, posts) -> None:
     left.legend(fontsize=7)
 
 
+# -- damping: Levenberg–Marquardt on the same problem ---------------------------------------
+
+DAMPING_START = -1.0  # the damping figure starts from this multiple of the minimum's weights
+DAMPED_ITERATIONS = 30  # each run's iterations on the damping figure, at most
+STEP_RATIO = sp.Symbol("\\Delta_\\lambda / \\Delta_N")  # the damping exercise's answer names it
+
+
+def _halving_damping(answer) -> bool:
+    """True if the answer's λ makes the damped step −g/(h + λ) half of Newton's −g/h, for
+    symbolic g and h > 0 (and does not depend on g)."""
+    if not isinstance(answer, sp.Eq) or answer.lhs != lam or answer.rhs.has(g1):
+        return False
+    curvature = sp.Symbol("h", positive=True)
+    at = answer.rhs.xreplace({h1: curvature})
+    return sp.simplify((-g1 / (curvature + at)) / (-g1 / curvature) - sp.Rational(1, 2)) == 0
+
+
+def damped_newton(generated, damping: float | None, penalty: float = 1e-2) -> dict:
+    """Newton's method on Iris with (penalty/2)‖W‖², from ``DAMPING_START`` times the minimum's
+    weights (confidently wrong), each step solving (ℋ + penalty·I + λI) ΔW = −(g + penalty·W)
+    with ℋ from ``weight_hessian``: λ = 0 is ``newton_step``'s; a number, that λ throughout;
+    None, Levenberg–Marquardt's λ, from 1, divided by 3 after a step whose loss fell by more
+    than 3/4 of what the quadratic model predicted, doubled below 1/4 (a step that raised the
+    loss refused). Returns the penalised loss and gradient norm after each iteration and the
+    λ of each."""
+    inputs, labels = iris()
+    one_hot = np.eye(3)[labels]
+    unknowns = inputs.shape[1] * 3
+
+    def objective(weights):
+        logits = generated.summation(inputs, weights)
+        loss = generated.cross_entropy_from_logits(logits, one_hot).mean()
+        return loss + penalty / 2 * np.sum(weights**2)
+
+    def gradient(weights):
+        return generated.weight_grad(inputs, weights, one_hot) + penalty * weights
+
+    weights = DAMPING_START * damping_minimum(generated, penalty)
+    rate = 1.0 if damping is None else damping
+    losses, norms, used = [objective(weights)], [np.linalg.norm(gradient(weights))], []
+    while len(used) < DAMPED_ITERATIONS and norms[-1] >= 1e-8:
+        slope = gradient(weights).reshape(-1)
+        curvature = generated.weight_hessian(inputs, weights).reshape(unknowns, unknowns)
+        curvature += penalty * np.eye(unknowns)
+        step = np.linalg.solve(curvature + rate * np.eye(unknowns), -slope)
+        trial = weights + step.reshape(weights.shape)
+        loss = objective(trial)
+        used.append(rate)
+        if damping is None:  # the model's predicted decrease (step 32) against the actual one
+            gain = (losses[-1] - loss) / -(slope @ step + step @ curvature @ step / 2)
+            rate = rate / 3 if gain > 0.75 else rate * 2 if gain < 0.25 else rate
+            if gain <= 0:
+                trial, loss = weights, losses[-1]
+        weights = trial
+        losses.append(loss)
+        norms.append(np.linalg.norm(gradient(weights)))
+    return {"loss": np.array(losses), "gradient_norm": np.array(norms), "damping": used}
+
+
+@functools.lru_cache(maxsize=1)
+def damping_minimum(generated, penalty: float = 1e-2) -> np.ndarray:
+    """The penalised Iris problem's minimum, by ``newton_step`` from W = 0 (it converges there)."""
+    inputs, labels = iris()
+    one_hot = np.eye(3)[labels]
+    weights = np.zeros((inputs.shape[1], 3))
+    for _ in range(20):
+        weights = weights + generated.newton_step(inputs, weights, one_hot, penalty)
+    return weights
+
+
+def step_lengths(generated, dampings, penalty: float = 1e-2) -> dict:
+    """At the damping figure's start: ‖ΔW‖ of the damped step for each λ in ``dampings``, and
+    the bound ‖g‖/(penalty + λ) (step 31), from one eigendecomposition of ℋ + penalty·I."""
+    inputs, labels = iris()
+    weights = DAMPING_START * damping_minimum(generated, penalty)
+    slope = generated.weight_grad(inputs, weights, np.eye(3)[labels]) + penalty * weights
+    unknowns = weights.size
+    hessian = generated.weight_hessian(inputs, weights).reshape(unknowns, unknowns)
+    curvatures, basis = np.linalg.eigh(hessian)
+    along = basis.T @ slope.reshape(-1)
+    dampings = np.asarray(dampings)
+    lengths = np.linalg.norm(along[:, None] / (curvatures[:, None] + penalty + dampings), axis=0)
+    return {"length": lengths, "bound": np.linalg.norm(slope) / (penalty + dampings)}
+
+
+DAMPINGS_SHOWN = (0.0, 1.0, None)  # Newton (the penalty only), a fixed λ, Levenberg–Marquardt
+
+
+def _damping_figure(fig, generated, posts) -> None:
+    from derive.figures import margins
+
+    left, right = fig.subplots(1, 2)
+    margins(fig, left=0.65, right=0.15, bottom=0.62, top=0.35, wspace=0.27)
+    for damping in DAMPINGS_SHOWN:
+        run = damped_newton(generated, damping)
+        name = (
+            "Levenberg–Marquardt (λ adapted)"
+            if damping is None
+            else "Newton (newton_step, λ = 0)"
+            if damping == 0
+            else f"damped, λ = {damping:g} fixed"
+        )
+        iterations = len(run["damping"])
+        done = (
+            f"‖g‖ < 10⁻⁸ in {iterations} iterations"
+            if run["gradient_norm"][-1] < 1e-8
+            else f"‖g‖ = {run['gradient_norm'][-1]:.1e} after {iterations} iterations"
+        )
+        left.semilogy(run["loss"], label=f"{name}:\n{done}")
+    dampings = np.geomspace(1e-3, 1e3, 25)
+    lengths = step_lengths(generated, dampings)
+    right.loglog(dampings, lengths["length"], label="‖ΔW‖ of the damped step")
+    right.loglog(dampings, lengths["bound"], "--", label="bound ‖g‖ / (l2 + λ)")
+    inputs, labels = iris()
+    start = DAMPING_START * damping_minimum(generated)
+    right_share = np.mean(generated.summation(inputs, start).argmax(axis=1) == labels)
+    left.set_title(f"penalized loss, from −W*: {right_share:.0%} of samples right", fontsize=9)
+    left.set_xlabel("iteration")
+    right.set_title("the first step's length against λ", fontsize=9)
+    right.set_xlabel("damping λ, added to l2 = 0.01")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+
+
 # -- the derivation ---------------------------------------------------------------------
 
 
@@ -498,6 +623,57 @@ def references_steps(
             where=((working[b], along_w - (sigma[b] - y[b]) / R[b]),),
             start="$X^T R \\tilde z$, entry $j$",
             checked="explicit",  # the nested sums are ordered differently: written out
+        ),
+    )
+
+
+def damping_steps() -> tuple[Step, ...]:
+    """What damping does to one eigen-direction of the Hessian (curvature h ≥ 0, gradient
+    component g, damping λ > 0): Newton's step scaled by h/(h + λ), never longer than |g|/λ,
+    and the decrease the quadratic model predicts, which Levenberg–Marquardt tests."""
+    damped, newton = sp.Symbol("\\Delta_\\lambda"), sp.Symbol("\\Delta_N")
+    steps_where = ((damped, -g1 / (h1 + lam)), (newton, -g1 / h1))  # the damped one first
+    return (
+        Step(
+            "Damping scales Newton's step, direction by direction",
+            "The Hessian is symmetric: along each of its eigenvectors, with eigenvalue (the "
+            "curvature) $h \\ge 0$ and the gradient's component $g$ there, the damped system "
+            "$(\\mathcal{H} + \\lambda I)\\,\\Delta = -g$ is one equation, solved by $\\Delta_"
+            "\\lambda = -g / (h + \\lambda)$ (the exercise on damping below), and Newton's by $\\Delta_N = "
+            "-g / h$. Their ratio is $h / (h + \\lambda)$: directions curved much more than "
+            "$\\lambda$ keep Newton's step, flat ones ($h \\ll \\lambda$), where Newton's "
+            "step is longest and its model least trustworthy, are cut to the gradient step "
+            "$-g / \\lambda$.",
+            damped / newton,
+            h1 / (h1 + lam),
+            where=steps_where,
+            start="the damped step over Newton's, along one eigenvector",
+        ),
+        Step(
+            "A damped step is never longer than ‖g‖/λ",
+            "The difference of the squares is a product of factors that are all $\\ge 0$ for "
+            "$h \\ge 0$ and $\\lambda > 0$: $|\\Delta_\\lambda| \\le |g| / \\lambda$ in every "
+            "direction, and summing the squares over the eigenvectors, $\\|\\Delta\\| \\le "
+            "\\|g\\| / \\lambda$, however flat the loss. The L2 penalty is a fixed part "
+            "$l_2$ of $\\lambda$; the figure below shows the bound $\\|g\\| / (l_2 + "
+            "\\lambda)$ against the step's length.",
+            (g1 / lam) ** 2 - damped**2,
+            g1**2 * h1 * (h1 + 2 * lam) / (lam**2 * (h1 + lam) ** 2),
+            where=steps_where[:1],
+            start="the bound squared, minus the damped step squared",
+        ),
+        Step(
+            "The decrease the model predicts",
+            "The quadratic model of the loss, $g \\Delta + h \\Delta^2 / 2$, falls by this at "
+            "the damped step: positive whenever $g \\ne 0$, so the step always goes downhill "
+            "on the model. Levenberg–Marquardt compares it with the loss's actual decrease: "
+            "where the two agree (their ratio above 3/4) the model is trusted and $\\lambda$ "
+            "divided by 3; where the loss fell by less than a quarter of the prediction, "
+            "$\\lambda$ is doubled, and a step that raised the loss is refused.",
+            -(g1 * damped + h1 * damped**2 / 2),
+            g1**2 * (h1 + 2 * lam) / (2 * (h1 + lam) ** 2),
+            where=steps_where[:1],
+            start="the quadratic model's decrease at the damped step",
         ),
     )
 
@@ -927,6 +1103,7 @@ def derive():
     steps += references_steps(
         i, j, c, d, t, jj, kk, logit_hessian, weight_hessian, logits_of_W, probabilities_sum
     )
+    steps += damping_steps()
 
     # What the steps do not already prove: the Hessian in W and the Hessian times V with
     # explicit matrices, in the row-major Kronecker layout the code uses, at several sizes.
@@ -1041,6 +1218,21 @@ def derive():
             "loss's decrease badly. SymPy checks that the answer zeroes the model's slope and "
             "takes both limits.",
             title="Damping interpolates between Newton and gradient descent",
+        ),
+        Exercise(
+            "Along an eigenvector of curvature $h > 0$, for which damping $\\lambda$ is the "
+            "damped step $-g / (h + \\lambda)$ half of Newton's $-g / h$? What does that say "
+            "about the directions a given $\\lambda$ leaves alone?",
+            sp.Eq(lam, h1),
+            _halving_damping,
+            answer="$h / (h + \\lambda) = 1/2$ at $\\lambda = h$: $\\lambda$ is the curvature "
+            "at which damping starts to bite. Directions curved much more than $\\lambda$ keep "
+            "Newton's step, flatter ones are cut toward the gradient step $-g/\\lambda$ (step "
+            "30). That is why $\\lambda$ is compared with the Hessian's eigenvalues, and why "
+            "Levenberg–Marquardt's adapted $\\lambda$ falls toward 0 as the iterates approach "
+            "the minimum, where the model is good. SymPy forms the ratio of the two steps at "
+            "the answer, for a symbolic $g$ and $h > 0$, and compares it with $1/2$.",
+            title="The curvature damping starts to bite",
         ),
     )
 
@@ -1291,11 +1483,11 @@ def derive():
     sections = (
         Section(
             "Second order as the references teach it",
-            "Steps 23 to 28 connect this page to the way Bishop (§4.3.3–4.3.4) and the "
+            "Steps 24 to 29 connect this page to the way Bishop (§4.3.3–4.3.4) and the "
             "natural-gradient literature present it. For this model three matrices are one: "
-            "the Hessian, the Fisher information (the covariance of the score, steps 24 and "
-            "25) and the Gauss–Newton matrix (step 26). Newton's method on it is iteratively "
-            "reweighted least squares (steps 27 and 28).\n\n"
+            "the Hessian, the Fisher information (the covariance of the score, steps 25 and "
+            "26) and the Gauss–Newton matrix (step 27). Newton's method on it is iteratively "
+            "reweighted least squares (steps 28 and 29).\n\n"
             "**Why one never inverts.** The Hessian in the weights has $(DC)^2$ entries and a "
             "dense solve costs $O((DC)^3)$: for MNIST's 784 inputs and 10 classes that is "
             f"{(784 * 10) ** 2 / 1e6:.0f} million entries and about "
@@ -1305,16 +1497,33 @@ def derive():
             "and 18), "
             "and stops the conjugate gradients early, when the residual is small next to the "
             "gradient (a *truncated* Newton method): far from the minimum a rough direction "
-            "is enough, near it the method becomes Newton's. The last figure compares the "
-            "three methods on Iris by iterations and by work.\n\n"
-            "**Damping.** Where the Hessian is singular or nearly so (the null directions of "
-            "step 10, or separable data, where it vanishes as the weights grow), a Newton "
-            "step can be arbitrarily long. Adding $\\lambda I$ before solving bounds it: "
-            "$\\|(\\mathcal{H} + \\lambda I)^{-1} g\\| \\le \\|g\\| / \\lambda$, since every "
-            "eigenvalue of $\\mathcal{H} + \\lambda I$ is at least $\\lambda$ (step 22). The L2 "
-            "penalty does this with a fixed $\\lambda = l_2$; Levenberg–Marquardt and "
-            "trust-region methods adapt it, and a line search on the step length is the other "
-            "common safeguard (the last exercise works the one-dimensional case).",
+            "is enough, near it the method becomes Newton's. The Newton–CG figure compares the "
+            "three methods on Iris by iterations and by work.",
+            place="after_steps",
+        ),
+        Section(
+            "Damping",
+            "Where the Hessian is singular or nearly so (the null directions of step 10, or "
+            "separable data, where it vanishes as the weights grow), and wherever the weights "
+            "are far from the minimum, the quadratic model Newton's method minimises is a poor "
+            "guide and its step can be arbitrarily long. Adding $\\lambda I$ before solving, "
+            "$(\\mathcal{H} + \\lambda I)\\,\\Delta = -g$, *damps* it: steps 30 to 32 take "
+            "it one eigenvector at a time. Along a direction of curvature $h$ the step is "
+            "Newton's times $h / (h + \\lambda)$, never longer than $\\|g\\| / \\lambda$, and "
+            "for large $\\lambda$ it is a gradient step of length $1/\\lambda$. The L2 penalty "
+            "damps with a fixed $\\lambda = l_2$ (step 22); Levenberg–Marquardt adapts "
+            "$\\lambda$ at every iteration by comparing the loss's decrease with the one the "
+            "model predicted (step 32), and trust-region methods bound the step's length "
+            "directly; a line search on the step length is the other common safeguard.\n\n"
+            "The last figure starts the page's problem (Iris, $l_2 = 0.01$) from $-W^*$, the "
+            "minimum's weights negated: the logits are the minimum's with their signs "
+            "flipped, the samples confidently misclassified (the share still right, computed "
+            "at build time, is in the figure's title) and the Hessian nearly flat. Newton's steps, bounded only by $\\|g\\| / l_2$, "
+            "throw the weights from one saturated region to another, while the damped runs "
+            "descend; the legend gives, computed while this page was built, where each stood "
+            "after its iterations. On the right, the first step's length against "
+            "$\\lambda$ stays under step 31's bound, and meets it where $\\lambda$ dwarfs "
+            "every curvature.",
             place="after_steps",
         ),
     )
@@ -1375,6 +1584,16 @@ def derive():
                 "only); right: against the work, a gradient or a Hessian-vector product "
                 "counting one, Newton's dense Hessian counting D·C (one product per column).",
                 _newton_cg_figure,
+            ),
+            Figure(
+                "damped-newton.svg",
+                "Damping on the same problem (Iris, l2 = 0.01), started from −W*, the minimum's "
+                "weights negated. Left: the penalized loss per iteration for Newton's method "
+                "(`newton_step`), a fixed damping λ = 1 and Levenberg–Marquardt's adapted λ, "
+                "each step solving (ℋ + l2 I + λI) ΔW = −(g + l2 W) with ℋ from "
+                "`weight_hessian`. Right: the first step's length against λ, under the bound "
+                "‖g‖/(l2 + λ).",
+                _damping_figure,
             ),
         ),
         results={

@@ -361,6 +361,64 @@ def _dead_relus(fig, generated, posts) -> None:
     ax.legend(fontsize=7)
 
 
+DEPTH_LAYERS, DEPTH_WIDTH = 20, 32  # the vanishing-gradient figure's network
+DEPTH_ACTIVATIONS = ("sigmoid", "tanh", "relu")
+
+
+def gradients_through_depth(generated, activation: str, seed: int = 0) -> dict:
+    """A deep square network without biases, z_l = h_{l−1} W_l and h_l = a(z_l), with Glorot's
+    initialisation (He's for ReLU) on 64 random inputs, and a random error at the top: the
+    backward pass δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a'(z_l), with a and a' the generated functions.
+    Returns per layer, counted from the input, ‖∂L/∂W_l‖ = ‖h_{l−1}ᵀ δ_l‖ and the mean slope."""
+    forward, slope = getattr(generated, activation), getattr(generated, f"{activation}_grad")
+    rng = np.random.default_rng(seed)
+    gain = 2.0 if activation == "relu" else 1.0
+    weights = [
+        rng.standard_normal((DEPTH_WIDTH, DEPTH_WIDTH)) * np.sqrt(gain / DEPTH_WIDTH)
+        for _ in range(DEPTH_LAYERS)
+    ]
+    inputs, pre = [rng.standard_normal((64, DEPTH_WIDTH))], []
+    for layer in weights:
+        pre.append(inputs[-1] @ layer)
+        inputs.append(forward(pre[-1]))
+    error = rng.standard_normal((64, DEPTH_WIDTH))  # ∂L/∂h at the top
+    norms, slopes = [], []
+    for layer in reversed(range(DEPTH_LAYERS)):
+        local = slope(pre[layer])
+        delta = error * local
+        norms.append(np.linalg.norm(inputs[layer].T @ delta))
+        slopes.append(local.mean())
+        error = delta @ weights[layer].T
+    return {"gradient_norm": np.array(norms[::-1]), "mean_slope": np.array(slopes[::-1])}
+
+
+def _vanishing_gradients(fig, generated, posts) -> None:
+    from derive.figures import margins
+
+    left, right = fig.subplots(1, 2)
+    margins(fig, left=0.65, right=0.15, bottom=0.62, top=0.35, wspace=0.27)
+    layers = np.arange(1, DEPTH_LAYERS + 1)
+    for activation in DEPTH_ACTIVATIONS:
+        run = gradients_through_depth(generated, activation)
+        ratio = run["gradient_norm"][0] / run["gradient_norm"][-1]
+        left.semilogy(
+            layers,
+            run["gradient_norm"],
+            label=f"{activation}: layer 1 / layer {DEPTH_LAYERS} = {ratio:.1e}",
+        )
+        right.plot(layers, run["mean_slope"])  # coloured as on the left
+    for bound, words in ((0.25, "σ′ ≤ 1/4 (step 16)"), (1.0, "tanh′ ≤ 1 (step 18)")):
+        right.axhline(bound, color="gray", linestyle="--", linewidth=0.8)
+        right.text(DEPTH_LAYERS, bound + 0.02, words, ha="right", va="bottom", fontsize=7)
+    left.set_title("‖∂L/∂W_l‖, one random error sent back", fontsize=9)
+    right.set_title("the mean slope a′(z_l), coloured as on the left", fontsize=9)
+    right.set_ylim(0, 1.15)
+    left.legend(fontsize=7)
+    for ax in (left, right):
+        ax.set_xlabel("layer l (1: next to the input)")
+        ax.grid(alpha=0.3)
+
+
 LAYERS = sp.Symbol("L", integer=True, positive=True)
 SLOPES = sp.Symbol("P")  # the first exercise's answer: the largest product of slopes
 
@@ -375,6 +433,20 @@ def _sigmoid_layers(answer) -> bool:
     (peak,) = sp.solve(sp.diff(slope, v), v)  # the one stationary point, v = 0
     largest = sp.simplify(slope.subs(v, peak))
     return all(sp.simplify(answer.rhs.subs(LAYERS, n) - largest**n) == 0 for n in range(1, 6))
+
+
+UNDIMINISHED = sp.Symbol("w^*")  # the exercise's answer: the weight that makes up for σ'
+
+
+def _weight_undiminished(answer) -> bool:
+    """True if a one-unit sigmoid layer with the answer's weight, at the slope's maximum (found
+    by SymPy where its derivative vanishes), passes a gradient on unchanged: w σ'(v*) = 1."""
+    if not isinstance(answer, sp.Eq) or answer.lhs != UNDIMINISHED:
+        return False
+    v = sp.Symbol("v", real=True)
+    slope = sp.diff(1 / (1 + sp.exp(-v)), v)
+    (peak,) = sp.solve(sp.diff(slope, v), v)
+    return sp.simplify(answer.rhs * slope.subs(v, peak) - 1) == 0
 
 
 MAX_GRADIENT = sp.MatrixSymbol("\\nabla_{(p, q, r)}", 3, 1)  # a column, as the answer
@@ -409,6 +481,7 @@ def flow_steps(c, t, k) -> tuple[Step, ...]:
     gradient on unchanged, a multiply swaps its inputs, a max routes it to the larger; and the
     slopes that make gradients vanish (σ′ ≤ 1/4) or die (ReLU below 0)."""
     p, q, v = (sp.Symbol(n, real=True) for n in ("p", "q", "v"))
+    w1, w2, u1, u2 = (sp.Symbol(n, real=True) for n in ("w_1", "w_2", "u_1", "u_2"))
     sigma = sp.Function("sigma")
     logistic = ((sigma(v), 1 / (1 + sp.exp(-v))),)
     return (
@@ -479,6 +552,20 @@ def flow_steps(c, t, k) -> tuple[Step, ...]:
             given=(sp.StrictLessThan(v, 0),),
             start="the ReLU's slope",
             checked="numeric",  # a relation (v < 0): checked at points that satisfy it
+        ),
+        Step(
+            "Through layers, weights and slopes multiply",
+            "Two sigmoid layers of one unit each, $u_1 = w_1 v$ and $u_2 = w_2 \\sigma(u_1)$: "
+            "the chain rule gives one factor $w_l \\sigma'(u_l)$ per layer, with $\\sigma' "
+            "= \\sigma(1 - \\sigma)$. Through $L$ layers the gradient reaching the input is "
+            "a product of $L$ such factors, at most $\\prod_l |w_l| / 4^L$ by step 16: unless "
+            "the weights grow to compensate, it shrinks geometrically with depth. The last "
+            "figure measures it in a network of many units per layer.",
+            Derivative(sigma(w2 * sigma(w1 * v)), v),
+            w2 * sigma(u2) * (1 - sigma(u2)) * w1 * sigma(u1) * (1 - sigma(u1)),
+            where=(*logistic, (u2, w2 * sigma(u1)), (u1, w1 * v)),
+            start="the input's gradient through two sigmoid layers",
+            checked="explicit",  # exponentials of exponentials: SymPy cancels them written out
         ),
     )
 
@@ -1064,6 +1151,22 @@ def derive() -> Derivation:
             title="Vanishing through sigmoids",
         ),
         Exercise(
+            "Step 20 makes each sigmoid layer contribute $w_l \\sigma'(u_l)$. How large must "
+            "a weight $w^*$ be for a layer at its steepest point to pass the gradient on "
+            "unchanged? Why does making the weights that large not rescue a deep sigmoid "
+            "network?",
+            sp.Eq(UNDIMINISHED, 4),
+            _weight_undiminished,
+            answer="$w^* \\sigma'(0) = w^*/4 = 1$ gives $w^* = 4$. But $u_l = w_l h_{l-1}$ "
+            "grows with the weight: with weights of that size most units sit far from 0, "
+            "where $\\sigma'$ is far below $1/4$ (it decays like $e^{-|u|}$), so the "
+            "factors fall again, or, where they exceed 1, the gradient explodes instead. "
+            "Initialisations (Glorot's for sigmoid and tanh, He's for ReLU) and activations "
+            "with slope 1 near 0 (tanh, ReLU) are the usual answers: the second figure shows "
+            "both. SymPy finds the slope's maximum and checks $w^* \\sigma'(0) = 1$.",
+            title="The weight that would make up for the slope",
+        ),
+        Exercise(
             "A max node computes $\\max(p, q, r)$ at $p = 3$, $q = 1$, $r = 2$, and the "
             "gradient $g$ arrives from above. What gradient goes to $(p, q, r)$?",
             sp.Eq(MAX_GRADIENT, sp.Matrix([UPSTREAM, 0, 0]), evaluate=False),
@@ -1087,7 +1190,7 @@ def derive() -> Derivation:
     sections += (
         Section(
             "Patterns in the backward flow",
-            "Steps 13 to 19 are CS231n's reading of backpropagation, on this page's layer. An "
+            "Steps 13 to 20 are CS231n's reading of backpropagation, on this page's layer. An "
             "**add** hands the arriving gradient to each input unchanged (step 13), which is "
             "why a bias's gradient is the error itself. A **multiply** sends each input the "
             "error times the *other* input (step 14 and step 3): $h$ scales $W_2$'s gradient, "
@@ -1097,10 +1200,16 @@ def derive() -> Derivation:
             "The sigmoid's is at most $1/4$, at 0 (steps 16 and 17), the tanh's at most 1 (step "
             "18); both fall toward 0 where a unit saturates. Ten sigmoid layers shrink the error "
             f"by a factor of at least $4^{{10}}$, that is {4**10:,}, before the weights have their say "
-            "(the first exercise below). ReLU's slope is exactly 1 where it is positive, which "
+            "(the exercise *Vanishing through sigmoids*), and through layers the weights "
+            "and slopes multiply (step 20). The second figure sends one random error back "
+            f"through {DEPTH_LAYERS} layers of {DEPTH_WIDTH} units with the generated "
+            "`sigmoid_grad`, `tanh_grad` and `relu_grad`: with sigmoids the first layer's "
+            "gradient ends many orders of magnitude below the last's (the ratio, computed "
+            "while this page was built, is in its legend), every layer's mean slope under "
+            "$1/4$; with tanh and ReLU, each initialised for it, the norm holds. ReLU's slope is exactly 1 where it is positive, which "
             "is why deep networks use it, but exactly 0 where it is negative (step 19): a unit "
             "whose $z_1$ is negative for every input receives no gradient and never recovers. "
-            "Too large a learning rate throws units there, as the figure shows, drawn from "
+            "Too large a learning rate throws units there, as the first figure shows, drawn from "
             "`mlp_grads` while this page was built.\n\n"
             "**What the backward pass keeps.** `mlp_grads` computes the forward pass and "
             "keeps, for the backward one, exactly what the steps read: $z_1$ for the slope "
@@ -1125,6 +1234,15 @@ def derive() -> Derivation:
                 "the same initialisation at two learning rates: the number of hidden units "
                 "whose pre-activation is at most 0 for every image, which no longer learn.",
                 _dead_relus,
+            ),
+            Figure(
+                "vanishing-gradients.svg",
+                f"A network of {DEPTH_LAYERS} square layers ({DEPTH_WIDTH} units, no biases, "
+                "Glorot's initialisation, He's for ReLU) on 64 random inputs: one random error "
+                "at the top sent back with the generated sigmoid_grad, tanh_grad and "
+                "relu_grad. Left: the norm of each layer's weight gradient; right: each "
+                "layer's mean slope, under the bounds steps 16 and 18 prove.",
+                _vanishing_gradients,
             ),
         ),
         matrix_result=matrix_result,
