@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from conftest import seed_cache
 
 from site_support import (
     CHROMIUM,
@@ -26,12 +27,14 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Path:
+def site(tmp_path_factory, built_project) -> Path:
     """The generator, then `mkdocs build --strict` (htmlproofer checks links and assets).
 
     As CI should: the generator runs explicitly, not only through the MkDocs hook
-    (which MkDocs' successors ignore); the hook is tested in test_serve.py.
+    (which MkDocs' successors ignore); the hook is tested in test_serve.py. It recalls
+    what ``built_project`` proved (the same code): a fresh clone's suite proves it once.
     """
+    seed_cache(built_project, ROOT)
     generator = subprocess.run(
         [sys.executable, "-m", "derive", "build"],
         cwd=ROOT,
