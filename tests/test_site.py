@@ -27,14 +27,17 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory, built_project) -> Path:
+def site(tmp_path_factory, request) -> Path:
     """The generator, then `mkdocs build --strict` (htmlproofer checks links and assets).
 
     As CI should: the generator runs explicitly, not only through the MkDocs hook
-    (which MkDocs' successors ignore); the hook is tested in test_serve.py. It recalls
-    what ``built_project`` proved (the same code): a fresh clone's suite proves it once.
+    (which MkDocs' successors ignore); the hook is tested in test_serve.py. In a
+    checkout whose cache remembers no proof (a fresh clone, as in CI; `derive steps`
+    keeps derivations only) it recalls what ``built_project`` proved of the same code,
+    so the suite proves everything once, not twice.
     """
-    seed_cache(built_project, ROOT)
+    if not any((ROOT / ".derive-cache" / "checks").glob("*.pickle")):
+        seed_cache(request.getfixturevalue("built_project"), ROOT)
     generator = subprocess.run(
         [sys.executable, "-m", "derive", "build"],
         cwd=ROOT,
