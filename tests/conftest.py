@@ -53,3 +53,20 @@ def built_project(tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr
     assert (copy / ".derive-cache").is_dir()
     return copy
+
+
+def seed_cache(source: Path, target: Path) -> None:
+    """Copy into ``target``'s .derive-cache/ the derivations and checks ``source``'s holds and
+    it lacks, so a build of the same code in ``target`` recalls them instead of proving again.
+
+    Safe because every entry carries the key of what it was made from (a derivation's
+    sources, a check's expressions and engine): an entry a build there cannot use is a miss,
+    never a wrong result. The record of a build's outputs (outputs.json) belongs to the
+    folder it was written in and is not copied. The suite proves everything once, in
+    ``built_project``; the site's build in the checkout and the fault harness recall it.
+    """
+    for entry in (source / ".derive-cache").rglob("*.pickle"):
+        there = target / ".derive-cache" / entry.relative_to(source / ".derive-cache")
+        if not there.exists():
+            there.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(entry, there)

@@ -71,7 +71,7 @@ def write_out(expr, meanings, keep=frozenset()):
 def substitute(expr, meanings, keep):
     if isinstance(expr, sympy.Derivative):
         heads = keep | {head(v) for v, _ in expr.variable_count}
-        function = write_out(expr.expr, meanings, heads).doit()
+        function = written_as_terms(write_out(expr.expr, meanings, heads)).doit()
         return sympy.diff(function, *expr.variable_count)
     if not expr.args or isinstance(expr, (sympy.Idx, sympy.IndexedBase)):
         found = meanings.get(head(expr)) if isinstance(expr, sympy.Symbol) else None
@@ -83,6 +83,26 @@ def substitute(expr, meanings, keep):
         pattern = name.indices if isinstance(name, sympy.Indexed) else name.args
         return value.xreplace(dict(zip(pattern, args)))
     return expr.func(*[substitute(a, meanings, keep) for a in expr.args])
+
+
+def written_as_terms(expr):
+    """Every sum and product over whole-number ranges written out as its terms.
+
+    The value ``doit`` gives, without its search for a closed form first, which took about
+    70% of this test's CPU time (every page re-checked: 104 s with it, 29 s without). A
+    range that runs backwards (SymPy's Karr convention) is left to ``doit``."""
+
+    def whole(total) -> bool:
+        return all(a.is_Integer and b.is_Integer and a <= b + 1 for _, a, b in total.limits)
+
+    def terms(total):
+        body = total.function
+        join = sympy.Add if isinstance(total, sympy.Sum) else sympy.Mul
+        for index, a, b in total.limits:  # SymPy lists the innermost first
+            body = join(*[body.xreplace({index: k}) for k in range(int(a), int(b) + 1)])
+        return body
+
+    return expr.replace(lambda e: isinstance(e, (sympy.Sum, sympy.Product)) and whole(e), terms)
 
 
 def free_indices(expr) -> set:
@@ -127,7 +147,8 @@ def recheck(step: dict, sizes: dict, rng: random.Random) -> None:
             )
             expr = matrices_as_entries(expr.xreplace(fixed), numbers)
             expr = write_out(expr, meanings)  # then the indices the meanings use, sized there
-            expr = expr.xreplace({i.xreplace(numbers): v for i, v in fixed.items()}).doit()
+            expr = expr.xreplace({i.xreplace(numbers): v for i, v in fixed.items()})
+            expr = written_as_terms(expr).doit()
             if isinstance(expr, sympy.MatrixBase):
                 expr = expr.applyfunc(lambda entry: entry.doit())
             return expr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import derive_in as run  # python -m derive ARGS in a copy, its own derive imported
-from conftest import env
+from conftest import env, seed_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).with_name("fault_harness.py")
@@ -58,8 +58,9 @@ def outputs(where: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def report(tmp_path_factory, built_project):
     project = copy_project(tmp_path_factory.mktemp("faults"))
+    seed_cache(built_project, project)  # the harness derives once; this recalls it instead
     path = tmp_path_factory.mktemp("report") / "report.json"
     result = subprocess.run(
         [sys.executable, str(HARNESS), str(project), str(path)],

@@ -162,10 +162,17 @@ def test_a_type_checker_accepts_arrays_and_numbers_and_refuses_the_rest(tmp_path
     Dask and array-api-strict arrays satisfy `Array` too, but their stubs make mypy slow)."""
     api = require("mypy.api")
     (tmp_path / "user.py").write_text(USER_CODE)
+    # array-api-compat, which derive._runtime uses inside the functions (no signature names
+    # it), imports PyTorch, JAX and Dask for its own type checking: following it made mypy
+    # parse 2,453 modules (29 s of CPU) instead of 284 (3.5 s), with the same errors
+    (tmp_path / "mypy.ini").write_text(
+        "[mypy]\nfollow_imports = silent\n\n[mypy-array_api_compat.*]\nfollow_imports = skip\n"
+    )
     stdout, stderr, status = api.run(
         [
             str(tmp_path / "user.py"),
-            "--follow-imports=silent",
+            "--config-file",
+            str(tmp_path / "mypy.ini"),
             "--cache-dir",
             str(tmp_path / ".mypy_cache"),
             "--no-error-summary",
