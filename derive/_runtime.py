@@ -473,6 +473,51 @@ def off_diagonal(xp: Any, classes: int, dtype: Any) -> Any:
     return 1 - xp.eye(classes, dtype=dtype)
 
 
+def with_diagonal(
+    xp: Any, full: Any, diagonal: Any, size: int, axes: tuple[int, int], owned: bool = True
+) -> Any:
+    """δ_ij D + (1 − δ_ij) O: ``full`` (O, everywhere) with ``diagonal`` (D) where i = j.
+
+    The printing of an expression with a Kronecker delta over two result axes
+    (∂S_i/∂z_j = δ_ij S_i Σ_{n≠i} S_n − (1 − δ_ij) S_i S_j): O over all C × C
+    entries and D over C, instead of δ·D, (1 − δ)·O and their sum, three
+    passes over C × C. ``axes``: the two axes i, j counted from the end (i
+    first); ``diagonal`` has the result's axes but j's, ``size`` is C. The same
+    numbers as the three passes (there, 0·D and 0·O are 0, added exactly).
+
+    In NumPy D is written over the diagonal of O in place, when O has the
+    result's shape and dtype, and the generated code ``owned`` it (a temporary
+    it made and reads no more), else over a copy. Otherwise (a result that O
+    does not span, other libraries): ``xp.where(I, D, O)``.
+    """
+    first, second = axes
+    if type(full) is np.ndarray and type(diagonal) is np.ndarray and full.dtype == diagonal.dtype:
+        shape = full.shape
+        if len(shape) >= -first and shape[first] == shape[second] == size:
+            flags = full.flags
+            if not (owned and flags.writeable and flags.c_contiguous):
+                full = np.array(full, order="C")
+            strides, i, j = full.strides, len(shape) + first, len(shape) + second
+            # the diagonal of axes i and j, a view: one step along both is one step along it
+            view = np.ndarray(
+                shape[:j] + shape[j + 1 :],
+                full.dtype,
+                full,
+                0,
+                strides[:i] + (strides[i] + strides[j],) + strides[i + 1 : j] + strides[j + 1 :],
+            )
+            try:
+                view[...] = diagonal
+                return full
+            except ValueError:  # D spans axes O does not (a batch): the result is larger than O
+                pass
+    if getattr(diagonal, "ndim", 0) >= -second:  # D's own axes reach j's place: make room
+        diagonal = xp.expand_dims(diagonal, axis=second)
+    gap, after = [1] * (second - first - 1), [1] * (-second - 1)  # axes between i and j, after j
+    eye = xp.reshape(xp.eye(size, dtype=xp.bool), (size, *gap, size, *after))
+    return xp.where(eye, diagonal, full)
+
+
 def vecdot(xp: Any, a: Any, b: Any) -> Any:
     """Σ_k a_k b_k over the last axis, for real arrays: one pass, no a·b temporary.
 

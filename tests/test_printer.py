@@ -194,3 +194,24 @@ def test_a_difference_times_a_computed_number_is_written_into_the_difference():
     )
     plain = code(delta * (g[i] - m), (i,), batched=batched, names=(("delta", "delta"),))
     assert not plain.startswith("in_place")
+
+
+def test_a_delta_over_two_axes_prints_the_off_diagonal_formula_with_the_diagonal_written_over_it():
+    # S_i (δ_ij − S_j): −S_i S_j everywhere, S_i (1 − S_i) on the diagonal (j read as i)
+    assert code(S[i] * (sp.KroneckerDelta(i, j) - S[j]), (i, j)) == (
+        "with_diagonal(xp, -s[..., :, None]*s[..., None, :], (1 - s)*s, C, (-2, -1))"
+    )
+
+
+def test_the_diagonal_of_two_axes_apart_is_placed_on_every_axis_but_the_second():
+    assert code(S[t] * (sp.KroneckerDelta(t, c) - S[c]) * x[jd], (t, jd, c)) == (
+        "with_diagonal(xp, -s[..., None, None, :]*s[..., :, None, None]*x[..., None, :, None], "
+        "(1 - s[..., :, None])*s[..., :, None]*x[..., None, :], C, (-3, -1))"
+    )
+
+
+def test_a_delta_whose_off_diagonal_part_is_zero_stays_an_identity_product():
+    # δ_tc x_j: nothing off the diagonal to compute, the product is one pass already
+    assert code(sp.KroneckerDelta(t, c) * x[jd], (t, jd, c)) == (
+        "xp.eye(C, dtype=dtype)[:, None, :]*x[..., None, :, None]"
+    )
