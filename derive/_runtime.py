@@ -491,23 +491,29 @@ def with_diagonal(
     does not span, other libraries): ``xp.where(I, D, O)``.
     """
     first, second = axes
-    if type(full) is np.ndarray and type(diagonal) is np.ndarray and full.dtype == diagonal.dtype:
-        shape = full.shape
-        if len(shape) >= -first and shape[first] == shape[second] == size:
+    if (
+        type(full) is np.ndarray
+        and type(diagonal) is np.ndarray
+        and full.dtype is diagonal.dtype
+        and full.ndim >= -first
+    ):
+        shape, strides = full.shape, full.strides
+        if shape[first] == shape[second] == size:
             flags = full.flags
             if not (owned and flags.writeable and flags.c_contiguous):
                 full = np.array(full, order="C")
-            strides, i, j = full.strides, len(shape) + first, len(shape) + second
+                strides = full.strides
             # the diagonal of axes i and j, a view: one step along both is one step along it
-            view = np.ndarray(
-                shape[:j] + shape[j + 1 :],
-                full.dtype,
-                full,
-                0,
-                strides[:i] + (strides[i] + strides[j],) + strides[i + 1 : j] + strides[j + 1 :],
-            )
+            if axes == (-2, -1):  # the usual case, fewer tuples to build (a call of C = 5 is µs)
+                along, steps = shape[:-1], strides[:-2] + (strides[-2] + strides[-1],)
+            else:
+                i, j = len(shape) + first, len(shape) + second
+                along = shape[:j] + shape[j + 1 :]
+                steps = (
+                    strides[:i] + (strides[i] + strides[j],) + strides[i + 1 : j] + strides[j + 1 :]
+                )
             try:
-                view[...] = diagonal
+                np.ndarray(along, full.dtype, full, 0, steps)[...] = diagonal
                 return full
             except ValueError:  # D spans axes O does not (a batch): the result is larger than O
                 pass
@@ -637,7 +643,11 @@ def sum_of_others(xp: Any, a: Any) -> Any:
         if classes <= _SHORT_AXIS:
             # ndarray.dot and math.isfinite: for a few classes, the calls cost more than the sums
             others = a.dot(_off_diagonal_ones(classes, a.dtype))
-            if math.isfinite(np.add.reduce(others, axis=None)):
+            if a.ndim == 1:  # one row: its sum as a product, half the cost of a reduction
+                total = others.dot(_ones(classes, a.dtype))
+            else:
+                total = np.add.reduce(others, axis=None)
+            if math.isfinite(total):  # nan or ±inf if any entry is
                 return others
         else:
             total = np.add.reduce(a, axis=-1, keepdims=True)
