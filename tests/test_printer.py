@@ -196,22 +196,36 @@ def test_a_difference_times_a_computed_number_is_written_into_the_difference():
     assert not plain.startswith("in_place")
 
 
+OTHERS = sp.IndexedBase("others")  # Σ_{n≠i} S_n, a temporary of the function
+
+
+def _jacobian(first, second):
+    """S_i's Jacobian as the derivations write it: δ_ij (Σ_{n≠i} S_n) S_i − (1 − δ_ij) S_j S_i."""
+    delta = sp.KroneckerDelta(first, second)
+    return (delta * OTHERS[first] - (1 - delta) * S[second]) * S[first]
+
+
 def test_a_delta_over_two_axes_prints_the_off_diagonal_formula_with_the_diagonal_written_over_it():
-    # S_i (δ_ij − S_j): −S_i S_j everywhere, S_i (1 − S_i) on the diagonal (j read as i)
-    assert code(S[i] * (sp.KroneckerDelta(i, j) - S[j]), (i, j)) == (
-        "with_diagonal(xp, -s[..., :, None]*s[..., None, :], (1 - s)*s, C, (-2, -1))"
+    # −S_i S_j everywhere, then S_i Σ_{n≠i} S_n (j read as i) over the diagonal
+    assert code(_jacobian(i, j), (i, j), batched=("s", "others")) == (
+        "with_diagonal(xp, -s[..., :, None]*s[..., None, :], s*others, C, (-2, -1))"
     )
 
 
-def test_the_diagonal_of_two_axes_apart_is_placed_on_every_axis_but_the_second():
-    assert code(S[t] * (sp.KroneckerDelta(t, c) - S[c]) * x[jd], (t, jd, c)) == (
-        "with_diagonal(xp, -s[..., None, None, :]*s[..., :, None, None]*x[..., None, :, None], "
-        "(1 - s[..., :, None])*s[..., :, None]*x[..., None, :], C, (-3, -1))"
+def test_factors_over_other_axes_multiply_the_result_of_the_split():
+    # x_j multiplies O and D alike: the split stays on (t, 1, c), x_j multiplies it once
+    assert code(_jacobian(t, c) * x[jd], (t, jd, c), batched=("s", "others", "x")) == (
+        "with_diagonal(xp, -s[..., None, None, :]*s[..., :, None, None], "
+        "s[..., :, None]*others[..., :, None], C, (-3, -1))*x[..., None, :, None]"
     )
 
 
-def test_a_delta_whose_off_diagonal_part_is_zero_stays_an_identity_product():
-    # δ_tc x_j: nothing off the diagonal to compute, the product is one pass already
+def test_a_delta_that_is_only_multiplied_by_one_array_or_added_is_not_split():
+    # δ_tc x_j: nothing off the diagonal to compute; δ_ij − S_i S_j / K: the identity is one
+    # pass, and D would take operations of its own
     assert code(sp.KroneckerDelta(t, c) * x[jd], (t, jd, c)) == (
         "xp.eye(C, dtype=dtype)[:, None, :]*x[..., None, :, None]"
+    )
+    assert code(sp.KroneckerDelta(i, j) - S[i] * S[j] / sp.Symbol("K"), (i, j)) == (
+        "xp.eye(C, dtype=dtype) - s[..., :, None]*s[..., None, :]/K"
     )
