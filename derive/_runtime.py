@@ -491,29 +491,30 @@ def with_diagonal(
     does not span, other libraries): ``xp.where(I, D, O)``.
     """
     first, second = axes
-    if (
-        type(full) is np.ndarray
-        and type(diagonal) is np.ndarray
-        and full.dtype is diagonal.dtype
-        and full.ndim >= -first
-    ):
-        shape, strides = full.shape, full.strides
-        if shape[first] == shape[second] == size:
+    if type(full) is np.ndarray and type(diagonal) is np.ndarray and full.dtype is diagonal.dtype:
+        shape = full.shape
+        if len(shape) >= -first and shape[first] == shape[second] == size:
             flags = full.flags
             if not (owned and flags.writeable and flags.c_contiguous):
                 full = np.array(full, order="C")
-                strides = full.strides
-            # the diagonal of axes i and j, a view: one step along both is one step along it
-            if axes == (-2, -1):  # the usual case, fewer tuples to build (a call of C = 5 is µs)
-                along, steps = shape[:-1], strides[:-2] + (strides[-2] + strides[-1],)
-            else:
-                i, j = len(shape) + first, len(shape) + second
-                along = shape[:j] + shape[j + 1 :]
-                steps = (
-                    strides[:i] + (strides[i] + strides[j],) + strides[i + 1 : j] + strides[j + 1 :]
+            # the diagonal, a view (an ndarray on full's buffer costs a buffer description per
+            # call: a slice of the flattened matrices where i and j are the last two axes)
+            if len(shape) == 2:  # one matrix (a call of C = 5 takes µs: each step counts)
+                view = full.reshape(-1)[:: size + 1]
+            elif axes == (-2, -1):
+                view = full.reshape(shape[:-2] + (size * size,))[..., :: size + 1]
+            else:  # one step along i and j is one step along their diagonal
+                strides, i, j = full.strides, len(shape) + first, len(shape) + second
+                steps = (strides[i] + strides[j],)
+                view = np.ndarray(
+                    shape[:j] + shape[j + 1 :],
+                    full.dtype,
+                    full,
+                    0,
+                    strides[:i] + steps + strides[i + 1 : j] + strides[j + 1 :],
                 )
             try:
-                np.ndarray(along, full.dtype, full, 0, steps)[...] = diagonal
+                view[...] = diagonal
                 return full
             except ValueError:  # D spans axes O does not (a batch): the result is larger than O
                 pass

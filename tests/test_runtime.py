@@ -487,3 +487,14 @@ def test_with_diagonal_selects_on_the_right_axes_where_it_cannot_write(axes):
     got = with_diagonal(FAST_NUMPY, full, diagonal, 3, axes)
     assert got.shape == (5, 4, *shape)
     np.testing.assert_array_equal(got, _where_reference(full, diagonal, axes))
+
+
+def test_with_diagonal_of_one_matrix_writes_its_diagonal_only():
+    from derive._runtime import with_diagonal
+
+    rng = np.random.default_rng(7)
+    full, diagonal = rng.normal(size=(4, 4)), rng.normal(size=4)
+    expected = _where_reference(full, diagonal, (-2, -1))
+    got = with_diagonal(FAST_NUMPY, full, diagonal, 4, (-2, -1))
+    assert got is full
+    np.testing.assert_array_equal(got, expected)
