@@ -473,6 +473,58 @@ def off_diagonal(xp: Any, classes: int, dtype: Any) -> Any:
     return 1 - xp.eye(classes, dtype=dtype)
 
 
+def with_diagonal(
+    xp: Any, full: Any, diagonal: Any, size: int, axes: tuple[int, int], owned: bool = True
+) -> Any:
+    """δ_ij D + (1 − δ_ij) O: ``full`` (O, everywhere) with ``diagonal`` (D) where i = j.
+
+    The printing of an expression with a Kronecker delta over two result axes
+    (∂S_i/∂z_j = δ_ij S_i Σ_{n≠i} S_n − (1 − δ_ij) S_i S_j): O over all C × C
+    entries and D over C, instead of δ·D, (1 − δ)·O and their sum, three
+    passes over C × C. ``axes``: the two axes i, j counted from the end (i
+    first); ``diagonal`` has the result's axes but j's, ``size`` is C. The same
+    numbers as the three passes (there, 0·D and 0·O are 0, added exactly).
+
+    In NumPy D is written over the diagonal of O in place, when O has the
+    result's shape and dtype, and the generated code ``owned`` it (a temporary
+    it made and reads no more), else over a copy. Otherwise (a result that O
+    does not span, other libraries): ``xp.where(I, D, O)``.
+    """
+    first, second = axes
+    if type(full) is np.ndarray and type(diagonal) is np.ndarray and full.dtype is diagonal.dtype:
+        shape = full.shape
+        if len(shape) >= -first and shape[first] == shape[second] == size:
+            flags = full.flags
+            if not (owned and flags.writeable and flags.c_contiguous):
+                full = np.array(full, order="C")
+            # the diagonal, a view (an ndarray on full's buffer costs a buffer description per
+            # call: a slice of the flattened matrices where i and j are the last two axes)
+            if len(shape) == 2:  # one matrix (a call of C = 5 takes µs: each step counts)
+                view = full.reshape(-1)[:: size + 1]
+            elif axes == (-2, -1):
+                view = full.reshape(shape[:-2] + (size * size,))[..., :: size + 1]
+            else:  # one step along i and j is one step along their diagonal
+                strides, i, j = full.strides, len(shape) + first, len(shape) + second
+                steps = (strides[i] + strides[j],)
+                view = np.ndarray(
+                    shape[:j] + shape[j + 1 :],
+                    full.dtype,
+                    full,
+                    0,
+                    strides[:i] + steps + strides[i + 1 : j] + strides[j + 1 :],
+                )
+            try:
+                view[...] = diagonal
+                return full
+            except ValueError:  # D spans axes O does not (a batch): the result is larger than O
+                pass
+    if getattr(diagonal, "ndim", 0) >= -second:  # D's own axes reach j's place: make room
+        diagonal = xp.expand_dims(diagonal, axis=second)
+    gap, after = [1] * (second - first - 1), [1] * (-second - 1)  # axes between i and j, after j
+    eye = xp.reshape(xp.eye(size, dtype=xp.bool), (size, *gap, size, *after))
+    return xp.where(eye, diagonal, full)
+
+
 def vecdot(xp: Any, a: Any, b: Any) -> Any:
     """Σ_k a_k b_k over the last axis, for real arrays: one pass, no a·b temporary.
 
@@ -592,7 +644,11 @@ def sum_of_others(xp: Any, a: Any) -> Any:
         if classes <= _SHORT_AXIS:
             # ndarray.dot and math.isfinite: for a few classes, the calls cost more than the sums
             others = a.dot(_off_diagonal_ones(classes, a.dtype))
-            if math.isfinite(np.add.reduce(others, axis=None)):
+            if a.ndim == 1:  # one row: its sum as a product, half the cost of a reduction
+                total = others.dot(_ones(classes, a.dtype))
+            else:
+                total = np.add.reduce(others, axis=None)
+            if math.isfinite(total):  # nan or ±inf if any entry is
                 return others
         else:
             total = np.add.reduce(a, axis=-1, keepdims=True)

@@ -604,6 +604,7 @@ def _generate_function(
             "take_at_labels",
             "sum_of_others",
             "off_diagonal",
+            "with_diagonal",
             "solve",
             "sum_of_others",
             "is_traced",

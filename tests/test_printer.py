@@ -194,3 +194,38 @@ def test_a_difference_times_a_computed_number_is_written_into_the_difference():
     )
     plain = code(delta * (g[i] - m), (i,), batched=batched, names=(("delta", "delta"),))
     assert not plain.startswith("in_place")
+
+
+OTHERS = sp.IndexedBase("others")  # Σ_{n≠i} S_n, a temporary of the function
+
+
+def _jacobian(first, second):
+    """S_i's Jacobian as the derivations write it: δ_ij (Σ_{n≠i} S_n) S_i − (1 − δ_ij) S_j S_i."""
+    delta = sp.KroneckerDelta(first, second)
+    return (delta * OTHERS[first] - (1 - delta) * S[second]) * S[first]
+
+
+def test_a_delta_over_two_axes_prints_the_off_diagonal_formula_with_the_diagonal_written_over_it():
+    # −S_i S_j everywhere, then S_i Σ_{n≠i} S_n (j read as i) over the diagonal
+    assert code(_jacobian(i, j), (i, j), batched=("s", "others")) == (
+        "with_diagonal(xp, -s[..., :, None]*s[..., None, :], s*others, C, (-2, -1))"
+    )
+
+
+def test_factors_over_other_axes_multiply_the_result_of_the_split():
+    # x_j multiplies O and D alike: the split stays on (t, 1, c), x_j multiplies it once
+    assert code(_jacobian(t, c) * x[jd], (t, jd, c), batched=("s", "others", "x")) == (
+        "with_diagonal(xp, -s[..., None, None, :]*s[..., :, None, None], "
+        "s[..., :, None]*others[..., :, None], C, (-3, -1))*x[..., None, :, None]"
+    )
+
+
+def test_a_delta_that_is_only_multiplied_by_one_array_or_added_is_not_split():
+    # δ_tc x_j: nothing off the diagonal to compute; δ_ij − S_i S_j / K: the identity is one
+    # pass, and D would take operations of its own
+    assert code(sp.KroneckerDelta(t, c) * x[jd], (t, jd, c)) == (
+        "xp.eye(C, dtype=dtype)[:, None, :]*x[..., None, :, None]"
+    )
+    assert code(sp.KroneckerDelta(i, j) - S[i] * S[j] / sp.Symbol("K"), (i, j)) == (
+        "xp.eye(C, dtype=dtype) - s[..., :, None]*s[..., None, :]/K"
+    )

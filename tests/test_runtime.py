@@ -419,3 +419,82 @@ def test_fast_numpys_eye_is_numpys_made_once_and_read_only():
     ones = off_diagonal(FAST_NUMPY, 4, np.dtype(np.float32))
     assert ones.dtype == np.float32 and not ones.flags.writeable
     np.testing.assert_array_equal(ones, [[0, 1, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [1, 1, 1, 0]])
+
+
+def _where_reference(full, diagonal, axes):
+    """δ_ij D + (1 − δ_ij) O by NumPy's where on broadcast arrays: what with_diagonal must equal."""
+    first, second = axes
+    size = max(full.shape[first], full.shape[second])
+    gap, after = [1] * (second - first - 1), [1] * (-second - 1)
+    eye = np.eye(size, dtype=bool).reshape((size, *gap, size, *after))
+    return np.where(eye, np.expand_dims(diagonal, second), full)
+
+
+@pytest.mark.parametrize("axes", [(-2, -1), (-3, -1), (-3, -2)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_with_diagonal_writes_the_diagonal_over_an_owned_full_array_and_copies_one_it_does_not_own(
+    axes, dtype
+):
+    from derive._runtime import with_diagonal
+
+    rng = np.random.default_rng(3)
+    shape = {(-2, -1): (2, 3, 4, 4), (-3, -1): (2, 4, 3, 4), (-3, -2): (2, 4, 4, 3)}[axes]
+    full = rng.normal(size=shape).astype(dtype)
+    diagonal = rng.normal(size=np.delete(shape, len(shape) + axes[1])).astype(dtype)
+    expected = _where_reference(full, diagonal, axes)
+    kept = full.copy()
+    got = with_diagonal(FAST_NUMPY, full, diagonal, 4, axes, owned=False)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(full, kept)  # not owned: left alone
+    assert not np.shares_memory(got, full) and got.dtype == dtype
+    owned = with_diagonal(FAST_NUMPY, full, diagonal, 4, axes)
+    assert owned is full  # owned: written in place
+    np.testing.assert_array_equal(owned, expected)
+
+
+def test_with_diagonal_broadcasts_where_the_diagonal_spans_more_than_the_full_array():
+    from derive._runtime import with_diagonal
+
+    rng = np.random.default_rng(4)
+    full = rng.normal(size=(3, 3))  # O without a batch, D with one: the result is (5, 3, 3)
+    diagonal = rng.normal(size=(5, 3))
+    got = with_diagonal(FAST_NUMPY, full.copy(), diagonal, 3, (-2, -1))
+    assert got.shape == (5, 3, 3)
+    np.testing.assert_array_equal(got, _where_reference(full, diagonal, (-2, -1)))
+    mixed = with_diagonal(FAST_NUMPY, full.astype(np.float32), diagonal, 3, (-2, -1))
+    assert mixed.dtype == np.float64  # promoted as the product would be, never cast down
+
+
+def test_with_diagonal_in_other_libraries_is_a_selection():
+    import array_api_strict as xp
+
+    from derive._runtime import with_diagonal
+
+    rng = np.random.default_rng(5)
+    full, diagonal = rng.normal(size=(2, 3, 4, 3)), rng.normal(size=(2, 3, 4))
+    got = with_diagonal(xp, xp.asarray(full), xp.asarray(diagonal), 3, (-3, -1))
+    np.testing.assert_array_equal(np.asarray(got), _where_reference(full, diagonal, (-3, -1)))
+
+
+@pytest.mark.parametrize("axes", [(-2, -1), (-3, -2)])
+def test_with_diagonal_selects_on_the_right_axes_where_it_cannot_write(axes):
+    from derive._runtime import with_diagonal
+
+    rng = np.random.default_rng(6)
+    shape = {(-2, -1): (2, 3, 3), (-3, -2): (3, 3, 2)}[axes]
+    full = np.broadcast_to(rng.normal(size=shape), (4, *shape))  # read-only: the where path
+    diagonal = rng.normal(size=(5, 1, *np.delete(shape, len(shape) + axes[1])))
+    got = with_diagonal(FAST_NUMPY, full, diagonal, 3, axes)
+    assert got.shape == (5, 4, *shape)
+    np.testing.assert_array_equal(got, _where_reference(full, diagonal, axes))
+
+
+def test_with_diagonal_of_one_matrix_writes_its_diagonal_only():
+    from derive._runtime import with_diagonal
+
+    rng = np.random.default_rng(7)
+    full, diagonal = rng.normal(size=(4, 4)), rng.normal(size=4)
+    expected = _where_reference(full, diagonal, (-2, -1))
+    got = with_diagonal(FAST_NUMPY, full, diagonal, 4, (-2, -1))
+    assert got is full
+    np.testing.assert_array_equal(got, expected)

@@ -77,6 +77,10 @@ class ArrayPrinter(NumPyPrinter):
         self.fresh_calls = set(fresh_calls)  # generated cores that take `fresh=True`
 
     def _print(self, expr, **kwargs) -> str:
+        if expr is getattr(self, "_whole", None):
+            split = self._diagonal_split(expr)
+            if split:
+                return split
         if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Rational:
             return self._literal(expr)
         if isinstance(expr, sp.Mul):
@@ -112,6 +116,88 @@ class ArrayPrinter(NumPyPrinter):
     def doprint(self, expr, assign_to=None) -> str:
         self._whole = expr  # the expression being printed: where an owned temporary is read
         return super().doprint(expr, assign_to)
+
+    # -- a diagonal written over the rest ------------------------------------------
+
+    def _diagonal_split(self, expr: sp.Basic) -> str | None:
+        """δ_ij D + (1 − δ_ij) O, for a δ over two result axes, as ``with_diagonal(xp, O, D, ...)``.
+
+        O (δ_ij = 0) is printed over every (i, j), then D (δ_ij = 1, j read
+        as i, on every axis but j) is written over its diagonal
+        (derive._runtime): O over C × C and D over C, where the expression as
+        written takes three passes over C × C (δ·D, (1 − δ)·O, their sum).
+        Only where O spans both axes (else the expression as written is as
+        cheap: δ_ij x_j) and both parts print; each part is split again at its
+        next such δ. O is the array written into: owned unless it is a
+        temporary or parameter read elsewhere (arithmetic, a call: a new array).
+        """
+        if not isinstance(expr, (sp.Add, sp.Mul)):
+            return None
+        for delta in sorted(expr.atoms(sp.KroneckerDelta), key=sp.default_sort_key):
+            if self._label_delta(delta) or not all(a in self.axes for a in delta.args):
+                continue
+            first, second = sorted(delta.args, key=self.axes.index)
+            if first.upper != second.upper:
+                continue
+            # factors over other axes only (x_j in ∂S_t/∂W_jc) multiply O and D alike: they
+            # multiply the result instead, so the split stays on the delta's axes (C × 1 × C)
+            factors = sp.Mul.make_args(expr)
+            apart = [
+                f for f in factors if self._axes_of(f) and not self._axes_of(f) & {first, second}
+            ]
+            if apart:
+                split = self._diagonal_split(sp.Mul(*[f for f in factors if f not in apart]))
+                if split is None:
+                    continue
+                precedence = sp.printing.precedence.PRECEDENCE["Mul"]
+                return "*".join([split, *(self.parenthesize(f, precedence) for f in apart)])
+            same = [d for d in expr.atoms(sp.KroneckerDelta) if set(d.args) == {first, second}]
+            if self._delta_added(expr, same):
+                continue
+            off = expr.xreplace(dict.fromkeys(same, sp.S.Zero))
+            on = expr.xreplace(dict.fromkeys(same, sp.S.One)).xreplace({second: first})
+            if not {first, second} <= off.free_symbols:
+                continue
+            outer = getattr(self, "_whole", expr)
+            # what this statement reads now: both parts (a temporary both read is not owned)
+            self._whole = sp.Tuple(*([] if outer is expr else [outer]), off, on)
+            try:
+                owned = self._fresh(off, off) if isinstance(off, (sp.Indexed, sp.Symbol)) else ""
+                full = self._diagonal_split(off) or self._print(off)
+                axes, self.axes = self.axes, [a for a in self.axes if a != second]
+                try:  # D on every result axis but j
+                    diagonal = self._diagonal_split(on) or self._print(on)
+                finally:
+                    self.axes = axes
+            except UnsupportedExpression:  # a part the printer cannot place (P_jjcd)
+                continue
+            finally:
+                self._whole = outer
+            positions = tuple(self.axes.index(a) - len(self.axes) for a in (first, second))
+            flag = {"": "", ", owned=fresh": ", owned=fresh"}.get(owned, ", owned=False")
+            return (
+                f"with_diagonal({self._module}, {full}, {diagonal}, "
+                f"{self._print(first.upper)}, {positions}{flag})"
+            )
+        return None
+
+    @staticmethod
+    def _delta_added(expr: sp.Basic, deltas: list) -> bool:
+        """Whether a δ is a term of a sum (δ_ij − 1/K − ...) other than 1 − δ: printed as the
+        identity, it costs one pass over C × C, as little as writing D would, and D then
+        takes its own operations (measured: the layer norm's Jacobian, K = 8, 25 → 32 µs)."""
+        for node in sp.preorder_traversal(expr):
+            if isinstance(node, sp.Add) and any(n in deltas for n in (node - 1, 1 - node)):
+                continue  # 1 − δ, the off-diagonal ones: a factor
+            if isinstance(node, sp.Add) and any(
+                (term.as_coeff_Mul()[1] in deltas) for term in node.args
+            ):
+                return True
+        return False
+
+    def _axes_of(self, expr: sp.Basic) -> set:
+        """The result axes an expression varies along."""
+        return {a for a in expr.free_symbols if a in self.axes}
 
     # -- updates in place ---------------------------------------------------------
 
@@ -372,8 +458,21 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         return (
-            self._divide_in_place(expr) or self._multiply_in_place(expr) or super()._print_Mul(expr)
+            self._negate_in_place(expr)
+            or self._divide_in_place(expr)
+            or self._multiply_in_place(expr)
+            or super()._print_Mul(expr)
         )
+
+    def _negate_in_place(self, expr: sp.Mul) -> str | None:
+        """−a written into a, when a is a temporary the function owns and reads no more (the
+        off-diagonal blocks of the Newton system, −Σ_b ...)."""
+        factors = sp.Mul.make_args(expr)
+        if len(factors) != 2 or factors[0] != -1 or not isinstance(factors[1], sp.Indexed):
+            return None
+        if any(self._is_label(i) for i in factors[1].indices):  # A_ℓ: a new array, not A
+            return None
+        return self._in_place("negative", expr, factors[1])
 
     def _multiply_in_place(self, expr: sp.Mul) -> str | None:
         """``a * c`` written into a, when a is a temporary the function owns and reads no more
