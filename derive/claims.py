@@ -706,10 +706,14 @@ def _near_zero_at_a_point(entry: sp.Expr) -> bool:
 def _is_zero_exactly(entry: sp.Expr) -> bool:
     """Whether ``entry`` is 0 as a rational function (of its exponentials' monomials).
 
-    The ring's numerator first (fast, whatever the answer); where it is not 0, the
+    The ring's numerator first (fast, whatever the answer), with each exponential taken as
+    an unknown of its own (0 for every value of them is 0 for theirs), then with the
+    exponentials as monomials (e^{a−b} = E_a/E_b); where it is not 0, the
     quick look at a point, and only then ``together``, which can take minutes on a
     difference that is not 0.
     """
+    if numerator_is_zero(entry):  # each exponential its own unknown: most entries are 0 so
+        return True
     rational = _as_rational(entry)
     if numerator_is_zero(rational):
         return True
