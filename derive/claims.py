@@ -35,6 +35,7 @@ from sympy.core.function import AppliedUndef
 from sympy.core.relational import Relational
 from sympy.matrices.expressions.matexpr import MatrixElement
 
+from derive.derivative import derivative
 from derive.proofs import (
     ProofFailed,
     exponentials_as_monomials,
@@ -259,7 +260,7 @@ class WrittenOut:
             function = self(self._replace(expr.expr, heads, True), heads, inside=True)
             if self.explicit:
                 function = written_sums(function)
-            return sp.diff(function, *expr.variable_count)
+            return derivative(function, *expr.variable_count)
         head = _head(expr) if is_name(expr) or isinstance(expr, (Indexed, AppliedUndef)) else None
         rule = self.rules.get(head) if head is not None and head not in keep else None
         if not (self.outside or inside):
@@ -273,10 +274,10 @@ class WrittenOut:
             if isinstance(expr, Indexed):
                 actual = tuple(self._replace(i, keep, inside) for i in expr.indices)
                 value = _fresh_bound(value, actual)
-                return value.xreplace(dict(zip(name.indices, actual)))
+                return _renamed(value, zip(name.indices, actual))
             if isinstance(expr, AppliedUndef):
                 actual = tuple(self._replace(a, keep, inside) for a in expr.args)
-                return value.xreplace(dict(zip(name.args, actual)))
+                return _renamed(value, zip(name.args, actual))
             return value
         if isinstance(expr, sp.FunctionClass) and expr in self.rules and expr not in keep:
             return expr  # a bare function (the activation a in a Lambda): left to AppliedUndef
@@ -284,6 +285,14 @@ class WrittenOut:
             return expr
         args = tuple(self._replace(a, keep, inside) for a in expr.args)
         return expr if args == expr.args else expr.func(*args)
+
+
+def _renamed(value: sp.Basic, pairs) -> sp.Basic:
+    """``value`` with each name's own index (argument) replaced by the one used. Only those that
+    differ: ``xreplace`` rebuilds every part above a symbol mapped even to itself, and a
+    rebuilt sum asks SymPy's assumptions again."""
+    renaming = {name: used for name, used in pairs if name != used}
+    return value.xreplace(renaming) if renaming else value
 
 
 # -- the checks -----------------------------------------------------------------------------
@@ -697,10 +706,14 @@ def _near_zero_at_a_point(entry: sp.Expr) -> bool:
 def _is_zero_exactly(entry: sp.Expr) -> bool:
     """Whether ``entry`` is 0 as a rational function (of its exponentials' monomials).
 
-    The ring's numerator first (fast, whatever the answer); where it is not 0, the
+    The ring's numerator first (fast, whatever the answer), with each exponential taken as
+    an unknown of its own (0 for every value of them is 0 for theirs), then with the
+    exponentials as monomials (e^{a−b} = E_a/E_b); where it is not 0, the
     quick look at a point, and only then ``together``, which can take minutes on a
     difference that is not 0.
     """
+    if numerator_is_zero(entry):  # each exponential its own unknown: most entries are 0 so
+        return True
     rational = _as_rational(entry)
     if numerator_is_zero(rational):
         return True

@@ -150,6 +150,20 @@ def is_zero_rational(entry: sp.Expr) -> bool:
     return sp.expand(numerator) == 0
 
 
+def vanishes(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is identically 0, as ``simplify(expr) == 0`` says, or shown faster.
+
+    First as a rational function of its exponentials' monomials, by the polynomial
+    ring's numerator: exact, and a numerator of 0 there is 0 for every value. Only
+    an ``expr`` the ring does not show 0 goes to ``simplify`` (an exercise's check
+    that a wrong answer fails is decided there, as before).
+    """
+    rational = exponentials_as_monomials(sp.Matrix([expr]))
+    if rational is not None and numerator_is_zero(rational[0]):
+        return True
+    return sp.simplify(expr) == 0
+
+
 def numerator_is_zero(entry: sp.Expr) -> bool:
     """The quick half of ``is_zero_rational``: True only if the ring's numerator is 0."""
     try:

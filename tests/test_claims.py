@@ -373,3 +373,18 @@ def test_the_gradient_check_exercises_reject_a_wrong_answer():
     central = (sp.exp(w + h) - sp.exp(w - h)) / (2 * h)
     assert gc._exponential(sp.Eq(central, sp.exp(w) * sp.sinh(h) / h))
     assert not gc._exponential(sp.Eq(central, sp.exp(w) * sp.sinh(h)))
+
+
+def test_the_exact_zero_test_finds_true_zeros_and_refuses_near_misses():
+    """derive.claims._is_zero_exactly: each exponential an unknown of its own, then the
+    exponentials as monomials (e^{b−a} = E_b/E_a); a difference of 10⁻³⁰ is not 0."""
+    from derive.claims import _is_zero_exactly
+
+    a, b = z[1], z[2]
+    s = exp(a) / (exp(a) + exp(b))
+    slope = s * (1 - s) - exp(a) * exp(b) / (exp(a) + exp(b)) ** 2  # 0 in the unknowns e^a, e^b
+    shifted = s - 1 / (1 + exp(b - a))  # 0 once e^{b−a} is E_b/E_a
+    for zero in (slope, shifted):
+        assert _is_zero_exactly(zero)
+        assert not _is_zero_exactly(zero + sp.Rational(1, 10**30))
+    assert not _is_zero_exactly(s - 1 / (1 + exp(b - a + sp.Rational(1, 10**12))))

@@ -176,3 +176,18 @@ def test_an_assumption_on_a_sum_applies_whatever_the_sums_dummy_is_called():
     other = replace(identity, long=sp.Sum(xs[n], (n, 2, K)) / K + 2 * sp.Sum(xs[t], (t, 1, K)))
     with pytest.raises(ProofFailed, match="renamed_dummy"):
         prove_index_form(other)
+
+
+def test_vanishes_finds_true_zeros_and_refuses_near_misses():
+    """The ring's quick answer (derive.proofs.vanishes) is exact: a difference of 10⁻³⁰ or a
+    slightly wrong exponent is not 0; what the ring cannot show, simplify still can."""
+    from derive.proofs import vanishes
+
+    a, b = sp.symbols("a b", real=True)
+    softmax = sp.exp(a) / (sp.exp(a) + sp.exp(b))
+    assert vanishes(softmax - 1 / (1 + sp.exp(b - a)))
+    assert vanishes(sp.diff(softmax, a) - softmax * (1 - softmax))
+    assert not vanishes(softmax - 1 / (1 + sp.exp(b - a)) + sp.Rational(1, 10**30))
+    assert not vanishes(softmax - 1 / (1 + sp.exp(b - a + sp.Rational(1, 10**12))))
+    assert not vanishes(sp.diff(softmax, a) - softmax * (1 + softmax))
+    assert vanishes(sp.sin(a) ** 2 + sp.cos(a) ** 2 - 1)  # not a rational function: simplify's

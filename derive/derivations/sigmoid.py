@@ -8,6 +8,7 @@ from sympy import Abs, Derivative, Piecewise, exp
 
 from derive.figures import curves
 from derive.floats import overflow_exponent
+from derive.proofs import vanishes
 from derive.steps import (
     Assign,
     Definition,
@@ -42,7 +43,7 @@ def _at_most_a_quarter(answer: sp.Eq) -> bool:
     gap = sp.Rational(1, 4) - sp.diff(_sigmoid(), z)  # 1/4 − σ'(z), from the definition
     written_out = {sigma: _sigmoid()}
     return (
-        sp.simplify(answer.lhs.xreplace(written_out) - gap) == 0
+        vanishes(answer.lhs.xreplace(written_out) - gap)
         and sp.expand(answer.lhs - answer.rhs) == 0
         and sp.solve(answer.rhs.base.xreplace(written_out), z) == [0]
     )
@@ -55,7 +56,7 @@ def _symmetric(answer: sp.Eq) -> bool:
     sides = [
         side.replace(sp.Function("sigma"), lambda a: 1 / (1 + exp(-a))) for side in answer.args
     ]
-    return sides[0] != sides[1] and sp.simplify(sides[0] - sides[1]) == 0
+    return sides[0] != sides[1] and vanishes(sides[0] - sides[1])
 
 
 def _draw(fig, generated, posts) -> None:

@@ -9,6 +9,7 @@ from sympy.codegen.cfunctions import log1p
 
 from derive.derivations import result
 from derive.figures import curves
+from derive.proofs import vanishes
 from derive.steps import (
     Assign,
     Definition,
@@ -38,7 +39,7 @@ def _odd_part(answer: sp.Eq) -> bool:
     if not isinstance(answer, sp.Eq):
         return False
     sides = [side.replace(sp_f, lambda a: log(1 + exp(a))) for side in answer.args]
-    return sides[0] != sides[1] and sp.simplify(sides[0] - sides[1]) == 0
+    return sides[0] != sides[1] and vanishes(sides[0] - sides[1])
 
 
 def _sharpened(answer: sp.Eq) -> bool:

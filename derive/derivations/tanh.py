@@ -9,6 +9,7 @@ from sympy import Abs, Derivative, exp
 
 from derive.figures import curves
 from derive.floats import latex_scientific, smallest_normal
+from derive.proofs import vanishes
 from derive.steps import (
     Assign,
     Definition,
@@ -45,7 +46,7 @@ def _through_the_sigmoid(answer: sp.Eq) -> bool:
     sides = list(answer.args)
     for function, meaning in meanings.items():
         sides = [side.replace(function, meaning) for side in sides]
-    return sides[0] != sides[1] and sp.simplify(sides[0] - sides[1]) == 0
+    return sides[0] != sides[1] and vanishes(sides[0] - sides[1])
 
 
 def _draw(fig, generated, posts) -> None:
