@@ -51,6 +51,7 @@ from derive.render import (
     Output,
     edited_by_hand,
     environment,
+    format_ahead,
     format_python,
     inputs_digest,
 )
@@ -552,15 +553,18 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
     env = environment()
     owner = {k.name: d.derivation.name for d in derived for k in d.derivation.kernels}
     fresh_calls = fresh_callees({k.name: k for d in derived for k in d.derivation.kernels})
-    outputs = []
+    rendered = {}
     for d in derived:
         name = d.derivation.name
         if not d.derivation.function_names:  # a page only (cross_entropy_options): no module
             continue
         with stage(name, "rendering templates/module.py.j2"):
-            body = env.get_template("module.py.j2").render(
+            rendered[name] = env.get_template("module.py.j2").render(
                 **generate_module(d.derivation, owner, fresh_calls)
             )
+    format_ahead(list(rendered.values()))  # one ruff process for all
+    outputs = []
+    for name, body in rendered.items():
         with stage(name, "formatting the module rendered from templates/module.py.j2"):
             body = format_python(body)
         outputs.append(
