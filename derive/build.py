@@ -51,6 +51,7 @@ from derive.render import (
     Output,
     edited_by_hand,
     environment,
+    format_ahead,
     format_python,
     inputs_digest,
 )
@@ -415,8 +416,37 @@ def _draw_with(code: list[Output], figure, reads: bytes = b"") -> str:
     what else the drawing reads, for its key in the cache only)."""
     from derive.figures import draw
 
-    with generated_package(code) as generated:
+    with _generated_once(code) as generated:
         return draw(generated, figure)
+
+
+_IMPORTED: dict[str, dict] = {}  # the generated modules a worker last imported, by code hash
+
+
+@contextmanager
+def _generated_once(code: list[Output]) -> Iterator:
+    """``generated_package(code)``, imported once per process: a worker draws several figures
+    from the same code (each import cost 16 ms). The modules, all imported by the package's
+    ``__init__``, outlive the temporary folder they were read from."""
+    import hashlib
+
+    key = hashlib.sha256("\0".join(o.text for o in code).encode()).hexdigest()
+    if key not in _IMPORTED:
+        _IMPORTED.clear()  # one build's code at a time
+        with generated_package(code):
+            _IMPORTED[key] = {m: sys.modules[m] for m in sys.modules if _is_generated(m)}
+    saved = {m: sys.modules.pop(m) for m in list(sys.modules) if _is_generated(m)}
+    sys.modules.update(_IMPORTED[key])
+    try:
+        yield _IMPORTED[key]["derive.generated"]
+    finally:
+        for m in [m for m in sys.modules if _is_generated(m)]:
+            del sys.modules[m]
+        sys.modules.update(saved)
+
+
+def _is_generated(module: str) -> bool:
+    return module == "derive.generated" or module.startswith("derive.generated.")
 
 
 class _not_started:
@@ -523,15 +553,18 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
     env = environment()
     owner = {k.name: d.derivation.name for d in derived for k in d.derivation.kernels}
     fresh_calls = fresh_callees({k.name: k for d in derived for k in d.derivation.kernels})
-    outputs = []
+    rendered = {}
     for d in derived:
         name = d.derivation.name
         if not d.derivation.function_names:  # a page only (cross_entropy_options): no module
             continue
         with stage(name, "rendering templates/module.py.j2"):
-            body = env.get_template("module.py.j2").render(
+            rendered[name] = env.get_template("module.py.j2").render(
                 **generate_module(d.derivation, owner, fresh_calls)
             )
+    format_ahead(list(rendered.values()))  # one ruff process for all
+    outputs = []
+    for name, body in rendered.items():
         with stage(name, "formatting the module rendered from templates/module.py.j2"):
             body = format_python(body)
         outputs.append(
@@ -688,6 +721,24 @@ def _fewer_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
+# Modules SymPy imports only when first needed (simplify imports its units to look for a
+# Quantity): imported before the early process is forked, it need not import them again.
+SYMPY_IMPORTS_LATER = (
+    "sympy.physics.units",
+    "sympy.assumptions.satask",
+    "sympy.assumptions.lra_satask",
+    "sympy.assumptions.handlers.matrices",
+    "sympy.codegen.cfunctions",
+)
+
+
+def _import_what_sympy_imports_later() -> None:
+    """Import ``SYMPY_IMPORTS_LATER`` now, once for this process and the ones it forks
+    (0.2 s of CPU each, and this process imports them while deriving anyway)."""
+    for module in SYMPY_IMPORTS_LATER:
+        importlib.import_module(module)
+
+
 def build(
     log: Callable[[str], None] = print, figures: bool = True, force: bool = False
 ) -> list[Path]:
@@ -735,6 +786,7 @@ def build(
             from derive.figures import pyplot
 
             pyplot()
+        _import_what_sympy_imports_later()
         with (
             _fewer_collections(),
             _early_process() as early_process,

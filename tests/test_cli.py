@@ -64,3 +64,45 @@ def test_the_readme_function_table_names_every_generated_function():
     named = set(re.findall(r"`(\w+)(?:\([^`]*\))?`", table))
     missing = sorted(set(generated.__all__) - named)
     assert not missing, f"README's function table lacks {missing}"
+
+
+def test_the_command_line_enlarges_sympys_cache_unless_the_user_sized_it(monkeypatch):
+    import os
+
+    from derive import cli
+
+    monkeypatch.delenv("SYMPY_CACHE_SIZE", raising=False)
+    monkeypatch.delitem(sys.modules, "sympy", raising=False)  # as before SymPy is imported
+    cli._larger_sympy_cache()
+    assert os.environ["SYMPY_CACHE_SIZE"] == cli.SYMPY_CACHE_SIZE
+    monkeypatch.setenv("SYMPY_CACHE_SIZE", "500")  # the user's own setting stays
+    cli._larger_sympy_cache()
+    assert os.environ["SYMPY_CACHE_SIZE"] == "500"
+
+
+def test_the_cache_size_is_not_set_once_sympy_is_imported(monkeypatch):
+    import os
+
+    import sympy  # noqa: F401 - read its cache size already: setting it now would mislead
+
+    from derive import cli
+
+    monkeypatch.delenv("SYMPY_CACHE_SIZE", raising=False)
+    cli._larger_sympy_cache()
+    assert "SYMPY_CACHE_SIZE" not in os.environ
+
+
+def test_python_m_derive_runs_sympy_with_the_larger_cache():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from derive import cli; cli._larger_sympy_cache();"
+            "import sympy.core.cache as c; print(c.SYMPY_CACHE_SIZE)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in __import__("os").environ.items() if k != "SYMPY_CACHE_SIZE"},
+    )
+    assert done.stdout.strip() == __import__("derive.cli").cli.SYMPY_CACHE_SIZE

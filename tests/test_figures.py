@@ -5,6 +5,7 @@ with a target; ulps in bands)."""
 import io
 import itertools
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -364,3 +365,30 @@ def test_a_figure_drawn_from_a_copy_is_drawn_alike():
     copy = pickle.loads(pickle.dumps(TRAINING_FIGURE))
     assert copy is not TRAINING_FIGURE
     assert draw(None, copy) == draw(None, TRAINING_FIGURE)
+
+
+def _tiny_package(value: int) -> list:
+    """A generated package of one module whose function returns ``value``."""
+    from derive.build import GENERATED
+    from derive.render import Output
+
+    def output(name: str, body: str) -> Output:
+        return Output(path=GENERATED / name, source="a test", inputs="0", body=body)
+
+    return [
+        output("tiny.py", f"def answer():\n    return {value}\n"),
+        output("__init__.py", "from derive.generated.tiny import answer\n"),
+    ]
+
+
+def test_a_worker_imports_the_generated_code_once_for_all_its_figures():
+    from derive import build
+
+    before = {m: sys.modules.get(m) for m in ("derive.generated", "derive.generated.tiny")}
+    with build._generated_once(_tiny_package(1)) as first:
+        assert first.answer() == 1
+    with build._generated_once(_tiny_package(1)) as again:
+        assert again is first  # the same code: not imported again
+    with build._generated_once(_tiny_package(2)) as other:
+        assert other is not first and other.answer() == 2  # other code: imported
+    assert {m: sys.modules.get(m) for m in before} == before  # sys.modules as it was

@@ -51,6 +51,27 @@ def test_a_changed_formula_or_title_changes_the_key():
     assert cache.check_key(claims.check, (replace(claim, title=claim.title + "!"),)) != key
 
 
+def test_an_expressions_key_reads_every_part_of_it_and_not_how_it_was_built():
+    x, y = sp.symbols("x y")
+    f, g = sp.Function("f"), sp.Function("g")
+
+    def key(expr) -> str:
+        return cache.check_key(prove_part, (expr,))
+
+    assert key(x + 2 * y) == key(sp.Add(2 * y, x)) == key(sp.sympify("2*y + x"))
+    different = [
+        x + 2 * y,
+        x + 3 * y,
+        x * 2 * y,
+        sp.Symbol("x", positive=True) + 2 * y,
+        f(x) + 2 * y,
+        g(x) + 2 * y,
+        sp.Float("0.5", 10) + 2 * y,
+        sp.Float("0.5", 30) + 2 * y,
+    ]
+    assert len({key(e) for e in different}) == len(different)
+
+
 HELPER = """
 import sympy as sp
 
