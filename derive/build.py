@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cache as cache_once
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -40,6 +41,7 @@ from derive import (
     litter,
     locations,
     lock,
+    memo,
     notation,
     transaction,
 )
@@ -96,11 +98,8 @@ def derive_all(
             try:
                 with stage(name, "deriving"):
                     derived[name] = derivations.get(name)
-                if run_proofs:
-                    with stage(name, "checking its indices and names against derive/notation.py"):
-                        notation.check(derived[name])
-                    with stage(name, "checking that each step starts where it says"):
-                        claims.check_chain(derived[name])
+                if run_proofs:  # once per derivation object in a process (derive.memo)
+                    memo.made("checked", derived[name], None, partial(_check, derived[name]))
             except BuildError:
                 if proving is not None:  # a wrong result it used fails its own proof: first
                     proving.recalling = False  # (a key would derive the failing one again)
@@ -146,6 +145,14 @@ def derive_all(
             log(f"{name:<26} {how:>8}  proved: {proved}; {steps} steps checked{remembered}")
     _store(results, {name: name in kept for name in derivations.MODULES}, run_proofs, ready)
     return results
+
+
+def _check(derivation: Derivation) -> None:
+    """The checks of a derivation that need no proof: its notation, and its chain of steps."""
+    with stage(derivation.name, "checking its indices and names against derive/notation.py"):
+        notation.check(derivation)
+    with stage(derivation.name, "checking that each step starts where it says"):
+        claims.check_chain(derivation)
 
 
 class Workers:
@@ -321,13 +328,20 @@ def _index_form_only(identity, sizes):
     return replace(identity, explicit=None) if sizes is None else identity
 
 
+@cache_once
+def _matplotlib_version() -> str:
+    """Read once per process: searching the installed packages' metadata takes ~3 ms, and a
+    build asks once per figure."""
+    return version("matplotlib")
+
+
 def _figure_task(code: list[Output], figure) -> tuple:
     """What drawing ``figure`` reads: the generated code, the figure (its function's module
     source goes into the key), the posts' numbers and matplotlib's version; a figure of
     measured results reads those instead of the code (a docstring's edit does not redraw it)."""
     from derive.figures import plots_results, results_read
 
-    reads = (PACKAGE / "posts.py").read_bytes() + version("matplotlib").encode()
+    reads = (PACKAGE / "posts.py").read_bytes() + _matplotlib_version().encode()
     if plots_results(figure):
         return [], figure, reads + results_read(figure)
     # the code as it runs: without its header's hash of the derivation's source (prose)
@@ -523,17 +537,18 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
     env = environment()
     owner = {k.name: d.derivation.name for d in derived for k in d.derivation.kernels}
     fresh_calls = fresh_callees({k.name: k for d in derived for k in d.derivation.kernels})
+    template = (ROOT / "templates" / "module.py.j2").read_bytes()
     outputs = []
     for d in derived:
         name = d.derivation.name
         if not d.derivation.function_names:  # a page only (cross_entropy_options): no module
             continue
-        with stage(name, "rendering templates/module.py.j2"):
-            body = env.get_template("module.py.j2").render(
-                **generate_module(d.derivation, owner, fresh_calls)
-            )
-        with stage(name, "formatting the module rendered from templates/module.py.j2"):
-            body = format_python(body)
+        body = memo.made(  # the same derivation object, names and template: the same text
+            "module",
+            d.derivation,
+            (owner, fresh_calls, template),
+            partial(_module_body, env, d.derivation, owner, fresh_calls),
+        )
         outputs.append(
             Output(
                 path=GENERATED / f"{name}.py",
@@ -560,6 +575,16 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
         )
     )
     return outputs
+
+
+def _module_body(env, derivation: Derivation, owner: dict, fresh_calls: frozenset) -> str:
+    """A derivation's generated module, formatted, without its header."""
+    with stage(derivation.name, "rendering templates/module.py.j2"):
+        body = env.get_template("module.py.j2").render(
+            **generate_module(derivation, owner, fresh_calls)
+        )
+    with stage(derivation.name, "formatting the module rendered from templates/module.py.j2"):
+        return format_python(body)
 
 
 IMPORT_PREFIX = litter.IMPORT_PREFIX  # one project's, found by the next build

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import inspect
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
-from derive import derivations, posts
+from derive import derivations, memo, posts
 from derive.claims import claims, method_text
 from derive.codegen import CODE_INPUTS
 from derive.errors import stage
@@ -25,7 +26,7 @@ from derive.figures import (
 )
 from derive.printing import latex
 from derive.proofs import build_sizes, describe, explicit_sizes, index_form_moves, sizes_text
-from derive.render import ROOT, Output, environment, inputs_digest
+from derive.render import ROOT, Output, environment, inputs_digest, split_header
 from derive.steps import Derivation, Example
 
 PAGES = ROOT / "docs" / "derivations"
@@ -291,18 +292,27 @@ def page_context(derivation: Derivation, generated) -> dict:
     }
 
 
+def _page_body(derivation: Derivation, generated) -> str:
+    with stage(derivation.name, "rendering templates/page.md.j2"):  # loading it: errors named
+        return (
+            environment().get_template("page.md.j2").render(**page_context(derivation, generated))
+        )
+
+
+def _code_read(generated) -> tuple[str, ...]:
+    """The generated modules a page's numbers and code come from, without their headers (which
+    change with any edit of a derivation's module, prose included)."""
+    folder = Path(generated.__file__).parent
+    return tuple(split_header(p.read_text())[1] for p in sorted(folder.glob("*.py")))
+
+
 def page_outputs(derived, generated) -> list[Output]:
     outputs = []
+    # a page is rendered again when its derivation object, the code or its template changed
+    inputs = (_code_read(generated), (ROOT / "templates" / "page.md.j2").read_bytes())
     for d in derived:
         name = d.derivation.name
-        with stage(
-            name, "rendering templates/page.md.j2"
-        ):  # loading it too: a syntax error is named
-            body = (
-                environment()
-                .get_template("page.md.j2")
-                .render(**page_context(d.derivation, generated))
-            )
+        body = memo.made("page", d.derivation, inputs, partial(_page_body, d.derivation, generated))
         outputs.append(
             Output(
                 path=PAGES / f"{page_name(d.derivation)}.md",
