@@ -99,7 +99,9 @@ def derive_all(
                 with stage(name, "deriving"):
                     derived[name] = derivations.get(name)
                 if run_proofs:  # once per derivation object in a process (derive.memo)
-                    memo.made("checked", derived[name], None, partial(_check, derived[name]))
+                    memo.made(
+                        "checked", derived[name], None, partial(check_derivation, derived[name])
+                    )
             except BuildError:
                 if proving is not None:  # a wrong result it used fails its own proof: first
                     proving.recalling = False  # (a key would derive the failing one again)
@@ -147,7 +149,7 @@ def derive_all(
     return results
 
 
-def _check(derivation: Derivation) -> None:
+def check_derivation(derivation: Derivation) -> None:
     """The checks of a derivation that need no proof: its notation, and its chain of steps."""
     with stage(derivation.name, "checking its indices and names against derive/notation.py"):
         notation.check(derivation)

@@ -74,6 +74,28 @@ def _forget_derivations(modules: set[str]) -> None:
     derivations._results_used.clear()
 
 
+def _prepare() -> None:
+    """What a first build after an edit needs, done while the server waits for one: after a
+    build that had nothing to do (the outputs were current), nothing is loaded yet. ``check``
+    loads every derivation from the cache and renders every output, writing nothing: what it
+    renders is kept (derive.memo), so that edit renders only what it changed; and so are
+    the derivations' checks, and matplotlib's import (half a second each)."""
+    from functools import partial
+
+    from derive import build, derivations, memo
+    from derive.errors import BuildError
+    from derive.figures import pyplot
+
+    try:
+        build.check()
+        for name in derivations.MODULES:
+            derivation = derivations.get(name)
+            memo.made("checked", derivation, None, partial(build.check_derivation, derivation))
+        pyplot()
+    except (BuildError, OSError):  # the next build says what is wrong
+        pass
+
+
 def serve(requests=sys.stdin, answers=None) -> None:
     """Answer build requests until stdin closes (the hook's end of the pipe)."""
     sys.dont_write_bytecode = True  # no __pycache__ under derive/, which mkdocs serve watches
@@ -90,6 +112,7 @@ def serve(requests=sys.stdin, answers=None) -> None:
         answers.write(json.dumps(message) + "\n")
         answers.flush()
 
+    rendered = False  # whether this process has rendered every output once (or _prepare has)
     for line in requests:
         request = json.loads(line)
         if _digest(engine_files()) != engine:
@@ -105,8 +128,10 @@ def serve(requests=sys.stdin, answers=None) -> None:
         bodies = code_bodies()
 
         def log(message: str, written: list[str] = written) -> None:
+            nonlocal rendered
             if message.startswith("wrote "):
                 written.append(message.removeprefix("wrote "))
+            rendered = rendered or message.startswith("build finished")
             answer(log=message)
 
         try:
@@ -125,6 +150,9 @@ def serve(requests=sys.stdin, answers=None) -> None:
             continue
         code_changed = code_bodies() != bodies
         answer(done={"nav": site.derivation_nav(), "written": written, "code": code_changed})
+        if not rendered and request.get("prepare", True):
+            _prepare()
+            rendered = True
 
 
 if __name__ == "__main__":
