@@ -84,6 +84,7 @@ def on_serve(server, config, builder):
         for _ in range(times):
             server.watch(path)
     server.build_delay = min(server.build_delay, POLL_SECONDS / 2)  # wait for more changes
+    log.info("derive: looking for edited files every %s s", POLL_SECONDS)  # derive.edit_loop
     return server
 
 

@@ -551,14 +551,15 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
             f"derive/warm.py), from the write of an edit to the served HTML of its page showing "
             f"it: {e['prose']:.2f} s for a step's title (the derivation is derived again, "
             f"nothing proved again), {e['formula']:.2f} s for one formula of a step (its claim "
-            f"is checked again); the median of {len(e['runs']['prose'])} edits each to the "
+            f"is checked again); the median of {_edits(e['runs'])} to the "
             f"two-layer network's page (title: {', '.join(f'{t:.2f}' for t in e['runs']['prose'])} "
             f"s; formula: {', '.join(f'{t:.2f}' for t in e['runs']['formula'])} s), "
             f"load averages {e['load']} (derive/edit_loop.py)."
             + (
                 " Of those medians, the generator took {g1:.2f} s and {g2:.2f} s, and MkDocs's "
                 "rebuild, the generator included, {m1:.2f} s and {m2:.2f} s; the rest is the "
-                "server noticing the write (it polls every 0.5 s) and the page's fetch.".format(
+                "server noticing the write (it polls every {poll} s) and the page's fetch.".format(
+                    poll=e.get("poll", 0.5),  # MkDocs's own, before the hook set its own
                     g1=e["parts"]["prose"]["generator"],
                     g2=e["parts"]["formula"]["generator"],
                     m1=e["parts"]["prose"]["mkdocs"],
@@ -742,6 +743,12 @@ def benchmark_output() -> Output:
         inputs=inputs_digest(*sources, *([BENCHMARK_RESULTS] if report else [])),
         body=body,
     )
+
+
+def _edits(runs: dict) -> str:
+    """How many edits of each kind the edit loop made: "3 edits each", "5 and 3 edits"."""
+    prose, formula = len(runs["prose"]), len(runs["formula"])
+    return f"{prose} edits each" if prose == formula else f"{prose} and {formula} edits"
 
 
 def _ulps(value: float | str) -> str:
