@@ -545,11 +545,17 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
         name = d.derivation.name
         if not d.derivation.function_names:  # a page only (cross_entropy_options): no module
             continue
-        body = memo.made(  # the same derivation object, names and template: the same text
-            "module",
-            d.derivation,
-            (owner, fresh_calls, template),
-            partial(_module_body, env, d.derivation, owner, fresh_calls),
+        made_from = (  # what the module is made from (module.py.j2 and generate_module)
+            d.derivation.title,
+            d.derivation.summary,
+            d.derivation.kernels,
+            d.derivation.dispatches,
+            owner,
+            fresh_calls,
+            template,
+        )
+        body = memo.made_from(
+            "module", name, made_from, partial(_module_body, env, d.derivation, owner, fresh_calls)
         )
         outputs.append(
             Output(

@@ -21,8 +21,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-# (what, derivation name) -> (the derivation object, the inputs, the value): one per name, so
-# a long-lived process keeps only the latest of each
+# (what, derivation name) -> (the derivation object or None, the inputs, the value): one per
+# name, so a long-lived process keeps only the latest of each
 _kept: dict[tuple[str, str], tuple[object, object, object]] = {}
 
 
@@ -35,4 +35,17 @@ def made(what: str, derivation, inputs: object, make: Callable[[], T]) -> T:
         return found[2]
     value = make()
     _kept[key] = (derivation, inputs, value)
+    return value
+
+
+def made_from(what: str, name: str, inputs: object, make: Callable[[], T]) -> T:
+    """``make()``, or its value from an earlier call for ``name`` with equal ``inputs``: for
+    what is made from a few parts of a derivation (compared by value), which an edit to the
+    rest (a step's prose) leaves equal though the derivation is a new object."""
+    key = (what, name)
+    found = _kept.get(key)
+    if found is not None and found[0] is None and found[1] == inputs:
+        return found[2]
+    value = make()
+    _kept[key] = (None, inputs, value)
     return value
