@@ -7,7 +7,9 @@ one request per line on stdin, builds in this process, and answers with JSON
 lines on stdout (``{"log": line}`` as the build prints, then one of ``{"done":
 {"nav": ..., "written": [...], "code": changed}}``, ``{"failed": message, "nav": ...}`` or
 ``{"restart": reason}``). SymPy, the engine and every unchanged derivation stay in memory
-(derive.cache hands back the same objects while their files are unchanged); an
+(derive.cache hands back the same objects while their files are unchanged), and so
+do the modules and pages rendered from them (derive.memo): a build after an edit
+renders only the derivations it changed and those using their results. An
 edited derivation module is imported again. When any other code of the package
 changes, this process answers "restart" and exits, and the hook starts a fresh
 one: what it imported is then never stale.
