@@ -1349,6 +1349,12 @@ def main(argv: list[str] | None = None) -> int:
         "timings there",
     )
     parser.add_argument(
+        "--serve-times",
+        action="store_true",
+        help="measure only the edit loop under make serve (derive/edit_loop.py) and record it "
+        "in bench-results/latest.json beside the timings there",
+    )
+    parser.add_argument(
         "--only",
         help=f"comma-separated parts to measure ({', '.join(SECTIONS)}); the report goes to "
         "bench-results/tmp-only.json unless --output says otherwise",
@@ -1358,7 +1364,7 @@ def main(argv: list[str] | None = None) -> int:
     if only is not None and not only <= set(SECTIONS):
         parser.error(f"--only: expected parts of {', '.join(SECTIONS)}, got {args.only}")
     needs.exit_if_missing(needs.missing_modules("python -m derive.bench", ("torch",)))
-    if args.build_times or (only is not None and "build" in only):
+    if args.build_times or args.serve_times or (only is not None and "build" in only):
         needs.exit_if_missing(needs.missing_checkout("python -m derive.bench's build part"))
     try:
         return _main(args, only)
@@ -1367,7 +1373,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _serve_times(report: dict) -> None:
+    """Measure the edit loop under make serve into ``report``, and say what it found."""
+    report["serve_seconds"] = {**edit_loop.summary(edit_loop.measure()), "load": _load()}
+    print(
+        "under make serve: "
+        + ", ".join(
+            f"{k} edit {v:.2f} s ({report['serve_seconds']['runs'][k]})"
+            for k, v in report["serve_seconds"].items()
+            if k in edit_loop.EDITS
+        )
+    )
+
+
 def _main(args: argparse.Namespace, only: set[str] | None) -> int:
+    if args.serve_times and not args.build_times:
+        report = json.loads(BENCHMARK_RESULTS.read_text())
+        _serve_times(report)
+        BENCHMARK_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {locations.shown(BENCHMARK_RESULTS)}")
+        return 0
     if args.build_times:
         report = json.loads(BENCHMARK_RESULTS.read_text())
         report["build_seconds"] = {
@@ -1382,15 +1407,7 @@ def _main(args: argparse.Namespace, only: set[str] | None) -> int:
                 if k not in ("date", "runs", "run")
             )
         )
-        report["serve_seconds"] = {**edit_loop.summary(edit_loop.measure()), "load": _load()}
-        print(
-            "under make serve: "
-            + ", ".join(
-                f"{k} edit {v:.2f} s ({report['serve_seconds']['runs'][k]})"
-                for k, v in report["serve_seconds"].items()
-                if k in edit_loop.EDITS
-            )
-        )
+        _serve_times(report)
         BENCHMARK_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {locations.shown(BENCHMARK_RESULTS)}")
         return 0

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cache as cache_once
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -40,6 +41,7 @@ from derive import (
     litter,
     locations,
     lock,
+    memo,
     notation,
     transaction,
 )
@@ -97,11 +99,10 @@ def derive_all(
             try:
                 with stage(name, "deriving"):
                     derived[name] = derivations.get(name)
-                if run_proofs:
-                    with stage(name, "checking its indices and names against derive/notation.py"):
-                        notation.check(derived[name])
-                    with stage(name, "checking that each step starts where it says"):
-                        claims.check_chain(derived[name])
+                if run_proofs:  # once per derivation object in a process (derive.memo)
+                    memo.made(
+                        "checked", derived[name], None, partial(check_derivation, derived[name])
+                    )
             except BuildError:
                 if proving is not None:  # a wrong result it used fails its own proof: first
                     proving.recalling = False  # (a key would derive the failing one again)
@@ -147,6 +148,14 @@ def derive_all(
             log(f"{name:<26} {how:>8}  proved: {proved}; {steps} steps checked{remembered}")
     _store(results, {name: name in kept for name in derivations.MODULES}, run_proofs, ready)
     return results
+
+
+def check_derivation(derivation: Derivation) -> None:
+    """The checks of a derivation that need no proof: its notation, and its chain of steps."""
+    with stage(derivation.name, "checking its indices and names against derive/notation.py"):
+        notation.check(derivation)
+    with stage(derivation.name, "checking that each step starts where it says"):
+        claims.check_chain(derivation)
 
 
 class Workers:
@@ -322,13 +331,20 @@ def _index_form_only(identity, sizes):
     return replace(identity, explicit=None) if sizes is None else identity
 
 
+@cache_once
+def _matplotlib_version() -> str:
+    """Read once per process: searching the installed packages' metadata takes ~3 ms, and a
+    build asks once per figure."""
+    return version("matplotlib")
+
+
 def _figure_task(code: list[Output], figure) -> tuple:
     """What drawing ``figure`` reads: the generated code, the figure (its function's module
     source goes into the key), the posts' numbers and matplotlib's version; a figure of
     measured results reads those instead of the code (a docstring's edit does not redraw it)."""
     from derive.figures import plots_results, results_read
 
-    reads = (PACKAGE / "posts.py").read_bytes() + version("matplotlib").encode()
+    reads = (PACKAGE / "posts.py").read_bytes() + _matplotlib_version().encode()
     if plots_results(figure):
         return [], figure, reads + results_read(figure)
     # the code as it runs: without its header's hash of the derivation's source (prose)
@@ -553,16 +569,28 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
     env = environment()
     owner = {k.name: d.derivation.name for d in derived for k in d.derivation.kernels}
     fresh_calls = fresh_callees({k.name: k for d in derived for k in d.derivation.kernels})
+    template = (ROOT / "templates" / "module.py.j2").read_bytes()
     rendered = {}
     for d in derived:
         name = d.derivation.name
         if not d.derivation.function_names:  # a page only (cross_entropy_options): no module
             continue
-        with stage(name, "rendering templates/module.py.j2"):
-            rendered[name] = env.get_template("module.py.j2").render(
-                **generate_module(d.derivation, owner, fresh_calls)
-            )
-    format_ahead(list(rendered.values()))  # one ruff process for all
+        made_from = (  # what the module is made from (module.py.j2 and generate_module)
+            d.derivation.title,
+            d.derivation.summary,
+            d.derivation.kernels,
+            d.derivation.dispatches,
+            owner,
+            fresh_calls,
+            template,
+        )
+        rendered[name] = memo.made_from(
+            "module",
+            name,
+            made_from,
+            partial(_module_source, env, d.derivation, owner, fresh_calls),
+        )
+    format_ahead(list(rendered.values()))  # one ruff process for those not formatted before
     outputs = []
     for name, body in rendered.items():
         with stage(name, "formatting the module rendered from templates/module.py.j2"):
@@ -593,6 +621,14 @@ def code_outputs(derived: list[Derived]) -> list[Output]:
         )
     )
     return outputs
+
+
+def _module_source(env, derivation: Derivation, owner: dict, fresh_calls: frozenset) -> str:
+    """A derivation's generated module as the template renders it (unformatted, no header)."""
+    with stage(derivation.name, "rendering templates/module.py.j2"):
+        return env.get_template("module.py.j2").render(
+            **generate_module(derivation, owner, fresh_calls)
+        )
 
 
 IMPORT_PREFIX = litter.IMPORT_PREFIX  # one project's, found by the next build

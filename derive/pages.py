@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import inspect
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
-from derive import derivations, posts
+from derive import derivations, memo, posts
 from derive.claims import claims, method_text
 from derive.codegen import CODE_INPUTS
 from derive.errors import stage
@@ -25,7 +26,7 @@ from derive.figures import (
 )
 from derive.printing import latex
 from derive.proofs import build_sizes, describe, explicit_sizes, index_form_moves, sizes_text
-from derive.render import ROOT, Output, environment, inputs_digest
+from derive.render import ROOT, Output, environment, inputs_digest, split_header
 from derive.steps import Derivation, Example
 
 PAGES = ROOT / "docs" / "derivations"
@@ -291,18 +292,27 @@ def page_context(derivation: Derivation, generated) -> dict:
     }
 
 
+def _page_body(derivation: Derivation, generated) -> str:
+    with stage(derivation.name, "rendering templates/page.md.j2"):  # loading it: errors named
+        return (
+            environment().get_template("page.md.j2").render(**page_context(derivation, generated))
+        )
+
+
+def _code_read(generated) -> tuple[str, ...]:
+    """The generated modules a page's numbers and code come from, without their headers (which
+    change with any edit of a derivation's module, prose included)."""
+    folder = Path(generated.__file__).parent
+    return tuple(split_header(p.read_text())[1] for p in sorted(folder.glob("*.py")))
+
+
 def page_outputs(derived, generated) -> list[Output]:
     outputs = []
+    # a page is rendered again when its derivation object, the code or its template changed
+    inputs = (_code_read(generated), (ROOT / "templates" / "page.md.j2").read_bytes())
     for d in derived:
         name = d.derivation.name
-        with stage(
-            name, "rendering templates/page.md.j2"
-        ):  # loading it too: a syntax error is named
-            body = (
-                environment()
-                .get_template("page.md.j2")
-                .render(**page_context(d.derivation, generated))
-            )
+        body = memo.made("page", d.derivation, inputs, partial(_page_body, d.derivation, generated))
         outputs.append(
             Output(
                 path=PAGES / f"{page_name(d.derivation)}.md",
@@ -541,14 +551,15 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
             f"derive/warm.py), from the write of an edit to the served HTML of its page showing "
             f"it: {e['prose']:.2f} s for a step's title (the derivation is derived again, "
             f"nothing proved again), {e['formula']:.2f} s for one formula of a step (its claim "
-            f"is checked again); the median of {len(e['runs']['prose'])} edits each to the "
+            f"is checked again); the median of {_edits(e['runs'])} to the "
             f"two-layer network's page (title: {', '.join(f'{t:.2f}' for t in e['runs']['prose'])} "
             f"s; formula: {', '.join(f'{t:.2f}' for t in e['runs']['formula'])} s), "
             f"load averages {e['load']} (derive/edit_loop.py)."
             + (
                 " Of those medians, the generator took {g1:.2f} s and {g2:.2f} s, and MkDocs's "
                 "rebuild, the generator included, {m1:.2f} s and {m2:.2f} s; the rest is the "
-                "server noticing the write (it polls every 0.5 s) and the page's fetch.".format(
+                "server noticing the write (it polls every {poll} s) and the page's fetch.".format(
+                    poll=e.get("poll", 0.5),  # MkDocs's own, before the hook set its own
                     g1=e["parts"]["prose"]["generator"],
                     g2=e["parts"]["formula"]["generator"],
                     m1=e["parts"]["prose"]["mkdocs"],
@@ -732,6 +743,12 @@ def benchmark_output() -> Output:
         inputs=inputs_digest(*sources, *([BENCHMARK_RESULTS] if report else [])),
         body=body,
     )
+
+
+def _edits(runs: dict) -> str:
+    """How many edits of each kind the edit loop made: "3 edits each", "5 and 3 edits"."""
+    prose, formula = len(runs["prose"]), len(runs["formula"])
+    return f"{prose} edits each" if prose == formula else f"{prose} and {formula} edits"
 
 
 def _ulps(value: float | str) -> str:

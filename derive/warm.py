@@ -7,7 +7,9 @@ one request per line on stdin, builds in this process, and answers with JSON
 lines on stdout (``{"log": line}`` as the build prints, then one of ``{"done":
 {"nav": ..., "written": [...], "code": changed}}``, ``{"failed": message, "nav": ...}`` or
 ``{"restart": reason}``). SymPy, the engine and every unchanged derivation stay in memory
-(derive.cache hands back the same objects while their files are unchanged); an
+(derive.cache hands back the same objects while their files are unchanged), and so
+do the modules and pages rendered from them (derive.memo): a build after an edit
+renders only the derivations it changed and those using their results. An
 edited derivation module is imported again. When any other code of the package
 changes, this process answers "restart" and exits, and the hook starts a fresh
 one: what it imported is then never stale.
@@ -74,6 +76,28 @@ def _forget_derivations(modules: set[str]) -> None:
     derivations._results_used.clear()
 
 
+def _prepare() -> None:
+    """What a first build after an edit needs, done while the server waits for one: after a
+    build that had nothing to do (the outputs were current), nothing is loaded yet. ``check``
+    loads every derivation from the cache and renders every output, writing nothing: what it
+    renders is kept (derive.memo), so that edit renders only what it changed; and so are
+    the derivations' checks, and matplotlib's import (half a second each)."""
+    from functools import partial
+
+    from derive import build, derivations, memo
+    from derive.errors import BuildError
+    from derive.figures import pyplot
+
+    try:
+        build.check()
+        for name in derivations.MODULES:
+            derivation = derivations.get(name)
+            memo.made("checked", derivation, None, partial(build.check_derivation, derivation))
+        pyplot()
+    except (BuildError, OSError):  # the next build says what is wrong
+        pass
+
+
 def serve(requests=sys.stdin, answers=None) -> None:
     """Answer build requests until stdin closes (the hook's end of the pipe)."""
     sys.dont_write_bytecode = True  # no __pycache__ under derive/, which mkdocs serve watches
@@ -90,6 +114,7 @@ def serve(requests=sys.stdin, answers=None) -> None:
         answers.write(json.dumps(message) + "\n")
         answers.flush()
 
+    rendered = False  # whether this process has rendered every output once (or _prepare has)
     for line in requests:
         request = json.loads(line)
         if _digest(engine_files()) != engine:
@@ -105,8 +130,10 @@ def serve(requests=sys.stdin, answers=None) -> None:
         bodies = code_bodies()
 
         def log(message: str, written: list[str] = written) -> None:
+            nonlocal rendered
             if message.startswith("wrote "):
                 written.append(message.removeprefix("wrote "))
+            rendered = rendered or message.startswith("build finished")
             answer(log=message)
 
         try:
@@ -125,6 +152,9 @@ def serve(requests=sys.stdin, answers=None) -> None:
             continue
         code_changed = code_bodies() != bodies
         answer(done={"nav": site.derivation_nav(), "written": written, "code": code_changed})
+        if not rendered and request.get("prepare", True):
+            _prepare()
+            rendered = True
 
 
 if __name__ == "__main__":

@@ -200,3 +200,10 @@ def test_the_benchmark_page_shows_the_edit_loops_times_and_what_they_were_spent_
     assert "title: 1.50, 1.25, 2.00 s; formula: 3.50, 2.75, 3.00 s" in page
     assert "load averages 0.50 0.60 0.70" in page
     assert "the generator took 0.50 s and 0.50 s" in page
+    assert "the median of 3 edits each" in page
+    assert "it polls every 0.5 s" in page  # MkDocs's own: the hook's was not in the log
+    measured["times"]["prose"] += [1.0, 1.0]
+    report["serve_seconds"] = {**edit_loop.summary({**measured, "poll": 0.1}), "load": "1 1 1"}
+    page = environment().get_template("benchmarks.md.j2").render(**pages.benchmark_context(report))
+    assert "the median of 5 and 3 edits" in page and "it polls every 0.1 s" in page
+    assert "1.25 s for a step's title" in page
