@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import sympy
 import sympy.codegen.cfunctions
+from sympy.core.function import AppliedUndef
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"C": 3, "D": 2, "B": 2, "H": 2, "K": 3}  # where a step lists none (checked symbolically)
@@ -161,17 +162,22 @@ def recheck(step: dict, sizes: dict, rng: random.Random) -> None:
                     place[axis] = place[axis] * int(i.upper.xreplace(numbers)) + fixed[i] - 1
             right = sympy.Matrix(right)[place[0], place[1]].doit()
         constraints = []  # a given with an index of its own holds for each of its values
+        rates = {}  # a given rate (ds/dτ = ...): substituted where the derivative appears
         for a, b in pairs:
+            if isinstance(a, sympy.Derivative):
+                rates[out(a)] = out(b)
+                continue
             extra = sorted(free_indices(a) - set(indices), key=str)
             spans = [range(1, int(i.upper.xreplace(numbers)) + 1) for i in extra]
             for own in product(*spans):
                 constraints.append(out(a.xreplace(dict(zip(extra, own)))) - b)
         conditions = [out(r) for r in relations]
-        difference = left - right
+        difference = (left - right).subs(rates)
         difference = difference if isinstance(difference, sympy.MatrixBase) else [difference]
         unknowns = set()
         for e in (*difference, *constraints, *conditions):
             unknowns |= {a for a in e.atoms(sympy.Indexed)}
+            unknowns |= e.atoms(AppliedUndef)  # s(τ), once its rate is substituted: a number
             unknowns |= {s for s in e.free_symbols if not s.is_integer and s.is_Symbol}
         unknowns = sorted(unknowns, key=sympy.default_sort_key)
         solved = {}
