@@ -1139,8 +1139,12 @@ def run(
         measured("two_layer", lambda: two_layer_section(two_layer_sizes, repeats, budget), {})
     )
     report.update(measured("layer_norm", lambda: layer_norm_rows(repeats, budget, smoke), {}))
-    if build is not None:
-        report["build_seconds"] = build
+    if build is not None:  # the page names each section's run: here, this one's
+        report["build_seconds"] = {
+            **build,
+            "date": time.strftime("%Y-%m-%d"),
+            "run": provenance.run_record(),
+        }
     if only is not None:
         report["only"] = sorted(only)
     return report
