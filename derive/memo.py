@@ -29,23 +29,22 @@ _kept: dict[tuple[str, str], tuple[object, object, object]] = {}
 def made(what: str, derivation, inputs: object, make: Callable[[], T]) -> T:
     """``make()``, or its value from an earlier call with this same ``derivation`` object and
     equal ``inputs``. A ``make`` that raises keeps nothing."""
-    key = (what, derivation.name)
-    found = _kept.get(key)
-    if found is not None and found[0] is derivation and found[1] == inputs:
-        return found[2]
-    value = make()
-    _kept[key] = (derivation, inputs, value)
-    return value
+    return _kept_or_made((what, derivation.name), derivation, inputs, make)
 
 
 def made_from(what: str, name: str, inputs: object, make: Callable[[], T]) -> T:
     """``make()``, or its value from an earlier call for ``name`` with equal ``inputs``: for
     what is made from a few parts of a derivation (compared by value), which an edit to the
     rest (a step's prose) leaves equal though the derivation is a new object."""
-    key = (what, name)
+    return _kept_or_made((what, name), None, inputs, make)
+
+
+def _kept_or_made(key: tuple[str, str], owner, inputs: object, make: Callable[[], T]) -> T:
+    """The value kept under ``key`` if it was made for this same ``owner`` object (None: for
+    none) from equal ``inputs``; else ``make()``, kept in its place."""
     found = _kept.get(key)
-    if found is not None and found[0] is None and found[1] == inputs:
+    if found is not None and found[0] is owner and found[1] == inputs:
         return found[2]
     value = make()
-    _kept[key] = (None, inputs, value)
+    _kept[key] = (owner, inputs, value)
     return value
