@@ -229,3 +229,22 @@ def test_a_delta_that_is_only_multiplied_by_one_array_or_added_is_not_split():
     assert code(sp.KroneckerDelta(i, j) - S[i] * S[j] / sp.Symbol("K"), (i, j)) == (
         "xp.eye(C, dtype=dtype) - s[..., :, None]*s[..., None, :]/K"
     )
+
+
+def test_a_number_times_a_sum_over_the_batch_multiplies_a_factor_not_the_product():
+    # −Σ_b x_bj S_bc x_bk S_bd: the sign on the (B, C) factor, not a pass over the (D·C)² product
+    from derive.sympy_tools import MatmulSum
+
+    b, X, P = (
+        sp.Idx("b", (1, sp.Symbol("B", integer=True))),
+        sp.IndexedBase("x"),
+        sp.IndexedBase("S"),
+    )
+    jj, kk, cc, dd = input_index("j"), input_index("k"), class_index("c"), class_index("d")
+    product = MatmulSum(X[b, jj] * P[b, cc] * X[b, kk] * P[b, dd], (b, 1, b.upper))
+    plain = code(product, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
+    negated = code(-product, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
+    assert not negated.startswith("-") and "xp.matmul" in negated
+    assert negated == plain.replace("(s[:, None, :] * x", "(-s[:, None, :] * x", 1)
+    halved = code(product / 2, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
+    assert halved == plain.replace("(s[:, None, :] * x", "((1/2)*s[:, None, :] * x", 1)

@@ -1293,10 +1293,11 @@ def derive():
             returns_doc="shape (D, C, D, C), entry [j, c, k, d] = ∂²XE/∂W_jc∂W_kd; "
             "`.reshape(D*C, D*C)` is the Hessian of W flattened row-major (`W.reshape(-1)`)",
             notes="Cost: two matrix products, D x B by B x (C·D) for the diagonal blocks and "
-            "(D·C) x B by B x (D·C) off them. Memory: at its peak three arrays the size of the "
-            "result, (D·C)² numbers each (the masked diagonal blocks, the masked product off "
-            "them, and their difference), besides B x D·C arrays. The diagonal blocks use "
-            "S_c Σ_{n≠c} S_n, not S_c(1 − S_c).",
+            "(D·C) x B by B x (D·C) off them, and no other pass over the (D·C)² result: the "
+            "minus sign is taken on a B x C factor before the product, and the diagonal blocks "
+            "are written over the product's. Memory: one array the size of the result, "
+            "besides B x D·C arrays. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
+            "S_c(1 − S_c).",
             flatten_batch=True,
             derivative=DerivativeOf("weight_grad(x, W, y)", wrt="W"),
         ),
