@@ -248,3 +248,35 @@ def test_a_number_times_a_sum_over_the_batch_multiplies_a_factor_not_the_product
     assert negated == plain.replace("(s[:, None, :] * x", "(-s[:, None, :] * x", 1)
     halved = code(product / 2, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
     assert halved == plain.replace("(s[:, None, :] * x", "((1/2)*s[:, None, :] * x", 1)
+
+
+def test_a_weighted_sum_of_differences_with_the_others_is_one_runtime_call():
+    n, U = class_index("n"), sp.IndexedBase("U")
+    others = (1 - sp.KroneckerDelta(i, n)) * S[n] * (U[i] - U[n])
+    assert code(sp.Sum(others, (n, 1, C)), (i,), batched=("s", "U")) == (
+        "sum_of_weighted_differences(xp, s, U)"
+    )
+    # a difference of two other arrays, or the other way round, is not that sum
+    V = sp.IndexedBase("V")
+    for other in (
+        (1 - sp.KroneckerDelta(i, n)) * S[n] * (U[i] - V[n]),
+        (1 - sp.KroneckerDelta(i, n)) * S[n] * (U[n] - U[i]),
+    ):
+        assert "weighted_differences" not in code(sp.Sum(other, (n, 1, C)), (i,))
+
+
+def test_a_product_of_three_factors_is_written_into_an_owned_temporary():
+    # S ⊙ differences / B: both operations into the temporary, none into a parameter
+    differences, B = sp.IndexedBase("differences"), sp.Symbol("B")
+    expr = S[i] * differences[i] / B
+
+    def printed(owned):
+        printer = ArrayPrinter(
+            axes=(i,), names={"S": "s"}, batched=("s", "differences"), owned=owned
+        )
+        return printer.doprint(expr)
+
+    assert printed(("differences",)) == (
+        "in_place(xp.divide, in_place(xp.multiply, differences, s), B)"
+    )
+    assert "in_place" not in printed(())

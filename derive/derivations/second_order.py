@@ -1245,7 +1245,7 @@ def derive():
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
-    weighted = sp.IndexedBase("weighted")  # S_bd U_bd
+    differences = sp.IndexedBase("differences")  # Σ_{d≠c} S_bd (U_bc − U_bd)
     error_share = sp.IndexedBase("error_share")
     (hvp_sum,) = [s for s in hvp.atoms(Sum) if s.limits[0][0] == b]
     kernels = (
@@ -1316,10 +1316,13 @@ def derive():
             body=(
                 Assign(P, (b, c), softmax_of_batch),
                 Assign(U, (b, c), along),
-                Assign(O, (b, c), batch_others),
-                Assign(weighted, (b, d), P[b, d] * U[b, d]),
-                Assign(Q, (b, c), Sum((1 - KroneckerDelta(c, d)) * weighted[b, d], (d, 1, C))),
-                Assign(error_share, (b, c), P[b, c] * (U[b, c] * O[b, c] - Q[b, c]) / B),
+                # U_c O_c − Q_c as one sum: Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped
+                Assign(
+                    differences,
+                    (b, c),
+                    Sum((1 - KroneckerDelta(c, d)) * P[b, d] * (U[b, c] - U[b, d]), (d, 1, C)),
+                ),
+                Assign(error_share, (b, c), P[b, c] * differences[b, c] / B),
             ),
             returns=Assign(
                 sp.IndexedBase("HV")[jj, c],
@@ -1337,7 +1340,9 @@ def derive():
             ),
             returns_doc="shape (D, C), like W: entry [j, c] = Σ_kd ∂²XE/∂W_jc∂W_kd V_kd",
             notes="Cost: the forward pass and two matrix products, X V and Xᵀ(...), as one "
-            "gradient evaluation.",
+            "gradient evaluation. The factor U_c Σ_{d≠c} S_d − Σ_{d≠c} S_d U_d is computed as "
+            "the one sum Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped: in NumPy two sums "
+            "per sample where no S_c is most of its row.",
             flatten_batch=True,
             derivative=DerivativeOf("(weight_grad(x, W, y) * V).sum()", wrt="W"),
         ),
