@@ -696,12 +696,15 @@ def sum_of_weighted_differences(xp: Any, w: Any, a: Any) -> Any:
         if math.isfinite(np.add.reduce(total, axis=None) + np.add.reduce(along, axis=None)):
             if np.minimum.reduce(w, axis=None) >= 0:  # Σ_m |w_m| is the total: no |w| pass
                 magnitude, half = w, 0.5 * total
+                # none over half its row if the largest is at most half the least total
+                suspect = np.maximum.reduce(w, axis=None) > np.minimum.reduce(half, axis=None)
             else:
                 magnitude = np.abs(w)
                 half = 0.5 * np.add.reduce(magnitude, axis=-1, keepdims=True)
+                suspect = True
             differences = np.multiply(a, total)
             np.subtract(differences, along, out=differences)
-            if (np.maximum.reduce(magnitude, axis=-1, keepdims=True) > half).any():
+            if suspect and (np.maximum.reduce(magnitude, axis=-1, keepdims=True) > half).any():
                 dominant = magnitude > half  # at most one entry per row
                 others = np.add.reduce(np.where(dominant, 0, w), axis=-1, keepdims=True)
                 others_along = np.add.reduce(np.where(dominant, 0, w * a), axis=-1, keepdims=True)

@@ -1314,8 +1314,9 @@ def derive():
                 Param("V", V, ("D", "C"), batched=False, doc="a direction, shaped like W"),
             ),
             body=(
-                Assign(P, (b, c), softmax_of_batch),
+                # U first: the softmax's passes then leave S in cache for the sums that read it
                 Assign(U, (b, c), along),
+                Assign(P, (b, c), softmax_of_batch),
                 # U_c O_c − Q_c as one sum: Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped
                 Assign(
                     differences,
