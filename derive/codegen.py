@@ -603,6 +603,7 @@ def _generate_function(
             "subtract_at_labels",
             "take_at_labels",
             "sum_of_others",
+            "sum_of_weighted_differences",
             "off_diagonal",
             "with_diagonal",
             "solve",
