@@ -1001,6 +1001,10 @@ def prepare(xp: Any, **arguments: tuple[Any, str]) -> tuple[Any, ...]:
 # into one-hot rows): such a call takes the full checks every time.
 _SEEN: dict[tuple, tuple] = {}
 _SEEN_MOST = 1024  # a program with more distinct calls than this starts over
+# One row of at most this many values is checked as Python floats (``tolist``, ``min``, ``sum``)
+# rather than by argmin and a product with ones: measured 0.37 against 0.60 µs for 5 values,
+# 0.50 against 0.61 for 10, even at 16.
+_LISTED_MOST = 12
 
 
 def checked_numpy(
@@ -1064,6 +1068,17 @@ def checked_numpy(
         for index, converted, ones, low, high in rows:
             checked = (prepared if converted else values)[index]
             if not checked.size:
+                continue
+            if checked.size <= _LISTED_MOST and checked.ndim == 1:  # one short row: Python floats
+                listed = checked.tolist()
+                total = sum(listed)  # exact enough: within half the tolerance, as below
+                if not min(listed) >= 0:  # a negative entry (a nan fails the sum's test)
+                    return None
+                if ones is None:  # values in [0, 1]: a nan makes the total nan
+                    if not (max(listed) <= 1 and total == total):
+                        return None
+                elif not low <= total <= high:  # a nan, or a row not within half the tolerance
+                    return None
                 continue
             if not checked.item(checked.argmin()) >= 0:  # a negative entry, or a nan
                 return None
