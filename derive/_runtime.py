@@ -1057,25 +1057,21 @@ def checked_numpy(
     prepared = values
     if casts is not None:
         prepared = tuple([v if d is None else v.astype(d) for v, d in zip(values, casts)])
-    for index, classes in class_labels:  # int64 after the casts
+    for index, classes in class_labels:  # int64 after the casts, none of them empty
         # argmax and argmin: no ufunc machinery and no new array (a view costs as much as a call)
         wide = prepared[index]
-        if not wide.size:
-            continue
         if not (wide.item(wide.argmax()) < classes and wide.item(wide.argmin()) >= 0):
             return None
     if rows and _check_label_rows:  # as `_rows_pass`, inlined: a call costs as much as a check
-        for index, converted, ones, low, high in rows:
+        for index, converted, listed, ones, low, high in rows:  # none of them empty
             checked = (prepared if converted else values)[index]
-            if not checked.size:
-                continue
-            if checked.size <= _LISTED_MOST and checked.ndim == 1:  # one short row: Python floats
-                listed = checked.tolist()
-                total = sum(listed)  # exact enough: within half the tolerance, as below
-                if not min(listed) >= 0:  # a negative entry (a nan fails the sum's test)
+            if listed:  # one short row: Python floats
+                entries = checked.tolist()
+                total = sum(entries)  # exact enough: within half the tolerance, as below
+                if not min(entries) >= 0:  # a negative entry (a nan fails the sum's test)
                     return None
                 if ones is None:  # values in [0, 1]: a nan makes the total nan
-                    if not (max(listed) <= 1 and total == total):
+                    if not (max(entries) <= 1 and total == total):
                         return None
                 elif not low <= total <= high:  # a nan, or a row not within half the tolerance
                     return None
@@ -1123,16 +1119,23 @@ def _first_numpy_call(
         _SEEN[key] = (arguments, labels, None, None, (), ())
         return form + result
     casts, rows, class_labels = passed
+    # what the shapes (the key) decide is decided here: an empty array has nothing to check,
+    # one short row is read as Python floats
+    class_labels = tuple((i, classes) for i, classes in class_labels if values[i].size)
     row_plans = []
     for name, tolerance in rows:  # integer rows are checked as floats, as prepare checks them
         index = names.index(name)
-        converted = values[index].dtype.kind != "f"
+        value = values[index]
+        if not value.size:
+            continue
+        converted = value.dtype.kind != "f"
+        listed = value.ndim == 1 and value.size <= _LISTED_MOST
         if tolerance is None:  # values in [0, 1]
-            row_plans.append((index, converted, None, 0.0, 1.0))
+            row_plans.append((index, converted, listed, None, 0.0, 1.0))
             continue
         checked = (result if converted else values)[index]
         ones = _ones(checked.shape[-1], checked.dtype)
-        row_plans.append((index, converted, ones, 1 - tolerance / 2, 1 + tolerance / 2))
+        row_plans.append((index, converted, listed, ones, 1 - tolerance / 2, 1 + tolerance / 2))
     rows = tuple(row_plans)
     _SEEN[key] = (arguments, labels, form, casts, rows, class_labels)
     return form + result
