@@ -497,24 +497,28 @@ def with_diagonal(
             flags = full.flags
             if not (owned and flags.writeable and flags.c_contiguous):
                 full = np.array(full, order="C")
-            # the diagonal, a view (an ndarray on full's buffer costs a buffer description per
-            # call: a slice of the flattened matrices where i and j are the last two axes)
-            if len(shape) == 2:  # one matrix (a call of C = 5 takes µs: each step counts)
-                view = full.reshape(-1)[:: size + 1]
+            # where the diagonal is: a slice of the flattened matrices where i and j are the last
+            # two axes, assigned in one step (no view object and no [...]: 0.32 -> 0.21 µs for
+            # one matrix of C = 10, where a call takes 5 µs); else a view with one step along i
+            # and j as its step along their diagonal
+            step = slice(None, None, size + 1)
+            if len(shape) == 2:
+                target, where = full.ravel(), step
             elif axes == (-2, -1):
-                view = full.reshape(shape[:-2] + (size * size,))[..., :: size + 1]
-            else:  # one step along i and j is one step along their diagonal
+                target, where = full.reshape(shape[:-2] + (size * size,)), (Ellipsis, step)
+            else:
                 strides, i, j = full.strides, len(shape) + first, len(shape) + second
                 steps = (strides[i] + strides[j],)
-                view = np.ndarray(
+                target = np.ndarray(
                     shape[:j] + shape[j + 1 :],
                     full.dtype,
                     full,
                     0,
                     strides[:i] + steps + strides[i + 1 : j] + strides[j + 1 :],
                 )
+                where = Ellipsis
             try:
-                view[...] = diagonal
+                target[where] = diagonal
                 return full
             except ValueError:  # D spans axes O does not (a batch): the result is larger than O
                 pass
@@ -523,6 +527,31 @@ def with_diagonal(
     gap, after = [1] * (second - first - 1), [1] * (-second - 1)  # axes between i and j, after j
     eye = xp.reshape(xp.eye(size, dtype=xp.bool), (size, *gap, size, *after))
     return xp.where(eye, diagonal, full)
+
+
+def outer_product(xp: Any, a: Any, b: Any) -> Any:
+    """a_i b_j on the last two axes: ``a[..., :, None] * b[..., None, :]``.
+
+    The printing of a product of two vectors on the two result axes (the
+    softmax Jacobian's −S_i S_j). For one NumPy vector each, of one float
+    dtype: the matrix product of C × 1 by 1 × C, the same products (one per
+    entry, rounded once) without the setup of NumPy's broadcasting iterator:
+    0.35 against 0.76 µs for C = 10, in a softmax Jacobian of 5 µs. A zero
+    product is +0 there (the matrix product adds it to 0), where the broadcast
+    product can give −0: equal as numbers.
+    """
+    if (
+        type(a) is np.ndarray
+        and type(b) is np.ndarray
+        and a.ndim == 1 == b.ndim
+        and a.dtype is b.dtype
+        and a.dtype in _BLAS_FLOATS
+    ):
+        return a[:, None].dot(b[None, :])
+    return a[..., :, None] * b[..., None, :]
+
+
+_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def vecdot(xp: Any, a: Any, b: Any) -> Any:

@@ -605,6 +605,7 @@ def _generate_function(
             "sum_of_others",
             "off_diagonal",
             "with_diagonal",
+            "outer_product",
             "solve",
             "sum_of_others",
             "is_traced",

@@ -519,6 +519,50 @@ def test_with_diagonal_writes_the_diagonal_over_an_owned_full_array_and_copies_o
     np.testing.assert_array_equal(owned, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_with_diagonal_writes_over_one_owned_matrix_and_copies_one_it_does_not_own(dtype):
+    from derive._runtime import with_diagonal
+
+    rng = np.random.default_rng(6)
+    full, diagonal = rng.normal(size=(4, 4)).astype(dtype), rng.normal(size=4).astype(dtype)
+    expected = _where_reference(full, diagonal, (-2, -1))
+    kept = full.copy()
+    got = with_diagonal(FAST_NUMPY, full, diagonal, 4, (-2, -1), owned=False)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(full, kept)
+    owned = with_diagonal(FAST_NUMPY, full, diagonal, 4, (-2, -1))
+    assert owned is full
+    np.testing.assert_array_equal(owned, expected)
+    transposed = with_diagonal(FAST_NUMPY, kept.T, diagonal, 4, (-2, -1))  # not C-contiguous
+    np.testing.assert_array_equal(transposed, _where_reference(kept.T, diagonal, (-2, -1)))
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape, dtypes",
+    [
+        ((5,), (5,), (np.float64, np.float64)),
+        ((5,), (3,), (np.float32, np.float32)),
+        ((5,), (5,), (np.float16, np.float16)),
+        ((5,), (5,), (np.float32, np.float64)),
+        ((2, 5), (2, 5), (np.float64, np.float64)),
+        ((2, 5), (5,), (np.float32, np.float32)),
+    ],
+)
+def test_outer_product_is_the_broadcast_product(a_shape, b_shape, dtypes):
+    from derive._runtime import outer_product
+
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=a_shape).astype(dtypes[0])
+    b = rng.normal(size=b_shape).astype(dtypes[1])
+    a[1] = np.inf
+    b[..., 2] = 0.0
+    with np.errstate(invalid="ignore"):  # inf * 0 is nan on both
+        expected = a[..., :, None] * b[..., None, :]
+        got = outer_product(FAST_NUMPY, a, b)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_with_diagonal_broadcasts_where_the_diagonal_spans_more_than_the_full_array():
     from derive._runtime import with_diagonal
 
