@@ -465,6 +465,11 @@ def _off_diagonal_ones(classes: int, dtype: np.dtype) -> np.ndarray:
     return ones
 
 
+@cache
+def _off_diagonal_and_ones(classes: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    return _off_diagonal_ones(classes, dtype), _ones(classes, dtype)
+
+
 def off_diagonal(xp: Any, classes: int, dtype: Any) -> Any:
     """1 − δ_ij, shape (C, C): ones off the diagonal, zeros on it; read-only in NumPy (made once
     per size and dtype: a generated step uses it as a constant and never writes into it)."""
@@ -672,10 +677,12 @@ def sum_of_others(xp: Any, a: Any) -> Any:
     if xp is FAST_NUMPY and a.dtype.kind == "f" and classes > 0:
         if classes <= _SHORT_AXIS:
             # ndarray.dot and math.isfinite: for a few classes, the calls cost more than the sums
-            others = a.dot(_off_diagonal_ones(classes, a.dtype))
             if a.ndim == 1:  # one row: its sum as a product, half the cost of a reduction
-                total = others.dot(_ones(classes, a.dtype))
+                off, ones = _off_diagonal_and_ones(classes, a.dtype)  # one cached call, not two
+                others = a.dot(off)
+                total = others.dot(ones)
             else:
+                others = a.dot(_off_diagonal_ones(classes, a.dtype))
                 total = np.add.reduce(others, axis=None)
             if math.isfinite(total):  # nan or ±inf if any entry is
                 return others
