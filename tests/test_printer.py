@@ -208,8 +208,18 @@ def _jacobian(first, second):
 def test_a_delta_over_two_axes_prints_the_off_diagonal_formula_with_the_diagonal_written_over_it():
     # −S_i S_j everywhere, then S_i Σ_{n≠i} S_n (j read as i) over the diagonal
     assert code(_jacobian(i, j), (i, j), batched=("s", "others")) == (
-        "with_diagonal(xp, -s[..., :, None]*s[..., None, :], s*others, C, (-2, -1))"
+        "with_diagonal(xp, outer_product(xp, -s, s), s*others, C, (-2, -1))"
     )
+
+
+def test_a_product_of_two_vectors_on_the_two_result_axes_is_one_outer_product():
+    assert code(S[i] * S[j], (i, j)) == "outer_product(xp, s, s)"
+    assert code(-S[j] * S[i], (i, j)) == "outer_product(xp, -s, s)"
+    assert code(S[c] * x[jd], (jd, c)) == "outer_product(xp, x, s)"  # the first is on i
+    # anything else is the broadcast product: a third axis, another factor, a squared entry
+    assert code(S[t] * x[jd], (t, jd, c)) == "s[..., :, None, None]*x[..., None, :, None]"
+    assert code(2 * S[i] * S[j], (i, j)) == "2*s[..., :, None]*s[..., None, :]"
+    assert code(S[i] * S[i], (i, j)) == "s[..., :, None]**2"
 
 
 def test_factors_over_other_axes_multiply_the_result_of_the_split():

@@ -296,6 +296,73 @@ def test_a_remembered_shape_with_a_bad_row_raises_the_same_error(monkeypatch, ro
         assert_same(weight_grad(x, W, bad), full_checks(monkeypatch, weight_grad)(x, W, bad))
 
 
+# one short row is checked as Python floats: min and sum, which a nan anywhere must not fool
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ([np.nan, 1, 0, 0, 0], "the row sums to nan"),
+        ([1, 0, 0, 0, np.nan], "the row sums to nan"),
+        ([0, 0, 0, 0, 0], "the row sums to 0"),
+        ([0, 0, 2, 0, 0], "the row sums to 2"),
+        ([1, 0, 0, 0, np.inf], "the row sums to inf"),
+        ([-np.inf, 1, 0, 0, 1], "the row sums to -inf"),
+        ([-0.5, 1.5, 0, 0, 0], "the row has -0.5"),
+        ([0.5, 0.5, 0, 0, -0.0], None),  # -0 is not negative: the row passes on both paths
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_one_remembered_row_with_a_bad_entry_raises_the_same_error(
+    monkeypatch, row, message, dtype
+):
+    x, W = rng.normal(size=3), rng.normal(size=(3, 5))
+    y = np.eye(5, dtype=dtype)[2]
+    weight_grad(x, W, y), weight_grad(x, W, y)
+    if dtype is np.int64 and not all(float(v).is_integer() for v in row):
+        return  # an integer row holds no nan, inf or fraction
+    bad = np.array(row).astype(dtype)
+    if message is None:
+        assert_same(weight_grad(x, W, bad), full_checks(monkeypatch, weight_grad)(x, W, bad))
+        return
+    refused_alike(
+        monkeypatch,
+        rf"^y: expected one-hot or probability rows .*{message}$",
+        weight_grad,
+        x,
+        W,
+        bad,
+    )
+
+
+@pytest.mark.parametrize(
+    "bad", [[0.5, np.nan, 0.5], [np.nan, 0.5, 2.0], [0.5, 1.5, 0], [-0.5, 0, 1], [0, np.inf, 1]]
+)
+def test_short_values_in_the_unit_interval_of_a_remembered_shape_are_checked(monkeypatch, bad):
+    function = generated.binary_cross_entropy_grad
+    p, y = np.array([0.2, 0.5, 0.9]), np.array([0.0, 1.0, 1.0])
+    function(p, y), function(p, y)
+    for arguments in [(np.array(bad), y), (p, np.array(bad))]:
+        refused_alike(monkeypatch, r"^[py]: expected", function, *arguments)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_row_at_the_edge_of_the_tolerance_gets_the_same_answer_on_both_paths(
+    monkeypatch, dtype
+):
+    x, W = rng.normal(size=3).astype(dtype), rng.normal(size=(3, 5)).astype(dtype)
+    y = np.eye(5, dtype=dtype)[1]
+    weight_grad(x, W, y)
+    tolerance = _runtime._row_tolerance(np, [dtype], 5)
+    answers = []
+    for scale in np.linspace(0.98, 1.02, 41):
+        bad = y.copy()
+        bad[1] = dtype(1) + dtype(tolerance * scale)
+        fast = outcome(weight_grad, x, W, bad)
+        full = full_outcome(monkeypatch, weight_grad, x, W, bad)
+        assert_same(fast, full)
+        answers.append(isinstance(full, np.ndarray))
+    assert any(answers) and not all(answers)  # both sides of the edge were tried
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rows_at_the_edge_of_the_tolerance_get_the_same_answer_on_both_paths(monkeypatch, dtype):
     x, W = rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(3, 5)).astype(dtype)
@@ -450,6 +517,50 @@ def test_with_diagonal_writes_the_diagonal_over_an_owned_full_array_and_copies_o
     owned = with_diagonal(FAST_NUMPY, full, diagonal, 4, axes)
     assert owned is full  # owned: written in place
     np.testing.assert_array_equal(owned, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_with_diagonal_writes_over_one_owned_matrix_and_copies_one_it_does_not_own(dtype):
+    from derive._runtime import with_diagonal
+
+    rng = np.random.default_rng(6)
+    full, diagonal = rng.normal(size=(4, 4)).astype(dtype), rng.normal(size=4).astype(dtype)
+    expected = _where_reference(full, diagonal, (-2, -1))
+    kept = full.copy()
+    got = with_diagonal(FAST_NUMPY, full, diagonal, 4, (-2, -1), owned=False)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(full, kept)
+    owned = with_diagonal(FAST_NUMPY, full, diagonal, 4, (-2, -1))
+    assert owned is full
+    np.testing.assert_array_equal(owned, expected)
+    transposed = with_diagonal(FAST_NUMPY, kept.T, diagonal, 4, (-2, -1))  # not C-contiguous
+    np.testing.assert_array_equal(transposed, _where_reference(kept.T, diagonal, (-2, -1)))
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape, dtypes",
+    [
+        ((5,), (5,), (np.float64, np.float64)),
+        ((5,), (3,), (np.float32, np.float32)),
+        ((5,), (5,), (np.float16, np.float16)),
+        ((5,), (5,), (np.float32, np.float64)),
+        ((2, 5), (2, 5), (np.float64, np.float64)),
+        ((2, 5), (5,), (np.float32, np.float32)),
+    ],
+)
+def test_outer_product_is_the_broadcast_product(a_shape, b_shape, dtypes):
+    from derive._runtime import outer_product
+
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=a_shape).astype(dtypes[0])
+    b = rng.normal(size=b_shape).astype(dtypes[1])
+    a[1] = np.inf
+    b[..., 2] = 0.0
+    with np.errstate(invalid="ignore"):  # inf * 0 is nan on both
+        expected = a[..., :, None] * b[..., None, :]
+        got = outer_product(FAST_NUMPY, a, b)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_with_diagonal_broadcasts_where_the_diagonal_spans_more_than_the_full_array():

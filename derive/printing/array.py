@@ -463,6 +463,7 @@ class ArrayPrinter(NumPyPrinter):
             or self._divide_in_place(expr)
             or self._multiply_in_place(expr)
             or self._product_in_place(expr)
+            or self._outer_product(expr)
             or super()._print_Mul(expr)
         )
 
@@ -493,6 +494,29 @@ class ArrayPrinter(NumPyPrinter):
                 code = f"in_place({self._module}.divide, {code}, {divided}{condition})"
             return code
         return None
+
+    def _outer_product(self, expr: sp.Mul) -> str | None:
+        """±a_i b_j on exactly the result axes (i, j), as ``outer_product(xp, ±a, b)``
+        (derive._runtime): the products as written, in one call that NumPy takes faster for
+        one vector each (the softmax Jacobian's −S_i S_j)."""
+        coefficient, rest = expr.as_coeff_Mul()
+        factors = sp.Mul.make_args(rest)
+        if coefficient not in (1, -1) or len(factors) != 2 or len(self.axes) != 2:
+            return None
+        if not all(isinstance(f, sp.Indexed) and len(f.indices) == 1 for f in factors):
+            return None
+        by_axis = {f.indices[0]: f for f in factors}
+        if set(by_axis) != set(self.axes) or any(self._is_label(i) for i in by_axis):
+            return None
+        axes, printed = self.axes, []
+        try:
+            for axis in axes:  # each vector on its own axis alone: its name, or its batch too
+                self.axes = [axis]
+                printed.append(self._print(by_axis[axis]))
+        finally:
+            self.axes = axes
+        sign = "-" if coefficient == -1 else ""
+        return f"outer_product({self._module}, {sign}{printed[0]}, {printed[1]})"
 
     def _negate_in_place(self, expr: sp.Mul) -> str | None:
         """−a written into a, when a is a temporary the function owns and reads no more (the
