@@ -163,3 +163,23 @@ def test_the_fused_label_row_test_agrees_with_the_row_by_row_one():
     one_off[3, 0] = 1.0  # two classes marked in row 3
     assert not _runtime._rows_pass(one_off, tolerance)
     assert _runtime._rows_pass(np.array([0.25, 0.75]), tolerance)  # one unbatched row
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_division_by_a_power_of_two_is_the_division_bit_for_bit(dtype):
+    """``in_place(np.divide, a, B)`` multiplies by 1/B when B is a power of two: the same
+    numbers as the division, subnormal results included; any other divisor divides."""
+    rng = np.random.default_rng(3)
+    tiny = np.finfo(dtype).smallest_normal
+    a = np.concatenate([rng.normal(size=500), [3 * tiny, 5 * tiny, 7e-3, -1.0]]).astype(dtype)
+    for divisor in (64, 256, 1024.0, 0.5, 3, 6, 100.0):
+        result = in_place(np.divide, a.copy(), divisor)
+        assert result.dtype == a.dtype
+        assert np.array_equal(result, a / divisor), divisor
+    # a divisor whose product form would round differently: the division is kept
+    thirds = np.full(300, 1.0, dtype=dtype)
+    assert np.array_equal(in_place(np.divide, thirds.copy(), 3), thirds / 3)
+    assert _runtime._as_product(a, (64,))[0] is np.multiply
+    for kept in (3, 100.0, np.int64(64), 2.0**70, -64):
+        assert _runtime._as_product(a, (kept,))[0] is np.divide, kept
+    assert _runtime._as_product(a.astype(np.float16), (64,))[0] is np.divide
