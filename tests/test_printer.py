@@ -74,6 +74,14 @@ def test_a_contraction_with_a_matrix_is_a_matmul():
     assert code(summation(c), (c,)) == "xp.matmul(x, W)"
 
 
+def test_a_bias_is_added_into_the_new_array_of_a_matmul():
+    """Σ_d x_d W_dc + b_c: the product is a new array of the result's shape, so the bias goes
+    into it (x + y = y + x exactly); a sum printed as a reduction is not written into."""
+    b = sp.IndexedBase("b")
+    assert code(summation(c) + b[c], (c,)) == "in_place(xp.add, xp.matmul(x, W), b)"
+    assert code(sp.Sum(sp.exp(z[k]), (k, 1, C)) + b[c], (c,)).startswith("b")
+
+
 def test_a_maximum_reduces_like_a_sum():
     assert code(Maximum(z[k], (k, 1, C)), ()) == "xp.max(z, axis=-1)"
 

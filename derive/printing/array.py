@@ -224,6 +224,8 @@ class ArrayPrinter(NumPyPrinter):
         (the cores never return an argument or a view of one: tests/test_in_place.py)."""
         if isinstance(operand, (sp.Add, sp.Mul, sp.Pow)):
             return "" if operand.free_symbols else None  # an array, or a number passed on
+        if self._is_product(operand):
+            return ""
         if isinstance(operand, sp.Function) and type(operand).__name__ in ARRAY_API_FUNCTIONS:
             return ""
         if calls and isinstance(operand, AppliedUndef):
@@ -450,11 +452,21 @@ class ArrayPrinter(NumPyPrinter):
             if last.could_extract_minus_sign():
                 return self._in_place("subtract", expr, rest, -last)
             return self._in_place("add", expr, rest, last)
+        if len(terms) == 2 and not terms[1].could_extract_minus_sign():
+            products = [t for t in terms if self._is_product(t)]
+            if products:  # Σ_d x_d W_dk + b_k: the bias goes into the product's new array
+                other = terms[1] if terms[0] is products[0] else terms[0]
+                return self._in_place("add", expr, products[0], other)
         if len(terms) != 2 or not isinstance(first, (sp.Indexed, sp.Symbol)):
             return None
         if terms[1].could_extract_minus_sign():
             return self._in_place("subtract", expr, first, -terms[1])
         return self._in_place("add", expr, first, terms[1])
+
+    def _is_product(self, expr: sp.Basic) -> bool:
+        """Whether ``expr`` prints as ``xp.matmul``: a new array, the result's shape, that an
+        addition may write into (x + y = y + x exactly, so the order changes no number)."""
+        return isinstance(expr, sp.Sum) and self._contraction(expr) is not None
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         return (
