@@ -609,6 +609,7 @@ def _generate_function(
             "sum_of_others",
             "is_traced",
             "vector_scale",
+            "heaviside",
             *SPECIAL_FUNCTIONS,
         )
         if any(f"{h}(" in l for l in (*lines, *checks))

@@ -183,3 +183,17 @@ def test_a_division_by_a_power_of_two_is_the_division_bit_for_bit(dtype):
     for kept in (3, 100.0, np.int64(64), 2.0**70, -64):
         assert _runtime._as_product(a, (kept,))[0] is np.divide, kept
     assert _runtime._as_product(a.astype(np.float16), (64,))[0] is np.divide
+
+
+@pytest.mark.parametrize("at_zero", [0, 1])
+def test_the_step_function_writes_into_its_argument_only_when_owned(at_zero):
+    """`heaviside` gives the numbers of ``astype(z > 0)`` (``>=`` with 1 at 0), nan as 0, and
+    writes into z only when told it owns it."""
+    z = np.array([-2.0, -0.0, 0.0, 1e-300, 3.0, np.nan, -np.inf, np.inf] * 40, dtype=np.float32)
+    expected = (z > 0 if at_zero == 0 else z >= 0).astype(np.float32)
+    kept = z.copy()
+    result = _runtime.heaviside(np, z, at_zero, np.dtype(np.float32))
+    assert result.dtype == np.float32 and np.array_equal(result, expected)
+    assert result is not z and np.array_equal(z, kept, equal_nan=True)
+    written = _runtime.heaviside(np, z, at_zero, np.dtype(np.float32), owned=True)
+    assert written is z and np.array_equal(z, expected)

@@ -237,3 +237,13 @@ def test_a_delta_that_is_only_multiplied_by_one_array_or_added_is_not_split():
     assert code(sp.KroneckerDelta(i, j) - S[i] * S[j] / sp.Symbol("K"), (i, j)) == (
         "xp.eye(C, dtype=dtype) - s[..., :, None]*s[..., None, :]/K"
     )
+
+
+def test_a_step_function_is_printed_with_its_value_at_zero_and_written_into_a_temporary():
+    """θ(z) is `heaviside(xp, z, at_zero, dtype)`; into z only where z is the function's own."""
+    assert code(sp.Heaviside(z[k], 0), (k,)) == "heaviside(xp, z, 0, dtype)"
+    assert code(sp.Heaviside(z[k], 1), (k,)) == "heaviside(xp, z, 1, dtype)"
+    owned = ArrayPrinter(axes=(k,), batched=("z",), owned=("z",))
+    assert owned.doprint(sp.Heaviside(z[k], 0)) == "heaviside(xp, z, 0, dtype, owned=True)"
+    with pytest.raises(UnsupportedExpression):
+        code(sp.Heaviside(z[k]), (k,))  # SymPy's 1/2 at 0: no choice made

@@ -585,14 +585,15 @@ class ArrayPrinter(NumPyPrinter):
         )
 
     def _print_Heaviside(self, expr: sp.Heaviside) -> str:
-        """H(z) as 1.0 where z > 0, else 0.0: the value at 0 is part of the expression."""
+        """H(z) as 1.0 where z > 0, else 0.0 (`derive._runtime.heaviside`): the value at 0 is
+        part of the expression; written into z where z is a temporary the function owns."""
         argument, at_zero = expr.args if len(expr.args) == 2 else (expr.args[0], None)
         if at_zero not in (0, 1):
             raise UnsupportedExpression(
                 f"{expr}: say Heaviside's value at 0, 0 or 1 (got {at_zero})"
             )
-        relation = ">" if at_zero == 0 else ">="
-        return f"{self._module}.astype({self._print(argument)} {relation} 0, {self.dtype})"
+        owned = {None: "", "": ", owned=True"}.get(self._fresh(argument, expr), ", owned=fresh")
+        return f"heaviside({self._module}, {self._print(argument)}, {at_zero}, {self.dtype}{owned})"
 
     def _print_Max(self, expr: sp.Max) -> str:
         *rest, last = expr.args
