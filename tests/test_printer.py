@@ -247,3 +247,11 @@ def test_a_step_function_is_printed_with_its_value_at_zero_and_written_into_a_te
     assert owned.doprint(sp.Heaviside(z[k], 0)) == "heaviside(xp, z, 0, dtype, owned=True)"
     with pytest.raises(UnsupportedExpression):
         code(sp.Heaviside(z[k]), (k,))  # SymPy's 1/2 at 0: no choice made
+
+
+def test_a_maximum_with_a_number_is_written_into_an_owned_temporary():
+    """max(z, 0) goes into z only where z is the function's own (ReLU over the two-layer
+    step's z₁); an argument it does not own keeps the plain call."""
+    owned = ArrayPrinter(axes=(k,), batched=("z",), owned=("z",))
+    assert owned.doprint(sp.Max(z[k], 0)) == "in_place(xp.maximum, z, 0)"
+    assert code(sp.Max(z[k], 0), (k,)) == "xp.maximum(0, z)"

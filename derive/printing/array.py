@@ -596,6 +596,14 @@ class ArrayPrinter(NumPyPrinter):
         return f"heaviside({self._module}, {self._print(argument)}, {at_zero}, {self.dtype}{owned})"
 
     def _print_Max(self, expr: sp.Max) -> str:
+        """``xp.maximum``, nested for more arguments; max(z, 0) written into z where z is a
+        temporary the function owns (ReLU over the two-layer step's z₁, read no more)."""
+        arrays = [a for a in expr.args if not a.is_number]
+        if len(expr.args) == 2 and len(arrays) == 1:
+            (number,) = [a for a in expr.args if a.is_number]
+            code = self._in_place("maximum", expr, arrays[0], number)
+            if code:
+                return code
         *rest, last = expr.args
         text = self._print(last)
         for argument in reversed(rest):
