@@ -704,6 +704,53 @@ def sum_of_others(xp: Any, a: Any) -> Any:
     return before + after
 
 
+def sum_of_weighted_differences(xp: Any, w: Any, a: Any) -> Any:
+    """``D[..., i] = Σ_{m≠i} w[..., m] (a[..., i] − a[..., m])``, for each i of the last axis.
+
+    The printing of Σ_m (1 − δ_im) w_m (a_i − a_m) (the Hessian-vector product's
+    factor, w the probabilities). As written, a_i Σ_{m≠i} w_m − Σ_{m≠i} w_m a_m:
+    two sums of others, a dozen passes in NumPy. The m = i term is 0, so NumPy
+    takes a_i Σ_m w_m − Σ_m w_m a_m, two sums per row and two passes, wherever
+    |w_i| is at most half of Σ_m |w_m| (then each term's rounding is a few ulps of
+    Σ_{m≠i} |w_m| (|a_i| + |a_m|), as the two sums of others give); the one entry
+    per row that may be larger (w_i ≈ 1: the sums would lose 1 − w_i's digits)
+    takes its row's other entries, summed without it. Elsewhere (a few classes,
+    where a reduction along so short an axis costs more than the sums of others'
+    one matrix product each; other libraries, other dtypes, a row that is not
+    finite): the two sums of others.
+    """
+    if (
+        xp is FAST_NUMPY
+        and type(w) is np.ndarray
+        and type(a) is np.ndarray
+        and w.shape == a.shape
+        and w.dtype == a.dtype
+        and w.dtype in (np.float32, np.float64)
+        and w.shape[-1] > _SHORT_AXIS  # over a few classes, the sums of others' one product each
+    ):
+        total = np.add.reduce(w, axis=-1, keepdims=True)
+        along = np.expand_dims(np.vecdot(w, a), -1)
+        # Σ_m w_m a_m is nan or ±inf if any w or a is (0 · inf included): then the sums of others
+        if math.isfinite(np.add.reduce(total, axis=None) + np.add.reduce(along, axis=None)):
+            if np.minimum.reduce(w, axis=None) >= 0:  # Σ_m |w_m| is the total: no |w| pass
+                magnitude, half = w, 0.5 * total
+                # none over half its row if the largest is at most half the least total
+                suspect = np.maximum.reduce(w, axis=None) > np.minimum.reduce(half, axis=None)
+            else:
+                magnitude = np.abs(w)
+                half = 0.5 * np.add.reduce(magnitude, axis=-1, keepdims=True)
+                suspect = True
+            differences = np.multiply(a, total)
+            np.subtract(differences, along, out=differences)
+            if suspect and (np.maximum.reduce(magnitude, axis=-1, keepdims=True) > half).any():
+                dominant = magnitude > half  # at most one entry per row
+                others = np.add.reduce(np.where(dominant, 0, w), axis=-1, keepdims=True)
+                others_along = np.add.reduce(np.where(dominant, 0, w * a), axis=-1, keepdims=True)
+                differences = np.where(dominant, a * others - others_along, differences)
+            return differences
+    return a * sum_of_others(xp, w) - sum_of_others(xp, w * a)
+
+
 def solve(xp: Any, matrix: Any, rhs: Any, penalty: Any = None) -> Any:
     """``xp.linalg.solve(matrix, rhs)``, in float32 for float16, and a singular system named.
 

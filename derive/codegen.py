@@ -116,7 +116,7 @@ def _value_checks(kernel: Kernel) -> list[str]:
             for p in kernel.params
             if _is_scalar(p) and p.label in symbols
         ]
-    return checks
+    return list(dict.fromkeys(checks))  # two requirements on one argument name it once
 
 
 def _sizes_used_as_numbers(expr: sp.Basic) -> set[str]:
@@ -603,10 +603,10 @@ def _generate_function(
             "subtract_at_labels",
             "take_at_labels",
             "sum_of_others",
+            "sum_of_weighted_differences",
             "off_diagonal",
             "with_diagonal",
             "solve",
-            "sum_of_others",
             "is_traced",
             "vector_scale",
             "heaviside",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -34,6 +35,27 @@ BATCHES = [(), (2,), (2, 3)]
 
 def test_every_generated_function_is_a_registered_kernel():
     assert sorted([*BY_NAME] + [d.name for d in DISPATCHES]) == sorted(generated.__all__)
+
+
+def _value_checks_listed(name: str) -> list[str] | None:
+    """The checks a generated function's docstring says read values, or None if it lists none."""
+    docstring = " ".join(getattr(generated, name).__doc__.split())
+    listed = re.search(r"The checks that read values \((.*?)\) run outside", docstring)
+    return None if listed is None else [check.strip() for check in listed.group(1).split(",")]
+
+
+READS_VALUES = [name for name in sorted(BY_NAME) if _value_checks_listed(name) is not None]
+
+
+def test_the_functions_with_a_requirement_say_their_checks_read_values():
+    assert "newton_step" in READS_VALUES and "weight_grad" in READS_VALUES
+
+
+@pytest.mark.parametrize("name", READS_VALUES)
+def test_a_docstring_names_each_check_that_reads_values_once(name):
+    """newton_step has two requirements on l2; its docstring once said "the requirement on l2" twice."""
+    checks = _value_checks_listed(name)
+    assert len(checks) == len(set(checks)), checks
 
 
 def _arrays(value) -> list:

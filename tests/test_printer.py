@@ -255,3 +255,54 @@ def test_a_maximum_with_a_number_is_written_into_an_owned_temporary():
     owned = ArrayPrinter(axes=(k,), batched=("z",), owned=("z",))
     assert owned.doprint(sp.Max(z[k], 0)) == "in_place(xp.maximum, z, 0)"
     assert code(sp.Max(z[k], 0), (k,)) == "xp.maximum(0, z)"
+
+
+def test_a_number_times_a_sum_over_the_batch_multiplies_a_factor_not_the_product():
+    # −Σ_b x_bj S_bc x_bk S_bd: the sign on the (B, C) factor, not a pass over the (D·C)² product
+    from derive.sympy_tools import MatmulSum
+
+    b, X, P = (
+        sp.Idx("b", (1, sp.Symbol("B", integer=True))),
+        sp.IndexedBase("x"),
+        sp.IndexedBase("S"),
+    )
+    jj, kk, cc, dd = input_index("j"), input_index("k"), class_index("c"), class_index("d")
+    product = MatmulSum(X[b, jj] * P[b, cc] * X[b, kk] * P[b, dd], (b, 1, b.upper))
+    plain = code(product, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
+    negated = code(-product, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
+    assert not negated.startswith("-") and "xp.matmul" in negated
+    assert negated == plain.replace("(s[:, None, :] * x", "(-s[:, None, :] * x", 1)
+    halved = code(product / 2, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
+    assert halved == plain.replace("(s[:, None, :] * x", "((1/2)*s[:, None, :] * x", 1)
+
+
+def test_a_weighted_sum_of_differences_with_the_others_is_one_runtime_call():
+    n, U = class_index("n"), sp.IndexedBase("U")
+    others = (1 - sp.KroneckerDelta(i, n)) * S[n] * (U[i] - U[n])
+    assert code(sp.Sum(others, (n, 1, C)), (i,), batched=("s", "U")) == (
+        "sum_of_weighted_differences(xp, s, U)"
+    )
+    # a difference of two other arrays, or the other way round, is not that sum
+    V = sp.IndexedBase("V")
+    for other in (
+        (1 - sp.KroneckerDelta(i, n)) * S[n] * (U[i] - V[n]),
+        (1 - sp.KroneckerDelta(i, n)) * S[n] * (U[n] - U[i]),
+    ):
+        assert "weighted_differences" not in code(sp.Sum(other, (n, 1, C)), (i,))
+
+
+def test_a_product_of_three_factors_is_written_into_an_owned_temporary():
+    # S ⊙ differences / B: both operations into the temporary, none into a parameter
+    differences, B = sp.IndexedBase("differences"), sp.Symbol("B")
+    expr = S[i] * differences[i] / B
+
+    def printed(owned):
+        printer = ArrayPrinter(
+            axes=(i,), names={"S": "s"}, batched=("s", "differences"), owned=owned
+        )
+        return printer.doprint(expr)
+
+    assert printed(("differences",)) == (
+        "in_place(xp.divide, in_place(xp.multiply, differences, s), B)"
+    )
+    assert "in_place" not in printed(())

@@ -1245,7 +1245,7 @@ def derive():
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
-    weighted = sp.IndexedBase("weighted")  # S_bd U_bd
+    differences = sp.IndexedBase("differences")  # Σ_{d≠c} S_bd (U_bc − U_bd)
     error_share = sp.IndexedBase("error_share")
     (hvp_sum,) = [s for s in hvp.atoms(Sum) if s.limits[0][0] == b]
     kernels = (
@@ -1293,10 +1293,11 @@ def derive():
             returns_doc="shape (D, C, D, C), entry [j, c, k, d] = ∂²XE/∂W_jc∂W_kd; "
             "`.reshape(D*C, D*C)` is the Hessian of W flattened row-major (`W.reshape(-1)`)",
             notes="Cost: two matrix products, D x B by B x (C·D) for the diagonal blocks and "
-            "(D·C) x B by B x (D·C) off them. Memory: at its peak three arrays the size of the "
-            "result, (D·C)² numbers each (the masked diagonal blocks, the masked product off "
-            "them, and their difference), besides B x D·C arrays. The diagonal blocks use "
-            "S_c Σ_{n≠c} S_n, not S_c(1 − S_c).",
+            "(D·C) x B by B x (D·C) off them, and no other pass over the (D·C)² result: the "
+            "minus sign is taken on a B x C factor before the product, and the diagonal blocks "
+            "are written over the product's. Memory: one array the size of the result, "
+            "besides B x D·C arrays. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
+            "S_c(1 − S_c).",
             flatten_batch=True,
             derivative=DerivativeOf("weight_grad(x, W, y)", wrt="W"),
         ),
@@ -1313,12 +1314,16 @@ def derive():
                 Param("V", V, ("D", "C"), batched=False, doc="a direction, shaped like W"),
             ),
             body=(
-                Assign(P, (b, c), softmax_of_batch),
+                # U first: the softmax's passes then leave S in cache for the sums that read it
                 Assign(U, (b, c), along),
-                Assign(O, (b, c), batch_others),
-                Assign(weighted, (b, d), P[b, d] * U[b, d]),
-                Assign(Q, (b, c), Sum((1 - KroneckerDelta(c, d)) * weighted[b, d], (d, 1, C))),
-                Assign(error_share, (b, c), P[b, c] * (U[b, c] * O[b, c] - Q[b, c]) / B),
+                Assign(P, (b, c), softmax_of_batch),
+                # U_c O_c − Q_c as one sum: Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped
+                Assign(
+                    differences,
+                    (b, c),
+                    Sum((1 - KroneckerDelta(c, d)) * P[b, d] * (U[b, c] - U[b, d]), (d, 1, C)),
+                ),
+                Assign(error_share, (b, c), P[b, c] * differences[b, c] / B),
             ),
             returns=Assign(
                 sp.IndexedBase("HV")[jj, c],
@@ -1336,7 +1341,9 @@ def derive():
             ),
             returns_doc="shape (D, C), like W: entry [j, c] = Σ_kd ∂²XE/∂W_jc∂W_kd V_kd",
             notes="Cost: the forward pass and two matrix products, X V and Xᵀ(...), as one "
-            "gradient evaluation.",
+            "gradient evaluation. The factor U_c Σ_{d≠c} S_d − Σ_{d≠c} S_d U_d is computed as "
+            "the one sum Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped: in NumPy two sums "
+            "per sample where no S_c is most of its row.",
             flatten_batch=True,
             derivative=DerivativeOf("(weight_grad(x, W, y) * V).sum()", wrt="W"),
         ),

@@ -470,11 +470,41 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         return (
-            self._negate_in_place(expr)
+            self._scaled_matmul_sum(expr)
+            or self._negate_in_place(expr)
             or self._divide_in_place(expr)
             or self._multiply_in_place(expr)
+            or self._product_in_place(expr)
             or super()._print_Mul(expr)
         )
+
+    def _product_in_place(self, expr: sp.Mul) -> str | None:
+        """``a * b / n`` (three factors or more) written into a, when a is a temporary the
+        function owns and reads no more (the HVP's S ⊙ differences / B): each other factor
+        multiplied into it, then each divisor divided, left to right as the plain product
+        would (a product of two numbers is the same either way round)."""
+        factors = sp.Mul.make_args(expr)
+        if len(factors) < 3 or any(f.is_number for f in factors):
+            return None
+        divisors = [f for f in factors if isinstance(f, sp.Pow) and f.exp == -1]
+        multipliers = [f for f in factors if f not in divisors]
+        if any(isinstance(f, sp.Pow) and f.exp.is_negative for f in multipliers):
+            return None
+        for first in multipliers:
+            if not isinstance(first, (sp.Indexed, sp.Symbol)):
+                continue
+            others = [f for f in multipliers if f is not first]
+            condition = self._fresh(first, expr)
+            if condition is None or not self._covers(first, (*others, *divisors)):
+                continue
+            code = self._print(first)
+            for other in others:
+                code = f"in_place({self._module}.multiply, {code}, {self._print(other)}{condition})"
+            for divisor in divisors:
+                divided = self._print(divisor.base)
+                code = f"in_place({self._module}.divide, {code}, {divided}{condition})"
+            return code
+        return None
 
     def _negate_in_place(self, expr: sp.Mul) -> str | None:
         """−a written into a, when a is a temporary the function owns and reads no more (the
@@ -645,6 +675,7 @@ class ArrayPrinter(NumPyPrinter):
         return (
             self._contraction(expr)
             or self._vecdot(expr)
+            or self._sum_of_weighted_differences(expr)
             or self._sum_of_others(expr)
             or self._leading_sum(expr)
             or self._reduce("sum", expr)
@@ -714,6 +745,45 @@ class ArrayPrinter(NumPyPrinter):
         others = f"sum_of_others({self._module}, {name})"
         return self._place(others, (*leading, i), name in self.batched)
 
+    def _sum_of_weighted_differences(self, expr: sp.Sum) -> str | None:
+        """Σ_m (1 − δ_im) w_m (a_i − a_m) (or w_bm, a_bi, per sample), for each i:
+        ``sum_of_weighted_differences(xp, w, a)`` (derive._runtime), O(C) per row.
+
+        As a_i Σ_{m≠i} w_m − Σ_{m≠i} w_m a_m it is two sums of others; the
+        runtime takes a_i Σ_m w_m − Σ_m w_m a_m where no entry is most of its
+        row, where the m = i term (0) changes nothing but the rounding.
+        """
+        ((m, lower, upper),) = expr.limits
+        factors = sp.Mul.make_args(expr.function)
+        if len(factors) != 3 or (lower, upper) != (m.lower, m.upper):
+            return None
+        deltas = [f for f in factors if isinstance(1 - f, sp.KroneckerDelta)]
+        weights = [f for f in factors if isinstance(f, sp.Indexed)]
+        gaps = [f for f in factors if isinstance(f, sp.Add) and f not in deltas]
+        if not (len(deltas) == len(weights) == len(gaps) == 1):
+            return None
+        delta, weight, gap = 1 - deltas[0], weights[0], gaps[0]
+        if m not in delta.args or weight.indices[-1] != m:
+            return None
+        (i,) = [a for a in delta.args if a != m] or [None]
+        leading = weight.indices[:-1]
+        if i is None or i not in self.axes or i.upper != m.upper or m in leading:
+            return None
+        if not all(a in self.axes for a in leading):
+            return None
+        first, second = sorted(sp.Add.make_args(gap), key=lambda g: g.could_extract_minus_sign())
+        if not (isinstance(first, sp.Indexed) and isinstance(-second, sp.Indexed)):
+            return None
+        if first.base != (-second).base or first.indices != (*leading, i):
+            return None
+        if (-second).indices != (*leading, m):
+            return None
+        w, a = self._name(weight.base.label), self._name(first.base.label)
+        if (w in self.batched) != (a in self.batched):
+            return None
+        code = f"sum_of_weighted_differences({self._module}, {w}, {a})"
+        return self._place(code, (*leading, i), w in self.batched)
+
     def _print_Maximum(self, expr: Maximum) -> str:
         return self._reduce("max", expr)
 
@@ -769,13 +839,24 @@ class ArrayPrinter(NumPyPrinter):
 
     # -- second order: contractions over the batch, dense solves ------------------
 
-    def _print_MatmulSum(self, expr: MatmulSum) -> str:
+    def _scaled_matmul_sum(self, expr: sp.Mul) -> str | None:
+        """A number times Σ_b Π A_f[b, ..] (−Σ_b ..., the Hessian's blocks off the diagonal): the
+        number multiplies one factor of the product, not its result, which has the size of
+        both sides together ((D·C)² against B x C: 52 MB and a pass over them saved at D = 128,
+        C = 20). A negation is exact, so the numbers are the same."""
+        number, rest = expr.as_coeff_Mul()
+        if number == 1 or not isinstance(rest, MatmulSum):
+            return None
+        return self._print_MatmulSum(rest, scale=number)
+
+    def _print_MatmulSum(self, expr: MatmulSum, scale: sp.Expr = sp.S.One) -> str:
         """Σ_b Π A_f[b, ..] as ``Lᵀ R``: the factors split into two groups of free indices.
 
         The sum's free indices, in the order of the result axes, are cut into a
         left part (the rows of Lᵀ R) and a right part (its columns) such that
         every factor lies on one side; the cut nearest the middle is taken. L
         (B, left sizes) and R (B, right sizes) are outer products per sample.
+        ``scale`` (a number) multiplies the left factor with the fewest axes.
         """
         ((b, lower, upper),) = expr.limits
         if (lower, upper) != (b.lower, b.upper):
@@ -807,6 +888,10 @@ class ArrayPrinter(NumPyPrinter):
             self.axes = [b, *part]
             try:
                 group = [f for f in factors if set(f.indices[1:]) <= set(part)]
+                if scale != 1:  # on the smallest factor of the left side: B x its sizes
+                    smallest = min(group, key=lambda f: len(f.indices))
+                    group = [scale * f if f is smallest else f for f in group]
+                    scale = sp.S.One
                 code = " * ".join(self._print(f) for f in group)
             finally:
                 self.axes = outer
