@@ -17,7 +17,7 @@ Rows:
 - the same step with integer class labels: generated ``weight_grad`` against
   the best hand-written NumPy (softmax in place, ``P[arange(B), labels] -= 1``),
   the floor, PyTorch autograd and JAX ``jit(grad)`` (when JAX is installed);
-  contenders in a rotating order, with the fastest and slowest repeat kept;
+  contenders in a shuffled order, with the fastest and slowest repeat kept;
 - second order: ``weight_hvp`` against PyTorch's double backward (and JAX's
   jvp of grad) and its matrix-product floor, ``weight_hessian`` against
   ``torch.func.hessian`` (and ``jax.hessian``), ``newton_step`` at Iris size;
@@ -47,6 +47,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import json
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -93,8 +94,7 @@ def measure(
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for repeat in range(repeats):
-        # rotate the order, so no contender always runs right after the same other one
-        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+        for name in running_order(names, repeat):
             samples[name].append(
                 timeit.timeit(contenders[name], number=numbers[name]) / numbers[name]
             )
@@ -103,6 +103,20 @@ def measure(
 
 
 measure.spread = {}  # the fastest and slowest repeat of each contender in the last call
+
+
+def running_order(names: list[str], repeat: int) -> list[str]:
+    """The order of the contenders in one repeat: a shuffle seeded by the repeat's number.
+
+    A rotation (``names[r:] + names[:r]``) keeps every contender behind the same
+    one in all but one place, so the first to time would always follow the last
+    (NumPy after JAX's or PyTorch's threads, which keep spinning for a while after
+    their call returns). Shuffled, each follows each other in some repeats;
+    seeded, a rerun times in the same order.
+    """
+    order = list(names)
+    random.Random(repeat).shuffle(order)
+    return order
 
 
 def timed_row(sizes: dict, dtype, times: dict, ratios: dict, targets: dict) -> dict:
@@ -263,7 +277,7 @@ def overhead_rows(repeats: int, budget: float, smoke: bool = False) -> list[dict
     """Per-call overhead = (public function − its core ``_name``), medians side by side.
 
     Both get the same NumPy arrays (already of one float dtype, as the checks
-    would leave them), timed in turn in a rotating order by `measure`; the
+    would leave them), timed in turn in a shuffled order by `measure`; the
     overhead is the difference of the medians, and the ratio public / core;
     also the difference of the fastest repeats, which a shared machine
     disturbs least.

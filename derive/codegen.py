@@ -610,6 +610,7 @@ def _generate_function(
             "solve",
             "is_traced",
             "vector_scale",
+            "heaviside",
             *SPECIAL_FUNCTIONS,
         )
         if any(f"{h}(" in l for l in (*lines, *checks))

@@ -177,7 +177,12 @@ def is_zero(expr: sp.Expr, thorough: bool = True) -> bool:
     expanded = sp.expand(expr)
     if expanded == 0 or sp.cancel(expanded) == 0:
         return True
-    return thorough and sp.simplify(expanded) == 0
+    if not thorough:
+        return False
+    if sp.simplify(expanded) == 0:
+        return True
+    # a step function of a maximum (θ(max(z, 0)) − θ(z)): SymPy compares them case by case only
+    return expanded.has(sp.Heaviside, sp.Max) and sp.simplify(expanded.rewrite(sp.Piecewise)) == 0
 
 
 def on_each_side_of_zero(identity, variable: sp.Symbol) -> tuple:

@@ -207,3 +207,17 @@ def test_the_benchmark_page_shows_the_edit_loops_times_and_what_they_were_spent_
     page = environment().get_template("benchmarks.md.j2").render(**pages.benchmark_context(report))
     assert "the median of 5 and 3 edits" in page and "it polls every 0.1 s" in page
     assert "1.25 s for a step's title" in page
+
+
+def test_no_contender_always_runs_right_after_the_same_other():
+    """The order of each repeat: a permutation, the same on a rerun, and over the repeats of a
+    run each contender follows several others (a rotation puts each behind one alone)."""
+    names = ["generated", "no checks", "hand", "floor", "torch", "jax"]
+    orders = [bench.running_order(names, r) for r in range(15)]
+    assert all(sorted(o) == sorted(names) for o in orders)
+    assert orders == [bench.running_order(names, r) for r in range(15)]
+    sequence = [name for order in orders for name in order]
+    before = {name: set() for name in names}
+    for previous, name in zip(sequence, sequence[1:]):
+        before[name].add(previous)
+    assert all(len(others) >= 3 for others in before.values()), before

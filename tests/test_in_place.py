@@ -163,3 +163,37 @@ def test_the_fused_label_row_test_agrees_with_the_row_by_row_one():
     one_off[3, 0] = 1.0  # two classes marked in row 3
     assert not _runtime._rows_pass(one_off, tolerance)
     assert _runtime._rows_pass(np.array([0.25, 0.75]), tolerance)  # one unbatched row
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_division_by_a_power_of_two_is_the_division_bit_for_bit(dtype):
+    """``in_place(np.divide, a, B)`` multiplies by 1/B when B is a power of two: the same
+    numbers as the division, subnormal results included; any other divisor divides."""
+    rng = np.random.default_rng(3)
+    tiny = np.finfo(dtype).smallest_normal
+    a = np.concatenate([rng.normal(size=500), [3 * tiny, 5 * tiny, 7e-3, -1.0]]).astype(dtype)
+    for divisor in (64, 256, 1024.0, 0.5, 3, 6, 100.0):
+        result = in_place(np.divide, a.copy(), divisor)
+        assert result.dtype == a.dtype
+        assert np.array_equal(result, a / divisor), divisor
+    # a divisor whose product form would round differently: the division is kept
+    thirds = np.full(300, 1.0, dtype=dtype)
+    assert np.array_equal(in_place(np.divide, thirds.copy(), 3), thirds / 3)
+    assert _runtime._as_product(a, (64,))[0] is np.multiply
+    for kept in (3, 100.0, np.int64(64), 2.0**70, -64):
+        assert _runtime._as_product(a, (kept,))[0] is np.divide, kept
+    assert _runtime._as_product(a.astype(np.float16), (64,))[0] is np.divide
+
+
+@pytest.mark.parametrize("at_zero", [0, 1])
+def test_the_step_function_writes_into_its_argument_only_when_owned(at_zero):
+    """`heaviside` gives the numbers of ``astype(z > 0)`` (``>=`` with 1 at 0), nan as 0, and
+    writes into z only when told it owns it."""
+    z = np.array([-2.0, -0.0, 0.0, 1e-300, 3.0, np.nan, -np.inf, np.inf] * 40, dtype=np.float32)
+    expected = (z > 0 if at_zero == 0 else z >= 0).astype(np.float32)
+    kept = z.copy()
+    result = _runtime.heaviside(np, z, at_zero, np.dtype(np.float32))
+    assert result.dtype == np.float32 and np.array_equal(result, expected)
+    assert result is not z and np.array_equal(z, kept, equal_nan=True)
+    written = _runtime.heaviside(np, z, at_zero, np.dtype(np.float32), owned=True)
+    assert written is z and np.array_equal(z, expected)

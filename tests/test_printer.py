@@ -74,6 +74,14 @@ def test_a_contraction_with_a_matrix_is_a_matmul():
     assert code(summation(c), (c,)) == "xp.matmul(x, W)"
 
 
+def test_a_bias_is_added_into_the_new_array_of_a_matmul():
+    """Σ_d x_d W_dc + b_c: the product is a new array of the result's shape, so the bias goes
+    into it (x + y = y + x exactly); a sum printed as a reduction is not written into."""
+    b = sp.IndexedBase("b")
+    assert code(summation(c) + b[c], (c,)) == "in_place(xp.add, xp.matmul(x, W), b)"
+    assert code(sp.Sum(sp.exp(z[k]), (k, 1, C)) + b[c], (c,)).startswith("b")
+
+
 def test_a_maximum_reduces_like_a_sum():
     assert code(Maximum(z[k], (k, 1, C)), ()) == "xp.max(z, axis=-1)"
 
@@ -239,6 +247,24 @@ def test_a_delta_that_is_only_multiplied_by_one_array_or_added_is_not_split():
     assert code(sp.KroneckerDelta(i, j) - S[i] * S[j] / sp.Symbol("K"), (i, j)) == (
         "xp.eye(C, dtype=dtype) - s[..., :, None]*s[..., None, :]/K"
     )
+
+
+def test_a_step_function_is_printed_with_its_value_at_zero_and_written_into_a_temporary():
+    """θ(z) is `heaviside(xp, z, at_zero, dtype)`; into z only where z is the function's own."""
+    assert code(sp.Heaviside(z[k], 0), (k,)) == "heaviside(xp, z, 0, dtype)"
+    assert code(sp.Heaviside(z[k], 1), (k,)) == "heaviside(xp, z, 1, dtype)"
+    owned = ArrayPrinter(axes=(k,), batched=("z",), owned=("z",))
+    assert owned.doprint(sp.Heaviside(z[k], 0)) == "heaviside(xp, z, 0, dtype, owned=True)"
+    with pytest.raises(UnsupportedExpression):
+        code(sp.Heaviside(z[k]), (k,))  # SymPy's 1/2 at 0: no choice made
+
+
+def test_a_maximum_with_a_number_is_written_into_an_owned_temporary():
+    """max(z, 0) goes into z only where z is the function's own (ReLU over the two-layer
+    step's z₁); an argument it does not own keeps the plain call."""
+    owned = ArrayPrinter(axes=(k,), batched=("z",), owned=("z",))
+    assert owned.doprint(sp.Max(z[k], 0)) == "in_place(xp.maximum, z, 0)"
+    assert code(sp.Max(z[k], 0), (k,)) == "xp.maximum(0, z)"
 
 
 def test_a_number_times_a_sum_over_the_batch_multiplies_a_factor_not_the_product():

@@ -191,3 +191,14 @@ def test_vanishes_finds_true_zeros_and_refuses_near_misses():
     assert not vanishes(softmax - 1 / (1 + sp.exp(b - a + sp.Rational(1, 10**12))))
     assert not vanishes(sp.diff(softmax, a) - softmax * (1 + softmax))
     assert vanishes(sp.sin(a) ** 2 + sp.cos(a) ** 2 - 1)  # not a rational function: simplify's
+
+
+def test_a_step_function_of_a_maximum_is_compared_case_by_case():
+    """θ(max(z, 0)) = θ(z) with θ(0) = 0 (ReLU's slope read from its output) is proved; with
+    θ(0) = 1 it is false below 0 (θ(max(z, 0)) = θ(0) = 1, θ(z) = 0), and refused."""
+    from derive.sympy_tools import is_zero
+
+    v = sp.Symbol("v", real=True)
+    assert is_zero(sp.Heaviside(sp.Max(v, 0), 0) - sp.Heaviside(v, 0))
+    assert not is_zero(sp.Heaviside(sp.Max(v, 0), 1) - sp.Heaviside(v, 1))
+    assert not is_zero(sp.Heaviside(sp.Max(v, 0), 0) - sp.Heaviside(v, 0), thorough=False)

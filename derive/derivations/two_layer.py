@@ -623,7 +623,9 @@ def _kernels(activation: str, batch_mean: dict) -> tuple[Kernel, ...]:
             Assign(probabilities, (b, c), sp.Function("softmax")(Z2)),
             Assign(share, (b, c), share_of_error),
             Assign(backward, (b, k), Sum(share[b, t] * W2[k, t], (t, 1, C))),
-            Assign(slope, (b, k), act_grad(Z1)),
+            # ReLU's slope read from its output, θ(h) = θ(z₁) (identity two_layer_relu_slope_from_h):
+            # z₁ is then read by the activation alone, which writes h over it, as by hand
+            Assign(slope, (b, k), act_grad(HID if activation == "relu" else Z1)),
             Assign(delta1, (b, k), backward[b, k] * slope[b, k]),
         )
 
@@ -984,6 +986,20 @@ def derive() -> Derivation:
         )
     )
 
+    relu_slope = result("relu", "derivative")  # θ(z, 0), the ReLU page's choice at 0
+    (relu_input,) = relu_slope.free_symbols
+    identities += (
+        Identity(
+            "two_layer_relu_slope_from_h",
+            "ReLU's slope read from its output: $\\theta(h_k) = \\theta(z_{1,k})$ for "
+            "$h_k = \\max(z_{1,k}, 0)$, so the step keeps $h$ and not $z_1$",
+            long=relu_slope.subs(relu_input, sp.Max(Z1[k], 0)),
+            shortcut=relu_slope.subs(relu_input, Z1[k]),
+            long_title="The ReLU page's slope at $h_k$,",
+            shortcut_title="its slope at $z_{1,k}$,",
+        ),
+    )
+
     z = sp.Symbol("z", real=True)
     sections = (
         Section(
@@ -997,7 +1013,8 @@ def derive() -> Derivation:
             text_after='`mlp_grads(x, W1, b1, W2, b2, y, activation="tanh")` calls '
             "`mlp_grads_tanh`, which checks its arguments once and makes one pass: the forward pass, "
             "δ₂ = S − y divided by the batch size once (for integer labels, 1 subtracted at each "
-            "sample's label in place, with no one-hot matrix), δ₁ = (δ₂W₂ᵀ) ⊙ a′(z₁) from it, then "
+            "sample's label in place, with no one-hot matrix), δ₁ = (δ₂W₂ᵀ) ⊙ a′(z₁) from it "
+            "(for ReLU, a′ read from h, which is written over z₁: the last identity), then "
             "the four gradients from those shared intermediates: $x^T\\delta_1$, "
             "$\\sum_b \\delta_1$, $h^T\\delta_2$, $\\sum_b \\delta_2$ (the mean over the batch, "
             "since δ₂ carries the 1/B).",

@@ -224,6 +224,8 @@ class ArrayPrinter(NumPyPrinter):
         (the cores never return an argument or a view of one: tests/test_in_place.py)."""
         if isinstance(operand, (sp.Add, sp.Mul, sp.Pow)):
             return "" if operand.free_symbols else None  # an array, or a number passed on
+        if self._is_product(operand):
+            return ""
         if isinstance(operand, sp.Function) and type(operand).__name__ in ARRAY_API_FUNCTIONS:
             return ""
         if calls and isinstance(operand, AppliedUndef):
@@ -450,11 +452,21 @@ class ArrayPrinter(NumPyPrinter):
             if last.could_extract_minus_sign():
                 return self._in_place("subtract", expr, rest, -last)
             return self._in_place("add", expr, rest, last)
+        if len(terms) == 2 and not terms[1].could_extract_minus_sign():
+            products = [t for t in terms if self._is_product(t)]
+            if products:  # Σ_d x_d W_dk + b_k: the bias goes into the product's new array
+                other = terms[1] if terms[0] is products[0] else terms[0]
+                return self._in_place("add", expr, products[0], other)
         if len(terms) != 2 or not isinstance(first, (sp.Indexed, sp.Symbol)):
             return None
         if terms[1].could_extract_minus_sign():
             return self._in_place("subtract", expr, first, -terms[1])
         return self._in_place("add", expr, first, terms[1])
+
+    def _is_product(self, expr: sp.Basic) -> bool:
+        """Whether ``expr`` prints as ``xp.matmul``: a new array, the result's shape, that an
+        addition may write into (x + y = y + x exactly, so the order changes no number)."""
+        return isinstance(expr, sp.Sum) and self._contraction(expr) is not None
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         return (
@@ -627,16 +639,25 @@ class ArrayPrinter(NumPyPrinter):
         )
 
     def _print_Heaviside(self, expr: sp.Heaviside) -> str:
-        """H(z) as 1.0 where z > 0, else 0.0: the value at 0 is part of the expression."""
+        """H(z) as 1.0 where z > 0, else 0.0 (`derive._runtime.heaviside`): the value at 0 is
+        part of the expression; written into z where z is a temporary the function owns."""
         argument, at_zero = expr.args if len(expr.args) == 2 else (expr.args[0], None)
         if at_zero not in (0, 1):
             raise UnsupportedExpression(
                 f"{expr}: say Heaviside's value at 0, 0 or 1 (got {at_zero})"
             )
-        relation = ">" if at_zero == 0 else ">="
-        return f"{self._module}.astype({self._print(argument)} {relation} 0, {self.dtype})"
+        owned = {None: "", "": ", owned=True"}.get(self._fresh(argument, expr), ", owned=fresh")
+        return f"heaviside({self._module}, {self._print(argument)}, {at_zero}, {self.dtype}{owned})"
 
     def _print_Max(self, expr: sp.Max) -> str:
+        """``xp.maximum``, nested for more arguments; max(z, 0) written into z where z is a
+        temporary the function owns (ReLU over the two-layer step's z₁, read no more)."""
+        arrays = [a for a in expr.args if not a.is_number]
+        if len(expr.args) == 2 and len(arrays) == 1:
+            (number,) = [a for a in expr.args if a.is_number]
+            code = self._in_place("maximum", expr, arrays[0], number)
+            if code:
+                return code
         *rest, last = expr.args
         text = self._print(last)
         for argument in reversed(rest):
