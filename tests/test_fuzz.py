@@ -473,8 +473,14 @@ def float_labels(case, index, data):
     return replace(case, index, in_library(case, labels)), (TypeError,), {argument.name}
 
 
+def is_array(value) -> bool:
+    """An array, not a number: a NumPy scalar (np.float32(0.3)) has a shape but is a number,
+    accepted beside any library's arrays as a Python float is."""
+    return isinstance(value, np.ndarray) or torch.is_tensor(value)
+
+
 def other_library(case, index, data):
-    arrays = [hasattr(v, "shape") and not a.scalar for v, a in zip(case.values, case.arguments)]
+    arrays = [is_array(v) and not a.scalar for v, a in zip(case.values, case.arguments)]
     if sum(arrays) < 2 or not arrays[index]:  # a scalar (T, l2) is a number from any library
         return None
     value = numpy_value(case, index)
