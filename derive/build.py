@@ -262,7 +262,8 @@ class Workers:
             (exercise, self._submit(check_exercise, exercise)) for exercise in derivation.exercises
         ]
         self.steps[name] = [
-            (claim, self._submit(claims.check, claim)) for claim in claims.claims(derivation)
+            (claim, self._submit(claims.check, claims.untitled(claim)))
+            for claim in claims.claims(derivation)
         ]
 
     def draw(self, code: list[Output], figures: list) -> list:
@@ -347,8 +348,9 @@ def _figure_task(code: list[Output], figure) -> tuple:
     reads = (PACKAGE / "posts.py").read_bytes() + _matplotlib_version().encode()
     if plots_results(figure):
         return [], figure, reads + results_read(figure)
-    # the code as it runs: without its header's hash of the derivation's source (prose)
-    return [replace(o, inputs="") for o in code], figure, reads
+    # the code as it runs: without its header's hash of the derivation's source (prose), and
+    # where it is written relative to the checkout (a copy of it, cache and all, draws none again)
+    return [replace(o, inputs="", path=o.path.relative_to(ROOT)) for o in code], figure, reads
 
 
 def _remembered_figures(code: list[Output], figures: list, force: bool) -> dict[Path, str]:
