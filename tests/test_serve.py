@@ -310,3 +310,39 @@ def test_serving_polls_for_edits_more_often_and_watches_what_mkdocs_watched(tmp_
     server.watch(str(tmp_path))  # what mkdocs.yml's watch: adds after the hook
     assert server.observer.timeout == mkdocs_hook.POLL_SECONDS
     server.server_close()
+
+
+def test_serving_compiles_each_template_once_until_its_source_changes(tmp_path, monkeypatch):
+    """Each rebuild makes a new Jinja environment (MkDocs); the hook's cache hands it the
+    templates compiled by an earlier one, and compiles again a template whose source changed."""
+    import jinja2
+
+    from derive import mkdocs_hook
+
+    monkeypatch.setattr(mkdocs_hook, "_compiled_templates", mkdocs_hook._CompiledTemplates())
+    (tmp_path / "page.html").write_text("<p>{{ title | upper }}</p>")
+    compiled = []
+    original = jinja2.Environment.compile
+
+    def counting(self, source, *args, **kwargs):
+        compiled.append(source)
+        return original(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+
+    def rebuild() -> str:
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(tmp_path))
+        env = mkdocs_hook.on_env(env, None, None)
+        return env.get_template("page.html").render(title="a")
+
+    mkdocs_hook.on_startup("serve", dirty=True)
+    try:
+        assert rebuild() == "<p>A</p>" and len(compiled) == 1
+        assert rebuild() == "<p>A</p>" and len(compiled) == 1  # a new environment, not compiled
+        (tmp_path / "page.html").write_text("<p>{{ title }}</p>")
+        assert rebuild() == "<p>a</p>" and len(compiled) == 2
+        mkdocs_hook.on_startup("build", dirty=False)
+        rebuild()
+        assert len(compiled) == 3  # mkdocs build: Jinja's own way, nothing kept
+    finally:
+        mkdocs_hook.on_startup("build", dirty=False)
