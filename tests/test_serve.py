@@ -346,3 +346,47 @@ def test_serving_compiles_each_template_once_until_its_source_changes(tmp_path, 
         assert len(compiled) == 3  # mkdocs build: Jinja's own way, nothing kept
     finally:
         mkdocs_hook.on_startup("build", dirty=False)
+
+
+def test_serving_does_not_rebuild_for_what_the_generator_wrote(tmp_path):
+    """The rebuild that ran the generator has read what it wrote: its writes (the files as it
+    wrote them, its temporary files, gone) set off no second rebuild; any other change, or a
+    file changed since, does, even when the poll sees it while the generator runs."""
+    from watchdog.events import FileCreatedEvent, FileModifiedEvent, FileMovedEvent
+
+    from derive import mkdocs_hook
+    from derive.transaction import LEFTOVER
+
+    assert mkdocs_hook.STAGED.pattern == LEFTOVER.pattern  # the hook imports nothing of derive
+    seen = []
+    handler = wrapped_handler(seen)
+    page, source = tmp_path / "page.md", tmp_path / "source.py"
+    page.write_text("generated")
+    source.write_text("edited")
+    staged = tmp_path / ".page.md.0123abcd.tmp"
+    with mkdocs_hook._holding():
+        handler.dispatch(FileMovedEvent(str(staged), str(page)))  # seen before it says so
+        handler.dispatch(FileModifiedEvent(str(source)))
+        assert seen == []  # held while the generator runs
+        mkdocs_hook._remember_written(page)
+    assert seen == [str(source)]
+    handler.dispatch(FileModifiedEvent(str(page)))
+    handler.dispatch(FileCreatedEvent(str(staged)))  # a temporary file that is gone
+    assert seen == [str(source)]
+    staged.write_text("still there")
+    handler.dispatch(FileCreatedEvent(str(staged)))
+    page.write_text("edited by hand")
+    handler.dispatch(FileModifiedEvent(str(page)))
+    assert seen == [str(source), str(staged), str(page)]
+    mkdocs_hook._written.clear()
+
+
+def wrapped_handler(seen: list):
+    """MkDocs's handler, as the hook wraps it: it notes each event's path."""
+    from watchdog.events import FileSystemEventHandler
+
+    from derive import mkdocs_hook
+
+    inner = FileSystemEventHandler()
+    inner.on_any_event = lambda event: seen.append(event.src_path)
+    return mkdocs_hook._NotItsOwnWrites(inner)
