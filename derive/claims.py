@@ -884,12 +884,10 @@ def check(claim: Claim, every_size: bool = False) -> ClaimCheck:
     try:
         _check_by_method(claim)
     except StepFailed as failure:
-        raise StepFailed(
-            f"{claim.page}, step {claim.number} ({claim.title!r}), checked {claim.checked}: {failure}"
-        ) from None
+        raise StepFailed(f"{_which(claim)}, checked {claim.checked}: {failure}") from None
     except Exception as error:  # SymPy raising on the way: the step cannot be checked so
         raise StepFailed(
-            f"{claim.page}, step {claim.number} ({claim.title!r}), checked {claim.checked}: "
+            f"{_which(claim)}, checked {claim.checked}: "
             f"SymPy raised {type(error).__name__}: {error}"
         ) from error
     return ClaimCheck(
@@ -899,6 +897,18 @@ def check(claim: Claim, every_size: bool = False) -> ClaimCheck:
         () if claim.checked == "symbolic" else claim.sizes,
         time.perf_counter() - start,
     )
+
+
+def _which(claim: Claim) -> str:
+    """The page and step a message names (and the step's title, unless it was left out)."""
+    title = f" ({claim.title!r})" if claim.title else ""
+    return f"{claim.page}, step {claim.number}{title}"
+
+
+def untitled(claim: Claim) -> Claim:
+    """``claim`` without its title, which its check reads only for its messages: a build
+    checks this, so that an edit of a step's title checks nothing again (derive.cache)."""
+    return replace(claim, title="")
 
 
 def check_chain(derivation: Derivation) -> None:

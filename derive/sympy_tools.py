@@ -8,6 +8,7 @@ cannot know.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import product
 
 import sympy as sp
@@ -117,11 +118,15 @@ def resolve_index_ranges(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, Piecewise), choose)
 
 
+@lru_cache(maxsize=4096)
 def evaluate(expr: sp.Expr) -> sp.Expr:
     """``doit()`` then resolve index ranges: sums of deltas collapse to one term.
 
     ``doit()`` comes before any ``simplify``; the other order raises
     StopIteration on these sums (sympy issue 14570).
+
+    Remembered by the expression (a pure function of it): a derivation derived again after an
+    edit of its prose (derive.warm) asks for the same sums, and most of its time was here.
     """
     return resolve_index_ranges(sp.expand(expr).doit())
 

@@ -259,3 +259,30 @@ def test_worker_processes_let_go_of_the_build_lock(tmp_path):
         finally:
             workers.close()
         assert _lock_descriptors(str(path))  # this process still holds it
+
+
+def test_the_early_process_takes_every_waiting_check_while_the_workers_are_not_forked(
+    monkeypatch,
+):
+    """Checks submitted while deriving wait for the workers, forked once every derivation is
+    derived; the early process, idle until then, takes the oldest as each of its own ends,
+    not only two as each derivation is derived. Each check runs once, its result in place."""
+    import time
+
+    from derive import build, claims
+
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 2)
+    derivation = derivations.get("relu")
+    with build._early_process() as early, build.Workers(force=True, early=early) as workers:
+        workers.submit("relu", derivation)
+        submitted = len(workers.pending)
+        assert submitted > 2  # more than the early process is given at once
+        deadline = time.monotonic() + 120
+        while workers.fed < submitted or not all(f.done() for f in workers.early_futures):
+            assert time.monotonic() < deadline, f"fed {workers.fed} of {submitted}"
+            time.sleep(0.05)
+        assert len(workers.early_futures) == submitted
+        results = workers.results()
+        assert workers.pool is None  # nothing was left for the workers: none was forked
+    checked = [c for c in results["relu"] if isinstance(c, claims.ClaimCheck)]
+    assert [c.number for c in checked] == [c.number for c in claims.claims(derivation)]

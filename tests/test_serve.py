@@ -310,3 +310,83 @@ def test_serving_polls_for_edits_more_often_and_watches_what_mkdocs_watched(tmp_
     server.watch(str(tmp_path))  # what mkdocs.yml's watch: adds after the hook
     assert server.observer.timeout == mkdocs_hook.POLL_SECONDS
     server.server_close()
+
+
+def test_serving_compiles_each_template_once_until_its_source_changes(tmp_path, monkeypatch):
+    """Each rebuild makes a new Jinja environment (MkDocs); the hook's cache hands it the
+    templates compiled by an earlier one, and compiles again a template whose source changed."""
+    import jinja2
+
+    from derive import mkdocs_hook
+
+    monkeypatch.setattr(mkdocs_hook, "_compiled_templates", mkdocs_hook._CompiledTemplates())
+    (tmp_path / "page.html").write_text("<p>{{ title | upper }}</p>")
+    compiled = []
+    original = jinja2.Environment.compile
+
+    def counting(self, source, *args, **kwargs):
+        compiled.append(source)
+        return original(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+
+    def rebuild() -> str:
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(tmp_path))
+        env = mkdocs_hook.on_env(env, None, None)
+        return env.get_template("page.html").render(title="a")
+
+    mkdocs_hook.on_startup("serve", dirty=True)
+    try:
+        assert rebuild() == "<p>A</p>" and len(compiled) == 1
+        assert rebuild() == "<p>A</p>" and len(compiled) == 1  # a new environment, not compiled
+        (tmp_path / "page.html").write_text("<p>{{ title }}</p>")
+        assert rebuild() == "<p>a</p>" and len(compiled) == 2
+        mkdocs_hook.on_startup("build", dirty=False)
+        rebuild()
+        assert len(compiled) == 3  # mkdocs build: Jinja's own way, nothing kept
+    finally:
+        mkdocs_hook.on_startup("build", dirty=False)
+
+
+def test_serving_does_not_rebuild_for_what_the_generator_wrote(tmp_path):
+    """The rebuild that ran the generator has read what it wrote: its writes (the files as it
+    wrote them, its temporary files, gone) set off no second rebuild; any other change, or a
+    file changed since, does, even when the poll sees it while the generator runs."""
+    from watchdog.events import FileCreatedEvent, FileModifiedEvent, FileMovedEvent
+
+    from derive import mkdocs_hook
+    from derive.transaction import LEFTOVER
+
+    assert mkdocs_hook.STAGED.pattern == LEFTOVER.pattern  # the hook imports nothing of derive
+    seen = []
+    handler = wrapped_handler(seen)
+    page, source = tmp_path / "page.md", tmp_path / "source.py"
+    page.write_text("generated")
+    source.write_text("edited")
+    staged = tmp_path / ".page.md.0123abcd.tmp"
+    with mkdocs_hook._holding():
+        handler.dispatch(FileMovedEvent(str(staged), str(page)))  # seen before it says so
+        handler.dispatch(FileModifiedEvent(str(source)))
+        assert seen == []  # held while the generator runs
+        mkdocs_hook._remember_written(page)
+    assert seen == [str(source)]
+    handler.dispatch(FileModifiedEvent(str(page)))
+    handler.dispatch(FileCreatedEvent(str(staged)))  # a temporary file that is gone
+    assert seen == [str(source)]
+    staged.write_text("still there")
+    handler.dispatch(FileCreatedEvent(str(staged)))
+    page.write_text("edited by hand")
+    handler.dispatch(FileModifiedEvent(str(page)))
+    assert seen == [str(source), str(staged), str(page)]
+    mkdocs_hook._written.clear()
+
+
+def wrapped_handler(seen: list):
+    """MkDocs's handler, as the hook wraps it: it notes each event's path."""
+    from watchdog.events import FileSystemEventHandler
+
+    from derive import mkdocs_hook
+
+    inner = FileSystemEventHandler()
+    inner.on_any_event = lambda event: seen.append(event.src_path)
+    return mkdocs_hook._NotItsOwnWrites(inner)

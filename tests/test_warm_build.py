@@ -90,3 +90,21 @@ def test_builds_in_the_kept_process_write_what_fresh_builds_write(built_project,
     assert changed == fresh_build(fresh)
     assert "docs/derivations/two-layer.md" in changed
     assert outputs(warm) == outputs(fresh)
+
+
+def test_the_warm_up_after_start_stops_when_a_request_waits():
+    """derive.warm derives everything once more after start-up (to remember what a prose edit
+    asks again), but not while the hook waits for a build: a line in the pipe stops it."""
+    import os
+
+    from derive import warm
+
+    read, write = os.pipe()
+    with os.fdopen(read) as requests, os.fdopen(write, "w") as hook:
+        assert not warm._waiting(requests)
+        hook.write("{}\n")
+        hook.flush()
+        assert warm._waiting(requests)
+        assert requests.readline() == "{}\n"
+        assert not warm._waiting(requests)
+    assert not warm._waiting(["{}\n"])  # a list of requests (tests): nothing to wait for

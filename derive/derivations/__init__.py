@@ -15,12 +15,14 @@ comes from what the code does, not from a list kept by hand.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from importlib import import_module
 from pathlib import Path
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
+from derive import memo
 from derive.steps import Derivation, Kernel
 
 MODULES = (
@@ -191,14 +193,19 @@ def owners() -> dict[str, str]:
     return owner
 
 
-def functions_called(derivation: Derivation) -> set[str]:
-    """The generated functions the kernels of ``derivation`` call."""
+def functions_called(derivation: Derivation) -> frozenset[str]:
+    """The generated functions the kernels of ``derivation`` call: found once per derivation
+    object (``depends_on`` asks for every derivation's, many times a build)."""
+    return memo.made("functions called", derivation, None, partial(_functions_called, derivation))
+
+
+def _functions_called(derivation: Derivation) -> frozenset[str]:
     expressions = [
         a.expression
         for k in derivation.kernels
         for a in (*k.body, k.returns, *(r.returns for r in k.more))
     ]
-    return {type(f).__name__ for e in expressions for f in e.atoms(AppliedUndef)}
+    return frozenset(type(f).__name__ for e in expressions for f in e.atoms(AppliedUndef))
 
 
 def uses(name: str) -> tuple[str, ...]:
