@@ -400,7 +400,9 @@ _RECORD = FOLDER / "outputs.json"
 
 
 def inputs_key(figures: bool) -> str:
-    """A hash of every file a build reads: the package, the templates, the measured results."""
+    """A hash of every file a build reads: the package, the templates, the measured results,
+    and the array-library tests; a file that is missing is left out, so one that appears or
+    goes changes the hash."""
     files = sorted(
         p
         for p in (
@@ -408,6 +410,8 @@ def inputs_key(figures: bool) -> str:
             *(ROOT / "templates").glob("*"),
             ROOT / "bench-results" / "latest.json",
             ROOT / "accuracy-results" / "latest.json",
+            # the Benchmarks page names the libraries it tests (derive.pages.ARRAY_LIBRARY_TESTS)
+            ROOT / "tests" / "test_array_libraries.py",
         )
         if p.is_file() and "generated" not in p.parts and "__pycache__" not in p.parts
     )

@@ -61,6 +61,21 @@ def test_a_build_with_nothing_changed_stops_early_and_writes_nothing(project):
     assert snapshot(project) == before
 
 
+def test_a_build_is_not_up_to_date_once_the_array_library_tests_appear(project):
+    """The Benchmarks page names the libraries tests/test_array_libraries.py runs; a copy
+    without tests/ said "nothing changed" when the file appeared, and kept the page's old text."""
+    page = project / "docs" / "benchmarks.md"
+    assert run(project, "build", "--no-figures").returncode == 0
+    assert "not known here" in page.read_text()  # the copy has no tests/
+    tests = project / "tests"
+    tests.mkdir()
+    (tests / "test_array_libraries.py").write_text('LIBRARIES = {"numpy-float64": None}\n')
+    result = run(project, "build", "--no-figures")
+    assert result.returncode == 0, result.stderr
+    assert "nothing changed" not in result.stdout
+    assert "runs every one of them on NumPy" in page.read_text()
+
+
 def test_an_edited_derivation_is_derived_again_with_what_uses_it_and_nothing_else(project):
     from derive import derivations
 
