@@ -171,16 +171,18 @@ def test_a_division_by_a_power_of_two_is_the_division_bit_for_bit(dtype):
     numbers as the division, subnormal results included; any other divisor divides."""
     rng = np.random.default_rng(3)
     tiny = np.finfo(dtype).smallest_normal
-    a = np.concatenate([rng.normal(size=500), [3 * tiny, 5 * tiny, 7e-3, -1.0]]).astype(dtype)
+    # above _RECIPROCAL_FROM numbers, where in_place takes the product form at all
+    a = np.concatenate([rng.normal(size=2000), [3 * tiny, 5 * tiny, 7e-3, -1.0]]).astype(dtype)
+    assert a.size >= _runtime._RECIPROCAL_FROM
     for divisor in (64, 256, 1024.0, 0.5, 3, 6, 100.0):
         result = in_place(np.divide, a.copy(), divisor)
         assert result.dtype == a.dtype
         assert np.array_equal(result, a / divisor), divisor
     # a divisor whose product form would round differently: the division is kept
-    thirds = np.full(300, 1.0, dtype=dtype)
+    thirds = np.full(2000, 1.0, dtype=dtype)
     assert np.array_equal(in_place(np.divide, thirds.copy(), 3), thirds / 3)
     assert _runtime._as_product(a, (64,))[0] is np.multiply
-    for kept in (3, 100.0, np.int64(64), 2.0**70, -64):
+    for kept in (3, 100.0, 64.0, np.int64(64), 2**70, -64):
         assert _runtime._as_product(a, (kept,))[0] is np.divide, kept
     assert _runtime._as_product(a.astype(np.float16), (64,))[0] is np.divide
 
