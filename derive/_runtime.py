@@ -770,7 +770,7 @@ def sum_of_weighted_differences(xp: Any, w: Any, a: Any) -> Any:
         and type(a) is np.ndarray
         and w.shape == a.shape
         and w.dtype == a.dtype
-        and w.dtype in (np.float32, np.float64)
+        and w.dtype in _BLAS_FLOATS
         and w.shape[-1] > _SHORT_AXIS  # over a few classes, the sums of others' one product each
     ):
         total = np.add.reduce(w, axis=-1, keepdims=True)

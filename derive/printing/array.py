@@ -867,7 +867,8 @@ class ArrayPrinter(NumPyPrinter):
         """A number times Σ_b Π A_f[b, ..] (−Σ_b ..., the Hessian's blocks off the diagonal): the
         number multiplies one factor of the product, not its result, which has the size of
         both sides together ((D·C)² against B x C: 52 MB and a pass over them saved at D = 128,
-        C = 20). A negation is exact, so the numbers are the same."""
+        C = 20). A negation (or a power of two) is exact, so the numbers are the same; another
+        number is rounded into one factor rather than into the product, as accurate."""
         number, rest = expr.as_coeff_Mul()
         if number == 1 or not isinstance(rest, MatmulSum):
             return None
