@@ -29,9 +29,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import cache as cache_once
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 
 from derive import (
@@ -57,6 +55,7 @@ from derive.render import (
     format_ahead,
     format_python,
     inputs_digest,
+    installed_version,
 )
 from derive.steps import Derivation
 
@@ -352,20 +351,13 @@ def _index_form_only(identity, sizes):
     return replace(identity, explicit=None) if sizes is None else identity
 
 
-@cache_once
-def _matplotlib_version() -> str:
-    """Read once per process: searching the installed packages' metadata takes ~3 ms, and a
-    build asks once per figure."""
-    return version("matplotlib")
-
-
 def _figure_task(code: list[Output], figure) -> tuple:
     """What drawing ``figure`` reads: the generated code, the figure (its function's module
     source goes into the key), the posts' numbers and matplotlib's version; a figure of
     measured results reads those instead of the code (a docstring's edit does not redraw it)."""
     from derive.figures import plots_results, results_read
 
-    reads = (PACKAGE / "posts.py").read_bytes() + _matplotlib_version().encode()
+    reads = (PACKAGE / "posts.py").read_bytes() + installed_version("matplotlib").encode()
     if plots_results(figure):
         return [], figure, reads + results_read(figure)
     # the code as it runs: without its header's hash of the derivation's source (prose), and

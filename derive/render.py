@@ -56,15 +56,16 @@ def digest(*parts: str | bytes) -> str:
 
 
 @functools.cache
-def _ruff_version() -> str:
-    """Read once per process: the installed packages' metadata takes ~7 ms to search."""
-    return version("ruff")
+def installed_version(package: str) -> str:
+    """``importlib.metadata.version(package)``, read once per process: the installed
+    packages' metadata takes ~3-7 ms to search, and a build asks per output and per figure."""
+    return version(package)
 
 
 def inputs_digest(*sources: Path) -> str:
     """A hash of the files an output is made from (its data: derivation modules, templates,
     results; not the engine, whose effect shows in the body), and of SymPy's and ruff's versions."""
-    return digest(sympy.__version__, _ruff_version(), *(p.read_bytes() for p in sources))
+    return digest(sympy.__version__, installed_version("ruff"), *(p.read_bytes() for p in sources))
 
 
 @dataclass(frozen=True)
