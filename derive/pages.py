@@ -14,6 +14,7 @@ import sympy as sp
 from derive import derivations, memo, posts
 from derive.claims import claims, method_text
 from derive.codegen import CODE_INPUTS
+from derive.edit_loop import MKDOCS_POLL
 from derive.errors import stage
 from derive.figures import (
     ACCURACY_BOUND_ULPS,
@@ -559,7 +560,7 @@ def benchmark_context(report: dict | None, tested: list[str] | None = None) -> d
                 " Of those medians, the generator took {g1:.2f} s and {g2:.2f} s, and MkDocs's "
                 "rebuild, the generator included, {m1:.2f} s and {m2:.2f} s; the rest is the "
                 "server noticing the write (it polls every {poll} s) and the page's fetch.".format(
-                    poll=e.get("poll", 0.5),  # MkDocs's own, before the hook set its own
+                    poll=e.get("poll", MKDOCS_POLL),  # a report from before the hook set its own
                     g1=e["parts"]["prose"]["generator"],
                     g2=e["parts"]["formula"]["generator"],
                     m1=e["parts"]["prose"]["mkdocs"],
