@@ -646,8 +646,13 @@ def in_place(function: Any, a: Any, *others: Any, owned: bool = True) -> Any:
     the plain call: writing in place saves nothing there, and the keyword
     arguments cost as much as the operation. A division by a power of two
     (``/ B``) is a multiplication by its reciprocal: the same numbers, faster
-    (`_as_product`).
+    (`_as_product`). A division by the int 1 (the mean over one sample) is ``a`` itself when
+    owned: x/1 is x exactly, nan and −0 included, and the call saves a pass (0.4 µs in the
+    posts' one-sample weight gradient).
     """
+    if function is np.divide and owned and type(others[0]) is int and others[0] == 1:
+        if type(a) is np.ndarray and a.dtype.kind == "f":  # an int array / 1 is a new float one
+            return a
     if type(a) is not np.ndarray or a.size < _IN_PLACE_FROM:
         return function(a, *others)
     if function is np.divide and a.size >= _RECIPROCAL_FROM:
@@ -1530,6 +1535,36 @@ def quiet_overflow(function: Callable[_Arguments, _Result]) -> Callable[_Argumen
             reset(token)
 
     return quiet
+
+
+def subtract_maximum(xp: Any, values: Any, maximum: Any, owned: bool = True) -> Any:
+    """``values − maximum``, the largest of the values along their axis (z − max z): NumPy's
+    overflow warning is not raised for this one subtraction.
+
+    The printing of x_i − max_k x_k. Every difference is ≤ 0, so its only overflow is one
+    below the dtype's range, which rounds to −∞, the right value (and e^−∞ = 0 the right
+    term of a softmax). Any other overflow in the function still warns: only this
+    operation runs with overflow ignored, under the caller's other settings. It costs
+    about 0.2 µs, a third of silencing a whole call (`quiet_overflow`). ``owned`` as
+    `in_place`'s.
+    """
+    if _extobj_contextvar is None:  # pragma: no cover (NumPy 1.x)
+        with np.errstate(over="ignore"):
+            return in_place(xp.subtract, values, maximum, owned=owned)
+    current = _get_error_state()
+    token = _set_error_state(_OVERFLOW_IGNORED.get(current) or _overflow_ignored(current))
+    try:
+        if type(values) is np.ndarray and values.size < _IN_PLACE_FROM:
+            return xp.subtract(values, maximum)  # `in_place`'s own first case, one call less
+        return in_place(xp.subtract, values, maximum, owned=owned)
+    finally:
+        _reset_error_state(token)
+
+
+if _extobj_contextvar is not None:
+    _get_error_state = _extobj_contextvar.get
+    _set_error_state = _extobj_contextvar.set
+    _reset_error_state = _extobj_contextvar.reset
 
 
 # -- functions outside the array-API standard ------------------------------------------------

@@ -18,7 +18,8 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from derive._runtime import SPECIAL_FUNCTIONS
 from derive.printing import ArrayPrinter, latex
-from derive.steps import Assign, Derivation, Dispatch, Kernel, Option, Result
+from derive.steps import SHIFT_OVERFLOW, Assign, Derivation, Dispatch, Kernel, Option, Result
+from derive.sympy_tools import Maximum
 
 # Model bases whose Python name differs: S is the softmax *output* `s`.
 PYTHON_NAMES = {"S": "s"}
@@ -341,7 +342,9 @@ def generate_function(
     else:
         without = _generate_with_labels(replace(kernel, options_form=None), fresh_calls)
         function = _with_options(kernel, without, fresh_calls)
-    if not kernel.overflow:
+    if not kernel.overflow or kernel.overflow == SHIFT_OVERFLOW:
+        # the shift's overflow is silenced where it happens, in every function that shifts
+        # (`ArrayPrinter._subtract_maximum`): nothing else in the call is silenced
         return function
     return replace(
         function,
@@ -562,6 +565,13 @@ def _generate_function(
         floats = ", ".join(p.name for p in arrays if not p.labels)
         lines.append(f"dtype = xp.result_type({floats})")
 
+    # z_max = max_k z_k: the values each maximum is the largest of (x − max x cannot overflow up)
+    maxima = {
+        a.target: a.expression.function.base
+        for a in kernel.body
+        if isinstance(a.expression, Maximum) and isinstance(a.expression.function, sp.Indexed)
+    }
+
     def printed(assign, may_overwrite: set[str]) -> str:
         printer = ArrayPrinter(
             axes=assign.indices,
@@ -571,6 +581,7 @@ def _generate_function(
             owned=may_overwrite,
             given=given,
             fresh_calls=fresh_calls,
+            maxima=maxima,
         )
         return printer.doprint(assign.expression)
 
@@ -599,6 +610,7 @@ def _generate_function(
         h
         for h in (
             "in_place",
+            "subtract_maximum",
             "vecdot",
             "subtract_at_labels",
             "take_at_labels",

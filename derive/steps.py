@@ -336,8 +336,9 @@ class Kernel:
     options_form: OptionsForm | None = None  # keyword-only options (weights, smoothing, ...)
     options_view: bool = False  # a view made by ``with_options``: called with ``**options``
     # Why an overflow inside its arithmetic gives the right result (z − max z to −∞, then
-    # e^−∞ = 0): NumPy's overflow warning is silenced for its calls (`quiet_overflow`); "" if
-    # no overflow is meant, and then NumPy warns as usual.
+    # e^−∞ = 0), for the docstring: NumPy's overflow warning is silenced for its calls
+    # (`quiet_overflow`), or for the shift alone where that is the overflow (SHIFT_OVERFLOW,
+    # printed as `subtract_maximum`); "" if no overflow is meant, and then NumPy warns as usual.
     overflow: str = ""
 
     @property

@@ -64,7 +64,7 @@ def test_in_place_matches_the_plain_path_and_leaves_inputs_alone(kernel, dtype, 
                 if isinstance(argument, np.ndarray):
                     assert not np.shares_memory(result, argument), f"{kind}: output aliases input"
         with monkeypatch.context() as patch:
-            for module in IN_PLACE_MODULES:
+            for module in (*IN_PLACE_MODULES, _runtime):
                 patch.setattr(module, "in_place", plain)
             slow = outputs(function(*arguments))
         for a, b in zip(fast, slow):
@@ -83,7 +83,7 @@ def test_the_training_step_updates_its_temporaries_in_place(monkeypatch):
         writes.append((function.__name__, result is a))
         return result
 
-    for module in IN_PLACE_MODULES:
+    for module in (*IN_PLACE_MODULES, _runtime):  # _runtime's: z − max z (subtract_maximum)
         monkeypatch.setattr(module, "in_place", recording)
     rng = np.random.default_rng(0)
     x, W = rng.normal(size=(64, 5)), rng.normal(size=(5, 4))  # 256 numbers: written in place
@@ -185,6 +185,24 @@ def test_a_division_by_a_power_of_two_is_the_division_bit_for_bit(dtype):
     for kept in (3, 100.0, 64.0, np.int64(64), 2**70, -64):
         assert _runtime._as_product(a, (kept,))[0] is np.divide, kept
     assert _runtime._as_product(a.astype(np.float16), (64,))[0] is np.divide
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_a_division_by_one_is_the_owned_operand_itself(dtype):
+    """The mean over one sample: x/1 is x bit for bit (nan, ±inf, −0, subnormals), so an owned
+    temporary is returned as it is; one its caller did not give away is divided into a new
+    array, and an integer array still becomes a float one."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    a = np.array([np.nan, np.inf, -np.inf, -0.0, tiny, 1.5, -3.0], dtype=dtype)
+    assert in_place(np.divide, a, 1) is a
+    assert np.array_equal(in_place(np.divide, a, 1), a / 1, equal_nan=True)
+    assert np.signbit(in_place(np.divide, a, 1)[3])
+    kept = in_place(np.divide, a, 1, owned=False)
+    assert kept is not a and not np.shares_memory(kept, a)
+    assert np.array_equal(kept, a, equal_nan=True) and kept.dtype == a.dtype
+    integers = np.arange(5)
+    assert in_place(np.divide, integers, 1).dtype == np.float64
+    assert in_place(np.divide, a, np.ones(1, dtype)) is not a  # only the int 1
 
 
 @pytest.mark.parametrize("at_zero", [0, 1])

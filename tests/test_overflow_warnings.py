@@ -1,7 +1,9 @@
 """No RuntimeWarning where an overflow inside a function gives the right result (issue 22
 item 5): logits so far apart that z − max z overflows to −∞ (e^−∞ = 0 is the right term),
 tanh_grad at |z| beyond half the dtype's range. A function declares why its overflow is
-meant (`Kernel.overflow`); the others still warn, and so does every other kind of warning.
+meant (`Kernel.overflow`); the shift z − max z is silenced wherever it is computed, so every
+layer reaching such logits is quiet too; any other overflow still warns, and so does every
+other kind of warning.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 import torch
 
 import derive.generated as generated
-from derive._runtime import quiet_overflow
+from derive._runtime import quiet_overflow, subtract_maximum
 
 from registry import BY_NAME, draw
 
@@ -67,6 +69,89 @@ def test_a_declared_overflow_raises_no_warning(kernel, dtype):
         result = getattr(generated, kernel.name)(*arguments)
     for value in result if isinstance(result, tuple) else (result,):
         assert not np.any(np.isnan(value)), f"{kernel.name}: nan on {arguments}"
+
+
+def _logits_weights(kernel):
+    """The matrix that makes a layer's logits (axes (..., C), not batched: W, W2), if any."""
+    for p in kernel.params:
+        if len(p.axes) == 2 and p.axes[-1] == "C" and not p.batched and p.domain == "real":
+            return p
+    return None
+
+
+LAYERS = [k for k in BY_NAME.values() if _logits_weights(k) is not None]
+
+
+def _extreme_layer_arguments(kernel, dtype: str) -> list:
+    """Arguments whose logits are [big, −big] with no overflow on the way: x = e₁, every
+    matrix before the logits' weights the unit E₁₁ and every bias 0 (so h is a multiple of e₁
+    for any activation), the logits' weights' first row [big, −big]; labels class 0, numbers
+    1, any later parameter (a direction V) drawn from its domain."""
+    big, rng = EXTREMES[dtype], np.random.default_rng(0)
+    logits_weights, before = _logits_weights(kernel), True
+    arguments = []
+    for p in kernel.params:
+        shape = (2,) * p.batched + tuple(2 for _ in p.axes)
+        if p is logits_weights:
+            value, before = np.zeros(shape, dtype), False
+            value[0] = [big, -big]
+        elif not p.axes and not p.batched:
+            value = 1.0
+        elif p.domain == "one_hot":
+            value = np.eye(2, dtype=dtype)[[0, 0]]
+        elif before and p.domain == "real":
+            value = np.zeros(shape, dtype)  # a bias: 0
+            if p.batched:  # x = e₁ in each sample
+                value[..., 0] = 1
+            elif len(p.axes) == 2:  # W₁ = E₁₁
+                value[0, 0] = 1
+        else:
+            value = draw(p, (2,), dict.fromkeys("CDHK", 2), rng).astype(dtype)
+        arguments.append(value)
+    return arguments
+
+
+def test_every_layer_reaches_extreme_logits_without_overflow_on_the_way():
+    """The construction is right: the logits the layer computes are exactly [big, −big]."""
+    assert {"weight_grad", "layer_jacobian", "weight_hvp", "weight_hessian"} <= {
+        k.name for k in LAYERS
+    }
+    assert "newton_step" in {k.name for k in LAYERS}
+    assert any(k.name.startswith("mlp_grads") for k in LAYERS)
+    for kernel in LAYERS:
+        if kernel.name.startswith("mlp_logits") or kernel.name == "summation":
+            logits = getattr(generated, kernel.name)(*_extreme_layer_arguments(kernel, "float64"))
+            assert np.all(logits[..., 0] >= 1e308) and np.all(logits[..., 1] <= -1e308)
+
+
+@pytest.mark.parametrize("dtype", sorted(EXTREMES))
+@pytest.mark.parametrize("kernel", LAYERS, ids=lambda k: k.name)
+def test_a_layer_whose_logits_span_the_range_raises_no_warning(kernel, dtype):
+    """The six functions the last stop found warning (weight_grad, layer_jacobian, weight_hvp,
+    weight_hessian, newton_step, mlp_grads) and every other layer: z − max z is silenced where
+    it is computed, so a function need not declare it."""
+    arguments = _extreme_layer_arguments(kernel, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = getattr(generated, kernel.name)(*arguments)
+    for value in result if isinstance(result, tuple) else (result,):
+        assert not np.any(np.isnan(value)), f"{kernel.name}: nan on {arguments}"
+
+
+def test_subtract_maximum_silences_overflow_only_and_keeps_the_callers_settings():
+    z = np.array([1.7e308, -1.7e308])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shifted = subtract_maximum(np, z, z.max())
+    np.testing.assert_array_equal(shifted, [0.0, -np.inf])
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        subtract_maximum(np, np.array([np.inf]), np.inf)  # inf − inf: invalid, still raised
+    assert np.geterr()["over"] == "warn"
+    with pytest.warns(RuntimeWarning, match="overflow"):  # after it, NumPy warns again
+        z - 1.7e308
+    mine = np.array([3.0, 1.0])
+    subtract_maximum(np, mine, 3.0, owned=False)
+    np.testing.assert_array_equal(mine, [3.0, 1.0])  # not given away: not written
 
 
 def _cases(big: float) -> list:

@@ -63,6 +63,7 @@ class ArrayPrinter(NumPyPrinter):
         owned: Iterable[str] = (),
         given: Iterable[str] = (),
         fresh_calls: Iterable[str] = (),
+        maxima: Mapping[sp.Symbol, sp.IndexedBase] | None = None,
     ):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": True})
         self.known_functions = {k: f"{self._module}.{v}" for k, v in ARRAY_API_FUNCTIONS.items()}
@@ -75,6 +76,7 @@ class ArrayPrinter(NumPyPrinter):
         # parameters the caller may give away: owned only when the core's `fresh` is true
         self.given = set(given)
         self.fresh_calls = set(fresh_calls)  # generated cores that take `fresh=True`
+        self.maxima = dict(maxima or {})  # z_max -> z, for z_max = max_k z_k
 
     def _print(self, expr, **kwargs) -> str:
         if expr is getattr(self, "_whole", None):
@@ -407,6 +409,9 @@ class ArrayPrinter(NumPyPrinter):
         off_diagonal = self._off_diagonal(expr)
         if off_diagonal:
             return off_diagonal
+        below_maximum = self._subtract_maximum(expr)
+        if below_maximum:
+            return below_maximum
         in_place = self._add_in_place(expr)
         if in_place:
             return in_place
@@ -441,6 +446,23 @@ class ArrayPrinter(NumPyPrinter):
         size = self._print(first.upper)
         ones = f"off_diagonal({self._module}, {size}, dtype={self.dtype})"
         return self._place(ones, (first, second), batched=False)
+
+    def _subtract_maximum(self, expr: sp.Add) -> str | None:
+        """x_i − max_k x_k (``self.maxima``) as ``subtract_maximum(xp, x, x_max)``
+        (derive._runtime): a difference that is never above 0, so its one overflow, below the
+        dtype's range, is −∞, the right value; NumPy does not warn for it."""
+        terms = sorted(sp.Add.make_args(expr), key=lambda t: t.could_extract_minus_sign())
+        if len(terms) != 2 or not terms[1].could_extract_minus_sign():
+            return None
+        values, maximum = terms[0], -terms[1]
+        if not isinstance(values, sp.Indexed) or self.maxima.get(maximum) != values.base:
+            return None
+        condition = self._fresh(values, expr) if self._covers(values, (maximum,)) else None
+        owned = ", owned=False" if condition is None else condition
+        return (
+            f"subtract_maximum({self._module}, {self._print(values)}, "
+            f"{self._print(maximum)}{owned})"
+        )
 
     def _add_in_place(self, expr: sp.Add) -> str | None:
         """``a + b`` or ``a - b`` written into a, when a (the first, positive term) is a temporary
