@@ -44,10 +44,10 @@ from derive.proofs import (
 )
 from derive.steps import Derivation, Step
 from derive.sympy_tools import (
-    _relation_holds,
     evaluate,
     is_zero,
     pull_out_of_sums,
+    relation_holds,
     resolve_index_ranges,
     written_sums,
 )
@@ -441,7 +441,7 @@ def _one_term(total: Sum) -> sp.Expr | None:
         if value.free_symbols & (inner - {variable}):
             return None
         within = (sp.GreaterThan(value, lower), sp.LessThan(value, upper))
-        if not all(r == sp.true or _relation_holds(r) is True for r in within):
+        if not all(r == sp.true or relation_holds(r) is True for r in within):
             return None
         rest = sp.Mul(*factors[:position], *factors[position + 1 :])
         return _substituted_where_free(rest, variable, value)

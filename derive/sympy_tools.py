@@ -65,7 +65,7 @@ class Hypot(sp.Function):
         return rf"\operatorname{{hypot}}\left({a},\, {b}\right)"
 
 
-def _relation_holds(relation: Relational) -> bool | None:
+def relation_holds(relation: Relational) -> bool | None:
     """True (False) if ``relation`` holds (fails) for every value of its indices.
 
     Range conditions are linear in each index, so checking every corner of
@@ -86,7 +86,7 @@ def _relation_holds(relation: Relational) -> bool | None:
 def _holds(condition: sp.Basic) -> sp.Basic:
     decided = {}
     for relation in condition.atoms(Relational):
-        value = _relation_holds(relation)
+        value = relation_holds(relation)
         if value is not None:
             decided[relation] = sp.true if value else sp.false
     return condition.xreplace(decided)
