@@ -688,6 +688,7 @@ def derive():
             mean_gradient,
             where=batched,
             start="the mean over a batch",
+            key="mean-gradient",
         ),
     )
     steps += optimum_steps(shortcut, total, j, k, c, r, ell)
@@ -926,10 +927,10 @@ def derive():
             "The reduction, and the mean's denominator",
             '`reduction="sum"` adds the losses of the batch; `"mean"` divides that sum by a '
             "denominator $N_w$ that does not depend on the logits, so each sample's gradient is "
-            "its own divided by $N_w$ (the last step). For class indices a sample's share of "
-            "$N_w$ is the weight of its target row, $\\sum_c w_c y_{bc}$: a kept sample's row is "
-            "$e_{\\ell_b}$, and its share the weight of its label (the first line, proved below); "
-            "an ignored sample's row is zeros, and its share 0. So PyTorch's $N_w$ is",
+            "its own divided by $N_w$ ({step:mean-gradient}). For class indices a sample's share "
+            "of $N_w$ is the weight of its target row, $\\sum_c w_c y_{bc}$: a kept sample's row "
+            "is $e_{\\ell_b}$, and its share the weight of its label (the first line, proved "
+            "below); an ignored sample's row is zeros, and its share 0. So PyTorch's $N_w$ is",
             equations=(
                 (denominator_labels, denominator_labels_value),
                 (Den, share_total),

@@ -1425,7 +1425,7 @@ def derive():
             notes=f"Layout: (ℋ + l2·I) vec(ΔW) = −vec(g + l2·W) with vec row-major "
             f"(`W.reshape(-1)`, index j·C + c). One forward pass gives both ℋ, as "
             f"(1/B) Σ_b x_b x_bᵀ ⊗ (its stable logit Hessian) in two matrix products (the "
-            f"page's last step), and g. "
+            f"page's step “As two matrix products, without cancellation”), and g. "
             f"Dense: it forms the (D·C) x (D·C) matrix and solves it, so D·C is limited to "
             f"{MAX_UNKNOWNS}; above that use `weight_hvp` with conjugate gradients. l2 must be "
             "> 0: the Hessian alone is singular, so without the penalty the step is not unique "
