@@ -24,8 +24,9 @@ from collections.abc import Iterator, Mapping
 
 from derive.errors import BuildError
 
-REFERENCE = re.compile(r"\{(step|Step|steps|Steps):([^{}]*)\}")
-"""``{step:key}``: braces around a word and a colon occur in neither LaTeX nor Markdown."""
+REFERENCE = re.compile(r"(?<![\w\\])\{(step|Step|steps|Steps):([^{}]*)\}")
+"""``{step:key}``: braces around a word and a colon occur in neither LaTeX nor Markdown
+(not after a command's name either: ``\\text{step: 1}`` is LaTeX, left alone)."""
 
 KEY = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 """What a key looks like: lower-case words joined by hyphens, ``sigmoid-slope``."""

@@ -108,6 +108,7 @@ def test_a_reference_renders_the_steps_number_as_a_link_to_its_heading(sigmoid):
     assert say("{step:stable-derivative}", link_to="derivations/sigmoid.md") == (
         f"[step {n}](derivations/sigmoid.md#step-{n})"
     )
+    assert say("$\\text{step:stable-derivative}$") == "$\\text{step:stable-derivative}$"
 
 
 def test_a_step_inserted_before_moves_the_number_the_prose_says(sigmoid):
