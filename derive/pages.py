@@ -28,6 +28,7 @@ from derive.figures import (
 from derive.printing import latex
 from derive.proofs import build_sizes, describe, explicit_sizes, index_form_moves, sizes_text
 from derive.render import ROOT, Output, environment, inputs_digest, split_header
+from derive.step_references import StepReferences, anchor
 from derive.steps import Derivation, Example
 
 PAGES = ROOT / "docs" / "derivations"
@@ -84,13 +85,13 @@ def _evaluate(call: str, generated) -> np.ndarray:
     return np.asarray(eval(call, {"posts": posts, "np": np, **names}))  # the registry's own strings
 
 
-def _example(example: Example, generated) -> dict:
+def _example(example: Example, generated, say: StepReferences) -> dict:
     """An example's numbers, and its reference's when it has one."""
     ours = _evaluate(example.call, generated)
     context = {
-        "title": example.title,
+        "title": say(example.title, link_to=None),
         "call": example.call,
-        "text": example.text,
+        "text": say(example.text),
         "ours": _format(ours),
         "reference": None,
     }
@@ -107,7 +108,7 @@ def _example(example: Example, generated) -> dict:
     elif example.reference:
         theirs = _evaluate(example.reference, generated)
         context["reference"] = {
-            "title": example.reference_title,
+            "title": say(example.reference_title, link_to=None),
             "code": example.reference,
             "value": _format(theirs),
             "agrees": bool(np.allclose(ours, theirs, rtol=1e-12, atol=0)),
@@ -147,22 +148,23 @@ def _entry_of(matrix: str, entry: tuple) -> str:
     return rf"\left({matrix}\right)_{{{at}}}"
 
 
-def _step(step, claim) -> dict:
+def _step(step, claim, say: StepReferences) -> dict:
     """A step's LaTeX, its context, and how the build checked it (the method it runs)."""
     start = step.start
     if isinstance(start, int):
-        start = f"step {start}'s result"
+        start = f"[step {start}](#{anchor(start)})'s result"
     return {
-        "title": step.title,
-        "rule": step.rule,
+        "title": say(step.title, link_to=None),  # a heading: the number without a link
+        "rule": say(step.rule),
         "expression": latex(step.expression),
         "result": _entry_of(latex(step.result), step.entry),
         "sign": RELATION_SIGNS[step.relation],
         "relation": step.relation,
         "given": _given(step.given),
         "where": [{"lhs": latex(n), "rhs": latex(v)} for n, v in step.where],
-        "start": start or "",
+        "start": say(start) if start else "",
         "checked": method_text(claim),
+        "anchor": anchor(claim.number),  # the heading's id, which references link to
     }
 
 
@@ -171,18 +173,22 @@ def _shape(symbol: sp.MatrixSymbol) -> str:
     return f"{latex(rows)} \\times {latex(columns)}"
 
 
-def matrix_result_context(derivation: Derivation) -> dict | None:
-    """The page's result in matrix form, each factor's shape, and how the build checked it."""
+def matrix_result_context(
+    derivation: Derivation, say: StepReferences | None = None, link_to: str = ""
+) -> dict | None:
+    """The page's result in matrix form, each factor's shape, and how the build checked it.
+    Its text's step references link to ``link_to`` (the page's path from another page)."""
     m = derivation.matrix_result
     if m is None:
         return None
+    say = say or StepReferences(derivation)
     claim = claims(derivation)[len(derivation.steps)]  # the claim after the steps: m.step's
     shown = latex(m.rhs)
     result, *factors = m.factors
     factors = [result, *sorted(factors, key=lambda f: shown.find(latex(f)))]  # as printed
     return {
         "group": m.group,
-        "text": m.text,
+        "text": say(m.text, link_to=link_to),
         "lhs": latex(m.lhs),
         "rhs": latex(m.rhs),
         "shapes": [{"name": latex(f), "shape": _shape(f)} for f in factors],
@@ -195,7 +201,10 @@ def matrix_result_context(derivation: Derivation) -> dict | None:
 
 
 def page_context(derivation: Derivation, generated) -> dict:
+    """What templates/page.md.j2 shows of ``derivation``, its prose's step references
+    resolved (derive.step_references)."""
     module = sys.modules.get(f"{generated.__name__}.{derivation.name}")  # None: a page only
+    say = StepReferences(derivation)
     results = []
     for kernel in derivation.kernels:
         lhs, rhs = kernel.equation
@@ -221,12 +230,12 @@ def page_context(derivation: Derivation, generated) -> dict:
                 ),
             }
         )
-    examples = [_example(e, generated) for e in derivation.examples]
+    examples = [_example(e, generated, say) for e in derivation.examples]
     errata = []
     for erratum in derivation.errata:
         text = ""
         for part, call in ((erratum.text, erratum.call), *erratum.followed_by):
-            text += ("\n\n    " if text else "") + part
+            text += ("\n\n    " if text else "") + say(part)
             if call:
                 text += f"\n\n    ```python\n    {call}\n    ```\n\n    ```text\n"
                 text += "\n".join(
@@ -236,10 +245,10 @@ def page_context(derivation: Derivation, generated) -> dict:
         errata.append(text)
     sections = [
         {
-            "title": s.title,
-            "text": s.text,
+            "title": say(s.title, link_to=None),
+            "text": say(s.text),
             "place": s.place,
-            "text_after": s.text_after,
+            "text_after": say(s.text_after),
             "equations": [{"lhs": latex(a), "rhs": latex(b)} for a, b in s.equations],
             "call": s.call,
             "value": _format(_evaluate(s.call, generated)) if s.call else "",
@@ -248,27 +257,27 @@ def page_context(derivation: Derivation, generated) -> dict:
     ]
     exercises = [
         {
-            "title": e.name,
-            "question": e.question,
-            "answer": e.answer,
+            "title": say(e.name, link_to=None),
+            "question": say(e.question),
+            "answer": say(e.answer),
             "expression": _equation(e.answer_expression),
         }
         for e in derivation.exercises
     ]
-    return {
-        "title": derivation.title,
-        "summary": derivation.summary,
+    context = {
+        "title": derivation.title,  # also the API page's and the nav's: never a reference
+        "summary": say(derivation.summary),
         "definitions": [
-            {"lhs": latex(d.name), "rhs": latex(d.expression), "text": d.text}
+            {"lhs": latex(d.name), "rhs": latex(d.expression), "text": say(d.text)}
             for d in derivation.definitions
         ],
         "names": [{"lhs": latex(name), "rhs": latex(value)} for name, value in derivation.where],
-        "steps": [_step(s, claim) for s, claim in zip(derivation.steps, claims(derivation))],
+        "steps": [_step(s, claim, say) for s, claim in zip(derivation.steps, claims(derivation))],
         "identities": [
             {
-                "claim": i.claim,
-                "long_title": i.long_title,
-                "shortcut_title": i.shortcut_title,
+                "claim": say(i.claim, link_to=None),  # also an admonition's title
+                "long_title": say(i.long_title),
+                "shortcut_title": say(i.shortcut_title),
                 "long": latex(i.long),
                 "shortcut": latex(i.shortcut),
                 "assumptions": [f"{latex(a)} = {latex(b)}" for a, b in i.assumptions.items()],
@@ -285,12 +294,17 @@ def page_context(derivation: Derivation, generated) -> dict:
         "results": results,
         "examples": examples,
         "errata": errata,
-        "figures": [{"file": f.file, "caption": f.caption} for f in derivation.figures],
+        # a caption is also the image's alternative text: the number without a link
+        "figures": [
+            {"file": f.file, "caption": say(f.caption, link_to=None)} for f in derivation.figures
+        ],
         "sections": sections,
         "exercises": exercises,
         "module": f"derive/generated/{derivation.name}.py",
-        "matrix_result": matrix_result_context(derivation),
+        "matrix_result": matrix_result_context(derivation, say),
     }
+    say.check_all_resolved()
+    return context
 
 
 def _page_body(derivation: Derivation, generated) -> str:
@@ -339,7 +353,9 @@ def home_context(made: list[Derivation]) -> dict:
     """The road through the site: every derivation under its group, with its result in matrix
     form and its shapes, and the path a newcomer starts on."""
     by_name = {d.name: d for d in made}
-    summaries = [(d, matrix_result_context(d)) for d in made]
+    summaries = [
+        (d, matrix_result_context(d, link_to=f"derivations/{page_name(d)}.md")) for d in made
+    ]
     groups = []
     for key, title in derivations.GROUPS.items():
         entries = []

@@ -11,6 +11,7 @@ import sympy as sp
 from derive import derivations
 from derive.printing import latex as to_latex
 from derive.printing.terminal import text_to_unicode
+from derive.step_references import StepReferences
 from derive.steps import DOMAINS
 
 SIGNS = {"=": "=", ":=": ":=", "convention": "=", "=>": "="}
@@ -41,16 +42,18 @@ def _equation(lhs: sp.Basic, rhs: sp.Basic, sign: str, latex: bool) -> str:
 def show(name: str, latex: bool = False) -> str:
     """A registered derivation's definitions and steps, numbered as on its page."""
     derivation = derivations.get(name)
+    say = StepReferences(derivation)  # "{step:key}" as the page says it: "step 3"
     lines = [derivation.title, ""]
     for d in derivation.definitions:
         lines += [_equation(d.name, d.expression, ":=", latex), ""]
     for number, step in enumerate(derivation.steps, 1):
         start = step.start
-        start = (
-            f" (from step {start})" if isinstance(start, int) else f" (from {start})" * bool(start)
-        )
+        if isinstance(start, int):
+            start = f" (from step {start})"
+        else:
+            start = f" (from {say(start, link_to=None)})" if start else ""
         given = f", given {', '.join(map(str, step.given))}" if step.given else ""
-        line = f"{number}. {step.title}{start}: {step.rule}{given}"
+        line = f"{number}. {step.title}{start}: {say(step.rule, link_to=None)}{given}"
         lines.append(line if latex else text_to_unicode(line))
         lines += [_equation(step.expression, step.result, SIGNS[step.relation], latex), ""]
     return "\n".join(lines)

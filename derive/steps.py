@@ -14,6 +14,8 @@ from itertools import product
 import sympy as sp
 from sympy import Matrix
 
+from derive.step_references import KEY
+
 
 @dataclass(frozen=True)
 class Definition:
@@ -45,6 +47,8 @@ class Step:
     the derivation's ``where`` and definitions), assuming ``given``. A step
     starts where the previous one ended, unless ``start`` says otherwise (an
     earlier step's number, or words shown on the page: "the definition of σ").
+    The page's prose names a step by its ``key``, ``{step:quotient-rule}``, never by
+    its number, which moves when a step is inserted (derive.step_references).
     """
 
     title: str  # what the step does: "Quotient rule"
@@ -58,8 +62,14 @@ class Step:
     checked: str = "symbolic"  # one of CHECKS: the method the build runs and the page reports
     sizes: tuple[Mapping[str, int], ...] = ()  # explicit sizes (default: derive.claims')
     entry: tuple = ()  # ((row indices), (column indices)): the left side is that entry of the right
+    key: str = ""  # how the prose refers to it, "{step:quotient-rule}"; unique in its derivation
 
     def __post_init__(self):
+        if self.key and not KEY.fullmatch(self.key):
+            raise ValueError(
+                f"Step {self.title!r}: key {self.key!r} is not lower-case words joined by "
+                "hyphens (quotient-rule)"
+            )
         given = tuple(
             tuple(map(sp.sympify, g)) if isinstance(g, tuple) else sp.sympify(g) for g in self.given
         )

@@ -85,7 +85,7 @@ def _draw(fig, generated, posts) -> None:
 
 def derive() -> Derivation:
     loss = -(y * log(p) + (1 - y) * log(1 - p))
-    d_loss = (p - y) / (p * (1 - p))  # the kernel's form: step 1 shows SymPy's derivative is this
+    d_loss = (p - y) / (p * (1 - p))  # the kernel's form; SymPy's derivative (step derivative-in-p)
     sigmoid = result("sigmoid", "sigmoid")  # 1/(1 + e^{-z}), in the same symbol z
     of_sigma = ((sig, sigmoid),)  # σ(z) on the page, written out for the checks
     log_p = sp.expand_log(log(sigmoid), force=True)  # −log(1 + e^{−z})
@@ -124,6 +124,7 @@ def derive() -> Derivation:
             "over a common denominator, $-y(1 - p) + (1 - y)p = p - y$.",
             Derivative(loss, p),
             d_loss,
+            key="derivative-in-p",
         ),
         Step(
             "log p through the sigmoid",
@@ -132,6 +133,7 @@ def derive() -> Derivation:
             log_p,
             where=of_sigma,
             start="$p = \\sigma(z)$, for a logit $z$",
+            key="log-p",
         ),
         Step(
             "log(1 − p) through the sigmoid",
@@ -142,10 +144,12 @@ def derive() -> Derivation:
             where=of_sigma,
             start="$1 - p = 1 - \\sigma(z)$",
             checked="numeric",  # a logarithm's identity: SymPy does not cancel it unforced
+            key="log-one-minus-p",
         ),
         Step(
             "The loss of a logit",
-            "Substitute both logs (steps 2 and 3) into the loss of $p = \\sigma(z)$.",
+            "Substitute both logs ({steps:log-p and log-one-minus-p}) into the loss of $p = "
+            "\\sigma(z)$.",
             with_sigma,
             substituted,
             where=of_sigma,
@@ -159,6 +163,7 @@ def derive() -> Derivation:
             substituted,
             of_logit,
             checked="numeric",  # a logarithm's identity: SymPy does not cancel it unforced
+            key="one-logarithm",
         ),
         Step(
             "Stable evaluation",
@@ -188,7 +193,7 @@ def derive() -> Derivation:
             "The term in $z$ gives $1 - y$, and $\\log(1 + e^{-z})$ gives $-e^{-z}/(1 + e^{-z})$.",
             Derivative(of_logit, z),
             gradient,
-            start="step 5's loss of a logit",
+            start="{step:one-logarithm}'s loss of a logit",
         ),
         Step(
             "In terms of σ",
@@ -222,6 +227,7 @@ def derive() -> Derivation:
             log1p(-p),
             start="$\\log(1 - p)$ in the loss",
             checked="numeric",  # log1p is a function SymPy evaluates, not an identity it rewrites
+            key="log1p",
         ),
         Step(
             "Why the code takes 0 · log 0 as 0",
@@ -234,7 +240,7 @@ def derive() -> Derivation:
             "logarithm weight.",
             with_log1p,
             selected.xreplace({p_or_one: kept_p, p_or_zero: kept_not_p}),
-            start="the loss, with step 11's log1p",
+            start="the loss, with {step:log1p}'s log1p",
             checked="numeric",  # a selection on y = 0 and y = 1: SymPy cannot decide it for symbolic y
         ),
         # Binary as C = 2: the softmax of two logits is the sigmoid of their difference
@@ -340,10 +346,10 @@ def derive() -> Derivation:
             "loss? Is the minimum 0?",
             sp.Eq(p, y),
             _minimised_at,
-            answer="Step 1's derivative $(p - y)/(p(1 - p))$ vanishes only at $p = y$, and the "
-            "second derivative there is $1/(y(1 - y)) > 0$ (SymPy checks both): a minimum. Its "
-            "value is the binary entropy $-y \\log y - (1 - y)\\log(1 - y)$, positive unless "
-            "$y$ is 0 or 1: a soft target's loss never reaches 0, and only the divergence "
+            answer="{Step:derivative-in-p}'s derivative $(p - y)/(p(1 - p))$ vanishes only at $p = "
+            "y$, and the second derivative there is $1/(y(1 - y)) > 0$ (SymPy checks both): a "
+            "minimum. Its value is the binary entropy $-y \\log y - (1 - y)\\log(1 - y)$, positive "
+            "unless $y$ is 0 or 1: a soft target's loss never reaches 0, and only the divergence "
             "from $y$ to $p$ is minimised.",
             title="The best prediction for a soft target",
         ),

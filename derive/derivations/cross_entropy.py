@@ -349,6 +349,7 @@ def derive():
             "only the term $i = t$ survives, and $d(\\log S)/dS = 1/S$.",
             Derivative(loss, S[t]),
             dxe_ds,
+            key="loss-derivative",
         ),
         Step(
             "Chain rule, as SymPy applies it (for C = 3)",
@@ -363,8 +364,8 @@ def derive():
         Step(
             "Substitute the two Jacobians",
             "With $C$ classes there is one such term for each $S_t$: the sum on the left. "
-            "$\\partial XE / \\partial S_t$ comes from step 1, $\\partial S_t / \\partial W_{jc}$ "
-            "from the layer page.",
+            "$\\partial XE / \\partial S_t$ comes from {step:loss-derivative}, $\\partial S_t / "
+            "\\partial W_{jc}$ from the layer page.",
             chain,
             substituted_uncancelled,
             start="the chain rule for $C$ classes",
@@ -375,6 +376,7 @@ def derive():
             "every softmax output is $e^{z_t}$, positive, over a positive sum, so $S_t > 0$.",
             substituted_uncancelled,
             chain_substituted,
+            key="cancel-s",
         ),
         Step(
             "Collapse the sum",
@@ -401,7 +403,7 @@ def derive():
             "compute it so when given integer labels.",
             chain_with_labels,
             labels_shortcut,
-            start="step 4's sum with $y_t = \\delta_{t\\ell}$",
+            start="{step:cancel-s}'s sum with $y_t = \\delta_{t\\ell}$",
         ),
         Step(
             "Mean over a batch",

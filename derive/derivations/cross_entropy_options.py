@@ -344,6 +344,7 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
             log(Sum(exp(z[k] - z[ell]), (k, 1, C))),
             start="the loss of one sample of class $\\ell$, no options",
             checked="numeric",  # SymPy does not pull e^{-z_ℓ} into the sum in index form
+            key="never-zero",
         ),
         Step(
             "The expected loss over the labels",
@@ -353,6 +354,7 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
             Sum(q[ell] * -Sum(sp.KroneckerDelta(c, ell) * log(S[c]), (c, 1, C)), (ell, 1, C)),
             -Sum(q[c] * log(S[c]), (c, 1, C)),
             start="the mean over labels drawn from $q$",
+            key="expected-loss",
         ),
         Step(
             "Any target distribution: the gradient vanishes at S = q",
@@ -367,13 +369,14 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
             sp.Integer(0),
             relation="=>",
             given=((Sum(q[r], (r, 1, C)), sp.Integer(1)),),
-            start="the gradient (step 4) with $a = q$, at $S = q$",
+            start="the gradient ({step:gradient}) with $a = q$, at $S = q$",
+            key="optimum",
         ),
         Step(
             "Label smoothing: the optimum is S = t",
             "With smoothing and no weights the coefficients are the smoothed targets $t$, which "
-            "sum to 1 (step 3): the previous step with $q = t$. Every $t_c \\ge \\epsilon/C "
-            "> 0$, so the optimum has finite logits (the next step but one).",
+            "sum to 1 ({step:smoothed-targets-sum}): the previous step with $q = t$. Every $t_c "
+            "\\ge \\epsilon/C > 0$, so the optimum has finite logits (the next step but one).",
             shortcut.xreplace({a[j]: t_c[j], total: Sum(t_c[r], (r, 1, C))}).xreplace(
                 {S[j]: t_c[j]}
             ),
@@ -381,8 +384,9 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
             relation="=>",
             given=((Sum(y[r], (r, 1, C)), sp.Integer(1)),),
             where=smoothed_where,
-            start="the gradient (step 4) with $a = t$, at $S = t$",
+            start="the gradient ({step:gradient}) with $a = t$, at $S = t$",
             checked="explicit",  # Σ_r ε/C is left a sum of 1s in index form
+            key="smoothing-optimum",
         ),
         Step(
             "Class weights: the optimum is S ∝ w ⊙ t",
@@ -398,8 +402,9 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
             # unevaluated, so the page shows the product before it cancels
             sp.UnevaluatedExpr(weights_optimum) * weighted[total] - weighted[a[j]],
             sp.Integer(0),
-            start="the gradient (step 4) with $a = w \\odot t$, at $S_j = w_j t_j / "
+            start="the gradient ({step:gradient}) with $a = w \\odot t$, at $S_j = w_j t_j / "
             "\\sum_r w_r t_r$",
+            key="weighted-optimum",
         ),
         Step(
             "Reached with finite logits when every target is positive",
@@ -413,6 +418,7 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
             given=((Sum(q[k], (k, 1, C)), sp.Integer(1)),),
             start="the softmax at $z_c = \\log q_c$",
             checked="explicit",  # log of an unsigned q is not cancelled in index form
+            key="finite-logits",
         ),
     )
 
@@ -449,28 +455,30 @@ def growth_steps(k, ell) -> tuple[Step, ...]:
     return (
         Step(
             "Along a separating direction, the logit gaps scale",
-            "Let a direction $U$ (shaped like $W$) separate the data: for every sample, "
-            "$\\mu_k = \\sum_d (U_{d\\ell} - U_{dk}) x_d \\ge \\gamma > 0$ for each class $k \\ne "
-            "\\ell$, the sample's label. The logits of $W = sU$ are linear in $s$: every gap "
-            "$z_k - z_\\ell$ is $-s \\mu_k$, so step 9's loss $\\log(1 + \\sum_{k \\ne \\ell} "
+            "Let a direction $U$ (shaped like $W$) separate the data: for every sample, $\\mu_k = "
+            "\\sum_d (U_{d\\ell} - U_{dk}) x_d \\ge \\gamma > 0$ for each class $k \\ne \\ell$, "
+            "the sample's label. The logits of $W = sU$ are linear in $s$: every gap $z_k - "
+            "z_\\ell$ is $-s \\mu_k$, so {step:never-zero}'s loss $\\log(1 + \\sum_{k \\ne \\ell} "
             "e^{z_k - z_\\ell})$ falls toward 0 as $s$ grows, for every sample at once.",
             gap,
             -scale * m[k],
             where=((m[k], Sum((U[j, ell] - U[j, k]) * x[j], (j, 1, D))),),
             start="the gap $z_k - z_\\ell$ at $W = sU$",
+            key="logit-gaps",
         ),
         Step(
             "The loss along the ray is about $e^{-s\\gamma}$, never 0",
-            "Take a sample at the margin with two classes (or the one other class whose gap "
-            "is $\\gamma$): its loss along the ray is $\\log(1 + e^{-s\\gamma})$, positive for "
-            "every finite $s$ (step 9). Its ratio to $e^{-s\\gamma}$ tends to 1: the loss "
-            "vanishes exponentially in $s$, so each halving of it costs the same length "
-            "$\\log 2 / \\gamma$ more. With $C$ classes and any samples, $\\log(1 + u) \\le u$ "
-            "bounds the mean loss by $(C - 1) e^{-s\\gamma}$ (an inequality the page states, "
-            "not a checked step).",
+            "Take a sample at the margin with two classes (or the one other class whose gap is "
+            "$\\gamma$): its loss along the ray is $\\log(1 + e^{-s\\gamma})$, positive for every "
+            "finite $s$ ({step:never-zero}). Its ratio to $e^{-s\\gamma}$ tends to 1: the loss "
+            "vanishes exponentially in $s$, so each halving of it costs the same length $\\log 2 / "
+            "\\gamma$ more. With $C$ classes and any samples, $\\log(1 + u) \\le u$ bounds the "
+            "mean loss by $(C - 1) e^{-s\\gamma}$ (an inequality the page states, not a checked "
+            "step).",
             sp.Limit(on_ray * exp(scale * margin), scale, sp.oo),
             sp.Integer(1),
             start="the loss along the ray over $e^{-s\\gamma}$, as $s \\to \\infty$",
+            key="loss-along-ray",
         ),
         Step(
             "The loss pushes s outward, ever more weakly",
@@ -481,6 +489,7 @@ def growth_steps(k, ell) -> tuple[Step, ...]:
             -Derivative(on_ray, scale),
             margin / (1 + exp(margin * scale)),
             start="the speed $ds/d\\tau = -\\partial L/\\partial s$ of gradient flow along the ray",
+            key="outward-speed",
         ),
         Step(
             "A quantity that grows exactly like τ",
@@ -493,6 +502,7 @@ def growth_steps(k, ell) -> tuple[Step, ...]:
             relation="=>",
             given=slope,
             start="the rate of change of $s + (e^{\\gamma s} - 1)/\\gamma$",
+            key="grows-like-time",
         ),
         Step(
             "So ‖W‖ grows like log(τ)/γ",
@@ -504,6 +514,7 @@ def growth_steps(k, ell) -> tuple[Step, ...]:
             sp.Integer(0),
             where=((elapsed, (scale + (exp(margin * scale) - 1) / margin) / margin),),
             start="$\\log(\\gamma^2 \\tau(s))/\\gamma - s$, as $s \\to \\infty$",
+            key="norm-grows",
         ),
     )
 
@@ -622,6 +633,7 @@ def derive():
             given=targets_sum,
             start="the sum of the smoothed targets",
             checked="explicit",  # in index form Σ_c ε/C is left as a sum of 1s: not cancelled
+            key="smoothed-targets-sum",
         ),
         Step(
             "The gradient, for any coefficients",
@@ -633,6 +645,7 @@ def derive():
             shortcut,
             start="the loss",
             checked="explicit",  # the sums' variables differ on the two sides: not matched in index form
+            key="gradient",
         ),
         Step(
             "The same, through the softmax Jacobian",
@@ -675,6 +688,7 @@ def derive():
             mean_gradient,
             where=batched,
             start="the mean over a batch",
+            key="mean-gradient",
         ),
     )
     steps += optimum_steps(shortcut, total, j, k, c, r, ell)
@@ -824,49 +838,50 @@ def derive():
     sections = (
         Section(
             "Where the loss is minimised",
-            "Steps 9 to 14 answer where the loss is smallest. With one-hot targets it has "
-            "no minimum: it is positive for every finite $z$ (step 9) and reaches its infimum 0 "
-            "only as the label's logit runs away from the others. On data a linear model can "
-            "separate, scaling a separating $W$ up lowers the loss of every sample, so gradient "
-            "descent grows $\\|W\\|$ without bound (roughly like the logarithm of the number of "
-            "steps: the next section), while an L2 penalty $\\frac{l_2}{2}\\|W\\|^2$ stops it "
-            "at a finite minimum (the first figure, drawn from `weight_grad` while this page "
-            "was built). "
-            "With a target distribution $q$ that has no zero (label smoothing's $t$, or the "
-            "distribution of an input's labels, step 10) the minimum is $S = q$ (steps 11 and "
-            "12), reached with finite logits $z = \\log q$ (step 14). Class weights move it to "
-            "$S \\propto w \\odot t$ (step 13).\n\n"
-            "**Calibration.** Step 11 makes the cross-entropy a proper scoring rule: in "
+            "{Steps:never-zero to finite-logits} answer where the loss is smallest. With one-hot "
+            "targets it has no minimum: it is positive for every finite $z$ ({step:never-zero}) "
+            "and reaches its infimum 0 only as the label's logit runs away from the others. On "
+            "data a linear model can separate, scaling a separating $W$ up lowers the loss of "
+            "every sample, so gradient descent grows $\\|W\\|$ without bound (roughly like the "
+            "logarithm of the number of steps: the next section), while an L2 penalty "
+            "$\\frac{l_2}{2}\\|W\\|^2$ stops it at a finite minimum (the first figure, drawn from "
+            "`weight_grad` while this page was built). With a target distribution $q$ that has no "
+            "zero (label smoothing's $t$, or the distribution of an input's labels, "
+            "{step:expected-loss}) the minimum is $S = q$ ({steps:optimum and smoothing-optimum}), "
+            "reached with finite logits $z = \\log q$ ({step:finite-logits}). Class weights move "
+            "it to $S \\propto w \\odot t$ ({step:weighted-optimum}).\n\n"
+            "**Calibration.** {Step:optimum} makes the cross-entropy a proper scoring rule: in "
             "expectation over the labels it is smallest when the predicted probabilities are the "
             "true ones, so a model that could reach its minimum would be *calibrated*: of the "
-            "inputs it gives probability 0.8, 80% would carry that label. A real model is "
-            "not: its family is limited, it is fitted on a finite sample, and a penalty pulls "
-            "its logits toward 0 (under-confident), while fitting a small sample too closely "
-            "pushes them apart (over-confident). The reliability diagram (the second figure) "
-            "measures it on held-out data: the samples are binned by their largest "
-            "probability, and each bin's accuracy is plotted against its mean confidence; the "
-            "expected calibration error (ECE) is the gap averaged over the samples.",
+            "inputs it gives probability 0.8, 80% would carry that label. A real model is not: its "
+            "family is limited, it is fitted on a finite sample, and a penalty pulls its logits "
+            "toward 0 (under-confident), while fitting a small sample too closely pushes them "
+            "apart (over-confident). The reliability diagram (the second figure) measures it on "
+            "held-out data: the samples are binned by their largest probability, and each bin's "
+            "accuracy is plotted against its mean confidence; the expected calibration error (ECE) "
+            "is the gap averaged over the samples.",
             place="after_steps",
         ),
         Section(
             "How fast the weights grow on separable data",
-            "Steps 15 to 19 prove what can be proved in closed form. Along a direction $U$ that "
-            "separates the data with margin $\\gamma > 0$, every logit gap of $W = sU$ is "
-            "$-s$ times a margin (step 15), so the loss of a sample at the margin is "
-            "$\\log(1 + e^{-s\\gamma})$: never 0, and equal to $e^{-s\\gamma}$ to first "
-            "order (step 16). Gradient flow on that loss pushes $s$ outward at a speed that "
-            "never reaches 0 (step 17); $s + (e^{\\gamma s} - 1)/\\gamma$ grows exactly "
-            "like $\\gamma\\tau$ (step 18), so $s - \\log(\\gamma^2\\tau)/\\gamma \\to 0$ "
-            "(step 19): the norm grows like the logarithm of the time, without bound.\n\n"
-            "**What is proved, and what is only shown.** The steps prove it for one "
-            "sample at the margin (two classes, or every sample at the same margin, which is "
-            "the same loss), for gradient flow, with $W$ kept on the ray $sU$. Gradient "
-            "descent on a real data set, with many samples at different margins and a finite "
-            "step, also leaves the ray: that its weights still grow like $\\log t$, and turn "
-            "toward the direction of the largest margin (the hard-margin SVM's), is Soudry et "
-            "al.'s theorem (*The implicit bias of gradient descent on separable data*, JMLR "
-            "2018), not proved here. The first figure shows the growth on the toy data: with "
-            "the step count on a logarithmic axis, $\\|W\\|$ rises about linearly.",
+            "{Steps:logit-gaps to norm-grows} prove what can be proved in closed form. Along a "
+            "direction $U$ that separates the data with margin $\\gamma > 0$, every logit gap of "
+            "$W = sU$ is $-s$ times a margin ({step:logit-gaps}), so the loss of a sample at the "
+            "margin is $\\log(1 + e^{-s\\gamma})$: never 0, and equal to $e^{-s\\gamma}$ to first "
+            "order ({step:loss-along-ray}). Gradient flow on that loss pushes $s$ outward at a "
+            "speed that never reaches 0 ({step:outward-speed}); $s + (e^{\\gamma s} - 1)/\\gamma$ "
+            "grows exactly like $\\gamma\\tau$ ({step:grows-like-time}), so $s - "
+            "\\log(\\gamma^2\\tau)/\\gamma \\to 0$ ({step:norm-grows}): the norm grows like the "
+            "logarithm of the time, without bound.\n\n"
+            "**What is proved, and what is only shown.** The steps prove it for one sample at the "
+            "margin (two classes, or every sample at the same margin, which is the same loss), for "
+            "gradient flow, with $W$ kept on the ray $sU$. Gradient descent on a real data set, "
+            "with many samples at different margins and a finite step, also leaves the ray: that "
+            "its weights still grow like $\\log t$, and turn toward the direction of the largest "
+            "margin (the hard-margin SVM's), is Soudry et al.'s theorem (*The implicit bias of "
+            "gradient descent on separable data*, JMLR 2018), not proved here. The first figure "
+            "shows the growth on the toy data: with the step count on a logarithmic axis, "
+            "$\\|W\\|$ rises about linearly.",
             place="after_steps",
         ),
         Section(
@@ -912,10 +927,10 @@ def derive():
             "The reduction, and the mean's denominator",
             '`reduction="sum"` adds the losses of the batch; `"mean"` divides that sum by a '
             "denominator $N_w$ that does not depend on the logits, so each sample's gradient is "
-            "its own divided by $N_w$ (the last step). For class indices a sample's share of "
-            "$N_w$ is the weight of its target row, $\\sum_c w_c y_{bc}$: a kept sample's row is "
-            "$e_{\\ell_b}$, and its share the weight of its label (the first line, proved below); "
-            "an ignored sample's row is zeros, and its share 0. So PyTorch's $N_w$ is",
+            "its own divided by $N_w$ ({step:mean-gradient}). For class indices a sample's share "
+            "of $N_w$ is the weight of its target row, $\\sum_c w_c y_{bc}$: a kept sample's row "
+            "is $e_{\\ell_b}$, and its share the weight of its label (the first line, proved "
+            "below); an ignored sample's row is zeros, and its share 0. So PyTorch's $N_w$ is",
             equations=(
                 (denominator_labels, denominator_labels_value),
                 (Den, share_total),
@@ -967,7 +982,7 @@ def derive():
     figures = (
         Figure(
             "separable-weights-grow.svg",
-            "Gradient descent (step 1, from W = 0, `weight_grad`) on 60 points in three "
+            "Gradient descent (step size 1, from W = 0, `weight_grad`) on 60 points in three "
             "well-separated clusters, mean cross-entropy with and without an L2 penalty. "
             "Without it the loss keeps falling toward 0 and ‖W‖ keeps growing (the x axis is "
             "logarithmic: roughly like log t); with l2 = 0.01 both settle.",

@@ -140,6 +140,7 @@ def derive() -> Derivation:
             "expansion, and the error $\\frac{h^2}{6} f'''(w)$ is $O(h^2)$.",
             (f(w + h) - f(w - h)) / (2 * h),
             Derivative(f(w), w) + h**2 / 6 * Derivative(f(w), (w, 3)),
+            key="central-difference",
         ),
         Step(
             "The forward difference",
@@ -161,6 +162,7 @@ def derive() -> Derivation:
             Subs(Derivative(central_error, h), h, central_step),
             sp.Integer(0),
             start="the total error $\\varepsilon |L|/h + M h^2/6$",
+            key="best-central-step",
         ),
         Step(
             "The best forward step",
@@ -169,6 +171,7 @@ def derive() -> Derivation:
             Subs(Derivative(forward_error, h), h, forward_step),
             sp.Integer(0),
             start="the total error $\\varepsilon |L|/h + M h/2$",
+            key="best-forward-step",
         ),
         Step(
             "A kink within the step",
@@ -182,16 +185,17 @@ def derive() -> Derivation:
             where=((relu(w), Max(w, 0)),),
             start="the central difference of a ReLU at $w = d$",
             checked="numeric",
+            key="kink",
         ),
     )
     rounding = eps * Abs(L) / h
     sections = (
         Section(
             "The check, with the generated functions",
-            "For a loss $L(W)$ and one weight "
-            "$W_{jc}$, the central difference of step 1 nudges $W$ by $h E_{jc}$, where $E_{jc}$ "
-            "is the matrix with a 1 at $(j, c)$ and 0 elsewhere. With the generated functions, "
-            "on a batch of random data:\n\n"
+            "For a loss $L(W)$ and one weight $W_{jc}$, the central difference of "
+            "{step:central-difference} nudges $W$ by $h E_{jc}$, where $E_{jc}$ is the matrix with "
+            "a 1 at $(j, c)$ and 0 elsewhere. With the generated functions, on a batch of random "
+            "data:\n\n"
             f"```python\n{EXAMPLE}\n```\n\n"
             "It prints the worst relative error $r$ (defined above); tests/test_docs_snippets.py "
             "runs it from this page and requires it below CS231n's $10^{-7}$. The "
@@ -213,8 +217,8 @@ def derive() -> Derivation:
             "A smaller step is not always better. The machine epsilon $\\varepsilon$ is "
             f"${sci(float64, 2)}$ in float64 and ${sci(float32, 2)}$ in float32 (NumPy's `finfo`). "
             "The rounding error grows like $\\varepsilon / h$ while the central difference's "
-            "truncation error falls like $h^2$: steps 3 and 4 find the balance, near "
-            "$\\varepsilon^{1/3}$ for central differences (in float64 about "
+            "truncation error falls like $h^2$: {steps:best-central-step and best-forward-step} "
+            "find the balance, near $\\varepsilon^{1/3}$ for central differences (in float64 about "
             f"${sci(float64 ** (1 / 3))}$: the example takes $h = {sci(STEP)}$) and near "
             f"$\\varepsilon^{{1/2}}$ for forward differences (about ${sci(float64**0.5)}$), each "
             "times the size of the weight when it is far from 1.\n\n"
@@ -235,10 +239,10 @@ def derive() -> Derivation:
         Section(
             "Tolerances others use",
             TOLERANCES,
-            text_after="The loose float32 tolerances are not laxness: they are the rounding "
-            "floor in the figure. CS231n's `1e-7` is for smooth functions such as this one; a "
-            "kink (ReLU, max) crossed by the step can give a large error with a correct "
-            "gradient (step 5).",
+            text_after="The loose float32 tolerances are not laxness: they are the rounding floor "
+            "in the figure. CS231n's `1e-7` is for smooth functions such as this one; a kink "
+            "(ReLU, max) crossed by the step can give a large error with a correct gradient "
+            "({step:kink}).",
             place="after_steps",
         ),
         Section(
@@ -258,12 +262,12 @@ def derive() -> Derivation:
             "a 2% error in one column of `weight_grad` and checks the sum with the penalty "
             "added: as $l_2$ grows, the relative error of the buggy gradient falls toward "
             '"good", while the correct one stays at the rounding floor.\n'
-            "3. **Beware of kinks.** Where a ReLU's pre-activation is within $h$ of 0, the "
-            "central difference straddles the kink (step 5): a correct gradient fails. Panel 3 "
-            "moves one unit's $z_1$ toward 0 for one sample: the relative error of its bias's "
-            "gradient jumps once the kink is closer than the step. Track whether any $z_1$ "
-            "crossed 0 between $W - hE$ and $W + hE$ before trusting a failure, or check with a "
-            "smooth activation (as panel 1 does).\n"
+            "3. **Beware of kinks.** Where a ReLU's pre-activation is within $h$ of 0, the central "
+            "difference straddles the kink ({step:kink}): a correct gradient fails. Panel 3 moves "
+            "one unit's $z_1$ toward 0 for one sample: the relative error of its bias's gradient "
+            "jumps once the kink is closer than the step. Track whether any $z_1$ crossed 0 "
+            "between $W - hE$ and $W + hE$ before trusting a failure, or check with a smooth "
+            "activation (as panel 1 does).\n"
             "4. **Stay in floating point's active range.** The difference quotient's rounding "
             f"error is about ${sp.latex(rounding)}$, fixed by the loss, while the gradient can "
             "be tiny: near a minimum, or when every gradient entry is tiny. Panel 4 checks "
@@ -309,10 +313,9 @@ def derive() -> Derivation:
             "is it to $e^w$ for small $h$?",
             sp.Eq((exp(w + h) - exp(w - h)) / (2 * h), exp(w) * sinh(h) / h),
             _exponential,
-            answer="Take $e^w$ out: $(e^h - e^{-h})/(2h) = \\sinh(h)/h$. Since "
-            "$\\sinh(h)/h = 1 + h^2/6 + \\dots$, the relative error is about $h^2/6$, as step 1 "
-            "says with $f''' = f$. SymPy finds both sides equal and the limit $e^w$ as "
-            "$h \\to 0$.",
+            answer="Take $e^w$ out: $(e^h - e^{-h})/(2h) = \\sinh(h)/h$. Since $\\sinh(h)/h = 1 + "
+            "h^2/6 + \\dots$, the relative error is about $h^2/6$, as {step:central-difference} "
+            "says with $f''' = f$. SymPy finds both sides equal and the limit $e^w$ as $h \\to 0$.",
             title="The central difference of an exponential",
         ),
         Exercise(
@@ -330,9 +333,9 @@ def derive() -> Derivation:
             "What error does the central difference make for $f(w) = w^4$?",
             sp.Eq(((w + h) ** 4 - (w - h) ** 4) / (2 * h) - 4 * w**3, 4 * w * h**2),
             _quartic_error,
-            answer="The odd powers of $h$ survive the difference: "
-            "$((w + h)^4 - (w - h)^4)/(2h) = 4w^3 + 4wh^2$, so the error is $4wh^2$, step 1's "
-            "$\\frac{h^2}{6} f'''(w)$ with $f''' = 24w$. SymPy expands both sides.",
+            answer="The odd powers of $h$ survive the difference: $((w + h)^4 - (w - h)^4)/(2h) = "
+            "4w^3 + 4wh^2$, so the error is $4wh^2$, {step:central-difference}'s $\\frac{h^2}{6} "
+            "f'''(w)$ with $f''' = 24w$. SymPy expands both sides.",
             title="The error for a quartic",
         ),
         Exercise(

@@ -181,6 +181,7 @@ def derive():
             "not depend on $d$ and stays: $z_k$ depends on $W_{jc}$ only when $k = c$, with slope $x_j$.",
             term_by_term,
             dz_dw,
+            key="logit-by-weight",
         ),
         Step(
             "Chain rule, as SymPy applies it (for C = 3)",
@@ -194,8 +195,8 @@ def derive():
         Step(
             "Substitute the two Jacobians",
             "With $C$ classes there is one such term for each $z_k$: the sum on the left. "
-            "$\\partial S_t / \\partial z_k$ comes from the softmax Jacobian page, "
-            "$\\partial z_k / \\partial W_{jc}$ from step 3.",
+            "$\\partial S_t / \\partial z_k$ comes from the softmax Jacobian page, $\\partial z_k "
+            "/ \\partial W_{jc}$ from {step:logit-by-weight}.",
             chain,
             chain_substituted,
             start="the chain rule for $C$ classes",

@@ -90,6 +90,7 @@ def derive() -> Derivation:
             relation="convention",
             given=(Ne(z, 0),),
             checked="numeric",  # a relation z ≠ 0: only a numeric check can use it
+            key="value-at-zero",
         ),
     )
     # On each side of zero (z = ±a, a > 0) both derivatives are the numbers 1 and 0 as soon as
@@ -189,7 +190,12 @@ def derive() -> Derivation:
         sections=(
             Section(
                 "Why these steps are written by hand",
-                "These steps are written by hand, not generated from a forward definition (`derive.differentiate`, which makes the SiLU, GELU, Huber and layer normalisation pages). It differentiates each piece away from 0 (slope 0, slope 1), and says nothing about the corner at 0: which value the code takes there is a convention (a subgradient), which step 2 explains and a rule cannot choose.",
+                "These steps are written by hand, not generated from a forward definition "
+                "(`derive.differentiate`, which makes the SiLU, GELU, Huber and layer "
+                "normalisation pages). It differentiates each piece away from 0 (slope 0, slope "
+                "1), and says nothing about the corner at 0: which value the code takes there is a "
+                "convention (a subgradient), which {step:value-at-zero} explains and a rule cannot "
+                "choose.",
                 place="after_steps",
             ),
         ),

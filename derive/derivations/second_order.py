@@ -433,7 +433,7 @@ def damped_newton(generated, damping: float | None, penalty: float = 1e-2) -> di
         trial = weights + step.reshape(weights.shape)
         loss = objective(trial)
         used.append(rate)
-        if damping is None:  # the model's predicted decrease (step 32) against the actual one
+        if damping is None:  # the model's predicted decrease against the actual one
             gain = (losses[-1] - loss) / -(slope @ step + step @ curvature @ step / 2)
             rate = rate / 3 if gain > 0.75 else rate * 2 if gain < 0.25 else rate
             if gain <= 0:
@@ -457,7 +457,8 @@ def damping_minimum(generated, penalty: float = 1e-2) -> np.ndarray:
 
 def step_lengths(generated, dampings, penalty: float = 1e-2) -> dict:
     """At the damping figure's start: ‖ΔW‖ of the damped step for each λ in ``dampings``, and
-    the bound ‖g‖/(penalty + λ) (step 31), from one eigendecomposition of ℋ + penalty·I."""
+    the bound ‖g‖/(penalty + λ) (step damped-bound), from one eigendecomposition of
+    ℋ + penalty·I."""
     inputs, labels = iris()
     weights = DAMPING_START * damping_minimum(generated, penalty)
     slope = generated.weight_grad(inputs, weights, np.eye(3)[labels]) + penalty * weights
@@ -546,28 +547,30 @@ def references_steps(
             Derivative(sp.log(S[ell]), z[i]),
             score_z,
             start="the log-probability of the label $\\ell$",
+            key="score",
         ),
         Step(
             "The Fisher information is the Hessian",
-            "The Fisher information is the covariance of the score under the model's own "
-            "labels, $F = E_{\\ell \\sim S}[\\nabla \\log S_\\ell \\, \\nabla \\log "
-            "S_\\ell^T]$. Given $\\sum_\\ell S_\\ell = 1$ it is $\\mathrm{diag}(S) - S S^T$, "
-            "the Hessian of step 2. That is no accident: the logits are the natural parameters "
-            "of the categorical distribution (an exponential family), where the Hessian of "
-            "$-\\log p$ does not depend on the label, so it equals its own expectation, which "
-            "is always the Fisher information.",
+            "The Fisher information is the covariance of the score under the model's own labels, "
+            "$F = E_{\\ell \\sim S}[\\nabla \\log S_\\ell \\, \\nabla \\log S_\\ell^T]$. Given "
+            "$\\sum_\\ell S_\\ell = 1$ it is $\\mathrm{diag}(S) - S S^T$, the Hessian of "
+            "{step:logit-hessian}. That is no accident: the logits are the natural parameters of "
+            "the categorical distribution (an exponential family), where the Hessian of $-\\log p$ "
+            "does not depend on the label, so it equals its own expectation, which is always the "
+            "Fisher information.",
             Sum(S[ell] * score_z * score_z.xreplace({i: j}), (ell, 1, C)),
             logit_hessian,
             relation="=>",
             given=labels_probabilities,
             start="the expected outer product of the score",
+            key="fisher",
         ),
         Step(
             "In the weights too",
-            "The score in $W$ is $x_j (\\delta_{c\\ell} - S_c)$ (step 11's chain rule), and "
-            "its expected outer product is the Hessian in the weights of step 11: natural "
-            "gradient descent, which preconditions with $F^{-1}$, is Newton's method for this "
-            "model.",
+            "The score in $W$ is $x_j (\\delta_{c\\ell} - S_c)$ ({step:weight-hessian}'s chain "
+            "rule), and its expected outer product is the Hessian in the weights of "
+            "{step:weight-hessian}: natural gradient descent, which preconditions with $F^{-1}$, "
+            "is Newton's method for this model.",
             Sum(
                 S[ell] * x[jj] * score_z.xreplace({i: c}) * x[kk] * score_z.xreplace({i: d}),
                 (ell, 1, C),
@@ -576,21 +579,23 @@ def references_steps(
             relation="=>",
             given=labels_probabilities,
             start="the expected outer product of the score in $W$",
+            key="fisher-in-weights",
         ),
         Step(
             "Gauss–Newton drops nothing here",
-            "For a loss $\\ell(z(W))$ the Hessian is $J^T \\mathcal{H}_z J + \\sum_t "
-            "(\\partial XE / \\partial z_t)\\, \\partial^2 z_t / \\partial W \\partial W$, with "
-            "$J = \\partial z / \\partial W$; the generalised Gauss–Newton matrix keeps the "
-            "first term only (it is positive semi-definite whenever the loss is convex in "
-            "$z$). Here $z = W^T x$ is linear in $W$, so the dropped term is 0 and the "
-            "Gauss–Newton matrix **is** the Hessian (step 11 is $J^T \\mathcal{H}_z J$, proved "
-            "below): Hessian, Fisher and Gauss–Newton coincide. With a hidden layer they "
-            "differ: $z$ is no longer linear in the first layer's weights.",
+            "For a loss $\\ell(z(W))$ the Hessian is $J^T \\mathcal{H}_z J + \\sum_t (\\partial XE "
+            "/ \\partial z_t)\\, \\partial^2 z_t / \\partial W \\partial W$, with $J = \\partial z "
+            "/ \\partial W$; the generalised Gauss–Newton matrix keeps the first term only (it is "
+            "positive semi-definite whenever the loss is convex in $z$). Here $z = W^T x$ is "
+            "linear in $W$, so the dropped term is 0 and the Gauss–Newton matrix **is** the "
+            "Hessian ({step:weight-hessian} is $J^T \\mathcal{H}_z J$, proved below): Hessian, "
+            "Fisher and Gauss–Newton coincide. With a hidden layer they differ: $z$ is no longer "
+            "linear in the first layer's weights.",
             Derivative(z[t], W[jj, c], W[kk, d]),
             sp.Integer(0),
             where=logits_of_W,
             start="the second derivative of a logit in the weights",
+            key="gauss-newton",
         ),
         Step(
             "Logistic regression's Hessian is XᵀRX",
@@ -605,6 +610,7 @@ def references_steps(
             start="the summed binary loss, twice",
             checked="explicit",  # sums of logs of sigmoids: cancelled at explicit sizes
             sizes=({"B": 2, "D": 2},),
+            key="logistic-hessian",
         ),
         Step(
             "Newton's step is a weighted least-squares fit (IRLS)",
@@ -623,6 +629,7 @@ def references_steps(
             where=((working[b], along_w - (sigma[b] - y[b]) / R[b]),),
             start="$X^T R \\tilde z$, entry $j$",
             checked="explicit",  # the nested sums are ordered differently: written out
+            key="irls",
         ),
     )
 
@@ -648,6 +655,7 @@ def damping_steps() -> tuple[Step, ...]:
             h1 / (h1 + lam),
             where=steps_where,
             start="the damped step over Newton's, along one eigenvector",
+            key="damping",
         ),
         Step(
             "A damped step is never longer than ‖g‖/λ",
@@ -661,6 +669,7 @@ def damping_steps() -> tuple[Step, ...]:
             g1**2 * h1 * (h1 + 2 * lam) / (lam**2 * (h1 + lam) ** 2),
             where=steps_where[:1],
             start="the bound squared, minus the damped step squared",
+            key="damped-bound",
         ),
         Step(
             "The decrease the model predicts",
@@ -674,6 +683,7 @@ def damping_steps() -> tuple[Step, ...]:
             g1**2 * (h1 + 2 * lam) / (2 * (h1 + lam) ** 2),
             where=steps_where[:1],
             start="the quadratic model's decrease at the damped step",
+            key="predicted-decrease",
         ),
     )
 
@@ -819,6 +829,7 @@ def derive():
             logit_grad,
             relation="=>",
             given=labels_sum,
+            key="logit-gradient",
         ),
         Step(
             "Differentiate again",
@@ -827,7 +838,8 @@ def derive():
             "depend on $y$ at all.",
             Derivative(logit_grad, z[j]),
             logit_hessian,
-            start="step 1's gradient, differentiated by $z_n$",
+            start="{step:logit-gradient}'s gradient, differentiated by $z_n$",
+            key="logit-hessian",
         ),
         Step(
             "Directly, from the loss",
@@ -840,7 +852,7 @@ def derive():
         Step(
             "One-hot labels",
             "$\\sum_t y_t = 1$ for one-hot (or any probability) labels: the same Hessian as "
-            "step 2's, the softmax Jacobian.",
+            "{step:logit-hessian}'s, the softmax Jacobian.",
             sp.factor_terms(second),
             logit_hessian,
             relation="=>",
@@ -883,6 +895,7 @@ def derive():
             variance,
             relation="=>",
             given=(*probabilities_sum, (mean, m)),
+            key="variance",
         ),
         Step(
             "Singular: the direction of ones",
@@ -912,6 +925,7 @@ def derive():
             shifted_logit,
             shift_shortcut,
             start="the logits of $W + a \\mathbf{1}^T$",
+            key="null-direction-in-w",
         ),
         Step(
             "Second derivative with respect to the weights",
@@ -924,6 +938,7 @@ def derive():
             given=labels_sum,
             where=logits_of_W,
             start="the loss, through the logits $z = W^T x$",
+            key="weight-hessian",
         ),
         Step(
             "Kronecker form",
@@ -1000,6 +1015,7 @@ def derive():
             hvp_long,
             hvp_sample,
             start="one sample's Hessian summed against $V$",
+            key="hvp",
         ),
         Step(
             "Hessian times V over a batch",
@@ -1010,6 +1026,7 @@ def derive():
             hvp,
             start="the mean loss's Hessian (Mean over a batch, above) summed against $V$",
             checked="explicit",  # SymPy does not cancel the sums over k and d in index form
+            key="batch-hvp",
         ),
         Step(
             "Why the code computes the HVP's factor with sums of others",
@@ -1073,6 +1090,7 @@ def derive():
             Derivative(penalty_grad, W[kk, d]),
             penalty_hessian,
             start="the penalty's gradient $l_2 W_{jc}$",
+            key="penalty-hessian",
         ),
         Step(
             "Newton's system from the samples' x xᵀ",
@@ -1148,14 +1166,14 @@ def derive():
             "the $D$ directions $W + a 1^T$.",
             sp.Eq(NULLITY, D * C - C + 1),
             _one_sample_nullity,
-            answer="The rank of a Kronecker product is the product of the ranks: $x x^T$ has "
-            "rank 1 and $\\mathrm{diag}(S) - S S^T$ rank $C - 1$ (its null space is the "
-            "direction $\\mathbf{1}$ alone, since the variance of step 8 vanishes only there). "
-            "So the rank is $C - 1$ and the null space has dimension $D C - C + 1$: besides the "
-            "$D$ directions $a 1^T$, every $u w^T$ with $u \\perp x$ leaves the logits "
-            "unchanged. Only when a batch's inputs span $\\mathbb{R}^D$ is it exactly $D$. "
-            "SymPy computes the exact rank of the Kronecker product at random rational $x$ and "
-            "$S$ (with $\\sum_c S_c = 1$) for $D = 1..4$, $C = 2..4$, and compares.",
+            answer="The rank of a Kronecker product is the product of the ranks: $x x^T$ has rank "
+            "1 and $\\mathrm{diag}(S) - S S^T$ rank $C - 1$ (its null space is the direction "
+            "$\\mathbf{1}$ alone, since the variance of {step:variance} vanishes only there). So "
+            "the rank is $C - 1$ and the null space has dimension $D C - C + 1$: besides the $D$ "
+            "directions $a 1^T$, every $u w^T$ with $u \\perp x$ leaves the logits unchanged. Only "
+            "when a batch's inputs span $\\mathbb{R}^D$ is it exactly $D$. SymPy computes the "
+            "exact rank of the Kronecker product at random rational $x$ and $S$ (with $\\sum_c S_c "
+            "= 1$) for $D = 1..4$, $C = 2..4$, and compares.",
             title="The null space of one sample's Hessian",
         ),
         Exercise(
@@ -1225,13 +1243,13 @@ def derive():
             "about the directions a given $\\lambda$ leaves alone?",
             sp.Eq(lam, h1),
             _halving_damping,
-            answer="$h / (h + \\lambda) = 1/2$ at $\\lambda = h$: $\\lambda$ is the curvature "
-            "at which damping starts to bite. Directions curved much more than $\\lambda$ keep "
-            "Newton's step, flatter ones are cut toward the gradient step $-g/\\lambda$ (step "
-            "30). That is why $\\lambda$ is compared with the Hessian's eigenvalues, and why "
-            "Levenberg–Marquardt's adapted $\\lambda$ falls toward 0 as the iterates approach "
-            "the minimum, where the model is good. SymPy forms the ratio of the two steps at "
-            "the answer, for a symbolic $g$ and $h > 0$, and compares it with $1/2$.",
+            answer="$h / (h + \\lambda) = 1/2$ at $\\lambda = h$: $\\lambda$ is the curvature at "
+            "which damping starts to bite. Directions curved much more than $\\lambda$ keep "
+            "Newton's step, flatter ones are cut toward the gradient step $-g/\\lambda$ "
+            "({step:damping}). That is why $\\lambda$ is compared with the Hessian's eigenvalues, "
+            "and why Levenberg–Marquardt's adapted $\\lambda$ falls toward 0 as the iterates "
+            "approach the minimum, where the model is good. SymPy forms the ratio of the two steps "
+            "at the answer, for a symbolic $g$ and $h > 0$, and compares it with $1/2$.",
             title="The curvature damping starts to bite",
         ),
     )
@@ -1407,7 +1425,7 @@ def derive():
             notes=f"Layout: (ℋ + l2·I) vec(ΔW) = −vec(g + l2·W) with vec row-major "
             f"(`W.reshape(-1)`, index j·C + c). One forward pass gives both ℋ, as "
             f"(1/B) Σ_b x_b x_bᵀ ⊗ (its stable logit Hessian) in two matrix products (the "
-            f"page's last step), and g. "
+            f"page's step “As two matrix products, without cancellation”), and g. "
             f"Dense: it forms the (D·C) x (D·C) matrix and solves it, so D·C is limited to "
             f"{MAX_UNKNOWNS}; above that use `weight_hvp` with conjugate gradients. l2 must be "
             "> 0: the Hessian alone is singular, so without the penalty the step is not unique "
@@ -1461,8 +1479,8 @@ def derive():
         Example(
             "Along a null direction",
             "weight_hvp(posts.X, posts.W, np.outer([1.0, -2.0, 0.5], np.ones(5)))",
-            text="$V = a 1^T$ with $a = (1, -2, 0.5)$, a null direction (step 10): the Hessian "
-            "times it is 0, here to every digit.",
+            text="$V = a 1^T$ with $a = (1, -2, 0.5)$, a null direction "
+            "({step:null-direction-in-w}): the Hessian times it is 0, here to every digit.",
         ),
         Example(
             "One Newton step for the posts' sample",
@@ -1490,47 +1508,48 @@ def derive():
     sections = (
         Section(
             "Second order as the references teach it",
-            "Steps 24 to 29 connect this page to the way Bishop (§4.3.3–4.3.4) and the "
-            "natural-gradient literature present it. For this model three matrices are one: "
-            "the Hessian, the Fisher information (the covariance of the score, steps 25 and "
-            "26) and the Gauss–Newton matrix (step 27). Newton's method on it is iteratively "
-            "reweighted least squares (steps 28 and 29).\n\n"
+            "{Steps:score to irls} connect this page to the way Bishop (§4.3.3–4.3.4) and the "
+            "natural-gradient literature present it. For this model three matrices are one: the "
+            "Hessian, the Fisher information (the covariance of the score, "
+            "{steps:fisher and fisher-in-weights}) and the Gauss–Newton matrix "
+            "({step:gauss-newton}). Newton's method on it is iteratively reweighted least squares "
+            "({steps:logistic-hessian and irls}).\n\n"
             "**Why one never inverts.** The Hessian in the weights has $(DC)^2$ entries and a "
             "dense solve costs $O((DC)^3)$: for MNIST's 784 inputs and 10 classes that is "
             f"{(784 * 10) ** 2 / 1e6:.0f} million entries and about "
             f"${_times_ten((784 * 10) ** 3 / 3)}$ multiply-adds per step (a Cholesky solve's "
-            "$n^3/3$). Newton–CG needs only "
-            "products $\\mathcal{H} V$, each the cost of one gradient (`weight_hvp`, steps 17 "
-            "and 18), "
-            "and stops the conjugate gradients early, when the residual is small next to the "
-            "gradient (a *truncated* Newton method): far from the minimum a rough direction "
-            "is enough, near it the method becomes Newton's. The Newton–CG figure compares the "
-            "three methods on Iris by iterations and by work.",
+            "$n^3/3$). Newton–CG needs only products $\\mathcal{H} V$, each the cost of one "
+            "gradient (`weight_hvp`, {steps:hvp and batch-hvp}), and stops the conjugate gradients "
+            "early, when the residual is small next to the gradient (a *truncated* Newton method): "
+            "far from the minimum a rough direction is enough, near it the method becomes "
+            "Newton's. The Newton–CG figure compares the three methods on Iris by iterations and "
+            "by work.",
             place="after_steps",
         ),
         Section(
             "Damping",
-            "Where the Hessian is singular or nearly so (the null directions of step 10, or "
-            "separable data, where it vanishes as the weights grow), and wherever the weights "
-            "are far from the minimum, the quadratic model Newton's method minimises is a poor "
-            "guide and its step can be arbitrarily long. Adding $\\lambda I$ before solving, "
-            "$(\\mathcal{H} + \\lambda I)\\,\\Delta = -g$, *damps* it: steps 30 to 32 take "
-            "it one eigenvector at a time. Along a direction of curvature $h$ the step is "
-            "Newton's times $h / (h + \\lambda)$, never longer than $\\|g\\| / \\lambda$, and "
-            "for large $\\lambda$ it is a gradient step of length $1/\\lambda$. The L2 penalty "
-            "damps with a fixed $\\lambda = l_2$ (step 22); Levenberg–Marquardt adapts "
-            "$\\lambda$ at every iteration by comparing the loss's decrease with the one the "
-            "model predicted (step 32), and trust-region methods bound the step's length "
+            "Where the Hessian is singular or nearly so (the null directions of "
+            "{step:null-direction-in-w}, or separable data, where it vanishes as the weights "
+            "grow), and wherever the weights are far from the minimum, the quadratic model "
+            "Newton's method minimises is a poor guide and its step can be arbitrarily long. "
+            "Adding $\\lambda I$ before solving, $(\\mathcal{H} + \\lambda I)\\,\\Delta = -g$, "
+            "*damps* it: {steps:damping to predicted-decrease} take it one eigenvector at a time. "
+            "Along a direction of curvature $h$ the step is Newton's times $h / (h + \\lambda)$, "
+            "never longer than $\\|g\\| / \\lambda$, and for large $\\lambda$ it is a gradient "
+            "step of length $1/\\lambda$. The L2 penalty damps with a fixed $\\lambda = l_2$ "
+            "({step:penalty-hessian}); Levenberg–Marquardt adapts $\\lambda$ at every iteration by "
+            "comparing the loss's decrease with the one the model predicted "
+            "({step:predicted-decrease}), and trust-region methods bound the step's length "
             "directly; a line search on the step length is the other common safeguard.\n\n"
             "The last figure starts the page's problem (Iris, $l_2 = 0.01$) from $-W^*$, the "
-            "minimum's weights negated: the logits are the minimum's with their signs "
-            "flipped, the samples confidently misclassified (the share still right, computed "
-            "at build time, is in the figure's title) and the Hessian nearly flat. Newton's steps, bounded only by $\\|g\\| / l_2$, "
-            "throw the weights from one saturated region to another, while the damped runs "
-            "descend; the legend gives, computed while this page was built, where each stood "
-            "after its iterations. On the right, the first step's length against "
-            "$\\lambda$ stays under step 31's bound, and meets it where $\\lambda$ dwarfs "
-            "every curvature.",
+            "minimum's weights negated: the logits are the minimum's with their signs flipped, the "
+            "samples confidently misclassified (the share still right, computed at build time, is "
+            "in the figure's title) and the Hessian nearly flat. Newton's steps, bounded only by "
+            "$\\|g\\| / l_2$, throw the weights from one saturated region to another, while the "
+            "damped runs descend; the legend gives, computed while this page was built, where each "
+            "stood after its iterations. On the right, the first step's length against $\\lambda$ "
+            "stays under {step:damped-bound}'s bound, and meets it where $\\lambda$ dwarfs every "
+            "curvature.",
             place="after_steps",
         ),
     )

@@ -110,6 +110,7 @@ def derive() -> Derivation:
             stable,
             start="the definition of $\\sigma$",
             checked="numeric",  # proved on each side of zero below
+            key="stable-evaluation",
         ),
         Step(
             "Stable derivative",
@@ -121,6 +122,7 @@ def derive() -> Derivation:
             where=((sigma, sigmoid),),
             start=2,
             checked="numeric",  # proved on each side of zero below
+            key="stable-derivative",
         ),
     )
     identities = (
@@ -244,7 +246,14 @@ def derive() -> Derivation:
         sections=(
             Section(
                 "Why these steps are written by hand",
-                "These steps are written by hand, not generated from a forward definition (`derive.differentiate`, which makes the SiLU, GELU, Huber and layer normalisation pages). The differentiator reaches $\\sigma(1 - \\sigma)$ too (the SiLU page shows it doing so), but not what steps 3 and 4 teach: which equal form keeps the digits where $1 - \\sigma$ rounds to 0, proved on each side of zero. It writes a stable form only where a module gives one, and only for a named value, not for the derivative.",
+                "These steps are written by hand, not generated from a forward definition "
+                "(`derive.differentiate`, which makes the SiLU, GELU, Huber and layer "
+                "normalisation pages). The differentiator reaches $\\sigma(1 - \\sigma)$ too (the "
+                "SiLU page shows it doing so), but not what "
+                "{steps:stable-evaluation and stable-derivative} teach: which equal form keeps the "
+                "digits where $1 - \\sigma$ rounds to 0, proved on each side of zero. It writes a "
+                "stable form only where a module gives one, and only for a named value, not for "
+                "the derivative.",
                 place="after_steps",
             ),
         ),

@@ -182,6 +182,7 @@ def derive():
             "Kronecker delta $\\delta_{ij}$.",
             Derivative(numerator, z[j]),
             d_numerator,
+            key="numerator",
         ),
         Step(
             "Denominator",
@@ -190,11 +191,12 @@ def derive():
             Derivative(denominator, z[j]),
             d_denominator,
             start="the denominator $\\sum_k e^{z_k}$",
+            key="denominator",
         ),
         Step(
             "Quotient rule",
             "For $f = g/h$: $f' = (g'h - g h')/h^2$, with $g$ the numerator and $h$ the "
-            "denominator, and their derivatives from steps 1 and 2.",
+            "denominator, and their derivatives from {steps:numerator and denominator}.",
             Derivative(S_i, z[j]),
             quotient,
             start="the definition of $S_i$, the numerator over the denominator",
@@ -219,6 +221,7 @@ def derive():
             "$S_i \\delta_{ij}$; then $S_i$ is factored out.",
             product_in_S,
             in_S,
+            key="in-terms-of-s",
         ),
         Step(
             "The two cases",
@@ -231,24 +234,25 @@ def derive():
         Step(
             "One entry of the matrix diag(S) − S Sᵀ",
             "Take $S$ as a $C \\times 1$ column. Entry $(i, j)$ of $\\operatorname{diag}(S)$ is "
-            "$S_i \\delta_{ij}$, and entry $(i, j)$ of the outer product $S S^T$ is $S_i S_j$: "
-            "the result of step 6 is entry $(i, j)$ of the matrix on the right (the build "
-            "compares it with every entry).",
+            "$S_i \\delta_{ij}$, and entry $(i, j)$ of the outer product $S S^T$ is $S_i S_j$: the "
+            "result of {step:in-terms-of-s} is entry $(i, j)$ of the matrix on the right (the "
+            "build compares it with every entry).",
             in_S,
             matrix_form,
             start=6,
             checked="explicit",  # a matrix's entries: compared at explicit sizes
             entry=((i,), (j,)),
+            key="matrix-entry",
         ),
         Step(
             "Matrix form",
             "Call $J$ the $C \\times C$ Jacobian, the matrix with entry $J_{ij} = \\partial S_i / "
-            "\\partial z_j$. Step 6 gives every entry, and step 8 shows it is entry $(i, j)$ of "
-            "$\\operatorname{diag}(S) - S S^T$, so the two matrices are equal: $J = "
-            "\\operatorname{diag}(S) - S S^T$. SymPy did not derive this matrix form (its matrix "
-            "calculus is unreliable for this layer); it was read off entry by entry. The build "
-            "checks each entry $J_{ij}$, differentiated directly, against the matrix, and the "
-            "explicit-matrix proof below compares whole Jacobians for $C = 2, \\dots, 6$.",
+            "\\partial z_j$. {Step:in-terms-of-s} gives every entry, and {step:matrix-entry} shows "
+            "it is entry $(i, j)$ of $\\operatorname{diag}(S) - S S^T$, so the two matrices are "
+            "equal: $J = \\operatorname{diag}(S) - S S^T$. SymPy did not derive this matrix form "
+            "(its matrix calculus is unreliable for this layer); it was read off entry by entry. "
+            "The build checks each entry $J_{ij}$, differentiated directly, against the matrix, "
+            "and the explicit-matrix proof below compares whole Jacobians for $C = 2, \\dots, 6$.",
             J[i, j],
             matrix_form,
             where=((J[i, j], Derivative(S[i], z[j])),),

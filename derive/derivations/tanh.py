@@ -89,6 +89,7 @@ def derive() -> Derivation:
             "of $e^{\\pm z}$ cancel and the cross terms add up.",
             in_tanh,
             multiplied_out,
+            key="multiply-out",
         ),
         Step(
             "Stable derivative",
@@ -192,7 +193,12 @@ def derive() -> Derivation:
         sections=(
             Section(
                 "Why these steps are written by hand",
-                "These steps are written by hand, not generated from a forward definition (`derive.differentiate`, which makes the SiLU, GELU, Huber and layer normalisation pages). It would find $1 - \\tanh^2 z$ by the quotient rule, but not step 3's multiplying out to $4/(e^z + e^{-z})^2$, nor the stable derivative with $e^{-2|z|}$ that keeps its digits where $\\tanh z$ rounds to $\\pm 1$: choices of form it does not make.",
+                "These steps are written by hand, not generated from a forward definition "
+                "(`derive.differentiate`, which makes the SiLU, GELU, Huber and layer "
+                "normalisation pages). It would find $1 - \\tanh^2 z$ by the quotient rule, but "
+                "not {step:multiply-out}'s multiplying out to $4/(e^z + e^{-z})^2$, nor the stable "
+                "derivative with $e^{-2|z|}$ that keeps its digits where $\\tanh z$ rounds to "
+                "$\\pm 1$: choices of form it does not make.",
                 place="after_steps",
             ),
         ),

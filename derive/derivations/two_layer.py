@@ -407,7 +407,7 @@ def _vanishing_gradients(fig, generated, posts) -> None:
             label=f"{activation}: layer 1 / layer {DEPTH_LAYERS} = {ratio:.1e}",
         )
         right.plot(layers, run["mean_slope"])  # coloured as on the left
-    for bound, words in ((0.25, "σ′ ≤ 1/4 (step 16)"), (1.0, "tanh′ ≤ 1 (step 18)")):
+    for bound, words in ((0.25, "σ′ ≤ 1/4"), (1.0, "tanh′ ≤ 1")):
         right.axhline(bound, color="gray", linestyle="--", linewidth=0.8)
         right.text(DEPTH_LAYERS, bound + 0.02, words, ha="right", va="bottom", fontsize=7)
     left.set_title("‖∂L/∂W_l‖, one random error sent back", fontsize=9)
@@ -489,19 +489,21 @@ def flow_steps(c, t, k) -> tuple[Step, ...]:
             "Add distributes",
             "$z_2 = W_2^T h + b_2$ ends in an addition, and an add node's local derivative is 1 "
             "for each input: the error $\\delta_2$ arriving at $z_2$ goes on **unchanged** to "
-            "$b_2$ (step 4) and to $W_2^T h$ alike.",
+            "$b_2$ ({step:b2-gradient}) and to $W_2^T h$ alike.",
             Sum(DELTA2[t] * Derivative(Z2[t], B2[c]), (t, 1, C)),
             DELTA2[c],
             start="the error at $z_2$ sent to $b_2$",
+            key="add-distributes",
         ),
         Step(
             "Multiply swaps",
-            "Each term $W_{2,kt} h_k$ is a product: the gradient reaching $h_k$ is the error "
-            "times the **other** factor, $W_2$; the one reaching $W_{2,kc}$ (step 3) is the "
+            "Each term $W_{2,kt} h_k$ is a product: the gradient reaching $h_k$ is the error times "
+            "the **other** factor, $W_2$; the one reaching $W_{2,kc}$ ({step:w2-gradient}) is the "
             "error times $h_k$. Large activations make large weight gradients, and the reverse.",
             Sum(DELTA2[t] * Derivative(Z2[t], HID[k]), (t, 1, C)),
             Sum(W2[k, t] * DELTA2[t], (t, 1, C)),
             start="the error at $z_2$ sent to $h$",
+            key="multiply-swaps",
         ),
         Step(
             "Max routes",
@@ -512,6 +514,7 @@ def flow_steps(c, t, k) -> tuple[Step, ...]:
             Derivative(sp.Max(p, q), p),
             sp.Heaviside(p - q),
             start="a max of two numbers",
+            key="max-routes",
         ),
         Step(
             "The sigmoid's slope is at most 1/4",
@@ -522,6 +525,7 @@ def flow_steps(c, t, k) -> tuple[Step, ...]:
             where=logistic,
             start="the gap between $1/4$ and the sigmoid's slope",
             checked="explicit",  # exponentials: SymPy cancels the written-out sides exactly
+            key="sigmoid-slope-bound",
         ),
         Step(
             "Its maximum, at 0",
@@ -530,6 +534,7 @@ def flow_steps(c, t, k) -> tuple[Step, ...]:
             sp.Rational(1, 4),
             where=logistic,
             start="the slope at 0",
+            key="sigmoid-slope-maximum",
         ),
         Step(
             "The tanh's slope is at most 1",
@@ -540,32 +545,35 @@ def flow_steps(c, t, k) -> tuple[Step, ...]:
             1 - Derivative(sp.tanh(v), v),
             sp.tanh(v) ** 2,
             start="the gap between 1 and the tanh's slope",
+            key="tanh-slope-bound",
         ),
         Step(
             "A ReLU below 0 passes nothing back",
-            "Where $z_{1,k} < 0$ the ReLU's slope is 0, so $\\delta_{1,k} = 0$ and, by steps 8 "
-            "and 9, so are the gradients of $W_{1,\\cdot k}$ and $b_{1,k}$. A unit below 0 for "
-            "**every** input never changes again: it is *dead*.",
+            "Where $z_{1,k} < 0$ the ReLU's slope is 0, so $\\delta_{1,k} = 0$ and, by "
+            "{steps:w1-gradient and b1-gradient}, so are the gradients of $W_{1,\\cdot k}$ and "
+            "$b_{1,k}$. A unit below 0 for **every** input never changes again: it is *dead*.",
             Derivative(sp.Max(0, v), v),
             sp.Integer(0),
             relation="=>",
             given=(sp.StrictLessThan(v, 0),),
             start="the ReLU's slope",
             checked="numeric",  # a relation (v < 0): checked at points that satisfy it
+            key="dead-relu",
         ),
         Step(
             "Through layers, weights and slopes multiply",
-            "Two sigmoid layers of one unit each, $u_1 = w_1 v$ and $u_2 = w_2 \\sigma(u_1)$: "
-            "the chain rule gives one factor $w_l \\sigma'(u_l)$ per layer, with $\\sigma' "
-            "= \\sigma(1 - \\sigma)$. Through $L$ layers the gradient reaching the input is "
-            "a product of $L$ such factors, at most $\\prod_l |w_l| / 4^L$ by step 16: unless "
-            "the weights grow to compensate, it shrinks geometrically with depth. The last "
-            "figure measures it in a network of many units per layer.",
+            "Two sigmoid layers of one unit each, $u_1 = w_1 v$ and $u_2 = w_2 \\sigma(u_1)$: the "
+            "chain rule gives one factor $w_l \\sigma'(u_l)$ per layer, with $\\sigma' = \\sigma(1 "
+            "- \\sigma)$. Through $L$ layers the gradient reaching the input is a product of $L$ "
+            "such factors, at most $\\prod_l |w_l| / 4^L$ by {step:sigmoid-slope-bound}: unless "
+            "the weights grow to compensate, it shrinks geometrically with depth. The last figure "
+            "measures it in a network of many units per layer.",
             Derivative(sigma(w2 * sigma(w1 * v)), v),
             w2 * sigma(u2) * (1 - sigma(u2)) * w1 * sigma(u1) * (1 - sigma(u1)),
             where=(*logistic, (u2, w2 * sigma(u1)), (u1, w1 * v)),
             start="the input's gradient through two sigmoid layers",
             checked="explicit",  # exponentials of exponentials: SymPy cancels them written out
+            key="through-layers",
         ),
     )
 
@@ -797,6 +805,7 @@ def derive() -> Derivation:
             "an outer product.",
             chain_w2,
             grad_w2,
+            key="w2-gradient",
         ),
         Step(
             "∂XE/∂b₂ = δ₂",
@@ -807,6 +816,7 @@ def derive() -> Derivation:
             relation="=>",
             given=labels_sum,
             start="the loss",
+            key="b2-gradient",
         ),
         Step(
             "Back through W₂ and the activation",
@@ -845,6 +855,7 @@ def derive() -> Derivation:
             "\\delta_{nk} x_j$, with $\\delta_1$ in place of $\\delta_2$.",
             chain_w1,
             grad_w1,
+            key="w1-gradient",
         ),
         Step(
             "∂XE/∂b₁ = δ₁",
@@ -856,6 +867,7 @@ def derive() -> Derivation:
             given=labels_sum,
             start="the loss",
             checked="explicit",  # the softmax through z₂: SymPy cancels it at explicit sizes
+            key="b1-gradient",
         ),
         Step(
             "Mean over a batch",
@@ -1036,7 +1048,7 @@ def derive() -> Derivation:
                 "\\delta_{2,t}$",
                 long=delta1.xreplace({Derivative(a(z1k), z1k): sp.diff(logistic, z1k)}),
                 shortcut=backward * logistic * (1 - logistic),
-                long_title="Step 6's $\\delta_1$ with $a = \\sigma$,",
+                long_title="The first layer's error $\\delta_1$ with $a = \\sigma$,",
                 shortcut_title="the same with $h = \\sigma(z_1)$,",
             ),
             answer="The sigmoid page's $\\sigma' = \\sigma(1 - \\sigma)$ gives "
@@ -1159,8 +1171,8 @@ def derive() -> Derivation:
             "contribute?",
             sp.Eq(SLOPES, sp.Rational(1, 4) ** LAYERS),
             _sigmoid_layers,
-            answer="Each slope is at most $1/4$ (step 16), reached at $v = 0$, so the product is "
-            "at most $4^{-L}$: "
+            answer="Each slope is at most $1/4$ ({step:sigmoid-slope-bound}), reached at $v = 0$, "
+            "so the product is at most $4^{-L}$: "
             f"{4.0**-10:.1e} for ten layers. Unless the weights make up for it, the early layers "
             "of a deep sigmoid network learn far more slowly: the *vanishing gradient*. SymPy "
             "finds the slope's one stationary point, its value there, and compares the answer "
@@ -1168,9 +1180,9 @@ def derive() -> Derivation:
             title="Vanishing through sigmoids",
         ),
         Exercise(
-            "Step 20 makes each sigmoid layer contribute $w_l \\sigma'(u_l)$. How large must "
-            "a weight $w^*$ be for a layer at its steepest point to pass the gradient on "
-            "unchanged? Why does making the weights that large not rescue a deep sigmoid "
+            "{Step:through-layers} makes each sigmoid layer contribute $w_l \\sigma'(u_l)$. How "
+            "large must a weight $w^*$ be for a layer at its steepest point to pass the gradient "
+            "on unchanged? Why does making the weights that large not rescue a deep sigmoid "
             "network?",
             sp.Eq(UNDIMINISHED, 4),
             _weight_undiminished,
@@ -1188,9 +1200,10 @@ def derive() -> Derivation:
             "gradient $g$ arrives from above. What gradient goes to $(p, q, r)$?",
             sp.Eq(MAX_GRADIENT, sp.Matrix([UPSTREAM, 0, 0]), evaluate=False),
             _max_routes,
-            answer="All of $g$ goes to the largest input, $p$; the others get 0 (step 15's "
-            "pattern, with three inputs). Max pooling routes its gradient the same way. SymPy "
-            "differentiates $\\max(p, q, r)$ by each input at the point and compares.",
+            answer="All of $g$ goes to the largest input, $p$; the others get 0 "
+            "({step:max-routes}'s pattern, with three inputs). Max pooling routes its gradient the "
+            "same way. SymPy differentiates $\\max(p, q, r)$ by each input at the point and "
+            "compares.",
             title="A max routes its gradient",
         ),
     )
@@ -1207,34 +1220,39 @@ def derive() -> Derivation:
     sections += (
         Section(
             "Patterns in the backward flow",
-            "Steps 13 to 20 are CS231n's reading of backpropagation, on this page's layer. An "
-            "**add** hands the arriving gradient to each input unchanged (step 13), which is "
-            "why a bias's gradient is the error itself. A **multiply** sends each input the "
-            "error times the *other* input (step 14 and step 3): $h$ scales $W_2$'s gradient, "
-            "$W_2$ scales $h$'s. A **max** routes the whole gradient to the winner (step 15): "
+            "{Steps:add-distributes to through-layers} are CS231n's reading of backpropagation, on "
+            "this page's layer. An **add** hands the arriving gradient to each input unchanged "
+            "({step:add-distributes}), which is why a bias's gradient is the error itself. A "
+            "**multiply** sends each input the error times the *other* input "
+            "({step:multiply-swaps} and {step:w2-gradient}): $h$ scales $W_2$'s gradient, $W_2$ "
+            "scales $h$'s. A **max** routes the whole gradient to the winner ({step:max-routes}): "
             "ReLU's $\\delta_1$ is the error where $z_1 > 0$ and 0 elsewhere.\n\n"
             "**Vanishing gradients.** Each layer multiplies the error by its activation's slope. "
-            "The sigmoid's is at most $1/4$, at 0 (steps 16 and 17), the tanh's at most 1 (step "
-            "18); both fall toward 0 where a unit saturates. Ten sigmoid layers shrink the error "
+            "The sigmoid's is at most $1/4$, at 0 "
+            "({steps:sigmoid-slope-bound and sigmoid-slope-maximum}), the tanh's at most 1 "
+            "({step:tanh-slope-bound}); both fall toward 0 where a unit saturates. Ten sigmoid "
+            "layers shrink the error "
             f"by a factor of at least $4^{{10}}$, that is {4**10:,}, before the weights have their say "
-            "(the exercise *Vanishing through sigmoids*), and through layers the weights "
-            "and slopes multiply (step 20). The second figure sends one random error back "
+            "(the exercise *Vanishing through sigmoids*), and through layers the weights and "
+            "slopes multiply ({step:through-layers}). The second figure sends one random error "
+            "back "
             f"through {DEPTH_LAYERS} layers of {DEPTH_WIDTH} units with the generated "
-            "`sigmoid_grad`, `tanh_grad` and `relu_grad`: with sigmoids the first layer's "
-            "gradient ends many orders of magnitude below the last's (the ratio, computed "
-            "while this page was built, is in its legend), every layer's mean slope under "
-            "$1/4$; with tanh and ReLU, each initialised for it, the norm holds. ReLU's slope is exactly 1 where it is positive, which "
-            "is why deep networks use it, but exactly 0 where it is negative (step 19): a unit "
-            "whose $z_1$ is negative for every input receives no gradient and never recovers. "
-            "Too large a learning rate throws units there, as the first figure shows, drawn from "
-            "`mlp_grads` while this page was built.\n\n"
-            "**What the backward pass keeps.** `mlp_grads` computes the forward pass and "
-            "keeps, for the backward one, exactly what the steps read: $z_1$ for the slope "
-            "$a'(z_1)$, $h$ for $\\nabla_{W_2} L = h^T \\delta_2$, and $\\delta_2 / B$ for "
-            "both second-layer gradients and for $\\delta_1$. The generated code deletes each "
-            "array after its last use; the list below is read from the kernel's body, with each "
-            "array's size at $B = 128$, $D = 784$, $H = 256$, $C = 10$:\n\n"
-            "| array | shape | numbers | kept |\n|---|---|---|---|\n" + rows + "\n\n"
+            "`sigmoid_grad`, `tanh_grad` and `relu_grad`: with sigmoids the first layer's gradient "
+            "ends many orders of magnitude below the last's (the ratio, computed while this page "
+            "was built, is in its legend), every layer's mean slope under $1/4$; with tanh and "
+            "ReLU, each initialised for it, the norm holds. ReLU's slope is exactly 1 where it is "
+            "positive, which is why deep networks use it, but exactly 0 where it is negative "
+            "({step:dead-relu}): a unit whose $z_1$ is negative for every input receives no "
+            "gradient and never recovers. Too large a learning rate throws units there, as the "
+            "first figure shows, drawn from `mlp_grads` while this page was built.\n\n"
+            "**What the backward pass keeps.** `mlp_grads` computes the forward pass and keeps, "
+            "for the backward one, exactly what the steps read: $z_1$ for the slope $a'(z_1)$, $h$ "
+            "for $\\nabla_{W_2} L = h^T \\delta_2$, and $\\delta_2 / B$ for both second-layer "
+            "gradients and for $\\delta_1$. The generated code deletes each array after its last "
+            "use; the list below is read from the kernel's body, with each array's size at $B = "
+            "128$, $D = 784$, $H = 256$, $C = 10$:\n\n"
+            "| array | shape | numbers | kept |\n"
+            "|---|---|---|---|\n" + rows + "\n\n"
             f"At most {peak:,} numbers are alive at once (while "
             f"{', '.join('`' + n + '`' for n in at_peak)} are), besides the inputs and "
             "parameters: the memory of backpropagation grows with the batch size times the "
@@ -1255,10 +1273,10 @@ def derive() -> Derivation:
             Figure(
                 "vanishing-gradients.svg",
                 f"A network of {DEPTH_LAYERS} square layers ({DEPTH_WIDTH} units, no biases, "
-                "Glorot's initialisation, He's for ReLU) on 64 random inputs: one random error "
-                "at the top sent back with the generated sigmoid_grad, tanh_grad and "
-                "relu_grad. Left: the norm of each layer's weight gradient; right: each "
-                "layer's mean slope, under the bounds steps 16 and 18 prove.",
+                "Glorot's initialisation, He's for ReLU) on 64 random inputs: one random error at "
+                "the top sent back with the generated sigmoid_grad, tanh_grad and relu_grad. Left: "
+                "the norm of each layer's weight gradient; right: each layer's mean slope, under "
+                "the bounds {steps:sigmoid-slope-bound and tanh-slope-bound} prove.",
                 _vanishing_gradients,
             ),
         ),

@@ -1,0 +1,197 @@
+"""Step numbers in the pages' prose come from the steps' keys, never typed by hand
+(derive.step_references): every string of every derivation, and every string and comment
+of its module, is scanned; the errors and the rendered numbers and links are checked."""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from dataclasses import replace
+
+import pytest
+
+import derive.generated as generated
+from derive import derivations
+from derive.claims import claims
+from derive.errors import BuildError
+from derive.pages import _page_body, matrix_result_context, page_context
+from derive.step_references import StepReferences, numbers, prose
+from derive.steps import Section
+
+# "step 16", "Steps 9 to 14", "step 5's": a number typed into prose. Not a step size
+# ("step 1/L"), whose number is followed by a slash.
+BARE_STEP_NUMBER = re.compile(r"\b[Ss]teps?\s+\d+(?![\d/])")
+
+
+def bare_step_numbers(derivation) -> list[str]:
+    """Each string of ``derivation`` that types a step number, with where it is."""
+    return [
+        f"{path}: {text!r}" for path, text in prose(derivation) if BARE_STEP_NUMBER.search(text)
+    ]
+
+
+def numbers_in_source(path) -> list[str]:
+    """Each string constant (implicit concatenations joined) and comment of a module that
+    types a step number: figure labels and docstrings, which no derivation object holds."""
+    source = path.read_text()
+    found = [
+        f"{path.name}:{node.lineno}: {node.value[:80]!r}"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and BARE_STEP_NUMBER.search(node.value)
+    ]
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT and BARE_STEP_NUMBER.search(token.string):
+            found.append(f"{path.name}:{token.start[0]}: {token.string!r}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def sigmoid():
+    return derivations.get("sigmoid")
+
+
+def number_of(derivation, key: str) -> int:
+    """The step's position on the page, counted here from the steps themselves."""
+    return [s.key for s in derivation.steps].index(key) + 1
+
+
+def with_section(derivation, text: str):
+    return replace(derivation, sections=(*derivation.sections, Section("Extra", text)))
+
+
+@pytest.mark.parametrize("name", derivations.MODULES)
+def test_no_derivation_types_a_step_number_in_its_prose(name):
+    found = bare_step_numbers(derivations.get(name))
+    assert not found, f"{name}: write {{step:key}} instead of a number: {found}"
+
+
+@pytest.mark.parametrize("name", derivations.MODULES)
+def test_no_derivation_module_types_a_step_number_in_a_string_or_comment(name):
+    found = numbers_in_source(derivations.source(name))
+    assert not found, f"{name}: name the step by its key instead: {found}"
+
+
+def test_the_scan_finds_a_typed_step_number(sigmoid, tmp_path):
+    typed = with_section(sigmoid, "As step 3 shows, and Steps 1 to 2.")
+    assert len(bare_step_numbers(typed)) == 1
+    assert not bare_step_numbers(with_section(sigmoid, "with step 1/L, the step size 1"))
+    module = tmp_path / "typed.py"
+    module.write_text('LABEL = "bound (step " "16)"  # as step 4 shows\n')
+    assert len(numbers_in_source(module)) == 2
+
+
+def test_every_reference_in_the_registry_resolves_to_a_key_of_its_derivation():
+    for name in derivations.MODULES:
+        derivation = derivations.get(name)
+        resolve = StepReferences(derivation)
+        for _, text in prose(derivation):
+            resolve(text)  # raises on an unknown key
+
+
+def test_a_reference_renders_the_steps_number_as_a_link_to_its_heading(sigmoid):
+    n = number_of(sigmoid, "stable-derivative")
+    say = StepReferences(sigmoid)
+    assert say("{step:stable-derivative}'s form") == f"[step {n}](#step-{n})'s form"
+    assert say("{Step:stable-derivative} keeps") == f"[Step {n}](#step-{n}) keeps"
+    assert say("{step:stable-derivative}", link_to=None) == f"step {n}"
+    m = number_of(sigmoid, "stable-evaluation")
+    assert say("{steps:stable-evaluation and stable-derivative}") == (
+        f"steps [{m}](#step-{m}) and [{n}](#step-{n})"
+    )
+    assert say("{Steps:stable-evaluation to stable-derivative}", link_to=None) == (
+        f"Steps {m} to {n}"
+    )
+    assert say("{step:stable-derivative}", link_to="derivations/sigmoid.md") == (
+        f"[step {n}](derivations/sigmoid.md#step-{n})"
+    )
+    assert say("$\\text{step:stable-derivative}$") == "$\\text{step:stable-derivative}$"
+
+
+def test_a_step_inserted_before_moves_the_number_the_prose_says(sigmoid):
+    before = number_of(sigmoid, "stable-derivative")
+    extra = replace(sigmoid.steps[0], key="")
+    moved = replace(sigmoid, steps=(extra, *sigmoid.steps))
+    assert StepReferences(moved)("{step:stable-derivative}", link_to=None) == (f"step {before + 1}")
+
+
+def test_the_page_resolves_its_prose_and_gives_each_step_heading_its_id(sigmoid):
+    n = number_of(sigmoid, "stable-derivative")
+    page = page_context(with_section(sigmoid, "See {step:stable-derivative}."), generated)
+    assert page["sections"][-1]["text"] == f"See [step {n}](#step-{n})."
+    assert [s["anchor"] for s in page["steps"]] == [
+        f"step-{i}" for i in range(1, len(sigmoid.steps) + 1)
+    ]
+    body = _page_body(with_section(sigmoid, "See {step:stable-derivative}."), generated)
+    assert f"### {n}. {sigmoid.steps[n - 1].title} {{ #step-{n} }}" in body
+    assert f"See [step {n}](#step-{n})." in body
+
+
+def test_the_home_page_links_a_reference_to_the_derivations_page():
+    derivation = derivations.get("cross_entropy")
+    key = next(s.key for s in derivation.steps if s.key)
+    n = number_of(derivation, key)
+    text = replace(derivation.matrix_result, text=f"As {{step:{key}}} shows.")
+    shown = matrix_result_context(
+        replace(derivation, matrix_result=text), link_to="derivations/cross-entropy.md"
+    )
+    assert shown["text"] == f"As [step {n}](derivations/cross-entropy.md#step-{n}) shows."
+
+
+def test_an_unknown_key_names_the_derivation_the_key_and_the_place(sigmoid):
+    with pytest.raises(BuildError) as failure:
+        page_context(with_section(sigmoid, "See {step:no-such-step}."), generated)
+    message = str(failure.value)
+    assert "'sigmoid'" in message and "'no-such-step'" in message
+    assert "sections[" in message and "('Extra').text" in message
+
+
+def test_two_steps_with_one_key_is_an_error_naming_both(sigmoid):
+    twice = replace(
+        sigmoid, steps=(*sigmoid.steps, replace(sigmoid.steps[0], key="stable-derivative"))
+    )
+    with pytest.raises(BuildError, match=r"'sigmoid'.*step \d+ .*step \d+ .*'stable-derivative'"):
+        numbers(twice)
+    with pytest.raises(BuildError, match="stable-derivative"):
+        page_context(twice, generated)
+
+
+def test_a_reference_where_the_page_does_not_resolve_one_is_an_error(sigmoid):
+    kernel = replace(sigmoid.kernels[0], notes="Layout as in {step:stable-derivative}.")
+    in_notes = replace(sigmoid, kernels=(kernel, *sigmoid.kernels[1:]))
+    with pytest.raises(BuildError) as failure:
+        page_context(in_notes, generated)
+    message = str(failure.value)
+    assert "'sigmoid'" in message and "{step:stable-derivative}" in message
+    assert f"kernels[0] ('{kernel.name}').notes" in message
+    titled = replace(sigmoid, title="As {step:stable-derivative}")
+    with pytest.raises(BuildError, match=r"in title"):
+        page_context(titled, generated)
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("{step:stable-evaluation and stable-derivative}", "names 2 steps"),
+        ("{steps:stable-derivative}", "names one step"),
+        ("{steps:stable-derivative to stable-evaluation}", "back to step"),
+    ],
+)
+def test_a_reference_of_the_wrong_form_is_an_error(sigmoid, text, why):
+    with pytest.raises(BuildError, match=why):
+        page_context(with_section(sigmoid, text), generated)
+
+
+def test_a_key_is_lower_case_words_joined_by_hyphens(sigmoid):
+    with pytest.raises(ValueError, match="key 'Stable derivative'"):
+        replace(sigmoid.steps[0], key="Stable derivative")
+    assert replace(sigmoid.steps[0], key="stable-derivative-2").key == "stable-derivative-2"
+
+
+def test_keys_are_not_part_of_what_the_build_checks(sigmoid):
+    """A key or a reference is prose: adding or renaming one re-proves nothing."""
+    unkeyed = replace(sigmoid, steps=tuple(replace(s, key="") for s in sigmoid.steps))
+    assert claims(unkeyed) == claims(sigmoid)
