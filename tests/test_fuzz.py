@@ -738,6 +738,55 @@ def test_zero_probabilities_under_a_zero_target_add_nothing(data):
     np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
 
 
+# Every function of probability rows and label rows (the loss, its gradient, and any added later)
+PROBABILITIES_AND_TARGETS = [
+    name
+    for name in FUNCTIONS
+    if any(p.domain == "probability" and p.axes for p in BY_NAME[name].params)
+    and any(p.one_hot for p in BY_NAME[name].params)
+]
+
+
+@pytest.mark.parametrize("name", PROBABILITIES_AND_TARGETS)
+@FUZZ
+@given(data=st.data())
+def test_a_zero_probability_under_a_zero_target_gives_the_limit(name, data):
+    """Zeros in s where y is 0 as well: finite, no warning, and the value as s_t → 0 there (s_t
+    the dtype's smallest normal number instead, where 0 · log s_t is 0 and −y_t/s_t is 0 too)."""
+    kernel = BY_NAME[name]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    classes = data.draw(st.integers(2, 6), label="C")
+    batch = data.draw(st.sampled_from([(1,), (4,), (2, 3)]), label="batch")
+    dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
+    library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
+    s = rng.uniform(0.0, 1.0, (*batch, classes))
+    s[rng.random(s.shape) < 0.4] = 0.0
+    s[..., 0] += 0.1  # every row has a positive entry
+    s /= s.sum(axis=-1, keepdims=True)
+    y = np.where(s > 0, rng.uniform(0.0, 1.0, s.shape), 0.0)
+    y /= y.sum(axis=-1, keepdims=True)
+    s, y = s.astype(dtype), y.astype(dtype)
+    near = np.where(s == 0, np.finfo(dtype).smallest_normal, s).astype(dtype)
+    values = _option_values(kernel, rng, batch, classes, dtype)
+
+    def arguments(probabilities) -> list:
+        chosen = [
+            probabilities if p.domain == "probability" else y if p.one_hot else values[p.name]
+            for p in kernel.params
+        ]
+        chosen = [np.asarray(a, dtype=dtype) for a in chosen]
+        return chosen if library == "numpy" else [torch.from_numpy(a) for a in chosen]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = to_numpy(getattr(generated, name)(*arguments(s)))
+        limit = to_numpy(getattr(generated, name)(*arguments(near)))
+    TRIED[f"edges: zero probabilities under y = 0, {name} ({library} {dtype})"] += 1
+    assert np.all(np.isfinite(got)), got
+    tolerance = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(got, limit, rtol=tolerance, atol=tolerance)
+
+
 @FUZZ
 @given(data=st.data())
 def test_binary_cross_entropy_near_zero_and_one_in_float32(data):
