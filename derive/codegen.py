@@ -622,6 +622,7 @@ def _generate_function(
             "solve",
             "is_traced",
             "vector_scale",
+            "normal_floor",
             "heaviside",
             *SPECIAL_FUNCTIONS,
         )

@@ -16,7 +16,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from derive.differentiate import collapse_delta_sums, collapse_words, differentiate, tidy
-from derive.naming import MEAN, SCALE, SCALED, SCALED_BY, VARIANCE, name_pieces
+from derive.naming import MEAN, NORMALISED, SCALE, SCALED, SCALED_BY, VARIANCE, name_pieces
 from derive.printing import latex
 from derive.steps import (
     DOMAINS,
@@ -33,7 +33,7 @@ from derive.steps import (
     Section,
     Step,
 )
-from derive.sympy_tools import Hypot, VectorScale, pull_out_of_sums
+from derive.sympy_tools import Hypot, NormalFloor, VectorScale, pull_out_of_sums
 
 GENERATED_STEPS = (
     "Every step above was chosen and recorded by the differentiator (`derive.differentiate`) "
@@ -437,10 +437,11 @@ def _floor(forward: VectorForward) -> sp.Expr:
 def _scaling_code(forward: VectorForward, names, output: Assign, x: sp.IndexedBase, k: sp.Idx):
     """The names and output computed from x/s, with the assignments of s and x/s first:
     each standard name of x/s held in its own variable (derive.naming.SCALED), the scale σ
-    as a hypotenuse, and the output from x/s."""
+    as a hypotenuse, and the output from x/s, dividing by at least the smallest normal number."""
     floor = _floor(forward)
     held = {n: SCALED[n][0] for n, _ in names if n in SCALED}
     on_scaled = {x: SCALED_X, **held}
+    guarded = {}  # σ/s, at least √ε/s, which can round to 0 beside x/s − μ/s = 0 (`NormalFloor`)
     code: list = [
         Assign(SCALED_BY, (), VectorScale(x, floor)),
         # 1/s is a power of two too: x times it is x/s exactly, and a product is faster
@@ -458,9 +459,11 @@ def _scaling_code(forward: VectorForward, names, output: Assign, x: sp.IndexedBa
             body.append((name, Hypot(SCALED_BY * sp.sqrt(inner), root)))
             if name in held:
                 body.append((held[name], name * RECIPROCAL))
+                guarded[held[name]] = NormalFloor(held[name])
         else:
             body.append((held.get(name, name), value.xreplace(on_scaled)))
-    output = Assign(output.target, output.indices, output.expression.xreplace(on_scaled))
+    expression = output.expression.xreplace(on_scaled).xreplace(guarded)
+    output = Assign(output.target, output.indices, expression)
     return tuple(code), tuple(body), output
 
 
@@ -533,7 +536,35 @@ def _scaling_steps(forward: VectorForward, names, x) -> tuple[Step, ...]:
             checked="numeric",
         )
     )
+    if denominator in values and _as_hypot(values[denominator], dict(forward.scaled)):
+        guarded = sp.expand(numerator / s) / NormalFloor(sp.UnevaluatedExpr(denominator / s))
+        steps.append(_rounded_to_zero_step(steps[-1], guarded, denominator, values[denominator]))
     return tuple(steps)
+
+
+def _rounded_to_zero_step(previous: Step, guarded: sp.Expr, scale, value: sp.Expr) -> Step:
+    """The output divides by σ/s kept at least ν, the smallest normal number: the same for any
+    input the dtype holds, and the code's 0/0 of a constant vector of huge entries becomes 0/ν."""
+    s_ = latex(SCALED_BY)
+    ratio = f"${latex(scale)}/{s_}$"
+    (parameter,) = [t for t in sp.Add.make_args(value.base) if t != VARIANCE]
+    floor = f"${latex(sp.sqrt(parameter))}/{s_}$"
+    return Step(
+        f"Where {ratio} rounds to 0",
+        f"{ratio} is at least {floor}, positive, but computed in floating point it rounds to 0 "
+        f"(or to a subnormal number) for a constant vector of entries near the largest number "
+        f"beside a tiny ${latex(parameter)}$ (the bound is under *Numerics* below). The "
+        f"variance is 0 there, every entry of $x/{s_}$ minus its mean is 0, and the division "
+        f"would be $0/0$. The code divides by {ratio} kept at least $\\nu$, the dtype's "
+        f"smallest normal number: $0/\\nu = 0$ there, which is ${latex(NORMALISED)}$ as "
+        f"defined. Elsewhere {ratio}, as a real number, is at least about an ulp of 1 over "
+        f"$\\sqrt{{K}}$ (some entry of $x/{s_}$, one of them at least 1 in size, lies that far "
+        "from the mean of a vector that is not constant), far above $\\nu$ in float32 and "
+        "float64: the two sides are the same.",
+        previous.result,
+        guarded,
+        checked="numeric",
+    )
 
 
 def _naming_step(written: sp.Expr, named: sp.Expr, names: tuple[Name, ...]) -> Step:

@@ -65,6 +65,31 @@ class Hypot(sp.Function):
         return rf"\operatorname{{hypot}}\left({a},\, {b}\right)"
 
 
+class NormalFloor(sp.Function):
+    """``NormalFloor(a)``: a positive divisor as the code uses it, at least ν, the smallest
+    normal number of its dtype; printed as derive._runtime's ``normal_floor``.
+
+    Layer normalisation's σ/s, at least √ε/s, rounds to 0 (or a subnormal) only for a
+    constant vector of huge entries beside a tiny ε, where x/s − μ/s is 0 in every entry:
+    the code then computes 0/ν = 0, not 0/0. For any input the dtype holds, σ/s as a real
+    number is at least ν except there, so as a real number NormalFloor(a) is a itself, which
+    is how the steps check it and the references evaluate it.
+    """
+
+    nargs = 1
+
+    def _eval_evalf(self, prec):
+        return self.args[0].doit()._eval_evalf(prec)
+
+    def doit(self, **hints):
+        (a,) = self.args
+        return a.doit(**hints) if hints.get("deep", True) else a
+
+    def _latex(self, printer, exp=None) -> str:
+        floored = rf"\max\left({printer._print(self.args[0])},\, \nu\right)"
+        return floored if exp is None else rf"{{{floored}}}^{{{exp}}}"
+
+
 def relation_holds(relation: Relational) -> bool | None:
     """True (False) if ``relation`` holds (fails) for every value of its indices.
 

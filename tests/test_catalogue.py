@@ -29,8 +29,10 @@ NAMESPACE = {
     "ExprCondPair": sympy.functions.elementary.piecewise.ExprCondPair,
     "MatrixElement": sympy.matrices.expressions.matexpr.MatrixElement,
     "Str": sympy.core.symbol.Str,  # a MatrixSymbol's name
-    # derive's one named function on the pages, by its definition: hypot(a, b) = √(a² + b²)
+    # derive's named functions on the pages, by their definitions: hypot(a, b) = √(a² + b²);
+    # a divisor kept at least the smallest normal number is, as a real number, itself
     "Hypot": lambda a, b: sympy.sqrt(a**2 + b**2),
+    "NormalFloor": lambda a: a,
 }
 
 

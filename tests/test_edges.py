@@ -520,6 +520,48 @@ def test_a_zero_probability_is_inf_only_where_its_target_is_not_zero(library):
 
 
 @pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_gradient_is_zero_where_a_zero_probability_has_a_zero_target(library, dtype):
+    # the loss takes 0 · log 0 = 0, so a term whose y is 0 does not depend on s: its
+    # derivative is 0, at s = 0 too, where −y/s was 0/0 = nan with a RuntimeWarning
+    s, y = np.array([0.0, 1.0], dtype=dtype), np.array([0.0, 1.0], dtype=dtype)
+    if library == "torch":
+        s, y = torch.from_numpy(s), torch.from_numpy(y)
+    got = _no_warnings(generated.cross_entropy_grad, s, y)
+    assert str(got.dtype).removeprefix("torch.") == dtype
+    np.testing.assert_array_equal(_numpy(got), [0.0, -1.0])
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_gradient_with_zero_probabilities_matches_differences_of_the_loss(library, dtype):
+    """Rows with zeros under zero targets: −y/s where y > 0 and 0 where y = 0 (NumPy written
+    out), the central differences of `cross_entropy` in each s_t, and, in torch, autograd of
+    the loss; none of them reads `cross_entropy_grad`."""
+    s = np.array([[0.0, 0.25, 0.75], [0.5, 0.0, 0.5], [0.0, 0.0, 1.0]], dtype=dtype)
+    y = np.array([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=dtype)
+    written = np.where(y > 0, -y / np.where(y > 0, s, 1), 0.0)
+    h = 2.0**-12  # a power of two: s ± h is exact, so is the difference quotient's step
+    differences = np.zeros_like(s, dtype=np.float64)
+    for index in np.ndindex(s.shape):
+        up, down = s.copy(), s.copy()
+        up[index] += h
+        down[index] -= h
+        loss = generated.cross_entropy
+        change = loss(up[index[0]], y[index[0]]) - loss(down[index[0]], y[index[0]])
+        differences[index] = float(change) / (2 * h)
+    arguments = (s, y) if library == "numpy" else (torch.from_numpy(s), torch.from_numpy(y))
+    got = _numpy(_no_warnings(generated.cross_entropy_grad, *arguments))
+    tolerance = {"float32": 1e-3, "float64": 1e-6}[dtype]  # O(h²) truncation, rounding of XE
+    np.testing.assert_array_equal(got, written.astype(dtype))
+    np.testing.assert_allclose(got, differences, rtol=tolerance, atol=tolerance)
+    if library == "torch":
+        leaf = torch.from_numpy(s.copy()).requires_grad_(True)
+        generated.cross_entropy(leaf, torch.from_numpy(y)).sum().backward()
+        np.testing.assert_array_equal(got, leaf.grad.numpy())
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
 @pytest.mark.parametrize("dtype, T", [("float16", 1e-30), ("float32", 1e-300), ("float16", 5e-324)])
 def test_a_temperature_that_rounds_to_zero_in_the_dtype_gives_the_limit(library, dtype, T):
     logits = np.array([[1.0, 2.0, 2.0], [0.5, 0.0, -3.0]], dtype=dtype)

@@ -177,3 +177,69 @@ def test_vector_scale_is_a_power_of_two_within_a_factor_two(library, dtype, vect
     assert np.isfinite(s) and s > 0
     assert np.log2(s) == round(np.log2(s)), f"{s} is not a power of two"
     assert 0.5 < least / s < 2, f"max {least} against s = {s}"
+
+
+# -- a constant vector beside a tiny ε: σ/s rounds to 0 -------------------------------------
+# σ/s = √ε/s for a constant vector, s the largest power of two for entries near the largest
+# number: below half the smallest subnormal it rounded to 0 and x̂ was 0/0 = nan, where the
+# exact x̂ is 0, the Jacobian (I − 1/K)/√ε and the VJP (g − mean g)/√ε.
+
+TINY_EPS = [
+    ("float64", 1e-32),  # the smallest power of ten that gave nan
+    ("float64", 1e-40),
+    ("float64", 5e-324),  # the smallest positive float64
+    ("float32", 1e-15),
+    ("float32", 1e-40),
+    ("float16", 1e-8),  # σ/s rounds to 0 in float16 far sooner
+    ("float16", 1e-20),  # √ε itself rounds to 0 in float16
+]
+
+
+def _constant(dtype: str, value: float, size: int = 4) -> np.ndarray:
+    return np.full(size, value, dtype=dtype)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(("dtype", "eps"), TINY_EPS)
+@pytest.mark.parametrize("scale", ["largest", "half of the largest", "one"])
+def test_a_constant_vector_beside_a_tiny_eps_normalises_to_zero(library, dtype, eps, scale):
+    big = float(np.finfo(dtype).max)
+    value = {"largest": big, "half of the largest": big / 2, "one": 1.0}[scale]
+    x = _constant(dtype, value)
+    xa = torch.from_numpy(x.copy()) if library == "torch" else x
+    got = _quietly(generated.layer_norm, xa, eps)
+    assert got.dtype == xa.dtype
+    np.testing.assert_array_equal(_as_numpy(got), np.zeros(4))
+
+
+# where 1/√ε is finite in the dtype (in float16 not for ε = 1e-20: the Jacobian overflows there)
+FINITE_JACOBIAN = [(d, e) for d, e in TINY_EPS if 1 / e**0.5 < float(np.finfo(d).max)]
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(("dtype", "eps"), FINITE_JACOBIAN)
+def test_the_jacobian_and_vjp_of_a_constant_vector_beside_a_tiny_eps(library, dtype, eps):
+    """(I − 1/K)/√ε and (g − mean g)/√ε, computed here from ε alone: the 60-digit reference of
+    the tests above with σ = √ε exactly, for a constant vector."""
+    x = _constant(dtype, float(np.finfo(dtype).max) / 2)
+    g = np.linspace(-1.0, 2.0, 4).astype(dtype)
+    xa, ga = (
+        (torch.from_numpy(x.copy()), torch.from_numpy(g.copy())) if library == "torch" else (x, g)
+    )
+    sigma = eps**0.5
+    jacobian = (np.eye(4) - 1 / 4) / sigma
+    vjp = (g.astype(np.float64) - g.astype(np.float64).mean()) / sigma
+    _close(
+        "layer_norm_jacobian",
+        _quietly(generated.layer_norm_jacobian, xa, eps),
+        jacobian,
+        1 / sigma,
+        dtype,
+    )
+    _close("layer_norm_vjp", _quietly(generated.layer_norm_vjp, xa, eps, ga), vjp, 2 / sigma, dtype)
+
+
+def test_the_smallest_eps_the_issue_found_gives_zero():
+    # the note on issue 22: "a constant vector ~1e308 with ε < ~1e−30 gives nan (true 0)"
+    got = _quietly(generated.layer_norm, np.full(4, 1e308), 1e-40)
+    np.testing.assert_array_equal(got, np.zeros(4))

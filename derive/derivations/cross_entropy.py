@@ -130,11 +130,24 @@ LOSS_NOTE = (
     "entry, −log s_ℓ, without a one-hot row."
 )
 
-NAIVE_NOTE = (
-    "A probability of exactly 0 (softmax of logits far apart) gives inf, or nan where "
-    "y is 0 too (0 · log 0, 0/0); from the logits, `cross_entropy_from_logits` and "
-    "`cross_entropy_from_logits_grad` never do."
+GRAD_NOTE = (
+    "The derivative of the loss as `cross_entropy` computes it, where a term whose y is 0 "
+    "is 0 whatever s: so the result is 0 where y_t is 0, at s_t = 0 too (the code divides "
+    "−y_t by 1 there, never 0/0), and −y_t/s_t elsewhere. A probability of exactly 0 under "
+    "a positive y_t (softmax of logits far apart) gives −inf; from the logits, "
+    "`cross_entropy_from_logits_grad` never does."
 )
+
+
+def _collapsed_selection(derivative: sp.Expr, i: sp.Idx, t: sp.Idx) -> sp.Expr:
+    """Σ_i of a selection whose every branch is 0 or a multiple of δ_it, as its term i = t:
+    SymPy's derivative of the loss as computed, −Σ_i (0 where y_i = 0, δ_it y_i/S_i
+    elsewhere), becomes (0 where y_t = 0, −y_t/S_t elsewhere)."""
+    (total,) = derivative.atoms(Sum)
+    delta = sp.KroneckerDelta(i, t)
+    if total.function.xreplace({delta: 0}) != 0:
+        raise ValueError(f"not a sum over a Kronecker delta δ_{i}{t}: {total}")
+    return sp.piecewise_fold(derivative.xreplace({total: total.function.xreplace({i: t})}))
 
 
 def _entropy_plus_divergence(answer) -> bool:
@@ -289,9 +302,15 @@ def derive():
     s_or_one = sp.IndexedBase("s_or_one")
     kept = sp.Piecewise((1, sp.Eq(y[i], 0)), (S[i], True))
     selected_loss = -Sum(y[i] * sp.log(s_or_one[i]), (i, 1, C))
+    kept_loss = selected_loss.xreplace({s_or_one[i]: kept})
     at_label = loss.xreplace({y[i]: sp.KroneckerDelta(i, ell)})  # y = e_ℓ
     loss_at_label = evaluate(at_label)  # −log S_ℓ
     dxe_ds = evaluate(sp.diff(loss, S[t]))
+    # The derivative of the loss as computed: 0 where y_t = 0 (that term is 0 · log 1, whatever
+    # S_t), −y_t/S_t elsewhere; the code divides −y_t by the loss's own selection.
+    dxe_ds_kept = _collapsed_selection(sp.diff(kept_loss, S[t]), i, t)
+    kept_s = sp.IndexedBase("\\tilde{S}")  # the page's name for s_or_one
+    dxe_ds_as_computed = -y[t] / kept_s[t]
     chain_for_three = chain_rule(XE, S, 3, W[j, c])
     chain = Sum(Derivative(XE, S[t]) * Derivative(S[t], W[j, c]), (t, 1, C))
     # kept apart (UnevaluatedExpr survives the build cache's pickling; Mul(evaluate=False) does not)
@@ -429,9 +448,43 @@ def derive():
             "labels, $y_i = \\delta_{i\\ell}$, the sum is one term, $-\\log S_\\ell$, gathered "
             "at the label (proved below).",
             loss,
-            selected_loss.xreplace({s_or_one[i]: kept}),
+            kept_loss,
             start="the loss",
             checked="numeric",  # a selection on y_i = 0: SymPy cannot decide it for symbolic y
+        ),
+        Step(
+            "Its derivative where y is 0",
+            "Differentiate the loss as the code computes it, not the formula: where $y_i = 0$ the "
+            "term is $0 \\cdot \\log 1$, which does not depend on $S_i$, so its derivative is 0, "
+            "at $S_i = 0$ too; elsewhere it is step 1's $-y_t / S_t$. SymPy differentiates the "
+            "selection branch by branch, and the Kronecker delta keeps the term $i = t$. Written "
+            "as step 1, $-y_t / S_t$ is $0/0$, nan, at $y_t = S_t = 0$.",
+            Derivative(kept_loss, S[t]),
+            dxe_ds_kept,
+            start="the loss as the code computes it (the previous step)",
+            checked="numeric",  # a selection on y_t = 0: SymPy cannot decide it for symbolic y
+        ),
+        Step(
+            "The gradient with the loss's selection",
+            "The code divides $-y_t$ by the same selection as the loss, $\\tilde S_t$ (`s_or_one`): "
+            "1 where $y_t = 0$ and $S_t$ elsewhere. That gives $-0/1 = 0$ there and $-y_t / S_t$ "
+            "elsewhere, with one division and no $0/0$.",
+            dxe_ds_kept,
+            dxe_ds_as_computed,
+            where=((kept_s[t], kept.xreplace({i: t})),),
+            checked="numeric",  # a selection on y_t = 0: SymPy cannot decide it for symbolic y
+        ),
+        Step(
+            "The first branch, where the target is 0",
+            "The first branch of the derivative two steps up, checked on its own: with "
+            "$y_t = 0$ the derivative of the loss as computed is 0 for any $S_t$ (the checks "
+            "of the two steps above draw $y$ away from 0, and so reach only the second).",
+            Derivative(kept_loss, S[t]),
+            sp.Integer(0),
+            relation="=>",
+            given=((y[t], 0),),
+            start="the derivative of the loss as computed, where $y_t = 0$",
+            checked="explicit",  # y_t = 0 substituted: the selection's first branch, exactly
         ),
         Step(
             "The likelihood of a data set is the summed loss",
@@ -544,10 +597,11 @@ def derive():
             name="cross_entropy_grad",
             summary="∂XE/∂S_t, the derivative of the cross-entropy with respect to the probabilities.",
             params=probabilities_and_labels,
-            body=(),
-            returns=Assign(Derivative(XE, S[t]), (t,), dxe_ds),
+            body=(Assign(s_or_one, (t,), kept.xreplace({i: t})),),
+            returns=Assign(Derivative(XE, S[t]), (t,), -y[t] / s_or_one[t]),
+            math=dxe_ds_kept,
             returns_doc="shape (..., C): the posts' `xe_dir(y, S)`",
-            notes=NAIVE_NOTE,
+            notes=GRAD_NOTE,
             derivative=DerivativeOf("cross_entropy(s, y)", wrt="s"),
         ),
         Kernel(

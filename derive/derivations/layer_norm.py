@@ -17,6 +17,21 @@ x, g = sp.IndexedBase("x"), sp.IndexedBase("g")
 eps = sp.Symbol("eps", real=True)
 
 
+def _scale_rounds_to_zero_below(dtype: str) -> float:
+    """The ε below which σ/s = √ε/s of a constant vector of entries near the largest number
+    rounds to 0 in ``dtype``: s is the largest power of two, and √ε/s is at most half the
+    smallest subnormal number (which rounds to 0, to even)."""
+    info = np.finfo(dtype)
+    largest_power_of_two = float(info.max) / (2 - float(info.eps))
+    return (largest_power_of_two * float(info.smallest_subnormal) / 2) ** 2
+
+
+_ROUNDS_TO_ZERO = ", ".join(
+    f"${latex_scientific(_scale_rounds_to_zero_below(d), 2)}$ in {d}"
+    for d in ("float64", "float32", "float16")
+)
+
+
 VECTOR_FORWARD = VectorForward(
     name="layer_norm",
     title="Layer normalisation",
@@ -31,7 +46,7 @@ VECTOR_FORWARD = VectorForward(
     reference="torch.nn.functional.layer_norm(x, x.shape[-1:], eps=float(eps))",
     scaled=((eps, eps / s**2),),  # x̂ is the same for x/s with ε/s²: the code scales each vector
     numerics="Each vector is divided by $s$, a power of two near $\\max(\\max_k |x_k|, "
-    "\\sqrt{\\varepsilon})$, before anything is summed or squared (the last four steps): every "
+    "\\sqrt{\\varepsilon})$, before anything is summed or squared (the last five steps): every "
     "$|x_k/s| < 2$, so no sum or square overflows, and the function, its Jacobian and its VJP "
     "are finite and right for every finite input, up to the largest number "
     f"(${latex_scientific(float(np.finfo(np.float64).max))}$ in float64, "
@@ -43,7 +58,12 @@ VECTOR_FORWARD = VectorForward(
     "of two is exact. σ is computed as $\\operatorname{hypot}(s\\sqrt{\\sigma^2/s^2}, "
     "\\sqrt{\\varepsilon})$, where $\\varepsilon/s^2$ beside $\\sigma^2/s^2$ would underflow to 0 "
     "for a constant vector far larger than $\\sqrt{\\varepsilon}$ and leave $0/0$: "
-    "$\\sigma = \\sqrt{\\varepsilon}$ there, as defined. ε > 0 keeps σ away from 0 for a "
+    "$\\sigma = \\sqrt{\\varepsilon}$ there, as defined. σ/s itself, which $\\hat x$ divides by, "
+    "rounds to 0 for such a vector of entries near the largest number where ε is below "
+    f"about {_ROUNDS_TO_ZERO}; every x/s − μ/s is 0 there too, and the code divides by σ/s "
+    "kept at least the smallest normal number (the last step), so $\\hat x = 0$ as defined, "
+    "not $0/0$. "
+    "ε > 0 keeps σ away from 0 for a "
     "constant vector, and the floor $\\sqrt{\\varepsilon}$ keeps $s$ above 0 for a vector of "
     "zeros. The Jacobian and the VJP multiply by $1/\\sigma$, computed once per vector "
     "($\\sigma \\ge \\sqrt{\\varepsilon}$ keeps it finite for any $\\varepsilon$ above the "

@@ -23,7 +23,7 @@ from sympy.core.function import AppliedUndef
 from sympy.printing.numpy import NumPyPrinter
 
 from derive._runtime import SPECIAL_FUNCTIONS
-from derive.sympy_tools import DenseSolve, Hypot, MatmulSum, Maximum, VectorScale
+from derive.sympy_tools import DenseSolve, Hypot, MatmulSum, Maximum, NormalFloor, VectorScale
 
 
 class UnsupportedExpression(NotImplementedError):
@@ -847,6 +847,10 @@ class ArrayPrinter(NumPyPrinter):
         return (
             f"vector_scale({self._module}, {self._name(vector.label)}, {self._number_root(floor)})"
         )
+
+    def _print_NormalFloor(self, expr: NormalFloor) -> str:
+        """``normal_floor(xp, a)`` (derive._runtime): a divisor kept at least the smallest normal."""
+        return f"normal_floor({self._module}, {self._print(expr.args[0])})"
 
     def _print_Hypot(self, expr: Hypot) -> str:
         a, b = expr.args
