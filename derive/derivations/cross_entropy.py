@@ -456,13 +456,14 @@ def derive():
             "Its derivative where y is 0",
             "Differentiate the loss as the code computes it, not the formula: where $y_i = 0$ the "
             "term is $0 \\cdot \\log 1$, which does not depend on $S_i$, so its derivative is 0, "
-            "at $S_i = 0$ too; elsewhere it is step 1's $-y_t / S_t$. SymPy differentiates the "
+            "at $S_i = 0$ too; elsewhere it is {step:loss-derivative}'s $-y_t / S_t$. SymPy differentiates the "
             "selection branch by branch, and the Kronecker delta keeps the term $i = t$. Written "
-            "as step 1, $-y_t / S_t$ is $0/0$, nan, at $y_t = S_t = 0$.",
+            "as in {step:loss-derivative}, $-y_t / S_t$ is $0/0$, nan, at $y_t = S_t = 0$.",
             Derivative(kept_loss, S[t]),
             dxe_ds_kept,
             start="the loss as the code computes it (the previous step)",
             checked="numeric",  # a selection on y_t = 0: SymPy cannot decide it for symbolic y
+            key="derivative-as-computed",
         ),
         Step(
             "The gradient with the loss's selection",
@@ -473,12 +474,14 @@ def derive():
             dxe_ds_as_computed,
             where=((kept_s[t], kept.xreplace({i: t})),),
             checked="numeric",  # a selection on y_t = 0: SymPy cannot decide it for symbolic y
+            key="selection-gradient",
         ),
         Step(
             "The first branch, where the target is 0",
-            "The first branch of the derivative two steps up, checked on its own: with "
+            "The first branch of {step:derivative-as-computed}'s derivative, checked on its own: with "
             "$y_t = 0$ the derivative of the loss as computed is 0 for any $S_t$ (the checks "
-            "of the two steps above draw $y$ away from 0, and so reach only the second).",
+            "of {steps:derivative-as-computed and selection-gradient} draw $y$ away from 0, and so "
+            "reach only the second).",
             Derivative(kept_loss, S[t]),
             sp.Integer(0),
             relation="=>",
