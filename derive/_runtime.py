@@ -33,7 +33,11 @@ def _reshape(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> 
 # A reduction over a short last axis (C classes) of many rows is faster as C passes over
 # contiguous columns than as one pass per short row: NumPy's inner loop over 10 numbers
 # does not vectorise. Measured here (B rows x C): 256 x 10 max 11.2 -> 2.9 µs, sum 6.2 ->
-# 3.0 µs; no gain from C = 32 on, or below 64 rows.
+# 3.0 µs; no gain from C = 32 on, or below 64 rows. A sum of float32 or float64 rows is
+# faster still as one matrix-vector product with ones (`_row_sums`): 256 x 10 float32
+# 2.9 -> 0.9 µs, 4096 x 10 20 -> 9 µs, and no less accurate (the largest error over the
+# rows, against a long-double sum: 256 x 10 float32 6.5 -> 5.75 ε, float64 7 -> 5 ε; BLAS
+# adds in several partial sums). A row of zeros that are all −0 sums to +0 there.
 _SHORT_AXIS, _MANY_ROWS = 16, 64
 
 
@@ -43,8 +47,12 @@ def _reduce_over_classes(ufunc: np.ufunc):
     def reduce(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
         classes = x.shape[-1] if x.ndim >= 2 else 0
         if axis == -1 and 0 < classes <= _SHORT_AXIS and x.size >= _MANY_ROWS * classes:
-            columns = np.ascontiguousarray(x.reshape(-1, classes).T)  # (C, rows)
-            result = ufunc.reduce(columns, axis=0).reshape(x.shape[:-1])
+            rows = x.reshape(-1, classes)
+            if ufunc is np.add and x.dtype in _BLAS_FLOATS:
+                result = _row_sums(rows)
+            else:
+                result = ufunc.reduce(np.ascontiguousarray(rows.T), axis=0)  # over (C, rows)
+            result = result.reshape(x.shape[:-1])
             return result[..., None] if keepdims else result
         return ufunc.reduce(x, axis=axis, keepdims=keepdims)
 
