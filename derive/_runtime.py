@@ -47,12 +47,14 @@ def _reduce_over_classes(ufunc: np.ufunc):
     def reduce(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
         classes = x.shape[-1] if x.ndim >= 2 else 0
         if axis == -1 and 0 < classes <= _SHORT_AXIS and x.size >= _MANY_ROWS * classes:
-            rows = x.reshape(-1, classes)
+            flat = x.ndim == 2  # (rows, C) already: no reshape either way (0.2 µs each)
+            rows = x if flat else x.reshape(-1, classes)
             if ufunc is np.add and x.dtype in _BLAS_FLOATS:
                 result = _row_sums(rows)
             else:
                 result = ufunc.reduce(np.ascontiguousarray(rows.T), axis=0)  # over (C, rows)
-            result = result.reshape(x.shape[:-1])
+            if not flat:
+                result = result.reshape(x.shape[:-1])
             return result[..., None] if keepdims else result
         return ufunc.reduce(x, axis=axis, keepdims=keepdims)
 
