@@ -471,9 +471,10 @@ def subtract_at_labels(xp: Any, a: Any, labels: Any, owned: bool = False) -> Any
     """``a − e_ℓ``: each row of ``a`` (..., C) with 1 subtracted at its label (``labels`` (...), int64).
 
     The printing of ``A_c − δ_cℓ`` (see `derive.printing.array`). In NumPy
-    (``FAST_NUMPY``) it subtracts in place, ``a[arange(B), ℓ] -= 1``, on ``a``
-    itself when the generated code ``owned`` it (a temporary it made and reads
-    no more), else on a copy. Other libraries get the functional form, a
+    (``FAST_NUMPY``) it subtracts in place, ``a[arange(B), ℓ] -= 1`` (through
+    one index into the flat array, `_flat_at_labels`), on ``a`` itself when the
+    generated code ``owned`` it (a temporary it made and reads no more), else on
+    a copy. Other libraries get the functional form, a
     comparison with ``arange(C)``: no library needs item assignment.
     """
     if xp is FAST_NUMPY:
