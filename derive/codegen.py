@@ -217,15 +217,15 @@ def _without_unused_sizes(lines: list[str]) -> list[str]:
 _SIZE_NAMES = ("B", "C", "D", "H", "K")
 
 
-def _owned(body, returns: tuple, given: set[str] = frozenset()) -> list[set[str]]:
-    """Per assignment (body, then each returned result): the temporaries it may overwrite.
+def _owned(body, order: list, given: set[str] = frozenset()) -> list[set[str]]:
+    """Per expression of ``order`` (the body's and the results', as computed): the
+    temporaries it may overwrite.
 
     A body target that this expression reads, that no later expression
     reads, and that no other generated function returned to it under a name
     it also reads elsewhere: the expression is its last use, so the library
     may reuse its memory (NumPy, in place).
     """
-    expressions = [a.expression for a in body] + [r.expression for r in returns]
     # a target that is a bare argument (``s = z``) may share its memory: never overwritten
     targets = {
         _python_name(a.target)
@@ -233,10 +233,27 @@ def _owned(body, returns: tuple, given: set[str] = frozenset()) -> list[set[str]
         if not isinstance(a.expression, (sp.Indexed, sp.Symbol, sp.Idx))
     } | set(given)  # parameters given away by the caller (``fresh=True``): temporaries too
     owned = []
-    for number, expression in enumerate(expressions):
-        later = set().union(set(), *(_names_in(e) for e in expressions[number + 1 :]))
+    for number, expression in enumerate(order):
+        later = set().union(set(), *(_names_in(e) for e in order[number + 1 :]))
         owned.append((_names_in(expression) & targets) - later)
     return owned
+
+
+def _result_names(returned: list, taken: set[str]) -> list[str]:
+    """A Python name for each result computed before the return statement: ``dW2`` for
+    ∂L/∂W2, else ``result_1`` (never one the function already uses)."""
+    found = []
+    for number, result in enumerate(returned):
+        target, name = result.target, ""
+        if isinstance(target, sp.Derivative) and len(target.variables) == 1:
+            (wrt,) = target.variables
+            base = wrt.base if isinstance(wrt, sp.Indexed) else wrt
+            name = "d" + _python_name(base)
+        if not name.isidentifier() or name in taken:
+            name = f"result_{number}"
+        taken.add(name)
+        found.append(name)
+    return found
 
 
 def _labels_function(kernel: Kernel) -> tuple[Kernel, str]:
@@ -528,7 +545,6 @@ def _generate_function(
     label_names = {p.name for p in kernel.params if p.labels}
     returned = (kernel.returns, *(r.returns for r in kernel.more))
     given = {p.name for p in arrays if not p.labels} if give else set()
-    owned = _owned(kernel.body, returned, given)
     expressions = [a.expression for a in (*kernel.body, *returned)]
     deltas = set().union(*(e.atoms(sp.KroneckerDelta) for e in expressions))
     needed_sizes = {
@@ -585,9 +601,32 @@ def _generate_function(
         )
         return printer.doprint(assign.expression)
 
+    # the order of the computations: the body, each result computed right after the
+    # body's array it reads last (`Kernel.results_after`), the others in the return
+    after = kernel.results_after
+    if shared is not None:  # the shared prefix's arrays appear at its call
+        after = tuple(p if p is None else max(p, shared.count - 1) for p in after)
+    early = [(r, p) for r, p in zip(returned, after) if p is not None]
+    taken = {_python_name(a.target) for a in kernel.body} | {p.name for p in kernel.params}
+    result_name = dict(zip([r for r, _ in early], _result_names([r for r, _ in early], taken)))
+    steps: list[tuple[int | None, Assign]] = []  # (body position, or None for a result)
+    for number, assign in enumerate(kernel.body):
+        steps.append((number, assign))
+        steps += [(None, r) for r, p in early if p == number]
+    late = [r for r, p in zip(returned, after) if p is None]
+    order = [a.expression for _, a in steps] + [r.expression for r in late]
+    owned = _owned(kernel.body, order, given)
+
     calls: list[str] = []
-    for number, (assign, may_overwrite) in enumerate(zip(kernel.body, owned)):
+    made: list[str] = []
+    for step, ((number, assign), may_overwrite) in enumerate(zip(steps, owned)):
+        calls += _calls_in(assign.expression)
+        if number is None:  # a result, computed before the return statement
+            lines.append(f"{result_name[assign]} = {printed(assign, may_overwrite)}")
+            lines += _free_dead(made, order, step)
+            continue
         target = _python_name(assign.target)
+        made.append(target)
         if shared is None or number >= shared.count:
             lines.append(f"{target} = {printed(assign, may_overwrite)}")
         elif number == shared.count - 1:
@@ -597,13 +636,15 @@ def _generate_function(
             _names_in(assign.expression) & batched or _calls_in(assign.expression)
         ):
             batched.add(target)
-        calls += _calls_in(assign.expression)
         if kernel.more:
-            lines += _free_dead(kernel.body, returned, number)
+            lines += _free_dead(made, order, step, target)
     values = []  # several results: one tuple, from the intermediates computed once above
-    for assign, may_overwrite in zip(returned, owned[len(kernel.body) :]):
-        values.append(printed(assign, may_overwrite))
-        calls += _calls_in(assign.expression)
+    printed_late = iter(
+        printed(r, may_overwrite) for r, may_overwrite in zip(late, owned[len(steps) :])
+    )
+    for r in returned:
+        values.append(result_name[r] if r in result_name else next(printed_late))
+    calls += [c for r in late for c in _calls_in(r.expression)]
     lines.append(f"return {values[0]}" if len(values) == 1 else f"return ({', '.join(values)})")
     lines = _without_unused_sizes(lines)
     runtime = tuple(
@@ -647,21 +688,19 @@ def _generate_function(
     )
 
 
-def _free_dead(body, returned, number: int) -> list[str]:
-    """``del z2, s``: the body's temporaries that assignment ``number`` read last.
+def _free_dead(made: list[str], order: list, number: int, target: str = "") -> list[str]:
+    """``del z2, s``: the body's temporaries that step ``number`` of ``order`` read last.
 
-    For a kernel that returns several results (a whole training step, say):
-    its intermediates are as large as its arguments, and holding every one of
-    them to the end makes each call take fresh memory from the system (page
-    faults, measured at a quarter of a two-layer step's time on a loaded host).
+    ``made``: the body targets computed up to that step, in order; ``target``: the
+    step's own, if it is the body's (dead at once if nothing reads it). For a kernel that
+    returns several results (a whole training step, say): its intermediates are as
+    large as its arguments, and holding every one of them to the end makes each call
+    take fresh memory from the system (page faults, measured at a quarter of a
+    two-layer step's time on a loaded host).
     """
-    targets = [_python_name(a.target) for a in body]
-    later = set().union(set(), *(_names_in(a.expression) for a in (*body[number + 1 :], *returned)))
-    dead = [
-        t
-        for t in dict.fromkeys(targets[: number + 1])
-        if t not in later and t in _names_in(body[number].expression) | {targets[number]}
-    ]
+    later = set().union(set(), *(_names_in(e) for e in order[number + 1 :]))
+    read = _names_in(order[number])
+    dead = [t for t in dict.fromkeys(made) if t not in later and (t in read or t == target)]
     return [f"del {', '.join(dead)}"] if dead else []
 
 

@@ -320,6 +320,18 @@ SHIFT_OVERFLOW = (
 """`Kernel.overflow` of every function that shifts the logits by their maximum."""
 
 
+def _label(target: sp.Basic) -> sp.Basic:
+    """An assignment target's name: the IndexedBase's label, or the Symbol itself."""
+    return target.label if isinstance(target, sp.IndexedBase) else target
+
+
+def _labels_read(expression: sp.Basic) -> set[str]:
+    """The names of the arrays and numbers an expression reads (an activation applied to a
+    whole array, ``relu(z1)``, reads its IndexedBase)."""
+    bases = {str(b.label) for b in expression.atoms(sp.IndexedBase)}
+    return bases | {str(s) for s in expression.atoms(sp.Symbol)}
+
+
 @dataclass(frozen=True)
 class Kernel:
     """A function to generate: its arguments, body and returned expression."""
@@ -396,6 +408,31 @@ class Kernel:
                 )
             )
         return tuple(views)
+
+    @property
+    def results_after(self) -> tuple[int | None, ...]:
+        """Per result (``returns``, then ``more``): the body position right after which the
+        generated code computes it, or None for its return statement.
+
+        A kernel that returns several results computes each as soon as the last array it
+        reads is made, not after the whole body: then what it reads is still in cache, and
+        is freed (or overwritten in place) as soon as the body reads it no more. A two-layer
+        step takes hᵀ(δ₂/B) right after δ₂/B, before δ₁'s passes, as a hand-written step
+        does: h is then free for ReLU's slope to be written into. A result that is a bare
+        array, or that reads the body's last array, stays in the return statement.
+        """
+        results = (self.returns, *(r.returns for r in self.more))
+        if not self.more:
+            return (None,)
+        made = {str(_label(a.target)): n for n, a in enumerate(self.body)}
+        after = []
+        for r in results:
+            expression = r.expression
+            read = [made[n] for n in _labels_read(expression) if n in made]
+            bare = isinstance(expression, (sp.Indexed, sp.Symbol))
+            last = max(read, default=None)
+            after.append(None if bare or last is None or last == len(self.body) - 1 else last)
+        return tuple(after)
 
     @property
     def equation(self) -> tuple[sp.Expr, sp.Expr]:

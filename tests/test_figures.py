@@ -292,6 +292,30 @@ def test_the_intermediates_kept_are_those_the_generated_code_never_deletes():
     assert kept == ours - deleted  # read by a gradient: never deleted; every other one is
 
 
+def test_each_gradient_is_computed_right_after_the_last_array_it_reads():
+    """`Kernel.results_after` against the generated step: hᵀ(δ₂/B) and Σ δ₂/B right after
+    δ₂/B, before δ₁'s passes (h is then free for ReLU's slope); the first layer's, which read
+    δ₁, the body's last array, in the return statement."""
+    import ast
+    import inspect
+
+    from derive import derivations
+    from derive.generated import two_layer
+
+    (kernel,) = [k for k in derivations.get("two_layer").kernels if k.name == "mlp_grads_relu"]
+    share = [str(a.target.label) for a in kernel.body].index("error_share")
+    assert kernel.results_after == (None, None, share, share)
+    (function,) = ast.parse(inspect.getsource(two_layer._mlp_grads_relu)).body
+    assigned = [
+        t.id for node in function.body if isinstance(node, ast.Assign) for t in node.targets
+    ]
+    for result in ("dW2", "db2"):
+        assert assigned.index("error_share") < assigned.index(result) < assigned.index("backward")
+    returned = function.body[-1].value
+    assert [getattr(e, "id", None) for e in returned.elts] == [None, None, "dW2", "db2"]
+    assert "_relu_grad(xp, h, fresh=True)" in inspect.getsource(two_layer._mlp_grads_relu)
+
+
 def test_a_large_learning_rate_kills_relu_units():
     """Dead units counted by hand: z₁ ≤ 0 for every image, with the network's own first layer."""
     import derive.generated as generated

@@ -270,16 +270,26 @@ def _read(expr: sp.Basic) -> set:
 
 def live_intermediates(kernel: Kernel) -> list[dict]:
     """Each array the kernel's body computes, in order: its name, its sizes (from its indices'
-    ranges), the body position that computes it and the last that reads it (the returned
-    results count as reading after the body). A backward pass keeps an intermediate of the
-    forward pass until that last read: what the generated code deletes after it."""
+    ranges), the body position that computes it and the last that reads it (a result
+    reads where the generated code computes it, `Kernel.results_after`: right after a body
+    position, or after the body). A backward pass keeps an intermediate of the forward
+    pass until that last read: what the generated code deletes after it."""
     body = kernel.body
     results = [kernel.returns.expression] + [r.returns.expression for r in kernel.more]
-    readers = [assign.expression for assign in body] + [sp.Tuple(*results)]
+    # (position, a result?, expression): the body's, then each result where it is computed,
+    # which reads right after its position's array is made
+    readers = [(n, False, assign.expression) for n, assign in enumerate(body)] + [
+        (len(body) if after is None else after, True, result)
+        for result, after in zip(results, kernel.results_after, strict=True)
+    ]
     found = []
     for position, assign in enumerate(body):
         label = assign.target.label if isinstance(assign.target, sp.IndexedBase) else assign.target
-        reads = [n for n, expr in enumerate(readers) if n > position and label in _read(expr)]
+        reads = [
+            n
+            for n, result, expr in readers
+            if (n > position or (result and n == position)) and label in _read(expr)
+        ]
         sizes = tuple(i.upper for i in assign.indices)
         found.append(
             {
