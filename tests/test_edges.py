@@ -562,6 +562,36 @@ def test_the_gradient_with_zero_probabilities_matches_differences_of_the_loss(li
 
 
 @pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_binary_gradient_at_a_certain_target_is_the_limit_not_nan(library, dtype):
+    """The loss takes 0 · log 0 = 0, so where y = 0 it is −log1p(−p), whose derivative is
+    1/(1 − p): 1 at p = 0; where y = 1 it is −log p, derivative −1/p: −1 at p = 1. Written as
+    (p − y)/(p(1 − p)) both were 0/0 = nan with a RuntimeWarning. Checked against each
+    branch written out in NumPy, one-sided differences of `binary_cross_entropy` and, in
+    torch, autograd of the loss; none of them reads `binary_cross_entropy_grad`."""
+    p = np.array([0.0, 1.0, 0.25, 0.5, 1e-30, 0.75], dtype=dtype)
+    y = np.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.75], dtype=dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):  # branches not selected divide by 0
+        written = np.select([y == 0, y == 1], [1 / (1 - p), -1 / p], (p - y) / (p * (1 - p)))
+    arguments = (p, y) if library == "numpy" else (torch.from_numpy(p), torch.from_numpy(y))
+    got = _no_warnings(generated.binary_cross_entropy_grad, *arguments)
+    assert str(got.dtype).removeprefix("torch.") == dtype
+    got = _numpy(got)
+    np.testing.assert_array_equal(got[:2], [1.0, -1.0])
+    np.testing.assert_allclose(got, written, rtol=4 * np.finfo(dtype).eps)
+    h = 2.0**-20  # one-sided at p = 0 and p = 1, where p ± h leaves [0, 1]
+    loss = generated.binary_cross_entropy
+    for index, side in ((0, 1.0), (1, -1.0)):
+        step = np.array(p[index] + side * h, dtype=np.float64)
+        change = loss(step, np.float64(y[index])) - loss(np.float64(p[index]), np.float64(y[index]))
+        np.testing.assert_allclose(got[index], side * float(change) / h, rtol=1e-5)
+    if library == "torch":
+        leaf = torch.from_numpy(p.copy()).requires_grad_(True)
+        generated.binary_cross_entropy(leaf, torch.from_numpy(y)).sum().backward()
+        np.testing.assert_allclose(got, leaf.grad.numpy(), rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
 @pytest.mark.parametrize("dtype, T", [("float16", 1e-30), ("float32", 1e-300), ("float16", 5e-324)])
 def test_a_temperature_that_rounds_to_zero_in_the_dtype_gives_the_limit(library, dtype, T):
     logits = np.array([[1.0, 2.0, 2.0], [0.5, 0.0, -3.0]], dtype=dtype)

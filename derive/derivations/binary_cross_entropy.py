@@ -35,6 +35,8 @@ small = sp.Symbol("e", positive=True)  # e^{-|z|}, at most 1
 sig = sp.Function("sigma")(z)  # σ(z) as the page writes it; its meaning is the sigmoid page's
 p_or_one = sp.Symbol("p_or_one", positive=True)  # p, or 1 where y = 0: log p is then 0
 p_or_zero = sp.Symbol("p_or_zero", nonnegative=True)  # p, or 0 where y = 1: log1p(−p) is then 0
+# the gradient's numerator is p_selected − y: 1 where y = 0, −1 where y = 1, p − y elsewhere
+p_selected = sp.Symbol("p_selected", nonnegative=True)
 
 NAIVE_NOTE = (
     "log(1 − p) is computed as log1p(−p): for a small p, 1 − p rounds away p's digits (float32 "
@@ -48,9 +50,13 @@ NAIVE_NOTE = (
 
 
 GRAD_NOTE = (
-    "At p = 0 or 1 the formula divides by zero: nan where p = y (0/0), ±inf elsewhere, with "
-    "NumPy's warnings. PyTorch's backward of `binary_cross_entropy` divides by "
-    "max(p(1 − p), 1e−12) instead: 0 where p = y, about (p − y)·1e12 elsewhere. From logits, "
+    "The derivative of the loss as `binary_cross_entropy` computes it, where a term whose "
+    "weight is 0 is 0 whatever p: so where y = 0 it is 1/(1 − p), 1 at p = 0 too, and where "
+    "y = 1 it is −1/p, −1 at p = 1 too (the code selects numerator and denominator as the "
+    "loss selects its logarithms, never 0/0); elsewhere (p − y)/(p(1 − p)). At p = 0 or 1 "
+    "against a target that gives that logarithm weight the result is ±inf, with NumPy's "
+    "warning. PyTorch's backward of `binary_cross_entropy` divides by max(p(1 − p), 1e−12) "
+    "instead: 0 where p = y, about (p − y)·1e12 elsewhere. From logits, "
     "`binary_cross_entropy_from_logits_grad` (σ(z) − y) is finite for every z."
 )
 
@@ -83,6 +89,20 @@ def _draw(fig, generated, posts) -> None:
     )
 
 
+def _branches(derivative: sp.Piecewise) -> sp.Piecewise:
+    """SymPy's derivative of the selections as the page shows it: a branch whose condition
+    cannot hold (y = 0 and y = 1) left out, and y written as its value where the condition
+    fixes it (−y/p is −1/p where y = 1)."""
+    kept = []
+    for value, condition in derivative.args:
+        if condition.simplify() is sp.false:
+            continue
+        if isinstance(condition, sp.Eq):
+            value = value.subs(condition.lhs, condition.rhs)
+        kept.append((value, condition))
+    return sp.Piecewise(*kept)
+
+
 def derive() -> Derivation:
     loss = -(y * log(p) + (1 - y) * log(1 - p))
     d_loss = (p - y) / (p * (1 - p))  # the kernel's form; SymPy's derivative (step derivative-in-p)
@@ -98,6 +118,12 @@ def derive() -> Derivation:
     kept_p = sp.Piecewise((1, sp.Eq(y, 0)), (p, True))
     kept_not_p = sp.Piecewise((0, sp.Eq(y, 1)), (p, True))
     selected = -y * log(p_or_one) - (1 - y) * log1p(-p_or_zero)  # the code's form
+    kept_loss = selected.xreplace({p_or_one: kept_p, p_or_zero: kept_not_p})
+    # its derivative, branch by branch: 1/(1 − p) where y = 0, −1/p where y = 1
+    d_kept = _branches(sp.piecewise_fold(sp.diff(kept_loss, p)))
+    kept_selected = sp.Piecewise((1, sp.Eq(y, 0)), (0, sp.Eq(y, 1)), (p, True))
+    d_as_computed = (p_selected - y) / (p_or_one * (1 - p_or_zero))
+    selections = ((p_or_one, kept_p), (p_or_zero, kept_not_p), (p_selected, kept_selected))
     gradient = sp.diff(of_logit, z)  # 1 − y − e^{−z}/(1 + e^{−z})
     gradient_in_sigma = sig - y
     # Why the code computes them this way: max(z, 0) − y z is z(1 − y) for z > 0, computed as
@@ -239,9 +265,57 @@ def derive() -> Derivation:
             "certain probability gives $+\\infty$ only against a target that gives its "
             "logarithm weight.",
             with_log1p,
-            selected.xreplace({p_or_one: kept_p, p_or_zero: kept_not_p}),
+            kept_loss,
             start="the loss, with {step:log1p}'s log1p",
             checked="numeric",  # a selection on y = 0 and y = 1: SymPy cannot decide it for symbolic y
+            key="loss-as-computed",
+        ),
+        Step(
+            "Its derivative where y is 0 or 1",
+            "Differentiate the loss as the code computes it, not the formula: where $y = 0$ "
+            "only $-\\operatorname{log1p}(-p)$ is left, whose derivative $1/(1 - p)$ is 1 at "
+            "$p = 0$; where $y = 1$ only $-\\log p$, whose derivative $-1/p$ is $-1$ at $p = 1$. "
+            "Written as in {step:derivative-in-p}, $(p - y)/(p(1 - p))$ is $0/0$, nan, at both "
+            "of those points. SymPy differentiates the selections branch by branch.",
+            Derivative(kept_loss, p),
+            d_kept,
+            start="{step:loss-as-computed}'s loss",
+            checked="numeric",  # a selection on y = 0 and y = 1: SymPy cannot decide it for symbolic y
+            key="derivative-as-computed",
+        ),
+        Step(
+            "The gradient with the loss's selections",
+            "The code selects numerator and denominator as the loss selects its logarithms "
+            "(`xp.where`): the numerator is 1 where $y = 0$, $-1$ where $y = 1$ and $p - y$ "
+            "elsewhere; the denominator is $1 - p$, $p$ and $p(1 - p)$. One division, never "
+            "$0/0$, and elsewhere the same operations as $(p - y)/(p(1 - p))$, which keeps "
+            "the digits of $p - y$ where $p$ is close to $y$ (the right side of the previous "
+            "step subtracts two nearly equal numbers there).",
+            d_kept,
+            d_as_computed,
+            where=selections,
+            checked="numeric",  # a selection on y = 0 and y = 1: SymPy cannot decide it for symbolic y
+            key="selection-gradient",
+        ),
+        Step(
+            "Where the target is 0",
+            "The first branch of {step:derivative-as-computed}'s derivative, checked on its "
+            "own (the checks of {steps:derivative-as-computed and selection-gradient} draw $y$ "
+            "away from 0 and 1, and so reach only the last branch).",
+            Derivative(kept_loss, p),
+            1 / (1 - p),
+            relation="=>",
+            given=((y, 0),),
+            start="the derivative of the loss as computed, where $y = 0$",
+        ),
+        Step(
+            "Where the target is 1",
+            "The second branch, checked on its own the same way.",
+            Derivative(kept_loss, p),
+            -1 / p,
+            relation="=>",
+            given=((y, 1),),
+            start="the derivative of the loss as computed, where $y = 1$",
         ),
         # Binary as C = 2: the softmax of two logits is the sigmoid of their difference
         Step(
@@ -378,7 +452,7 @@ def derive() -> Derivation:
         Param(
             "p",
             p,
-            doc="predicted probabilities, in [0, 1] (checked; 0 or 1 gives inf where its logarithm has weight, and nan in the gradient where p = y)",
+            doc="predicted probabilities, in [0, 1] (checked; 0 or 1 gives inf where its logarithm has weight)",
             domain="probability",
             check="in [0, 1]",
         ),
@@ -408,10 +482,11 @@ def derive() -> Derivation:
         ),
         Kernel(
             name="binary_cross_entropy_grad",
-            summary="∂L/∂p = (p − y)/(p(1 − p)), elementwise.",
+            summary="∂L/∂p = (p − y)/(p(1 − p)), elementwise; 1/(1 − p) where y = 0 and −1/p where y = 1.",
             params=probabilities,
-            body=(),
-            returns=Assign(Derivative(L, p), (), (p - y) / (p * (1 - p))),
+            body=tuple(Assign(name, (), value) for name, value in selections),
+            returns=Assign(Derivative(L, p), (), d_as_computed),
+            math=d_kept,
             returns_doc="the shape of p",
             notes=GRAD_NOTE,
             derivative=DerivativeOf("binary_cross_entropy(p, y)", wrt="p", kind="elementwise"),
