@@ -534,6 +534,70 @@ def with_diagonal(
     return xp.where(eye, diagonal, full)
 
 
+_SYMMETRIC_FROM = 1024  # rows: below, one product (measured in the commit that added this)
+_SYMMETRIC_BLOCK = 320  # rows of one block of the upper triangle
+
+
+def symmetric_matmul(
+    xp: Any,
+    left: Any,
+    right: Any,
+    shape: tuple[int, ...],
+    diagonal: Any = None,
+    axes: tuple[int, int] | None = None,
+) -> Any:
+    """``leftᵀ right`` reshaped to ``shape``, for a product known to be symmetric.
+
+    The printing of Σ_b L_bp R_bq where R is L up to a number (the weight
+    Hessian's −Σ_b x_bj S_bc x_bk S_bd / B): p ↔ q swaps the two sides. In
+    NumPy, for n × n ≥ ``_SYMMETRIC_FROM`` rows, only the blocks of rows on
+    and above the diagonal are multiplied, and each block's part right of the
+    diagonal is copied, transposed, below it: a little over half the
+    product's arithmetic, and entry [q, p] is entry [p, q]'s number. With
+    ``diagonal`` (``with_diagonal``'s D over ``axes``), D is written over each
+    block of rows just after it is made, while it is in cache, not in a pass
+    over the whole result afterwards: every entry is the number
+    ``with_diagonal`` would write. Otherwise one product.
+    """
+    n = left.shape[-1]
+    size = None if axes is None else shape[axes[0]]
+    if not (
+        type(left) is np.ndarray
+        and type(right) is np.ndarray
+        and left.ndim == 2 == right.ndim
+        and left.shape == right.shape
+        and left.dtype is right.dtype
+        and left.dtype in _BLAS_FLOATS
+        and n >= _SYMMETRIC_FROM
+    ):
+        product = xp.reshape(xp.matmul(xp.matrix_transpose(left), right), shape)
+        if diagonal is None:
+            return product
+        return with_diagonal(xp, product, diagonal, size, axes)
+    product = np.empty((n, n), dtype=left.dtype)
+    result = product.reshape(shape)
+    per = n // shape[0]  # rows per entry of the first axis: a block is a slice along it
+    by_block = (
+        diagonal is not None
+        and type(diagonal) is np.ndarray
+        and diagonal.dtype is left.dtype
+        and diagonal.ndim == len(shape) - 1
+        and diagonal.shape[0] == shape[0]
+        and len(shape) + axes[0] > 0  # the first axis is not one of the diagonal's
+    )
+    rows = per * max(1, round(_SYMMETRIC_BLOCK / per))
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        np.matmul(left[:, start:stop].T, right[:, start:], out=product[start:stop, start:])
+        product[stop:, start:stop] = product[start:stop, stop:].T
+        if by_block:  # a slice along the first axis: contiguous, so written in place
+            first, last = start // per, stop // per
+            with_diagonal(np, result[first:last], diagonal[first:last], size, axes)
+    if diagonal is not None and not by_block:
+        return with_diagonal(xp, result, diagonal, size, axes)
+    return result
+
+
 def outer_product(xp: Any, a: Any, b: Any) -> Any:
     """a_i b_j on the last two axes: ``a[..., :, None] * b[..., None, :]``.
 

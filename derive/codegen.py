@@ -606,6 +606,7 @@ def _generate_function(
             "sum_of_weighted_differences",
             "off_diagonal",
             "with_diagonal",
+            "symmetric_matmul",
             "outer_product",
             "solve",
             "is_traced",

@@ -1286,8 +1286,11 @@ def derive():
                 (jj, c, kk, d),
                 KroneckerDelta(c, d)
                 * MatmulSum(X[b, jj] * share[b, c] * O[b, c] * X[b, kk], (b, 1, B))
+                # S_c/B as S_c times −1/B: both sides the same factors, so the product is
+                # symmetric and printed as one (its upper triangle, mirrored)
                 - (1 - KroneckerDelta(c, d))
-                * MatmulSum(X[b, jj] * share[b, c] * X[b, kk] * P[b, d], (b, 1, B)),
+                * MatmulSum(X[b, jj] * P[b, c] * X[b, kk] * P[b, d], (b, 1, B))
+                / B,
             ),
             math=batch_stable.xreplace({O[b, c]: batch_others}),
             returns_doc="shape (D, C, D, C), entry [j, c, k, d] = ∂²XE/∂W_jc∂W_kd; "
