@@ -550,14 +550,15 @@ def symmetric_matmul(
 
     The printing of Σ_b L_bp R_bq where R is L up to a number (the weight
     Hessian's −Σ_b x_bj S_bc x_bk S_bd / B): p ↔ q swaps the two sides. In
-    NumPy, for n × n ≥ ``_SYMMETRIC_FROM`` rows, only the blocks of rows on
-    and above the diagonal are multiplied, and each block's part right of the
-    diagonal is copied, transposed, below it: a little over half the
-    product's arithmetic, and entry [q, p] is entry [p, q]'s number. With
-    ``diagonal`` (``with_diagonal``'s D over ``axes``), D is written over each
-    block of rows just after it is made, while it is in cache, not in a pass
-    over the whole result afterwards: every entry is the number
-    ``with_diagonal`` would write. Otherwise one product.
+    NumPy, for n × n with n ≥ ``_SYMMETRIC_FROM``, the rows are cut into
+    blocks; of each block only the columns from its first row's on are
+    multiplied, and the part right of the block is copied, transposed, below
+    it: a little over half the product's arithmetic. Below the diagonal
+    blocks entry [q, p] is entry [p, q]'s number (its terms' two factors in
+    the other order: the same rounding where the number is a power of two).
+    With ``diagonal`` (``with_diagonal``'s D over ``axes``), D is written
+    over each block of rows just after it is made, while it is in cache,
+    not in a pass over the whole result afterwards. Otherwise one product.
     """
     n = left.shape[-1]
     size = None if axes is None else shape[axes[0]]

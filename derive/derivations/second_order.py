@@ -1297,9 +1297,11 @@ def derive():
             "`.reshape(D*C, D*C)` is the Hessian of W flattened row-major (`W.reshape(-1)`)",
             notes="Cost: two matrix products, D x B by B x (C·D) for the diagonal blocks and "
             "(D·C) x B by B x (D·C) off them, and no other pass over the (D·C)² result: the "
-            "minus sign is taken on a B x C factor before the product, and the diagonal blocks "
-            "are written over the product's. Memory: one array the size of the result, "
-            "besides B x D·C arrays. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
+            "factor −1/B is taken on a B x C factor before the product, and the diagonal "
+            "blocks are written over the product's. The product off them is symmetric (both "
+            "sides are x_j S_c): in NumPy only its blocks on and above the diagonal are "
+            "multiplied and the rest copied from them. Memory: one array the size of the "
+            "result, besides B x D·C arrays. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
             "S_c(1 − S_c).",
             flatten_batch=True,
             derivative=DerivativeOf("weight_grad(x, W, y)", wrt="W"),
