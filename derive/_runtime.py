@@ -540,48 +540,51 @@ _SYMMETRIC_BLOCK = 320  # rows of one block of the upper triangle
 
 def symmetric_matmul(
     xp: Any,
-    left: Any,
-    right: Any,
+    factor: Any,
+    scale: Any,
+    divisor: Any,
     shape: tuple[int, ...],
     diagonal: Any = None,
     axes: tuple[int, int] | None = None,
 ) -> Any:
-    """``leftᵀ right`` reshaped to ``shape``, for a product known to be symmetric.
+    """``(F · scale / divisor)ᵀ F`` reshaped to ``shape``: a product that is symmetric.
 
-    The printing of Σ_b L_bp R_bq where R is L up to a number (the weight
-    Hessian's −Σ_b x_bj S_bc x_bk S_bd / B): p ↔ q swaps the two sides. In
-    NumPy, for n × n with n ≥ ``_SYMMETRIC_FROM``, the rows are cut into
-    blocks; of each block only the columns from its first row's on are
-    multiplied, and the part right of the block is copied, transposed, below
-    it: a little over half the product's arithmetic. Below the diagonal
-    blocks entry [q, p] is entry [p, q]'s number (its terms' two factors in
-    the other order: the same rounding where the number is a power of two).
-    With ``diagonal`` (``with_diagonal``'s D over ``axes``), D is written
-    over each block of rows just after it is made, while it is in cache,
-    not in a pass over the whole result afterwards. Otherwise one product.
+    The printing of Σ_b F_bp F_bq times a number (the weight Hessian's
+    −Σ_b x_bj S_bc x_bk S_bd / B): p ↔ q swaps the two sides. The number is
+    taken on the left side (B x n), not on the n x n product; a scale of ±1
+    and a power-of-two divisor are exact. In NumPy, for n ≥
+    ``_SYMMETRIC_FROM``, the rows are cut into blocks; of each block only
+    the columns from its first row's on are multiplied (its left side scaled
+    there, a B x block array, not a B x n one), and the part right of the
+    block is copied, transposed, below it: a little over half the product's
+    arithmetic. Below the diagonal blocks entry [q, p] is entry [p, q]'s
+    number (its terms' two factors in the other order: the same rounding
+    where the divisor is a power of two). With ``diagonal`` (``with_diagonal``'s
+    D over ``axes``), D is written over each block of rows just after it is
+    made, while it is in cache, not in a pass over the whole result
+    afterwards. Otherwise one product.
     """
-    n = left.shape[-1]
+    n = factor.shape[-1]
     size = None if axes is None else shape[axes[0]]
     if not (
-        type(left) is np.ndarray
-        and type(right) is np.ndarray
-        and left.ndim == 2 == right.ndim
-        and left.shape == right.shape
-        and left.dtype is right.dtype
-        and left.dtype in _BLAS_FLOATS
+        type(factor) is np.ndarray
+        and factor.ndim == 2
+        and factor.dtype in _BLAS_FLOATS
         and n >= _SYMMETRIC_FROM
     ):
-        product = xp.reshape(xp.matmul(xp.matrix_transpose(left), right), shape)
+        left = factor if scale == 1 else factor * scale
+        left = left if divisor == 1 else left / divisor
+        product = xp.reshape(xp.matmul(xp.matrix_transpose(left), factor), shape)
         if diagonal is None:
             return product
         return with_diagonal(xp, product, diagonal, size, axes)
-    product = np.empty((n, n), dtype=left.dtype)
+    product = np.empty((n, n), dtype=factor.dtype)
     result = product.reshape(shape)
     per = n // shape[0]  # rows per entry of the first axis: a block is a slice along it
     by_block = (
         diagonal is not None
         and type(diagonal) is np.ndarray
-        and diagonal.dtype is left.dtype
+        and diagonal.dtype is factor.dtype
         and diagonal.ndim == len(shape) - 1
         and diagonal.shape[0] == shape[0]
         and len(shape) + axes[0] > 0  # the first axis is not one of the diagonal's
@@ -589,7 +592,13 @@ def symmetric_matmul(
     rows = per * max(1, round(_SYMMETRIC_BLOCK / per))
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        np.matmul(left[:, start:stop].T, right[:, start:], out=product[start:stop, start:])
+        left = factor[:, start:stop]
+        if scale == -1:  # one rounding: f / −d is −(f / d)
+            left = np.divide(left, -divisor)
+        else:
+            left = left if scale == 1 else np.multiply(left, scale)
+            left = left if divisor == 1 else np.divide(left, divisor)
+        np.matmul(left.T, factor[:, start:], out=product[start:stop, start:])
         product[stop:, start:stop] = product[start:stop, stop:].T
         if by_block:  # a slice along the first axis: contiguous, so written in place
             first, last = start // per, stop // per

@@ -304,10 +304,7 @@ def test_a_sum_over_the_batch_with_the_same_factors_on_both_sides_is_one_symmetr
     jj, kk, cc, dd = input_index("j"), input_index("k"), class_index("c"), class_index("d")
     axes = (jj, cc, kk, dd)
     product = MatmulSum(X[b, jj] * P[b, cc] * X[b, kk] * P[b, dd], (b, 1, b.upper))
-    sides = (
-        "xp.reshape(-s[:, None, :]/B * x[:, :, None], (B, -1)), "
-        "xp.reshape(s[:, None, :] * x[:, :, None], (B, -1))"
-    )
+    sides = "xp.reshape(s[:, None, :] * x[:, :, None], (B, -1)), -1, B"  # the side, −1/B
     assert code(-product / b.upper, axes, batched=(), names=(("S", "s"),)) == (
         f"symmetric_matmul(xp, {sides}, (D, C, D, C))"
     )

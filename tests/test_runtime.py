@@ -537,49 +537,51 @@ def test_with_diagonal_writes_over_one_owned_matrix_and_copies_one_it_does_not_o
     np.testing.assert_array_equal(transposed, _where_reference(kept.T, diagonal, (-2, -1)))
 
 
-def _symmetric_operands(dtype, rows, classes, scale):
-    """x_bj S_bc (B x rows·classes) and the same times ``scale``: Lᵀ R is symmetric."""
+def _symmetric_factor(dtype, rows, classes):
+    """x_bj S_bc, B x rows·classes: Fᵀ F is symmetric."""
     rng = np.random.default_rng(9)
-    right = (rng.normal(size=(7, rows, 1)) * rng.random((7, 1, classes))).reshape(7, -1)
-    right = right.astype(dtype)
-    return (right * dtype(scale)).astype(dtype), right
+    factor = (rng.normal(size=(7, rows, 1)) * rng.random((7, 1, classes))).reshape(7, -1)
+    return factor.astype(dtype)
+
+
+def _plain(factor, scale, divisor, shape):
+    """The product as printed before: the number on the left side, one matrix product."""
+    return ((factor * factor.dtype.type(scale) / divisor).T @ factor).reshape(shape)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("scale", [-0.25, -1 / 3])
-@pytest.mark.parametrize("with_diagonal_on", [None, (-3, -1)])
+@pytest.mark.parametrize("scale, divisor", [(-1, 4), (-1, 3), (2, 3), (1, 1)])
+@pytest.mark.parametrize("diagonal_axes", [None, (-3, -1)])
 def test_symmetric_matmul_is_the_product_with_the_diagonal_written_over_it(
-    monkeypatch, dtype, scale, with_diagonal_on
+    monkeypatch, dtype, scale, divisor, diagonal_axes
 ):
     """Block by block (the upper triangle multiplied, mirrored below, D written per block of
     rows) it is what one product and with_diagonal give: the same numbers where the product
-    is symmetric to the last bit (a power-of-two scale), within rounding otherwise, and
-    then exactly symmetric (each entry below the diagonal is its mirror's number)."""
+    is symmetric to the last bit (a power-of-two divisor), else within the rounding of the
+    other order of each term's two factors."""
     from derive._runtime import symmetric_matmul, with_diagonal
 
     monkeypatch.setattr(_runtime, "_SYMMETRIC_FROM", 8)  # blocks at a test's size
     monkeypatch.setattr(_runtime, "_SYMMETRIC_BLOCK", 7)  # 2 rows of j per block: 11 = 5·2 + 1
     rows, classes = 11, 3
-    left, right = _symmetric_operands(dtype, rows, classes, scale)
+    factor = _symmetric_factor(dtype, rows, classes)
     shape = (rows, classes, rows, classes)
-    plain = (left.T @ right).reshape(shape)
+    plain = _plain(factor, scale, divisor, shape)
     diagonal = None
-    if with_diagonal_on is not None:
+    if diagonal_axes is not None:
         diagonal = np.random.default_rng(10).normal(size=(rows, classes, rows)).astype(dtype)
-        plain = with_diagonal(FAST_NUMPY, plain, diagonal, classes, with_diagonal_on)
-    got = symmetric_matmul(FAST_NUMPY, left, right, shape, diagonal, with_diagonal_on)
+        plain = with_diagonal(FAST_NUMPY, plain, diagonal, classes, diagonal_axes)
+    got = symmetric_matmul(FAST_NUMPY, factor, scale, divisor, shape, diagonal, diagonal_axes)
     assert got.shape == shape and got.dtype == dtype
-    if scale == -0.25:
+    if divisor in (1, 4) and scale in (1, -1):
         np.testing.assert_array_equal(got, plain)
-    else:
-        # the two orders of each product's terms: within a few ulps of Σ_b |L_bp R_bq|
-        bound = (np.abs(left).T @ np.abs(right)).reshape(shape) * 8 * np.finfo(dtype).eps
-        on = np.abs(got - plain) <= bound
+    else:  # within a few ulps of Σ_b |F_bp F_bq| · |scale / divisor|
+        bound = np.abs(factor).T @ np.abs(factor) * abs(scale / divisor)
+        close = np.abs(got - plain) <= bound.reshape(shape) * 8 * np.finfo(dtype).eps
         if diagonal is not None:  # D's own entries: written as given
-            on |= with_diagonal(
-                FAST_NUMPY, np.zeros(shape, bool), diagonal == diagonal, classes, (-3, -1)
-            )
-        assert on.all()
+            mask = np.zeros(shape, bool)
+            close |= with_diagonal(FAST_NUMPY, mask, diagonal == diagonal, classes, (-3, -1))
+        assert close.all()
 
 
 def test_symmetric_matmul_with_a_diagonal_on_the_first_axis_writes_it_once_at_the_end(
@@ -591,11 +593,11 @@ def test_symmetric_matmul_with_a_diagonal_on_the_first_axis_writes_it_once_at_th
 
     monkeypatch.setattr(_runtime, "_SYMMETRIC_FROM", 8)
     monkeypatch.setattr(_runtime, "_SYMMETRIC_BLOCK", 6)
-    left, right = _symmetric_operands(np.float64, 4, 3, -0.5)
+    factor = _symmetric_factor(np.float64, 4, 3)
     shape = (4, 3, 4, 3)
     diagonal = np.random.default_rng(11).normal(size=(4, 3, 3))
-    expected = with_diagonal(FAST_NUMPY, (left.T @ right).reshape(shape), diagonal, 4, (-4, -2))
-    got = symmetric_matmul(FAST_NUMPY, left, right, shape, diagonal, (-4, -2))
+    expected = with_diagonal(FAST_NUMPY, _plain(factor, -1, 2, shape), diagonal, 4, (-4, -2))
+    got = symmetric_matmul(FAST_NUMPY, factor, -1, 2, shape, diagonal, (-4, -2))
     np.testing.assert_array_equal(got, expected)
 
 
@@ -604,13 +606,11 @@ def test_symmetric_matmul_outside_numpy_is_one_product():
 
     from derive._runtime import symmetric_matmul, with_diagonal
 
-    left, right = _symmetric_operands(np.float64, 4, 3, -0.5)
+    factor = _symmetric_factor(np.float64, 4, 3)
     diagonal = np.random.default_rng(12).normal(size=(4, 3, 4))
     shape = (4, 3, 4, 3)
-    got = symmetric_matmul(
-        xp, xp.asarray(left), xp.asarray(right), shape, xp.asarray(diagonal), (-3, -1)
-    )
-    expected = with_diagonal(FAST_NUMPY, (left.T @ right).reshape(shape), diagonal, 3, (-3, -1))
+    got = symmetric_matmul(xp, xp.asarray(factor), -1, 2, shape, xp.asarray(diagonal), (-3, -1))
+    expected = with_diagonal(FAST_NUMPY, _plain(factor, -1, 2, shape), diagonal, 3, (-3, -1))
     np.testing.assert_array_equal(np.asarray(got), expected)
 
 

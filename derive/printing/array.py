@@ -926,32 +926,38 @@ class ArrayPrinter(NumPyPrinter):
                 f"{expr}: no factor-wise split of {free} into rows and columns"
             )
         cut = min(cuts, key=lambda n: abs(2 * n - len(free)))
-        sides = []
-        outer = self.axes
-        for part in (free[:cut], free[cut:]):
-            self.axes = [b, *part]
-            try:
-                group = [f for f in factors if set(f.indices[1:]) <= set(part)]
-                if scale != 1:  # on the smallest factor of the left side: B x its sizes
-                    smallest = min(group, key=lambda f: len(f.indices))
-                    group = [scale * f if f is smallest else f for f in group]
-                    scale = sp.S.One
-                code = " * ".join(self._print(f) for f in group)
-            finally:
-                self.axes = outer
-            sides.append(
-                f"{self._module}.reshape({code}, ({self._print(upper)}, -1))"
-                if len(part) > 1
-                else code
-            )
         shape = ", ".join(self._print(i.upper) for i in free)
-        if self._mirrored(free[:cut], free[cut:], factors):
-            product = f"symmetric_matmul({self._module}, {sides[0]}, {sides[1]}, ({shape}))"
+        if self._mirrored(free[:cut], free[cut:], factors):  # one side, printed once
+            numerator, divisor = sp.fraction(scale)
+            side = self._matmul_side(b, free[cut:], factors, sp.S.One)
+            product = (
+                f"symmetric_matmul({self._module}, {side}, {self._print(numerator)}, "
+                f"{self._print(divisor)}, ({shape}))"
+            )
             return self._place(product, tuple(free), batched=False)
-        product = f"{self._module}.matmul({self._transpose(sides[0])}, {sides[1]})"
+        left = self._matmul_side(b, free[:cut], factors, scale)
+        right = self._matmul_side(b, free[cut:], factors, sp.S.One)
+        product = f"{self._module}.matmul({self._transpose(left)}, {right})"
         if len(free) > 2:
             product = f"{self._module}.reshape({product}, ({shape}))"
         return self._place(product, tuple(free), batched=False)
+
+    def _matmul_side(self, b: sp.Idx, part: list, factors: tuple, scale: sp.Expr) -> str:
+        """One side of Σ_b Π A_f[b, ..]: the product of the factors on ``part``'s indices, as B x
+        their sizes; ``scale`` (a number) on the factor with the fewest axes."""
+        outer = self.axes
+        self.axes = [b, *part]
+        try:
+            group = [f for f in factors if set(f.indices[1:]) <= set(part)]
+            if scale != 1:  # on the smallest factor: B x its sizes
+                smallest = min(group, key=lambda f: len(f.indices))
+                group = [scale * f if f is smallest else f for f in group]
+            code = " * ".join(self._print(f) for f in group)
+        finally:
+            self.axes = outer
+        if len(part) > 1:
+            return f"{self._module}.reshape({code}, ({self._print(b.upper)}, -1))"
+        return code
 
     @staticmethod
     def _mirrored(rows: list, columns: list, factors: tuple) -> bool:
