@@ -129,32 +129,3 @@ def test_an_infinite_entry_gives_the_sums_of_others_values():
     expected = a * sum_of_others(FAST_NUMPY, w) - sum_of_others(FAST_NUMPY, w * a)
     np.testing.assert_array_equal(got, expected)
     assert got[1, 3] == np.inf and np.all(np.delete(got[1], 3) == -np.inf)
-
-
-@pytest.mark.parametrize("divisor", [64, 3])
-@pytest.mark.parametrize("dominant", [False, True])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_a_divisor_divides_the_differences(divisor, dominant, dtype):
-    """D / n: by a power of two the same numbers as D then divided (the per-row sums scaled
-    exactly), by another within one more rounding; a row with a dominant weight as well."""
-    from derive._runtime import sum_of_weighted_differences
-
-    rng = np.random.default_rng(divisor)
-    w = rng.uniform(0.0, 1.0, (6, 40))
-    if dominant:
-        w[2, 5] = 1e3  # most of its row
-    w = (w / w.sum(axis=-1, keepdims=True)).astype(dtype)
-    a = rng.normal(size=(6, 40)).astype(dtype)
-    undivided = sum_of_weighted_differences(FAST_NUMPY, w, a)
-    got = sum_of_weighted_differences(FAST_NUMPY, w, a, divisor)
-    assert got.dtype == dtype
-    if divisor == 64:
-        np.testing.assert_array_equal(got, undivided / dtype(divisor))
-    else:
-        np.testing.assert_allclose(got, undivided / dtype(divisor), rtol=2 * np.finfo(dtype).eps)
-    strict = sum_of_weighted_differences(
-        array_api_strict, array_api_strict.asarray(w), array_api_strict.asarray(a), divisor
-    )
-    expected = differences_written_out(w, a) / divisor
-    scale = np.abs(expected).max()
-    np.testing.assert_allclose(np.asarray(strict), expected, atol=16 * np.finfo(dtype).eps * scale)

@@ -1245,7 +1245,7 @@ def derive():
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
-    differences = sp.IndexedBase("differences")  # Σ_{d≠c} S_bd (U_bc − U_bd) / B
+    differences = sp.IndexedBase("differences")  # Σ_{d≠c} S_bd (U_bc − U_bd)
     error_share = sp.IndexedBase("error_share")
     (hvp_sum,) = [s for s in hvp.atoms(Sum) if s.limits[0][0] == b]
     kernels = (
@@ -1322,14 +1322,13 @@ def derive():
                 # U first: the softmax's passes then leave S in cache for the sums that read it
                 Assign(U, (b, c), along),
                 Assign(P, (b, c), softmax_of_batch),
-                # U_c O_c − Q_c as one sum: Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped;
-                # over B here, where the runtime divides its per-row sums, not B x C numbers
+                # U_c O_c − Q_c as one sum: Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped
                 Assign(
                     differences,
                     (b, c),
-                    Sum((1 - KroneckerDelta(c, d)) * P[b, d] * (U[b, c] - U[b, d]), (d, 1, C)) / B,
+                    Sum((1 - KroneckerDelta(c, d)) * P[b, d] * (U[b, c] - U[b, d]), (d, 1, C)),
                 ),
-                Assign(error_share, (b, c), P[b, c] * differences[b, c]),
+                Assign(error_share, (b, c), P[b, c] * differences[b, c] / B),
             ),
             returns=Assign(
                 sp.IndexedBase("HV")[jj, c],

@@ -486,7 +486,6 @@ class ArrayPrinter(NumPyPrinter):
     def _print_Mul(self, expr: sp.Mul) -> str:
         return (
             self._scaled_matmul_sum(expr)
-            or self._divided_weighted_differences(expr)
             or self._negate_in_place(expr)
             or self._divide_in_place(expr)
             or self._multiply_in_place(expr)
@@ -785,19 +784,7 @@ class ArrayPrinter(NumPyPrinter):
         others = f"sum_of_others({self._module}, {name})"
         return self._place(others, (*leading, i), name in self.batched)
 
-    def _divided_weighted_differences(self, expr: sp.Mul) -> str | None:
-        """Σ_m (1 − δ_im) w_m (a_i − a_m) / n (the HVP's factor over the batch size):
-        ``sum_of_weighted_differences(xp, w, a, n)``, which divides its per-row sums, not the
-        B x C result, where that is exact."""
-        sums = [f for f in sp.Mul.make_args(expr) if isinstance(f, sp.Sum)]
-        if len(sums) != 1:
-            return None
-        numerator, divisor = sp.fraction(expr / sums[0])
-        if numerator != 1 or divisor == 1 or divisor.atoms(sp.Indexed, sp.Idx):
-            return None
-        return self._sum_of_weighted_differences(sums[0], divisor)
-
-    def _sum_of_weighted_differences(self, expr: sp.Sum, divisor: sp.Expr = sp.S.One) -> str | None:
+    def _sum_of_weighted_differences(self, expr: sp.Sum) -> str | None:
         """Σ_m (1 − δ_im) w_m (a_i − a_m) (or w_bm, a_bi, per sample), for each i:
         ``sum_of_weighted_differences(xp, w, a)`` (derive._runtime), O(C) per row.
 
@@ -833,8 +820,7 @@ class ArrayPrinter(NumPyPrinter):
         w, a = self._name(weight.base.label), self._name(first.base.label)
         if (w in self.batched) != (a in self.batched):
             return None
-        extra = "" if divisor == 1 else f", {self._print(divisor)}"
-        code = f"sum_of_weighted_differences({self._module}, {w}, {a}{extra})"
+        code = f"sum_of_weighted_differences({self._module}, {w}, {a})"
         return self._place(code, (*leading, i), w in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
