@@ -555,14 +555,14 @@ def _plain(factor, scale, divisor, shape):
 def test_symmetric_matmul_is_the_product_with_the_diagonal_written_over_it(
     monkeypatch, dtype, scale, divisor, diagonal_axes
 ):
-    """Block by block (the upper triangle multiplied, mirrored below, D written per block of
-    rows) it is what one product and with_diagonal give: the same numbers where the product
+    """Block by block (the upper triangle multiplied, mirrored below) it is what one product
+    and with_diagonal give: the same numbers where the product
     is symmetric to the last bit (a power-of-two divisor), else within the rounding of the
     other order of each term's two factors."""
     from derive._runtime import symmetric_matmul, with_diagonal
 
     monkeypatch.setattr(_runtime, "_SYMMETRIC_FROM", 8)  # blocks at a test's size
-    monkeypatch.setattr(_runtime, "_SYMMETRIC_BLOCK", 7)  # 2 rows of j per block: 11 = 5·2 + 1
+    monkeypatch.setattr(_runtime, "_SYMMETRIC_BLOCK", 7)  # 33 rows: 4 blocks of 7 and one of 5
     rows, classes = 11, 3
     factor = _symmetric_factor(dtype, rows, classes)
     shape = (rows, classes, rows, classes)
@@ -584,11 +584,8 @@ def test_symmetric_matmul_is_the_product_with_the_diagonal_written_over_it(
         assert close.all()
 
 
-def test_symmetric_matmul_with_a_diagonal_on_the_first_axis_writes_it_once_at_the_end(
-    monkeypatch,
-):
-    """A δ over the first axis cannot be written per block of rows (a block is a slice of
-    that axis): the whole result takes it afterwards, the same numbers."""
+def test_symmetric_matmul_writes_a_diagonal_on_any_two_axes(monkeypatch):
+    """D over the first axis and the third, as with_diagonal writes it: the same numbers."""
     from derive._runtime import symmetric_matmul, with_diagonal
 
     monkeypatch.setattr(_runtime, "_SYMMETRIC_FROM", 8)
