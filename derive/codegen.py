@@ -606,7 +606,6 @@ def _generate_function(
             "sum_of_weighted_differences",
             "off_diagonal",
             "with_diagonal",
-            "symmetric_matmul",
             "outer_product",
             "solve",
             "is_traced",

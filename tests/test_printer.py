@@ -268,62 +268,22 @@ def test_a_maximum_with_a_number_is_written_into_an_owned_temporary():
 
 
 def test_a_number_times_a_sum_over_the_batch_multiplies_a_factor_not_the_product():
-    # −Σ_b x_bj S_bc x_bk T_bd: the sign on the (B, C) factor, not a pass over the (D·C)² product
+    # −Σ_b x_bj S_bc x_bk S_bd: the sign on the (B, C) factor, not a pass over the (D·C)² product
     from derive.sympy_tools import MatmulSum
 
-    b, X, P, T = (
+    b, X, P = (
         sp.Idx("b", (1, sp.Symbol("B", integer=True))),
         sp.IndexedBase("x"),
         sp.IndexedBase("S"),
-        sp.IndexedBase("T"),
     )
     jj, kk, cc, dd = input_index("j"), input_index("k"), class_index("c"), class_index("d")
-    product = MatmulSum(X[b, jj] * P[b, cc] * X[b, kk] * T[b, dd], (b, 1, b.upper))
+    product = MatmulSum(X[b, jj] * P[b, cc] * X[b, kk] * P[b, dd], (b, 1, b.upper))
     plain = code(product, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
-    assert plain.startswith("xp.reshape(xp.matmul(")  # T is not S: not symmetric
     negated = code(-product, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
     assert not negated.startswith("-") and "xp.matmul" in negated
     assert negated == plain.replace("(s[:, None, :] * x", "(-s[:, None, :] * x", 1)
     halved = code(product / 2, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
     assert halved == plain.replace("(s[:, None, :] * x", "((1/2)*s[:, None, :] * x", 1)
-    # a number that holds a size (−1/B) is a number all the same
-    mean = code(-product / b.upper, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
-    assert mean == plain.replace("(s[:, None, :] * x", "(-s[:, None, :]/B * x", 1)
-
-
-def test_a_sum_over_the_batch_with_the_same_factors_on_both_sides_is_one_symmetric_product():
-    # Σ_b x_bj S_bc x_bk S_bd: j ↔ k, c ↔ d gives the same factors, so entry [p, q] is [q, p]
-    from derive.sympy_tools import MatmulSum
-
-    b, X, P, T = (
-        sp.Idx("b", (1, sp.Symbol("B", integer=True))),
-        sp.IndexedBase("x"),
-        sp.IndexedBase("S"),
-        sp.IndexedBase("T"),
-    )
-    jj, kk, cc, dd = input_index("j"), input_index("k"), class_index("c"), class_index("d")
-    axes = (jj, cc, kk, dd)
-    product = MatmulSum(X[b, jj] * P[b, cc] * X[b, kk] * P[b, dd], (b, 1, b.upper))
-    sides = "xp.reshape(s[:, None, :] * x[:, :, None], (B, -1)), -1, B"  # the side, −1/B
-    assert code(-product / b.upper, axes, batched=(), names=(("S", "s"),)) == (
-        f"symmetric_matmul(xp, {sides}, (D, C, D, C))"
-    )
-    # with a δ over (c, d): the diagonal goes to the product, which writes it block by block
-    delta = sp.KroneckerDelta(cc, dd)
-    diagonal = MatmulSum(X[b, jj] * T[b, cc] * X[b, kk], (b, 1, b.upper))
-    split = code(
-        delta * diagonal - (1 - delta) * product / b.upper,
-        axes,
-        batched=(),
-        names=(("S", "s"),),
-    )
-    assert split.startswith(f"symmetric_matmul(xp, {sides}, (D, C, D, C), xp.reshape(")
-    assert split.endswith(", (-3, -1))") and "with_diagonal" not in split
-    # the sides are not mirror images: another array on one side, or sides of other sizes
-    other = MatmulSum(X[b, jj] * P[b, cc] * X[b, kk] * T[b, dd], (b, 1, b.upper))
-    assert "symmetric" not in code(other, axes, batched=(), names=(("S", "s"),))
-    uneven = MatmulSum(X[b, jj] * P[b, cc] * X[b, kk], (b, 1, b.upper))
-    assert "symmetric" not in code(uneven, (jj, cc, kk), batched=(), names=(("S", "s"),))
 
 
 def test_a_weighted_sum_of_differences_with_the_others_is_one_runtime_call():

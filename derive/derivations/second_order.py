@@ -1286,22 +1286,17 @@ def derive():
                 (jj, c, kk, d),
                 KroneckerDelta(c, d)
                 * MatmulSum(X[b, jj] * share[b, c] * O[b, c] * X[b, kk], (b, 1, B))
-                # S_c/B as S_c times −1/B: both sides the same factors, so the product is
-                # symmetric and printed as one (its upper triangle, mirrored)
                 - (1 - KroneckerDelta(c, d))
-                * MatmulSum(X[b, jj] * P[b, c] * X[b, kk] * P[b, d], (b, 1, B))
-                / B,
+                * MatmulSum(X[b, jj] * share[b, c] * X[b, kk] * P[b, d], (b, 1, B)),
             ),
             math=batch_stable.xreplace({O[b, c]: batch_others}),
             returns_doc="shape (D, C, D, C), entry [j, c, k, d] = ∂²XE/∂W_jc∂W_kd; "
             "`.reshape(D*C, D*C)` is the Hessian of W flattened row-major (`W.reshape(-1)`)",
             notes="Cost: two matrix products, D x B by B x (C·D) for the diagonal blocks and "
             "(D·C) x B by B x (D·C) off them, and no other pass over the (D·C)² result: the "
-            "factor −1/B is taken on a B x C factor before the product, and the diagonal "
-            "blocks are written over the product's. The product off them is symmetric (both "
-            "sides are x_j S_c): in NumPy only its blocks on and above the diagonal are "
-            "multiplied and the rest copied from them. Memory: one array the size of the "
-            "result, besides B x D·C arrays. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
+            "minus sign is taken on a B x C factor before the product, and the diagonal blocks "
+            "are written over the product's. Memory: one array the size of the result, "
+            "besides B x D·C arrays. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
             "S_c(1 − S_c).",
             flatten_batch=True,
             derivative=DerivativeOf("weight_grad(x, W, y)", wrt="W"),

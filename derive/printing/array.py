@@ -42,19 +42,6 @@ ARRAY_API_FUNCTIONS = {
 }
 
 
-def _one_call(code: str, function: str) -> bool:
-    """Whether ``code`` is one call of ``function`` and nothing else (its last parenthesis
-    closes the call's first)."""
-    if not (code.startswith(f"{function}(") and code.endswith(")")):
-        return False
-    depth = 0
-    for position, character in enumerate(code[len(function) :], start=len(function)):
-        depth += {"(": 1, ")": -1}.get(character, 0)
-        if depth == 0:
-            return position == len(code) - 1
-    return False
-
-
 class ArrayPrinter(NumPyPrinter):
     """Prints one expression for a known list of result axes.
 
@@ -187,8 +174,6 @@ class ArrayPrinter(NumPyPrinter):
             finally:
                 self._whole = outer
             positions = tuple(self.axes.index(a) - len(self.axes) for a in (first, second))
-            if _one_call(full, "symmetric_matmul"):  # D written by the product's blocks
-                return f"{full[:-1]}, {diagonal}, {positions})"
             flag = {"": "", ", owned=fresh": ", owned=fresh"}.get(owned, ", owned=False")
             return (
                 f"with_diagonal({self._module}, {full}, {diagonal}, "
@@ -879,19 +864,15 @@ class ArrayPrinter(NumPyPrinter):
     # -- second order: contractions over the batch, dense solves ------------------
 
     def _scaled_matmul_sum(self, expr: sp.Mul) -> str | None:
-        """A number times Σ_b Π A_f[b, ..] (−Σ_b ... / B, the Hessian's blocks off the diagonal):
-        the number multiplies one factor of the product, not its result, which has the size of
+        """A number times Σ_b Π A_f[b, ..] (−Σ_b ..., the Hessian's blocks off the diagonal): the
+        number multiplies one factor of the product, not its result, which has the size of
         both sides together ((D·C)² against B x C: 52 MB and a pass over them saved at D = 128,
         C = 20). A negation (or a power of two) is exact, so the numbers are the same; another
-        number is rounded into one factor rather than into the product, as accurate. The
-        number may hold sizes (−1/B): a scalar all the same."""
-        sums = [f for f in sp.Mul.make_args(expr) if isinstance(f, MatmulSum)]
-        if len(sums) != 1:
+        number is rounded into one factor rather than into the product, as accurate."""
+        number, rest = expr.as_coeff_Mul()
+        if number == 1 or not isinstance(rest, MatmulSum):
             return None
-        number = expr / sums[0]
-        if number == 1 or number.atoms(sp.Indexed, sp.Idx, sp.IndexedBase):
-            return None
-        return self._print_MatmulSum(sums[0], scale=number)
+        return self._print_MatmulSum(rest, scale=number)
 
     def _print_MatmulSum(self, expr: MatmulSum, scale: sp.Expr = sp.S.One) -> str:
         """Σ_b Π A_f[b, ..] as ``Lᵀ R``: the factors split into two groups of free indices.
@@ -926,49 +907,29 @@ class ArrayPrinter(NumPyPrinter):
                 f"{expr}: no factor-wise split of {free} into rows and columns"
             )
         cut = min(cuts, key=lambda n: abs(2 * n - len(free)))
-        shape = ", ".join(self._print(i.upper) for i in free)
-        if self._mirrored(free[:cut], free[cut:], factors):  # one side, printed once
-            numerator, divisor = sp.fraction(scale)
-            side = self._matmul_side(b, free[cut:], factors, sp.S.One)
-            product = (
-                f"symmetric_matmul({self._module}, {side}, {self._print(numerator)}, "
-                f"{self._print(divisor)}, ({shape}))"
+        sides = []
+        outer = self.axes
+        for part in (free[:cut], free[cut:]):
+            self.axes = [b, *part]
+            try:
+                group = [f for f in factors if set(f.indices[1:]) <= set(part)]
+                if scale != 1:  # on the smallest factor of the left side: B x its sizes
+                    smallest = min(group, key=lambda f: len(f.indices))
+                    group = [scale * f if f is smallest else f for f in group]
+                    scale = sp.S.One
+                code = " * ".join(self._print(f) for f in group)
+            finally:
+                self.axes = outer
+            sides.append(
+                f"{self._module}.reshape({code}, ({self._print(upper)}, -1))"
+                if len(part) > 1
+                else code
             )
-            return self._place(product, tuple(free), batched=False)
-        left = self._matmul_side(b, free[:cut], factors, scale)
-        right = self._matmul_side(b, free[cut:], factors, sp.S.One)
-        product = f"{self._module}.matmul({self._transpose(left)}, {right})"
+        product = f"{self._module}.matmul({self._transpose(sides[0])}, {sides[1]})"
         if len(free) > 2:
+            shape = ", ".join(self._print(i.upper) for i in free)
             product = f"{self._module}.reshape({product}, ({shape}))"
         return self._place(product, tuple(free), batched=False)
-
-    def _matmul_side(self, b: sp.Idx, part: list, factors: tuple, scale: sp.Expr) -> str:
-        """One side of Σ_b Π A_f[b, ..]: the product of the factors on ``part``'s indices, as B x
-        their sizes; ``scale`` (a number) on the factor with the fewest axes."""
-        outer = self.axes
-        self.axes = [b, *part]
-        try:
-            group = [f for f in factors if set(f.indices[1:]) <= set(part)]
-            if scale != 1:  # on the smallest factor: B x its sizes
-                smallest = min(group, key=lambda f: len(f.indices))
-                group = [scale * f if f is smallest else f for f in group]
-            code = " * ".join(self._print(f) for f in group)
-        finally:
-            self.axes = outer
-        if len(part) > 1:
-            return f"{self._module}.reshape({code}, ({self._print(b.upper)}, -1))"
-        return code
-
-    @staticmethod
-    def _mirrored(rows: list, columns: list, factors: tuple) -> bool:
-        """Whether Σ_b Π A_f[b, ..] is symmetric: swapping each row index with its column index
-        (j ↔ k, c ↔ d in Σ_b x_bj S_bc x_bk S_bd) gives the same factors, so entry [p, q] of the
-        product is entry [q, p] (a number on one side scales the whole product)."""
-        if len(rows) != len(columns) or any(r.upper != c.upper for r, c in zip(rows, columns)):
-            return False
-        swap = {**dict(zip(rows, columns)), **dict(zip(columns, rows))}
-        mirrored = [f.xreplace(swap) for f in factors]
-        return sorted(mirrored, key=sp.default_sort_key) == sorted(factors, key=sp.default_sort_key)
 
     def _print_DenseSolve(self, expr: DenseSolve) -> str:
         """``solve(xp, A, r)`` (``xp.linalg.solve`` with named errors, derive._runtime) on A and r
