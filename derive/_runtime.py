@@ -821,19 +821,25 @@ def sum_of_weighted_differences(xp: Any, w: Any, a: Any) -> Any:
         and w.shape[-1] > _SHORT_AXIS  # over a few classes, the sums of others' one product each
     ):
         total = np.add.reduce(w, axis=-1, keepdims=True)
-        along = np.expand_dims(np.vecdot(w, a), -1)
+        along = np.vecdot(w, a)[..., None]
         # Σ_m w_m a_m is nan or ±inf if any w or a is (0 · inf included): then the sums of others
         if math.isfinite(np.add.reduce(total, axis=None) + np.add.reduce(along, axis=None)):
             if np.minimum.reduce(w, axis=None) >= 0:  # Σ_m |w_m| is the total: no |w| pass
-                magnitude, half = w, 0.5 * total
-                # none over half its row if the largest is at most half the least total
-                suspect = np.maximum.reduce(w, axis=None) > np.minimum.reduce(half, axis=None)
+                # 0.5 · total made only if a row may need it: these small arrays' calls were
+                # 10 µs of the HVP's 1.9 ms at 64 x 512 x 1000 float32 (one thread, side by side)
+                magnitude, half = w, None
+                # none over half its row if the largest is at most half the least total (the
+                # least of the halves, exactly: halving is monotone)
+                least_half = 0.5 * np.minimum.reduce(total, axis=None)
+                suspect = np.maximum.reduce(w, axis=None) > least_half
             else:
                 magnitude = np.abs(w)
                 half = 0.5 * np.add.reduce(magnitude, axis=-1, keepdims=True)
                 suspect = True
             differences = np.multiply(a, total)
             np.subtract(differences, along, out=differences)
+            if suspect and half is None:
+                half = 0.5 * total
             if suspect and (np.maximum.reduce(magnitude, axis=-1, keepdims=True) > half).any():
                 dominant = magnitude > half  # at most one entry per row
                 others = np.add.reduce(np.where(dominant, 0, w), axis=-1, keepdims=True)
