@@ -187,7 +187,11 @@ def recheck(step: dict, sizes: dict, rng: random.Random) -> None:
             constraint = sympy.cancel(sympy.together(constraint.xreplace(solved)))
             if constraint == 0:
                 continue  # holds whatever the values (Σ S = 1 with S written out)
-            last = sorted(constraint.atoms(sympy.Indexed), key=sympy.default_sort_key)[-1]
+            # an entry of an array, or a plain number's symbol where nothing is indexed (y = 0)
+            candidates = constraint.atoms(sympy.Indexed) or {
+                u for u in constraint.free_symbols if u in unknowns
+            }
+            last = sorted(candidates, key=sympy.default_sort_key)[-1]
             solved[last] = sympy.solve(constraint, last)[0]
         checked = 0
         for attempt in range(400):  # half the points in (0.05, 0.95), half in (-2, 2)
