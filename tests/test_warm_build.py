@@ -25,6 +25,7 @@ def reword_a_step(project) -> None:
     path = project / "derive" / "derivations" / "softmax_jacobian.py"
     page = project / "docs" / "derivations" / "softmax-jacobian.md"
     step = page.read_text().split("\n### ", 1)[1].split("\n", 1)[0].split(". ", 1)[1]
+    step = step.split(" { #", 1)[0]  # the heading's id ({ #step-1 }) is not the title
     source = path.read_text()
     assert source.count(f'"{step}"') == 1, step
     path.write_text(source.replace(f'"{step}"', f'"{step}, reworded"'))

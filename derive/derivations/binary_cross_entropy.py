@@ -124,6 +124,12 @@ def derive() -> Derivation:
     kept_selected = sp.Piecewise((1, sp.Eq(y, 0)), (0, sp.Eq(y, 1)), (p, True))
     d_as_computed = (p_selected - y) / (p_or_one * (1 - p_or_zero))
     selections = ((p_or_one, kept_p), (p_or_zero, kept_not_p), (p_selected, kept_selected))
+    # the page's names for the code's three selections: p₊ (p, or 1), p₋ (p, or 0), p̃
+    shown = {
+        p_or_one: sp.Symbol("p_{+}", positive=True),
+        p_or_zero: sp.Symbol("p_{-}", nonnegative=True),
+        p_selected: sp.Symbol("\\tilde{p}", nonnegative=True),
+    }
     gradient = sp.diff(of_logit, z)  # 1 − y − e^{−z}/(1 + e^{−z})
     gradient_in_sigma = sig - y
     # Why the code computes them this way: max(z, 0) − y z is z(1 − y) for z > 0, computed as
@@ -286,14 +292,15 @@ def derive() -> Derivation:
         Step(
             "The gradient with the loss's selections",
             "The code selects numerator and denominator as the loss selects its logarithms "
-            "(`xp.where`): the numerator is 1 where $y = 0$, $-1$ where $y = 1$ and $p - y$ "
-            "elsewhere; the denominator is $1 - p$, $p$ and $p(1 - p)$. One division, never "
-            "$0/0$, and elsewhere the same operations as $(p - y)/(p(1 - p))$, which keeps "
-            "the digits of $p - y$ where $p$ is close to $y$ (the right side of the previous "
-            "step subtracts two nearly equal numbers there).",
+            "(`xp.where`): $\\tilde p$ is 1 where $y = 0$, 0 where $y = 1$ and $p$ elsewhere, "
+            "$p_+$ is $p$ or 1 where $y = 0$, $p_-$ is $p$ or 0 where $y = 1$. So the numerator "
+            "is 1, $-1$ or $p - y$ and the denominator $1 - p$, $p$ or $p(1 - p)$: one "
+            "division, never $0/0$, and elsewhere the same operations as $(p - y)/(p(1 - p))$, "
+            "which keeps the digits of $p - y$ where $p$ is close to $y$ (the last branch of "
+            "{step:derivative-as-computed} subtracts two nearly equal numbers there).",
             d_kept,
-            d_as_computed,
-            where=selections,
+            d_as_computed.xreplace(shown),
+            where=tuple((shown[name], value) for name, value in selections),
             checked="numeric",  # a selection on y = 0 and y = 1: SymPy cannot decide it for symbolic y
             key="selection-gradient",
         ),
