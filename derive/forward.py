@@ -347,6 +347,7 @@ class VectorForward:
 
 
 CENTRED = sp.IndexedBase("centred")
+CENTRED_MEAN = sp.Symbol("centred_mean", real=True)
 
 
 def _code_body(names: tuple[Name, ...], output: Assign, x: sp.IndexedBase, mean=MEAN):
@@ -370,7 +371,13 @@ def _code_body(names: tuple[Name, ...], output: Assign, x: sp.IndexedBase, mean=
     (k,) = next(iter(centred.values())).indices
     at = [n for n, _ in names].index(mean) + 1
     body = [Assign(a.target, a.indices, a.expression.xreplace(centred)) for a in body]
-    body.insert(at, Assign(CENTRED, (k,), x[k] - mean))
+    # the corrected two-pass mean: x − μ, then minus its own mean, 0 as a real number but
+    # what makes a constant vector's x − μ exactly 0 (the computed μ can be an ulp away)
+    body[at:at] = [
+        Assign(CENTRED, (k,), x[k] - mean),
+        Assign(CENTRED_MEAN, (), dict(names)[mean].xreplace({x: CENTRED})),
+        Assign(CENTRED, (k,), CENTRED[k] - CENTRED_MEAN),
+    ]
     output = Assign(output.target, output.indices, output.expression.xreplace(centred))
     return tuple(body), output
 
