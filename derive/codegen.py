@@ -217,14 +217,18 @@ def _without_unused_sizes(lines: list[str]) -> list[str]:
 _SIZE_NAMES = ("B", "C", "D", "H", "K")
 
 
-def _owned(body, order: list, given: set[str] = frozenset()) -> list[set[str]]:
+def _owned(
+    body, order: list, given: set[str] = frozenset(), assigned: list | None = None
+) -> list[set[str]]:
     """Per expression of ``order`` (the body's and the results', as computed): the
     temporaries it may overwrite.
 
     A body target that this expression reads, that no later expression
     reads, and that no other generated function returned to it under a name
     it also reads elsewhere: the expression is its last use, so the library
-    may reuse its memory (NumPy, in place).
+    may reuse its memory (NumPy, in place). ``assigned``: the name each expression
+    is assigned to (None for a result); a name assigned again (``centred = centred − m``)
+    is a new value, and reads after that are not reads of the old one.
     """
     # a target that is a bare argument (``s = z``) may share its memory: never overwritten
     targets = {
@@ -232,11 +236,22 @@ def _owned(body, order: list, given: set[str] = frozenset()) -> list[set[str]]:
         for a in body
         if not isinstance(a.expression, (sp.Indexed, sp.Symbol, sp.Idx))
     } | set(given)  # parameters given away by the caller (``fresh=True``): temporaries too
-    owned = []
-    for number, expression in enumerate(order):
-        later = set().union(set(), *(_names_in(e) for e in order[number + 1 :]))
-        owned.append((_names_in(expression) & targets) - later)
-    return owned
+    assigned = assigned or [None] * len(order)
+
+    def read_later(name: str, number: int) -> bool:
+        if assigned[number] == name:  # this expression's reads are the old value's last
+            return False
+        for expression, target in zip(order[number + 1 :], assigned[number + 1 :]):
+            if name in _names_in(expression):
+                return True
+            if target == name:
+                return False
+        return False
+
+    return [
+        {n for n in _names_in(expression) & targets if not read_later(n, number)}
+        for number, expression in enumerate(order)
+    ]
 
 
 def _result_names(returned: list, taken: set[str]) -> list[str]:
@@ -615,7 +630,8 @@ def _generate_function(
         steps += [(None, r) for r, p in early if p == number]
     late = [r for r, p in zip(returned, after) if p is None]
     order = [a.expression for _, a in steps] + [r.expression for r in late]
-    owned = _owned(kernel.body, order, given)
+    assigned = [None if n is None else _python_name(a.target) for n, a in steps]
+    owned = _owned(kernel.body, order, given, assigned + [None] * len(late))
 
     calls: list[str] = []
     made: list[str] = []

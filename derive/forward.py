@@ -347,6 +347,7 @@ class VectorForward:
 
 
 CENTRED = sp.IndexedBase("centred")
+CENTRED_MEAN = sp.Symbol("centred_mean", real=True)
 
 
 def _code_body(names: tuple[Name, ...], output: Assign, x: sp.IndexedBase, mean=MEAN):
@@ -370,7 +371,13 @@ def _code_body(names: tuple[Name, ...], output: Assign, x: sp.IndexedBase, mean=
     (k,) = next(iter(centred.values())).indices
     at = [n for n, _ in names].index(mean) + 1
     body = [Assign(a.target, a.indices, a.expression.xreplace(centred)) for a in body]
-    body.insert(at, Assign(CENTRED, (k,), x[k] - mean))
+    # the corrected two-pass mean: x − μ, then minus its own mean, 0 as a real number but
+    # what makes a constant vector's x − μ exactly 0 (the computed μ can be an ulp away)
+    body[at:at] = [
+        Assign(CENTRED, (k,), x[k] - mean),
+        Assign(CENTRED_MEAN, (), dict(names)[mean].xreplace({x: CENTRED})),
+        Assign(CENTRED, (k,), CENTRED[k] - CENTRED_MEAN),
+    ]
     output = Assign(output.target, output.indices, output.expression.xreplace(centred))
     return tuple(body), output
 
@@ -567,6 +574,30 @@ def _rounded_to_zero_step(previous: Step, guarded: sp.Expr, scale, value: sp.Exp
     )
 
 
+def _centring_step(output: sp.Indexed, x: sp.IndexedBase, k: sp.Idx, size) -> Step:
+    """x_i − μ as the code computes it: minus the mean of every x_k − μ, which is 0 as a real
+    number, and which makes a constant vector's x − μ exactly 0 where μ rounds an ulp away."""
+    (i,) = output.indices
+    centred = x[i] - MEAN
+    return Step(
+        "Centre twice",
+        f"The code computes ${latex(centred)}$, then subtracts the mean of what it got: "
+        f"${latex(sp.Sum(x[k] - MEAN, (k, 1, size)))} = 0$ as real numbers, so the two sides "
+        f"are equal. In floating point the computed ${latex(MEAN)}$ of $K$ equal entries can "
+        f"round an ulp away from them (when $K$ is not a power of two), and every "
+        f"${latex(x[k] - MEAN)}$ is then that ulp instead of 0: divided by a scale as small "
+        f"as that ulp, ${latex(output)}$ came out far from 0. Those differences are equal and "
+        "exact, so their computed mean is exactly their value, and the second subtraction "
+        "leaves exactly 0; elsewhere it removes most of the rounding error of the mean (the "
+        "corrected two-pass mean). It costs one more sum and one more subtraction per vector.",
+        centred,
+        centred - sp.Sum(x[k] - MEAN, (k, 1, size)) / size,
+        start=f"${latex(centred)}$, in the definition of ${latex(output)}$",
+        checked="numeric",
+        key="centre-twice",
+    )
+
+
 def _naming_step(written: sp.Expr, named: sp.Expr, names: tuple[Name, ...]) -> Step:
     """The definition as written, equal to it in the names the engine gave its pieces."""
     said = ", ".join(f"${latex(value)}$ as ${latex(name)}$" for name, value in names)
@@ -643,12 +674,16 @@ def vector_derivation(forward: VectorForward) -> Derivation:
     requires = _requirements(forward.parameters)
     output = Assign(forward.output.base, (i,), forward.expression)
     first, code_names, code_x, mean = (), names, x, MEAN
+    k = sp.Idx("k", (j.lower, j.upper))
+    scaling_steps = ()
     if forward.scaled:
-        k = sp.Idx("k", (j.lower, j.upper))
         first, code_names, output = _scaling_code(forward, names, output, x, k)
         code_x, mean = SCALED_X, SCALED[MEAN][0]
-        steps += _scaling_steps(forward, names, x)
+        scaling_steps = _scaling_steps(forward, names, x)
     body, output = _code_body(code_names, output, code_x, mean)
+    if any(a.target == CENTRED_MEAN for a in body):
+        steps += (_centring_step(forward.output, x, k, size),)
+    steps += scaling_steps
     body = (*first, *body, output)  # the same first assignments in each kernel: written once
     means, vjp_code = _row_means(vjp, size)
     more, (jacobian_code, vjp_code) = _reciprocals(body, (jacobian, vjp_code))

@@ -217,3 +217,29 @@ def test_the_step_function_writes_into_its_argument_only_when_owned(at_zero):
     assert result is not z and np.array_equal(z, kept, equal_nan=True)
     written = _runtime.heaviside(np, z, at_zero, np.dtype(np.float32), owned=True)
     assert written is z and np.array_equal(z, expected)
+
+
+def test_a_name_assigned_again_is_overwritten_only_after_its_last_read():
+    """centred = x − μ; m = Σ centred/K; centred = centred − m; y = centred/σ: the third line
+    may write into the old ``centred`` (nothing reads that value after it), the second may
+    not (the third reads it), and the last may write into the new one."""
+    import sympy as sp
+
+    from derive.codegen import _owned
+    from derive.steps import Assign
+
+    K = sp.Symbol("K", integer=True, positive=True)
+    k = sp.Idx("k", (1, K))
+    x, centred, y = sp.IndexedBase("x"), sp.IndexedBase("centred"), sp.IndexedBase("y")
+    mu, m, sigma = sp.symbols("mu m sigma", real=True)
+    body = [
+        Assign(centred, (k,), x[k] - mu),
+        Assign(m, (), sp.Sum(centred[k], (k, 1, K)) / K),
+        Assign(centred, (k,), centred[k] - m),
+        Assign(y, (k,), centred[k] / sigma),
+    ]
+    order = [a.expression for a in body]
+    owned = _owned(body, order, assigned=["centred", "m", "centred", "y"])
+    assert ["centred" in o for o in owned] == [False, False, True, True]
+    # without knowing what each line assigns, no read of centred is its last
+    assert not any("centred" in o for o in _owned(body, order)[:3])

@@ -243,3 +243,65 @@ def test_the_smallest_eps_the_issue_found_gives_zero():
     # the note on issue 22: "a constant vector ~1e308 with ε < ~1e−30 gives nan (true 0)"
     got = _quietly(generated.layer_norm, np.full(4, 1e308), 1e-40)
     np.testing.assert_array_equal(got, np.zeros(4))
+
+
+# -- a constant vector whose computed mean is an ulp away ------------------------------------
+# Issue 22: for K not a power of two, the mean of K equal numbers can round an ulp away from
+# them; every x − μ was then that ulp, and beside a small ε x̂ was far from 0 (below: what the
+# code gave before the corrected two-pass mean, and what PyTorch gives). The exact x̂ is 0,
+# the Jacobian (I − 1/K)/√ε and the VJP (g − mean g)/√ε, with σ = √ε.
+
+ULP_AWAY = [
+    ("float32", 768, 0.1, 1e-12),  # BERT's width and ε: −0.0149 everywhere (PyTorch: 0)
+    ("float64", 3, 0.1, 1e-40),  # −0.99999974 (PyTorch: 0)
+    ("float16", 9, 65504.0, 1e-5),  # 1.0 (PyTorch: 0.711)
+    ("float16", 3, 0.1, 1e-5),  # 0.0193 (PyTorch: 9.5e-07)
+    ("float32", 7, 0.3, 1e-30),  # 1.0
+    ("float64", 768, 0.1, 1e-40),  # 0.99999974
+]
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(("dtype", "size", "value", "eps"), ULP_AWAY)
+def test_a_constant_vector_whose_mean_rounds_an_ulp_away_normalises_to_zero(
+    library, dtype, size, value, eps
+):
+    x = np.full((2, size), value, dtype=dtype)
+    xa = torch.from_numpy(x.copy()) if library == "torch" else x
+    got = _quietly(generated.layer_norm, xa, eps)
+    assert got.dtype == xa.dtype
+    np.testing.assert_array_equal(_as_numpy(got), np.zeros(x.shape))
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(("dtype", "size", "value", "eps"), ULP_AWAY)
+def test_the_jacobian_and_vjp_of_a_constant_vector_whose_mean_rounds_away(
+    library, dtype, size, value, eps
+):
+    """The Jacobian and the VJP read x̂ (and σ, from the same centred values): they were off
+    by x̂_i x̂_j/(Kσ) and x̂·mean(g x̂)/σ where x̂ was off."""
+    x = np.full(size, value, dtype=dtype)
+    g = np.linspace(-1.0, 2.0, size).astype(dtype)
+    xa, ga = (
+        (torch.from_numpy(x.copy()), torch.from_numpy(g.copy())) if library == "torch" else (x, g)
+    )
+    sigma = eps**0.5
+    wide = g.astype(np.float64)
+    vjp = (wide - wide.mean()) / sigma
+    _close("layer_norm_vjp", _quietly(generated.layer_norm_vjp, xa, eps, ga), vjp, 2 / sigma, dtype)
+    if size <= 16:  # the Jacobian is K x K
+        jacobian = (np.eye(size) - 1 / size) / sigma
+        got = _quietly(generated.layer_norm_jacobian, xa, eps)
+        _close("layer_norm_jacobian", got, jacobian, 1 / sigma, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_nearly_constant_vector_is_right_beside_a_tiny_eps(dtype):
+    """Entries an ulp apart: x − μ is the size of the mean's own rounding error, which the
+    second centring removes; compared with the 60-digit reference, entry-wise near 1."""
+    base = np.array(0.1, dtype=dtype)
+    up = np.nextafter(base, np.array(1, dtype=dtype))
+    x = np.array([base, base, up, base, up, base, base], dtype=dtype)
+    g = np.linspace(-1.0, 2.0, x.size).astype(dtype)
+    xhat, _, _, _ = _reference(x, g, 1e-60)
+    _close("layer_norm", _quietly(generated.layer_norm, x, 1e-60), xhat, 1.0, dtype)
