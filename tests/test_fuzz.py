@@ -713,9 +713,9 @@ def test_options_given_as_arrays_are_refused_by_the_options_name(name, data):
     TRIED[f"edges: {option} given as an array: refused"] += 1
 
 
-@FUZZ
-@given(data=st.data())
-def test_zero_probabilities_under_a_zero_target_add_nothing(data):
+def _rows_with_zero_probabilities(data) -> tuple:
+    """Probability rows with zeros (about 40%), and label rows that are 0 wherever s is 0 (and
+    elsewhere drawn), both summing to 1: (rng, batch, C, dtype, library, s, y)."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     classes = data.draw(st.integers(2, 6), label="C")
     batch = data.draw(st.sampled_from([(1,), (4,), (2, 3)]), label="batch")
@@ -727,7 +727,13 @@ def test_zero_probabilities_under_a_zero_target_add_nothing(data):
     s /= s.sum(axis=-1, keepdims=True)
     y = np.where(s > 0, rng.uniform(0.0, 1.0, s.shape), 0.0)
     y /= y.sum(axis=-1, keepdims=True)
-    s, y = s.astype(dtype), y.astype(dtype)
+    return rng, batch, classes, dtype, library, s.astype(dtype), y.astype(dtype)
+
+
+@FUZZ
+@given(data=st.data())
+def test_zero_probabilities_under_a_zero_target_add_nothing(data):
+    rng, batch, classes, dtype, library, s, y = _rows_with_zero_probabilities(data)
     expected = -np.sum(np.where(y > 0, y * np.log(np.where(y > 0, s, 1.0)), 0.0), axis=-1)
     arguments = (s, y) if library == "numpy" else (torch.from_numpy(s), torch.from_numpy(y))
     with warnings.catch_warnings():
@@ -754,18 +760,7 @@ def test_a_zero_probability_under_a_zero_target_gives_the_limit(name, data):
     """Zeros in s where y is 0 as well: finite, no warning, and the value as s_t → 0 there (s_t
     the dtype's smallest normal number instead, where 0 · log s_t is 0 and −y_t/s_t is 0 too)."""
     kernel = BY_NAME[name]
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    classes = data.draw(st.integers(2, 6), label="C")
-    batch = data.draw(st.sampled_from([(1,), (4,), (2, 3)]), label="batch")
-    dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
-    library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
-    s = rng.uniform(0.0, 1.0, (*batch, classes))
-    s[rng.random(s.shape) < 0.4] = 0.0
-    s[..., 0] += 0.1  # every row has a positive entry
-    s /= s.sum(axis=-1, keepdims=True)
-    y = np.where(s > 0, rng.uniform(0.0, 1.0, s.shape), 0.0)
-    y /= y.sum(axis=-1, keepdims=True)
-    s, y = s.astype(dtype), y.astype(dtype)
+    rng, batch, classes, dtype, library, s, y = _rows_with_zero_probabilities(data)
     near = np.where(s == 0, np.finfo(dtype).smallest_normal, s).astype(dtype)
     values = _option_values(kernel, rng, batch, classes, dtype)
 
