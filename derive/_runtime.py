@@ -1529,6 +1529,11 @@ except ImportError:  # pragma: no cover (NumPy 1.x)
 
 _OVERFLOW_IGNORED: dict[Any, Any] = {}  # the caller's error state -> the same, overflow ignored
 
+if _extobj_contextvar is not None:  # NumPy's error state, read and set directly
+    _get_error_state = _extobj_contextvar.get
+    _set_error_state = _extobj_contextvar.set
+    _reset_error_state = _extobj_contextvar.reset
+
 
 def _overflow_ignored(current: Any) -> Any:
     """The error state ``current`` with overflow ignored: every other setting the caller's."""
@@ -1567,11 +1572,7 @@ def quiet_overflow(function: Callable[_Arguments, _Result]) -> Callable[_Argumen
 
         return quiet
 
-    get, set_state, reset = (
-        _extobj_contextvar.get,
-        _extobj_contextvar.set,
-        _extobj_contextvar.reset,
-    )
+    get, set_state, reset = _get_error_state, _set_error_state, _reset_error_state  # locals: fast
 
     @wraps(function)
     def quiet(*arguments: _Arguments.args, **options: _Arguments.kwargs) -> _Result:
@@ -1607,12 +1608,6 @@ def subtract_maximum(xp: Any, values: Any, maximum: Any, owned: bool = True) -> 
         return in_place(xp.subtract, values, maximum, owned=owned)
     finally:
         _reset_error_state(token)
-
-
-if _extobj_contextvar is not None:
-    _get_error_state = _extobj_contextvar.get
-    _set_error_state = _extobj_contextvar.set
-    _reset_error_state = _extobj_contextvar.reset
 
 
 # -- functions outside the array-API standard ------------------------------------------------
