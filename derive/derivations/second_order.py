@@ -504,7 +504,7 @@ def _damping_figure(fig, generated, posts) -> None:
     right_share = np.mean(generated.summation(inputs, start).argmax(axis=1) == labels)
     left.set_title(f"penalized loss, from −W*: {right_share:.0%} of samples right", fontsize=9)
     left.set_xlabel("iteration")
-    right.set_title("the first step's length against λ", fontsize=9)
+    right.set_title("the first damped step's length against λ", fontsize=9)
     right.set_xlabel("damping λ, added to l2 = 0.01")
     for ax in (left, right):
         ax.grid(alpha=0.3)
