@@ -524,6 +524,7 @@ def _scaling_steps(forward: VectorForward, names, x) -> tuple[Step, ...]:
                 SCALED[name][1],
                 start=f"the definition of ${latex(name)}$",
                 checked="numeric",
+                key="divide-by-scale" if first else "",  # where the page says the code divides
             )
         )
         first = False
@@ -571,6 +572,7 @@ def _rounded_to_zero_step(previous: Step, guarded: sp.Expr, scale, value: sp.Exp
         previous.result,
         guarded,
         checked="numeric",
+        key="rounds-to-zero",
     )
 
 

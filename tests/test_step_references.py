@@ -25,6 +25,32 @@ from derive.steps import Section
 BARE_STEP_NUMBER = re.compile(r"\b[Ss]teps?\s+\d+(?![\d/])")
 
 
+# "the previous step", "the last five steps", "the step above", "the next step but one": a
+# step picked by its position from where the sentence stands, which an inserted step moves
+# as silently as a typed number. Not "this step" (the step itself), "the steps above" (all
+# of them) or "the step *Mean over a batch*" (its title), which no insertion makes false.
+_POSITION = (
+    r"previous|preceding|next|last|first|second|third|fourth|fifth|penultimate|following|"
+    r"earlier|later|prior|former|latter"
+)
+_COUNT = r"two|three|four|five|six|seven|eight|nine|ten|\d+"
+RELATIVE_STEP = re.compile(
+    rf"\b(?:{_POSITION})(?:\s+(?:{_COUNT}))?\s+steps?\b"
+    r"|\b(?:the|that)\s+step\s+(?:above|below|before|after|earlier|later|back|but\s+one)\b"
+    r"|\b(?:previous|preceding)\s+(?:one|result)\b",
+    re.IGNORECASE,
+)
+
+
+def relative_step_phrases(derivation) -> list[str]:
+    """Each phrase of ``derivation``'s strings that picks a step by its position, with where."""
+    return [
+        f"{path}: {found.group(0)!r}"
+        for path, text in prose(derivation)
+        for found in RELATIVE_STEP.finditer(text)
+    ]
+
+
 def bare_step_numbers(derivation) -> list[str]:
     """Each string of ``derivation`` that types a step number, with where it is."""
     return [
@@ -73,6 +99,47 @@ def test_no_derivation_types_a_step_number_in_its_prose(name):
 def test_no_derivation_module_types_a_step_number_in_a_string_or_comment(name):
     found = numbers_in_source(derivations.source(name))
     assert not found, f"{name}: name the step by its key instead: {found}"
+
+
+@pytest.mark.parametrize("name", derivations.MODULES)
+def test_no_derivation_picks_a_step_by_its_position_in_its_prose(name):
+    found = relative_step_phrases(derivations.get(name))
+    assert not found, f"{name}: name the step by its key, {{step:key}}, instead of: {found}"
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "the previous step",
+        "Invert the last step",
+        "the next step but one",
+        "the last five steps",
+        "the first step of this section",
+        "the step above",
+        "the Preceding Step",
+        "as the previous one shows",
+    ],
+)
+def test_the_scan_finds_a_step_picked_by_its_position(sigmoid, phrase):
+    found = relative_step_phrases(with_section(sigmoid, f"As in {phrase}, so here."))
+    assert len(found) == 1 and "('Extra').text" in found[0], found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "this step's result",
+        "The steps above show it",
+        "Every step above was chosen",
+        "the step *Mean over a batch*",
+        "a gradient step of size below 8",
+        "the first damped step's length",
+        "the last line of the equation",
+        "{step:stable-derivative}",
+    ],
+)
+def test_the_scan_leaves_what_no_inserted_step_makes_false(sigmoid, text):
+    assert not relative_step_phrases(with_section(sigmoid, text))
 
 
 def test_the_scan_finds_a_typed_step_number(sigmoid, tmp_path):

@@ -451,6 +451,7 @@ def derive():
             kept_loss,
             start="the loss",
             checked="numeric",  # a selection on y_i = 0: SymPy cannot decide it for symbolic y
+            key="log-of-one",
         ),
         Step(
             "Its derivative where y is 0",
@@ -461,7 +462,7 @@ def derive():
             "as in {step:loss-derivative}, $-y_t / S_t$ is $0/0$, nan, at $y_t = S_t = 0$.",
             Derivative(kept_loss, S[t]),
             dxe_ds_kept,
-            start="the loss as the code computes it (the previous step)",
+            start="the loss as the code computes it ({step:log-of-one})",
             checked="numeric",  # a selection on y_t = 0: SymPy cannot decide it for symbolic y
             key="derivative-as-computed",
         ),

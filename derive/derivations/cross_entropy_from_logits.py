@@ -303,6 +303,7 @@ def derive():
             log_softmax,
             start="the logarithm of the softmax",
             checked="numeric",  # a logarithm's identity: SymPy does not expand it unforced
+            key="log-softmax",
         ),
         Step(
             "Stable log-sum-exp",
@@ -329,11 +330,11 @@ def derive():
         ),
         Step(
             "The loss in terms of the logits",
-            "Substitute $\\log S_i$ from the first step; no logarithm of a probability remains.",
+            "Substitute $\\log S_i$ from {step:log-softmax}; no logarithm of a probability remains.",
             loss,
             loss_of_logits,
             start="the loss",
-            checked="numeric",  # the logarithm of the softmax, as in the first step
+            checked="numeric",  # the logarithm of the softmax, as in step log-softmax
         ),
         Step("Out of the sums", "Factors without $i$ leave the sums.", loss_of_logits, pulled),
         Step(
@@ -344,6 +345,7 @@ def derive():
             loss_one_hot,
             relation="=>",
             given=((Sum(y[i], (i, 1, C)), sp.Integer(1)),),
+            key="targets-sum-to-one",
         ),
         Step(
             "Derivative with respect to the logits",
@@ -351,7 +353,7 @@ def derive():
             "$\\sum_i y_i \\delta_{ij}$ keeps $y_j$.",
             Derivative(loss_one_hot, z[j]),
             gradient,
-            start="the loss of the previous step, differentiated by $z_j$",
+            start="the loss of {step:targets-sum-to-one}, differentiated by $z_j$",
         ),
         Step("In terms of S", "$e^{z_j} / \\sum_k e^{z_k}$ is $S_j$.", gradient, gradient_in_S),
         Step(

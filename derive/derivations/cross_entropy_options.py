@@ -375,8 +375,8 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
         Step(
             "Label smoothing: the optimum is S = t",
             "With smoothing and no weights the coefficients are the smoothed targets $t$, which "
-            "sum to 1 ({step:smoothed-targets-sum}): the previous step with $q = t$. Every $t_c "
-            "\\ge \\epsilon/C > 0$, so the optimum has finite logits (the next step but one).",
+            "sum to 1 ({step:smoothed-targets-sum}): {step:optimum} with $q = t$. Every $t_c "
+            "\\ge \\epsilon/C > 0$, so the optimum has finite logits ({step:finite-logits}).",
             shortcut.xreplace({a[j]: t_c[j], total: Sum(t_c[r], (r, 1, C))}).xreplace(
                 {S[j]: t_c[j]}
             ),
@@ -410,7 +410,7 @@ def optimum_steps(shortcut, total, j, k, c, r, ell) -> tuple[Step, ...]:
             "Reached with finite logits when every target is positive",
             "$z_c = \\log q_c$ gives $S = q$ (any constant may be added to every logit). A "
             "target with a zero entry, a one-hot row, has no finite logits: $\\log 0 = "
-            "-\\infty$, the first step of this section again.",
+            "-\\infty$, {step:never-zero} again.",
             # unevaluated, so the page shows e^{log q} before it cancels
             exp(sp.UnevaluatedExpr(log(q[j]))) / Sum(exp(sp.UnevaluatedExpr(log(q[k]))), (k, 1, C)),
             q[j],
@@ -506,7 +506,7 @@ def growth_steps(k, ell) -> tuple[Step, ...]:
         ),
         Step(
             "So ‖W‖ grows like log(τ)/γ",
-            "Invert the last step: reaching $s$ takes $\\tau(s) = (s + (e^{\\gamma s} - 1)/"
+            "Invert {step:grows-like-time}: reaching $s$ takes $\\tau(s) = (s + (e^{\\gamma s} - 1)/"
             "\\gamma)/\\gamma$. As $s \\to \\infty$ (and with it $\\tau$), $\\log(\\gamma^2 "
             "\\tau)/\\gamma - s \\to 0$: $s = \\|W\\|$ (for a unit $U$) grows like $\\log(\\tau)"
             "/\\gamma$, without bound and ever more slowly.",
@@ -612,6 +612,7 @@ def derive():
             with_options,
             torch_class_index,
             where=((y[c], sp.KroneckerDelta(c, ell)), (kappa, sp.Integer(1))),
+            key="class-index-loss",
         ),
         Step(
             "PyTorch's loss for probability rows",
@@ -889,7 +890,7 @@ def derive():
             "`label_smoothing` $= \\epsilon$ mixes the target with the uniform distribution, "
             "$t_c = (1 - \\epsilon) y_c + \\epsilon/C$. For a class index PyTorch keeps the two "
             "parts apart (the label's, and $\\epsilon/C$ of every class's), which is the same "
-            "loss (the first step). The smoothed targets still sum to 1 when the targets do:",
+            "loss ({step:class-index-loss}). The smoothed targets still sum to 1 when the targets do:",
             equations=((Sum(smoothed(c), (c, 1, C)), smoothed_sum),),
             text_after="so with the default weights the gradient is still $S - t$. "
             "PyTorch once counted ignored samples in the smoothing part "

@@ -166,11 +166,12 @@ def derive():
             "its indices match ($d = j$ and $k = c$), so the derivative is a product of two deltas.",
             Derivative(W[d, k], W[j, c]),
             weight_delta,
+            key="weight-by-weight",
         ),
         Step(
             "Derivative of the summation, term by term",
             "$z_k = \\sum_d W_{dk} x_d$ is differentiated term by term; $x_d$ does not depend on "
-            "$W$, so each term gives the double delta of the previous step times $x_d$.",
+            "$W$, so each term gives {step:weight-by-weight}'s double delta times $x_d$.",
             Derivative(summation(k), W[j, c]),
             term_by_term,
             start="$z_k = \\sum_d W_{dk} x_d$",

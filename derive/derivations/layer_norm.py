@@ -46,7 +46,7 @@ VECTOR_FORWARD = VectorForward(
     reference="torch.nn.functional.layer_norm(x, x.shape[-1:], eps=float(eps))",
     scaled=((eps, eps / s**2),),  # x̂ is the same for x/s with ε/s²: the code scales each vector
     numerics="Each vector is divided by $s$, a power of two near $\\max(\\max_k |x_k|, "
-    "\\sqrt{\\varepsilon})$, before anything is summed or squared (the last five steps): every "
+    "\\sqrt{\\varepsilon})$, before anything is summed or squared ({steps:divide-by-scale to rounds-to-zero}): every "
     "$|x_k/s| < 2$, so no sum or square overflows, and the function, its Jacobian and its VJP "
     "are finite and right for every finite input, up to the largest number "
     f"(${latex_scientific(float(np.finfo(np.float64).max))}$ in float64, "
@@ -61,7 +61,7 @@ VECTOR_FORWARD = VectorForward(
     "$\\sigma = \\sqrt{\\varepsilon}$ there, as defined. σ/s itself, which $\\hat x$ divides by, "
     "rounds to 0 for such a vector of entries near the largest number where ε is below "
     f"about {_ROUNDS_TO_ZERO}; every x/s − μ/s is 0 there too, and the code divides by σ/s "
-    "kept at least the smallest normal number (the last step), so $\\hat x = 0$ as defined, "
+    "kept at least the smallest normal number ({step:rounds-to-zero}), so $\\hat x = 0$ as defined, "
     "not $0/0$. "
     "A constant vector's $x/s - \\mu/s$ is computed as exactly 0 ({step:centre-twice}), "
     "where the computed mean alone can be an ulp away from the entries: $\\hat x = 0$ for "

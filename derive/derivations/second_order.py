@@ -504,7 +504,7 @@ def _damping_figure(fig, generated, posts) -> None:
     right_share = np.mean(generated.summation(inputs, start).argmax(axis=1) == labels)
     left.set_title(f"penalized loss, from −W*: {right_share:.0%} of samples right", fontsize=9)
     left.set_xlabel("iteration")
-    right.set_title("the first step's length against λ", fontsize=9)
+    right.set_title("the first damped step's length against λ", fontsize=9)
     right.set_xlabel("damping λ, added to l2 = 0.01")
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -616,7 +616,7 @@ def references_steps(
             "Newton's step is a weighted least-squares fit (IRLS)",
             "Bishop's working response is $\\tilde z_b = x_b^T w - (\\sigma_b - y_b) / R_b$. "
             "For any weights $R_b \\ne 0$, $X^T R \\tilde z = X^T R X w - X^T (\\sigma - "
-            "y)$, so with $R_b = \\sigma_b(1 - \\sigma_b)$ (the previous step) the weighted "
+            "y)$, so with $R_b = \\sigma_b(1 - \\sigma_b)$ ({step:logistic-hessian}) the weighted "
             "least-squares solution $(X^T R X)^{-1} X^T R \\tilde z$ is $w - \\mathcal{H}^{-1} "
             "g$: **Newton's step**. Each Newton iteration refits a least-squares problem whose "
             "weights $R$ are recomputed from the current $\\sigma$: *iteratively reweighted "
@@ -964,6 +964,7 @@ def derive():
             given=batch_labels_sum,
             where=batch_where,
             start="the mean loss over a batch of $B$ samples",
+            key="batch-hessian",
         ),
         Step(
             "As two matrix products",
@@ -1024,7 +1025,7 @@ def derive():
             "(and the forward pass), no $DC \\times DC$ array: the cost of one gradient.",
             Sum(Sum(batch_hessian * V[kk, d], (d, 1, C)), (kk, 1, D)),
             hvp,
-            start="the mean loss's Hessian (Mean over a batch, above) summed against $V$",
+            start="the mean loss's Hessian ({step:batch-hessian}) summed against $V$",
             checked="explicit",  # SymPy does not cancel the sums over k and d in index form
             key="batch-hvp",
         ),
@@ -1547,7 +1548,8 @@ def derive():
             "in the figure's title) and the Hessian nearly flat. Newton's steps, bounded only by "
             "$\\|g\\| / l_2$, throw the weights from one saturated region to another, while the "
             "damped runs descend; the legend gives, computed while this page was built, where each "
-            "stood after its iterations. On the right, the first step's length against $\\lambda$ "
+            "stood after its iterations. On the right, the first damped step's length against "
+            "$\\lambda$ "
             "stays under {step:damped-bound}'s bound, and meets it where $\\lambda$ dwarfs every "
             "curvature.",
             place="after_steps",
@@ -1617,7 +1619,7 @@ def derive():
                 "weights negated. Left: the penalized loss per iteration for Newton's method "
                 "(`newton_step`), a fixed damping λ = 1 and Levenberg–Marquardt's adapted λ, "
                 "each step solving (ℋ + l2 I + λI) ΔW = −(g + l2 W) with ℋ from "
-                "`weight_hessian`. Right: the first step's length against λ, under the bound "
+                "`weight_hessian`. Right: the first damped step's length against λ, under the bound "
                 "‖g‖/(l2 + λ).",
                 _damping_figure,
             ),
