@@ -42,6 +42,34 @@ RELATIVE_STEP = re.compile(
 )
 
 
+# "the step *Mean over a batch*", "the steps *A* and *B*", "the page's step “A”": a step named by its title, on this
+# page or on the page a link in the same text opens. A renamed step must not leave it behind.
+TITLED_STEP = re.compile(r"\b[Ss]teps?\s+(?:\*([^*]+)\*|“([^”]+)”)(?:\s+and\s+\*([^*]+)\*)?")
+LINKED_PAGE = re.compile(r"\]\(([a-z0-9-]+)\.md\b")
+
+
+def step_titles(derivation) -> set[str]:
+    """What names a step: its title, or its title up to a colon ("Singular in W" for
+    "Singular in W: W + a1ᵀ")."""
+    return {t for s in derivation.steps for t in (s.title, s.title.split(":")[0])}
+
+
+def unknown_step_titles(derivation) -> list[str]:
+    """Each step title ``derivation``'s prose names that neither it nor a page the same text
+    links to has, with where."""
+    found = []
+    for path, text in prose(derivation):
+        pages = [derivation] + [
+            derivations.get(slug.replace("-", "_"))
+            for slug in LINKED_PAGE.findall(text)
+            if slug.replace("-", "_") in derivations.MODULES
+        ]
+        titles = set().union(*(step_titles(d) for d in pages))
+        for named in TITLED_STEP.finditer(text):
+            found += [f"{path}: {t!r}" for t in named.groups() if t and t not in titles]
+    return found
+
+
 def relative_step_phrases(derivation) -> list[str]:
     """Each phrase of ``derivation``'s strings that picks a step by its position, with where."""
     return [
@@ -105,6 +133,21 @@ def test_no_derivation_module_types_a_step_number_in_a_string_or_comment(name):
 def test_no_derivation_picks_a_step_by_its_position_in_its_prose(name):
     found = relative_step_phrases(derivations.get(name))
     assert not found, f"{name}: name the step by its key, {{step:key}}, instead of: {found}"
+
+
+@pytest.mark.parametrize("name", derivations.MODULES)
+def test_every_step_named_by_its_title_is_a_step_of_its_page_or_the_linked_one(name):
+    found = unknown_step_titles(derivations.get(name))
+    assert not found, f"{name}: no step has this title (renamed?): {found}"
+
+
+def test_the_title_scan_finds_a_title_no_step_has(sigmoid):
+    title = sigmoid.steps[0].title
+    assert not unknown_step_titles(with_section(sigmoid, f"as the step *{title}* shows"))
+    renamed = with_section(sigmoid, f"as the steps *{title}* and *{title}, renamed* show")
+    assert unknown_step_titles(renamed) == [
+        f"sections[{len(sigmoid.sections)}] ('Extra').text: '{title}, renamed'"
+    ]
 
 
 @pytest.mark.parametrize(
