@@ -849,6 +849,13 @@ def sum_of_weighted_differences(xp: Any, w: Any, a: Any) -> Any:
     return a * sum_of_others(xp, w) - sum_of_others(xp, w * a)
 
 
+def is_float16(xp: Any, a: Any) -> bool:
+    """Whether ``a`` is float16 in ``xp``'s terms (a library without float16 has none):
+    for the functions that compute float16 in float32 (``Kernel.float16_in_float32``)."""
+    half = getattr(xp, "float16", None)
+    return half is not None and a.dtype == half
+
+
 def solve(xp: Any, matrix: Any, rhs: Any, penalty: Any = None) -> Any:
     """``xp.linalg.solve(matrix, rhs)``, in float32 for float16, and a singular system named.
 

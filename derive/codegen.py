@@ -89,6 +89,11 @@ def _docstring(kernel: Kernel) -> str:
     if kernel.overflow:
         note = f"{kernel.overflow}: so NumPy's overflow warning is not raised for it."
         lines += [textwrap.fill(note, width=88), ""]
+    if kernel.float16_in_float32:
+        note = (
+            f"float16 is computed in float32, the result rounded once: {kernel.float16_in_float32}."
+        )
+        lines += [textwrap.fill(note, width=88), ""]
     if _value_checks(kernel):
         note = (
             f"The checks that read values ({', '.join(_value_checks(kernel))}) run outside "
@@ -374,6 +379,8 @@ def generate_function(
     else:
         without = _generate_with_labels(replace(kernel, options_form=None), fresh_calls)
         function = _with_options(kernel, without, fresh_calls)
+    if kernel.float16_in_float32:
+        function = _float16_in_float32(kernel, function)
     if not kernel.overflow or kernel.overflow == SHIFT_OVERFLOW:
         # the shift's overflow is silenced where it happens, in every function that shifts
         # (`ArrayPrinter._subtract_maximum`): nothing else in the call is silenced
@@ -382,6 +389,28 @@ def generate_function(
         function,
         decorators=("quiet_overflow",),
         runtime=tuple(sorted({*function.runtime, "quiet_overflow"})),
+    )
+
+
+def _float16_in_float32(kernel: Kernel, function: GeneratedFunction) -> GeneratedFunction:
+    """The public function computes float16 arguments in float32 and rounds the result once
+    to float16 (``Kernel.float16_in_float32`` says why), as PyTorch computes half precision
+    on the CPU; other dtypes call the core as before."""
+    if kernel.more or kernel.options_form is not None or kernel.labels_form is not None:
+        raise ValueError(f"{kernel.name}: float16_in_float32 is for one result, without forms")
+    arrays = [p.name for p in kernel.params if not _is_scalar(p)]
+    widened = ", ".join(
+        f"xp.astype({p.name}, xp.float32)" if p.name in arrays else p.name for p in kernel.params
+    )
+    first = arrays[0]  # the checks gave every array one dtype
+    lines = (
+        f"if is_float16(xp, {first}):",
+        f"    return xp.astype(_{kernel.name}(xp, {widened}), {first}.dtype)",
+    )
+    return replace(
+        function,
+        checks=(*function.checks, *lines),
+        runtime=tuple(sorted({*function.runtime, "is_float16"})),
     )
 
 

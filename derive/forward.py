@@ -344,6 +344,7 @@ class VectorForward:
     # from x/s, s a power of two near max(max_k |x_k|, √eps), so no sum or square overflows,
     # and σ as hypot(s √(σ²/s²), √ε); checked steps on the page show each.
     scaled: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
+    float16_in_float32: str = ""  # why float16 is computed in float32 (Kernel's), if it is
 
 
 CENTRED = sp.IndexedBase("centred")
@@ -701,6 +702,7 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             returns_doc="the shape of x",
             reference=forward.reference,
             requires=requires,
+            float16_in_float32=forward.float16_in_float32,
             conditioning=forward.conditioning,
         ),
         Kernel(
@@ -718,6 +720,7 @@ def vector_derivation(forward: VectorForward) -> Derivation:
             "the error is then a few ulps of 1/σ, not of the result",
             derivative=DerivativeOf(f"{forward.name}({arguments})", wrt=str(x)),
             requires=requires,
+            float16_in_float32=forward.float16_in_float32,
         ),
         Kernel(
             name=f"{forward.name}_vjp",
@@ -736,6 +739,7 @@ def vector_derivation(forward: VectorForward) -> Derivation:
                 f"{g} * {forward.name}({arguments})", wrt=str(x), kind="elementwise"
             ),
             requires=requires,
+            float16_in_float32=forward.float16_in_float32,
         ),
     )
     written_out = dict(reversed(names))  # each name through the ones before it

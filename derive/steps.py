@@ -362,6 +362,10 @@ class Kernel:
     # (`quiet_overflow`), or for the shift alone where that is the overflow (SHIFT_OVERFLOW,
     # printed as `subtract_maximum`); "" if no overflow is meant, and then NumPy warns as usual.
     overflow: str = ""
+    # Why float16 arguments are computed in float32 and the result rounded once to float16
+    # (a square of float16's differences below its smallest number, say), for the docstring;
+    # "" to compute in the arguments' own dtype.
+    float16_in_float32: str = ""
 
     @property
     def call(self) -> str:

@@ -295,7 +295,7 @@ def test_the_jacobian_and_vjp_of_a_constant_vector_whose_mean_rounds_away(
         _close("layer_norm_jacobian", got, jacobian, 1 / sigma, dtype)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
 def test_a_nearly_constant_vector_is_right_beside_a_tiny_eps(dtype):
     """Entries an ulp apart: x − μ is the size of the mean's own rounding error, which the
     second centring removes; compared with the 60-digit reference, entry-wise near 1."""
@@ -305,3 +305,31 @@ def test_a_nearly_constant_vector_is_right_beside_a_tiny_eps(dtype):
     g = np.linspace(-1.0, 2.0, x.size).astype(dtype)
     xhat, _, _, _ = _reference(x, g, 1e-60)
     _close("layer_norm", _quietly(generated.layer_norm, x, 1e-60), xhat, 1.0, dtype)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("size", [16, 17, 32, 1000])
+@pytest.mark.parametrize(("base", "eps"), [(1.0, 1e-12), (1000.0, 1e-5), (60000.0, 1e-5)])
+def test_one_float16_entry_an_ulp_off_a_constant_vector(library, size, base, eps):
+    """float16's square of an ulp of x/s (2⁻²² near 1) is below its smallest normal number:
+    computed in float16, the variance underflowed and K = 32 gave 15.5 where 5.57 is right.
+    float16 is computed in float32 and rounded once, as PyTorch does; compared norm-wise
+    with the 60-digit reference, against the largest |x̂| (√(K − 1))."""
+    x = np.full(size, base, dtype=np.float16)
+    x[0] = np.nextafter(x[0], np.float16(np.inf))
+    g = np.linspace(-1.0, 2.0, size).astype(np.float16)
+    xhat, _, vjp, sigma = _reference(x, g, eps)
+    xa, ga = (
+        (torch.from_numpy(x.copy()), torch.from_numpy(g.copy())) if library == "torch" else (x, g)
+    )
+    got = _quietly(generated.layer_norm, xa, eps)
+    assert got.dtype == xa.dtype
+    _close("layer_norm", got, xhat, float(np.max(np.abs(xhat))), "float16")
+    got_vjp = _quietly(generated.layer_norm_vjp, xa, eps, ga)
+    assert got_vjp.dtype == xa.dtype
+    _close("layer_norm_vjp", got_vjp, vjp, 2 * float(np.max(np.abs(xhat))) / sigma, "float16")
+    if size <= 32:  # the Jacobian is K x K
+        _, jacobian, _, _ = _reference(x, g, eps)
+        got_jacobian = _quietly(generated.layer_norm_jacobian, xa, eps)
+        assert got_jacobian.dtype == xa.dtype
+        _close("layer_norm_jacobian", got_jacobian, jacobian, size / sigma, "float16")

@@ -74,8 +74,15 @@ VECTOR_FORWARD = VectorForward(
     f"${latex_scientific(float(np.finfo(np.float16).max) ** -2)}$ in float16), rather than "
     "divide each entry; "
     "$\\hat x$ divides by $\\sigma/s$, whose reciprocal would overflow for a constant vector "
-    "of huge entries and turn $\\hat x = 0$ into $0 \\cdot \\infty$.",
+    "of huge entries and turn $\\hat x = 0$ into $0 \\cdot \\infty$. "
+    "float16 is computed in float32 and the result rounded once, as PyTorch does on the CPU: "
+    "float16's squares of an ulp of $x/s$ ($2^{-22}$ for entries near 1) fall below its "
+    "smallest normal number ($2^{-14}$), so the variance of a vector with one entry an ulp off "
+    "the others would underflow.",
     conditioning="x_i − μ cancels for an entry near the mean: no entry-wise bound holds "
     "there, a norm-wise one does.",
+    float16_in_float32="float16 has too few exponents for its digits; the square of an "
+    "ulp of x/s (2⁻²² for entries near 1) is below its smallest normal number (2⁻¹⁴), so the "
+    "variance of a nearly constant vector underflows",
     notation=(("i", "K"),),
 )
