@@ -871,3 +871,37 @@ def test_layer_norm_of_a_constant_vector_beside_any_eps(data):
     expected_vjp = (wide - wide.mean(axis=-1, keepdims=True)) / sigma
     np.testing.assert_allclose(vjp, expected_vjp, rtol=0, atol=8 * size * unit)
     TRIED[f"edges: layer_norm Jacobian and VJP of a constant vector ({library} {dtype})"] += 1
+
+
+@FUZZ
+@given(data=st.data())
+def test_layer_norm_of_one_entry_an_ulp_off_a_constant_vector(data):
+    """A constant vector with one entry moved by an ulp: x̂ is that ulp's δ spread as
+    δ(K − 1)/K and −δ/K over σ = √(δ²(K − 1)/K² + ε), exact in long double from δ alone.
+    In float16 the square of an ulp of x/s is below the smallest normal number, and the
+    variance underflowed (K = 32 gave 15.5 where 5.57 is right) until float16 was computed
+    in float32. Compared norm-wise, against the largest |x̂|, within 16 + K ulps."""
+    dtype = data.draw(st.sampled_from(["float16", "float32", "float64"]), label="dtype")
+    library = data.draw(st.sampled_from(["numpy", "torch"]), label="library")
+    size = data.draw(st.integers(2, 40) | st.sampled_from([768, 1000]), label="K")
+    big = float(np.finfo(dtype).max)
+    value = data.draw(st.sampled_from([1.0, 0.1, -3.0, 1000.0, big / 3, -big]), label="value")
+    eps = data.draw(st.sampled_from([1e-40, 1e-12, 1e-5, 1e-2]), label="eps")
+    x = np.full(size, value, dtype=dtype)
+    moved = data.draw(st.integers(0, size - 1), label="moved")
+    x[moved] = np.nextafter(x[moved], np.array(0, dtype=dtype))  # toward 0: finite
+    delta = np.longdouble(x[moved]) - np.longdouble(x[0 if moved else 1])
+    centred = np.full(size, -delta / size)
+    centred[moved] = delta * (size - 1) / size
+    expected = centred / np.sqrt(delta**2 * (size - 1) / size**2 + np.longdouble(eps))
+    xa = x if library == "numpy" else torch.from_numpy(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = to_numpy(generated.layer_norm(xa, eps)).astype(np.longdouble)
+    TRIED[f"edges: layer_norm of one entry an ulp off a constant vector ({library} {dtype})"] += 1
+    # a sum of K squares is good to about K roundings (PyTorch's own sums reach 43 ulps at
+    # K = 768, NumPy's pairwise ones 3): the float16 error this caught was 10⁴ ulps
+    scale = np.max(np.abs(expected))
+    ulps = 16 + size
+    tolerance = ulps * np.finfo(dtype).eps * scale + 4 * np.finfo(dtype).smallest_subnormal
+    assert np.max(np.abs(got - expected)) <= tolerance, (got[:3], expected[:3])
