@@ -117,28 +117,34 @@ def with_section(derivation, text: str):
     return replace(derivation, sections=(*derivation.sections, Section("Extra", text)))
 
 
+# Each scan of a derivation's prose (or module) for a step it names unchecked, and what to
+# write instead.
+SCANS = {
+    "typed step number": (
+        lambda name: bare_step_numbers(derivations.get(name)),
+        "write {step:key} instead of a number",
+    ),
+    "typed step number in the module": (
+        lambda name: numbers_in_source(derivations.source(name)),
+        "name the step by its key instead",
+    ),
+    "step picked by its place": (
+        lambda name: relative_step_phrases(derivations.get(name)),
+        "name the step by its key, {step:key}, instead of",
+    ),
+    "title no step has": (
+        lambda name: unknown_step_titles(derivations.get(name)),
+        "no step of its page or of the linked page has this title (renamed?)",
+    ),
+}
+
+
+@pytest.mark.parametrize("scan", SCANS)
 @pytest.mark.parametrize("name", derivations.MODULES)
-def test_no_derivation_types_a_step_number_in_its_prose(name):
-    found = bare_step_numbers(derivations.get(name))
-    assert not found, f"{name}: write {{step:key}} instead of a number: {found}"
-
-
-@pytest.mark.parametrize("name", derivations.MODULES)
-def test_no_derivation_module_types_a_step_number_in_a_string_or_comment(name):
-    found = numbers_in_source(derivations.source(name))
-    assert not found, f"{name}: name the step by its key instead: {found}"
-
-
-@pytest.mark.parametrize("name", derivations.MODULES)
-def test_no_derivation_picks_a_step_by_its_position_in_its_prose(name):
-    found = relative_step_phrases(derivations.get(name))
-    assert not found, f"{name}: name the step by its key, {{step:key}}, instead of: {found}"
-
-
-@pytest.mark.parametrize("name", derivations.MODULES)
-def test_every_step_named_by_its_title_is_a_step_of_its_page_or_the_linked_one(name):
-    found = unknown_step_titles(derivations.get(name))
-    assert not found, f"{name}: no step has this title (renamed?): {found}"
+def test_the_prose_names_every_step_it_means_so_that_the_build_can_check_it(name, scan):
+    find, advice = SCANS[scan]
+    found = find(name)
+    assert not found, f"{name}: {advice}: {found}"
 
 
 def test_the_title_scan_finds_a_title_no_step_has(sigmoid):
