@@ -1617,6 +1617,37 @@ def subtract_maximum(xp: Any, values: Any, maximum: Any, owned: bool = True) -> 
         _reset_error_state(token)
 
 
+_DIVISION_IGNORED: dict[Any, Any] = {}  # the caller's error state -> the same, x/0 and 0/0 ignored
+
+
+def quiet_divide(xp: Any, a: Any, b: Any, owned: bool = True) -> Any:
+    """``a / b``: NumPy's divide-by-zero, invalid and overflow warnings are not raised for this
+    one division.
+
+    The printing of ``QuietQuotient`` (derive.sympy_tools): the temperature's shifted logits
+    (z_k/2 − m/2)/T, each ≤ 0, where T > 0 rounds to 0 in the logits' dtype (below its
+    smallest number): every quotient but the maximum's is then −∞, its limit, and the
+    maximum's 0/0 is replaced by 0 where the code selects it. Every other operation of the
+    function warns as NumPy does. ``owned`` as `in_place`'s.
+    """
+    if _extobj_contextvar is None:  # pragma: no cover (NumPy 1.x)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return in_place(xp.divide, a, b, owned=owned)
+    current = _get_error_state()
+    quiet = _DIVISION_IGNORED.get(current)
+    if quiet is None:
+        if len(_DIVISION_IGNORED) >= 64:  # each np.errstate block makes a new state
+            _DIVISION_IGNORED.clear()
+        quiet = _DIVISION_IGNORED[current] = _make_extobj(
+            divide="ignore", invalid="ignore", over="ignore"
+        )
+    token = _set_error_state(quiet)
+    try:
+        return in_place(xp.divide, a, b, owned=owned)
+    finally:
+        _reset_error_state(token)
+
+
 # -- functions outside the array-API standard ------------------------------------------------
 # The one place they are registered: the array printer prints ``name(xp, x)`` for each name
 # here, the code generator imports it from this module, and each library gets its own.

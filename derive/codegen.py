@@ -709,6 +709,7 @@ def _generate_function(
             "is_traced",
             "vector_scale",
             "normal_floor",
+            "quiet_divide",
             "heaviside",
             *SPECIAL_FUNCTIONS,
         )

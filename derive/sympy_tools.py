@@ -90,6 +90,33 @@ class NormalFloor(sp.Function):
         return floored if exp is None else rf"{{{floored}}}^{{{exp}}}"
 
 
+class QuietQuotient(sp.Function):
+    """``QuietQuotient(a, b)``: a/b where the code knows what a zero or infinite b in the
+    dtype gives, printed as derive._runtime's ``quiet_divide`` (NumPy's divide-by-zero and
+    invalid warnings not raised for this one division).
+
+    The temperature's (z_k/2 − m/2)/T: T > 0 rounds to 0 in the logits' dtype when it is
+    below its smallest number, and then every quotient but the maximum's is −∞ (its limit)
+    and the maximum's 0/0 is replaced by 0 (a ``Piecewise`` around it). As a real number it
+    is a/b, which is how the steps check it and the references evaluate it.
+    """
+
+    nargs = 2
+
+    def _eval_evalf(self, prec):
+        return self.doit()._eval_evalf(prec)
+
+    def doit(self, **hints):
+        a, b = self.args
+        if hints.get("deep", True):
+            a, b = a.doit(**hints), b.doit(**hints)
+        return a / b
+
+    def _latex(self, printer, exp=None) -> str:
+        quotient = printer._print(sp.Mul(self.args[0], sp.Pow(self.args[1], -1), evaluate=False))
+        return quotient if exp is None else rf"\left({quotient}\right)^{{{exp}}}"
+
+
 def relation_holds(relation: Relational) -> bool | None:
     """True (False) if ``relation`` holds (fails) for every value of its indices.
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import derive.generated as generated
-from derive._runtime import quiet_overflow, subtract_maximum
+from derive._runtime import quiet_divide, quiet_overflow, subtract_maximum
 
 from registry import BY_NAME, draw
 
@@ -153,6 +153,31 @@ def test_subtract_maximum_silences_overflow_only_and_keeps_the_callers_settings(
     mine = np.array([3.0, 1.0])
     subtract_maximum(np, mine, 3.0, owned=False)
     np.testing.assert_array_equal(mine, [3.0, 1.0])  # not given away: not written
+
+
+def test_quiet_divide_silences_its_one_division_and_keeps_the_callers_settings():
+    shifted = np.array([0.0, -1.0, -(2.0**127)], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quotient = quiet_divide(np, shifted, np.float32(0.0), owned=False)  # T rounded to 0
+    np.testing.assert_array_equal(np.isnan(quotient), [True, False, False])  # 0/0: selected away
+    np.testing.assert_array_equal(quotient[1:], [-np.inf, -np.inf])
+    np.testing.assert_array_equal(shifted, [0.0, -1.0, -(2.0**127)])  # not given away: kept
+    assert np.geterr()["divide"] == "warn"
+    with pytest.warns(RuntimeWarning, match="divide by zero"):  # after it, NumPy warns again
+        shifted[1:] / np.float32(0.0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])  # a float64 T is a Python float
+def test_a_temperature_that_rounds_to_0_in_the_logits_dtype_gives_the_argmax_without_warning(dtype):
+    """T below the dtype's smallest number is 0 there: (z − max z)/T is −∞ but at the maximum,
+    whose 0/0 the code writes 0; the quotient is the one division that may do so."""
+    T = float(np.finfo(dtype).smallest_subnormal) / 4
+    z = np.array([[1.0, 3.0, -2.0], [5.0, 5.0, 0.0]], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = generated.softmax_temperature(z, T)
+    np.testing.assert_array_equal(got, [[0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])
 
 
 def _cases(big: float) -> list:

@@ -25,7 +25,7 @@ from derive.steps import (
     Step,
     every,
 )
-from derive.sympy_tools import Maximum, evaluate
+from derive.sympy_tools import Maximum, QuietQuotient, evaluate
 
 T = sp.Symbol("T", positive=True)  # the temperature
 u = IndexedBase("u", shape=(C,))  # the scaled logits z/T
@@ -113,7 +113,7 @@ def derive() -> Derivation:
     # 0 at the maximum whatever T rounds to in the logits' dtype (0/0 where it rounds to 0)
     # halves first: z_k − m overflows where the logits span more than the dtype's largest number,
     # and −∞/T is nan where T rounds to ∞ there (1e30 in float16); z_k/2 − m/2 cannot overflow
-    halved = sp.UnevaluatedExpr((z[k] / 2 - shift / 2) / T)
+    halved = QuietQuotient(z[k] / 2 - shift / 2, T)  # x/0 = −∞ and the 0/0 selected away: quiet
     scaled_logit = sp.Piecewise((0, sp.Eq(z[k], shift)), (2 * halved, True))
     s_ = sp.Symbol("s", positive=True)
     hot = S_i.xreplace({T: 1 / s_}).subs(s_, 0).doit()  # 1/C

@@ -23,7 +23,15 @@ from sympy.core.function import AppliedUndef
 from sympy.printing.numpy import NumPyPrinter
 
 from derive._runtime import SPECIAL_FUNCTIONS
-from derive.sympy_tools import DenseSolve, Hypot, MatmulSum, Maximum, NormalFloor, VectorScale
+from derive.sympy_tools import (
+    DenseSolve,
+    Hypot,
+    MatmulSum,
+    Maximum,
+    NormalFloor,
+    QuietQuotient,
+    VectorScale,
+)
 
 
 class UnsupportedExpression(NotImplementedError):
@@ -851,6 +859,15 @@ class ArrayPrinter(NumPyPrinter):
     def _print_NormalFloor(self, expr: NormalFloor) -> str:
         """``normal_floor(xp, a)`` (derive._runtime): a divisor kept at least the smallest normal."""
         return f"normal_floor({self._module}, {self._print(expr.args[0])})"
+
+    def _print_QuietQuotient(self, expr: QuietQuotient) -> str:
+        """``quiet_divide(xp, a, b)`` (derive._runtime): a/b without NumPy's divide-by-zero and
+        invalid warnings, written into a where `_in_place` would."""
+        a, b = expr.args
+        condition = self._fresh(a, expr)
+        if condition is None or not self._covers(a, (b,)):
+            condition = ", owned=False"
+        return f"quiet_divide({self._module}, {self._print(a)}, {self._print(b)}{condition})"
 
     def _print_Hypot(self, expr: Hypot) -> str:
         a, b = expr.args
