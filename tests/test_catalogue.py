@@ -30,9 +30,11 @@ NAMESPACE = {
     "MatrixElement": sympy.matrices.expressions.matexpr.MatrixElement,
     "Str": sympy.core.symbol.Str,  # a MatrixSymbol's name
     # derive's named functions on the pages, by their definitions: hypot(a, b) = √(a² + b²);
-    # a divisor kept at least the smallest normal number is, as a real number, itself
+    # a divisor kept at least the smallest normal number is, as a real number, itself; a
+    # quotient whose x/0 the code makes right is, as a real number, the quotient
     "Hypot": lambda a, b: sympy.sqrt(a**2 + b**2),
     "NormalFloor": lambda a: a,
+    "QuietQuotient": lambda a, b: a / b,
 }
 
 
