@@ -683,6 +683,7 @@ def _generate_function(
             "take_at_labels",
             "sum_of_others",
             "sum_of_weighted_differences",
+            "share_of_weighted_differences",
             "off_diagonal",
             "with_diagonal",
             "outer_product",
