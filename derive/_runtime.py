@@ -467,12 +467,11 @@ def take_at_labels(xp: Any, a: Any, labels: Any) -> Any:
     return xp.sum(xp.where(labels[..., None] == classes, a, xp.zeros_like(a)), axis=-1)
 
 
-def subtract_at_labels(xp: Any, a: Any, labels: Any, owned: bool = False, amount: Any = 1) -> Any:
-    """``a − k e_ℓ``: each row of ``a`` (..., C) with ``amount`` k (1 unless given) subtracted
-    at its label (``labels`` (...), int64).
+def subtract_at_labels(xp: Any, a: Any, labels: Any, owned: bool = False) -> Any:
+    """``a − e_ℓ``: each row of ``a`` (..., C) with 1 subtracted at its label (``labels`` (...), int64).
 
-    The printing of ``A_c − δ_cℓ`` and ``A_c − k δ_cℓ`` (see `derive.printing.array`). In
-    NumPy (``FAST_NUMPY``) it subtracts in place, ``a[arange(B), ℓ] -= k`` (through
+    The printing of ``A_c − δ_cℓ`` (see `derive.printing.array`). In NumPy
+    (``FAST_NUMPY``) it subtracts in place, ``a[arange(B), ℓ] -= 1`` (through
     one index into the flat array, `_flat_at_labels`), on ``a`` itself when the
     generated code ``owned`` it (a temporary it made and reads no more), else on
     a copy. Other libraries get the functional form, a
@@ -480,11 +479,10 @@ def subtract_at_labels(xp: Any, a: Any, labels: Any, owned: bool = False, amount
     """
     if xp is FAST_NUMPY:
         out = a if owned and a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
-        out.reshape(-1)[_flat_at_labels(out, labels)] -= amount  # a view: out is C-contiguous
+        out.reshape(-1)[_flat_at_labels(out, labels)] -= 1  # a view: out is C-contiguous
         return out
     classes = xp.arange(a.shape[-1], dtype=labels.dtype)
-    at_labels = xp.astype(labels[..., None] == classes, a.dtype)
-    return a - (at_labels if amount == 1 else at_labels * amount)
+    return a - xp.astype(labels[..., None] == classes, a.dtype)
 
 
 @cache

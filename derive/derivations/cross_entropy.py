@@ -48,7 +48,7 @@ from derive.steps import (
     Step,
     every,
 )
-from derive.sympy_tools import Maximum, chain_rule, evaluate, pull_out_of_sums, sums_of
+from derive.sympy_tools import chain_rule, evaluate, pull_out_of_sums, sums_of
 
 
 def explicit_chain_rule(sizes) -> tuple[Matrix, Matrix]:
@@ -557,31 +557,7 @@ def derive():
     L_b = sp.IndexedBase("ell")  # each sample's class label
     share_at_labels = share.xreplace({Y[b, c]: sp.KroneckerDelta(c, L_b[b])})
     as_computed = sum_over_batch.xreplace({sum_over_batch.function: X[b, j] * share})
-    # With labels, the code divides the softmax's exponentials E_bc = e^{z_bc − m_b} once, by
-    # B Σ_r E_br, and subtracts 1/B at the label: (S − δ)/B without a pass for the 1/B.
-    E, r = sp.IndexedBase("E"), class_index("r")
-    # the code's names: the logits z_bc, each row's maximum m_b, E_bc, and B Σ_r E_br
-    Z, z_max, exp_shifted = (
-        sp.IndexedBase("z"),
-        sp.IndexedBase("z_max"),
-        sp.IndexedBase("exp_shifted"),
-    )
-    divisor = sp.IndexedBase("divisor")
-    exps_sum = Sum(E[b, r], (r, 1, C))
-    share_from_exps = E[b, c] / (B * exps_sum) - sp.KroneckerDelta(c, L_b[b]) / B
     identities += (
-        Identity(
-            "weight_grad_labels_as_computed",
-            "with labels, $(S_c - \\delta_{c\\ell}) / B$ is $E_c / (B \\sum_r E_r) - "
-            "\\delta_{c\\ell} / B$, $E_c = e^{z_c - m}$ the softmax's exponentials before it "
-            "divides ($S_c = E_c / \\sum_r E_r$): the code divides once, by $B \\sum_r E_r$, and "
-            "subtracts $1/B$ at each sample's label, instead of dividing the probabilities by $B$ "
-            "(bit for bit the same numbers when $B$ is a power of two)",
-            long=share_at_labels.xreplace({P[b, c]: E[b, c] / exps_sum}),
-            shortcut=share_from_exps,
-            long_title="The share with $S = E / \\sum_r E_r$,",
-            shortcut_title="as the code computes it,",
-        ),
         Identity(
             "weight_grad_as_computed",
             "dividing each sample's error by $B$ before the sum over the batch, as the code does, "
@@ -654,17 +630,9 @@ def derive():
             labels_form=LabelsForm(
                 param=Param("y", L_b, ("C",), doc="integer class labels", labels=True),
                 body=(
-                    Assign(Z, (b, c), sp.Function("summation")(X, W)),
-                    Assign(z_max, (b,), Maximum(Z[b, r], (r, 1, C))),
-                    Assign(exp_shifted, (b, c), sp.exp(Z[b, c] - z_max[b])),
-                    Assign(divisor, (b,), B * Sum(exp_shifted[b, r], (r, 1, C))),
-                    # E_bc / (B Σ_r E_br) − δ_{c ℓ_b} / B: 1/B subtracted at each sample's label,
-                    # in place in NumPy (the identity weight_grad_labels_as_computed)
-                    Assign(
-                        error_share,
-                        (b, c),
-                        exp_shifted[b, c] / divisor[b] - sp.KroneckerDelta(c, L_b[b]) / B,
-                    ),
+                    Assign(P, (b, c), sp.Function("softmax")(sp.Function("summation")(X, W))),
+                    # S_bc − δ_{c ℓ_b}: 1 subtracted at each sample's label, in place in NumPy
+                    Assign(error_share, (b, c), share_at_labels),
                 ),
                 returns=Assign(
                     Derivative(L, W[j, c]),

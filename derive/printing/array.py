@@ -353,46 +353,29 @@ class ArrayPrinter(NumPyPrinter):
         return f"{self._module}.astype({code}[..., None] == {classes}, {self.dtype})"
 
     def _subtract_at_labels(self, expr: sp.Add) -> str | None:
-        """A_i − δ_iℓ, i the last axis, as ``subtract_at_labels(xp, A, ℓ)``: in place when A is
-        owned, or is arithmetic made here (e / (B σ), the mean's share from the exponentials);
-        A_i − k δ_iℓ for a k the same for every entry (1/B) as ``..., amount=k``."""
+        """A_i − δ_iℓ, i the last axis, as ``subtract_at_labels(xp, A, ℓ)``: in place when A is owned."""
         terms = sp.Add.make_args(expr)
         if len(terms) != 2:
             return None
-        deltas = [t for t in terms if self._scaled_label_delta(-t)]
+        deltas = [t for t in terms if self._label_delta(-t)]
         if len(deltas) != 1:
             return None
         (array,) = [t for t in terms if t is not deltas[0]]
-        (index, label), amount = self._scaled_label_delta(-deltas[0])
-        if self.axes[-1] != index:
+        index, label = self._label_delta(-deltas[0])
+        if (
+            not isinstance(array, sp.Indexed)
+            or list(array.indices) != self.axes
+            or self.axes[-1] != index
+        ):
             return None
+        name = self._name(array.base.label)
         if isinstance(label, sp.Indexed) and list(label.indices) != self.axes[:-1]:
             return None
         label_name = self._name(label.base.label if isinstance(label, sp.Indexed) else label)
-        extra = "" if amount == 1 else f", amount={self._print(amount)}"
-        if isinstance(array, sp.Indexed) and list(array.indices) == self.axes:
-            name = self._name(array.base.label)
-            owned = ""
-            if name in self.owned:
-                owned = ", owned=fresh" if name in self.given else ", owned=True"
-            return f"subtract_at_labels({self._module}, {name}, {label_name}{owned}{extra})"
-        if isinstance(array, sp.Mul) and self._axes_of(array) == set(self.axes):
-            made = self._fresh(array, expr) == ""  # arithmetic: a new array, or one written into
-            owned = ", owned=True" if made else ""
-            code = self._print(array)
-            return f"subtract_at_labels({self._module}, {code}, {label_name}{owned}{extra})"
-        return None
-
-    def _scaled_label_delta(self, expr: sp.Basic) -> tuple[tuple[sp.Idx, sp.Basic], sp.Expr] | None:
-        """((i, ℓ), k) if ``expr`` is k δ_iℓ, k the same for every entry (no index: 1, 1/B)."""
-        factors = sp.Mul.make_args(expr)
-        deltas = [f for f in factors if self._label_delta(f)]
-        if len(deltas) != 1:
-            return None
-        amount = sp.Mul(*[f for f in factors if f is not deltas[0]])
-        if any(isinstance(s, sp.Idx) for s in amount.free_symbols) or amount.has(sp.Indexed):
-            return None
-        return self._label_delta(deltas[0]), amount
+        owned = ""
+        if name in self.owned:
+            owned = ", owned=fresh" if name in self.given else ", owned=True"
+        return f"subtract_at_labels({self._module}, {name}, {label_name}{owned})"
 
     def _take_at_labels(self, expr: sp.Indexed) -> str:
         """A_ℓ, each sample's entry at its label, as ``take_at_labels(xp, A, ℓ)``: one number per sample."""
