@@ -857,8 +857,8 @@ def share_of_weighted_differences(xp: Any, w: Any, a: Any, n: Any, owned: bool =
     softmax's unnormalised exponentials w, whose row sums lie in [1, C]): the division by
     Σ_m w_m that would make s, and the division by n, are one per-row divisor, and NumPy
     takes (a_i − ā) w_i / (n Σ_m w_m) with ā = Σ_m w_m a_m / Σ_m w_m: three passes over the
-    rows where `sum_of_weighted_differences` and the two divisions take five (64 x 1000
-    float32: 30 µs of the HVP's 1.2 ms). a_i − ā is (a_i Σ_m w_m − Σ_m w_m a_m) / Σ_m w_m,
+    rows where `sum_of_weighted_differences` and the two divisions take five, and no row
+    sums of s (the HVP at 64 x 512 x 1000 float32: 1.27 -> 1.21 ms, side by side). a_i − ā is (a_i Σ_m w_m − Σ_m w_m a_m) / Σ_m w_m,
     the same terms, so it is used where `sum_of_weighted_differences` takes that form (no
     entry over half its row) and the row is finite; elsewhere, and for other libraries,
     that function's result times w / (n (Σ_m w_m)²). ``owned``: a is a temporary the caller

@@ -1079,7 +1079,9 @@ def derive():
             "with $1/B$ it is one divisor per sample. $U_c O_c - Q_c$ is also one sum, "
             "$\\sum_{d \\ne c} S_d (U_c - U_d)$, the same terms regrouped. The code computes "
             "the exponentials and this sum, not the probabilities: the softmax's division "
-            "and the division by $B$ become one division per sample, two passes over the "
+            "and the division by $B$ become one division per sample (in NumPy, where no "
+            "$E_{bc}$ is most of its row, $E_{bc} (U_{bc} - \\bar U_b) / (B \\sigma_b)$ with "
+            "$\\bar U_b = \\sum_d E_{bd} U_{bd} / \\sigma_b$): four passes over the "
             "$B \\times C$ array fewer (`share_of_weighted_differences`).",
             hvp_stable,
             hvp_from_exps,
