@@ -856,6 +856,46 @@ def is_float16(xp: Any, a: Any) -> bool:
     return half is not None and a.dtype == half
 
 
+def share_of_weighted_differences(xp: Any, w: Any, a: Any, n: Any, owned: bool = False) -> Any:
+    """``w_i Σ_{m≠i} w_m (a_i − a_m) / (n (Σ_m w_m)²)`` for each i of the last axis: with
+    s = w / Σ_m w_m, ``s_i Σ_{m≠i} s_m (a_i − a_m) / n``, without forming s.
+
+    The printing of that product (the Hessian-vector product's share of the mean, from the
+    softmax's unnormalised exponentials w, whose row sums lie in [1, C]): the division by
+    Σ_m w_m that would make s, and the division by n, are one per-row divisor, and NumPy
+    takes (a_i − ā) w_i / (n Σ_m w_m) with ā = Σ_m w_m a_m / Σ_m w_m: three passes over the
+    rows where `sum_of_weighted_differences` and the two divisions take five, and no row
+    sums of s (the HVP at 64 x 512 x 1000 float32: 1.27 -> 1.21 ms, side by side). a_i − ā is (a_i Σ_m w_m − Σ_m w_m a_m) / Σ_m w_m,
+    the same terms, so it is used where `sum_of_weighted_differences` takes that form (no
+    entry over half its row) and the row is finite; elsewhere, and for other libraries,
+    that function's result times w / (n (Σ_m w_m)²). ``owned``: a is a temporary the caller
+    reads no more, so the result may be written into it.
+    """
+    if (
+        xp is FAST_NUMPY
+        and type(w) is np.ndarray
+        and type(a) is np.ndarray
+        and w.shape == a.shape
+        and w.dtype == a.dtype
+        and w.dtype in _BLAS_FLOATS
+        and w.shape[-1] > _SHORT_AXIS  # as `sum_of_weighted_differences`'s own test
+    ):
+        total = np.add.reduce(w, axis=-1, keepdims=True)
+        along = np.vecdot(w, a)[..., None]
+        if (
+            math.isfinite(np.add.reduce(total, axis=None) + np.add.reduce(along, axis=None))
+            and np.minimum.reduce(w, axis=None) >= 0  # then Σ_m |w_m| is the total
+            # no entry over half its row: the largest at most half the least total
+            and not np.maximum.reduce(w, axis=None) > 0.5 * np.minimum.reduce(total, axis=None)
+        ):
+            out = a if owned and a.flags.writeable else None
+            out = np.subtract(a, np.divide(along, total, out=along), out=out)
+            np.multiply(out, w, out=out)
+            return np.divide(out, n * total, out=out)
+    total = xp.sum(w, axis=-1, keepdims=True)
+    return w * sum_of_weighted_differences(xp, w, a) / (n * (total * total))
+
+
 def solve(xp: Any, matrix: Any, rhs: Any, penalty: Any = None) -> Any:
     """``xp.linalg.solve(matrix, rhs)``, in float32 for float16, and a singular system named.
 

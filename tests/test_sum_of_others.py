@@ -129,3 +129,49 @@ def test_an_infinite_entry_gives_the_sums_of_others_values():
     expected = a * sum_of_others(FAST_NUMPY, w) - sum_of_others(FAST_NUMPY, w * a)
     np.testing.assert_array_equal(got, expected)
     assert got[1, 3] == np.inf and np.all(np.delete(got[1], 3) == -np.inf)
+
+
+@pytest.mark.parametrize("classes", [3, 17, 40])
+@pytest.mark.parametrize("dominant", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_share_is_the_weighted_differences_over_n_and_the_total_squared(
+    classes, dominant, dtype
+):
+    # w as the softmax's exponentials e^{z − max z}: in (0, 1], the largest 1; with a dominant
+    # entry (the others 1e-6 of it) NumPy takes the sums of others, else a − ā
+    from derive._runtime import share_of_weighted_differences
+
+    rng = np.random.default_rng(classes)
+    w = rng.uniform(0.0, 1.0, (2, 5, classes))
+    w[..., 0] = 1.0
+    if dominant:
+        w[..., 1:] *= 1e-6
+    w, a = w.astype(dtype), rng.normal(size=(2, 5, classes)).astype(dtype)
+    n = 6  # not a power of two: the division rounds
+    weights, values = w.astype(np.float64), np.abs(a).astype(np.float64)
+    divisor = n * weights.sum(-1, keepdims=True) ** 2
+    expected = weights * differences_written_out(w, a) / divisor
+    # a few ulps of the terms' magnitudes w_i Σ_{m≠i} w_m (|a_i| + |a_m|) / (n (Σ_m w_m)²)
+    others = weights.sum(-1, keepdims=True) - weights
+    terms = values * others + (weights * values).sum(-1, keepdims=True) - weights * values
+    scale = weights * terms / divisor
+    for xp, (ww, aa) in (
+        (FAST_NUMPY, (w, a)),
+        (array_api_strict, (array_api_strict.asarray(w), array_api_strict.asarray(a))),
+    ):
+        got = np.asarray(share_of_weighted_differences(xp, ww, aa, n))
+        assert got.shape == w.shape and got.dtype == w.dtype
+        assert np.all(np.abs(got - expected) <= 16 * np.finfo(dtype).eps * scale)
+
+
+@pytest.mark.parametrize("owned", [False, True])
+def test_the_share_is_written_into_a_only_when_owned(owned):
+    from derive._runtime import share_of_weighted_differences
+
+    rng = np.random.default_rng(0)
+    w, a = rng.uniform(0.0, 1.0, (4, 40)), rng.normal(size=(4, 40))
+    before = a.copy()
+    got = share_of_weighted_differences(FAST_NUMPY, w, a, 4, owned=owned)
+    assert (got is a) == owned
+    if not owned:
+        np.testing.assert_array_equal(a, before)

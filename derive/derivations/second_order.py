@@ -46,7 +46,7 @@ from derive.steps import (
     Step,
     every,
 )
-from derive.sympy_tools import DenseSolve, MatmulSum, evaluate
+from derive.sympy_tools import DenseSolve, MatmulSum, Maximum, evaluate
 
 MAX_UNKNOWNS = 4096  # newton_step solves a (D·C) x (D·C) system densely up to this D·C
 B = sp.Symbol("B", integer=True, positive=True)  # samples in a batch
@@ -818,6 +818,15 @@ def derive():
     batch_where = ((XEb[b], -Sum(Y[b, t] * sp.log(P[b, t]), (t, 1, C))), *batch_softmax)
     batch_labels_sum = ((Sum(Y[b, t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_bt = 1, each b
     batch_probabilities_sum = ((Sum(P[b, d], (d, 1, C)), sp.Integer(1)),)  # Σ_d S_bd = 1
+
+    # The HVP as the code computes it: from the softmax's exponentials E_bc = e^{z_bc − m_b}
+    # (m_b the row's maximum), not the probabilities S_bc = E_bc / Σ_r E_br: the factor's
+    # terms are products of two probabilities, so (Σ_r E_br)² and B are one divisor per sample.
+    E, row_max = sp.IndexedBase("E"), sp.IndexedBase("m")  # in the code: exp_shifted, z_max
+    exps_total = Sum(E[b, r], (r, 1, C))
+    exps_factor = Sum((1 - KroneckerDelta(c, d)) * E[b, d] * (U[b, c] - U[b, d]), (d, 1, C))
+    exps_share = E[b, c] * exps_factor / (B * exps_total**2)
+    hvp_from_exps = Sum(X[b, jj] * exps_share, (b, 1, B))
     mean_loss = Sum(XEb[b], (b, 1, B)) / B
 
     steps = (
@@ -1063,6 +1072,31 @@ def derive():
             start=18,
         ),
         Step(
+            "Hessian times V from the exponentials",
+            "Each term of the factor is a product of two probabilities of one sample, "
+            "$S_{bc} S_{bd}$, and each is $E_{bc} / \\sigma_b$ with $E_{bc} = e^{z_{bc} - m_b}$, "
+            "the softmax's exponentials before it divides ($m_b$ the row's maximum), and "
+            "$\\sigma_b = \\sum_r E_{br}$: so $1 / \\sigma_b^2$ comes out of the factor, and "
+            "with $1/B$ it is one divisor per sample. $U_c O_c - Q_c$ is also one sum, "
+            "$\\sum_{d \\ne c} S_d (U_c - U_d)$, the same terms regrouped. The code computes "
+            "the exponentials and this sum, not the probabilities: the softmax's division "
+            "and the division by $B$ become one division per sample (in NumPy, where no "
+            "$E_{bc}$ is most of its row, $E_{bc} (U_{bc} - \\bar U_b) / (B \\sigma_b)$ with "
+            "$\\bar U_b = \\sum_d E_{bd} U_{bd} / \\sigma_b$): four passes over the "
+            "$B \\times C$ array fewer (`share_of_weighted_differences`).",
+            hvp_stable,
+            hvp_from_exps,
+            where=(
+                (O[b, c], batch_others),
+                (Q[b, c], Sum((1 - KroneckerDelta(c, d)) * P[b, d] * U[b, d], (d, 1, C))),
+                (P[b, t], E[b, t] / Sum(E[b, r], (r, 1, C))),
+                (E[b, t], sp.exp(Z[b, t] - row_max[b])),
+                (U[b, c], along),
+            ),
+            checked="explicit",
+            key="hvp-from-exponentials",
+        ),
+        Step(
             "The L2 penalty's gradient",
             "Newton's method minimizes $\\overline{XE} + \\frac{l_2}{2}\\|W\\|^2$. Differentiating "
             "the penalty by $W_{jc}$ keeps the one term $k = j$, $d = c$ of its sum: its gradient "
@@ -1264,8 +1298,8 @@ def derive():
     regularized, rhs = sp.IndexedBase("regularized"), sp.IndexedBase("rhs")
     Y = sp.IndexedBase("y")
     softmax_of_batch = sp.Function("softmax")(sp.Function("summation")(X, W))
-    differences = sp.IndexedBase("differences")  # Σ_{d≠c} S_bd (U_bc − U_bd)
     error_share = sp.IndexedBase("error_share")
+    z_max, exp_shifted = sp.IndexedBase("z_max"), sp.IndexedBase("exp_shifted")  # m_b, E_bc
     (hvp_sum,) = [s for s in hvp.atoms(Sum) if s.limits[0][0] == b]
     kernels = (
         Kernel(
@@ -1333,16 +1367,13 @@ def derive():
                 Param("V", V, ("D", "C"), batched=False, doc="a direction, shaped like W"),
             ),
             body=(
-                # U first: the softmax's passes then leave S in cache for the sums that read it
+                # U first: the exponentials' passes then leave them in cache for the sums
                 Assign(U, (b, c), along),
-                Assign(P, (b, c), softmax_of_batch),
-                # U_c O_c − Q_c as one sum: Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped
-                Assign(
-                    differences,
-                    (b, c),
-                    Sum((1 - KroneckerDelta(c, d)) * P[b, d] * (U[b, c] - U[b, d]), (d, 1, C)),
-                ),
-                Assign(error_share, (b, c), P[b, c] * differences[b, c] / B),
+                Assign(Z, (b, c), sp.Function("summation")(X, W)),
+                Assign(z_max, (b,), Maximum(Z[b, r], (r, 1, C))),
+                Assign(exp_shifted, (b, c), sp.exp(Z[b, c] - z_max[b])),
+                # S_bc Σ_{d≠c} S_bd (U_bc − U_bd) / B from the exponentials (the step above)
+                Assign(error_share, (b, c), exps_share.xreplace({E: exp_shifted})),
             ),
             returns=Assign(
                 sp.IndexedBase("HV")[jj, c],
@@ -1361,8 +1392,10 @@ def derive():
             returns_doc="shape (D, C), like W: entry [j, c] = Σ_kd ∂²XE/∂W_jc∂W_kd V_kd",
             notes="Cost: the forward pass and two matrix products, X V and Xᵀ(...), as one "
             "gradient evaluation. The factor U_c Σ_{d≠c} S_d − Σ_{d≠c} S_d U_d is computed as "
-            "the one sum Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped: in NumPy two sums "
-            "per sample where no S_c is most of its row.",
+            "the one sum Σ_{d≠c} S_d (U_c − U_d), the same terms regrouped, and from the "
+            "softmax's exponentials E = e^{z − max z}, not S = E / Σ E: the softmax's division "
+            "and the mean's 1/B are one division per sample (the page's step “Hessian times V "
+            "from the exponentials”). In NumPy two sums per sample where no S_c is most of its row.",
             flatten_batch=True,
             derivative=DerivativeOf("(weight_grad(x, W, y) * V).sum()", wrt="W"),
         ),

@@ -463,7 +463,9 @@ class ArrayPrinter(NumPyPrinter):
         if len(terms) != 2 or not terms[1].could_extract_minus_sign():
             return None
         values, maximum = terms[0], -terms[1]
-        if not isinstance(values, sp.Indexed) or self.maxima.get(maximum) != values.base:
+        # a maximum per sample (z_max_b, an IndexedBase's entry) or of one vector (a symbol)
+        key = maximum.base if isinstance(maximum, sp.Indexed) else maximum
+        if not isinstance(values, sp.Indexed) or self.maxima.get(key) != values.base:
             return None
         condition = self._fresh(values, expr) if self._covers(values, (maximum,)) else None
         owned = ", owned=False" if condition is None else condition
@@ -501,6 +503,7 @@ class ArrayPrinter(NumPyPrinter):
     def _print_Mul(self, expr: sp.Mul) -> str:
         return (
             self._scaled_matmul_sum(expr)
+            or self._share_of_weighted_differences(expr)
             or self._negate_in_place(expr)
             or self._divide_in_place(expr)
             or self._multiply_in_place(expr)
@@ -807,6 +810,18 @@ class ArrayPrinter(NumPyPrinter):
         runtime takes a_i Σ_m w_m − Σ_m w_m a_m where no entry is most of its
         row, where the m = i term (0) changes nothing but the rounding.
         """
+        operands = self._weighted_differences(expr)
+        if operands is None:
+            return None
+        _, _, w, a, leading, i = operands
+        code = f"sum_of_weighted_differences({self._module}, {w}, {a})"
+        return self._place(code, (*leading, i), w in self.batched)
+
+    def _weighted_differences(self, expr: sp.Basic) -> tuple | None:
+        """(w_{..m}, a_{..i}, w's name, a's name, the leading indices, i) if ``expr`` is
+        Σ_m (1 − δ_im) w_m (a_i − a_m) on the result axes, else None."""
+        if not isinstance(expr, sp.Sum) or len(expr.limits) != 1:
+            return None
         ((m, lower, upper),) = expr.limits
         factors = sp.Mul.make_args(expr.function)
         if len(factors) != 3 or (lower, upper) != (m.lower, m.upper):
@@ -835,7 +850,49 @@ class ArrayPrinter(NumPyPrinter):
         w, a = self._name(weight.base.label), self._name(first.base.label)
         if (w in self.batched) != (a in self.batched):
             return None
-        code = f"sum_of_weighted_differences({self._module}, {w}, {a})"
+        return weight, first, w, a, leading, i
+
+    def _share_of_weighted_differences(self, expr: sp.Mul) -> str | None:
+        """w_i Σ_m (1 − δ_im) w_m (a_i − a_m) / (n (Σ_k w_k)²), for each i (the HVP's share of
+        the mean from unnormalised exponentials w): ``share_of_weighted_differences(xp, w, a,
+        n)`` (derive._runtime), its per-row divisions one divisor; a written into if owned."""
+        factors = sp.Mul.make_args(expr)
+        sums = [f for f in factors if self._weighted_differences(f) is not None]
+        if len(sums) != 1:
+            return None
+        weight, values, w, a, leading, i = self._weighted_differences(sums[0])
+        rest = [f for f in factors if f is not sums[0]]
+        entry = weight.base[(*leading, i)]
+
+        def weights_total(f: sp.Basic) -> bool:  # Σ_k w_k, the row's total, any k
+            if not (isinstance(f, sp.Sum) and len(f.limits) == 1):
+                return False
+            ((k, lower, upper),) = f.limits
+            term = f.function
+            return (
+                isinstance(term, sp.Indexed)
+                and term.base == weight.base
+                and term.indices == (*leading, k)
+                and (lower, upper) == (1, i.upper)
+            )
+
+        squared = [
+            f for f in rest if isinstance(f, sp.Pow) and f.exp == -2 and weights_total(f.base)
+        ]
+        if entry not in rest or len(squared) != 1:
+            return None
+        rest = [f for f in rest if f != entry and f is not squared[0]]
+        divisors = [f.base for f in rest if isinstance(f, sp.Pow) and f.exp == -1]
+        if (
+            len(rest) > 1
+            or len(divisors) != len(rest)
+            or any(d.free_symbols & set(self.axes) for d in divisors)
+        ):
+            return None
+        n = self._print(divisors[0]) if divisors else "1"
+        condition = self._fresh(values, expr)
+        owned = {None: "", "": ", owned=True"}.get(condition, condition)
+        code = f"share_of_weighted_differences({self._module}, {w}, {a}, {n}{owned})"
         return self._place(code, (*leading, i), w in self.batched)
 
     def _print_Maximum(self, expr: Maximum) -> str:
