@@ -893,6 +893,93 @@ def _singular(matrix: Any) -> ValueError:
     )
 
 
+def symmetric_kronecker_sum(xp: Any, x: Any, w: Any) -> Any:
+    """Σ_b x_bj x_bk w_bcd, entry [j, c, k, d], for a ``w`` symmetric in its last two axes.
+
+    The printing of ``SymmetricMatmulSum``: the batch's sum of Kronecker
+    products x_b x_bᵀ ⊗ w_b (the Hessian in W, with w_b a sample's logit
+    Hessian over B). x is (B, D), w is (B, C, C) with w_bcd = w_bdc; the
+    result is (D, C, D, C). Both factors are symmetric, so every entry is one
+    of the D(D+1)/2 sample pairs j ≤ k times one of the C(C+1)/2 class pairs
+    c ≤ d: in NumPy (float32, float64) one matrix product of those pairs, a
+    quarter of the multiply-adds of all (j, c) by all (k, d), and one gather
+    per row j of the result (``_kronecker_rows``). It reads only w's entries
+    c ≤ d, so the result is exactly symmetric. Other libraries: one product
+    of the B x D² outer products by w (B x C²), the middle axes swapped.
+    """
+    if (
+        type(x) is np.ndarray
+        and type(w) is np.ndarray
+        and x.ndim == 2
+        and w.ndim == 3
+        and x.dtype is w.dtype
+        and x.dtype in _BLAS_FLOATS
+    ):
+        return _kronecker_rows(x, w)
+    samples, inputs = x.shape
+    classes = w.shape[-1]
+    outer = xp.reshape(x[:, :, None] * x[:, None, :], (samples, inputs * inputs))
+    product = xp.matmul(xp.matrix_transpose(outer), xp.reshape(w, (samples, classes * classes)))
+    blocks = xp.reshape(product, (inputs, inputs, classes, classes))
+    return xp.permute_dims(blocks, (0, 2, 1, 3))
+
+
+@cache
+def _pairs_layout(
+    inputs: int, classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where the pairs j ≤ k and c ≤ d sit, for ``_kronecker_rows``: the first row of each j's
+    pairs (j, j..D-1), the row of pair {j, k} for every j, k, the columns c ≤ d of a
+    flattened C x C, and for one row j of the result (c, k, d) its entry of the D pair rows
+    {j, k} gathered from the product (D x C(C+1)/2, flattened)."""
+    starts = np.concatenate(([0], np.cumsum(np.arange(inputs, 0, -1))))
+    pair_rows = np.empty((inputs, inputs), dtype=np.intp)
+    upper = np.triu_indices(inputs)
+    pair_rows[upper] = pair_rows.T[upper] = np.arange(len(upper[0]))
+    upper_classes = np.triu_indices(classes)
+    pair_columns = np.empty((classes, classes), dtype=np.intp)
+    pair_columns[upper_classes] = pair_columns.T[upper_classes] = np.arange(len(upper_classes[0]))
+    columns = upper_classes[0] * classes + upper_classes[1]
+    row = np.arange(inputs)[None, :, None] * len(columns) + pair_columns[:, None, :]
+    return starts, pair_rows, columns, row.reshape(-1)
+
+
+def _kronecker_rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``symmetric_kronecker_sum`` in NumPy: the pairs' product, then the result row by row.
+
+    The sample pairs (x_bj x_bk for j ≤ k, rows) and the product (those rows
+    by w's columns c ≤ d) are written into the result's own memory, where
+    they fit (the product always does: a quarter of it and less): no other
+    array of their size is made, and the fresh pages are touched once. Row j
+    of the result needs the product's rows {j, k}: its own (j, k ≥ j) and
+    those of the rows k < j, still unread; its memory lies at or after its
+    own rows', so the rows are written from the last up, each gathered first
+    (the pairs' rows, then each class pair at every c, d, one take each).
+    """
+    samples, inputs = x.shape
+    classes = w.shape[-1]
+    starts, pair_rows, columns, row = _pairs_layout(inputs, classes)
+    pairs, class_pairs = int(starts[-1]), len(columns)
+    result = np.empty((inputs, classes, inputs, classes), dtype=x.dtype)
+    memory = result.reshape(-1)
+    product = memory[: pairs * class_pairs].reshape(pairs, class_pairs)
+    end = pairs * (class_pairs + samples)
+    sample_pairs = (
+        memory[pairs * class_pairs : end].reshape(pairs, samples)
+        if end <= memory.size
+        else np.empty((pairs, samples), dtype=x.dtype)
+    )
+    by_input = np.ascontiguousarray(x.T)
+    for j in range(inputs):
+        np.multiply(by_input[j], by_input[j:], out=sample_pairs[starts[j] : starts[j + 1]])
+    np.matmul(sample_pairs, w.reshape(samples, classes * classes)[:, columns], out=product)
+    gathered = np.empty((inputs, class_pairs), dtype=x.dtype)
+    for j in range(inputs - 1, -1, -1):
+        np.take(product, pair_rows[j], axis=0, out=gathered, mode="clip")
+        np.take(gathered.reshape(-1), row, out=result[j].reshape(-1), mode="clip")
+    return result
+
+
 def _row_tolerance(xp: Any, dtypes: list[Any], classes: int) -> float:
     """How far from 1 a row of C labels may sum: C roundings in float32 or a coarser dtype.
 
