@@ -947,14 +947,15 @@ def _pairs_layout(
 def _kronecker_rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``symmetric_kronecker_sum`` in NumPy: the pairs' product, then the result row by row.
 
-    The sample pairs (x_bj x_bk for j ≤ k, rows) and the product (those rows
-    by w's columns c ≤ d) are written into the result's own memory, where
-    they fit (the product always does: a quarter of it and less): no other
-    array of their size is made, and the fresh pages are touched once. Row j
-    of the result needs the product's rows {j, k}: its own (j, k ≥ j) and
-    those of the rows k < j, still unread; its memory lies at or after its
-    own rows', so the rows are written from the last up, each gathered first
-    (the pairs' rows, then each class pair at every c, d, one take each).
+    The product (the sample pairs x_bj x_bk, j ≤ k, by w's columns c ≤ d)
+    and the sample pairs are written into the result's own memory, the pairs
+    after the product (which always fits: a quarter of it or less), as many
+    samples at a time as fit there (their products added): no other array
+    of their size is made, and the fresh pages are touched once. Row j of the
+    result needs the product's rows {j, k}: its own (j, k ≥ j) and those of
+    the rows k < j; its memory lies at or after its own rows', so the rows are
+    written from the last up, each gathered first (the pairs' rows, then each
+    class pair at every c, d: one take each).
     """
     samples, inputs = x.shape
     classes = w.shape[-1]
@@ -963,16 +964,21 @@ def _kronecker_rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     result = np.empty((inputs, classes, inputs, classes), dtype=x.dtype)
     memory = result.reshape(-1)
     product = memory[: pairs * class_pairs].reshape(pairs, class_pairs)
-    end = pairs * (class_pairs + samples)
-    sample_pairs = (
-        memory[pairs * class_pairs : end].reshape(pairs, samples)
-        if end <= memory.size
-        else np.empty((pairs, samples), dtype=x.dtype)
-    )
-    by_input = np.ascontiguousarray(x.T)
-    for j in range(inputs):
-        np.multiply(by_input[j], by_input[j:], out=sample_pairs[starts[j] : starts[j + 1]])
-    np.matmul(sample_pairs, w.reshape(samples, classes * classes)[:, columns], out=product)
+    chunk = (memory.size - pairs * class_pairs) // pairs  # samples whose pairs fit after it
+    spare = memory[pairs * class_pairs :]
+    if not chunk:  # C = 1: not one sample's pairs fit
+        chunk, spare = max(samples, 1), np.empty(pairs * samples, dtype=x.dtype)
+    class_columns = w.reshape(samples, classes * classes)[:, columns]
+    for first in range(0, max(samples, 1), chunk):  # no samples: one empty product, zeros
+        last = min(samples, first + chunk)
+        sample_pairs = spare[: pairs * (last - first)].reshape(pairs, last - first)
+        by_input = np.ascontiguousarray(x[first:last].T)
+        for j in range(inputs):
+            np.multiply(by_input[j], by_input[j:], out=sample_pairs[starts[j] : starts[j + 1]])
+        if first:
+            product += sample_pairs @ class_columns[first:last]
+        else:
+            np.matmul(sample_pairs, class_columns[first:last], out=product)
     gathered = np.empty((inputs, class_pairs), dtype=x.dtype)
     for j in range(inputs - 1, -1, -1):
         np.take(product, pair_rows[j], axis=0, out=gathered, mode="clip")

@@ -9,9 +9,9 @@ from derive._runtime import FAST_NUMPY, namespace, symmetric_kronecker_sum
 
 from registry import require
 
-# (B, D, C): the pairs and their product fit in the result's memory, or the pairs do not
-# (B large beside C²), and the sizes of 1
-SIZES = [(6, 4, 7), (40, 9, 5), (1000, 8, 3), (1, 1, 1), (3, 1, 2), (2, 5, 1)]
+# (B, D, C): every sample's pairs fit in the result's memory after the product, or they fit a
+# few samples at a time (B large beside C²), or not one sample's (C = 1); sizes of 1, no samples
+SIZES = [(6, 4, 7), (40, 9, 5), (1000, 8, 3), (1, 1, 1), (3, 1, 2), (2, 5, 1), (0, 3, 2)]
 
 
 def _symmetric(rng, B, C, dtype):
