@@ -1363,9 +1363,10 @@ def derive():
             "C(C+1)/2 pairs of each sample's logit Hessian over B (c ≤ d), a quarter of the "
             "multiply-adds of all (j, c) by all (k, d); then each row j of the result gathered "
             "from it (the entry [j, c, k, d] is also [k, c, j, d], [j, d, k, c], [k, d, j, c]). "
-            "Memory: in NumPy the pairs and their product are written into the result's own "
-            "memory where they fit, and nothing else is the size of the result. The diagonal "
-            "blocks use S_c Σ_{n≠c} S_n, not S_c(1 − S_c).",
+            "Memory: in NumPy the product and the pairs are written into the result's own "
+            "memory (the pairs of as many samples at a time as fit there), and nothing else is "
+            "the size of the result. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
+            "S_c(1 − S_c).",
             flatten_batch=True,
             derivative=DerivativeOf("weight_grad(x, W, y)", wrt="W"),
         ),
