@@ -1004,11 +1004,11 @@ def derive():
             "Name the sums of others $O_{bc} = \\sum_{n \\ne c} S_{bn}$ (computed per sample "
             "without subtracting $S_{bc}$ from a sum it is nearly all of: `sum_of_others`). "
             "The $\\delta_{cd}$ "
-            "term and the $(1 - \\delta_{cd})$ term each become one sum over the batch, one "
-            "matrix product: the code takes the first on the diagonal blocks and the second off "
-            "them, so no entry is a difference of the two. The cost is that of the two products "
-            "before, $O(B D^2 C^2)$, never a $B \\times D \\times C \\times D \\times C$ "
-            "array. What still cancels is the data: for $j \\ne k$, $x_{bj} x_{bk}$ takes both "
+            "term and the $(1 - \\delta_{cd})$ term each become one sum over the batch: the "
+            "first holds on the diagonal blocks and the second off them, so no entry is a "
+            "difference of the two (the code joins them per sample, {step:kronecker-sum}). "
+            "The cost is that of the two products before, $O(B D^2 C^2)$, never a "
+            "$B \\times D \\times C \\times D \\times C$ array. What still cancels is the data: for $j \\ne k$, $x_{bj} x_{bk}$ takes both "
             "signs over the batch; for $j = k$ every term of a sum has the same sign.",
             batch_stable,
             stable_products,
