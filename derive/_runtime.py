@@ -15,7 +15,7 @@ import sys
 import types
 import warnings
 from collections.abc import Callable, Iterator
-from functools import cache, partial, wraps
+from functools import cache, lru_cache, partial, wraps
 from typing import Any, ParamSpec, TypeVar
 
 import array_api_compat
@@ -924,7 +924,7 @@ def symmetric_kronecker_sum(xp: Any, x: Any, w: Any) -> Any:
     return xp.permute_dims(blocks, (0, 2, 1, 3))
 
 
-@cache
+@lru_cache(maxsize=16)  # a few sizes: its last array is 1/D of the result's size
 def _pairs_layout(
     inputs: int, classes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
