@@ -1044,7 +1044,8 @@ def derive():
             "$c \\le d$, in one matrix product over the batch, a quarter of the "
             "multiply-adds of all $(j, c)$ by all $(k, d)$ ($B \\times 8256$ by "
             "$B \\times 210$ at $D = 128$, $C = 20$), and writes each product where its "
-            "entries are: in NumPy the result is exactly symmetric.",
+            "entries are (in NumPy, from $D C = 128$: below, one plain product of all pairs "
+            "is faster), so the result is exactly symmetric.",
             logit_hessians[b, c, d],
             logit_hessians[b, d, c],
             where=(
@@ -1363,7 +1364,9 @@ def derive():
             "C(C+1)/2 pairs of each sample's logit Hessian over B (c ≤ d), a quarter of the "
             "multiply-adds of all (j, c) by all (k, d); then each row j of the result gathered "
             "from it (the entry [j, c, k, d] is also [k, c, j, d], [j, d, k, c], [k, d, j, c]). "
-            "Memory: in NumPy the product and the pairs are written into the result's own "
+            "That is NumPy's route from D·C = 128; below, and in other libraries, one product of "
+            "all (j, k) by all (c, d). Memory: in NumPy the product and the pairs are written "
+            "into the result's own "
             "memory (the pairs of as many samples at a time as fit there), and nothing else is "
             "the size of the result. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
             "S_c(1 − S_c).",
