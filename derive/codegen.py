@@ -716,6 +716,7 @@ def _generate_function(
             "off_diagonal",
             "with_diagonal",
             "outer_product",
+            "symmetric_kronecker_sum",
             "solve",
             "is_traced",
             "vector_scale",

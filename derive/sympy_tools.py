@@ -306,6 +306,17 @@ class MatmulSum(sp.Sum):
         return {i.upper for i in self.free_symbols if isinstance(i, Idx)}
 
 
+class SymmetricMatmulSum(MatmulSum):
+    """Σ_b x[b, j] x[b, k] w[b, c, d] for a w the derivation proved symmetric in c, d.
+
+    The plain Sum (same value, same LaTeX), the batch's sum of Kronecker
+    products x_b x_bᵀ ⊗ w_b; declaring it says w_bcd = w_bdc (a displayed
+    step proves it). The array printer computes it from the pairs j ≤ k and
+    c ≤ d alone (``symmetric_kronecker_sum``, derive._runtime): a quarter of
+    the multiply-adds of a ``MatmulSum``.
+    """
+
+
 class DenseSolve(sp.Expr):
     """The X with Σ_{k..} A[j.., k..] X[k..] = r[j..]: a dense linear solve.
 

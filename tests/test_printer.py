@@ -286,6 +286,27 @@ def test_a_number_times_a_sum_over_the_batch_multiplies_a_factor_not_the_product
     assert halved == plain.replace("(s[:, None, :] * x", "((1/2)*s[:, None, :] * x", 1)
 
 
+def test_a_symmetric_sum_over_the_batch_is_one_runtime_call_on_the_two_factors():
+    # Σ_b x_bj x_bk w_bcd: symmetric_kronecker_sum, entry [j, c, k, d], placed on the result's axes
+    from derive.printing.array import UnsupportedExpression
+    from derive.sympy_tools import SymmetricMatmulSum
+
+    b, X, w = (
+        sp.Idx("b", (1, sp.Symbol("B", integer=True))),
+        sp.IndexedBase("x"),
+        sp.IndexedBase("w"),
+    )
+    jj, kk, cc, dd = input_index("j"), input_index("k"), class_index("c"), class_index("d")
+    total = SymmetricMatmulSum(X[b, jj] * X[b, kk] * w[b, cc, dd], (b, 1, b.upper))
+    assert code(total, (jj, cc, kk, dd), batched=()) == "symmetric_kronecker_sum(xp, x, w)"
+    assert code(total, (jj, kk, cc, dd), batched=()) == (
+        "xp.permute_dims(symmetric_kronecker_sum(xp, x, w), (0, 2, 1, 3))"
+    )
+    for wrong in (X[b, jj] * w[b, cc, dd], X[b, jj] * X[b, kk] * w[b, cc, dd] * X[b, jj]):
+        with pytest.raises(UnsupportedExpression, match="expected"):
+            code(SymmetricMatmulSum(wrong, (b, 1, b.upper)), (jj, cc, kk, dd), batched=())
+
+
 def test_a_weighted_sum_of_differences_with_the_others_is_one_runtime_call():
     n, U = class_index("n"), sp.IndexedBase("U")
     others = (1 - sp.KroneckerDelta(i, n)) * S[n] * (U[i] - U[n])

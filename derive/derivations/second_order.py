@@ -46,7 +46,7 @@ from derive.steps import (
     Step,
     every,
 )
-from derive.sympy_tools import DenseSolve, MatmulSum, Maximum, evaluate
+from derive.sympy_tools import DenseSolve, MatmulSum, Maximum, SymmetricMatmulSum, evaluate
 
 MAX_UNKNOWNS = 4096  # newton_step solves a (D·C) x (D·C) system densely up to this D·C
 B = sp.Symbol("B", integer=True, positive=True)  # samples in a batch
@@ -803,6 +803,15 @@ def derive():
         + l2 * KroneckerDelta(jj, kk)
     ) - (1 - KroneckerDelta(c, d)) * Sum(inputs_outer[b, jj, kk] * share[b, c] * P[b, d], (b, 1, B))
 
+    # The Hessian as the code computes it: the samples' x_b x_bᵀ times their stable logit
+    # Hessians over B, one sum; both factors symmetric, so the pairs j ≤ k and c ≤ d suffice.
+    logit_hessians = sp.IndexedBase("logit_hessians")  # entry [b, c, d], (ℋ_z / B)_bcd
+    per_sample_logit_hessian = (
+        KroneckerDelta(c, d) * share[b, c] * O[b, c]
+        - (1 - KroneckerDelta(c, d)) * share[b, c] * P[b, d]
+    )
+    kronecker_sum = Sum(inputs_outer[b, jj, kk] * logit_hessians[b, c, d], (b, 1, B))
+
     # What the steps' names mean, down to the inputs (derive.claims writes them out).
     labels_sum = ((Sum(y[t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_t = 1
     probabilities_sum = ((Sum(S[j], (j, 1, C)), sp.Integer(1)),)  # Σ_n S_n = 1
@@ -1005,16 +1014,57 @@ def derive():
             "Name the sums of others $O_{bc} = \\sum_{n \\ne c} S_{bn}$ (computed per sample "
             "without subtracting $S_{bc}$ from a sum it is nearly all of: `sum_of_others`). "
             "The $\\delta_{cd}$ "
-            "term and the $(1 - \\delta_{cd})$ term each become one sum over the batch, one "
-            "matrix product: the code takes the first on the diagonal blocks and the second off "
-            "them, so no entry is a difference of the two. The cost is that of the two products "
-            "before, $O(B D^2 C^2)$, never a $B \\times D \\times C \\times D \\times C$ "
-            "array. What still cancels is the data: for $j \\ne k$, $x_{bj} x_{bk}$ takes both "
+            "term and the $(1 - \\delta_{cd})$ term each become one sum over the batch: the "
+            "first holds on the diagonal blocks and the second off them, so no entry is a "
+            "difference of the two (the code joins them per sample, {step:kronecker-sum}). "
+            "The cost is that of the two products before, $O(B D^2 C^2)$, never a "
+            "$B \\times D \\times C \\times D \\times C$ array. What still cancels is the data: for $j \\ne k$, $x_{bj} x_{bk}$ takes both "
             "signs over the batch; for $j = k$ every term of a sum has the same sign.",
             batch_stable,
             stable_products,
             where=((O[b, c], batch_others), *batch_softmax),
             start="the batch mean of the stable form",
+        ),
+        Step(
+            "As one sum of Kronecker products",
+            "Both terms are sums over the batch of $x_{bj} x_{bk}$ times a factor of $b, c, d$ "
+            "alone: each sample's stable logit Hessian over $B$, $(\\mathcal{H}_z / B)_{bcd}$, "
+            "$S_{bc} O_{bc} / B$ on the diagonal and $-S_{bc} S_{bd} / B$ off it. So the "
+            "Hessian is one sum, $\\sum_b x_b x_b^T \\otimes (\\mathcal{H}_z / B)_b$: "
+            "entry $[j, c, k, d]$ is a product of the samples' $x x^T$ ($B \\times D^2$) "
+            "and their logit Hessians ($B \\times C^2$), summed over the batch.",
+            stable_products,
+            kronecker_sum,
+            where=(
+                (inputs_outer[b, jj, kk], X[b, jj] * X[b, kk]),
+                (logit_hessians[b, c, d], per_sample_logit_hessian),
+                (share[b, c], P[b, c] / B),
+                (O[b, c], batch_others),
+                *batch_softmax,
+            ),
+            key="kronecker-sum",
+        ),
+        Step(
+            "Both factors are symmetric: the pairs j ≤ k and c ≤ d suffice",
+            "$x_{bj} x_{bk}$ does not change when $j$ and $k$ swap, and a logit Hessian does "
+            "not change when $c$ and $d$ do ($S_{bc} S_{bd} / B$ off the diagonal): entry "
+            "$[j, c, k, d]$ of {step:kronecker-sum}'s sum is also entry $[k, c, j, d]$, "
+            "$[j, d, k, c]$ and $[k, d, j, c]$. The code (`symmetric_kronecker_sum`) "
+            "multiplies the $D(D+1)/2$ pairs $j \\le k$ by the $C(C+1)/2$ pairs "
+            "$c \\le d$, in one matrix product over the batch, a quarter of the "
+            "multiply-adds of all $(j, c)$ by all $(k, d)$ ($B \\times 8256$ by "
+            "$B \\times 210$ at $D = 128$, $C = 20$), and writes each product where its "
+            "entries are (in NumPy, from $D C = 128$: below, one plain product of all pairs "
+            "is faster), so the result is exactly symmetric.",
+            logit_hessians[b, c, d],
+            logit_hessians[b, d, c],
+            where=(
+                (logit_hessians[b, c, d], per_sample_logit_hessian),
+                (share[b, c], P[b, c] / B),
+                (O[b, c], batch_others),
+                *batch_softmax,
+            ),
+            start="one sample's logit Hessian over $B$",
         ),
         Step(
             "Hessian times V, without the Hessian",
@@ -1069,7 +1119,7 @@ def derive():
                 (U[b, c], along),
                 *batch_softmax,
             ),
-            start=18,
+            start=20,
         ),
         Step(
             "Hessian times V from the exponentials",
@@ -1333,23 +1383,27 @@ def derive():
                 Assign(P, (b, c), softmax_of_batch),
                 Assign(share, (b, c), P[b, c] / B),
                 Assign(O, (b, c), batch_others),
+                Assign(logit_hessians, (b, c, d), per_sample_logit_hessian),
             ),
+            # the page's steps "As one sum of Kronecker products" and "Both factors are
+            # symmetric": the pairs j ≤ k by the pairs c ≤ d, one matrix product
             returns=Assign(
                 Derivative(XE, W[jj, c], W[kk, d]),
                 (jj, c, kk, d),
-                KroneckerDelta(c, d)
-                * MatmulSum(X[b, jj] * share[b, c] * O[b, c] * X[b, kk], (b, 1, B))
-                - (1 - KroneckerDelta(c, d))
-                * MatmulSum(X[b, jj] * share[b, c] * X[b, kk] * P[b, d], (b, 1, B)),
+                SymmetricMatmulSum(X[b, jj] * X[b, kk] * logit_hessians[b, c, d], (b, 1, B)),
             ),
             math=batch_stable.xreplace({O[b, c]: batch_others}),
             returns_doc="shape (D, C, D, C), entry [j, c, k, d] = ∂²XE/∂W_jc∂W_kd; "
             "`.reshape(D*C, D*C)` is the Hessian of W flattened row-major (`W.reshape(-1)`)",
-            notes="Cost: two matrix products, D x B by B x (C·D) for the diagonal blocks and "
-            "(D·C) x B by B x (D·C) off them, and no other pass over the (D·C)² result: the "
-            "minus sign is taken on a B x C factor before the product, and the diagonal blocks "
-            "are written over the product's. Memory: one array the size of the result, "
-            "besides B x D·C arrays. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
+            notes="Cost: one matrix product, of the D(D+1)/2 pairs x_bj x_bk (j ≤ k) by the "
+            "C(C+1)/2 pairs of each sample's logit Hessian over B (c ≤ d), a quarter of the "
+            "multiply-adds of all (j, c) by all (k, d); then each row j of the result gathered "
+            "from it (the entry [j, c, k, d] is also [k, c, j, d], [j, d, k, c], [k, d, j, c]). "
+            "That is NumPy's route from D·C = 128; below, and in other libraries, one product of "
+            "all (j, k) by all (c, d). Memory: in NumPy the product and the pairs are written "
+            "into the result's own "
+            "memory (the pairs of as many samples at a time as fit there), and nothing else is "
+            "the size of the result. The diagonal blocks use S_c Σ_{n≠c} S_n, not "
             "S_c(1 − S_c).",
             flatten_batch=True,
             derivative=DerivativeOf("weight_grad(x, W, y)", wrt="W"),

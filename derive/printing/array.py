@@ -30,6 +30,7 @@ from derive.sympy_tools import (
     Maximum,
     NormalFloor,
     QuietQuotient,
+    SymmetricMatmulSum,
     VectorScale,
 )
 
@@ -1030,6 +1031,39 @@ class ArrayPrinter(NumPyPrinter):
             shape = ", ".join(self._print(i.upper) for i in free)
             product = f"{self._module}.reshape({product}, ({shape}))"
         return self._place(product, tuple(free), batched=False)
+
+    def _print_SymmetricMatmulSum(self, expr: SymmetricMatmulSum) -> str:
+        """Σ_b x_bj x_bk w_bcd (w symmetric in c, d, as the node declares) as
+        ``symmetric_kronecker_sum(xp, x, w)`` (derive._runtime), entry [j, c, k, d]: one matrix
+        product of the pairs j ≤ k by the pairs c ≤ d."""
+        ((b, lower, upper),) = expr.limits
+        factors = sp.Mul.make_args(expr.function)
+        inputs = sorted(
+            (f for f in factors if isinstance(f, sp.Indexed) and len(f.indices) == 2),
+            key=lambda f: self.axes.index(f.indices[1]) if f.indices[1] in self.axes else -1,
+        )
+        weights = [f for f in factors if isinstance(f, sp.Indexed) and len(f.indices) == 3]
+        if not (
+            (lower, upper) == (b.lower, b.upper)
+            and len(factors) == 3
+            and len(inputs) == 2
+            and len(weights) == 1
+            and inputs[0].base == inputs[1].base
+            and all(f.indices[0] == b for f in (*inputs, *weights))
+        ):
+            raise UnsupportedExpression(
+                f"{expr}: expected Σ_{b} x[{b}, j] x[{b}, k] w[{b}, c, d] over {b}'s whole range"
+            )
+        (weight,) = weights
+        j, k = (f.indices[1] for f in inputs)
+        c, d = sorted(
+            weight.indices[1:], key=lambda a: self.axes.index(a) if a in self.axes else -1
+        )
+        x, w = self._name(inputs[0].base.label), self._name(weight.base.label)
+        if {x, w} & self.batched or j.upper != k.upper or c.upper != d.upper:
+            raise UnsupportedExpression(f"{expr}: its factors are not one sample per row of {b}")
+        code = f"symmetric_kronecker_sum({self._module}, {x}, {w})"
+        return self._place(code, (j, c, k, d), batched=False)
 
     def _print_DenseSolve(self, expr: DenseSolve) -> str:
         """``solve(xp, A, r)`` (``xp.linalg.solve`` with named errors, derive._runtime) on A and r

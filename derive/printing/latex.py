@@ -17,6 +17,7 @@ NAMES = {
     "hessian": r"\mathcal{H}",  # H is the number of hidden units
     "HV": r"(\mathcal{H} V)",  # the Hessian times V
     "inputs_outer": r"(x x^T)",  # each sample's x_b x_bᵀ
+    "logit_hessians": r"(\mathcal{H}_z / B)",  # each sample's logit Hessian, over B
     "share": r"(S/B)",  # each sample's share of the mean, S_bc / B
     # layer normalisation's named values (derive/derivations/layer_norm.py)
     "var": r"\sigma^2",  # the variance
