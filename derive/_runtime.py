@@ -796,6 +796,21 @@ def sum_of_others(xp: Any, a: Any) -> Any:
     return before + after
 
 
+def _long_numpy_rows(xp: Any, w: Any, a: Any) -> bool:
+    """Whether NumPy's routes of the weighted differences apply: w and a NumPy float32 or
+    float64 arrays of one shape and dtype, over more than a few classes (over a few, the
+    sums of others' one matrix product each is faster)."""
+    return (
+        xp is FAST_NUMPY
+        and type(w) is np.ndarray
+        and type(a) is np.ndarray
+        and w.shape == a.shape
+        and w.dtype == a.dtype
+        and w.dtype in _BLAS_FLOATS
+        and w.shape[-1] > _SHORT_AXIS
+    )
+
+
 def sum_of_weighted_differences(xp: Any, w: Any, a: Any) -> Any:
     """``D[..., i] = Σ_{m≠i} w[..., m] (a[..., i] − a[..., m])``, for each i of the last axis.
 
@@ -811,15 +826,7 @@ def sum_of_weighted_differences(xp: Any, w: Any, a: Any) -> Any:
     one matrix product each; other libraries, other dtypes, a row that is not
     finite): the two sums of others.
     """
-    if (
-        xp is FAST_NUMPY
-        and type(w) is np.ndarray
-        and type(a) is np.ndarray
-        and w.shape == a.shape
-        and w.dtype == a.dtype
-        and w.dtype in _BLAS_FLOATS
-        and w.shape[-1] > _SHORT_AXIS  # over a few classes, the sums of others' one product each
-    ):
+    if _long_numpy_rows(xp, w, a):
         total = np.add.reduce(w, axis=-1, keepdims=True)
         along = np.vecdot(w, a)[..., None]
         # Σ_m w_m a_m is nan or ±inf if any w or a is (0 · inf included): then the sums of others
@@ -865,21 +872,13 @@ def share_of_weighted_differences(xp: Any, w: Any, a: Any, n: Any, owned: bool =
     Σ_m w_m that would make s, and the division by n, are one per-row divisor, and NumPy
     takes (a_i − ā) w_i / (n Σ_m w_m) with ā = Σ_m w_m a_m / Σ_m w_m: three passes over the
     rows where `sum_of_weighted_differences` and the two divisions take five, and no row
-    sums of s (the HVP at 64 x 512 x 1000 float32: 1.27 -> 1.21 ms, side by side). a_i − ā is (a_i Σ_m w_m − Σ_m w_m a_m) / Σ_m w_m,
-    the same terms, so it is used where `sum_of_weighted_differences` takes that form (no
+    sums of s (the HVP at 64 x 512 x 1000 float32: 1.27 -> 1.21 ms, side by side).
+    a_i − ā is (a_i Σ_m w_m − Σ_m w_m a_m) / Σ_m w_m, the same terms, so it is used where `sum_of_weighted_differences` takes that form (no
     entry over half its row) and the row is finite; elsewhere, and for other libraries,
     that function's result times w / (n (Σ_m w_m)²). ``owned``: a is a temporary the caller
     reads no more, so the result may be written into it.
     """
-    if (
-        xp is FAST_NUMPY
-        and type(w) is np.ndarray
-        and type(a) is np.ndarray
-        and w.shape == a.shape
-        and w.dtype == a.dtype
-        and w.dtype in _BLAS_FLOATS
-        and w.shape[-1] > _SHORT_AXIS  # as `sum_of_weighted_differences`'s own test
-    ):
+    if _long_numpy_rows(xp, w, a):  # as `sum_of_weighted_differences`
         total = np.add.reduce(w, axis=-1, keepdims=True)
         along = np.vecdot(w, a)[..., None]
         if (

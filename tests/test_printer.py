@@ -267,16 +267,18 @@ def test_a_maximum_with_a_number_is_written_into_an_owned_temporary():
     assert code(sp.Max(z[k], 0), (k,)) == "xp.maximum(0, z)"
 
 
+def _batch_and_weight_indices():
+    """b over a batch of B, and the weights' two (input, class) index pairs j, k and c, d."""
+    b = sp.Idx("b", (1, sp.Symbol("B", integer=True)))
+    return b, input_index("j"), input_index("k"), class_index("c"), class_index("d")
+
+
 def test_a_number_times_a_sum_over_the_batch_multiplies_a_factor_not_the_product():
     # −Σ_b x_bj S_bc x_bk S_bd: the sign on the (B, C) factor, not a pass over the (D·C)² product
     from derive.sympy_tools import MatmulSum
 
-    b, X, P = (
-        sp.Idx("b", (1, sp.Symbol("B", integer=True))),
-        sp.IndexedBase("x"),
-        sp.IndexedBase("S"),
-    )
-    jj, kk, cc, dd = input_index("j"), input_index("k"), class_index("c"), class_index("d")
+    b, jj, kk, cc, dd = _batch_and_weight_indices()
+    X, P = sp.IndexedBase("x"), sp.IndexedBase("S")
     product = MatmulSum(X[b, jj] * P[b, cc] * X[b, kk] * P[b, dd], (b, 1, b.upper))
     plain = code(product, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
     negated = code(-product, (jj, cc, kk, dd), batched=(), names=(("S", "s"),))
@@ -291,12 +293,8 @@ def test_a_symmetric_sum_over_the_batch_is_one_runtime_call_on_the_two_factors()
     from derive.printing.array import UnsupportedExpression
     from derive.sympy_tools import SymmetricMatmulSum
 
-    b, X, w = (
-        sp.Idx("b", (1, sp.Symbol("B", integer=True))),
-        sp.IndexedBase("x"),
-        sp.IndexedBase("w"),
-    )
-    jj, kk, cc, dd = input_index("j"), input_index("k"), class_index("c"), class_index("d")
+    b, jj, kk, cc, dd = _batch_and_weight_indices()
+    X, w = sp.IndexedBase("x"), sp.IndexedBase("w")
     total = SymmetricMatmulSum(X[b, jj] * X[b, kk] * w[b, cc, dd], (b, 1, b.upper))
     assert code(total, (jj, cc, kk, dd), batched=()) == "symmetric_kronecker_sum(xp, x, w)"
     assert code(total, (jj, kk, cc, dd), batched=()) == (

@@ -811,6 +811,11 @@ def derive():
         - (1 - KroneckerDelta(c, d)) * share[b, c] * P[b, d]
     )
     kronecker_sum = Sum(inputs_outer[b, jj, kk] * logit_hessians[b, c, d], (b, 1, B))
+    logit_hessians_named = (  # what (ℋ_z / B)_bcd is, down to the inputs
+        (logit_hessians[b, c, d], per_sample_logit_hessian),
+        (share[b, c], P[b, c] / B),
+        (O[b, c], batch_others),
+    )
 
     # What the steps' names mean, down to the inputs (derive.claims writes them out).
     labels_sum = ((Sum(y[t], (t, 1, C)), sp.Integer(1)),)  # Σ_t y_t = 1
@@ -1037,9 +1042,7 @@ def derive():
             kronecker_sum,
             where=(
                 (inputs_outer[b, jj, kk], X[b, jj] * X[b, kk]),
-                (logit_hessians[b, c, d], per_sample_logit_hessian),
-                (share[b, c], P[b, c] / B),
-                (O[b, c], batch_others),
+                *logit_hessians_named,
                 *batch_softmax,
             ),
             key="kronecker-sum",
@@ -1058,12 +1061,7 @@ def derive():
             "is faster), so the result is exactly symmetric.",
             logit_hessians[b, c, d],
             logit_hessians[b, d, c],
-            where=(
-                (logit_hessians[b, c, d], per_sample_logit_hessian),
-                (share[b, c], P[b, c] / B),
-                (O[b, c], batch_others),
-                *batch_softmax,
-            ),
+            where=(*logit_hessians_named, *batch_softmax),
             start="one sample's logit Hessian over $B$",
         ),
         Step(
