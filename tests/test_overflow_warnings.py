@@ -17,7 +17,7 @@ import torch
 import derive.generated as generated
 from derive._runtime import quiet_divide, quiet_overflow, subtract_maximum
 
-from registry import BY_NAME, draw
+from registry import BY_NAME, draw, require
 
 QUIETED = [k for k in BY_NAME.values() if k.overflow]
 # The widest logits a dtype holds, a row apart by more than its range.
@@ -168,16 +168,29 @@ def test_quiet_divide_silences_its_one_division_and_keeps_the_callers_settings()
         shifted[1:] / np.float32(0.0)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32"])  # a float64 T is a Python float
-def test_a_temperature_that_rounds_to_0_in_the_logits_dtype_gives_the_argmax_without_warning(dtype):
-    """T below the dtype's smallest number is 0 there: (z − max z)/T is −∞ but at the maximum,
-    whose 0/0 the code writes 0; the quotient is the one division that may do so."""
-    T = float(np.finfo(dtype).smallest_subnormal) / 4
-    z = np.array([[1.0, 3.0, -2.0], [5.0, 5.0, 0.0]], dtype=dtype)
+def test_a_temperature_that_rounds_to_0_in_the_logits_dtype_gives_the_argmax_without_warning():
+    """T below float32's smallest number is 0 there (a float64 T is a Python float, and float16
+    is computed in float32): (z − max z)/T is −∞ but at the maximum, whose 0/0 the code writes
+    0; the quotient is the one division that may do so."""
+    T = float(np.finfo(np.float32).smallest_subnormal) / 4
+    z = np.array([[1.0, 3.0, -2.0], [5.0, 5.0, 0.0]], dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = generated.softmax_temperature(z, T)
     np.testing.assert_array_equal(got, [[0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_a_temperature_beyond_float16s_largest_number_keeps_a_masked_logit_at_0(library):
+    """T = 10³⁰ is ∞ in float16, where a −∞ logit's −∞/∞ was nan and the row [nan, nan]:
+    float16 is computed in float32, where T is finite and e^{−∞/T} = 0."""
+    z = np.array([[-np.inf, 0.0], [-np.inf, 2.0], [1.0, 0.0]], dtype=np.float16)
+    logits = z if library == "numpy" else require("torch").from_numpy(z)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = generated.softmax_temperature(logits, 1e30)
+    assert got.dtype == logits.dtype
+    np.testing.assert_array_equal(np.asarray(got), [[0.0, 1.0], [0.0, 1.0], [0.5, 0.5]])
 
 
 def _cases(big: float) -> list:

@@ -172,14 +172,14 @@ def derive() -> Derivation:
         ),
         Step(
             "Why the code writes 0 at the maximum",
-            "A temperature below the smallest number of the logits' dtype ($6 \\cdot 10^{-8}$ in "
-            "float16, $1.4 \\cdot 10^{-45}$ in float32) rounds to 0 there, and "
+            "A temperature below the smallest number of the logits' dtype ($1.4 \\cdot 10^{-45}$ "
+            "in float32, in which float16 logits are computed) rounds to 0 there, and "
             "$(z_k - m)/T$ is then $0/0$, nan, at the maximum. The quotient is 0 wherever "
             "$z_k = m$, for every $T$: the code writes that 0 (`xp.where`), and the other "
             "quotients are $-\\infty$, their limit. It also halves before it subtracts: "
             "$z_k - m$ overflows to $-\\infty$ where the logits span more than the dtype's "
-            "largest number ($\\pm 60000$ in float16), and $-\\infty/T$ is nan where $T$ "
-            "rounds to $\\infty$ ($T = 10^{30}$ in float16); $z_k/2 - m/2$ cannot overflow. "
+            "largest number ($\\pm 2 \\cdot 10^{38}$ in float32), and $-\\infty/T$ is nan where "
+            "$T$ rounds to $\\infty$ ($T = 10^{39}$ in float32); $z_k/2 - m/2$ cannot overflow. "
             "So the result is finite for every finite $z$ and every $T > 0$, and uniform (the "
             "hot limit) where $T$ is $\\infty$ in the logits' dtype.",
             (z[k] - shift) / T,
@@ -319,9 +319,10 @@ def derive() -> Derivation:
             returns_doc="probabilities, shape (..., C); finite for every finite z and every T > 0 "
             "(z is shifted by its maximum before the division by T, and the maximum's quotient "
             "is written 0, even where T rounds to 0 in z's dtype); a T beyond z's dtype's largest "
-            f"number ({np.finfo(np.float16).max:.0f} in float16) is ∞ there, and gives the uniform "
-            "distribution, so pass "
-            "such logits in float32",
+            f"number ({float(np.finfo(np.float32).max):.1e} in float32) is ∞ "
+            "there, and gives the uniform distribution, so pass such logits in float64",
+            float16_in_float32="float16's largest number is 65504, so a temperature of 10^5 "
+            "would be ∞ there, and a masked logit's −∞/∞ nan",
             reference="torch.softmax(z / T, dim=-1)",
             requires=positive,
             conditioning="As softmax's, of z/T: the code rounds (z_i − max z)/T, and e^x turns "
