@@ -1687,18 +1687,24 @@ if _extobj_contextvar is not None:  # NumPy's error state, read and set directly
     _reset_error_state = _extobj_contextvar.reset
 
 
-def _overflow_ignored(current: Any) -> Any:
-    """The error state ``current`` with overflow ignored: every other setting the caller's."""
-    quiet = _OVERFLOW_IGNORED.get(current)
+def _ignoring(made: dict[Any, Any], current: Any, **ignored: str) -> Any:
+    """The error state ``current`` with the ``ignored`` settings changed, every other setting
+    the caller's; remembered in ``made`` (one per caller's state)."""
+    quiet = made.get(current)
     if quiet is None:
-        if len(_OVERFLOW_IGNORED) >= 64:  # each np.errstate block makes a new state
-            _OVERFLOW_IGNORED.clear()
+        if len(made) >= 64:  # each np.errstate block makes a new state
+            made.clear()
         token = _extobj_contextvar.set(current)
         try:
-            quiet = _OVERFLOW_IGNORED[current] = _make_extobj(over="ignore")
+            quiet = made[current] = _make_extobj(**ignored)
         finally:
             _extobj_contextvar.reset(token)
     return quiet
+
+
+def _overflow_ignored(current: Any) -> Any:
+    """The error state ``current`` with overflow ignored: every other setting the caller's."""
+    return _ignoring(_OVERFLOW_IGNORED, current, over="ignore")
 
 
 _Arguments = ParamSpec("_Arguments")
@@ -1779,13 +1785,9 @@ def quiet_divide(xp: Any, a: Any, b: Any, owned: bool = True) -> Any:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return in_place(xp.divide, a, b, owned=owned)
     current = _get_error_state()
-    quiet = _DIVISION_IGNORED.get(current)
-    if quiet is None:
-        if len(_DIVISION_IGNORED) >= 64:  # each np.errstate block makes a new state
-            _DIVISION_IGNORED.clear()
-        quiet = _DIVISION_IGNORED[current] = _make_extobj(
-            divide="ignore", invalid="ignore", over="ignore"
-        )
+    quiet = _DIVISION_IGNORED.get(current) or _ignoring(
+        _DIVISION_IGNORED, current, divide="ignore", invalid="ignore", over="ignore"
+    )
     token = _set_error_state(quiet)
     try:
         return in_place(xp.divide, a, b, owned=owned)

@@ -858,11 +858,11 @@ class ArrayPrinter(NumPyPrinter):
         the mean from unnormalised exponentials w): ``share_of_weighted_differences(xp, w, a,
         n)`` (derive._runtime), its per-row divisions one divisor; a written into if owned."""
         factors = sp.Mul.make_args(expr)
-        sums = [f for f in factors if self._weighted_differences(f) is not None]
+        sums = [(f, m) for f in factors if (m := self._weighted_differences(f)) is not None]
         if len(sums) != 1:
             return None
-        weight, values, w, a, leading, i = self._weighted_differences(sums[0])
-        rest = [f for f in factors if f is not sums[0]]
+        ((summed, (weight, values, w, a, leading, i)),) = sums
+        rest = [f for f in factors if f is not summed]
         entry = weight.base[(*leading, i)]
 
         def weights_total(f: sp.Basic) -> bool:  # Σ_k w_k, the row's total, any k
