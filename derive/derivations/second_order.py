@@ -11,6 +11,7 @@ import numpy as np
 import sympy as sp
 from sympy import Derivative, KroneckerDelta, Matrix, Sum
 
+from derive._runtime import _PAIRS_FROM
 from derive.derivations import result
 from derive.model import (
     C,
@@ -47,6 +48,14 @@ from derive.steps import (
     every,
 )
 from derive.sympy_tools import DenseSolve, MatmulSum, Maximum, SymmetricMatmulSum, evaluate
+
+_EXAMPLE_INPUTS, _EXAMPLE_CLASSES = 128, 20  # the benchmark's largest Hessian, for the page
+
+
+def _pairs(n: int) -> int:
+    """How many pairs i ≤ j of n indices: n(n + 1)/2."""
+    return n * (n + 1) // 2
+
 
 MAX_UNKNOWNS = 4096  # newton_step solves a (D·C) x (D·C) system densely up to this D·C
 B = sp.Symbol("B", integer=True, positive=True)  # samples in a batch
@@ -1055,10 +1064,11 @@ def derive():
             "$[j, d, k, c]$ and $[k, d, j, c]$. The code (`symmetric_kronecker_sum`) "
             "multiplies the $D(D+1)/2$ pairs $j \\le k$ by the $C(C+1)/2$ pairs "
             "$c \\le d$, in one matrix product over the batch, a quarter of the "
-            "multiply-adds of all $(j, c)$ by all $(k, d)$ ($B \\times 8256$ by "
-            "$B \\times 210$ at $D = 128$, $C = 20$), and writes each product where its "
-            "entries are (in NumPy, from $D C = 128$: below, one plain product of all pairs "
-            "is faster), so the result is exactly symmetric.",
+            "multiply-adds of all $(j, c)$ by all $(k, d)$ ($B \\times "
+            f"{_pairs(_EXAMPLE_INPUTS)}$ by $B \\times {_pairs(_EXAMPLE_CLASSES)}$ at "
+            f"$D = {_EXAMPLE_INPUTS}$, $C = {_EXAMPLE_CLASSES}$), and writes each product where "
+            f"its entries are (in NumPy, from $D C = {_PAIRS_FROM}$: below, one plain product of "
+            "all pairs is faster), so the result is exactly symmetric.",
             logit_hessians[b, c, d],
             logit_hessians[b, d, c],
             where=(*logit_hessians_named, *batch_softmax),
